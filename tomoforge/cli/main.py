@@ -1,0 +1,332 @@
+"""The ``tomoforge`` command line: projects, protocols, runs, provenance, citations."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tomoforge.cli.progress import run_with_progress
+from tomoforge.engine import ExecutorConfig, Project, ProjectError
+from tomoforge.engine.project import FAILED, InputPointer
+from tomoforge.engine.protocol import ParamsError
+from tomoforge.engine.provenance import citations_of_project, format_provenance, provenance, runs_upstream
+from tomoforge.engine.registry import broken_protocols, get_protocol, protocols
+
+app = typer.Typer(help="tomoforge: cryo-electron tomography with full provenance.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+project_app = typer.Typer(help="Create or describe a project.", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+console = Console(soft_wrap=True)
+state: dict[str, Any] = {"project": None}
+
+
+@app.callback()
+def main(project: Optional[Path] = typer.Option(
+        None, "--project", "-p", envvar="TOMOFORGE_PROJECT", help="project folder (default: current folder)")) -> None:
+    state["project"] = project
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def open_project() -> Project:
+    try:
+        return Project.open(state["project"] or Path.cwd())
+    except ProjectError as exc:
+        fail(str(exc))
+        raise
+
+
+def duration(row: Any) -> str:
+    if not row["started"]:
+        return ""
+    seconds = (row["finished"] or time.time()) - row["started"]
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+# --- project ----------------------------------------------------------------------------------
+@project_app.command("new")
+def project_new(path: Path) -> None:
+    """Create a new project in PATH (a new or empty folder)."""
+    try:
+        project = Project.create(path)
+    except ProjectError as exc:
+        fail(str(exc))
+    console.print(f"created project {project.root}")
+
+
+@project_app.command("info")
+def project_info() -> None:
+    """Where the project is, its schema version and its runs by state."""
+    project = open_project()
+    from tomoforge.engine.db import schema_version
+
+    rows = project.runs()
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    console.print(f"project: {project.root}")
+    console.print(f"schema version: {schema_version(project.conn)}")
+    console.print(f"runs: {len(rows)}" + (" (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")" if rows else ""))
+
+
+# --- protocols and runs -----------------------------------------------------------------------
+@app.command("protocols")
+def list_protocols() -> None:
+    """List the installed protocols with one line of help."""
+    table = Table("protocol", "what it does")
+    for name, cls in protocols().items():
+        table.add_row(name, cls.summary())
+    console.print(table)
+    for name, why in broken_protocols().items():
+        console.print(f"[yellow]not loaded:[/yellow] {name}: {why}")
+
+
+def parse_settings(settings: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for setting in settings or []:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set {setting!r}: expected key=value")
+        values[key.strip()] = None if value.strip() == "" else value.strip()
+    return values
+
+
+def parse_inputs(inputs: list[str]) -> dict[str, InputPointer]:
+    pointers = {}
+    for text in inputs or []:
+        name, sep, value = text.partition("=")
+        if not sep:
+            fail(f"--input {text!r}: expected name=RUN.OUTPUT, e.g. tilt_series=1.tilt_series")
+        try:
+            pointers[name.strip()] = InputPointer.parse(value)
+        except ProjectError as exc:
+            fail(str(exc))
+    return pointers
+
+
+@app.command("run")
+def run(
+    protocol: str = typer.Argument(..., help="protocol name (see 'tomoforge protocols')"),
+    set_: list[str] = typer.Option(None, "--set", help="parameter key=value (key= for 'not set')"),
+    input_: list[str] = typer.Option(None, "--input", help="input name=RUN.OUTPUT or name=RUN.OUTPUT[filter]"),
+    label: str = typer.Option("", help="label shown in the run table"),
+    comment: str = typer.Option("", help="free comment"),
+    executor: str = typer.Option("local", help="local | dask | serial"),
+    workers: int = typer.Option(1, min=1, help="worker processes"),
+    threads: int = typer.Option(0, min=0, help="threads per worker (0: cores / workers)"),
+    dask_address: str = typer.Option("", help="Dask scheduler address ('' = a LocalCluster)"),
+    save: bool = typer.Option(False, "--save", help="only save the run (state saved)"),
+    schedule: bool = typer.Option(False, "--schedule", help="save and schedule it (runs when its inputs are ready)"),
+) -> None:
+    """Create a run of PROTOCOL and execute it, with a progress bar."""
+    project = open_project()
+    try:
+        config = ExecutorConfig(kind=executor, workers=workers, threads_per_worker=threads, address=dask_address)
+        run_id = project.new_run(protocol, parse_settings(set_), parse_inputs(input_), label=label,
+                                 comment=comment, executor=config)
+    except (ProjectError, ParamsError, KeyError, ValueError) as exc:
+        fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+    if save or schedule:
+        if schedule:
+            project.schedule(run_id)
+        console.print(f"run {run_id} {'scheduled' if schedule else 'saved'}")
+        return
+    execute(project, run_id, "run")
+
+
+def execute(project: Project, run_id: int, mode: str) -> None:
+    try:
+        final = run_with_progress(project, run_id, mode, console)
+    except (ProjectError, KeyError) as exc:
+        fail(str(exc))
+    row = project.run(run_id)
+    if final == FAILED:
+        console.print(f"[red]run {run_id} failed:[/red] {row['error']}", highlight=False)
+        console.print(f"log: {project.run_dir(run_id) / 'run.log'}; details: tomoforge show {run_id}")
+        raise typer.Exit(1)
+    console.print(f"run {run_id} {final} in {duration(row)}")
+    if final != "finished":
+        raise typer.Exit(1)
+
+
+def _run_id(run: str) -> int:
+    if not run.strip().isdigit():
+        fail(f"{run!r} is not a run number")
+    return int(run)
+
+
+@app.command("continue")
+def continue_(run: str) -> None:
+    """Resume RUN, skipping the items already done."""
+    execute(open_project(), _run_id(run), "continue")
+
+
+@app.command("restart")
+def restart(run: str) -> None:
+    """Redo RUN from scratch (its outputs are cleared first)."""
+    execute(open_project(), _run_id(run), "restart")
+
+
+def _act(action: str, run: str) -> Project:
+    project = open_project()
+    try:
+        getattr(project, action)(_run_id(run))
+    except ProjectError as exc:
+        fail(str(exc))
+    return project
+
+
+@app.command("reset")
+def reset(run: str) -> None:
+    """Clear RUN's outputs and files, keeping its parameters (state saved)."""
+    _act("reset", run)
+    console.print(f"run {run} reset")
+
+
+@app.command("delete")
+def delete(run: str) -> None:
+    """Delete RUN and its folder (refused while other runs use its outputs)."""
+    _act("delete", run)
+    console.print(f"run {run} deleted")
+
+
+@app.command("abort")
+def abort(run: str) -> None:
+    """Stop RUN (a running run stops within a second; its finished items are kept for 'continue')."""
+    project = open_project()
+    try:
+        outcome = project.request_abort(_run_id(run))
+    except ProjectError as exc:
+        fail(str(exc))
+    console.print(f"run {run}: abort {outcome}")
+
+
+@app.command("duplicate")
+def duplicate(run: str, label: str = typer.Option("", help="label of the copy")) -> None:
+    """Copy RUN's protocol, parameters and inputs into a new saved run."""
+    project = open_project()
+    try:
+        new = project.duplicate(_run_id(run), label)
+    except ProjectError as exc:
+        fail(str(exc))
+    console.print(f"run {new} saved (copy of run {run})")
+
+
+@app.command("label")
+def label(run: str, text: Optional[str] = typer.Option(None, "--label"),
+          comment: Optional[str] = typer.Option(None, "--comment")) -> None:
+    """Set RUN's label and/or comment."""
+    project = open_project()
+    try:
+        project.set_label(_run_id(run), text, comment)
+    except ProjectError as exc:
+        fail(str(exc))
+
+
+@app.command("runs")
+def runs() -> None:
+    """The run table: state, duration and outputs of every run."""
+    project = open_project()
+    table = Table("run", "protocol", "label", "state", "duration", "outputs")
+    for row in project.runs():
+        outputs = ", ".join(f"{s.name} ({len(s)})" for s in project.output_sets(row["id"]))
+        colour = {"finished": "green", "failed": "red", "running": "cyan", "aborted": "yellow"}.get(row["state"], "")
+        state_text = f"[{colour}]{row['state']}[/{colour}]" if colour else row["state"]
+        table.add_row(str(row["id"]), row["protocol"], row["label"], state_text, duration(row), outputs)
+    console.print(table)
+
+
+@app.command("show")
+def show(what: str = typer.Argument(..., help="RUN number, or item RUN.OUTPUT/KEY[/CHILD]")) -> None:
+    """Everything about a run (params, inputs, outputs, error) or an item (its fields)."""
+    project = open_project()
+    if what.strip().isdigit():
+        show_run(project, int(what))
+        return
+    try:
+        _, item, child = project.resolve(what)
+    except ProjectError as exc:
+        fail(str(exc))
+    shown = child if child is not None else item
+    console.print_json(shown.model_dump_json())
+
+
+def show_run(project: Project, run_id: int) -> None:
+    try:
+        project.refresh_state(run_id)
+        row = project.run(run_id)
+    except ProjectError as exc:
+        fail(str(exc))
+    cls = get_protocol(row["protocol"])
+    console.print(f"run {run_id}: {cls.label} ({row['protocol']})  [bold]{row['state']}[/bold]  {duration(row)}")
+    if row["label"] or row["comment"]:
+        console.print(f"label: {row['label']}  comment: {row['comment']}")
+    console.print(f"folder: {project.run_dir(run_id)}  tomoforge {row['software_version']}")
+    console.print("params: " + json.dumps(json.loads(row["params"])))
+    for name, pointer in project.run_inputs(run_id).items():
+        console.print(f"input {name}: {pointer}")
+    for item_set in project.output_sets(run_id):
+        console.print(f"output {item_set.name}: {len(item_set)} {item_set.item_class.__name__} ({item_set.stream_state})")
+    if row["error"]:
+        console.print(f"[red]error:[/red] {row['error']}", highlight=False)
+    if row["traceback"]:
+        console.print(row["traceback"], highlight=False, markup=False)
+
+
+@app.command("log")
+def log(run: str) -> None:
+    """Print RUN's log (timestamped lines)."""
+    project = open_project()
+    path = project.run_dir(_run_id(run)) / "run.log"
+    console.print(path.read_text() if path.exists() else "(no log yet)", highlight=False, markup=False)
+
+
+@app.command("provenance")
+def show_provenance(item: str = typer.Argument(..., help="item RUN.OUTPUT/KEY[/CHILD]")) -> None:
+    """The chain of runs and files that made ITEM, back to the imported files."""
+    project = open_project()
+    try:
+        step = provenance(project, item)
+    except ProjectError as exc:
+        fail(str(exc))
+    console.print(format_provenance(step), highlight=False, markup=False)
+
+
+@app.command("citations")
+def citations(run: Optional[str] = typer.Argument(None, help="only what RUN and its inputs used")) -> None:
+    """BibTeX of every method used in the project (or in the making of RUN)."""
+    project = open_project()
+    run_ids = runs_upstream(project, _run_id(run)) if run else None
+    for entry in citations_of_project(project, run_ids).values():
+        console.print(entry + "\n", highlight=False, markup=False)
+
+
+def _register_optional_commands() -> None:
+    """Commands that live in their own modules."""
+    import importlib.util
+
+    if importlib.util.find_spec("tomoforge.cli.simulate") is None:
+        return
+    from tomoforge.cli.simulate import simulate_command
+
+    app.command("simulate", help="Simulate tilt-series movies with their ground truth.")(simulate_command)
+
+
+_register_optional_commands()
+
+from tomoforge.cli.demo import demo  # noqa: E402
+
+app.command("demo")(demo)
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

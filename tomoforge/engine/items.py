@@ -1,0 +1,177 @@
+"""How item classes map to SQL tables: one table per item kind, typed columns for queried fields.
+
+An item class is any pydantic model declaring ``__item_kind__``, ``__key__``, ``__columns__`` and
+optionally ``__children__`` (see ``tomoforge.model.base``). Tables are created on first use and gain
+a column when a class declares a new one, so item classes from plugins need no migration.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+import sqlite3
+import types
+import typing
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+
+_SQL_TYPES = {bool: "INTEGER", int: "INTEGER", float: "REAL", str: "TEXT"}
+BASE_COLUMNS = ("id", "set_id", "parent_id", "position", "key", "origin", "data")
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    cls: type[BaseModel]
+    kind: str
+    key_field: str
+    columns: dict[str, str]  # field -> SQL type
+    children_field: str | None
+    child_cls: type[BaseModel] | None
+
+    @property
+    def table(self) -> str:
+        return f"item_{self.kind}"
+
+    @property
+    def child(self) -> "ItemSpec | None":
+        return item_spec(self.child_cls) if self.child_cls else None
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def class_from_path(path: str) -> type[BaseModel]:
+    module, _, name = path.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@lru_cache(maxsize=None)
+def item_spec(cls: type[BaseModel]) -> ItemSpec:
+    kind = getattr(cls, "__item_kind__", "")
+    if not kind or not re.fullmatch(r"[a-z][a-z0-9_]*", kind):
+        raise TypeError(f"{class_path(cls)} is not a storable item: set __item_kind__ (lower_snake_case)")
+    children = getattr(cls, "__children__", None)
+    columns = {name: _sql_type(cls, name) for name in getattr(cls, "__columns__", ())}
+    return ItemSpec(
+        cls=cls,
+        kind=kind,
+        key_field=getattr(cls, "__key__", "name"),
+        columns=columns,
+        children_field=children[0] if children else None,
+        child_cls=children[1] if children else None,
+    )
+
+
+def _sql_type(cls: type[BaseModel], name: str) -> str:
+    if name in BASE_COLUMNS:
+        raise TypeError(f"{class_path(cls)}: column '{name}' clashes with a built-in column")
+    field = cls.model_fields.get(name)
+    if field is not None:
+        annotation = field.annotation
+    else:
+        prop = getattr(cls, name, None)
+        if not isinstance(prop, property):
+            raise TypeError(f"{class_path(cls)}: column '{name}' is neither a field nor a property")
+        annotation = typing.get_type_hints(prop.fget).get("return", str)
+    return _SQL_TYPES.get(_strip_optional(annotation), "TEXT")
+
+
+def _strip_optional(annotation: Any) -> Any:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def ensure_table(conn: sqlite3.Connection, spec: ItemSpec) -> None:
+    """Create the kind's table (and its children's), adding any newly declared column."""
+    cols = ", ".join(f'"{name}" {sql}' for name, sql in spec.columns.items())
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {spec.table} (
+            id INTEGER PRIMARY KEY,
+            set_id INTEGER NOT NULL REFERENCES sets(id) ON DELETE CASCADE,
+            parent_id INTEGER NOT NULL DEFAULT 0,
+            position INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            origin TEXT NOT NULL DEFAULT '[]',
+            data TEXT NOT NULL{', ' + cols if cols else ''},
+            UNIQUE (set_id, parent_id, key))"""
+    )
+    conn.execute(f"CREATE INDEX IF NOT EXISTS {spec.table}_order ON {spec.table} (set_id, parent_id, position)")
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({spec.table})")}
+    for name, sql in spec.columns.items():
+        if name not in present:
+            conn.execute(f'ALTER TABLE {spec.table} ADD COLUMN "{name}" {sql}')
+    if spec.child is not None:
+        ensure_table(conn, spec.child)
+
+
+def column_values(spec: ItemSpec, item: BaseModel) -> list[Any]:
+    values = []
+    for name in spec.columns:
+        value = getattr(item, name)
+        values.append(int(value) if isinstance(value, bool) else value)
+    return values
+
+
+def item_json(spec: ItemSpec, item: BaseModel) -> str:
+    """The item as JSON, without its children (they have rows of their own)."""
+    exclude = {spec.children_field} if spec.children_field else None
+    return item.model_dump_json(exclude=exclude)
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<number>\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)
+        |(?P<string>'(?:[^']|'')*')
+        |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
+        |(?P<op><=|>=|!=|<>|==|[=<>(),+\-*/%]))""",
+    re.VERBOSE,
+)
+_KEYWORDS = {"and", "or", "not", "is", "null", "in", "between", "like", "true", "false", "abs"}
+
+
+def validate_filter(expression: str, allowed: set[str]) -> str:
+    """Check a filter such as ``not excluded and abs(tilt_angle_deg) <= 40``; return it for SQL.
+
+    Only the item's typed columns, ``key`` and ``position``, literals and a few SQL operators are
+    allowed, so a filter can be stored with a run and replayed safely.
+    """
+    pos, out = 0, []
+    expression = expression.strip()
+    while pos < len(expression):
+        match = _TOKEN.match(expression, pos)
+        if not match or match.end() == pos:
+            raise ValueError(f"filter {expression!r}: cannot read from {expression[pos:]!r}")
+        pos = match.end()
+        name = match.group("name")
+        if name is not None:
+            lower = name.lower()
+            if lower in _KEYWORDS:
+                out.append(lower.upper())
+            elif name in allowed:
+                out.append(f'"{name}"')
+            else:
+                raise ValueError(
+                    f"filter {expression!r}: unknown field {name!r} (queryable: {', '.join(sorted(allowed))})"
+                )
+        else:
+            out.append(match.group(0).strip())
+    return " ".join(out)
+
+
+def filter_fields(expression: str) -> set[str]:
+    """The identifiers a filter uses (to decide whether it addresses items or their children)."""
+    names = set()
+    for match in _TOKEN.finditer(expression):
+        name = match.group("name")
+        if name and name.lower() not in _KEYWORDS:
+            names.add(name)
+    return names

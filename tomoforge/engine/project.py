@@ -1,0 +1,346 @@
+"""A project: a folder with ``project.db`` and one ``runs/NNNN_name/`` folder per run."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tomoforge import __version__
+from tomoforge.engine import db
+from tomoforge.engine.executors import ExecutorConfig
+from tomoforge.engine.protocol import Protocol, validate_params
+from tomoforge.engine.registry import get_protocol
+from tomoforge.engine.sets import ItemSet
+
+DB_NAME = "project.db"
+
+SAVED, SCHEDULED, QUEUED, RUNNING = "saved", "scheduled", "queued", "running"
+FINISHED, FAILED, ABORTED = "finished", "failed", "aborted"
+ACTIVE = (QUEUED, RUNNING)
+STATES = (SAVED, SCHEDULED, QUEUED, RUNNING, FINISHED, FAILED, ABORTED)
+
+
+class ProjectError(RuntimeError):
+    """An operation the project refuses (the message says why)."""
+
+
+@dataclass(frozen=True)
+class InputPointer:
+    """``RUN.OUTPUT`` with an optional filter, e.g. ``3.tilt_series`` and ``not excluded``."""
+
+    run_id: int
+    output: str
+    filter: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> "InputPointer":
+        match = re.fullmatch(r"\s*(\d+)\.([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[(.*)\])?\s*", text)
+        if not match:
+            raise ProjectError(f"input {text!r}: expected RUN.OUTPUT or RUN.OUTPUT[filter], e.g. 3.tilt_series")
+        return cls(int(match.group(1)), match.group(2), (match.group(3) or "").strip())
+
+    def __str__(self) -> str:
+        return f"{self.run_id}.{self.output}" + (f"[{self.filter}]" if self.filter else "")
+
+
+class Project:
+    """Open with ``Project.open(path)`` or make one with ``Project.create(path)``."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.conn: sqlite3.Connection = db.connect(self.root / DB_NAME)
+
+    # --- opening ----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path | str) -> "Project":
+        root = Path(path)
+        if (root / DB_NAME).exists():
+            raise ProjectError(f"{root}: a project already exists here")
+        if root.exists() and any(root.iterdir()):
+            raise ProjectError(f"{root}: folder is not empty; choose a new or empty folder")
+        (root / "runs").mkdir(parents=True, exist_ok=True)
+        project = cls(root)
+        with db.transaction(project.conn):
+            project.conn.execute("INSERT OR REPLACE INTO meta VALUES ('created', ?)", (str(time.time()),))
+            project.conn.execute("INSERT OR REPLACE INTO meta VALUES ('created_with', ?)", (__version__,))
+        return project
+
+    @classmethod
+    def open(cls, path: Path | str) -> "Project":
+        root = Path(path)
+        if not (root / DB_NAME).is_file():
+            raise ProjectError(f"{root}: not a tomoforge project (no {DB_NAME}); create one with 'tomoforge project new'")
+        return cls(root)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- paths ------------------------------------------------------------------------------
+    def relative(self, path: Path | str) -> str:
+        path = Path(path).absolute()
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def absolute(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
+
+    def run_dir(self, run_id: int) -> Path:
+        row = self.run(run_id)
+        slug = re.sub(r"[^a-z0-9]+", "_", (get_protocol_label(row["protocol"])).lower()).strip("_")
+        return self.root / "runs" / f"{run_id:04d}_{slug}"
+
+    # --- runs -------------------------------------------------------------------------------
+    def new_run(
+        self,
+        protocol: str,
+        params: dict[str, Any] | None = None,
+        inputs: dict[str, str | InputPointer] | None = None,
+        label: str = "",
+        comment: str = "",
+        executor: ExecutorConfig | None = None,
+    ) -> int:
+        """Save a new run (state ``saved``) after checking its params and inputs."""
+        cls = get_protocol(protocol)
+        checked = validate_params(cls, params or {})
+        pointers = self._check_inputs(cls, inputs or {})
+        executor = executor or ExecutorConfig()
+        with db.transaction(self.conn):
+            cursor = self.conn.execute(
+                "INSERT INTO runs (protocol, label, comment, state, params, executor, software_version, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (cls.name, label, comment, SAVED, checked.model_dump_json(), executor.model_dump_json(),
+                 __version__, time.time()),
+            )
+            run_id = int(cursor.lastrowid)
+            for name, pointer in pointers.items():
+                self.conn.execute(
+                    "INSERT INTO run_inputs (run_id, name, source_run_id, source_output, filter) VALUES (?, ?, ?, ?, ?)",
+                    (run_id, name, pointer.run_id, pointer.output, pointer.filter),
+                )
+        self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        return run_id
+
+    def _check_inputs(self, cls: type[Protocol], inputs: dict[str, str | InputPointer]) -> dict[str, InputPointer]:
+        unknown = set(inputs) - set(cls.inputs)
+        if unknown:
+            raise ProjectError(
+                f"{cls.name}: unknown input(s) {', '.join(sorted(unknown))}; it takes: {', '.join(cls.inputs) or 'none'}"
+            )
+        pointers = {}
+        for name, spec in cls.inputs.items():
+            if name not in inputs:
+                if not spec.optional:
+                    raise ProjectError(f"{cls.name}: input '{name}' is required ({spec.help})")
+                continue
+            value = inputs[name]
+            pointer = value if isinstance(value, InputPointer) else InputPointer.parse(value)
+            if not pointer.filter and spec.default_filter:
+                pointer = InputPointer(pointer.run_id, pointer.output, spec.default_filter)
+            self.run(pointer.run_id)  # exists?
+            produced = dict(self._declared_outputs(pointer.run_id))
+            if pointer.output not in produced:
+                raise ProjectError(
+                    f"input '{name}': run {pointer.run_id} has no output '{pointer.output}' "
+                    f"(it has: {', '.join(produced) or 'none'})"
+                )
+            if not spec.accepts(produced[pointer.output]):
+                raise ProjectError(
+                    f"input '{name}': {pointer} holds {produced[pointer.output].__name__}, "
+                    f"which {cls.name} does not accept here"
+                )
+            if pointer.filter:  # validate against the item class now, not at run time
+                self.output_set(pointer.run_id, pointer.output, pointer.filter, declared=True)
+            pointers[name] = pointer
+        return pointers
+
+    def _declared_outputs(self, run_id: int) -> dict[str, type]:
+        return dict(get_protocol(self.run(run_id)["protocol"]).outputs)
+
+    def run(self, run_id: int) -> sqlite3.Row:
+        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        if row is None:
+            raise ProjectError(f"no run {run_id} in {self.root}")
+        return row
+
+    def runs(self) -> list[sqlite3.Row]:
+        for row in self.conn.execute("SELECT id FROM runs WHERE state IN (?, ?)", ACTIVE).fetchall():
+            self.refresh_state(row[0])
+        return self.conn.execute("SELECT * FROM runs ORDER BY id").fetchall()
+
+    def run_inputs(self, run_id: int) -> dict[str, InputPointer]:
+        rows = self.conn.execute("SELECT * FROM run_inputs WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+        return {r["name"]: InputPointer(r["source_run_id"], r["source_output"], r["filter"]) for r in rows}
+
+    def run_params(self, run_id: int) -> dict[str, Any]:
+        return json.loads(self.run(run_id)["params"])
+
+    def consumers(self, run_id: int) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT run_id FROM run_inputs WHERE source_run_id = ? ORDER BY run_id", (run_id,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def set_state(self, run_id: int, state: str, **fields: Any) -> None:
+        assert state in STATES, state
+        names = ", ".join(["state = ?", *[f"{k} = ?" for k in fields]])
+        with db.transaction(self.conn):
+            self.conn.execute(f"UPDATE runs SET {names} WHERE id = ?", (state, *fields.values(), run_id))
+
+    def refresh_state(self, run_id: int) -> str:
+        """Mark a queued/running run whose process is gone as failed (it was killed)."""
+        row = self.run(run_id)
+        if row["state"] in ACTIVE and row["pid"] and row["host"] == socket.gethostname() and not _alive(row["pid"]):
+            self.set_state(run_id, FAILED, finished=time.time(),
+                           error=f"the run's process (pid {row['pid']}) is gone: it was killed or crashed")
+            return FAILED
+        return row["state"]
+
+    def schedule(self, run_id: int) -> None:
+        state = self.refresh_state(run_id)
+        if state not in (SAVED, FAILED, ABORTED):
+            raise ProjectError(f"run {run_id} is {state}; only saved, failed or aborted runs can be scheduled")
+        self.set_state(run_id, SCHEDULED)
+
+    def set_label(self, run_id: int, label: str | None = None, comment: str | None = None) -> None:
+        self.run(run_id)
+        with db.transaction(self.conn):
+            if label is not None:
+                self.conn.execute("UPDATE runs SET label = ? WHERE id = ?", (label, run_id))
+            if comment is not None:
+                self.conn.execute("UPDATE runs SET comment = ? WHERE id = ?", (comment, run_id))
+
+    def duplicate(self, run_id: int, label: str = "") -> int:
+        """A new saved run with the same protocol, params, inputs and executor."""
+        row = self.run(run_id)
+        return self.new_run(
+            row["protocol"], json.loads(row["params"]), dict(self.run_inputs(run_id)),
+            label=label or (f"{row['label']} (copy)" if row["label"] else ""),
+            executor=ExecutorConfig.model_validate_json(row["executor"]),
+        )
+
+    def request_abort(self, run_id: int) -> str:
+        """Ask a running run to stop; a run that is not running is marked aborted at once."""
+        state = self.refresh_state(run_id)
+        if state == RUNNING:
+            with db.transaction(self.conn):
+                self.conn.execute("UPDATE runs SET abort_requested = 1 WHERE id = ?", (run_id,))
+            return "requested"
+        if state in (SCHEDULED, QUEUED):
+            self.set_state(run_id, ABORTED, finished=time.time(), error="aborted before it ran")
+            return ABORTED
+        raise ProjectError(f"run {run_id} is {state}: nothing to abort")
+
+    def _refuse_if_used(self, run_id: int, action: str) -> None:
+        users = self.consumers(run_id)
+        if users:
+            raise ProjectError(
+                f"cannot {action} run {run_id}: its outputs are used by run(s) {', '.join(map(str, users))}"
+            )
+
+    def reset(self, run_id: int) -> None:
+        """Clear a run's outputs, task records and files; keep its params (state ``saved``)."""
+        state = self.refresh_state(run_id)
+        if state in ACTIVE:
+            raise ProjectError(f"run {run_id} is {state}; abort it first")
+        self._refuse_if_used(run_id, "reset")
+        with db.transaction(self.conn):
+            self._drop_outputs(run_id)
+            self.conn.execute("DELETE FROM run_tasks WHERE run_id = ?", (run_id,))
+            self.conn.execute(
+                "UPDATE runs SET state = ?, started = NULL, finished = NULL, pid = NULL, error = NULL,"
+                " traceback = NULL, abort_requested = 0 WHERE id = ?", (SAVED, run_id))
+        run_dir = self.run_dir(run_id)
+        for sub in ("out", "tmp"):
+            shutil.rmtree(run_dir / sub, ignore_errors=True)
+
+    def delete(self, run_id: int) -> None:
+        """Remove a run, its outputs and its folder; refused while other runs use its outputs."""
+        state = self.refresh_state(run_id)
+        if state in ACTIVE:
+            raise ProjectError(f"run {run_id} is {state}; abort it first")
+        self._refuse_if_used(run_id, "delete")
+        run_dir = self.run_dir(run_id)
+        with db.transaction(self.conn):
+            self._drop_outputs(run_id)
+            self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _drop_outputs(self, run_id: int) -> None:
+        for row in self.conn.execute("SELECT * FROM sets WHERE run_id = ?", (run_id,)).fetchall():
+            spec = ItemSet(self.conn, row).spec
+            while spec is not None:
+                self.conn.execute(f"DELETE FROM {spec.table} WHERE set_id = ?", (row["id"],))
+                spec = spec.child
+        self.conn.execute("DELETE FROM sets WHERE run_id = ?", (run_id,))
+
+    # --- sets -------------------------------------------------------------------------------
+    def output_set(self, run_id: int, name: str, filter: str = "", declared: bool = False) -> ItemSet:
+        """A run's output set (optionally filtered). With ``declared``, only validate the filter."""
+        row = self.conn.execute("SELECT * FROM sets WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
+        if row is None:
+            if declared:
+                from tomoforge.engine.items import class_path, item_spec
+
+                cls = self._declared_outputs(run_id)[name]
+                fake = {"id": -1, "run_id": run_id, "name": name, "kind": class_path(item_spec(cls).cls)}
+                return ItemSet(self.conn, fake, filter)  # type: ignore[arg-type]
+            state = self.run(run_id)["state"]
+            raise ProjectError(f"run {run_id} has no output '{name}' yet (it is {state})")
+        return ItemSet(self.conn, row, filter)
+
+    def output_sets(self, run_id: int) -> list[ItemSet]:
+        rows = self.conn.execute("SELECT * FROM sets WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+        return [ItemSet(self.conn, r) for r in rows]
+
+    def resolve(self, address: str) -> tuple[ItemSet, Any, Any]:
+        """``RUN.OUTPUT/KEY[/CHILD]`` -> (set, item, child or None)."""
+        match = re.fullmatch(r"(\d+)\.([A-Za-z_][A-Za-z0-9_]*)/([^/]+)(?:/([^/]+))?", address.strip())
+        if not match:
+            raise ProjectError(f"item {address!r}: expected RUN.OUTPUT/KEY or RUN.OUTPUT/KEY/CHILD, e.g. 1.tilt_series/TS_01/3")
+        run_id, name, key, child_key = int(match.group(1)), match.group(2), match.group(3), match.group(4)
+        item_set = self.output_set(run_id, name)
+        try:
+            item = item_set.get(key)
+        except KeyError as exc:
+            raise ProjectError(str(exc.args[0])) from None
+        child = None
+        if child_key is not None:
+            spec = item_set.spec
+            if spec.children_field is None:
+                raise ProjectError(f"{run_id}.{name} items have no children")
+            children = {str(getattr(c, spec.child.key_field)): c for c in getattr(item, spec.children_field)}  # type: ignore[union-attr]
+            if child_key not in children:
+                raise ProjectError(f"{run_id}.{name}/{key} has no child {child_key!r} (keys: {', '.join(children)})")
+            child = children[child_key]
+        return item_set, item, child
+
+
+def get_protocol_label(name: str) -> str:
+    try:
+        return get_protocol(name).label
+    except KeyError:
+        return name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is gone for our purposes
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True

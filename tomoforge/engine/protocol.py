@@ -1,0 +1,150 @@
+"""The Protocol base class: typed params, named inputs and outputs, tasks fanned out per item.
+
+A protocol is thin. It declares
+
+- ``Params``: a pydantic model (defaults, units and help in the field metadata);
+- ``inputs``: named pointers to another run's output set, each with an optional item filter;
+- ``outputs``: named sets and the item class they hold;
+- ``citations``: BibTeX keys of the methods it uses (see ``engine.citations``);
+
+and implements ``tasks()`` (one ``Task`` per item: a picklable top-level function on paths and params
+that returns small metadata) and ``collect(task, result)`` (runs in the orchestrator, the only place
+that writes to the database, inside the run's final transaction).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    from tomoforge.engine.runner import RunContext
+    from tomoforge.engine.sets import ItemSet
+
+
+class ProtocolParams(BaseModel):
+    """Base of every protocol's parameters: unknown names are refused, values validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def param(default: Any = ..., *, help: str = "", unit: str = "", **kwargs: Any) -> Any:
+    """A parameter field: default, help text and physical unit (kept in the JSON schema)."""
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    if unit:
+        extra["unit"] = unit
+    return Field(default, description=help, json_schema_extra=extra or None, **kwargs)
+
+
+class ParamsError(ValueError):
+    """Parameters that fail validation; the message names each offending field."""
+
+
+def validate_params(protocol: type["Protocol"], values: dict[str, Any]) -> ProtocolParams:
+    try:
+        return protocol.Params(**values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "(params)"
+            problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+        raise ParamsError(f"{protocol.name}: invalid parameters: " + "; ".join(problems)) from None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A named input: which item class(es) it accepts, and whether it may be left unset."""
+
+    item_class: type[BaseModel] | tuple[type[BaseModel], ...]
+    help: str = ""
+    optional: bool = False
+    default_filter: str = ""
+
+    def accepts(self, cls: type) -> bool:
+        classes = self.item_class if isinstance(self.item_class, tuple) else (self.item_class,)
+        return issubclass(cls, classes)
+
+
+@dataclass
+class Task:
+    """One unit of work: ``fn(*args, **kwargs)`` in a worker; ``item`` stays in the orchestrator."""
+
+    fn: Callable[..., Any]
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+    item: Any = None
+    origin: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise ValueError("a task needs a key (the item it works on)")
+        if "<locals>" in getattr(self.fn, "__qualname__", "") or getattr(self.fn, "__name__", "") == "<lambda>":
+            raise ValueError(f"task {self.key}: {self.fn!r} is not a top-level function (cannot be sent to a worker)")
+
+
+class Protocol:
+    """Base class of every protocol (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    citations: ClassVar[tuple[str, ...]] = ()
+    Params: ClassVar[type[ProtocolParams]] = ProtocolParams
+    inputs: ClassVar[dict[str, InputSpec]] = {}
+    outputs: ClassVar[dict[str, type[BaseModel]]] = {}
+
+    def __init__(self, context: "RunContext"):
+        self.context = context
+        self.params = context.params
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", cls.name):
+            raise TypeError(f"protocol name {cls.name!r} must be lower-case words joined by '-'")
+        if not cls.label:
+            cls.label = cls.name.replace("-", " ")
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    # --- what a subclass implements --------------------------------------------------------
+    def tasks(self) -> Iterable[Task]:
+        raise NotImplementedError
+
+    def collect(self, task: Task, result: Any) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called after every task was collected, still inside the final transaction."""
+
+    # --- helpers for subclasses -------------------------------------------------------------
+    def input(self, name: str) -> "ItemSet":
+        return self.context.input(name)
+
+    def has_input(self, name: str) -> bool:
+        return self.context.has_input(name)
+
+    def output(self, name: str) -> "ItemSet":
+        return self.context.output(name)
+
+    def emit(self, name: str, item: BaseModel, task: Task | None = None) -> None:
+        """Add an item to output ``name``, remembering the input items it was made from."""
+        self.output(name).append(item, origin=task.origin if task else ())
+
+    def out_path(self, name: str) -> Path:
+        """Path for a file this run makes (in its ``out/`` folder)."""
+        return self.context.out_dir / name
+
+    def relative(self, path: Path | str) -> str:
+        """A path as stored in the database: relative to the project when inside it."""
+        return self.context.project.relative(path)
+
+    def absolute(self, path: str) -> Path:
+        return self.context.project.absolute(path)
+
+    def log(self, message: str) -> None:
+        self.context.log(message)

@@ -1,0 +1,253 @@
+"""Running a run: the orchestrator loop, the only code that writes a run's results to the project.
+
+Each finished task is recorded at once (``run_tasks``), so ``continue`` after a crash or a kill
+skips the items already done. The outputs themselves are written in one final transaction: a run
+that fails or is killed leaves no half-written output behind.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import signal
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tomoforge.engine import db
+from tomoforge.engine.executors import ExecutorConfig, TaskFailure, make_executor
+from tomoforge.engine.project import (
+    ABORTED, FAILED, FINISHED, QUEUED, RUNNING, SAVED, SCHEDULED, Project, ProjectError,
+)
+from tomoforge.engine.protocol import Protocol, Task, validate_params
+from tomoforge.engine.registry import get_protocol
+from tomoforge.engine.sets import ItemSet, item_address
+
+Progress = Callable[[int, int, str], None]  # (done, total, key of the item just finished)
+POLL_S = 0.5
+
+
+class RunAborted(Exception):
+    pass
+
+
+@dataclass
+class RunContext:
+    """What a protocol sees of its run: params, inputs, output sets, folders and the log."""
+
+    project: Project
+    run_id: int
+    params: Any
+    run_dir: Path
+    _outputs: dict[str, ItemSet] = field(default_factory=dict)
+    protocol_cls: type[Protocol] | None = None
+
+    @property
+    def out_dir(self) -> Path:
+        return self.run_dir / "out"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.run_dir / "tmp"
+
+    def log(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.run_dir / "run.log", "a", encoding="utf-8") as handle:
+            handle.write(f"{stamp}  {message}\n")
+
+    def has_input(self, name: str) -> bool:
+        return name in self.project.run_inputs(self.run_id)
+
+    def input(self, name: str) -> ItemSet:
+        pointers = self.project.run_inputs(self.run_id)
+        if name not in pointers:
+            raise ProjectError(f"run {self.run_id}: input '{name}' is not set")
+        p = pointers[name]
+        return self.project.output_set(p.run_id, p.output, p.filter)
+
+    def output(self, name: str) -> ItemSet:
+        if name not in self._outputs:
+            assert self.protocol_cls is not None
+            if name not in self.protocol_cls.outputs:
+                raise ProjectError(f"{self.protocol_cls.name} declares no output '{name}'")
+            self._outputs[name] = ItemSet.create(
+                self.project.conn, self.run_id, name, self.protocol_cls.outputs[name]
+            )
+        return self._outputs[name]
+
+
+def execute_run(
+    project: Project,
+    run_id: int,
+    mode: str = "run",
+    progress: Progress | None = None,
+    executor: ExecutorConfig | None = None,
+) -> str:
+    """Run (``run``), resume (``continue``) or redo (``restart``) a run; returns its final state."""
+    if mode not in ("run", "continue", "restart"):
+        raise ValueError(f"mode must be run, continue or restart, not {mode!r}")
+    row = project.run(run_id)
+    state = project.refresh_state(run_id)
+    startable = {"run": (SAVED, SCHEDULED, QUEUED), "continue": (SAVED, SCHEDULED, QUEUED, FAILED, ABORTED),
+                 "restart": (SAVED, SCHEDULED, QUEUED, FAILED, ABORTED, FINISHED)}[mode]
+    if state not in startable:
+        hint = "; use 'restart' to redo it" if state == FINISHED else ""
+        raise ProjectError(f"run {run_id} is {state}: cannot {mode} it{hint}")
+    if mode == "restart":
+        project.reset(run_id)  # refuses while other runs use its outputs
+    cls = get_protocol(row["protocol"])
+    _check_inputs_ready(project, run_id)
+    _claim(project, run_id, state if mode != "restart" else SAVED)
+
+    context = RunContext(project, run_id, None, project.run_dir(run_id), protocol_cls=cls)
+    context.out_dir.mkdir(parents=True, exist_ok=True)
+    context.tmp_dir.mkdir(parents=True, exist_ok=True)
+    previous_sigterm = _abort_on_sigterm()
+    try:
+        context.params = validate_params(cls, project.run_params(run_id))
+        context.log(f"{mode} of run {run_id}: {cls.name} (tomoforge {row['software_version']}), pid {os.getpid()}")
+        protocol = cls(context)
+        tasks = list(protocol.tasks())
+        keys = [t.key for t in tasks]
+        if len(set(keys)) != len(keys):
+            raise ProjectError(f"{cls.name}: two tasks share a key; keys must name distinct items")
+        results = _done_results(project, run_id, set(keys))
+        if results:
+            context.log(f"{len(results)} of {len(tasks)} items already done: skipped")
+        config = executor or ExecutorConfig.model_validate_json(row["executor"])
+        failures = _execute(project, context, [t for t in tasks if t.key not in results], results, len(tasks),
+                            config, progress)
+        if failures:
+            first_key, first = next(iter(failures.items()))
+            summary = f"{len(failures)} of {len(tasks)} items failed; first, {first_key}: {first.error}"
+            context.log(summary)
+            project.set_state(run_id, FAILED, finished=time.time(), error=summary, traceback=first.traceback)
+            return FAILED
+        _commit_outputs(project, context, protocol, tasks, results)
+        context.log(f"finished: {len(tasks)} items")
+        return FINISHED
+    except RunAborted:
+        context.log("aborted")
+        project.set_state(run_id, ABORTED, finished=time.time(), error="aborted by the user")
+        return ABORTED
+    except Exception as exc:  # noqa: BLE001 - any failure ends in the failed state, with its traceback
+        message = f"{type(exc).__name__}: {exc}"
+        context.log(f"failed: {message}")
+        project.set_state(run_id, FAILED, finished=time.time(), error=message, traceback=traceback.format_exc())
+        return FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        shutil.rmtree(context.tmp_dir, ignore_errors=True)
+
+
+def _check_inputs_ready(project: Project, run_id: int) -> None:
+    for name, pointer in project.run_inputs(run_id).items():
+        state = project.refresh_state(pointer.run_id)
+        if state != FINISHED:
+            raise ProjectError(f"run {run_id}: input '{name}' comes from run {pointer.run_id}, which is {state}")
+
+
+def _claim(project: Project, run_id: int, expected_state: str) -> None:
+    with db.transaction(project.conn):
+        cursor = project.conn.execute(
+            "UPDATE runs SET state = ?, pid = ?, host = ?, started = ?, finished = NULL, error = NULL,"
+            " traceback = NULL, abort_requested = 0 WHERE id = ? AND state = ?",
+            (RUNNING, os.getpid(), socket.gethostname(), time.time(), run_id, expected_state),
+        )
+        if cursor.rowcount != 1:
+            raise ProjectError(f"run {run_id} was started by another process")
+
+
+def _abort_on_sigterm() -> Any:
+    def handler(signum: int, frame: Any) -> None:
+        raise RunAborted()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return signal.getsignal(signal.SIGTERM)
+
+
+def _done_results(project: Project, run_id: int, keys: set[str]) -> dict[str, Any]:
+    rows = project.conn.execute(
+        "SELECT key, result FROM run_tasks WHERE run_id = ? AND state = 'done'", (run_id,)
+    ).fetchall()
+    return {r["key"]: pickle.loads(r["result"]) for r in rows if r["key"] in keys}
+
+
+def _record_task(project: Project, run_id: int, key: str, result: Any, started: float) -> None:
+    failed = isinstance(result, TaskFailure)
+    with db.transaction(project.conn):
+        project.conn.execute(
+            "INSERT OR REPLACE INTO run_tasks (run_id, key, state, result, error, started, finished)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, key, "failed" if failed else "done", None if failed else pickle.dumps(result),
+             result.error if failed else None, started, time.time()),
+        )
+
+
+def _abort_requested(project: Project, run_id: int) -> bool:
+    return bool(project.conn.execute("SELECT abort_requested FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+
+
+def _execute(project: Project, context: RunContext, pending: list[Task], results: dict[str, Any], total: int,
+             config: ExecutorConfig, progress: Progress | None) -> dict[str, TaskFailure]:
+    failures: dict[str, TaskFailure] = {}
+    if not pending:
+        return failures
+    context.log(f"{len(pending)} items to do on {config.kind} executor ({config.workers} workers)")
+    start = time.time()
+    done_now = 0
+    executor = make_executor(config)
+    cancel = True
+    try:
+        handles = {executor.submit(t.fn, t.args, t.kwargs): t for t in pending}
+        waiting = set(handles)
+        while waiting:
+            finished, waiting = executor.wait(waiting, POLL_S)
+            for handle in finished:
+                task = handles[handle]
+                result = executor.result(handle)
+                _record_task(project, context.run_id, task.key, result, start)
+                done_now += 1
+                elapsed = time.time() - start
+                eta = elapsed / done_now * (len(pending) - done_now)
+                done_total = total - len(pending) + done_now
+                if isinstance(result, TaskFailure):
+                    failures[task.key] = result
+                    context.log(f"[{done_total}/{total}] {task.key} FAILED: {result.error}")
+                else:
+                    results[task.key] = result
+                    context.log(f"[{done_total}/{total}] {task.key} done ({elapsed:.1f} s, ~{eta:.0f} s left)")
+                if progress:
+                    progress(done_total, total, task.key)
+            if _abort_requested(project, context.run_id):
+                raise RunAborted()
+        cancel = False
+    finally:
+        executor.shutdown(cancel=cancel)
+    return failures
+
+
+def _commit_outputs(project: Project, context: RunContext, protocol: Protocol, tasks: list[Task],
+                    results: dict[str, Any]) -> None:
+    """Write every output in one transaction, then mark the run finished."""
+    with db.transaction(project.conn):
+        project.conn.execute("DELETE FROM sets WHERE run_id = ?", (context.run_id,))  # no stale partial sets
+        for name in type(protocol).outputs:
+            context.output(name)
+        for task in tasks:
+            protocol.collect(task, results[task.key])
+        protocol.finish()
+        for output in context._outputs.values():
+            output.close()
+        project.conn.execute("UPDATE runs SET state = ?, finished = ? WHERE id = ?",
+                             (FINISHED, time.time(), context.run_id))
+
+
+def origin_of(item_set: ItemSet, key: str) -> str:
+    """Address of an input item, for ``Task(origin=...)``."""
+    return item_address(item_set.run_id, item_set.name, key)

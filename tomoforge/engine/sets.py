@@ -1,0 +1,182 @@
+"""Sets: the outputs of runs, stored as rows of items (with nested child items) in the project DB.
+
+A set belongs to one run and has a name (the output name), an item class and a stream state:
+``open`` while items may still arrive, ``closed`` when final. Iteration follows insertion order.
+A filter (see ``items.validate_filter``) selects a subset by the typed columns; a filter on fields
+the items lack but their children have selects children (``not excluded`` on a tilt-series set
+keeps the tilt series and drops their excluded tilt images).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any, Iterable, Iterator
+
+from pydantic import BaseModel
+
+from tomoforge.engine.items import (
+    ItemSpec,
+    class_from_path,
+    class_path,
+    column_values,
+    ensure_table,
+    filter_fields,
+    item_json,
+    item_spec,
+    validate_filter,
+)
+
+OPEN, CLOSED = "open", "closed"
+
+
+def item_address(run_id: int, set_name: str, key: str, child_key: str | None = None) -> str:
+    """``RUN.OUTPUT/KEY[/CHILD]``: how the CLI and provenance name an item."""
+    address = f"{run_id}.{set_name}/{key}"
+    return f"{address}/{child_key}" if child_key is not None else address
+
+
+class ItemSet:
+    """A handle on one stored set; reads go straight to the database, nothing is cached."""
+
+    def __init__(self, conn: sqlite3.Connection, row: sqlite3.Row, filter: str = ""):
+        self.conn = conn
+        self.id: int = row["id"]
+        self.run_id: int = row["run_id"]
+        self.name: str = row["name"]
+        self.kind: str = row["kind"]
+        self.filter = filter
+        self.spec: ItemSpec = item_spec(class_from_path(self.kind))
+        self._where, self._child_where = self._split_filter(filter)
+
+    # --- creation -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, conn: sqlite3.Connection, run_id: int, name: str, item_class: type[BaseModel]) -> "ItemSet":
+        spec = item_spec(item_class)
+        ensure_table(conn, spec)
+        conn.execute(
+            "INSERT INTO sets (run_id, name, kind, stream_state, created) VALUES (?, ?, ?, ?, ?)",
+            (run_id, name, class_path(item_class), OPEN, time.time()),
+        )
+        row = conn.execute("SELECT * FROM sets WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
+        return cls(conn, row)
+
+    @property
+    def item_class(self) -> type[BaseModel]:
+        return self.spec.cls
+
+    @property
+    def stream_state(self) -> str:
+        return self.conn.execute("SELECT stream_state FROM sets WHERE id = ?", (self.id,)).fetchone()[0]
+
+    @property
+    def is_closed(self) -> bool:
+        return self.stream_state == CLOSED
+
+    def close(self) -> None:
+        self.conn.execute("UPDATE sets SET stream_state = ? WHERE id = ?", (CLOSED, self.id))
+
+    def subset(self, filter: str) -> "ItemSet":
+        """The same set seen through a filter (combined with this view's filter, if any)."""
+        row = self.conn.execute("SELECT * FROM sets WHERE id = ?", (self.id,)).fetchone()
+        combined = f"({self.filter}) AND ({filter})" if self.filter and filter else (filter or self.filter)
+        return ItemSet(self.conn, row, combined)
+
+    # --- writing --------------------------------------------------------------------------
+    def append(self, item: BaseModel, origin: Iterable[str] = ()) -> int:
+        """Add one item (and its children); ``origin`` lists the addresses it was made from."""
+        if not isinstance(item, self.spec.cls):
+            raise TypeError(f"set {self.name} holds {self.spec.cls.__name__}, not {type(item).__name__}")
+        position = self.conn.execute(
+            f"SELECT COALESCE(MAX(position) + 1, 0) FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0",
+            (self.id,),
+        ).fetchone()[0]
+        return self._insert(self.spec, item, 0, position, json.dumps(list(origin)))
+
+    def _insert(self, spec: ItemSpec, item: BaseModel, parent_id: int, position: int, origin: str) -> int:
+        names = ", ".join(["set_id", "parent_id", "position", "key", "origin", "data", *[f'"{c}"' for c in spec.columns]])
+        values = [self.id, parent_id, position, str(getattr(item, spec.key_field)), origin, item_json(spec, item),
+                  *column_values(spec, item)]
+        try:
+            cursor = self.conn.execute(
+                f"INSERT INTO {spec.table} ({names}) VALUES ({', '.join('?' * len(values))})", values
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(
+                f"set {self.name}: two items share the key {getattr(item, spec.key_field)!r} ({spec.key_field})"
+            ) from exc
+        item_id = cursor.lastrowid
+        if spec.children_field:
+            for i, child in enumerate(getattr(item, spec.children_field)):
+                self._insert(spec.child, child, item_id, i, "[]")  # type: ignore[arg-type]
+        return item_id
+
+    def replace(self, item: BaseModel) -> None:
+        """Rewrite a stored item (same key), e.g. to flag tilt images as excluded."""
+        key = str(getattr(item, self.spec.key_field))
+        row = self.conn.execute(
+            f"SELECT id, position, origin FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0 AND key = ?",
+            (self.id, key),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"set {self.name} has no item {key!r}")
+        if self.spec.child is not None:
+            self.conn.execute(f"DELETE FROM {self.spec.child.table} WHERE set_id = ? AND parent_id = ?", (self.id, row[0]))
+        self.conn.execute(f"DELETE FROM {self.spec.table} WHERE id = ?", (row[0],))
+        self._insert(self.spec, item, 0, row[1], row[2])
+
+    # --- reading --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        sql = f"SELECT COUNT(*) FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0"
+        if self._where:
+            sql += f" AND ({self._where})"
+        return self.conn.execute(sql, (self.id,)).fetchone()[0]
+
+    def __iter__(self) -> Iterator[BaseModel]:
+        return (item for item, _ in self.rows())
+
+    def rows(self, after_id: int = 0) -> Iterator[tuple[BaseModel, sqlite3.Row]]:
+        """Items in order with their rows (``after_id`` lets a streaming reader resume)."""
+        sql = f"SELECT * FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0 AND id > ?"
+        if self._where:
+            sql += f" AND ({self._where})"
+        for row in self.conn.execute(sql + " ORDER BY position", (self.id, after_id)).fetchall():
+            yield self._load(row), row
+
+    def keys(self) -> list[str]:
+        return [row["key"] for _, row in self.rows()]
+
+    def get(self, key: str) -> BaseModel:
+        row = self.conn.execute(
+            f"SELECT * FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0 AND key = ?", (self.id, str(key))
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"set {self.run_id}.{self.name} has no item {key!r} (keys: {', '.join(self.keys()[:10])})")
+        return self._load(row)
+
+    def origin(self, key: str) -> list[str]:
+        row = self.conn.execute(
+            f"SELECT origin FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0 AND key = ?", (self.id, str(key))
+        ).fetchone()
+        return json.loads(row[0]) if row else []
+
+    def _load(self, row: sqlite3.Row) -> BaseModel:
+        data: dict[str, Any] = json.loads(row["data"])
+        child = self.spec.child
+        if child is not None:
+            sql = f"SELECT data FROM {child.table} WHERE set_id = ? AND parent_id = ?"
+            if self._child_where:
+                sql += f" AND ({self._child_where})"
+            rows = self.conn.execute(sql + " ORDER BY position", (self.id, row["id"])).fetchall()
+            data[self.spec.children_field] = [json.loads(r[0]) for r in rows]  # type: ignore[index]
+        return self.spec.cls.model_validate(data)
+
+    def _split_filter(self, expression: str) -> tuple[str, str]:
+        if not expression.strip():
+            return "", ""
+        own = set(self.spec.columns) | {"key", "position"}
+        names = filter_fields(expression)
+        if names <= own or self.spec.child is None:
+            return validate_filter(expression, own), ""
+        child_fields = set(self.spec.child.columns) | {"key", "position"}
+        return "", validate_filter(expression, child_fields)

@@ -1,0 +1,190 @@
+"""IMOD text files: ``.xf`` (2D transforms), ``.tlt``/``.rawtlt`` (tilt angles), ``.xtilt`` and
+ctfplotter ``.defocus``; and the .xf <-> RELION 5 projection-model conversion.
+
+An .xf line ``A11 A12 A21 A22 DX DY`` maps a raw-image coordinate (centred, pixels) to the aligned
+image: x' = A11·x + A12·y + DX, y' = A21·x + A22·y + DY (IMOD xf format, xfmodel man page).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import format_error, parse_number_table, read_text_lines, write_text_atomic
+
+# --- .xf ------------------------------------------------------------------------------------
+
+
+def read_xf(path: str | os.PathLike) -> np.ndarray:
+    """(n, 2, 3) array [[A11, A12, DX], [A21, A22, DY]] per view (shifts in pixels)."""
+    rows = np.array(parse_number_table(path, ncols=6, what="xf line"), dtype=float).reshape(-1, 6)
+    if len(rows) == 0:
+        raise format_error(path, "no transforms")
+    xf = np.empty((len(rows), 2, 3))
+    xf[:, 0, :2], xf[:, 1, :2] = rows[:, 0:2], rows[:, 2:4]
+    xf[:, 0, 2], xf[:, 1, 2] = rows[:, 4], rows[:, 5]
+    return xf
+
+
+def write_xf(path: str | os.PathLike, xf: np.ndarray, overwrite: bool = False) -> Path:
+    """Write (n, 2, 3) transforms in IMOD's layout (4 × %12.7f, 2 × %12.3f)."""
+    xf = np.asarray(xf, dtype=float).reshape(-1, 2, 3)
+    lines = [f"{m[0, 0]:12.7f}{m[0, 1]:12.7f}{m[1, 0]:12.7f}{m[1, 1]:12.7f}"
+             f"{m[0, 2]:12.3f}{m[1, 2]:12.3f}" for m in xf]
+    return write_text_atomic(path, "\n".join(lines) + "\n", overwrite)
+
+
+# --- .tlt / .rawtlt / .xtilt ----------------------------------------------------------------
+
+
+def _read_column(path: str | os.PathLike, what: str) -> np.ndarray:
+    rows = parse_number_table(path, what=what)
+    if not rows:
+        raise format_error(path, f"no {what}s")
+    return np.array([r[0] for r in rows], dtype=float)
+
+
+def _write_column(path: str | os.PathLike, values: np.ndarray, overwrite: bool) -> Path:
+    text = "".join(f"{v:7.2f}\n" for v in np.asarray(values, dtype=float).ravel())
+    return write_text_atomic(path, text, overwrite)
+
+
+def read_tlt(path: str | os.PathLike) -> np.ndarray:
+    """Tilt angles in degrees, one per view (first column of each line)."""
+    return _read_column(path, "tilt angle")
+
+
+def write_tlt(path: str | os.PathLike, angles_deg: np.ndarray, overwrite: bool = False) -> Path:
+    """Write tilt angles (degrees), one per line, %7.2f as tiltalign does."""
+    return _write_column(path, angles_deg, overwrite)
+
+
+def read_xtilt(path: str | os.PathLike) -> np.ndarray:
+    """X-axis tilt in degrees per view (tiltalign's .xtilt, RELION's rlnTomoXTilt)."""
+    return _read_column(path, "x-tilt")
+
+
+def write_xtilt(path: str | os.PathLike, angles_deg: np.ndarray, overwrite: bool = False) -> Path:
+    """Write x-axis tilts (degrees), one per line."""
+    return _write_column(path, angles_deg, overwrite)
+
+
+# --- .xf <-> projection model ---------------------------------------------------------------
+
+
+def xf_to_projection_model(xf: np.ndarray, pixel_size_A: float) -> dict[str, np.ndarray]:
+    """IMOD transforms -> RELION 5 ZRot (degrees) and X/YShift (Å), as RELION 5 imports IMOD.
+
+    RELION 5 (src/tomography_python_programs/align_tilt_series/imod/_utils.py, through
+    teamtomo/yet-another-imod-wrapper utils/xf.py):
+    ``rlnTomoZRot = atan2(-A21, A11)`` and
+    ``(rlnTomoXShiftAngst, rlnTomoYShiftAngst) = -(A⁻¹ · (DX, DY)) · pixel size``
+    (the specimen shifts; rotation centre at IMOD's image centre). ZRot is then the tilt-axis
+    angle of that view in tomoforge's convention. rlnTomoYTilt is the .tlt angle, rlnTomoXTilt 0
+    (RELION) or the .xtilt value.
+    """
+    xf = np.asarray(xf, dtype=float).reshape(-1, 2, 3)
+    matrices, shifts = xf[:, :, :2], xf[:, :, 2:]
+    z_rot = np.rad2deg(np.arctan2(-matrices[:, 1, 0], matrices[:, 0, 0]))
+    specimen = -(np.linalg.pinv(matrices) @ shifts)[:, :, 0] * float(pixel_size_A)
+    return {"z_rot_deg": z_rot, "x_shift_A": specimen[:, 0], "y_shift_A": specimen[:, 1]}
+
+
+def projection_model_to_xf(z_rot_deg, x_shift_A, y_shift_A, pixel_size_A: float) -> np.ndarray:
+    """Inverse of xf_to_projection_model: A = rotation by −ZRot, (DX, DY) = −A · shift / pixel size."""
+    theta = np.deg2rad(np.asarray(z_rot_deg, dtype=float).ravel())
+    c, s = np.cos(theta), np.sin(theta)
+    n = len(theta)
+    xf = np.zeros((n, 2, 3))
+    xf[:, 0, 0], xf[:, 0, 1], xf[:, 1, 0], xf[:, 1, 1] = c, s, -s, c
+    shifts = np.stack([np.broadcast_to(np.asarray(x_shift_A, dtype=float), (n,)),
+                       np.broadcast_to(np.asarray(y_shift_A, dtype=float), (n,))], axis=1)
+    xf[:, :, 2] = -(xf[:, :, :2] @ (shifts / float(pixel_size_A))[:, :, None])[:, :, 0]
+    return xf
+
+
+# --- ctfplotter .defocus --------------------------------------------------------------------
+
+DEFOCUS_COLUMNS = ["start_view", "end_view", "start_angle_deg", "end_angle_deg",
+                   "defocus_u_A", "defocus_v_A", "astigmatism_angle_deg", "phase_shift_deg",
+                   "cut_on_frequency_inv_A"]
+
+
+def read_imod_defocus(path: str | os.PathLike) -> pd.DataFrame:
+    """ctfplotter/ctfphaseflip defocus file (version 2 or 3) as a DataFrame.
+
+    Columns: start_view, end_view (1-based, inclusive), start/end_angle_deg, defocus_u_A ≥
+    defocus_v_A (Å, underfocus positive; the file has nm), astigmatism_angle_deg (of the U axis
+    from X; U/V swapped and the angle turned by 90° where the file's defocus1 < defocus2),
+    phase_shift_deg, cut_on_frequency_inv_A (NaN where absent); ``attrs['version']``.
+
+    Version 2: ``start end angle1 angle2 defocus_nm`` (first line carries a 6th value, 2).
+    Version 3: first line ``flags 0 0 0 3`` (flags: 1 astigmatism, 4 phase shift, 16 cut-on
+    frequency), then ``start end angle1 angle2 defocus1 [defocus2 angle] [phase] [cuton]``
+    (IMOD ctfphaseflip man page, "Defocus file format").
+    """
+    lines = [ln for ln in read_text_lines(path) if ln.strip()]
+    if not lines:
+        raise format_error(path, "empty defocus file")
+
+    def numbers(lineno: int, text: str) -> list[float]:
+        try:
+            return [float(t) for t in text.replace(",", " ").split()]
+        except ValueError:
+            raise format_error(path, f"line {lineno}: cannot read numbers from {text.strip()!r}") from None
+
+    first = numbers(1, lines[0])
+    flags, version, body, start_line = 0, 2, lines, 1
+    if len(first) == 5 and int(first[4]) == 3 and first[1:4] == [0, 0, 0]:
+        flags, version, body, start_line = int(first[0]), 3, lines[1:], 2
+    elif len(first) >= 6:
+        version = int(first[5])
+    rows = []
+    for k, text in enumerate(body):
+        lineno = k + start_line
+        vals = numbers(lineno, text)
+        if version < 3:
+            vals = vals[:5]
+        need = 5 + (2 if flags & 1 else 0) + (1 if flags & 4 else 0) + (1 if flags & 16 else 0)
+        if len(vals) < need:
+            raise format_error(path, f"line {lineno}: {len(vals)} values, expected {need}")
+        d1 = vals[4] * 10.0
+        pos = 5
+        d2, angle = d1, 0.0
+        if flags & 1:
+            d2, angle = vals[5] * 10.0, vals[6]
+            pos = 7
+        phase = vals[pos] if flags & 4 else np.nan
+        pos += 1 if flags & 4 else 0
+        cuton = vals[pos] if flags & 16 else np.nan
+        if d2 > d1:
+            d1, d2, angle = d2, d1, angle + 90.0
+        rows.append([int(vals[0]), int(vals[1]), vals[2], vals[3], d1, d2, angle, phase, cuton])
+    df = pd.DataFrame(rows, columns=DEFOCUS_COLUMNS)
+    df.attrs["version"] = version
+    return df
+
+
+def write_imod_defocus(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a version-3 defocus file with astigmatism (and phase / cut-on where not all NaN)."""
+    phase = "phase_shift_deg" in df and bool(df["phase_shift_deg"].notna().any())
+    cuton = "cut_on_frequency_inv_A" in df and bool(df["cut_on_frequency_inv_A"].notna().any())
+    flags = 1 + (4 if phase else 0) + (16 if cuton else 0)
+    lines = [f"{flags} 0 0 0 3"]
+    for r in df.itertuples():
+        text = (f"{int(r.start_view)}\t{int(r.end_view)}\t{r.start_angle_deg:.2f}\t"
+                f"{r.end_angle_deg:.2f}\t{r.defocus_u_A / 10:.2f}\t{r.defocus_v_A / 10:.2f}\t"
+                f"{r.astigmatism_angle_deg:.2f}")
+        if phase:
+            text += f"\t{r.phase_shift_deg:.2f}"
+        if cuton:
+            text += f"\t{r.cut_on_frequency_inv_A:.4f}"
+        lines.append(text)
+    return write_text_atomic(path, "\n".join(lines) + "\n", overwrite)
+
+
+__all__ = ["read_xf", "write_xf", "read_tlt", "write_tlt", "read_xtilt", "write_xtilt",
+           "xf_to_projection_model", "projection_model_to_xf", "read_imod_defocus",
+           "write_imod_defocus"]

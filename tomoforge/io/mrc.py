@@ -1,0 +1,145 @@
+"""MRC files (images, stacks, volumes) through ``mrcfile``.
+
+Arrays are (y, x), (n, y, x) or (z, y, x); the voxel size is in Å and always written.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import mrcfile
+import numpy as np
+
+from .errors import FormatError, check_writable, format_error
+
+#: dtypes kept as given by write_mrc; everything else is written as float32
+KEPT_DTYPES = (np.int8, np.int16, np.uint8, np.uint16, np.float16, np.float32)
+
+_MODE_DTYPES = {0: np.int8, 1: np.int16, 2: np.float32, 4: np.complex64, 6: np.uint16, 12: np.float16}
+
+
+def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_A: float,
+              overwrite: bool = False) -> Path:
+    """Write a 2D image or 3D stack/volume with its voxel size (Å, > 0), atomically.
+
+    float32 unless ``data`` is int8/int16/uint8/uint16/float16 (kept). Refuses to replace an
+    existing file unless ``overwrite``. Writes a temporary file in the same folder, then renames.
+    """
+    path = check_writable(path, overwrite)
+    voxel = float(voxel_size_A)
+    if not np.isfinite(voxel) or voxel <= 0:
+        raise ValueError(f"{path}: voxel size must be > 0 Å, got {voxel_size_A!r}")
+    array = np.asarray(data)
+    if array.ndim not in (2, 3):
+        raise ValueError(f"{path}: MRC data must be 2D or 3D, got shape {array.shape}")
+    if array.dtype.type not in KEPT_DTYPES:
+        array = array.astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(array))
+            mrc.voxel_size = voxel
+            mrc.update_header_stats()
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _header(path: Path):
+    """Read and check the header; FormatError for a missing, corrupt or truncated file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+                header = mrc.header.copy()
+                extended = int(header.nsymbt)
+    except (ValueError, OSError) as exc:
+        raise format_error(path, f"not a readable MRC file ({exc})") from exc
+    if header is None or bytes(header.map).strip(b"\x00 ") not in (b"MAP", b""):
+        raise format_error(path, "not an MRC file (no 'MAP ' in header word 53)")
+    nx, ny, nz, mode = int(header.nx), int(header.ny), int(header.nz), int(header.mode)
+    if mode not in _MODE_DTYPES:
+        raise format_error(path, f"unsupported MRC mode {mode} in header")
+    if min(nx, ny, nz) < 1:
+        raise format_error(path, f"header gives an empty shape nx={nx} ny={ny} nz={nz}")
+    dtype = np.dtype(_MODE_DTYPES[mode])
+    expected = 1024 + extended + nx * ny * nz * dtype.itemsize
+    size = path.stat().st_size
+    if size < expected:
+        held = max(size - 1024 - extended, 0) // max(nx * ny * dtype.itemsize, 1)
+        raise format_error(path, f"truncated: header says {nz} sections of {nx}x{ny} {dtype.name} "
+                                 f"but the file holds {held} ({size} of {expected} bytes)")
+    return header
+
+
+def _open(path: Path, mmap: bool):
+    _header(path)
+    opener = mrcfile.mmap if mmap else mrcfile.open
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return opener(path, mode="r", permissive=True)
+    except (ValueError, OSError) as exc:
+        raise format_error(path, f"not a readable MRC file ({exc})") from exc
+
+
+def read_mrc(path: str | os.PathLike) -> np.ndarray:
+    """The data as a float32 copy: (y, x), (n, y, x) or (z, y, x)."""
+    with _open(Path(path), mmap=False) as mrc:
+        if mrc.data is None:
+            raise format_error(path, "no data block")
+        return np.array(mrc.data, dtype=np.float32)
+
+
+def read_voxel_size(path: str | os.PathLike) -> float:
+    """Voxel size along x in Å from the header (cella.x / mx); FormatError if unset (0)."""
+    header = _header(Path(path))
+    mx = int(header.mx)
+    size = float(header.cella.x) / mx if mx > 0 else 0.0
+    if not size > 0:
+        raise format_error(path, "header has no voxel size (cella / mx is 0)")
+    return size
+
+
+def mrc_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """Shape from the header only: (nz, ny, nx), or (ny, nx) for a single image (nz == 1)."""
+    header = _header(Path(path))
+    nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+    return (ny, nx) if nz == 1 else (nz, ny, nx)
+
+
+@contextlib.contextmanager
+def open_mrc_mmap(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Yield a read-only memory-mapped array of the data (the file is closed on exit)."""
+    mrc = _open(Path(path), mmap=True)
+    try:
+        yield mrc.data
+    finally:
+        mrc.close()
+
+
+def read_mrc_section(path: str | os.PathLike, index: int) -> np.ndarray:
+    """One 2D image (float32 copy) of a stack, read through a memory map; negative index allowed."""
+    with open_mrc_mmap(path) as data:
+        if data.ndim == 2:
+            stack_len = 1
+            data = data[np.newaxis]
+        else:
+            stack_len = data.shape[0]
+        if not -stack_len <= index < stack_len:
+            raise IndexError(f"{path}: section {index} out of range (the stack has {stack_len})")
+        return np.array(data[index], dtype=np.float32)
+
+
+__all__ = ["write_mrc", "read_mrc", "read_voxel_size", "mrc_shape", "open_mrc_mmap",
+           "read_mrc_section", "FormatError"]

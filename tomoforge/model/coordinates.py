@@ -1,0 +1,53 @@
+"""Particle positions in tomograms, with optional orientation."""
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from tomoforge.model.base import Item, quantity
+
+IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+
+class Coordinate3D(Item):
+    """A position in Å from its tomogram's centre and a rotation R (x_tomo = R x_ref + t)."""
+
+    __item_kind__ = "coordinate3d"
+    __key__ = "id"
+    __columns__ = ("id", "tomogram", "x_A", "y_A", "z_A", "group", "score")
+
+    id: int = Field(..., ge=0)
+    tomogram: str = Field(..., description="name of the tomogram it lies in")
+    x_A: float = quantity(..., unit="Å")
+    y_A: float = quantity(..., unit="Å")
+    z_A: float = quantity(..., unit="Å")
+    rotation: tuple[tuple[float, float, float], ...] = Field(IDENTITY, description="3x3 rotation matrix")
+    has_orientation: bool = Field(False, description="rotation was measured, not just the identity")
+    group: int = Field(0, description="group (e.g. the vesicle or filament it belongs to)")
+    score: float | None = None
+
+    @field_validator("rotation")
+    @classmethod
+    def _is_rotation(cls, value: tuple) -> tuple:
+        matrix = np.asarray(value, dtype=float)
+        if matrix.shape != (3, 3):
+            raise ValueError(f"rotation must be 3x3, got shape {matrix.shape}")
+        if not np.allclose(matrix @ matrix.T, np.eye(3), atol=1e-4) or np.linalg.det(matrix) < 0:
+            raise ValueError("rotation is not a proper rotation matrix (R Rᵀ = I, det R = +1)")
+        return tuple(tuple(float(v) for v in row) for row in matrix)
+
+    @property
+    def position_A(self) -> np.ndarray:
+        return np.array([self.x_A, self.y_A, self.z_A])
+
+
+class Particle(Coordinate3D):
+    """An extracted particle: its coordinate, its data file and its half set."""
+
+    __item_kind__ = "particle"
+    __columns__ = ("id", "tomogram", "x_A", "y_A", "z_A", "group", "score", "half_set")
+    __files__ = ("file",)
+
+    file: str = ""
+    index: int = Field(0, ge=0, description="section of `file` holding this particle")
+    half_set: int = Field(0, ge=0, le=2, description="1 or 2 for gold-standard refinement, 0 unset")

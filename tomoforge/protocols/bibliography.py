@@ -1,0 +1,45 @@
+"""BibTeX of the methods tomoforge's protocols implement (cited by key in ``Protocol.citations``)."""
+from tomoforge.engine.citations import register_bibtex
+
+register_bibtex(
+    """@software{tomoforge,
+  title = {tomoforge: cryo-electron tomography from tilt-series movies to subtomogram averages},
+  year = {2026},
+  version = {0.1.0}
+}""",
+    """@article{kremer1996,
+  author = {Kremer, James R. and Mastronarde, David N. and McIntosh, J. Richard},
+  title = {Computer visualization of three-dimensional image data using {IMOD}},
+  journal = {Journal of Structural Biology}, volume = {116}, number = {1}, pages = {71--76}, year = {1996}
+}""",
+    """@article{mastronarde2005,
+  author = {Mastronarde, David N.},
+  title = {Automated electron microscope tomography using robust prediction of specimen movements},
+  journal = {Journal of Structural Biology}, volume = {152}, number = {1}, pages = {36--51}, year = {2005}
+}""",
+    """@article{grant2015,
+  author = {Grant, Timothy and Grigorieff, Nikolaus},
+  title = {Measuring the optimal exposure for single particle cryo-{EM} using a 2.6 {\\AA} reconstruction of rotavirus {VP6}},
+  journal = {eLife}, volume = {4}, pages = {e06980}, year = {2015}
+}""",
+    """@article{rohou2015,
+  author = {Rohou, Alexis and Grigorieff, Nikolaus},
+  title = {{CTFFIND4}: Fast and accurate defocus estimation from electron micrographs},
+  journal = {Journal of Structural Biology}, volume = {192}, number = {2}, pages = {216--221}, year = {2015}
+}""",
+    """@article{hagen2017,
+  author = {Hagen, Wim J. H. and Wan, William and Briggs, John A. G.},
+  title = {Implementation of a cryo-electron tomography tilt-scheme optimized for high resolution subtomogram averaging},
+  journal = {Journal of Structural Biology}, volume = {197}, number = {2}, pages = {191--198}, year = {2017}
+}""",
+    """@article{zheng2017,
+  author = {Zheng, Shawn Q. and Palovcak, Eugene and Armache, Jean-Paul and Verba, Kliment A. and Cheng, Yifan and Agard, David A.},
+  title = {{MotionCor2}: anisotropic correction of beam-induced motion for improved cryo-electron microscopy},
+  journal = {Nature Methods}, volume = {14}, pages = {331--332}, year = {2017}
+}""",
+    """@article{burt2024,
+  author = {Burt, Alister and others},
+  title = {An image processing pipeline for electron cryo-tomography in {RELION}-5},
+  journal = {FEBS Open Bio}, volume = {14}, number = {11}, pages = {1788--1804}, year = {2024}
+}""",
+)

@@ -1,0 +1,149 @@
+"""Import protocols: tilt-series movies and tilt series from mdoc files, tomograms, coordinates."""
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
+from tomoforge.model import Coordinate3D, TiltSeries, TiltSeriesMovie, Tomogram
+from tomoforge.protocols.coordinates_import import coordinates_from_file
+from tomoforge.protocols.mdoc_import import ImportFileError, tilt_series_from_mdoc
+from tomoforge.protocols.tomogram_import import tomogram_from_file
+
+
+def matching_files(directory: str, pattern: str) -> list[Path]:
+    """Files in ``directory`` matching ``pattern`` (sorted); an error naming both if there are none."""
+    folder = Path(directory).expanduser()
+    if not folder.is_dir():
+        raise ImportFileError(f"files_path: {folder} is not a folder")
+    found = sorted(Path(p).resolve() for p in glob.glob(str(folder / pattern)) if Path(p).is_file())
+    if not found:
+        raise ImportFileError(f"files_path: no file in {folder} matches {pattern!r}")
+    return found
+
+
+class MdocImportParams(ProtocolParams):
+    """The tutorials' import form: where the mdocs are and what to take from them."""
+
+    files_path: str = param(..., help="folder holding the .mdoc files")
+    pattern: str = param("*.mdoc", help="file name pattern of the mdocs, e.g. TS_*.mrc.mdoc")
+    mdoc_format: Literal["auto", "serialem", "tomo5"] = param("auto", help="who wrote the mdocs")
+    voltage_kV: float | None = param(None, gt=0, unit="kV", help="override the mdoc's voltage")
+    spherical_aberration_mm: float = param(2.7, ge=0, unit="mm", help="spherical aberration Cs")
+    amplitude_contrast: float = param(0.1, ge=0, lt=1, unit="fraction", help="amplitude contrast")
+    pixel_size_A: float | None = param(None, gt=0, unit="Å/px", help="override the mdoc's PixelSpacing")
+    tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the tilt axis angle (from Y, CCW)")
+    dose_per_tilt_e_A2: float | None = param(None, ge=0, unit="e/Å²", help="override ExposureDose of every tilt")
+
+    def overrides(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"files_path", "pattern", "mdoc_format"})
+
+
+def import_mdoc_task(mdoc: str, overrides: dict[str, Any], movies: bool, frames_dir: str, mdoc_format: str,
+                     ) -> TiltSeries:
+    """Task: one mdoc -> its TiltSeries (files checked, nothing written)."""
+    return tilt_series_from_mdoc(mdoc, overrides, movies=movies, frames_dir=frames_dir or None,
+                                 mdoc_format=mdoc_format)
+
+
+class ImportTiltSeries(Protocol):
+    """Import tilt series: mdoc files and the image stacks beside them."""
+
+    name = "import-tilt-series"
+    Params = MdocImportParams
+    outputs = {"tilt_series": TiltSeries}
+
+    def tasks(self):
+        p = self.params
+        for mdoc in matching_files(p.files_path, p.pattern):
+            yield Task(import_mdoc_task, (str(mdoc), p.overrides(), False, "", p.mdoc_format), key=mdoc.name)
+
+    def collect(self, task, result):
+        self.emit("tilt_series", result, task)
+
+
+class MovieImportParams(MdocImportParams):
+    frames_path: str = param("", help="folder of the frame movies ('' = beside the mdoc, or its frames/)")
+    gain_file: str = param("", help="gain reference (MRC or TIFF) to multiply the frames by")
+
+    @model_validator(mode="after")
+    def _gain_exists(self) -> "MovieImportParams":
+        if self.gain_file and not Path(self.gain_file).is_file():
+            raise ValueError(f"gain_file: {self.gain_file} does not exist")
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        values = super().overrides()
+        values.pop("frames_path")
+        values["gain_file"] = str(Path(self.gain_file).resolve()) if self.gain_file else ""
+        return values
+
+
+class ImportTiltSeriesMovies(Protocol):
+    """Import tilt-series movies: mdoc files and the frame movies they name (SubFramePath)."""
+
+    name = "import-tilt-series-movies"
+    Params = MovieImportParams
+    outputs = {"tilt_series": TiltSeriesMovie}
+
+    def tasks(self):
+        p = self.params
+        for mdoc in matching_files(p.files_path, p.pattern):
+            yield Task(import_mdoc_task, (str(mdoc), p.overrides(), True, p.frames_path, p.mdoc_format),
+                       key=mdoc.name)
+
+    def collect(self, task, result):
+        self.emit("tilt_series", result, task)
+
+
+class TomogramImportParams(ProtocolParams):
+    files_path: str = param(..., help="folder holding the tomograms")
+    pattern: str = param("*.mrc", help="file name pattern")
+    pixel_size_A: float | None = param(None, gt=0, unit="Å/voxel", help="override the MRC header's voxel size")
+
+
+class ImportTomograms(Protocol):
+    """Import tomograms: MRC volumes with their voxel size."""
+
+    name = "import-tomograms"
+    Params = TomogramImportParams
+    outputs = {"tomograms": Tomogram}
+
+    def tasks(self):
+        for path in matching_files(self.params.files_path, self.params.pattern):
+            yield Task(tomogram_from_file, (str(path), self.params.pixel_size_A), key=path.name)
+
+    def collect(self, task, result):
+        self.emit("tomograms", result, task)
+
+
+class CoordinateImportParams(ProtocolParams):
+    files_path: str = param(..., help="folder holding the coordinate files")
+    pattern: str = param("*.star", help="file name pattern (.star RELION 5, .tbl Dynamo, other: x y z text)")
+    units: Literal["angstrom", "pixel"] = param(
+        "angstrom", help="text files: Å from the tomogram centre, or pixels from its corner")
+    pixel_size_A: float | None = param(None, gt=0, unit="Å/px", help="pixel size of pixel coordinates")
+    tomogram: str = param("", help="text/.tbl files: name of the tomogram they belong to ('' = file name)")
+
+
+class ImportCoordinates(Protocol):
+    """Import 3D coordinates: RELION 5 particle star, Dynamo table or plain x y z text."""
+
+    name = "import-coordinates"
+    Params = CoordinateImportParams
+    inputs = {"tomograms": InputSpec(Tomogram, help="the tomograms the coordinates lie in")}
+    outputs = {"coordinates": Coordinate3D}
+
+    def tasks(self):
+        tomograms = {t.name: (t.size_xyz, t.pixel_size_A) for t in self.input("tomograms")}
+        for path in matching_files(self.params.files_path, self.params.pattern):
+            yield Task(coordinates_from_file, (str(path), self.params.model_dump(), tomograms), key=path.name)
+
+    def collect(self, task, result):
+        output = self.output("coordinates")
+        start = len(output)
+        for i, values in enumerate(result):
+            output.append(Coordinate3D(id=start + i, **values), origin=task.origin)

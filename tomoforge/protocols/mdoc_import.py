@@ -1,0 +1,211 @@
+"""Turning an mdoc (+ its image stack or frame movies) into a TiltSeries: the import's science.
+
+Rules, in the order they apply:
+
+- Pixel size, voltage, tilt axis angle and dose per tilt come from the mdoc unless overridden; a
+  pixel size of 0 (or none) with no override is an error naming the file and ``PixelSpacing``.
+- Tomography 5 writes a ``TiltAxisAngle`` in its own convention, which is not converted silently:
+  without an override the import stops and suggests ``-RotationAngle`` (what CryoBoost uses).
+- Acquisition order: by ``DateTime`` where every section has one (ties keep section order), else the
+  section order. Accumulated dose of an image = the doses of every image exposed before it + its
+  own (CONVENTIONS.md); ``PriorRecordDose`` is not added.
+- Tilt images are kept sorted by tilt angle; each points to its section of the stack (``index``).
+"""
+from __future__ import annotations
+
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+import numpy as np
+
+from tomoforge.io.errors import FormatError
+from tomoforge.io.mdoc import Mdoc, read_mdoc
+from tomoforge.io.mrc import mrc_shape
+from tomoforge.model import Acquisition, TiltImage, TiltImageMovie, TiltSeries, TiltSeriesMovie
+
+
+class ImportFileError(ValueError):
+    """Input files that cannot be imported; the message names the file and the field."""
+
+
+def tilt_series_name(mdoc_path: Path) -> str:
+    """``TS_01.mrc.mdoc`` and ``TS_01.mdoc`` both give ``TS_01``."""
+    name = mdoc_path.name
+    for suffix in (".mdoc", ".mrc", ".st", ".tif", ".tiff"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def acquisition_from_mdoc(mdoc: Mdoc, overrides: dict[str, Any]) -> Acquisition:
+    """The Acquisition of an mdoc, with every non-None override taking precedence."""
+    path = mdoc.path
+    pixel = overrides.get("pixel_size_A") or mdoc.pixel_size_A
+    if not pixel or pixel <= 0:
+        raise ImportFileError(f"{path}: PixelSpacing is {mdoc.pixel_size_A!r}; give the pixel size (pixel_size_A)")
+    axis = overrides.get("tilt_axis_angle_deg")
+    if axis is None:
+        axis = mdoc.tilt_axis_angle
+        if axis is None:
+            hint = mdoc.suggested_tilt_axis_angle
+            raise ImportFileError(
+                f"{path}: the tilt axis angle ({mdoc.software} TiltAxisAngle = {mdoc.raw_tilt_axis_angle}) is not in "
+                f"SerialEM's convention; give tilt_axis_angle_deg"
+                + (f" (-RotationAngle suggests {hint:g})" if hint is not None else "")
+            )
+    voltage = overrides.get("voltage_kV") or mdoc.voltage_kV or 300.0
+    magnification = mdoc.sections[0].get("Magnification", 0.0) if mdoc.sections else 0.0
+    return Acquisition(
+        voltage_kV=voltage,
+        spherical_aberration_mm=overrides.get("spherical_aberration_mm", 2.7),
+        amplitude_contrast=overrides.get("amplitude_contrast", 0.1),
+        pixel_size_A=pixel,
+        tilt_axis_angle_deg=axis,
+        dose_per_tilt_e_A2=float(overrides.get("dose_per_tilt_e_A2") or _doses(mdoc, None).mean()),
+        magnification=float(magnification) if isinstance(magnification, (int, float)) else 0.0,
+        gain_file=str(overrides.get("gain_file") or ""),
+    )
+
+
+def _doses(mdoc: Mdoc, override: float | None) -> np.ndarray:
+    if override is not None:
+        return np.full(len(mdoc.sections), float(override))
+    doses = []
+    for i, section in enumerate(mdoc.sections):
+        dose = section.get("ExposureDose", 0.0)
+        if not isinstance(dose, (int, float)) or dose < 0:
+            raise ImportFileError(f"{mdoc.path}: [{mdoc.section_key} = {i}] ExposureDose is {dose!r}")
+        doses.append(float(dose))
+    return np.asarray(doses)
+
+
+def acquisition_order(mdoc: Mdoc) -> np.ndarray:
+    """1-based order of exposure of each section: by DateTime when all have one, else section order."""
+    try:
+        times = mdoc.datetimes()
+    except ValueError as exc:
+        raise ImportFileError(f"{mdoc.path}: DateTime: {exc}") from None
+    n = len(mdoc.sections)
+    if n and all(t is not None for t in times):
+        stamps = np.array([t.timestamp() for t in times])  # type: ignore[union-attr]
+        sequence = np.lexsort((np.arange(n), stamps))
+    else:
+        sequence = np.arange(n)
+    order = np.empty(n, dtype=int)
+    order[sequence] = np.arange(1, n + 1)
+    return order
+
+
+def accumulated_doses(doses: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Pre-exposure + own dose of each image (e/Å²) from the per-image doses and exposure order."""
+    by_order = np.argsort(order)
+    cumulative = np.cumsum(doses[by_order])
+    out = np.empty_like(doses)
+    out[by_order] = cumulative
+    return out
+
+
+def _stack_for(mdoc: Mdoc, stack_file: Path | None) -> Path:
+    if stack_file is not None:
+        return stack_file
+    assert mdoc.path is not None
+    named = mdoc.header.get("ImageFile")
+    candidates = [mdoc.path.with_name(str(named))] if named else []
+    candidates.append(mdoc.path.with_name(tilt_series_name(mdoc.path) + ".mrc"))
+    candidates.append(mdoc.path.with_suffix(""))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ImportFileError(
+        f"{mdoc.path}: ImageFile {named!r}: no image stack found beside the mdoc (looked for "
+        + ", ".join(str(c.name) for c in candidates) + ")"
+    )
+
+
+def frames_path(mdoc: Mdoc, index: int, frames_dir: Path | None) -> Path:
+    """The movie of section ``index``: its SubFramePath's file name looked up in ``frames_dir``."""
+    section = mdoc.sections[index]
+    sub = section.get("SubFramePath")
+    where = f"{mdoc.path}: [{mdoc.section_key} = {index}] SubFramePath"
+    if not sub:
+        raise ImportFileError(f"{where} is missing")
+    text = str(sub)
+    name = PureWindowsPath(text).name if "\\" in text else Path(text).name
+    assert mdoc.path is not None
+    folders = [frames_dir] if frames_dir else [mdoc.path.parent, mdoc.path.parent / "frames"]
+    for folder in folders:
+        if (folder / name).is_file():
+            return (folder / name).resolve()
+    raise ImportFileError(f"{where}: frames file {name} not found in {', '.join(str(f) for f in folders)}")
+
+
+def movie_frame_count(path: Path) -> int:
+    """Frames in a movie file (MRC header or TIFF pages) without reading the pixels."""
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff", ".eer"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return len(tif.pages)
+    shape = mrc_shape(path)
+    return shape[0] if len(shape) == 3 else 1
+
+
+def tilt_series_from_mdoc(
+    mdoc_path: Path | str,
+    overrides: dict[str, Any] | None = None,
+    movies: bool = False,
+    frames_dir: Path | str | None = None,
+    stack_file: Path | str | None = None,
+    mdoc_format: str = "auto",
+) -> TiltSeries:
+    """Read one tilt-series mdoc and check its files; return the TiltSeries (or TiltSeriesMovie)."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    path = Path(mdoc_path).resolve()
+    try:
+        mdoc = read_mdoc(path)
+    except FormatError as exc:
+        raise ImportFileError(str(exc)) from None
+    if mdoc.section_key != "ZValue" or not mdoc.sections:
+        raise ImportFileError(f"{path}: not a tilt-series mdoc (no [ZValue = i] sections)")
+    expected = {"serialem": "SerialEM", "tomo5": "Tomography"}.get(mdoc_format)
+    if expected and mdoc.software != expected:
+        raise ImportFileError(f"{path}: written by {mdoc.software}, but mdoc_format is {mdoc_format}")
+    acquisition = acquisition_from_mdoc(mdoc, overrides)
+    doses = _doses(mdoc, overrides.get("dose_per_tilt_e_A2"))
+    order = acquisition_order(mdoc)
+    accumulated = accumulated_doses(doses, order)
+    images: list[TiltImage] = []
+    stack = None
+    if not movies:
+        stack = _stack_for(mdoc, Path(stack_file) if stack_file else None)
+        shape = mrc_shape(stack)
+        n_stack = shape[0] if len(shape) == 3 else 1
+        if n_stack < len(mdoc.sections):
+            raise ImportFileError(
+                f"{stack}: holds {n_stack} images but {path} describes {len(mdoc.sections)} (ZValue 0-"
+                f"{len(mdoc.sections) - 1})"
+            )
+    for i, section in enumerate(mdoc.sections):
+        defocus = section.get("Defocus")
+        common: dict[str, Any] = dict(
+            acquisition_order=int(order[i]), tilt_angle_deg=float(section["TiltAngle"]),
+            accumulated_dose_e_A2=float(accumulated[i]), dose_e_A2=float(doses[i]),
+            nominal_defocus_A=-float(defocus) * 1e4 if isinstance(defocus, (int, float)) else None,
+            z_rot_deg=acquisition.tilt_axis_angle_deg, y_tilt_deg=float(section["TiltAngle"]),
+        )
+        if movies:
+            movie = frames_path(mdoc, i, Path(frames_dir) if frames_dir else None)
+            declared = section.get("NumSubFrames")
+            found = movie_frame_count(movie)
+            if isinstance(declared, (int, float)) and found < int(declared):
+                raise ImportFileError(f"{movie}: holds {found} frames but {path} [ZValue = {i}] NumSubFrames = {declared}")
+            n_frames = int(declared) if isinstance(declared, (int, float)) and declared > 0 else found
+            images.append(TiltImageMovie(**common, file=str(movie), index=0, n_frames=n_frames,
+                                         frame_dose_e_A2=float(doses[i]) / n_frames))
+        else:
+            images.append(TiltImage(**common, file=str(stack), index=i))
+    images.sort(key=lambda t: (t.tilt_angle_deg, t.acquisition_order))
+    cls = TiltSeriesMovie if movies else TiltSeries
+    return cls(name=tilt_series_name(path), acquisition=acquisition, tilt_images=images, source_file=str(path),
+               stack_file=str(stack) if stack else "")
