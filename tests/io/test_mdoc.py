@@ -111,28 +111,17 @@ def _broken(tmp_path, data_file, old, new, count=1):
     return path
 
 
-def test_duplicated_section(tmp_path, data_file):
-    path = _broken(tmp_path, data_file, "[ZValue = 8]", "[ZValue = 7]")
-    with pytest.raises(FormatError, match=r"TS_01.mdoc: line \d+: \[ZValue = 7\] appears twice"):
-        read_mdoc(path)
-
-
-def test_missing_section(tmp_path, data_file):
-    path = _broken(tmp_path, data_file, "[ZValue = 7]", "[ZValue = 77]")
-    with pytest.raises(FormatError, match=r"TS_01.mdoc: \[ZValue = 7\] is missing"):
-        read_mdoc(path)
-
-
-def test_missing_tilt_angle(tmp_path, data_file):
-    path = _broken(tmp_path, data_file, "TiltAngle = 3.00113\n", "")
-    with pytest.raises(FormatError, match=r"TS_01.mdoc: \[ZValue = 1\]: TiltAngle is missing"):
-        read_mdoc(path)
-
-
-def test_unparsable_number(tmp_path, data_file):
-    path = _broken(tmp_path, data_file, "ExposureDose = 0\n", "ExposureDose = zero\n")
-    with pytest.raises(FormatError, match=r"TS_01.mdoc: line 16: ExposureDose = 'zero' is not a number"):
-        read_mdoc(path)
+@pytest.mark.parametrize("old, new, message", [
+    ("[ZValue = 8]", "[ZValue = 7]", r"TS_01.mdoc: line \d+: \[ZValue = 7\] appears twice"),
+    ("[ZValue = 7]", "[ZValue = 77]", r"TS_01.mdoc: \[ZValue = 7\] is missing"),
+    ("TiltAngle = 3.00113\n", "", r"TS_01.mdoc: \[ZValue = 1\]: TiltAngle is missing"),
+    ("ExposureDose = 0\n", "ExposureDose = zero\n",
+     r"TS_01.mdoc: line 16: ExposureDose = 'zero' is not a number"),
+    ("[ZValue = 3]", "[ZValue = three]", r"TS_01.mdoc: line \d+: section index in \[ZValue = three\]"),
+])
+def test_broken_copies(tmp_path, data_file, old, new, message):
+    with pytest.raises(FormatError, match=message):
+        read_mdoc(_broken(tmp_path, data_file, old, new))
 
 
 def test_parse_datetime():

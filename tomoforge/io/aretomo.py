@@ -103,13 +103,18 @@ def _header_value(value: Any) -> str:
 def write_aln(aln: AlnFile, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``aln`` in AreTomo 2/3's layout."""
     lines = [f"# {aln.title}"]
-    for key, value in aln.header.items():
+    first = [k for k in ("Sections", "RawSize", "NumPatches") if k in aln.header]
+    for key in first:  # AreTomo's order: sizes, dark frames, then offsets and thickness
+        value = aln.header[key]
         if key == "Sections":
             lines.append("# " + "  ".join(f"{v:g}" for v in value))
         else:
             lines.append(f"# {key} = {_header_value(value)}")
     for r in aln.dark_frames.itertuples():
         lines.append(f"# DarkFrame = {int(r.section):5d}{int(r.value2):5d}{r.tilt_deg:9.2f}")
+    for key, value in aln.header.items():
+        if key not in first:
+            lines.append(f"# {key} = {_header_value(value)}")
     lines.append("# SEC     ROT         GMAG       TX          TY      SMEAN     SFIT    SCALE     BASE     TILT")
     for r in aln.global_alignment.itertuples():
         lines.append(f"{int(r.SEC):5d}  {r.ROT:9.4f}  {r.GMAG:9.5f}  {r.TX:9.3f}  {r.TY:9.3f}  "

@@ -1,0 +1,102 @@
+"""IMOD .xf/.tlt/.xtilt/.defocus on real files; xf <-> RELION 5 projection model."""
+import numpy as np
+import pytest
+
+from tomoforge.io.errors import FormatError
+from tomoforge.io.imod import (projection_model_to_xf, read_imod_defocus, read_tlt, read_xf,
+                               read_xtilt, write_imod_defocus, write_tlt, write_xf, write_xtilt,
+                               xf_to_projection_model)
+
+
+def test_read_real_xf_tlt_xtilt(data_file):
+    xf = read_xf(data_file("imod/etomofiles_TS_001/TS_001.xf"))
+    assert xf.shape == (40, 2, 3)
+    np.testing.assert_allclose(xf[0], [[0.1020875, 0.9947760, 2.395], [-0.9947760, 0.1020875, -3.871]])
+    tlt = read_tlt(data_file("imod/etomofiles_TS_001/TS_001.tlt"))
+    assert len(tlt) == 40 and tlt[0] == pytest.approx(-57.12)
+    assert read_xtilt(data_file("imod/etomofiles_TS_001/TS_001.xtilt"))[0] == pytest.approx(-0.01)
+    bb = read_xf(data_file("imod/IMOD_repo_uitestData/BB/BBa.xf"))
+    assert bb[0, 0, 0] == pytest.approx(0.9787406) and bb[0, 1, 2] == pytest.approx(1.220)
+    assert len(read_tlt(data_file("imod/IMOD_repo_uitestData/BB/BBa.tlt"))) == len(bb)
+    xf1 = read_xf(data_file("imod/cryoet-alignment_imod_1/tilt_1.xf"))
+    assert xf1[0, 0, 2] == pytest.approx(-58.170)
+    assert read_xtilt(data_file("imod/cryoet-alignment_imod_1/tilt_1.xtilt"))[0] == 0.0
+    multi = read_tlt(data_file("imod/pytom-match-pick/test_angles_multi_column.rawtlt"))
+    assert multi[:2].tolist() == [-51.0, -48.0]
+
+
+def test_zrot_is_the_tilt_axis_angle(data_file):
+    # etomo's TS_001.edf has ImageRotationA=83.9 (the input tilt-axis angle); tiltalign refines it
+    model = xf_to_projection_model(read_xf(data_file("imod/etomofiles_TS_001/TS_001.xf")), 6.192)
+    assert model["z_rot_deg"][0] == pytest.approx(84.14, abs=0.01)
+    assert np.all(np.abs(model["z_rot_deg"] - 83.9) < 1.0)
+
+
+def test_shift_formula_by_hand():
+    # A = rotation by -90 deg (ZRot 90); a specimen shift of (+10, 0) px is DX, DY = -A (10, 0)
+    xf = projection_model_to_xf([90.0], [10.0 * 2], [0.0], pixel_size_A=2.0)
+    np.testing.assert_allclose(xf[0], [[0, 1, 0], [-1, 0, 10]], atol=1e-12)
+    back = xf_to_projection_model(xf, 2.0)
+    assert back["z_rot_deg"][0] == pytest.approx(90)
+    assert back["x_shift_A"][0] == pytest.approx(20) and back["y_shift_A"][0] == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize("rel", ["imod/etomofiles_TS_001/TS_001.xf", "imod/IMOD_repo_uitestData/BB/BBa.xf",
+                                 "imod/cryoet-alignment_imod_1/tilt_1.xf"])
+def test_projection_model_round_trip(data_file, rel):
+    xf = read_xf(data_file(rel))
+    model = xf_to_projection_model(xf, 3.0)
+    back = projection_model_to_xf(model["z_rot_deg"], model["x_shift_A"], model["y_shift_A"], 3.0)
+    # tiltalign's A includes a small magnification/skew: rotations agree to that, shifts fully
+    np.testing.assert_allclose(back[:, :, :2], xf[:, :, :2], atol=0.02)
+    again = xf_to_projection_model(back, 3.0)
+    np.testing.assert_allclose(again["z_rot_deg"], model["z_rot_deg"], atol=1e-9)
+    np.testing.assert_allclose(again["x_shift_A"], model["x_shift_A"], atol=1e-6)
+
+
+def test_write_round_trips(tmp_path, data_file):
+    xf = read_xf(data_file("imod/etomofiles_TS_001/TS_001.xf"))
+    np.testing.assert_allclose(read_xf(write_xf(tmp_path / "a.xf", xf)), xf, atol=5e-4)
+    angles = np.array([-60.0, -57.5, 0.01, 60.0])
+    np.testing.assert_allclose(read_tlt(write_tlt(tmp_path / "a.tlt", angles)), angles, atol=0.005)
+    np.testing.assert_allclose(read_xtilt(write_xtilt(tmp_path / "a.xtilt", angles)), angles, atol=0.005)
+    with pytest.raises(FileExistsError):
+        write_tlt(tmp_path / "a.tlt", angles)
+
+
+def test_bad_xf_names_line(tmp_path):
+    path = tmp_path / "bad.xf"
+    path.write_text("1 0 0 1 0 0\n1 0 0 1 0\n")
+    with pytest.raises(FormatError, match="bad.xf: line 2: xf line has 5 values, expected 6"):
+        read_xf(path)
+    path.write_text("1 0 0 1 0 x\n")
+    with pytest.raises(FormatError, match="bad.xf: line 1"):
+        read_xf(path)
+
+
+def test_ctfplotter_version2(data_file):
+    df = read_imod_defocus(data_file("imod/pytom-match-pick/test_imod.defocus"))
+    assert df.attrs["version"] == 2 and len(df) == 35
+    first = df.iloc[0]
+    assert (first.start_view, first.end_view) == (1, 1)
+    assert first.start_angle_deg == pytest.approx(-50.99)
+    assert first.defocus_u_A == pytest.approx(30830.0) and first.defocus_v_A == pytest.approx(30830.0)
+    assert df.iloc[1].defocus_u_A == pytest.approx(30840.0)
+
+
+def test_ctfplotter_version3_and_round_trip(tmp_path, data_file):
+    path = tmp_path / "v3.defocus"
+    path.write_text("1 0 0 0 3\n1\t1\t-60.00\t-60.00\t2900.5\t3100.5\t30.0\n"
+                    "2\t2\t-57.00\t-57.00\t3000.0\t2950.0\t-12.5\n")
+    df = read_imod_defocus(path)
+    assert df.attrs["version"] == 3
+    assert df.iloc[0].defocus_u_A == pytest.approx(31005.0) and df.iloc[0].defocus_v_A == pytest.approx(29005.0)
+    assert df.iloc[0].astigmatism_angle_deg == pytest.approx(120.0)  # U/V swapped: angle + 90
+    assert df.iloc[1].astigmatism_angle_deg == pytest.approx(-12.5)
+    again = read_imod_defocus(write_imod_defocus(df, tmp_path / "out.defocus"))
+    np.testing.assert_allclose(again[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg"]],
+                               df[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg"]], atol=0.1)
+    real = read_imod_defocus(data_file("imod/pytom-match-pick/test_imod.defocus"))
+    back = read_imod_defocus(write_imod_defocus(real, tmp_path / "real.defocus"))
+    np.testing.assert_allclose(back.defocus_u_A, real.defocus_u_A, atol=0.1)
+    assert back.start_view.tolist() == real.start_view.tolist()

@@ -1,0 +1,32 @@
+"""Warp tilt-series XML (WarpTools gs04_ts_003)."""
+import numpy as np
+import pytest
+
+from tomoforge.io.errors import FormatError
+from tomoforge.io.warp import read_warp_tilt_series_xml, warp_attributes
+
+
+def test_real_xml(data_file):
+    ts = read_warp_tilt_series_xml(data_file("warp/pytom-match-pick/gs04_ts_003.xml"))
+    assert len(ts.angles_deg) == 47 and ts.angles_deg[0] == 46.0 and ts.angles_deg[-1] == pytest.approx(-45.99)
+    assert ts.dose_e_per_A2[0] == pytest.approx(140.97852) and ts.dose_e_per_A2.min() == pytest.approx(15.4122)
+    assert ts.use_tilt.all()
+    assert ts.axis_angles_deg[0] == pytest.approx(84.500114)
+    np.testing.assert_allclose(ts.axis_offsets_A[0], [-10.848754, 38.199642])
+    assert ts.movie_paths[0].endswith("gs04_ts_003_00000_-46.0_17.14.00.eer")
+    assert ts.pixel_size_A == pytest.approx(0.7303) and ts.voltage_kV == 300 and ts.cs_mm == pytest.approx(2.7)
+    assert ts.defocus_u_A[0] == pytest.approx((5.162571 + 0.008811178) * 1e4)
+    assert ts.defocus_v_A[0] == pytest.approx((5.162571 - 0.008811178) * 1e4)
+    assert ts.defocus_angle_deg[0] == pytest.approx(129)
+    assert np.all(ts.defocus_u_A >= ts.defocus_v_A)
+    assert warp_attributes(ts)["AreAnglesInverted"] is False
+
+
+def test_bad_xml(tmp_path):
+    path = tmp_path / "x.xml"
+    path.write_text("<TiltSeries><Angles>1\n2</Angles><Dose>1</Dose></TiltSeries>")
+    with pytest.raises(FormatError, match="x.xml: <Dose> has 1 values for 2 tilts"):
+        read_warp_tilt_series_xml(path)
+    path.write_text("<Movie/>")
+    with pytest.raises(FormatError, match="root element"):
+        read_warp_tilt_series_xml(path)
