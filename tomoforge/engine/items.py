@@ -112,6 +112,11 @@ def ensure_table(conn: sqlite3.Connection, spec: ItemSpec) -> None:
         ensure_table(conn, spec.child)
 
 
+def item_files(item: BaseModel) -> list[str]:
+    """The non-empty file fields (``__files__``) of an item, not its children's."""
+    return [str(getattr(item, name)) for name in getattr(item, "__files__", ()) if getattr(item, name)]
+
+
 def column_values(spec: ItemSpec, item: BaseModel) -> list[Any]:
     values = []
     for name in spec.columns:

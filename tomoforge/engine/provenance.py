@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tomoforge.engine.citations import bibtex
+from tomoforge.engine.items import item_files
 from tomoforge.engine.project import Project
 from tomoforge.engine.registry import get_protocol
 
@@ -32,9 +33,9 @@ def provenance(project: Project, address: str) -> Step:
     """The provenance tree of ``RUN.OUTPUT/KEY[/CHILD]``."""
     item_set, item, child = project.resolve(address)
     row = project.run(item_set.run_id)
-    own = [str(project.absolute(f)) for f in (child.file_paths() if child is not None else [])]
+    own = [str(project.absolute(f)) for f in (item_files(child) if child is not None else [])]
     files = [f"{f} [section {child.index}]" if i == 0 and hasattr(child, "index") else f for i, f in enumerate(own)]
-    files += [str(project.absolute(f)) for f in item.file_paths() if str(project.absolute(f)) not in own]
+    files += [str(project.absolute(f)) for f in item_files(item) if str(project.absolute(f)) not in own]
     step = Step(
         address=address,
         item_class=type(child if child is not None else item).__name__,

@@ -205,10 +205,11 @@ def _execute(project: Project, context: RunContext, pending: list[Task], results
     cancel = True
     try:
         handles = {executor.submit(t.fn, t.args, t.kwargs): t for t in pending}
+        order = {handle: i for i, handle in enumerate(handles)}
         waiting = set(handles)
         while waiting:
             finished, waiting = executor.wait(waiting, POLL_S)
-            for handle in finished:
+            for handle in sorted(finished, key=order.__getitem__):
                 task = handles[handle]
                 result = executor.result(handle)
                 _record_task(project, context.run_id, task.key, result, start)

@@ -31,15 +31,6 @@ class Item(BaseModel):
     def key(self) -> str:
         return str(getattr(self, self.__key__))
 
-    def file_paths(self) -> list[str]:
-        """Every file this item points to (its own fields only, not its children's)."""
-        out: list[str] = []
-        for name in self.__files__:
-            value: Any = getattr(self, name)
-            if value:
-                out.append(str(value))
-        return out
-
 
 def quantity(default: Any = ..., *, unit: str = "", description: str = "", **kwargs: Any) -> Any:
     """A pydantic Field with its physical unit kept in the JSON schema (``unit``)."""

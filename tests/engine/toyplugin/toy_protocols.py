@@ -1,0 +1,124 @@
+"""Toy protocols for the engine tests: a separate 'package' registered through entry points."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, Field
+
+from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
+from tomoforge.engine.citations import register_bibtex
+from tomoforge.engine.runner import origin_of
+
+register_bibtex("@misc{toy2026, title = {A toy method}, year = {2026}}")
+
+
+class Number(BaseModel):
+    __item_kind__: ClassVar[str] = "toy_number"
+    __key__: ClassVar[str] = "name"
+    __columns__: ClassVar[tuple[str, ...]] = ("name", "value", "flagged")
+    __children__: ClassVar = None
+    __files__: ClassVar[tuple[str, ...]] = ("file",)
+
+    name: str
+    value: float
+    flagged: bool = False
+    file: str = ""
+
+
+class Digit(BaseModel):
+    __item_kind__: ClassVar[str] = "toy_digit"
+    __key__: ClassVar[str] = "place"
+    __columns__: ClassVar[tuple[str, ...]] = ("place", "digit")
+
+    place: int
+    digit: int
+
+
+class Word(BaseModel):
+    """A nested item: a word holds its digits."""
+
+    __item_kind__: ClassVar[str] = "toy_word"
+    __key__: ClassVar[str] = "name"
+    __columns__: ClassVar[tuple[str, ...]] = ("name",)
+    __children__: ClassVar = ("digits", Digit)
+
+    name: str
+    digits: list[Digit] = Field(default_factory=list)
+
+
+def make_number(index: int, out_dir: str, sleep_s: float, control_dir: str) -> dict:
+    """Writes a file; fails or kills its own worker when the control folder says so."""
+    control = Path(control_dir)
+    (control / f"ran_{index}_{time.time_ns()}").touch()
+    if (control / f"fail_{index}").exists():
+        raise RuntimeError(f"item {index} was told to fail")
+    if (control / f"kill_{index}").exists():
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(sleep_s)
+    path = Path(out_dir) / f"n{index}.txt"
+    path.write_text(str(index * index))
+    return {"value": float(index * index), "file": str(path)}
+
+
+def double_number(value: float) -> float:
+    return 2 * value
+
+
+class MakeParams(ProtocolParams):
+    count: int = param(3, ge=1, help="how many numbers")
+    sleep_s: float = param(0.0, ge=0, unit="s", help="time each task takes")
+    control_dir: str = param(..., help="folder whose marker files make tasks fail or die")
+
+
+class MakeNumbers(Protocol):
+    """Make squares of 0..count-1 (toy)."""
+
+    name = "toy-make"
+    citations = ("toy2026",)
+    Params = MakeParams
+    outputs = {"numbers": Number}
+
+    def tasks(self):
+        self.out_path("").mkdir(parents=True, exist_ok=True)
+        for i in range(self.params.count):
+            yield Task(make_number, (i, str(self.out_path("")), self.params.sleep_s, self.params.control_dir),
+                       key=f"n{i}")
+
+    def collect(self, task, result):
+        self.emit("numbers", Number(name=task.key, value=result["value"], file=self.relative(result["file"]),
+                                    flagged=result["value"] > 3), task)
+
+
+class DoubleNumbers(Protocol):
+    """Double every number of the input (toy)."""
+
+    name = "toy-double"
+    inputs = {"numbers": InputSpec(Number, help="numbers to double")}
+    outputs = {"numbers": Number}
+
+    def tasks(self):
+        numbers = self.input("numbers")
+        for number in numbers:
+            yield Task(double_number, (number.value,), key=number.name, origin=(origin_of(numbers, number.name),))
+
+    def collect(self, task, result):
+        self.emit("numbers", Number(name=task.key, value=result), task)
+
+
+class MakeWords(Protocol):
+    """Make words with nested digits (toy)."""
+
+    name = "toy-words"
+    outputs = {"words": Word}
+
+    def tasks(self):
+        for word in ("ab", "cde"):
+            yield Task(len, (word,), key=word)
+
+    def collect(self, task, result):
+        digits = [Digit(place=i, digit=i * 3) for i in range(result)]
+        self.emit("words", Word(name=task.key, digits=digits), task)
