@@ -86,15 +86,26 @@ class Executor:
 
 
 class SerialExecutor(Executor):
-    """Runs each task in this process as it is submitted (for debugging and tiny jobs)."""
+    """Runs tasks one at a time in this process, each when the runner waits (debugging, tiny jobs)."""
+
+    def __init__(self) -> None:
+        self._queue: list[cf.Future] = []
+        self._calls: dict[cf.Future, tuple] = {}
 
     def submit(self, fn, args, kwargs):
         future: cf.Future = cf.Future()
-        future.set_result(call_task(fn, args, kwargs))
+        self._queue.append(future)
+        self._calls[future] = (fn, args, kwargs)
         return future
 
     def wait(self, handles, timeout):
-        return set(handles), set()
+        handles = set(handles)
+        ready = {h for h in handles if h.done()}
+        if not ready:
+            future = next(f for f in self._queue if f in handles and not f.done())
+            future.set_result(call_task(*self._calls.pop(future)))
+            ready = {future}
+        return ready, handles - ready
 
     def result(self, handle):
         return handle.result()

@@ -13,10 +13,10 @@ class Coordinate3D(Item):
     """A position in Å from its tomogram's centre and a rotation R (x_tomo = R x_ref + t)."""
 
     __item_kind__ = "coordinate3d"
-    __key__ = "id"
-    __columns__ = ("id", "tomogram", "x_A", "y_A", "z_A", "group", "score")
+    __key__ = "number"
+    __columns__ = ("number", "tomogram", "x_A", "y_A", "z_A", "group", "score")
 
-    id: int = Field(..., ge=0)
+    number: int = Field(..., ge=0, description="running number of the coordinate in its set")
     tomogram: str = Field(..., description="name of the tomogram it lies in")
     x_A: float = quantity(..., unit="Å")
     y_A: float = quantity(..., unit="Å")
@@ -45,7 +45,7 @@ class Particle(Coordinate3D):
     """An extracted particle: its coordinate, its data file and its half set."""
 
     __item_kind__ = "particle"
-    __columns__ = ("id", "tomogram", "x_A", "y_A", "z_A", "group", "score", "half_set")
+    __columns__ = ("number", "tomogram", "x_A", "y_A", "z_A", "group", "score", "half_set")
     __files__ = ("file",)
 
     file: str = ""

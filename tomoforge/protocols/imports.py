@@ -146,4 +146,4 @@ class ImportCoordinates(Protocol):
         output = self.output("coordinates")
         start = len(output)
         for i, values in enumerate(result):
-            output.append(Coordinate3D(id=start + i, **values), origin=task.origin)
+            output.append(Coordinate3D(number=start + i, **values), origin=task.origin)
