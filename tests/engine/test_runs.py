@@ -160,3 +160,22 @@ def test_nested_items_round_trip_through_a_run(project):
     assert [len(w.digits) for w in words] == [2, 3]
     _, word, digit = project.resolve(f"{run_id}.words/cde/2")
     assert word.name == "cde" and digit.digit == 6
+
+
+def test_scheduled_runs_execute_in_dependency_order_and_a_failed_input_blocks(project, control):
+    from tomoforge.engine.scheduler import run_scheduled
+
+    source = make(project, control, count=2)
+    consumer = project.new_run("toy-double", inputs={"numbers": f"{source}.numbers"}, executor=SERIAL)
+    project.schedule(consumer)  # scheduled before its input: it must wait for it
+    project.schedule(source)
+    assert run_scheduled(project) == {source: "finished", consumer: "finished"}
+    assert [n.value for n in project.output_set(consumer, "numbers")] == [0.0, 2.0]
+
+    (control / "fail_0").touch()
+    broken = make(project, control, count=1)
+    waiting = project.new_run("toy-double", inputs={"numbers": f"{broken}.numbers"}, executor=SERIAL)
+    project.schedule(broken)
+    project.schedule(waiting)
+    assert run_scheduled(project) == {broken: "failed", waiting: "failed"}
+    assert "an input run failed" in project.run(waiting)["error"]

@@ -185,6 +185,26 @@ def _act(action: str, run: str) -> Project:
     return project
 
 
+@app.command("schedule")
+def schedule(run: str) -> None:
+    """Schedule a saved (or failed/aborted) RUN: 'tomoforge scheduler' runs it when its inputs are ready."""
+    _act("schedule", run)
+    console.print(f"run {run} scheduled")
+
+
+@app.command("scheduler")
+def scheduler(wait: bool = typer.Option(False, help="keep waiting for inputs other processes produce")) -> None:
+    """Execute the scheduled runs in dependency order."""
+    from tomoforge.engine.scheduler import run_scheduled
+
+    outcome = run_scheduled(open_project(), report=lambda run_id, final: console.print(f"run {run_id} {final}"),
+                            wait=wait)
+    if not outcome:
+        console.print("no scheduled run is ready")
+    if any(s != "finished" for s in outcome.values()):
+        raise typer.Exit(1)
+
+
 @app.command("reset")
 def reset(run: str) -> None:
     """Clear RUN's outputs and files, keeping its parameters (state saved)."""
