@@ -17,7 +17,8 @@ from tomoforge.engine import db
 from tomoforge.engine.executors import ExecutorConfig
 from tomoforge.engine.protocol import Protocol, validate_params
 from tomoforge.engine.registry import get_protocol
-from tomoforge.engine.sets import ItemSet
+from tomoforge.engine.items import item_spec
+from tomoforge.engine.sets import ItemSet, split_filter
 
 DB_NAME = "project.db"
 
@@ -159,7 +160,7 @@ class Project:
                     f"which {cls.name} does not accept here"
                 )
             if pointer.filter:  # validate against the item class now, not at run time
-                self.output_set(pointer.run_id, pointer.output, pointer.filter, declared=True)
+                split_filter(item_spec(produced[pointer.output]), pointer.filter)
             pointers[name] = pointer
         return pointers
 
@@ -284,16 +285,10 @@ class Project:
         self.conn.execute("DELETE FROM sets WHERE run_id = ?", (run_id,))
 
     # --- sets -------------------------------------------------------------------------------
-    def output_set(self, run_id: int, name: str, filter: str = "", declared: bool = False) -> ItemSet:
-        """A run's output set (optionally filtered). With ``declared``, only validate the filter."""
+    def output_set(self, run_id: int, name: str, filter: str = "") -> ItemSet:
+        """A run's output set, optionally seen through a filter."""
         row = self.conn.execute("SELECT * FROM sets WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
         if row is None:
-            if declared:
-                from tomoforge.engine.items import class_path, item_spec
-
-                cls = self._declared_outputs(run_id)[name]
-                fake = {"id": -1, "run_id": run_id, "name": name, "kind": class_path(item_spec(cls).cls)}
-                return ItemSet(self.conn, fake, filter)  # type: ignore[arg-type]
             state = self.run(run_id)["state"]
             raise ProjectError(f"run {run_id} has no output '{name}' yet (it is {state})")
         return ItemSet(self.conn, row, filter)

@@ -47,7 +47,7 @@ class ItemSet:
         self.kind: str = row["kind"]
         self.filter = filter
         self.spec: ItemSpec = item_spec(class_from_path(self.kind))
-        self._where, self._child_where = self._split_filter(filter)
+        self._where, self._child_where = split_filter(self.spec, filter)
 
     # --- creation -------------------------------------------------------------------------
     @classmethod
@@ -171,12 +171,12 @@ class ItemSet:
             data[self.spec.children_field] = [json.loads(r[0]) for r in rows]  # type: ignore[index]
         return self.spec.cls.model_validate(data)
 
-    def _split_filter(self, expression: str) -> tuple[str, str]:
-        if not expression.strip():
-            return "", ""
-        own = set(self.spec.columns) | {"key", "position"}
-        names = filter_fields(expression)
-        if names <= own or self.spec.child is None:
-            return validate_filter(expression, own), ""
-        child_fields = set(self.spec.child.columns) | {"key", "position"}
-        return "", validate_filter(expression, child_fields)
+
+def split_filter(spec: ItemSpec, expression: str) -> tuple[str, str]:
+    """(SQL for the items, SQL for their children): a filter addresses whichever level has its fields."""
+    if not expression.strip():
+        return "", ""
+    own = set(spec.columns) | {"key", "position"}
+    if filter_fields(expression) <= own or spec.child is None:
+        return validate_filter(expression, own), ""
+    return "", validate_filter(expression, set(spec.child.columns) | {"key", "position"})
