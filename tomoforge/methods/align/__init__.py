@@ -1,0 +1,1 @@
+"""Tilt-series alignment: projection model, fiducial least squares, beads, coarse, patches, consensus."""

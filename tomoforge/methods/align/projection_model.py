@@ -1,0 +1,117 @@
+"""The projection model of a tilt series: where a 3D specimen point lands in each view.
+
+RELION 5's model (Burt et al. 2024), per view i, for a point X = (x, y, z) in Å from the
+specimen (tomogram) centre:
+
+    u_i = m_i · [Rz(ZRot_i) · Ry(YTilt_i) · Rx(XTilt_i) · X]_(x, y) + (XShift_i, YShift_i)
+
+u_i is in Å from the image centre (pixel index n // 2 along x and y), m_i a relative
+magnification (1 = nominal). ZRot is the tilt-axis angle of the view: from the image Y axis,
+counter-clockwise positive (SerialEM/IMOD). The shift is where the specimen centre lands.
+
+Hand assumption: Ry(β) maps (x, z) to (cos β·x + sin β·z, …), i.e. at a positive tilt a point
+above the specimen mid-plane (z > 0, towards the source) moves towards +x of the tilt-axis
+frame (RELION 5 / tomoforge.methods.rotations). The projected positions cannot tell this hand
+from its mirror (β → −β, z → −z; or ZRot → ZRot + 180°): that needs the defocus gradient.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def rotation_matrices(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:
+    """(n, 3, 3) Rz(ZRot) · Ry(YTilt) · Rx(XTilt) for arrays of angles (degrees)."""
+    t, z, x = np.broadcast_arrays(*(np.deg2rad(np.asarray(a, dtype=float)) for a in
+                                    (tilt_deg, z_rot_deg, x_tilt_deg)))
+    t, z, x = (np.atleast_1d(a) for a in (t, z, x))
+    ct, st, cz, sz, cx, sx = np.cos(t), np.sin(t), np.cos(z), np.sin(z), np.cos(x), np.sin(x)
+    one, zero = np.ones_like(t), np.zeros_like(t)
+    rz = np.stack([np.stack([cz, -sz, zero], -1), np.stack([sz, cz, zero], -1), np.stack([zero, zero, one], -1)], -2)
+    ry = np.stack([np.stack([ct, zero, st], -1), np.stack([zero, one, zero], -1), np.stack([-st, zero, ct], -1)], -2)
+    rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cx, -sx], -1), np.stack([zero, sx, cx], -1)], -2)
+    return rz @ ry @ rx
+
+
+@dataclass
+class ProjectionModel:
+    """Per-view projection model (angles in degrees, shifts in Å, magnification relative)."""
+
+    tilt_deg: np.ndarray
+    z_rot_deg: np.ndarray
+    shift_A: np.ndarray  # (n, 2): (XShift, YShift)
+    x_tilt_deg: np.ndarray = field(default=None)  # type: ignore[assignment]
+    magnification: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.tilt_deg = np.asarray(self.tilt_deg, dtype=float).ravel()
+        n = len(self.tilt_deg)
+        self.z_rot_deg = np.broadcast_to(np.asarray(self.z_rot_deg, dtype=float), (n,)).copy()
+        self.shift_A = np.broadcast_to(np.asarray(self.shift_A, dtype=float).reshape(-1, 2), (n, 2)).copy()
+        self.x_tilt_deg = np.zeros(n) if self.x_tilt_deg is None else np.broadcast_to(
+            np.asarray(self.x_tilt_deg, dtype=float), (n,)).copy()
+        self.magnification = np.ones(n) if self.magnification is None else np.broadcast_to(
+            np.asarray(self.magnification, dtype=float), (n,)).copy()
+
+    @property
+    def n_views(self) -> int:
+        return len(self.tilt_deg)
+
+    def matrices(self) -> np.ndarray:
+        """(n, 2, 3) maps from specimen (x, y, z) to image (x, y), magnification included."""
+        return rotation_matrices(self.tilt_deg, self.z_rot_deg, self.x_tilt_deg)[:, :2, :] \
+            * self.magnification[:, None, None]
+
+    def project(self, points_A: np.ndarray) -> np.ndarray:
+        """(n_views, n_points, 2) image positions in Å from the image centre of (m, 3) points in Å."""
+        points = np.asarray(points_A, dtype=float).reshape(-1, 3)
+        return np.einsum("nab,mb->nma", self.matrices(), points) + self.shift_A[:, None, :]
+
+    def project_px(self, points_A: np.ndarray, pixel_size_A: float) -> np.ndarray:
+        """As ``project``, in pixels from the image centre."""
+        return self.project(points_A) / float(pixel_size_A)
+
+    def subset(self, views) -> "ProjectionModel":
+        """The model of the views indexed by ``views``."""
+        return ProjectionModel(self.tilt_deg[views], self.z_rot_deg[views], self.shift_A[views],
+                               self.x_tilt_deg[views], self.magnification[views])
+
+    def scaled_shifts(self, factor: float) -> "ProjectionModel":
+        """The same model with shifts multiplied by ``factor`` (e.g. a pixel-size change)."""
+        return ProjectionModel(self.tilt_deg, self.z_rot_deg, self.shift_A * factor, self.x_tilt_deg,
+                               self.magnification)
+
+
+def remove_common_translation(displacement: np.ndarray) -> np.ndarray:
+    """Subtract the mean over all views and points from (n, m, 2) displacements."""
+    d = np.asarray(displacement, dtype=float)
+    return d - np.nanmean(d.reshape(-1, 2), axis=0)
+
+
+def reprojection_difference(model_a: ProjectionModel, model_b: ProjectionModel, points_A: np.ndarray,
+                            remove_translation: bool = True) -> np.ndarray:
+    """(n, m, 2) differences (Å) between where two models put the same 3D points.
+
+    With ``remove_translation`` the best single 3D translation of the specimen (the free gauge of
+    any alignment: moving the tomogram centre) is removed first, by least squares.
+    """
+    points = np.asarray(points_A, dtype=float).reshape(-1, 3)
+    diff = model_a.project(points) - model_b.project(points)
+    if remove_translation:
+        # diff_i ≈ A_i t for one 3D translation t (a's specimen centre moved): solve and subtract.
+        a = model_a.matrices()  # (n, 2, 3)
+        lhs = np.repeat(a, len(points), axis=0).reshape(-1, 3)
+        rhs = diff.reshape(-1)
+        t, *_ = np.linalg.lstsq(lhs, rhs, rcond=None)
+        diff = diff - np.einsum("nab,b->na", a, t)[:, None, :]
+    return diff
+
+
+def rms(values: np.ndarray) -> float:
+    """Root mean square length of (…, 2) vectors, ignoring NaN."""
+    v = np.asarray(values, dtype=float)
+    return float(np.sqrt(np.nanmean(np.sum(v ** 2, axis=-1))))
+
+
+__all__ = ["rotation_matrices", "ProjectionModel", "remove_common_translation", "reprojection_difference", "rms"]

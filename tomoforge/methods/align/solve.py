@@ -1,0 +1,258 @@
+"""Least-squares fiducial alignment: the projection model from 2D bead positions (IMOD tiltalign).
+
+Unknowns: the 3D bead positions, per-view shifts, the in-plane rotation (one angle, grouped or
+per view), tilt-angle increments (grouped, the reference view's pinned: a common tilt offset is a
+rotation of the specimen about the tilt axis and cannot be seen in projections), and optionally a
+grouped relative magnification (reference view = 1). Grouped variables are interpolated linearly
+between group nodes along the views sorted by tilt (IMOD's grouping). Robust to mistracked
+beads: a soft-L1 fit first, then points and beads with outlying residuals are dropped and the
+model refitted with plain least squares. The free tilt offset is then chosen so that the beads
+lie level (``level=True``, as tiltalign's surface analysis suggests), or kept as given.
+
+All positions are in pixels from the image centre; the model follows projection_model (and its
+hand assumption).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.sparse import lil_matrix
+
+from tomoforge.methods.align.projection_model import ProjectionModel, rotation_matrices
+
+Grouping = Literal["fixed", "single", "grouped", "per_view"]
+
+
+def group_matrix(tilts_deg: np.ndarray, mode: Grouping, group_size: int = 5) -> np.ndarray:
+    """(n, k) linear interpolation weights from k group nodes to the n views (sorted by tilt).
+
+    fixed: k = 0; single: one value for all; per_view: identity; grouped: nodes every
+    ``group_size`` views along the tilt order, linear in between.
+    """
+    n = len(tilts_deg)
+    if mode == "fixed":
+        return np.zeros((n, 0))
+    if mode == "single":
+        return np.ones((n, 1))
+    order = np.argsort(tilts_deg, kind="stable")
+    rank = np.empty(n, dtype=float)
+    rank[order] = np.arange(n)
+    if mode == "per_view" or group_size <= 1:
+        return np.eye(n)
+    k = max(2, int(round((n - 1) / group_size)) + 1)
+    nodes = np.linspace(0, n - 1, k)
+    weights = np.zeros((n, k))
+    idx = np.clip(np.searchsorted(nodes, rank, side="right") - 1, 0, k - 2)
+    frac = (rank - nodes[idx]) / (nodes[idx + 1] - nodes[idx])
+    weights[np.arange(n), idx] = 1 - frac
+    weights[np.arange(n), idx + 1] = frac
+    return weights
+
+
+@dataclass
+class FiducialSolution:
+    """The fitted model and its diagnostics (pixels at the sampling of the input positions)."""
+
+    model: ProjectionModel  # shifts in Å
+    points_px: np.ndarray  # (m, 3) bead positions, pixels from the specimen centre (NaN: dropped)
+    residuals_px: np.ndarray  # (n, m, 2) observed − predicted (NaN where no observation)
+    used: np.ndarray  # (n, m) bool: observation kept in the final fit
+    dropped_beads: np.ndarray  # indices of beads judged mistracked and left out
+    rms_px: float  # over the kept observations
+    view_rms_px: np.ndarray  # (n,)
+    bead_rms_px: np.ndarray  # (m,)
+    tilt_axis_deg: float  # mean in-plane rotation (the refined tilt axis angle)
+    tilt_offset_deg: float  # mean (fitted − nominal) tilt angle
+    x_tilt_level_deg: float  # rotation about X that would make the beads level (reported, not applied)
+    surface: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # (m,) 0 bottom, 1 top, -1 one surface
+
+    def gap_free_px(self, pixel_size_A: float) -> np.ndarray:
+        """(n, m, 2) positions the model puts every bead at, in every view (pixels)."""
+        return self.model.project(self.points_px * pixel_size_A) / pixel_size_A
+
+
+class _Layout:
+    """Parameter vector layout: X (m, 3), shifts (n, 2), rotation, tilt, magnification nodes."""
+
+    def __init__(self, n: int, m: int, g_rot: np.ndarray, g_tilt: np.ndarray, g_mag: np.ndarray, ref: int):
+        self.n, self.m, self.ref = n, m, ref
+        self.g_rot, self.g_tilt, self.g_mag = g_rot, g_tilt - g_tilt[ref], g_mag - g_mag[ref]
+        sizes = [3 * m, 2 * n, g_rot.shape[1], g_tilt.shape[1], g_mag.shape[1]]
+        self.bounds = np.cumsum([0] + sizes)
+
+    def split(self, p: np.ndarray):
+        b = self.bounds
+        return (p[b[0]:b[1]].reshape(self.m, 3), p[b[1]:b[2]].reshape(self.n, 2),
+                p[b[2]:b[3]], p[b[3]:b[4]], p[b[4]:b[5]])
+
+    def angles(self, p: np.ndarray, axis_deg: np.ndarray, tilts_deg: np.ndarray):
+        _, _, r, t, g = self.split(p)
+        return axis_deg + self.g_rot @ r, tilts_deg + self.g_tilt @ t, 1.0 + self.g_mag @ g
+
+
+def _predict(layout: _Layout, p: np.ndarray, axis_deg, tilts_deg) -> np.ndarray:
+    points, shifts, *_ = layout.split(p)
+    z_rot, tilt, mag = layout.angles(p, axis_deg, tilts_deg)
+    a = rotation_matrices(tilt, z_rot)[:, :2, :] * mag[:, None, None]
+    return np.einsum("nab,mb->nma", a, points) + shifts[:, None, :]
+
+
+def _sparsity(layout: _Layout, vi: np.ndarray, bj: np.ndarray) -> lil_matrix:
+    n_res = 2 * len(vi) + 3
+    s = lil_matrix((n_res, int(layout.bounds[-1])), dtype=int)
+    b = layout.bounds
+    for k, (i, j) in enumerate(zip(vi, bj)):
+        for c in range(2):
+            row = 2 * k + c
+            s[row, 3 * j:3 * j + 3] = 1
+            s[row, b[1] + 2 * i + c] = 1
+            for g, start in ((layout.g_rot, b[2]), (layout.g_tilt, b[3]), (layout.g_mag, b[4])):
+                cols = np.nonzero(g[i])[0]
+                for col in cols:
+                    s[row, start + col] = 1
+    s[n_res - 3:, :3 * layout.m] = 1
+    return s
+
+
+def _linear_start(obs: np.ndarray, mask: np.ndarray, tilts_deg, axis_deg) -> tuple[np.ndarray, np.ndarray]:
+    """3D points and shifts by linear least squares with the angles fixed (mean point at 0)."""
+    n, m = mask.shape
+    a = rotation_matrices(tilts_deg, axis_deg)[:, :2, :]
+    vi, bj = np.nonzero(mask)
+    rows = np.zeros((2 * len(vi) + 3, 3 * m + 2 * n))
+    rhs = np.zeros(2 * len(vi) + 3)
+    for c in range(2):
+        r = 2 * np.arange(len(vi)) + c
+        for d in range(3):
+            rows[r, 3 * bj + d] = a[vi, c, d]
+        rows[r, 3 * m + 2 * vi + c] = 1.0
+        rhs[r] = obs[vi, bj, c]
+    for d in range(3):
+        rows[-3 + d, d:3 * m:3] = 1.0
+    sol, *_ = np.linalg.lstsq(rows, rhs, rcond=None)
+    return sol[:3 * m].reshape(m, 3), sol[3 * m:].reshape(n, 2)
+
+
+def _level_angles(points: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Rotations about Y and X (degrees) that make the beads' plane(s) level, and surface labels.
+
+    One plane through all beads, or two parallel planes when the heights split into two groups
+    (beads on both ice surfaces) more than 3 bead-position spreads apart.
+    """
+    p = points - points.mean(axis=0)
+    labels = -np.ones(len(p), dtype=int)
+    z = p[:, 2]
+    if len(p) >= 6:
+        order = np.sort(z)
+        gaps = np.diff(order)
+        k = int(np.argmax(gaps[1:-1])) + 1 if len(gaps) > 2 else int(np.argmax(gaps))
+        split = 0.5 * (order[k] + order[k + 1])
+        low, high = z <= split, z > split
+        spread = max(np.std(z[low]), np.std(z[high]), 1e-6)
+        if gaps[k] > 3 * spread and low.sum() >= 3 and high.sum() >= 3:
+            labels = high.astype(int)
+            p = p.copy()
+            p[low] -= p[low].mean(axis=0)
+            p[high] -= p[high].mean(axis=0)
+    # Plane z = a x + b y through the centred points.
+    coef, *_ = np.linalg.lstsq(p[:, :2], p[:, 2], rcond=None)
+    normal = np.array([-coef[0], -coef[1], 1.0])
+    normal /= np.linalg.norm(normal)
+    about_y = -np.rad2deg(np.arctan2(normal[0], normal[2]))
+    about_x = np.rad2deg(np.arctan2(normal[1], normal[2]))
+    return float(about_y), float(about_x), labels
+
+
+def solve_fiducial_alignment(
+    positions_px: np.ndarray,
+    tilts_deg: np.ndarray,
+    tilt_axis_deg: float,
+    pixel_size_A: float = 1.0,
+    rotation: Grouping = "single",
+    tilt: Grouping = "grouped",
+    magnification: Grouping = "fixed",
+    group_size: int = 5,
+    tilt_offset_deg: float = 0.0,
+    level: bool = True,
+    outlier_px: float = 2.0,
+    outlier_sd: float = 4.0,
+) -> FiducialSolution:
+    """Fit the projection model to (n_views, n_beads, 2) positions (pixels from the image centre,
+    NaN = not seen). ``tilts_deg``: nominal tilts; ``tilt_axis_deg``: starting tilt axis angle
+    (from image Y, CCW). Observations off by more than max(``outlier_px``, ``outlier_sd`` × the
+    robust residual spread) are dropped, and whole beads where more than a quarter are."""
+    obs = np.asarray(positions_px, dtype=float)
+    n, m, _ = obs.shape
+    tilts = np.asarray(tilts_deg, dtype=float) + tilt_offset_deg
+    axis = np.full(n, float(tilt_axis_deg))
+    mask = np.all(np.isfinite(obs), axis=-1)
+    ref = int(np.argmin(np.abs(tilts_deg)))
+    layout = _Layout(n, m, group_matrix(tilts, rotation, group_size), group_matrix(tilts, tilt, group_size),
+                     group_matrix(tilts, magnification, group_size), ref)
+    dropped = np.zeros(m, dtype=bool)
+
+    def fit(use: np.ndarray, p0: np.ndarray | None, loss: str) -> np.ndarray:
+        vi, bj = np.nonzero(use)
+        if p0 is None:
+            pts, sh = _linear_start(obs, use, tilts, axis)
+            p0 = np.zeros(int(layout.bounds[-1]))
+            p0[:3 * m], p0[3 * m:3 * m + 2 * n] = pts.ravel(), sh.ravel()
+
+        def residuals(p: np.ndarray) -> np.ndarray:
+            pred = _predict(layout, p, axis, tilts)
+            points = p[:3 * m].reshape(m, 3)
+            return np.concatenate([(pred[vi, bj] - obs[vi, bj]).ravel(), points.mean(axis=0)])
+
+        result = least_squares(residuals, p0, jac_sparsity=_sparsity(layout, vi, bj), loss=loss, f_scale=1.0,
+                               x_scale="jac", method="trf", xtol=1e-10, ftol=1e-10, max_nfev=200)
+        return result.x
+
+    use = mask.copy()
+    p = fit(use, None, "soft_l1")
+    for _ in range(3):
+        res = np.linalg.norm(_predict(layout, p, axis, tilts) - obs, axis=-1)
+        good = res[use]
+        spread = 1.4826 * np.median(np.abs(good)) if good.size else 0.0
+        limit = max(outlier_px, outlier_sd * spread)
+        bad_point = mask & (res > limit)
+        per_bead_bad = bad_point.sum(axis=0) / np.maximum(mask.sum(axis=0), 1)
+        new_dropped = dropped | (per_bead_bad > 0.25) | (mask.sum(axis=0) < 3)
+        new_use = mask & ~bad_point & ~new_dropped[None, :]
+        if np.array_equal(new_use, use) and np.array_equal(new_dropped, dropped):
+            break
+        use, dropped = new_use, new_dropped
+        p = fit(use, p, "linear")
+    p = fit(use, p, "linear")
+
+    points, shifts, *_ = layout.split(p)
+    z_rot, tilt_fit, mag = layout.angles(p, axis, tilts)
+    about_y, about_x, surface = _level_angles(points[~dropped]) if (~dropped).sum() >= 3 else (0.0, 0.0, None)
+    if level:
+        from tomoforge.methods.rotations import rotation_about_y
+        points = points @ rotation_about_y(about_y).T
+        tilt_fit = tilt_fit - about_y
+        _, about_x, _ = _level_angles(points[~dropped])
+    labels = -np.ones(m, dtype=int)
+    if surface is not None:
+        labels[~dropped] = surface
+    model = ProjectionModel(tilt_fit, z_rot, shifts * pixel_size_A, magnification=mag)
+    pred = model.project(points * pixel_size_A) / pixel_size_A
+    resid = np.where(mask[..., None], obs - pred, np.nan)
+    kept = np.where(use[..., None], resid, np.nan)
+    sq = np.sum(kept ** 2, axis=-1)
+    with np.errstate(invalid="ignore"):
+        view_rms = np.sqrt(np.nanmean(sq, axis=1))
+        bead_rms = np.sqrt(np.nanmean(np.where(mask, np.sum(resid ** 2, axis=-1), np.nan), axis=0))
+    points_out = points.copy()
+    points_out[dropped] = np.nan
+    return FiducialSolution(
+        model=model, points_px=points_out, residuals_px=resid, used=use, dropped_beads=np.nonzero(dropped)[0],
+        rms_px=float(np.sqrt(np.nanmean(sq))), view_rms_px=view_rms, bead_rms_px=bead_rms,
+        tilt_axis_deg=float(np.mean(z_rot)), tilt_offset_deg=float(np.mean(tilt_fit - np.asarray(tilts_deg))),
+        x_tilt_level_deg=float(about_x), surface=labels)
+
+
+__all__ = ["group_matrix", "FiducialSolution", "solve_fiducial_alignment"]
