@@ -1,0 +1,9 @@
+"""Ground-truth simulator: tilt-series movies, mdoc, gain and the truth (see truth.py for its keys).
+
+    from tomoforge.simulate import simulate
+    result = simulate("out", preset="tiny", seed=0, overrides={"detector.pixel_size_A": 5.0})
+"""
+from tomoforge.simulate.config import PRESETS, ConfigError, SimulationConfig, build_config
+from tomoforge.simulate.run import SimulationResult, simulate
+
+__all__ = ["simulate", "SimulationResult", "SimulationConfig", "build_config", "PRESETS", "ConfigError"]

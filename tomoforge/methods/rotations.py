@@ -1,0 +1,81 @@
+"""Rotation matrices (right-handed, active: x' = R @ x, vectors ordered (x, y, z)).
+
+Angles are in degrees at every interface. Volumes are stored (z, y, x) but every rotation
+here acts on (x, y, z) coordinate vectors; convert with ``xyz_to_zyx_matrix`` where needed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def rotation_about_x(angle_deg: float) -> np.ndarray:
+    """3x3 rotation by ``angle_deg`` about the x axis (counter-clockwise looking down +x)."""
+    a = np.deg2rad(angle_deg)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=np.float64)
+
+
+def rotation_about_y(angle_deg: float) -> np.ndarray:
+    """3x3 rotation by ``angle_deg`` about the y axis: x' = cos·x + sin·z (the tilt rotation)."""
+    a = np.deg2rad(angle_deg)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=np.float64)
+
+
+def rotation_about_z(angle_deg: float) -> np.ndarray:
+    """3x3 rotation by ``angle_deg`` about z: counter-clockwise in the (x, y) image plane."""
+    a = np.deg2rad(angle_deg)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float64)
+
+
+def rotation_about_axis(axis: np.ndarray, angle_deg: float) -> np.ndarray:
+    """3x3 rotation by ``angle_deg`` about the unit vector ``axis`` (x, y, z) (Rodrigues)."""
+    k = np.asarray(axis, dtype=np.float64)
+    k = k / np.linalg.norm(k)
+    a = np.deg2rad(angle_deg)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(a) * kx + (1 - np.cos(a)) * kx @ kx
+
+
+def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3, 3) rotations uniformly distributed on SO(3) (from uniform unit quaternions)."""
+    q = rng.normal(size=(n, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return quaternions_to_matrices(q)
+
+
+def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) rotation matrices from (n, 4) unit quaternions (w, x, y, z)."""
+    w, x, y, z = np.moveaxis(np.asarray(q, dtype=np.float64), -1, 0)
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
+
+
+def rotation_aligning_z_to(normal: np.ndarray) -> np.ndarray:
+    """3x3 rotation R with R @ (0, 0, 1) = ``normal`` (unit), the shortest such rotation."""
+    n = np.asarray(normal, dtype=np.float64)
+    n = n / np.linalg.norm(n)
+    z = np.array([0.0, 0.0, 1.0])
+    axis = np.cross(z, n)
+    s = np.linalg.norm(axis)
+    if s < 1e-12:
+        return np.eye(3) if n[2] > 0 else rotation_about_x(180.0)
+    return rotation_about_axis(axis, np.rad2deg(np.arctan2(s, float(z @ n))))
+
+
+def xyz_to_zyx_matrix(r_xyz: np.ndarray) -> np.ndarray:
+    """The same rotation acting on (z, y, x)-ordered vectors (reverse rows and columns)."""
+    return np.asarray(r_xyz)[..., ::-1, ::-1].copy()
+
+
+def tilt_projection_matrix(tilt_deg: float, z_rot_deg: float = 0.0, x_tilt_deg: float = 0.0) -> np.ndarray:
+    """RELION 5 projection rotation Rz(ZRot) · Ry(YTilt) · Rx(XTilt) acting on tomogram (x, y, z).
+
+    Row 0 and 1 give the image position (Å from the image centre, before XShift/YShift);
+    row 2 gives the height along the beam (towards the source positive).
+    """
+    return rotation_about_z(z_rot_deg) @ rotation_about_y(tilt_deg) @ rotation_about_x(x_tilt_deg)

@@ -1,0 +1,195 @@
+"""The specimen: an ice slab with particles, gold fiducials, vesicles and crowding molecules.
+
+All positions are in Å relative to the tomogram centre, vectors (x, y, z); orientations are rotation
+matrices R with x_tomogram = R · x_reference + position. ``render_specimen_volume`` gives the noise-free
+potential (V, relative to ice) on a (z, y, x) grid; its z-sum equals the 0° projection exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tomoforge.methods.ellipsoids import add_ellipsoid_volume, ellipsoid_matrix, ellipsoid_outward_normal
+from tomoforge.methods.projection import bin_fourier_volume, paste_add, rotate_volume_fourier, split_position
+from tomoforge.methods.rotations import random_rotations, rotation_about_axis, rotation_about_z, rotation_aligning_z_to
+from tomoforge.simulate.config import SpecimenConfig
+from tomoforge.simulate.structures import Reference
+
+
+@dataclass
+class PlacedParticle:
+    species: int  # index into the references (background molecules: their own list)
+    position_A: np.ndarray  # (3,) x, y, z
+    rotation: np.ndarray  # (3, 3)
+    vesicle: int = -1  # vesicle it is bound to, −1 when free
+    normal: np.ndarray | None = None  # membrane normal at its anchor (unit, x, y, z)
+
+
+@dataclass
+class Solid:
+    """A solid ellipsoid of uniform potential ``weight_V`` (relative to ice)."""
+
+    centre_A: np.ndarray
+    matrix: np.ndarray  # ellipsoid matrix A (1/Å²)
+    weight_V: float
+    kind: str  # "membrane" or "fiducial"
+
+
+@dataclass
+class Vesicle:
+    centre_A: np.ndarray
+    semi_axes_A: np.ndarray  # of the membrane mid-surface, along the columns of ``rotation``
+    rotation: np.ndarray
+    membrane_thickness_A: float
+
+
+@dataclass
+class Specimen:
+    field_A: tuple[float, float]  # (x, y) extent of the tomogram
+    thickness_A: float  # z extent of the tomogram (holds the whole slab)
+    ice_thickness_A: float
+    slab_normal: np.ndarray  # unit normal of the ice slab (x, y, z)
+    particles: list[PlacedParticle] = field(default_factory=list)
+    background: list[PlacedParticle] = field(default_factory=list)
+    fiducials: list[np.ndarray] = field(default_factory=list)  # centres (Å)
+    fiducial_radius_A: float = 50.0
+    vesicles: list[Vesicle] = field(default_factory=list)
+    solids: list[Solid] = field(default_factory=list)
+
+
+class _Packer:
+    """Non-overlapping random placement of spheres inside the slab and the field."""
+
+    def __init__(self, field_A, ice_A, normal, margin_A, rng):
+        self.field, self.ice, self.n, self.margin, self.rng = field_A, ice_A, normal, margin_A, rng
+        self.centres = np.zeros((0, 3))
+        self.radii = np.zeros(0)
+        self.owner = np.zeros(0, dtype=int)  # vesicle index of a sphere (−1: not a vesicle)
+
+    def fits(self, p: np.ndarray, r: float, ignore_vesicle: int = -1, surface_gap: float | None = None) -> bool:
+        half = np.array(self.field) / 2 - r - self.margin
+        gap = self.margin / 2 if surface_gap is None else surface_gap
+        if np.any(np.abs(p[:2]) > half) or abs(p @ self.n) > self.ice / 2 - r - gap + 1e-6:
+            return False
+        if len(self.radii) == 0:
+            return True
+        d = np.linalg.norm(self.centres - p, axis=1) - self.radii - r - self.margin
+        return bool(np.all((d > 0) | ((self.owner == ignore_vesicle) & (ignore_vesicle >= 0))))
+
+    def add(self, p: np.ndarray, r: float, owner: int = -1) -> None:
+        self.centres = np.vstack([self.centres, p])
+        self.radii = np.append(self.radii, r)
+        self.owner = np.append(self.owner, owner)
+
+    def random_point(self, r: float, depth: float | None = None) -> np.ndarray:
+        xy = (self.rng.random(2) - 0.5) * (np.array(self.field) - 2 * (r + self.margin))
+        room = max(self.ice / 2 - r - self.margin, 0.0)
+        d = self.rng.uniform(-room, room) if depth is None else depth
+        z = (d - self.n[0] * xy[0] - self.n[1] * xy[1]) / self.n[2]
+        return np.array([xy[0], xy[1], z])
+
+    def place(self, r: float, what: str, depth: float | None = None, tries: int = 2000) -> np.ndarray:
+        for _ in range(tries):
+            p = self.random_point(r, depth)
+            if self.fits(p, r, surface_gap=None if depth is None else 0.0):
+                return p
+        raise RuntimeError(f"could not place {what} (radius {r:.0f} Å) without overlap after {tries} tries: "
+                           "make the field larger or the ice thicker, or lower the counts")
+
+
+def _membrane_solids(v: Vesicle, head_V: float, tail_V: float) -> list[Solid]:
+    """Bilayer as nested solid ellipsoids: head 10 Å | tail core | head 10 Å (telescoping weights)."""
+    t = v.membrane_thickness_A
+    layers = [(t / 2, head_V), (t / 2 - 10, tail_V - head_V), (-t / 2 + 10, head_V - tail_V), (-t / 2, -head_V)]
+    return [Solid(v.centre_A, ellipsoid_matrix(v.semi_axes_A + off, v.rotation), w, "membrane")
+            for off, w in layers]
+
+
+def build_specimen(cfg: SpecimenConfig, field_A: tuple[float, float], references: list[Reference],
+                   backgrounds: list[Reference], rng: np.random.Generator) -> Specimen:
+    """Place vesicles, membrane-bound particles, gold, free particles and crowders, in that order."""
+    az = np.deg2rad(cfg.slab_tilt_azimuth_deg)
+    normal = rotation_about_axis(np.array([np.cos(az), np.sin(az), 0.0]), cfg.slab_tilt_deg) @ np.array([0, 0, 1.0])
+    corners = np.array([[sx * field_A[0] / 2, sy * field_A[1] / 2] for sx in (-1, 1) for sy in (-1, 1)])
+    tilt_extent = np.abs(corners @ normal[:2]).max() / normal[2]
+    thickness = 2 * (cfg.ice_thickness_A / 2 / normal[2] + tilt_extent) * 1.05 + 2 * cfg.margin_A
+    spec = Specimen(field_A, float(thickness), cfg.ice_thickness_A, normal,
+                    fiducial_radius_A=cfg.fiducials.diameter_A / 2)
+    packer = _Packer(field_A, cfg.ice_thickness_A, normal, cfg.margin_A, rng)
+
+    vc = cfg.vesicles
+    for i in range(vc.count):
+        r = rng.uniform(*vc.radius_A)
+        axes = r * np.array([1.0, rng.uniform(*vc.aspect), rng.uniform(*vc.aspect)])
+        axes *= r / np.cbrt(np.prod(axes))  # keep the mean radius
+        rot = random_rotations(1, rng)[0]
+        bound = axes.max() + vc.membrane_thickness_A / 2
+        centre = packer.place(bound, f"vesicle {i}")
+        packer.add(centre, bound, owner=i)
+        ves = Vesicle(centre, axes, rot, vc.membrane_thickness_A)
+        spec.vesicles.append(ves)
+        spec.solids += _membrane_solids(ves, vc.head_potential_V, vc.tail_potential_V)
+
+    for s, (sp, ref) in enumerate(zip(cfg.particles, references)):
+        if sp.count_on_membranes and not spec.vesicles:
+            raise ValueError(f"specimen.particles.{s}.count_on_membranes: needs specimen.vesicles.count > 0")
+        offset = sp.membrane_offset_A if sp.membrane_offset_A is not None else vc.membrane_thickness_A / 2 + ref.radius_A
+        for k in range(sp.count_on_membranes):
+            for _ in range(2000):
+                vi = int(rng.integers(len(spec.vesicles)))
+                ves = spec.vesicles[vi]
+                u = rng.normal(size=3)
+                u /= np.linalg.norm(u)
+                surface = ves.centre_A + ves.rotation @ (ves.semi_axes_A * u)
+                n = ellipsoid_outward_normal(ellipsoid_matrix(ves.semi_axes_A, ves.rotation), ves.centre_A,
+                                             surface[None])[0]
+                p = surface + n * offset
+                if packer.fits(p, ref.radius_A, ignore_vesicle=vi):
+                    break
+            else:
+                raise RuntimeError(f"could not bind {sp.name} {k} to a vesicle without overlap")
+            packer.add(p, ref.radius_A)
+            rot = rotation_aligning_z_to(n) @ rotation_about_z(rng.uniform(0, 360))
+            spec.particles.append(PlacedParticle(s, p, rot, vi, n))
+
+    fc = cfg.fiducials
+    for side in (-1, 1):
+        for k in range(fc.count_per_surface):
+            depth = side * (cfg.ice_thickness_A / 2 - fc.diameter_A / 2)  # touching the surface
+            p = packer.place(fc.diameter_A / 2, f"gold bead {k}", depth=depth)
+            packer.add(p, fc.diameter_A / 2)
+            spec.fiducials.append(p)
+            r = fc.diameter_A / 2
+            spec.solids.append(Solid(p, ellipsoid_matrix(np.array([r, r, r])), fc.potential_V, "fiducial"))
+
+    for s, (sp, ref) in enumerate(zip(cfg.particles, references)):
+        for k in range(sp.count):
+            p = packer.place(ref.radius_A, f"{sp.name} {k}")
+            packer.add(p, ref.radius_A)
+            spec.particles.append(PlacedParticle(s, p, random_rotations(1, rng)[0]))
+
+    for k in range(cfg.background_count):
+        b = int(rng.integers(len(backgrounds)))
+        p = packer.place(backgrounds[b].radius_A, f"background molecule {k}")
+        packer.add(p, backgrounds[b].radius_A)
+        spec.background.append(PlacedParticle(b, p, random_rotations(1, rng)[0]))
+    return spec
+
+
+def render_specimen_volume(spec: Specimen, references: list[Reference], backgrounds: list[Reference],
+                           pixel_size_A: float, shape_zyx: tuple[int, int, int], binning: int = 1) -> torch.Tensor:
+    """Noise-free potential (V relative to ice), (z, y, x) float32, voxel n // 2 at 0 Å; references
+    Fourier-binned by ``binning`` (pixel_size_A must be their pixel size × binning)."""
+    vol = torch.zeros(shape_zyx, dtype=torch.float32)
+    centre = np.array(shape_zyx[::-1]) // 2
+    for refs, items in ((references, spec.particles), (backgrounds, spec.background)):
+        binned = [bin_fourier_volume(r.fourier, binning) for r in refs]
+        for item in items:
+            whole, frac = split_position(item.position_A / pixel_size_A + centre)
+            box = rotate_volume_fourier(binned[item.species], item.rotation, frac)
+            paste_add(vol, box, tuple(whole[::-1]))
+    for solid in spec.solids:
+        add_ellipsoid_volume(vol, pixel_size_A, solid.centre_A, solid.matrix, solid.weight_V)
+    return vol
