@@ -33,6 +33,9 @@ class TiltImage(Item):
     z_rot_deg: float | None = quantity(None, unit="deg", description="in-plane rotation (None: tilt axis angle)")
     x_shift_A: float = quantity(0.0, unit="Å", description="shift of the image in X")
     y_shift_A: float = quantity(0.0, unit="Å", description="shift of the image in Y")
+    frame_shifts_A: list[tuple[float, float]] = quantity(
+        default_factory=list, unit="Å", description="motion correction: (x, y) shift of each frame")
+    xray_count: int | None = Field(None, ge=0, description="X-ray hits / hot pixels erased (None: not run)")
 
 
 class TiltImageMovie(TiltImage):

@@ -1,0 +1,145 @@
+"""Motion correction as a run on the simulator's tiny preset (2 tilt series): shifts against the truth,
+outputs, and bad input (fewer frames, wrong gain, missing movie) failing only its own tilt series."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tomoforge.engine import ExecutorConfig, Project, execute_run
+from tomoforge.io.mrc import read_mrc, read_voxel_size, write_mrc
+
+SERIAL = ExecutorConfig(kind="serial")
+
+
+def simulate_tiny(folder: Path, series: int = 2) -> Path:
+    """The tiny preset with ``series`` tilt series (skips where the simulator's data files are absent)."""
+    from tomoforge.simulate.run import simulate
+
+    try:
+        simulate(folder, preset="tiny", seed=0, overrides={"acquisition.tilt_series_count": series})
+    except FileNotFoundError as exc:
+        pytest.skip(f"simulator data missing: {exc}")
+    return folder
+
+
+def run(project: Project, name: str, params: dict, inputs: dict | None = None) -> tuple[int, str]:
+    run_id = project.new_run(name, params, inputs or {}, executor=SERIAL)
+    return run_id, execute_run(project, run_id)
+
+
+def truth_of(sim: Path, name: str) -> dict:
+    from tomoforge.simulate.truth import read_truth
+
+    return read_truth(sim / "truth" / name / "truth.json")
+
+
+@pytest.fixture(scope="module")
+def corrected(tmp_path_factory):
+    """(project, simulation folder, import run, motion-correction run) shared by this module's tests."""
+    root = tmp_path_factory.mktemp("motion")
+    sim = simulate_tiny(root / "sim")
+    project = Project.create(root / "project")
+    imp, state = run(project, "import-tilt-series-movies", {"files_path": str(sim), "gain_file": str(sim / "gain.mrc")})
+    assert state == "finished", project.run(imp)["error"]
+    mc, state = run(project, "motion-correction", {}, {"tilt_series": f"{imp}.tilt_series"})
+    assert state == "finished", project.run(mc)["error"]
+    yield project, sim, imp, mc
+    project.close()
+
+
+def shift_errors_px(ts, truth: dict, pixel_size_A: float) -> np.ndarray:
+    """(x, y) errors of every frame shift, each movie's mean removed (the truth has mean 0)."""
+    by_order = {t["acquisition_order"]: np.asarray(t["frame_shifts_A"]) for t in truth["tilts"]}
+    errors = []
+    for t in ts.tilt_images:
+        est = np.asarray(t.frame_shifts_A)
+        errors.append((est - est.mean(0)) - by_order[t.acquisition_order])
+    return np.concatenate(errors) / pixel_size_A
+
+
+def test_motion_correction_recovers_the_simulated_frame_shifts(corrected):
+    project, sim, _, mc = corrected
+    output = project.output_set(mc, "tilt_series")
+    assert sorted(output.keys()) == ["TS_01", "TS_02"]
+    for ts in output:
+        errors = shift_errors_px(ts, truth_of(sim, ts.name), 6.0)
+        rms = float(np.sqrt((errors ** 2).sum(1).mean()))
+        assert rms < 0.2, rms  # measured 0.10 / 0.11 px (128², 3 frames of 1 e/Å²); true motion ~0.2 px
+        assert all(len(t.frame_shifts_A) == 3 for t in ts.tilt_images)
+
+
+def test_outputs_stacks_halves_table_and_plot(corrected):
+    project, sim, _, mc = corrected
+    ts = project.output_set(mc, "tilt_series").get("TS_01")
+    stack = project.absolute(ts.stack_file)
+    data = read_mrc(stack)
+    assert data.shape == (7, 128, 128) and read_voxel_size(stack) == pytest.approx(6.0, abs=1e-3)
+    odd, even = read_mrc(project.absolute(ts.odd_stack_file)), read_mrc(project.absolute(ts.even_stack_file))
+    assert np.allclose(odd + even, data, atol=1e-2)
+    assert [t.index for t in ts.tilt_images] == list(range(7))
+    assert [t.tilt_angle_deg for t in ts.tilt_images] == sorted(t.tilt_angle_deg for t in ts.tilt_images)
+    assert not ts.dose_weighted and ts.tilt_images[0].file == ts.stack_file
+    out = project.run_dir(mc) / "out"
+    table = (out / "TS_01_shifts.txt").read_text().splitlines()
+    assert len(table) == 1 + 7 * 3
+    assert (out / "TS_01_shifts.svg").read_text().count("<polyline") == 7
+    # the sum is gain-corrected: its mean is the dose in counts (3 e/Å² × 36 Å²/px = 108) within 10 %
+    assert data.mean() == pytest.approx(108, rel=0.1)
+
+
+def test_binning_dose_weighting_and_local_patches(corrected):
+    project, sim, imp, _ = corrected
+    params = {"binning": 2, "dose_weighting": True, "patches_x": 2, "patches_y": 2, "odd_even": False}
+    mc, state = run(project, "motion-correction", params, {"tilt_series": f"{imp}.tilt_series"})
+    assert state == "finished", project.run(mc)["error"]
+    ts = project.output_set(mc, "tilt_series").get("TS_02")
+    assert ts.dose_weighted and ts.acquisition.pixel_size_A == pytest.approx(12.0) and not ts.odd_stack_file
+    assert read_mrc(project.absolute(ts.stack_file)).shape == (7, 64, 64)
+
+
+def break_and_run(project, sim, imp, breaker, params=None):
+    """Break TS_02's input with ``breaker``, run motion correction; restore the simulation afterwards."""
+    backup = sim.parent / "backup"
+    shutil.copytree(sim, backup)
+    try:
+        detail = breaker(sim)
+        mc, state = run(project, "motion-correction", params or {}, {"tilt_series": f"{imp}.tilt_series"})
+        return mc, state, detail
+    finally:
+        shutil.rmtree(sim)
+        shutil.move(backup, sim)
+
+
+def movie_of(sim: Path, series: str) -> Path:
+    return sorted((sim / "frames").glob(f"{series}_*"))[0]
+
+
+@pytest.mark.parametrize("problem", ["fewer frames", "missing movie", "wrong gain"])
+def test_a_broken_tilt_series_fails_alone_with_the_file_named(corrected, problem):
+    project, sim, imp, _ = corrected
+
+    def breaker(folder: Path) -> str:
+        movie = movie_of(folder, "TS_02")
+        if problem == "fewer frames":
+            write_mrc(movie, read_mrc(movie)[:2].astype(np.int16), 6.0, overwrite=True)
+            return f"{movie}: holds 2 frames but the metadata says 3"
+        if problem == "missing movie":
+            movie.unlink()
+            return f"{movie}: movie file not found"
+        write_mrc(folder / "small_gain.mrc", np.ones((64, 64), np.float32), 6.0)
+        return "small_gain.mrc"
+
+    params = {"gain_file": str(sim / "small_gain.mrc")} if problem == "wrong gain" else {}
+    mc, state, detail = break_and_run(project, sim, imp, breaker, params)
+    assert state == "failed"
+    error = project.run(mc)["error"]
+    assert detail in error, error
+    if problem == "wrong gain":  # the gain is shared: both fail, each naming the gain and its shape
+        assert "2 of 2 items failed" in error and "does not match the frames (128, 128)" in error
+    else:
+        assert "1 of 2 items failed" in error and "TS_02" in error
+        done = project.conn.execute("SELECT key FROM run_tasks WHERE run_id = ? AND state = 'done'", (mc,)).fetchall()
+        assert [r["key"] for r in done] == ["TS_01"]

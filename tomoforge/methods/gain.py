@@ -1,0 +1,72 @@
+"""Gain references: rotate/flip to the orientation of the frames, and apply (multiply).
+
+Rotations are counter-clockwise in the displayed image (y axis up as MRC viewers show it), in
+steps of 90°, applied before the flip (RELION's --gain_rot / --gain_flip order).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from tomoforge.methods.fourier import as_tensor
+
+Flip = Literal["none", "x", "y"]
+
+
+class GainError(ValueError):
+    """A gain reference that does not fit the frames (size or orientation)."""
+
+
+def transform_gain(gain, rotate_deg: int = 0, flip: Flip = "none") -> torch.Tensor:
+    """The gain (y, x) rotated by ``rotate_deg`` (0, 90, 180, 270; CCW) then flipped.
+
+    ``flip="x"`` mirrors left-right (x → −x), ``flip="y"`` up-down.
+    """
+    g = as_tensor(gain)
+    if rotate_deg % 90:
+        raise GainError(f"gain rotation must be a multiple of 90°, got {rotate_deg}")
+    g = torch.rot90(g, k=(rotate_deg // 90) % 4, dims=(0, 1))  # dims (y, x): CCW with y up
+    if flip == "x":
+        g = torch.flip(g, dims=(1,))
+    elif flip == "y":
+        g = torch.flip(g, dims=(0,))
+    elif flip != "none":
+        raise GainError(f"gain flip must be none, x or y, got {flip!r}")
+    return g
+
+
+def check_gain(gain: torch.Tensor, frame_shape: tuple[int, int], name: str = "gain") -> None:
+    """GainError naming ``name`` unless the gain has the frames' shape (with a hint when rotated)."""
+    shape = tuple(gain.shape)
+    if shape == tuple(frame_shape):
+        return
+    hint = ""
+    if shape == tuple(frame_shape)[::-1]:
+        hint = " (it looks rotated by 90°: set the gain rotation)"
+    elif len(shape) == 2 and shape[0] * 2 == frame_shape[0] and shape[1] * 2 == frame_shape[1]:
+        hint = " (half the size: a counting-mode gain for super-resolution frames?)"
+    raise GainError(f"{name}: shape {shape} does not match the frames {tuple(frame_shape)}{hint}")
+
+
+def apply_gain(frames, gain, name: str = "gain") -> torch.Tensor:
+    """Frames (n, y, x) multiplied by the gain (y, x) (checked; non-finite gain values → 0)."""
+    f = as_tensor(frames)
+    g = as_tensor(gain, device=f.device)
+    check_gain(g, tuple(f.shape[-2:]), name)
+    g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))
+    return f * g
+
+
+def gain_orientation_score(frames_sum, gain) -> float:
+    """Correlation of the gain's inverse with a long frame sum (higher = better orientation).
+
+    A flat-field sum of many frames shows the detector's response, i.e. ∝ 1/gain; use this to pick
+    the rotation/flip whose gain best explains the sum.
+    """
+    s = as_tensor(frames_sum).flatten()
+    g = as_tensor(gain).flatten()
+    inv = torch.where(g > 0, 1.0 / g.clamp(min=1e-12), torch.zeros_like(g))
+    s = s - s.mean()
+    inv = inv - inv.mean()
+    return float((s * inv).sum() / (s.norm() * inv.norm()).clamp(min=1e-12))
