@@ -1,0 +1,163 @@
+"""Gold-bead detection and tracking through a tilt series (IMOD autofidseed/beadtrack, simplified).
+
+Detection: a matched filter (the projection of a sphere of the bead diameter, band-passed like the
+image), scored in robust standard deviations of the filtered image; peaks = local maxima above a
+threshold, refined to sub-pixel by a parabola. Tracking: beads are seeded on the reference view
+(lowest tilt) and followed outwards in both directions; in the tilt-axis frame a bead's position
+across the axis is x·cos β + z·sin β (fitted per bead to its recent views, so its height is
+learnt while tracking) and along the axis it stays put. Each view's candidates are matched to the
+predictions after removing the median offset (which absorbs coarse-alignment errors).
+
+Positions are (x, y) pixels from the image centre (index n // 2); gaps are NaN.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.ndimage import maximum_filter
+
+from tomoforge.methods.align.filters import bandpass, centred_coordinates, rotate_xy, subpixel_peaks
+from tomoforge.methods.fourier import as_tensor
+
+
+def bead_template(diameter_px: float, shape: tuple[int, int]) -> torch.Tensor:
+    """Projected thickness of a sphere (pixels) centred at index n // 2 of ``shape`` (y, x)."""
+    yy, xx = centred_coordinates(shape)
+    r = diameter_px / 2
+    rho2 = yy.astype(float) ** 2 + xx.astype(float) ** 2
+    return torch.as_tensor(np.sqrt(np.clip(r * r - rho2, 0, None)), dtype=torch.float32)
+
+
+def bead_score(images, diameter_px: float, polarity: int = -1) -> torch.Tensor:
+    """(n, y, x) matched-filter score of beads (dark for ``polarity`` −1) in robust SD units."""
+    x = as_tensor(images)
+    if x.ndim == 2:
+        x = x[None]
+    shape = tuple(x.shape[-2:])
+    low, high = 4.0 * diameter_px, diameter_px / 6.0
+    filtered = bandpass(x, low, high) * polarity
+    template = torch.fft.ifftshift(bandpass(bead_template(diameter_px, shape), low, high))
+    template = template / template.norm()
+    score = torch.fft.irfft2(torch.fft.rfft2(filtered) * torch.conj(torch.fft.rfft2(template)), s=shape)
+    flat = score.reshape(len(score), -1)
+    med = flat.median(dim=1).values
+    mad = (flat - med[:, None]).abs().median(dim=1).values * 1.4826
+    return (score - med[:, None, None]) / torch.clamp(mad, min=1e-12)[:, None, None]
+
+
+def detect_beads(score: np.ndarray, diameter_px: float, threshold_sd: float = 6.0, max_count: int | None = None,
+                 border_px: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks of one score map (y, x): (k, 2) (x, y) positions from the centre and their scores,
+    strongest first; peaks closer than a diameter to a stronger one or to the border are dropped."""
+    s = np.asarray(score, dtype=np.float64)
+    size = max(3, int(round(diameter_px)) | 1)
+    peaks = (s == maximum_filter(s, size=size, mode="nearest")) & (s > threshold_sd)
+    border = int(np.ceil(diameter_px if border_px is None else border_px))
+    peaks[:border], peaks[-border:], peaks[:, :border], peaks[:, -border:] = False, False, False, False
+    iy, ix = np.nonzero(peaks)
+    heights = s[iy, ix]
+    order = np.argsort(-heights)[: max_count]
+    yx = subpixel_peaks(s, iy[order], ix[order])
+    centre = np.array([s.shape[0] // 2, s.shape[1] // 2])
+    xy = (yx - centre)[:, ::-1]
+    return xy, heights[order]
+
+
+def _isolated(xy: np.ndarray, min_distance_px: float) -> np.ndarray:
+    """Mask of points with no other point closer than ``min_distance_px``."""
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return d.min(axis=1, initial=np.inf) >= min_distance_px
+
+
+def _match(pred: np.ndarray, cand: np.ndarray, radius: float) -> np.ndarray:
+    """Greedy one-to-one matching: index into ``cand`` per prediction (−1: none within radius)."""
+    out = -np.ones(len(pred), dtype=int)
+    if len(cand) == 0 or len(pred) == 0:
+        return out
+    d = np.linalg.norm(pred[:, None] - cand[None], axis=-1)
+    d[~np.isfinite(d)] = np.inf
+    used = np.zeros(len(cand), dtype=bool)
+    for flat in np.argsort(d, axis=None):
+        i, j = np.unravel_index(flat, d.shape)
+        if d[i, j] > radius:
+            break
+        if out[i] < 0 and not used[j]:
+            out[i], used[j] = j, True
+    return out
+
+
+def _predict_across(tracked: np.ndarray, tilts_rad: np.ndarray, t_new: float, window: int = 8) -> np.ndarray:
+    """Across-axis position at tilt ``t_new`` from a bead's recent (tilt, position) pairs: fit of
+    a·cos β + b·sin β (b = height); one pair gives b = 0."""
+    ok = np.isfinite(tracked)
+    t, q = tilts_rad[ok][-window:], tracked[ok][-window:]
+    if len(q) == 0:
+        return np.nan
+    if len(q) == 1 or np.ptp(t) < 1e-3:
+        return float(q[-1] / np.cos(t[-1]) * np.cos(t_new))
+    a = np.stack([np.cos(t), np.sin(t)], axis=1)
+    coef, *_ = np.linalg.lstsq(a, q, rcond=None)
+    return float(coef[0] * np.cos(t_new) + coef[1] * np.sin(t_new))
+
+
+def track_beads(images, tilts_deg: np.ndarray, tilt_axis_deg: float, diameter_px: float,
+                shifts_px: np.ndarray | None = None, max_beads: int = 60, threshold_sd: float = 6.0,
+                search_px: float | None = None, polarity: int = -1) -> np.ndarray:
+    """Seed beads on the lowest-tilt view and track them in both directions.
+
+    ``shifts_px`` (n, 2): coarse alignment (image position of the specimen centre), zeros if None.
+    Returns (n_views, n_beads, 2) positions, pixels from the image centre, NaN where not found.
+    """
+    tilts = np.asarray(tilts_deg, dtype=float)
+    n = len(tilts)
+    shifts = np.zeros((n, 2)) if shifts_px is None else np.asarray(shifts_px, dtype=float)
+    score = bead_score(images, diameter_px, polarity).numpy()
+    cands = [rotate_xy(detect_beads(score[i], diameter_px, threshold_sd)[0] - shifts[i], -tilt_axis_deg)
+             for i in range(n)]
+    search = 0.5 * diameter_px if search_px is None else search_px
+    ref = int(np.argmin(np.abs(tilts)))
+    seeds = cands[ref][_isolated(cands[ref], 1.5 * diameter_px)][:max_beads]
+    track = np.full((n, len(seeds), 2), np.nan)
+    track[ref] = seeds
+    rad = np.deg2rad(tilts)
+    for direction in (1, -1):
+        order = np.argsort(direction * tilts, kind="stable")
+        path = [v for v in order if direction * (tilts[v] - tilts[ref]) > 0]
+        done = [ref]
+        for v in path:
+            pred = np.full((len(seeds), 2), np.nan)
+            for b in range(len(seeds)):
+                pred[b, 0] = _predict_across(track[done, b, 0], rad[done], rad[v])
+                along = track[done, b, 1]
+                pred[b, 1] = np.nanmean(along[np.isfinite(along)][-3:]) if np.isfinite(along).any() else np.nan
+            first = _match(pred, cands[v], 2.0 * diameter_px)
+            if (first >= 0).sum() >= 3:
+                offset = np.median(cands[v][first[first >= 0]] - pred[first >= 0], axis=0)
+                pred = pred + offset
+            hit = _match(pred, cands[v], search)
+            track[v, hit >= 0] = cands[v][hit[hit >= 0]]
+            done.append(v)
+    image_frame = rotate_xy(track, tilt_axis_deg) + shifts[:, None, :]
+    return image_frame
+
+
+def fill_gaps(positions_px: np.ndarray, predicted_px: np.ndarray, images, diameter_px: float,
+              threshold_sd: float = 4.0, radius_px: float | None = None, polarity: int = -1) -> np.ndarray:
+    """Fill NaN gaps with the detected bead nearest the model's prediction (within ``radius_px``,
+    default a quarter diameter), searching at a lower threshold than tracking."""
+    out = np.array(positions_px, dtype=float, copy=True)
+    score = bead_score(images, diameter_px, polarity).numpy()
+    radius = diameter_px / 4 if radius_px is None else radius_px
+    for v in range(out.shape[0]):
+        gaps = ~np.all(np.isfinite(out[v]), axis=-1) & np.all(np.isfinite(predicted_px[v]), axis=-1)
+        if not gaps.any():
+            continue
+        cand, _ = detect_beads(score[v], diameter_px, threshold_sd)
+        hit = _match(predicted_px[v][gaps], cand, radius)
+        idx = np.nonzero(gaps)[0]
+        out[v, idx[hit >= 0]] = cand[hit[hit >= 0]]
+    return out
+
+
+__all__ = ["bead_template", "bead_score", "detect_beads", "track_beads", "fill_gaps"]
