@@ -80,7 +80,7 @@ def correlation_peak(cc: torch.Tensor, max_shift_px: float | None = None) -> tup
         c = np.where((yy - ny // 2) ** 2 + (xx - nx // 2) ** 2 <= max_shift_px ** 2, c, -np.inf)
     iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
     c = np.where(np.isfinite(c), c, np.nanmin(cc.cpu().numpy()))
-    yx = subpixel_peaks(c, np.array([iy]), np.array([ix]))[0]
+    yx = subpixel_peaks(c, np.array([iy]), np.array([ix]), half=1)[0]
     return np.array([yx[1] - nx // 2, yx[0] - ny // 2]), float(c[iy, ix])
 
 
