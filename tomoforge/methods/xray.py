@@ -3,7 +3,7 @@
 For each image, iterated until the set of outliers stops changing (at most ``iterations``):
 
 1. background b = local mean of the pixels not yet flagged, in a (2·w+1)² box (w = background_px);
-2. noise σ = local RMS of the residual x − b over the unflagged pixels of the same box (in the first
+2. noise σ = √(π/2) · local mean |x − b| over the unflagged pixels of a 3× wider box (in the first
    pass, the robust global σ = 1.4826 · MAD of the residual, so that clustered hits cannot mask each other);
 3. a peak is a pixel whose residual exceeds ``threshold_sd``·σ (bright; ``polarity="both"`` also dark);
 4. its neighbours within ``max_radius_px`` whose residual exceeds ``grow_sd``·σ join it.
@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from tomoforge.methods.fourier import as_tensor
+
+SIGMA_BOX = 3  # the noise box is this many times wider than the background box
+SQRT_HALF_PI = float(np.sqrt(np.pi / 2))
 
 
 @dataclass
@@ -52,7 +55,7 @@ def _disk_dilate(mask: torch.Tensor, radius: float) -> torch.Tensor:
     return F.conv2d(mask[:, None].to(torch.float32), disk, padding=r)[:, 0] > 0.5
 
 
-def find_outliers(images, threshold_sd: float = 6.0, max_radius_px: float = 2.5, grow_sd: float = 3.0,
+def find_outliers(images, threshold_sd: float = 4.5, max_radius_px: float = 2.5, grow_sd: float = 3.0,
                   background_px: int = 6, polarity: Literal["bright", "both"] = "bright",
                   iterations: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """(mask of outliers, background without them) for images (n, y, x) or (y, x)."""
@@ -73,7 +76,8 @@ def find_outliers(images, threshold_sd: float = 6.0, max_radius_px: float = 2.5,
             mad = (flat - flat.median(dim=1, keepdim=True).values).abs().median(dim=1).values
             sigma = (1.4826 * mad).clamp(min=1e-12)[:, None, None].expand_as(residual)
         else:
-            sigma = _box_mean(residual * residual, valid, half).sqrt().clamp(min=1e-12)
+            # mean |residual| (× √(π/2) = σ for Gaussian noise) over a wider box: less swayed by edges
+            sigma = (_box_mean(residual.abs(), valid, SIGMA_BOX * half) * SQRT_HALF_PI).clamp(min=1e-12)
         score = residual / sigma if polarity == "bright" else residual.abs() / sigma
         peaks = score > threshold_sd
         new = peaks | (_disk_dilate(peaks, max_radius_px) & (score > grow_sd))
@@ -85,7 +89,7 @@ def find_outliers(images, threshold_sd: float = 6.0, max_radius_px: float = 2.5,
     return (mask[0], background[0]) if single else (mask, background)
 
 
-def erase_xrays(images, threshold_sd: float = 6.0, max_radius_px: float = 2.5, grow_sd: float = 3.0,
+def erase_xrays(images, threshold_sd: float = 4.5, max_radius_px: float = 2.5, grow_sd: float = 3.0,
                 background_px: int = 6, polarity: Literal["bright", "both"] = "bright") -> XrayResult:
     """Replace hot pixels and X-ray hits of images (n, y, x) by their local background."""
     from scipy import ndimage

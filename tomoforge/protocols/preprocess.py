@@ -93,7 +93,7 @@ class DoseFilter(_PerTiltSeries):
 
 # --- X-ray eraser -------------------------------------------------------------------------------
 class XrayParams(ProtocolParams):
-    threshold_sd: float = param(6.0, gt=0, unit="SD", help="a peak stands out of the local noise by this much")
+    threshold_sd: float = param(4.5, gt=0, unit="SD", help="a peak stands out of the local noise by this much")
     grow_sd: float = param(3.0, gt=0, unit="SD", help="neighbours of a peak above this join it")
     max_radius_px: float = param(2.5, ge=0, unit="px", help="largest radius of a hit around its peak")
     background_px: int = param(6, ge=2, unit="px", help="half-width of the local background box")
@@ -179,8 +179,8 @@ class ExcludeParams(ProtocolParams):
                                                          "the series' median mean (0 = off)")
     blank_fraction: float = param(0.0, ge=0, lt=1, help="exclude a view whose SD is below this fraction of the "
                                                           "series' median SD (0 = off)")
-    max_shift_jump_A: float = param(0.0, ge=0, unit="Å", help="exclude a view whose shift differs from the mean "
-                                                                "of its neighbours' by more than this (0 = off)")
+    max_shift_jump_A: float = param(0.0, ge=0, unit="Å", help="exclude a view whose shift differs from the median "
+                                                                "of the 5 views around it by more than this (0 = off)")
     restore: bool = param(False, help="first clear every exclusion of the input")
     restack: bool = param(False, help="write new stacks without the excluded views (they leave the series)")
 
@@ -201,10 +201,8 @@ def exclusion_task(sources: dict, out_base: str, pixel_size_A: float, excluded: 
             reasons[i] = "dark" if dark[i] else "blank"
     if criteria["max_shift_jump_A"] > 0 and len(shifts_A) >= 3:
         s = np.asarray(shifts_A, float)
-        neighbours = np.empty_like(s)
-        neighbours[1:-1] = (s[:-2] + s[2:]) / 2
-        neighbours[0], neighbours[-1] = s[1], s[-2]
-        jump = np.linalg.norm(s - neighbours, axis=1) > criteria["max_shift_jump_A"]
+        local = np.stack([np.median(s[max(i - 2, 0): i + 3], axis=0) for i in range(len(s))])
+        jump = np.linalg.norm(s - local, axis=1) > criteria["max_shift_jump_A"]
         for i in np.flatnonzero(jump):
             excluded[i] = True
             reasons[i] = reasons[i] or "shift jump"
