@@ -87,6 +87,22 @@ def _match(pred: np.ndarray, cand: np.ndarray, radius: float) -> np.ndarray:
     return out
 
 
+def _common_offset(pred: np.ndarray, cand: np.ndarray, radius: float, tolerance: float) -> np.ndarray:
+    """The translation (x, y) that brings most predictions onto a candidate (a vote over all
+    prediction-candidate differences within ``radius``), refined by their median; 0 if < 3 agree."""
+    ok = np.all(np.isfinite(pred), axis=1)
+    if ok.sum() == 0 or len(cand) == 0:
+        return np.zeros(2)
+    diffs = (cand[None] - pred[ok][:, None]).reshape(-1, 2)
+    diffs = diffs[np.linalg.norm(diffs, axis=1) <= radius]
+    if len(diffs) < 3:
+        return np.zeros(2)
+    votes = (np.linalg.norm(diffs[:, None] - diffs[None], axis=-1) <= tolerance).sum(axis=1)
+    best = diffs[int(np.argmax(votes))]
+    agree = diffs[np.linalg.norm(diffs - best, axis=1) <= tolerance]
+    return np.median(agree, axis=0) if len(agree) >= 3 else np.zeros(2)
+
+
 def _predict_across(tracked: np.ndarray, tilts_rad: np.ndarray, t_new: float, window: int = 8) -> np.ndarray:
     """Across-axis position at tilt ``t_new`` from a bead's recent (tilt, position) pairs: fit of
     a·cos β + b·sin β (b = height); one pair gives b = 0."""
@@ -131,10 +147,7 @@ def track_beads(images, tilts_deg: np.ndarray, tilt_axis_deg: float, diameter_px
                 pred[b, 0] = _predict_across(track[done, b, 0], rad[done], rad[v])
                 along = track[done, b, 1]
                 pred[b, 1] = np.nanmean(along[np.isfinite(along)][-3:]) if np.isfinite(along).any() else np.nan
-            first = _match(pred, cands[v], 2.0 * diameter_px)
-            if (first >= 0).sum() >= 3:
-                offset = np.median(cands[v][first[first >= 0]] - pred[first >= 0], axis=0)
-                pred = pred + offset
+            pred = pred + _common_offset(pred, cands[v], 4.0 * diameter_px, 0.5 * diameter_px)
             hit = _match(pred, cands[v], search)
             track[v, hit >= 0] = cands[v][hit[hit >= 0]]
             done.append(v)
