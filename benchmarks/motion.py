@@ -1,0 +1,96 @@
+"""Benchmark: global frame alignment on the simulator's `small` preset against the true frame shifts.
+
+    python benchmarks/motion.py [--tilts 7] [--outdir /tmp/bench_motion]
+
+Compares tomoforge (``methods.motion.estimate_global_shifts``) with teamtomo's torch-motion-correction
+(``estimate_global_motion``, if importable). Error = RMS over frames of the (x, y) shift error in
+pixels after removing each movie's mean (the truth has mean 0 per movie), per tilt and overall.
+Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tomoforge.io.movies import read_gain, read_movie
+from tomoforge.methods.gain import apply_gain
+from tomoforge.methods.motion import estimate_global_shifts
+
+
+def rms_px(est_xy_A: np.ndarray, true_xy_A: np.ndarray, pixel: float) -> float:
+    e = (est_xy_A - est_xy_A.mean(0)) - (true_xy_A - true_xy_A.mean(0))
+    return float(np.sqrt((e ** 2).sum(1).mean()) / pixel)
+
+
+def ours(frames: torch.Tensor, pixel: float) -> np.ndarray:
+    s = estimate_global_shifts(frames, pixel, bfactor_A2=500.0).numpy()
+    return s[:, ::-1] * pixel  # (x, y) Å
+
+
+def teamtomo(frames: torch.Tensor, pixel: float) -> np.ndarray | None:
+    try:
+        from torch_motion_correction import estimate_global_motion
+    except ImportError:
+        return None
+    field = estimate_global_motion(frames, pixel_spacing=pixel)
+    yx = field.data[:, :, 0, 0].T.cpu().numpy()  # (t, 2) (y, x) Å
+    return yx[:, ::-1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tilts", type=int, default=7, help="tilts (−30…30°); 0 = the preset's")
+    ap.add_argument("--outdir", default="/tmp/bench_motion")
+    args = ap.parse_args()
+    from tomoforge.simulate.run import simulate
+    from tomoforge.simulate.truth import read_truth
+
+    out = Path(args.outdir)
+    overrides = {"acquisition.tilt_series_count": 1}
+    if args.tilts:
+        overrides.update({"acquisition.tilt_min_deg": -30.0, "acquisition.tilt_max_deg": 30.0,
+                          "acquisition.tilt_step_deg": 60.0 / max(args.tilts - 1, 1)})
+    if not (out / "simulation.json").exists():
+        simulate(out, preset="small", seed=0, overrides=overrides)
+    truth = read_truth(out / "truth" / "TS_01" / "truth.json")
+    pixel = float(json.loads((out / "simulation.json").read_text())["config"]["detector"]["pixel_size_A"]) \
+        if "config" in json.loads((out / "simulation.json").read_text()) else 3.0
+    gain = read_gain(out / "gain.mrc")
+    rows, totals = [], {"tomoforge": [], "teamtomo": []}
+    times = {"tomoforge": 0.0, "teamtomo": 0.0}
+    for tilt in truth["tilts"]:
+        frames = apply_gain(torch.from_numpy(read_movie(out / "frames" / Path(tilt["movie"]).name)), gain)
+        true = np.asarray(tilt["frame_shifts_A"])
+        row = {"tilt_deg": tilt["nominal_tilt_deg"], "frames": int(frames.shape[0])}
+        for name, fn in (("tomoforge", ours), ("teamtomo", teamtomo)):
+            t0 = time.perf_counter()
+            est = fn(frames, pixel)
+            if est is None:
+                continue
+            times[name] += time.perf_counter() - t0
+            err = min(rms_px(est, true, pixel), rms_px(-est, true, pixel))  # sign conventions differ
+            row[f"{name}_rms_px"] = round(err, 4)
+            totals[name].append(err)
+        rows.append(row)
+    result = {
+        "benchmark": "motion-global", "preset": "small", "image": list(frames.shape[-2:]),
+        "pixel_size_A": pixel, "tilts": len(rows), "true_motion_rms_px": round(float(np.sqrt(np.mean(
+            [((np.asarray(t["frame_shifts_A"]) / pixel) ** 2).sum(1).mean() for t in truth["tilts"]]))), 4),
+        "overall_rms_px": {k: round(float(np.sqrt(np.mean(np.square(v)))), 4) for k, v in totals.items() if v},
+        "seconds_per_tilt_series": {k: round(v, 2) for k, v in times.items() if totals[k]},
+        "per_tilt": rows, "machine": {"nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+                                      "torch_threads": torch.get_num_threads()},
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
