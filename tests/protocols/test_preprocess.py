@@ -31,7 +31,7 @@ def test_dose_filter_attenuates_each_frequency_by_the_published_formula(correcte
         expected = np.exp(-t.accumulated_dose_e_A2 / (2 * (GG_A * k ** GG_B + GG_C)))
         strong = np.abs(fx[i]) > 1e-3 * np.abs(fx[i]).max()
         worst = max(worst, float(np.abs(np.abs(fy[i][strong] / fx[i][strong]) - expected[strong]).max()))
-    assert worst < 1e-4, worst  # measured ~1e-6 (float32 stacks)
+    assert worst < 1e-4, worst  # measured 2.7e-5 (float32 stacks)
     df2, state = run(project, "dose-filter", {}, {"tilt_series": f"{df}.tilt_series"})
     assert state == "failed" and "already dose-weighted" in project.run(df2)["error"]
 
