@@ -1,0 +1,120 @@
+"""Task functions of the alignment protocols: files in, small metadata out (run in workers).
+
+Landmark tables (``.tsv``): columns ``landmark, view, x_px, y_px`` (+ ``residual_x_px, residual_y_px``),
+``view`` the acquisition order, positions in pixels from the image centre (index n // 2) at the
+landmark model's pixel size.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tomoforge.io.mrc import write_mrc
+from tomoforge.methods.align.beads import fill_gaps, track_beads
+from tomoforge.methods.align.coarse import coarse_align
+from tomoforge.methods.align.solve import solve_fiducial_alignment
+from tomoforge.methods.align.transform import aligned_stack
+from tomoforge.methods.binning import bin_images
+from tomoforge.protocols.tilt_stacks import read_images
+
+
+def load_binned(sources: list[tuple[str, int]], binning: float) -> np.ndarray:
+    """The images named by (file, index) pairs, Fourier-binned by ``binning``."""
+    return bin_images(read_images(sources), binning).numpy()
+
+
+def coarse_task(sources: list[tuple[str, int]], tilts: list[float], axis_deg: float, pixel_size_A: float,
+                binning: float, cumulative: bool, low_cut_A: float, high_cut_A: float, aligned_out: str,
+                aligned_binning: float) -> dict[str, Any]:
+    """Coarse shifts (Å) of the views; writes the interpolated stack when ``aligned_out`` is set."""
+    images = load_binned(sources, binning)
+    px = pixel_size_A * binning
+    shifts = coarse_align(images, np.asarray(tilts), axis_deg, low_cut_A / px if low_cut_A else 0.0,
+                          high_cut_A / px, cumulative)
+    result: dict[str, Any] = {"shifts_A": (shifts * px).tolist()}
+    if aligned_out:
+        full = read_images(sources)
+        out = aligned_stack(full, np.full(len(tilts), axis_deg), shifts * binning, aligned_binning).numpy()
+        write_mrc(aligned_out, out.astype(np.float32), pixel_size_A * aligned_binning, overwrite=True)
+        result["aligned_file"] = aligned_out
+    return result
+
+
+def write_landmarks(path: str, positions_px: np.ndarray, orders: list[int],
+                    residuals_px: np.ndarray | None = None) -> int:
+    """Write (n_views, n_landmarks, 2) positions (NaN = gap) as a landmark table; returns the count."""
+    v, b = np.nonzero(np.all(np.isfinite(positions_px), axis=-1))
+    table = pd.DataFrame({"landmark": b + 1, "view": np.asarray(orders)[v],
+                          "x_px": positions_px[v, b, 0], "y_px": positions_px[v, b, 1]})
+    if residuals_px is not None:
+        table["residual_x_px"], table["residual_y_px"] = residuals_px[v, b, 0], residuals_px[v, b, 1]
+    table.sort_values(["landmark", "view"]).to_csv(path, sep="\t", index=False, float_format="%.3f")
+    return int(len(np.unique(b)))
+
+
+def read_landmarks(path: str, orders: list[int]) -> np.ndarray:
+    """(n_views, n_landmarks, 2) positions from a landmark table, views in ``orders``; NaN gaps."""
+    table = pd.read_csv(path, sep="\t")
+    ids = np.unique(table["landmark"].to_numpy())
+    out = np.full((len(orders), len(ids), 2), np.nan)
+    view_index = {o: i for i, o in enumerate(orders)}
+    bead_index = {int(k): j for j, k in enumerate(ids)}
+    for row in table.itertuples():
+        if int(row.view) in view_index:
+            out[view_index[int(row.view)], bead_index[int(row.landmark)]] = (row.x_px, row.y_px)
+    return out
+
+
+def fiducial_model_task(sources: list[tuple[str, int]], tilts: list[float], orders: list[int], axis_deg: float,
+                        shifts_A: list[list[float]], pixel_size_A: float, binning: float, diameter_nm: float,
+                        max_beads: int, threshold_sd: float, out_file: str) -> dict[str, Any]:
+    """Detect and track beads, fill gaps from a first model fit; write the landmark table."""
+    images = load_binned(sources, binning)
+    px = pixel_size_A * binning
+    diameter_px = diameter_nm * 10.0 / px
+    track = track_beads(images, np.asarray(tilts), axis_deg, diameter_px, np.asarray(shifts_A) / px,
+                        max_beads=max_beads, threshold_sd=threshold_sd)
+    keep = np.isfinite(track[..., 0]).sum(axis=0) >= max(3, len(tilts) // 4)
+    track = track[:, keep]
+    if track.shape[1] >= 3:
+        first = solve_fiducial_alignment(track, np.asarray(tilts), axis_deg, px, rotation="single", tilt="fixed")
+        track = fill_gaps(track, first.gap_free_px(px), images, diameter_px)
+    n = write_landmarks(out_file, track, orders)
+    return {"file": out_file, "n_landmarks": n, "pixel_size_A": px}
+
+
+def fiducial_alignment_task(table: str, tilts: list[float], orders: list[int], axis_deg: float,
+                            pixel_size_A: float, options: dict[str, Any], out_file: str, gap_free_file: str
+                            ) -> dict[str, Any]:
+    """Solve the projection model from a landmark table; write residual and gap-free tables."""
+    positions = read_landmarks(table, orders)
+    sol = solve_fiducial_alignment(positions, np.asarray(tilts), axis_deg, pixel_size_A, **options)
+    write_landmarks(out_file, positions, orders, sol.residuals_px)
+    gap_free = sol.gap_free_px(pixel_size_A)
+    gap_free[:, sol.dropped_beads] = np.nan
+    write_landmarks(gap_free_file, gap_free, orders)
+    m = sol.model
+    return {"y_tilt_deg": m.tilt_deg.tolist(), "z_rot_deg": m.z_rot_deg.tolist(), "shifts_A": m.shift_A.tolist(),
+            "magnification": m.magnification.tolist(), "rms_px": sol.rms_px,
+            "view_rms_px": np.nan_to_num(sol.view_rms_px, nan=-1).tolist(),
+            "dropped": [int(b) + 1 for b in sol.dropped_beads], "tilt_axis_deg": sol.tilt_axis_deg,
+            "tilt_offset_deg": sol.tilt_offset_deg, "n_landmarks": int(positions.shape[1] - len(sol.dropped_beads)),
+            "surfaces": int(len(set(sol.surface[sol.surface >= 0].tolist())))}
+
+
+def identity(value: Any) -> Any:
+    """A task for protocols whose work is all bookkeeping (returns its argument)."""
+    return value
+
+
+def path_exists(path: str) -> str:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: alignment file not found")
+    return path
+
+
+__all__ = ["coarse_task", "write_landmarks", "read_landmarks", "fiducial_model_task", "fiducial_alignment_task",
+           "identity", "path_exists"]
