@@ -52,7 +52,8 @@ def load_scattering_factors(data_root: str | Path | None) -> tuple[dict, dict]:
 
 def read_atoms(path: Path) -> tuple[np.ndarray, list[str], float]:
     """(coordinates (n, 3) Å centred on the centre of mass, element symbols, mass in Da) of model 1,
-    without waters and alternative conformations (first kept)."""
+    without waters and alternative conformations (first kept); a model without hydrogens gets one
+    implicit hydrogen per heavy atom (at the atom's position: H scattering is broad)."""
     st = gemmi.read_structure(str(path))
     st.remove_waters()
     st.remove_alternative_conformations()
@@ -67,6 +68,10 @@ def read_atoms(path: Path) -> tuple[np.ndarray, list[str], float]:
         raise ValueError(f"{path}: no atoms in the first model")
     xyz, masses = np.array(xyz), np.array(masses)
     xyz -= (xyz * masses[:, None]).sum(0) / masses.sum()
+    if "H" not in elements:  # implicit hydrogens: one per heavy atom, at its position (averagine: 0.99)
+        xyz = np.concatenate([xyz, xyz])
+        elements = elements + ["H"] * len(elements)
+        masses = np.concatenate([masses, np.full(len(masses), gemmi.Element("H").weight)])
     return xyz, elements, float(masses.sum())
 
 
@@ -143,18 +148,20 @@ def reference_from_map(name: str, path: Path, pixel_size_A: float, params: tuple
 
 def blob_reference(rng: np.random.Generator, pixel_size_A: float, params: tuple[dict, dict],
                    ice_potential_V: float) -> Reference:
-    """A crowding molecule: 3–6 overlapping Gaussian globules, 20–40 Å across, 50–200 kDa."""
+    """A crowding molecule: a union of 3–6 spheres (radius 12–20 Å) at protein density, edges
+    smoothed by 2 Å, so ~50–400 kDa."""
     k = int(rng.integers(3, 7))
-    centres = rng.normal(scale=8.0, size=(k, 3))
-    radius = float(np.linalg.norm(centres, axis=1).max()) + 22.0
+    centres = rng.normal(scale=10.0, size=(k, 3))
+    radii = rng.uniform(12.0, 20.0, size=k)
+    radius = float((np.linalg.norm(centres, axis=1) + radii).max()) + 4.0
     n = _box_size(radius, pixel_size_A)
     ax = (torch.arange(n, dtype=torch.float64) - n // 2) * pixel_size_A
     z, y, x = torch.meshgrid(ax, ax, ax, indexing="ij")
-    vol = torch.zeros(n, n, n, dtype=torch.float64)
-    for c in centres:
-        s = float(rng.uniform(6.0, 10.0))
-        vol += torch.exp(-((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) / (2 * s * s))
-    mass = float(rng.uniform(50e3, 200e3))
+    inside = torch.zeros(n, n, n, dtype=torch.bool)
+    for c, r in zip(centres, radii):
+        inside |= (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= r * r
+    vol = torch.from_numpy(ndimage.gaussian_filter(inside.double().numpy(), sigma=2.0 / pixel_size_A))
+    mass = float(inside.sum()) * pixel_size_A ** 3 * PROTEIN_DENSITY_DA_PER_A3
     atomic_mass = {e: gemmi.Element(e).weight for e in AVERAGINE}
     per_da = potential_per_dalton(AVERAGINE, params[0], atomic_mass)
     pot = (vol * (mass * per_da / (float(vol.sum()) * pixel_size_A ** 3))).to(torch.float32)
