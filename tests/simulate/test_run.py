@@ -124,3 +124,17 @@ def test_deterministic_for_a_seed(tmp_path, tiny_sim, test_data):
     assert json.dumps(a.truth["tilts"]) == json.dumps(b.truth["tilts"])
     assert np.array_equal(read_mrc(a.movies[3]), read_mrc(b.movies[3]))
     assert a.mdoc.read_text() == b.mdoc.read_text()
+
+
+def test_tiff_tomo5_super_resolution(tmp_path, test_data):
+    import tifffile
+    over = {"data_root": str(test_data), "detector.movie_format": "tiff", "detector.mdoc_flavour": "tomo5",
+            "detector.super_resolution": True, "acquisition.tilt_step_deg": 30.0}
+    res = simulate(tmp_path, "tiny", seed=2, overrides=over, progress=False)
+    ts = res.tilt_series[0]
+    frames = tifffile.imread(ts.movies[0])
+    assert frames.shape == (3, 256, 256) and frames.dtype == np.uint16
+    assert ts.truth["pixel_size_A"] == pytest.approx(3.0)
+    md = read_mdoc(ts.mdoc)
+    assert md.software == "Tomography" and md.raw_tilt_axis_angle == pytest.approx(85.0)
+    assert list(mdocfile.read(ts.mdoc)["TiltAngle"]) == pytest.approx([0.0, 30.0, -30.0])
