@@ -27,7 +27,8 @@ def write_movie(path: Path, frames: np.ndarray, pixel_size_A: float, fmt: str) -
         path.parent.mkdir(parents=True, exist_ok=True)
         data = np.clip(frames, 0, 65535).astype(np.uint16)
         res = 1e8 / pixel_size_A  # pixels per cm
-        tifffile.imwrite(path, data, compression="zlib", resolution=(res, res), resolutionunit="CENTIMETER")
+        tifffile.imwrite(path, data, photometric="minisblack", compression="zlib", resolution=(res, res),
+                         resolutionunit="CENTIMETER")
         return path
     return write_mrc(path, np.clip(frames, -32768, 32767).astype(np.int16), pixel_size_A, overwrite=True)
 
