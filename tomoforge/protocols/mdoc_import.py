@@ -20,6 +20,7 @@ import numpy as np
 
 from tomoforge.io.errors import FormatError
 from tomoforge.io.mdoc import Mdoc, read_mdoc
+from tomoforge.io.movies import movie_frame_count
 from tomoforge.io.mrc import mrc_shape
 from tomoforge.model import Acquisition, TiltImage, TiltImageMovie, TiltSeries, TiltSeriesMovie
 
@@ -137,18 +138,6 @@ def frames_path(mdoc: Mdoc, index: int, frames_dir: Path | None) -> Path:
         if (folder / name).is_file():
             return (folder / name).resolve()
     raise ImportFileError(f"{where}: frames file {name} not found in {', '.join(str(f) for f in folders)}")
-
-
-def movie_frame_count(path: Path) -> int:
-    """Frames in a movie file (MRC header or TIFF pages) without reading the pixels."""
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff", ".eer"):
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            return len(tif.pages)
-    shape = mrc_shape(path)
-    return shape[0] if len(shape) == 3 else 1
 
 
 def tilt_series_from_mdoc(
