@@ -13,7 +13,6 @@ from typing import Any, Literal
 import numpy as np
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.citations import register_bibtex
 from tomoforge.engine.runner import origin_of
 from tomoforge.io.aretomo import AlnFile, GLOBAL_COLUMNS, aln_to_projection_model, read_aln, write_aln
 from tomoforge.io.imod import (projection_model_to_xf, read_tlt, read_xf, read_xtilt, write_tlt, write_xf,
@@ -21,12 +20,6 @@ from tomoforge.io.imod import (projection_model_to_xf, read_tlt, read_xf, read_x
 from tomoforge.model import LandmarkModel, TiltImage, TiltSeries
 from tomoforge.protocols import align_tasks as tasks_mod
 from tomoforge.protocols.tilt_stacks import image_sources
-
-register_bibtex("""@article{mastronarde2017,
-  author = {Mastronarde, David N. and Held, Susan R.},
-  title = {Automated tilt series alignment and tomographic reconstruction in {IMOD}},
-  journal = {Journal of Structural Biology}, volume = {197}, number = {2}, pages = {102--113}, year = {2017},
-  doi = {10.1016/j.jsb.2016.07.011}}""")
 
 
 def included(ts: TiltSeries) -> list[TiltImage]:

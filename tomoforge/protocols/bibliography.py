@@ -42,4 +42,9 @@ register_bibtex(
   title = {An image processing pipeline for electron cryo-tomography in {RELION}-5},
   journal = {FEBS Open Bio}, volume = {14}, number = {11}, pages = {1788--1804}, year = {2024}
 }""",
+    """@article{mastronarde2017,
+  author = {Mastronarde, David N. and Held, Susan R.},
+  title = {Automated tilt series alignment and tomographic reconstruction in {IMOD}},
+  journal = {Journal of Structural Biology}, volume = {197}, number = {2}, pages = {102--113}, year = {2017},
+  doi = {10.1016/j.jsb.2016.07.011}}""",
 )
