@@ -28,7 +28,7 @@ import torch
 
 from tomoforge.io.movies import read_gain, read_movie
 from tomoforge.methods.gain import apply_gain
-from tomoforge.methods.motion import estimate_global_shifts
+from tomoforge.methods.motion import estimate_global_shifts, without_hot_pixels
 
 
 def rms_px(est_xy_A: np.ndarray, true_xy_A: np.ndarray, pixel: float) -> float:
@@ -37,7 +37,7 @@ def rms_px(est_xy_A: np.ndarray, true_xy_A: np.ndarray, pixel: float) -> float:
 
 
 def ours(frames: torch.Tensor, pixel: float) -> np.ndarray:
-    s = estimate_global_shifts(frames, pixel, bfactor_A2=500.0).numpy()
+    s = estimate_global_shifts(without_hot_pixels(frames), pixel, bfactor_A2=1500.0).numpy()
     return s[:, ::-1] * pixel  # (x, y) Å
 
 

@@ -112,7 +112,30 @@ def weighted_spectra(frames: torch.Tensor, pixel_size_A: float, bfactor_A2: floa
     return spectra * torch.exp(-bfactor_A2 * k * k / 4)
 
 
-def estimate_global_shifts(frames, pixel_size_A: float, bfactor_A2: float = 500.0, max_shift_A: float | None = None,
+def without_hot_pixels(frames, threshold_sd: float = 6.0) -> torch.Tensor:
+    """A copy of frames (n, y, x) whose hot/dead pixels hold each frame's mean.
+
+    Such pixels are fixed on the detector, so they do not move with the specimen and pull the
+    alignment towards zero shift. They are found in the frame sum as outliers against the median of
+    their 8 neighbours, in robust standard deviations (MAD, at least the Poisson σ of the sum).
+    For estimating shifts only, not for the sums.
+    """
+    frames = as_tensor(frames)
+    total = frames.sum(0)
+    padded = torch.nn.functional.pad(total[None, None], (1, 1, 1, 1), mode="reflect")
+    patches = torch.nn.functional.unfold(padded, 3)[0]  # (9, y*x); row 4 is the pixel itself
+    neighbours = patches[[0, 1, 2, 3, 5, 6, 7, 8]].median(dim=0).values.reshape(total.shape)
+    residual = (total - neighbours).flatten()
+    sample = residual[:: max(1, residual.numel() // 262144)]
+    centre = sample.median()
+    sigma = torch.maximum(1.4826 * (sample - centre).abs().median(), total.mean().clamp(min=1e-6).sqrt())
+    mask = ((residual - centre).abs() > threshold_sd * sigma).reshape(total.shape)
+    out = frames.clone()
+    out[:, mask] = frames.mean(dim=(-2, -1))[:, None].to(out.dtype)
+    return out
+
+
+def estimate_global_shifts(frames, pixel_size_A: float, bfactor_A2: float = 1500.0, max_shift_A: float | None = None,
                            iterations: int = 10, tolerance_px: float = 0.02, reference_frame: int = 0,
                            binning: float | None = None) -> torch.Tensor:
     """Per-frame shifts (n, 2) (y, x) in input pixels of a movie (n, y, x); ``s[reference_frame] = 0``."""
