@@ -1,0 +1,80 @@
+"""Patch-tracking alignment protocol (fiducial-less): patches tracked through the series, then the
+same projection model as fiducial alignment (see tomoforge.methods.align.patches).
+
+The alignment is attached to the included tilt images (YTilt, ZRot, X/YShift in Å), never applied
+to the pixels; the input's shifts (e.g. from coarse-alignment) seed the tracking.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
+from tomoforge.engine.runner import origin_of
+from tomoforge.model import TiltSeries
+from tomoforge.protocols.align import axis_of, included, included_views, with_alignment
+from tomoforge.protocols.align_tasks import load_binned, write_landmarks
+
+
+def patch_tracking_task(sources: list[tuple[str, int]], tilts: list[float], orders: list[int], axis_deg: float,
+                        shifts_A: list[list[float]], pixel_size_A: float, binning: float, options: dict[str, Any],
+                        out_file: str) -> dict[str, Any]:
+    """Track patches and solve the projection model; write the tracks (with residuals) as a landmark table."""
+    from tomoforge.methods.align.patches import patch_alignment
+
+    images = load_binned(sources, binning)
+    px = pixel_size_A * binning
+    sol, tracks = patch_alignment(images, np.asarray(tilts), axis_deg, px, np.asarray(shifts_A) / px, **options)
+    write_landmarks(out_file, tracks, orders, sol.residuals_px)
+    m = sol.model
+    return {"y_tilt_deg": m.tilt_deg.tolist(), "z_rot_deg": m.z_rot_deg.tolist(), "shifts_A": m.shift_A.tolist(),
+            "rms_px": sol.rms_px, "tilt_axis_deg": sol.tilt_axis_deg, "tilt_offset_deg": sol.tilt_offset_deg,
+            "n_patches": int(tracks.shape[1]), "dropped": [int(b) + 1 for b in sol.dropped_beads]}
+
+
+class PatchTrackingParams(ProtocolParams):
+    binning: float = param(4.0, ge=1, help="bin the images by this factor before tracking")
+    patch_size_A: float = param(500.0, gt=0, unit="Å", help="side of a square patch")
+    spacing_A: float = param(250.0, gt=0, unit="Å", help="distance between patch centres on the lowest tilt")
+    high_cut_A: float = param(40.0, gt=0, unit="Å", help="low-pass: period at which the gain is 1/e")
+    min_score: float = param(0.3, gt=0, le=1, help="normalised correlation below which a patch is a gap")
+    rotation: Literal["fixed", "single", "grouped", "per_view"] = param("single", help="in-plane rotation solved as")
+    tilt: Literal["fixed", "grouped", "per_view"] = param(
+        "fixed", help="tilt-angle refinement (grouped absorbs patch-tracking errors: off by default)")
+    level: bool = param(False, help="choose the tilt offset that makes the patches level (unreliable for patches)")
+    tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the tilt axis angle")
+
+
+class PatchTracking(Protocol):
+    """Patch tracking: fiducial-less alignment by tracking patches with stretched cross-correlation."""
+
+    name = "patch-tracking"
+    citations = ("kremer1996", "mastronarde2017")
+    Params = PatchTrackingParams
+    inputs = {"tilt_series": InputSpec(TiltSeries, help="tilt series (coarse-aligned: its shifts seed the tracking)")}
+    outputs = {"tilt_series": TiltSeries}
+
+    def tasks(self):
+        p, series = self.params, self.input("tilt_series")
+        self.out_path("").mkdir(parents=True, exist_ok=True)
+        for ts in series:
+            views, sources = included_views(ts, self.absolute)
+            px = ts.acquisition.pixel_size_A * p.binning
+            options = {"patch_px": max(16, int(round(p.patch_size_A / px / 2)) * 2),
+                       "spacing_px": p.spacing_A / px, "high_cut_px": p.high_cut_A / px,
+                       "min_score": p.min_score, "rotation": p.rotation, "tilt": p.tilt, "level": p.level}
+            yield Task(patch_tracking_task,
+                       (sources, [t.tilt_angle_deg for t in views], [t.acquisition_order for t in views],
+                        axis_of(ts, p.tilt_axis_angle_deg), [[t.x_shift_A, t.y_shift_A] for t in views],
+                        ts.acquisition.pixel_size_A, p.binning, options, str(self.out_path(f"{ts.name}_patches.tsv"))),
+                       key=ts.name, origin=(origin_of(series, ts.name),))
+
+    def collect(self, task, result):
+        ts = self.input("tilt_series").get(task.key)
+        values = {t.acquisition_order: {"y_tilt_deg": y, "z_rot_deg": z, "x_shift_A": s[0], "y_shift_A": s[1]}
+                  for t, y, z, s in zip(included(ts), result["y_tilt_deg"], result["z_rot_deg"], result["shifts_A"])}
+        self.emit("tilt_series", with_alignment(ts, values), task)
+        self.log(f"{ts.name}: {result['n_patches']} patches, residual {result['rms_px']:.3f} px, "
+                 f"tilt axis {result['tilt_axis_deg']:.2f}°, tilt offset {result['tilt_offset_deg']:.2f}°, "
+                 f"dropped patches {result['dropped']}")
