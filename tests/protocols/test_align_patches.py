@@ -1,5 +1,6 @@
-"""patch-tracking as a run on a simulated tilt series (31 views ±60°, shot noise, 350 Å ice with beads,
-which patches track like any other feature): coarse → patch tracking, against the truth.
+"""patch-tracking and alignment-consensus as runs on a simulated tilt series (31 views ±60°, shot noise, 350 Å ice with beads,
+which patches track like any other feature): coarse → patch tracking, against the truth; consensus of
+patch tracking with coarse alignment and with itself.
 (On the tiny preset without beads the protein contrast is too weak at this dose for coarse
 alignment or patch tracking: normalised patch correlation ≈ 0.15.)"""
 from __future__ import annotations
@@ -62,3 +63,27 @@ def test_patch_tracking_meets_the_issue_floor(tracked):
     print(f"patch tracking: {err:.3f} px RMS at binning 2")
     assert err < 1.5, err  # issue floor without fiducials (measured 0.43 px)
     assert list((project.root / "runs").glob(f"{runs['patches']:04d}_*/out/TS_01_patches.tsv"))
+
+
+def test_alignment_consensus_reports_per_view_differences(tracked):
+    import pandas as pd
+
+    project, truth, runs = tracked
+    cons = run(project, "alignment-consensus", {"half_width_A": 600.0, "half_thickness_A": 150.0},
+               {"tilt_series": f"{runs['patches']}.tilt_series", "other": f"{runs['coarse']}.tilt_series"})
+    ts = project.output_set(cons, "tilt_series").get("TS_01")
+    first = project.output_set(runs["patches"], "tilt_series").get("TS_01")
+    assert model_of(ts).shift_A.tolist() == model_of(first).shift_A.tolist()
+    files = list((project.root / "runs").glob(f"{cons:04d}_*/out/TS_01_consensus.tsv"))
+    table = pd.read_csv(files[0], sep="\t")
+    assert len(table) == 31 and sorted(table["view"]) == list(range(1, 32))
+    second = model_of(project.output_set(runs["coarse"], "tilt_series").get("TS_01"))
+    rows = table.sort_values("view")
+    dz = (model_of(first).z_rot_deg - second.z_rot_deg + 180) % 360 - 180
+    assert np.allclose(rows["z_rot_deg"], dz, atol=1e-4)
+    assert np.allclose(rows["shift_x_A"], model_of(first).shift_A[:, 0] - second.shift_A[:, 0], atol=1e-4)
+    assert (rows["reprojection_rms_A"] >= 0).all()
+    same = run(project, "alignment-consensus", {}, {"tilt_series": f"{runs['patches']}.tilt_series",
+                                                    "other": f"{runs['patches']}.tilt_series"})
+    table = pd.read_csv(next((project.root / "runs").glob(f"{same:04d}_*/out/TS_01_consensus.tsv")), sep="\t")
+    assert np.allclose(table[["shift_A", "z_rot_deg", "tilt_deg", "reprojection_rms_A"]], 0.0)
