@@ -55,7 +55,7 @@ def _disk_dilate(mask: torch.Tensor, radius: float) -> torch.Tensor:
     return F.conv2d(mask[:, None].to(torch.float32), disk, padding=r)[:, 0] > 0.5
 
 
-def find_outliers(images, threshold_sd: float = 4.5, max_radius_px: float = 2.5, grow_sd: float = 3.0,
+def find_outliers(images, threshold_sd: float = 4.2, max_radius_px: float = 2.5, grow_sd: float = 3.0,
                   background_px: int = 6, polarity: Literal["bright", "both"] = "bright",
                   iterations: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """(mask of outliers, background without them) for images (n, y, x) or (y, x)."""
@@ -89,7 +89,7 @@ def find_outliers(images, threshold_sd: float = 4.5, max_radius_px: float = 2.5,
     return (mask[0], background[0]) if single else (mask, background)
 
 
-def erase_xrays(images, threshold_sd: float = 4.5, max_radius_px: float = 2.5, grow_sd: float = 3.0,
+def erase_xrays(images, threshold_sd: float = 4.2, max_radius_px: float = 2.5, grow_sd: float = 3.0,
                 background_px: int = 6, polarity: Literal["bright", "both"] = "bright") -> XrayResult:
     """Replace hot pixels and X-ray hits of images (n, y, x) by their local background."""
     from scipy import ndimage

@@ -93,7 +93,7 @@ class DoseFilter(_PerTiltSeries):
 
 # --- X-ray eraser -------------------------------------------------------------------------------
 class XrayParams(ProtocolParams):
-    threshold_sd: float = param(4.5, gt=0, unit="SD", help="a peak stands out of the local noise by this much")
+    threshold_sd: float = param(4.2, gt=0, unit="SD", help="a peak stands out of the local noise by this much")
     grow_sd: float = param(3.0, gt=0, unit="SD", help="neighbours of a peak above this join it")
     max_radius_px: float = param(2.5, ge=0, unit="px", help="largest radius of a hit around its peak")
     background_px: int = param(6, ge=2, unit="px", help="half-width of the local background box")
