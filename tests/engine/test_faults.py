@@ -1,5 +1,4 @@
 """Faults: a killed worker, a killed orchestrator, readers during a write, abort, a Dask cluster."""
-import os
 import signal
 import sqlite3
 import subprocess

@@ -3,7 +3,6 @@ coarse → fiducial model → fiducial alignment against the truth; assign; IMOD
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
