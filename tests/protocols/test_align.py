@@ -31,25 +31,29 @@ def model_of(ts) -> ProjectionModel:
                            [[t.x_shift_A, t.y_shift_A] for t in views])
 
 
-@pytest.fixture(scope="module")
-def aligned(tmp_path_factory):
+def imported_simulation(root, seed: int, overrides: dict):
+    """Simulate `tiny`, add shot noise to its noise-free stack (acquisition order = the mdoc's ZValue
+    order), put it beside the mdoc and import it: (project, truth, import run id)."""
     from tomoforge.simulate.run import simulate
     from tomoforge.simulate.truth import read_truth
 
-    root = tmp_path_factory.mktemp("align")
     try:
-        simulate(root / "sim", preset="tiny", seed=2, overrides=OVERRIDES)
+        simulate(root / "sim", preset="tiny", seed=seed, overrides=overrides)
     except FileNotFoundError as exc:
         pytest.skip(f"simulator data missing: {exc}")
     truth = read_truth(root / "sim" / "truth" / "TS_01" / "truth.json")
-    # The noise-free stack (acquisition order, = the mdoc's ZValue order) with shot noise, beside the mdoc.
     counts = np.random.default_rng(0).poisson(read_mrc(root / "sim" / "truth" / "TS_01" / "noise_free_tilt_series.mrc"))
     folder = root / "ts"
     folder.mkdir()
     shutil.copy(root / "sim" / "TS_01.mrc.mdoc", folder / "TS_01.mrc.mdoc")
     write_mrc(folder / "TS_01.mrc", counts.astype(np.float32), truth["pixel_size_A"])
     project = Project.create(root / "project")
-    imp = run(project, "import-tilt-series", {"files_path": str(folder)})
+    return project, truth, run(project, "import-tilt-series", {"files_path": str(folder)})
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory):
+    project, truth, imp = imported_simulation(tmp_path_factory.mktemp("align"), seed=2, overrides=OVERRIDES)
     coarse = run(project, "coarse-alignment", {"binning": 2}, {"tilt_series": f"{imp}.tilt_series"})
     beads = run(project, "fiducial-model", {"binning": 2, "bead_diameter_nm": 10.0},
                 {"tilt_series": f"{coarse}.tilt_series"})

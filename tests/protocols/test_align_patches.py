@@ -5,15 +5,12 @@ patch tracking with coarse alignment and with itself.
 alignment or patch tracking: normalised patch correlation ≈ 0.15.)"""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
 
-from tomoforge.engine import Project
-from tomoforge.io.mrc import read_mrc, write_mrc
 from tomoforge.methods.align.projection_model import reprojection_difference, rms
-from tests.protocols.test_align import model_of, run, truth_model
+from tests.protocols.test_align import imported_simulation, model_of, run, truth_model
 
 OVERRIDES = {"detector.image_size": [256, 256], "acquisition.tilt_min_deg": -60.0, "acquisition.tilt_max_deg": 60.0,
              "acquisition.tilt_step_deg": 4.0, "specimen.fiducials.count_per_surface": 10,
@@ -29,22 +26,7 @@ def grid_points(half_width_A: float, half_thickness_A: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
-    from tomoforge.simulate.run import simulate
-    from tomoforge.simulate.truth import read_truth
-
-    root = tmp_path_factory.mktemp("patches")
-    try:
-        simulate(root / "sim", preset="tiny", seed=3, overrides=OVERRIDES)
-    except FileNotFoundError as exc:
-        pytest.skip(f"simulator data missing: {exc}")
-    truth = read_truth(root / "sim" / "truth" / "TS_01" / "truth.json")
-    counts = np.random.default_rng(0).poisson(read_mrc(root / "sim" / "truth" / "TS_01" / "noise_free_tilt_series.mrc"))
-    folder = root / "ts"
-    folder.mkdir()
-    shutil.copy(root / "sim" / "TS_01.mrc.mdoc", folder / "TS_01.mrc.mdoc")
-    write_mrc(folder / "TS_01.mrc", counts.astype(np.float32), truth["pixel_size_A"])
-    project = Project.create(root / "project")
-    imp = run(project, "import-tilt-series", {"files_path": str(folder)})
+    project, truth, imp = imported_simulation(tmp_path_factory.mktemp("patches"), seed=3, overrides=OVERRIDES)
     coarse = run(project, "coarse-alignment", {"binning": 2}, {"tilt_series": f"{imp}.tilt_series"})
     px = truth["pixel_size_A"] * 2
     patches = run(project, "patch-tracking", {"binning": 2, "patch_size_A": 32 * px, "spacing_A": 16 * px},

@@ -44,6 +44,14 @@ def axis_of(ts: TiltSeries, override: float | None) -> float:
     return ts.acquisition.tilt_axis_angle_deg if override is None else float(override)
 
 
+def view_geometry(ts: TiltSeries, absolute, axis_override: float | None) -> tuple:
+    """Task arguments describing the included views: (image sources, tilt angles (deg), acquisition
+    orders, tilt axis angle (deg), current [x, y] shifts (Å))."""
+    views, sources = included_views(ts, absolute)
+    return (sources, [t.tilt_angle_deg for t in views], [t.acquisition_order for t in views],
+            axis_of(ts, axis_override), [[t.x_shift_A, t.y_shift_A] for t in views])
+
+
 class CoarseParams(ProtocolParams):
     binning: float = param(4.0, ge=1, help="bin the images by this factor before correlating")
     tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the acquisition's tilt axis angle")
@@ -104,11 +112,8 @@ class FiducialModel(Protocol):
         p, series = self.params, self.input("tilt_series")
         self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
-            views, sources = included_views(ts, self.absolute)
-            shifts = [[t.x_shift_A, t.y_shift_A] for t in views]
             yield Task(tasks_mod.fiducial_model_task,
-                       (sources, [t.tilt_angle_deg for t in views], [t.acquisition_order for t in views],
-                        axis_of(ts, p.tilt_axis_angle_deg), shifts, ts.acquisition.pixel_size_A, p.binning,
+                       (*view_geometry(ts, self.absolute, p.tilt_axis_angle_deg), ts.acquisition.pixel_size_A, p.binning,
                         p.bead_diameter_nm, p.max_beads, p.threshold_sd, str(self.out_path(f"{ts.name}_beads.tsv"))),
                        key=ts.name, origin=(origin_of(series, ts.name),))
 

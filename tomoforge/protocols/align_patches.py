@@ -13,7 +13,7 @@ import numpy as np
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.runner import origin_of
 from tomoforge.model import TiltSeries
-from tomoforge.protocols.align import axis_of, included, included_views, with_alignment
+from tomoforge.protocols.align import included, view_geometry, with_alignment
 from tomoforge.protocols.align_tasks import load_binned, write_landmarks
 
 
@@ -59,14 +59,12 @@ class PatchTracking(Protocol):
         p, series = self.params, self.input("tilt_series")
         self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
-            views, sources = included_views(ts, self.absolute)
             px = ts.acquisition.pixel_size_A * p.binning
             options = {"patch_px": max(16, int(round(p.patch_size_A / px / 2)) * 2),
                        "spacing_px": p.spacing_A / px, "high_cut_px": p.high_cut_A / px,
                        "min_score": p.min_score, "rotation": p.rotation, "tilt": p.tilt, "level": p.level}
             yield Task(patch_tracking_task,
-                       (sources, [t.tilt_angle_deg for t in views], [t.acquisition_order for t in views],
-                        axis_of(ts, p.tilt_axis_angle_deg), [[t.x_shift_A, t.y_shift_A] for t in views],
+                       (*view_geometry(ts, self.absolute, p.tilt_axis_angle_deg),
                         ts.acquisition.pixel_size_A, p.binning, options, str(self.out_path(f"{ts.name}_patches.tsv"))),
                        key=ts.name, origin=(origin_of(series, ts.name),))
 
