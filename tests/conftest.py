@@ -34,3 +34,23 @@ def data_file(test_data):
         return path
 
     return get
+
+
+SMALL_SEED = 1
+
+
+@pytest.fixture(scope="session")
+def small_sim(tmp_path_factory, test_data):
+    """The simulator's `small` preset (seed 1: 41 tilts of 1024² × 8 frames, ~35 s on 2 cores), made once per
+    test session. Set TOMOFORGE_SMALL_SIMULATION to a folder made by
+    `tomoforge simulate DIR --preset small --seed 1` to reuse it while developing."""
+    from tomoforge.simulate import load_simulation, simulate
+
+    reuse = os.environ.get("TOMOFORGE_SMALL_SIMULATION")
+    if reuse:
+        result = load_simulation(reuse)
+        if result.config.name != "TS" or result.seed != SMALL_SEED or result.tilt_series[0].truth["preset"] != "small":
+            raise RuntimeError(f"TOMOFORGE_SMALL_SIMULATION={reuse} is not the small preset with seed {SMALL_SEED}")
+        return result
+    out = tmp_path_factory.mktemp("small")
+    return simulate(out, preset="small", seed=SMALL_SEED, overrides={"data_root": str(test_data)}, progress=False)

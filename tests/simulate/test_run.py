@@ -138,3 +138,15 @@ def test_tiff_tomo5_super_resolution(tmp_path, test_data):
     md = read_mdoc(ts.mdoc)
     assert md.software == "Tomography" and md.raw_tilt_axis_angle == pytest.approx(85.0)
     assert list(mdocfile.read(ts.mdoc)["TiltAngle"]) == pytest.approx([0.0, 30.0, -30.0])
+
+
+def test_load_simulation_reopens_what_simulate_wrote(tiny_sim):
+    from tomoforge.simulate import load_simulation
+
+    again = load_simulation(tiny_sim.outdir)
+    assert again.seed == tiny_sim.seed and again.config == tiny_sim.config
+    assert again.gain == tiny_sim.gain
+    for a, b in zip(again.tilt_series, tiny_sim.tilt_series, strict=True):
+        assert (a.name, a.mdoc, a.movies, a.noise_free_stack, a.tomogram) == (b.name, b.mdoc, b.movies,
+                                                                            b.noise_free_stack, b.tomogram)
+        assert a.truth["tilts"] == json.loads(json.dumps(b.truth["tilts"]))

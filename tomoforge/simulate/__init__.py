@@ -4,6 +4,6 @@
     result = simulate("out", preset="tiny", seed=0, overrides={"detector.pixel_size_A": 5.0})
 """
 from tomoforge.simulate.config import PRESETS, ConfigError, SimulationConfig, build_config
-from tomoforge.simulate.run import SimulationResult, simulate
+from tomoforge.simulate.run import SimulationResult, load_simulation, simulate
 
-__all__ = ["simulate", "SimulationResult", "SimulationConfig", "build_config", "PRESETS", "ConfigError"]
+__all__ = ["simulate", "load_simulation", "SimulationResult", "SimulationConfig", "build_config", "PRESETS", "ConfigError"]

@@ -30,7 +30,8 @@ from tomoforge.simulate.imaging import exposure_weights, expected_frame, tilt_si
 from tomoforge.simulate.specimen import build_specimen, render_specimen_volume
 from tomoforge.simulate.structures import (Reference, blob_reference, load_scattering_factors,
                                            reference_from_map, reference_from_model, resolve_data_file)
-from tomoforge.simulate.truth import FORMAT, PROJECTION_MODEL, specimen_records, tilt_records, write_truth
+from tomoforge.simulate.truth import (FORMAT, PROJECTION_MODEL, read_truth, specimen_records, tilt_records,
+                                     write_truth)
 from tomoforge.simulate.writer import build_mdoc, movie_name, write_movie, write_tilt_series_mdoc
 
 log = logging.getLogger(__name__)
@@ -181,4 +182,26 @@ def simulate(outdir: str | Path, preset: str = "tiny", seed: int = 0, overrides:
     (outdir / "simulation.json").write_text(json.dumps({
         "format": FORMAT, "preset": preset, "seed": seed, "config": cfg.model_dump(mode="json"),
         "tilt_series": [ts.name for ts in result.tilt_series], "seconds": result.seconds}, indent=1))
+    return result
+
+
+def load_simulation(outdir: str | Path) -> SimulationResult:
+    """Re-open a finished simulation folder (its ``simulation.json`` and each ``truth/<TS>/truth.json``)."""
+    outdir = Path(outdir)
+    meta_path = outdir / "simulation.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path}: no simulation.json (the simulation did not finish, or this is not one)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path}: not a tomoforge simulation (format {meta.get('format')!r})")
+    cfg = SimulationConfig.model_validate(meta["config"])
+    refs = {sp.name: outdir / "references" / f"{sp.name}_reference.mrc" for sp in cfg.specimen.particles}
+    result = SimulationResult(outdir, cfg, int(meta["seed"]), outdir / "gain.mrc", refs, seconds=meta["seconds"])
+    for name in meta["tilt_series"]:
+        tdir = outdir / "truth" / name
+        truth = read_truth(tdir / "truth.json")
+        stack = truth.get("noise_free_tilt_series")
+        result.tilt_series.append(SimulatedTiltSeries(
+            name, outdir / truth["mdoc"], [outdir / m for m in truth["movies"]], tdir / "truth.json",
+            tdir / "tilts.star", outdir / stack if stack else None, outdir / truth["tomogram"]["path"], truth))
     return result
