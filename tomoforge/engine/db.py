@@ -64,6 +64,10 @@ MIGRATIONS: list[str] = [
         UNIQUE (run_id, name)
     );
     """,
+    # 2: a streaming run can be asked to stop taking new items, finish the ones under way and close.
+    """
+    ALTER TABLE runs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

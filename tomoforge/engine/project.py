@@ -212,6 +212,32 @@ class Project:
             raise ProjectError(f"run {run_id} is {state}; only saved, failed or aborted runs can be scheduled")
         self.set_state(run_id, SCHEDULED)
 
+    def input_readiness(self, run_id: int) -> tuple[str, str]:
+        """('ready' | 'stream' | 'waiting' | 'blocked', why) for starting ``run_id`` now.
+
+        'ready': every input's run finished. 'stream': the others finished and at least one is running
+        with its output set open, and this protocol can stream (it starts and follows that set).
+        'blocked': an input's run failed or was aborted. 'waiting': otherwise.
+        """
+        can_stream = get_protocol(self.run(run_id)["protocol"]).can_stream()
+        streaming = False
+        for name, pointer in self.run_inputs(run_id).items():
+            state = self.refresh_state(pointer.run_id)
+            why = f"input '{name}' comes from run {pointer.run_id}, which is {state}"
+            if state in (FAILED, ABORTED):
+                return "blocked", why
+            if state == FINISHED:
+                continue
+            if state == RUNNING and can_stream and self.set_is_open(pointer.run_id, pointer.output):
+                streaming = True
+                continue
+            return "waiting", why
+        return ("stream" if streaming else "ready"), ""
+
+    def set_is_open(self, run_id: int, name: str) -> bool:
+        row = self.conn.execute("SELECT stream_state FROM sets WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
+        return row is not None and row[0] == "open"
+
     def set_label(self, run_id: int, label: str | None = None, comment: str | None = None) -> None:
         self.run(run_id)
         with db.transaction(self.conn):
@@ -241,6 +267,16 @@ class Project:
             return ABORTED
         raise ProjectError(f"run {run_id} is {state}: nothing to abort")
 
+    def request_stop(self, run_id: int) -> None:
+        """Ask a streaming run to take no new item, finish those under way and close its outputs."""
+        state = self.refresh_state(run_id)
+        if state != RUNNING:
+            raise ProjectError(f"run {run_id} is {state}: only a running streaming run can be stopped")
+        if not any(not s.is_closed for s in self.output_sets(run_id)):
+            raise ProjectError(f"run {run_id} is not streaming (no open output): use 'abort' to stop it")
+        with db.transaction(self.conn):
+            self.conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run_id,))
+
     def _refuse_if_used(self, run_id: int, action: str) -> None:
         users = self.consumers(run_id)
         if users:
@@ -259,7 +295,7 @@ class Project:
             self.conn.execute("DELETE FROM run_tasks WHERE run_id = ?", (run_id,))
             self.conn.execute(
                 "UPDATE runs SET state = ?, started = NULL, finished = NULL, pid = NULL, error = NULL,"
-                " traceback = NULL, abort_requested = 0 WHERE id = ?", (SAVED, run_id))
+                " traceback = NULL, abort_requested = 0, stop_requested = 0 WHERE id = ?", (SAVED, run_id))
         run_dir = self.run_dir(run_id)
         for sub in ("out", "tmp"):
             shutil.rmtree(run_dir / sub, ignore_errors=True)

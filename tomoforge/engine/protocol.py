@@ -10,6 +10,14 @@ A protocol is thin. It declares
 and implements ``tasks()`` (one ``Task`` per item: a picklable top-level function on paths and params
 that returns small metadata) and ``collect(task, result)`` (runs in the orchestrator, the only place
 that writes to the database, inside the run's final transaction).
+
+Streaming (see ``engine.streaming``): while an input set is open, a protocol that can stream is run
+item by item: ``tasks()`` is called again whenever the input grows, only tasks with new keys are
+submitted, and ``collect`` runs in a small transaction per task. ``streaming`` says whether a protocol
+can do that (``None``: yes when it has one input and each task's origin is one item of it, which is
+what "one task per input item" protocols already declare). A source protocol (one that watches
+something outside the project, e.g. an acquisition folder) returns True from ``source_open()`` while
+more tasks may come; ``stream_ended(reason)`` is told once when the run stops taking new tasks.
 """
 from __future__ import annotations
 
@@ -95,6 +103,7 @@ class Protocol:
     Params: ClassVar[type[ProtocolParams]] = ProtocolParams
     inputs: ClassVar[dict[str, InputSpec]] = {}
     outputs: ClassVar[dict[str, type[BaseModel]]] = {}
+    streaming: ClassVar[bool | None] = None  # can consume open inputs item by item (None: one input, per item)
 
     def __init__(self, context: "RunContext"):
         self.context = context
@@ -106,6 +115,11 @@ class Protocol:
             raise TypeError(f"protocol name {cls.name!r} must be lower-case words joined by '-'")
         if not cls.label:
             cls.label = cls.name.replace("-", " ")
+
+    @classmethod
+    def can_stream(cls) -> bool:
+        """Whether a run of this protocol may start while an input set is still open."""
+        return cls.streaming if cls.streaming is not None else len(cls.inputs) == 1
 
     @classmethod
     def summary(cls) -> str:
@@ -120,6 +134,13 @@ class Protocol:
 
     def finish(self) -> None:
         """Called after every task was collected, still inside the final transaction."""
+
+    def source_open(self) -> bool:
+        """A source protocol: True while ``tasks()`` may yield more tasks later (the run then streams)."""
+        return False
+
+    def stream_ended(self, reason: str) -> None:
+        """A streaming run takes no new task from now on (``reason``: why); e.g. report what was left."""
 
     # --- helpers for subclasses -------------------------------------------------------------
     def input(self, name: str) -> "ItemSet":

@@ -3,6 +3,9 @@
 Each finished task is recorded at once (``run_tasks``), so ``continue`` after a crash or a kill
 skips the items already done. The outputs themselves are written in one final transaction: a run
 that fails or is killed leaves no half-written output behind.
+
+The exception is a streaming run (an open input, a source protocol, or an earlier attempt that
+streamed; see ``engine.streaming``): it commits each item with its task record as it comes.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import pickle
 import shutil
 import signal
 import socket
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,6 +29,7 @@ from tomoforge.engine.project import (
 from tomoforge.engine.protocol import Protocol, Task, validate_params
 from tomoforge.engine.registry import get_protocol
 from tomoforge.engine.sets import ItemSet, item_address
+from tomoforge.engine.streaming import run_streaming
 
 Progress = Callable[[int, int, str], None]  # (done, total, key of the item just finished)
 POLL_S = 0.5
@@ -99,7 +104,9 @@ def execute_run(
     if mode == "restart":
         project.reset(run_id)  # refuses while other runs use its outputs
     cls = get_protocol(row["protocol"])
-    _check_inputs_ready(project, run_id)
+    readiness, why = project.input_readiness(run_id)
+    if readiness not in ("ready", "stream"):
+        raise ProjectError(f"run {run_id}: {why}")
     _claim(project, run_id, state if mode != "restart" else SAVED)
 
     context = RunContext(project, run_id, None, project.run_dir(run_id), protocol_cls=cls)
@@ -110,14 +117,16 @@ def execute_run(
         context.params = validate_params(cls, project.run_params(run_id))
         context.log(f"{mode} of run {run_id}: {cls.name} (tomoforge {row['software_version']}), pid {os.getpid()}")
         protocol = cls(context)
+        config = executor or ExecutorConfig.model_validate_json(row["executor"])
+        if readiness == "stream" or protocol.source_open() or project.output_sets(run_id):
+            return run_streaming(project, context, protocol, config, progress)
         tasks = list(protocol.tasks())
         keys = [t.key for t in tasks]
         if len(set(keys)) != len(keys):
             raise ProjectError(f"{cls.name}: two tasks share a key; keys must name distinct items")
-        results = _done_results(project, run_id, set(keys))
+        results = done_results(project, run_id, set(keys))
         if results:
             context.log(f"{len(results)} of {len(tasks)} items already done: skipped")
-        config = executor or ExecutorConfig.model_validate_json(row["executor"])
         failures = _execute(project, context, [t for t in tasks if t.key not in results], results, len(tasks),
                             config, progress)
         if failures:
@@ -139,22 +148,16 @@ def execute_run(
         project.set_state(run_id, FAILED, finished=time.time(), error=message, traceback=traceback.format_exc())
         return FAILED
     finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous_sigterm)
         shutil.rmtree(context.tmp_dir, ignore_errors=True)
-
-
-def _check_inputs_ready(project: Project, run_id: int) -> None:
-    for name, pointer in project.run_inputs(run_id).items():
-        state = project.refresh_state(pointer.run_id)
-        if state != FINISHED:
-            raise ProjectError(f"run {run_id}: input '{name}' comes from run {pointer.run_id}, which is {state}")
 
 
 def _claim(project: Project, run_id: int, expected_state: str) -> None:
     with db.transaction(project.conn):
         cursor = project.conn.execute(
             "UPDATE runs SET state = ?, pid = ?, host = ?, started = ?, finished = NULL, error = NULL,"
-            " traceback = NULL, abort_requested = 0 WHERE id = ? AND state = ?",
+            " traceback = NULL, abort_requested = 0, stop_requested = 0 WHERE id = ? AND state = ?",
             (RUNNING, os.getpid(), socket.gethostname(), time.time(), run_id, expected_state),
         )
         if cursor.rowcount != 1:
@@ -171,14 +174,15 @@ def _abort_on_sigterm() -> Any:
         return signal.getsignal(signal.SIGTERM)
 
 
-def _done_results(project: Project, run_id: int, keys: set[str]) -> dict[str, Any]:
+def done_results(project: Project, run_id: int, keys: set[str] | None) -> dict[str, Any]:
+    """Results of the tasks already done, by key (only ``keys`` unless None)."""
     rows = project.conn.execute(
         "SELECT key, result FROM run_tasks WHERE run_id = ? AND state = 'done'", (run_id,)
     ).fetchall()
-    return {r["key"]: pickle.loads(r["result"]) for r in rows if r["key"] in keys}
+    return {r["key"]: pickle.loads(r["result"]) for r in rows if keys is None or r["key"] in keys}
 
 
-def _record_task(project: Project, run_id: int, key: str, result: Any, started: float) -> None:
+def record_task(project: Project, run_id: int, key: str, result: Any, started: float) -> None:
     failed = isinstance(result, TaskFailure)
     with db.transaction(project.conn):
         project.conn.execute(
@@ -189,7 +193,7 @@ def _record_task(project: Project, run_id: int, key: str, result: Any, started: 
         )
 
 
-def _abort_requested(project: Project, run_id: int) -> bool:
+def abort_requested(project: Project, run_id: int) -> bool:
     return bool(project.conn.execute("SELECT abort_requested FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
 
 
@@ -212,7 +216,7 @@ def _execute(project: Project, context: RunContext, pending: list[Task], results
             for handle in sorted(finished, key=order.__getitem__):
                 task = handles[handle]
                 result = executor.result(handle)
-                _record_task(project, context.run_id, task.key, result, start)
+                record_task(project, context.run_id, task.key, result, start)
                 done_now += 1
                 elapsed = time.time() - start
                 eta = elapsed / done_now * (len(pending) - done_now)
@@ -225,7 +229,7 @@ def _execute(project: Project, context: RunContext, pending: list[Task], results
                     context.log(f"[{done_total}/{total}] {task.key} done ({elapsed:.1f} s, ~{eta:.0f} s left)")
                 if progress:
                     progress(done_total, total, task.key)
-            if _abort_requested(project, context.run_id):
+            if abort_requested(project, context.run_id):
                 raise RunAborted()
         cancel = False
     finally:

@@ -1,0 +1,278 @@
+"""Streaming runs: a source that takes items as they appear, consumers that follow an open set, stop, kill."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tomoforge.engine import ExecutorConfig, InputSpec, Project, ProjectError, Protocol, ProtocolParams, Task, param
+from tomoforge.engine import execute_run
+from tomoforge.engine.registry import protocols
+from tests.engine.test_faults import wait_for
+from tests.engine.toyplugin.toy_protocols import Number
+
+SERIAL = ExecutorConfig(kind="serial")
+
+
+def read_drop(path: str, sleep_s: float) -> float:
+    """Task: the number written in a dropped file (marks each call in ran/)."""
+    file = Path(path)
+    (file.parent / "ran").mkdir(exist_ok=True)
+    (file.parent / "ran" / f"{file.stem}_{time.time_ns()}").touch()
+    if file.read_text().strip() == "fail":
+        raise ValueError(f"{file.name} says fail")
+    time.sleep(sleep_s)
+    return float(file.read_text())
+
+
+class DropParams(ProtocolParams):
+    folder: str = param(..., help="folder where numbers are dropped as NAME.num files")
+    sleep_s: float = param(0.0, ge=0, unit="s", help="time each task takes")
+
+
+class DropSource(Protocol):
+    """Numbers dropped as files into a folder, streamed until an END file appears (toy source)."""
+
+    name = "toy-drops"
+    Params = DropParams
+    outputs = {"numbers": Number}
+
+    def source_open(self) -> bool:
+        return not (Path(self.params.folder) / "END").exists()
+
+    def tasks(self):
+        for file in sorted(Path(self.params.folder).glob("*.num")):
+            yield Task(read_drop, (str(file), self.params.sleep_s), key=file.stem)
+
+    def collect(self, task, result):
+        self.emit("numbers", Number(name=task.key, value=result), task)
+
+    def stream_ended(self, reason: str) -> None:
+        self.log(f"toy source: {reason}")
+
+
+class SumNumbers(Protocol):
+    """One task over all numbers of its input: not one per item, so it waits for the input to close."""
+
+    name = "toy-sum"
+    inputs = {"numbers": InputSpec(Number)}
+    outputs = {"numbers": Number}
+
+    def tasks(self):
+        yield Task(sum, ([n.value for n in self.input("numbers")],), key="sum")
+
+    def collect(self, task, result):
+        self.emit("numbers", Number(name="sum", value=result), task)
+
+
+def register() -> None:
+    protocols()[DropSource.name] = DropSource
+    protocols()[SumNumbers.name] = SumNumbers
+
+
+@pytest.fixture(autouse=True)
+def toy_streaming_protocols():
+    register()
+    yield
+    protocols().pop(DropSource.name, None)
+    protocols().pop(SumNumbers.name, None)
+
+
+def drop(folder: Path, name: str, value: str) -> None:
+    """Write NAME.num atomically (a reader never sees it half-written)."""
+    (folder / f"{name}.tmp").write_text(value)
+    (folder / f"{name}.tmp").rename(folder / f"{name}.num")
+
+
+def in_thread(root: Path, run_id: int, mode: str = "run", executor: ExecutorConfig | None = None):
+    """Execute a run in a thread with its own connection; ``.result`` holds its final state."""
+    def target():
+        project = Project.open(root)
+        try:
+            thread.result = execute_run(project, run_id, mode, executor=executor)
+        finally:
+            project.close()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.result = None
+    thread.start()
+    return thread
+
+
+def task_times(project: Project, run_id: int) -> list[float]:
+    rows = project.conn.execute("SELECT finished FROM run_tasks WHERE run_id = ? AND state = 'done' ORDER BY finished",
+                                (run_id,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def items(project: Project, run_id: int) -> dict[str, float]:
+    """The run's output items so far ({} before its set exists)."""
+    if not project.output_sets(run_id):
+        return {}
+    return {n.name: n.value for n in project.output_set(run_id, "numbers")}
+
+
+def log_of(project: Project, run_id: int) -> str:
+    path = project.run_dir(run_id) / "run.log"
+    return path.read_text() if path.exists() else ""
+
+
+def ran(folder: Path, name: str) -> int:
+    return len(list((folder / "ran").glob(f"{name}_*")))
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """The drop folder; its END file is written at teardown so that no source outlives its test."""
+    path = tmp_path / "drops"
+    path.mkdir()
+    yield path
+    (path / "END").touch()
+
+
+@pytest.mark.parametrize("consumer_executor", ["serial", "local", "dask"])
+def test_a_consumer_processes_items_while_its_producer_still_runs(project, folder, consumer_executor):
+    producer = project.new_run("toy-drops", {"folder": str(folder)}, executor=SERIAL)
+    drop(folder, "a", "1")
+    drop(folder, "b", "2")
+    source = in_thread(project.root, producer)
+    wait_for(lambda: project.set_is_open(producer, "numbers") and len(items(project, producer)) == 2)
+    assert project.run(producer)["state"] == "running"
+    consumer = project.new_run("toy-double", inputs={"numbers": f"{producer}.numbers"},
+                               executor=ExecutorConfig(kind=consumer_executor, workers=1, threads_per_worker=1))
+    follower = in_thread(project.root, consumer)
+    wait_for(lambda: project.set_is_open(consumer, "numbers") and len(items(project, consumer)) == 2)
+    assert project.run(producer)["state"] == "running"  # the consumer's items exist before the producer ends
+    drop(folder, "c", "3")
+    wait_for(lambda: len(items(project, consumer)) == 3)
+    assert project.set_is_open(consumer, "numbers")  # its input is still open
+    (folder / "END").touch()
+    source.join(30)
+    follower.join(30)
+    assert (source.result, follower.result) == ("finished", "finished")
+    assert items(project, producer) == {"a": 1.0, "b": 2.0, "c": 3.0}
+    assert items(project, consumer) == {"a": 2.0, "b": 4.0, "c": 6.0}
+    assert project.output_set(producer, "numbers").is_closed and project.output_set(consumer, "numbers").is_closed
+    assert max(task_times(project, consumer)) < project.run(producer)["finished"]
+    assert "toy source: source closed" in log_of(project, producer)
+    assert project.output_set(consumer, "numbers").origin("c") == [f"{producer}.numbers/c"]
+
+
+def test_a_protocol_that_is_not_per_item_waits_for_its_input_to_close(project, folder):
+    producer = project.new_run("toy-drops", {"folder": str(folder)}, executor=SERIAL)
+    drop(folder, "a", "1")
+    source = in_thread(project.root, producer)
+    wait_for(lambda: len(items(project, producer)) == 1)
+    total = project.new_run("toy-sum", inputs={"numbers": f"{producer}.numbers"}, executor=SERIAL)
+    summing = in_thread(project.root, total)
+    wait_for(lambda: "not one per input item" in log_of(project, total))
+    drop(folder, "b", "5")
+    wait_for(lambda: len(items(project, producer)) == 2)
+    assert task_times(project, total) == []
+    (folder / "END").touch()
+    source.join(30)
+    summing.join(30)
+    assert summing.result == "finished" and items(project, total) == {"sum": 6.0}
+
+
+def test_the_scheduler_streams_a_chain_of_consumers_behind_a_running_source(project, folder):
+    from tomoforge.engine.scheduler import run_scheduled
+
+    producer = project.new_run("toy-drops", {"folder": str(folder), "sleep_s": 0.1}, executor=SERIAL)
+    first = project.new_run("toy-double", inputs={"numbers": f"{producer}.numbers"}, executor=SERIAL)
+    second = project.new_run("toy-double", inputs={"numbers": f"{first}.numbers"}, executor=SERIAL)
+    for run_id in (second, first, producer):
+        project.schedule(run_id)
+
+    def acquisition():
+        watcher = Project.open(project.root)
+        for i in range(3):
+            drop(folder, f"n{i}", str(i))
+            time.sleep(0.2)
+        try:  # end the acquisition only once the last consumer has made something
+            wait_for(lambda: watcher.set_is_open(second, "numbers") and len(items(watcher, second)) >= 1)
+        finally:
+            (folder / "END").touch()
+            watcher.close()
+
+    writer = threading.Thread(target=acquisition)
+    writer.start()
+    outcome = run_scheduled(project, poll_s=0.1)
+    writer.join()
+    assert outcome == {producer: "finished", first: "finished", second: "finished"}
+    assert items(project, second) == {"n0": 0.0, "n1": 4.0, "n2": 8.0}
+    assert min(task_times(project, second)) < project.run(producer)["finished"]
+
+
+def test_stop_ends_a_streaming_run_and_closes_its_output(project, folder):
+    producer = project.new_run("toy-drops", {"folder": str(folder)}, executor=SERIAL)
+    drop(folder, "a", "1")
+    source = in_thread(project.root, producer)
+    wait_for(lambda: len(items(project, producer)) == 1)
+    project.request_stop(producer)
+    source.join(30)
+    assert source.result == "finished" and project.output_set(producer, "numbers").is_closed
+    assert "toy source: stop requested" in log_of(project, producer)
+    with pytest.raises(ProjectError, match="only a running streaming run can be stopped"):
+        project.request_stop(producer)
+
+
+def test_a_failed_item_does_not_hold_back_the_others_and_continue_retries_it(project, folder):
+    producer = project.new_run("toy-drops", {"folder": str(folder)}, executor=SERIAL)
+    drop(folder, "a", "1")
+    drop(folder, "b", "fail")
+    source = in_thread(project.root, producer)
+    wait_for(lambda: project.conn.execute("SELECT COUNT(*) FROM run_tasks").fetchone()[0] == 2)
+    (folder / "END").touch()
+    source.join(30)
+    assert source.result == "failed"
+    assert "1 of 2 items failed; first, b: ValueError: b.num says fail" in project.run(producer)["error"]
+    assert items(project, producer) == {"a": 1.0} and project.set_is_open(producer, "numbers")
+    drop(folder, "b", "2")
+    assert execute_run(project, producer, "continue") == "finished"
+    assert items(project, producer) == {"a": 1.0, "b": 2.0} and ran(folder, "a") == 1
+
+
+KILLABLE = """
+import sys
+from tomoforge.engine import Project, execute_run
+from tests.engine.test_streaming import register
+register()
+project = Project.open(sys.argv[1])
+execute_run(project, int(sys.argv[2]), sys.argv[3])
+"""
+
+
+def test_a_killed_stream_keeps_its_committed_items_and_continue_adds_no_duplicate(project, folder):
+    for i in range(6):
+        drop(folder, f"n{i}", str(i))
+    producer = project.new_run("toy-drops", {"folder": str(folder), "sleep_s": 0.3}, executor=SERIAL)
+    consumer = project.new_run("toy-double", inputs={"numbers": f"{producer}.numbers"}, executor=SERIAL)
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(project.root), str(producer), "run"])
+    try:
+        wait_for(lambda: project.set_is_open(producer, "numbers") and len(items(project, producer)) >= 2)
+        follower = in_thread(project.root, consumer)
+        wait_for(lambda: len(task_times(project, consumer)) >= 1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    follower.join(30)
+    assert follower.result == "failed"  # its input stopped with its set open
+    assert "which is failed with its set still open" in project.run(consumer)["error"]
+    assert project.refresh_state(producer) == "failed"
+    assert project.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    kept = items(project, producer)
+    done = project.conn.execute("SELECT key FROM run_tasks WHERE run_id = ? AND state = 'done'", (producer,)).fetchall()
+    assert sorted(kept) == sorted(r[0] for r in done)  # every committed item has its task record, and only those
+    (folder / "END").touch()
+    assert execute_run(project, producer, "continue") == "finished"
+    assert execute_run(project, consumer, "continue") == "finished"
+    assert items(project, producer) == {f"n{i}": float(i) for i in range(6)}
+    assert items(project, consumer) == {f"n{i}": 2.0 * i for i in range(6)}
+    assert all(ran(folder, name) == 1 for name in kept)  # committed items were not redone
+    assert project.output_set(consumer, "numbers").is_closed
