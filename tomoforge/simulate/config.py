@@ -106,6 +106,9 @@ class DetectorConfig(_Strict):
 class OutputConfig(_Strict):
     tomogram_binning: int = Field(4, ge=1, description="binning of the noise-free tomogram (truth)")
     write_noise_free_stack: bool = True
+    write_ctf_free_stack: bool = Field(False, description="also write the noise-free stack formed with a perfect "
+                                       "transfer (CTF = −1, the sign of an underfocused first lobe), everything else "
+                                       "the same: the truth a CTF correction aims at")
 
 
 class SimulationConfig(_Strict):

@@ -35,6 +35,7 @@ class TiltSignal:
     phase_spectrum: torch.Tensor  # σ · Σ_slab F[φ_slab] · CTF_slab (dimensionless)
     amplitude_spectrum: torch.Tensor  # F[G], G = gold transmission
     ice_transmission: float
+    ctf_free_spectrum: torch.Tensor | None = None  # as phase_spectrum with CTF = −1 (when asked for)
 
 
 def projection_matrix(tilt: TiltTruth) -> np.ndarray:
@@ -93,24 +94,29 @@ def projected_potential_slabs(spec: Specimen, references: list[Reference], backg
 
 def tilt_signal(spec: Specimen, references: list[Reference], backgrounds: list[Reference], tilt: TiltTruth,
                 cfg: SimulationConfig, shape: tuple[int, int], pixel_size_A: float,
-                gold_absorption_per_A: float) -> TiltSignal:
-    """CTF-modulated phase spectrum, gold amplitude spectrum and ice transmission of one tilt."""
+                gold_absorption_per_A: float, ctf_free: bool = False) -> TiltSignal:
+    """CTF-modulated phase spectrum, gold amplitude spectrum and ice transmission of one tilt; with
+    ``ctf_free`` also the phase spectrum with a perfect transfer (CTF = −1 at every height)."""
     acq = cfg.acquisition
     slab_A = acq.depth_slab_A
     slabs, gold = projected_potential_slabs(spec, references, backgrounds, tilt, shape, pixel_size_A, slab_A)
     sigma = interaction_constant(acq.voltage_kv)
     spectrum = torch.zeros((shape[0], shape[1] // 2 + 1), dtype=torch.complex64)
+    free = torch.zeros_like(spectrum) if ctf_free else None
     for k, phi in slabs.items():
         h = k * slab_A
         ctf = ctf_2d(shape, pixel_size_A, tilt.defocus_u_A + h, tilt.defocus_v_A + h, tilt.astigmatism_angle_deg,
                      acq.voltage_kv, acq.cs_mm, acq.amplitude_contrast)
-        spectrum += torch.fft.rfft2(phi) * ctf
+        phi_k = torch.fft.rfft2(phi)
+        spectrum += phi_k * ctf
+        if free is not None:
+            free -= phi_k
     spectrum *= sigma
     beam = projection_matrix(tilt)[2]  # beam direction in tomogram coordinates
     cos_alpha = abs(float(beam @ spec.slab_normal))
     t_ice = math.exp(-spec.ice_thickness_A / (cfg.specimen.inelastic_mean_free_path_A * cos_alpha))
     amplitude = torch.fft.rfft2(torch.exp(-gold_absorption_per_A * gold))
-    return TiltSignal(spectrum, amplitude, t_ice)
+    return TiltSignal(spectrum, amplitude, t_ice, None if free is None else free * sigma)
 
 
 def exposure_weights(shape: tuple[int, int], pixel_size_A: float, tilt: TiltTruth, frames: int,

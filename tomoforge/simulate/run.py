@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,20 +128,26 @@ def simulate(outdir: str | Path, preset: str = "tiny", seed: int = 0, overrides:
                 n_tilts_total = len(tilts) * acq.tilt_series_count
                 bar.update(task, total=n_tilts_total)
             defects.xrays = []
-            movies, stack = [], []
+            movies, stack, free_stack = [], [], []
             for i, tilt in enumerate(tilts):
                 bar.update(task, description=f"{name} tilt {tilt.nominal_tilt_deg:+.1f}°")
-                signal = tilt_signal(spec, refs, backgrounds, tilt, cfg, shape, pix, cfg.specimen.fiducials.absorption_per_A)
+                signal = tilt_signal(spec, refs, backgrounds, tilt, cfg, shape, pix, cfg.specimen.fiducials.absorption_per_A,
+                                     ctf_free=cfg.output.write_ctf_free_stack)
                 weights = exposure_weights(shape, pix, tilt, acq.frames_per_tilt, acq.voltage_kv)
                 frames = np.empty((acq.frames_per_tilt, *shape), dtype=np.int32)
                 for f in range(acq.frames_per_tilt):
                     shift_px = tuple(tilt.frame_shifts_A[f] / pix)
                     expected = expected_frame(signal, weights[f], mtf, shift_px, counts_per_frame).numpy()
                     frames[f] = record_frame(expected, gain, defects, det.xrays_per_frame, det.xray_counts, rng, i, f)
-                if cfg.output.write_noise_free_stack:
+                if cfg.output.write_noise_free_stack or cfg.output.write_ctf_free_stack:
                     mean_weight = torch.stack(weights).mean(0)
+                if cfg.output.write_noise_free_stack:
                     stack.append(expected_frame(signal, mean_weight, mtf, (0.0, 0.0),
                                                 counts_per_frame * acq.frames_per_tilt).numpy())
+                if signal.ctf_free_spectrum is not None:
+                    free = replace(signal, phase_spectrum=signal.ctf_free_spectrum)
+                    free_stack.append(expected_frame(free, mean_weight, mtf, (0.0, 0.0),
+                                                     counts_per_frame * acq.frames_per_tilt).numpy())
                 mname = movie_name(name, i, tilt.nominal_tilt_deg, det.movie_format)
                 write_movie(outdir / "frames" / mname, frames, pix, det.movie_format)
                 movies.append(f"frames/{mname}")
@@ -151,6 +157,8 @@ def simulate(outdir: str | Path, preset: str = "tiny", seed: int = 0, overrides:
             tdir = outdir / "truth" / name
             stack_path = (write_mrc(tdir / "noise_free_tilt_series.mrc", np.stack(stack), pix, overwrite=True)
                           if stack else None)
+            free_path = (write_mrc(tdir / "noise_free_tilt_series_ctf_free.mrc", np.stack(free_stack), pix,
+                                   overwrite=True) if free_stack else None)
             vpix = pix * binning
             vshape = (int(np.ceil(spec.thickness_A / vpix / 2) * 2), shape[0] // binning, shape[1] // binning)
             bar.update(task, description=f"{name} tomogram")
@@ -174,6 +182,7 @@ def simulate(outdir: str | Path, preset: str = "tiny", seed: int = 0, overrides:
                 "tomogram": {"path": str(tomo_path.relative_to(outdir)), "binning": cfg.output.tomogram_binning,
                              "pixel_size_A": vpix, "shape_zyx": list(vshape)},
                 "noise_free_tilt_series": str(stack_path.relative_to(outdir)) if stack_path else None,
+                "noise_free_tilt_series_ctf_free": str(free_path.relative_to(outdir)) if free_path else None,
             }
             jpath, spath = write_truth(tdir, truth, name)
             result.tilt_series.append(SimulatedTiltSeries(name, mdoc_path, [outdir / m for m in movies], jpath,

@@ -10,6 +10,8 @@ Files per tilt series ``<outdir>/truth/<TS>/``:
 - ``noise_free_tilt_series.mrc``: (n, y, x) float32, acquisition order, expected counts per pixel of
   each tilt summed over its frames, as ideally motion-corrected frames give: CTF, exposure attenuation
   (per frame), ice/gold attenuation and MTF applied; no noise, no gain, no X-rays, no hot pixels.
+- ``noise_free_tilt_series_ctf_free.mrc`` (only with ``output.write_ctf_free_stack``): the same with a
+  perfect transfer, CTF = −1 at every height (the contrast of an underfocused first lobe).
 - ``tomogram_bin<b>.mrc``: noise-free potential (V, relative to vitreous ice) on (z, y, x) at pixel
   size × b, voxel n // 2 at the tomogram centre, the frame in which positions below are given.
 
@@ -40,7 +42,8 @@ truth.json keys (lengths in Å, angles in degrees, doses in e/Å²):
   rotation, membrane_thickness_A}; outward normal at x: A (x − c) normalised, A = R diag(a⁻²) Rᵀ.
 - ``species``: list of {name, source, reference_map (contrast, V), potential_map (vacuum, V),
   pixel_size_A, radius_A, mass_Da}.
-- ``tomogram``: {path, binning, pixel_size_A, shape_zyx}; ``noise_free_tilt_series``: path.
+- ``tomogram``: {path, binning, pixel_size_A, shape_zyx}; ``noise_free_tilt_series``: path;
+  ``noise_free_tilt_series_ctf_free``: path or null.
 """
 from __future__ import annotations
 
