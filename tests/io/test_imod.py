@@ -86,12 +86,12 @@ def test_ctfplotter_version2(data_file):
 
 def test_ctfplotter_version3_and_round_trip(tmp_path, data_file):
     path = tmp_path / "v3.defocus"
-    path.write_text("1 0 0 0 3\n1\t1\t-60.00\t-60.00\t2900.5\t3100.5\t30.0\n"
+    path.write_text("1 0 0. 0. 0 3\n1\t1\t-60.00\t-60.00\t2900.5\t3100.5\t30.0\n"
                     "2\t2\t-57.00\t-57.00\t3000.0\t2950.0\t-12.5\n")
     df = read_imod_defocus(path)
     assert df.attrs["version"] == 3
     assert df.iloc[0].defocus_u_A == pytest.approx(31005.0) and df.iloc[0].defocus_v_A == pytest.approx(29005.0)
-    assert df.iloc[0].astigmatism_angle_deg == pytest.approx(120.0)  # U/V swapped: angle + 90
+    assert df.iloc[0].astigmatism_angle_deg == pytest.approx(-60.0)  # U/V swapped: the axis turned by 90°
     assert df.iloc[1].astigmatism_angle_deg == pytest.approx(-12.5)
     again = read_imod_defocus(write_imod_defocus(df, tmp_path / "out.defocus"))
     np.testing.assert_allclose(again[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg"]],

@@ -109,23 +109,35 @@ def projection_model_to_xf(z_rot_deg, x_shift_A, y_shift_A, pixel_size_A: float)
 
 DEFOCUS_COLUMNS = ["start_view", "end_view", "start_angle_deg", "end_angle_deg",
                    "defocus_u_A", "defocus_v_A", "astigmatism_angle_deg", "phase_shift_deg",
-                   "cut_on_frequency_inv_A"]
+                   "cut_on_frequency"]
+# Flags of a version-3 file (IMOD ctfutils.h, DEF_FILE_*; ctfphaseflip man page, "Defocus file format").
+DEF_HAS_ASTIG, DEF_ASTIG_IN_RAD, DEF_HAS_PHASE, DEF_PHASE_IN_RAD, DEF_INVERT_ANGLES, DEF_HAS_CUT_ON = \
+    1, 2, 4, 8, 16, 32
+
+
+def _angle_within_90(angle_deg: float) -> float:
+    """The same axis as an angle in (−90°, 90°]."""
+    a = (angle_deg + 90.0) % 180.0 - 90.0
+    return 90.0 if a == -90.0 else a
 
 
 def read_imod_defocus(path: str | os.PathLike) -> pd.DataFrame:
-    """ctfplotter/ctfphaseflip defocus file (version 2 or 3) as a DataFrame.
+    """ctfplotter/ctfphaseflip defocus file (versions 1–3) as a DataFrame, read as IMOD reads it.
 
-    Columns: start_view, end_view (1-based, inclusive), start/end_angle_deg, defocus_u_A ≥
-    defocus_v_A (Å, underfocus positive; the file has nm), astigmatism_angle_deg (of the U axis
-    from X; U/V swapped and the angle turned by 90° where the file's defocus1 < defocus2),
-    phase_shift_deg, cut_on_frequency_inv_A (NaN where absent); ``attrs['version']``.
+    Version 2: ``start end angle1 angle2 defocus_nm`` per line, the first line ending with a 6th value, 2.
+    Version 3: a first line ``flags 0 0. 0. 0 3`` (flags: 1 astigmatism, 2 its angle in radians, 4 phase
+    shift, 8 phase in radians, 16 tilt angles inverted, 32 cut-on frequency), then
+    ``start end angle1 angle2 defocus1 [defocus2 astig_angle] [phase] [cut_on]`` (IMOD ctfutils.cpp
+    readDefocusFile). No version (1): written before IMOD 3.12.20, whose views may start at 0 (an old
+    ctfplotter bug IMOD corrects): those are shifted to start at 1.
 
-    Version 2: ``start end angle1 angle2 defocus_nm`` (first line carries a 6th value, 2).
-    Version 3: first line ``flags 0 0 0 3`` (flags: 1 astigmatism, 4 phase shift, 16 cut-on
-    frequency), then ``start end angle1 angle2 defocus1 [defocus2 angle] [phase] [cuton]``
-    (IMOD ctfphaseflip man page, "Defocus file format").
+    Columns: start_view, end_view (1-based, inclusive), start/end_angle_deg (sign restored where flag 16),
+    defocus_u_A ≥ defocus_v_A (Å, underfocus positive; the file has nm), astigmatism_angle_deg (of the U
+    axis from X, in (−90, 90]; U/V swapped and the axis turned by 90° where defocus1 < defocus2, as IMOD
+    does), phase_shift_deg, cut_on_frequency (as the file has it, NaN where absent);
+    ``attrs['version']`` and ``attrs['flags']``.
     """
-    lines = [ln for ln in read_text_lines(path) if ln.strip()]
+    lines = [(n, ln) for n, ln in enumerate(read_text_lines(path), start=1) if ln.strip()]
     if not lines:
         raise format_error(path, "empty defocus file")
 
@@ -135,52 +147,61 @@ def read_imod_defocus(path: str | os.PathLike) -> pd.DataFrame:
         except ValueError:
             raise format_error(path, f"line {lineno}: cannot read numbers from {text.strip()!r}") from None
 
-    first = numbers(1, lines[0])
-    flags, version, body, start_line = 0, 2, lines, 1
-    if len(first) == 5 and int(first[4]) == 3 and first[1:4] == [0, 0, 0]:
-        flags, version, body, start_line = int(first[0]), 3, lines[1:], 2
+    first = numbers(*lines[0])
+    flags, version, body = 0, 1, lines
+    if len(first) >= 6 and int(first[5]) > 2:
+        flags, version, body = int(first[0]), int(first[5]), lines[1:]
     elif len(first) >= 6:
         version = int(first[5])
+    need = 5 + (2 if flags & DEF_HAS_ASTIG else 0) + (1 if flags & DEF_HAS_PHASE else 0) \
+        + (1 if flags & DEF_HAS_CUT_ON else 0)
+    sign = -1.0 if flags & DEF_INVERT_ANGLES else 1.0
     rows = []
-    for k, text in enumerate(body):
-        lineno = k + start_line
+    for lineno, text in body:
         vals = numbers(lineno, text)
-        if version < 3:
-            vals = vals[:5]
-        need = 5 + (2 if flags & 1 else 0) + (1 if flags & 4 else 0) + (1 if flags & 16 else 0)
         if len(vals) < need:
             raise format_error(path, f"line {lineno}: {len(vals)} values, expected {need}")
-        d1 = vals[4] * 10.0
-        pos = 5
-        d2, angle = d1, 0.0
-        if flags & 1:
-            d2, angle = vals[5] * 10.0, vals[6]
-            pos = 7
-        phase = vals[pos] if flags & 4 else np.nan
-        pos += 1 if flags & 4 else 0
-        cuton = vals[pos] if flags & 16 else np.nan
+        start, end = int(vals[0]), int(vals[1])
+        if end < start:
+            raise format_error(path, f"line {lineno}: ending view {end} before starting view {start}")
+        d1, d2, angle, pos = vals[4] * 10.0, vals[4] * 10.0, 0.0, 5
+        if flags & DEF_HAS_ASTIG:
+            d2, angle, pos = vals[5] * 10.0, vals[6], 7
+            angle = float(np.degrees(angle)) if flags & DEF_ASTIG_IN_RAD else angle
+        phase = np.nan
+        if flags & DEF_HAS_PHASE:
+            phase = float(np.degrees(vals[pos])) if flags & DEF_PHASE_IN_RAD else vals[pos]
+            pos += 1
+        cuton = vals[pos] if flags & DEF_HAS_CUT_ON else np.nan
         if d2 > d1:
-            d1, d2, angle = d2, d1, angle + 90.0
-        rows.append([int(vals[0]), int(vals[1]), vals[2], vals[3], d1, d2, angle, phase, cuton])
+            d1, d2, angle = d2, d1, angle - 90.0
+        rows.append([start, end, sign * vals[2], sign * vals[3], d1, d2, _angle_within_90(angle), phase, cuton])
     df = pd.DataFrame(rows, columns=DEFOCUS_COLUMNS)
-    df.attrs["version"] = version
+    if version < 2 and len(df) and int(df.start_view.min()) == 0:
+        df[["start_view", "end_view"]] += 1
+    df.attrs.update(version=version, flags=flags)
     return df
 
 
 def write_imod_defocus(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write a version-3 defocus file with astigmatism (and phase / cut-on where not all NaN)."""
+    """Write a defocus file as ctfplotter does: version 2 when there is neither astigmatism nor phase
+    shift nor cut-on, otherwise version 3 with the flags of what is there (angles in degrees)."""
+    astig = bool(((df["defocus_u_A"] - df["defocus_v_A"]).abs() > 0.05).any())
     phase = "phase_shift_deg" in df and bool(df["phase_shift_deg"].notna().any())
-    cuton = "cut_on_frequency_inv_A" in df and bool(df["cut_on_frequency_inv_A"].notna().any())
-    flags = 1 + (4 if phase else 0) + (16 if cuton else 0)
-    lines = [f"{flags} 0 0 0 3"]
-    for r in df.itertuples():
+    cuton = "cut_on_frequency" in df and bool(df["cut_on_frequency"].notna().any())
+    flags = (DEF_HAS_ASTIG if astig else 0) | (DEF_HAS_PHASE if phase else 0) | (DEF_HAS_CUT_ON if cuton else 0)
+    lines = [f"{flags} 0 0. 0. 0 3"] if flags else []
+    for i, r in enumerate(df.itertuples()):
         text = (f"{int(r.start_view)}\t{int(r.end_view)}\t{r.start_angle_deg:.2f}\t"
-                f"{r.end_angle_deg:.2f}\t{r.defocus_u_A / 10:.2f}\t{r.defocus_v_A / 10:.2f}\t"
-                f"{r.astigmatism_angle_deg:.2f}")
+                f"{r.end_angle_deg:.2f}\t{r.defocus_u_A / 10:.2f}")
+        if astig:
+            text += f"\t{r.defocus_v_A / 10:.2f}\t{_angle_within_90(r.astigmatism_angle_deg):.2f}"
         if phase:
-            text += f"\t{r.phase_shift_deg:.2f}"
+            text += f"\t{0.0 if np.isnan(r.phase_shift_deg) else r.phase_shift_deg:.2f}"
         if cuton:
-            text += f"\t{r.cut_on_frequency_inv_A:.4f}"
+            text += f"\t{0.0 if np.isnan(r.cut_on_frequency) else r.cut_on_frequency:.4f}"
+        if not flags and i == 0:
+            text += "\t2"
         lines.append(text)
     return write_text_atomic(path, "\n".join(lines) + "\n", overwrite)
 
