@@ -1,0 +1,155 @@
+"""The back-projector and its exact adjoint, the forward projector, as one sparse matrix.
+
+Every voxel (z, x) reads, in each view, its line row at offset r = −tan(XTilt)·z and position τ
+(geometry.py): bilinear weights on the (row, τ) grid of the (upsampled) lines, the same for every
+tomogram row y. So the back-projection of a block of rows is one sparse × dense product
+
+    volume (voxels (z, x), rows y) = S (voxels, line samples of all views) @ lines (line samples, rows y)
+
+with S in CSR form (2 taps per voxel and view, 4 with an XTilt), which torch runs multi-threaded on the
+CPU (MKL) and on the GPU (cuSPARSE). The forward projector is oversampling × Sᵀ @ volume: the exact
+adjoint of the back-projector, scaled so that it gives line integrals (voxel values × voxel length).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from tomoforge.methods.reconstruct.lines import LinePlan
+
+_BUILD_ENTRIES = 1 << 23  # voxel × view × tap entries built at once (bounds the build's temporaries)
+
+
+def _csr(crow, col, val, shape) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, col, val, shape)
+
+
+class LineProjector:
+    """S for a line plan: ``backproject`` lines → voxels, ``project`` voxels → lines, per block of rows."""
+
+    def __init__(self, plan: LinePlan, device: torch.device | str | None = None):
+        self.plan = plan
+        self.device = torch.device(device or "cpu")
+        nz, _, nx = plan.volume.shape_zyx
+        self.n_voxels = nz * nx
+        self.block_sizes = (plan.n_offsets * plan.n_samples).astype(np.int64)  # columns per view
+        self.col_base = np.concatenate([[0], np.cumsum(self.block_sizes)[:-1]])
+        self.n_columns = int(self.block_sizes.sum())
+        self.matrix = self._build()
+        self._transposed: torch.Tensor | None = None
+
+    # --- construction --------------------------------------------------------------------------
+    def _build(self) -> torch.Tensor:
+        p = self.plan
+        nz, _, nx = p.volume.shape_zyx
+        f32 = dict(dtype=torch.float32)
+        x = torch.as_tensor(p.volume.axis_px("x"), **f32)
+        z_all = torch.as_tensor(p.volume.axis_px("z"), dtype=torch.float64)
+        cos_b = torch.as_tensor(p.cos_b, **f32) * p.oversampling
+        sin_b_over_cos_a = torch.as_tensor(p.sin_b / p.cos_a, dtype=torch.float64) * p.oversampling
+        tan_a, row_lo = torch.as_tensor(p.tan_a), torch.as_tensor(p.row_lo)
+        # τ sample position (upsampled units) = cos b · x · os + [sin b / cos a · z − τ0] · os + column base
+        offset = torch.as_tensor(-p.tau0 * p.oversampling + self.col_base)
+        n_s = p.n_samples
+        four = bool(np.any(p.tan_a != 0))
+        taps = 4 if four else 2
+        step = max(1, _BUILD_ENTRIES // (nx * p.n_views * taps))
+        crows, cols, vals = [torch.zeros(1, dtype=torch.int64)], [], []
+        for z0 in range(0, nz, step):
+            z = z_all[z0:z0 + step]
+            per_z = (sin_b_over_cos_a[None, :] * z[:, None] + offset[None, :])   # (z, view), float64
+            whole = torch.floor(per_z)
+            m = cos_b[None, None, :] * x[None, :, None] + (per_z - whole).to(torch.float32)[:, None, :]
+            m0 = torch.floor(m)
+            fm = m - m0
+            col0 = m0.to(torch.int64) + whole.to(torch.int64)[:, None, :]
+            if four:
+                r = -tan_a[None, :] * z[:, None]                      # (z, view) row offset
+                r0 = torch.floor(r)
+                fr = (r - r0).to(torch.float32)[:, None, :]
+                col0 = col0 + ((r0.to(torch.int64) - row_lo[None, :]) * n_s)[:, None, :]
+                w = torch.stack([(1 - fr) * (1 - fm), (1 - fr) * fm, fr * (1 - fm), fr * fm], dim=-1)
+                c = torch.stack([col0, col0 + 1, col0 + n_s, col0 + n_s + 1], dim=-1)
+                w, c = w.reshape(-1, p.n_views * taps), c.reshape(-1, p.n_views * taps)
+                keep = w != 0
+                crows.append(torch.cumsum(keep.sum(dim=1), 0) + crows[-1][-1])
+                cols.append(c[keep].to(torch.int32))
+                vals.append(w[keep])
+            else:
+                w = torch.stack([1 - fm, fm], dim=-1).reshape(-1)
+                c = torch.stack([col0, col0 + 1], dim=-1).to(torch.int32).reshape(-1)
+                n_rows = len(z) * nx
+                crows.append(torch.arange(1, n_rows + 1) * (p.n_views * 2) + crows[-1][-1])
+                cols.append(c)
+                vals.append(w)
+        crow = torch.cat(crows)
+        if crow[-1] >= 2 ** 31 - 1:
+            raise MemoryError(f"the projector has {int(crow[-1])} entries, too many for one matrix: use a smaller "
+                              "tomogram (binning, thickness) or fewer views")
+        return _csr(crow.to(torch.int32).to(self.device), torch.cat(cols).to(self.device),
+                    torch.cat(vals).to(self.device), (self.n_voxels, self.n_columns))
+
+    @property
+    def transposed(self) -> torch.Tensor:
+        """Sᵀ in CSR form (built on first use: the forward projector)."""
+        if self._transposed is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._transposed = self.matrix.t().to_sparse_csr()
+        return self._transposed
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by S (and Sᵀ once built), in bytes."""
+        one = self.matrix.values().numel() * 8 + self.matrix.crow_indices().numel() * 4
+        return one * (2 if self._transposed is not None else 1)
+
+    # --- lines <-> matrix columns --------------------------------------------------------------
+    def columns_from_lines(self, lines: torch.Tensor, first_row: int, y0: int, y1: int) -> torch.Tensor:
+        """(n_columns, y1 − y0) right-hand side for tomogram rows [y0, y1) from ``lines`` (views, rows,
+        n_samples) whose row 0 is line row ``first_row``."""
+        p, c = self.plan, y1 - y0
+        out = torch.empty(self.n_columns, c, dtype=lines.dtype, device=lines.device)
+        for v in range(p.n_views):
+            start = y0 + int(p.row_lo[v]) - first_row
+            d = int(p.n_offsets[v])
+            block = lines[v, start:start + d + c - 1]                      # (d + c − 1, n_samples)
+            target = out[int(self.col_base[v]):int(self.col_base[v] + self.block_sizes[v])]
+            target.view(d, p.n_samples, c).copy_(block.unfold(0, c, 1))  # [offset, τ, row]
+        return out
+
+    def add_columns_to_lines(self, columns: torch.Tensor, lines: torch.Tensor, first_row: int, y0: int) -> None:
+        """The adjoint of ``columns_from_lines``: add ``columns`` (n_columns, rows) into ``lines`` in place."""
+        p, c = self.plan, columns.shape[1]
+        for v in range(p.n_views):
+            start = y0 + int(p.row_lo[v]) - first_row
+            block = columns[int(self.col_base[v]):int(self.col_base[v] + self.block_sizes[v])]
+            block = block.reshape(int(p.n_offsets[v]), p.n_samples, c)
+            for d in range(int(p.n_offsets[v])):
+                lines[v, start + d:start + d + c] += block[d].t()
+
+    # --- the products ----------------------------------------------------------------------------
+    def backproject_columns(self, columns: torch.Tensor) -> torch.Tensor:
+        """(n_voxels (z, x), rows) = S @ columns."""
+        return self.matrix @ columns.contiguous()
+
+    def project_columns(self, voxels: torch.Tensor) -> torch.Tensor:
+        """(n_columns, rows) = oversampling · Sᵀ @ voxels (line integrals in voxel units)."""
+        return (self.transposed @ voxels.contiguous()) * float(self.plan.oversampling)
+
+    def voxels_of(self, volume_rows: torch.Tensor) -> torch.Tensor:
+        """(n_voxels, rows) layout of a (z, rows, x) block of the tomogram."""
+        nz, c, nx = volume_rows.shape
+        return volume_rows.permute(0, 2, 1).reshape(nz * nx, c)
+
+    def rows_of(self, voxels: torch.Tensor) -> torch.Tensor:
+        """The (z, rows, x) view of a (n_voxels, rows) block (not contiguous)."""
+        nz, _, nx = self.plan.volume.shape_zyx
+        return voxels.view(nz, nx, -1).permute(0, 2, 1)
+
+
+__all__ = ["LineProjector"]

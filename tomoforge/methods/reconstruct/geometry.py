@@ -1,0 +1,140 @@
+"""Geometry of a reconstruction: the tilt series' projection model and the tomogram's voxel grid.
+
+The projection model is RELION 5's (tomoforge.methods.align.projection_model): a point X (Å, from
+the specimen centre, x y z) lands in view i at
+
+    [u, v] = (Rz(ZRot_i) · Ry(YTilt_i) · Rx(XTilt_i) · X)[:2] + (XShift_i, YShift_i)
+
+in Å from the image centre (pixel n // 2). A tomogram is a (z, y, x) grid of cubic voxels whose voxel
+n // 2 sits at ``centre_A`` in that specimen frame; its y axis is the tilt axis.
+
+Decomposition used by the back-projector (exact): with a = XTilt, b = YTilt, for a voxel at X = (x, y, z)
+
+    τ = cos b · x + sin b / cos a · z          (along the line perpendicular to the tilt axis)
+    ρ = y − tan a · z                          (the line: a row of the tomogram, shifted in z by XTilt)
+    [u, v] = Rz(ZRot) · (τ + sin b sin a · ρ, cos a · ρ) + shift
+
+so each view is sampled once along lines of constant ρ (one per tomogram row) and every voxel reads
+that line at τ: a 1D position shared by all rows, and a row offset −tan a · z shared by all x.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tomoforge.methods.align.projection_model import rotation_matrices
+
+
+@dataclass
+class TiltGeometry:
+    """Per-view projection model: angles in degrees, shifts in Å (image frame, from its centre)."""
+
+    tilt_deg: np.ndarray        # YTilt (the tilt angle)
+    z_rot_deg: np.ndarray       # ZRot (tilt axis angle from the image Y axis, counter-clockwise)
+    x_tilt_deg: np.ndarray      # XTilt
+    shift_A: np.ndarray         # (n, 2): XShift, YShift
+
+    def __post_init__(self) -> None:
+        self.tilt_deg = np.atleast_1d(np.asarray(self.tilt_deg, dtype=np.float64)).ravel()
+        n = len(self.tilt_deg)
+        self.z_rot_deg = np.broadcast_to(np.asarray(self.z_rot_deg, dtype=np.float64), (n,)).copy()
+        self.x_tilt_deg = np.broadcast_to(np.asarray(self.x_tilt_deg, dtype=np.float64), (n,)).copy()
+        self.shift_A = np.broadcast_to(np.asarray(self.shift_A, dtype=np.float64).reshape(-1, 2), (n, 2)).copy()
+        if np.any(np.abs(self.tilt_deg) >= 89.0):
+            raise ValueError(f"tilt angles must be within ±89°, got {self.tilt_deg[np.abs(self.tilt_deg) >= 89]}")
+        if np.any(np.abs(self.x_tilt_deg) >= 45.0):
+            raise ValueError(f"x-tilts must be within ±45°, got {self.x_tilt_deg[np.abs(self.x_tilt_deg) >= 45]}")
+
+    @property
+    def n_views(self) -> int:
+        return len(self.tilt_deg)
+
+    def matrices(self) -> np.ndarray:
+        """(n, 2, 3) maps from specimen (x, y, z) to image (u, v)."""
+        return rotation_matrices(self.tilt_deg, self.z_rot_deg, self.x_tilt_deg)[:, :2, :]
+
+    def project_A(self, points_A: np.ndarray) -> np.ndarray:
+        """(n_views, n_points, 2) image positions (Å from the image centre) of (m, 3) points (Å)."""
+        points = np.asarray(points_A, dtype=np.float64).reshape(-1, 3)
+        return np.einsum("nab,mb->nma", self.matrices(), points) + self.shift_A[:, None, :]
+
+    def subset(self, views) -> "TiltGeometry":
+        """The views indexed by ``views`` (indices or a boolean mask)."""
+        return TiltGeometry(self.tilt_deg[views], self.z_rot_deg[views], self.x_tilt_deg[views], self.shift_A[views])
+
+    def with_offsets(self, tilt_offset_deg: float = 0.0, axis_offset_deg: float = 0.0) -> "TiltGeometry":
+        """The same views with ``tilt_offset_deg`` added to every YTilt and ``axis_offset_deg`` to every ZRot."""
+        return TiltGeometry(self.tilt_deg + tilt_offset_deg, self.z_rot_deg + axis_offset_deg, self.x_tilt_deg,
+                            self.shift_A)
+
+
+@dataclass(frozen=True)
+class VolumeGeometry:
+    """A tomogram grid: shape (z, y, x), cubic voxels of ``voxel_size_A``, voxel n // 2 at ``centre_A``
+    (x, y, z in Å, specimen frame)."""
+
+    shape_zyx: tuple[int, int, int]
+    voxel_size_A: float
+    centre_A: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if len(self.shape_zyx) != 3 or min(self.shape_zyx) < 1:
+            raise ValueError(f"volume shape must be 3 positive sizes (z, y, x), got {self.shape_zyx}")
+        if not self.voxel_size_A > 0:
+            raise ValueError(f"voxel size must be > 0 Å, got {self.voxel_size_A}")
+
+    @property
+    def n_voxels(self) -> int:
+        return int(np.prod(self.shape_zyx))
+
+    def axis_px(self, axis: str) -> np.ndarray:
+        """Voxel centres along ``axis`` ('x', 'y' or 'z') in voxels from the specimen centre."""
+        n = self.shape_zyx["zyx".index(axis)]
+        return np.arange(n) - n // 2 + self.centre_A["xyz".index(axis)] / self.voxel_size_A
+
+    def position_A(self, index_zyx) -> np.ndarray:
+        """Specimen position (x, y, z in Å) of voxel index (z, y, x) (fractional allowed)."""
+        iz, iy, ix = (np.asarray(v, dtype=np.float64) for v in index_zyx)
+        nz, ny, nx = self.shape_zyx
+        c = self.centre_A
+        return np.stack([(ix - nx // 2) * self.voxel_size_A + c[0], (iy - ny // 2) * self.voxel_size_A + c[1],
+                         (iz - nz // 2) * self.voxel_size_A + c[2]], axis=-1)
+
+    def index_of(self, position_A) -> np.ndarray:
+        """Fractional voxel index (z, y, x) of a specimen position (x, y, z in Å)."""
+        p = np.asarray(position_A, dtype=np.float64)
+        nz, ny, nx = self.shape_zyx
+        c, s = self.centre_A, self.voxel_size_A
+        return np.stack([(p[..., 2] - c[2]) / s + nz // 2, (p[..., 1] - c[1]) / s + ny // 2,
+                         (p[..., 0] - c[0]) / s + nx // 2], axis=-1)
+
+
+def default_volume_shape(image_shape_yx: tuple[int, int], z_rot_deg: float, thickness_px: int,
+                         size_x_px: int | None = None, size_y_px: int | None = None) -> tuple[int, int, int]:
+    """(z, y, x) size covering the images: x across the tilt axis, y along it (sides swapped when the tilt
+    axis is closer to the image X axis than to its Y axis)."""
+    ny, nx = image_shape_yx
+    a = np.deg2rad(z_rot_deg)
+    across, along = (nx, ny) if abs(np.cos(a)) >= abs(np.sin(a)) else (ny, nx)
+    return (int(thickness_px), int(size_y_px or along), int(size_x_px or across))
+
+
+def angular_weights(tilt_deg: np.ndarray) -> np.ndarray:
+    """Angle (radians) each view stands for: half the gap to each neighour in tilt (the full gap at
+    the ends), so that the sum is the angular range covered, for uneven steps too."""
+    t = np.deg2rad(np.asarray(tilt_deg, dtype=np.float64))
+    if len(t) == 1:
+        return np.ones(1)
+    order = np.argsort(t)
+    s = t[order]
+    gaps = np.diff(s)
+    w = np.empty_like(s)
+    w[1:-1] = 0.5 * (gaps[:-1] + gaps[1:])
+    w[0], w[-1] = gaps[0], gaps[-1]
+    out = np.empty_like(w)
+    out[order] = w
+    return out
+
+
+__all__ = ["TiltGeometry", "VolumeGeometry", "default_volume_shape", "angular_weights"]

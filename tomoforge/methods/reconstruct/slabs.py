@@ -1,0 +1,82 @@
+"""Memory: blocks of tomogram rows (along y, the tilt axis) and where finished rows go.
+
+A reconstruction works on blocks of rows: a block's lines, right-hand side and voxels are the only
+large temporaries, so memory is the projector plus a block (and the output, in memory or in a file).
+``out`` may be any writable (z, y, x) array, e.g. ``np.memmap`` / ``mrcfile`` data, so that a tomogram
+larger than memory is written block by block.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tomoforge.methods.reconstruct.lines import LinePlan
+
+Progress = Callable[[str], None]
+
+#: rows per block on the CPU: the right-hand side of a block stays in cache-friendly sizes
+CPU_BLOCK_ROWS = 64
+
+
+def block_bytes(plan: LinePlan, rows: int, sirt: bool = False) -> int:
+    """Bytes of the temporaries of one block of ``rows`` tomogram rows (lines, their spectrum,
+    right-hand side, voxels; SIRT also keeps data, weights, projection and the column normalisation)."""
+    nz, _, nx = plan.volume.shape_zyx
+    line_rows = rows + plan.spread
+    lines = plan.n_views * line_rows * plan.n_samples * 4
+    columns = int((plan.n_offsets * plan.n_samples).sum()) * rows * 4
+    voxels = nz * nx * rows * 4
+    fft = 6 * lines  # padded spectrum and the upsampled copy
+    extra = (3 * lines + voxels) if sirt else 0
+    return lines + fft + columns + 2 * voxels + extra
+
+
+def rows_per_block(plan: LinePlan, memory_bytes: float, device: torch.device, sirt: bool = False,
+                   rows: int | None = None) -> int:
+    """Rows per block: ``rows`` if given, else the most that fit ``memory_bytes`` (at most
+    ``CPU_BLOCK_ROWS`` on the CPU, where larger blocks gain nothing), at least 1."""
+    ny = plan.volume.shape_zyx[1]
+    if rows:
+        return max(1, min(int(rows), ny))
+    cap = ny if device.type != "cpu" else min(ny, CPU_BLOCK_ROWS)
+    per_row = max(1, block_bytes(plan, 1, sirt) - block_bytes(plan, 0, sirt))
+    fit = int((memory_bytes - block_bytes(plan, 0, sirt)) // per_row)
+    return max(1, min(cap, fit))
+
+
+def row_blocks(n_rows: int, rows: int) -> list[tuple[int, int]]:
+    """[(y0, y1), …] covering 0 … n_rows in blocks of ``rows``."""
+    return [(y0, min(y0 + rows, n_rows)) for y0 in range(0, n_rows, rows)]
+
+
+class VolumeSink:
+    """Where finished rows go: a new tensor on ``device``, or ``out`` (a (z, y, x) array, e.g. a memmap)."""
+
+    def __init__(self, shape_zyx: tuple[int, int, int], out=None, device: torch.device | None = None):
+        if out is not None and tuple(out.shape) != tuple(shape_zyx):
+            raise ValueError(f"output array has shape {tuple(out.shape)}, the tomogram is {tuple(shape_zyx)}")
+        self.out = out
+        self.volume = torch.zeros(shape_zyx, dtype=torch.float32, device=device) if out is None else None
+
+    def write(self, y0: int, rows: torch.Tensor) -> None:
+        """Store (z, rows, x) values as tomogram rows y0 …"""
+        y1 = y0 + rows.shape[1]
+        if self.volume is not None:
+            self.volume[:, y0:y1, :] = rows
+        elif isinstance(self.out, torch.Tensor):
+            self.out[:, y0:y1, :] = rows.to(self.out.device)
+        else:
+            self.out[:, y0:y1, :] = rows.detach().cpu().numpy().astype(np.float32, copy=False)
+
+    def result(self):
+        return self.volume if self.volume is not None else self.out
+
+
+def report(progress: Progress | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+__all__ = ["Progress", "block_bytes", "rows_per_block", "row_blocks", "VolumeSink", "report", "CPU_BLOCK_ROWS"]

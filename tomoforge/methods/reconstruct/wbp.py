@@ -1,0 +1,78 @@
+"""Weighted back-projection (WBP) of an aligned tilt series, block by block along the tilt axis.
+
+Each view is read along lines perpendicular to the tilt axis (alignment applied on the fly, bilinear),
+the lines are weighted (IMOD RADIAL ramp with cut-off and Gaussian fall-off, optionally the SIRT-like
+filter) and each voxel takes, in every view, the linearly interpolated value of its line at its τ.
+With the ramp and each view weighted by the angle it stands for, the tomogram is in the units of the
+images per voxel length: a view is then ≈ the sum of the voxels along the beam (Kak & Slaney 1988).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from tomoforge.methods.fourier import as_tensor
+from tomoforge.methods.reconstruct.backproject import LineProjector
+from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry, angular_weights
+from tomoforge.methods.reconstruct.lines import plan_lines, prepare_views, sample_lines
+from tomoforge.methods.reconstruct.slabs import Progress, VolumeSink, report, row_blocks, rows_per_block
+from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length, wbp_filters
+
+
+def reconstruct_wbp(images, pixel_size_A: float, geometry: TiltGeometry, volume: VolumeGeometry, *,
+                    cutoff: float = 0.35, falloff: float = 0.035, sirt_like_iterations: int = 0,
+                    oversampling: int = 1, taper_px: int | None = None, invert: bool = False,
+                    subtract_mean: bool = True, memory_GB: float = 4.0, rows_per_chunk: int | None = None, out=None,
+                    progress: Progress | None = None, device: torch.device | str | None = None):
+    """The WBP tomogram (z, y, x) of ``images`` (n_views, y, x; pixel ``pixel_size_A`` = the voxel size).
+
+    ``cutoff``/``falloff``: IMOD RADIAL (cycles/pixel); ``sirt_like_iterations`` > 0: IMOD's SIRT-like
+    filter equivalent to that many SIRT iterations; ``oversampling``: lines are upsampled by this before
+    the voxels interpolate them; ``taper_px``: border taper of the views (None: 1/64 of their size);
+    ``invert``: invert the contrast. Works in blocks of rows that fit ``memory_GB`` with the projector;
+    ``out``: a (z, y, x) array to write the rows into (e.g. a memmap; returned), else a new tensor.
+    ``progress``: called with a message per block.
+    """
+    dev = torch.device(device) if device is not None else (images.device if isinstance(images, torch.Tensor)
+                                                            else torch.device("cpu"))
+    views = prepare_views(as_tensor(images, device=dev), taper_px, invert, subtract_mean)
+    if views.ndim != 3 or views.shape[0] != geometry.n_views:
+        raise ValueError(f"images {tuple(views.shape)} do not match the {geometry.n_views} views of the geometry")
+    plan = plan_lines(geometry, volume, tuple(views.shape[-2:]), pixel_size_A, oversampling)
+    start = time.perf_counter()
+    projector = LineProjector(plan, dev)
+    n_pad = padded_length(plan.n_tau)
+    filters = torch.as_tensor(wbp_filters(n_pad, geometry.tilt_deg, angular_weights(geometry.tilt_deg), cutoff,
+                                          falloff, sirt_like_iterations, volume.shape_zyx[0]),
+                              dtype=torch.float32, device=dev)
+    ny = volume.shape_zyx[1]
+    rows = rows_per_block(plan, memory_GB * 1e9 - projector.nbytes, dev, rows=rows_per_chunk)
+    sink = VolumeSink(volume.shape_zyx, out, dev)
+    report(progress, f"WBP of {geometry.n_views} views into {volume.shape_zyx[::-1]} voxels (x, y, z): "
+                     f"projector {projector.nbytes / 1e6:.0f} MB built in {time.perf_counter() - start:.1f} s, "
+                     f"blocks of {rows} rows")
+    for y0, y1 in row_blocks(ny, rows):
+        voxels = backproject_rows(views, projector, filters, n_pad, y0, y1)
+        sink.write(y0, projector.rows_of(voxels))
+        report(progress, f"rows {y0}-{y1 - 1} of {ny} back-projected ({time.perf_counter() - start:.1f} s)")
+    return sink.result()
+
+
+def backproject_rows(views: torch.Tensor, projector: LineProjector, filters: torch.Tensor | None, n_pad: int,
+                     y0: int, y1: int) -> torch.Tensor:
+    """(n_voxels, y1 − y0): tomogram rows [y0, y1) back-projected from the (filtered) lines of ``views``."""
+    plan = projector.plan
+    r0, r1 = plan.rows_for(y0, y1)
+    lines = filter_lines(sample_lines(views, plan, r0, r1), filters, plan.oversampling, n_pad)
+    return projector.backproject_columns(projector.columns_from_lines(lines, r0, y0, y1))
+
+
+def split_views(tilt_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the two halves of alternate views (by tilt angle): (odd, even) = (1st, 3rd, …), (2nd, 4th, …)."""
+    order = np.argsort(np.asarray(tilt_deg), kind="stable")
+    return np.sort(order[0::2]), np.sort(order[1::2])
+
+
+__all__ = ["reconstruct_wbp", "backproject_rows", "split_views"]
