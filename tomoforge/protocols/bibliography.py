@@ -47,4 +47,9 @@ register_bibtex(
   title = {Automated tilt series alignment and tomographic reconstruction in {IMOD}},
   journal = {Journal of Structural Biology}, volume = {197}, number = {2}, pages = {102--113}, year = {2017},
   doi = {10.1016/j.jsb.2016.07.011}}""",
+    """@article{xiong2009,
+  author = {Xiong, Quanren and Morphew, Mary K. and Schwartz, Cindi L. and Hoenger, Andreas H. and Mastronarde, David N.},
+  title = {{CTF} determination and correction for low dose tomographic tilt series},
+  journal = {Journal of Structural Biology}, volume = {168}, number = {3}, pages = {378--387}, year = {2009},
+  doi = {10.1016/j.jsb.2009.08.016}}""",
 )
