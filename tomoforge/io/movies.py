@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FormatError, format_error
-from .mrc import mrc_shape, read_mrc
+from .mrc import mrc_shape, open_mrc_mmap, read_mrc
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -41,7 +41,17 @@ def movie_frame_count(path: str | os.PathLike) -> int:
     return shape[0] if len(shape) == 3 else 1
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _native(data: np.ndarray, dtype: np.dtype | type | None, copy: bool = False) -> np.ndarray:
+    """``data`` as ``dtype`` (None: its own type in native byte order; uint16/uint32 widened for torch)."""
+    if dtype is not None:
+        return np.array(data, dtype=dtype, copy=copy or None)
+    native = data.dtype.newbyteorder("=")
+    if native.kind == "u" and native.itemsize > 1:
+        native = np.dtype(np.int32) if native.itemsize == 2 else np.dtype(np.float32)
+    return np.array(data, dtype=native, copy=copy or None)
+
+
+def _read_tiff(path: Path, dtype: np.dtype | type | None = np.float32) -> np.ndarray:
     import tifffile
 
     try:
@@ -58,11 +68,12 @@ def _read_tiff(path: Path) -> np.ndarray:
         raise
     except (tifffile.TiffFileError, ValueError, OSError, RuntimeError) as exc:
         raise format_error(path, f"not a readable TIFF/EER movie, or truncated ({exc})") from exc
-    return np.asarray(data, dtype=np.float32)
+    return _native(data, dtype)
 
 
-def read_movie(path: str | os.PathLike, n_frames: int | None = None) -> np.ndarray:
-    """All frames of a movie as float32 (n, y, x).
+def read_movie(path: str | os.PathLike, n_frames: int | None = None,
+               dtype: np.dtype | type | None = np.float32) -> np.ndarray:
+    """All frames of a movie (n, y, x) as ``dtype`` (None: the file's own type, e.g. int16 counts).
 
     ``n_frames``: the number of frames the metadata (mdoc ``NumSubFrames``) promises; a movie holding
     fewer is a FormatError naming the file (a truncated transfer), more are read and returned.
@@ -71,9 +82,10 @@ def read_movie(path: str | os.PathLike, n_frames: int | None = None) -> np.ndarr
     _check_exists(path)
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES + EER_SUFFIXES:
-        data = _read_tiff(path)
+        data = _read_tiff(path, dtype)
     else:
-        data = read_mrc(path)  # FormatError for a truncated file (header vs size)
+        with open_mrc_mmap(path) as mapped:  # FormatError for a truncated file (header vs size)
+            data = _native(mapped, dtype, copy=True)
     if data.ndim == 2:
         data = data[np.newaxis]
     if data.ndim != 3:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 
 from tomoforge.methods.fourier import as_tensor
@@ -50,12 +51,18 @@ def check_gain(gain: torch.Tensor, frame_shape: tuple[int, int], name: str = "ga
 
 
 def apply_gain(frames, gain, name: str = "gain") -> torch.Tensor:
-    """Frames (n, y, x) multiplied by the gain (y, x) (checked; non-finite gain values → 0)."""
-    f = as_tensor(frames)
+    """Frames (n, y, x) multiplied by the gain (y, x): float32 (checked; non-finite gain values → 0).
+
+    Integer frames (counts) are multiplied as they are, in one pass (on the CPU through numpy, which
+    converts and multiplies in one loop, ~4× faster than torch's mixed-type product).
+    """
+    f = frames if isinstance(frames, torch.Tensor) else torch.as_tensor(np.asarray(frames))
     g = as_tensor(gain, device=f.device)
     check_gain(g, tuple(f.shape[-2:]), name)
     g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))
-    return f * g
+    if f.device.type == "cpu" and not f.is_complex():
+        return torch.from_numpy(np.multiply(f.numpy(), g.numpy(), dtype=np.float32))
+    return (f * g).to(torch.float32)
 
 
 def gain_orientation_score(frames_sum, gain) -> float:

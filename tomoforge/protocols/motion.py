@@ -1,10 +1,11 @@
 """Motion correction of tilt-series movies: one task per tilt series, one movie in memory at a time.
 
 The task reads each movie (checked against the frames the mdoc promises), applies the gain
-(rotated/flipped as asked), aligns the frames globally and optionally by patches
-(``tomoforge.methods.motion``), sums the chosen frame range (dose-weighted if asked, with odd/even
-halves), bins by Fourier cropping, and writes the stacks, the per-frame shifts (a text table) and
-their plot (SVG) into the run's out/ folder.
+(rotated/flipped as asked), aligns the frames globally (hot pixels and X-ray hits masked) and
+optionally by patches (``tomoforge.methods.motion``), sums the chosen frame range (dose-weighted if
+asked, with odd/even halves; hot pixels are left to the X-ray eraser), bins by Fourier cropping, and
+writes the stacks, the per-frame shifts (a text table) and their plot (SVG) into the run's out/ folder.
+One rfft per frame serves both the estimation and the sums.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.runner import origin_of
 from tomoforge.io.movies import read_gain, read_movie
 from tomoforge.methods import motion
-from tomoforge.methods.binning import bin_images, binned_pixel_size
+from tomoforge.methods.binning import binned_pixel_size, binned_shape
 from tomoforge.methods.gain import apply_gain, transform_gain
 from tomoforge.model import TiltImage, TiltSeries, TiltSeriesMovie
 from tomoforge.protocols.motion_plot import shifts_svg
@@ -31,8 +32,8 @@ class MotionParams(ProtocolParams):
     align_last: int = param(0, ge=0, help="last frame to align (0 = the last)")
     sum_first: int = param(1, ge=1, help="first frame to sum (1-based)")
     sum_last: int = param(0, ge=0, help="last frame to sum (0 = the last)")
-    bfactor_A2: float = param(1500.0, ge=0, unit="Å²",
-                              help="B-factor weighting of the alignment (global); ≈ RELION's 150 px² at 3 Å/px")
+    bfactor_A2: float = param(2000.0, ge=0, unit="Å²",
+                              help="B-factor weighting of the global alignment (RELION's 150 px² is 1350 Å² at 3 Å/px)")
     patches_x: int = param(1, ge=1, help="patches along x for local motion (1 with patches_y 1: global only)")
     patches_y: int = param(1, ge=1, help="patches along y for local motion")
     patch_bfactor_A2: float = param(1000.0, ge=0, unit="Å²", help="B-factor of the patch alignment")
@@ -62,29 +63,40 @@ def _range(first: int, last: int, n: int, movie: str) -> tuple[int, int]:
 
 def correct_movie(frames: torch.Tensor, pixel_size_A: float, p: dict[str, Any], frame_dose_e_A2: float,
                   pre_exposure_e_A2: float, voltage_kV: float, movie: str) -> dict[str, Any]:
-    """Align and sum one movie (n, y, x) (modified in place); returns sums and shifts (pixels)."""
+    """Align and sum one movie (n, y, x) (modified in place); returns sums (binned) and shifts (pixels).
+
+    One rfft of the frames serves the estimation (cropped to the alignment band, hot pixels masked)
+    and the sums (phase ramps, dose weights, Fourier-crop binning), unless local patches are asked.
+    """
     n = frames.shape[0]
+    shape = tuple(frames.shape[-2:])
     a0, a1 = _range(p["align_first"], p["align_last"], n, movie)
     s0, s1 = _range(p["sum_first"], p["sum_last"], n, movie)
+    out_shape = binned_shape(shape, p["binning"])
+    spectra = torch.fft.rfft2(frames)
     shifts = torch.zeros(n, 2)
     if a1 > a0:
+        aligned = frames[a0: a1 + 1]
         shifts[a0: a1 + 1] = motion.estimate_global_shifts(
-            motion.without_hot_pixels(frames[a0: a1 + 1]), pixel_size_A, p["bfactor_A2"], p["max_shift_A"])
+            aligned, pixel_size_A, p["bfactor_A2"], p["max_shift_A"], defects=motion.hot_pixel_mask(aligned.sum(0)),
+            spectra=spectra[a0: a1 + 1])
         shifts[:a0] = shifts[a0]
         shifts[a1 + 1:] = shifts[a1]
-    motion.shift_frames_(frames, shifts)
+    sum_shifts: torch.Tensor | None = shifts
     local = None
     if (p["patches_x"] > 1 or p["patches_y"] > 1) and a1 > a0:
+        motion.shift_frames_(frames, shifts, spectra)
         local = motion.estimate_local_motion(frames[a0: a1 + 1], pixel_size_A, (p["patches_y"], p["patches_x"]),
                                              p["patch_bfactor_A2"], p["max_shift_A"])
         local = _rescale_time(local, a1 - a0 + 1, n)
         local.n_frames, local.reference_frame = n, a0  # frame index t of the whole movie
         motion.apply_local_motion(frames, local)
+        spectra, sum_shifts = torch.fft.rfft2(frames), None
     weights = None
     if p["dose_weighting"]:
-        weights = motion.dose_weights(n, frame_dose_e_A2, pre_exposure_e_A2, tuple(frames.shape[-2:]),
-                                      pixel_size_A, voltage_kV)
-    sums = motion.sum_frames(frames, s0, s1, weights)
+        weights = motion.dose_weights(n, frame_dose_e_A2, pre_exposure_e_A2, out_shape,
+                                      binned_pixel_size(pixel_size_A, shape, p["binning"]), voltage_kV)
+    sums = motion.aligned_sums(frames, sum_shifts, s0, s1, weights, out_shape, spectra)
     return {"sums": sums, "shifts": shifts, "local_rms_px": local.rms_fit_px if local else None}
 
 
@@ -112,19 +124,20 @@ def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_
     totals, odds, evens, shifts_A, local_rms = [], [], [], [], []
     frame_shape: tuple[int, int] = (0, 0)
     for m in movies:
-        frames = torch.from_numpy(read_movie(m["file"], m["n_frames"]))
+        frames = torch.from_numpy(read_movie(m["file"], m["n_frames"], dtype=None))
         if frame_shape != (0, 0) and tuple(frames.shape[-2:]) != frame_shape:
             raise ValueError(f"{m['file']}: frames of {tuple(frames.shape[-2:])} px, the others {frame_shape}")
         frame_shape = tuple(frames.shape[-2:])
         if gain is not None:
             frames = apply_gain(frames, gain, name=f"{gain_file} (for movie {m['file']})")
+        else:
+            frames = frames.to(torch.float32)
         out = correct_movie(frames, pixel_size_A, params, m["frame_dose"], m["pre_exposure"], voltage_kV, m["file"])
         del frames
-        b = params["binning"]
-        totals.append(bin_images(out["sums"].total, b).numpy())
+        totals.append(out["sums"].total.numpy())
         if params["odd_even"]:
-            odds.append(bin_images(out["sums"].odd, b).numpy())
-            evens.append(bin_images(out["sums"].even, b).numpy())
+            odds.append(out["sums"].odd.numpy())
+            evens.append(out["sums"].even.numpy())
         shifts_A.append([(float(x) * pixel_size_A, float(y) * pixel_size_A) for y, x in out["shifts"].tolist()])
         local_rms.append(out["local_rms_px"])
     new_pixel = binned_pixel_size(pixel_size_A, frame_shape, params["binning"])
