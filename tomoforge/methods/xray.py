@@ -9,7 +9,7 @@ For each image, iterated until the set of outliers stops changing (at most ``ite
 4. its neighbours within ``max_radius_px`` whose residual exceeds ``grow_sd``·σ join it.
 
 Flagged pixels are replaced by the background b computed without them. Everything is a box filter
-(``avg_pool2d``), so it runs on stacks at once, on CPU or GPU (as in IMOD's ccderaser, the peak and
+(separable cumulative sums), so it runs on stacks at once, on CPU or GPU (as in IMOD's ccderaser, the peak and
 grow criteria are in standard deviations of the local noise).
 """
 from __future__ import annotations
@@ -37,12 +37,25 @@ class XrayResult:
     hits: list[int]
 
 
+def _box_sum_1d(x: torch.Tensor, half: int, dim: int) -> torch.Tensor:
+    """Sum over a window of 2·half+1 along ``dim`` (zero outside), by a cumulative sum: O(1) per pixel."""
+    n = x.shape[dim]
+    shape = list(x.shape)
+    shape[dim] = half + 1
+    before = x.new_zeros(shape)
+    shape[dim] = half
+    c = torch.cumsum(torch.cat([before, x, x.new_zeros(shape)], dim=dim), dim=dim)
+    return c.narrow(dim, 2 * half + 1, n) - c.narrow(dim, 0, n)
+
+
 def _box_mean(x: torch.Tensor, weight: torch.Tensor, half: int) -> torch.Tensor:
-    """Weighted mean of ``x`` in (2·half+1)² boxes (edges: only the pixels inside the image)."""
-    k = 2 * half + 1
-    num = F.avg_pool2d((x * weight)[:, None], k, stride=1, padding=half, count_include_pad=False)[:, 0]
-    den = F.avg_pool2d(weight[:, None], k, stride=1, padding=half, count_include_pad=False)[:, 0]
-    return num / den.clamp(min=1e-6)
+    """Weighted mean of ``x`` in (2·half+1)² boxes (edges: only the pixels inside the image); separable
+    cumulative sums in float64, so the cost does not grow with the box."""
+    num = (x * weight).to(torch.float64)
+    den = weight.to(torch.float64)
+    for dim in (-2, -1):
+        num, den = _box_sum_1d(num, half, dim), _box_sum_1d(den, half, dim)
+    return (num / den.clamp(min=1e-6)).to(x.dtype)
 
 
 def _disk_dilate(mask: torch.Tensor, radius: float) -> torch.Tensor:
