@@ -1,0 +1,66 @@
+"""The accuracy measures against the truth give zero for the truth itself and the known value for a known error."""
+import numpy as np
+import pytest
+
+from tomoforge.model import Acquisition, CTFSeries, CTFTiltImage, TiltImage, TiltSeries
+from tomoforge.simulate import accuracy
+
+
+def series_from_truth(truth, shift_A=(0.0, 0.0), z_rot_add=0.0, tilt_add=0.0) -> TiltSeries:
+    images = [TiltImage(acquisition_order=t["acquisition_order"], tilt_angle_deg=t["nominal_tilt_deg"],
+                        y_tilt_deg=t["y_tilt_deg"] + tilt_add, z_rot_deg=t["z_rot_deg"] + z_rot_add,
+                        x_tilt_deg=t["x_tilt_deg"], x_shift_A=t["x_shift_A"] + shift_A[0],
+                        y_shift_A=t["y_shift_A"] + shift_A[1], frame_shifts_A=[tuple(s) for s in t["frame_shifts_A"]])
+              for t in truth["tilts"]]
+    acq = Acquisition(pixel_size_A=truth["pixel_size_A"], tilt_axis_angle_deg=truth["tilt_axis_angle_deg"])
+    return TiltSeries(name="TS_01", acquisition=acq, tilt_images=images)
+
+
+def test_alignment_errors_are_zero_for_the_truth_and_ignore_a_common_translation(tiny_sim):
+    truth = tiny_sim.tilt_series[0].truth
+    exact = accuracy.alignment_errors(truth, series_from_truth(truth))
+    assert exact["reprojection_rms_px"] < 1e-9
+    assert abs(exact["tilt_axis_error_deg"]) < 1e-9 and abs(exact["tilt_offset_error_deg"]) < 1e-9
+    # moving the specimen by t shifts view i by (R_i t)[:2]: the free translation, removed before comparing
+    moved = series_from_truth(truth)
+    model = accuracy.true_projection_model(truth)
+    offsets = np.einsum("nab,b->na", model.matrices(), [40.0, -25.0, 60.0])
+    for image, offset in zip(sorted(moved.tilt_images, key=lambda i: i.acquisition_order), offsets):
+        image.x_shift_A += offset[0]
+        image.y_shift_A += offset[1]
+    assert accuracy.alignment_errors(truth, moved)["reprojection_rms_px"] < 1e-6
+
+
+def test_alignment_errors_report_a_known_rotation_and_tilt_offset(tiny_sim):
+    truth = tiny_sim.tilt_series[0].truth
+    err = accuracy.alignment_errors(truth, series_from_truth(truth, z_rot_add=0.4, tilt_add=-0.25))
+    assert err["tilt_axis_error_deg"] == pytest.approx(0.4)
+    assert err["tilt_offset_error_deg"] == pytest.approx(-0.25)
+    assert err["reprojection_rms_px"] > 0.1
+
+
+def test_motion_error_is_zero_for_the_truth(tiny_sim):
+    truth = tiny_sim.tilt_series[0].truth
+    assert accuracy.motion_rms_error_px(truth, series_from_truth(truth)) < 1e-12
+
+
+def test_defocus_errors_measure_a_known_offset_and_angle(tiny_sim):
+    truth = tiny_sim.tilt_series[0].truth
+    entries = [CTFTiltImage(acquisition_order=t["acquisition_order"], tilt_angle_deg=t["nominal_tilt_deg"],
+                            defocus_u_A=t["defocus_u_A"] + 120.0, defocus_v_A=t["defocus_v_A"] + 120.0,
+                            astigmatism_angle_deg=t["defocus_angle_deg"] + 180.0 + 4.0) for t in truth["tilts"]]
+    err = accuracy.defocus_errors(truth, CTFSeries(name="TS_01", entries=entries))
+    assert err["median_error_low_tilt_A"] == pytest.approx(120.0)
+    assert err["median_error_all_A"] == pytest.approx(120.0)
+    if any(t["defocus_u_A"] - t["defocus_v_A"] > 500 for t in truth["tilts"]):
+        assert err["median_astigmatism_angle_error_deg"] == pytest.approx(4.0)
+
+
+def test_tomogram_correlation_finds_the_shift_of_a_copy():
+    rng = np.random.default_rng(0)
+    volume = rng.normal(size=(24, 32, 32))
+    moved = np.roll(volume, (2, -3, 1), axis=(0, 1, 2))
+    r, shift = accuracy.tomogram_correlation(volume, moved, pixel_size_A=10.0, resolution_A=25.0)
+    assert r == pytest.approx(1.0, abs=1e-9) and shift == (2, -3, 1)
+    r_noise, _ = accuracy.tomogram_correlation(volume, rng.normal(size=volume.shape), 10.0, 25.0)
+    assert abs(r_noise) < 0.3

@@ -1,0 +1,114 @@
+"""How far a result is from the simulator's truth: the figures `tomoforge demo` prints and tests assert.
+
+Each function takes the truth dictionary (truth.json, see truth.py) and a result as tomoforge's model
+items or arrays, and returns plain numbers. Units: pixels of the frames unless the name says otherwise.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tomoforge.methods.align.projection_model import ProjectionModel, reprojection_difference, rms
+
+
+def motion_rms_error_px(truth: dict, tilt_series) -> float:
+    """RMS (px) between recovered and true per-frame shifts, each made mean-zero per tilt."""
+    true = {t["acquisition_order"]: np.asarray(t["frame_shifts_A"]) for t in truth["tilts"]}
+    errors = []
+    for image in tilt_series.tilt_images:
+        found = np.asarray(image.frame_shifts_A)
+        ref = true[image.acquisition_order]
+        errors.append((found - found.mean(0)) - (ref - ref.mean(0)))
+    return float(np.sqrt(np.mean(np.concatenate(errors) ** 2)) / truth["pixel_size_A"])
+
+
+def true_projection_model(truth: dict) -> ProjectionModel:
+    """The simulator's projection model, views in acquisition order."""
+    t = sorted(truth["tilts"], key=lambda r: r["acquisition_order"])
+    return ProjectionModel([r["y_tilt_deg"] for r in t], [r["z_rot_deg"] for r in t],
+                           [[r["x_shift_A"], r["y_shift_A"]] for r in t], [r["x_tilt_deg"] for r in t])
+
+
+def recovered_projection_model(tilt_series, axis_deg: float | None = None) -> ProjectionModel:
+    """The projection model stored on a tilt series' images (acquisition order; None fields → nominal)."""
+    views = sorted(tilt_series.tilt_images, key=lambda t: t.acquisition_order)
+    axis = tilt_series.acquisition.tilt_axis_angle_deg if axis_deg is None else axis_deg
+    return ProjectionModel([t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg for t in views],
+                           [axis if t.z_rot_deg is None else t.z_rot_deg for t in views],
+                           [[t.x_shift_A, t.y_shift_A] for t in views], [t.x_tilt_deg for t in views])
+
+
+def alignment_errors(truth: dict, tilt_series, points_A: np.ndarray | None = None,
+                     binning: float = 1.0) -> dict[str, float]:
+    """Reprojection RMS (px at ``binning``) of ``points_A`` (default: the gold beads) after removing the free
+    common translation, tilt-axis angle error and tilt-angle offset error (degrees), included views only."""
+    keep = [t.acquisition_order for t in sorted(tilt_series.tilt_images, key=lambda t: t.acquisition_order)
+            if not t.excluded]
+    order = {t["acquisition_order"]: i for i, t in enumerate(sorted(truth["tilts"],
+                                                                    key=lambda r: r["acquisition_order"]))}
+    found = recovered_projection_model(tilt_series)
+    mine = [i for i, t in enumerate(sorted(tilt_series.tilt_images, key=lambda t: t.acquisition_order))
+            if not t.excluded]
+    found = found.subset(np.array(mine))
+    true = true_projection_model(truth).subset(np.array([order[k] for k in keep]))
+    points = np.array([f["position_A"] for f in truth["fiducials"]]) if points_A is None else points_A
+    nominal = np.array([t["nominal_tilt_deg"] for t in sorted(truth["tilts"], key=lambda r: r["acquisition_order"])])
+    nominal = nominal[[order[k] for k in keep]]
+    return {
+        "reprojection_rms_px": rms(reprojection_difference(found, true, points)) / (truth["pixel_size_A"] * binning),
+        "tilt_axis_error_deg": float(np.mean(found.z_rot_deg) - np.mean(true.z_rot_deg)),
+        "tilt_offset_error_deg": float(np.mean(found.tilt_deg - nominal) - truth["tilt_offset_deg"]),
+    }
+
+
+def defocus_errors(truth: dict, ctf_series, max_tilt_deg: float = 40.0) -> dict[str, float]:
+    """Median |mean defocus error| (Å) over |tilt| ≤ ``max_tilt_deg`` and over all included tilts, and the
+    median astigmatism-angle error (°, modulo 180) where the true astigmatism exceeds 500 Å."""
+    true = {t["acquisition_order"]: t for t in truth["tilts"]}
+    low, every, angles = [], [], []
+    for e in ctf_series.entries:
+        if e.excluded:
+            continue
+        t = true[e.acquisition_order]
+        err = abs(0.5 * (e.defocus_u_A + e.defocus_v_A) - 0.5 * (t["defocus_u_A"] + t["defocus_v_A"]))
+        every.append(err)
+        if abs(t["nominal_tilt_deg"]) <= max_tilt_deg:
+            low.append(err)
+        if t["defocus_u_A"] - t["defocus_v_A"] > 500.0:
+            d = (e.astigmatism_angle_deg - t["defocus_angle_deg"] + 90.0) % 180.0 - 90.0
+            angles.append(abs(d))
+    nan = float("nan")
+    return {"median_error_low_tilt_A": float(np.median(low)) if low else nan,
+            "median_error_all_A": float(np.median(every)) if every else nan,
+            "median_astigmatism_angle_error_deg": float(np.median(angles)) if angles else nan}
+
+
+def lowpass_volume(volume: np.ndarray, pixel_size_A: float, resolution_A: float) -> torch.Tensor:
+    """The volume with a Gaussian low-pass whose amplitude is 1/2 at ``resolution_A`` (float64 tensor)."""
+    v = torch.as_tensor(np.asarray(volume), dtype=torch.float64)
+    freqs = [torch.fft.fftfreq(n, d=pixel_size_A, dtype=torch.float64) for n in v.shape[:-1]]
+    freqs.append(torch.fft.rfftfreq(v.shape[-1], d=pixel_size_A, dtype=torch.float64))
+    grids = torch.meshgrid(*freqs, indexing="ij")
+    k2 = sum(g * g for g in grids)
+    sigma2 = (1.0 / resolution_A) ** 2 / (2 * np.log(2.0))
+    return torch.fft.irfftn(torch.fft.rfftn(v) * torch.exp(-k2 / (2 * sigma2)), s=v.shape)
+
+
+def tomogram_correlation(truth_volume: np.ndarray, volume: np.ndarray, pixel_size_A: float,
+                         resolution_A: float = 40.0, max_shift_px: int = 8) -> tuple[float, tuple[int, int, int]]:
+    """Pearson r between two (z, y, x) volumes on one grid after the same low-pass, at the integer shift
+    (within ``max_shift_px``, the free translation of an alignment) that maximises it: (r, shift zyx)."""
+    if truth_volume.shape != volume.shape:
+        raise ValueError(f"volumes differ in shape: {truth_volume.shape} vs {volume.shape}")
+    a = lowpass_volume(truth_volume, pixel_size_A, resolution_A)
+    b = lowpass_volume(volume, pixel_size_A, resolution_A)
+    a, b = a - a.mean(), b - b.mean()
+    cc = torch.fft.irfftn(torch.fft.rfftn(a).conj() * torch.fft.rfftn(b), s=a.shape)
+    idx = [torch.fft.fftfreq(n, 1.0 / n).round().long() for n in a.shape]
+    grids = torch.meshgrid(*idx, indexing="ij")
+    cc[(grids[0].abs() > max_shift_px) | (grids[1].abs() > max_shift_px) | (grids[2].abs() > max_shift_px)] = -np.inf
+    flat = int(torch.argmax(cc))
+    pos = np.unravel_index(flat, cc.shape)
+    shift = tuple(int(g[p]) for g, p in zip(idx, pos))
+    r = float(cc.reshape(-1)[flat] / (a.norm() * b.norm()))
+    return r, shift  # type: ignore[return-value]
