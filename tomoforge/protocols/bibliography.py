@@ -47,6 +47,21 @@ register_bibtex(
   title = {Automated tilt series alignment and tomographic reconstruction in {IMOD}},
   journal = {Journal of Structural Biology}, volume = {197}, number = {2}, pages = {102--113}, year = {2017},
   doi = {10.1016/j.jsb.2016.07.011}}""",
+    """@article{radermacher1988,
+  author = {Radermacher, Michael},
+  title = {Three-dimensional reconstruction of single particles from random and nonrandom tilt series},
+  journal = {Journal of Electron Microscopy Technique}, volume = {9}, number = {4}, pages = {359--394}, year = {1988}
+}""",
+    """@article{gilbert1972,
+  author = {Gilbert, Peter},
+  title = {Iterative methods for the three-dimensional reconstruction of an object from projections},
+  journal = {Journal of Theoretical Biology}, volume = {36}, number = {1}, pages = {105--117}, year = {1972}
+}""",
+    """@article{zeng2012,
+  author = {Zeng, Gengsheng L.},
+  title = {A filtered backprojection algorithm with characteristics of the iterative {Landweber} algorithm},
+  journal = {Medical Physics}, volume = {39}, number = {2}, pages = {603--607}, year = {2012}
+}""",
     """@article{xiong2009,
   author = {Xiong, Quanren and Morphew, Mary K. and Schwartz, Cindi L. and Hoenger, Andreas H. and Mastronarde, David N.},
   title = {{CTF} determination and correction for low dose tomographic tilt series},

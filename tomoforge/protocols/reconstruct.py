@@ -1,0 +1,188 @@
+"""Reconstruct tomogram: WBP or SIRT of each aligned tilt series, the alignment applied on the fly.
+
+One task per tilt series (``reconstruct_task``): it reads the included views, bins them (Fourier crop),
+reconstructs block by block along the tilt axis straight into the output MRC (memory-mapped, so the
+tomogram need not fit in memory), and the odd/even halves when asked. Progress goes to the run's log.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import mrcfile
+import numpy as np
+import torch
+
+from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
+from tomoforge.engine.runner import origin_of
+from tomoforge.methods.binning import bin_images, binned_pixel_size
+from tomoforge.methods.reconstruct import (TiltGeometry, VolumeGeometry, default_volume_shape, reconstruct_sirt,
+                                           reconstruct_wbp, split_views)
+from tomoforge.model import TiltSeries, Tomogram
+from tomoforge.protocols.tilt_stacks import image_sources, read_images
+
+
+class ReconstructParams(ProtocolParams):
+    method: Literal["wbp", "sirt"] = param("wbp", help="weighted back-projection or SIRT")
+    iterations: int = param(10, ge=1, help="SIRT iterations")
+    relaxation: float = param(1.0, gt=0, lt=2, help="SIRT relaxation λ")
+    binning: float = param(1.0, ge=1, help="bin the images by this (Fourier crop) first; the voxel is the binned pixel")
+    thickness_A: float = param(2000.0, gt=0, unit="Å", help="tomogram thickness (z)")
+    thickness_px: int | None = param(None, ge=1, unit="voxel", help="tomogram thickness in voxels (overrides thickness_A)")
+    size_x_px: int | None = param(None, ge=1, unit="voxel", help="width across the tilt axis (default: the image's)")
+    size_y_px: int | None = param(None, ge=1, unit="voxel", help="length along the tilt axis (default: the image's)")
+    x_shift_A: float = param(0.0, unit="Å", help="move the specimen in the tomogram along x (IMOD SHIFT x)")
+    z_shift_A: float = param(0.0, unit="Å", help="move the specimen in the tomogram along z, + up (IMOD SHIFT z)")
+    tilt_offset_deg: float = param(0.0, unit="deg", help="add to every tilt angle (IMOD OFFSET)")
+    tilt_axis_offset_deg: float = param(0.0, unit="deg", help="add to every view's tilt axis angle (ZRot)")
+    radial_cutoff: float = param(0.35, gt=0, le=0.5, unit="cycles/px", help="WBP: ramp up to this (IMOD RADIAL)")
+    radial_falloff: float = param(0.035, ge=0, unit="cycles/px", help="WBP: Gaussian fall-off SD beyond the cut-off")
+    sirt_like_iterations: int = param(0, ge=0, help="WBP: SIRT-like filter equivalent to this many iterations (0: off)")
+    oversampling: int = param(1, ge=1, le=4, help="WBP: upsample the filtered lines by this before interpolating")
+    invert: bool = param(False, help="invert the contrast (dark protein becomes bright)")
+    odd_even: bool = param(False, help="also reconstruct the odd/even halves (from the odd/even frame sums when the "
+                                       "tilt series has them, else from alternate views)")
+    memory_GB: float = param(4.0, gt=0, unit="GB", help="memory for the projector and a block of rows")
+    allow_unaligned: bool = param(False, help="reconstruct a tilt series that is not aligned (with a warning)")
+
+
+def log_line(log_file: str, message: str) -> None:
+    """Append a time-stamped line to the run log (as the orchestrator writes it)."""
+    if log_file:
+        with open(log_file, "a", encoding="utf-8") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {message}\n")
+
+
+def refuse(message: str) -> None:
+    """Task for a tilt series that cannot be reconstructed: fails it with ``message``."""
+    raise ValueError(message)
+
+
+def view_geometry(ts: TiltSeries) -> dict[str, list]:
+    """The projection model of the included views (stored order): None fields filled as the model says
+    (YTilt: the nominal tilt; ZRot: the acquisition's tilt axis); an interpolated stack has ZRot 0, no shifts."""
+    axis = ts.acquisition.tilt_axis_angle_deg
+    views = ts.included()
+    geometry: dict[str, list] = {
+        "tilt_deg": [t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg for t in views],
+        "z_rot_deg": [axis if t.z_rot_deg is None else t.z_rot_deg for t in views],
+        "x_tilt_deg": [t.x_tilt_deg for t in views],
+        "shift_A": [[t.x_shift_A, t.y_shift_A] for t in views]}
+    if ts.interpolated:
+        geometry["z_rot_deg"] = [0.0] * len(views)
+        geometry["shift_A"] = [[0.0, 0.0]] * len(views)
+    return geometry
+
+
+def write_volume(path: str, shape_zyx: tuple[int, int, int], voxel_size_A: float, fill) -> None:
+    """Create the MRC ``path`` (float32, memory-mapped through a temporary file, renamed at the end) and
+    let ``fill(data)`` write its (z, y, x) values."""
+    tmp = f"{path}.part"
+    with mrcfile.new_mmap(tmp, shape=shape_zyx, mrc_mode=2, overwrite=True) as mrc:
+        mrc.voxel_size = voxel_size_A
+        fill(mrc.data)
+        mrc.update_header_stats()
+    os.replace(tmp, path)
+
+
+def reconstruct_task(sources: dict[str, list[tuple[str, int]]], geometry: dict[str, list], pixel_size_A: float,
+                     out_base: str, p: dict[str, Any], log_file: str = "") -> dict[str, Any]:
+    """Task: reconstruct one tilt series (the included views named by ``sources``) into ``{out_base}.mrc``
+    (and ``_ODD``/``_EVN`` with ``odd_even``); returns the files, voxel size (Å) and size (x, y, z)."""
+    start = time.perf_counter()
+    name = Path(out_base).name
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    tilt = TiltGeometry(geometry["tilt_deg"], geometry["z_rot_deg"], geometry["x_tilt_deg"], geometry["shift_A"])
+    tilt = tilt.with_offsets(p["tilt_offset_deg"], p["tilt_axis_offset_deg"])
+    raw = read_images(sources["file"])
+    voxel = binned_pixel_size(pixel_size_A, raw.shape[-2:], p["binning"])
+    images = bin_images(raw, p["binning"])
+    del raw
+    thickness = p["thickness_px"] or max(1, int(round(p["thickness_A"] / voxel)))
+    shape = default_volume_shape(tuple(images.shape[-2:]), float(np.median(tilt.z_rot_deg)), thickness,
+                                 p["size_x_px"], p["size_y_px"])
+    volume = VolumeGeometry(shape, voxel, (-p["x_shift_A"], 0.0, -p["z_shift_A"]))
+    log_line(log_file, f"{name}: {tilt.n_views} views binned by {p['binning']:g} to {voxel:.3f} Å/px on {device}; "
+                       f"{p['method'].upper()} into {shape[2]} x {shape[1]} x {shape[0]} voxels (x, y, z)")
+
+    def run(views: torch.Tensor, geometry_: TiltGeometry, label: str):
+        def fill(data):
+            common = dict(invert=p["invert"], memory_GB=p["memory_GB"], out=data, device=device,
+                          progress=lambda m: log_line(log_file, f"{name}{label}: {m}"))
+            if p["method"] == "sirt":
+                reconstruct_sirt(views, voxel, geometry_, volume, iterations=p["iterations"],
+                                 relaxation=p["relaxation"], **common)
+            else:
+                reconstruct_wbp(views, voxel, geometry_, volume, cutoff=p["radial_cutoff"],
+                                falloff=p["radial_falloff"], sirt_like_iterations=p["sirt_like_iterations"],
+                                oversampling=p["oversampling"], **common)
+        path = f"{out_base}{label}.mrc"
+        write_volume(path, shape, voxel, fill)
+        return path
+
+    result: dict[str, Any] = {"file": run(images, tilt, ""), "pixel_size_A": voxel, "size_xyz": shape[::-1],
+                              "origin_A": list(volume.centre_A)}
+    if p["odd_even"]:
+        if "odd_file" in sources and "even_file" in sources:
+            halves = {"odd_file": (bin_images(read_images(sources["odd_file"]), p["binning"]), tilt),
+                      "even_file": (bin_images(read_images(sources["even_file"]), p["binning"]), tilt)}
+            result["halves_from"] = "odd/even frame sums"
+        else:
+            odd, even = split_views(tilt.tilt_deg)
+            halves = {"odd_file": (images[odd], tilt.subset(odd)), "even_file": (images[even], tilt.subset(even))}
+            result["halves_from"] = "alternate views"
+        for kind, (views, geometry_) in halves.items():
+            result[kind] = run(views, geometry_, "_ODD" if kind == "odd_file" else "_EVN")
+    result["seconds"] = time.perf_counter() - start
+    log_line(log_file, f"{name}: done in {result['seconds']:.1f} s")
+    return result
+
+
+class ReconstructTomogram(Protocol):
+    """Reconstruct tomogram: weighted back-projection (IMOD-style radial / SIRT-like filter) or SIRT."""
+
+    name = "reconstruct-tomogram"
+    citations = ("kremer1996", "radermacher1988", "gilbert1972", "zeng2012")
+    Params = ReconstructParams
+    inputs = {"tilt_series": InputSpec(TiltSeries, help="aligned tilt series")}
+    outputs = {"tomograms": Tomogram}
+
+    def tasks(self):
+        p, series = self.params, self.input("tilt_series")
+        self.out_path("").mkdir(parents=True, exist_ok=True)
+        log_file = str(self.context.run_dir / "run.log")
+        for ts in series:
+            origin = (origin_of(series, ts.name),)
+            if not ts.included():
+                yield Task(refuse, (f"tilt series {ts.name}: every view is excluded",), key=ts.name, origin=origin)
+                continue
+            if not ts.aligned and not ts.interpolated:
+                if not p.allow_unaligned:
+                    yield Task(refuse, (f"tilt series {ts.name} is not aligned (its tilt images have no projection "
+                                        "model): align it first, or set allow_unaligned",), key=ts.name, origin=origin)
+                    continue
+                self.log(f"WARNING {ts.name}: not aligned; reconstructing with the nominal tilts and tilt axis")
+            sources = {kind: [s for s, t in zip(files, ts.tilt_images) if not t.excluded]
+                       for kind, files in image_sources(ts, self.absolute).items()}
+            skipped = ts.n_images - len(ts.included())
+            if skipped:
+                self.log(f"{ts.name}: {skipped} excluded view(s) skipped")
+            yield Task(reconstruct_task, (sources, view_geometry(ts), ts.acquisition.pixel_size_A,
+                                          str(self.out_path(ts.name)), p.model_dump(), log_file),
+                       key=ts.name, origin=origin)
+
+    def collect(self, task, result):
+        ts = self.input("tilt_series").get(task.key)
+        halves = {k: self.relative(result[k]) for k in ("odd_file", "even_file") if k in result}
+        self.emit("tomograms", Tomogram(
+            name=ts.name, file=self.relative(result["file"]), pixel_size_A=result["pixel_size_A"],
+            size_xyz=tuple(result["size_xyz"]), binning=self.params.binning, origin_A=tuple(result["origin_A"]),
+            tilt_series=ts.name, acquisition=ts.acquisition, **halves), task)
+        extra = f", odd/even from {result['halves_from']}" if halves else ""
+        self.log(f"{ts.name}: tomogram {result['size_xyz']} voxels of {result['pixel_size_A']:.3f} Å "
+                 f"in {result['seconds']:.1f} s{extra}")
+
+
+__all__ = ["ReconstructTomogram", "ReconstructParams", "reconstruct_task", "view_geometry"]
