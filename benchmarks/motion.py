@@ -14,8 +14,8 @@ Measured, per tilt series (7 movies of 8 frames of 1024², int16 MRC, with a gai
   memory (its rfft included).
 - teamtomo torch-motion-correction ``estimate_global_motion`` (defaults), estimation only, if importable.
 - RELION 3.1 ``relion_run_motioncorr --use_own`` (if on PATH), whole process (reads the movies and the
-  gain, corrects defects, aligns, writes each sum, its STAR, log and EPS plot), global only, 2 threads,
-  without and with ``--dose_weighting``; outputs in <outdir>/relion, never in the repository.
+  gain, corrects defects, aligns, writes each sum, its STAR, log and EPS plot), global only, ``--j`` threads,
+  without and with ``--dose_weighting``; outputs in <outdir>/runs, never in the repository.
 
 Wall and CPU seconds (CPU: this process's threads, or RELION's via getrusage of children); each figure is
 the median over ``--repeats`` rounds, with the load average of the (shared) machine before each round.
@@ -48,7 +48,7 @@ from tomoforge.protocols.motion import MotionParams, motion_correct_task
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 START, END = "<!-- motion:start -->", "<!-- motion:end -->"
-RELION_ARGS = ["--use_own", "--bin_factor", "1", "--bfactor", "150", "--patch_x", "1", "--patch_y", "1", "--j", "2"]
+RELION_ARGS = ["--use_own", "--bin_factor", "1", "--bfactor", "150", "--patch_x", "1", "--patch_y", "1"]
 PARAMS = {"dose_weighting": True, "odd_even": True}  # the rest: the protocol's defaults
 
 
@@ -83,7 +83,8 @@ def task_movies(truth: dict, folder: Path) -> list[dict]:
 
 def ours_whole(truth: dict, folder: Path, out: Path) -> tuple[dict, list[np.ndarray]]:
     """One tilt series through the protocol's task; (timing, per-tilt (x, y) shifts in px)."""
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # like RELION's run: new files, not replacements
+    out.mkdir(parents=True)
     params = MotionParams(**PARAMS).model_dump()
     start = clock()
     result = motion_correct_task(task_movies(truth, folder), str(out / "TS_01"), truth["pixel_size_A"],
@@ -118,7 +119,7 @@ def relion_movies_star(movies: list[str], pixel: float, voltage: float, cs: floa
             f"{rows}\n")
 
 
-def relion(truth: dict, folder: Path, workdir: Path, dose_weighting: bool) -> tuple[dict, list[np.ndarray], str] | None:
+def relion(truth: dict, folder: Path, workdir: Path, dose_weighting: bool, threads: int) -> tuple[dict, list[np.ndarray], str] | None:
     """relion_run_motioncorr --use_own on all movies of the tilt series: (timing, per-tilt (x, y) px, command)."""
     exe = shutil.which("relion_run_motioncorr")
     if exe is None:
@@ -135,7 +136,7 @@ def relion(truth: dict, folder: Path, workdir: Path, dose_weighting: bool) -> tu
     (workdir / "movies.star").write_text(relion_movies_star(
         names, truth["pixel_size_A"], truth["voltage_kv"], truth["cs_mm"], truth["amplitude_contrast"]))
     dose = truth["tilts"][0]["dose"] / len(truth["tilts"][0]["frame_shifts_A"])
-    cmd = [exe, "--i", "movies.star", "--o", "MC/", *RELION_ARGS, "--dose_per_frame", f"{dose:g}",
+    cmd = [exe, "--i", "movies.star", "--o", "MC/", *RELION_ARGS, "--j", str(threads), "--dose_per_frame", f"{dose:g}",
            "--gainref", str((folder / "gain.mrc").resolve())] + (["--dose_weighting"] if dose_weighting else [])
     start = clock()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
@@ -178,7 +179,7 @@ def median(rounds: list[dict], key: str) -> dict[str, float] | None:
     return {k: round(statistics.median(v[k] for v in values), 3) for k in values[0]}
 
 
-def one_round(truth: dict, folder: Path, out: Path, frames: list[torch.Tensor]) -> tuple[dict, dict]:
+def one_round(truth: dict, folder: Path, out: Path, frames: list[torch.Tensor], threads: int) -> tuple[dict, dict]:
     """Timings of every method once, and their per-tilt shifts (x, y) px."""
     pixel = truth["pixel_size_A"]
     timing: dict = {"load_before": round(os.getloadavg()[0], 2)}
@@ -190,7 +191,7 @@ def one_round(truth: dict, folder: Path, out: Path, frames: list[torch.Tensor]) 
         if est[0] is not None:
             timing[name], shifts[name] = since(start), est
     for dw in (False, True):
-        rel = relion(truth, folder, out / "relion", dw)
+        rel = relion(truth, folder, out / "relion", dw, threads)
         if rel is not None:
             name = "relion_whole" + ("_dose_weighted" if dw else "")
             timing[name], shifts[name], timing[name + "_command"] = rel
@@ -202,10 +203,12 @@ def main() -> None:
     ap.add_argument("--tilts", type=int, default=7, help="tilts (−30…30°); 0 = the preset's")
     ap.add_argument("--repeats", type=int, default=3, help="rounds; figures are medians")
     ap.add_argument("--outdir", default="/tmp/bench_motion")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads, and RELION's --j")
     ap.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     ap.add_argument("--one-shot", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     folder = Path(args.outdir)
+    torch.set_num_threads(args.threads)
     if args.one_shot:
         return one_shot(folder, folder / "runs" / "cold")
     truth = simulate_if_needed(folder, args.tilts)
@@ -216,12 +219,13 @@ def main() -> None:
               for t in truth["tilts"]]
 
     start = clock()  # a fresh process: interpreter, imports and one tilt series
-    proc = subprocess.run([sys.executable, __file__, "--one-shot", "--outdir", str(folder)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, __file__, "--one-shot", "--outdir", str(folder), "--threads", str(args.threads)],
+                          capture_output=True, text=True)
     cold = {**since(start), "task": json.loads(proc.stdout.strip().splitlines()[-1])} if proc.returncode == 0 else \
         {"error": proc.stderr[-2000:]}
     rounds, shifts = [], {}
     for _ in range(max(1, args.repeats)):
-        timing, shifts = one_round(truth, folder, folder / "runs", frames)
+        timing, shifts = one_round(truth, folder, folder / "runs", frames, args.threads)
         rounds.append(timing)
     errors: dict = {}
     for name, est in shifts.items():
@@ -303,7 +307,7 @@ def write_section(r: dict) -> None:
         f"(interpreter start, `import torch`, the task): {cold.get('wall_s', float('nan')):.2f} s wall. tomoforge params: "
         f"B = {r['tomoforge_params']['bfactor_A2']:g} Å², dose weighting, odd/even sums; RELION's and teamtomo's sign "
         "conventions fitted per axis over all tilts (RELION: −rlnMicrographShift). CPU = user + system seconds of all threads.",
-        "", "RELION command (in <outdir>/relion/run, movies symlinked as movies/m000.mrc…):", "", f"    {command}", END]
+        "", "RELION command (in <outdir>/runs/relion, movies symlinked as movies/m000.mrc…):", "", f"    {command}", END]
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
     section = "\n".join(lines)
     if START in text:

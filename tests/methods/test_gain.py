@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tomoforge.methods.gain import GainError, apply_gain, gain_orientation_score, transform_gain
+from tomoforge.methods.gain import GainError, apply_gain, check_gain_orientation, gain_orientation_score, transform_gain
 
 
 def test_rotation_and_flip_follow_numpy():
@@ -31,3 +31,15 @@ def test_orientation_score_picks_the_right_rotation():
     flat = rng.poisson(200 / np.rot90(gain, 1)).astype(np.float32)  # frames recorded with the gain rotated by 90°
     scores = {r: gain_orientation_score(flat, transform_gain(gain, r)) for r in (0, 90, 180, 270)}
     assert max(scores, key=scores.get) == 90 and scores[90] > 0.5
+
+
+def test_a_gain_in_the_wrong_orientation_is_refused_with_the_fix():
+    rng = np.random.default_rng(1)
+    gain = rng.uniform(0.9, 1.1, (64, 64)).astype(np.float32)
+    raw = rng.poisson(30 / gain).astype(np.float32)  # a frame sum recorded through this gain
+    check_gain_orientation(raw, gain, "g.mrc")  # the right one passes
+    check_gain_orientation(raw, np.ones_like(gain), "flat.mrc")  # a flat gain has no orientation to check
+    with pytest.raises(GainError, match=r"g\.mrc: the frames do not fit its orientation.*further 90°.*flipped none"):
+        check_gain_orientation(raw, transform_gain(gain, 270), "g.mrc")
+    with pytest.raises(GainError, match=r"further 0°.*flipped x"):
+        check_gain_orientation(raw, transform_gain(gain, 0, "x"), "g.mrc")

@@ -1,7 +1,6 @@
 """Motion estimation against known shifts; local model fit; dose weights and sums by formula."""
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -120,3 +119,33 @@ def test_hot_pixels_are_masked_so_they_do_not_pin_the_shifts_to_zero():
     assert masked < 0.25 and pinned > 0.8
     changed = (motion.without_hot_pixels(frames) != frames).any(0)
     assert changed[hot[0], hot[1]].all() and changed.sum() < 2 * 60  # the hot pixels, few others
+
+
+def test_defects_corrected_in_the_cropped_spectra_equal_masked_frames():
+    g = torch.Generator().manual_seed(5)
+    frames = movie(specimen(128), torch.cumsum(torch.randn(6, 2, generator=g), 0), 2.0)
+    hot = torch.randint(0, 128, (2, 30), generator=g)
+    frames[:, hot[0], hot[1]] += 50.0
+    mask = motion.hot_pixel_mask(frames.sum(0))
+    assert mask[hot[0], hot[1]].all() and int(mask.sum()) <= 35
+    masked = torch.where(mask, frames.mean(dim=(-2, -1), keepdim=True), frames)
+    crop = motion.alignment_crop((128, 128), 2.0, 500.0)
+    fast = motion.alignment_spectra(torch.fft.rfft2(frames), (128, 128), 2.0, 500.0, crop, frames, mask)
+    slow = motion.alignment_spectra(torch.fft.rfft2(masked), (128, 128), 2.0, 500.0, crop)
+    assert torch.allclose(fast, slow, atol=1e-3 * float(slow.abs().max()))
+
+
+def test_aligned_sums_shift_weight_and_bin_in_one_pass():
+    frames = movie(specimen(64), torch.zeros(5, 2), 30.0)
+    shifts = torch.tensor([[0.0, 0.0], [0.5, -1.25], [2.0, 0.3], [-1.5, 1.0], [0.7, 0.7]])
+    expected = motion.shift_frames_(frames.clone(), shifts)
+    sums = motion.aligned_sums(frames, shifts, 1, 4)
+    assert torch.allclose(sums.total, expected[1:5].sum(0), atol=1e-3)
+    assert torch.allclose(sums.odd, expected[1] + expected[3], atol=1e-3)
+    w = motion.dose_weights(5, 1.0, 0.0, (32, 32), 2.0)
+    binned = motion.aligned_sums(frames, shifts, 0, 4, w, (32, 32))
+    spectra = torch.fft.rfft2(expected)
+    crop = torch.cat([spectra[:, :16, :17], spectra[:, -16:, :17]], dim=1) * w
+    reference = torch.fft.irfft2(crop.sum(0), s=(32, 32)) / 4  # Fourier crop 64 → 32: values × 32²/64²
+    assert torch.allclose(binned.total, reference, atol=1e-3 * float(reference.abs().max()))
+    assert float(binned.total.mean()) == pytest.approx(float(frames.sum(0).mean()), rel=1e-5)

@@ -1,7 +1,10 @@
-"""Frame movies: MRC and TIFF stacks read into one float32 array (n_frames, y, x).
+"""Frame movies: MRC, TIFF and EER read into one array (n_frames, y, x) (float32, or the file's counts).
 
-EER (Falcon 4) files are TIFF containers with a compression that tifffile decodes only through
-``imagecodecs``; where that is not installed the reader says so instead of returning garbage.
+EER (Falcon 4 electron events) files are BigTIFF containers, one page per fraction (a few ms of
+exposure), with a compression that tifffile decodes through ``imagecodecs``. ``read_eer`` sums the
+fractions into frames (``fractions_per_frame``, the remainder dropped as RELION does) on the 4K
+physical grid or upsampled (2: 8K, 4: 16K, from the sub-pixel bits of each event). Without
+``imagecodecs`` the reader says so instead of returning garbage.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from .mrc import mrc_shape, open_mrc_mmap, read_mrc
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
 TIFF_SUFFIXES = (".tif", ".tiff")
 EER_SUFFIXES = (".eer", ".ecc")
+EER_COMPRESSIONS = (65000, 65001, 65002)
 
 
 def _check_exists(path: Path) -> None:
@@ -24,7 +28,7 @@ def _check_exists(path: Path) -> None:
 
 
 def movie_frame_count(path: str | os.PathLike) -> int:
-    """Frames in a movie (MRC header or TIFF pages) without reading the pixels."""
+    """Frames in a movie (MRC header or TIFF pages; EER: fractions) without reading the pixels."""
     path = Path(path)
     _check_exists(path)
     suffix = path.suffix.lower()
@@ -33,12 +37,82 @@ def movie_frame_count(path: str | os.PathLike) -> int:
 
         try:
             with tifffile.TiffFile(path) as tif:
+                if _is_eer(tif):
+                    return len(tif.series[0].pages)
                 shape = tif.series[0].shape if tif.series else ()
                 return int(shape[0]) if len(shape) == 3 else len(tif.pages)
         except (tifffile.TiffFileError, ValueError, OSError) as exc:
             raise format_error(path, f"not a readable TIFF/EER file ({exc})") from exc
     shape = mrc_shape(path)
     return shape[0] if len(shape) == 3 else 1
+
+
+def is_eer(path: str | os.PathLike) -> bool:
+    """Whether a movie is EER (TIFF pages with EER compression), whatever its suffix."""
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES + EER_SUFFIXES:
+        return False
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return _is_eer(tif)
+    except (tifffile.TiffFileError, ValueError, OSError):
+        return False
+
+
+def _is_eer(tif) -> bool:
+    return any(int(p.compression) in EER_COMPRESSIONS for p in tif.pages[:2])
+
+
+def read_eer(path: str | os.PathLike, fractions_per_frame: int, upsampling: int = 1,
+             n_fractions: int | None = None) -> np.ndarray:
+    """An EER movie as int16 counts (n_frames, y, x): ``fractions_per_frame`` fractions summed per frame.
+
+    ``upsampling`` 1 (physical pixels), 2 or 4 (super-resolution from the events' sub-pixel bits);
+    ``n_fractions``: what the metadata promises (fewer in the file is a FormatError naming it).
+    """
+    path = Path(path)
+    _check_exists(path)
+    if upsampling not in (1, 2, 4):
+        raise ValueError(f"{path}: EER upsampling must be 1, 2 or 4, got {upsampling}")
+    if fractions_per_frame < 1:
+        raise ValueError(f"{path}: EER fractions per frame must be ≥ 1, got {fractions_per_frame}")
+    _require_imagecodecs(path)
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path, superres={1: 0, 2: 1, 4: 2}[upsampling]) as tif:
+            if not _is_eer(tif):
+                raise format_error(path, "not an EER movie (no EER-compressed pages)")
+            series = tif.series[0]
+            total = len(series.pages)
+            if n_fractions is not None and total < n_fractions:
+                raise format_error(path, f"holds {total} EER fractions but the metadata says {n_fractions}")
+            n = total // fractions_per_frame
+            if n < 1:
+                raise format_error(path, f"holds {total} EER fractions, fewer than one frame of {fractions_per_frame}")
+            ny, nx = series.pages[0].shape[-2:]
+            out = np.zeros((n, ny, nx), np.int16)
+            chunk = max(1, min(fractions_per_frame, (1 << 28) // (ny * nx)))  # ≤ 256 MB of decoded fractions
+            for i in range(n):
+                for start in range(i * fractions_per_frame, (i + 1) * fractions_per_frame, chunk):
+                    stop = min(start + chunk, (i + 1) * fractions_per_frame)
+                    fractions = tif.asarray(key=range(start, stop), series=0).reshape(-1, ny, nx)
+                    out[i] += fractions.sum(axis=0, dtype=np.int16)
+    except FormatError:
+        raise
+    except (tifffile.TiffFileError, ValueError, OSError, RuntimeError) as exc:
+        raise format_error(path, f"not a readable EER movie, or truncated ({exc})") from exc
+    return out
+
+
+def _require_imagecodecs(path: Path) -> None:
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        raise format_error(path, "EER movies need the 'imagecodecs' package (pip install imagecodecs) for "
+                                 "tifffile to decode them; or convert to TIFF/MRC") from None
 
 
 def _native(data: np.ndarray, dtype: np.dtype | type | None, copy: bool = False) -> np.ndarray:
@@ -56,13 +130,9 @@ def _read_tiff(path: Path, dtype: np.dtype | type | None = np.float32) -> np.nda
 
     try:
         with tifffile.TiffFile(path) as tif:
-            compression = int(tif.pages[0].compression) if tif.pages else 0
-            if compression in (65000, 65001, 65002):
-                try:
-                    import imagecodecs  # noqa: F401
-                except ImportError:
-                    raise format_error(path, "EER movies are not supported yet (tifffile needs the "
-                                             "'imagecodecs' package to decode EER; convert to TIFF/MRC)") from None
+            if _is_eer(tif):
+                _require_imagecodecs(path)
+                raise format_error(path, "an EER movie: read it with read_eer (fractions summed into frames)")
             data = tif.asarray()
     except FormatError:
         raise
@@ -72,15 +142,22 @@ def _read_tiff(path: Path, dtype: np.dtype | type | None = np.float32) -> np.nda
 
 
 def read_movie(path: str | os.PathLike, n_frames: int | None = None,
-               dtype: np.dtype | type | None = np.float32) -> np.ndarray:
+               dtype: np.dtype | type | None = np.float32, eer_fractions_per_frame: int | None = None,
+               eer_upsampling: int = 1) -> np.ndarray:
     """All frames of a movie (n, y, x) as ``dtype`` (None: the file's own type, e.g. int16 counts).
 
     ``n_frames``: the number of frames the metadata (mdoc ``NumSubFrames``) promises; a movie holding
     fewer is a FormatError naming the file (a truncated transfer), more are read and returned.
+    EER: ``n_frames`` counts fractions, which are summed ``eer_fractions_per_frame`` at a time
+    (required) on the grid upsampled by ``eer_upsampling`` (see ``read_eer``).
     """
     path = Path(path)
     _check_exists(path)
     suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES + EER_SUFFIXES and is_eer(path):
+        if eer_fractions_per_frame is None:
+            raise format_error(path, "an EER movie: give the number of EER fractions summed per frame")
+        return _native(read_eer(path, eer_fractions_per_frame, eer_upsampling, n_frames), dtype)
     if suffix in TIFF_SUFFIXES + EER_SUFFIXES:
         data = _read_tiff(path, dtype)
     else:
@@ -108,4 +185,4 @@ def read_gain(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
-__all__ = ["read_movie", "read_gain", "movie_frame_count", "FormatError"]
+__all__ = ["read_movie", "read_eer", "is_eer", "read_gain", "movie_frame_count", "FormatError"]

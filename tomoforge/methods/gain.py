@@ -77,3 +77,39 @@ def gain_orientation_score(frames_sum, gain) -> float:
     s = s - s.mean()
     inv = inv - inv.mean()
     return float((s * inv).sum() / (s.norm() * inv.norm()).clamp(min=1e-12))
+
+
+ORIENTATIONS = tuple((r, f) for r in (0, 90, 180, 270) for f in ("none", "x"))
+
+
+def check_gain_orientation(frames_sum, gain, name: str = "gain") -> None:
+    """GainError naming ``name`` when raw frames (their sum, y, x) fit the gain much better turned.
+
+    Scores (``gain_orientation_score``, on a grid of ~65k pixels) the gain as given and in the 7 other
+    rotations/flips of the detector; a clearly better one (above 8/√pixels, the score's noise, and more
+    than twice the given one's) means the gain is mis-oriented, which a square detector would not reveal
+    by its shape. A flat gain scores noise everywhere and passes.
+    """
+    s = as_tensor(frames_sum).cpu().numpy()
+    g = as_tensor(gain).cpu().numpy()
+    inverse = np.where(g > 0, 1.0 / np.clip(g, 1e-12, None), 0.0).astype(np.float32)
+    step = max(1, int(np.sqrt(s.size / 65536)))
+    sample = s[::step, ::step]
+    scores = {}
+    for rotate, flip in ORIENTATIONS:
+        turned = np.rot90(inverse, rotate // 90)
+        turned = turned[:, ::-1] if flip == "x" else turned
+        if turned.shape == s.shape:
+            scores[(rotate, flip)] = _correlation(sample, turned[::step, ::step])
+    given = scores[(0, "none")]
+    best = max(scores, key=lambda k: scores[k])
+    if best != (0, "none") and scores[best] > 8 / np.sqrt(sample.size) and given < 0.5 * scores[best]:
+        raise GainError(f"{name}: the frames do not fit its orientation (correlation {given:.3f} with their sum) but "
+                        f"fit it turned by a further {best[0]}° (counter-clockwise) then flipped {best[1]} "
+                        f"({scores[best]:.3f}): set the gain rotation/flip")
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    return float((a * b).sum() / max(float(np.sqrt((a * a).sum() * (b * b).sum())), 1e-12))

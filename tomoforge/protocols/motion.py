@@ -18,10 +18,10 @@ from pydantic import model_validator
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.runner import origin_of
-from tomoforge.io.movies import read_gain, read_movie
+from tomoforge.io.movies import is_eer, movie_frame_count, read_gain, read_movie
 from tomoforge.methods import motion
 from tomoforge.methods.binning import binned_pixel_size, binned_shape
-from tomoforge.methods.gain import apply_gain, transform_gain
+from tomoforge.methods.gain import apply_gain, check_gain, check_gain_orientation, transform_gain
 from tomoforge.model import TiltImage, TiltSeries, TiltSeriesMovie
 from tomoforge.protocols.motion_plot import shifts_svg
 from tomoforge.protocols.tilt_stacks import write_stack
@@ -42,6 +42,10 @@ class MotionParams(ProtocolParams):
     gain_file: str = param("", help="gain reference ('' = the one given at import, if any)")
     gain_rotate_deg: Literal[0, 90, 180, 270] = param(0, unit="deg", help="rotate the gain (CCW) first")
     gain_flip: Literal["none", "x", "y"] = param("none", help="then flip it left-right (x) or up-down (y)")
+    eer_fractions_per_frame: int = param(0, ge=0, help="EER: fractions summed into one frame "
+                                                       "(0: as many as give eer_frame_dose_e_A2)")
+    eer_frame_dose_e_A2: float = param(0.5, gt=0, unit="e/Å²", help="EER: dose per frame when grouping by dose")
+    eer_upsampling: Literal[1, 2, 4] = param(1, help="EER: 1 = physical pixels (4K), 2 = 8K, 4 = 16K (pixel size / 2, / 4)")
     dose_weighting: bool = param(False, help="weight frames by their exposure (Grant & Grigorieff 2015)")
     odd_even: bool = param(True, help="also write the sums of the odd and of the even frames")
 
@@ -110,11 +114,34 @@ def _rescale_time(model: motion.LocalMotion, n_fitted: int, n_total: int) -> mot
     return model
 
 
+def _read_frames(m: dict[str, Any], pixel_size_A: float, p: dict[str, Any]) -> tuple[torch.Tensor, float, int]:
+    """(frames as read, e.g. int16 counts; dose per frame e/Å²; upsampling) of one movie (EER: grouped)."""
+    if not is_eer(m["file"]):
+        return torch.from_numpy(read_movie(m["file"], m["n_frames"], dtype=None)), m["frame_dose"], 1
+    fractions = movie_frame_count(m["file"])
+    group = p["eer_fractions_per_frame"]
+    if not group:
+        if not m.get("dose", 0) > 0:
+            raise ValueError(f"{m['file']}: EER movie without a dose in the metadata: set eer_fractions_per_frame")
+        group = max(1, round(p["eer_frame_dose_e_A2"] * fractions / m["dose"]))
+    frames = read_movie(m["file"], m["n_frames"], dtype=None, eer_fractions_per_frame=group,
+                        eer_upsampling=p["eer_upsampling"])
+    dose = m["dose"] if m.get("dose", 0) > 0 else m["frame_dose"] * m["n_frames"]
+    return torch.from_numpy(frames), dose * group / fractions, p["eer_upsampling"]
+
+
+def _upsampled(gain: torch.Tensor, frame_shape: tuple[int, int], factor: int) -> torch.Tensor:
+    """A physical-pixel gain repeated onto EER frames upsampled by ``factor`` (if it has the physical size)."""
+    if factor > 1 and (gain.shape[0] * factor, gain.shape[1] * factor) == tuple(frame_shape):
+        return gain.repeat_interleave(factor, 0).repeat_interleave(factor, 1)
+    return gain
+
+
 def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_A: float, voltage_kV: float,
                         gain_file: str, params: dict[str, Any]) -> dict[str, Any]:
     """Task: motion-correct every movie of one tilt series (``movies`` sorted by tilt angle).
 
-    Each movie: {"file", "n_frames", "frame_dose", "pre_exposure"}. Writes ``out_base``.mrc (+ _ODD/_EVN),
+    Each movie: {"file", "n_frames", "frame_dose", "pre_exposure", "dose"} (e/Å²). Writes ``out_base``.mrc (+ _ODD/_EVN),
     ``out_base``_shifts.txt and ``out_base``_shifts.svg; returns their paths, the shifts in Å and the
     output pixel size.
     """
@@ -123,24 +150,31 @@ def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_
         gain = transform_gain(read_gain(gain_file), params["gain_rotate_deg"], params["gain_flip"])
     totals, odds, evens, shifts_A, local_rms = [], [], [], [], []
     frame_shape: tuple[int, int] = (0, 0)
+    movie_pixel = pixel_size_A
     for m in movies:
-        frames = torch.from_numpy(read_movie(m["file"], m["n_frames"], dtype=None))
+        frames, frame_dose, upsampling = _read_frames(m, pixel_size_A, params)
+        movie_pixel = pixel_size_A / upsampling
         if frame_shape != (0, 0) and tuple(frames.shape[-2:]) != frame_shape:
             raise ValueError(f"{m['file']}: frames of {tuple(frames.shape[-2:])} px, the others {frame_shape}")
         frame_shape = tuple(frames.shape[-2:])
         if gain is not None:
-            frames = apply_gain(frames, gain, name=f"{gain_file} (for movie {m['file']})")
+            name = f"{gain_file} (for movie {m['file']})"
+            movie_gain = _upsampled(gain, frame_shape, upsampling)
+            if m is movies[0]:  # once per tilt series: a square detector hides a rotated gain
+                check_gain(movie_gain, frame_shape, name)
+                check_gain_orientation(frames.sum(0, dtype=torch.float32), movie_gain, name)
+            frames = apply_gain(frames, movie_gain, name=name)
         else:
             frames = frames.to(torch.float32)
-        out = correct_movie(frames, pixel_size_A, params, m["frame_dose"], m["pre_exposure"], voltage_kV, m["file"])
+        out = correct_movie(frames, movie_pixel, params, frame_dose, m["pre_exposure"], voltage_kV, m["file"])
         del frames
         totals.append(out["sums"].total.numpy())
         if params["odd_even"]:
             odds.append(out["sums"].odd.numpy())
             evens.append(out["sums"].even.numpy())
-        shifts_A.append([(float(x) * pixel_size_A, float(y) * pixel_size_A) for y, x in out["shifts"].tolist()])
+        shifts_A.append([(float(x) * movie_pixel, float(y) * movie_pixel) for y, x in out["shifts"].tolist()])
         local_rms.append(out["local_rms_px"])
-    new_pixel = binned_pixel_size(pixel_size_A, frame_shape, params["binning"])
+    new_pixel = binned_pixel_size(movie_pixel, frame_shape, params["binning"])
     stacks = {"file": write_stack(out_base, "file", np.stack(totals), new_pixel)}
     if params["odd_even"]:
         stacks["odd_file"] = write_stack(out_base, "odd_file", np.stack(odds), new_pixel)
@@ -171,7 +205,8 @@ class MotionCorrection(Protocol):
         params = self.params.model_dump()
         for ts in series:
             movies = [{"file": str(self.absolute(t.file)), "n_frames": t.n_frames, "frame_dose": t.frame_dose_e_A2,
-                       "pre_exposure": max(t.accumulated_dose_e_A2 - t.dose_e_A2, 0.0)} for t in ts.tilt_images]
+                       "pre_exposure": max(t.accumulated_dose_e_A2 - t.dose_e_A2, 0.0), "dose": t.dose_e_A2}
+                      for t in ts.tilt_images]
             gain = self.params.gain_file or ts.acquisition.gain_file
             yield Task(motion_correct_task,
                        (movies, str(self.out_path(ts.name)), ts.acquisition.pixel_size_A, ts.acquisition.voltage_kV,
