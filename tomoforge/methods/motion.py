@@ -6,7 +6,7 @@ relative to the reference frame (``s_ref = 0``); aligning a frame translates it 
 Global alignment (MotionCor2 / unblur style, Zheng et al. 2017; Grant & Grigorieff 2015): spectra are
 weighted by the B-factor envelope exp(−B·k²/4) (k in 1/Å, B in Å²), Fourier-cropped to where the
 weight of a correlation, exp(−B·k²/2), is above ``CROP_WEIGHT`` (the rest is mostly shot noise at
-tomography's dose per frame; the alignment runs on, e.g., 294² instead of 1024²), and each frame is
+tomography's dose per frame; the alignment runs on, e.g., 300² instead of 1024²), and each frame is
 cross-correlated with the sum of all *other* aligned frames (leaving the frame out removes its own
 noise from the reference, which matters at the ~0.1–0.5 e/Å² per frame of tomography). The peak of
 each correlation gives the new shift (sub-pixel from a 3-point Gaussian fit); iterations stop when no
@@ -49,7 +49,21 @@ def alignment_crop(shape: tuple[int, int], pixel_size_A: float, bfactor_A2: floa
     if binning is None:
         k_cut = math.sqrt(2 * math.log(1 / CROP_WEIGHT) / bfactor_A2) if bfactor_A2 > 0 else 1.0 / (2 * pixel_size_A)
         binning = max(1.0, (1.0 / (2 * pixel_size_A)) / k_cut)
-    return tuple(max(16, 2 * int(round(n / binning / 2))) if n / binning >= 16 else n for n in shape)  # type: ignore
+    return tuple(min(n, _fft_size(max(16, 2 * int(round(n / binning / 2))))) if n / binning >= 16 else n
+                 for n in shape)  # type: ignore
+
+
+def _fft_size(n: int) -> int:
+    """The smallest even size ≥ n whose only prime factors are 2, 3 and 5 (fast FFTs)."""
+    m = n + n % 2
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 2
 
 
 def _crop_spectrum(spectrum: torch.Tensor, shape: tuple[int, int], crop: tuple[int, int]) -> torch.Tensor:
@@ -366,6 +380,7 @@ def aligned_sums(frames: torch.Tensor, shifts_px: torch.Tensor | None = None, fi
     if shifts_px is not None:
         ey, ex = _ramps(h, w, as_tensor(shifts_px[first: last + 1], device=frames.device), (ny, nx))
     halves = torch.zeros(2, h, w // 2 + 1, dtype=torch.complex64, device=frames.device)
+    weights = None if weights is None else weights.to(frames.device)
     for i in range(selected.shape[0]):  # frame by frame: the temporaries stay in cache (3× faster than batched)
         if shifts_px is None and weights is None:
             halves[i % 2] += selected[i]

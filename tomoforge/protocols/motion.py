@@ -148,7 +148,8 @@ def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_
     gain = None
     if gain_file:
         gain = transform_gain(read_gain(gain_file), params["gain_rotate_deg"], params["gain_flip"])
-    totals, odds, evens, shifts_A, local_rms = [], [], [], [], []
+    stacks: dict[str, np.ndarray] = {}  # kind → (n_movies, y, x), filled movie by movie
+    shifts_A, local_rms = [], []
     frame_shape: tuple[int, int] = (0, 0)
     movie_pixel = pixel_size_A
     for m in movies:
@@ -168,17 +169,15 @@ def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_
             frames = frames.to(torch.float32)
         out = correct_movie(frames, movie_pixel, params, frame_dose, m["pre_exposure"], voltage_kV, m["file"])
         del frames
-        totals.append(out["sums"].total.numpy())
-        if params["odd_even"]:
-            odds.append(out["sums"].odd.numpy())
-            evens.append(out["sums"].even.numpy())
+        sums = {"file": out["sums"].total, "odd_file": out["sums"].odd, "even_file": out["sums"].even}
+        for kind in ("file", "odd_file", "even_file")[: 3 if params["odd_even"] else 1]:
+            if kind not in stacks:
+                stacks[kind] = np.empty((len(movies), *sums[kind].shape), np.float32)
+            stacks[kind][len(shifts_A)] = sums[kind].numpy()
         shifts_A.append([(float(x) * movie_pixel, float(y) * movie_pixel) for y, x in out["shifts"].tolist()])
         local_rms.append(out["local_rms_px"])
     new_pixel = binned_pixel_size(movie_pixel, frame_shape, params["binning"])
-    stacks = {"file": write_stack(out_base, "file", np.stack(totals), new_pixel)}
-    if params["odd_even"]:
-        stacks["odd_file"] = write_stack(out_base, "odd_file", np.stack(odds), new_pixel)
-        stacks["even_file"] = write_stack(out_base, "even_file", np.stack(evens), new_pixel)
+    files = {kind: write_stack(out_base, kind, data, new_pixel) for kind, data in stacks.items()}
     table = Path(f"{out_base}_shifts.txt")
     lines = ["# movie  frame  shift_x_A  shift_y_A  (frame content displaced by +shift; frame 1 = 0)"]
     for m, s in zip(movies, shifts_A):
@@ -186,7 +185,7 @@ def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_
     table.write_text("\n".join(lines) + "\n")
     plot = Path(f"{out_base}_shifts.svg")
     plot.write_text(shifts_svg([Path(m["file"]).name for m in movies], shifts_A))
-    return {"stacks": stacks, "shifts_A": shifts_A, "pixel_size_A": new_pixel, "table": str(table),
+    return {"stacks": files, "shifts_A": shifts_A, "pixel_size_A": new_pixel, "table": str(table),
             "plot": str(plot), "local_rms_px": local_rms}
 
 
