@@ -40,13 +40,13 @@ def test_filters_follow_the_ctf_formula_with_astigmatism():
         clear = ctf.abs() > 1e-3
         assert torch.equal(flip[clear], -torch.sign(ctf[clear]))
         wiener = correction_filters(shape, px, [u], [v], angle, method="wiener", wiener_snr=4.0)[0].double()
-        torch.testing.assert_close(wiener, -ctf / (ctf * ctf + 0.25), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(wiener, -ctf / (ctf * ctf + 0.25), atol=3e-4, rtol=0)  # χ in float32: measured 1.4e-4
         b = correction_filters(shape, px, [u], [v], angle, method="wiener", wiener_snr=4.0,
                                wiener_b_factor_A2=200.0)[0].double()
         ky = torch.fft.fftfreq(shape[0], px)[:, None].double()
         kx = torch.fft.rfftfreq(shape[1], px)[None, :].double()
         snr = 4.0 * torch.exp(-200.0 * (ky ** 2 + kx ** 2) / 2)
-        torch.testing.assert_close(b, -ctf / (ctf * ctf + 1 / snr), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(b, -ctf / (ctf * ctf + 1 / snr), atol=3e-4, rtol=0)
     with pytest.raises(ValueError, match="method"):
         correction_filters(shape, px, [2e4], [2e4], 0.0, method="deconvolve")
 
@@ -160,7 +160,7 @@ def test_corrected_frc_with_the_ctf_free_truth_keeps_its_sign_past_the_first_zer
         [t["defocus_angle_deg"] for t in tilts], [t["y_tilt_deg"] for t in tilts], [t["z_rot_deg"] for t in tilts],
         [t["x_tilt_deg"] for t in tilts], [[t["x_shift_A"], t["y_shift_A"]] for t in tilts],
         settings=CorrectionSettings(pad_px=0))  # the simulator forms images periodically
-    assert min(strips[2], strips[4]) >= 6  # measured 8 and 7 strips at ±60° (768 Å field, ±100 Å)
+    assert min(strips[2], strips[4]) >= 3  # measured 4 and 4 strips at ±60° (768 Å field, ±228 Å by default)
     worst = 1.0
     for i, t in enumerate(tilts):
         k, before = fourier_ring_correlation(raw[i] - raw[i].mean(), free[i] - free[i].mean(), truth["pixel_size_A"])
@@ -172,7 +172,7 @@ def test_corrected_frc_with_the_ctf_free_truth_keeps_its_sign_past_the_first_zer
         assert changes >= 8, (t["nominal_tilt_deg"], changes)  # measured 10 sign changes up to Nyquist
         assert float(after[past].min()) > 0.3, (t["nominal_tilt_deg"], after[past].min())
         worst = min(worst, float(after[past].min()))
-    assert worst > 0.3  # measured 0.66 (shells at CTF zeros); median 0.97
+    assert worst > 0.3  # measured 0.50 (−60°, a shell at a CTF zero; 0.55 at ±100 Å); median 0.91–0.99
 
 
 def test_frc_of_an_image_with_itself_and_with_its_negative():

@@ -14,7 +14,8 @@ as in IMOD ctfphaseflip. ``handedness`` −1 flips the gradient (data of the oth
 
 Each view is corrected at a set of defocus offsets (strips), the whole (padded) image at each, and every
 pixel takes the correction made at its strip's defocus: strips are at most 2 × ``defocus_tolerance_A``
-wide in defocus (no pixel is corrected more than the tolerance away from its own defocus) and, when
+wide in defocus (no pixel is corrected more than the tolerance away from its own defocus; by default the
+error that turns the CTF phase by π/8 at Nyquist, 228 Å at 3 Å/px, 300 kV) and, when
 ``strip_width_px`` is given, at most that many pixels wide. Astigmatism (U, V, angle) is kept in every
 strip; the strip's offset is added to both U and V.
 
@@ -27,13 +28,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 import torch
 
 from tomoforge.methods.align.projection_model import rotation_matrices
-from tomoforge.methods.ctf import ctf_from_phase, ctf_phase, electron_wavelength_A
+from tomoforge.methods.ctf import electron_wavelength_A
 from tomoforge.methods.fourier import as_tensor, frequency_grid_2d
 
 Method = Literal["phase-flip", "wiener"]
@@ -50,11 +52,12 @@ class Optics:
 
 @dataclass(frozen=True)
 class CorrectionSettings:
-    """How to correct: ``method``; strips (Å of defocus, px; 0 = no width limit); Wiener SNR(k) =
-    ``wiener_snr`` · exp(−``wiener_b_factor_A2`` · k² / 2); padding (px; None = the CTF's delocalisation)."""
+    """How to correct: ``method``; strips (Å of defocus, None = ``auto_tolerance_A``; px, 0 = no width
+    limit); Wiener SNR(k) = ``wiener_snr`` · exp(−``wiener_b_factor_A2`` · k² / 2); padding (px; None = the
+    CTF's delocalisation)."""
 
     method: Method = "phase-flip"
-    defocus_tolerance_A: float = 100.0
+    defocus_tolerance_A: float | None = None
     strip_width_px: int = 0
     wiener_snr: float = 1.0
     wiener_b_factor_A2: float = 0.0
@@ -70,46 +73,72 @@ def defocus_gradient(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:
     return np.linalg.solve(np.transpose(a, (0, 2, 1)), b[:, :, None])[:, :, 0]
 
 
+def auto_tolerance_A(pixel_size_A: float, voltage_kv: float) -> float:
+    """The defocus error (Å) that turns the CTF phase by π/8 at Nyquist: 1 / (8 λ k²), k = 1 / (2 · pixel)
+    (228 Å at 3 Å/px and 300 kV; a strip is twice as wide)."""
+    k = 0.5 / pixel_size_A
+    return 1.0 / (8.0 * electron_wavelength_A(voltage_kv) * k * k)
+
+
 def delocalisation_px(defocus_A: float, pixel_size_A: float, voltage_kv: float, cs_mm: float) -> float:
     """How far (px) the CTF spreads a point at Nyquist: λ|ΔF|k + Cs λ³ k³ (Å) / pixel size."""
     lam, k = electron_wavelength_A(voltage_kv), 0.5 / pixel_size_A
     return (lam * abs(defocus_A) * k + cs_mm * 1e7 * lam ** 3 * k ** 3) / pixel_size_A
 
 
-def _polar_grid(shape: tuple[int, int], pixel_size_A: float, astigmatism_angle_deg: float,
-                device: torch.device | str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(|k| (1/Å), cos 2(θ − θ_ast)) on the rfft grid, float64."""
+@lru_cache(maxsize=4)
+def _grid(shape: tuple[int, int], pixel_size_A: float, device: str) -> tuple[torch.Tensor, ...]:
+    """(k², cos 2θ, sin 2θ) on the rfft grid of ``shape`` (float32, k in 1/Å, θ the angle of k from X)."""
     ky, kx = frequency_grid_2d(shape, pixel_size_A, True, device)
-    ky, kx = ky.to(torch.float64), kx.to(torch.float64)
-    return torch.sqrt(ky * ky + kx * kx), torch.cos(2 * (torch.atan2(ky, kx) - math.radians(astigmatism_angle_deg)))
+    theta2 = 2 * torch.atan2(ky, kx)
+    return ky * ky + kx * kx, torch.cos(theta2), torch.sin(theta2)
 
 
-def _filters(k: torch.Tensor, cos2: torch.Tensor, defocus_u_A, defocus_v_A, optics: Optics, phase_shift_deg: float,
-             method: str, wiener_snr: float, wiener_b_factor_A2: float) -> torch.Tensor:
-    u = as_tensor(defocus_u_A, torch.float64, k.device).reshape(-1, 1, 1)
-    v = as_tensor(defocus_v_A, torch.float64, k.device).reshape(-1, 1, 1)
-    dfz = 0.5 * (u + v) + 0.5 * (u - v) * cos2
-    ctf = ctf_from_phase(ctf_phase(k, dfz, optics.voltage_kv, optics.cs_mm, phase_shift_deg),
-                         optics.amplitude_contrast)
-    if method == "phase-flip":
-        return (-torch.sign(ctf)).to(torch.float32)
-    if method != "wiener":
-        raise ValueError(f"method {method!r}: expected 'phase-flip' or 'wiener'")
-    if wiener_snr <= 0:
-        raise ValueError(f"wiener_snr ({wiener_snr}) must be > 0")
-    snr = wiener_snr * torch.exp(-wiener_b_factor_A2 * k * k / 2)
-    return (-ctf / (ctf * ctf + 1.0 / snr)).to(torch.float32)
+class _ViewPhase:
+    """χ(k) + asin(A) of one view on an rfft grid, split as base + slope · δ for a defocus offset δ (Å):
+    then CTF = −sin(χ + asin A) (the PRIMER's −[√(1 − A²) sin χ + A cos χ]), one FMA and one sine per
+    strip. float32 throughout: |χ| < ~150 rad at the corner of the grid, so its error is < 2e-5 rad."""
+
+    def __init__(self, shape: tuple[int, int], pixel_size_A: float, defocus_u_A: float, defocus_v_A: float,
+                 astigmatism_angle_deg: float, optics: Optics, phase_shift_deg: float,
+                 device: torch.device | str | None):
+        k2, cos2t, sin2t = _grid(tuple(shape), float(pixel_size_A), str(torch.device(device or "cpu")))
+        a = math.radians(2 * astigmatism_angle_deg)
+        half = 0.5 * (defocus_u_A - defocus_v_A)
+        dfz = (cos2t * (half * math.cos(a)) + sin2t * (half * math.sin(a))).add_(0.5 * (defocus_u_A + defocus_v_A))
+        lam = electron_wavelength_A(optics.voltage_kv)
+        self.slope = k2 * (math.pi * lam)
+        self.base = self.slope * dfz - (0.5 * math.pi * optics.cs_mm * 1e7 * lam ** 3) * k2 * k2 \
+            + (math.radians(phase_shift_deg) + math.asin(optics.amplitude_contrast))
+        self.k2 = k2
+
+    def filters(self, offsets_A: torch.Tensor, method: str, wiener_snr: float, wiener_b_factor_A2: float) -> torch.Tensor:
+        """(m, y, x // 2 + 1) correction filters at m defocus offsets (Å)."""
+        delta = offsets_A.to(torch.float32, copy=False).reshape(-1, 1, 1).to(self.base.device)
+        s = torch.sin(torch.addcmul(self.base, self.slope, delta))  # = −CTF
+        if method == "phase-flip":
+            return torch.sign(s)
+        if method != "wiener":
+            raise ValueError(f"method {method!r}: expected 'phase-flip' or 'wiener'")
+        if wiener_snr <= 0:
+            raise ValueError(f"wiener_snr ({wiener_snr}) must be > 0")
+        inverse_snr = torch.exp(wiener_b_factor_A2 * self.k2 / 2) / wiener_snr
+        return s / (s * s + inverse_snr)
 
 
 def correction_filters(shape: tuple[int, int], pixel_size_A: float, defocus_u_A, defocus_v_A,
                        astigmatism_angle_deg: float, optics: Optics = Optics(), phase_shift_deg: float = 0.0,
                        method: Method = "phase-flip", wiener_snr: float = 1.0, wiener_b_factor_A2: float = 0.0,
                        device: torch.device | str | None = None) -> torch.Tensor:
-    """(m, y, x // 2 + 1) rfft-grid filters for m defocus pairs (U ≥ V, Å): −sign(CTF) or the Wiener filter
-    −CTF / (CTF² + 1/SNR(k)), SNR(k) = wiener_snr · exp(−wiener_b_factor_A2 · k² / 2)."""
-    k, cos2 = _polar_grid(shape, pixel_size_A, astigmatism_angle_deg, device)
-    return _filters(k, cos2, defocus_u_A, defocus_v_A, optics, phase_shift_deg, method, wiener_snr,
-                    wiener_b_factor_A2)
+    """(m, y, x // 2 + 1) rfft-grid filters for m defocus pairs (U ≥ V, Å, the same astigmatism U − V):
+    −sign(CTF) or the Wiener filter −CTF / (CTF² + 1/SNR(k)), SNR(k) = wiener_snr · exp(−B k² / 2)."""
+    u = as_tensor(defocus_u_A, torch.float64).reshape(-1)
+    v = as_tensor(defocus_v_A, torch.float64).reshape(-1)
+    if not torch.allclose(u - v, (u - v)[:1].expand_as(u)):
+        raise ValueError("correction_filters: every defocus pair must have the same astigmatism U − V")
+    phase = _ViewPhase(shape, pixel_size_A, float(u[0]), float(v[0]), astigmatism_angle_deg, optics, phase_shift_deg,
+                       device)
+    return phase.filters(u - u[0], method, wiener_snr, wiener_b_factor_A2)
 
 
 def _padded_size(n: int, pad: int) -> int:
@@ -133,7 +162,8 @@ def strip_offsets(offset_map_A: torch.Tensor, tolerance_A: float, gradient_A_per
     if strip_width_px > 0 and gradient_A_per_px > 0:
         spacing = min(spacing, strip_width_px * gradient_A_per_px)
     if hi <= lo:
-        return torch.tensor([lo], dtype=torch.float64), torch.zeros_like(offset_map_A, dtype=torch.long)
+        return (torch.tensor([lo], dtype=torch.float64, device=offset_map_A.device),
+                torch.zeros_like(offset_map_A, dtype=torch.long))
     n = max(1, math.ceil((hi - lo) / spacing - 1e-9))
     width = (hi - lo) / n
     centres = lo + (torch.arange(n, dtype=torch.float64, device=offset_map_A.device) + 0.5) * width
@@ -154,10 +184,11 @@ def correct_ctf_image(image: torch.Tensor, pixel_size_A: float, defocus_u_A: flo
     device = img.device
     ny, nx = img.shape
     g = settings.handedness * defocus_gradient(tilt_deg, z_rot_deg, x_tilt_deg)[0]
-    yy = (torch.arange(ny, device=device, dtype=torch.float64) - ny // 2) * pixel_size_A - shift_A[1]
-    xx = (torch.arange(nx, device=device, dtype=torch.float64) - nx // 2) * pixel_size_A - shift_A[0]
+    yy = (torch.arange(ny, device=device, dtype=torch.float32) - ny // 2) * pixel_size_A - shift_A[1]
+    xx = (torch.arange(nx, device=device, dtype=torch.float32) - nx // 2) * pixel_size_A - shift_A[0]
     offsets = float(g[0]) * xx[None, :] + float(g[1]) * yy[:, None]
-    centres, index = strip_offsets(offsets, settings.defocus_tolerance_A,
+    tolerance = settings.defocus_tolerance_A or auto_tolerance_A(pixel_size_A, optics.voltage_kv)
+    centres, index = strip_offsets(offsets, tolerance,
                                    float(np.hypot(*g)) * pixel_size_A, settings.strip_width_px)
     pad = settings.pad_px
     if pad is None:
@@ -168,12 +199,12 @@ def correct_ctf_image(image: torch.Tensor, pixel_size_A: float, defocus_u_A: flo
     work = torch.full(shape, float(img.mean()), dtype=torch.float32, device=device)
     work[y0:y0 + ny, x0:x0 + nx] = img
     spectrum = torch.fft.rfft2(work)
-    k, cos2 = _polar_grid(shape, pixel_size_A, astigmatism_angle_deg, device)
+    phase = _ViewPhase(shape, pixel_size_A, defocus_u_A, defocus_v_A, astigmatism_angle_deg, optics,
+                       phase_shift_deg, device)
     out = torch.empty_like(img)
     for start in range(0, len(centres), max(1, settings.chunk)):
         part = centres[start:start + settings.chunk]
-        filters = _filters(k, cos2, defocus_u_A + part, defocus_v_A + part, optics, phase_shift_deg,
-                           settings.method, settings.wiener_snr, settings.wiener_b_factor_A2)
+        filters = phase.filters(part, settings.method, settings.wiener_snr, settings.wiener_b_factor_A2)
         corrected = torch.fft.irfft2(spectrum * filters, s=shape)[:, y0:y0 + ny, x0:x0 + nx]
         local = index - start
         inside = (local >= 0) & (local < len(part))
@@ -233,5 +264,5 @@ def fourier_ring_correlation(a: torch.Tensor, b: torch.Tensor, pixel_size_A: flo
     return centres, (num / den)[:n]
 
 
-__all__ = ["Optics", "CorrectionSettings", "defocus_gradient", "delocalisation_px", "correction_filters",
+__all__ = ["Optics", "CorrectionSettings", "defocus_gradient", "auto_tolerance_A", "delocalisation_px", "correction_filters",
            "strip_offsets", "correct_ctf_image", "correct_ctf_stack", "fourier_ring_correlation"]

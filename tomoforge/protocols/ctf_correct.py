@@ -25,8 +25,9 @@ from tomoforge.protocols.tilt_stacks import image_sources, read_images, restack,
 class CTFCorrectionParams(ProtocolParams):
     method: Literal["phase-flip", "wiener"] = param("phase-flip", help="flip the phases where the CTF is "
                                                     "positive, or Wiener-filter (restores amplitudes too)")
-    defocus_tolerance_A: float = param(100.0, gt=0, unit="Å", help="largest difference between a pixel's "
-                                       "defocus and the defocus it is corrected at (strips twice as wide)")
+    defocus_tolerance_A: float | None = param(None, gt=0, unit="Å", help="largest difference between a pixel's "
+                                              "defocus and the defocus it is corrected at (strips twice as wide); "
+                                              "default: what turns the CTF phase by π/8 at Nyquist")
     strip_width_px: int = param(0, ge=0, unit="px", help="also keep strips at most this wide (0: tolerance only)")
     wiener_snr: float = param(1.0, gt=0, help="Wiener: spectral signal-to-noise ratio at low frequency")
     wiener_b_factor_A2: float = param(0.0, ge=0, unit="Å²", help="Wiener: the SNR falls as exp(−B k²/2)")

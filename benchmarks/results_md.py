@@ -1,0 +1,35 @@
+"""Helpers shared by the benchmark scripts: the machine they ran on, and their section of RESULTS.md."""
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine_info() -> dict:
+    """Cores, CPU model, torch version and threads, date, commit, load average now."""
+    cpuinfo = Path("/proc/cpuinfo")
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")), "unknown") if cpuinfo.exists() else "unknown"
+    return {"nproc": os.cpu_count(), "cpu": cpu, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "date": datetime.date.today().isoformat(),
+            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                  cwd=Path(__file__).parent).stdout.strip(),
+            "load": round(os.getloadavg()[0], 2)}
+
+
+def replace_section(start: str, end: str, lines: list[str], results: Path = RESULTS) -> None:
+    """Put ``lines`` between the ``start``/``end`` markers of RESULTS.md (appended when absent)."""
+    section = "\n".join([start, *lines, end])
+    text = results.read_text() if results.exists() else "# Benchmarks\n"
+    if start in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    results.write_text(text)
