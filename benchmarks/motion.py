@@ -10,8 +10,8 @@ Measured, per tilt series (7 movies of 8 frames of 1024², int16 MRC, with a gai
   sums with odd/even halves, three MRC stacks, the shift table and plot written. The first call in the
   process, the median of the warm calls, and a fresh Python process doing one tilt series (interpreter
   start and ``import torch`` included).
-- tomoforge, estimation only: ``hot_pixel_mask`` + ``estimate_global_shifts`` on gain-corrected frames in
-  memory (its rfft included).
+- tomoforge, estimation only: ``hot_pixel_mask`` (once, first movie) + ``estimate_global_shifts`` (its rfft
+  included) on gain-corrected frames in memory.
 - teamtomo torch-motion-correction ``estimate_global_motion`` (defaults), estimation only, if importable.
 - RELION 3.1 ``relion_run_motioncorr --use_own`` (if on PATH), whole process (reads the movies and the
   gain, corrects defects, aligns, writes each sum, its STAR, log and EPS plot), global only, ``--j`` threads,
@@ -98,20 +98,23 @@ def ours_whole(truth: dict, folder: Path, out: Path) -> tuple[dict, list[np.ndar
     return timing, [np.asarray(s) / truth["pixel_size_A"] for s in result["shifts_A"]]
 
 
-def ours_estimation(frames: torch.Tensor, pixel: float) -> np.ndarray:
+def ours_estimation(movies: list[torch.Tensor], pixel: float) -> list[np.ndarray]:
+    """Per movie (x, y) px; the hot pixels found in the first movie's sum, as the protocol does."""
     bfactor = MotionParams().bfactor_A2
-    s = estimate_global_shifts(frames, pixel, bfactor, defects=hot_pixel_mask(frames.sum(0))).numpy()
-    return s[:, ::-1]  # (x, y) px
+    defects = hot_pixel_mask(movies[0].sum(0))
+    return [estimate_global_shifts(f, pixel, bfactor, defects=defects).numpy()[:, ::-1] for f in movies]
 
 
-def teamtomo(frames: torch.Tensor, pixel: float) -> np.ndarray | None:
+def teamtomo(movies: list[torch.Tensor], pixel: float) -> list[np.ndarray] | None:
     try:
         from torch_motion_correction import estimate_global_motion
     except ImportError:
         return None
-    field = estimate_global_motion(frames, pixel_spacing=pixel)
-    yx = field.data[:, :, 0, 0].T.cpu().numpy()  # (t, 2) (y, x) Å
-    return yx[:, ::-1] / pixel
+    shifts = []
+    for frames in movies:
+        field = estimate_global_motion(frames, pixel_spacing=pixel)
+        shifts.append(field.data[:, :, 0, 0].T.cpu().numpy()[:, ::-1] / pixel)  # (t, 2) (x, y) px
+    return shifts
 
 
 def relion_movies_star(movies: list[str], pixel: float, voltage: float, cs: float, amp: float) -> str:
@@ -192,8 +195,8 @@ def one_round(truth: dict, folder: Path, out: Path, frames: list[torch.Tensor], 
     timing["tomoforge_whole"], shifts["tomoforge"] = ours_whole(truth, folder, out / "tomoforge")
     for name, fn in (("tomoforge_estimation", ours_estimation), ("teamtomo_estimation", teamtomo)):
         start = clock()
-        est = [fn(f, pixel) for f in frames]
-        if est[0] is not None:
+        est = fn(frames, pixel)
+        if est is not None:
             timing[name], shifts[name] = since(start), est
     for dw in (False, True):
         rel = relion(truth, folder, out / "relion", dw, threads)
@@ -289,7 +292,7 @@ def write_section(r: dict) -> None:
         ("RELION 3.1 `relion_run_motioncorr --use_own` (read, gain, defects, align, write sum, STAR, log, EPS)",
          "relion_whole", "relion_whole"),
         ("RELION 3.1, same with `--dose_weighting`", "relion_whole_dose_weighted", "relion_whole_dose_weighted"),
-        ("tomoforge estimation only: `hot_pixel_mask` + `estimate_global_shifts` (frames in memory)",
+        ("tomoforge estimation only: `hot_pixel_mask` (first movie) + `estimate_global_shifts`, frames in memory",
          "tomoforge_estimation", "tomoforge_estimation"),
         ("teamtomo torch-motion-correction 0.6 `estimate_global_motion`, estimation only", "teamtomo_estimation",
          "teamtomo_estimation"),

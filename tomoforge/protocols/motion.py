@@ -66,11 +66,13 @@ def _range(first: int, last: int, n: int, movie: str) -> tuple[int, int]:
 
 
 def correct_movie(frames: torch.Tensor, pixel_size_A: float, p: dict[str, Any], frame_dose_e_A2: float,
-                  pre_exposure_e_A2: float, voltage_kV: float, movie: str) -> dict[str, Any]:
-    """Align and sum one movie (n, y, x) (modified in place); returns sums (binned) and shifts (pixels).
+                  pre_exposure_e_A2: float, voltage_kV: float, movie: str,
+                  defects: torch.Tensor | None = None) -> dict[str, Any]:
+    """Align and sum one movie (n, y, x) (modified in place); returns sums (binned), shifts (pixels), defects.
 
     One rfft of the frames serves the estimation (cropped to the alignment band, hot pixels masked)
     and the sums (phase ramps, dose weights, Fourier-crop binning), unless local patches are asked.
+    ``defects``: the hot-pixel mask (y, x) to mask (None: found in this movie's sum, and returned).
     """
     n = frames.shape[0]
     shape = tuple(frames.shape[-2:])
@@ -81,9 +83,9 @@ def correct_movie(frames: torch.Tensor, pixel_size_A: float, p: dict[str, Any], 
     shifts = torch.zeros(n, 2)
     if a1 > a0:
         aligned = frames[a0: a1 + 1]
+        defects = motion.hot_pixel_mask(aligned.sum(0)) if defects is None else defects
         shifts[a0: a1 + 1] = motion.estimate_global_shifts(
-            aligned, pixel_size_A, p["bfactor_A2"], p["max_shift_A"], defects=motion.hot_pixel_mask(aligned.sum(0)),
-            spectra=spectra[a0: a1 + 1])
+            aligned, pixel_size_A, p["bfactor_A2"], p["max_shift_A"], defects=defects, spectra=spectra[a0: a1 + 1])
         shifts[:a0] = shifts[a0]
         shifts[a1 + 1:] = shifts[a1]
     sum_shifts: torch.Tensor | None = shifts
@@ -101,7 +103,7 @@ def correct_movie(frames: torch.Tensor, pixel_size_A: float, p: dict[str, Any], 
         weights = motion.dose_weights(n, frame_dose_e_A2, pre_exposure_e_A2, out_shape,
                                       binned_pixel_size(pixel_size_A, shape, p["binning"]), voltage_kV)
     sums = motion.aligned_sums(frames, sum_shifts, s0, s1, weights, out_shape, spectra)
-    return {"sums": sums, "shifts": shifts, "local_rms_px": local.rms_fit_px if local else None}
+    return {"sums": sums, "shifts": shifts, "local_rms_px": local.rms_fit_px if local else None, "defects": defects}
 
 
 def _rescale_time(model: motion.LocalMotion, n_fitted: int, n_total: int) -> motion.LocalMotion:
@@ -151,6 +153,7 @@ def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_
     stacks: dict[str, np.ndarray] = {}  # kind → (n_movies, y, x), filled movie by movie
     shifts_A, local_rms = [], []
     frame_shape: tuple[int, int] = (0, 0)
+    defects = None  # hot pixels are fixed on the detector: found in the first movie, masked in all
     movie_pixel = pixel_size_A
     for m in movies:
         frames, frame_dose, upsampling = _read_frames(m, pixel_size_A, params)
@@ -167,7 +170,8 @@ def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_
             frames = apply_gain(frames, movie_gain, name=name)
         else:
             frames = frames.to(torch.float32)
-        out = correct_movie(frames, movie_pixel, params, frame_dose, m["pre_exposure"], voltage_kV, m["file"])
+        out = correct_movie(frames, movie_pixel, params, frame_dose, m["pre_exposure"], voltage_kV, m["file"], defects)
+        defects = out["defects"]
         del frames
         sums = {"file": out["sums"].total, "odd_file": out["sums"].odd, "even_file": out["sums"].even}
         for kind in ("file", "odd_file", "even_file")[: 3 if params["odd_even"] else 1]:
