@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from tomoforge.methods.reconstruct.lines import LinePlan
+from tomoforge.methods.reconstruct.slabs import release_freed_memory
 
-_BUILD_ENTRIES = 1 << 23  # voxel × view × tap entries built at once (bounds the build's temporaries)
+_BUILD_ENTRIES = 1 << 21  # voxel × view × tap entries built at once (bounds the build's temporaries)
 
 
 def _csr(crow, col, val, shape) -> torch.Tensor:
@@ -40,16 +41,20 @@ class LineProjector:
         self.col_base = np.concatenate([[0], np.cumsum(self.block_sizes)[:-1]])
         self.n_columns = int(self.block_sizes.sum())
         self.matrix = self._build()
+        if self.device.type == "cpu":
+            release_freed_memory()  # the build's temporaries
         self._transposed: torch.Tensor | None = None
+        self._column_sums: torch.Tensor | None = None
 
     # --- construction --------------------------------------------------------------------------
     def _build(self) -> torch.Tensor:
+        """S in CSR form, filled block of z-rows by block into arrays of the final size (int32 columns,
+        float32 weights; taps of weight 0, from views without XTilt when another has one, left out)."""
         p = self.plan
         nz, _, nx = p.volume.shape_zyx
-        f32 = dict(dtype=torch.float32)
-        x = torch.as_tensor(p.volume.axis_px("x"), **f32)
+        x = torch.as_tensor(p.volume.axis_px("x"), dtype=torch.float32)
         z_all = torch.as_tensor(p.volume.axis_px("z"), dtype=torch.float64)
-        cos_b = torch.as_tensor(p.cos_b, **f32) * p.oversampling
+        cos_b = torch.as_tensor(p.cos_b, dtype=torch.float32) * p.oversampling
         sin_b_over_cos_a = torch.as_tensor(p.sin_b / p.cos_a, dtype=torch.float64) * p.oversampling
         tan_a, row_lo = torch.as_tensor(p.tan_a), torch.as_tensor(p.row_lo)
         # τ sample position (upsampled units) = cos b · x · os + [sin b / cos a · z − τ0] · os + column base
@@ -57,50 +62,75 @@ class LineProjector:
         n_s = p.n_samples
         four = bool(np.any(p.tan_a != 0))
         taps = 4 if four else 2
-        step = max(1, _BUILD_ENTRIES // (nx * p.n_views * taps))
-        crows, cols, vals = [torch.zeros(1, dtype=torch.int64)], [], []
+        per_row = p.n_views * taps
+        if self.n_voxels * per_row >= 2 ** 31 - 1:
+            raise MemoryError(f"the projector would have {self.n_voxels * per_row} entries, too many for one matrix: "
+                              "use a smaller tomogram (binning, thickness) or fewer views")
+        cols = torch.empty(self.n_voxels * per_row, dtype=torch.int32)
+        vals = torch.empty(self.n_voxels * per_row, dtype=torch.float32)
+        crow = torch.empty(self.n_voxels + 1, dtype=torch.int64)
+        crow[0] = 0
+        filled = 0
+        step = max(1, _BUILD_ENTRIES // (nx * per_row))
         for z0 in range(0, nz, step):
             z = z_all[z0:z0 + step]
-            per_z = (sin_b_over_cos_a[None, :] * z[:, None] + offset[None, :])   # (z, view), float64
+            per_z = sin_b_over_cos_a[None, :] * z[:, None] + offset[None, :]   # (z, view), float64
             whole = torch.floor(per_z)
             m = cos_b[None, None, :] * x[None, :, None] + (per_z - whole).to(torch.float32)[:, None, :]
             m0 = torch.floor(m)
             fm = m - m0
-            col0 = m0.to(torch.int64) + whole.to(torch.int64)[:, None, :]
+            col0 = m0.to(torch.int32) + whole.to(torch.int32)[:, None, :]
+            rows = len(z) * nx
             if four:
                 r = -tan_a[None, :] * z[:, None]                      # (z, view) row offset
                 r0 = torch.floor(r)
                 fr = (r - r0).to(torch.float32)[:, None, :]
-                col0 = col0 + ((r0.to(torch.int64) - row_lo[None, :]) * n_s)[:, None, :]
+                col0 += ((r0.to(torch.int32) - row_lo[None, :].to(torch.int32)) * n_s)[:, None, :]
                 w = torch.stack([(1 - fr) * (1 - fm), (1 - fr) * fm, fr * (1 - fm), fr * fm], dim=-1)
                 c = torch.stack([col0, col0 + 1, col0 + n_s, col0 + n_s + 1], dim=-1)
-                w, c = w.reshape(-1, p.n_views * taps), c.reshape(-1, p.n_views * taps)
+                w, c = w.reshape(rows, per_row), c.reshape(rows, per_row)
                 keep = w != 0
-                crows.append(torch.cumsum(keep.sum(dim=1), 0) + crows[-1][-1])
-                cols.append(c[keep].to(torch.int32))
-                vals.append(w[keep])
+                n_keep = int(keep.sum())
+                torch.cumsum(keep.sum(dim=1), 0, out=crow[1 + z0 * nx:1 + z0 * nx + rows])
+                crow[1 + z0 * nx:1 + z0 * nx + rows] += filled
+                cols[filled:filled + n_keep] = c[keep]
+                vals[filled:filled + n_keep] = w[keep]
+                filled += n_keep
             else:
-                w = torch.stack([1 - fm, fm], dim=-1).reshape(-1)
-                c = torch.stack([col0, col0 + 1], dim=-1).to(torch.int32).reshape(-1)
-                n_rows = len(z) * nx
-                crows.append(torch.arange(1, n_rows + 1) * (p.n_views * 2) + crows[-1][-1])
-                cols.append(c)
-                vals.append(w)
-        crow = torch.cat(crows)
-        if crow[-1] >= 2 ** 31 - 1:
-            raise MemoryError(f"the projector has {int(crow[-1])} entries, too many for one matrix: use a smaller "
-                              "tomogram (binning, thickness) or fewer views")
-        return _csr(crow.to(torch.int32).to(self.device), torch.cat(cols).to(self.device),
-                    torch.cat(vals).to(self.device), (self.n_voxels, self.n_columns))
+                n_new = rows * per_row
+                cols[filled:filled + n_new].view(rows, p.n_views, 2).copy_(
+                    torch.stack([col0, col0 + 1], dim=-1).view(rows, p.n_views, 2))
+                vals[filled:filled + n_new].view(rows, p.n_views, 2).copy_(
+                    torch.stack([1 - fm, fm], dim=-1).view(rows, p.n_views, 2))
+                crow[1 + z0 * nx:1 + z0 * nx + rows] = torch.arange(1, rows + 1) * per_row + filled
+                filled += n_new
+        return _csr(crow.to(torch.int32).to(self.device), cols[:filled].to(self.device),
+                    vals[:filled].to(self.device), (self.n_voxels, self.n_columns))
 
     @property
     def transposed(self) -> torch.Tensor:
-        """Sᵀ in CSR form (built on first use: the forward projector)."""
+        """Sᵀ in CSR form (built on first use: the forward projector): S's entries sorted by column, stably,
+        so that each row of Sᵀ lists its voxels in order."""
         if self._transposed is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self._transposed = self.matrix.t().to_sparse_csr()
+            s = self.matrix
+            col, crow = s.col_indices(), s.crow_indices()
+            order = torch.argsort(col, stable=True)
+            voxel = torch.repeat_interleave(torch.arange(s.shape[0], dtype=torch.int32, device=col.device),
+                                            (crow[1:] - crow[:-1]).long())
+            counts = torch.bincount(col.long(), minlength=s.shape[1])
+            t_crow = torch.zeros(s.shape[1] + 1, dtype=torch.int64, device=col.device)
+            torch.cumsum(counts, 0, out=t_crow[1:])
+            self._transposed = _csr(t_crow.to(torch.int32), voxel[order], s.values()[order], (s.shape[1], s.shape[0]))
         return self._transposed
+
+    @property
+    def column_sums(self) -> torch.Tensor:
+        """(n_columns,) oversampling · Sᵀ · 1: the ray length (voxels) through one full tomogram row that each
+        line sample at each row offset collects."""
+        if self._column_sums is None:
+            ones = torch.ones(self.n_voxels, 1, device=self.matrix.device)
+            self._column_sums = self.project_columns(ones)[:, 0]
+        return self._column_sums
 
     @property
     def nbytes(self) -> int:

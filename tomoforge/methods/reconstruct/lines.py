@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tomoforge.methods.fourier import as_tensor
 from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry
 
 
@@ -113,35 +114,71 @@ def line_grid(plan: LinePlan, r0: int, r1: int, device=None) -> torch.Tensor:
     return grid
 
 
-def sample_lines(images: torch.Tensor, plan: LinePlan, r0: int, r1: int) -> torch.Tensor:
-    """(n_views, r1 − r0, n_tau) bilinear samples of ``images`` (n_views, y, x) along line rows [r0, r1);
-    zero outside the images."""
-    grid = line_grid(plan, r0, r1, images.device)
-    return F.grid_sample(images[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
+@dataclass
+class Views:
+    """The images as the lines read them: ``sign`` · (image − ``mean``) · border taper, applied per sample
+    (the images themselves are not copied)."""
+
+    images: torch.Tensor    # (n, y, x) float32
+    mean: torch.Tensor      # (n,) subtracted from each view (zeros: nothing)
+    taper_px: float         # width of the cosine border taper (0: none)
+    sign: float = 1.0       # −1 inverts the contrast
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape)
+
+    def subset(self, views) -> "Views":
+        """The views indexed by ``views``."""
+        index = torch.as_tensor(np.asarray(views), device=self.device)
+        return Views(self.images[index], self.mean[index], self.taper_px, self.sign)
 
 
-def edge_taper(shape: tuple[int, int], width_px: int, device=None) -> torch.Tensor:
-    """(y, x) window rising from 0 at the image border to 1 at ``width_px`` inside (cosine edge)."""
-    def ramp(n: int) -> torch.Tensor:
-        d = torch.minimum(torch.arange(n, device=device), torch.arange(n - 1, -1, -1, device=device)).float()
-        if width_px <= 0:
-            return torch.ones(n, device=device)
-        return 0.5 - 0.5 * torch.cos(torch.pi * torch.clamp((d + 0.5) / width_px, max=1.0))
-    return ramp(shape[0])[:, None] * ramp(shape[1])[None, :]
-
-
-def prepare_views(images: torch.Tensor, taper_px: int | None = None, invert: bool = False,
-                  subtract_mean: bool = True) -> torch.Tensor:
-    """Each view minus its mean (``subtract_mean``: the specimen extends beyond the field, so what lies
-    outside the image is taken as average), its border tapered to 0 over ``taper_px`` (default 1/64 of
-    its size, at least 2 px), contrast inverted when asked."""
-    x = images.to(torch.float32)
-    if subtract_mean:
-        x = x - x.mean(dim=(-2, -1), keepdim=True)
-    if invert:
-        x = -x
+def views_from(images, taper_px: int | None = None, invert: bool = False, subtract_mean: bool = True,
+               device=None) -> Views:
+    """``Views`` of ``images`` (n, y, x): each minus its mean when ``subtract_mean`` (the specimen extends
+    beyond the field, so what lies outside the image is taken as average), the border tapered to 0 over
+    ``taper_px`` (None: 1/64 of the size, at least 2 px), the contrast inverted with ``invert``."""
+    x = as_tensor(images, device=device)
+    if x.ndim != 3:
+        raise ValueError(f"views must be a stack (n, y, x), got shape {tuple(x.shape)}")
+    mean = x.mean(dim=(-2, -1)) if subtract_mean else torch.zeros(x.shape[0], device=x.device)
     width = max(2, min(x.shape[-2:]) // 64) if taper_px is None else int(taper_px)
-    return x * edge_taper(tuple(x.shape[-2:]), width, x.device)
+    return Views(x, mean, float(width), -1.0 if invert else 1.0)
 
 
-__all__ = ["LinePlan", "plan_lines", "line_grid", "sample_lines", "edge_taper", "prepare_views"]
+def _edge(d: torch.Tensor, width: float) -> torch.Tensor:
+    """Cosine taper at distance ``d`` (px) inside the border: 0 at −0.5, 1 from ``width`` − 0.5 on."""
+    return 0.5 - 0.5 * torch.cos(torch.pi * torch.clamp((d + 0.5) / width, 0.0, 1.0))
+
+
+def sample_lines(views: Views, plan: LinePlan, r0: int, r1: int) -> torch.Tensor:
+    """(n_views, r1 − r0, n_tau) bilinear samples of the views along line rows [r0, r1); zero outside the
+    images. Mean and taper are applied at the sample positions: sign · (sample − mean · coverage) · taper,
+    coverage being the bilinear weight of the image's support (1 inside)."""
+    grid = line_grid(plan, r0, r1, views.device)
+    lines = F.grid_sample(views.images[:, None], grid, mode="bilinear", padding_mode="zeros",
+                          align_corners=True)[:, 0]
+    subtract = bool(torch.any(views.mean != 0))
+    if not subtract and views.taper_px <= 0:
+        return lines if views.sign > 0 else -lines
+    ny, nx = plan.image_shape
+    u = (grid[..., 0] + 1) * (0.5 * (nx - 1))
+    v = (grid[..., 1] + 1) * (0.5 * (ny - 1))
+    del grid
+    if subtract:
+        coverage = (torch.clamp(u + 1, 0, 1) * torch.clamp(nx - u, 0, 1)) * (torch.clamp(v + 1, 0, 1)
+                                                                             * torch.clamp(ny - v, 0, 1))
+        lines -= views.mean[:, None, None] * coverage
+        del coverage
+    if views.taper_px > 0:
+        lines *= _edge(torch.minimum(u, (nx - 1) - u), views.taper_px) * _edge(torch.minimum(v, (ny - 1) - v),
+                                                                                 views.taper_px)
+    return lines if views.sign > 0 else lines.neg_()
+
+
+__all__ = ["LinePlan", "plan_lines", "line_grid", "Views", "views_from", "sample_lines"]

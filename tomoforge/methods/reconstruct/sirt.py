@@ -16,11 +16,10 @@ import time
 
 import torch
 
-from tomoforge.methods.fourier import as_tensor
 from tomoforge.methods.reconstruct.backproject import LineProjector
 from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry
-from tomoforge.methods.reconstruct.lines import LinePlan, line_grid, plan_lines, prepare_views, sample_lines
-from tomoforge.methods.reconstruct.slabs import Progress, VolumeSink, report, row_blocks, rows_per_block
+from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, plan_lines, sample_lines, views_from
+from tomoforge.methods.reconstruct.slabs import Progress, VolumeSink, report, row_blocks, rows_per_block, run_blocks
 from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length
 
 MIN_RAY_VOXELS = 0.5  # samples whose ray crosses less than this (voxel lengths) of the tomogram are ignored
@@ -45,8 +44,7 @@ def ray_lengths(projector: LineProjector, r0: int, r1: int) -> torch.Tensor:
     plan = projector.plan
     ny = plan.volume.shape_zyx[1]
     dev = projector.matrix.device
-    ones = torch.ones(projector.n_voxels, 1, device=dev)
-    column_sums = projector.project_columns(ones)[:, 0]
+    column_sums = projector.column_sums
     out = torch.zeros(plan.n_views, r1 - r0, plan.n_samples, device=dev)
     rows = torch.arange(r0, r1, device=dev)
     for v in range(plan.n_views):
@@ -74,13 +72,14 @@ def reconstruct_sirt(images, pixel_size_A: float, geometry: TiltGeometry, volume
     """
     if iterations < 1:
         raise ValueError(f"SIRT needs at least 1 iteration, got {iterations}")
-    dev = torch.device(device) if device is not None else (images.device if isinstance(images, torch.Tensor)
-                                                            else torch.device("cpu"))
-    views = prepare_views(as_tensor(images, device=dev), taper_px=0, invert=invert, subtract_mean=subtract_mean)
-    plan = plan_lines(geometry, volume, tuple(views.shape[-2:]), pixel_size_A, oversampling)
+    views = views_from(images, 0, invert, subtract_mean, device)
+    dev = views.device
+    if views.shape[0] != geometry.n_views:
+        raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
+    plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
     start = time.perf_counter()
     projector = LineProjector(plan, dev)
-    projector.transposed  # noqa: B018 (built now, counted in the memory)
+    projector.column_sums  # noqa: B018 (Sᵀ and its column sums built now, once, counted in the memory)
     ny = volume.shape_zyx[1]
     halo = iterations * plan.spread
     budget = memory_GB * 1e9 - projector.nbytes
@@ -93,15 +92,18 @@ def reconstruct_sirt(images, pixel_size_A: float, geometry: TiltGeometry, volume
     report(progress, f"SIRT ({iterations} iterations) of {geometry.n_views} views into {volume.shape_zyx[::-1]} "
                      f"voxels (x, y, z): projector {projector.nbytes / 1e6:.0f} MB built in "
                      f"{time.perf_counter() - start:.1f} s, slabs of {rows} rows (+{halo} each side)")
-    for s0, s1 in row_blocks(ny, rows):
+
+    def work(s0: int, s1: int) -> None:
         e0, e1 = max(0, s0 - halo), min(ny, s1 + halo)
         x = sirt_slab(views, projector, e0, e1, iterations, relaxation, progress, start)
         sink.write(s0, x[:, s0 - e0:s1 - e0])
         report(progress, f"rows {s0}-{s1 - 1} of {ny} done ({time.perf_counter() - start:.1f} s)")
+
+    run_blocks(row_blocks(ny, rows), work, dev)
     return sink.result()
 
 
-def sirt_slab(views: torch.Tensor, projector: LineProjector, e0: int, e1: int, iterations: int, relaxation: float,
+def sirt_slab(views: Views, projector: LineProjector, e0: int, e1: int, iterations: int, relaxation: float,
               progress: Progress | None = None, start: float = 0.0) -> torch.Tensor:
     """SIRT on tomogram rows [e0, e1) alone (the rest of the tomogram taken as 0): (z, e1 − e0, x)."""
     plan = projector.plan
@@ -118,10 +120,13 @@ def sirt_slab(views: torch.Tensor, projector: LineProjector, e0: int, e1: int, i
     del coverage
     x = torch.zeros(projector.n_voxels, e1 - e0, device=views.device)
     for it in range(iterations):
-        projected = torch.zeros_like(data)
-        projector.add_columns_to_lines(projector.project_columns(x), projected, r0, e0)
-        difference = data - projected
-        del projected
+        if it == 0:
+            difference = data  # x = 0: nothing to project
+        else:
+            projected = torch.zeros_like(data)
+            projector.add_columns_to_lines(projector.project_columns(x), projected, r0, e0)
+            difference = data - projected
+            del projected
         x += step * projector.backproject_columns(projector.columns_from_lines(difference * weight, r0, e0, e1))
         if progress is not None and (it + 1 == iterations or (it + 1) % max(1, iterations // 5) == 0):
             res = float(torch.sqrt(torch.sum(difference ** 2 * (weight > 0)) / torch.clamp((weight > 0).sum(), min=1)))

@@ -1,13 +1,19 @@
-"""Memory: blocks of tomogram rows (along y, the tilt axis) and where finished rows go.
+"""Blocks of tomogram rows (along y, the tilt axis): memory, parallel work, and where finished rows go.
 
 A reconstruction works on blocks of rows: a block's lines, right-hand side and voxels are the only
-large temporaries, so memory is the projector plus a block (and the output, in memory or in a file).
-``out`` may be any writable (z, y, x) array, e.g. ``np.memmap`` / ``mrcfile`` data, so that a tomogram
-larger than memory is written block by block.
+large temporaries, so memory is the projector plus a block per worker (and the output, in memory or in
+a file). ``out`` may be any writable (z, y, x) array, e.g. ``np.memmap`` / ``mrcfile`` data, so that a
+tomogram larger than memory is written block by block. On the CPU the blocks are shared out to
+``torch.get_num_threads()`` worker threads, each running torch single-threaded: the blocks are independent,
+and small single-threaded operations keep every core busy where fine-grained threading waits on its
+slowest thread (much worse on a shared machine).
 """
 from __future__ import annotations
 
-from typing import Callable
+import ctypes
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -17,7 +23,7 @@ from tomoforge.methods.reconstruct.lines import LinePlan
 Progress = Callable[[str], None]
 
 #: rows per block on the CPU: the right-hand side of a block stays in cache-friendly sizes
-CPU_BLOCK_ROWS = 64
+CPU_BLOCK_ROWS = 16
 
 
 def block_bytes(plan: LinePlan, rows: int, sirt: bool = False) -> int:
@@ -51,6 +57,51 @@ def row_blocks(n_rows: int, rows: int) -> list[tuple[int, int]]:
     return [(y0, min(y0 + rows, n_rows)) for y0 in range(0, n_rows, rows)]
 
 
+@contextmanager
+def single_threaded_torch() -> Iterator[int]:
+    """torch intra-op threads set to 1 inside (restored after); yields the number there was."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(n)
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's malloc_trim(0), or a no-op: gives freed heap memory back to the system, so that the
+    temporaries of finished blocks do not stay resident (glibc keeps them in per-thread arenas)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0) and None
+
+
+release_freed_memory = _malloc_trim()
+
+
+def run_blocks(blocks: list[tuple[int, int]], work: Callable[[int, int], None], device: torch.device,
+               workers: int | None = None) -> None:
+    """``work(y0, y1)`` for every block: on the CPU in ``workers`` threads (default: torch's thread count),
+    each single-threaded; elsewhere one after the other. The first error is raised."""
+    n = workers or torch.get_num_threads()
+
+    def one(block: tuple[int, int]) -> None:
+        work(*block)
+        if device.type == "cpu":
+            release_freed_memory()
+
+    if device.type != "cpu" or n <= 1 or len(blocks) <= 1:
+        for block in blocks:
+            one(block)
+        return
+    with single_threaded_torch(), ThreadPoolExecutor(min(n, len(blocks))) as pool:
+        for _ in pool.map(one, blocks):
+            pass
+
+
 class VolumeSink:
     """Where finished rows go: a new tensor on ``device``, or ``out`` (a (z, y, x) array, e.g. a memmap)."""
 
@@ -79,4 +130,5 @@ def report(progress: Progress | None, message: str) -> None:
         progress(message)
 
 
-__all__ = ["Progress", "block_bytes", "rows_per_block", "row_blocks", "VolumeSink", "report", "CPU_BLOCK_ROWS"]
+__all__ = ["Progress", "block_bytes", "rows_per_block", "row_blocks", "run_blocks", "single_threaded_torch",
+           "VolumeSink", "report", "CPU_BLOCK_ROWS"]

@@ -13,11 +13,10 @@ import time
 import numpy as np
 import torch
 
-from tomoforge.methods.fourier import as_tensor
 from tomoforge.methods.reconstruct.backproject import LineProjector
 from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry, angular_weights
-from tomoforge.methods.reconstruct.lines import plan_lines, prepare_views, sample_lines
-from tomoforge.methods.reconstruct.slabs import Progress, VolumeSink, report, row_blocks, rows_per_block
+from tomoforge.methods.reconstruct.lines import Views, plan_lines, sample_lines, views_from
+from tomoforge.methods.reconstruct.slabs import Progress, VolumeSink, report, row_blocks, rows_per_block, run_blocks
 from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length, wbp_filters
 
 
@@ -35,12 +34,11 @@ def reconstruct_wbp(images, pixel_size_A: float, geometry: TiltGeometry, volume:
     ``out``: a (z, y, x) array to write the rows into (e.g. a memmap; returned), else a new tensor.
     ``progress``: called with a message per block.
     """
-    dev = torch.device(device) if device is not None else (images.device if isinstance(images, torch.Tensor)
-                                                            else torch.device("cpu"))
-    views = prepare_views(as_tensor(images, device=dev), taper_px, invert, subtract_mean)
-    if views.ndim != 3 or views.shape[0] != geometry.n_views:
-        raise ValueError(f"images {tuple(views.shape)} do not match the {geometry.n_views} views of the geometry")
-    plan = plan_lines(geometry, volume, tuple(views.shape[-2:]), pixel_size_A, oversampling)
+    views = views_from(images, taper_px, invert, subtract_mean, device)
+    dev = views.device
+    if views.shape[0] != geometry.n_views:
+        raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
+    plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
     start = time.perf_counter()
     projector = LineProjector(plan, dev)
     n_pad = padded_length(plan.n_tau)
@@ -53,14 +51,17 @@ def reconstruct_wbp(images, pixel_size_A: float, geometry: TiltGeometry, volume:
     report(progress, f"WBP of {geometry.n_views} views into {volume.shape_zyx[::-1]} voxels (x, y, z): "
                      f"projector {projector.nbytes / 1e6:.0f} MB built in {time.perf_counter() - start:.1f} s, "
                      f"blocks of {rows} rows")
-    for y0, y1 in row_blocks(ny, rows):
+
+    def work(y0: int, y1: int) -> None:
         voxels = backproject_rows(views, projector, filters, n_pad, y0, y1)
         sink.write(y0, projector.rows_of(voxels))
         report(progress, f"rows {y0}-{y1 - 1} of {ny} back-projected ({time.perf_counter() - start:.1f} s)")
+
+    run_blocks(row_blocks(ny, rows), work, dev)
     return sink.result()
 
 
-def backproject_rows(views: torch.Tensor, projector: LineProjector, filters: torch.Tensor | None, n_pad: int,
+def backproject_rows(views: Views, projector: LineProjector, filters: torch.Tensor | None, n_pad: int,
                      y0: int, y1: int) -> torch.Tensor:
     """(n_voxels, y1 − y0): tomogram rows [y0, y1) back-projected from the (filtered) lines of ``views``."""
     plan = projector.plan
