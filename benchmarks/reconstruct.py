@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -326,13 +325,15 @@ def write_section(report: dict) -> None:
              "above its RSS before loading the data (so the tilt series and the tomogram are included); "
              "volume + tilt series = 311 MB.", "", *table, "", "; ".join(ratios) + "." if ratios else "",
              f"SIRT per further iteration: {per_it:.2f} s." if per_it else "", END]
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    section = "\n".join(line for line in lines if line is not None)
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+    replace_section(RESULTS, "\n".join(lines))
+
+
+def replace_section(path: Path, section: str) -> None:
+    """Put ``section`` (START … END) in place of the file's old one, or at its end."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    before, found, rest = text.partition(START)
+    after = rest.partition(END)[2] if found else ""
+    path.write_text((before if found else text.rstrip("\n") + "\n\n") + section + (after if found else "\n"))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import torch
 from tomoforge.methods.reconstruct.backproject import LineProjector
 from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry
 from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, plan_lines, sample_lines, views_from
-from tomoforge.methods.reconstruct.slabs import Progress, VolumeSink, report, row_blocks, rows_per_block, run_blocks
+from tomoforge.methods.reconstruct.slabs import (Progress, RowCounter, VolumeSink, report, row_blocks,
+                                                 rows_per_block, run_blocks)
 from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length
 
 MIN_RAY_VOXELS = 0.5  # samples whose ray crosses less than this (voxel lengths) of the tomogram are ignored
@@ -68,7 +69,8 @@ def reconstruct_sirt(images, pixel_size_A: float, geometry: TiltGeometry, volume
     aligned with a sample leaves its neighbours empty), a poor model of the data.
 
     ``rows_per_slab``: tomogram rows iterated together (default: what fits ``memory_GB``; with an XTilt
-    at least 4 × iterations × spread so that the extra rows stay a small part).
+    at least 4 × iterations × spread so that the extra rows stay a small part). ``progress`` hears of the
+    iterations of the first slab, and of every tenth of the rows done.
     """
     if iterations < 1:
         raise ValueError(f"SIRT needs at least 1 iteration, got {iterations}")
@@ -92,12 +94,15 @@ def reconstruct_sirt(images, pixel_size_A: float, geometry: TiltGeometry, volume
     report(progress, f"SIRT ({iterations} iterations) of {geometry.n_views} views into {volume.shape_zyx[::-1]} "
                      f"voxels (x, y, z): projector {projector.nbytes / 1e6:.0f} MB built in "
                      f"{time.perf_counter() - start:.1f} s, slabs of {rows} rows (+{halo} each side)")
+    counter = RowCounter(ny)
 
     def work(s0: int, s1: int) -> None:
         e0, e1 = max(0, s0 - halo), min(ny, s1 + halo)
-        x = sirt_slab(views, projector, e0, e1, iterations, relaxation, progress, start)
+        x = sirt_slab(views, projector, e0, e1, iterations, relaxation, progress if s0 == 0 else None, start)
         sink.write(s0, x[:, s0 - e0:s1 - e0])
-        report(progress, f"rows {s0}-{s1 - 1} of {ny} done ({time.perf_counter() - start:.1f} s)")
+        percent = counter.add(s1 - s0)
+        if percent is not None:
+            report(progress, f"{percent}% of {ny} rows done ({time.perf_counter() - start:.1f} s)")
 
     run_blocks(row_blocks(ny, rows), work, dev)
     return sink.result()
@@ -130,8 +135,8 @@ def sirt_slab(views: Views, projector: LineProjector, e0: int, e1: int, iteratio
         x += step * projector.backproject_columns(projector.columns_from_lines(difference * weight, r0, e0, e1))
         if progress is not None and (it + 1 == iterations or (it + 1) % max(1, iterations // 5) == 0):
             res = float(torch.sqrt(torch.sum(difference ** 2 * (weight > 0)) / torch.clamp((weight > 0).sum(), min=1)))
-            report(progress, f"rows {e0}-{e1 - 1}: iteration {it + 1}/{iterations}, residual RMS {res:.4g} "
-                             f"({time.perf_counter() - start:.1f} s)")
+            report(progress, f"rows {e0}-{e1 - 1}: iteration {it + 1}/{iterations}, residual RMS {res:.4g} before "
+                             f"it ({time.perf_counter() - start:.1f} s)")
     return projector.rows_of(x)
 
 

@@ -11,6 +11,7 @@ slowest thread (much worse on a shared machine).
 from __future__ import annotations
 
 import ctypes
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -130,5 +131,21 @@ def report(progress: Progress | None, message: str) -> None:
         progress(message)
 
 
+class RowCounter:
+    """Counts finished rows from any thread; ``add`` says when a tenth more of them is done."""
+
+    def __init__(self, total: int):
+        self.total, self.done = total, 0
+        self._lock = threading.Lock()
+
+    def add(self, rows: int) -> int | None:
+        """Count ``rows`` more; the percentage done when that crosses a multiple of 10 %, else None."""
+        with self._lock:
+            before, self.done = self.done, self.done + rows
+            if (self.done * 10) // self.total > (before * 10) // self.total:
+                return 100 * self.done // self.total
+        return None
+
+
 __all__ = ["Progress", "block_bytes", "rows_per_block", "row_blocks", "run_blocks", "single_threaded_torch",
-           "VolumeSink", "report", "CPU_BLOCK_ROWS"]
+           "VolumeSink", "report", "RowCounter", "CPU_BLOCK_ROWS"]

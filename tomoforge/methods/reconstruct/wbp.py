@@ -16,7 +16,8 @@ import torch
 from tomoforge.methods.reconstruct.backproject import LineProjector
 from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry, angular_weights
 from tomoforge.methods.reconstruct.lines import Views, plan_lines, sample_lines, views_from
-from tomoforge.methods.reconstruct.slabs import Progress, VolumeSink, report, row_blocks, rows_per_block, run_blocks
+from tomoforge.methods.reconstruct.slabs import (Progress, RowCounter, VolumeSink, report, row_blocks,
+                                                 rows_per_block, run_blocks)
 from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length, wbp_filters
 
 
@@ -51,11 +52,14 @@ def reconstruct_wbp(images, pixel_size_A: float, geometry: TiltGeometry, volume:
     report(progress, f"WBP of {geometry.n_views} views into {volume.shape_zyx[::-1]} voxels (x, y, z): "
                      f"projector {projector.nbytes / 1e6:.0f} MB built in {time.perf_counter() - start:.1f} s, "
                      f"blocks of {rows} rows")
+    counter = RowCounter(ny)
 
     def work(y0: int, y1: int) -> None:
         voxels = backproject_rows(views, projector, filters, n_pad, y0, y1)
         sink.write(y0, projector.rows_of(voxels))
-        report(progress, f"rows {y0}-{y1 - 1} of {ny} back-projected ({time.perf_counter() - start:.1f} s)")
+        percent = counter.add(y1 - y0)
+        if percent is not None:
+            report(progress, f"{percent}% of {ny} rows back-projected ({time.perf_counter() - start:.1f} s)")
 
     run_blocks(row_blocks(ny, rows), work, dev)
     return sink.result()
