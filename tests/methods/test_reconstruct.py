@@ -92,7 +92,7 @@ def test_forward_projection_of_a_slab_is_its_ray_length():
         assert float(line[i, middle - 10:middle + 10].mean()) == pytest.approx(16 / np.cos(np.deg2rad(beta)), rel=2e-3)
 
 
-def test_slab_by_slab_equals_the_whole_volume(tmp_path):
+def test_slab_by_slab_and_in_parts_along_z_equals_the_whole_volume(tmp_path):
     geometry = tilted_geometry(2, x_tilt=2.5)
     rng = np.random.default_rng(1)
     images = rng.standard_normal((geometry.n_views, 96, 96)).astype(np.float32)
@@ -102,6 +102,12 @@ def test_slab_by_slab_equals_the_whole_volume(tmp_path):
     slabs = reconstruct_wbp(images, PIXEL_A, geometry, volume, rows_per_chunk=7, out=out)
     assert slabs is out
     assert np.allclose(out, whole, atol=1e-5 * np.abs(whole).max())
+    messages = []
+    parts = reconstruct_wbp(images, PIXEL_A, geometry, volume, memory_GB=0.002, progress=messages.append).numpy()
+    assert any("z part 3/3" in m for m in messages)  # a 2.3 MB projector in 1 MB halves of the budget
+    assert np.allclose(parts, whole, atol=1e-5 * np.abs(whole).max())
+    with pytest.raises(MemoryError, match="memory_GB"):
+        reconstruct_sirt(images, PIXEL_A, geometry, volume, iterations=1, memory_GB=0.002)
     sirt_whole = reconstruct_sirt(images, PIXEL_A, geometry, volume, iterations=3, rows_per_slab=64).numpy()
     sirt_slabs = reconstruct_sirt(images, PIXEL_A, geometry, volume, iterations=3, rows_per_slab=10).numpy()
     assert np.allclose(sirt_slabs, sirt_whole, atol=1e-4 * np.abs(sirt_whole).max())

@@ -29,6 +29,13 @@ def _csr(crow, col, val, shape) -> torch.Tensor:
         return torch.sparse_csr_tensor(crow, col, val, shape)
 
 
+def projector_bytes(plan: LinePlan) -> int:
+    """Bytes S will take (int32 column and float32 weight per entry, 2 or 4 taps per voxel and view)."""
+    nz, _, nx = plan.volume.shape_zyx
+    taps = 4 if np.any(plan.tan_a != 0) else 2
+    return nz * nx * plan.n_views * taps * 8 + (nz * nx + 1) * 4
+
+
 class LineProjector:
     """S for a line plan: ``backproject`` lines → voxels, ``project`` voxels → lines, per block of rows."""
 
@@ -182,4 +189,4 @@ class LineProjector:
         return voxels.view(nz, nx, -1).permute(0, 2, 1)
 
 
-__all__ = ["LineProjector"]
+__all__ = ["LineProjector", "projector_bytes"]

@@ -101,6 +101,14 @@ class VolumeGeometry:
         return np.stack([(ix - nx // 2) * self.voxel_size_A + c[0], (iy - ny // 2) * self.voxel_size_A + c[1],
                          (iz - nz // 2) * self.voxel_size_A + c[2]], axis=-1)
 
+    def z_part(self, z0: int, z1: int) -> "VolumeGeometry":
+        """The sub-volume of z indices [z0, z1) (same voxels, same positions)."""
+        nz = self.shape_zyx[0]
+        n = z1 - z0
+        cz = self.centre_A[2] + (z0 + n // 2 - nz // 2) * self.voxel_size_A
+        return VolumeGeometry((n, self.shape_zyx[1], self.shape_zyx[2]), self.voxel_size_A,
+                              (self.centre_A[0], self.centre_A[1], cz))
+
     def index_of(self, position_A) -> np.ndarray:
         """Fractional voxel index (z, y, x) of a specimen position (x, y, z in Å)."""
         p = np.asarray(position_A, dtype=np.float64)

@@ -65,8 +65,9 @@ class LinePlan:
 
 
 def plan_lines(geometry: TiltGeometry, volume: VolumeGeometry, image_shape: tuple[int, int],
-               pixel_size_A: float, oversampling: int = 2) -> LinePlan:
-    """The line plan of ``geometry`` for ``volume``; the images' pixel must equal the voxel size."""
+               pixel_size_A: float, oversampling: int = 2, like: LinePlan | None = None) -> LinePlan:
+    """The line plan of ``geometry`` for ``volume``; the images' pixel must equal the voxel size.
+    ``like``: take the τ sampling of that plan (of a larger volume containing this one)."""
     if abs(pixel_size_A - volume.voxel_size_A) > 1e-4 * volume.voxel_size_A:
         raise ValueError(f"image pixel {pixel_size_A:.4f} Å differs from the voxel size {volume.voxel_size_A:.4f} Å: "
                          "bin the images to the tomogram's voxel size first")
@@ -80,6 +81,10 @@ def plan_lines(geometry: TiltGeometry, volume: VolumeGeometry, image_shape: tupl
     lo, hi = corners.reshape(len(b), -1).min(axis=1), corners.reshape(len(b), -1).max(axis=1)
     tau0 = np.floor(lo) - 2.0
     n_tau = int(np.ceil((hi - tau0).max())) + 3
+    if like is not None:
+        if np.any(like.tau0 > tau0) or np.any(like.tau0 + like.n_tau < np.ceil(hi) + 3):
+            raise ValueError("the plan to copy does not cover this volume's lines")
+        tau0, n_tau = like.tau0.copy(), like.n_tau
     r = -tan_a[:, None] * zs[None, :]
     row_lo = np.floor(r.min(axis=1)).astype(np.int64)
     n_off = np.where(tan_a == 0.0, 1, np.floor(r.max(axis=1)).astype(np.int64) + 2 - row_lo)

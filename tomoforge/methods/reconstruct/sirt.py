@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from tomoforge.methods.reconstruct.backproject import LineProjector
+from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
 from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry
 from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, plan_lines, sample_lines, views_from
 from tomoforge.methods.reconstruct.slabs import (Progress, RowCounter, VolumeSink, report, row_blocks,
@@ -79,6 +79,10 @@ def reconstruct_sirt(images, pixel_size_A: float, geometry: TiltGeometry, volume
     if views.shape[0] != geometry.n_views:
         raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
     plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
+    if 2 * projector_bytes(plan) > memory_GB * 1e9:
+        raise MemoryError(f"SIRT of {volume.shape_zyx[::-1]} voxels (x, y, z) from {geometry.n_views} views needs "
+                          f"{2 * projector_bytes(plan) / 1e9:.1f} GB for its projector pair, more than memory_GB = "
+                          f"{memory_GB:g}: bin the images, reduce the thickness or width, or raise memory_GB")
     start = time.perf_counter()
     projector = LineProjector(plan, dev)
     projector.column_sums  # noqa: B018 (Sᵀ and its column sums built now, once, counted in the memory)

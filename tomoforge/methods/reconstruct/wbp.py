@@ -13,9 +13,9 @@ import time
 import numpy as np
 import torch
 
-from tomoforge.methods.reconstruct.backproject import LineProjector
+from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
 from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry, angular_weights
-from tomoforge.methods.reconstruct.lines import Views, plan_lines, sample_lines, views_from
+from tomoforge.methods.reconstruct.lines import LinePlan, Views, plan_lines, sample_lines, views_from
 from tomoforge.methods.reconstruct.slabs import (Progress, RowCounter, VolumeSink, report, row_blocks,
                                                  rows_per_block, run_blocks)
 from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length, wbp_filters
@@ -33,23 +33,45 @@ def reconstruct_wbp(images, pixel_size_A: float, geometry: TiltGeometry, volume:
     the voxels interpolate them; ``taper_px``: border taper of the views (None: 1/64 of their size);
     ``invert``: invert the contrast. Works in blocks of rows that fit ``memory_GB`` with the projector;
     ``out``: a (z, y, x) array to write the rows into (e.g. a memmap; returned), else a new tensor.
-    ``progress``: called with a message per block.
+    When the projector alone would take over half of ``memory_GB``, the tomogram is done in parts along
+    z (exact: a voxel's value depends on no other voxel). ``images`` may also be ``Views``.
+    ``progress``: called with messages (set-up, every tenth of the rows).
     """
-    views = views_from(images, taper_px, invert, subtract_mean, device)
+    views = images if isinstance(images, Views) else views_from(images, taper_px, invert, subtract_mean, device)
     dev = views.device
     if views.shape[0] != geometry.n_views:
         raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
     plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
-    start = time.perf_counter()
-    projector = LineProjector(plan, dev)
     n_pad = padded_length(plan.n_tau)
     filters = torch.as_tensor(wbp_filters(n_pad, geometry.tilt_deg, angular_weights(geometry.tilt_deg), cutoff,
                                           falloff, sirt_like_iterations, volume.shape_zyx[0]),
                               dtype=torch.float32, device=dev)
-    ny = volume.shape_zyx[1]
-    rows = rows_per_block(plan, memory_GB * 1e9 - projector.nbytes, dev, rows=rows_per_chunk)
     sink = VolumeSink(volume.shape_zyx, out, dev)
-    report(progress, f"WBP of {geometry.n_views} views into {volume.shape_zyx[::-1]} voxels (x, y, z): "
+    nz = volume.shape_zyx[0]
+    parts = min(nz, int(np.ceil(projector_bytes(plan) / (0.5 * memory_GB * 1e9))))
+    if parts <= 1:
+        backproject_volume(views, plan, filters, n_pad, sink, memory_GB, rows_per_chunk, progress)
+        return sink.result()
+    # the projector alone would take over half the memory: parts along z, read along the same lines
+    target = sink.result()
+    edges = np.linspace(0, nz, parts + 1).round().astype(int)
+    for i, (z0, z1) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist())):
+        report(progress, f"z part {i + 1}/{parts}: voxels {z0}-{z1 - 1} of {nz}")
+        part = plan_lines(geometry, volume.z_part(z0, z1), views.shape[-2:], pixel_size_A, oversampling, like=plan)
+        backproject_volume(views, part, filters, n_pad, VolumeSink(part.volume.shape_zyx, target[z0:z1], dev),
+                           memory_GB, rows_per_chunk, progress)
+    return target
+
+
+def backproject_volume(views: Views, plan: LinePlan, filters: torch.Tensor | None, n_pad: int, sink: VolumeSink,
+                       memory_GB: float, rows_per_chunk: int | None, progress: Progress | None) -> None:
+    """Back-project the (filtered) lines into every row of ``plan.volume``, in blocks shared out to workers."""
+    start = time.perf_counter()
+    dev = views.device
+    projector = LineProjector(plan, dev)
+    ny = plan.volume.shape_zyx[1]
+    rows = rows_per_block(plan, memory_GB * 1e9 - projector.nbytes, dev, rows=rows_per_chunk)
+    report(progress, f"WBP of {plan.n_views} views into {plan.volume.shape_zyx[::-1]} voxels (x, y, z): "
                      f"projector {projector.nbytes / 1e6:.0f} MB built in {time.perf_counter() - start:.1f} s, "
                      f"blocks of {rows} rows")
     counter = RowCounter(ny)
@@ -62,7 +84,6 @@ def reconstruct_wbp(images, pixel_size_A: float, geometry: TiltGeometry, volume:
             report(progress, f"{percent}% of {ny} rows back-projected ({time.perf_counter() - start:.1f} s)")
 
     run_blocks(row_blocks(ny, rows), work, dev)
-    return sink.result()
 
 
 def backproject_rows(views: Views, projector: LineProjector, filters: torch.Tensor | None, n_pad: int,
@@ -80,4 +101,4 @@ def split_views(tilt_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[0::2]), np.sort(order[1::2])
 
 
-__all__ = ["reconstruct_wbp", "backproject_rows", "split_views"]
+__all__ = ["reconstruct_wbp", "backproject_volume", "backproject_rows", "split_views"]
