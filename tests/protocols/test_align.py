@@ -86,7 +86,7 @@ def test_fiducial_alignment_meets_the_issue_floors(aligned):
     assert np.sqrt(np.mean(table[:, 4] ** 2 + table[:, 5] ** 2)) < 1.0  # includes dropped points
 
 
-def test_coarse_alignment_is_within_the_thickness_parallax_of_the_truth(aligned):
+def test_coarse_alignment_matches_the_truth_up_to_a_translation(aligned):
     project, truth, runs = aligned
     ts = project.output_set(runs["coarse"], "tilt_series").get("TS_01")
     model, true = model_of(ts), truth_model(truth)
@@ -94,10 +94,10 @@ def test_coarse_alignment_is_within_the_thickness_parallax_of_the_truth(aligned)
     e = (model.shift_A - true.shift_A) / (truth["pixel_size_A"] * 2)
     t, *_ = np.linalg.lstsq(a.reshape(-1, 3), e.reshape(-1), rcond=None)  # the free 3D translation
     err = np.linalg.norm(e - a @ t, axis=1)
-    # Stretching assumes a flat specimen; beads on two surfaces 600 Å apart pull the correlation
-    # by up to half the thickness × sin β (parallax), which is what fiducial alignment then removes.
-    bound = 300.0 * np.abs(np.sin(np.deg2rad(true.tilt_deg))) / (truth["pixel_size_A"] * 2) + 5.0
-    assert np.all(err < bound), np.round(err - bound, 2)
+    print(f"coarse alignment: median {np.median(err):.2f} px, max {err.max():.2f} px at binning 2")
+    # Projection matching removes the parallax drift of beads on two surfaces 600 Å apart
+    # (stretched correlation alone: median 0.86 px, max 2.59 px on these data).
+    assert np.median(err) < 0.4 and err.max() < 1.2, np.round(err, 2)
 
 
 def test_assign_copies_by_acquisition_order_and_export_import_round_trips(aligned, tmp_path):

@@ -56,6 +56,9 @@ class CoarseParams(ProtocolParams):
     binning: float = param(4.0, ge=1, help="bin the images by this factor before correlating")
     tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the acquisition's tilt axis angle")
     cumulative: bool = param(True, help="correlate with the sum of the views aligned so far")
+    refine_iterations: int = param(3, ge=0, help="rounds of projection matching after the chain (0: the chain alone)")
+    thickness_A: float | None = param(None, gt=0, unit="Å",
+                                      help="specimen slab thickness for the reprojections (default: found from the data)")
     low_cut_A: float = param(0.0, ge=0, unit="Å", help="remove features larger than this (0: a quarter of the image)")
     high_cut_A: float = param(40.0, gt=0, unit="Å", help="low-pass: period at which the gain is 1/e")
     interpolated: bool = param(False, help="also write the aligned (interpolated) stack")
@@ -63,7 +66,8 @@ class CoarseParams(ProtocolParams):
 
 
 class CoarseAlignment(Protocol):
-    """Coarse alignment: shifts by cross-correlation of neighbouring views with cosine stretching."""
+    """Coarse alignment: shifts by cross-correlation of neighbouring views with cosine stretching,
+    refined by projection matching (each view against the reprojection of the others)."""
 
     name = "coarse-alignment"
     citations = ("kremer1996", "mastronarde2017")
@@ -79,7 +83,8 @@ class CoarseAlignment(Protocol):
             out = str(self.out_path(f"{ts.name}_aligned.mrc")) if p.interpolated else ""
             yield Task(tasks_mod.coarse_task, (sources, [t.tilt_angle_deg for t in views], axis_of(ts, p.tilt_axis_angle_deg),
                        ts.acquisition.pixel_size_A, p.binning, p.cumulative, p.low_cut_A, p.high_cut_A, out,
-                       p.interpolated_binning), key=ts.name, origin=(origin_of(series, ts.name),))
+                       p.interpolated_binning, p.refine_iterations, p.thickness_A),
+                       key=ts.name, origin=(origin_of(series, ts.name),))
 
     def collect(self, task, result):
         ts = self.input("tilt_series").get(task.key)
@@ -87,6 +92,10 @@ class CoarseAlignment(Protocol):
         values = {t.acquisition_order: {"z_rot_deg": axis, "x_shift_A": s[0], "y_shift_A": s[1]}
                   for t, s in zip(included(ts), result["shifts_A"])}
         self.emit("tilt_series", with_alignment(ts, values), task)
+        if result.get("thickness_A") is not None:
+            steps = ", ".join(f"{r:.1f}" for r in result["step_rms_A"])
+            self.log(f"{ts.name}: specimen slab {result['thickness_A']:.0f} Å thick; projection matching "
+                     f"corrections (RMS, Å) {steps}")
         if result.get("aligned_file"):
             self.log(f"{ts.name}: interpolated stack {result['aligned_file']}")
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from tomoforge.io.mrc import write_mrc
 from tomoforge.methods.align.beads import fill_gaps, track_beads
-from tomoforge.methods.align.coarse import coarse_align
+from tomoforge.methods.align.coarse import coarse_alignment
 from tomoforge.methods.align.solve import solve_fiducial_alignment
 from tomoforge.methods.align.transform import aligned_stack
 from tomoforge.methods.binning import bin_images
@@ -28,13 +28,19 @@ def load_binned(sources: list[tuple[str, int]], binning: float) -> np.ndarray:
 
 def coarse_task(sources: list[tuple[str, int]], tilts: list[float], axis_deg: float, pixel_size_A: float,
                 binning: float, cumulative: bool, low_cut_A: float, high_cut_A: float, aligned_out: str,
-                aligned_binning: float) -> dict[str, Any]:
-    """Coarse shifts (Å) of the views; writes the interpolated stack when ``aligned_out`` is set."""
+                aligned_binning: float, refine_iterations: int = 3, thickness_A: float | None = None
+                ) -> dict[str, Any]:
+    """Coarse shifts (Å) of the views, the specimen slab thickness (Å) the refinement used and the
+    RMS correction per refinement round (Å); writes the interpolated stack when ``aligned_out`` is set."""
     images = load_binned(sources, binning)
     px = pixel_size_A * binning
-    shifts = coarse_align(images, np.asarray(tilts), axis_deg, low_cut_A / px if low_cut_A else 0.0,
-                          high_cut_A / px, cumulative)
-    result: dict[str, Any] = {"shifts_A": (shifts * px).tolist()}
+    res = coarse_alignment(images, np.asarray(tilts), axis_deg, low_cut_A / px if low_cut_A else 0.0,
+                           high_cut_A / px, cumulative, refine_iterations=refine_iterations,
+                           thickness_px=thickness_A / px if thickness_A else None)
+    shifts = res.shifts_px
+    result: dict[str, Any] = {"shifts_A": (shifts * px).tolist(),
+                              "thickness_A": None if res.thickness_px is None else res.thickness_px * px,
+                              "step_rms_A": [r * px for r in res.step_rms_px]}
     if aligned_out:
         full = read_images(sources)
         out = aligned_stack(full, np.full(len(tilts), axis_deg), shifts * binning, aligned_binning).numpy()

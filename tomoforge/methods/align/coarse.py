@@ -4,17 +4,24 @@ Views are aligned outwards from the lowest tilt. Every reference is made in the 
 (the tilt-axis frame with across-axis distances divided by cos β) and then mapped into the frame of
 the view being aligned, so a lower tilt is stretched by cos β_view / cos β_ref across the axis.
 The reference is the previous view or, with ``cumulative``, the sum of all views aligned so far
-in that direction. Images are band-passed and edge-tapered first.
+in that direction. Images are band-passed and edge-tapered first. This chain is then refined by
+projection matching (``reproject.refine_by_reprojection``: each view against the reprojection of the
+others over the specimen slab), which removes the drift that a thick specimen or gold on two
+surfaces gives the chain.
 
 Shifts are (x, y) pixels: where the specimen centre lands in each view, the lowest tilt at 0
-(RELION's XShift/YShift divided by the pixel size).
+(RELION's XShift/YShift divided by the pixel size); after refinement the specimen centre is the
+middle of the slab found.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from tomoforge.methods.align.filters import bandpass, correlation_peak, cross_correlation, edge_taper
+from tomoforge.methods.align.reproject import refine_by_reprojection
 from tomoforge.methods.align.transform import rotation_2d, warp_images
 from tomoforge.methods.fourier import as_tensor
 
@@ -25,23 +32,23 @@ def stretch_matrix(tilt_axis_deg: float, factor: float) -> np.ndarray:
     return r @ np.diag([factor, 1.0]) @ r.T
 
 
-def coarse_align(images, tilts_deg: np.ndarray, tilt_axis_deg: float, low_cut_px: float = 0.0,
-                 high_cut_px: float = 2.0, cumulative: bool = False, max_shift_px: float | None = None,
-                 taper_px: float | None = None) -> np.ndarray:
-    """(n, 2) shifts (pixels) of (n, y, x) ``images`` at nominal ``tilts_deg``.
+@dataclass
+class CoarseResult:
+    """Coarse shifts (px), those of the chain alone, and the specimen slab used to refine them."""
 
-    ``low_cut_px``: high-pass (features larger than this removed; default a quarter of the image),
-    ``high_cut_px``: low-pass period (1/e); ``max_shift_px``: search radius per step (default n/4).
-    """
-    x = as_tensor(images)
-    n, ny, nx = x.shape
+    shifts_px: np.ndarray  # (n, 2)
+    chain_shifts_px: np.ndarray  # (n, 2)
+    thickness_px: float | None = None  # None: not refined
+    z_centre_px: float | None = None  # slab centre above the plane the chain followed
+    step_rms_px: tuple[float, ...] = ()
+
+
+def chain_shifts(filtered: torch.Tensor, tilts_deg: np.ndarray, tilt_axis_deg: float, taper: torch.Tensor,
+                 cumulative: bool, limit: float) -> np.ndarray:
+    """(n, 2) shifts by stretched correlation outwards from the lowest tilt (band-passed, tapered views)."""
+    n = filtered.shape[0]
     tilts = np.asarray(tilts_deg, dtype=float)
-    low = low_cut_px or min(ny, nx) / 4
-    taper = edge_taper((ny, nx), taper_px or min(ny, nx) / 10)
-    filt = bandpass(x, low, high_cut_px)
-    filt = (filt - filt.mean(dim=(-2, -1), keepdim=True)) * taper
     cos = np.cos(np.deg2rad(tilts))
-    limit = max_shift_px or min(ny, nx) / 4
     shifts = np.zeros((n, 2))
     ref = int(np.argmin(np.abs(tilts)))
     for direction in (1, -1):
@@ -50,15 +57,49 @@ def coarse_align(images, tilts_deg: np.ndarray, tilt_axis_deg: float, low_cut_px
         accumulated: torch.Tensor | None = None
         for v in order:
             # untilted frame of the previous view: output(x) = prev(s_prev + M(cos β_prev) x)
-            untilted = warp_images(filt[prev], stretch_matrix(tilt_axis_deg, cos[prev]), shifts[prev])
+            untilted = warp_images(filtered[prev], stretch_matrix(tilt_axis_deg, cos[prev]), shifts[prev])
             if cumulative:
                 accumulated = untilted if accumulated is None else accumulated + untilted
                 untilted = accumulated
             reference = warp_images(untilted, stretch_matrix(tilt_axis_deg, 1.0 / cos[v]), np.zeros(2)) * taper
-            shift, _ = correlation_peak(cross_correlation(filt[v], reference), limit)
+            shift, _ = correlation_peak(cross_correlation(filtered[v], reference), limit, shifts[prev])
             shifts[v] = shift
             prev = v
     return shifts
 
 
-__all__ = ["stretch_matrix", "coarse_align"]
+def coarse_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, low_cut_px: float = 0.0,
+                     high_cut_px: float = 2.0, cumulative: bool = True, max_shift_px: float | None = None,
+                     taper_px: float | None = None, refine_iterations: int = 3,
+                     thickness_px: float | None = None) -> CoarseResult:
+    """Coarse alignment of (n, y, x) ``images`` at nominal ``tilts_deg``: the stretched-correlation
+    chain, then ``refine_iterations`` rounds of projection matching (0: the chain alone).
+
+    ``low_cut_px``: high-pass (features larger than this removed; default a quarter of the image),
+    ``high_cut_px``: low-pass period (1/e); ``max_shift_px``: search radius per step (default n/4);
+    ``thickness_px``: specimen slab for the reprojections (default: found from the data).
+    """
+    x = as_tensor(images)
+    ny, nx = x.shape[-2:]
+    low = low_cut_px or min(ny, nx) / 4
+    taper = edge_taper((ny, nx), taper_px or min(ny, nx) / 10, x.device)
+    filt = bandpass(x, low, high_cut_px)
+    filt = filt - filt.mean(dim=(-2, -1), keepdim=True)
+    chain = chain_shifts(filt * taper, tilts_deg, tilt_axis_deg, taper, cumulative, max_shift_px or min(ny, nx) / 4)
+    if refine_iterations <= 0:
+        return CoarseResult(chain, chain)
+    refined = refine_by_reprojection(filt, tilts_deg, tilt_axis_deg, chain, refine_iterations, thickness_px,
+                                     taper_px=taper_px)
+    return CoarseResult(refined.shifts_px, chain, refined.thickness_px, refined.z_centre_px,
+                        tuple(refined.step_rms_px))
+
+
+def coarse_align(images, tilts_deg: np.ndarray, tilt_axis_deg: float, low_cut_px: float = 0.0,
+                 high_cut_px: float = 2.0, cumulative: bool = True, max_shift_px: float | None = None,
+                 taper_px: float | None = None, refine_iterations: int = 3) -> np.ndarray:
+    """(n, 2) shifts (pixels) of (n, y, x) ``images``: ``coarse_alignment(...).shifts_px``."""
+    return coarse_alignment(images, tilts_deg, tilt_axis_deg, low_cut_px, high_cut_px, cumulative, max_shift_px,
+                            taper_px, refine_iterations).shifts_px
+
+
+__all__ = ["stretch_matrix", "CoarseResult", "chain_shifts", "coarse_alignment", "coarse_align"]

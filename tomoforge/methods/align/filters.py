@@ -68,16 +68,18 @@ def subpixel_peaks(score: np.ndarray, iy: np.ndarray, ix: np.ndarray, half: int 
     return np.stack([iy + dy, ix + dx], axis=-1)
 
 
-def correlation_peak(cc: torch.Tensor, max_shift_px: float | None = None) -> tuple[np.ndarray, float]:
+def correlation_peak(cc: torch.Tensor, max_shift_px: float | None = None,
+                     centre_px: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """(x, y) shift (pixels) of the highest peak of a centred correlation map, and its height.
 
-    ``max_shift_px`` limits the search to a disc about the centre.
+    ``max_shift_px`` limits the search to a disc about ``centre_px`` (x, y; default 0).
     """
     c = cc.detach().cpu().numpy().astype(np.float64)
     ny, nx = c.shape
     if max_shift_px is not None:
+        cx, cy = (0.0, 0.0) if centre_px is None else (float(centre_px[0]), float(centre_px[1]))
         yy, xx = np.ogrid[:ny, :nx]
-        c = np.where((yy - ny // 2) ** 2 + (xx - nx // 2) ** 2 <= max_shift_px ** 2, c, -np.inf)
+        c = np.where((yy - ny // 2 - cy) ** 2 + (xx - nx // 2 - cx) ** 2 <= max_shift_px ** 2, c, -np.inf)
     iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
     c = np.where(np.isfinite(c), c, np.nanmin(cc.cpu().numpy()))
     yx = subpixel_peaks(c, np.array([iy]), np.array([ix]), half=1)[0]
