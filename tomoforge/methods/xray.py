@@ -40,22 +40,20 @@ class XrayResult:
 def _box_sum_1d(x: torch.Tensor, half: int, dim: int) -> torch.Tensor:
     """Sum over a window of 2·half+1 along ``dim`` (zero outside), by a cumulative sum: O(1) per pixel."""
     n = x.shape[dim]
-    shape = list(x.shape)
-    shape[dim] = half + 1
-    before = x.new_zeros(shape)
-    shape[dim] = half
-    c = torch.cumsum(torch.cat([before, x, x.new_zeros(shape)], dim=dim), dim=dim)
+    pad = [0, 0] * (x.ndim - 1 - dim % x.ndim) + [half + 1, half]
+    c = torch.cumsum(F.pad(x, pad), dim=dim)
     return c.narrow(dim, 2 * half + 1, n) - c.narrow(dim, 0, n)
 
 
 def _box_mean(x: torch.Tensor, weight: torch.Tensor, half: int) -> torch.Tensor:
-    """Weighted mean of ``x`` in (2·half+1)² boxes (edges: only the pixels inside the image); separable
-    cumulative sums in float64, so the cost does not grow with the box."""
-    num = (x * weight).to(torch.float64)
-    den = weight.to(torch.float64)
+    """Weighted mean of ``x`` in (2·half+1)² boxes (edges: only the pixels inside the image), by separable
+    cumulative sums, so the cost does not grow with the box; each image's mean is taken out first so that
+    float32 sums stay exact to ~1e-6 of the signal."""
+    offset = x.mean(dim=(-2, -1), keepdim=True)
+    num, den = (x - offset) * weight, weight
     for dim in (-2, -1):
         num, den = _box_sum_1d(num, half, dim), _box_sum_1d(den, half, dim)
-    return (num / den.clamp(min=1e-6)).to(x.dtype)
+    return num / den.clamp(min=1e-6) + offset
 
 
 def _disk_dilate(mask: torch.Tensor, radius: float) -> torch.Tensor:
