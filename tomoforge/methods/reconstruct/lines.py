@@ -156,9 +156,15 @@ def views_from(images, taper_px: int | None = None, invert: bool = False, subtra
     return Views(x, mean, float(width), -1.0 if invert else 1.0)
 
 
-def _edge(d: torch.Tensor, width: float) -> torch.Tensor:
-    """Cosine taper at distance ``d`` (px) inside the border: 0 at −0.5, 1 from ``width`` − 0.5 on."""
-    return 0.5 - 0.5 * torch.cos(torch.pi * torch.clamp((d + 0.5) / width, 0.0, 1.0))
+def _edge_(d: torch.Tensor, width: float) -> torch.Tensor:
+    """In place: the cosine taper at distance ``d`` (px) inside the border, 0 at −0.5, 1 from ``width`` − 0.5."""
+    d.add_(0.5).div_(width).clamp_(0.0, 1.0).mul_(torch.pi).cos_()
+    return d.mul_(-0.5).add_(0.5)
+
+
+def _inside_(t: torch.Tensor, n: int) -> torch.Tensor:
+    """In place: the bilinear weight of [0, n − 1] at position ``t`` (1 inside, falling to 0 one pixel out)."""
+    return torch.minimum(t + 1, n - t, out=t).clamp_(0.0, 1.0)
 
 
 def sample_lines(views: Views, plan: LinePlan, r0: int, r1: int) -> torch.Tensor:
@@ -170,19 +176,18 @@ def sample_lines(views: Views, plan: LinePlan, r0: int, r1: int) -> torch.Tensor
                           align_corners=True)[:, 0]
     subtract = bool(torch.any(views.mean != 0))
     if not subtract and views.taper_px <= 0:
-        return lines if views.sign > 0 else -lines
+        return lines if views.sign > 0 else lines.neg_()
     ny, nx = plan.image_shape
-    u = (grid[..., 0] + 1) * (0.5 * (nx - 1))
-    v = (grid[..., 1] + 1) * (0.5 * (ny - 1))
+    u = (grid[..., 0] + 1).mul_(0.5 * (nx - 1))
+    v = (grid[..., 1] + 1).mul_(0.5 * (ny - 1))
     del grid
     if subtract:
-        coverage = (torch.clamp(u + 1, 0, 1) * torch.clamp(nx - u, 0, 1)) * (torch.clamp(v + 1, 0, 1)
-                                                                             * torch.clamp(ny - v, 0, 1))
-        lines -= views.mean[:, None, None] * coverage
+        coverage = _inside_(u.clone(), nx).mul_(_inside_(v.clone(), ny))
+        lines.addcmul_(coverage, views.mean[:, None, None], value=-1.0)
         del coverage
     if views.taper_px > 0:
-        lines *= _edge(torch.minimum(u, (nx - 1) - u), views.taper_px) * _edge(torch.minimum(v, (ny - 1) - v),
-                                                                                 views.taper_px)
+        lines.mul_(_edge_(torch.minimum(u, (nx - 1) - u), views.taper_px))
+        lines.mul_(_edge_(torch.minimum(v, (ny - 1) - v), views.taper_px))
     return lines if views.sign > 0 else lines.neg_()
 
 

@@ -85,7 +85,7 @@ def filter_lines(lines: torch.Tensor, filters: torch.Tensor | None, oversampling
                                                       device=spec.device)
     head = full[..., :spec.shape[-1]]
     if filters is not None:
-        torch.mul(spec, filters[:, None, :].to(spec.real.dtype), out=head)
+        torch.mul(spec, filters[:, None, :].to(spec.real.dtype), out=head)  # in place when oversampling is 1
     elif oversampling > 1:
         head.copy_(spec)
     if oversampling == 1:
