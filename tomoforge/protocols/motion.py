@@ -9,6 +9,7 @@ One rfft per frame serves both the estimation and the sums.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -139,13 +140,29 @@ def _upsampled(gain: torch.Tensor, frame_shape: tuple[int, int], factor: int) ->
     return gain
 
 
+def _load(m: dict[str, Any], pixel_size_A: float, gain: torch.Tensor | None, gain_file: str, p: dict[str, Any],
+          first: bool) -> tuple[torch.Tensor, float, int]:
+    """(float32 gain-corrected frames, dose per frame e/Å², upsampling) of one movie; checks the gain's
+    orientation on the first movie of the tilt series (a square detector hides a rotated gain)."""
+    frames, frame_dose, upsampling = _read_frames(m, pixel_size_A, p)
+    if gain is None:
+        return frames.to(torch.float32), frame_dose, upsampling
+    name = f"{gain_file} (for movie {m['file']})"
+    movie_gain = _upsampled(gain, tuple(frames.shape[-2:]), upsampling)
+    if first:
+        check_gain(movie_gain, tuple(frames.shape[-2:]), name)
+        check_gain_orientation(frames.sum(0, dtype=torch.float32), movie_gain, name)
+    return apply_gain(frames, movie_gain, name=name), frame_dose, upsampling
+
+
 def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_A: float, voltage_kV: float,
                         gain_file: str, params: dict[str, Any]) -> dict[str, Any]:
     """Task: motion-correct every movie of one tilt series (``movies`` sorted by tilt angle).
 
-    Each movie: {"file", "n_frames", "frame_dose", "pre_exposure", "dose"} (e/Å²). Writes ``out_base``.mrc (+ _ODD/_EVN),
-    ``out_base``_shifts.txt and ``out_base``_shifts.svg; returns their paths, the shifts in Å and the
-    output pixel size.
+    Each movie: {"file", "n_frames", "frame_dose", "pre_exposure", "dose"} (e/Å²). Writes ``out_base``.mrc
+    (+ _ODD/_EVN), ``out_base``_shifts.txt and ``out_base``_shifts.svg; returns their paths, the shifts in Å
+    and the output pixel size. The next movie is read (and gain-corrected) while one is aligned, and the
+    stacks are written side by side: two movies are in memory at a time.
     """
     gain = None
     if gain_file:
@@ -153,35 +170,32 @@ def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_
     stacks: dict[str, np.ndarray] = {}  # kind → (n_movies, y, x), filled movie by movie
     shifts_A, local_rms = [], []
     frame_shape: tuple[int, int] = (0, 0)
-    defects = None  # hot pixels are fixed on the detector: found in the first movie, masked in all
     movie_pixel = pixel_size_A
-    for m in movies:
-        frames, frame_dose, upsampling = _read_frames(m, pixel_size_A, params)
-        movie_pixel = pixel_size_A / upsampling
-        if frame_shape != (0, 0) and tuple(frames.shape[-2:]) != frame_shape:
-            raise ValueError(f"{m['file']}: frames of {tuple(frames.shape[-2:])} px, the others {frame_shape}")
-        frame_shape = tuple(frames.shape[-2:])
-        if gain is not None:
-            name = f"{gain_file} (for movie {m['file']})"
-            movie_gain = _upsampled(gain, frame_shape, upsampling)
-            if m is movies[0]:  # once per tilt series: a square detector hides a rotated gain
-                check_gain(movie_gain, frame_shape, name)
-                check_gain_orientation(frames.sum(0, dtype=torch.float32), movie_gain, name)
-            frames = apply_gain(frames, movie_gain, name=name)
-        else:
-            frames = frames.to(torch.float32)
-        out = correct_movie(frames, movie_pixel, params, frame_dose, m["pre_exposure"], voltage_kV, m["file"], defects)
-        defects = out["defects"]
-        del frames
-        sums = {"file": out["sums"].total, "odd_file": out["sums"].odd, "even_file": out["sums"].even}
-        for kind in ("file", "odd_file", "even_file")[: 3 if params["odd_even"] else 1]:
-            if kind not in stacks:
-                stacks[kind] = np.empty((len(movies), *sums[kind].shape), np.float32)
-            stacks[kind][len(shifts_A)] = sums[kind].numpy()
-        shifts_A.append([(float(x) * movie_pixel, float(y) * movie_pixel) for y, x in out["shifts"].tolist()])
-        local_rms.append(out["local_rms_px"])
-    new_pixel = binned_pixel_size(movie_pixel, frame_shape, params["binning"])
-    files = {kind: write_stack(out_base, kind, data, new_pixel) for kind, data in stacks.items()}
+    defects = None  # hot pixels are fixed on the detector: found in the first movie, masked in all
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        pending = pool.submit(_load, movies[0], pixel_size_A, gain, gain_file, params, True) if movies else None
+        for i, m in enumerate(movies):
+            frames, frame_dose, upsampling = pending.result()
+            if i + 1 < len(movies):
+                pending = pool.submit(_load, movies[i + 1], pixel_size_A, gain, gain_file, params, False)
+            movie_pixel = pixel_size_A / upsampling
+            if frame_shape != (0, 0) and tuple(frames.shape[-2:]) != frame_shape:
+                raise ValueError(f"{m['file']}: frames of {tuple(frames.shape[-2:])} px, the others {frame_shape}")
+            frame_shape = tuple(frames.shape[-2:])
+            out = correct_movie(frames, movie_pixel, params, frame_dose, m["pre_exposure"], voltage_kV, m["file"],
+                                defects)
+            del frames
+            defects = out["defects"]
+            sums = {"file": out["sums"].total, "odd_file": out["sums"].odd, "even_file": out["sums"].even}
+            for kind in ("file", "odd_file", "even_file")[: 3 if params["odd_even"] else 1]:
+                if kind not in stacks:
+                    stacks[kind] = np.empty((len(movies), *sums[kind].shape), np.float32)
+                stacks[kind][i] = sums[kind].numpy()
+            shifts_A.append([(float(x) * movie_pixel, float(y) * movie_pixel) for y, x in out["shifts"].tolist()])
+            local_rms.append(out["local_rms_px"])
+        new_pixel = binned_pixel_size(movie_pixel, frame_shape, params["binning"])
+        writes = {kind: pool.submit(write_stack, out_base, kind, data, new_pixel) for kind, data in stacks.items()}
+        files = {kind: w.result() for kind, w in writes.items()}
     table = Path(f"{out_base}_shifts.txt")
     lines = ["# movie  frame  shift_x_A  shift_y_A  (frame content displaced by +shift; frame 1 = 0)"]
     for m, s in zip(movies, shifts_A):
