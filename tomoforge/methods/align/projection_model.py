@@ -89,23 +89,41 @@ def remove_common_translation(displacement: np.ndarray) -> np.ndarray:
     return d - np.nanmean(d.reshape(-1, 2), axis=0)
 
 
+def _without_translation(model: ProjectionModel, diff: np.ndarray) -> np.ndarray:
+    """(n, m, 2) differences minus the best single 3D translation seen through ``model``."""
+    a = model.matrices()  # (n, 2, 3)
+    lhs = np.repeat(a, diff.shape[1], axis=0).reshape(-1, 3)
+    t, *_ = np.linalg.lstsq(lhs, diff.reshape(-1), rcond=None)
+    return diff - np.einsum("nab,b->na", a, t)[:, None, :]
+
+
 def reprojection_difference(model_a: ProjectionModel, model_b: ProjectionModel, points_A: np.ndarray,
-                            remove_translation: bool = True) -> np.ndarray:
+                            remove_translation: bool = True, remove_tilt_offset: bool = False) -> np.ndarray:
     """(n, m, 2) differences (Å) between where two models put the same 3D points.
 
     With ``remove_translation`` the best single 3D translation of the specimen (the free gauge of
-    any alignment: moving the tomogram centre) is removed first, by least squares.
+    any alignment: moving the tomogram centre) is removed first, by least squares. With
+    ``remove_tilt_offset`` also the best rotation of the specimen about the tilt axis (Y): adding
+    δ to every tilt and turning the specimen by −δ about Y projects the same, so a common tilt
+    offset is free as well (an alignment fixes it by a convention, e.g. levelling the beads).
     """
     points = np.asarray(points_A, dtype=float).reshape(-1, 3)
-    diff = model_a.project(points) - model_b.project(points)
-    if remove_translation:
-        # diff_i ≈ A_i t for one 3D translation t (a's specimen centre moved): solve and subtract.
-        a = model_a.matrices()  # (n, 2, 3)
-        lhs = np.repeat(a, len(points), axis=0).reshape(-1, 3)
-        rhs = diff.reshape(-1)
-        t, *_ = np.linalg.lstsq(lhs, rhs, rcond=None)
-        diff = diff - np.einsum("nab,b->na", a, t)[:, None, :]
-    return diff
+    target = model_b.project(points)
+
+    def difference(delta_deg: float) -> np.ndarray:
+        from tomoforge.methods.rotations import rotation_about_y
+
+        turned = points @ rotation_about_y(delta_deg).T
+        diff = model_a.project(turned) - target
+        return _without_translation(model_a, diff) if remove_translation else diff
+
+    if not remove_tilt_offset:
+        return difference(0.0)
+    from scipy.optimize import minimize_scalar
+
+    best = minimize_scalar(lambda d: float(np.sum(difference(d) ** 2)), bounds=(-10.0, 10.0), method="bounded",
+                           options={"xatol": 1e-4})
+    return difference(float(best.x))
 
 
 def rms(values: np.ndarray) -> float:

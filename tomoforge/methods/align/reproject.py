@@ -105,14 +105,22 @@ def specimen_profile(axis_stack: torch.Tensor, tilts_deg: np.ndarray, half_range
     return heights, variance
 
 
-def specimen_slab(heights_px: np.ndarray, variance: np.ndarray, fraction: float = 0.1) -> tuple[float, float] | None:
-    """(centre, thickness) in px of the heights whose variance rises ``fraction`` of the way from
-    the median to the peak; None when the profile has no clear peak (peak < 1.5 × median)."""
-    base, top = float(np.median(variance)), float(variance.max())
+def specimen_slab(heights_px: np.ndarray, variance: np.ndarray, fraction: float = 0.15,
+                  min_run: int = 3) -> tuple[float, float] | None:
+    """(centre, thickness) in px of the heights where the variance (smoothed over 3 heights) rises
+    ``fraction`` of the way from its median to its peak, from the first to the last run of at
+    least ``min_run`` such heights (lone noise peaks do not count); None when the profile has no
+    clear peak (peak < 1.5 × median) or no such run."""
+    smooth = np.convolve(np.pad(variance, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+    base, top = float(np.median(smooth)), float(smooth.max())
     if top < 1.5 * base:
         return None
-    above = np.nonzero(variance > base + fraction * (top - base))[0]
-    lo, hi = heights_px[above[0]], heights_px[above[-1]]
+    above = np.r_[False, smooth > base + fraction * (top - base), False]
+    starts, ends = np.nonzero(np.diff(above.astype(int)) == 1)[0], np.nonzero(np.diff(above.astype(int)) == -1)[0]
+    runs = [(a0, e0) for a0, e0 in zip(starts, ends) if e0 - a0 >= min_run]
+    if not runs:
+        return None
+    lo, hi = heights_px[runs[0][0]], heights_px[runs[-1][1] - 1]
     return 0.5 * (lo + hi), float(hi - lo)
 
 

@@ -19,7 +19,8 @@ from typing import Literal
 
 import numpy as np
 from scipy.optimize import least_squares
-from scipy.sparse import lil_matrix
+from scipy.sparse import csr_matrix
+from scipy.sparse.linalg import lsqr
 
 from tomoforge.methods.align.projection_model import ProjectionModel, rotation_matrices
 
@@ -100,21 +101,48 @@ def _predict(layout: _Layout, p: np.ndarray, axis_deg, tilts_deg) -> np.ndarray:
     return np.einsum("nab,mb->nma", a, points) + shifts[:, None, :]
 
 
-def _sparsity(layout: _Layout, vi: np.ndarray, bj: np.ndarray) -> lil_matrix:
-    n_res = 2 * len(vi) + 3
-    s = lil_matrix((n_res, int(layout.bounds[-1])), dtype=int)
-    b = layout.bounds
-    for k, (i, j) in enumerate(zip(vi, bj)):
-        for c in range(2):
-            row = 2 * k + c
-            s[row, 3 * j:3 * j + 3] = 1
-            s[row, b[1] + 2 * i + c] = 1
-            for g, start in ((layout.g_rot, b[2]), (layout.g_tilt, b[3]), (layout.g_mag, b[4])):
-                cols = np.nonzero(g[i])[0]
-                for col in cols:
-                    s[row, start + col] = 1
-    s[n_res - 3:, :3 * layout.m] = 1
-    return s
+def _jacobian(layout: _Layout, p: np.ndarray, axis_deg, tilts_deg, vi: np.ndarray, bj: np.ndarray) -> csr_matrix:
+    """Sparse Jacobian of the residuals (2 rows per observation (vi, bj), then 3 rows of the mean
+    point) with respect to the parameters: analytic, vectorised (rotations enter through their
+    group nodes; angles in degrees)."""
+    points = layout.split(p)[0]
+    z_rot, tilt, mag = layout.angles(p, axis_deg, tilts_deg)
+    z, t = np.deg2rad(z_rot), np.deg2rad(tilt)
+    cz, sz, ct, st = np.cos(z), np.sin(z), np.cos(t), np.sin(t)
+    zero, one = np.zeros_like(z), np.ones_like(z)
+    rz = np.stack([np.stack([cz, -sz, zero], -1), np.stack([sz, cz, zero], -1), np.stack([zero, zero, one], -1)], -2)
+    ry = np.stack([np.stack([ct, zero, st], -1), np.stack([zero, one, zero], -1), np.stack([-st, zero, ct], -1)], -2)
+    drz = np.stack([np.stack([-sz, -cz, zero], -1), np.stack([cz, -sz, zero], -1), np.stack([zero] * 3, -1)], -2)
+    dry = np.stack([np.stack([-st, zero, ct], -1), np.stack([zero] * 3, -1), np.stack([-ct, zero, -st], -1)], -2)
+    k = len(vi)
+    x = points[bj]  # (k, 3)
+    m = mag[vi, None]
+    proj = (rz @ ry)[vi, :2]  # (k, 2, 3)
+    d_point = m[..., None] * proj  # (k, 2, 3)
+    d_rot = m * np.einsum("kab,kb->ka", (drz @ ry)[vi, :2], x) * (np.pi / 180)  # (k, 2)
+    d_tilt = m * np.einsum("kab,kb->ka", (rz @ dry)[vi, :2], x) * (np.pi / 180)
+    d_mag = np.einsum("kab,kb->ka", proj, x)
+    rows, cols, vals = [], [], []
+    row = 2 * np.arange(k)[:, None] + np.arange(2)[None, :]  # (k, 2)
+    b0 = layout.bounds
+
+    def add(r: np.ndarray, c, v: np.ndarray) -> None:
+        rows.append(r.ravel())
+        cols.append(np.broadcast_to(c, r.shape).ravel())
+        vals.append(np.broadcast_to(v, r.shape).ravel())
+
+    for d in range(3):
+        add(row, 3 * bj[:, None] + d, d_point[..., d])
+    add(row, b0[1] + 2 * vi[:, None] + np.arange(2)[None, :], 1.0)
+    for deriv, g, start in ((d_rot, layout.g_rot, b0[2]), (d_tilt, layout.g_tilt, b0[3]), (d_mag, layout.g_mag, b0[4])):
+        for node in np.unique(np.nonzero(g)[1]):
+            weight = g[:, node][vi]  # (k,)
+            hit = weight != 0
+            add(row[hit], start + node, deriv[hit] * weight[hit, None])
+    mean_rows = np.repeat(2 * k + np.arange(3)[:, None], layout.m, axis=1)
+    add(mean_rows, 3 * np.arange(layout.m)[None, :] + np.arange(3)[:, None], 1.0 / layout.m)
+    return csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(2 * k + 3, int(b0[-1])))
 
 
 def _linear_start(obs: np.ndarray, mask: np.ndarray, tilts_deg, axis_deg) -> tuple[np.ndarray, np.ndarray]:
@@ -122,17 +150,19 @@ def _linear_start(obs: np.ndarray, mask: np.ndarray, tilts_deg, axis_deg) -> tup
     n, m = mask.shape
     a = rotation_matrices(tilts_deg, axis_deg)[:, :2, :]
     vi, bj = np.nonzero(mask)
-    rows = np.zeros((2 * len(vi) + 3, 3 * m + 2 * n))
-    rhs = np.zeros(2 * len(vi) + 3)
+    k = len(vi)
+    rows, cols, vals = [], [], []
     for c in range(2):
-        r = 2 * np.arange(len(vi)) + c
+        r = 2 * np.arange(k) + c
         for d in range(3):
-            rows[r, 3 * bj + d] = a[vi, c, d]
-        rows[r, 3 * m + 2 * vi + c] = 1.0
-        rhs[r] = obs[vi, bj, c]
+            rows.append(r), cols.append(3 * bj + d), vals.append(a[vi, c, d])
+        rows.append(r), cols.append(3 * m + 2 * vi + c), vals.append(np.ones(k))
     for d in range(3):
-        rows[-3 + d, d:3 * m:3] = 1.0
-    sol, *_ = np.linalg.lstsq(rows, rhs, rcond=None)
+        rows.append(np.full(m, 2 * k + d)), cols.append(3 * np.arange(m) + d), vals.append(np.ones(m))
+    lhs = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(2 * k + 3, 3 * m + 2 * n))
+    rhs = np.zeros(2 * k + 3)
+    rhs[0:2 * k:2], rhs[1:2 * k:2] = obs[vi, bj, 0], obs[vi, bj, 1]
+    sol = lsqr(lhs, rhs, atol=1e-12, btol=1e-12, iter_lim=20 * (3 * m + 2 * n))[0]
     return sol[:3 * m].reshape(m, 3), sol[3 * m:].reshape(n, 2)
 
 
@@ -206,8 +236,9 @@ def solve_fiducial_alignment(
             points = p[:3 * m].reshape(m, 3)
             return np.concatenate([(pred[vi, bj] - obs[vi, bj]).ravel(), points.mean(axis=0)])
 
-        result = least_squares(residuals, p0, jac_sparsity=_sparsity(layout, vi, bj), loss=loss, f_scale=1.0,
-                               x_scale="jac", method="trf", xtol=1e-10, ftol=1e-10, max_nfev=200)
+        result = least_squares(residuals, p0, jac=lambda q: _jacobian(layout, q, axis, tilts, vi, bj), loss=loss,
+                               f_scale=1.0, x_scale="jac", method="trf", tr_solver="lsmr", xtol=1e-10, ftol=1e-10,
+                               max_nfev=200)
         return result.x
 
     use = mask.copy()
