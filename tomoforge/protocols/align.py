@@ -133,7 +133,8 @@ class FiducialModel(Protocol):
 
 
 class FiducialAlignmentParams(ProtocolParams):
-    rotation: Literal["fixed", "single", "grouped", "per_view"] = param("single", help="in-plane rotation solved as")
+    rotation: Literal["fixed", "single", "grouped", "per_view"] = param(
+        "grouped", help="in-plane rotation solved as (grouped follows a drift of the axis)")
     tilt: Literal["fixed", "grouped", "per_view"] = param("grouped", help="tilt-angle refinement")
     magnification: Literal["fixed", "grouped"] = param("fixed", help="relative magnification")
     group_size: int = param(5, ge=1, help="views per group of grouped variables")

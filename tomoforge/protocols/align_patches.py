@@ -46,6 +46,14 @@ class PatchTrackingParams(ProtocolParams):
     tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the tilt axis angle")
 
 
+def patch_options(p: PatchTrackingParams, pixel_size_A: float) -> dict[str, Any]:
+    """The ``patch_alignment`` options of these params for images of ``pixel_size_A`` (before binning)."""
+    px = pixel_size_A * p.binning
+    return {"patch_px": max(16, int(round(p.patch_size_A / px / 2)) * 2), "spacing_px": p.spacing_A / px,
+            "high_cut_px": p.high_cut_A / px, "min_score": p.min_score, "rotation": p.rotation, "tilt": p.tilt,
+            "level": p.level}
+
+
 class PatchTracking(Protocol):
     """Patch tracking: fiducial-less alignment by tracking patches with stretched cross-correlation."""
 
@@ -59,10 +67,7 @@ class PatchTracking(Protocol):
         p, series = self.params, self.input("tilt_series")
         self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
-            px = ts.acquisition.pixel_size_A * p.binning
-            options = {"patch_px": max(16, int(round(p.patch_size_A / px / 2)) * 2),
-                       "spacing_px": p.spacing_A / px, "high_cut_px": p.high_cut_A / px,
-                       "min_score": p.min_score, "rotation": p.rotation, "tilt": p.tilt, "level": p.level}
+            options = patch_options(p, ts.acquisition.pixel_size_A)
             yield Task(patch_tracking_task,
                        (*view_geometry(ts, self.absolute, p.tilt_axis_angle_deg),
                         ts.acquisition.pixel_size_A, p.binning, options, str(self.out_path(f"{ts.name}_patches.tsv"))),

@@ -23,6 +23,7 @@ import torch
 from tomoforge.methods.align.filters import bandpass, correlation_peak, cross_correlation, edge_taper
 from tomoforge.methods.align.reproject import refine_by_reprojection
 from tomoforge.methods.align.transform import rotation_2d, warp_images
+from tomoforge.methods.binning import bin_images
 from tomoforge.methods.fourier import as_tensor
 
 
@@ -88,10 +89,15 @@ def coarse_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, low_cu
     chain = chain_shifts(filt * taper, tilts_deg, tilt_axis_deg, taper, cumulative, max_shift_px or min(ny, nx) / 4)
     if refine_iterations <= 0:
         return CoarseResult(chain, chain)
-    refined = refine_by_reprojection(filt, tilts_deg, tilt_axis_deg, chain, refine_iterations, thickness_px,
-                                     taper_px=taper_px)
-    return CoarseResult(refined.shifts_px, chain, refined.thickness_px, refined.z_centre_px,
-                        tuple(refined.step_rms_px))
+    # Projection matching at a sampling the low-pass allows (its gain is 0.1 at the new Nyquist):
+    # the same accuracy in Å for a quarter of the work per halving.
+    factor = max(1, int(high_cut_px / 3))
+    small = bin_images(filt, factor) if factor > 1 else filt
+    refined = refine_by_reprojection(small, tilts_deg, tilt_axis_deg, chain / factor, refine_iterations,
+                                     None if thickness_px is None else thickness_px / factor,
+                                     taper_px=None if taper_px is None else taper_px / factor)
+    return CoarseResult(refined.shifts_px * factor, chain, refined.thickness_px * factor,
+                        refined.z_centre_px * factor, tuple(s * factor for s in refined.step_rms_px))
 
 
 def coarse_align(images, tilts_deg: np.ndarray, tilt_axis_deg: float, low_cut_px: float = 0.0,
