@@ -18,12 +18,10 @@ machine before each round. Prints one JSON object and rewrites the align section
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import re
 import statistics
-import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,7 +40,8 @@ from tomoforge.protocols.align import CoarseParams, FiducialAlignmentParams, Fid
 from tomoforge.protocols.align_patches import PatchTrackingParams, patch_options, patch_tracking_task  # noqa: E402
 from tomoforge.protocols.align_tasks import coarse_task, fiducial_alignment_task, fiducial_model_task  # noqa: E402
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+sys.path.insert(0, str(Path(__file__).parent))
+from results_md import machine_info, replace_section  # noqa: E402
 START, END = "<!-- align:start -->", "<!-- align:end -->"
 LOW_PASS_A = 40.0
 
@@ -206,20 +205,14 @@ def main() -> None:
     keys = [k for k in rounds[0] if k != "load_before"]
     med = {k: {m: round(statistics.median(r[k][m] for r in rounds), 2) for m in ("wall_s", "cpu_s")} for k in keys}
     result = {"benchmark": "align", "preset": "small", "seed": 1, "peer": peers[-1], "accuracy": accuracy(results, truth),
-              "median": med, "rounds": rounds, "machine": machine(args.threads)}
+              "median": med, "rounds": rounds, "machine": machine()}
     print(json.dumps(result, indent=1, default=str))
     if not args.no_write:
         write_section(result)
 
 
-def machine(threads: int) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
-    return {"nproc": os.cpu_count(), "cpu": cpu, "torch": torch.__version__, "torch_threads": threads,
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "date": datetime.date.today().isoformat(),
-            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                  cwd=Path(__file__).parent).stdout.strip(),
-            "load_after": [round(x, 2) for x in os.getloadavg()]}
+def machine() -> dict:
+    return {**machine_info(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
 
 
 def write_section(r: dict) -> None:
@@ -255,7 +248,7 @@ def write_section(r: dict) -> None:
         if key in p:
             per_tilt += [f"- {key}: " + " ".join(f"{k}:{v:.1f}" for k, v in p[key]["per_tilt_px"].items())]
     lines = [
-        START, "## Tilt-series alignment, `python benchmarks/align.py`", "",
+        "## Tilt-series alignment, `python benchmarks/align.py`", "",
         f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} ({m['torch_threads']} "
         f"threads, OMP_WAIT_POLICY={m['omp_wait_policy'] or 'unset'}). Shared machine: load average "
         f"{min(loads):.1f}–{max(loads):.1f} before the {len(loads)} rounds (times: median).", "",
@@ -278,14 +271,8 @@ def write_section(r: dict) -> None:
         "protocol's task with its default params (binning 4), reading the stack included; the accuracy on these "
         "noisy sums at binning 4 (12 Å/px), the free translation and, for the models, the free rotation about the "
         "tilt axis removed (the levelled offset is compared with the truth's plus the slab's tilt about Y).", "",
-        "| step | wall (s) | CPU (s) | result |", "|---|---:|---:|---|", *step_rows, END]
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    section = "\n".join(lines)
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+        "| step | wall (s) | CPU (s) | result |", "|---|---:|---:|---|", *step_rows]
+    replace_section(START, END, lines)
 
 
 if __name__ == "__main__":
