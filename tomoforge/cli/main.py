@@ -230,6 +230,17 @@ def abort(run: str) -> None:
     console.print(f"run {run}: abort {outcome}")
 
 
+@app.command("stop")
+def stop(run: str) -> None:
+    """End streaming RUN: no new item, the ones under way finish, then its outputs close (run finished)."""
+    project = open_project()
+    try:
+        project.request_stop(_run_id(run))
+    except ProjectError as exc:
+        fail(str(exc))
+    console.print(f"run {run}: stop requested")
+
+
 @app.command("duplicate")
 def duplicate(run: str, label: str = typer.Option("", help="label of the copy")) -> None:
     """Copy RUN's protocol, parameters and inputs into a new saved run."""
@@ -258,7 +269,8 @@ def runs() -> None:
     project = open_project()
     table = Table("run", "protocol", "label", "state", "duration", "outputs")
     for row in project.runs():
-        outputs = ", ".join(f"{s.name} ({len(s)})" for s in project.output_sets(row["id"]))
+        outputs = ", ".join(f"{s.name} ({len(s)}{'' if s.is_closed else ', open'})"
+                            for s in project.output_sets(row["id"]))
         colour = {"finished": "green", "failed": "red", "running": "cyan", "aborted": "yellow"}.get(row["state"], "")
         state_text = f"[{colour}]{row['state']}[/{colour}]" if colour else row["state"]
         table.add_row(str(row["id"]), row["protocol"], row["label"], state_text, duration(row), outputs)

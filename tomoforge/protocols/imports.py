@@ -11,6 +11,7 @@ from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.model import Coordinate3D, TiltSeries, TiltSeriesMovie, Tomogram
 from tomoforge.protocols.coordinates_import import coordinates_from_file
 from tomoforge.protocols.mdoc_import import ImportFileError, tilt_series_from_mdoc
+from tomoforge.protocols.mdoc_watch import MdocWatcher
 from tomoforge.protocols.tomogram_import import tomogram_from_file
 
 
@@ -65,38 +66,99 @@ class ImportTiltSeries(Protocol):
         self.emit("tilt_series", result, task)
 
 
+STREAMING_FIELDS = ("streaming", "settle_s", "tilts_per_series", "stream_timeout_s", "stop_file")
+
+
 class MovieImportParams(MdocImportParams):
     frames_path: str = param("", help="folder of the frame movies ('' = beside the mdoc, or its frames/)")
     gain_file: str = param("", help="gain reference (MRC or TIFF) to multiply the frames by")
+    streaming: bool = param(False, help="watch files_path during an acquisition: import each tilt series as soon as "
+                                        "it is complete, until stream_timeout_s without new data or a stop")
+    settle_s: float = param(30.0, gt=0, unit="s", help="streaming: an mdoc or movie unchanged this long is complete")
+    tilts_per_series: int = param(0, ge=0, help="streaming: a tilt series needs this many tilts (0: any number)")
+    stream_timeout_s: float = param(1800.0, gt=0, unit="s",
+                                    help="streaming: end the run after this long without a new or changed file")
+    stop_file: str = param("", help="streaming: once this file exists (relative to files_path), end the run when "
+                                    "nothing changed for settle_s")
 
     @model_validator(mode="after")
     def _gain_exists(self) -> "MovieImportParams":
         if self.gain_file and not Path(self.gain_file).is_file():
             raise ValueError(f"gain_file: {self.gain_file} does not exist")
+        if self.streaming and self.stream_timeout_s <= self.settle_s:
+            raise ValueError(f"stream_timeout_s ({self.stream_timeout_s:g} s) must exceed settle_s "
+                             f"({self.settle_s:g} s), or no tilt series could ever settle before the end")
         return self
 
     def overrides(self) -> dict[str, Any]:
         values = super().overrides()
-        values.pop("frames_path")
+        for name in ("frames_path", *STREAMING_FIELDS):
+            values.pop(name)
         values["gain_file"] = str(Path(self.gain_file).resolve()) if self.gain_file else ""
         return values
 
 
 class ImportTiltSeriesMovies(Protocol):
-    """Import tilt-series movies: mdoc files and the frame movies they name (SubFramePath)."""
+    """Import tilt-series movies: mdoc files and the frame movies they name (SubFramePath).
+
+    With ``streaming``, the run watches ``files_path`` (see ``mdoc_watch``): each tilt series is imported
+    and committed to the open output as soon as it is complete, so motion correction and the steps
+    after it can follow during the acquisition. The run ends (output closed) after
+    ``stream_timeout_s`` without a new or changed file, ``settle_s`` after the last change once
+    ``stop_file`` exists, or at once on ``tomoforge stop``; tilt series still incomplete then are
+    listed in the log (a WARNING line each), not imported.
+    """
 
     name = "import-tilt-series-movies"
     Params = MovieImportParams
     outputs = {"tilt_series": TiltSeriesMovie}
+    _watcher: MdocWatcher | None = None
+
+    def task_for(self, mdoc: Path) -> Task:
+        p = self.params
+        return Task(import_mdoc_task, (str(mdoc), p.overrides(), True, p.frames_path, p.mdoc_format), key=mdoc.name)
 
     def tasks(self):
-        p = self.params
-        for mdoc in matching_files(p.files_path, p.pattern):
-            yield Task(import_mdoc_task, (str(mdoc), p.overrides(), True, p.frames_path, p.mdoc_format),
-                       key=mdoc.name)
+        if not self.params.streaming:
+            for mdoc in matching_files(self.params.files_path, self.params.pattern):
+                yield self.task_for(mdoc)
+            return
+        for mdoc in self.watcher().scan():
+            self.log(f"{mdoc.name}: complete")
+            yield self.task_for(mdoc)
 
     def collect(self, task, result):
         self.emit("tilt_series", result, task)
+
+    # --- streaming --------------------------------------------------------------------------
+    def watcher(self) -> MdocWatcher:
+        if self._watcher is None:
+            p = self.params
+            folder = Path(p.files_path).expanduser()
+            if not folder.is_dir():
+                raise ImportFileError(f"files_path: {folder} is not a folder")
+            frames = Path(p.frames_path).expanduser() if p.frames_path else None
+            self._watcher = MdocWatcher(folder, p.pattern, frames, p.settle_s, p.tilts_per_series)
+            self.log(f"watching {folder}/{p.pattern}: complete after {p.settle_s:g} s unchanged"
+                     + (f" with {p.tilts_per_series} tilts" if p.tilts_per_series else "")
+                     + f"; ends after {p.stream_timeout_s:g} s without new data")
+        return self._watcher
+
+    def source_open(self) -> bool:
+        p = self.params
+        if not p.streaming:
+            return False
+        idle = self.watcher().idle_s()
+        if p.stop_file and (Path(p.files_path).expanduser() / p.stop_file).exists():
+            return idle < p.settle_s  # the acquisition is over: end once what is there has settled
+        return idle < p.stream_timeout_s
+
+    def stream_ended(self, reason: str) -> None:
+        watcher = self.watcher()
+        for mdoc, why in sorted(watcher.pending.items()):
+            self.log(f"WARNING: {mdoc.name} not imported: incomplete when the stream ended ({why})")
+        self.log(f"{len(watcher.accepted)} tilt series complete, {len(watcher.pending)} incomplete"
+                 f" ({reason}; {watcher.idle_s():.0f} s since the last new data)")
 
 
 class TomogramImportParams(ProtocolParams):
