@@ -180,9 +180,19 @@ def test_a_protocol_that_is_not_per_item_waits_for_its_input_to_close(project, f
     assert summing.result == "finished" and items(project, total) == {"sum": 6.0}
 
 
-def test_the_scheduler_streams_a_chain_of_consumers_behind_a_running_source(project, folder):
+def scheduled_while(project: Project, acquisition) -> dict[int, str]:
+    """The scheduler's outcome, run while ``acquisition()`` writes data in another thread."""
     from tomoforge.engine.scheduler import run_scheduled
 
+    writer = threading.Thread(target=acquisition)
+    writer.start()
+    try:
+        return run_scheduled(project, poll_s=0.1)
+    finally:
+        writer.join()
+
+
+def test_the_scheduler_streams_a_chain_of_consumers_behind_a_running_source(project, folder):
     producer = project.new_run("toy-drops", {"folder": str(folder), "sleep_s": 0.1}, executor=SERIAL)
     first = project.new_run("toy-double", inputs={"numbers": f"{producer}.numbers"}, executor=SERIAL)
     second = project.new_run("toy-double", inputs={"numbers": f"{first}.numbers"}, executor=SERIAL)
@@ -200,10 +210,7 @@ def test_the_scheduler_streams_a_chain_of_consumers_behind_a_running_source(proj
             (folder / "END").touch()
             watcher.close()
 
-    writer = threading.Thread(target=acquisition)
-    writer.start()
-    outcome = run_scheduled(project, poll_s=0.1)
-    writer.join()
+    outcome = scheduled_while(project, acquisition)
     assert outcome == {producer: "finished", first: "finished", second: "finished"}
     assert items(project, second) == {"n0": 0.0, "n1": 4.0, "n2": 8.0}
     assert min(task_times(project, second)) < project.run(producer)["finished"]

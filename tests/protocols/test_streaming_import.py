@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,10 +15,11 @@ from typer.testing import CliRunner
 
 from tomoforge.cli.main import app
 from tomoforge.engine import ExecutorConfig, ParamsError, Project
-from tomoforge.engine.scheduler import run_scheduled
 from tomoforge.protocols.mdoc_import import tilt_series_from_mdoc
 from tomoforge.protocols.mdoc_watch import MdocWatcher
 from tomoforge.simulate import simulate
+from tests.engine.test_faults import wait_for
+from tests.engine.test_streaming import scheduled_while
 
 SERIAL = ExecutorConfig(kind="serial")
 SETTLE = {"streaming": True, "settle_s": 0.5, "tilts_per_series": 7}
@@ -130,17 +130,14 @@ def test_streaming_import_feeds_motion_correction_and_dose_filter_during_the_acq
     def acquisition():
         watcher = Project.open(project.root)
         scope.series("TS_01", pause_s=0.05)
-        end = time.time() + 60  # the next tilt series only once the first went through the whole chain
-        while time.time() < end and not (watcher.output_sets(dose) and len(watcher.output_set(dose, "tilt_series"))):
-            time.sleep(0.1)
-        scope.series("TS_02", pause_s=0.05)
+        try:  # the next tilt series only once the first went through the whole chain
+            wait_for(lambda: watcher.output_sets(dose) and len(watcher.output_set(dose, "tilt_series")), 120)
+        finally:
+            scope.series("TS_02", pause_s=0.05)
         scope.series("TS_03", tilts=3)  # the session ends mid-series
         watcher.close()
 
-    writer = threading.Thread(target=acquisition)
-    writer.start()
-    outcome = run_scheduled(project, poll_s=0.1)
-    writer.join()
+    outcome = scheduled_while(project, acquisition)
     assert outcome == {importing: "finished", motion: "finished", dose: "finished"}
     for run_id in (importing, motion, dose):
         assert project.output_set(run_id, "tilt_series").keys() == ["TS_01", "TS_02"]
