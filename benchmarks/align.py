@@ -132,7 +132,7 @@ def step_timings(stack: Path, truth: dict, out: Path) -> tuple[dict, dict]:
     start = clock()
     results["fiducial"] = fiducial_alignment_task(results["beads"]["file"], tilts, orders, axis,
                                                   results["beads"]["pixel_size_A"], options, str(out / "residuals.tsv"),
-                                                  str(out / "gap_free.tsv"))
+                                                  str(out / "gap_free.tsv"), shifts_A)
     timing["fiducial_alignment"] = since(start)
     start = clock()
     results["patches"] = patch_tracking_task(sources, tilts, orders, axis, shifts_A, px, pt.binning,

@@ -168,7 +168,7 @@ class FiducialAlignment(Protocol):
                        (str(self.absolute(lm.file)), [t.tilt_angle_deg for t in views],
                         [t.acquisition_order for t in views], axis_of(ts, p.tilt_axis_angle_deg), lm.pixel_size_A,
                         options, str(self.out_path(f"{ts.name}_residuals.tsv")),
-                        str(self.out_path(f"{ts.name}_gap_free.tsv"))),
+                        str(self.out_path(f"{ts.name}_gap_free.tsv")), [[t.x_shift_A, t.y_shift_A] for t in views]),
                        key=ts.name, origin=(origin_of(series, ts.name), origin_of(models, ts.name)))
 
     def collect(self, task, result):
@@ -182,6 +182,9 @@ class FiducialAlignment(Protocol):
         self.log(f"{ts.name}: residual {result['rms_px']:.3f} px, tilt axis {result['tilt_axis_deg']:.2f}°, "
                  f"tilt offset {result['tilt_offset_deg']:.2f}°, dropped beads {result['dropped']}, "
                  f"{result['surfaces']} surface(s)")
+        if result.get("unobserved"):
+            self.log(f"{ts.name}: no bead kept in view(s) {result['unobserved']} (acquisition order): their shift "
+                     "is the input's, moved into this alignment's frame")
 
 
 def copy_alignment(source: TiltSeries, target: TiltSeries) -> TiltSeries:

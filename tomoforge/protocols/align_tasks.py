@@ -93,11 +93,14 @@ def fiducial_model_task(sources: list[tuple[str, int]], tilts: list[float], orde
 
 
 def fiducial_alignment_task(table: str, tilts: list[float], orders: list[int], axis_deg: float,
-                            pixel_size_A: float, options: dict[str, Any], out_file: str, gap_free_file: str
-                            ) -> dict[str, Any]:
-    """Solve the projection model from a landmark table; write residual and gap-free tables."""
+                            pixel_size_A: float, options: dict[str, Any], out_file: str, gap_free_file: str,
+                            shifts_A: list[list[float]] | None = None) -> dict[str, Any]:
+    """Solve the projection model from a landmark table; write residual and gap-free tables. Views
+    where no bead was kept take their current shift (``shifts_A``, e.g. the coarse alignment's)."""
     positions = read_landmarks(table, orders)
-    sol = solve_fiducial_alignment(positions, np.asarray(tilts), axis_deg, pixel_size_A, **options)
+    prior = None if shifts_A is None else np.asarray(shifts_A, dtype=float) / pixel_size_A
+    sol = solve_fiducial_alignment(positions, np.asarray(tilts), axis_deg, pixel_size_A, prior_shifts_px=prior,
+                                   **options)
     write_landmarks(out_file, positions, orders, sol.residuals_px)
     gap_free = sol.gap_free_px(pixel_size_A)
     gap_free[:, sol.dropped_beads] = np.nan
@@ -108,7 +111,8 @@ def fiducial_alignment_task(table: str, tilts: list[float], orders: list[int], a
             "view_rms_px": np.nan_to_num(sol.view_rms_px, nan=-1).tolist(),
             "dropped": [int(b) + 1 for b in sol.dropped_beads], "tilt_axis_deg": sol.tilt_axis_deg,
             "tilt_offset_deg": sol.tilt_offset_deg, "n_landmarks": int(positions.shape[1] - len(sol.dropped_beads)),
-            "surfaces": int(len(set(sol.surface[sol.surface >= 0].tolist())))}
+            "surfaces": int(len(set(sol.surface[sol.surface >= 0].tolist()))),
+            "unobserved": [int(orders[v]) for v in sol.unobserved_views]}
 
 
 def identity(value: Any) -> Any:

@@ -71,3 +71,24 @@ def test_grouped_magnification_is_recovered():
                                    magnification="grouped", tilt="grouped")
     assert np.max(np.abs(sol.model.magnification - mag)) < 1e-3
     assert rms(reprojection_difference(sol.model, truth, points)) / PX < 0.15
+
+
+def test_a_view_without_beads_takes_the_prior_shift_in_the_solution_frame():
+    rng = np.random.default_rng(9)
+    truth = true_model(rng, TILTS)
+    points = bead_points(rng)
+    obs = observe(rng, truth, points, 0.2, 0.05)
+    lost = 37
+    obs[lost] = np.nan
+    # The prior (e.g. coarse alignment) places another specimen centre: the truth moved by a 3D translation.
+    moved = np.array([200.0, -150.0, 120.0])
+    prior = truth.project(moved)[:, 0] / PX
+    blind = solve_fiducial_alignment(obs, TILTS, 85.0, PX, rotation="grouped")
+    sol = solve_fiducial_alignment(obs, TILTS, 85.0, PX, rotation="grouped", prior_shifts_px=prior)
+    assert list(sol.unobserved_views) == [lost] and list(blind.unobserved_views) == [lost]
+    per_view = np.sqrt(np.mean(np.sum(reprojection_difference(sol.model, truth, points, remove_tilt_offset=True) ** 2,
+                                      axis=-1), axis=1)) / PX
+    assert per_view[lost] < 0.5 and np.delete(per_view, lost).max() < 0.5, np.round(per_view, 2)
+    blind_view = np.sqrt(np.mean(np.sum(reprojection_difference(blind.model, truth, points, remove_tilt_offset=True)
+                                        ** 2, axis=-1), axis=1)) / PX
+    assert blind_view[lost] > 5.0  # without a prior the view's shift is whatever the solver left

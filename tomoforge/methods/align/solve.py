@@ -14,6 +14,7 @@ hand assumption).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -69,6 +70,7 @@ class FiducialSolution:
     tilt_offset_deg: float  # mean (fitted − nominal) tilt angle
     x_tilt_level_deg: float  # rotation about X that would make the beads level (reported, not applied)
     surface: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # (m,) 0 bottom, 1 top, -1 one surface
+    unobserved_views: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # views with no kept observation
 
     def gap_free_px(self, pixel_size_A: float) -> np.ndarray:
         """(n, m, 2) positions the model puts every bead at, in every view (pixels)."""
@@ -209,11 +211,17 @@ def solve_fiducial_alignment(
     level: bool = True,
     outlier_px: float = 2.0,
     outlier_sd: float = 4.0,
+    prior_shifts_px: np.ndarray | None = None,
 ) -> FiducialSolution:
     """Fit the projection model to (n_views, n_beads, 2) positions (pixels from the image centre,
     NaN = not seen). ``tilts_deg``: nominal tilts; ``tilt_axis_deg``: starting tilt axis angle
     (from image Y, CCW). Observations off by more than max(``outlier_px``, ``outlier_sd`` × the
-    robust residual spread) are dropped, and whole beads where more than a quarter are."""
+    robust residual spread) are dropped, and whole beads where more than a quarter are.
+
+    A view left with no observation is not constrained by the fit: with ``prior_shifts_px`` (n, 2;
+    e.g. the coarse alignment) it takes that shift, moved into this solution's gauge by the 3D
+    translation that best maps the prior onto the solution over the observed views; either way it
+    is listed in ``unobserved_views``."""
     obs = np.asarray(positions_px, dtype=float)
     n, m, _ = obs.shape
     tilts = np.asarray(tilts_deg, dtype=float) + tilt_offset_deg
@@ -260,6 +268,13 @@ def solve_fiducial_alignment(
 
     points, shifts, *_ = layout.split(p)
     z_rot, tilt_fit, mag = layout.angles(p, axis, tilts)
+    unobserved = ~use.any(axis=1)
+    if prior_shifts_px is not None and unobserved.any() and (~unobserved).sum() >= 2:
+        prior = np.asarray(prior_shifts_px, dtype=float).reshape(n, 2)
+        a = rotation_matrices(tilt_fit, z_rot)[:, :2, :] * mag[:, None, None]
+        t, *_ = np.linalg.lstsq(a[~unobserved].reshape(-1, 3), (prior - shifts)[~unobserved].ravel(), rcond=None)
+        shifts = shifts.copy()
+        shifts[unobserved] = prior[unobserved] - a[unobserved] @ t
     about_y, about_x, surface = _level_angles(points[~dropped]) if (~dropped).sum() >= 3 else (0.0, 0.0, None)
     if level:
         from tomoforge.methods.rotations import rotation_about_y
@@ -274,7 +289,8 @@ def solve_fiducial_alignment(
     resid = np.where(mask[..., None], obs - pred, np.nan)
     kept = np.where(use[..., None], resid, np.nan)
     sq = np.sum(kept ** 2, axis=-1)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a view or bead with nothing kept: NaN
         view_rms = np.sqrt(np.nanmean(sq, axis=1))
         bead_rms = np.sqrt(np.nanmean(np.where(mask, np.sum(resid ** 2, axis=-1), np.nan), axis=0))
     points_out = points.copy()
@@ -283,7 +299,7 @@ def solve_fiducial_alignment(
         model=model, points_px=points_out, residuals_px=resid, used=use, dropped_beads=np.nonzero(dropped)[0],
         rms_px=float(np.sqrt(np.nanmean(sq))), view_rms_px=view_rms, bead_rms_px=bead_rms,
         tilt_axis_deg=float(np.mean(z_rot)), tilt_offset_deg=float(np.mean(tilt_fit - np.asarray(tilts_deg))),
-        x_tilt_level_deg=float(about_x), surface=labels)
+        x_tilt_level_deg=float(about_x), surface=labels, unobserved_views=np.nonzero(unobserved)[0])
 
 
 __all__ = ["group_matrix", "FiducialSolution", "solve_fiducial_alignment"]
