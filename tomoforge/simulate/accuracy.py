@@ -38,26 +38,41 @@ def recovered_projection_model(tilt_series, axis_deg: float | None = None) -> Pr
                            [[t.x_shift_A, t.y_shift_A] for t in views], [t.x_tilt_deg for t in views])
 
 
+def slab_tilt_about_y_deg(truth: dict) -> float:
+    """The specimen slab's own tilt about the tilt axis (Y): the angle of its normal from Z in the XZ plane."""
+    normal = np.asarray(truth["specimen"]["slab_normal"], dtype=float)
+    return float(np.rad2deg(np.arctan2(normal[0], normal[2])))
+
+
 def alignment_errors(truth: dict, tilt_series, points_A: np.ndarray | None = None,
                      binning: float = 1.0) -> dict[str, float]:
-    """Reprojection RMS (px at ``binning``) of ``points_A`` (default: the gold beads) after removing the free
-    common translation, tilt-axis angle error and tilt-angle offset error (degrees), included views only."""
-    keep = [t.acquisition_order for t in sorted(tilt_series.tilt_images, key=lambda t: t.acquisition_order)
-            if not t.excluded]
-    order = {t["acquisition_order"]: i for i, t in enumerate(sorted(truth["tilts"],
-                                                                    key=lambda r: r["acquisition_order"]))}
-    found = recovered_projection_model(tilt_series)
-    mine = [i for i, t in enumerate(sorted(tilt_series.tilt_images, key=lambda t: t.acquisition_order))
-            if not t.excluded]
-    found = found.subset(np.array(mine))
-    true = true_projection_model(truth).subset(np.array([order[k] for k in keep]))
+    """Alignment against the truth, included views only.
+
+    - ``reprojection_rms_px``: RMS (px at ``binning``) between where the recovered and the true models put
+      ``points_A`` (default: the gold beads), after removing the free 3D translation and the free common
+      rotation about the tilt axis (adding δ to every tilt and turning the specimen by −δ projects the same);
+    - ``tilt_axis_error_deg``: mean ZRot found − true;
+    - ``tilt_offset_error_deg``: mean (tilt found − nominal) − the truth's tilt offset;
+    - ``levelled_tilt_offset_error_deg``: the same against the truth's offset plus the slab's own tilt about
+      Y, which is what an alignment that levels the specimen (as ours and IMOD's do) should find.
+    """
+    views = sorted(tilt_series.tilt_images, key=lambda t: t.acquisition_order)
+    mine = np.array([i for i, t in enumerate(views) if not t.excluded])
+    keep = [views[i].acquisition_order for i in mine]
+    ordered = sorted(truth["tilts"], key=lambda r: r["acquisition_order"])
+    index = {t["acquisition_order"]: i for i, t in enumerate(ordered)}
+    theirs = np.array([index[k] for k in keep])
+    found = recovered_projection_model(tilt_series).subset(mine)
+    true = true_projection_model(truth).subset(theirs)
     points = np.array([f["position_A"] for f in truth["fiducials"]]) if points_A is None else points_A
-    nominal = np.array([t["nominal_tilt_deg"] for t in sorted(truth["tilts"], key=lambda r: r["acquisition_order"])])
-    nominal = nominal[[order[k] for k in keep]]
+    nominal = np.array([t["nominal_tilt_deg"] for t in ordered])[theirs]
+    offset = float(np.mean(found.tilt_deg - nominal))
+    diff = reprojection_difference(found, true, points, remove_tilt_offset=True)
     return {
-        "reprojection_rms_px": rms(reprojection_difference(found, true, points)) / (truth["pixel_size_A"] * binning),
+        "reprojection_rms_px": rms(diff) / (truth["pixel_size_A"] * binning),
         "tilt_axis_error_deg": float(np.mean(found.z_rot_deg) - np.mean(true.z_rot_deg)),
-        "tilt_offset_error_deg": float(np.mean(found.tilt_deg - nominal) - truth["tilt_offset_deg"]),
+        "tilt_offset_error_deg": offset - truth["tilt_offset_deg"],
+        "levelled_tilt_offset_error_deg": offset - truth["tilt_offset_deg"] - slab_tilt_about_y_deg(truth),
     }
 
 
