@@ -6,7 +6,7 @@ relative to the reference frame (``s_ref = 0``); aligning a frame translates it 
 Global alignment (MotionCor2 / unblur style, Zheng et al. 2017; Grant & Grigorieff 2015): spectra are
 weighted by the B-factor envelope exp(−B·k²/4) (k in 1/Å, B in Å²), Fourier-cropped to where the
 weight of a correlation, exp(−B·k²/2), is above ``CROP_WEIGHT`` (the rest is mostly shot noise at
-tomography's dose per frame; the alignment runs on, e.g., 300² instead of 1024²), and each frame is
+tomography's dose per frame; the alignment runs on, e.g., 240² instead of 1024²), and each frame is
 cross-correlated with the sum of all *other* aligned frames (leaving the frame out removes its own
 noise from the reference, which matters at the ~0.1–0.5 e/Å² per frame of tomography). The peak of
 each correlation gives the new shift (sub-pixel from a 3-point Gaussian fit); iterations stop when no
@@ -207,7 +207,7 @@ def without_hot_pixels(frames, threshold_sd: float = 6.0) -> torch.Tensor:
     return torch.where(mask, frames.mean(dim=(-2, -1), keepdim=True), frames)
 
 
-def estimate_global_shifts(frames, pixel_size_A: float, bfactor_A2: float = 2000.0, max_shift_A: float | None = None,
+def estimate_global_shifts(frames, pixel_size_A: float, bfactor_A2: float = 3000.0, max_shift_A: float | None = None,
                            iterations: int = 10, tolerance_px: float = 0.02, reference_frame: int = 0,
                            binning: float | None = None, defects: torch.Tensor | None = None,
                            spectra: torch.Tensor | None = None) -> torch.Tensor:

@@ -33,8 +33,9 @@ class MotionParams(ProtocolParams):
     align_last: int = param(0, ge=0, help="last frame to align (0 = the last)")
     sum_first: int = param(1, ge=1, help="first frame to sum (1-based)")
     sum_last: int = param(0, ge=0, help="last frame to sum (0 = the last)")
-    bfactor_A2: float = param(2000.0, ge=0, unit="Å²",
-                              help="B-factor weighting of the global alignment (RELION's 150 px² is 1350 Å² at 3 Å/px)")
+    bfactor_A2: float = param(3000.0, ge=0, unit="Å²",
+                              help="B-factor weighting of the global alignment (at 3 Å/px, RELION's default "
+                                   "150 px² is 1350 Å², MotionCor2's 500 px² is 4500 Å²)")
     patches_x: int = param(1, ge=1, help="patches along x for local motion (1 with patches_y 1: global only)")
     patches_y: int = param(1, ge=1, help="patches along y for local motion")
     patch_bfactor_A2: float = param(1000.0, ge=0, unit="Å²", help="B-factor of the patch alignment")
