@@ -194,7 +194,7 @@ def schedule(run: str) -> None:
 
 @app.command("scheduler")
 def scheduler(wait: bool = typer.Option(False, help="keep waiting for inputs other processes produce")) -> None:
-    """Execute the scheduled runs in dependency order."""
+    """Execute the scheduled runs in dependency order; streaming ones start behind their running producers."""
     from tomoforge.engine.scheduler import run_scheduled
 
     outcome = run_scheduled(open_project(), report=lambda run_id, final: console.print(f"run {run_id} {final}"),
