@@ -287,7 +287,8 @@ def summarise(results: dict, outdir: Path) -> None:
     for ours, theirs in (("tomoforge_wbp", "astra_fbp"), ("tomoforge_sirt1", "astra_sirt1"),
                          ("tomoforge_wbp", "teamtomo"), ("tomoforge_wbp", "skimage_iradon")):
         if "wall_s_full" in results.get(ours, {}) and "wall_s_full" in results.get(theirs, {}):
-            results[ours].setdefault("speedup", {})[theirs] = results[theirs]["wall_s_full"] / results[ours]["wall_s_full"]
+            ratio = results[theirs]["wall_s_full"] / results[ours]["wall_s_full"]
+            results[ours].setdefault("speedup", {})[theirs] = ratio
     s1, s3 = results.get("tomoforge_sirt1", {}), results.get("tomoforge_sirt3", {})
     if "wall_s" in s1 and "wall_s" in s3:
         s3["per_iteration_s"] = (s3["wall_s"] - s1["wall_s"]) / 2
@@ -340,7 +341,8 @@ def write_section(report: dict) -> None:
                 if "r_vs_tomoforge" in r else "–")
         scale = r["wall_s_full"] / r["wall_s"]
         spread = f" ({r['wall_s_range'][0]:.2f}–{r['wall_s_range'][1]:.2f})" if r.get("rounds", 1) > 1 else ""
-        table.append(f"| {LABELS[name]} | {r['wall_s_full']:.2f}{spread} | {r['cpu_s'] * scale:.2f} | {r['updates_per_s']:.3g} | "
+        table.append(f"| {LABELS[name]} | {r['wall_s_full']:.2f}{spread} | {r['cpu_s'] * scale:.2f} | "
+                     f"{r['updates_per_s']:.3g} | "
                      f"{r['memory_MB']:.0f} | {r['memory_vs_data']:.2f} | {corr} |")
     ratios = []
     for ours, d in ((n, res[n]) for n in ("tomoforge_wbp", "tomoforge_sirt1") if n in res):

@@ -68,7 +68,8 @@ def truth_box(small_sim):
     fv = prepare_fourier_volume(torch.from_numpy(box / (apod[0][:, None, None] * apod[1][None, :, None]
                                                         * apod[2][None, None, :])), PIXEL_A, padding=2.0)
     rotations = rotation_matrices(geometry.tilt_deg, geometry.z_rot_deg, geometry.x_tilt_deg)
-    images = torch.stack([project_fourier_slice(fv, r, tuple(s / PIXEL_A)) for r, s in zip(rotations, geometry.shift_A)])
+    images = torch.stack([project_fourier_slice(fv, r, tuple(s / PIXEL_A))
+                          for r, s in zip(rotations, geometry.shift_A)])
     c = fv.n // 2 - IMAGE // 2
     images = images[:, c:c + IMAGE, c:c + IMAGE] / PIXEL_A  # line integrals in voxel lengths
     return box, images, geometry, ts.truth

@@ -30,7 +30,8 @@ class ReconstructParams(ProtocolParams):
     relaxation: float = param(1.0, gt=0, lt=2, help="SIRT relaxation λ")
     binning: float = param(1.0, ge=1, help="bin the images by this (Fourier crop) first; the voxel is the binned pixel")
     thickness_A: float = param(2000.0, gt=0, unit="Å", help="tomogram thickness (z)")
-    thickness_px: int | None = param(None, ge=1, unit="voxel", help="tomogram thickness in voxels (overrides thickness_A)")
+    thickness_px: int | None = param(None, ge=1, unit="voxel",
+                                     help="tomogram thickness in voxels (overrides thickness_A)")
     size_x_px: int | None = param(None, ge=1, unit="voxel", help="width across the tilt axis (default: the image's)")
     size_y_px: int | None = param(None, ge=1, unit="voxel", help="length along the tilt axis (default: the image's)")
     x_shift_A: float = param(0.0, unit="Å", help="move the specimen in the tomogram along x (IMOD SHIFT x)")

@@ -20,7 +20,7 @@ from tomoforge.methods.reconstruct.backproject import LineProjector, projector_b
 from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry
 from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, plan_lines, sample_lines, views_from
 from tomoforge.methods.reconstruct.slabs import (Progress, RowCounter, VolumeSink, report, row_blocks,
-                                                 rows_per_block, run_blocks)
+                                                 rows_per_block, run_blocks, single_threaded_torch)
 from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length
 
 MIN_RAY_VOXELS = 0.5  # samples whose ray crosses less than this (voxel lengths) of the tomogram are ignored
@@ -74,42 +74,44 @@ def reconstruct_sirt(images, pixel_size_A: float, geometry: TiltGeometry, volume
     """
     if iterations < 1:
         raise ValueError(f"SIRT needs at least 1 iteration, got {iterations}")
-    views = views_from(images, 0, invert, subtract_mean, device)
-    dev = views.device
-    if views.shape[0] != geometry.n_views:
-        raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
-    plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
-    if 2 * projector_bytes(plan) > memory_GB * 1e9:
-        raise MemoryError(f"SIRT of {volume.shape_zyx[::-1]} voxels (x, y, z) from {geometry.n_views} views needs "
-                          f"{2 * projector_bytes(plan) / 1e9:.1f} GB for its projector pair, more than memory_GB = "
-                          f"{memory_GB:g}: bin the images, reduce the thickness or width, or raise memory_GB")
-    start = time.perf_counter()
-    projector = LineProjector(plan, dev)
-    projector.column_sums  # noqa: B018 (Sᵀ and its column sums built now, once, counted in the memory)
-    ny = volume.shape_zyx[1]
-    halo = iterations * plan.spread
-    budget = memory_GB * 1e9 - projector.nbytes
-    rows = rows_per_block(plan, budget, dev, sirt=True, rows=rows_per_slab)
-    if halo and rows_per_slab is None:
-        rows = max(rows, 4 * halo)
-        if rows + 2 * halo >= ny:
-            rows = ny
-    sink = VolumeSink(volume.shape_zyx, out, dev)
-    report(progress, f"SIRT ({iterations} iterations) of {geometry.n_views} views into {volume.shape_zyx[::-1]} "
-                     f"voxels (x, y, z): projector {projector.nbytes / 1e6:.0f} MB built in "
-                     f"{time.perf_counter() - start:.1f} s, slabs of {rows} rows (+{halo} each side)")
-    counter = RowCounter(ny)
+    workers = torch.get_num_threads()  # shared out as slabs; torch itself single-threaded meanwhile
+    with single_threaded_torch():
+        views = views_from(images, 0, invert, subtract_mean, device)
+        dev = views.device
+        if views.shape[0] != geometry.n_views:
+            raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
+        plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
+        if 2 * projector_bytes(plan) > memory_GB * 1e9:
+            raise MemoryError(f"SIRT of {volume.shape_zyx[::-1]} voxels (x, y, z) from {geometry.n_views} views needs "
+                              f"{2 * projector_bytes(plan) / 1e9:.1f} GB for its projector pair, more than memory_GB = "
+                              f"{memory_GB:g}: bin the images, reduce the thickness or width, or raise memory_GB")
+        start = time.perf_counter()
+        projector = LineProjector(plan, dev)
+        projector.column_sums  # noqa: B018 (Sᵀ and its column sums built now, once, counted in the memory)
+        ny = volume.shape_zyx[1]
+        halo = iterations * plan.spread
+        budget = memory_GB * 1e9 - projector.nbytes
+        rows = rows_per_block(plan, budget, dev, sirt=True, rows=rows_per_slab)
+        if halo and rows_per_slab is None:
+            rows = max(rows, 4 * halo)
+            if rows + 2 * halo >= ny:
+                rows = ny
+        sink = VolumeSink(volume.shape_zyx, out, dev)
+        report(progress, f"SIRT ({iterations} iterations) of {geometry.n_views} views into {volume.shape_zyx[::-1]} "
+                         f"voxels (x, y, z): projector {projector.nbytes / 1e6:.0f} MB built in "
+                         f"{time.perf_counter() - start:.1f} s, slabs of {rows} rows (+{halo} each side)")
+        counter = RowCounter(ny)
 
-    def work(s0: int, s1: int) -> None:
-        e0, e1 = max(0, s0 - halo), min(ny, s1 + halo)
-        x = sirt_slab(views, projector, e0, e1, iterations, relaxation, progress if s0 == 0 else None, start)
-        sink.write(s0, x[:, s0 - e0:s1 - e0])
-        percent = counter.add(s1 - s0)
-        if percent is not None:
-            report(progress, f"{percent}% of {ny} rows done ({time.perf_counter() - start:.1f} s)")
+        def work(s0: int, s1: int) -> None:
+            e0, e1 = max(0, s0 - halo), min(ny, s1 + halo)
+            x = sirt_slab(views, projector, e0, e1, iterations, relaxation, progress if s0 == 0 else None, start)
+            sink.write(s0, x[:, s0 - e0:s1 - e0])
+            percent = counter.add(s1 - s0)
+            if percent is not None:
+                report(progress, f"{percent}% of {ny} rows done ({time.perf_counter() - start:.1f} s)")
 
-    run_blocks(row_blocks(ny, rows), work, dev)
-    return sink.result()
+        run_blocks(row_blocks(ny, rows), work, dev, workers)
+        return sink.result()
 
 
 def sirt_slab(views: Views, projector: LineProjector, e0: int, e1: int, iterations: int, relaxation: float,

@@ -17,7 +17,7 @@ from tomoforge.methods.reconstruct.backproject import LineProjector, projector_b
 from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry, angular_weights
 from tomoforge.methods.reconstruct.lines import LinePlan, Views, plan_lines, sample_lines, views_from
 from tomoforge.methods.reconstruct.slabs import (Progress, RowCounter, VolumeSink, report, row_blocks,
-                                                 rows_per_block, run_blocks)
+                                                 rows_per_block, run_blocks, single_threaded_torch)
 from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length, wbp_filters
 
 
@@ -37,34 +37,37 @@ def reconstruct_wbp(images, pixel_size_A: float, geometry: TiltGeometry, volume:
     z (exact: a voxel's value depends on no other voxel). ``images`` may also be ``Views``.
     ``progress``: called with messages (set-up, every tenth of the rows).
     """
-    views = images if isinstance(images, Views) else views_from(images, taper_px, invert, subtract_mean, device)
-    dev = views.device
-    if views.shape[0] != geometry.n_views:
-        raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
-    plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
-    n_pad = padded_length(plan.n_tau)
-    filters = torch.as_tensor(wbp_filters(n_pad, geometry.tilt_deg, angular_weights(geometry.tilt_deg), cutoff,
-                                          falloff, sirt_like_iterations, volume.shape_zyx[0]),
-                              dtype=torch.float32, device=dev)
-    sink = VolumeSink(volume.shape_zyx, out, dev)
-    nz = volume.shape_zyx[0]
-    parts = min(nz, int(np.ceil(projector_bytes(plan) / (0.5 * memory_GB * 1e9))))
-    if parts <= 1:
-        backproject_volume(views, plan, filters, n_pad, sink, memory_GB, rows_per_chunk, progress)
-        return sink.result()
-    # the projector alone would take over half the memory: parts along z, read along the same lines
-    target = sink.result()
-    edges = np.linspace(0, nz, parts + 1).round().astype(int)
-    for i, (z0, z1) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist())):
-        report(progress, f"z part {i + 1}/{parts}: voxels {z0}-{z1 - 1} of {nz}")
-        part = plan_lines(geometry, volume.z_part(z0, z1), views.shape[-2:], pixel_size_A, oversampling, like=plan)
-        backproject_volume(views, part, filters, n_pad, VolumeSink(part.volume.shape_zyx, target[z0:z1], dev),
-                           memory_GB, rows_per_chunk, progress)
-    return target
+    workers = torch.get_num_threads()  # shared out as blocks; torch itself single-threaded meanwhile
+    with single_threaded_torch():
+        views = images if isinstance(images, Views) else views_from(images, taper_px, invert, subtract_mean, device)
+        dev = views.device
+        if views.shape[0] != geometry.n_views:
+            raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
+        plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
+        n_pad = padded_length(plan.n_tau)
+        filters = torch.as_tensor(wbp_filters(n_pad, geometry.tilt_deg, angular_weights(geometry.tilt_deg), cutoff,
+                                              falloff, sirt_like_iterations, volume.shape_zyx[0]),
+                                  dtype=torch.float32, device=dev)
+        sink = VolumeSink(volume.shape_zyx, out, dev)
+        nz = volume.shape_zyx[0]
+        parts = min(nz, int(np.ceil(projector_bytes(plan) / (0.5 * memory_GB * 1e9))))
+        if parts <= 1:
+            backproject_volume(views, plan, filters, n_pad, sink, memory_GB, rows_per_chunk, progress, workers)
+            return sink.result()
+        # the projector alone would take over half the memory: parts along z, read along the same lines
+        target = sink.result()
+        edges = np.linspace(0, nz, parts + 1).round().astype(int)
+        for i, (z0, z1) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist())):
+            report(progress, f"z part {i + 1}/{parts}: voxels {z0}-{z1 - 1} of {nz}")
+            part = plan_lines(geometry, volume.z_part(z0, z1), views.shape[-2:], pixel_size_A, oversampling, like=plan)
+            backproject_volume(views, part, filters, n_pad, VolumeSink(part.volume.shape_zyx, target[z0:z1], dev),
+                               memory_GB, rows_per_chunk, progress, workers)
+        return target
 
 
 def backproject_volume(views: Views, plan: LinePlan, filters: torch.Tensor | None, n_pad: int, sink: VolumeSink,
-                       memory_GB: float, rows_per_chunk: int | None, progress: Progress | None) -> None:
+                       memory_GB: float, rows_per_chunk: int | None, progress: Progress | None,
+                       workers: int | None = None) -> None:
     """Back-project the (filtered) lines into every row of ``plan.volume``, in blocks shared out to workers."""
     start = time.perf_counter()
     dev = views.device
@@ -83,7 +86,7 @@ def backproject_volume(views: Views, plan: LinePlan, filters: torch.Tensor | Non
         if percent is not None:
             report(progress, f"{percent}% of {ny} rows back-projected ({time.perf_counter() - start:.1f} s)")
 
-    run_blocks(row_blocks(ny, rows), work, dev)
+    run_blocks(row_blocks(ny, rows), work, dev, workers)
 
 
 def backproject_rows(views: Views, projector: LineProjector, filters: torch.Tensor | None, n_pad: int,
