@@ -20,7 +20,6 @@ Prints one JSON object and rewrites the reconstruct section of benchmarks/RESULT
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import resource
@@ -31,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+sys.path.insert(0, str(Path(__file__).parent))
+from results_md import machine_info, replace_section  # noqa: E402
+
 START, END = "<!-- reconstruct:start -->", "<!-- reconstruct:end -->"
 SHAPE = (256, 512, 512)  # z, y, x
 PIXEL_A = 6.0
@@ -295,21 +296,14 @@ def summarise(results: dict, outdir: Path) -> None:
 
 
 def machine() -> dict:
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
+    """The shared machine description, the comparison programs' versions and the load after the runs."""
     versions = {}
     for module in ("astra", "skimage", "torch_tomogram"):
         try:
             versions[module] = __import__(module).__version__
         except Exception:  # noqa: BLE001 - absent or without a version
             versions[module] = "absent"
-    return {"nproc": os.cpu_count(), "cpu": cpu, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "date": datetime.date.today().isoformat(), **versions,
-            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                  cwd=Path(__file__).parent).stdout.strip(),
-            "load_after": [round(x, 2) for x in os.getloadavg()]}
+    return {**machine_info(), **versions, "load_after": [round(x, 2) for x in os.getloadavg()]}
 
 
 LABELS = {
@@ -359,7 +353,7 @@ def write_section(report: dict) -> None:
         floors.append(f"one SIRT iteration ≥ 5× astra's: {sirt['speedup']['astra_sirt1']:.1f}×")
     per_it = res.get("tomoforge_sirt3", {}).get("per_iteration_s")
     loads = [x for r in res.values() if "load_range" in r for x in r["load_range"]]
-    lines = [START, "## Tomogram reconstruction, `python benchmarks/reconstruct.py`", "",
+    lines = ["## Tomogram reconstruction, `python benchmarks/reconstruct.py`", "",
              f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} "
              f"({m['torch_threads']} threads), astra {m['astra']}, scikit-image {m['skimage']}, torch-tomogram "
              f"{m['torch_tomogram']}. Shared machine: load average {min(loads):.1f}–{max(loads):.1f} before the runs "
@@ -369,16 +363,8 @@ def write_section(report: dict) -> None:
              "above its RSS before loading the data (so the tilt series and the tomogram are included); "
              "volume + tilt series = 311 MB.", "", *table, "", "; ".join(ratios) + "." if ratios else "",
              "Issue 7 floors — " + "; ".join(floors) + "." if floors else "",
-             f"SIRT per further iteration: {per_it:.2f} s." if per_it else "", END]
-    replace_section(RESULTS, "\n".join(lines))
-
-
-def replace_section(path: Path, section: str) -> None:
-    """Put ``section`` (START … END) in place of the file's old one, or at its end."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    before, found, rest = text.partition(START)
-    after = rest.partition(END)[2] if found else ""
-    path.write_text((before if found else text.rstrip("\n") + "\n\n") + section + (after if found else "\n"))
+             f"SIRT per further iteration: {per_it:.2f} s." if per_it else ""]
+    replace_section(START, END, lines)
 
 
 if __name__ == "__main__":
