@@ -301,6 +301,17 @@ def write_section(r: dict) -> None:
              "|---|---:|---|---:|---:|"]
     table += [f"| {label} | {e(ek)} | {t(tk)} |" for label, ek, tk in rows if tk in med and med[tk]]
     first, cold = r["first_call"], r["fresh_process"]
+
+    def ratio(other: str) -> str:
+        a, b = med.get("tomoforge_whole"), med.get(other)
+        if not a or not b:
+            return "–"
+        cpu = (b["cpu_s"] + b["child_cpu_s"]) / max(a["cpu_s"] + a["child_cpu_s"], 1e-9)
+        return f"{b['wall_s'] / a['wall_s']:.2f} (wall), {cpu:.2f} (CPU)"
+
+    verdict = (f"RELION's time over tomoforge's, whole process against whole task on the same movies (> 1: tomoforge "
+               f"is faster): {ratio('relion_whole_dose_weighted')} with dose weighting in both (tomoforge also writes "
+               f"the odd/even sums); {ratio('relion_whole')} against RELION without dose weighting.")
     loads = [x["load_before"] for x in r["rounds"]]
     command = r["rounds"][0].get("relion_whole_dose_weighted_command") or r["rounds"][0].get("relion_whole_command", "")
     lines = [
@@ -312,7 +323,7 @@ def write_section(r: dict) -> None:
         f"Data: simulator `small` preset, seed 0, 1 tilt series of {r['tilts']} tilts (−30…30°), {r['frames']} frames of "
         f"{r['image'][0]}² int16 at {r['pixel_size_A']:g} Å/px, gain reference, {r['dose_per_frame_e_A2']:g} e/Å² per "
         f"frame; true motion {r['true_motion_rms_px']} px RMS per frame. Error: RMS of the per-frame (x, y) shift error "
-        "after removing each movie's mean.", "", *table, "",
+        "after removing each movie's mean.", "", *table, "", verdict, "",
         f"tomoforge's first call in a process: {first['wall_s']:.2f} s; a fresh Python process doing one tilt series "
         f"(interpreter start, `import torch`, the task): {cold.get('wall_s', float('nan')):.2f} s wall. tomoforge params: "
         f"B = {r['tomoforge_params']['bfactor_A2']:g} Å², dose weighting, odd/even sums; RELION's and teamtomo's sign "
