@@ -91,6 +91,8 @@ def test_eer_without_imagecodecs_says_what_is_missing(tmp_path, monkeypatch):
 def test_gain_must_be_one_image(tmp_path):
     write_mrc(tmp_path / "g.mrc", np.ones((6, 8), np.float32), 1.0)
     assert read_gain(tmp_path / "g.mrc").shape == (6, 8)
+    tifffile.imwrite(tmp_path / "eer.gain", np.full((6, 8), 2.0, np.float32))  # EER cameras' TIFF .gain
+    assert np.array_equal(read_gain(tmp_path / "eer.gain"), np.full((6, 8), 2.0, np.float32))
     write_mrc(tmp_path / "g3.mrc", np.ones((2, 6, 8), np.float32), 1.0)
     with pytest.raises(FormatError, match="g3.mrc: a gain reference must be one image"):
         read_gain(tmp_path / "g3.mrc")

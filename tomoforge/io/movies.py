@@ -173,11 +173,11 @@ def read_movie(path: str | os.PathLike, n_frames: int | None = None,
 
 
 def read_gain(path: str | os.PathLike) -> np.ndarray:
-    """A gain reference (MRC or TIFF, one image) as float32 (y, x)."""
+    """A gain reference (MRC, or TIFF: .tif/.tiff and the .gain of EER cameras; one image) as float32 (y, x)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: gain reference not found")
-    data = _read_tiff(path) if path.suffix.lower() in TIFF_SUFFIXES else read_mrc(path)
+    data = _read_tiff(path) if path.suffix.lower() in TIFF_SUFFIXES + (".gain",) else read_mrc(path)
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
     if data.ndim != 2:
