@@ -44,9 +44,13 @@ def call_task(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> An
         return TaskFailure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
+PASSIVE = "PASSIVE"
+
+
 def _limit_threads(threads: int) -> None:
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", PASSIVE)
     try:  # only matters if torch was already imported in this worker
         import sys
 
@@ -115,6 +119,9 @@ class LocalExecutor(Executor):
     """A pool of worker processes on this machine (spawned, so each starts clean)."""
 
     def __init__(self, workers: int = 1, threads_per_worker: int = 1):
+        # Idle OpenMP threads sleep instead of spinning: on a machine shared with other work (or with more
+        # workers × threads than cores) spinning threads made torch 5-10x slower. Inherited by the workers.
+        os.environ.setdefault("OMP_WAIT_POLICY", PASSIVE)
         self.pool = cf.ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
