@@ -110,9 +110,11 @@ def lowpass_volume(volume: np.ndarray, pixel_size_A: float, resolution_A: float)
 
 
 def tomogram_correlation(truth_volume: np.ndarray, volume: np.ndarray, pixel_size_A: float,
-                         resolution_A: float = 40.0, max_shift_px: int = 8) -> tuple[float, tuple[int, int, int]]:
-    """Pearson r between two (z, y, x) volumes on one grid after the same low-pass, at the integer shift
-    (within ``max_shift_px``, the free translation of an alignment) that maximises it: (r, shift zyx)."""
+                         resolution_A: float = 40.0, max_shift_px: int | None = None
+                         ) -> tuple[float, tuple[int, int, int]]:
+    """Pearson r between two (z, y, x) volumes on one grid after the same low-pass, at the integer shift that
+    maximises it (the free translation of an alignment: its x, y origin is a convention, e.g. the stage
+    position of one view), searched within ``max_shift_px`` (default: a quarter of each size): (r, shift zyx)."""
     if truth_volume.shape != volume.shape:
         raise ValueError(f"volumes differ in shape: {truth_volume.shape} vs {volume.shape}")
     a = lowpass_volume(truth_volume, pixel_size_A, resolution_A)
@@ -121,7 +123,8 @@ def tomogram_correlation(truth_volume: np.ndarray, volume: np.ndarray, pixel_siz
     cc = torch.fft.irfftn(torch.fft.rfftn(a).conj() * torch.fft.rfftn(b), s=a.shape)
     idx = [torch.fft.fftfreq(n, 1.0 / n).round().long() for n in a.shape]
     grids = torch.meshgrid(*idx, indexing="ij")
-    cc[(grids[0].abs() > max_shift_px) | (grids[1].abs() > max_shift_px) | (grids[2].abs() > max_shift_px)] = -np.inf
+    limits = [n // 4 if max_shift_px is None else max_shift_px for n in a.shape]
+    cc[(grids[0].abs() > limits[0]) | (grids[1].abs() > limits[1]) | (grids[2].abs() > limits[2])] = -np.inf
     flat = int(torch.argmax(cc))
     pos = np.unravel_index(flat, cc.shape)
     shift = tuple(int(g[p]) for g, p in zip(idx, pos))
