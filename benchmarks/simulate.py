@@ -5,30 +5,16 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
+from results_md import machine_info, replace_section  # the benchmarks folder, run as a script
+
 from tomoforge.simulate import simulate
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 START, END = "<!-- simulate:start -->", "<!-- simulate:end -->"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def folder_size_mb(path: Path) -> float:
@@ -53,23 +39,15 @@ def main() -> None:
                      "tilts": sum(len(t.movies) for t in ts),
                      "image_size": list(res.config.detector.image_size),
                      "particles": sum(len(t.truth["particles"]) for t in ts), "output_MB": round(folder_size_mb(out))})
-    machine = {"nproc": os.cpu_count(), "cpu": cpu_model(), "date": datetime.date.today().isoformat(),
-               "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=Path(__file__).parent).stdout.strip()}
+    machine = machine_info()
     print(json.dumps({"machine": machine, "results": rows}, indent=1))
     table = ["| preset | wall (s) | tilt series | tilts | image (y, x) | particles | output (MB) |",
              "|---|---:|---:|---:|---|---:|---:|"]
     table += [f"| {r['preset']} | {r['wall_s']} | {r['tilt_series']} | {r['tilts']} | {r['image_size']} | "
               f"{r['particles']} | {r['output_MB']} |" for r in rows]
-    section = "\n".join([START, "## Simulator (`python benchmarks/simulate.py`)", "",
-                         f"{machine['date']}, {machine['nproc']} cores ({machine['cpu']}), commit {machine['git']}. "
-                         "Target: `small` under 180 s.", "", *table, END])
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+    replace_section(START, END, ["## Simulator (`python benchmarks/simulate.py`)", "",
+                                 f"{machine['date']}, {machine['nproc']} cores ({machine['cpu']}), commit "
+                                 f"{machine['git']}, load {machine['load']}. Target: `small` under 180 s.", "", *table])
 
 
 if __name__ == "__main__":
