@@ -40,6 +40,7 @@ class FitSettings:
     fit_threshold: float = 0.5
     erase_threshold_sd: float = 6.0
     window_A: float = 2000.0
+    weight_power: float = 2.0
 
     @property
     def grid_step_A(self) -> float:
@@ -109,7 +110,7 @@ def landscape(spectra: StripSpectra, optics: Optics, settings: FitSettings, defo
     window (the ring period at ``window_defocus_A``) and astigmatism (a_x, a_y) Å."""
     h = half_window_px(spectra.grid, optics, window_defocus_A)
     data = modulation(spectra.amplitude, h)
-    weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A)
+    weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)
     d, p = torch.meshgrid(defocus, phases, indexing="ij")
     d, p = d.reshape(-1), p.reshape(-1)
     ax, ay = torch.full_like(d, astigmatism[0]), torch.full_like(d, astigmatism[1])
@@ -117,22 +118,25 @@ def landscape(spectra: StripSpectra, optics: Optics, settings: FitSettings, defo
 
 
 def refine(spectra: StripSpectra, optics: Optics, settings: FitSettings, start: torch.Tensor,
-           fit_astigmatism: bool = True, fit_phase: bool = False, iterations: int = 40
+           fit_astigmatism: bool = True, fit_phase: bool = False, iterations: int = 40, bound_A: float = 1000.0
            ) -> tuple[torch.Tensor, float]:
     """LBFGS on (mean defocus, a_x, a_y, phase) from ``start`` (4,) (Å, Å, Å, rad); a_x, a_y stay fixed
-    unless ``fit_astigmatism``, the phase unless ``fit_phase``. The background window is the ring
-    period at the start's defocus. Returns (parameters (4,), score)."""
+    unless ``fit_astigmatism``, the phase unless ``fit_phase``. The mean defocus stays within ±
+    ``bound_A`` of the start (start + bound · tanh u), so that a refinement does not jump to the next
+    ring order, which the grid search has already judged. The background window is the ring period
+    at the start's defocus. Returns (parameters (4,), score)."""
     h = half_window_px(spectra.grid, optics, float(start[0]))
     data = modulation(spectra.amplitude, h)
-    weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A)
-    units = torch.tensor([1e4, 1e3, 1e3, 1.0])
+    weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)
+    start = start.to(torch.float32).detach()
+    units = torch.tensor([bound_A, 1e3, 1e3, 1.0])
     free = torch.tensor([1.0, float(fit_astigmatism), float(fit_astigmatism), float(fit_phase)])
-    x0 = (start.to(torch.float32) / units).detach()
-    x = x0.clone().requires_grad_(True)
+    x = torch.zeros(4, requires_grad=True)
     opt = torch.optim.LBFGS([x], lr=1, max_iter=iterations, line_search_fn="strong_wolfe")
 
     def params() -> torch.Tensor:
-        return (x0 + (x - x0) * free) * units
+        step = x * free
+        return start + torch.cat([torch.tanh(step[:1]), step[1:]]) * units
 
     def objective() -> torch.Tensor:
         opt.zero_grad()

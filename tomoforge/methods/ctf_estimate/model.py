@@ -94,13 +94,14 @@ def modulation(amplitude: torch.Tensor, half_width: torch.Tensor) -> torch.Tenso
     return flat - running_mean(flat, h)
 
 
-def band_weights(grid: PolarGrid, resolution_low_A: float, resolution_high_A: float) -> torch.Tensor:
-    """(a, r) weights: pixel count × (k / 0.1 Å⁻¹)² inside the fit band (k from 1/low to 1/high, below
-    Nyquist), else 0."""
+def band_weights(grid: PolarGrid, resolution_low_A: float, resolution_high_A: float, power: float = 2.0
+                 ) -> torch.Tensor:
+    """(a, r) weights: pixel count × (k / 0.1 Å⁻¹)^power inside the fit band (k from 1/low to 1/high,
+    below Nyquist), else 0."""
     k = grid.k_A
     nyquist = 0.5 / grid.pixel_size_A
     inside = (k >= 1 / resolution_low_A) & (k <= min(1 / resolution_high_A, 0.98 * nyquist))
-    return (grid.counts * (inside * (k / 0.1) ** 2)[None, :]).to(torch.float32)
+    return (grid.counts * (inside * (k / 0.1) ** power)[None, :]).to(torch.float32)
 
 
 def correlation(data: torch.Tensor, model: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

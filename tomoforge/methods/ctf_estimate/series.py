@@ -62,15 +62,16 @@ def consensus_defocus(scores: torch.Tensor, defocus: torch.Tensor, reference: li
 
 def _series_astigmatism(spectra: list[StripSpectra], optics: Optics, settings: FitSettings,
                         starts: list[torch.Tensor], iterations: int = 60) -> tuple[float, float]:
-    """(a_x, a_y) Å maximising the summed scores of the given tilts, their mean defoci free too."""
+    """(a_x, a_y) Å maximising the summed scores of the given tilts, their mean defoci free too (within
+    ± 1000 Å of the starts, as in ``refine``)."""
     prepared = []
     for sp, st in zip(spectra, starts):
         h = half_window_px(sp.grid, optics, float(st[0]))
         prepared.append((sp, h, modulation(sp.amplitude, h),
-                         band_weights(sp.grid, settings.resolution_low_A, settings.resolution_high_A)))
-    means = torch.stack([st[0] for st in starts]) / 1e4
+                         band_weights(sp.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)))
+    means = torch.stack([st[0] for st in starts]).float()
     phases = torch.stack([st[3] for st in starts])
-    x = torch.cat([means, torch.zeros(2)]).requires_grad_(True)
+    x = torch.zeros(len(starts) + 2, requires_grad=True)
     opt = torch.optim.LBFGS([x], lr=1, max_iter=iterations, line_search_fn="strong_wolfe")
 
     def objective() -> torch.Tensor:
@@ -78,7 +79,7 @@ def _series_astigmatism(spectra: list[StripSpectra], optics: Optics, settings: F
         ax, ay = x[-2:-1] * 1e3, x[-1:] * 1e3
         total = torch.zeros(())
         for i, (sp, h, data, w) in enumerate(prepared):
-            q = ring_model(sp, optics, x[i:i + 1] * 1e4, ax, ay, phases[i:i + 1])
+            q = ring_model(sp, optics, means[i:i + 1] + 1e3 * torch.tanh(x[i:i + 1]), ax, ay, phases[i:i + 1])
             total = total - correlation(data, q - running_mean(q, h), w)[0]
         total.backward()
         return total
