@@ -49,9 +49,12 @@ class CTFSeries(Item):
     __key__ = "name"
     __columns__ = ("name",)
     __children__ = ("entries", CTFTiltImage)
-    __files__ = ("spectra_file", "plot_file")
+    __files__ = ("spectra_file", "plot_file", "spectra_plot_file")
 
     name: str = Field(..., description="name of the tilt series it belongs to")
     entries: list[CTFTiltImage] = Field(default_factory=list)
-    spectra_file: str = ""
-    plot_file: str = ""
+    spectra_file: str = Field("", description="MRC stack of per-tilt spectra, data left, fitted model right")
+    plot_file: str = Field("", description="PNG: defocus and fit resolution against tilt angle")
+    spectra_plot_file: str = Field("", description="PNG: the per-tilt spectra with the fitted model")
+    hand_check: str = Field("", description="defocus gradient vs the geometry: consistent, opposite, inconclusive "
+                                            "('' = not checked)")

@@ -45,7 +45,8 @@ class HandCheck:
             return OPPOSITE_MESSAGE + f" (z = {self.z:.1f})"
         if self.verdict == "consistent":
             return f"defocus gradient agrees with the geometry (z = {self.z:.1f})"
-        return f"defocus gradient inconclusive (z = {self.z:.1f}; too few or too weakly tilted images)"
+        return (f"defocus gradient inconclusive (z = {self.z:.1f}): too few tilted images, or their rings too "
+                "weak to tell")
 
 
 def gradient_scores(spectra: StripSpectra, optics: Optics, fit_params: torch.Tensor, scales: torch.Tensor,
