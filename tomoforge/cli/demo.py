@@ -1,70 +1,186 @@
-"""``tomoforge demo``: simulate, create a project, run the first steps, show runs, accuracy and provenance."""
+"""``tomoforge demo``: simulate a tilt series with its truth, run the whole chain from movies to a tomogram in a
+new project, and print the run table, the accuracy of each step against the truth and the provenance."""
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from tomoforge.engine import ExecutorConfig, Project, execute_run
 from tomoforge.engine.provenance import format_provenance, provenance
+from tomoforge.io.mrc import read_mrc
+from tomoforge.simulate import accuracy
 
 console = Console(soft_wrap=True)
 
 
-def _step(project: Project, protocol: str, params: dict, inputs: dict | None = None) -> int:
-    run_id = project.new_run(protocol, params, inputs or {}, label="demo",
-                             executor=ExecutorConfig(kind="local", workers=1))
-    state = execute_run(project, run_id)
-    row = project.run(run_id)
-    console.print(f"run {run_id} {protocol}: {state} in {row['finished'] - row['started']:.1f} s")
-    if state != "finished":
-        console.print(f"[red]{row['error']}[/red]", highlight=False)
-        raise typer.Exit(1)
-    return run_id
+@dataclass
+class DemoRuns:
+    """The project and the run id of each step, by step name."""
+
+    project: Project
+    ids: dict[str, int] = field(default_factory=dict)
+    executor: ExecutorConfig = field(default_factory=lambda: ExecutorConfig(kind="local", workers=1))
+
+    def step(self, name: str, protocol: str, params: dict, inputs: dict[str, str] | None = None) -> int:
+        """Run ``protocol`` to the end as step ``name``; stop the demo with the run's error if it fails."""
+        run_id = self.project.new_run(protocol, params, inputs or {}, label=f"demo: {name}", executor=self.executor)
+        console.print(f"run {run_id} {protocol} ...", end="")
+        t0 = time.perf_counter()
+        state = execute_run(self.project, run_id)
+        console.print(f" {state} in {time.perf_counter() - t0:.1f} s")
+        if state != "finished":
+            console.print(f"[red]{self.project.run(run_id)['error']}[/red]", highlight=False)
+            raise typer.Exit(1)
+        self.ids[name] = run_id
+        return run_id
+
+    def out(self, name: str, output: str = "tilt_series") -> str:
+        return f"{self.ids[name]}.{output}"
+
+    def first(self, name: str, output: str = "tilt_series"):
+        return next(iter(self.project.output_set(self.ids[name], output)))
 
 
-def motion_rms_error_px(truth_json: Path, tilt_series, pixel_size_A: float) -> float:
-    """RMS (px) between recovered and true per-frame shifts, each made mean-zero per tilt."""
-    truth = {t["acquisition_order"]: np.asarray(t["frame_shifts_A"]) for t in json.loads(truth_json.read_text())["tilts"]}
-    errors = []
-    for image in tilt_series.tilt_images:
-        found = np.asarray(image.frame_shifts_A)
-        true = truth[image.acquisition_order]
-        errors.append((found - found.mean(0)) - (true - true.mean(0)))
-    return float(np.sqrt(np.mean(np.concatenate(errors) ** 2)) / pixel_size_A)
+def run_chain(runs: DemoRuns, sim, binning: int) -> None:
+    """Import → motion → X-rays → dose filter → coarse → fiducial model → fiducial alignment → assign →
+    CTF estimation → CTF correction → binning → reconstruction, each a run of the project."""
+    truth = sim.tilt_series[0].truth
+    runs.step("import", "import-tilt-series-movies", {
+        "files_path": str(sim.tilt_series[0].mdoc.parent), "pattern": "*.mdoc", "gain_file": str(sim.gain),
+        "voltage_kV": truth["voltage_kv"], "spherical_aberration_mm": truth["cs_mm"],
+        "amplitude_contrast": truth["amplitude_contrast"]})
+    runs.step("motion", "motion-correction", {"dose_weighting": False, "odd_even": True},
+              {"tilt_series": runs.out("import")})
+    runs.step("xrays", "xray-eraser", {}, {"tilt_series": runs.out("motion")})
+    runs.step("dose", "dose-filter", {}, {"tilt_series": runs.out("xrays")})
+    runs.step("coarse", "coarse-alignment", {"binning": binning}, {"tilt_series": runs.out("dose")})
+    bead_nm = truth["fiducials"][0]["diameter_A"] / 10.0 if truth["fiducials"] else 10.0
+    runs.step("beads", "fiducial-model", {"binning": binning, "bead_diameter_nm": bead_nm},
+              {"tilt_series": runs.out("coarse")})
+    runs.step("fiducial", "fiducial-alignment", {"rotation": "grouped"},
+              {"tilt_series": runs.out("coarse"), "landmark_models": runs.out("beads", "landmark_models")})
+    runs.step("assign", "assign-alignment", {}, {"source": runs.out("fiducial"), "tilt_series": runs.out("xrays")})
+    runs.step("ctf", "ctf-estimation", {"use_nominal_defocus": True}, {"tilt_series": runs.out("assign")})
+    runs.step("ctf_correct", "ctf-correction", {}, {"tilt_series": runs.out("assign"), "ctf": runs.out("ctf", "ctf")})
+    runs.step("bin", "preprocess-tilt-series", {"binning": float(binning)}, {"tilt_series": runs.out("ctf_correct")})
+    runs.step("reconstruct", "reconstruct-tomogram", {"method": "sirt", "iterations": 10, "invert": True,
+                                                      "thickness_px": truth["tomogram"]["shape_zyx"][0]},
+              {"tilt_series": runs.out("bin")})
+
+
+def accuracy_report(runs: DemoRuns, sim, binning: int) -> list[dict]:
+    """Each step against the simulator's truth: [{step, measure, value (number), text}], in chain order."""
+    simulated = sim.tilt_series[0]
+    truth = simulated.truth
+    rows: list[dict] = []
+
+    def add(step: str, measure: str, value: float, text: str) -> None:
+        rows.append({"step": step, "measure": measure, "value": float(value), "text": text})
+
+    motion = accuracy.motion_rms_error_px(truth, runs.first("motion"))
+    add("motion-correction", "per-frame shift error, RMS (px)", motion, f"{motion:.3f} px")
+    erased = sum(t.xray_count or 0 for t in runs.first("xrays").tilt_images)
+    add("xray-eraser", "pixels replaced (simulated: hits + hot pixels)", erased,
+        f"{erased} ({len(truth['xrays'])} hits + {len(truth['hot_pixels_yx'])} hot pixels simulated)")
+    for step, protocol in (("coarse", "coarse-alignment"), ("fiducial", "fiducial-alignment")):
+        err = accuracy.alignment_errors(truth, runs.first(step), binning=binning)
+        add(protocol, f"bead reprojection error, RMS (px at bin {binning})", err["reprojection_rms_px"],
+            f"{err['reprojection_rms_px']:.2f} px")
+    add("fiducial-alignment", "tilt axis angle error (°)", err["tilt_axis_error_deg"],
+        f"{err['tilt_axis_error_deg']:+.2f}°")
+    add("fiducial-alignment", "tilt offset error, levelled specimen (°)", err["levelled_tilt_offset_error_deg"],
+        f"{err['levelled_tilt_offset_error_deg']:+.2f}° (truth {truth['tilt_offset_deg']:+.2f}° + slab "
+        f"{accuracy.slab_tilt_about_y_deg(truth):+.2f}°)")
+    ctf = accuracy.defocus_errors(truth, runs.first("ctf", "ctf"))
+    add("ctf-estimation", "median |defocus error|, |tilt| ≤ 40° (Å)", ctf["median_error_low_tilt_A"],
+        f"{ctf['median_error_low_tilt_A']:.0f} Å")
+    add("ctf-estimation", "median |defocus error|, all tilts (Å)", ctf["median_error_all_A"],
+        f"{ctf['median_error_all_A']:.0f} Å")
+    tomo = runs.first("reconstruct", "tomograms")
+    volume = read_mrc(runs.project.root / tomo.file)
+    true_volume = read_mrc(simulated.tomogram)
+    if volume.shape != true_volume.shape:
+        raise RuntimeError(f"the tomogram's shape {volume.shape} differs from the truth's {true_volume.shape}")
+    r, shift = accuracy.tomogram_correlation(true_volume, volume, tomo.pixel_size_A, resolution_A=40.0)
+    add("reconstruct-tomogram", "Pearson r with the true potential (40 Å low-pass)", r,
+        f"{r:.3f} (free shift zyx {shift} voxels)")
+    reference = reconstruction_with_true_alignment(runs, truth, volume.shape, tomo.pixel_size_A)
+    r, shift = accuracy.tomogram_correlation(reference, volume, tomo.pixel_size_A, resolution_A=40.0)
+    add("reconstruct-tomogram", "Pearson r with the same SIRT from the true alignment", r,
+        f"{r:.3f} (free shift zyx {shift} voxels)")
+    return rows
+
+
+def reconstruction_with_true_alignment(runs: DemoRuns, truth: dict, shape_zyx: tuple[int, int, int],
+                                      voxel_A: float):
+    """The demo's SIRT of the binned, CTF-corrected series with the simulator's projection model instead of the
+    recovered one (tilts + the slab's tilt about Y: the levelled frame an alignment chooses)."""
+    from tomoforge.methods.reconstruct import TiltGeometry, VolumeGeometry, reconstruct_sirt
+    from tomoforge.protocols.tilt_stacks import image_sources, read_images
+
+    ts = runs.first("bin")
+    views = [t for t in ts.tilt_images if not t.excluded]
+    files = [s for s, t in zip(image_sources(ts, runs.project.absolute)["file"], ts.tilt_images) if not t.excluded]
+    true = {t["acquisition_order"]: t for t in truth["tilts"]}
+    level = accuracy.slab_tilt_about_y_deg(truth)
+    rows = [true[v.acquisition_order] for v in views]
+    geometry = TiltGeometry([t["y_tilt_deg"] + level for t in rows], [t["z_rot_deg"] for t in rows],
+                            [t["x_tilt_deg"] for t in rows], [[t["x_shift_A"], t["y_shift_A"]] for t in rows])
+    volume = reconstruct_sirt(read_images(files), voxel_A, geometry, VolumeGeometry(tuple(shape_zyx), voxel_A),
+                              iterations=10, invert=True)
+    return volume.cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
 
 
 def demo(
     outdir: Path = typer.Argument(Path("tomoforge-demo"), help="new folder for the data and the project"),
+    preset: str = typer.Option("small", help="simulator preset: small (41 tilts of 1024²) or tiny"),
     seed: int = typer.Option(0, help="random seed of the simulation"),
+    binning: int | None = typer.Option(None, help="binning for alignment and the tomogram (default: that of the "
+                                        "simulated truth tomogram, 4 for small)"),
+    simulation: Path | None = typer.Option(None, help="use this finished simulation instead of simulating"),
+    set_: list[str] = typer.Option([], "--set", help="simulator override key=value (see tomoforge simulate)"),
 ) -> None:
-    """Simulate a tiny tilt series, import it into a new project, correct motion, erase X-rays, filter dose."""
-    from tomoforge.simulate.run import simulate
+    """Simulate a tilt series and run the whole chain to a tomogram; print timings and accuracy vs the truth."""
+    from tomoforge.cli.main import runs as print_runs
+    from tomoforge.cli.main import state as cli_state
+    from tomoforge.simulate import load_simulation, simulate
+    from tomoforge.simulate.config import parse_overrides
 
     if outdir.exists() and any(outdir.iterdir()):
         console.print(f"[red]error:[/red] {outdir} is not empty; give a new folder")
         raise typer.Exit(1)
-    console.print(f"simulating the 'tiny' preset into {outdir / 'raw'} ...")
-    result = simulate(outdir / "raw", preset="tiny", seed=seed, progress=False)
-    simulated = result.tilt_series[0]
-    project = Project.create(outdir / "project")
-    imported = _step(project, "import-tilt-series-movies",
-                     {"files_path": str(simulated.mdoc.parent), "pattern": "*.mdoc", "gain_file": str(result.gain)})
-    motion = _step(project, "motion-correction", {}, {"tilt_series": f"{imported}.tilt_series"})
-    erased = _step(project, "xray-eraser", {}, {"tilt_series": f"{motion}.tilt_series"})
-    filtered = _step(project, "dose-filter", {}, {"tilt_series": f"{erased}.tilt_series"})
-
-    from tomoforge.cli.main import runs, state as cli_state
-
-    cli_state["project"] = project.root
-    runs()
-    corrected = next(iter(project.output_set(motion, "tilt_series")))
-    rms = motion_rms_error_px(simulated.truth_json, corrected, corrected.acquisition.pixel_size_A)
-    console.print(f"motion correction against the truth: {rms:.3f} px RMS over {corrected.n_images} tilts")
-    address = f"{filtered}.tilt_series/{corrected.name}/1"  # the first exposed image, dose-filtered
+    t0 = time.perf_counter()
+    if simulation is not None:
+        sim = load_simulation(simulation)
+        console.print(f"using the simulation in {simulation}")
+    else:
+        console.print(f"simulating the '{preset}' preset (seed {seed}) into {outdir / 'raw'} ...")
+        sim = simulate(outdir / "raw", preset=preset, seed=seed, overrides=parse_overrides(set_), progress=True)
+        console.print(f"simulated in {sim.seconds:.1f} s")
+    binning = binning or int(sim.tilt_series[0].truth["tomogram"]["binning"])
+    runs = DemoRuns(Project.create(outdir / "project"))
+    run_chain(runs, sim, binning)
+    cli_state["project"] = runs.project.root
+    print_runs()
+    report = accuracy_report(runs, sim, binning)
+    table = Table("step", "against the truth", "value", title="accuracy")
+    for row in report:
+        table.add_row(row["step"], row["measure"], row["text"])
+    console.print(table)
+    (outdir / "accuracy.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    console.print(f"accuracy figures: {outdir / 'accuracy.json'}")
+    tomo = runs.first("reconstruct", "tomograms")
+    console.print(f"tomogram: {runs.project.root / tomo.file}")
+    address = f"{runs.out('reconstruct', 'tomograms')}/{tomo.name}"
     console.print(f"\ntomoforge provenance {address}")
-    console.print(format_provenance(provenance(project, address)), highlight=False, markup=False)
-    console.print(f"\nproject: {project.root}  (try: tomoforge -p {project.root} runs)")
+    console.print(format_provenance(provenance(runs.project, address)), highlight=False, markup=False)
+    console.print(f"\nproject: {runs.project.root}  (try: tomoforge -p {runs.project.root} runs)")
+    console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")
