@@ -111,11 +111,11 @@ def accuracy_report(runs: DemoRuns, sim, binning: int) -> list[dict]:
         raise RuntimeError(f"the tomogram's shape {volume.shape} differs from the truth's {true_volume.shape}")
     r, shift = accuracy.tomogram_correlation(true_volume, volume, tomo.pixel_size_A, resolution_A=40.0)
     add("reconstruct-tomogram", "Pearson r with the true potential (40 Å low-pass)", r,
-        f"{r:.3f} (free shift zyx {shift} voxels)")
+        f"{r:.3f} (free shift zyx {', '.join(f'{v:+.1f}' for v in shift)} voxels)")
     reference = reconstruction_with_true_alignment(runs, truth, volume.shape, tomo.pixel_size_A)
     r, shift = accuracy.tomogram_correlation(reference, volume, tomo.pixel_size_A, resolution_A=40.0)
     add("reconstruct-tomogram", "Pearson r with the same SIRT from the true alignment", r,
-        f"{r:.3f} (free shift zyx {shift} voxels)")
+        f"{r:.3f} (free shift zyx {', '.join(f'{v:+.1f}' for v in shift)} voxels)")
     return rows
 
 

@@ -29,8 +29,12 @@ class Step:
     parents: list["Step"] = field(default_factory=list)
 
 
-def provenance(project: Project, address: str) -> Step:
-    """The provenance tree of ``RUN.OUTPUT/KEY[/CHILD]``."""
+def provenance(project: Project, address: str, _built: dict[str, Step] | None = None) -> Step:
+    """The provenance tree of ``RUN.OUTPUT/KEY[/CHILD]`` (an item reached twice, e.g. the input of two
+    branches that meet again, is one shared ``Step``)."""
+    built = {} if _built is None else _built
+    if address in built:
+        return built[address]
     item_set, item, child = project.resolve(address)
     row = project.run(item_set.run_id)
     own = [str(project.absolute(f)) for f in (item_files(child) if child is not None else [])]
@@ -58,12 +62,18 @@ def provenance(project: Project, address: str) -> Step:
                 parent_address = candidate
             except Exception:  # noqa: BLE001
                 pass
-        step.parents.append(provenance(project, parent_address))
+        step.parents.append(provenance(project, parent_address, built))
+    built[address] = step
     return step
 
 
-def format_provenance(step: Step, indent: int = 0) -> str:
+def format_provenance(step: Step, indent: int = 0, _shown: set[str] | None = None) -> str:
+    """The tree as indented text; an item already written higher up is named once more, not repeated."""
+    shown = set() if _shown is None else _shown
     pad = "  " * indent
+    if step.address in shown:
+        return f"{pad}{step.address}  ({step.item_class}, as above)"
+    shown.add(step.address)
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(step.finished)) if step.finished else "-"
     label = get_protocol(step.protocol).label
     lines = [f"{pad}{step.address}  ({step.item_class})",
@@ -76,7 +86,7 @@ def format_provenance(step: Step, indent: int = 0) -> str:
     for path in step.files:
         lines.append(f"{pad}  file: {path}")
     for parent in step.parents:
-        lines.append(format_provenance(parent, indent + 1))
+        lines.append(format_provenance(parent, indent + 1, shown))
     return "\n".join(lines)
 
 

@@ -111,22 +111,38 @@ def lowpass_volume(volume: np.ndarray, pixel_size_A: float, resolution_A: float)
 
 def tomogram_correlation(truth_volume: np.ndarray, volume: np.ndarray, pixel_size_A: float,
                          resolution_A: float = 40.0, max_shift_px: int | None = None
-                         ) -> tuple[float, tuple[int, int, int]]:
-    """Pearson r between two (z, y, x) volumes on one grid after the same low-pass, at the integer shift that
-    maximises it (the free translation of an alignment: its x, y origin is a convention, e.g. the stage
-    position of one view), searched within ``max_shift_px`` (default: a quarter of each size): (r, shift zyx)."""
+                         ) -> tuple[float, tuple[float, float, float]]:
+    """Pearson r between two (z, y, x) volumes on one grid after the same low-pass, at the translation that
+    maximises it (the free translation of an alignment), searched within ``max_shift_px`` (default: a quarter
+    of each size) and refined to a fraction of a voxel; r is taken over the part the two volumes share at that
+    translation (nothing wrapped round): (r, shift zyx in voxels, ``volume`` = ``truth_volume`` moved by it)."""
     if truth_volume.shape != volume.shape:
         raise ValueError(f"volumes differ in shape: {truth_volume.shape} vs {volume.shape}")
     a = lowpass_volume(truth_volume, pixel_size_A, resolution_A)
     b = lowpass_volume(volume, pixel_size_A, resolution_A)
-    a, b = a - a.mean(), b - b.mean()
-    cc = torch.fft.irfftn(torch.fft.rfftn(a).conj() * torch.fft.rfftn(b), s=a.shape)
+    fa, fb = torch.fft.rfftn(a - a.mean()), torch.fft.rfftn(b - b.mean())
+    cc = torch.fft.irfftn(fa.conj() * fb, s=a.shape)
     idx = [torch.fft.fftfreq(n, 1.0 / n).round().long() for n in a.shape]
     grids = torch.meshgrid(*idx, indexing="ij")
     limits = [n // 4 if max_shift_px is None else max_shift_px for n in a.shape]
-    cc[(grids[0].abs() > limits[0]) | (grids[1].abs() > limits[1]) | (grids[2].abs() > limits[2])] = -np.inf
-    flat = int(torch.argmax(cc))
-    pos = np.unravel_index(flat, cc.shape)
-    shift = tuple(int(g[p]) for g, p in zip(idx, pos))
-    r = float(cc.reshape(-1)[flat] / (a.norm() * b.norm()))
-    return r, shift  # type: ignore[return-value]
+    cc[(grids[0].abs() > limits[0]) | (grids[1].abs() > limits[1]) | (grids[2].abs() > limits[2])] = -torch.inf
+    pos = np.unravel_index(int(torch.argmax(cc)), cc.shape)
+    shift = []
+    for axis, n in enumerate(a.shape):  # parabola through the peak and its two neighbours on each axis
+        around = [list(pos) for _ in range(3)]
+        for k, d in enumerate((-1, 0, 1)):
+            around[k][axis] = (pos[axis] + d) % n
+        lo, mid, hi = (float(cc[tuple(p)]) for p in around)
+        curve = lo - 2 * mid + hi
+        frac = 0.5 * (lo - hi) / curve if np.isfinite(lo + hi) and curve < 0 else 0.0
+        shift.append(float(idx[axis][pos[axis]]) + float(np.clip(frac, -0.5, 0.5)))
+    k = [torch.fft.fftfreq(n) for n in a.shape[:-1]] + [torch.fft.rfftfreq(a.shape[-1])]
+    kz, ky, kx = torch.meshgrid(*k, indexing="ij")
+    ramp = torch.exp(2j * torch.pi * (kz * shift[0] + ky * shift[1] + kx * shift[2]).to(torch.float64))
+    moved_back = torch.fft.irfftn(torch.fft.rfftn(b) * ramp, s=b.shape)  # b(x + shift)
+    valid = tuple(slice(0, n - int(np.ceil(s))) if s > 0 else slice(int(np.ceil(-s)), n)
+                  for s, n in zip(shift, a.shape))
+    x, y = a[valid].reshape(-1), moved_back[valid].reshape(-1)
+    x, y = x - x.mean(), y - y.mean()
+    r = float((x @ y) / (x.norm() * y.norm()).clamp(min=1e-30))
+    return r, (shift[0], shift[1], shift[2])

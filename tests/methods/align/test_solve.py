@@ -92,3 +92,22 @@ def test_a_view_without_beads_takes_the_prior_shift_in_the_solution_frame():
     blind_view = np.sqrt(np.mean(np.sum(reprojection_difference(blind.model, truth, points, remove_tilt_offset=True)
                                         ** 2, axis=-1), axis=1)) / PX
     assert blind_view[lost] > 5.0  # without a prior the view's shift is whatever the solver left
+
+
+def test_the_solution_is_centred_on_the_reference_view_and_between_the_surfaces():
+    """The free 3D translation is fixed so that the least-tilted view has no shift and z = 0 lies midway
+    between the two bead surfaces, even when the beads sit off-centre and one surface has three times as
+    many (centring on the beads' centroid would put the tomogram 1100 Å off in x and 225 Å off in z)."""
+    rng = np.random.default_rng(5)
+    truth = true_model(rng, TILTS)
+    points = bead_points(rng, count=16, half_width_A=400.0)
+    points[:, 0] += 1100.0  # every bead right of the field centre
+    points[:12, 2], points[12:, 2] = 450.0, -450.0  # 12 on top, 4 below
+    sol = solve_fiducial_alignment(observe(rng, truth, points, 0.1, 0.0), TILTS, 85.0, PX)
+    ref = int(np.argmin(np.abs(TILTS)))
+    assert np.abs(sol.model.shift_A[ref]).max() < 1e-6
+    top, bottom = sol.points_px[sol.surface == 1, 2], sol.points_px[sol.surface == 0, 2]
+    assert (top.mean() + bottom.mean()) / 2 == pytest.approx(0.0, abs=1e-6)
+    assert (top.mean() - bottom.mean()) * PX == pytest.approx(900.0, rel=0.02)
+    # the beads stay off-centre, by the truth's 1100 Å less the reference view's own stage shift (216 Å here)
+    assert np.abs(sol.points_px[:, 0].mean() * PX - 1100.0) < 400.0

@@ -198,6 +198,25 @@ def _level_angles(points: np.ndarray) -> tuple[float, float, np.ndarray]:
     return float(about_y), float(about_x), labels
 
 
+def _centre_on_reference_view(points: np.ndarray, shifts: np.ndarray, dropped: np.ndarray, tilts_deg: np.ndarray,
+                              z_rot_deg: np.ndarray, mag: np.ndarray, ref: int, surface: np.ndarray | None
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """The same solution translated in 3D (points + t, shifts − A t: every prediction unchanged) so that the
+    reference (least tilted) view has no shift and z = 0 lies midway between the two bead surfaces (their
+    centroid when there is one surface): the tomogram's centre then projects onto that view's centre and
+    sits in the middle of the specimen, wherever the beads happen to lie and however many each surface has.
+    ``surface``: labels (0 bottom, 1 top) of the kept beads, or None."""
+    a = rotation_matrices(tilts_deg, z_rot_deg)[:, :2, :] * mag[:, None, None]
+    kept = points[~dropped] if (~dropped).any() else points
+    t = np.zeros(3)
+    if surface is not None and len(surface) == len(kept) and (surface == 0).any() and (surface == 1).any():
+        t[2] = -0.5 * float(kept[surface == 0, 2].mean() + kept[surface == 1, 2].mean())
+    else:
+        t[2] = -float(np.mean(kept[:, 2]))
+    t[:2] = np.linalg.solve(a[ref][:, :2], shifts[ref] - a[ref][:, 2] * t[2])
+    return points + t, shifts - a @ t
+
+
 def solve_fiducial_alignment(
     positions_px: np.ndarray,
     tilts_deg: np.ndarray,
@@ -281,6 +300,7 @@ def solve_fiducial_alignment(
         points = points @ rotation_about_y(about_y).T
         tilt_fit = tilt_fit - about_y
         _, about_x, _ = _level_angles(points[~dropped])
+    points, shifts = _centre_on_reference_view(points, shifts, dropped, tilt_fit, z_rot, mag, layout.ref, surface)
     labels = -np.ones(m, dtype=int)
     if surface is not None:
         labels[~dropped] = surface
