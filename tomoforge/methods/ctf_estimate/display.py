@@ -38,6 +38,7 @@ def diagnostic_images(spectra: list[StripSpectra], fits: list[CTFFit], optics: O
     """(n, box, box) float32 images, one per fit: data left, model right, origin at the centre."""
     out = []
     for sp, fit in zip(spectra, fits):
+        sp = sp.to("cpu")
         g = sp.grid
         half = 0.5 * (fit.defocus_u_A - fit.defocus_v_A)
         ang = math.radians(2 * fit.astigmatism_angle_deg)

@@ -111,10 +111,11 @@ def landscape(spectra: StripSpectra, optics: Optics, settings: FitSettings, defo
     h = half_window_px(spectra.grid, optics, window_defocus_A)
     data = modulation(spectra.amplitude, h)
     weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)
-    d, p = torch.meshgrid(defocus, phases, indexing="ij")
+    dev = data.device
+    d, p = torch.meshgrid(defocus.to(dev), phases.to(dev), indexing="ij")
     d, p = d.reshape(-1), p.reshape(-1)
     ax, ay = torch.full_like(d, astigmatism[0]), torch.full_like(d, astigmatism[1])
-    return score_candidates(spectra, optics, weights, data, h, d, ax, ay, p).reshape(len(defocus), len(phases))
+    return score_candidates(spectra, optics, weights, data, h, d, ax, ay, p).reshape(len(defocus), len(phases)).cpu()
 
 
 def refine(spectra: StripSpectra, optics: Optics, settings: FitSettings, start: torch.Tensor,
@@ -128,10 +129,11 @@ def refine(spectra: StripSpectra, optics: Optics, settings: FitSettings, start: 
     h = half_window_px(spectra.grid, optics, float(start[0]))
     data = modulation(spectra.amplitude, h)
     weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)
-    start = start.to(torch.float32).detach()
-    units = torch.tensor([bound_A, 1e3, 1e3, 1.0])
-    free = torch.tensor([1.0, float(fit_astigmatism), float(fit_astigmatism), float(fit_phase)])
-    x = torch.zeros(4, requires_grad=True)
+    dev = data.device
+    start = start.to(device=dev, dtype=torch.float32).detach()
+    units = torch.tensor([bound_A, 1e3, 1e3, 1.0], device=dev)
+    free = torch.tensor([1.0, float(fit_astigmatism), float(fit_astigmatism), float(fit_phase)], device=dev)
+    x = torch.zeros(4, device=dev, requires_grad=True)
     opt = torch.optim.LBFGS([x], lr=1, max_iter=iterations, line_search_fn="strong_wolfe")
 
     def params() -> torch.Tensor:
@@ -151,7 +153,7 @@ def refine(spectra: StripSpectra, optics: Optics, settings: FitSettings, start: 
         p = params()
         q = ring_model(spectra, optics, p[0:1], p[1:2], p[2:3], p[3:4])
         score = float(correlation(data, q - running_mean(q, h), weights)[0])
-    return p.detach(), score
+    return p.detach().cpu(), score
 
 
 def to_fit(spectra: StripSpectra, optics: Optics, settings: FitSettings, params: torch.Tensor, score: float
@@ -190,7 +192,8 @@ def fit_resolution(spectra: StripSpectra, optics: Optics, params: torch.Tensor, 
     that profile is followed outwards from the first zero and the fit stops below 0.1 once it was
     above 0.1, or below ``threshold`` once it was above ``threshold`` + 0.16 (Nyquist if never)."""
     g, lam, cs = spectra.grid, optics.wavelength_A, optics.cs_mm * 1e7
-    mean, ax, ay, ph = params.reshape(4, 1)
+    dev = spectra.amplitude.device
+    mean, ax, ay, ph = params.to(device=dev, dtype=torch.float32).reshape(4, 1)
     h = half_window_px(g, optics, float(mean))
     data = modulation(spectra.amplitude, h)
     q = ring_model(spectra, optics, mean, ax, ay, ph)
@@ -205,12 +208,12 @@ def fit_resolution(spectra: StripSpectra, optics: Optics, params: torch.Tensor, 
     n = g.n_radii
     bins = torch.round(k_eq * g.box * g.pixel_size_A).long().clamp(max=n - 1).reshape(-1)
     w = g.counts[None].expand(data.shape).reshape(-1).double()
-    total = torch.zeros(n, dtype=torch.float64).index_add_(0, bins, w).clamp(min=1e-12)
-    d1 = torch.zeros(n, dtype=torch.float64).index_add_(0, bins, w * data.reshape(-1).double()) / total
-    m1 = torch.zeros(n, dtype=torch.float64).index_add_(0, bins, w * model.reshape(-1).double()) / total
+    total = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(0, bins, w).clamp(min=1e-12)
+    d1 = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(0, bins, w * data.reshape(-1).double()) / total
+    m1 = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(0, bins, w * model.reshape(-1).double()) / total
     hw = 2 * h.double()
     cc = running_mean(d1 * m1, hw) / (running_mean(d1 * d1, hw) * running_mean(m1 * m1, hw)).sqrt().clamp(min=1e-20)
-    k1 = g.k_A.double()
+    k1, cc, d1, m1, total = g.k_A.double().cpu(), cc.cpu(), d1.cpu(), m1.cpu(), total.cpu()
     start = max(1 / resolution_low_A, 1 / math.sqrt(lam * max(float(mean), 1.0)))
     idx = torch.nonzero((k1 >= start) & (total > 1e-9) & (k1 <= 0.98 * 0.5 / g.pixel_size_A)).reshape(-1).tolist()
     last = idx[-1] if idx else n - 1

@@ -56,16 +56,17 @@ def gradient_scores(spectra: StripSpectra, optics: Optics, fit_params: torch.Ten
     fitted one, the phase kept, without astigmatism (fitted under one hand, it would favour it)."""
     mean, _, _, ph = (float(v) for v in fit_params)
     ax = ay = 0.0
-    offsets = torch.arange(-span_A, span_A + step_A / 2, step_A)
-    s, o = torch.meshgrid(scales.float(), offsets, indexing="ij")
+    dev = spectra.amplitude.device
+    offsets = torch.arange(-span_A, span_A + step_A / 2, step_A, device=dev)
+    s, o = torch.meshgrid(scales.float().to(dev), offsets, indexing="ij")
     s, o = s.reshape(-1), o.reshape(-1)
     h = half_window_px(spectra.grid, optics, mean)
     data = modulation(spectra.amplitude, h)
     w = band_weights(spectra.grid, resolution_low_A, resolution_high_A)
     c = s.shape[0]
-    scores = score_candidates(spectra, optics, w, data, h, mean + o, torch.full((c,), ax), torch.full((c,), ay),
-                              torch.full((c,), ph), s)
-    return scores.reshape(len(scales), len(offsets)).amax(dim=1)
+    scores = score_candidates(spectra, optics, w, data, h, mean + o, torch.full((c,), ax, device=dev),
+                              torch.full((c,), ay, device=dev), torch.full((c,), ph, device=dev), s)
+    return scores.reshape(len(scales), len(offsets)).amax(dim=1).cpu()
 
 
 def check_hand(spectra: list[StripSpectra], optics: Optics, settings, fits, tilt_angles_deg: Sequence[float],

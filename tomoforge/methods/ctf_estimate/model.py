@@ -51,6 +51,13 @@ class StripSpectra:
     offset_A: torch.Tensor
     smear_A: tuple[float, float]
 
+    def to(self, device) -> "StripSpectra":
+        """A copy on ``device`` (CPU or GPU)."""
+        g = self.grid
+        grid = PolarGrid(g.box, g.pixel_size_A, g.n_angles, g.index.to(device), g.k_A.to(device),
+                         g.theta.to(device), g.counts.to(device))
+        return StripSpectra(grid, self.amplitude.to(device), self.offset_A.to(device), self.smear_A)
+
 
 def ring_model(spectra: StripSpectra, optics: Optics, mean_A: torch.Tensor, ax_A: torch.Tensor,
                ay_A: torch.Tensor, phase_rad: torch.Tensor, gradient_scale: torch.Tensor | float = 1.0
@@ -65,7 +72,7 @@ def ring_model(spectra: StripSpectra, optics: Optics, mean_A: torch.Tensor, ax_A
     k2 = (g.k_A.to(torch.float32) ** 2)[None, None, None, :]
     theta = g.theta.to(torch.float32)[None, None, :, None]
     col = (-1, 1, 1, 1)
-    scale = torch.as_tensor(gradient_scale, dtype=torch.float32).reshape(-1, 1, 1, 1)
+    scale = torch.as_tensor(gradient_scale, dtype=torch.float32, device=spectra.amplitude.device).reshape(-1, 1, 1, 1)
     df = (mean_A.reshape(col) + ax_A.reshape(col) * torch.cos(2 * theta) + ay_A.reshape(col) * torch.sin(2 * theta)
           + scale * spectra.offset_A.to(torch.float32)[None, :, None, None])
     chi = math.pi * lam * df * k2 - 0.5 * math.pi * cs * lam ** 3 * k2 * k2 + phase_rad.reshape(col)
@@ -79,7 +86,7 @@ def half_window_px(grid: PolarGrid, optics: Optics, defocus_A: float) -> torch.T
     """Half of one CTF² period (px of radius) at each radius for ``defocus_A``, at most half the radius
     (so that the window stays on its side of the origin): (r,)."""
     k = grid.k_A.to(torch.float32)
-    period = ring_period_k(k, torch.tensor(float(defocus_A)), optics.wavelength_A, optics.cs_mm)
+    period = ring_period_k(k, torch.tensor(float(defocus_A), device=k.device), optics.wavelength_A, optics.cs_mm)
     h = 0.5 * period * grid.box * grid.pixel_size_A
     r = torch.arange(grid.n_radii, dtype=torch.float32, device=h.device)
     return torch.minimum(h, (0.5 * r).clamp(min=1.0))
@@ -120,7 +127,7 @@ def score_candidates(spectra: StripSpectra, optics: Optics, weights: torch.Tenso
     made with ``half_width``), in chunks so that no tensor exceeds ``chunk_elements``."""
     step = max(1, chunk_elements // spectra.amplitude.numel())
     c = mean_A.shape[0]
-    scale = torch.as_tensor(gradient_scale, dtype=torch.float32).reshape(-1).expand(c)
+    scale = torch.as_tensor(gradient_scale, dtype=torch.float32, device=data.device).reshape(-1).expand(c)
     h = half_width.reshape(-1)
     out = []
     for i in range(0, c, step):

@@ -69,15 +69,16 @@ def _series_astigmatism(spectra: list[StripSpectra], optics: Optics, settings: F
         h = half_window_px(sp.grid, optics, float(st[0]))
         prepared.append((sp, h, modulation(sp.amplitude, h),
                          band_weights(sp.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)))
-    means = torch.stack([st[0] for st in starts]).float()
-    phases = torch.stack([st[3] for st in starts])
-    x = torch.zeros(len(starts) + 2, requires_grad=True)
+    dev = spectra[0].amplitude.device
+    means = torch.stack([st[0] for st in starts]).float().to(dev)
+    phases = torch.stack([st[3] for st in starts]).float().to(dev)
+    x = torch.zeros(len(starts) + 2, device=dev, requires_grad=True)
     opt = torch.optim.LBFGS([x], lr=1, max_iter=iterations, line_search_fn="strong_wolfe")
 
     def objective() -> torch.Tensor:
         opt.zero_grad()
         ax, ay = x[-2:-1] * 1e3, x[-1:] * 1e3
-        total = torch.zeros(())
+        total = torch.zeros((), device=dev)
         for i, (sp, h, data, w) in enumerate(prepared):
             q = ring_model(sp, optics, means[i:i + 1] + 1e3 * torch.tanh(x[i:i + 1]), ax, ay, phases[i:i + 1])
             total = total - correlation(data, q - running_mean(q, h), w)[0]
