@@ -29,12 +29,15 @@ def series(small_sim):
 
 
 def estimate(truth, images, axis_offset_deg=0.0, tilt_sign=1.0):
+    """The series fit, told where the specimen centre projects in each image (the alignment's shifts; the
+    truth's defocus is the one at the specimen centre, up to 300 Å · tan β away from the image centre's)."""
     tilts = truth["tilts"]
     return estimate_tilt_series(images, Optics(truth["pixel_size_A"], truth["voltage_kv"], truth["cs_mm"],
                                                truth["amplitude_contrast"]),
                                 [tilt_sign * t["nominal_tilt_deg"] for t in tilts],
                                 truth["tilt_axis_angle_deg"] + axis_offset_deg, FitSettings(),
-                                accumulated_dose=[t["accumulated_dose"] for t in tilts])
+                                accumulated_dose=[t["accumulated_dose"] for t in tilts],
+                                shifts_xy_A=[(t["x_shift_A"], t["y_shift_A"]) for t in tilts])
 
 
 def errors(truth, result):
@@ -68,15 +71,16 @@ def test_a_wrong_hand_is_flagged(series, axis_offset, sign):
     assert "tilt axis 180° off or tilt angles of the wrong sign" in result.hand.message
 
 
-def test_recorded_series(series):
-    """The recorded movies (3 e/Å² per tilt, no ice scattering: the rings come from the proteins only) hold
-    far fewer ring orders than the noise-free series, and late tilts almost none: the issue's floors are
-    not reached here (measured: 605 Å median over |tilt| ≤ 40°, 972 Å over all; teamtomo's
-    torch-ctf-estimation on the same sums: 696 Å and 1922 Å, see benchmarks/ctf.py)."""
+def test_recorded_series_meets_the_floors(series):
+    """The recorded movies (3 e/Å² per tilt; Thon rings mostly from the vitreous ice's texture, as in real
+    data): measured 21 Å median over |tilt| ≤ 40°, 32 Å over all tilts, fit resolution 6–8 Å."""
     truth, _, sums = series
     result = estimate(truth, sums)
     e = errors(truth, result)
     low = e[:, 0] <= 40
-    assert np.median(np.abs(e[low, 1])) < 800
-    assert np.median(np.abs(e[:, 1])) < 1200
-    assert result.hand.verdict != "opposite"  # inconclusive (z = 1.4): no false alarm
+    assert np.median(np.abs(e[low, 1])) < 100  # issue floor 250 Å
+    assert np.median(np.abs(e[:, 1])) < 150  # issue floor 600 Å
+    if (e[:, 2] > 500).any():
+        assert e[e[:, 2] > 500, 3].max() < 10
+    assert all(5.0 <= f.fit_resolution_A < 15 for f in result.fits)
+    assert result.hand.verdict == "consistent" and not result.hand.flagged

@@ -61,7 +61,9 @@ def test_ctf_estimation_run_outputs_and_accuracy(project, small_sim, tmp_path):
         assert e.excluded == (e.acquisition_order == 4)
         assert e.defocus_u_A >= e.defocus_v_A and 5.9 < e.fit_resolution_A < 60 and e.score is not None
         errors.append(e.defocus_A - 0.5 * (t["defocus_u_A"] + t["defocus_v_A"]))
-    assert np.median(np.abs(errors)) < 1300  # measured 897 Å (frames summed without alignment, 21 views)
+    # measured 32 Å (issue floor 250 Å over |tilt| ≤ 40°): frames summed without motion correction, and no
+    # alignment, so the fit is at the image centre while the truth is at the specimen centre (≤ ~150 Å apart)
+    assert np.median(np.abs(errors)) < 150
     spectra = read_mrc(project.absolute(series.spectra_file))
     assert spectra.shape == (21, 512, 512) and np.isfinite(spectra).all()
     for png in (series.plot_file, series.spectra_plot_file):

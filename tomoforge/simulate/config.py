@@ -52,6 +52,9 @@ class SpecimenConfig(_Strict):
     slab_tilt_azimuth_deg: float = Field(30.0, description="direction (from x) of the axis the slab is tilted about")
     ice_potential_V: float = Field(4.5, description="mean inner potential of vitreous ice: displaced by particles")
     inelastic_mean_free_path_A: float = Field(3500.0, gt=0, description="ice attenuation exp(−path/λ_in)")
+    ice_texture: bool = Field(True, description="scattering of the vitreous ice itself (water molecules, Percus–"
+                              "Yevick structure factor; simulate/ice.py): most of a real image's Thon rings; in "
+                              "the recorded frames only")
     particles: list[ParticleSpecies] = Field(default_factory=lambda: [ParticleSpecies()])
     fiducials: FiducialConfig = Field(default_factory=FiducialConfig)
     vesicles: VesicleConfig = Field(default_factory=VesicleConfig)

@@ -1,10 +1,11 @@
 """Image formation for one tilt: projected potential in height slabs → CTF → exposure → intensity.
 
 Weak-phase, projection approximation, linear in the potential:
-    I(r) = T_ice · [ G(r) + 2 · F⁻¹[ Σ_slab σ·F[φ_slab] · CTF(ΔfU + h, ΔfV + h, θ_ast) · q(k, N) ] ]
+    I(r) = T_ice · [ G(r) + 2 · F⁻¹[ Σ_slab σ·F[φ_slab] · CTF(ΔfU + h, ΔfV + h, θ_ast) · q(k, N) + ICE ] ]
 with φ_slab the projected potential (V·Å) of the objects whose height h lies in that slab, σ the
 interaction constant, q the Grant & Grigorieff attenuation at accumulated exposure N, G = exp(−μ·chord)
-the amplitude loss through gold and T_ice = exp(−t / (λ_in cos α)) the ice attenuation along the beam.
+the amplitude loss through gold, T_ice = exp(−t / (λ_in cos α)) the ice attenuation along the beam and
+ICE the texture of the vitreous ice through its CTF (``ice.py``; in the frames, not the noise-free stacks).
 The detector MTF multiplies the whole spectrum; frames add their beam-induced shift in Fourier space.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tomoforge.methods.projection import paste_add, project_fourier_slice, split
 from tomoforge.methods.rotations import tilt_projection_matrix
 from tomoforge.simulate.acquisition import TiltTruth
 from tomoforge.simulate.config import SimulationConfig
+from tomoforge.simulate.ice import ice_texture_spectrum
 from tomoforge.simulate.specimen import Specimen
 from tomoforge.simulate.structures import Reference
 
@@ -36,6 +38,7 @@ class TiltSignal:
     amplitude_spectrum: torch.Tensor  # F[G], G = gold transmission
     ice_transmission: float
     ctf_free_spectrum: torch.Tensor | None = None  # as phase_spectrum with CTF = −1 (when asked for)
+    ice_spectrum: torch.Tensor | None = None  # the ice texture after its CTF (not attenuated by exposure)
 
 
 def projection_matrix(tilt: TiltTruth) -> np.ndarray:
@@ -94,9 +97,12 @@ def projected_potential_slabs(spec: Specimen, references: list[Reference], backg
 
 def tilt_signal(spec: Specimen, references: list[Reference], backgrounds: list[Reference], tilt: TiltTruth,
                 cfg: SimulationConfig, shape: tuple[int, int], pixel_size_A: float,
-                gold_absorption_per_A: float, ctf_free: bool = False) -> TiltSignal:
+                gold_absorption_per_A: float, ctf_free: bool = False,
+                ice_power: tuple[np.ndarray, np.ndarray] | None = None,
+                generator: torch.Generator | None = None) -> TiltSignal:
     """CTF-modulated phase spectrum, gold amplitude spectrum and ice transmission of one tilt; with
-    ``ctf_free`` also the phase spectrum with a perfect transfer (CTF = −1 at every height)."""
+    ``ctf_free`` also the phase spectrum with a perfect transfer (CTF = −1 at every height); with
+    ``ice_power`` (k 1/Å, P(k) V²·Å³ from ``ice_power_spectrum``) the ice texture, drawn with ``generator``."""
     acq = cfg.acquisition
     slab_A = acq.depth_slab_A
     slabs, gold = projected_potential_slabs(spec, references, backgrounds, tilt, shape, pixel_size_A, slab_A)
@@ -116,7 +122,13 @@ def tilt_signal(spec: Specimen, references: list[Reference], backgrounds: list[R
     cos_alpha = abs(float(beam @ spec.slab_normal))
     t_ice = math.exp(-spec.ice_thickness_A / (cfg.specimen.inelastic_mean_free_path_A * cos_alpha))
     amplitude = torch.fft.rfft2(torch.exp(-gold_absorption_per_A * gold))
-    return TiltSignal(spectrum, amplitude, t_ice, None if free is None else free * sigma)
+    ice = None
+    if ice_power is not None:
+        ice = ice_texture_spectrum(shape, pixel_size_A, ice_power, spec.ice_thickness_A,
+                                   projection_matrix(tilt) @ spec.slab_normal, tilt.shift_A, tilt.defocus_u_A,
+                                   tilt.defocus_v_A, tilt.astigmatism_angle_deg, acq.voltage_kv, acq.cs_mm,
+                                   acq.amplitude_contrast, sigma, generator or torch.Generator().manual_seed(0))
+    return TiltSignal(spectrum, amplitude, t_ice, None if free is None else free * sigma, ice)
 
 
 def exposure_weights(shape: tuple[int, int], pixel_size_A: float, tilt: TiltTruth, frames: int,
@@ -132,6 +144,8 @@ def expected_frame(signal: TiltSignal, attenuation: torch.Tensor, mtf: torch.Ten
     """Expected counts (y, x) of one frame: intensity × counts_per_pixel, shifted by ``shift_xy_px``."""
     shape = (signal.phase_spectrum.shape[0], (signal.phase_spectrum.shape[1] - 1) * 2)
     spec = signal.amplitude_spectrum + 2 * signal.phase_spectrum * attenuation
+    if signal.ice_spectrum is not None:
+        spec = spec + 2 * signal.ice_spectrum
     if mtf is not None:
         spec = spec * mtf
     if shift_xy_px[0] or shift_xy_px[1]:

@@ -11,6 +11,7 @@ Output folder layout:
 from __future__ import annotations
 
 import json
+import math
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ from tomoforge.simulate.acquisition import simulate_acquisition
 from tomoforge.simulate.config import SimulationConfig, build_config
 from tomoforge.simulate.detector import (DetectorDefects, gain_reference, hot_pixels, load_mtf, mtf_2d,
                                          record_frame)
+from tomoforge.simulate.ice import ice_power_spectrum
 from tomoforge.simulate.imaging import exposure_weights, expected_frame, tilt_signal
 from tomoforge.simulate.specimen import build_specimen, render_specimen_volume
 from tomoforge.simulate.structures import (Reference, blob_reference, load_scattering_factors,
@@ -100,6 +102,10 @@ def simulate(outdir: str | Path, preset: str = "tiny", seed: int = 0, overrides:
     params = load_scattering_factors(cfg.data_root)
     backgrounds = ([blob_reference(rng, pix, params, cfg.specimen.ice_potential_V) for _ in range(3)]
                    if cfg.specimen.background_count else [])
+    ice_power = None
+    if cfg.specimen.ice_texture:
+        k = np.linspace(0.0, math.sqrt(2) / (2 * pix) * 1.01, 1024)
+        ice_power = (k, ice_power_spectrum(k, *params))
     mtf = None
     if det.mtf:
         freq, value = load_mtf(det.mtf, cfg.data_root)
@@ -131,8 +137,9 @@ def simulate(outdir: str | Path, preset: str = "tiny", seed: int = 0, overrides:
             movies, stack, free_stack = [], [], []
             for i, tilt in enumerate(tilts):
                 bar.update(task, description=f"{name} tilt {tilt.nominal_tilt_deg:+.1f}°")
+                generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + ts_index * 1009 + i)
                 signal = tilt_signal(spec, refs, backgrounds, tilt, cfg, shape, pix, cfg.specimen.fiducials.absorption_per_A,
-                                     ctf_free=cfg.output.write_ctf_free_stack)
+                                     ctf_free=cfg.output.write_ctf_free_stack, ice_power=ice_power, generator=generator)
                 weights = exposure_weights(shape, pix, tilt, acq.frames_per_tilt, acq.voltage_kv)
                 frames = np.empty((acq.frames_per_tilt, *shape), dtype=np.int32)
                 for f in range(acq.frames_per_tilt):
@@ -141,6 +148,7 @@ def simulate(outdir: str | Path, preset: str = "tiny", seed: int = 0, overrides:
                     frames[f] = record_frame(expected, gain, defects, det.xrays_per_frame, det.xray_counts, rng, i, f)
                 if cfg.output.write_noise_free_stack or cfg.output.write_ctf_free_stack:
                     mean_weight = torch.stack(weights).mean(0)
+                    signal = replace(signal, ice_spectrum=None)  # the noise-free stacks hold the objects only
                 if cfg.output.write_noise_free_stack:
                     stack.append(expected_frame(signal, mean_weight, mtf, (0.0, 0.0),
                                                 counts_per_frame * acq.frames_per_tilt).numpy())
