@@ -119,3 +119,13 @@ def test_assign_copies_by_acquisition_order_and_export_import_round_trips(aligne
         assert np.allclose(back.shift_A, src.shift_A, atol=tol_shift_A)
         assert np.allclose(back.z_rot_deg, src.z_rot_deg, atol=tol_deg)
         assert np.allclose(back.tilt_deg, src.tilt_deg, atol=0.01)
+
+
+def test_patch_tracking_rejects_contours_no_longer_than_their_overlap():
+    from pydantic import ValidationError
+
+    from tomoforge.protocols.align_patches import PatchTrackingParams, patch_options
+
+    with pytest.raises(ValidationError, match="contour_views"):
+        PatchTrackingParams(contour_views=4, contour_overlap=4)
+    assert patch_options(PatchTrackingParams(contour_views=0), 3.0)["contour_views"] is None  # whole tracks

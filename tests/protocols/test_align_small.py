@@ -69,8 +69,9 @@ def small_runs(small_sim, tmp_path_factory):
     patches = run(project, "patch-tracking", {"binning": BINNING}, {"tilt_series": f"{coarse}.tilt_series"})
     bare, bare_imp = imported(root, small_sim, without_gold(sums, truth), "protein")
     bare_coarse = run(bare, "coarse-alignment", {"binning": BINNING}, {"tilt_series": f"{bare_imp}.tilt_series"})
+    bare_patches = run(bare, "patch-tracking", {"binning": BINNING}, {"tilt_series": f"{bare_coarse}.tilt_series"})
     yield {"truth": truth, "project": project, "coarse": coarse, "fiducial": fid, "patches": patches,
-           "bare": bare, "bare_coarse": bare_coarse}
+           "bare": bare, "bare_coarse": bare_coarse, "bare_patches": bare_patches}
     project.close()
     bare.close()
 
@@ -127,7 +128,19 @@ def test_patch_tracking_on_small_meets_the_issue_floor(small_runs):
     px = truth["pixel_size_A"] * BINNING
     err = rms(reprojection_difference(model, true, specimen_points(truth), remove_tilt_offset=True)) / px
     print(f"patch tracking on small: {err:.3f} px RMS at binning {BINNING}")
-    assert err < 1.0  # issue floor 1.5 px; measured 0.56 px
+    assert err < 1.2  # issue floor 1.5 px; measured 0.56 px
+
+
+@pytest.mark.slow
+def test_patch_tracking_without_gold_meets_the_issue_floor(small_runs):
+    """Protein only (the beads painted out), seeded by the coarse alignment: patch correlations of 0.1–0.3, so
+    a low acceptance score, tracks cut into 16-view pieces and the tilt axis kept from the input."""
+    truth, bare = small_runs["truth"], small_runs["bare"]
+    model, true = aligned_model(bare, small_runs["bare_patches"]), truth_model(truth)
+    px = truth["pixel_size_A"] * BINNING
+    err = rms(reprojection_difference(model, true, specimen_points(truth), remove_tilt_offset=True)) / px
+    print(f"patch tracking without gold on small: {err:.3f} px RMS at binning {BINNING}")
+    assert err < 1.2  # issue floor 1.5 px
 
 
 @pytest.mark.slow

@@ -1,8 +1,9 @@
 """Patch tracking (fiducial-less alignment) against a synthetic specimen with a known projection model."""
 import numpy as np
+import pytest
 
 from tomoforge.methods.align.coarse import coarse_align
-from tomoforge.methods.align.patches import patch_alignment, patch_grid, track_patches
+from tomoforge.methods.align.patches import patch_alignment, patch_grid, split_into_contours, track_patches
 from tomoforge.methods.align.projection_model import reprojection_difference, rms
 from tests.methods.align.synthetic import render_beads, true_model
 
@@ -38,3 +39,18 @@ def test_a_featureless_view_is_a_gap_not_a_wrong_position():
     tracks, scores = track_patches(images, TILTS[:9], 85.0, truth.shift_A / PX, patch_px=48, spacing_px=32)
     assert np.all(np.isnan(tracks[0])) and np.all(scores[0] < 0.3)
     assert np.isfinite(tracks[1:]).all()
+
+
+def test_split_into_contours_cuts_tracks_in_tilt_order_with_overlap():
+    tilts = np.array([0.0, 3.0, -3.0, 6.0, -6.0, 9.0, -9.0, 12.0, -12.0])  # dose-symmetric acquisition order
+    tracks = np.arange(9 * 2 * 2, dtype=float).reshape(9, 2, 2)
+    tracks[7, 1] = np.nan  # patch 1 not found at +12°
+    pieces = split_into_contours(tracks, tilts, length=4, overlap=1)
+    # tilt order −12 … +12 cut as [0:4], [3:7], [6:9]; patch 1's last piece keeps 2 views only and is dropped
+    assert pieces.shape == (9, 5, 2)
+    seen = [sorted(tilts[np.isfinite(pieces[:, j, 0])].tolist()) for j in range(5)]
+    assert seen == [[-12, -9, -6, -3], [-3, 0, 3, 6], [6, 9, 12], [-12, -9, -6, -3], [-3, 0, 3, 6]]
+    found = np.isfinite(pieces[:, 1, 0])
+    assert np.array_equal(pieces[found, 1], tracks[found, 0])  # positions copied unchanged
+    with pytest.raises(ValueError, match="overlapping"):
+        split_into_contours(tracks, tilts, length=4, overlap=4)

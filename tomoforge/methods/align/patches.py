@@ -110,11 +110,33 @@ def track_patches(images, tilts_deg: np.ndarray, tilt_axis_deg: float, shifts_px
     return tracks, scores
 
 
+def split_into_contours(tracks: np.ndarray, tilts_deg: np.ndarray, length: int, overlap: int) -> np.ndarray:
+    """(n, k', 2): each track cut into pieces of ``length`` views in tilt order, consecutive pieces sharing
+    ``overlap`` views (IMOD tiltxcorr's LengthAndOverlap). A patch holds material at many heights, and
+    what it shows drifts as the tilt changes; short pieces each get their own 3D point in the solution,
+    so that drift is not forced onto one point. Views missing from a track stay gaps in its pieces."""
+    if length < 2 or overlap >= length:
+        raise ValueError(f"contours of {length} views overlapping by {overlap}: need length ≥ 2 > overlap")
+    order = np.argsort(np.asarray(tilts_deg), kind="stable")
+    n = len(order)
+    starts = list(range(0, max(n - overlap, 1), length - overlap))
+    pieces = []
+    for j in range(tracks.shape[1]):
+        for start in starts:
+            views = order[start:start + length]
+            piece = np.full((n, 2), np.nan)
+            piece[views] = tracks[views, j]
+            if np.isfinite(piece[:, 0]).sum() >= 3:
+                pieces.append(piece)
+    return np.stack(pieces, axis=1) if pieces else np.full((n, 0, 2), np.nan)
+
+
 def patch_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, pixel_size_A: float = 1.0,
                     shifts_px: np.ndarray | None = None, patch_px: int = 64, spacing_px: float | None = None,
                     low_cut_px: float | None = None, high_cut_px: float = 2.0, min_score: float = 0.3,
                     min_views_fraction: float = 0.5, rotation: Grouping = "single", tilt: Grouping = "fixed",
-                    group_size: int = 5, outlier_px: float = 2.0, level: bool = False
+                    group_size: int = 5, outlier_px: float = 2.0, level: bool = False,
+                    contour_views: int | None = None, contour_overlap: int = 4, max_shift_px: float | None = None
                     ) -> tuple[FiducialSolution, np.ndarray]:
     """Track patches (``track_patches``), keep those seen in at least ``min_views_fraction`` of the
     views, and solve the projection model as for fiducials (``solve_fiducial_alignment``).
@@ -125,10 +147,12 @@ def patch_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, pixel_s
     350 Å ice: 0.43 px RMS fixed, 1.94 px grouped). Returns the solution (shifts in Å at ``pixel_size_A`` per pixel of ``images``)
     and the (n, k, 2) tracks that were solved."""
     tracks, _ = track_patches(images, tilts_deg, tilt_axis_deg, shifts_px, patch_px, spacing_px, low_cut_px,
-                              high_cut_px, min_score)
+                              high_cut_px, min_score, max_shift_px)
     n = tracks.shape[0]
     keep = np.isfinite(tracks[..., 0]).sum(axis=0) >= max(3, int(np.ceil(min_views_fraction * n)))
     tracks = tracks[:, keep]
+    if contour_views:
+        tracks = split_into_contours(tracks, tilts_deg, contour_views, contour_overlap)
     if tracks.shape[1] < 3:
         raise ValueError(f"patch tracking: only {tracks.shape[1]} patches tracked through enough views")
     sol = solve_fiducial_alignment(tracks, tilts_deg, tilt_axis_deg, pixel_size_A, rotation=rotation, tilt=tilt,
@@ -136,4 +160,4 @@ def patch_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, pixel_s
     return sol, tracks
 
 
-__all__ = ["patch_grid", "track_patches", "patch_alignment"]
+__all__ = ["patch_grid", "track_patches", "split_into_contours", "patch_alignment"]
