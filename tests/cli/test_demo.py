@@ -26,12 +26,13 @@ def test_demo_runs_the_chain_and_reports_its_accuracy(tmp_path):
     # accuracy against the truth, as the demo wrote it (floors with a margin over what the chain reaches here)
     report = json.loads((tmp_path / "demo" / "accuracy.json").read_text())
     value = {(r["step"], r["measure"].split(",")[0].split(" (")[0]): r["value"] for r in report}
-    assert value["motion-correction", "per-frame shift error"] < 0.1  # measured 0.017 px
+    assert value["motion-correction", "per-frame shift error"] < 0.1  # measured 0.020 px
     assert value["fiducial-alignment", "bead reprojection error"] < 0.5  # measured 0.09 px
-    assert abs(value["fiducial-alignment", "tilt axis angle error"]) < 0.3  # measured 0.03°
-    assert abs(value["fiducial-alignment", "tilt offset error"]) < 0.3  # measured 0.04°
-    assert value["reconstruct-tomogram", "Pearson r with the true potential"] > 0.6  # measured 0.79
-    assert value["reconstruct-tomogram", "Pearson r with the same SIRT from the true alignment"] > 0.85  # 0.94
+    assert abs(value["fiducial-alignment", "tilt axis angle error"]) < 0.3  # measured 0.04°
+    assert abs(value["fiducial-alignment", "tilt offset error"]) < 0.3  # measured 0.01°
+    assert value["reconstruct-tomogram", "Pearson r with the true potential"] > 0.7  # measured 0.80
+    # measured 1.000 (0.998 on small, benchmarks/demo.py): the recovered alignment's gauge is the true one's
+    assert value["reconstruct-tomogram", "Pearson r with the same SIRT from the true alignment"] > 0.95
     # (the defocus error is reported but not asserted here: 6 Å/px images hold few Thon rings;
     # tests/protocols/test_ctf_estimate.py asserts CTF accuracy on the small preset)
     assert ("ctf-estimation", "median |defocus error|") in value
