@@ -70,9 +70,40 @@ class SumNumbers(Protocol):
         self.emit("numbers", Number(name="sum", value=result), task)
 
 
+def add(a: float, b: float) -> float:
+    return a + b
+
+
+def no_partner(message: str) -> float:
+    raise ValueError(message)
+
+
+class PairNumbers(Protocol):
+    """Numbers of two inputs paired by name and added, each pair as soon as both exist (as ctf-correction
+    pairs a tilt series with its CTF series): a name missing from the second input waits while it is open."""
+
+    name = "toy-pair"
+    streaming = True
+    inputs = {"first": InputSpec(Number), "second": InputSpec(Number)}
+    outputs = {"numbers": Number}
+
+    def tasks(self):
+        first, second = self.input("first"), self.input("second")
+        names = set(second.keys())
+        for n in first:
+            if n.name in names:
+                yield Task(add, (n.value, second.get(n.name).value), key=n.name)
+            elif not self.input_open("second"):
+                yield Task(no_partner, (f"{n.name}: no partner in the second input",), key=n.name)
+
+    def collect(self, task, result):
+        self.emit("numbers", Number(name=task.key, value=result), task)
+
+
 def register() -> None:
     protocols()[DropSource.name] = DropSource
     protocols()[SumNumbers.name] = SumNumbers
+    protocols()[PairNumbers.name] = PairNumbers
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +112,7 @@ def toy_streaming_protocols():
     yield
     protocols().pop(DropSource.name, None)
     protocols().pop(SumNumbers.name, None)
+    protocols().pop(PairNumbers.name, None)
 
 
 def drop(folder: Path, name: str, value: str) -> None:
@@ -178,6 +210,35 @@ def test_a_protocol_that_is_not_per_item_waits_for_its_input_to_close(project, f
     source.join(30)
     summing.join(30)
     assert summing.result == "finished" and items(project, total) == {"sum": 6.0}
+
+
+def test_a_pairing_consumer_waits_for_each_partner_and_fails_the_unpaired_once_closed(project, tmp_path):
+    folders = [tmp_path / "first", tmp_path / "second"]
+    producers = []
+    for f in folders:
+        f.mkdir()
+        producers.append(project.new_run("toy-drops", {"folder": str(f)}, executor=SERIAL))
+    drop(folders[0], "x", "1")
+    drop(folders[0], "y", "2")
+    sources = [in_thread(project.root, r) for r in producers]
+    wait_for(lambda: len(items(project, producers[0])) == 2 and project.set_is_open(producers[1], "numbers"))
+    pair = project.new_run("toy-pair", inputs={"first": f"{producers[0]}.numbers", "second": f"{producers[1]}.numbers"},
+                           executor=SERIAL)
+    assert project.input_readiness(pair) == ("stream", "")
+    pairing = in_thread(project.root, pair)
+    wait_for(lambda: project.set_is_open(pair, "numbers"))
+    time.sleep(1.0)
+    assert items(project, pair) == {}  # x and y wait for their partners
+    drop(folders[1], "x", "10")
+    wait_for(lambda: items(project, pair) == {"x": 11.0})
+    assert all(project.run(r)["state"] == "running" for r in producers)  # paired while both still stream
+    for f in folders:
+        (f / "END").touch()
+    for thread in (*sources, pairing):
+        thread.join(30)
+    assert pairing.result == "failed"  # y never found its partner
+    assert items(project, pair) == {"x": 11.0}
+    assert "y: no partner in the second input" in project.run(pair)["error"]
 
 
 def scheduled_while(project: Project, acquisition) -> dict[int, str]:

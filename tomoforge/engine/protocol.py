@@ -15,7 +15,8 @@ Streaming (see ``engine.streaming``): while an input set is open, a protocol tha
 item by item: ``tasks()`` is called again whenever the input grows, only tasks with new keys are
 submitted, and ``collect`` runs in a small transaction per task. ``streaming`` says whether a protocol
 can do that (``None``: yes when it has one input and each task's origin is one item of it, which is
-what "one task per input item" protocols already declare). A source protocol (one that watches
+what "one task per input item" protocols already declare; ``True`` for protocols that pair items of
+two inputs by name and wait, with ``input_open``, for the partner of an item to arrive). A source protocol (one that watches
 something outside the project, e.g. an acquisition folder) returns True from ``source_open()`` while
 more tasks may come; ``stream_ended(reason)`` is told once when the run stops taking new tasks.
 """
@@ -148,6 +149,12 @@ class Protocol:
 
     def has_input(self, name: str) -> bool:
         return self.context.has_input(name)
+
+    def input_open(self, name: str) -> bool:
+        """Whether input ``name`` is still open (its producer is streaming): an item missing from it may yet
+        arrive, so a streaming protocol that pairs items of two inputs waits instead of failing the item
+        (``tasks()`` yields nothing for it now and is asked again when an input grows)."""
+        return not self.input(name).is_closed
 
     def output(self, name: str) -> "ItemSet":
         return self.context.output(name)

@@ -205,6 +205,7 @@ class AssignAlignment(Protocol):
     """Assign alignment: copy the alignment of one set of tilt series onto another (same names)."""
 
     name = "assign-alignment"
+    streaming = True  # a tilt series gets its alignment as soon as both are there (pairs by name)
     inputs = {"source": InputSpec(TiltSeries, help="aligned tilt series"),
               "tilt_series": InputSpec(TiltSeries, help="tilt series that receive the alignment")}
     outputs = {"tilt_series": TiltSeries}

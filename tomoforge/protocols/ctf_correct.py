@@ -107,6 +107,7 @@ class CTFCorrection(Protocol):
     """CTF correction: phase flip or Wiener filter of each view in strips of constant defocus (IMOD ctfphaseflip)."""
 
     name = "ctf-correction"
+    streaming = True  # a tilt series is corrected as soon as it and its CTF series are both there
     citations = ("xiong2009",)
     Params = CTFCorrectionParams
     inputs = {"tilt_series": InputSpec(TiltSeries, help="tilt series to correct (aligned: the geometry is used)"),
@@ -126,6 +127,8 @@ class CTFCorrection(Protocol):
         for ts in series:
             origin = (origin_of(series, ts.name),)
             if ts.name not in names:
+                if self.input_open("ctf"):  # streaming: its CTF may still come
+                    continue
                 yield Task(missing_input, (f"tilt series {ts.name}: no CTF series named {ts.name} in the ctf input "
                                            f"(it has {', '.join(sorted(names)) or 'none'})",), key=ts.name,
                            origin=origin)
