@@ -147,6 +147,7 @@ class FiducialAlignment(Protocol):
     """Fiducial alignment: least-squares projection model from a landmark model (IMOD tiltalign)."""
 
     name = "fiducial-alignment"
+    streaming = True  # a tilt series is aligned as soon as it and its landmark model are both there
     citations = ("kremer1996", "mastronarde2017")
     Params = FiducialAlignmentParams
     inputs = {"tilt_series": InputSpec(TiltSeries, help="tilt series the landmarks were tracked on"),
@@ -160,7 +161,8 @@ class FiducialAlignment(Protocol):
         options = p.model_dump(include={"rotation", "tilt", "magnification", "group_size", "level", "outlier_px"})
         for ts in series:
             if ts.name not in names:
-                self.log(f"{ts.name}: no landmark model, skipped")
+                if not self.input_open("landmark_models"):  # streaming: it may still come
+                    self.log(f"{ts.name}: no landmark model, skipped")
                 continue
             lm = models.get(ts.name)
             views = included(ts)
