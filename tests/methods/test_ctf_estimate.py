@@ -119,3 +119,20 @@ def test_phase_shift_is_found_when_asked():
     assert fit.defocus_A == pytest.approx(12000, abs=50)  # 7 Å
     off = fit_image(image, Optics(PX), FitSettings(box=256, defocus_min_A=5000.0, defocus_max_A=20000.0))
     assert off.phase_shift_deg == 0.0 and off.score < fit.score - 0.1  # 0.32 vs 0.49
+
+
+def test_tile_content_centres_follow_the_located_power():
+    """One 256 px tile: white noise alone puts its centre at the tile's centre; a textured patch (3× the
+    noise's band power over 48 × 48 px) near one corner pulls it there, by the patch's share of the power."""
+    from tomoforge.methods.ctf_estimate.spectra import tile_content_centres
+
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn((256, 256), generator=g)
+    centre = tile_content_centres(noise, 256, 0.5, 3.0, 50.0, 8.0)
+    assert centre.shape == (1, 2) and centre.abs().max() < 4.0
+    image = noise.clone()
+    image[30:78, 170:218] += 2.0 * torch.randn((48, 48), generator=g)  # centred at (y, x) = (54, 194)
+    moved = tile_content_centres(image, 256, 0.5, 3.0, 50.0, 8.0)[0]
+    share = 48 * 48 * 3.0 / (256 * 256 + 48 * 48 * 3.0)  # excess power / all (the median spread evenly)
+    expected = share * (torch.tensor([54.0, 194.0]) - 127.5)
+    assert torch.allclose(moved, expected, atol=3.0), (moved, expected)

@@ -12,7 +12,8 @@ from tomoforge.methods.ctf_estimate.background import running_mean
 from tomoforge.methods.ctf_estimate.model import (Optics, StripSpectra, band_weights, correlation, half_window_px,
                                                   modulation, ring_model, score_candidates)
 from tomoforge.methods.ctf_estimate.spectra import (PolarGrid, distance_from_axis_px, erase_high_contrast,
-                                                    group_into_strips, height_above_axis_A, tile_power_spectra)
+                                                    group_into_strips, height_above_axis_A, tile_content_centres,
+                                                    tile_power_spectra)
 from tomoforge.methods.fourier import as_tensor
 
 
@@ -41,6 +42,7 @@ class FitSettings:
     erase_threshold_sd: float = 6.0
     window_A: float = 2000.0
     weight_power: float = 2.0
+    content_centres: bool = True
 
     @property
     def grid_step_A(self) -> float:
@@ -78,6 +80,9 @@ def strip_spectra(image, optics: Optics, settings: FitSettings, tilt_angle_deg: 
     if settings.erase_threshold_sd > 0:
         image = erase_high_contrast(image, settings.erase_threshold_sd)
     power, centres = tile_power_spectra(image, box, settings.overlap)
+    if settings.content_centres:
+        centres = tile_content_centres(image, box, settings.overlap, px, settings.resolution_low_A,
+                                       settings.resolution_high_A)
     dist = distance_from_axis_px(centres, tilt_axis_angle_deg, (shift_xy_A[0] / px, shift_xy_A[1] / px))
     power, dist = group_into_strips(power, dist, max(settings.strip_fraction * box, 1.0))
     if grid is None or grid.box != box:

@@ -82,6 +82,33 @@ def tile_power_spectra(image, box: int, overlap: float = 0.5) -> tuple[torch.Ten
     return power, centres
 
 
+def tile_content_centres(image, box: int, overlap: float, pixel_size_A: float, low_A: float, high_A: float
+                         ) -> torch.Tensor:
+    """Where each tile's rings come from: the centroid (y, x px from the image centre, as
+    ``tile_power_spectra``'s centres) of the image's power in the fit band (``low_A``–``high_A``), its
+    median over the image counted as spread evenly (ice and shot noise) and only the excess (proteins,
+    membranes) as located. In a tilted image a tile's content sits at heights that change across the tile;
+    a vesicle near one edge rings at that edge's defocus, not the tile centre's."""
+    image = as_tensor(image).to(torch.float32)
+    ny, nx = image.shape[-2:]
+    ky, kx = frequency_grid_2d((ny, nx), pixel_size_A, True, image.device)
+    k = torch.sqrt(ky * ky + kx * kx)
+    band = (k >= 1.0 / low_A) & (k <= min(1.0 / high_A, 0.4 / pixel_size_A))
+    power = torch.fft.irfft2(torch.fft.rfft2(image - image.mean()) * band, s=(ny, nx)).square()
+    excess = (power - power.median()).clamp(min=0)
+    oy, ox = tile_origins(ny, box, overlap), tile_origins(nx, box, overlap)
+    oy, ox = [o.to(image.device).reshape(-1) for o in torch.meshgrid(oy, ox, indexing="ij")]
+    ar = torch.arange(box, device=image.device)
+    tiles = excess[(oy[:, None, None] + ar[None, :, None]), (ox[:, None, None] + ar[None, None, :])]
+    even = power.median() * box * box
+    total = tiles.sum(dim=(-2, -1)) + even
+    rel = ar.to(torch.float32) - (box - 1) / 2  # pixel offsets from the tile centre
+    cy = (tiles.sum(dim=-1) * rel).sum(dim=-1) / total
+    cx = (tiles.sum(dim=-2) * rel).sum(dim=-1) / total
+    centres = torch.stack([oy + box / 2 - ny // 2, ox + box / 2 - nx // 2], dim=-1).to(torch.float32)
+    return centres + torch.stack([cy, cx], dim=-1)
+
+
 def distance_from_axis_px(centres_yx: torch.Tensor, tilt_axis_angle_deg: float,
                           shift_xy_px: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
     """Signed distance (px) of points (y, x) from the tilt axis, perpendicular to it in the image plane.
