@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.integrate import trapezoid
 
 from tomoforge.methods.ctf import astigmatic_defocus, ctf_phase, electron_wavelength_A
 from tomoforge.methods.fourier import frequency_grid_2d
@@ -52,7 +53,7 @@ def hard_sphere_structure_factor(k_A: np.ndarray, density_per_A3: float = WATER_
     r = np.linspace(0.0, d, 801)
     c = -(l1 + 6 * eta * l2 * (r / d) + 0.5 * eta * l1 * (r / d) ** 3)
     qr = 2 * math.pi * np.outer(np.asarray(k_A, dtype=float).ravel(), r)
-    c_hat = 4 * math.pi * np.trapezoid(c * r * r * np.sinc(qr / math.pi), r, axis=1)
+    c_hat = 4 * math.pi * trapezoid(c * r * r * np.sinc(qr / math.pi), r, axis=1)
     return (1.0 / (1.0 - density_per_A3 * c_hat)).reshape(np.shape(k_A))
 
 
