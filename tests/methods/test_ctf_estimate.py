@@ -136,3 +136,5 @@ def test_tile_content_centres_follow_the_located_power():
     share = 48 * 48 * 3.0 / (256 * 256 + 48 * 48 * 3.0)  # excess power / all (the median spread evenly)
     expected = share * (torch.tensor([54.0, 194.0]) - 127.5)
     assert torch.allclose(moved, expected, atol=3.0), (moved, expected)
+    blank = tile_content_centres(torch.zeros((256, 256)), 256, 0.5, 3.0, 50.0, 8.0)
+    assert torch.equal(blank, torch.zeros((1, 2)))  # nothing located: the geometric centre, no NaN

@@ -101,7 +101,7 @@ def tile_content_centres(image, box: int, overlap: float, pixel_size_A: float, l
     ar = torch.arange(box, device=image.device)
     tiles = excess[(oy[:, None, None] + ar[None, :, None]), (ox[:, None, None] + ar[None, None, :])]
     even = power.median() * box * box
-    total = tiles.sum(dim=(-2, -1)) + even
+    total = (tiles.sum(dim=(-2, -1)) + even).clamp(min=1e-30)  # a blank image: the geometric centres
     rel = ar.to(torch.float32) - (box - 1) / 2  # pixel offsets from the tile centre
     cy = (tiles.sum(dim=-1) * rel).sum(dim=-1) / total
     cx = (tiles.sum(dim=-2) * rel).sum(dim=-1) / total
