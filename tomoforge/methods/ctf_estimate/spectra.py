@@ -65,20 +65,26 @@ def erase_high_contrast(image: torch.Tensor, threshold_sd: float = 6.0, grow_px:
     return image * (1 - weight) + fill * weight
 
 
+def _tiles(image: torch.Tensor, box: int, overlap: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tiles (n, box, box) of ``image`` (y, x) and their centres (n, 2) as (y, x) px from the image
+    centre (pixel n // 2)."""
+    ny, nx = image.shape[-2:]
+    oy, ox = tile_origins(ny, box, overlap), tile_origins(nx, box, overlap)
+    oy, ox = [o.to(image.device).reshape(-1) for o in torch.meshgrid(oy, ox, indexing="ij")]
+    ar = torch.arange(box, device=image.device)
+    tiles = image[(oy[:, None, None] + ar[None, :, None]), (ox[:, None, None] + ar[None, None, :])]
+    centres = torch.stack([oy + box / 2 - ny // 2, ox + box / 2 - nx // 2], dim=-1).to(torch.float32)
+    return tiles, centres
+
+
 def tile_power_spectra(image, box: int, overlap: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """Power spectra (n, box, box//2 + 1) of the tiles of ``image`` (y, x), each tile mean-subtracted and
     edge-tapered, and the tile centres (n, 2) as (y, x) in px from the image centre (pixel n // 2)."""
     image = as_tensor(image)
-    ny, nx = image.shape[-2:]
-    oy, ox = tile_origins(ny, box, overlap), tile_origins(nx, box, overlap)
-    oy, ox = [o.to(image.device) for o in torch.meshgrid(oy, ox, indexing="ij")]
-    oy, ox = oy.reshape(-1), ox.reshape(-1)
-    ar = torch.arange(box, device=image.device)
-    tiles = image[(oy[:, None, None] + ar[None, :, None]), (ox[:, None, None] + ar[None, None, :])]
+    tiles, centres = _tiles(image, box, overlap)
     tiles = tiles - tiles.mean(dim=(-2, -1), keepdim=True)
     tiles = tiles * edge_taper((box, box), max(box // 32, 2), image.device)
     power = torch.fft.rfft2(tiles).abs().square() / float(box * box)
-    centres = torch.stack([oy + box / 2 - ny // 2, ox + box / 2 - nx // 2], dim=-1).to(torch.float32)
     return power, centres
 
 
@@ -95,17 +101,11 @@ def tile_content_centres(image, box: int, overlap: float, pixel_size_A: float, l
     k = torch.sqrt(ky * ky + kx * kx)
     band = (k >= 1.0 / low_A) & (k <= min(1.0 / high_A, 0.4 / pixel_size_A))
     power = torch.fft.irfft2(torch.fft.rfft2(image - image.mean()) * band, s=(ny, nx)).square()
-    excess = (power - power.median()).clamp(min=0)
-    oy, ox = tile_origins(ny, box, overlap), tile_origins(nx, box, overlap)
-    oy, ox = [o.to(image.device).reshape(-1) for o in torch.meshgrid(oy, ox, indexing="ij")]
-    ar = torch.arange(box, device=image.device)
-    tiles = excess[(oy[:, None, None] + ar[None, :, None]), (ox[:, None, None] + ar[None, None, :])]
-    even = power.median() * box * box
-    total = (tiles.sum(dim=(-2, -1)) + even).clamp(min=1e-30)  # a blank image: the geometric centres
-    rel = ar.to(torch.float32) - (box - 1) / 2  # pixel offsets from the tile centre
+    tiles, centres = _tiles((power - power.median()).clamp(min=0), box, overlap)
+    total = (tiles.sum(dim=(-2, -1)) + power.median() * box * box).clamp(min=1e-30)  # blank: geometric centres
+    rel = torch.arange(box, device=image.device, dtype=torch.float32) - (box - 1) / 2  # offsets from the centre
     cy = (tiles.sum(dim=-1) * rel).sum(dim=-1) / total
     cx = (tiles.sum(dim=-2) * rel).sum(dim=-1) / total
-    centres = torch.stack([oy + box / 2 - ny // 2, ox + box / 2 - nx // 2], dim=-1).to(torch.float32)
     return centres + torch.stack([cy, cx], dim=-1)
 
 
