@@ -14,6 +14,7 @@ from typing import Any
 
 from tomoforge import __version__
 from tomoforge.engine import db
+from tomoforge.errors import UserError
 from tomoforge.engine.executors import ExecutorConfig
 from tomoforge.engine.protocol import Protocol, validate_params
 from tomoforge.engine.registry import get_protocol
@@ -28,7 +29,7 @@ ACTIVE = (QUEUED, RUNNING)
 STATES = (SAVED, SCHEDULED, QUEUED, RUNNING, FINISHED, FAILED, ABORTED)
 
 
-class ProjectError(RuntimeError):
+class ProjectError(UserError, RuntimeError):
     """An operation the project refuses (the message says why)."""
 
 

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tomoforge.errors import UserError, describe_validation_error
+
 if TYPE_CHECKING:
     from tomoforge.engine.runner import RunContext
     from tomoforge.engine.sets import ItemSet
@@ -48,7 +50,7 @@ def param(default: Any = ..., *, help: str = "", unit: str = "", **kwargs: Any) 
     return Field(default, description=help, json_schema_extra=extra or None, **kwargs)
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError, ValueError):
     """Parameters that fail validation; the message names each offending field."""
 
 
@@ -56,11 +58,7 @@ def validate_params(protocol: type["Protocol"], values: dict[str, Any]) -> Proto
     try:
         return protocol.Params(**values)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "(params)"
-            problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
-        raise ParamsError(f"{protocol.name}: invalid parameters: " + "; ".join(problems)) from None
+        raise ParamsError(f"{protocol.name}: invalid parameters: {describe_validation_error(exc)}") from None
 
 
 @dataclass(frozen=True)

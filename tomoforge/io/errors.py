@@ -5,8 +5,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from tomoforge.errors import UserError
 
-class FormatError(ValueError):
+
+class FormatError(UserError, ValueError):
     """A file does not hold what its format promises; the message names the file and the field."""
 
 

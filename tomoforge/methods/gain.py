@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from tomoforge.methods.fourier import as_tensor
+from tomoforge.errors import UserError
 
 Flip = Literal["none", "x", "y"]
 
 
-class GainError(ValueError):
+class GainError(UserError, ValueError):
     """A gain reference that does not fit the frames (size or orientation)."""
 
 

@@ -23,9 +23,10 @@ from tomoforge.io.mdoc import Mdoc, read_mdoc
 from tomoforge.io.movies import movie_frame_count
 from tomoforge.io.mrc import mrc_shape
 from tomoforge.model import Acquisition, TiltImage, TiltImageMovie, TiltSeries, TiltSeriesMovie
+from tomoforge.errors import UserError
 
 
-class ImportFileError(ValueError):
+class ImportFileError(UserError, ValueError):
     """Input files that cannot be imported; the message names the file and the field."""
 
 

@@ -10,6 +10,7 @@ import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tomoforge.errors import UserError
 
 
 class _Strict(BaseModel):
@@ -164,7 +165,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An unknown preset, an unknown ``--set`` key or an invalid value; the message names it."""
 
 
