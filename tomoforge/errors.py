@@ -20,6 +20,10 @@ class UserError(Exception):
     """An error caused by the input (files, parameters, commands); its message says what to do."""
 
 
+class ProjectFileError(UserError):
+    """The project database or a run folder holds something tomoforge refuses to read (crafted or damaged)."""
+
+
 def quote(value: Any, limit: int = MAX_QUOTE) -> str:
     """``repr`` of a value, cut to ``limit`` characters (a file of NUL bytes is not echoed whole)."""
     text = repr(value)
@@ -34,8 +38,8 @@ _RULES = {
     "less_than": "must be < {lt}",
     "less_than_equal": "must be ≤ {le}",
     "finite_number": "must be a finite number",
-    "extra_forbidden": "is not a known field",
-    "missing": "is required",
+    "extra_forbidden": "unknown field (not one this takes)",
+    "missing": "required, not given",
 }
 
 
@@ -55,13 +59,11 @@ def describe_error(error: dict[str, Any]) -> str:
         if rule.startswith("Value error, "):
             rule = rule[len("Value error, "):]
         rule = rule[0].lower() + rule[1:] if rule else kind
-    if kind == "missing":
+    if kind in ("missing", "extra_forbidden"):
         return f"{where}: {rule}"
     value = error.get("input")
     if isinstance(value, float) and not math.isfinite(value):
         shown = str(value)
-    elif isinstance(value, (dict, list)) and kind == "extra_forbidden":
-        shown = "given"
     else:
         shown = quote(value, 80)
     return f"{where}: {shown} {rule}"
@@ -74,3 +76,13 @@ def describe_validation_error(exc: ValidationError, *, limit: int = 5) -> str:
     if len(errors) > limit:
         lines.append(f"and {len(errors) - limit} more")
     return "; ".join(lines)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """How a failure is told: a user's mistake by its message, a validation error in plain words,
+    anything else with its exception type (a bug, whose traceback is kept beside)."""
+    if isinstance(exc, ValidationError):
+        return f"invalid data: {describe_validation_error(exc)}"
+    if isinstance(exc, UserError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from tomoforge.cli.common import console, styled
 
 from tomoforge.engine import ExecutorConfig, Project, execute_run
 from tomoforge.engine.provenance import format_provenance, provenance
 from tomoforge.io.mrc import read_mrc
 from tomoforge.simulate import accuracy
 
-console = Console(soft_wrap=True)
 
 
 @dataclass
@@ -37,7 +37,7 @@ class DemoRuns:
         state = execute_run(self.project, run_id)
         console.print(f" {state} in {time.perf_counter() - t0:.1f} s")
         if state != "finished":
-            console.print(f"[red]{self.project.run(run_id)['error']}[/red]", highlight=False)
+            console.print(styled((self.project.run(run_id)["error"] or "", "red")))
             raise typer.Exit(1)
         self.ids[name] = run_id
         return run_id
@@ -155,7 +155,7 @@ def demo(
     from tomoforge.simulate.config import parse_overrides
 
     if outdir.exists() and any(outdir.iterdir()):
-        console.print(f"[red]error:[/red] {outdir} is not empty; give a new folder")
+        console.print(styled(("error: ", "red"), f"{outdir} is not empty; give a new folder"))
         raise typer.Exit(1)
     t0 = time.perf_counter()
     if simulation is not None:
@@ -181,6 +181,6 @@ def demo(
     console.print(f"tomogram: {runs.project.root / tomo.file}")
     address = f"{runs.out('reconstruct', 'tomograms')}/{tomo.name}"
     console.print(f"\ntomoforge provenance {address}")
-    console.print(format_provenance(provenance(runs.project, address)), highlight=False, markup=False)
+    console.print(format_provenance(provenance(runs.project, address)))
     console.print(f"\nproject: {runs.project.root}  (try: tomoforge -p {runs.project.root} runs)")
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")

@@ -3,63 +3,42 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from tomoforge.cli.common import (
+    RUN_FAILED, CommandError, GuardedTyper, console, duration, error_console, open_project, parse_run_id, state,
+    styled,
+)
 from tomoforge.cli.progress import run_with_progress
-from tomoforge.engine import ExecutorConfig, Project, ProjectError
+from tomoforge.engine import ExecutorConfig, Project
 from tomoforge.engine.project import FAILED, InputPointer
-from tomoforge.engine.protocol import ParamsError
 from tomoforge.engine.provenance import citations_of_project, format_provenance, provenance, runs_upstream
 from tomoforge.engine.registry import broken_protocols, get_protocol, protocols
 
-app = typer.Typer(help="tomoforge: cryo-electron tomography with full provenance.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-project_app = typer.Typer(help="Create or describe a project.", no_args_is_help=True)
+app = GuardedTyper(help="tomoforge: cryo-electron tomography with full provenance.", no_args_is_help=True,
+                   pretty_exceptions_enable=False, rich_markup_mode=None)
+project_app = GuardedTyper(help="Create or describe a project.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(project_app, name="project")
-console = Console(soft_wrap=True)
-state: dict[str, Any] = {"project": None}
 
 
 @app.callback()
 def main(project: Optional[Path] = typer.Option(
-        None, "--project", "-p", envvar="TOMOFORGE_PROJECT", help="project folder (default: current folder)")) -> None:
+        None, "--project", "-p", envvar="TOMOFORGE_PROJECT", help="project folder (default: current folder)"),
+        debug: bool = typer.Option(False, "--debug", help="show the Python traceback of an error")) -> None:
     state["project"] = project
-
-
-def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(1)
-
-
-def open_project() -> Project:
-    try:
-        return Project.open(state["project"] or Path.cwd())
-    except ProjectError as exc:
-        fail(str(exc))
-        raise
-
-
-def duration(row: Any) -> str:
-    if not row["started"]:
-        return ""
-    seconds = (row["finished"] or time.time()) - row["started"]
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    state["debug"] = debug
 
 
 # --- project ----------------------------------------------------------------------------------
 @project_app.command("new")
 def project_new(path: Path) -> None:
     """Create a new project in PATH (a new or empty folder)."""
-    try:
-        project = Project.create(path)
-    except ProjectError as exc:
-        fail(str(exc))
+    project = Project.create(path)
     console.print(f"created project {project.root}")
 
 
@@ -87,7 +66,7 @@ def list_protocols() -> None:
         table.add_row(name, cls.summary())
     console.print(table)
     for name, why in broken_protocols().items():
-        console.print(f"[yellow]not loaded:[/yellow] {name}: {why}")
+        console.print(styled(("not loaded: ", "yellow"), f"{name}: {why}"))
 
 
 def parse_settings(settings: list[str]) -> dict[str, Any]:
@@ -95,7 +74,7 @@ def parse_settings(settings: list[str]) -> dict[str, Any]:
     for setting in settings or []:
         key, sep, value = setting.partition("=")
         if not sep or not key.strip():
-            fail(f"--set {setting!r}: expected key=value")
+            raise CommandError(f"--set {setting!r}: expected key=value")
         values[key.strip()] = None if value.strip() == "" else value.strip()
     return values
 
@@ -105,11 +84,8 @@ def parse_inputs(inputs: list[str]) -> dict[str, InputPointer]:
     for text in inputs or []:
         name, sep, value = text.partition("=")
         if not sep:
-            fail(f"--input {text!r}: expected name=RUN.OUTPUT, e.g. tilt_series=1.tilt_series")
-        try:
-            pointers[name.strip()] = InputPointer.parse(value)
-        except ProjectError as exc:
-            fail(str(exc))
+            raise CommandError(f"--input {text!r}: expected name=RUN.OUTPUT, e.g. tilt_series=1.tilt_series")
+        pointers[name.strip()] = InputPointer.parse(value)
     return pointers
 
 
@@ -129,12 +105,9 @@ def run(
 ) -> None:
     """Create a run of PROTOCOL and execute it, with a progress bar."""
     project = open_project()
-    try:
-        config = ExecutorConfig(kind=executor, workers=workers, threads_per_worker=threads, address=dask_address)
-        run_id = project.new_run(protocol, parse_settings(set_), parse_inputs(input_), label=label,
-                                 comment=comment, executor=config)
-    except (ProjectError, ParamsError, KeyError, ValueError) as exc:
-        fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+    config = ExecutorConfig(kind=executor, workers=workers, threads_per_worker=threads, address=dask_address)
+    run_id = project.new_run(protocol, parse_settings(set_), parse_inputs(input_), label=label,
+                             comment=comment, executor=config)
     if save or schedule:
         if schedule:
             project.schedule(run_id)
@@ -144,24 +117,18 @@ def run(
 
 
 def execute(project: Project, run_id: int, mode: str) -> None:
-    try:
-        final = run_with_progress(project, run_id, mode, console)
-    except (ProjectError, KeyError) as exc:
-        fail(str(exc))
+    final = run_with_progress(project, run_id, mode, console)
     row = project.run(run_id)
     if final == FAILED:
-        console.print(f"[red]run {run_id} failed:[/red] {row['error']}", highlight=False)
+        error_console.print(styled((f"run {run_id} failed: ", "red"), row["error"] or ""))
         console.print(f"log: {project.run_dir(run_id) / 'run.log'}; details: tomoforge show {run_id}")
-        raise typer.Exit(1)
+        raise SystemExit(RUN_FAILED)
     console.print(f"run {run_id} {final} in {duration(row)}")
     if final != "finished":
-        raise typer.Exit(1)
+        raise SystemExit(RUN_FAILED)
 
 
-def _run_id(run: str) -> int:
-    if not run.strip().isdigit():
-        fail(f"{run!r} is not a run number")
-    return int(run)
+_run_id = parse_run_id
 
 
 @app.command("continue")
@@ -178,10 +145,7 @@ def restart(run: str) -> None:
 
 def _act(action: str, run: str) -> Project:
     project = open_project()
-    try:
-        getattr(project, action)(_run_id(run))
-    except ProjectError as exc:
-        fail(str(exc))
+    getattr(project, action)(_run_id(run))
     return project
 
 
@@ -223,10 +187,7 @@ def delete(run: str) -> None:
 def abort(run: str) -> None:
     """Stop RUN (a running run stops within a second; its finished items are kept for 'continue')."""
     project = open_project()
-    try:
-        outcome = project.request_abort(_run_id(run))
-    except ProjectError as exc:
-        fail(str(exc))
+    outcome = project.request_abort(_run_id(run))
     console.print(f"run {run}: abort {outcome}")
 
 
@@ -234,10 +195,7 @@ def abort(run: str) -> None:
 def stop(run: str) -> None:
     """End streaming RUN: no new item, the ones under way finish, then its outputs close (run finished)."""
     project = open_project()
-    try:
-        project.request_stop(_run_id(run))
-    except ProjectError as exc:
-        fail(str(exc))
+    project.request_stop(_run_id(run))
     console.print(f"run {run}: stop requested")
 
 
@@ -245,10 +203,7 @@ def stop(run: str) -> None:
 def duplicate(run: str, label: str = typer.Option("", help="label of the copy")) -> None:
     """Copy RUN's protocol, parameters and inputs into a new saved run."""
     project = open_project()
-    try:
-        new = project.duplicate(_run_id(run), label)
-    except ProjectError as exc:
-        fail(str(exc))
+    new = project.duplicate(_run_id(run), label)
     console.print(f"run {new} saved (copy of run {run})")
 
 
@@ -257,10 +212,7 @@ def label(run: str, text: Optional[str] = typer.Option(None, "--label"),
           comment: Optional[str] = typer.Option(None, "--comment")) -> None:
     """Set RUN's label and/or comment."""
     project = open_project()
-    try:
-        project.set_label(_run_id(run), text, comment)
-    except ProjectError as exc:
-        fail(str(exc))
+    project.set_label(_run_id(run), text, comment)
 
 
 @app.command("runs")
@@ -272,7 +224,7 @@ def runs() -> None:
         outputs = ", ".join(f"{s.name} ({len(s)}{'' if s.is_closed else ', open'})"
                             for s in project.output_sets(row["id"]))
         colour = {"finished": "green", "failed": "red", "running": "cyan", "aborted": "yellow"}.get(row["state"], "")
-        state_text = f"[{colour}]{row['state']}[/{colour}]" if colour else row["state"]
+        state_text = Text(row["state"], style=colour)
         table.add_row(str(row["id"]), row["protocol"], row["label"], state_text, duration(row), outputs)
     console.print(table)
 
@@ -282,24 +234,18 @@ def show(what: str = typer.Argument(..., help="RUN number, or item RUN.OUTPUT/KE
     """Everything about a run (params, inputs, outputs, error) or an item (its fields)."""
     project = open_project()
     if what.strip().isdigit():
-        show_run(project, int(what))
+        show_run(project, parse_run_id(what))
         return
-    try:
-        _, item, child = project.resolve(what)
-    except ProjectError as exc:
-        fail(str(exc))
+    _, item, child = project.resolve(what)
     shown = child if child is not None else item
     console.print_json(shown.model_dump_json())
 
 
 def show_run(project: Project, run_id: int) -> None:
-    try:
-        project.refresh_state(run_id)
-        row = project.run(run_id)
-    except ProjectError as exc:
-        fail(str(exc))
+    project.refresh_state(run_id)
+    row = project.run(run_id)
     cls = get_protocol(row["protocol"])
-    console.print(f"run {run_id}: {cls.label} ({row['protocol']})  [bold]{row['state']}[/bold]  {duration(row)}")
+    console.print(styled(f"run {run_id}: {cls.label} ({row['protocol']})  ", (row["state"], "bold"), f"  {duration(row)}"))
     if row["label"] or row["comment"]:
         console.print(f"label: {row['label']}  comment: {row['comment']}")
     console.print(f"folder: {project.run_dir(run_id)}  tomoforge {row['software_version']}")
@@ -309,9 +255,9 @@ def show_run(project: Project, run_id: int) -> None:
     for item_set in project.output_sets(run_id):
         console.print(f"output {item_set.name}: {len(item_set)} {item_set.item_class.__name__} ({item_set.stream_state})")
     if row["error"]:
-        console.print(f"[red]error:[/red] {row['error']}", highlight=False)
+        console.print(styled(("error: ", "red"), row["error"]))
     if row["traceback"]:
-        console.print(row["traceback"], highlight=False, markup=False)
+        console.print(row["traceback"])
 
 
 @app.command("log")
@@ -319,18 +265,15 @@ def log(run: str) -> None:
     """Print RUN's log (timestamped lines)."""
     project = open_project()
     path = project.run_dir(_run_id(run)) / "run.log"
-    console.print(path.read_text() if path.exists() else "(no log yet)", highlight=False, markup=False)
+    console.print(path.read_text() if path.exists() else "(no log yet)")
 
 
 @app.command("provenance")
 def show_provenance(item: str = typer.Argument(..., help="item RUN.OUTPUT/KEY[/CHILD]")) -> None:
     """The chain of runs and files that made ITEM, back to the imported files."""
     project = open_project()
-    try:
-        step = provenance(project, item)
-    except ProjectError as exc:
-        fail(str(exc))
-    console.print(format_provenance(step), highlight=False, markup=False)
+    step = provenance(project, item)
+    console.print(format_provenance(step))
 
 
 @app.command("citations")
@@ -339,7 +282,7 @@ def citations(run: Optional[str] = typer.Argument(None, help="only what RUN and 
     project = open_project()
     run_ids = runs_upstream(project, _run_id(run)) if run else None
     for entry in citations_of_project(project, run_ids).values():
-        console.print(entry + "\n", highlight=False, markup=False)
+        console.print(entry + "\n")
 
 
 def _register_optional_commands() -> None:

@@ -68,6 +68,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: task results are JSON (never pickle), with the run files each names and their sizes.
+    """
+    ALTER TABLE run_tasks ADD COLUMN files TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

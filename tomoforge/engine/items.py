@@ -13,9 +13,13 @@ import types
 import typing
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel
+
+from tomoforge.engine.registry import GROUP
+from tomoforge.errors import ProjectFileError, quote
 
 _SQL_TYPES = {bool: "INTEGER", int: "INTEGER", float: "REAL", str: "TEXT"}
 BASE_COLUMNS = ("id", "set_id", "parent_id", "position", "key", "origin", "data")
@@ -43,11 +47,28 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def trusted_module(module: str) -> bool:
+    """Whether a module may be imported because the database names it: tomoforge's own or an
+    installed protocol plugin's package (what the user installed is trusted; a project file is not)."""
+    top = module.split(".")[0]
+    if top == "tomoforge":
+        return True
+    return top in {ep.value.split(":")[0].split(".")[0] for ep in entry_points(group=GROUP)}
+
+
 def class_from_path(path: str) -> type[BaseModel]:
+    """The item class stored as ``module:QualName``; refused unless it is a trusted item class."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*", path) or not trusted_module(path.split(":")[0]):
+        raise ProjectFileError(f"the project names an item class {quote(path)} that is not tomoforge's or an installed plugin's")
     module, _, name = path.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ProjectFileError(f"the project names an item class {quote(path)} that is not installed ({exc})") from None
+    if not (isinstance(obj, type) and issubclass(obj, BaseModel) and getattr(obj, "__item_kind__", "")):
+        raise ProjectFileError(f"the project names {quote(path)} as an item class, which it is not")
     return obj
 
 

@@ -16,7 +16,7 @@ from tomoforge import __version__
 from tomoforge.engine import db
 from tomoforge.errors import UserError
 from tomoforge.engine.executors import ExecutorConfig
-from tomoforge.engine.protocol import Protocol, validate_params
+from tomoforge.engine.protocol import InputSpec, Protocol, validate_params
 from tomoforge.engine.registry import get_protocol
 from tomoforge.engine.items import item_spec
 from tomoforge.engine.sets import ItemSet, split_filter
@@ -157,8 +157,8 @@ class Project:
                 )
             if not spec.accepts(produced[pointer.output]):
                 raise ProjectError(
-                    f"input '{name}': {pointer} holds {produced[pointer.output].__name__}, "
-                    f"which {cls.name} does not accept here"
+                    f"input '{name}': {pointer} holds {produced[pointer.output].__name__}; {cls.name} needs "
+                    f"{spec.describe()} here{_makers_hint(produced[pointer.output], spec)}"
                 )
             if pointer.filter:  # validate against the item class now, not at run time
                 split_filter(item_spec(produced[pointer.output]), pointer.filter)
@@ -169,6 +169,8 @@ class Project:
         return dict(get_protocol(self.run(run_id)["protocol"]).outputs)
 
     def run(self, run_id: int) -> sqlite3.Row:
+        if not 0 <= int(run_id) < 2**63:
+            raise ProjectError(f"no run {run_id} in {self.root}")
         row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
         if row is None:
             raise ProjectError(f"no run {run_id} in {self.root}")
@@ -292,13 +294,13 @@ class Project:
             raise ProjectError(f"run {run_id} is {state}; abort it first")
         self._refuse_if_used(run_id, "reset")
         with db.transaction(self.conn):
-            self._drop_outputs(run_id)
+            self.drop_outputs(run_id)
             self.conn.execute("DELETE FROM run_tasks WHERE run_id = ?", (run_id,))
             self.conn.execute(
                 "UPDATE runs SET state = ?, started = NULL, finished = NULL, pid = NULL, error = NULL,"
                 " traceback = NULL, abort_requested = 0, stop_requested = 0 WHERE id = ?", (SAVED, run_id))
         run_dir = self.run_dir(run_id)
-        for sub in ("out", "tmp"):
+        for sub in ("out", "tmp", "tasks"):
             shutil.rmtree(run_dir / sub, ignore_errors=True)
 
     def delete(self, run_id: int) -> None:
@@ -309,11 +311,12 @@ class Project:
         self._refuse_if_used(run_id, "delete")
         run_dir = self.run_dir(run_id)
         with db.transaction(self.conn):
-            self._drop_outputs(run_id)
+            self.drop_outputs(run_id)
             self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         shutil.rmtree(run_dir, ignore_errors=True)
 
-    def _drop_outputs(self, run_id: int) -> None:
+    def drop_outputs(self, run_id: int) -> None:
+        """Remove a run's output sets and their items (inside the caller's transaction)."""
         for row in self.conn.execute("SELECT * FROM sets WHERE run_id = ?", (run_id,)).fetchall():
             spec = ItemSet(self.conn, row).spec
             while spec is not None:
@@ -355,6 +358,20 @@ class Project:
                 raise ProjectError(f"{run_id}.{name}/{key} has no child {child_key!r} (keys: {', '.join(children)})")
             child = children[child_key]
         return item_set, item, child
+
+
+def _makers_hint(have: type, spec: InputSpec) -> str:
+    """'; motion-correction makes TiltSeries from TiltSeriesMovie': the steps that turn what an input holds
+    into what is needed (or, failing that, any step that makes it)."""
+    from tomoforge.engine.registry import protocols
+
+    makers = [p for p in protocols().values() if any(spec.accepts(c) for c in p.outputs.values())]
+    converters = [p.name for p in makers if any(i.accepts(have) for i in p.inputs.values())]
+    if converters:
+        return f"; {' or '.join(converters)} makes {spec.describe()} from {have.__name__}"
+    if makers:
+        return f"; it is made by {', '.join(p.name for p in makers[:5])}"
+    return ""
 
 
 def get_protocol_label(name: str) -> str:

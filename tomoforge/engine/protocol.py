@@ -70,9 +70,28 @@ class InputSpec:
     optional: bool = False
     default_filter: str = ""
 
+    @property
+    def classes(self) -> tuple[type[BaseModel], ...]:
+        return self.item_class if isinstance(self.item_class, tuple) else (self.item_class,)
+
     def accepts(self, cls: type) -> bool:
-        classes = self.item_class if isinstance(self.item_class, tuple) else (self.item_class,)
-        return issubclass(cls, classes)
+        """Whether items of ``cls`` may be given: an accepted class or a subclass usable in its place
+        (a subclass declaring ``__usable_as_base__ = False``, e.g. tilt-series movies, is not)."""
+        return any(_usable_as(cls, wanted) for wanted in self.classes)
+
+    def describe(self) -> str:
+        return " or ".join(c.__name__ for c in self.classes)
+
+
+def _usable_as(cls: type, wanted: type) -> bool:
+    if not (isinstance(cls, type) and issubclass(cls, wanted)):
+        return False
+    for klass in cls.__mro__:
+        if klass is wanted:
+            return True
+        if klass.__dict__.get("__usable_as_base__", True) is False:
+            return False
+    return True
 
 
 @dataclass

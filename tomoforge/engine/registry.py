@@ -9,10 +9,19 @@ import logging
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from tomoforge.errors import UserError
+
 if TYPE_CHECKING:
     from tomoforge.engine.protocol import Protocol
 
 GROUP = "tomoforge.protocols"
+
+
+class UnknownProtocolError(UserError, KeyError):
+    """No installed protocol has that name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 log = logging.getLogger(__name__)
 _cache: dict[str, type["Protocol"]] | None = None
 _broken: dict[str, str] = {}
@@ -53,4 +62,4 @@ def get_protocol(name: str) -> type["Protocol"]:
     if wanted in table:
         return table[wanted]
     hint = f" ({_broken[wanted]})" if wanted in _broken else ""
-    raise KeyError(f"unknown protocol {name!r}{hint}; 'tomoforge protocols' lists them")
+    raise UnknownProtocolError(f"unknown protocol {name!r}{hint}; 'tomoforge protocols' lists them")

@@ -10,10 +10,11 @@ streamed; see ``engine.streaming``): it commits each item with its task record a
 from __future__ import annotations
 
 import os
-import pickle
+import json
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -27,12 +28,15 @@ from tomoforge.engine.project import (
     ABORTED, FAILED, FINISHED, QUEUED, RUNNING, SAVED, SCHEDULED, Project, ProjectError,
 )
 from tomoforge.engine.protocol import Protocol, Task, validate_params
+from tomoforge.engine.results import ResultError, decode_result, encode_result, files_intact, result_files
 from tomoforge.engine.registry import get_protocol
 from tomoforge.engine.sets import ItemSet, item_address
 from tomoforge.engine.streaming import run_streaming
+from tomoforge.errors import describe_failure
 
 Progress = Callable[[int, int, str], None]  # (done, total, key of the item just finished)
 POLL_S = 0.5
+TASKS_DIR = "tasks"  # numpy arrays of task results, in the run folder
 
 
 class RunAborted(Exception):
@@ -49,6 +53,7 @@ class RunContext:
     run_dir: Path
     _outputs: dict[str, ItemSet] = field(default_factory=dict)
     protocol_cls: type[Protocol] | None = None
+    _log_failed: bool = False
 
     @property
     def out_dir(self) -> Path:
@@ -59,9 +64,17 @@ class RunContext:
         return self.run_dir / "tmp"
 
     def log(self, message: str) -> None:
+        """Append a timestamped line to ``run.log``; a log that cannot be written (read-only, disk full)
+        is said once on stderr and never hides the run's own outcome or error."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.run_dir / "run.log", "a", encoding="utf-8") as handle:
-            handle.write(f"{stamp}  {message}\n")
+        try:
+            with open(self.run_dir / "run.log", "a", encoding="utf-8") as handle:
+                handle.write(f"{stamp}  {message}\n")
+        except OSError as exc:
+            if not self._log_failed:
+                self._log_failed = True
+                print(f"tomoforge: cannot write {self.run_dir / 'run.log'} ({exc.strerror}); going on without it",
+                      file=sys.stderr)
 
     def has_input(self, name: str) -> bool:
         return name in self.project.run_inputs(self.run_id)
@@ -117,6 +130,8 @@ def execute_run(
         context.params = validate_params(cls, project.run_params(run_id))
         context.log(f"{mode} of run {run_id}: {cls.name} (tomoforge {row['software_version']}), pid {os.getpid()}")
         protocol = cls(context)
+        if mode == "continue":
+            forget_broken_tasks(project, context)
         config = executor or ExecutorConfig.model_validate_json(row["executor"])
         if readiness == "stream" or protocol.source_open() or project.output_sets(run_id):
             return run_streaming(project, context, protocol, config, progress)
@@ -143,7 +158,7 @@ def execute_run(
         project.set_state(run_id, ABORTED, finished=time.time(), error="aborted by the user")
         return ABORTED
     except Exception as exc:  # noqa: BLE001 - any failure ends in the failed state, with its traceback
-        message = f"{type(exc).__name__}: {exc}"
+        message = describe_failure(exc)
         context.log(f"failed: {message}")
         project.set_state(run_id, FAILED, finished=time.time(), error=message, traceback=traceback.format_exc())
         return FAILED
@@ -175,22 +190,83 @@ def _abort_on_sigterm() -> Any:
 
 
 def done_results(project: Project, run_id: int, keys: set[str] | None) -> dict[str, Any]:
-    """Results of the tasks already done, by key (only ``keys`` unless None)."""
+    """Results of the tasks already done, by key (only ``keys`` unless None).
+
+    A record that does not read back (damaged, or a pickle from an old version: never unpickled) is
+    left out, so its task is redone.
+    """
     rows = project.conn.execute(
         "SELECT key, result FROM run_tasks WHERE run_id = ? AND state = 'done'", (run_id,)
     ).fetchall()
-    return {r["key"]: pickle.loads(r["result"]) for r in rows if keys is None or r["key"] in keys}
+    arrays_dir = task_arrays_dir(project, run_id)
+    results = {}
+    for row in rows:
+        if keys is not None and row["key"] not in keys:
+            continue
+        try:
+            results[row["key"]] = decode_result(row["result"], arrays_dir)
+        except ResultError:
+            continue
+    return results
+
+
+def task_arrays_dir(project: Project, run_id: int) -> Path:
+    """Where the numpy arrays of a run's task results are kept."""
+    return project.run_dir(run_id) / TASKS_DIR
 
 
 def record_task(project: Project, run_id: int, key: str, result: Any, started: float) -> None:
+    """Store a finished task's result (JSON, arrays as files) with the run files it names and their sizes."""
     failed = isinstance(result, TaskFailure)
+    text, files = None, "{}"
+    if not failed:
+        run_dir = project.run_dir(run_id)
+        text, arrays = encode_result(result, run_dir / TASKS_DIR, key)
+        named = result_files(result, run_dir)
+        named.update({f"{TASKS_DIR}/{a}": (run_dir / TASKS_DIR / a).stat().st_size for a in arrays})
+        files = json.dumps(named)
     with db.transaction(project.conn):
         project.conn.execute(
-            "INSERT OR REPLACE INTO run_tasks (run_id, key, state, result, error, started, finished)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, key, "failed" if failed else "done", None if failed else pickle.dumps(result),
-             result.error if failed else None, started, time.time()),
+            "INSERT OR REPLACE INTO run_tasks (run_id, key, state, result, error, started, finished, files)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, key, "failed" if failed else "done", text, result.error if failed else None, started,
+             time.time(), files),
         )
+
+
+def forget_broken_tasks(project: Project, context: RunContext) -> list[str]:
+    """Drop the records of done tasks whose files were deleted or changed size, or whose result does not
+    read back, so that ``continue`` redoes them; returns their keys.
+
+    A run that already committed items (streaming) has its output sets rebuilt from the task records,
+    unless another run uses them (then it is refused: restart it instead).
+    """
+    run_id, run_dir = context.run_id, context.run_dir
+    broken: list[str] = []
+    for row in project.conn.execute(
+        "SELECT key, result, files FROM run_tasks WHERE run_id = ? AND state = 'done'", (run_id,)
+    ).fetchall():
+        try:
+            decode_result(row["result"], run_dir / TASKS_DIR)
+            missing = files_intact(json.loads(row["files"] or "{}"), run_dir)
+        except (ResultError, ValueError):
+            missing = ["(its stored result)"]
+        if missing:
+            broken.append(row["key"])
+            context.log(f"{row['key']}: {', '.join(missing[:3])} missing or changed: redone")
+    if not broken:
+        return broken
+    committed = project.output_sets(run_id)
+    if committed and project.consumers(run_id):
+        raise ProjectError(
+            f"run {run_id}: files of {len(broken)} done item(s) are missing ({', '.join(broken[:5])}) and its outputs "
+            f"are used by run(s) {', '.join(map(str, project.consumers(run_id)))}; restart those after this one"
+        )
+    with db.transaction(project.conn):
+        project.conn.executemany("DELETE FROM run_tasks WHERE run_id = ? AND key = ?", [(run_id, k) for k in broken])
+        if committed:
+            project.drop_outputs(run_id)
+    return broken
 
 
 def abort_requested(project: Project, run_id: int) -> bool:

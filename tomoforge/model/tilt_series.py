@@ -81,6 +81,7 @@ class TiltSeriesMovie(TiltSeries):
     """A tilt series whose images are still movies (before motion correction)."""
 
     __item_kind__ = "tilt_series_movie"
+    __usable_as_base__ = False  # frames, not images: motion correction makes the TiltSeries steps need
     __columns__ = ("name", "n_images")
     __children__ = ("tilt_images", TiltImageMovie)
 
