@@ -43,16 +43,16 @@ def test_import_then_runs_show_and_provenance(project_dir, hiv_dir):
 
 
 def test_errors_are_clear_and_exit_non_zero(project_dir, tmp_path):
-    out = cli(project_dir, "run", "import-tilt-series", "--set", "files_path=x", "--set", "pixel_size_A=-1", code=1)
-    assert "pixel_size_A: Input should be greater than 0" in out
-    out = cli(project_dir, "run", "no-such-protocol", code=1)
+    out = cli(project_dir, "run", "import-tilt-series", "--set", "files_path=x", "--set", "pixel_size_A=-1", code=2)
+    assert "pixel_size_A: '-1' must be" in out
+    out = cli(project_dir, "run", "no-such-protocol", code=2)
     assert "unknown protocol 'no-such-protocol'" in out
     out = cli(project_dir, "run", "import-tilt-series", "--set", f"files_path={tmp_path}", "--executor", "serial",
               code=1)
     assert "run 1 failed" in out and "no file in" in out
     out = cli(project_dir, "show", "1")
     assert "failed" in out and "Traceback" in out
-    out = cli(project_dir, "provenance", "1.tilt_series/TS_01/1", code=1)
+    out = cli(project_dir, "provenance", "1.tilt_series/TS_01/1", code=2)
     assert "run 1 has no output 'tilt_series' yet (it is failed)" in out
     out = runner.invoke(app, ["-p", str(tmp_path / "nowhere"), "runs"]).output
     assert "not a tomoforge project" in out
@@ -68,7 +68,7 @@ def test_duplicate_label_reset_delete(project_dir, hiv_dir):
     cli(project_dir, "reset", "2")
     assert "saved" in cli(project_dir, "show", "2")
     cli(project_dir, "delete", "2")
-    assert "no run 2" in cli(project_dir, "show", "2", code=1)
+    assert "no run 2" in cli(project_dir, "show", "2", code=2)
 
 
 def test_protocols_lists_the_imports():

@@ -244,8 +244,7 @@ def show(what: str = typer.Argument(..., help="RUN number, or item RUN.OUTPUT/KE
 def show_run(project: Project, run_id: int) -> None:
     project.refresh_state(run_id)
     row = project.run(run_id)
-    cls = get_protocol(row["protocol"])
-    console.print(styled(f"run {run_id}: {cls.label} ({row['protocol']})  ", (row["state"], "bold"), f"  {duration(row)}"))
+    console.print(styled(f"run {run_id}: {row['protocol']}  ", (row["state"], "bold"), f"  {duration(row)}"))
     if row["label"] or row["comment"]:
         console.print(f"label: {row['label']}  comment: {row['comment']}")
     console.print(f"folder: {project.run_dir(run_id)}  tomoforge {row['software_version']}")

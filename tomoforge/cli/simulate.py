@@ -5,7 +5,6 @@ from pathlib import Path
 
 import typer
 
-from tomoforge.simulate.config import ConfigError, parse_overrides
 
 
 def simulate_command(
@@ -15,6 +14,7 @@ def simulate_command(
     set_: list[str] = typer.Option(None, "--set", help="key=value overrides, e.g. detector.pixel_size_A=2.5"),
 ) -> None:
     """Simulate tilt-series movies with their mdoc, gain reference and ground truth."""
+    from tomoforge.simulate.config import ConfigError, parse_overrides
     from tomoforge.simulate.run import simulate
 
     try:

@@ -72,6 +72,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE run_tasks ADD COLUMN files TEXT NOT NULL DEFAULT '{}';
     """,
+    # 4: the run folder's name is fixed when the run is created ('' in older projects: derived as before).
+    """
+    ALTER TABLE runs ADD COLUMN folder TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

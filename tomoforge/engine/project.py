@@ -98,8 +98,7 @@ class Project:
 
     def run_dir(self, run_id: int) -> Path:
         row = self.run(run_id)
-        slug = re.sub(r"[^a-z0-9]+", "_", (get_protocol_label(row["protocol"])).lower()).strip("_")
-        return self.root / "runs" / f"{run_id:04d}_{slug}"
+        return self.root / "runs" / (row["folder"] or run_folder_name(run_id, get_protocol_label(row["protocol"])))
 
     # --- runs -------------------------------------------------------------------------------
     def new_run(
@@ -124,6 +123,7 @@ class Project:
                  __version__, time.time()),
             )
             run_id = int(cursor.lastrowid)
+            self.conn.execute("UPDATE runs SET folder = ? WHERE id = ?", (run_folder_name(run_id, cls.label), run_id))
             for name, pointer in pointers.items():
                 self.conn.execute(
                     "INSERT INTO run_inputs (run_id, name, source_run_id, source_output, filter) VALUES (?, ?, ?, ?, ?)",
@@ -372,6 +372,12 @@ def _makers_hint(have: type, spec: InputSpec) -> str:
     if makers:
         return f"; it is made by {', '.join(p.name for p in makers[:5])}"
     return ""
+
+
+def run_folder_name(run_id: int, label: str) -> str:
+    """``0007_motion_correction``: the run number and the protocol's label."""
+    slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+    return f"{run_id:04d}_{slug}"
 
 
 def get_protocol_label(name: str) -> str:
