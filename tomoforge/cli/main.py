@@ -14,11 +14,13 @@ from tomoforge.cli.common import (
     RUN_FAILED, CommandError, GuardedTyper, console, duration, error_console, open_project, parse_run_id, state,
     styled,
 )
+from tomoforge.cli.describe import protocol_help
 from tomoforge.cli.progress import run_with_progress
 from tomoforge.engine import ExecutorConfig, Project
 from tomoforge.engine.project import FAILED, InputPointer
 from tomoforge.engine.provenance import citations_of_project, format_provenance, provenance, runs_upstream
-from tomoforge.engine.registry import broken_protocols, get_protocol, protocols
+from tomoforge.engine.registry import broken_protocols, get_protocol, protocol_names, protocols
+from tomoforge.errors import UserError
 
 app = GuardedTyper(help="tomoforge: cryo-electron tomography with full provenance.", no_args_is_help=True,
                    pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -58,15 +60,33 @@ def project_info() -> None:
 
 
 # --- protocols and runs -----------------------------------------------------------------------
+def complete_protocol(incomplete: str) -> list[str]:
+    return [name for name in protocol_names() if name.startswith(incomplete)]
+
+
+def complete_setting(ctx: typer.Context, incomplete: str) -> list[str]:
+    """``--set`` completion: the parameter names of the protocol given before it, as ``name=``."""
+    try:
+        cls = get_protocol(ctx.params.get("protocol") or "")
+    except UserError:
+        return []
+    return [f"{name}=" for name in cls.Params.model_fields if name.startswith(incomplete)]
+
+
 @app.command("protocols")
-def list_protocols() -> None:
-    """List the installed protocols with one line of help."""
+def list_protocols(name: Optional[str] = typer.Argument(None, help="a protocol: its inputs and parameters",
+                                                       autocompletion=complete_protocol)) -> None:
+    """List the installed protocols (one line each), or describe one: inputs, parameters, outputs."""
+    if name:
+        console.print(protocol_help(get_protocol(name)))
+        return
     table = Table("protocol", "what it does")
-    for name, cls in protocols().items():
-        table.add_row(name, cls.summary())
+    for protocol_name, cls in protocols().items():
+        table.add_row(protocol_name, cls.summary())
     console.print(table)
-    for name, why in broken_protocols().items():
-        console.print(styled(("not loaded: ", "yellow"), f"{name}: {why}"))
+    for broken, why in broken_protocols().items():
+        console.print(styled(("not loaded: ", "yellow"), f"{broken}: {why}"))
+    console.print("'tomoforge protocols NAME' lists a protocol's inputs and parameters")
 
 
 def parse_settings(settings: list[str]) -> dict[str, Any]:
@@ -89,10 +109,13 @@ def parse_inputs(inputs: list[str]) -> dict[str, InputPointer]:
     return pointers
 
 
-@app.command("run")
+@app.command("run", context_settings={"help_option_names": []})
 def run(
-    protocol: str = typer.Argument(..., help="protocol name (see 'tomoforge protocols')"),
-    set_: list[str] = typer.Option(None, "--set", help="parameter key=value (key= for 'not set')"),
+    ctx: typer.Context,
+    protocol: Optional[str] = typer.Argument(None, help="protocol name (see 'tomoforge protocols')",
+                                             autocompletion=complete_protocol, show_default=False),
+    set_: list[str] = typer.Option(None, "--set", help="parameter key=value (key= for 'not set')",
+                                   autocompletion=complete_setting),
     input_: list[str] = typer.Option(None, "--input", help="input name=RUN.OUTPUT or name=RUN.OUTPUT[filter]"),
     label: str = typer.Option("", help="label shown in the run table"),
     comment: str = typer.Option("", help="free comment"),
@@ -102,8 +125,16 @@ def run(
     dask_address: str = typer.Option("", help="Dask scheduler address ('' = a LocalCluster)"),
     save: bool = typer.Option(False, "--save", help="only save the run (state saved)"),
     schedule: bool = typer.Option(False, "--schedule", help="save and schedule it (runs when its inputs are ready)"),
+    help_: bool = typer.Option(False, "--help", "-h", help="show this help (with PROTOCOL: its inputs and parameters)"),
 ) -> None:
     """Create a run of PROTOCOL and execute it, with a progress bar."""
+    if help_ or not protocol:
+        console.print(ctx.get_help())
+        if protocol:
+            console.print(protocol_help(get_protocol(protocol)))
+        if not help_:
+            raise CommandError("give a protocol name ('tomoforge protocols' lists them)")
+        return
     project = open_project()
     config = ExecutorConfig(kind=executor, workers=workers, threads_per_worker=threads, address=dask_address)
     run_id = project.new_run(protocol, parse_settings(set_), parse_inputs(input_), label=label,
