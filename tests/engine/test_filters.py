@@ -1,6 +1,7 @@
 """Item filters: a real grammar, literals bound as parameters, nothing escapes its set (issue 14.1)."""
 from __future__ import annotations
 
+import pickle
 import sqlite3
 from typing import ClassVar
 
@@ -60,6 +61,7 @@ def test_an_escaping_filter_is_refused_at_new_run_with_its_position_and_no_run_i
     _, shown, caret = message.splitlines()
     assert shown.strip() == ESCAPE and caret.index("^") - shown.index("v") == 11  # the caret is under the ')'
     assert info.value.position == 11 and isinstance(info.value, UserError) and isinstance(info.value, ValueError)
+    assert str(pickle.loads(pickle.dumps(info.value))) == message  # it can travel from a worker
     assert run_count(project) == before  # nothing saved
 
 
@@ -90,7 +92,7 @@ def test_a_crafted_filter_stored_in_the_database_cannot_escape(project, control)
     with db.transaction(project.conn):
         project.conn.execute("UPDATE run_inputs SET filter = ? WHERE run_id = ?", (ESCAPE, consumer))
     pointer = project.run_inputs(consumer)["numbers"]
-    with pytest.raises(FilterError, match="unbalanced"):
+    with pytest.raises(FilterError, match=f"set {mine}.numbers: filter .*: unbalanced"):
         project.output_set(pointer.run_id, pointer.output, pointer.filter)
     assert execute_run(project, consumer) == "failed"
     assert "unbalanced ')'" in project.run(consumer)["error"]
@@ -326,7 +328,8 @@ def escape(first: str, joint: str, second: str) -> str:
     return f"{first}{joint}{second}"
 
 
-@settings(max_examples=400, deadline=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.timeout(60)
+@settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(
     soups, st.text(max_size=40),
     st.builds(spoil, st.deferred(lambda: conditions), st.sampled_from(STRAYS), st.integers(0, 300)),
@@ -372,7 +375,8 @@ conditions = st.recursive(
     max_leaves=6)
 
 
-@settings(max_examples=300, deadline=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.timeout(60)
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=conditions)
 def test_every_valid_expression_compiles_to_sql_selecting_what_sqlite_itself_selects(probe_db, text):
     rows = run_filter(probe_db, text)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tomoforge.engine.filters import SetFilter, split_filter
+from tomoforge.engine.filters import FilterError, SetFilter, split_filter
 from tomoforge.engine.items import (
     ItemSpec,
     class_from_path,
@@ -50,9 +50,15 @@ class ItemSet:
         self.kind: str = row["kind"]
         self.filter = filter
         self.spec: ItemSpec = item_spec(class_from_path(self.kind))
-        self._filter = parsed if parsed is not None else split_filter(self.spec, filter)
+        self._filter = parsed if parsed is not None else self._parse(filter)
         self._where, self._where_params = self._filter.items_sql()
         self._child_where, self._child_params = self._filter.children_sql()
+
+    def _parse(self, filter: str) -> SetFilter:
+        try:
+            return split_filter(self.spec, filter)
+        except FilterError as exc:
+            raise exc.within(f"set {self.run_id}.{self.name}") from None
 
     # --- creation -------------------------------------------------------------------------
     @classmethod
@@ -84,7 +90,7 @@ class ItemSet:
     def subset(self, filter: str) -> ItemSet:
         """The same set seen through a filter (combined with this view's filter, if any)."""
         row = self.conn.execute("SELECT * FROM sets WHERE id = ?", (self.id,)).fetchone()
-        extra = split_filter(self.spec, filter)
+        extra = self._parse(filter)
         text = f"({self.filter}) and ({filter})" if self.filter.strip() and filter.strip() else (filter or self.filter)
         return ItemSet(self.conn, row, text, self._filter & extra)
 

@@ -122,7 +122,7 @@ def _kind(node: Node, scope: _Scope) -> str:
         return {bool: "bool", int: "int", float: "real", str: "text"}[type(value)]
     if op == "field":
         if node.value not in scope.kinds:
-            raise scope.fail(f"unknown field {quote(node.value)} ({scope.hint})", node.pos)
+            raise scope.fail(f"unknown field {quote(node.value, 40)} ({scope.hint})", node.pos)
         return scope.kinds[node.value]
     if op in ("and", "or", "not"):
         for arg in args:
@@ -283,13 +283,13 @@ def split_filter(spec: ItemSpec, expression: str) -> SetFilter:
             unknown = [(pos, name) for name, pos in used.items() if name not in own and name not in theirs]
             if unknown:
                 pos, name = min(unknown)
-                raise FilterError(expression, f"unknown field {quote(name)} ({hint})", pos)
+                raise FilterError(expression, f"unknown field {quote(name, 40)} ({hint})", pos)
             mine = sorted(name for name in used if name not in theirs)
             other = {name: pos for name, pos in used.items() if name not in own}
             raise FilterError(
                 expression,
                 f"one condition mixes fields of the {spec.cls.__name__} items ({', '.join(mine)}) and of their "
-                f"{child.cls.__name__} children ({', '.join(sorted(other))}); join such conditions with 'and' only",
+                f"{child.cls.__name__} children ({', '.join(sorted(other))}), which only a top-level 'and' may join",
                 min(other.values()),
             )
     return SetFilter(all_of(items), all_of(children))

@@ -37,6 +37,9 @@ class FilterError(UserError, ValueError):
             return text
         return f"{text} at position {self.position}\n{caret_lines(self.expression, self.position)}"
 
+    def __reduce__(self) -> tuple:  # pickled whole (a worker's error travels to the orchestrator)
+        return (FilterError, (self.expression, self.reason, self.position, self.where))
+
     def within(self, where: str) -> FilterError:
         """The same error, told as part of ``where`` (e.g. ``input 'tilt_series'``)."""
         return FilterError(self.expression, self.reason, self.position, where)
