@@ -12,7 +12,7 @@ import sqlite3
 import types
 import typing
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -39,7 +39,7 @@ class ItemSpec:
         return f"item_{self.kind}"
 
     @property
-    def child(self) -> "ItemSpec | None":
+    def child(self) -> ItemSpec | None:
         return item_spec(self.child_cls) if self.child_cls else None
 
 
@@ -72,7 +72,7 @@ def class_from_path(path: str) -> type[BaseModel]:
     return obj
 
 
-@lru_cache(maxsize=None)
+@cache
 def item_spec(cls: type[BaseModel]) -> ItemSpec:
     kind = getattr(cls, "__item_kind__", "")
     if not kind or not re.fullmatch(r"[a-z][a-z0-9_]*", kind):
@@ -92,6 +92,24 @@ def item_spec(cls: type[BaseModel]) -> ItemSpec:
 def _sql_type(cls: type[BaseModel], name: str) -> str:
     if name in BASE_COLUMNS:
         raise TypeError(f"{class_path(cls)}: column '{name}' clashes with a built-in column")
+    return _SQL_TYPES.get(column_type(cls, name), "TEXT")
+
+
+def column_type(cls: type[BaseModel], name: str) -> Any:
+    """The Python type of a column (a field or a property), ``X | None`` read as ``X``.
+
+    Parameters
+    ----------
+    cls : type[BaseModel]
+        The item class.
+    name : str
+        One of its ``__columns__``.
+
+    Returns
+    -------
+    Any
+        The annotation, e.g. ``bool`` for ``excluded`` (filters treat a bool column as a condition).
+    """
     field = cls.model_fields.get(name)
     if field is not None:
         annotation = field.annotation
@@ -100,7 +118,7 @@ def _sql_type(cls: type[BaseModel], name: str) -> str:
         if not isinstance(prop, property):
             raise TypeError(f"{class_path(cls)}: column '{name}' is neither a field nor a property")
         annotation = typing.get_type_hints(prop.fget).get("return", str)
-    return _SQL_TYPES.get(_strip_optional(annotation), "TEXT")
+    return _strip_optional(annotation)
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -150,54 +168,3 @@ def item_json(spec: ItemSpec, item: BaseModel) -> str:
     """The item as JSON, without its children (they have rows of their own)."""
     exclude = {spec.children_field} if spec.children_field else None
     return item.model_dump_json(exclude=exclude)
-
-
-# --- filters ---------------------------------------------------------------------------------
-
-_TOKEN = re.compile(
-    r"""\s*(?:(?P<number>\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)
-        |(?P<string>'(?:[^']|'')*')
-        |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
-        |(?P<op><=|>=|!=|<>|==|[=<>(),+\-*/%]))""",
-    re.VERBOSE,
-)
-_KEYWORDS = {"and", "or", "not", "is", "null", "in", "between", "like", "true", "false", "abs"}
-
-
-def validate_filter(expression: str, allowed: set[str]) -> str:
-    """Check a filter such as ``not excluded and abs(tilt_angle_deg) <= 40``; return it for SQL.
-
-    Only the item's typed columns, ``key`` and ``position``, literals and a few SQL operators are
-    allowed, so a filter can be stored with a run and replayed safely.
-    """
-    pos, out = 0, []
-    expression = expression.strip()
-    while pos < len(expression):
-        match = _TOKEN.match(expression, pos)
-        if not match or match.end() == pos:
-            raise ValueError(f"filter {expression!r}: cannot read from {expression[pos:]!r}")
-        pos = match.end()
-        name = match.group("name")
-        if name is not None:
-            lower = name.lower()
-            if lower in _KEYWORDS:
-                out.append(lower.upper())
-            elif name in allowed:
-                out.append(f'"{name}"')
-            else:
-                raise ValueError(
-                    f"filter {expression!r}: unknown field {name!r} (queryable: {', '.join(sorted(allowed))})"
-                )
-        else:
-            out.append(match.group(0).strip())
-    return " ".join(out)
-
-
-def filter_fields(expression: str) -> set[str]:
-    """The identifiers a filter uses (to decide whether it addresses items or their children)."""
-    names = set()
-    for match in _TOKEN.finditer(expression):
-        name = match.group("name")
-        if name and name.lower() not in _KEYWORDS:
-            names.add(name)
-    return names

@@ -14,12 +14,13 @@ from typing import Any
 
 from tomoforge import __version__
 from tomoforge.engine import db
-from tomoforge.errors import UserError
 from tomoforge.engine.executors import ExecutorConfig
+from tomoforge.engine.filters import FilterError, split_filter
+from tomoforge.engine.items import item_spec
 from tomoforge.engine.protocol import InputSpec, Protocol, validate_params
 from tomoforge.engine.registry import get_protocol
-from tomoforge.engine.items import item_spec
-from tomoforge.engine.sets import ItemSet, split_filter
+from tomoforge.engine.sets import ItemSet
+from tomoforge.errors import UserError, quote
 
 DB_NAME = "project.db"
 
@@ -42,11 +43,25 @@ class InputPointer:
     filter: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "InputPointer":
-        match = re.fullmatch(r"\s*(\d+)\.([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[(.*)\])?\s*", text)
-        if not match:
-            raise ProjectError(f"input {text!r}: expected RUN.OUTPUT or RUN.OUTPUT[filter], e.g. 3.tilt_series")
-        return cls(int(match.group(1)), match.group(2), (match.group(3) or "").strip())
+    def parse(cls, text: str) -> InputPointer:
+        """Read ``RUN.OUTPUT`` or ``RUN.OUTPUT[filter]``; a ``]`` inside a quoted string belongs to the filter.
+
+        The filter's grammar is checked later, against the output's item class (``Project.new_run``).
+        """
+        match = re.match(r"\s*(\d+)\.([A-Za-z_][A-Za-z0-9_]*)\s*", text)
+        rest = text[match.end():] if match else ""
+        if not match or (rest and not rest.startswith("[")):
+            raise ProjectError(f"input {quote(text)}: expected RUN.OUTPUT or RUN.OUTPUT[filter], e.g. 3.tilt_series")
+        if not rest:
+            return cls(int(match.group(1)), match.group(2))
+        end = _closing_bracket(rest)
+        if end < 0:
+            still_open = " (a quoted string in it is still open)" if rest.count("'") % 2 else ""
+            raise ProjectError(f"input {quote(text)}: the filter's '[' is never closed by ']'{still_open}")
+        if rest[end + 1:].strip():
+            raise ProjectError(f"input {quote(text)}: unexpected {quote(rest[end + 1:].strip())} after the filter's "
+                               "closing ']'")
+        return cls(int(match.group(1)), match.group(2), rest[1:end].strip())
 
     def __str__(self) -> str:
         return f"{self.run_id}.{self.output}" + (f"[{self.filter}]" if self.filter else "")
@@ -161,7 +176,10 @@ class Project:
                     f"{spec.describe()} here{_makers_hint(produced[pointer.output], spec)}"
                 )
             if pointer.filter:  # validate against the item class now, not at run time
-                split_filter(item_spec(produced[pointer.output]), pointer.filter)
+                try:
+                    split_filter(item_spec(produced[pointer.output]), pointer.filter)
+                except FilterError as exc:
+                    raise exc.within(f"input '{name}'") from None
             pointers[name] = pointer
         return pointers
 
@@ -378,6 +396,17 @@ def run_folder_name(run_id: int, label: str) -> str:
     """``0007_motion_correction``: the run number and the protocol's label."""
     slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
     return f"{run_id:04d}_{slug}"
+
+
+def _closing_bracket(text: str) -> int:
+    """Index of the ``]`` closing the ``[`` at ``text[0]``, skipping quoted strings ('' included); -1 if none."""
+    quoted = False
+    for i, ch in enumerate(text[1:], start=1):
+        if ch == "'":
+            quoted = not quoted  # '' inside a string closes and reopens it: the same as staying inside
+        elif ch == "]" and not quoted:
+            return i
+    return -1
 
 
 def get_protocol_label(name: str) -> str:

@@ -2,29 +2,30 @@
 
 A set belongs to one run and has a name (the output name), an item class and a stream state:
 ``open`` while items may still arrive, ``closed`` when final. Iteration follows insertion order.
-A filter (see ``items.validate_filter``) selects a subset by the typed columns; a filter on fields
-the items lack but their children have selects children (``not excluded`` on a tilt-series set
-keeps the tilt series and drops their excluded tilt images).
+A filter (see ``tomoforge.engine.filters``) selects a subset by the typed columns; a filter on
+fields the items lack but their children have selects children (``not excluded`` on a tilt-series
+set keeps the tilt series and drops their excluded tilt images). A filter is compiled to SQL with
+its literals bound as parameters and ANDed after the set's own condition, never pasted into it.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pydantic import BaseModel
 
+from tomoforge.engine.filters import FilterError, SetFilter, split_filter
 from tomoforge.engine.items import (
     ItemSpec,
     class_from_path,
     class_path,
     column_values,
     ensure_table,
-    filter_fields,
     item_json,
     item_spec,
-    validate_filter,
 )
 
 OPEN, CLOSED = "open", "closed"
@@ -39,7 +40,9 @@ def item_address(run_id: int, set_name: str, key: str, child_key: str | None = N
 class ItemSet:
     """A handle on one stored set; reads go straight to the database, nothing is cached."""
 
-    def __init__(self, conn: sqlite3.Connection, row: sqlite3.Row, filter: str = ""):
+    def __init__(self, conn: sqlite3.Connection, row: sqlite3.Row, filter: str = "",
+                 parsed: SetFilter | None = None):
+        """``filter``: its text (parsed and checked here: FilterError if bad); ``parsed``: already done."""
         self.conn = conn
         self.id: int = row["id"]
         self.run_id: int = row["run_id"]
@@ -47,11 +50,19 @@ class ItemSet:
         self.kind: str = row["kind"]
         self.filter = filter
         self.spec: ItemSpec = item_spec(class_from_path(self.kind))
-        self._where, self._child_where = split_filter(self.spec, filter)
+        self._filter = parsed if parsed is not None else self._parse(filter)
+        self._where, self._where_params = self._filter.items_sql()
+        self._child_where, self._child_params = self._filter.children_sql()
+
+    def _parse(self, filter: str) -> SetFilter:
+        try:
+            return split_filter(self.spec, filter)
+        except FilterError as exc:
+            raise exc.within(f"set {self.run_id}.{self.name}") from None
 
     # --- creation -------------------------------------------------------------------------
     @classmethod
-    def create(cls, conn: sqlite3.Connection, run_id: int, name: str, item_class: type[BaseModel]) -> "ItemSet":
+    def create(cls, conn: sqlite3.Connection, run_id: int, name: str, item_class: type[BaseModel]) -> ItemSet:
         spec = item_spec(item_class)
         ensure_table(conn, spec)
         conn.execute(
@@ -76,11 +87,12 @@ class ItemSet:
     def close(self) -> None:
         self.conn.execute("UPDATE sets SET stream_state = ? WHERE id = ?", (CLOSED, self.id))
 
-    def subset(self, filter: str) -> "ItemSet":
+    def subset(self, filter: str) -> ItemSet:
         """The same set seen through a filter (combined with this view's filter, if any)."""
         row = self.conn.execute("SELECT * FROM sets WHERE id = ?", (self.id,)).fetchone()
-        combined = f"({self.filter}) AND ({filter})" if self.filter and filter else (filter or self.filter)
-        return ItemSet(self.conn, row, combined)
+        extra = self._parse(filter)
+        text = f"({self.filter}) and ({filter})" if self.filter.strip() and filter.strip() else (filter or self.filter)
+        return ItemSet(self.conn, row, text, self._filter & extra)
 
     # --- writing --------------------------------------------------------------------------
     def append(self, item: BaseModel, origin: Iterable[str] = ()) -> int:
@@ -127,20 +139,24 @@ class ItemSet:
 
     # --- reading --------------------------------------------------------------------------
     def __len__(self) -> int:
-        sql = f"SELECT COUNT(*) FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0"
+        sql = f"SELECT COUNT(*) FROM {self.spec.table} WHERE set_id = ? AND parent_id = ?"
+        params: list[Any] = [self.id, 0]
         if self._where:
             sql += f" AND ({self._where})"
-        return self.conn.execute(sql, (self.id,)).fetchone()[0]
+            params += self._where_params
+        return self.conn.execute(sql, params).fetchone()[0]
 
     def __iter__(self) -> Iterator[BaseModel]:
         return (item for item, _ in self.rows())
 
     def rows(self, after_id: int = 0) -> Iterator[tuple[BaseModel, sqlite3.Row]]:
         """Items in order with their rows (``after_id`` lets a streaming reader resume)."""
-        sql = f"SELECT * FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0 AND id > ?"
+        sql = f"SELECT * FROM {self.spec.table} WHERE set_id = ? AND parent_id = ? AND id > ?"
+        params: list[Any] = [self.id, 0, after_id]
         if self._where:
             sql += f" AND ({self._where})"
-        for row in self.conn.execute(sql + " ORDER BY position", (self.id, after_id)).fetchall():
+            params += self._where_params
+        for row in self.conn.execute(sql + " ORDER BY position", params).fetchall():
             yield self._load(row), row
 
     def keys(self) -> list[str]:
@@ -165,18 +181,13 @@ class ItemSet:
         child = self.spec.child
         if child is not None:
             sql = f"SELECT data FROM {child.table} WHERE set_id = ? AND parent_id = ?"
+            params: list[Any] = [self.id, row["id"]]
             if self._child_where:
                 sql += f" AND ({self._child_where})"
-            rows = self.conn.execute(sql + " ORDER BY position", (self.id, row["id"])).fetchall()
+                params += self._child_params
+            rows = self.conn.execute(sql + " ORDER BY position", params).fetchall()
             data[self.spec.children_field] = [json.loads(r[0]) for r in rows]  # type: ignore[index]
         return self.spec.cls.model_validate(data)
 
 
-def split_filter(spec: ItemSpec, expression: str) -> tuple[str, str]:
-    """(SQL for the items, SQL for their children): a filter addresses whichever level has its fields."""
-    if not expression.strip():
-        return "", ""
-    own = set(spec.columns) | {"key", "position"}
-    if filter_fields(expression) <= own or spec.child is None:
-        return validate_filter(expression, own), ""
-    return "", validate_filter(expression, set(spec.child.columns) | {"key", "position"})
+__all__ = ["CLOSED", "OPEN", "ItemSet", "item_address", "split_filter"]
