@@ -112,6 +112,25 @@ class Task:
             raise ValueError(f"task {self.key}: {self.fn!r} is not a top-level function (cannot be sent to a worker)")
 
 
+class TaskKeyError(UserError, ValueError):
+    """Two tasks of one run for the same key (they would make two items with one key)."""
+
+
+def check_task_keys(protocol: str, tasks: list["Task"]) -> None:
+    """Refuse, before any work, two tasks that would make items with the same key (naming where each came from)."""
+    seen: dict[str, Task] = {}
+    for task in tasks:
+        if task.key in seen:
+            def source(t: Task) -> str:
+                return ", ".join(t.origin) or ", ".join(str(a) for a in t.args[:1]) or "?"
+
+            raise TaskKeyError(
+                f"{protocol}: two items would share the key {task.key!r}: one from {source(seen[task.key])}, the "
+                f"other from {source(task)}; keys must be unique (rename one of the sources or narrow the input)"
+            )
+        seen[task.key] = task
+
+
 class Protocol:
     """Base class of every protocol (see the module docstring)."""
 

@@ -27,7 +27,7 @@ from tomoforge.engine.executors import ExecutorConfig, TaskFailure, make_executo
 from tomoforge.engine.project import (
     ABORTED, FAILED, FINISHED, QUEUED, RUNNING, SAVED, SCHEDULED, Project, ProjectError,
 )
-from tomoforge.engine.protocol import Protocol, Task, validate_params
+from tomoforge.engine.protocol import Protocol, Task, check_task_keys, validate_params
 from tomoforge.engine.results import ResultError, decode_result, encode_result, files_intact, result_files
 from tomoforge.engine.registry import get_protocol
 from tomoforge.engine.sets import ItemSet, item_address
@@ -136,10 +136,8 @@ def execute_run(
         if readiness == "stream" or protocol.source_open() or project.output_sets(run_id):
             return run_streaming(project, context, protocol, config, progress)
         tasks = list(protocol.tasks())
-        keys = [t.key for t in tasks]
-        if len(set(keys)) != len(keys):
-            raise ProjectError(f"{cls.name}: two tasks share a key; keys must name distinct items")
-        results = done_results(project, run_id, set(keys))
+        check_task_keys(cls.name, tasks)
+        results = done_results(project, run_id, {t.key for t in tasks})
         if results:
             context.log(f"{len(results)} of {len(tasks)} items already done: skipped")
         failures = _execute(project, context, [t for t in tasks if t.key not in results], results, len(tasks),

@@ -24,11 +24,17 @@ from tomoforge.engine.items import (
     class_path,
     column_values,
     ensure_table,
+    item_files,
     item_json,
     item_spec,
 )
+from tomoforge.errors import UserError
 
 OPEN, CLOSED = "open", "closed"
+
+
+class DuplicateKeyError(UserError, ValueError):
+    """Two items of one set (or two children of one item) with the same key."""
 
 
 def item_address(run_id: int, set_name: str, key: str, child_key: str | None = None) -> str:
@@ -114,14 +120,27 @@ class ItemSet:
                 f"INSERT INTO {spec.table} ({names}) VALUES ({', '.join('?' * len(values))})", values
             )
         except sqlite3.IntegrityError as exc:
-            raise ValueError(
-                f"set {self.name}: two items share the key {getattr(item, spec.key_field)!r} ({spec.key_field})"
-            ) from exc
+            raise DuplicateKeyError(self._duplicate_message(spec, item, parent_id, origin)) from exc
         item_id = cursor.lastrowid
         if spec.children_field:
             for i, child in enumerate(getattr(item, spec.children_field)):
                 self._insert(spec.child, child, item_id, i, "[]")  # type: ignore[arg-type]
         return item_id
+
+    def _duplicate_message(self, spec: ItemSpec, item: BaseModel, parent_id: int, origin: str) -> str:
+        key = str(getattr(item, spec.key_field))
+        row = self.conn.execute(
+            f"SELECT origin, data FROM {spec.table} WHERE set_id = ? AND parent_id = ? AND key = ?",
+            (self.id, parent_id, key),
+        ).fetchone()
+
+        def where(origin_json: str, files: list[str]) -> str:
+            sources = [*json.loads(origin_json or "[]"), *files]
+            return ", ".join(sources[:3]) or "?"
+
+        first = where(row["origin"], item_files(spec.cls.model_validate_json(row["data"]))) if row else "?"
+        return (f"set {self.run_id}.{self.name}: two items share the {spec.key_field} {key!r}: one from {first}, "
+                f"the other from {where(origin, item_files(item))}; keys must be unique (rename one of the sources)")
 
     def replace(self, item: BaseModel) -> None:
         """Rewrite a stored item (same key), e.g. to flag tilt images as excluded."""

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from tomoforge.engine import db
 from tomoforge.engine.executors import ExecutorConfig, TaskFailure, make_executor
-from tomoforge.engine.project import FAILED, FINISHED, RUNNING, Project, ProjectError
-from tomoforge.engine.protocol import Protocol, Task
+from tomoforge.engine.project import FAILED, FINISHED, RUNNING, Project
+from tomoforge.engine.protocol import Protocol, Task, check_task_keys
 
 if TYPE_CHECKING:
     from tomoforge.engine.runner import Progress, RunContext
@@ -153,14 +153,10 @@ def run_streaming(project: Project, context: "RunContext", protocol: Protocol, c
     return FINISHED
 
 
-def _new_tasks(protocol: Protocol, seen: set[str]):
-    keys: set[str] = set()
-    for task in protocol.tasks():
-        if task.key in keys:
-            raise ProjectError(f"{protocol.name}: two tasks share a key; keys must name distinct items")
-        keys.add(task.key)
-        if task.key not in seen:
-            yield task
+def _new_tasks(protocol: Protocol, seen: set[str]) -> list[Task]:
+    tasks = list(protocol.tasks())
+    check_task_keys(protocol.name, tasks)
+    return [task for task in tasks if task.key not in seen]
 
 
 def _end_reason(project: Project, run_id: int, closed: bool, source_open: bool, stalled: list[str],
