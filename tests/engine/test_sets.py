@@ -57,7 +57,7 @@ def test_bad_filters_are_refused_naming_the_problem(project, bad, word):
 
 def test_two_items_with_one_key_are_refused(project):
     numbers = make_set(project, Number)
-    with pytest.raises(ValueError, match="share the key 'x'"):
+    with pytest.raises(ValueError, match="share the name 'x'"):
         with db.transaction(project.conn):
             numbers.append(Number(name="x", value=1))
             numbers.append(Number(name="x", value=2))

@@ -261,11 +261,16 @@ def runs() -> None:
 
 
 @app.command("show")
-def show(what: str = typer.Argument(..., help="RUN number, or item RUN.OUTPUT/KEY[/CHILD]")) -> None:
-    """Everything about a run (params, inputs, outputs, error) or an item (its fields)."""
+def show(what: str = typer.Argument(..., help="RUN number, set RUN.OUTPUT[filter], or item RUN.OUTPUT/KEY[/CHILD]"),
+         page: int = typer.Option(0, min=0, help="page of a set to show (0 = first)"),
+         page_size: int = typer.Option(100, min=1, max=10_000, help="items per page of a set")) -> None:
+    """Everything about a run (params, inputs, outputs, error), a page of a set's items, or an item's fields."""
     project = open_project()
     if what.strip().isdigit():
         show_run(project, parse_run_id(what))
+        return
+    if "/" not in what:
+        show_set(project, InputPointer.parse(what), page, page_size)
         return
     _, item, child = project.resolve(what)
     shown = child if child is not None else item
@@ -288,6 +293,23 @@ def show_run(project: Project, run_id: int) -> None:
         console.print(styled(("error: ", "red"), row["error"]))
     if row["traceback"]:
         console.print(row["traceback"])
+
+
+def show_set(project: Project, pointer: InputPointer, page: int, page_size: int) -> None:
+    """The count of a (filtered) set and one page of its items' columns."""
+    item_set = project.output_set(pointer.run_id, pointer.output, pointer.filter)
+    total = len(item_set)
+    items = item_set.page(page, page_size)
+    columns = [c for c in item_set.spec.columns if c not in item_set.spec.packed]
+    table = Table("key", *columns, title=f"{pointer}: {total} {item_set.item_class.__name__} ({item_set.stream_state}); "
+                  f"items {page * page_size + 1 if items else 0}–{page * page_size + len(items)}", title_justify="left")
+    for item in items:
+        table.add_row(str(getattr(item, item_set.spec.key_field)), *(_cell(getattr(item, c)) for c in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 @app.command("log")

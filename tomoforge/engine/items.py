@@ -7,17 +7,19 @@ a column when a class declares a new one, so item classes from plugins need no m
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import sqlite3
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel
 
+from tomoforge.engine.columns import PACKERS, pack, unpack
 from tomoforge.engine.registry import GROUP
 from tomoforge.errors import ProjectFileError, quote
 
@@ -33,6 +35,7 @@ class ItemSpec:
     columns: dict[str, str]  # field -> SQL type
     children_field: str | None
     child_cls: type[BaseModel] | None
+    packed: dict[str, str] = field(default_factory=dict)  # field -> codec (engine.columns), stored as BLOB
 
     @property
     def table(self) -> str:
@@ -79,6 +82,11 @@ def item_spec(cls: type[BaseModel]) -> ItemSpec:
         raise TypeError(f"{class_path(cls)} is not a storable item: set __item_kind__ (lower_snake_case)")
     children = getattr(cls, "__children__", None)
     columns = {name: _sql_type(cls, name) for name in getattr(cls, "__columns__", ())}
+    packed = dict(getattr(cls, "__packed__", {}))
+    for name, codec in packed.items():
+        if name not in cls.model_fields or codec not in PACKERS:
+            raise TypeError(f"{class_path(cls)}: packed field {name!r} ({codec!r}) is not a field with a known packing")
+        columns[name] = "BLOB"
     return ItemSpec(
         cls=cls,
         kind=kind,
@@ -86,6 +94,7 @@ def item_spec(cls: type[BaseModel]) -> ItemSpec:
         columns=columns,
         children_field=children[0] if children else None,
         child_cls=children[1] if children else None,
+        packed=packed,
     )
 
 
@@ -157,14 +166,32 @@ def item_files(item: BaseModel) -> list[str]:
 
 
 def column_values(spec: ItemSpec, item: BaseModel) -> list[Any]:
+    """The values of an item's typed columns (packed fields as their BLOB)."""
     values = []
     for name in spec.columns:
         value = getattr(item, name)
+        if name in spec.packed:
+            value = pack(spec.packed[name], value)
         values.append(int(value) if isinstance(value, bool) else value)
     return values
 
 
 def item_json(spec: ItemSpec, item: BaseModel) -> str:
-    """The item as JSON, without its children (they have rows of their own)."""
-    exclude = {spec.children_field} if spec.children_field else None
-    return item.model_dump_json(exclude=exclude)
+    """The item's fields that have no column of their own, as JSON ('' when none); children have rows."""
+    exclude = {name for name in spec.columns if name in type(item).model_fields}
+    if spec.children_field:
+        exclude.add(spec.children_field)
+    rest = set(type(item).model_fields) - exclude
+    return item.model_dump_json(include=rest) if rest else ""
+
+
+def row_data(spec: ItemSpec, row: sqlite3.Row) -> dict[str, Any]:
+    """An item's fields from its row: the JSON ``data`` with the columns over it (old rows hold all in data)."""
+    data: dict[str, Any] = json.loads(row["data"]) if row["data"] else {}
+    fields = spec.cls.model_fields
+    for name in spec.columns:
+        if name in fields:
+            value = row[name]
+            data[name] = unpack(spec.packed[name], value) if name in spec.packed and value is not None else value
+    return data
+

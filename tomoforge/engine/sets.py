@@ -12,10 +12,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
+
+from tomoforge.engine import db
+from tomoforge.engine.columns import column_rows, fetch_arrays, select_expression
 
 from tomoforge.engine.filters import FilterError, SetFilter, split_filter
 from tomoforge.engine.items import (
@@ -27,6 +31,7 @@ from tomoforge.engine.items import (
     item_files,
     item_json,
     item_spec,
+    row_data,
 )
 from tomoforge.errors import UserError
 
@@ -130,7 +135,7 @@ class ItemSet:
     def _duplicate_message(self, spec: ItemSpec, item: BaseModel, parent_id: int, origin: str) -> str:
         key = str(getattr(item, spec.key_field))
         row = self.conn.execute(
-            f"SELECT origin, data FROM {spec.table} WHERE set_id = ? AND parent_id = ? AND key = ?",
+            f"SELECT * FROM {spec.table} WHERE set_id = ? AND parent_id = ? AND key = ?",
             (self.id, parent_id, key),
         ).fetchone()
 
@@ -138,7 +143,7 @@ class ItemSet:
             sources = [*json.loads(origin_json or "[]"), *files]
             return ", ".join(sources[:3]) or "?"
 
-        first = where(row["origin"], item_files(spec.cls.model_validate_json(row["data"]))) if row else "?"
+        first = where(row["origin"], item_files(spec.cls.model_validate(row_data(spec, row)))) if row else "?"
         return (f"set {self.run_id}.{self.name}: two items share the {spec.key_field} {key!r}: one from {first}, "
                 f"the other from {where(origin, item_files(item))}; keys must be unique (rename one of the sources)")
 
@@ -193,20 +198,91 @@ class ItemSet:
         row = self.conn.execute(
             f"SELECT origin FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0 AND key = ?", (self.id, str(key))
         ).fetchone()
-        return json.loads(row[0]) if row else []
+        return json.loads(row[0] or "[]") if row else []
 
     def _load(self, row: sqlite3.Row) -> BaseModel:
-        data: dict[str, Any] = json.loads(row["data"])
+        data = row_data(self.spec, row)
         child = self.spec.child
         if child is not None:
-            sql = f"SELECT data FROM {child.table} WHERE set_id = ? AND parent_id = ?"
+            sql = f"SELECT * FROM {child.table} WHERE set_id = ? AND parent_id = ?"
             params: list[Any] = [self.id, row["id"]]
             if self._child_where:
                 sql += f" AND ({self._child_where})"
                 params += self._child_params
             rows = self.conn.execute(sql + " ORDER BY position", params).fetchall()
-            data[self.spec.children_field] = [json.loads(r[0]) for r in rows]  # type: ignore[index]
+            data[self.spec.children_field] = [row_data(child, r) for r in rows]  # type: ignore[index]
         return self.spec.cls.model_validate(data)
+
+    # --- bulk: millions of items as arrays ----------------------------------------------------
+    def append_many(self, items: Iterable[BaseModel], origins: Iterable[Iterable[str]] | None = None) -> int:
+        """Add many items in one transaction (one statement for items without children); returns the count."""
+        items = list(items)
+        for item in items:
+            if not isinstance(item, self.spec.cls):
+                raise TypeError(f"set {self.name} holds {self.spec.cls.__name__}, not {type(item).__name__}")
+        origin_list = [json.dumps(list(o)) for o in origins] if origins is not None else [""] * len(items)
+        with db.transaction(self.conn):
+            position = self._next_position()
+            if self.spec.children_field:
+                for i, (item, origin) in enumerate(zip(items, origin_list)):
+                    self._insert(self.spec, item, 0, position + i, origin)
+                return len(items)
+            names = ["set_id", "parent_id", "position", "key", "origin", "data", *self.spec.columns]
+            rows = ((self.id, 0, position + i, str(getattr(item, self.spec.key_field)), origin,
+                     item_json(self.spec, item), *column_values(self.spec, item))
+                    for i, (item, origin) in enumerate(zip(items, origin_list)))
+            self._insert_rows(names, rows)
+        return len(items)
+
+    def append_columns(self, columns: Mapping[str, Any], origins: Sequence[Sequence[str]] | None = None) -> int:
+        """Add items given as arrays, one per field (e.g. ``x_A``, ``rotation`` as (N, 3, 3)), without building
+        one object per item; every array is checked against the item class's rules first. Returns the count."""
+        with db.transaction(self.conn):
+            names, rows, n = column_rows(self.spec, self.id, self._next_position(), columns, origins)
+            self._insert_rows(names, rows)
+        return n
+
+    def _insert_rows(self, names: list[str], rows: Iterable[tuple]) -> None:
+        quoted = ", ".join(f'"{n}"' for n in names)
+        try:
+            self.conn.executemany(
+                f"INSERT INTO {self.spec.table} ({quoted}) VALUES ({', '.join('?' * len(names))})", rows)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateKeyError(f"set {self.run_id}.{self.name}: an item's {self.spec.key_field} is there "
+                                    f"already ({exc}); keys must be unique") from None
+
+    def _next_position(self) -> int:
+        return self.conn.execute(
+            f"SELECT COALESCE(MAX(position) + 1, 0) FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0",
+            (self.id,),
+        ).fetchone()[0]
+
+    def arrays(self, *fields: str) -> dict[str, np.ndarray]:
+        """Columns of the (filtered) items as numpy arrays in set order: numbers as float64/int64, rotations as
+        (N, 3, 3), ``key`` as text. Only typed columns can be read this way (``__columns__``, ``__packed__``)."""
+        unknown = [f for f in fields if f not in self.spec.columns and f not in ("key", "position")]
+        if unknown:
+            raise KeyError(f"set {self.run_id}.{self.name}: {', '.join(unknown)} not stored as columns "
+                           f"(columns: {', '.join(self.spec.columns)})")
+        sql = (f"SELECT {', '.join(select_expression(self.spec, f) for f in fields)} FROM {self.spec.table} "
+               f"WHERE set_id = ? AND parent_id = ?")
+        params: list[Any] = [self.id, 0]
+        if self._where:
+            sql += f" AND ({self._where})"
+            params += self._where_params
+        cursor = self.conn.cursor()
+        cursor.row_factory = None  # plain tuples, read straight into numpy
+        return fetch_arrays(cursor.execute(sql + " ORDER BY position", params), self.spec, fields)
+
+    def page(self, number: int = 0, size: int = 100) -> list[BaseModel]:
+        """The ``number``-th page of ``size`` items in set order."""
+        sql = f"SELECT * FROM {self.spec.table} WHERE set_id = ? AND parent_id = ?"
+        params: list[Any] = [self.id, 0]
+        if self._where:
+            sql += f" AND ({self._where})"
+            params += self._where_params
+        sql += " ORDER BY position LIMIT ? OFFSET ?"
+        return [self._load(r) for r in self.conn.execute(sql, [*params, int(size), int(number) * int(size)])]
 
 
 __all__ = ["CLOSED", "OPEN", "ItemSet", "item_address", "split_filter"]

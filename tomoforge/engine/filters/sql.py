@@ -43,6 +43,8 @@ def field_kinds(cls: type[BaseModel]) -> dict[str, str]:
     """
     kinds = {"key": "text", "position": "int"}
     for name, sql_type in item_spec(cls).columns.items():
+        if sql_type == "BLOB":  # packed values (rotations) are not compared
+            continue
         kinds[name] = "bool" if column_type(cls, name) is bool else _KIND_OF_SQL.get(sql_type, "text")
     return kinds
 
