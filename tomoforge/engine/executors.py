@@ -4,15 +4,29 @@ All share one small interface (``submit``, ``wait``, ``shutdown``) so the runner
 everywhere. A task's exception is caught in the worker and comes back as a ``TaskFailure`` carrying
 the formatted traceback; a worker that dies (killed, out of memory) fails its task with a clear
 message instead of hanging the run.
+
+Local workers die with their orchestrator (see ``_guard_worker``): on Linux the kernel kills them
+(``PR_SET_PDEATHSIG``) as the orchestrator exits, before it can be seen dead, so no worker of a run
+marked failed is left to write into its folder; elsewhere a watch thread in each worker ends it within
+``WATCH_INTERVAL_S``. Workers never open the project database: tasks return their results and the
+orchestrator records them (an audit hook in each worker refuses ``project.db``). A task writes its files
+under the run's ``tmp/`` folder and moves them into ``out/`` with ``publish``.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
+import ctypes
 import os
+import signal
+import sys
+import threading
+import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from multiprocessing.context import SpawnContext, SpawnProcess
+from pathlib import Path
+from typing import Any, Self
 
 from pydantic import BaseModel, Field
 
@@ -45,6 +59,85 @@ def call_task(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> An
 
 
 PASSIVE = "PASSIVE"
+WATCH_INTERVAL_S = 0.2  # how often a worker's watch thread checks that its orchestrator still runs
+ORPHAN_EXIT_CODE = 75  # a worker ending itself because its orchestrator is gone
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PROJECT_DB = "project.db"  # engine.project.DB_NAME (project.py imports this module, not the reverse)
+
+_orchestrator_pid: int | None = None  # in a local worker: the process that started it
+
+
+def orchestrator_alive() -> bool:
+    """In a local worker: whether the orchestrator that started it still runs (always True elsewhere)."""
+    return _orchestrator_pid is None or os.getppid() == _orchestrator_pid
+
+
+def publish(temporary: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Move a finished file into place (one atomic rename); a worker whose orchestrator is gone exits instead.
+
+    Write a task's file under the run's ``tmp/`` folder (same file system as ``out/``) and publish it
+    when complete: a worker killed while writing leaves at most a temporary file in ``tmp/`` (removed
+    when the run ends), never a partial or stray file in ``out/``. On Linux the kernel already kills a
+    worker as its orchestrator exits; the check here covers systems without that signal, where the
+    watch thread may take up to ``WATCH_INTERVAL_S`` to notice.
+    """
+    if not orchestrator_alive():
+        os._exit(ORPHAN_EXIT_CODE)
+    os.replace(temporary, final)
+    return Path(final)
+
+
+def _arm_parent_death_signal() -> bool:
+    """Linux: have the kernel SIGKILL this process when the thread that started it ends; False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_orchestrator(pid: int, interval_s: float) -> None:
+    while True:
+        time.sleep(interval_s)
+        if os.getppid() != pid:  # re-parented: the orchestrator is gone
+            os._exit(ORPHAN_EXIT_CODE)
+
+
+def _refuse_project_database(event: str, args: tuple) -> None:
+    if event != "sqlite3.connect" or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
+        return
+    name = os.fsdecode(args[0])
+    if Path(name.split("?", 1)[0]).name == PROJECT_DB:
+        raise PermissionError(f"{name}: a worker never opens the project database; a task returns its result"
+                              " and the orchestrator records it")
+
+
+def _guard_worker(orchestrator_pid: int, pdeathsig: bool = True, interval_s: float = WATCH_INTERVAL_S) -> None:
+    """Make this worker die with its orchestrator and keep it out of the project database.
+
+    The parent-death signal (Linux) is sent by the kernel while the orchestrator exits, before it becomes a
+    zombie, so the worker is killed before anyone can see the run's process gone and mark the run failed.
+    It fires when the *thread* that started the worker ends, hence ``LocalExecutor`` starts its workers
+    from one thread that lives as long as the pool. Armed after the worker started, it misses an
+    orchestrator that died in between: the parent is checked once after arming. The watch thread is the
+    portable fallback (and a second line on Linux).
+    """
+    global _orchestrator_pid
+    _orchestrator_pid = orchestrator_pid
+    if pdeathsig:
+        _arm_parent_death_signal()
+    if os.getppid() != orchestrator_pid:
+        os._exit(ORPHAN_EXIT_CODE)
+    threading.Thread(target=_watch_orchestrator, args=(orchestrator_pid, interval_s), daemon=True,
+                     name="tomoforge-orchestrator-watch").start()
+    sys.addaudithook(_refuse_project_database)
+
+
+def _init_worker(threads: int, orchestrator_pid: int) -> None:
+    _guard_worker(orchestrator_pid)
+    _limit_threads(threads)
 
 
 def _limit_threads(threads: int) -> None:
@@ -52,11 +145,9 @@ def _limit_threads(threads: int) -> None:
         os.environ[name] = str(threads)
     os.environ.setdefault("OMP_WAIT_POLICY", PASSIVE)
     try:  # only matters if torch was already imported in this worker
-        import sys
-
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110 - the environment variables above still apply
         pass
 
 
@@ -82,10 +173,10 @@ class Executor:
     def shutdown(self, cancel: bool = False) -> None:
         pass
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.shutdown(cancel=exc[0] is not None)
 
 
@@ -115,18 +206,49 @@ class SerialExecutor(Executor):
         return handle.result()
 
 
+class _StartedByStarter(SpawnProcess):
+    """A spawned process whose ``start`` runs in its context's starter thread."""
+
+    def __init__(self, *args: Any, starter: cf.ThreadPoolExecutor, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._starter = starter
+
+    def start(self) -> None:
+        self._starter.submit(super().start).result()
+
+    def __getstate__(self) -> dict[str, Any]:  # sent to the child, without the (unpicklable) starter
+        state = dict(self.__dict__)
+        state.pop("_starter", None)
+        return state
+
+
+class _OneStarterSpawnContext(SpawnContext):
+    """The spawn start method with every process started from one thread, which lives as long as the pool.
+
+    ``ProcessPoolExecutor`` starts a worker from whichever thread calls ``submit``; a worker's parent-death
+    signal would then fire when that thread ended, while the pool still needs the worker.
+    """
+
+    def __init__(self) -> None:
+        self.starter = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tomoforge-worker-starter")
+
+    def Process(self, *args: Any, **kwargs: Any) -> SpawnProcess:  # type: ignore[override]
+        return _StartedByStarter(*args, starter=self.starter, **kwargs)
+
+
 class LocalExecutor(Executor):
-    """A pool of worker processes on this machine (spawned, so each starts clean)."""
+    """A pool of worker processes on this machine (spawned, so each starts clean), dying with this process."""
 
     def __init__(self, workers: int = 1, threads_per_worker: int = 1):
         # Idle OpenMP threads sleep instead of spinning: on a machine shared with other work (or with more
         # workers × threads than cores) spinning threads made torch 5-10x slower. Inherited by the workers.
         os.environ.setdefault("OMP_WAIT_POLICY", PASSIVE)
+        self.context = _OneStarterSpawnContext()
         self.pool = cf.ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_limit_threads,
-            initargs=(threads_per_worker,),
+            mp_context=self.context,
+            initializer=_init_worker,
+            initargs=(threads_per_worker, os.getpid()),
         )
 
     def submit(self, fn, args, kwargs):
@@ -149,6 +271,7 @@ class LocalExecutor(Executor):
             for process in list(getattr(self.pool, "_processes", {}).values()):
                 process.terminate()
         self.pool.shutdown(wait=True, cancel_futures=cancel)
+        self.context.starter.shutdown(wait=True)  # after the workers: its end would kill them
 
 
 class DaskExecutor(Executor):
