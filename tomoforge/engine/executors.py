@@ -8,7 +8,8 @@ message instead of hanging the run.
 Local workers die with their orchestrator (see ``_guard_worker``): on Linux the kernel kills them
 (``PR_SET_PDEATHSIG``) as the orchestrator exits, before it can be seen dead, so no worker of a run
 marked failed is left to write into its folder; elsewhere a watch thread in each worker ends it within
-``WATCH_INTERVAL_S``. Workers never open the project database: tasks return their results and the
+``WATCH_INTERVAL_S``. (Dask's local workers end with their parent by themselves; tasks already running
+on a remote Dask cluster are not stopped by the client's death.) Workers never open the project database: tasks return their results and the
 orchestrator records them (an audit hook in each worker refuses ``project.db``). A task writes its files
 under the run's ``tmp/`` folder and moves them into ``out/`` with ``publish``.
 """
@@ -80,6 +81,18 @@ def publish(temporary: str | os.PathLike, final: str | os.PathLike) -> Path:
     when the run ends), never a partial or stray file in ``out/``. On Linux the kernel already kills a
     worker as its orchestrator exits; the check here covers systems without that signal, where the
     watch thread may take up to ``WATCH_INTERVAL_S`` to notice.
+
+    Parameters
+    ----------
+    temporary : str or os.PathLike
+        The complete file, on the same file system as ``final`` (e.g. in the run's ``tmp/``).
+    final : str or os.PathLike
+        Where it belongs (e.g. in the run's ``out/``); an existing file there is replaced.
+
+    Returns
+    -------
+    Path
+        ``final``.
     """
     if not orchestrator_alive():
         os._exit(ORPHAN_EXIT_CODE)
@@ -117,12 +130,23 @@ def _refuse_project_database(event: str, args: tuple) -> None:
 def _guard_worker(orchestrator_pid: int, pdeathsig: bool = True, interval_s: float = WATCH_INTERVAL_S) -> None:
     """Make this worker die with its orchestrator and keep it out of the project database.
 
-    The parent-death signal (Linux) is sent by the kernel while the orchestrator exits, before it becomes a
-    zombie, so the worker is killed before anyone can see the run's process gone and mark the run failed.
-    It fires when the *thread* that started the worker ends, hence ``LocalExecutor`` starts its workers
-    from one thread that lives as long as the pool. Armed after the worker started, it misses an
-    orchestrator that died in between: the parent is checked once after arming. The watch thread is the
-    portable fallback (and a second line on Linux).
+    The parent-death signal (Linux) fires when the *thread* that started the worker ends: ``LocalExecutor``
+    starts workers from the main thread or from a thread that lives as long as the pool. The kernel queues
+    the SIGKILL as that thread exits; for the main thread that is before the orchestrator turns zombie, so
+    by the time anyone can see the run's process gone (and mark the run failed) the worker makes no new
+    system call: a rename under way happens whole or not at all, nothing follows it. (From another thread
+    the order holds up to the moments between the threads' exits.) Armed only once the worker runs, it
+    misses an orchestrator that died in between: the parent is checked once after arming; such a worker
+    ran no task. The watch thread is the portable fallback (and a second line on Linux).
+
+    Parameters
+    ----------
+    orchestrator_pid : int
+        The process that started this worker (its parent).
+    pdeathsig : bool
+        Arm the Linux parent-death signal (tests turn it off to exercise the watch thread alone).
+    interval_s : float
+        How often the watch thread checks the parent.
     """
     global _orchestrator_pid
     _orchestrator_pid = orchestrator_pid
@@ -207,14 +231,17 @@ class SerialExecutor(Executor):
 
 
 class _StartedByStarter(SpawnProcess):
-    """A spawned process whose ``start`` runs in its context's starter thread."""
+    """A spawned process started from the main thread, or else from its context's starter thread."""
 
     def __init__(self, *args: Any, starter: cf.ThreadPoolExecutor, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._starter = starter
 
     def start(self) -> None:
-        self._starter.submit(super().start).result()
+        if threading.current_thread() is threading.main_thread():  # it ends only with the process
+            super().start()
+        else:
+            self._starter.submit(super().start).result()
 
     def __getstate__(self) -> dict[str, Any]:  # sent to the child, without the (unpicklable) starter
         state = dict(self.__dict__)
@@ -223,10 +250,12 @@ class _StartedByStarter(SpawnProcess):
 
 
 class _OneStarterSpawnContext(SpawnContext):
-    """The spawn start method with every process started from one thread, which lives as long as the pool.
+    """The spawn start method, each process started from a thread that lives as long as the pool.
 
     ``ProcessPoolExecutor`` starts a worker from whichever thread calls ``submit``; a worker's parent-death
-    signal would then fire when that thread ended, while the pool still needs the worker.
+    signal would then fire when that thread ended, while the pool still needs the worker. The main thread
+    starts its workers itself (its end is the process's end, and the kernel then queues the workers'
+    SIGKILL before the process can be seen dead); any other thread has them started by ``starter``.
     """
 
     def __init__(self) -> None:
