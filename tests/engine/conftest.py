@@ -17,6 +17,7 @@ ENTRY_POINTS = """[tomoforge.protocols]
 toy-make = tests.engine.toyplugin.toy_protocols:MakeNumbers
 toy-double = tests.engine.toyplugin.toy_protocols:DoubleNumbers
 toy-words = tests.engine.toyplugin.toy_protocols:MakeWords
+toy-arrays = tests.engine.toyplugin.toy_protocols:MakeArrays
 toy-broken = tests.engine.toyplugin.no_such_module:Nothing
 """
 

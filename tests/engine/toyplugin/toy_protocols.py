@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.citations import register_bibtex
+from tomoforge.engine.executors import publish
 from tomoforge.engine.runner import origin_of
 
 register_bibtex("@misc{toy2026, title = {A toy method}, year = {2026}}")
@@ -80,7 +83,7 @@ class MakeNumbers(Protocol):
     name = "toy-make"
     citations = ("toy2026",)
     Params = MakeParams
-    outputs = {"numbers": Number}
+    outputs: ClassVar = {"numbers": Number}
 
     def tasks(self):
         self.out_path("").mkdir(parents=True, exist_ok=True)
@@ -97,8 +100,8 @@ class DoubleNumbers(Protocol):
     """Double every number of the input (toy)."""
 
     name = "toy-double"
-    inputs = {"numbers": InputSpec(Number, help="numbers to double")}
-    outputs = {"numbers": Number}
+    inputs: ClassVar = {"numbers": InputSpec(Number, help="numbers to double")}
+    outputs: ClassVar = {"numbers": Number}
 
     def tasks(self):
         numbers = self.input("numbers")
@@ -113,7 +116,7 @@ class MakeWords(Protocol):
     """Make words with nested digits (toy)."""
 
     name = "toy-words"
-    outputs = {"words": Word}
+    outputs: ClassVar = {"words": Word}
 
     def tasks(self):
         for word in ("ab", "cde"):
@@ -122,3 +125,45 @@ class MakeWords(Protocol):
     def collect(self, task, result):
         digits = [Digit(place=i, digit=i * 3) for i in range(result)]
         self.emit("words", Word(name=task.key, digits=digits), task)
+
+
+def make_array(index: int, size: int, sleep_s: float, out_dir: str, tmp_dir: str) -> dict:
+    """Writes a deterministic array to ``out_dir/a{index}.npy`` through a temporary file in ``tmp_dir``."""
+    array = np.random.default_rng(index).standard_normal((size, size)).astype(np.float32)
+    time.sleep(sleep_s)
+    fd, temporary = tempfile.mkstemp(prefix=f"a{index}.", suffix=".npy", dir=tmp_dir)
+    with os.fdopen(fd, "wb") as handle:
+        np.save(handle, array)
+    final = publish(temporary, Path(out_dir) / f"a{index}.npy")
+    return {"value": float(array.astype(np.float64).sum()), "file": str(final)}
+
+
+class ArraysParams(ProtocolParams):
+    count: int = param(8, ge=1, help="how many arrays")
+    size: int = param(32, ge=1, help="side of each (size, size) array")
+    sleep_s: float = param(0.0, ge=0, unit="s", help="time each task takes")
+
+
+class MakeArrays(Protocol):
+    """Write count random arrays, one file each, published from tmp/ into out/ (toy)."""
+
+    name = "toy-arrays"
+    Params = ArraysParams
+    outputs: ClassVar = {"numbers": Number}
+
+    def tasks(self):
+        out_dir, tmp_dir = self.context.out_dir, self.context.tmp_dir
+        for i in range(self.params.count):
+            yield Task(make_array, (i, self.params.size, self.params.sleep_s, str(out_dir), str(tmp_dir)), key=f"a{i}")
+
+    def collect(self, task, result):
+        self.emit("numbers", Number(name=task.key, value=result["value"], file=self.relative(result["file"])), task)
+
+
+def read_database(path: str) -> int:
+    """Opens an SQLite file and reads from it (a worker may do this with any database but the project's)."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("SELECT 1").fetchone()[0])
