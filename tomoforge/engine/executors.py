@@ -31,6 +31,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, Field
 
+from tomoforge.errors import describe_failure
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
@@ -56,7 +58,7 @@ def call_task(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> An
     try:
         return fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - every failure must reach the orchestrator
-        return TaskFailure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        return TaskFailure(describe_failure(exc), traceback.format_exc())
 
 
 PASSIVE = "PASSIVE"
