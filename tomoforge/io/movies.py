@@ -47,6 +47,31 @@ def movie_frame_count(path: str | os.PathLike) -> int:
     return shape[0] if len(shape) == 3 else 1
 
 
+def frame_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """(y, x) of one frame of a movie, or of a gain reference (MRC, TIFF, EER, .gain), from its header.
+
+    EER: the physical grid (4K); FormatError naming the file where the header cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    if path.suffix.lower() in TIFF_SUFFIXES + EER_SUFFIXES + (".gain",):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                shape = tuple(int(n) for n in tif.pages[0].shape)
+        except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
+            raise format_error(path, f"not a readable TIFF/EER file ({exc})") from exc
+        if len(shape) == 3 and shape[-1] in (3, 4):  # RGB(A) samples last
+            shape = shape[:2]
+    else:
+        shape = mrc_shape(path)
+    if len(shape) < 2:
+        raise format_error(path, f"not an image (shape {shape})")
+    return int(shape[-2]), int(shape[-1])
+
+
 def is_eer(path: str | os.PathLike) -> bool:
     """Whether a movie is EER (TIFF pages with EER compression), whatever its suffix."""
     path = Path(path)
@@ -185,4 +210,4 @@ def read_gain(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
-__all__ = ["read_movie", "read_eer", "is_eer", "read_gain", "movie_frame_count", "FormatError"]
+__all__ = ["FormatError", "frame_shape", "is_eer", "movie_frame_count", "read_eer", "read_gain", "read_movie"]

@@ -130,6 +130,8 @@ RESOLUTION = PhysicalRange("resolution (0: unknown)", "Å", 0.0, 1e6)
 MAGNIFICATION = PhysicalRange("magnification", "x", 0.0, 1e8)
 SIZE_PX = PhysicalRange("size", "px", 1.0, 1e6)
 FRAME_COUNT = PhysicalRange("number of frames", "", 0.0, 1e6)
+VIEW_NUMBER = PhysicalRange("view number", "", 0.0, 1e5)
+SCORE = PhysicalRange("score", "", -1e12, 1e12)
 
 PixelSizeA = PIXEL_SIZE.type
 VoxelSizeA = VOXEL_SIZE.type
