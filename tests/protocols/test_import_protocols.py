@@ -137,3 +137,19 @@ def test_import_dynamo_table_with_orientations(project, data_file, tomograms_run
     assert np.allclose([[c.x_A, c.y_A, c.z_A] for c in coords], expected, atol=1e-3)
     assert np.allclose(np.array(coords[2].rotation), tbl_rotations(table)[2], atol=1e-6)
     assert coords[2].has_orientation
+
+
+@pytest.mark.parametrize("field, value, rule", [
+    ("pixel_size_A", "inf", r"pixel_size_A: 'inf' must be a finite number from 0.1 to 100 Å/px \(pixel size\)"),
+    ("pixel_size_A", "nan", r"pixel_size_A: 'nan' must be a finite number from 0.1 to 100 Å/px"),
+    ("dose_per_tilt_e_A2", "1e30", r"dose_per_tilt_e_A2: '1e30' must be a finite number from 0 to 1000 e/Å²"),
+    ("voltage_kV", 1e308, r"voltage_kV: 1e\+308 must be a finite number from 30 to 1000 kV"),
+    ("amplitude_contrast", "-inf", r"amplitude_contrast: '-inf' must be a finite number ≥ 0 and < 1"),
+])
+def test_inf_nan_and_absurd_params_are_refused_with_the_range(project, tmp_path, field, value, rule):
+    """What ``--set pixel_size_A=inf`` passes (a string) is refused, not stored as null."""
+    with pytest.raises(ParamsError, match=rule):
+        project.new_run("import-tilt-series", {"files_path": str(tmp_path), field: value})
+    with pytest.raises(ParamsError, match=rule):
+        project.new_run("import-tilt-series-movies", {"files_path": str(tmp_path), field: value})
+    assert project.runs() == []
