@@ -153,3 +153,26 @@ def test_inf_nan_and_absurd_params_are_refused_with_the_range(project, tmp_path,
     with pytest.raises(ParamsError, match=rule):
         project.new_run("import-tilt-series-movies", {"files_path": str(tmp_path), field: value})
     assert project.runs() == []
+
+
+def test_a_dynamo_table_with_a_nan_position_is_named(project, data_file, tomograms_run, tmp_path):
+    folder = tmp_path / "picks"
+    folder.mkdir()
+    lines = data_file("dynamo/dynamotable/t_double.tbl").read_text().splitlines()
+    tokens = lines[1].split()
+    tokens[23] = "NaN"  # column 24: x
+    lines[1] = " ".join(tokens)
+    (folder / "TS_01.tbl").write_text("\n".join(lines) + "\n")
+    run_id, state = run(project, "import-coordinates", {"files_path": str(folder), "pattern": "*.tbl"},
+                        {"tomograms": f"{tomograms_run}.tomograms"})
+    assert state == "failed"
+    assert f"{folder / 'TS_01.tbl'}: particle 2 (row 2 of its table): position [nan" in project.run(run_id)["error"]
+
+
+def test_a_tomogram_with_an_absurd_voxel_size_is_named(project, tmp_path):
+    folder = tmp_path / "tomos"
+    folder.mkdir()
+    write_tomogram(folder / "huge.mrc", (8, 8, 4), 5000.0)
+    run_id, state = run(project, "import-tomograms", {"files_path": str(folder)})
+    assert state == "failed"
+    assert "huge.mrc: voxel size 5000 must be a finite number from 0.1 to 1000 Å/voxel" in project.run(run_id)["error"]
