@@ -10,7 +10,11 @@ from tomoforge.io.ctf import read_ctffind, read_relion_ctf
 from tomoforge.io.errors import FormatError
 from tomoforge.io.imod import read_imod_defocus, read_tlt, read_xf
 from tomoforge.io.mdoc import read_mdoc
-from tomoforge.io.star import read_particles_star, read_tilt_series_star, write_tilt_series_star
+from tomoforge.io.star import (
+    read_particles_star,
+    read_tilt_series_star,
+    write_tilt_series_star,
+)
 
 HIV = "mdoc/serialem_mdocfile/tilt_series.mdoc"
 

@@ -7,7 +7,12 @@ from pydantic import ValidationError
 
 from tomoforge.errors import describe_validation_error
 from tomoforge.model import Acquisition, CTFTiltImage, TiltImage, Tomogram
-from tomoforge.model.quantities import DOSE_PER_TILT, PIXEL_SIZE, TILT_ANGLE, PhysicalRange
+from tomoforge.model.quantities import (
+    DOSE_PER_TILT,
+    PIXEL_SIZE,
+    TILT_ANGLE,
+    PhysicalRange,
+)
 
 
 def _refusal(cls, **fields) -> str:

@@ -78,6 +78,8 @@ def parse_number_table(path: str | os.PathLike, ncols: int | None = None,
         if not line:
             continue
         tokens = line.replace(",", " ").split()
+        if not tokens:  # only separators: as blank
+            continue
         try:
             values = [float(t) for t in tokens]
         except ValueError:
