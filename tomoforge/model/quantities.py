@@ -87,8 +87,8 @@ class PhysicalRange:
                 parts.append(f"{'>' if self.low_open else '≥'} {_number(low)}")
             if high is not None:
                 parts.append(f"{'<' if self.high_open else '≤'} {_number(high)}")
-            text = (" and ".join(parts) + unit) if parts else (unit.strip() and f"in{unit}")
-        return f"a finite number {text} ({self.label})".replace("  ", " ")
+            text = " and ".join(parts) + unit
+        return f"a finite number {text} ({self.label})" if text else f"a finite number ({self.label})"
 
     def problem(self, value: Any) -> str | None:
         """None if ``value`` is within the range, else ``"must be a finite number from … (label)"``."""
