@@ -10,6 +10,11 @@ Rules, in the order they apply:
   section order. Accumulated dose of an image = the doses of every image exposed before it + its
   own (CONVENTIONS.md); ``PriorRecordDose`` is not added.
 - Tilt images are kept sorted by tilt angle; each points to its section of the stack (``index``).
+- Every mdoc value used (PixelSpacing, Voltage, ExposureDose, Defocus, Magnification, NumSubFrames;
+  TiltAngle in the reader) must lie in its physical range (tomoforge.model.quantities): nan, inf or an
+  absurd number is an ImportFileError naming the mdoc, the line, the key, the value and the range.
+- ImageFile and SubFramePath are the acquisition PC's paths: only their file names are looked up.
+- A gain reference must fit the movies' frames (same shape, or turned by 90°) when imported.
 """
 from __future__ import annotations
 
