@@ -43,7 +43,7 @@ def test_one_bad_mdoc_fails_the_run_with_no_output_written(project, hiv_dir, dat
 def test_no_matching_files_and_bad_params_are_named(project, tmp_path):
     run_id, state = run(project, "import-tilt-series", {"files_path": str(tmp_path), "pattern": "*.mdoc"})
     assert state == "failed" and "no file in" in project.run(run_id)["error"]
-    with pytest.raises(ParamsError, match="pixel_size_A: 0 must be"):
+    with pytest.raises(ParamsError, match=r"pixel_size_A: 0 must be a finite number from 0.1 to 100 Å/px \(pixel size\)"):
         project.new_run("import-tilt-series", {"files_path": str(tmp_path), "pixel_size_A": 0})
     with pytest.raises(ParamsError, match="gain_file: .* does not exist"):
         project.new_run("import-tilt-series-movies", {"files_path": str(tmp_path), "gain_file": "/no/gain.mrc"})
@@ -137,3 +137,42 @@ def test_import_dynamo_table_with_orientations(project, data_file, tomograms_run
     assert np.allclose([[c.x_A, c.y_A, c.z_A] for c in coords], expected, atol=1e-3)
     assert np.allclose(np.array(coords[2].rotation), tbl_rotations(table)[2], atol=1e-6)
     assert coords[2].has_orientation
+
+
+@pytest.mark.parametrize("field, value, rule", [
+    ("pixel_size_A", "inf", r"pixel_size_A: 'inf' must be a finite number from 0.1 to 100 Å/px \(pixel size\)"),
+    ("pixel_size_A", "nan", r"pixel_size_A: 'nan' must be a finite number from 0.1 to 100 Å/px"),
+    ("dose_per_tilt_e_A2", "1e30", r"dose_per_tilt_e_A2: '1e30' must be a finite number from 0 to 1000 e/Å²"),
+    ("voltage_kV", 1e308, r"voltage_kV: 1e\+308 must be a finite number from 30 to 1000 kV"),
+    ("amplitude_contrast", "-inf", r"amplitude_contrast: '-inf' must be a finite number ≥ 0 and < 1"),
+])
+def test_inf_nan_and_absurd_params_are_refused_with_the_range(project, tmp_path, field, value, rule):
+    """What ``--set pixel_size_A=inf`` passes (a string) is refused, not stored as null."""
+    with pytest.raises(ParamsError, match=rule):
+        project.new_run("import-tilt-series", {"files_path": str(tmp_path), field: value})
+    with pytest.raises(ParamsError, match=rule):
+        project.new_run("import-tilt-series-movies", {"files_path": str(tmp_path), field: value})
+    assert project.runs() == []
+
+
+def test_a_dynamo_table_with_a_nan_position_is_named(project, data_file, tomograms_run, tmp_path):
+    folder = tmp_path / "picks"
+    folder.mkdir()
+    lines = data_file("dynamo/dynamotable/t_double.tbl").read_text().splitlines()
+    tokens = lines[1].split()
+    tokens[23] = "NaN"  # column 24: x
+    lines[1] = " ".join(tokens)
+    (folder / "TS_01.tbl").write_text("\n".join(lines) + "\n")
+    run_id, state = run(project, "import-coordinates", {"files_path": str(folder), "pattern": "*.tbl"},
+                        {"tomograms": f"{tomograms_run}.tomograms"})
+    assert state == "failed"
+    assert f"{folder / 'TS_01.tbl'}: particle 2 (row 2 of its table): position [nan" in project.run(run_id)["error"]
+
+
+def test_a_tomogram_with_an_absurd_voxel_size_is_named(project, tmp_path):
+    folder = tmp_path / "tomos"
+    folder.mkdir()
+    write_tomogram(folder / "huge.mrc", (8, 8, 4), 5000.0)
+    run_id, state = run(project, "import-tomograms", {"files_path": str(folder)})
+    assert state == "failed"
+    assert "huge.mrc: voxel size 5000 must be a finite number from 0.1 to 1000 Å/voxel" in project.run(run_id)["error"]

@@ -126,3 +126,71 @@ def test_a_movie_with_fewer_frames_than_the_mdoc_says_is_named(hiv_dir):
     frames = write_frames(mdoc, hiv_dir / "frames", n_frames=5)
     with pytest.raises(ImportFileError, match=rf"{frames[0].name}: holds 5 frames but .*NumSubFrames = 8"):
         tilt_series_from_mdoc(mdoc, movies=True)
+
+
+def _edit(hiv_dir, old, new):
+    mdoc = hiv_dir / "TS_01.mrc.mdoc"
+    text = mdoc.read_text()
+    assert old in text
+    mdoc.write_text(text.replace(old, new, 1))
+    line = next(n for n, ln in enumerate(mdoc.read_text().splitlines(), 1) if new.splitlines()[-1] in ln)
+    return mdoc, line
+
+
+@pytest.mark.parametrize("old, new, rule", [
+    ("ExposureDose = 0\n", "ExposureDose = 1e30\n", "ExposureDose = 1e+30 must be a finite number from 0 to 1000 e/Å²"),
+    ("ExposureDose = 0\n", "ExposureDose = NaN\n", "ExposureDose = nan must be a finite number from 0 to 1000 e/Å²"),
+    ("PixelSpacing = 5.4\n", "PixelSpacing = 5.4\nVoltage = 1e308\n",
+     "Voltage = 1e+308 must be a finite number from 30 to 1000 kV"),
+    ("PixelSpacing = 5.4\n", "PixelSpacing = inf\n", "PixelSpacing = inf must be a finite number from 0.1 to 100 Å/px"),
+    ("Defocus = 2.68083\n", "Defocus = NaN\n", "Defocus = nan µm must be a finite number from -1e+06 to 1e+06 Å"),
+])
+def test_absurd_mdoc_values_are_refused_naming_file_line_field_and_range(hiv_dir, old, new, rule):
+    mdoc, line = _edit(hiv_dir, old, new)
+    with pytest.raises(ImportFileError) as caught:
+        tilt_series_from_mdoc(mdoc)
+    message = str(caught.value)
+    assert message.startswith(f"{mdoc.resolve()}: line {line}: ") and rule in message
+
+
+def test_an_image_file_with_a_folder_is_looked_up_beside_the_mdoc_or_named(hiv_dir):
+    mdoc, line = _edit(hiv_dir, "ImageFile = TS_01.mrc", "ImageFile = ../TS_01.mrc")
+    assert tilt_series_from_mdoc(mdoc).stack_file == str(hiv_dir.resolve() / "TS_01.mrc")
+    (hiv_dir / "TS_01.mrc").unlink()
+    with pytest.raises(ImportFileError) as caught:
+        tilt_series_from_mdoc(mdoc)
+    assert str(caught.value).startswith(f"{mdoc.resolve()}: line {line}: ImageFile = '../TS_01.mrc': no image stack")
+
+
+def test_a_subframepath_naming_no_file_is_named_with_its_line(hiv_dir):
+    mdoc, line = _edit(hiv_dir, r"SubFramePath = D:\DATA\Flo\HGK149_20151130\frames\TS_01_000_0.0.mrc",
+                       "SubFramePath = ../")
+    with pytest.raises(ImportFileError, match=rf"TS_01.mrc.mdoc: line {line}: \[ZValue = 0\] SubFramePath = '../' "
+                                              "names no file"):
+        tilt_series_from_mdoc(mdoc, movies=True)
+
+
+def test_a_gain_of_the_wrong_shape_is_refused_at_import(hiv_dir):
+    from tomoforge.io.mrc import write_mrc
+
+    mdoc = hiv_dir / "TS_01.mrc.mdoc"
+    frames = write_frames(mdoc, hiv_dir / "frames")  # 4 × 4 frames
+    wrong = write_mrc(hiv_dir / "gain_wrong.mrc", np.ones((4, 6), np.float32), 5.4)
+    with pytest.raises(ImportFileError) as caught:
+        tilt_series_from_mdoc(mdoc, {"gain_file": str(wrong)}, movies=True)
+    message = str(caught.value)
+    assert str(wrong) in message and str(frames[0].resolve()) in message and "6 × 4 px" in message
+    for shape in [(4, 4)]:  # the frames' shape (a rotation by 90° is the same for a square detector)
+        ok = write_mrc(hiv_dir / "gain_ok.mrc", np.ones(shape, np.float32), 5.4, overwrite=True)
+        assert tilt_series_from_mdoc(mdoc, {"gain_file": str(ok)}, movies=True).n_images == 41
+
+
+def test_a_gain_turned_by_90_degrees_passes_the_import_check(tmp_path):
+    from tomoforge.io.mrc import write_mrc
+    from tomoforge.protocols.mdoc_import import check_gain_fits
+
+    movie = write_mrc(tmp_path / "movie.mrc", np.zeros((3, 4, 6), np.int8), 1.0)
+    check_gain_fits(write_mrc(tmp_path / "g1.mrc", np.ones((4, 6), np.float32), 1.0), movie)
+    check_gain_fits(write_mrc(tmp_path / "g2.mrc", np.ones((6, 4), np.float32), 1.0), movie)
+    with pytest.raises(ImportFileError, match="half the size"):
+        check_gain_fits(write_mrc(tmp_path / "g3.mrc", np.ones((2, 3), np.float32), 1.0), movie)

@@ -14,12 +14,16 @@ sample thickness (Å). No CTFFIND file is in ../shared/data: this follows the co
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from tomoforge.errors import quote
+from tomoforge.model.quantities import ANGLE, DEFOCUS, SCORE, VIEW_NUMBER
 
 from .errors import format_error, read_text_lines, write_text_atomic
 from .imod import read_imod_defocus, write_imod_defocus
@@ -95,9 +99,17 @@ _HEADER_FIELDS = {"pixel_size_A": r"Pixel size:\s*([-\d.eE+]+)", "voltage_kv": r
                   "amplitude_contrast": r"amplitude contrast:\s*([-\d.eE+]+)"}
 
 
+#: CTFFIND's columns 1–6 and their ranges (column 7, the fit resolution, may be inf: no fit, read as NaN)
+_CTFFIND_RANGES = [("micrograph number", VIEW_NUMBER), ("defocus 1", DEFOCUS), ("defocus 2", DEFOCUS),
+                   ("azimuth", ANGLE), ("phase shift, radians", ANGLE), ("cross correlation", SCORE)]
+
+
 def read_ctffind(path: str | os.PathLike) -> pd.DataFrame:
     """A CTFFIND output text as the common table (``view`` = micrograph number); CTFFIND 5's extra
-    columns kept by name; ``attrs``: pixel size, voltage, Cs, amplitude contrast from the header."""
+    columns kept by name; ``attrs``: pixel size, voltage, Cs, amplitude contrast from the header.
+
+    FormatError naming the line and column for a value that is not a finite number in its range.
+    """
     rows, attrs = [], {}
     for lineno, line in enumerate(read_text_lines(path), start=1):
         text = line.strip()
@@ -112,12 +124,16 @@ def read_ctffind(path: str | os.PathLike) -> pd.DataFrame:
         try:
             vals = [float(t) for t in text.split()]
         except ValueError:
-            raise format_error(path, f"line {lineno}: cannot read numbers from {text!r}") from None
+            raise format_error(path, f"line {lineno}: cannot read numbers from {quote(text)}") from None
         if len(vals) < 7:
             raise format_error(path, f"line {lineno}: {len(vals)} values, CTFFIND writes at least 7")
-        row = {"view": int(round(vals[0])), "defocus_u_A": vals[1], "defocus_v_A": vals[2],
+        for column, (field, allowed) in enumerate(_CTFFIND_RANGES):
+            if allowed.problem(vals[column]):
+                raise format_error(path, f"line {lineno}: column {column + 1} ({field}) {vals[column]:g} "
+                                         f"{allowed.problem(vals[column])}")
+        row = {"view": round(vals[0]), "defocus_u_A": vals[1], "defocus_v_A": vals[2],
                "astigmatism_angle_deg": vals[3], "phase_shift_deg": float(np.degrees(vals[4])),
-               "score": vals[5], "fit_resolution_A": vals[6]}
+               "score": vals[5], "fit_resolution_A": vals[6] if math.isfinite(vals[6]) else np.nan}
         row.update(zip(CTFFIND5_EXTRA, vals[7:10]))
         rows.append(row)
     if not rows:
@@ -135,8 +151,8 @@ def write_ctffind(table: pd.DataFrame, path: str | os.PathLike, pixel_size_A: fl
     t = normalise_table(table)
     lines = ["# Output from CTFFind version 4.1.14 (format), written by tomoforge",
              f"# Input file: {Path(path).stem}.mrc ; Number of micrographs: {len(t)}",
-             f"# Pixel size: {pixel_size_A:0.3f} Angstroms ; acceleration voltage: {voltage_kv:0.1f} keV ; "
-             f"spherical aberration: {cs_mm:0.2f} mm ; amplitude contrast: {amplitude_contrast:0.2f}",
+             (f"# Pixel size: {pixel_size_A:0.3f} Angstroms ; acceleration voltage: {voltage_kv:0.1f} keV ; "
+              f"spherical aberration: {cs_mm:0.2f} mm ; amplitude contrast: {amplitude_contrast:0.2f}"),
              CTFFIND_COLUMNS_LINE]
     for r in t.itertuples():
         lines.append(f"{r.view:f} {r.defocus_u_A:f} {r.defocus_v_A:f} {r.astigmatism_angle_deg:f} "
@@ -167,7 +183,10 @@ def read_relion_ctf(path: str | os.PathLike, block: str | None = None) -> pd.Dat
     missing = [c for c in ("rlnDefocusU", "rlnDefocusV") if c not in df]
     if missing:
         raise format_error(path, f"data_{name}: column _{missing[0]} is missing")
-    table = df[[c for c in RELION_CTF if c in df]].rename(columns=RELION_CTF).astype(float)
+    table = df[[c for c in RELION_CTF if c in df and c != "rlnCtfFigureOfMerit"]].rename(columns=RELION_CTF)
+    table = table.astype(float)  # the columns of STAR_RANGES, checked by read_star_blocks
+    if "rlnCtfFigureOfMerit" in df:  # an optional score: text (CryoBoost writes None) means none
+        table["score"] = pd.to_numeric(df["rlnCtfFigureOfMerit"], errors="coerce").to_numpy(dtype=float)
     table.insert(0, "view", np.arange(1, len(df) + 1))
     out = normalise_table(table)
     if "rlnMicrographName" in df:
@@ -197,5 +216,15 @@ def write_relion_ctf(table: pd.DataFrame, path: str | os.PathLike, tomo_name: st
     return write_tilt_series_star(out, path, tomo_name, overwrite)
 
 
-__all__ = ["CTF_COLUMNS", "normalise_table", "imod_to_table", "table_to_imod", "read_imod_ctf", "write_imod_ctf",
-           "read_ctffind", "write_ctffind", "read_relion_ctf", "write_relion_ctf"]
+__all__ = [
+    "CTF_COLUMNS",
+    "imod_to_table",
+    "normalise_table",
+    "read_ctffind",
+    "read_imod_ctf",
+    "read_relion_ctf",
+    "table_to_imod",
+    "write_ctffind",
+    "write_imod_ctf",
+    "write_relion_ctf",
+]

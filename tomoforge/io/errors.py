@@ -1,11 +1,13 @@
 """Errors raised by the file-format layer."""
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
 
-from tomoforge.errors import UserError
+from tomoforge.errors import UserError, quote
+from tomoforge.model.quantities import PhysicalRange
 
 
 class FormatError(UserError, ValueError):
@@ -41,18 +43,34 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = Fals
 
 
 def read_text_lines(path: str | os.PathLike) -> list[str]:
-    """Lines of a text file (CRLF or LF) without line endings; FormatError if it is not text."""
+    """Lines of a text file (CRLF or LF) without line endings.
+
+    FormatError naming the line and the byte where the file is not UTF-8 text (a latin-1 'é', a binary
+    file) or holds a NUL byte (a copy padded with zeros, a binary file given as text).
+    """
+    data = Path(path).read_bytes()
     try:
-        return Path(path).read_text(encoding="utf-8", errors="strict").splitlines()
+        text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
-        raise format_error(path, f"not a text file ({exc.reason} at byte {exc.start})") from exc
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start:exc.start + 1].hex()
+        raise format_error(path, f"line {line}, byte {exc.start} (0x{bad}): not UTF-8 text ({exc.reason}); "
+                                 "save the file as UTF-8 (or ASCII)") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise format_error(path, f"line {line}, byte {nul}: a NUL byte, so not a text file "
+                                 "(a truncated or zero-padded copy?)")
+    return text.splitlines()
 
 
 def parse_number_table(path: str | os.PathLike, ncols: int | None = None,
-                       comment: str = "#", what: str = "row") -> list[list[float]]:
+                       comment: str = "#", what: str = "row",
+                       ranges: dict[int, PhysicalRange] | None = None) -> list[list[float]]:
     """Parse whitespace/comma separated numbers, skipping blank and comment lines.
 
-    Raises FormatError naming the line on a bad value or a row of the wrong width.
+    Raises FormatError naming the line on a bad value, a non-finite one (nan, inf), a row of the wrong
+    width, or a value of column ``i`` outside ``ranges[i]`` (the range stated).
     """
     rows: list[list[float]] = []
     for lineno, raw in enumerate(read_text_lines(path), start=1):
@@ -60,11 +78,24 @@ def parse_number_table(path: str | os.PathLike, ncols: int | None = None,
         if not line:
             continue
         tokens = line.replace(",", " ").split()
+        if not tokens:  # only separators: as blank
+            continue
         try:
             values = [float(t) for t in tokens]
         except ValueError:
-            raise format_error(path, f"line {lineno}: cannot read numbers from {raw.strip()!r}") from None
+            raise format_error(path, f"line {lineno}: cannot read numbers from {quote(raw.strip())}") from None
         if ncols is not None and len(values) != ncols:
             raise format_error(path, f"line {lineno}: {what} has {len(values)} values, expected {ncols}")
+        if not all(math.isfinite(v) for v in values):
+            raise format_error(path, f"line {lineno}: {what} {quote(raw.strip())} holds a non-finite number "
+                                     "(nan or inf); every value must be a finite number")
+        for column, allowed in (ranges or {}).items():
+            if column < len(values) and allowed.problem(values[column]):
+                raise format_error(path, f"line {lineno}: {what} {_number(values[column])} "
+                                         f"{allowed.problem(values[column])}")
         rows.append(values)
     return rows
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"

@@ -6,11 +6,21 @@ image: x' = A11·x + A12·y + DX, y' = A21·x + A22·y + DY (IMOD xf format, xfm
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from tomoforge.errors import quote
+from tomoforge.model.quantities import (
+    ANGLE,
+    DEFOCUS,
+    TILT_ANGLE,
+    VIEW_NUMBER,
+    PhysicalRange,
+)
 
 from .errors import format_error, parse_number_table, read_text_lines, write_text_atomic
 
@@ -39,8 +49,8 @@ def write_xf(path: str | os.PathLike, xf: np.ndarray, overwrite: bool = False) -
 # --- .tlt / .rawtlt / .xtilt ----------------------------------------------------------------
 
 
-def _read_column(path: str | os.PathLike, what: str) -> np.ndarray:
-    rows = parse_number_table(path, what=what)
+def _read_column(path: str | os.PathLike, what: str, allowed: PhysicalRange) -> np.ndarray:
+    rows = parse_number_table(path, what=what, ranges={0: allowed})
     if not rows:
         raise format_error(path, f"no {what}s")
     return np.array([r[0] for r in rows], dtype=float)
@@ -53,7 +63,7 @@ def _write_column(path: str | os.PathLike, values: np.ndarray, overwrite: bool) 
 
 def read_tlt(path: str | os.PathLike) -> np.ndarray:
     """Tilt angles in degrees, one per view (first column of each line)."""
-    return _read_column(path, "tilt angle")
+    return _read_column(path, "tilt angle", TILT_ANGLE)
 
 
 def write_tlt(path: str | os.PathLike, angles_deg: np.ndarray, overwrite: bool = False) -> Path:
@@ -63,7 +73,7 @@ def write_tlt(path: str | os.PathLike, angles_deg: np.ndarray, overwrite: bool =
 
 def read_xtilt(path: str | os.PathLike) -> np.ndarray:
     """X-axis tilt in degrees per view (tiltalign's .xtilt, RELION's rlnTomoXTilt)."""
-    return _read_column(path, "x-tilt")
+    return _read_column(path, "x-tilt", ANGLE)
 
 
 def write_xtilt(path: str | os.PathLike, angles_deg: np.ndarray, overwrite: bool = False) -> Path:
@@ -143,9 +153,17 @@ def read_imod_defocus(path: str | os.PathLike) -> pd.DataFrame:
 
     def numbers(lineno: int, text: str) -> list[float]:
         try:
-            return [float(t) for t in text.replace(",", " ").split()]
+            values = [float(t) for t in text.replace(",", " ").split()]
         except ValueError:
-            raise format_error(path, f"line {lineno}: cannot read numbers from {text.strip()!r}") from None
+            raise format_error(path, f"line {lineno}: cannot read numbers from {quote(text.strip())}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise format_error(path, f"line {lineno}: {quote(text.strip())} holds a non-finite number (nan or inf)")
+        return values
+
+    def check(lineno: int, field: str, value: float, allowed: PhysicalRange) -> None:
+        problem = allowed.problem(value)
+        if problem:
+            raise format_error(path, f"line {lineno}: {field} {value:g} {problem}")
 
     first = numbers(*lines[0])
     flags, version, body = 0, 1, lines
@@ -161,6 +179,8 @@ def read_imod_defocus(path: str | os.PathLike) -> pd.DataFrame:
         vals = numbers(lineno, text)
         if len(vals) < need:
             raise format_error(path, f"line {lineno}: {len(vals)} values, expected {need}")
+        check(lineno, "starting view", vals[0], VIEW_NUMBER)
+        check(lineno, "ending view", vals[1], VIEW_NUMBER)
         start, end = int(vals[0]), int(vals[1])
         if end < start:
             raise format_error(path, f"line {lineno}: ending view {end} before starting view {start}")
@@ -173,6 +193,11 @@ def read_imod_defocus(path: str | os.PathLike) -> pd.DataFrame:
             phase = float(np.degrees(vals[pos])) if flags & DEF_PHASE_IN_RAD else vals[pos]
             pos += 1
         cuton = vals[pos] if flags & DEF_HAS_CUT_ON else np.nan
+        for field, value, allowed in (("starting angle", vals[2], TILT_ANGLE), ("ending angle", vals[3], TILT_ANGLE),
+                                      ("defocus (nm → Å)", d1, DEFOCUS), ("defocus 2 (nm → Å)", d2, DEFOCUS),
+                                      ("astigmatism angle (°)", angle, ANGLE), ("phase shift (°)", phase, ANGLE)):
+            if not (field.startswith("phase") and np.isnan(value)):
+                check(lineno, field, value, allowed)
         if d2 > d1:
             d1, d2, angle = d2, d1, angle - 90.0
         rows.append([start, end, sign * vals[2], sign * vals[3], d1, d2, _angle_within_90(angle), phase, cuton])
@@ -206,6 +231,15 @@ def write_imod_defocus(df: pd.DataFrame, path: str | os.PathLike, overwrite: boo
     return write_text_atomic(path, "\n".join(lines) + "\n", overwrite)
 
 
-__all__ = ["read_xf", "write_xf", "read_tlt", "write_tlt", "read_xtilt", "write_xtilt",
-           "xf_to_projection_model", "projection_model_to_xf", "read_imod_defocus",
-           "write_imod_defocus"]
+__all__ = [
+    "projection_model_to_xf",
+    "read_imod_defocus",
+    "read_tlt",
+    "read_xf",
+    "read_xtilt",
+    "write_imod_defocus",
+    "write_tlt",
+    "write_xf",
+    "write_xtilt",
+    "xf_to_projection_model",
+]

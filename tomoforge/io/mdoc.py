@@ -21,6 +21,9 @@ from typing import Any
 
 import pandas as pd
 
+from tomoforge.errors import quote
+from tomoforge.model.quantities import TILT_ANGLE
+
 from .errors import format_error, read_text_lines, write_text_atomic
 
 #: keys always kept as text
@@ -105,6 +108,19 @@ class Mdoc:
     #: sections of other kinds, e.g. the ``[ZValue = i]`` sub-ranges after ``[FrameSet = 0]`` in a
     #: SerialEM frame-tilt-series mdoc: {kind: [section 0, section 1, ...]}
     other_sections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: line number of each value: {(section kind or '' for the header, section index, key): line}
+    lines: dict[tuple[str, int, str], int] = field(default_factory=dict)
+
+    def where(self, key: str, index: int | None = None, kind: str | None = None) -> str:
+        """``"line 12: [ZValue = 3] TiltAngle"`` (or ``"line 2: ImageFile"`` for a header value) for messages."""
+        kind = kind or self.section_key
+        line = self.lines.get((kind if index is not None else "", index if index is not None else -1, key))
+        section = f"[{kind} = {index}] " if index is not None else ""
+        return f"{f'line {line}: ' if line else ''}{section}{key}"
+
+    def locate(self, key: str) -> str:
+        """``where`` for the value ``_first(key)`` returns (the header's, else the first section's)."""
+        return self.where(key) if key in self.header else self.where(key, 0)
 
     @property
     def software(self) -> str:
@@ -195,13 +211,13 @@ def _parse_line(path: Path, lineno: int, line: str) -> tuple[str, Any]:
     key, sep, value = line.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise format_error(path, f"line {lineno}: expected 'Key = value', got {line!r}")
+        raise format_error(path, f"line {lineno}: expected 'Key = value', got {quote(line)}")
     value = value.strip()
     if key in TEXT_KEYS:
         return key, value
     parsed = parse_mdoc_value(value)
     if key in NUMERIC_KEYS and isinstance(parsed, str) and parsed:
-        raise format_error(path, f"line {lineno}: {key} = {value!r} is not a number")
+        raise format_error(path, f"line {lineno}: {key[:80]} = {quote(value)} is not a number")
     return key, parsed
 
 
@@ -222,6 +238,7 @@ def read_mdoc(path: str | os.PathLike) -> Mdoc:
     mdoc = Mdoc(path=path)
     found: dict[str, dict[int, dict[str, Any]]] = {}
     current: dict[str, Any] | None = None
+    place: tuple[str, int] = ("", -1)  # the section the next value belongs to ('' = header)
     for lineno, raw in enumerate(read_text_lines(path), start=1):
         line = raw.strip()
         if not line:
@@ -233,17 +250,19 @@ def read_mdoc(path: str | os.PathLike) -> Mdoc:
                 mdoc.titles.append(value.strip())
                 continue
             if not _INT_RE.match(value.strip()):
-                raise format_error(path, f"line {lineno}: section index in [{key} = {value}] "
+                raise format_error(path, f"line {lineno}: section index in [{key[:80]} = {value[:80]}] "
                                          "is not an integer")
             index = int(value)
             kind = found.setdefault(key, {})
             if index in kind:
                 raise format_error(path, f"line {lineno}: [{key} = {index}] appears twice")
             current = kind[index] = {}
+            place = (key, index)
             continue
         key, value = _parse_line(path, lineno, line)
         target = mdoc.header if current is None else current
         target[key] = value
+        mdoc.lines[(*place, key)] = lineno
     kinds = list(found)
     mdoc.section_key = kinds[0] if kinds else "ZValue"
     mdoc.sections = _ordered(path, mdoc.section_key, found[kinds[0]]) if kinds else []
@@ -254,6 +273,9 @@ def read_mdoc(path: str | os.PathLike) -> Mdoc:
         for index, section in enumerate(sections):
             if not isinstance(section.get("TiltAngle"), (int, float)):
                 raise format_error(path, f"[ZValue = {index}]: TiltAngle is missing")
+            problem = TILT_ANGLE.problem(section["TiltAngle"])
+            if problem:
+                raise format_error(path, f"{mdoc.where('TiltAngle', index, kind)} = {section['TiltAngle']} {problem}")
     return mdoc
 
 
@@ -277,5 +299,12 @@ def write_mdoc(mdoc: Mdoc, path: str | os.PathLike, overwrite: bool = False) -> 
     return write_text_atomic(path, format_mdoc(mdoc), overwrite=overwrite)
 
 
-__all__ = ["Mdoc", "read_mdoc", "write_mdoc", "format_mdoc", "parse_mdoc_datetime",
-           "parse_mdoc_value", "format_mdoc_value"]
+__all__ = [
+    "Mdoc",
+    "format_mdoc",
+    "format_mdoc_value",
+    "parse_mdoc_datetime",
+    "parse_mdoc_value",
+    "read_mdoc",
+    "write_mdoc",
+]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tomoforge.errors import quote
+
 from .errors import FormatError, format_error
 from .mrc import mrc_shape, open_mrc_mmap, read_mrc
 
@@ -20,6 +22,16 @@ MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
 TIFF_SUFFIXES = (".tif", ".tiff")
 EER_SUFFIXES = (".eer", ".ecc")
 EER_COMPRESSIONS = (65000, 65001, 65002)
+
+
+#: what tifffile raises on a corrupt or truncated file: its own TiffFileError, but also struct.error,
+#: IndexError, KeyError, OverflowError... from the header bytes it trusts (found by fuzzing). Anything
+#: but a missing decoder (FormatError from _require_imagecodecs) means "not a readable TIFF".
+TIFF_ERRORS = (Exception,)
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {quote(str(exc))}"
 
 
 def _check_exists(path: Path) -> None:
@@ -41,10 +53,35 @@ def movie_frame_count(path: str | os.PathLike) -> int:
                     return len(tif.series[0].pages)
                 shape = tif.series[0].shape if tif.series else ()
                 return int(shape[0]) if len(shape) == 3 else len(tif.pages)
-        except (tifffile.TiffFileError, ValueError, OSError) as exc:
-            raise format_error(path, f"not a readable TIFF/EER file ({exc})") from exc
+        except TIFF_ERRORS as exc:
+            raise format_error(path, f"not a readable TIFF/EER file ({_reason(exc)})") from exc
     shape = mrc_shape(path)
     return shape[0] if len(shape) == 3 else 1
+
+
+def frame_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """(y, x) of one frame of a movie, or of a gain reference (MRC, TIFF, EER, .gain), from its header.
+
+    EER: the physical grid (4K); FormatError naming the file where the header cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    if path.suffix.lower() in TIFF_SUFFIXES + EER_SUFFIXES + (".gain",):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                shape = tuple(int(n) for n in tif.pages[0].shape)
+        except TIFF_ERRORS as exc:
+            raise format_error(path, f"not a readable TIFF/EER file ({_reason(exc)})") from exc
+        if len(shape) == 3 and shape[-1] in (3, 4):  # RGB(A) samples last
+            shape = shape[:2]
+    else:
+        shape = mrc_shape(path)
+    if len(shape) < 2:
+        raise format_error(path, f"not an image (shape {shape})")
+    return int(shape[-2]), int(shape[-1])
 
 
 def is_eer(path: str | os.PathLike) -> bool:
@@ -57,7 +94,7 @@ def is_eer(path: str | os.PathLike) -> bool:
     try:
         with tifffile.TiffFile(path) as tif:
             return _is_eer(tif)
-    except (tifffile.TiffFileError, ValueError, OSError):
+    except TIFF_ERRORS:
         return False
 
 
@@ -102,8 +139,8 @@ def read_eer(path: str | os.PathLike, fractions_per_frame: int, upsampling: int 
                     out[i] += fractions.sum(axis=0, dtype=np.int16)
     except FormatError:
         raise
-    except (tifffile.TiffFileError, ValueError, OSError, RuntimeError) as exc:
-        raise format_error(path, f"not a readable EER movie, or truncated ({exc})") from exc
+    except TIFF_ERRORS as exc:
+        raise format_error(path, f"not a readable EER movie, or truncated ({_reason(exc)})") from exc
     return out
 
 
@@ -136,8 +173,8 @@ def _read_tiff(path: Path, dtype: np.dtype | type | None = np.float32) -> np.nda
             data = tif.asarray()
     except FormatError:
         raise
-    except (tifffile.TiffFileError, ValueError, OSError, RuntimeError) as exc:
-        raise format_error(path, f"not a readable TIFF/EER movie, or truncated ({exc})") from exc
+    except TIFF_ERRORS as exc:
+        raise format_error(path, f"not a readable TIFF/EER movie, or truncated ({_reason(exc)})") from exc
     return _native(data, dtype)
 
 
@@ -185,4 +222,4 @@ def read_gain(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
-__all__ = ["read_movie", "read_eer", "is_eer", "read_gain", "movie_frame_count", "FormatError"]
+__all__ = ["FormatError", "frame_shape", "is_eer", "movie_frame_count", "read_eer", "read_gain", "read_movie"]

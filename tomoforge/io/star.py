@@ -19,6 +19,10 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from tomoforge.errors import quote
+from tomoforge.model import quantities as q
+from tomoforge.model.quantities import PhysicalRange
+
 from .errors import check_writable, format_error
 from .euler import matrix_to_relion_euler, relion_euler_to_matrix
 
@@ -42,10 +46,53 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame | dict[s
             warnings.simplefilter("ignore")
             blocks = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile raises assorted errors on malformed text
-        raise format_error(path, f"not a readable STAR file ({exc})") from exc
+        raise format_error(path, f"not a readable STAR file ({type(exc).__name__}: {quote(str(exc))})") from exc
     if not blocks:
         raise format_error(path, "no data blocks")
+    for name, block in blocks.items():
+        check_star_values(path, name, block)
     return blocks
+
+
+#: RELION columns whose values tomoforge uses, and the physical range each must lie in
+STAR_RANGES: dict[str, PhysicalRange] = {
+    "rlnTomoNominalStageTiltAngle": q.TILT_ANGLE, "rlnTomoYTilt": q.TILT_ANGLE,
+    "rlnTomoXTilt": q.ANGLE, "rlnTomoZRot": q.ANGLE, "rlnDefocusAngle": q.ANGLE, "rlnPhaseShift": q.ANGLE,
+    **{c: q.ANGLE for c in ANGLES + SUBTOMO_ANGLES},
+    "rlnTomoXShiftAngst": q.LENGTH, "rlnTomoYShiftAngst": q.LENGTH,
+    **{c: q.LENGTH for c in CENTERED + PIXEL_COORDS + ORIGINS_A},
+    "rlnMicrographPreExposure": q.ACCUMULATED_DOSE,
+    "rlnDefocusU": q.DEFOCUS, "rlnDefocusV": q.DEFOCUS, "rlnCtfMaxResolution": q.RESOLUTION,
+    "rlnTomoTiltSeriesPixelSize": q.PIXEL_SIZE, "rlnMicrographOriginalPixelSize": q.PIXEL_SIZE,
+    "rlnVoltage": q.VOLTAGE, "rlnSphericalAberration": q.SPHERICAL_ABERRATION,
+    "rlnAmplitudeContrast": q.AMPLITUDE_CONTRAST,
+    "rlnTomoSizeX": q.SIZE_PX, "rlnTomoSizeY": q.SIZE_PX, "rlnTomoSizeZ": q.SIZE_PX,
+}
+
+
+def check_star_values(path: str | os.PathLike, name: str, block: pd.DataFrame | dict[str, Any]) -> None:
+    """FormatError naming the file, block, row, column, value and allowed range for the first value of a
+    column in ``STAR_RANGES`` that is not a number (nan, inf, text) or lies outside its range.
+
+    Parameters
+    ----------
+    path : path-like
+        The file (for the message).
+    name : str
+        The block's name (``data_<name>``).
+    block : DataFrame or dict
+        A loop (rows) or a key/value block.
+    """
+    frame = pd.DataFrame([block]) if isinstance(block, dict) else block
+    for column in [c for c in frame.columns if c in STAR_RANGES]:
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~STAR_RANGES[column].mask(values))
+        if len(bad):
+            row = int(bad[0])
+            where = f"row {row + 1}: " if not isinstance(block, dict) else ""
+            raise format_error(path, f"data_{name}: {where}_{column} = {quote(raw.iloc[row])} "
+                                     f"{STAR_RANGES[column].problem(values[row])}")
 
 
 def _loop(path: Path, blocks: dict, name: str | None) -> pd.DataFrame:
@@ -259,6 +306,15 @@ def write_particles_star(table: ParticleTable, path: str | os.PathLike,
     return _write(blocks, path, overwrite)
 
 
-__all__ = ["read_star_blocks", "read_tomograms_star", "write_tomograms_star", "tomogram_sizes_px",
-           "read_tilt_series_star", "write_tilt_series_star", "ParticleTable",
-           "read_particles_star", "write_particles_star", "particles_dataframe"]
+__all__ = [
+    "ParticleTable",
+    "particles_dataframe",
+    "read_particles_star",
+    "read_star_blocks",
+    "read_tilt_series_star",
+    "read_tomograms_star",
+    "tomogram_sizes_px",
+    "write_particles_star",
+    "write_tilt_series_star",
+    "write_tomograms_star",
+]

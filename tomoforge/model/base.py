@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 class Item(BaseModel):
     """Base of the data model: validated on assignment, extra fields refused."""
 
-    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False)
 
     __item_kind__: ClassVar[str] = ""
     __key__: ClassVar[str] = "name"
     __columns__: ClassVar[tuple[str, ...]] = ()
-    __children__: ClassVar[tuple[str, type["Item"]] | None] = None
+    __children__: ClassVar[tuple[str, type[Item]] | None] = None
     __files__: ClassVar[tuple[str, ...]] = ()
 
     @property

@@ -5,6 +5,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from tomoforge.model.base import Item, quantity
+from tomoforge.model.quantities import LengthA
 
 IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
@@ -19,9 +20,9 @@ class Coordinate3D(Item):
 
     number: int = Field(..., ge=0, description="running number of the coordinate in its set")
     tomogram: str = Field(..., description="name of the tomogram it lies in")
-    x_A: float = quantity(..., unit="Å")
-    y_A: float = quantity(..., unit="Å")
-    z_A: float = quantity(..., unit="Å")
+    x_A: LengthA = quantity(..., unit="Å")
+    y_A: LengthA = quantity(..., unit="Å")
+    z_A: LengthA = quantity(..., unit="Å")
     rotation: tuple[tuple[float, float, float], ...] = Field(IDENTITY, description="3x3 rotation matrix")
     has_orientation: bool = Field(False, description="rotation was measured, not just the identity")
     group: int = Field(0, description="group (e.g. the vesicle or filament it belongs to)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from tomoforge.model.base import Item, quantity
+from tomoforge.model.quantities import AngleDeg, DefocusA, ResolutionA, TiltAngleDeg
 
 
 class CTFTiltImage(Item):
@@ -15,17 +16,17 @@ class CTFTiltImage(Item):
                    "fit_resolution_A", "excluded")
 
     acquisition_order: int = Field(..., ge=1)
-    tilt_angle_deg: float = quantity(..., unit="deg")
-    defocus_u_A: float = quantity(..., unit="Å", description="defocus along U, positive = underfocus")
-    defocus_v_A: float = quantity(..., unit="Å", description="defocus along V (<= U)")
-    astigmatism_angle_deg: float = quantity(0.0, unit="deg", description="angle of U from the image X axis")
-    phase_shift_deg: float = quantity(0.0, unit="deg")
-    fit_resolution_A: float | None = quantity(None, unit="Å", description="resolution the fit reaches")
+    tilt_angle_deg: TiltAngleDeg = quantity(..., unit="deg")
+    defocus_u_A: DefocusA = quantity(..., unit="Å", description="defocus along U, positive = underfocus")
+    defocus_v_A: DefocusA = quantity(..., unit="Å", description="defocus along V (<= U)")
+    astigmatism_angle_deg: AngleDeg = quantity(0.0, unit="deg", description="angle of U from the image X axis")
+    phase_shift_deg: AngleDeg = quantity(0.0, unit="deg")
+    fit_resolution_A: ResolutionA | None = quantity(None, unit="Å", description="resolution the fit reaches")
     score: float | None = Field(None, description="fit score (cross-correlation)")
     excluded: bool = False
 
     @model_validator(mode="after")
-    def _u_not_below_v(self) -> "CTFTiltImage":
+    def _u_not_below_v(self) -> CTFTiltImage:
         if self.defocus_u_A < self.defocus_v_A:
             raise ValueError(
                 f"defocus_u_A ({self.defocus_u_A}) < defocus_v_A ({self.defocus_v_A}): "

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from tomoforge.model.base import Item, quantity
+from tomoforge.model.quantities import BeadDiameterNM, PixelSizeA
 
 
 class LandmarkModel(Item):
@@ -17,6 +18,6 @@ class LandmarkModel(Item):
     name: str = Field(..., description="name of the tilt series")
     file: str = Field(..., description="table of (landmark id, view, x px, y px[, residual x, y])")
     n_landmarks: int = Field(0, ge=0)
-    diameter_nm: float = quantity(10.0, unit="nm", gt=0, description="bead diameter")
+    diameter_nm: BeadDiameterNM = quantity(10.0, unit="nm", description="bead diameter")
     has_residuals: bool = False
-    pixel_size_A: float = quantity(..., unit="Å/px", gt=0, description="sampling of the positions")
+    pixel_size_A: PixelSizeA = quantity(..., unit="Å/px", description="sampling of the positions")

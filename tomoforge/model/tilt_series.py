@@ -5,6 +5,14 @@ from pydantic import Field
 
 from tomoforge.model.acquisition import Acquisition
 from tomoforge.model.base import Item, quantity
+from tomoforge.model.quantities import (
+    AccumulatedDoseEA2,
+    AngleDeg,
+    DefocusA,
+    DosePerTiltEA2,
+    LengthA,
+    TiltAngleDeg,
+)
 
 
 class TiltImage(Item):
@@ -16,23 +24,23 @@ class TiltImage(Item):
     __files__ = ("file", "odd_file", "even_file")
 
     acquisition_order: int = quantity(..., ge=1, description="1 = first exposed")
-    tilt_angle_deg: float = quantity(..., unit="deg", description="nominal stage tilt angle")
-    accumulated_dose_e_A2: float = quantity(
-        0.0, unit="e/Å²", ge=0, description="pre-exposure + this image's own dose"
+    tilt_angle_deg: TiltAngleDeg = quantity(..., unit="deg", description="nominal stage tilt angle")
+    accumulated_dose_e_A2: AccumulatedDoseEA2 = quantity(
+        0.0, unit="e/Å²", description="pre-exposure + this image's own dose"
     )
-    dose_e_A2: float = quantity(0.0, unit="e/Å²", ge=0, description="this image's own exposure")
+    dose_e_A2: DosePerTiltEA2 = quantity(0.0, unit="e/Å²", description="this image's own exposure")
     excluded: bool = Field(False, description="excluded from processing (kept, can be restored)")
     file: str = Field("", description="image file (a stack holds many images)")
     index: int = Field(0, ge=0, description="section of `file` holding this image (0-based)")
     odd_file: str = Field("", description="image from the odd frames (for denoising)")
     even_file: str = Field("", description="image from the even frames")
-    nominal_defocus_A: float | None = quantity(None, unit="Å", description="defocus the microscope was set to")
+    nominal_defocus_A: DefocusA | None = quantity(None, unit="Å", description="defocus the microscope was set to")
     # Projection model (RELION 5: rlnTomoXTilt, rlnTomoYTilt, rlnTomoZRot, rlnTomoX/YShiftAngst).
-    x_tilt_deg: float = quantity(0.0, unit="deg", description="tilt about the X axis")
-    y_tilt_deg: float | None = quantity(None, unit="deg", description="refined tilt angle (None: nominal)")
-    z_rot_deg: float | None = quantity(None, unit="deg", description="in-plane rotation (None: tilt axis angle)")
-    x_shift_A: float = quantity(0.0, unit="Å", description="shift of the image in X")
-    y_shift_A: float = quantity(0.0, unit="Å", description="shift of the image in Y")
+    x_tilt_deg: AngleDeg = quantity(0.0, unit="deg", description="tilt about the X axis")
+    y_tilt_deg: TiltAngleDeg | None = quantity(None, unit="deg", description="refined tilt angle (None: nominal)")
+    z_rot_deg: AngleDeg | None = quantity(None, unit="deg", description="in-plane rotation (None: tilt axis angle)")
+    x_shift_A: LengthA = quantity(0.0, unit="Å", description="shift of the image in X")
+    y_shift_A: LengthA = quantity(0.0, unit="Å", description="shift of the image in Y")
     frame_shifts_A: list[tuple[float, float]] = quantity(
         default_factory=list, unit="Å", description="motion correction: (x, y) shift of each frame")
     xray_count: int | None = Field(None, ge=0, description="X-ray hits / hot pixels erased (None: not run)")
@@ -45,7 +53,7 @@ class TiltImageMovie(TiltImage):
     __files__ = ("file",)
 
     n_frames: int = Field(..., ge=1, description="frames in the movie")
-    frame_dose_e_A2: float = quantity(0.0, unit="e/Å²", ge=0, description="exposure of one frame")
+    frame_dose_e_A2: DosePerTiltEA2 = quantity(0.0, unit="e/Å²", description="exposure of one frame")
 
 
 class TiltSeries(Item):

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from tomoforge.model.acquisition import Acquisition
 from tomoforge.model.base import Item, quantity
+from tomoforge.model.quantities import VoxelSizeA
 
 
 class Tomogram(Item):
@@ -17,7 +18,7 @@ class Tomogram(Item):
 
     name: str = Field(..., min_length=1)
     file: str
-    pixel_size_A: float = quantity(..., unit="Å/voxel", gt=0)
+    pixel_size_A: VoxelSizeA = quantity(..., unit="Å/voxel")
     size_xyz: tuple[int, int, int] = Field(..., description="voxels along x, y, z")
     binning: float = Field(1.0, gt=0, description="binning relative to the tilt series it came from")
     origin_A: tuple[float, float, float] = quantity(

@@ -1,9 +1,12 @@
 """Volumes (maps, averages) with half maps, mask and FSC."""
 from __future__ import annotations
 
+from itertools import pairwise
+
 from pydantic import Field, model_validator
 
 from tomoforge.model.base import Item, quantity
+from tomoforge.model.quantities import VoxelSizeA
 
 
 class FSC(Item):
@@ -17,7 +20,7 @@ class FSC(Item):
     correlation: list[float]
 
     @model_validator(mode="after")
-    def _same_length(self) -> "FSC":
+    def _same_length(self) -> FSC:
         if len(self.frequency_per_A) != len(self.correlation):
             raise ValueError("frequency_per_A and correlation differ in length")
         return self
@@ -25,7 +28,7 @@ class FSC(Item):
     def resolution_A(self, threshold: float = 0.143) -> float | None:
         """Resolution (Å) where the curve first falls below `threshold`, linearly interpolated."""
         pairs = list(zip(self.frequency_per_A, self.correlation))
-        for (f0, c0), (f1, c1) in zip(pairs, pairs[1:]):
+        for (f0, c0), (f1, c1) in pairwise(pairs):
             if c0 >= threshold > c1:
                 f = f0 + (c0 - threshold) * (f1 - f0) / (c0 - c1)
                 return 1.0 / f if f > 0 else None
@@ -42,7 +45,7 @@ class Volume(Item):
 
     name: str
     file: str
-    pixel_size_A: float = quantity(..., unit="Å/voxel", gt=0)
+    pixel_size_A: VoxelSizeA = quantity(..., unit="Å/voxel")
     half1_file: str = ""
     half2_file: str = ""
     mask_file: str = ""

@@ -18,6 +18,7 @@ from tomoforge.io.aretomo import AlnFile, GLOBAL_COLUMNS, aln_to_projection_mode
 from tomoforge.io.imod import (projection_model_to_xf, read_tlt, read_xf, read_xtilt, write_tlt, write_xf,
                                write_xtilt, xf_to_projection_model)
 from tomoforge.model import LandmarkModel, TiltImage, TiltSeries
+from tomoforge.model.quantities import AngleDeg, BeadDiameterNM, PixelSizeA
 from tomoforge.protocols import align_tasks as tasks_mod
 from tomoforge.protocols.tilt_stacks import image_sources
 
@@ -54,7 +55,7 @@ def view_geometry(ts: TiltSeries, absolute, axis_override: float | None) -> tupl
 
 class CoarseParams(ProtocolParams):
     binning: float = param(4.0, ge=1, help="bin the images by this factor before correlating")
-    tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the acquisition's tilt axis angle")
+    tilt_axis_angle_deg: AngleDeg | None = param(None, unit="deg", help="override the acquisition's tilt axis angle")
     cumulative: bool = param(True, help="correlate with the sum of the views aligned so far")
     refine_iterations: int = param(3, ge=0, help="rounds of projection matching after the chain (0: the chain alone)")
     thickness_A: float | None = param(None, gt=0, unit="Å",
@@ -101,11 +102,11 @@ class CoarseAlignment(Protocol):
 
 
 class FiducialModelParams(ProtocolParams):
-    bead_diameter_nm: float = param(10.0, gt=0, unit="nm", help="gold bead diameter")
+    bead_diameter_nm: BeadDiameterNM = param(10.0, unit="nm", help="gold bead diameter")
     binning: float = param(4.0, ge=1, help="bin the images by this factor to find and track beads")
     max_beads: int = param(60, ge=3, help="seed at most this many beads on the lowest tilt")
     threshold_sd: float = param(6.0, gt=0, help="detection threshold (robust SD of the filtered image)")
-    tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the tilt axis angle")
+    tilt_axis_angle_deg: AngleDeg | None = param(None, unit="deg", help="override the tilt axis angle")
 
 
 class FiducialModel(Protocol):
@@ -140,7 +141,7 @@ class FiducialAlignmentParams(ProtocolParams):
     group_size: int = param(5, ge=1, help="views per group of grouped variables")
     level: bool = param(True, help="choose the tilt offset that makes the beads level")
     outlier_px: float = param(2.0, gt=0, unit="px", help="drop observations off by more than this (at least)")
-    tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the starting tilt axis angle")
+    tilt_axis_angle_deg: AngleDeg | None = param(None, unit="deg", help="override the starting tilt axis angle")
 
 
 class FiducialAlignment(Protocol):
@@ -228,7 +229,7 @@ class AssignAlignment(Protocol):
 class ImportAlignmentParams(ProtocolParams):
     files_path: str = param(..., help="folder holding <name>.xf/.tlt[/.xtilt] (IMOD) or <name>.aln (AreTomo)")
     format: Literal["imod", "aretomo"] = param("imod", help="who wrote the files")
-    pixel_size_A: float | None = param(None, gt=0, unit="Å/px",
+    pixel_size_A: PixelSizeA | None = param(None, unit="Å/px",
                                        help="pixel size the files were made at (default: the tilt series')")
 
 

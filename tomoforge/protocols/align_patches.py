@@ -14,6 +14,7 @@ from pydantic import model_validator
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.runner import origin_of
 from tomoforge.model import TiltSeries
+from tomoforge.model.quantities import AngleDeg
 from tomoforge.protocols.align import included, view_geometry, with_alignment
 from tomoforge.protocols.align_tasks import load_binned, write_landmarks
 
@@ -50,7 +51,7 @@ class PatchTrackingParams(ProtocolParams):
     tilt: Literal["fixed", "grouped", "per_view"] = param(
         "fixed", help="tilt-angle refinement (grouped absorbs patch-tracking errors: off by default)")
     level: bool = param(False, help="choose the tilt offset that makes the patches level (unreliable for patches)")
-    tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the tilt axis angle")
+    tilt_axis_angle_deg: AngleDeg | None = param(None, unit="deg", help="override the tilt axis angle")
 
     @model_validator(mode="after")
     def _contours_longer_than_their_overlap(self) -> "PatchTrackingParams":

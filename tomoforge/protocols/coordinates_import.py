@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from tomoforge.errors import quote
+from tomoforge.model.quantities import LENGTH
 from tomoforge.protocols.mdoc_import import ImportFileError
 
 TomogramInfo = dict[str, tuple[tuple[int, int, int], float]]  # name -> (size xyz px, pixel size Å)
@@ -26,19 +28,33 @@ def coordinates_from_file(path: str, params: dict[str, Any], tomograms: Tomogram
         names, positions, rotations = _from_tbl(file, params, tomograms)
     else:
         names, positions, rotations = _from_text(file, params, tomograms)
+    _check_finite(file, positions, rotations)
     for name in sorted(set(names)):
         if name not in tomograms:
             raise ImportFileError(f"{file}: tomogram {name!r} is not among the input tomograms "
                                   f"({', '.join(tomograms) or 'none'})")
     out = []
     for i in range(len(names)):
-        row: dict[str, Any] = dict(tomogram=names[i], x_A=float(positions[i, 0]), y_A=float(positions[i, 1]),
-                                   z_A=float(positions[i, 2]))
+        row: dict[str, Any] = {"tomogram": names[i], "x_A": float(positions[i, 0]), "y_A": float(positions[i, 1]),
+                               "z_A": float(positions[i, 2])}
         if rotations is not None:
             row["rotation"] = tuple(tuple(float(v) for v in r) for r in rotations[i])
             row["has_orientation"] = True
         out.append(row)
     return out
+
+
+def _check_finite(file: Path, positions: np.ndarray, rotations: np.ndarray | None) -> None:
+    """ImportFileError naming the file and the particle whose position (Å) is not finite or absurd, or whose
+    orientation holds nan/inf."""
+    bad = ~LENGTH.mask(positions).all(axis=1)
+    if rotations is not None:
+        bad |= ~np.isfinite(np.asarray(rotations, float)).reshape(len(positions), -1).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ImportFileError(f"{file}: particle {i + 1} (row {i + 1} of its table): position "
+                              f"{quote(positions[i].tolist())} Å or its orientation is not finite, or the position "
+                              f"is not {LENGTH.describe()}")
 
 
 def _tomogram_for(file: Path, params: dict[str, Any], tomograms: TomogramInfo) -> str:

@@ -19,6 +19,7 @@ from tomoforge.engine.runner import origin_of
 from tomoforge.methods.ctf_correct import CorrectionSettings, Optics, correct_ctf_stack
 from tomoforge.model import TiltSeries
 from tomoforge.model.ctf import CTFSeries
+from tomoforge.model.quantities import AmplitudeContrast, SphericalAberrationMM, VoltageKV
 from tomoforge.protocols.tilt_stacks import image_sources, read_images, restack, write_stack
 
 
@@ -39,9 +40,9 @@ class CTFCorrectionParams(ProtocolParams):
         "interpolate", help="a view whose CTF entry is excluded: corrected at the defocus interpolated from the "
         "included entries, or left untouched")
     correct_halves: bool = param(True, help="also correct the odd/even half stacks (else they are dropped)")
-    voltage_kV: float | None = param(None, gt=0, unit="kV", help="override the acquisition's voltage")
-    cs_mm: float | None = param(None, ge=0, unit="mm", help="override the acquisition's spherical aberration")
-    amplitude_contrast: float | None = param(None, ge=0, lt=1, help="override the acquisition's amplitude contrast")
+    voltage_kV: VoltageKV | None = param(None, unit="kV", help="override the acquisition's voltage")
+    cs_mm: SphericalAberrationMM | None = param(None, unit="mm", help="override the acquisition's spherical aberration")
+    amplitude_contrast: AmplitudeContrast | None = param(None, help="override the acquisition's amplitude contrast")
 
 
 def missing_input(message: str) -> None:

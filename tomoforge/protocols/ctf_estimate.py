@@ -19,6 +19,7 @@ from tomoforge.engine.runner import origin_of
 from tomoforge.io.mrc import write_mrc
 from tomoforge.methods.ctf_estimate import FitSettings, Optics, diagnostic_images, estimate_tilt_series
 from tomoforge.model import CTFSeries, CTFTiltImage, TiltSeries
+from tomoforge.model.quantities import AmplitudeContrast, AngleDeg, DefocusA, SphericalAberrationMM, VoltageKV
 from tomoforge.protocols.ctf_plots import defocus_plot, spectra_plot
 from tomoforge.protocols.tilt_stacks import image_sources, read_images
 
@@ -27,8 +28,8 @@ class CTFEstimationParams(ProtocolParams):
     box_px: int = param(512, ge=64, unit="px", help="box of the tiled power spectra")
     resolution_low_A: float = param(50.0, gt=0, unit="Å", help="lowest resolution fitted")
     resolution_high_A: float = param(5.0, gt=0, unit="Å", help="highest resolution fitted (Nyquist at most)")
-    defocus_min_A: float = param(10_000.0, gt=0, unit="Å", help="lowest defocus searched (underfocus positive)")
-    defocus_max_A: float = param(50_000.0, gt=0, unit="Å", help="highest defocus searched")
+    defocus_min_A: DefocusA = param(10_000.0, gt=0, unit="Å", help="lowest defocus searched (underfocus positive)")
+    defocus_max_A: DefocusA = param(50_000.0, gt=0, unit="Å", help="highest defocus searched")
     defocus_step_A: float = param(500.0, gt=0, unit="Å", help="grid step of the search (searched at ≤ 100 Å)")
     find_phase_shift: bool = param(False, help="fit a phase shift (phase plate)")
     phase_shift_min_deg: float = param(0.0, unit="deg", help="phase shift search: from")
@@ -42,11 +43,11 @@ class CTFEstimationParams(ProtocolParams):
                                                                       "the least-exposed tilts), or one per tilt")
     erase_gold_sd: float = param(6.0, ge=0, unit="SD", help="erase gold beads and outliers beyond this many SDs "
                                                             "before the spectra (0 = off)")
-    tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the tilt axis angle (else the "
+    tilt_axis_angle_deg: AngleDeg | None = param(None, unit="deg", help="override the tilt axis angle (else the "
                                                                      "alignment's ZRot, else the acquisition's)")
-    voltage_kV: float | None = param(None, gt=0, unit="kV", help="override the acquisition's voltage")
-    spherical_aberration_mm: float | None = param(None, ge=0, unit="mm", help="override the acquisition's Cs")
-    amplitude_contrast: float | None = param(None, ge=0, lt=1, help="override the acquisition's amplitude contrast")
+    voltage_kV: VoltageKV | None = param(None, unit="kV", help="override the acquisition's voltage")
+    spherical_aberration_mm: SphericalAberrationMM | None = param(None, unit="mm", help="override the acquisition's Cs")
+    amplitude_contrast: AmplitudeContrast | None = param(None, help="override the acquisition's amplitude contrast")
 
 
 def ctf_estimation_task(sources: list[tuple[str, int]], geometry: dict[str, list], optics: dict[str, float],

@@ -15,11 +15,12 @@ from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.runner import origin_of
 from tomoforge.model import TiltSeries
 from tomoforge.model.ctf import CTFSeries
+from tomoforge.model.quantities import TiltAngleDeg
 
 
 class ExcludeCTFParams(ProtocolParams):
     acquisition_orders: list[int] = param([], help="exclude the entries of these views (acquisition order, 1 = first)")
-    tilt_angles_deg: list[float] = param([], unit="deg", help="exclude the entries at these tilts (±0.05°)")
+    tilt_angles_deg: list[TiltAngleDeg] = param([], unit="deg", help="exclude the entries at these tilts (±0.05°)")
     max_fit_resolution_A: float = param(0.0, ge=0, unit="Å", help="exclude an entry whose fit resolution is worse "
                                         "(larger) than this (0 = off; an entry without one is kept)")
     max_astigmatism_A: float = param(0.0, ge=0, unit="Å", help="exclude an entry whose DefocusU − DefocusV is above "

@@ -14,15 +14,24 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.runner import origin_of
-from tomoforge.io.ctf import (read_ctffind, read_imod_ctf, read_relion_ctf, write_ctffind, write_imod_ctf,
-                              write_relion_ctf)
+from tomoforge.errors import describe_validation_error
+from tomoforge.io.ctf import (
+    read_ctffind,
+    read_imod_ctf,
+    read_relion_ctf,
+    write_ctffind,
+    write_imod_ctf,
+    write_relion_ctf,
+)
 from tomoforge.model import TiltSeries
 from tomoforge.model.ctf import CTFSeries, CTFTiltImage
 from tomoforge.protocols.align_tasks import identity
 from tomoforge.protocols.ctf_correct import missing_input
+from tomoforge.protocols.mdoc_import import ImportFileError
 
 Format = Literal["imod", "ctffind", "relion"]
 EXTENSION = {"imod": ".defocus", "ctffind": ".txt", "relion": ".star"}
@@ -75,11 +84,17 @@ def import_ctf_task(path: str, fmt: str, images: list[dict[str, Any]], match: st
         if image["order"] not in found:
             continue
         r = table.iloc[found[image["order"]]]
-        entries.append({"acquisition_order": image["order"], "tilt_angle_deg": image["tilt"],
-                        "defocus_u_A": float(r.defocus_u_A), "defocus_v_A": float(r.defocus_v_A),
-                        "astigmatism_angle_deg": float(r.astigmatism_angle_deg),
-                        "phase_shift_deg": float(r.phase_shift_deg),
-                        "fit_resolution_A": _number(r.fit_resolution_A), "score": _number(r.score)})
+        entry = {"acquisition_order": image["order"], "tilt_angle_deg": image["tilt"],
+                 "defocus_u_A": float(r.defocus_u_A), "defocus_v_A": float(r.defocus_v_A),
+                 "astigmatism_angle_deg": float(r.astigmatism_angle_deg),
+                 "phase_shift_deg": float(r.phase_shift_deg),
+                 "fit_resolution_A": _number(r.fit_resolution_A), "score": _number(r.score)}
+        try:
+            CTFTiltImage(**entry)
+        except ValidationError as exc:
+            raise ImportFileError(f"{path}: row {found[image['order']] + 1} (view {r.view}): "
+                                  f"{describe_validation_error(exc)}") from None
+        entries.append(entry)
     return {"entries": entries, "missing": [i["order"] for i in images if i["order"] not in found]}
 
 

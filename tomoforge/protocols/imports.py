@@ -9,6 +9,15 @@ from pydantic import model_validator
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.model import Coordinate3D, TiltSeries, TiltSeriesMovie, Tomogram
+from tomoforge.model.quantities import (
+    AmplitudeContrast,
+    AngleDeg,
+    DosePerTiltEA2,
+    PixelSizeA,
+    SphericalAberrationMM,
+    VoltageKV,
+    VoxelSizeA,
+)
 from tomoforge.protocols.coordinates_import import coordinates_from_file
 from tomoforge.protocols.mdoc_import import ImportFileError, tilt_series_from_mdoc
 from tomoforge.protocols.mdoc_watch import MdocWatcher
@@ -32,12 +41,12 @@ class MdocImportParams(ProtocolParams):
     files_path: str = param(..., help="folder holding the .mdoc files")
     pattern: str = param("*.mdoc", help="file name pattern of the mdocs, e.g. TS_*.mrc.mdoc")
     mdoc_format: Literal["auto", "serialem", "tomo5"] = param("auto", help="who wrote the mdocs")
-    voltage_kV: float | None = param(None, gt=0, unit="kV", help="override the mdoc's voltage")
-    spherical_aberration_mm: float = param(2.7, ge=0, unit="mm", help="spherical aberration Cs")
-    amplitude_contrast: float = param(0.1, ge=0, lt=1, unit="fraction", help="amplitude contrast")
-    pixel_size_A: float | None = param(None, gt=0, unit="Å/px", help="override the mdoc's PixelSpacing")
-    tilt_axis_angle_deg: float | None = param(None, unit="deg", help="override the tilt axis angle (from Y, CCW)")
-    dose_per_tilt_e_A2: float | None = param(None, ge=0, unit="e/Å²", help="override ExposureDose of every tilt")
+    voltage_kV: VoltageKV | None = param(None, unit="kV", help="override the mdoc's voltage")
+    spherical_aberration_mm: SphericalAberrationMM = param(2.7, unit="mm", help="spherical aberration Cs")
+    amplitude_contrast: AmplitudeContrast = param(0.1, unit="fraction", help="amplitude contrast")
+    pixel_size_A: PixelSizeA | None = param(None, unit="Å/px", help="override the mdoc's PixelSpacing")
+    tilt_axis_angle_deg: AngleDeg | None = param(None, unit="deg", help="override the tilt axis angle (from Y, CCW)")
+    dose_per_tilt_e_A2: DosePerTiltEA2 | None = param(None, unit="e/Å²", help="override ExposureDose of every tilt")
 
     def overrides(self) -> dict[str, Any]:
         return self.model_dump(exclude={"files_path", "pattern", "mdoc_format"})
@@ -82,7 +91,7 @@ class MovieImportParams(MdocImportParams):
                                     "nothing changed for settle_s")
 
     @model_validator(mode="after")
-    def _gain_exists(self) -> "MovieImportParams":
+    def _gain_exists(self) -> MovieImportParams:
         if self.gain_file and not Path(self.gain_file).is_file():
             raise ValueError(f"gain_file: {self.gain_file} does not exist")
         if self.streaming and self.stream_timeout_s <= self.settle_s:
@@ -164,7 +173,7 @@ class ImportTiltSeriesMovies(Protocol):
 class TomogramImportParams(ProtocolParams):
     files_path: str = param(..., help="folder holding the tomograms")
     pattern: str = param("*.mrc", help="file name pattern")
-    pixel_size_A: float | None = param(None, gt=0, unit="Å/voxel", help="override the MRC header's voxel size")
+    pixel_size_A: VoxelSizeA | None = param(None, unit="Å/voxel", help="override the MRC header's voxel size")
 
 
 class ImportTomograms(Protocol):
@@ -187,7 +196,7 @@ class CoordinateImportParams(ProtocolParams):
     pattern: str = param("*.star", help="file name pattern (.star RELION 5, .tbl Dynamo, other: x y z text)")
     units: Literal["angstrom", "pixel"] = param(
         "angstrom", help="text files: Å from the tomogram centre, or pixels from its corner")
-    pixel_size_A: float | None = param(None, gt=0, unit="Å/px", help="pixel size of pixel coordinates")
+    pixel_size_A: VoxelSizeA | None = param(None, unit="Å/px", help="pixel size of pixel coordinates")
     tomogram: str = param("", help="text/.tbl files: name of the tomogram they belong to ('' = file name)")
 
 

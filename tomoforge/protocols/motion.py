@@ -24,6 +24,7 @@ from tomoforge.methods import motion
 from tomoforge.methods.binning import binned_pixel_size, binned_shape
 from tomoforge.methods.gain import apply_gain, check_gain, check_gain_orientation, transform_gain
 from tomoforge.model import TiltImage, TiltSeries, TiltSeriesMovie
+from tomoforge.model.quantities import DosePerTiltEA2
 from tomoforge.protocols.motion_plot import shifts_svg
 from tomoforge.protocols.tilt_stacks import write_stack
 
@@ -46,7 +47,7 @@ class MotionParams(ProtocolParams):
     gain_flip: Literal["none", "x", "y"] = param("none", help="then flip it left-right (x) or up-down (y)")
     eer_fractions_per_frame: int = param(0, ge=0, help="EER: fractions summed into one frame "
                                                        "(0: as many as give eer_frame_dose_e_A2)")
-    eer_frame_dose_e_A2: float = param(0.5, gt=0, unit="e/Å²", help="EER: dose per frame when grouping by dose")
+    eer_frame_dose_e_A2: DosePerTiltEA2 = param(0.5, gt=0, unit="e/Å²", help="EER: dose per frame when grouping by dose")
     eer_upsampling: Literal[1, 2, 4] = param(1, help="EER: 1 = physical pixels (4K), 2 = 8K, 4 = 16K (pixel size / 2, / 4)")
     dose_weighting: bool = param(False, help="weight frames by their exposure (Grant & Grigorieff 2015)")
     odd_even: bool = param(True, help="also write the sums of the odd and of the even frames")

@@ -17,6 +17,7 @@ from tomoforge.methods.binning import binned_pixel_size, preprocess_images
 from tomoforge.methods.dose import filter_by_exposure
 from tomoforge.methods.xray import erase_xrays
 from tomoforge.model import TiltSeries
+from tomoforge.model.quantities import TiltAngleDeg, VoltageKV
 from tomoforge.protocols.tilt_stacks import image_sources, read_images, restack, write_stack
 
 TILT_SERIES_INPUT = {"tilt_series": InputSpec(TiltSeries, help="tilt series to process")}
@@ -70,7 +71,7 @@ def dose_filter_task(sources: dict, out_base: str, pixel_size_A: float, voltage_
 
 
 class DoseFilterParams(ProtocolParams):
-    voltage_kV: float | None = param(None, gt=0, unit="kV", help="override the acquisition's voltage")
+    voltage_kV: VoltageKV | None = param(None, unit="kV", help="override the acquisition's voltage")
 
 
 class DoseFilter(_PerTiltSeries):
@@ -174,7 +175,7 @@ class PreprocessTiltSeries(_PerTiltSeries):
 # --- exclude views --------------------------------------------------------------------------------
 class ExcludeParams(ProtocolParams):
     acquisition_orders: list[int] = param([], help="exclude these views (acquisition order, 1 = first)")
-    tilt_angles_deg: list[float] = param([], unit="deg", help="exclude the views at these tilts (±0.05°)")
+    tilt_angles_deg: list[TiltAngleDeg] = param([], unit="deg", help="exclude the views at these tilts (±0.05°)")
     dark_fraction: float = param(0.0, ge=0, lt=1, help="exclude a view whose mean is below this fraction of "
                                                          "the series' median mean (0 = off)")
     blank_fraction: float = param(0.0, ge=0, lt=1, help="exclude a view whose SD is below this fraction of the "

@@ -6,6 +6,7 @@ from pathlib import Path
 from tomoforge.io.errors import FormatError
 from tomoforge.io.mrc import mrc_shape, read_voxel_size
 from tomoforge.model import Tomogram
+from tomoforge.model.quantities import VOXEL_SIZE
 from tomoforge.protocols.mdoc_import import ImportFileError
 
 
@@ -21,5 +22,8 @@ def tomogram_from_file(path: str, pixel_size_A: float | None = None) -> Tomogram
         raise ImportFileError(f"{exc}; give pixel_size_A") from None
     if voxel == 1.0 and pixel_size_A is None:
         raise ImportFileError(f"{file}: voxel size in the header is 1.0 Å, which looks unset; give pixel_size_A")
+    problem = VOXEL_SIZE.problem(voxel)
+    if problem:
+        raise ImportFileError(f"{file}: voxel size {voxel:g} {problem}; give pixel_size_A")
     nz, ny, nx = shape
     return Tomogram(name=file.stem, file=str(file), pixel_size_A=voxel, size_xyz=(nx, ny, nz), source_file=str(file))
