@@ -75,3 +75,10 @@ def test_debug_shows_the_traceback_and_a_bug_asks_for_it(project_dir):
     assert quiet.returncode == 2 and "Traceback" not in quiet.stderr and "no run 5" in quiet.stderr
     loud = subprocess.run([*base, "--debug", "show", "5"], capture_output=True, text=True)
     assert loud.returncode == 2 and "Traceback" in loud.stderr
+
+
+def test_no_parameter_takes_a_non_finite_number(project_dir, tmp_path):
+    for value in ("inf", "nan", "-inf"):
+        out = cli(project_dir, "run", "import-tilt-series-movies", "--set", f"files_path={tmp_path}",
+                  "--set", f"settle_s={value}", code=2)
+        assert "settle_s:" in out and "finite" in out

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 class ProtocolParams(BaseModel):
     """Base of every protocol's parameters: unknown names are refused, values validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def param(default: Any = ..., *, help: str = "", unit: str = "", **kwargs: Any) -> Any:

@@ -33,6 +33,7 @@ from tomoforge.engine.registry import get_protocol
 from tomoforge.engine.sets import ItemSet, item_address
 from tomoforge.engine.streaming import run_streaming
 from tomoforge.errors import describe_failure
+from tomoforge.io.atomic import SCRATCH_VARIABLE
 
 Progress = Callable[[int, int, str], None]  # (done, total, key of the item just finished)
 POLL_S = 0.5
@@ -126,6 +127,8 @@ def execute_run(
     context.out_dir.mkdir(parents=True, exist_ok=True)
     context.tmp_dir.mkdir(parents=True, exist_ok=True)
     previous_sigterm = _abort_on_sigterm()
+    previous_scratch = os.environ.get(SCRATCH_VARIABLE)
+    os.environ[SCRATCH_VARIABLE] = str(context.tmp_dir)  # files are written there, then renamed into out/
     try:
         context.params = validate_params(cls, project.run_params(run_id))
         context.log(f"{mode} of run {run_id}: {cls.name} (tomoforge {row['software_version']}), pid {os.getpid()}")
@@ -164,6 +167,10 @@ def execute_run(
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous_sigterm)
         shutil.rmtree(context.tmp_dir, ignore_errors=True)
+        if previous_scratch is None:
+            os.environ.pop(SCRATCH_VARIABLE, None)
+        else:
+            os.environ[SCRATCH_VARIABLE] = previous_scratch
 
 
 def _claim(project: Project, run_id: int, expected_state: str) -> None:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 from tomoforge.errors import UserError, quote
+from tomoforge.io.atomic import atomic_path
 from tomoforge.model.quantities import PhysicalRange
 
 
@@ -28,17 +28,10 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
-    """Write ``text`` (LF line endings) to a temporary file beside ``path`` and rename it into place."""
+    """Write ``text`` (LF line endings) whole or not at all (``io.atomic``)."""
     path = check_writable(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="\n", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="\n", encoding="utf-8") as handle:
+        handle.write(text)
     return path
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +13,7 @@ from typing import Iterator
 import mrcfile
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import FormatError, check_writable, format_error
 
 #: dtypes kept as given by write_mrc; everything else is written as float32
@@ -27,7 +27,7 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_A: float,
     """Write a 2D image or 3D stack/volume with its voxel size (Å, > 0), atomically.
 
     float32 unless ``data`` is int8/int16/uint8/uint16/float16 (kept). Refuses to replace an
-    existing file unless ``overwrite``. Writes a temporary file in the same folder, then renames.
+    existing file unless ``overwrite``. Written whole or not at all (``io.atomic``).
     """
     path = check_writable(path, overwrite)
     voxel = float(voxel_size_A)
@@ -38,18 +38,10 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_A: float,
         raise ValueError(f"{path}: MRC data must be 2D or 3D, got shape {array.shape}")
     if array.dtype.type not in KEPT_DTYPES:
         array = array.astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(np.ascontiguousarray(array))
-            mrc.voxel_size = voxel
-            mrc.update_header_stats()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(array))
+        mrc.voxel_size = voxel
+        mrc.update_header_stats()
     return path
 
 

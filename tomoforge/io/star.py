@@ -20,6 +20,7 @@ import pandas as pd
 import starfile
 
 from tomoforge.errors import quote
+from tomoforge.io.atomic import atomic_path
 from tomoforge.model import quantities as q
 from tomoforge.model.quantities import PhysicalRange
 
@@ -114,15 +115,10 @@ def _require(path: Path, df: pd.DataFrame, columns: list[str], block: str) -> No
 
 
 def _write(blocks: dict[str, Any], path: str | os.PathLike, overwrite: bool) -> Path:
-    """Write blocks atomically (temporary file beside ``path``, then rename)."""
+    """Write blocks whole or not at all (``io.atomic``)."""
     path = check_writable(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         starfile.write(blocks, tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

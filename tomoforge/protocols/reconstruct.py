@@ -6,7 +6,6 @@ tomogram need not fit in memory), and the odd/even halves when asked. Progress g
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -17,9 +16,16 @@ import torch
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.runner import origin_of
+from tomoforge.io.atomic import atomic_path
 from tomoforge.methods.binning import bin_images, binned_pixel_size
-from tomoforge.methods.reconstruct import (TiltGeometry, VolumeGeometry, default_volume_shape, reconstruct_sirt,
-                                           reconstruct_wbp, split_views)
+from tomoforge.methods.reconstruct import (
+    TiltGeometry,
+    VolumeGeometry,
+    default_volume_shape,
+    reconstruct_sirt,
+    reconstruct_wbp,
+    split_views,
+)
 from tomoforge.model import TiltSeries, Tomogram
 from tomoforge.protocols.tilt_stacks import image_sources, read_images
 
@@ -80,12 +86,10 @@ def view_geometry(ts: TiltSeries) -> dict[str, list]:
 def write_volume(path: str, shape_zyx: tuple[int, int, int], voxel_size_A: float, fill) -> None:
     """Create the MRC ``path`` (float32, memory-mapped through a temporary file, renamed at the end) and
     let ``fill(data)`` write its (z, y, x) values."""
-    tmp = f"{path}.part"
-    with mrcfile.new_mmap(tmp, shape=shape_zyx, mrc_mode=2, overwrite=True) as mrc:
+    with atomic_path(path) as tmp, mrcfile.new_mmap(tmp, shape=shape_zyx, mrc_mode=2, overwrite=True) as mrc:
         mrc.voxel_size = voxel_size_A
         fill(mrc.data)
         mrc.update_header_stats()
-    os.replace(tmp, path)
 
 
 def reconstruct_task(sources: dict[str, list[tuple[str, int]]], geometry: dict[str, list], pixel_size_A: float,
