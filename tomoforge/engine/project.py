@@ -18,7 +18,7 @@ from tomoforge.engine.executors import ExecutorConfig
 from tomoforge.engine.filters import FilterError, split_filter
 from tomoforge.engine.items import item_spec
 from tomoforge.engine.protocol import InputSpec, Protocol, validate_params
-from tomoforge.engine.registry import get_protocol
+from tomoforge.engine.registry import get_protocol, protocols
 from tomoforge.engine.sets import ItemSet
 from tomoforge.errors import UserError, quote
 
@@ -381,8 +381,6 @@ class Project:
 def _makers_hint(have: type, spec: InputSpec) -> str:
     """'; motion-correction makes TiltSeries from TiltSeriesMovie': the steps that turn what an input holds
     into what is needed (or, failing that, any step that makes it)."""
-    from tomoforge.engine.registry import protocols
-
     makers = [p for p in protocols().values() if any(spec.accepts(c) for c in p.outputs.values())]
     converters = [p.name for p in makers if any(i.accepts(have) for i in p.inputs.values())]
     if converters:

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tomoforge.errors import UserError, describe_validation_error
 
 if TYPE_CHECKING:
-    from tomoforge.engine.runner import RunContext
+    from tomoforge.engine.context import RunContext
     from tomoforge.engine.sets import ItemSet
 
 

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING
 
+from tomoforge.engine.protocol import Protocol
 from tomoforge.errors import UserError
-
-if TYPE_CHECKING:
-    from tomoforge.engine.protocol import Protocol
 
 GROUP = "tomoforge.protocols"
 
@@ -25,12 +22,12 @@ class UnknownProtocolError(UserError, KeyError):
 
 
 log = logging.getLogger(__name__)
-_cache: dict[str, type["Protocol"]] | None = None
+_cache: dict[str, type[Protocol]] | None = None
 _broken: dict[str, str] = {}
-_loaded: dict[str, type["Protocol"]] = {}
+_loaded: dict[str, type[Protocol]] = {}
 
 
-def protocols(reload: bool = False) -> dict[str, type["Protocol"]]:
+def protocols(reload: bool = False) -> dict[str, type[Protocol]]:
     """Name -> protocol class for every installed protocol (a broken plugin is logged, not fatal)."""
     global _cache
     if _cache is None or reload:
@@ -45,10 +42,8 @@ def protocols(reload: bool = False) -> dict[str, type["Protocol"]]:
     return _cache
 
 
-def _load(ep: EntryPoint) -> type["Protocol"] | None:
+def _load(ep: EntryPoint) -> type[Protocol] | None:
     """One entry point's class (cached), or None with the reason kept in ``_broken``."""
-    from tomoforge.engine.protocol import Protocol
-
     if ep.name in _loaded:
         return _loaded[ep.name]
     try:
@@ -74,7 +69,7 @@ def broken_protocols() -> dict[str, str]:
     return dict(_broken)
 
 
-def get_protocol(name: str) -> type["Protocol"]:
+def get_protocol(name: str) -> type[Protocol]:
     """A protocol by name (only its module is imported); ``import tilt series`` and ``import_tilt_series`` also work."""
     wanted = name.strip().lower().replace("_", "-").replace(" ", "-")
     if _cache is not None and wanted in _cache:

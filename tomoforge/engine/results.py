@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from tomoforge.errors import ProjectFileError
-
 from tomoforge.engine.items import class_from_path, class_path
+from tomoforge.errors import ProjectFileError
 
 _TAG = "__tf__"  # marks an encoded non-JSON value: {"__tf__": kind, ...}
 

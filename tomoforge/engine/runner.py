@@ -10,92 +10,41 @@ streamed; see ``engine.streaming``): it commits each item with its task record a
 from __future__ import annotations
 
 import os
-import json
 import shutil
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tomoforge.engine import db
+from tomoforge.engine.context import (
+    POLL_S,
+    Progress,
+    RunAborted,
+    RunContext,
+    abort_requested,
+)
 from tomoforge.engine.executors import ExecutorConfig, TaskFailure, make_executor
 from tomoforge.engine.project import (
-    ABORTED, FAILED, FINISHED, QUEUED, RUNNING, SAVED, SCHEDULED, Project, ProjectError,
+    ABORTED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    SAVED,
+    SCHEDULED,
+    Project,
+    ProjectError,
 )
 from tomoforge.engine.protocol import Protocol, Task, check_task_keys, validate_params
-from tomoforge.engine.results import ResultError, decode_result, encode_result, files_intact, result_files
+from tomoforge.engine.records import done_results, forget_broken_tasks, record_task
 from tomoforge.engine.registry import get_protocol
-from tomoforge.engine.sets import ItemSet, item_address
+from tomoforge.engine.sets import origin_of  # noqa: F401 - moved to sets; old imports keep working until updated
 from tomoforge.engine.streaming import run_streaming
 from tomoforge.errors import describe_failure
 from tomoforge.io.atomic import SCRATCH_VARIABLE
-
-Progress = Callable[[int, int, str], None]  # (done, total, key of the item just finished)
-POLL_S = 0.5
-TASKS_DIR = "tasks"  # numpy arrays of task results, in the run folder
-
-
-class RunAborted(Exception):
-    pass
-
-
-@dataclass
-class RunContext:
-    """What a protocol sees of its run: params, inputs, output sets, folders and the log."""
-
-    project: Project
-    run_id: int
-    params: Any
-    run_dir: Path
-    _outputs: dict[str, ItemSet] = field(default_factory=dict)
-    protocol_cls: type[Protocol] | None = None
-    _log_failed: bool = False
-
-    @property
-    def out_dir(self) -> Path:
-        return self.run_dir / "out"
-
-    @property
-    def tmp_dir(self) -> Path:
-        return self.run_dir / "tmp"
-
-    def log(self, message: str) -> None:
-        """Append a timestamped line to ``run.log``; a log that cannot be written (read-only, disk full)
-        is said once on stderr and never hides the run's own outcome or error."""
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        try:
-            with open(self.run_dir / "run.log", "a", encoding="utf-8") as handle:
-                handle.write(f"{stamp}  {message}\n")
-        except OSError as exc:
-            if not self._log_failed:
-                self._log_failed = True
-                print(f"tomoforge: cannot write {self.run_dir / 'run.log'} ({exc.strerror}); going on without it",
-                      file=sys.stderr)
-
-    def has_input(self, name: str) -> bool:
-        return name in self.project.run_inputs(self.run_id)
-
-    def input(self, name: str) -> ItemSet:
-        pointers = self.project.run_inputs(self.run_id)
-        if name not in pointers:
-            raise ProjectError(f"run {self.run_id}: input '{name}' is not set")
-        p = pointers[name]
-        return self.project.output_set(p.run_id, p.output, p.filter)
-
-    def output(self, name: str) -> ItemSet:
-        if name not in self._outputs:
-            assert self.protocol_cls is not None
-            if name not in self.protocol_cls.outputs:
-                raise ProjectError(f"{self.protocol_cls.name} declares no output '{name}'")
-            self._outputs[name] = ItemSet.create(
-                self.project.conn, self.run_id, name, self.protocol_cls.outputs[name]
-            )
-        return self._outputs[name]
 
 
 def execute_run(
@@ -194,90 +143,6 @@ def _abort_on_sigterm() -> Any:
         return signal.getsignal(signal.SIGTERM)
 
 
-def done_results(project: Project, run_id: int, keys: set[str] | None) -> dict[str, Any]:
-    """Results of the tasks already done, by key (only ``keys`` unless None).
-
-    A record that does not read back (damaged, or a pickle from an old version: never unpickled) is
-    left out, so its task is redone.
-    """
-    rows = project.conn.execute(
-        "SELECT key, result FROM run_tasks WHERE run_id = ? AND state = 'done'", (run_id,)
-    ).fetchall()
-    arrays_dir = task_arrays_dir(project, run_id)
-    results = {}
-    for row in rows:
-        if keys is not None and row["key"] not in keys:
-            continue
-        try:
-            results[row["key"]] = decode_result(row["result"], arrays_dir)
-        except ResultError:
-            continue
-    return results
-
-
-def task_arrays_dir(project: Project, run_id: int) -> Path:
-    """Where the numpy arrays of a run's task results are kept."""
-    return project.run_dir(run_id) / TASKS_DIR
-
-
-def record_task(project: Project, run_id: int, key: str, result: Any, started: float) -> None:
-    """Store a finished task's result (JSON, arrays as files) with the run files it names and their sizes."""
-    failed = isinstance(result, TaskFailure)
-    text, files = None, "{}"
-    if not failed:
-        run_dir = project.run_dir(run_id)
-        text, arrays = encode_result(result, run_dir / TASKS_DIR, key)
-        named = result_files(result, run_dir)
-        named.update({f"{TASKS_DIR}/{a}": (run_dir / TASKS_DIR / a).stat().st_size for a in arrays})
-        files = json.dumps(named)
-    with db.transaction(project.conn):
-        project.conn.execute(
-            "INSERT OR REPLACE INTO run_tasks (run_id, key, state, result, error, started, finished, files)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, key, "failed" if failed else "done", text, result.error if failed else None, started,
-             time.time(), files),
-        )
-
-
-def forget_broken_tasks(project: Project, context: RunContext) -> list[str]:
-    """Drop the records of done tasks whose files were deleted or changed size, or whose result does not
-    read back, so that ``continue`` redoes them; returns their keys.
-
-    A run that already committed items (streaming) has its output sets rebuilt from the task records,
-    unless another run uses them (then it is refused: restart it instead).
-    """
-    run_id, run_dir = context.run_id, context.run_dir
-    broken: list[str] = []
-    for row in project.conn.execute(
-        "SELECT key, result, files FROM run_tasks WHERE run_id = ? AND state = 'done'", (run_id,)
-    ).fetchall():
-        try:
-            decode_result(row["result"], run_dir / TASKS_DIR)
-            missing = files_intact(json.loads(row["files"] or "{}"), run_dir)
-        except (ResultError, ValueError):
-            missing = ["(its stored result)"]
-        if missing:
-            broken.append(row["key"])
-            context.log(f"{row['key']}: {', '.join(missing[:3])} missing or changed: redone")
-    if not broken:
-        return broken
-    committed = project.output_sets(run_id)
-    if committed and project.consumers(run_id):
-        raise ProjectError(
-            f"run {run_id}: files of {len(broken)} done item(s) are missing ({', '.join(broken[:5])}) and its outputs "
-            f"are used by run(s) {', '.join(map(str, project.consumers(run_id)))}; restart those after this one"
-        )
-    with db.transaction(project.conn):
-        project.conn.executemany("DELETE FROM run_tasks WHERE run_id = ? AND key = ?", [(run_id, k) for k in broken])
-        if committed:
-            project.drop_outputs(run_id)
-    return broken
-
-
-def abort_requested(project: Project, run_id: int) -> bool:
-    return bool(project.conn.execute("SELECT abort_requested FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
-
-
 def _execute(project: Project, context: RunContext, pending: list[Task], results: dict[str, Any], total: int,
              config: ExecutorConfig, progress: Progress | None) -> dict[str, TaskFailure]:
     failures: dict[str, TaskFailure] = {}
@@ -328,12 +193,7 @@ def _commit_outputs(project: Project, context: RunContext, protocol: Protocol, t
         for task in tasks:
             protocol.collect(task, results[task.key])
         protocol.finish()
-        for output in context._outputs.values():
+        for output in context.open_outputs():
             output.close()
         project.conn.execute("UPDATE runs SET state = ?, finished = ? WHERE id = ?",
                              (FINISHED, time.time(), context.run_id))
-
-
-def origin_of(item_set: ItemSet, key: str) -> str:
-    """Address of an input item, for ``Task(origin=...)``."""
-    return item_address(item_set.run_id, item_set.name, key)

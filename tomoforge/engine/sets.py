@@ -20,7 +20,6 @@ from pydantic import BaseModel
 
 from tomoforge.engine import db
 from tomoforge.engine.columns import column_rows, fetch_arrays, select_expression
-
 from tomoforge.engine.filters import FilterError, SetFilter, split_filter
 from tomoforge.engine.items import (
     ItemSpec,
@@ -46,6 +45,11 @@ def item_address(run_id: int, set_name: str, key: str, child_key: str | None = N
     """``RUN.OUTPUT/KEY[/CHILD]``: how the CLI and provenance name an item."""
     address = f"{run_id}.{set_name}/{key}"
     return f"{address}/{child_key}" if child_key is not None else address
+
+
+def origin_of(item_set: "ItemSet", key: str) -> str:
+    """Address of an input item, for ``Task(origin=...)``."""
+    return item_address(item_set.run_id, item_set.name, key)
 
 
 class ItemSet:
@@ -285,4 +289,4 @@ class ItemSet:
         return [self._load(r) for r in self.conn.execute(sql, [*params, int(size), int(number) * int(size)])]
 
 
-__all__ = ["CLOSED", "OPEN", "ItemSet", "item_address", "split_filter"]
+__all__ = ["CLOSED", "OPEN", "ItemSet", "item_address", "origin_of", "split_filter"]

@@ -21,23 +21,26 @@ left, one final transaction calls ``finish()``, closes the outputs and marks the
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tomoforge.engine import db
+from tomoforge.engine.context import (
+    POLL_S,
+    Progress,
+    RunAborted,
+    RunContext,
+    abort_requested,
+)
 from tomoforge.engine.executors import ExecutorConfig, TaskFailure, make_executor
 from tomoforge.engine.project import FAILED, FINISHED, RUNNING, Project
 from tomoforge.engine.protocol import Protocol, Task, check_task_keys
-
-if TYPE_CHECKING:
-    from tomoforge.engine.runner import Progress, RunContext
-
-POLL_S = 0.5
+from tomoforge.engine.records import done_results, record_task
 
 
 class _Inputs:
     """The run's input sets: their fingerprint (to notice growth), closure and stalled producers."""
 
-    def __init__(self, project: Project, context: "RunContext"):
+    def __init__(self, project: Project, context: RunContext):
         self.project, self.context = project, context
         self.pointers = project.run_inputs(context.run_id)
 
@@ -64,11 +67,9 @@ class _Inputs:
         return len(task.origin) == 1 and task.origin[0].startswith(prefixes)
 
 
-def run_streaming(project: Project, context: "RunContext", protocol: Protocol, config: ExecutorConfig,
-                  progress: "Progress | None") -> str:
+def run_streaming(project: Project, context: RunContext, protocol: Protocol, config: ExecutorConfig,
+                  progress: Progress | None) -> str:
     """Execute a streaming run to its end; returns FINISHED or FAILED (raises RunAborted on abort)."""
-    from tomoforge.engine.runner import RunAborted, abort_requested, done_results
-
     run_id, cls = context.run_id, type(protocol)
     uncollected = _open_outputs(project, context, protocol)
     done = done_results(project, run_id, None)
@@ -146,7 +147,7 @@ def run_streaming(project: Project, context: "RunContext", protocol: Protocol, c
         return FAILED
     with db.transaction(project.conn):
         protocol.finish()
-        for output in context._outputs.values():
+        for output in context.open_outputs():
             output.close()
         project.conn.execute("UPDATE runs SET state = ?, finished = ? WHERE id = ?", (FINISHED, time.time(), run_id))
     context.log(f"finished: {len(seen)} items; outputs closed")
@@ -170,15 +171,13 @@ def _end_reason(project: Project, run_id: int, closed: bool, source_open: bool, 
     return ""
 
 
-def _open_outputs(project: Project, context: "RunContext", protocol: Protocol) -> dict[str, Any]:
+def _open_outputs(project: Project, context: RunContext, protocol: Protocol) -> dict[str, Any]:
     """Create (or re-open) the output sets; returns done results not yet collected (batch leftovers)."""
-    from tomoforge.engine.runner import done_results
-
     existing = {s.name: s for s in project.output_sets(context.run_id)}
     with db.transaction(project.conn):
         for name in type(protocol).outputs:
             if name in existing:
-                context._outputs[name] = existing[name]
+                context.adopt_output(existing[name])
                 project.conn.execute("UPDATE sets SET stream_state = 'open' WHERE id = ?", (existing[name].id,))
             else:
                 context.output(name)
@@ -186,11 +185,9 @@ def _open_outputs(project: Project, context: "RunContext", protocol: Protocol) -
     return {} if existing else done_results(project, context.run_id, None)
 
 
-def _commit(project: Project, context: "RunContext", protocol: Protocol, task: Task, result: Any,
+def _commit(project: Project, context: RunContext, protocol: Protocol, task: Task, result: Any,
             start: float) -> None:
     """Record a finished task and collect its items in one transaction (the streaming exception)."""
-    from tomoforge.engine.runner import record_task
-
     with db.transaction(project.conn):
         record_task(project, context.run_id, task.key, result, start)
         if not isinstance(result, TaskFailure):
