@@ -3,13 +3,14 @@
 One pass per image, every step a whole-image tensor operation except those on the few outliers:
 
 1. b₀ = mean of the (2·w+1)² box around each pixel (w = ``background_px``; at the edges, of the pixels
-   inside the image); σ_g = 1.4826 · MAD of x − b₀ over the image (on a regular subsample);
-2. the pixels are winsorised, x_c = b₀ + clip(x − b₀, ±4·σ_g), and b = the box mean of x_c: an outlier
-   pulls b by at most 4·σ_g/(2·w+1)² per pixel, so hits neither lift their own background nor hide
-   each other;
-3. the local noise σ = √(π/2) · mean |clip(x − b)| over tiles of 16² pixels, averaged over 3 × 3 tiles
-   (48² pixels) and interpolated bilinearly (floored at 0.1·σ_g, so that a flat region cannot make
-   every small residual an outlier);
+   inside the image);
+2. the local noise σ₀ = √(π/2) · mean |x − b₀| over tiles of 16² pixels, the median of each 3 × 3 tiles
+   (48² pixels: a tile holding hits, a streak or a bead edge does not count), interpolated bilinearly;
+   floored at 0.1 × the image's median tile and above float32 rounding, so that a flat region cannot
+   make rounding errors outliers;
+3. the pixels are winsorised, x_c = b₀ + clip(x − b₀, ±4·σ₀), and b = the box mean of x_c: an outlier
+   pulls b by at most 4·σ₀/(2·w+1)² per pixel, so hits neither lift their own background nor hide each
+   other; the noise σ = the larger of σ₀ and the mean (3 × 3 tiles) of |clip(x − b, ±4·σ₀)|;
 4. a peak is a pixel with (x − b)/σ > ``threshold_sd`` (bright; ``polarity="both"``: |x − b|/σ); its
    neighbours within ``max_radius_px`` with a score above ``grow_sd`` join it (as in IMOD's ccderaser,
    peak and grow criteria are in standard deviations of the local noise);
@@ -38,7 +39,7 @@ CLIP_SD = 4.0  # winsorising level, in global noise SDs
 SIGMA_TILE = 16  # the local noise is averaged over tiles of this many pixels, then over 3 × 3 tiles
 SIGMA_FLOOR = 0.1  # the local noise is at least this fraction of the image's
 SQRT_HALF_PI = float(np.sqrt(np.pi / 2))
-MAD_SAMPLES = 65536  # about this many pixels per image for the global MAD
+SCALE_SAMPLES = 65536  # about this many pixels per image for its mean
 GPU_CHUNK = 8  # images per chunk on a GPU
 
 T = TypeVar("T")
@@ -109,18 +110,20 @@ def _box_mean(x: torch.Tensor, half: int, inverse_counts: torch.Tensor) -> torch
     return _run_sums(F.pad(rows, [half, half]), width, -1) * inverse_counts
 
 
-def _local_sigma(clipped_abs: torch.Tensor) -> torch.Tensor:
-    """√(π/2) · mean of (n, y, x) over 16² tiles averaged 3 × 3, bilinearly interpolated to every pixel."""
-    n, ny, nx = clipped_abs.shape
+def _local_sigma(abs_residual: torch.Tensor, median: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(σ at every pixel, σ of each image): √(π/2) · mean |residual| over 16² tiles, then the median (or the
+    mean) of each 3 × 3 tiles, bilinearly interpolated; the image's σ is the median over its tiles."""
+    n, ny, nx = abs_residual.shape
     t = SIGMA_TILE
     ty, tx = -(-ny // t), -(-nx // t)
-    padded = F.pad(clipped_abs, [0, tx * t - nx, 0, ty * t - ny])
+    padded = F.pad(abs_residual, [0, tx * t - nx, 0, ty * t - ny])
     sums = padded.view(n, ty, t, tx, t).sum(dim=(2, 4))
-    ones = F.pad(torch.ones(1, ny, nx, device=clipped_abs.device), [0, tx * t - nx, 0, ty * t - ny])
-    counts = ones.view(1, ty, t, tx, t).sum(dim=(2, 4))
-    smooth = F.avg_pool2d(sums[:, None], 3, 1, 1) / F.avg_pool2d(counts[:, None], 3, 1, 1)
-    full = F.interpolate(smooth * SQRT_HALF_PI, size=(ty * t, tx * t), mode="bilinear", align_corners=False)
-    return full[:, 0, :ny, :nx]
+    ones = F.pad(torch.ones(1, ny, nx, device=abs_residual.device), [0, tx * t - nx, 0, ty * t - ny])
+    tiles = F.pad(sums / ones.view(1, ty, t, tx, t).sum(dim=(2, 4)), [1, 1, 1, 1], value=float("nan"))
+    around = torch.stack([tiles[:, i:i + ty, j:j + tx] for i in range(3) for j in range(3)], dim=1)
+    local = (around.nanmedian(dim=1).values if median else around.nanmean(dim=1)) * SQRT_HALF_PI
+    full = F.interpolate(local[:, None], size=(ty * t, tx * t), mode="bilinear", align_corners=False)
+    return full[:, 0, :ny, :nx], local.flatten(1).median(dim=1).values
 
 
 def _disk_offsets(radius: float, device: torch.device) -> torch.Tensor:
@@ -145,18 +148,21 @@ def _neighbours(flat: torch.Tensor, offsets: torch.Tensor, shape: tuple[int, ...
 
 def _detect(x: torch.Tensor, s: _Settings, inverse_counts: torch.Tensor) -> _Found:
     """The outliers of (n, y, x) images (steps 1–4 of the module's description)."""
-    n, ny, nx = x.shape
+    _n, ny, nx = x.shape
+    step = max(1, int(np.sqrt(ny * nx / SCALE_SAMPLES)))
+    offset = x[:, ::step, ::step].mean(dim=(1, 2), keepdim=True)  # box sums of x − offset: exact if flat
+    x = x - offset
     b0 = _box_mean(x, s.half, inverse_counts)
     r0 = x - b0
-    step = max(1, int(np.sqrt(ny * nx / MAD_SAMPLES)))
-    sample = r0[:, ::step, ::step].reshape(n, -1)
-    mad = (sample - sample.median(dim=1, keepdim=True).values).abs().median(dim=1).values
-    sigma_g = (1.4826 * mad).clamp(min=1e-12)[:, None, None]
-    limit = CLIP_SD * sigma_g
+    sigma, sigma_image = _local_sigma(r0.abs(), median=True)
+    scale = x[:, ::step, ::step].abs().mean(dim=(1, 2)) + offset.abs().flatten()  # float32 rounding floor
+    floor = torch.maximum(SIGMA_FLOOR * sigma_image, 1e-5 * scale).clamp(min=1e-30)[:, None, None]
+    sigma = torch.maximum(sigma, floor)
+    limit = CLIP_SD * sigma
     background = _box_mean(b0 + torch.maximum(torch.minimum(r0, limit), -limit), s.half, inverse_counts)
     residual = x - background
     clipped = torch.maximum(torch.minimum(residual, limit), -limit).abs_()
-    sigma = torch.maximum(_local_sigma(clipped), SIGMA_FLOOR * sigma_g)
+    sigma = torch.maximum(sigma, _local_sigma(clipped, median=False)[0])
     score = residual.div_(sigma)
     if s.polarity == "both":
         score = score.abs_()
@@ -165,7 +171,7 @@ def _detect(x: torch.Tensor, s: _Settings, inverse_counts: torch.Tensor) -> _Fou
     peaks = candidates[flat_score[candidates] > s.threshold_sd]
     near, inside = _neighbours(peaks, _disk_offsets(s.max_radius_px, x.device), x.shape)
     grown = near[inside & (flat_score[near] > s.grow_sd)]
-    return _Found(torch.unique(torch.cat([peaks, grown])), background)
+    return _Found(torch.unique(torch.cat([peaks, grown])), background.add_(offset))
 
 
 def _replace(x: torch.Tensor, found: _Found, half: int) -> tuple[torch.Tensor, torch.Tensor]:
