@@ -119,12 +119,14 @@ def load_eraser(ref: str):
 
 
 def timed(fn, images: np.ndarray, repeat: int):
-    times, result = [], None
+    """(median wall s, each run's wall s, median CPU s of the process (all threads), the last result)."""
+    walls, cpus, result = [], [], None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = fn(torch.from_numpy(images))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), [round(t, 3) for t in times], result
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    return float(np.median(walls)), [round(t, 2) for t in walls], float(np.median(cpus)), result
 
 
 def small_scores(data: dict, result) -> dict:
@@ -145,8 +147,8 @@ def synthetic_scores(data: dict, result) -> dict:
             "bead_pixels_changed": int((changed & data["beads"]).sum()), "bead_pixels": int(data["beads"].sum())}
 
 
-def task_seconds(data: dict, eraser=None) -> float:
-    """Wall time of the protocol's task (3 stacks read, erased, written), optionally with another eraser."""
+def task_seconds(data: dict, eraser=None) -> tuple[float, float]:
+    """Wall and CPU s of the protocol's task (3 stacks read, erased, written), optionally with another eraser."""
     from tomoforge.protocols import preprocess
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,9 +160,9 @@ def task_seconds(data: dict, eraser=None) -> float:
         saved = preprocess.erase_xrays
         preprocess.erase_xrays = eraser or saved
         try:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             preprocess.xray_task(sources, str(Path(tmp) / "out"), data["pixel_size_A"], {})
-            return time.perf_counter() - start
+            return time.perf_counter() - start, time.process_time() - cpu
         finally:
             preprocess.erase_xrays = saved
 
@@ -183,11 +185,12 @@ def main() -> None:
     for name, fn in erasers.items():
         repeat = args.repeat if name == "after" else 1
         entry: dict = {}
-        entry["small_s"], entry["small_runs_s"], result = timed(fn, small["images"], repeat)
+        entry["small_s"], entry["small_runs_s"], entry["small_cpu_s"], result = timed(fn, small["images"], repeat)
         entry["small"] = small_scores(small, result)
-        entry["synthetic_s"], entry["synthetic_runs_s"], result = timed(fn, synthetic["images"], repeat)
+        entry["synthetic_s"], entry["synthetic_runs_s"], entry["synthetic_cpu_s"], result = timed(
+            fn, synthetic["images"], repeat)
         entry["synthetic"] = synthetic_scores(synthetic, result)
-        entry["task_3_stacks_s"] = task_seconds(small, None if name == "after" else fn)
+        entry["task_3_stacks_s"], entry["task_3_stacks_cpu_s"] = task_seconds(small, None if name == "after" else fn)
         results[name] = entry
     results["load_after"] = round(os.getloadavg()[0], 2)
     text = json.dumps(results, indent=1, ensure_ascii=False)
@@ -204,25 +207,29 @@ def write_section(r: dict) -> None:
              + "`)", "",
              (f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} "
              f"({m['torch_threads']} threads), load average {m['load']} before, {r['load_after']} after "
-             "(the machine is shared). 41 × 1024² images in memory; wall s: median of the runs (each run listed); "
+             "(the machine is shared: the wall time depends on the others' load, the CPU time of the process, all threads, "
+              "much less). 41 × 1024² images in memory; median of the runs (each run's wall s listed); "
              "the protocol task reads the stack and its odd/even halves from MRC, erases and writes all three."), "",
-             ("| eraser | s, small (41 × 1024²) | s, synthetic | s, task (3 stacks, I/O incl.) | small: hits found "
+             ("| eraser | small (41 × 1024²): wall s (runs) | CPU s | synthetic: wall s | CPU s "
+              "| task (3 stacks, I/O incl.): wall s | CPU s | small: hits found "
              "| small: other pixels changed | small: bead pixels changed | synthetic: hit pixels found "
              "| synthetic: other pixels changed | synthetic: bead pixels changed |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in ("before", "after"):
         if name not in r:
             continue
         e, s, y = r[name], r[name]["small"], r[name]["synthetic"]
         label = f"before ({r['before_ref']})" if name == "before" else f"after ({m['git']})"
         lines.append(f"| {label} | {e['small_s']:.2f} ({', '.join(map(str, e['small_runs_s']))}) "
-                     f"| {e['synthetic_s']:.2f} | {e['task_3_stacks_s']:.2f} "
+                     f"| {e['small_cpu_s']:.2f} | {e['synthetic_s']:.2f} | {e['synthetic_cpu_s']:.2f} "
+                     f"| {e['task_3_stacks_s']:.2f} | {e['task_3_stacks_cpu_s']:.2f} "
                      f"| {s['hits_found']}/{s['hits_total']} | {s['other_changed_fraction']:.1e} "
                      f"| {s['bead_pixels_changed']}/{s['bead_pixels']} "
                      f"| {y['hit_pixels_found']}/{y['hit_pixels']} | {y['other_changed_fraction']:.1e} "
                      f"| {y['bead_pixels_changed']}/{y['bead_pixels']} |")
     if "before" in r:
-        lines += ["", (f"Speed-up on `small`: {r['before']['small_s'] / r['after']['small_s']:.0f}×; "
+        lines += ["", (f"Speed-up on `small`: {r['before']['small_s'] / r['after']['small_s']:.0f}× wall, "
+                  f"{r['before']['small_cpu_s'] / r['after']['small_cpu_s']:.0f}× CPU; "
                   f"issue 15 target ≤ 5 s for the 41 × 1024² series on 2 cores: {r['after']['small_s']:.2f} s "
                   f"(the protocol's three stacks with their I/O: {r['after']['task_3_stacks_s']:.2f} s).")]
     replace_section(START, END, lines)

@@ -116,10 +116,13 @@ def _local_sigma(abs_residual: torch.Tensor, median: bool) -> tuple[torch.Tensor
     n, ny, nx = abs_residual.shape
     t = SIGMA_TILE
     ty, tx = -(-ny // t), -(-nx // t)
-    padded = F.pad(abs_residual, [0, tx * t - nx, 0, ty * t - ny])
-    sums = padded.view(n, ty, t, tx, t).sum(dim=(2, 4))
-    ones = F.pad(torch.ones(1, ny, nx, device=abs_residual.device), [0, tx * t - nx, 0, ty * t - ny])
-    tiles = F.pad(sums / ones.view(1, ty, t, tx, t).sum(dim=(2, 4)), [1, 1, 1, 1], value=float("nan"))
+    padded = abs_residual if (ny % t, nx % t) == (0, 0) else F.pad(abs_residual, [0, tx * t - nx, 0, ty * t - ny])
+    sums = padded.view(n, ty * t, tx, t).sum(dim=-1).view(n, ty, t, tx).sum(dim=2)
+
+    def counts(size: int, tiles: int) -> torch.Tensor:  # image pixels along one side of each tile
+        return (size - torch.arange(tiles, device=abs_residual.device) * t).clamp(max=t).to(sums.dtype)
+
+    tiles = F.pad(sums / (counts(ny, ty)[:, None] * counts(nx, tx)), [1, 1, 1, 1], value=float("nan"))
     around = torch.stack([tiles[:, i:i + ty, j:j + tx] for i in range(3) for j in range(3)], dim=1)
     local = (around.nanmedian(dim=1).values if median else around.nanmean(dim=1)) * SQRT_HALF_PI
     full = F.interpolate(local[:, None], size=(ty * t, tx * t), mode="bilinear", align_corners=False)
@@ -159,9 +162,10 @@ def _detect(x: torch.Tensor, s: _Settings, inverse_counts: torch.Tensor) -> _Fou
     floor = torch.maximum(SIGMA_FLOOR * sigma_image, 1e-5 * scale).clamp(min=1e-30)[:, None, None]
     sigma = torch.maximum(sigma, floor)
     limit = CLIP_SD * sigma
-    background = _box_mean(b0 + torch.maximum(torch.minimum(r0, limit), -limit), s.half, inverse_counts)
+    neg_limit = -limit
+    background = _box_mean(torch.clamp(r0, neg_limit, limit).add_(b0), s.half, inverse_counts)
     residual = x - background
-    clipped = torch.maximum(torch.minimum(residual, limit), -limit).abs_()
+    clipped = torch.clamp(residual, neg_limit, limit).abs_()
     sigma = torch.maximum(sigma, _local_sigma(clipped, median=False)[0])
     score = residual.div_(sigma)
     if s.polarity == "both":
@@ -174,9 +178,10 @@ def _detect(x: torch.Tensor, s: _Settings, inverse_counts: torch.Tensor) -> _Fou
     return _Found(torch.unique(torch.cat([peaks, grown])), background.add_(offset))
 
 
-def _replace(x: torch.Tensor, found: _Found, half: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images with each outlier replaced by the mean of the unflagged pixels of its box, outlier mask)."""
-    mask = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+def _replace(x: torch.Tensor, found: _Found, half: int, out: torch.Tensor, mask: torch.Tensor) -> None:
+    """Into ``out``: the images with each outlier replaced by the mean of the unflagged pixels of its box;
+    into ``mask``: the outliers."""
+    mask.zero_()
     flat_mask = mask.view(-1)
     flat_mask[found.flat] = True
     box = torch.arange(-half, half + 1, device=x.device)
@@ -185,9 +190,8 @@ def _replace(x: torch.Tensor, found: _Found, half: int) -> tuple[torch.Tensor, t
     use = inside & ~flat_mask[near]
     total, count = (x.reshape(-1)[near] * use).sum(dim=1), use.sum(dim=1)
     values = torch.where(count > 0, total / count.clamp(min=1), found.background.reshape(-1)[found.flat])
-    out = x.clone()
+    out.copy_(x)
     out.view(-1)[found.flat] = values
-    return out, mask
 
 
 def _hits(flat: torch.Tensor, shape: tuple[int, ...]) -> list[int]:
@@ -304,7 +308,7 @@ def erase_xrays(images, threshold_sd: float = 4.2, max_radius_px: float = 2.5, g
     def work(i0: int, i1: int) -> tuple[list[int], list[int]]:
         block = x[i0:i1]
         found = _detect(block, s, inverse_counts)
-        out[i0:i1], mask[i0:i1] = _replace(block, found, s.half)
+        _replace(block, found, s.half, out[i0:i1], mask[i0:i1])
         counts = torch.bincount(found.flat // (block.shape[1] * block.shape[2]), minlength=i1 - i0)
         return counts.tolist(), _hits(found.flat, tuple(block.shape))
 
