@@ -8,9 +8,11 @@ One pass per image, every step a whole-image tensor operation except those on th
    (48² pixels: a tile holding hits, a streak or a bead edge does not count), interpolated bilinearly;
    floored at 0.1 × the image's median tile and above float32 rounding, so that a flat region cannot
    make rounding errors outliers;
-3. the pixels are winsorised, x_c = b₀ + clip(x − b₀, ±4·σ₀), and b = the box mean of x_c: an outlier
+3. the pixels are winsorised, x_c = b₀ + clip(x − b₀, −1.5·σ₀, +4·σ₀), and b = the box mean of x_c: a hit
    pulls b by at most 4·σ₀/(2·w+1)² per pixel, so hits neither lift their own background nor hide each
-   other; the noise σ = the larger of σ₀ and the mean (3 × 3 tiles) of |clip(x − b, ±4·σ₀)|;
+   other, and a dark gold bead by 1.5·σ₀/(2·w+1)² per pixel, so the pixels around it do not stand out
+   (the clip's asymmetry lifts b by 0.03·σ₀ for Gaussian noise); the noise σ = the larger of σ₀ and the
+   mean (3 × 3 tiles) of |clip(x − b, ±4·σ₀)|;
 4. a peak is a pixel with (x − b)/σ > ``threshold_sd`` (bright; ``polarity="both"``: |x − b|/σ); its
    neighbours within ``max_radius_px`` with a score above ``grow_sd`` join it (as in IMOD's ccderaser,
    peak and grow criteria are in standard deviations of the local noise);
@@ -35,7 +37,8 @@ import torch.nn.functional as F
 from tomoforge.methods.fourier import as_tensor
 from tomoforge.methods.reconstruct.slabs import single_threaded_torch
 
-CLIP_SD = 4.0  # winsorising level, in global noise SDs
+CLIP_SD = 4.0  # winsorising level above the background, in local noise SDs (and the noise estimate's, both sides)
+CLIP_LOW_SD = 1.5  # winsorising level below: dark beads barely pull the background (bias +0.03 SD)
 SIGMA_TILE = 16  # the local noise is averaged over tiles of this many pixels, then over 3 × 3 tiles
 SIGMA_FLOOR = 0.1  # the local noise is at least this fraction of the image's
 SQRT_HALF_PI = float(np.sqrt(np.pi / 2))
@@ -162,10 +165,9 @@ def _detect(x: torch.Tensor, s: _Settings, inverse_counts: torch.Tensor) -> _Fou
     floor = torch.maximum(SIGMA_FLOOR * sigma_image, 1e-5 * scale).clamp(min=1e-30)[:, None, None]
     sigma = torch.maximum(sigma, floor)
     limit = CLIP_SD * sigma
-    neg_limit = -limit
-    background = _box_mean(torch.clamp(r0, neg_limit, limit).add_(b0), s.half, inverse_counts)
+    background = _box_mean(torch.clamp(r0, -CLIP_LOW_SD * sigma, limit).add_(b0), s.half, inverse_counts)
     residual = x - background
-    clipped = torch.clamp(residual, neg_limit, limit).abs_()
+    clipped = torch.clamp(residual, -limit, limit).abs_()
     sigma = torch.maximum(sigma, _local_sigma(clipped, median=False)[0])
     score = residual.div_(sigma)
     if s.polarity == "both":
