@@ -32,14 +32,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+HERE = Path(__file__).parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's tomoforge, not an installed one; results_md
+from results_md import machine_info, replace_section
+
+import tomoforge
 from tomoforge.io.movies import read_gain, read_movie
 from tomoforge.io.mrc import write_mrc
 from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.xray import erase_xrays
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-from results_md import machine_info, replace_section
 
 START, END = "<!-- xray:start -->", "<!-- xray:end -->"
 
@@ -175,7 +176,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = ap.parse_args()
-    results: dict = {"machine": machine_info(), "uptime_before": subprocess.run(
+    results: dict = {"machine": machine_info(), "tomoforge": str(Path(tomoforge.__file__).parent), "uptime_before": subprocess.run(
         ["uptime"], check=False, capture_output=True, text=True).stdout.strip()}
     small, synthetic = small_data(args.sim), synthetic_data()
     erasers = {"after": erase_xrays}

@@ -19,7 +19,7 @@ One pass per image, every step a whole-image tensor operation except those on th
 5. each flagged pixel is replaced by the mean of the unflagged pixels of its (2·w+1)² box.
 
 The box means are separable sums of 2ᵏ-long runs (O(log w) additions per pixel); steps 4–5 work on the
-coordinates of the candidates only. On CPU the images are shared among ``torch.get_num_threads()``
+coordinates of the peaks and outliers only. On CPU the images are shared among ``torch.get_num_threads()``
 Python threads, each running torch single-threaded on one image at a time (cache-sized arrays, no
 oversubscription on a loaded machine); on a GPU the images go in chunks.
 """
@@ -173,8 +173,7 @@ def _detect(x: torch.Tensor, s: _Settings, inverse_counts: torch.Tensor) -> _Fou
     if s.polarity == "both":
         score = score.abs_()
     flat_score = score.view(-1)
-    candidates = torch.nonzero(flat_score > min(s.threshold_sd, s.grow_sd)).flatten()
-    peaks = candidates[flat_score[candidates] > s.threshold_sd]
+    peaks = torch.nonzero(flat_score > s.threshold_sd).flatten()
     near, inside = _neighbours(peaks, _disk_offsets(s.max_radius_px, x.device), x.shape)
     grown = near[inside & (flat_score[near] > s.grow_sd)]
     return _Found(torch.unique(torch.cat([peaks, grown])), background.add_(offset))
