@@ -275,7 +275,7 @@ def find_outliers(images, threshold_sd: float = 4.2, max_radius_px: float = 2.5,
     """
     x, single = _as_stack(images)
     s = _settings(threshold_sd, max_radius_px, grow_sd, background_px, polarity)
-    inverse_counts = _inverse_counts(x.shape[-2:], s.half, x.device)
+    inverse_counts = _inverse_counts((x.shape[-2], x.shape[-1]), s.half, x.device)
     mask = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
     background = torch.empty_like(x)
 
@@ -302,7 +302,7 @@ def erase_xrays(images, threshold_sd: float = 4.2, max_radius_px: float = 2.5, g
     """
     x, _ = _as_stack(images)
     s = _settings(threshold_sd, max_radius_px, grow_sd, background_px, polarity)
-    inverse_counts = _inverse_counts(x.shape[-2:], s.half, x.device)
+    inverse_counts = _inverse_counts((x.shape[-2], x.shape[-1]), s.half, x.device)
     out = torch.empty_like(x)
     mask = torch.empty(x.shape, dtype=torch.bool, device=x.device)
 
