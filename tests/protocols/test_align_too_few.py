@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.protocols.test_align import SERIAL, imported_simulation, run
 from tomoforge.engine import execute_run
 from tomoforge.methods.align.solve import TooFewLandmarksError
 from tomoforge.protocols.align_tasks import fiducial_alignment_task, write_landmarks
-from tests.protocols.test_align import SERIAL, imported_simulation, run
 
 
 def fiducial_model(project, imp: int, **params) -> int:

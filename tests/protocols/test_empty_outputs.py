@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tomoforge.engine import execute_run
 from tests.protocols.test_align import SERIAL, imported_simulation, run
+from tomoforge.engine import execute_run
 
 
 @pytest.fixture(scope="module")

@@ -164,9 +164,9 @@ class ReconstructTomogram(Protocol):
             sources = {kind: [s for s, t in zip(files, ts.tilt_images) if not t.excluded]
                        for kind, files in image_sources(ts, self.absolute).items()}
             if p.odd_even and len(sources["file"]) < 2 and not {"odd_file", "even_file"} <= set(sources):
-                yield Task(refuse, (f"tilt series {ts.name}: odd/even halves from alternate views need 2 included "
-                                    f"views, it has {len(sources['file'])} (and no odd/even frame sums): set "
-                                    "odd_even false, or include more views",), key=ts.name, origin=origin)
+                why = (f"tilt series {ts.name}: odd/even halves from alternate views need 2 included views, it has "
+                       f"{len(sources['file'])} (and no odd/even frame sums): set odd_even false, or include more views")
+                yield Task(refuse, (why,), key=ts.name, origin=origin)
                 continue
             skipped = ts.n_images - len(ts.included())
             if skipped:

@@ -20,4 +20,4 @@ def no_view_message(name: str, what: str) -> str:
             "with restore, or a new exclude-views run on the series before the exclusion) or leave this series out")
 
 
-__all__ = ["NothingToProcessError", "refuse", "no_view_message"]
+__all__ = ["NothingToProcessError", "no_view_message", "refuse"]

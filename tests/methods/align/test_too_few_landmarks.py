@@ -3,11 +3,11 @@ with a message that says why (never a ZeroDivisionError), and a few beads on two
 import numpy as np
 import pytest
 
+from tests.methods.align.synthetic import render_beads, true_model
 from tomoforge.errors import UserError
 from tomoforge.methods.align.beads import bead_score, detect_beads
 from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.align.solve import TooFewLandmarksError, solve_fiducial_alignment
-from tests.methods.align.synthetic import render_beads, true_model
 
 PX = 12.0
 TILTS = np.arange(-30, 31, 10.0)
@@ -55,7 +55,7 @@ def test_beads_seen_in_too_few_views_fail_with_a_message():
 def test_five_beads_on_two_surfaces_are_levelled_per_surface(top):
     # 3 + 2 (or 2 + 3) beads, 200 Å apart in z: one plane through both surfaces is tilted by tens of
     # degrees; the surfaces must be told apart with two beads on one of them
-    obs, truth = observations(5, np.random.default_rng(11), top=top)
+    obs, _ = observations(5, np.random.default_rng(11), top=top)
     sol = solve_fiducial_alignment(obs, TILTS, 85.0, PX, rotation="single", tilt="fixed")
     assert abs(sol.tilt_offset_deg - 0.7) < 2.0, sol.tilt_offset_deg  # one plane through both surfaces: 17° off
     assert sorted(sol.surface.tolist()) == sorted([0] * (5 - top) + [1] * top)
