@@ -1,12 +1,13 @@
-"""Refusing an item whose output would be empty (a tilt series with no included view, nothing left after an
-exclusion): its task fails with a message that says why and what to try, instead of a crash further on."""
+"""Refusing an item whose output would be empty or meaningless (a tilt series with no included view, nothing
+left after an exclusion, an unaligned series to reconstruct): its task fails with a message that says why and
+what to try, instead of a crash further on."""
 from __future__ import annotations
 
 from tomoforge.errors import UserError
 
 
 class NothingToProcessError(UserError, ValueError):
-    """An item has nothing to work on (every view excluded, too few views for what was asked)."""
+    """An item the step cannot work on (every view excluded, too few views for what was asked, not aligned)."""
 
 
 def refuse(message: str) -> None:
