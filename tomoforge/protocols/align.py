@@ -20,6 +20,7 @@ from tomoforge.io.imod import (projection_model_to_xf, read_tlt, read_xf, read_x
 from tomoforge.model import LandmarkModel, TiltImage, TiltSeries
 from tomoforge.model.quantities import AngleDeg, BeadDiameterNM, PixelSizeA
 from tomoforge.protocols import align_tasks as tasks_mod
+from tomoforge.protocols.refuse import no_view_message, refuse
 from tomoforge.protocols.tilt_stacks import image_sources
 
 
@@ -39,6 +40,13 @@ def included_views(ts: TiltSeries, absolute) -> tuple[list[TiltImage], list[tupl
     files = image_sources(ts, absolute)["file"]
     pairs = [(t, f) for t, f in zip(ts.tilt_images, files) if not t.excluded]
     return [t for t, _ in pairs], [f for _, f in pairs]
+
+
+def refusal(ts: TiltSeries, series, what: str) -> Task | None:
+    """A failing task for a tilt series with no included view (None when it has one)."""
+    if included(ts):
+        return None
+    return Task(refuse, (no_view_message(ts.name, what),), key=ts.name, origin=(origin_of(series, ts.name),))
 
 
 def axis_of(ts: TiltSeries, override: float | None) -> float:
@@ -80,6 +88,9 @@ class CoarseAlignment(Protocol):
         p, series = self.params, self.input("tilt_series")
         self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
+            if (no_view := refusal(ts, series, "align")) is not None:
+                yield no_view
+                continue
             views, sources = included_views(ts, self.absolute)
             out = str(self.out_path(f"{ts.name}_aligned.mrc")) if p.interpolated else ""
             yield Task(tasks_mod.coarse_task, (sources, [t.tilt_angle_deg for t in views], axis_of(ts, p.tilt_axis_angle_deg),
@@ -122,6 +133,9 @@ class FiducialModel(Protocol):
         p, series = self.params, self.input("tilt_series")
         self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
+            if (no_view := refusal(ts, series, "track beads in")) is not None:
+                yield no_view
+                continue
             yield Task(tasks_mod.fiducial_model_task,
                        (*view_geometry(ts, self.absolute, p.tilt_axis_angle_deg), ts.acquisition.pixel_size_A, p.binning,
                         p.bead_diameter_nm, p.max_beads, p.threshold_sd, str(self.out_path(f"{ts.name}_beads.tsv"))),
@@ -164,6 +178,9 @@ class FiducialAlignment(Protocol):
             if ts.name not in names:
                 if not self.input_open("landmark_models"):  # streaming: it may still come
                     self.log(f"{ts.name}: no landmark model, skipped")
+                continue
+            if (no_view := refusal(ts, series, "align")) is not None:
+                yield no_view
                 continue
             lm = models.get(ts.name)
             views = included(ts)

@@ -15,7 +15,7 @@ from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.runner import origin_of
 from tomoforge.model import TiltSeries
 from tomoforge.model.quantities import AngleDeg
-from tomoforge.protocols.align import included, view_geometry, with_alignment
+from tomoforge.protocols.align import included, refusal, view_geometry, with_alignment
 from tomoforge.protocols.align_tasks import load_binned, write_landmarks
 
 
@@ -82,6 +82,9 @@ class PatchTracking(Protocol):
         p, series = self.params, self.input("tilt_series")
         self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
+            if (no_view := refusal(ts, series, "track patches in")) is not None:
+                yield no_view
+                continue
             options = patch_options(p, ts.acquisition.pixel_size_A)
             yield Task(patch_tracking_task,
                        (*view_geometry(ts, self.absolute, p.tilt_axis_angle_deg),

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from tomoforge.io.mrc import write_mrc
-from tomoforge.methods.align.beads import fill_gaps, track_beads
+from tomoforge.methods.align.beads import bead_score, detect_beads, fill_gaps, track_beads
 from tomoforge.methods.align.coarse import coarse_alignment
-from tomoforge.methods.align.solve import solve_fiducial_alignment
+from tomoforge.methods.align.solve import (MIN_LANDMARKS, MIN_VIEWS, TooFewLandmarksError, check_landmarks,
+                                           solve_fiducial_alignment)
 from tomoforge.methods.align.transform import aligned_stack
 from tomoforge.methods.binning import bin_images
 from tomoforge.protocols.tilt_stacks import read_images
@@ -83,13 +84,31 @@ def fiducial_model_task(sources: list[tuple[str, int]], tilts: list[float], orde
     diameter_px = diameter_nm * 10.0 / px
     track = track_beads(images, np.asarray(tilts), axis_deg, diameter_px, np.asarray(shifts_A) / px,
                         max_beads=max_beads, threshold_sd=threshold_sd)
-    keep = np.isfinite(track[..., 0]).sum(axis=0) >= max(3, len(tilts) // 4)
+    min_views = max(MIN_VIEWS, len(tilts) // 4)
+    keep = np.isfinite(track[..., 0]).sum(axis=0) >= min_views
+    if keep.sum() < MIN_LANDMARKS:
+        raise TooFewLandmarksError(too_few_beads_message(images, tilts, diameter_px, diameter_nm, binning,
+                                                         threshold_sd, track.shape[1], int(keep.sum()), min_views))
     track = track[:, keep]
-    if track.shape[1] >= 3:
-        first = solve_fiducial_alignment(track, np.asarray(tilts), axis_deg, px, rotation="single", tilt="fixed")
-        track = fill_gaps(track, first.gap_free_px(px), images, diameter_px)
+    first = solve_fiducial_alignment(track, np.asarray(tilts), axis_deg, px, rotation="single", tilt="fixed")
+    track = fill_gaps(track, first.gap_free_px(px), images, diameter_px)
     n = write_landmarks(out_file, track, orders)
     return {"file": out_file, "n_landmarks": n, "pixel_size_A": px}
+
+
+def too_few_beads_message(images: np.ndarray, tilts: list[float], diameter_px: float, diameter_nm: float,
+                          binning: float, threshold_sd: float, seeded: int, kept: int, min_views: int) -> str:
+    """Why a fiducial model has fewer beads than an alignment needs, with the strongest bead-like peak of the
+    least tilted view (in the detection's SD units) and what to try."""
+    ref = int(np.argmin(np.abs(np.asarray(tilts))))
+    score = bead_score(images[ref], diameter_px).numpy()[0]
+    _, heights = detect_beads(score, diameter_px, threshold_sd=-np.inf, max_count=1)
+    best = f"{heights[0]:.1f}" if len(heights) else "none"
+    return (f"{kept} gold bead(s) tracked through {min_views} views or more (an alignment needs {MIN_LANDMARKS}); "
+            f"{seeded} found on the {tilts[ref]:+.1f}° view above threshold_sd {threshold_sd:g} (its strongest "
+            f"bead-like peak: {best} SD), bead diameter {diameter_nm:g} nm = {diameter_px:.1f} px at binning "
+            f"{binning:g}: check bead_diameter_nm, lower threshold_sd, bin less if a bead is under ~4 px, or use "
+            "patch-tracking for a specimen without gold")
 
 
 def fiducial_alignment_task(table: str, tilts: list[float], orders: list[int], axis_deg: float,
@@ -98,6 +117,8 @@ def fiducial_alignment_task(table: str, tilts: list[float], orders: list[int], a
     """Solve the projection model from a landmark table; write residual and gap-free tables. Views
     where no bead was kept take their current shift (``shifts_A``, e.g. the coarse alignment's)."""
     positions = read_landmarks(table, orders)
+    check_landmarks(positions, "beads", f"the landmark model {Path(table).name} is too sparse: make a new one "
+                    "(fiducial-model: check bead_diameter_nm, lower threshold_sd) or use patch-tracking")
     prior = None if shifts_A is None else np.asarray(shifts_A, dtype=float) / pixel_size_A
     sol = solve_fiducial_alignment(positions, np.asarray(tilts), axis_deg, pixel_size_A, prior_shifts_px=prior,
                                    **options)
@@ -126,5 +147,6 @@ def path_exists(path: str) -> str:
     return path
 
 
-__all__ = ["coarse_task", "write_landmarks", "read_landmarks", "fiducial_model_task", "fiducial_alignment_task",
+__all__ = ["coarse_task", "write_landmarks", "read_landmarks", "fiducial_model_task", "too_few_beads_message",
+           "fiducial_alignment_task",
            "identity", "path_exists"]

@@ -21,6 +21,7 @@ from tomoforge.methods.ctf_estimate import FitSettings, Optics, diagnostic_image
 from tomoforge.model import CTFSeries, CTFTiltImage, TiltSeries
 from tomoforge.model.quantities import AmplitudeContrast, AngleDeg, DefocusA, SphericalAberrationMM, VoltageKV
 from tomoforge.protocols.ctf_plots import defocus_plot, spectra_plot
+from tomoforge.protocols.refuse import no_view_message, refuse
 from tomoforge.protocols.tilt_stacks import image_sources, read_images
 
 
@@ -98,6 +99,10 @@ class CTFEstimation(Protocol):
             raise ValueError(f"defocus_max_A ({p.defocus_max_A}) must exceed defocus_min_A ({p.defocus_min_A})")
         self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
+            if not ts.included():
+                yield Task(refuse, (no_view_message(ts.name, "estimate the CTF of"),), key=ts.name,
+                           origin=(origin_of(series, ts.name),))
+                continue
             if ts.dose_weighted:
                 self.log(f"{ts.name}: warning: the images are dose-weighted; CTF estimation wants the raw series")
             yield Task(ctf_estimation_task, (image_sources(ts, self.absolute)["file"], self.geometry(ts),

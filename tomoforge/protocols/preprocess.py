@@ -18,6 +18,7 @@ from tomoforge.methods.dose import filter_by_exposure
 from tomoforge.methods.xray import erase_xrays
 from tomoforge.model import TiltSeries
 from tomoforge.model.quantities import TiltAngleDeg, VoltageKV
+from tomoforge.protocols.refuse import NothingToProcessError
 from tomoforge.protocols.tilt_stacks import image_sources, read_images, restack, write_stack
 
 TILT_SERIES_INPUT = {"tilt_series": InputSpec(TiltSeries, help="tilt series to process")}
@@ -207,6 +208,12 @@ def exclusion_task(sources: dict, out_base: str, pixel_size_A: float, excluded: 
         for i in np.flatnonzero(jump):
             excluded[i] = True
             reasons[i] = reasons[i] or "shift jump"
+    if excluded and all(excluded):
+        labels = {"": "listed or excluded before", "dark": "dark", "blank": "blank", "shift jump": "shift jump"}
+        why = ", ".join(f"{reasons.count(k)} {label}" for k, label in labels.items() if k in reasons)
+        raise NothingToProcessError(f"every one of the {len(excluded)} views would be excluded ({why}): nothing would "
+                                    "be left to align or reconstruct; shorten acquisition_orders/tilt_angles_deg, "
+                                    "set restore, or loosen dark_fraction, blank_fraction or max_shift_jump_A")
     result: dict[str, Any] = {"excluded": excluded, "reasons": reasons, "stacks": {}}
     if restack_:
         keep = [not e for e in excluded]

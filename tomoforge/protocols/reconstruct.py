@@ -27,6 +27,7 @@ from tomoforge.methods.reconstruct import (
     split_views,
 )
 from tomoforge.model import TiltSeries, Tomogram
+from tomoforge.protocols.refuse import no_view_message, refuse
 from tomoforge.protocols.tilt_stacks import image_sources, read_images
 
 
@@ -60,11 +61,6 @@ def log_line(log_file: str, message: str) -> None:
     if log_file:
         with open(log_file, "a", encoding="utf-8") as handle:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {message}\n")
-
-
-def refuse(message: str) -> None:
-    """Task for a tilt series that cannot be reconstructed: fails it with ``message``."""
-    raise ValueError(message)
 
 
 def view_geometry(ts: TiltSeries) -> dict[str, list]:
@@ -161,7 +157,7 @@ class ReconstructTomogram(Protocol):
         for ts in series:
             origin = (origin_of(series, ts.name),)
             if not ts.included():
-                yield Task(refuse, (f"tilt series {ts.name}: every view is excluded",), key=ts.name, origin=origin)
+                yield Task(refuse, (no_view_message(ts.name, "reconstruct"),), key=ts.name, origin=origin)
                 continue
             if not ts.aligned and not ts.interpolated:
                 if not p.allow_unaligned:
@@ -171,6 +167,11 @@ class ReconstructTomogram(Protocol):
                 self.log(f"WARNING {ts.name}: not aligned; reconstructing with the nominal tilts and tilt axis")
             sources = {kind: [s for s, t in zip(files, ts.tilt_images) if not t.excluded]
                        for kind, files in image_sources(ts, self.absolute).items()}
+            if p.odd_even and len(sources["file"]) < 2 and not {"odd_file", "even_file"} <= set(sources):
+                why = (f"tilt series {ts.name}: odd/even halves from alternate views need 2 included views, it has "
+                       f"{len(sources['file'])} (and no odd/even frame sums): set odd_even false, or include more views")
+                yield Task(refuse, (why,), key=ts.name, origin=origin)
+                continue
             skipped = ts.n_images - len(ts.included())
             if skipped:
                 self.log(f"{ts.name}: {skipped} excluded view(s) skipped")

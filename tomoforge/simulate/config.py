@@ -35,6 +35,9 @@ class FiducialConfig(_Strict):
     potential_V: float = Field(10.0, description="effective potential of gold relative to ice in the weak-phase "
                                "model (V); the true ~25 V would break the linear approximation")
     absorption_per_A: float = Field(0.014, ge=0, description="amplitude loss: transmission exp(−μ·chord), 1/Å")
+    min_spacing_A: float = Field(0.0, ge=0, description="least distance in x-y between two beads' centres (Å), so "
+                                 "that beads on opposite surfaces stay apart in the tilted views and a tracker can "
+                                 "tell them apart; 0: beads only may not overlap in 3D")
 
 
 class VesicleConfig(_Strict):
@@ -130,9 +133,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "specimen": {"ice_thickness_A": 300.0, "slab_tilt_deg": 1.0,
                      "particles": [{"name": "apoferritin", "source": "models/6z6u.pdb", "count": 2,
                                     "count_on_membranes": 1}],
-                     "fiducials": {"count_per_surface": 1},
+                     "fiducials": {"count_per_surface": 3, "min_spacing_A": 200.0},
                      "vesicles": {"count": 1, "radius_A": [90.0, 110.0], "aspect": [1.0, 1.2]}},
-        "acquisition": {"tilt_min_deg": -30.0, "tilt_max_deg": 30.0, "tilt_step_deg": 10.0,
+        "acquisition": {"tilt_min_deg": -30.0, "tilt_max_deg": 30.0, "tilt_step_deg": 10.0, "stage_shift_sigma_A": 10.0,
                         "frames_per_tilt": 3, "dose_per_tilt": 3.0, "defocus_um": [2.0, 2.5]},
         "detector": {"image_size": [128, 128], "pixel_size_A": 6.0, "hot_pixels": 3, "xrays_per_frame": 1.0},
         "output": {"tomogram_binning": 2},

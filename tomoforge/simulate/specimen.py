@@ -99,6 +99,18 @@ class _Packer:
                            "make the field larger or the ice thicker, or lower the counts")
 
 
+def _place_bead(packer: _Packer, r: float, depth: float, beads: list[np.ndarray], min_spacing_A: float, what: str,
+                tries: int = 200) -> np.ndarray:
+    """A bead's centre at ``depth`` that fits and lies at least ``min_spacing_A`` in x-y from every bead in
+    ``beads`` (with no spacing asked, the packer's first place: the same random draws as without this rule)."""
+    for _ in range(tries):
+        p = packer.place(r, what, depth=depth)
+        if not beads or min_spacing_A <= 0 or np.min(np.linalg.norm(np.asarray(beads)[:, :2] - p[:2], axis=1)) >= min_spacing_A:
+            return p
+    raise RuntimeError(f"could not place {what} {min_spacing_A:.0f} Å in x-y from the other beads after {tries} tries: "
+                       "lower specimen.fiducials.min_spacing_A or count_per_surface, or make the field larger")
+
+
 def _membrane_solids(v: Vesicle, head_V: float, tail_V: float) -> list[Solid]:
     """Bilayer as nested solid ellipsoids: head 10 Å | tail core | head 10 Å (telescoping weights)."""
     t = v.membrane_thickness_A
@@ -158,7 +170,7 @@ def build_specimen(cfg: SpecimenConfig, field_A: tuple[float, float], references
     for side in (-1, 1):
         for k in range(fc.count_per_surface):
             depth = side * (cfg.ice_thickness_A / 2 - fc.diameter_A / 2)  # touching the surface
-            p = packer.place(fc.diameter_A / 2, f"gold bead {k}", depth=depth)
+            p = _place_bead(packer, fc.diameter_A / 2, depth, spec.fiducials, fc.min_spacing_A, f"gold bead {k}")
             packer.add(p, fc.diameter_A / 2)
             spec.fiducials.append(p)
             r = fc.diameter_A / 2

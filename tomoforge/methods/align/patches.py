@@ -19,7 +19,8 @@ import torch
 
 from tomoforge.methods.align.coarse import stretch_matrix
 from tomoforge.methods.align.filters import bandpass, correlation_peak, cross_correlation, edge_taper
-from tomoforge.methods.align.solve import FiducialSolution, Grouping, solve_fiducial_alignment
+from tomoforge.methods.align.solve import (MIN_LANDMARKS, FiducialSolution, Grouping, TooFewLandmarksError,
+                                           solve_fiducial_alignment)
 from tomoforge.methods.align.transform import warp_images
 from tomoforge.methods.fourier import as_tensor
 
@@ -71,6 +72,9 @@ def track_patches(images, tilts_deg: np.ndarray, tilt_axis_deg: float, shifts_px
     ref = int(np.argmin(np.abs(tilts)))
     grid = patch_grid((ny, nx), patch_px, spacing_px or 0.75 * patch_px, limit, shifts[ref])
     k = len(grid)
+    if k == 0:
+        raise TooFewLandmarksError(f"no patch of {patch_px} px fits in the {nx} x {ny} px images with a {limit:.0f} px "
+                                   "search margin: use smaller patches (patch_size_A) or bin less")
     tracks = np.full((n, k, 2), np.nan)
     scores = np.full((n, k), np.nan)
     tracks[ref], scores[ref] = grid, 1.0
@@ -153,8 +157,11 @@ def patch_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, pixel_s
     tracks = tracks[:, keep]
     if contour_views:
         tracks = split_into_contours(tracks, tilts_deg, contour_views, contour_overlap)
-    if tracks.shape[1] < 3:
-        raise ValueError(f"patch tracking: only {tracks.shape[1]} patches tracked through enough views")
+    if tracks.shape[1] < MIN_LANDMARKS:
+        raise TooFewLandmarksError(
+            f"patch tracking: {tracks.shape[1]} patches tracked through {max(3, int(np.ceil(min_views_fraction * n)))} "
+            f"views or more (an alignment needs {MIN_LANDMARKS}): lower min_score (now {min_score:g}), use smaller "
+            "patches or a smaller spacing, check the coarse alignment the tracking starts from, or bin less")
     sol = solve_fiducial_alignment(tracks, tilts_deg, tilt_axis_deg, pixel_size_A, rotation=rotation, tilt=tilt,
                                    group_size=group_size, outlier_px=outlier_px, level=level)
     return sol, tracks

@@ -23,9 +23,32 @@ from scipy.optimize import least_squares
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import lsqr
 
+from tomoforge.errors import UserError
 from tomoforge.methods.align.projection_model import ProjectionModel, rotation_matrices
 
 Grouping = Literal["fixed", "single", "grouped", "per_view"]
+
+MIN_LANDMARKS = 3  # beads (or patches) the projection model needs, each seen in MIN_VIEWS views at least
+MIN_VIEWS = 3
+
+
+class TooFewLandmarksError(UserError, ValueError):
+    """Too few landmarks (or views holding them) to solve a projection model; the message says what to try."""
+
+
+def check_landmarks(positions_px: np.ndarray, what: str = "beads", advice: str = "") -> None:
+    """Raise ``TooFewLandmarksError`` unless at least ``MIN_LANDMARKS`` of the (n_views, n, 2) positions (NaN =
+    not seen) are seen in ``MIN_VIEWS`` views or more and ``MIN_VIEWS`` views see one of them; ``advice`` is
+    appended to the message."""
+    seen = np.all(np.isfinite(np.asarray(positions_px, dtype=float)), axis=-1)  # (n_views, n)
+    enough = seen.sum(axis=0) >= MIN_VIEWS
+    views = int(seen[:, enough].any(axis=1).sum())
+    if enough.sum() >= MIN_LANDMARKS and views >= MIN_VIEWS:
+        return
+    text = (f"{int(enough.sum())} {what} seen in {MIN_VIEWS} views or more (of {seen.shape[1]} {what}, "
+            f"{seen.shape[0]} views), in {views} view(s); a projection model needs {MIN_LANDMARKS} {what} "
+            f"in {MIN_VIEWS} views at least")
+    raise TooFewLandmarksError(f"{text}{'; ' + advice if advice else ''}")
 
 
 def group_matrix(tilts_deg: np.ndarray, mode: Grouping, group_size: int = 5) -> np.ndarray:
@@ -171,20 +194,22 @@ def _linear_start(obs: np.ndarray, mask: np.ndarray, tilts_deg, axis_deg) -> tup
 def _level_angles(points: np.ndarray) -> tuple[float, float, np.ndarray]:
     """Rotations about Y and X (degrees) that make the beads' plane(s) level, and surface labels.
 
-    One plane through all beads, or two parallel planes when the heights split into two groups
-    (beads on both ice surfaces) more than 3 bead-position spreads apart.
+    One plane through all beads, or two parallel planes when the heights split into two groups of two
+    beads or more (beads on both ice surfaces) more than 3 bead-position spreads apart. (Two beads on a
+    surface suffice: each group is centred on its own, so a split of beads on one plane keeps its slope;
+    one plane through 3 + 2 beads on surfaces 200 Å apart was tilted by tens of degrees.)
     """
     p = points - points.mean(axis=0)
     labels = -np.ones(len(p), dtype=int)
     z = p[:, 2]
-    if len(p) >= 6:
+    if len(p) >= 4:
         order = np.sort(z)
         gaps = np.diff(order)
         k = int(np.argmax(gaps[1:-1])) + 1 if len(gaps) > 2 else int(np.argmax(gaps))
         split = 0.5 * (order[k] + order[k + 1])
         low, high = z <= split, z > split
         spread = max(np.std(z[low]), np.std(z[high]), 1e-6)
-        if gaps[k] > 3 * spread and low.sum() >= 3 and high.sum() >= 3:
+        if gaps[k] > 3 * spread and low.sum() >= 2 and high.sum() >= 2:
             labels = high.astype(int)
             p = p.copy()
             p[low] -= p[low].mean(axis=0)
@@ -235,13 +260,16 @@ def solve_fiducial_alignment(
     """Fit the projection model to (n_views, n_beads, 2) positions (pixels from the image centre,
     NaN = not seen). ``tilts_deg``: nominal tilts; ``tilt_axis_deg``: starting tilt axis angle
     (from image Y, CCW). Observations off by more than max(``outlier_px``, ``outlier_sd`` × the
-    robust residual spread) are dropped, and whole beads where more than a quarter are.
+    robust residual spread) are dropped, and whole beads where more than a quarter are. Fewer than
+    ``MIN_LANDMARKS`` beads seen in ``MIN_VIEWS`` views (before or after dropping) raise
+    ``TooFewLandmarksError``.
 
     A view left with no observation is not constrained by the fit: with ``prior_shifts_px`` (n, 2;
     e.g. the coarse alignment) it takes that shift, moved into this solution's gauge by the 3D
     translation that best maps the prior onto the solution over the observed views; either way it
     is listed in ``unobserved_views``."""
     obs = np.asarray(positions_px, dtype=float)
+    check_landmarks(obs)
     n, m, _ = obs.shape
     tilts = np.asarray(tilts_deg, dtype=float) + tilt_offset_deg
     axis = np.full(n, float(tilt_axis_deg))
@@ -284,6 +312,9 @@ def solve_fiducial_alignment(
         use, dropped = new_use, new_dropped
         p = fit(use, p, "linear")
     p = fit(use, p, "linear")
+    check_landmarks(np.where(use[..., None], obs, np.nan), "beads",
+                    f"the others were outliers (off by more than {outlier_px:g} px, or mistracked in more than a "
+                    "quarter of their views): check the landmark model, or raise outlier_px")
 
     points, shifts, *_ = layout.split(p)
     z_rot, tilt_fit, mag = layout.angles(p, axis, tilts)
@@ -322,4 +353,5 @@ def solve_fiducial_alignment(
         x_tilt_level_deg=float(about_x), surface=labels, unobserved_views=np.nonzero(unobserved)[0])
 
 
-__all__ = ["group_matrix", "FiducialSolution", "solve_fiducial_alignment"]
+__all__ = ["MIN_LANDMARKS", "MIN_VIEWS", "TooFewLandmarksError", "check_landmarks", "group_matrix", "FiducialSolution",
+           "solve_fiducial_alignment"]
