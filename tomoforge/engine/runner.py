@@ -41,7 +41,6 @@ from tomoforge.engine.project import (
 from tomoforge.engine.protocol import Protocol, Task, check_task_keys, validate_params
 from tomoforge.engine.records import done_results, forget_broken_tasks, record_task
 from tomoforge.engine.registry import get_protocol
-from tomoforge.engine.sets import origin_of  # noqa: F401 - moved to sets; old imports keep working until updated
 from tomoforge.engine.streaming import run_streaming
 from tomoforge.errors import describe_failure
 from tomoforge.io.atomic import SCRATCH_VARIABLE

@@ -13,10 +13,24 @@ from typing import Any, Literal
 import numpy as np
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.runner import origin_of
-from tomoforge.io.aretomo import AlnFile, GLOBAL_COLUMNS, aln_to_projection_model, read_aln, write_aln
-from tomoforge.io.imod import (projection_model_to_xf, read_tlt, read_xf, read_xtilt, write_tlt, write_xf,
-                               write_xtilt, xf_to_projection_model)
+from tomoforge.engine.sets import origin_of
+from tomoforge.io.aretomo import (
+    GLOBAL_COLUMNS,
+    AlnFile,
+    aln_to_projection_model,
+    read_aln,
+    write_aln,
+)
+from tomoforge.io.imod import (
+    projection_model_to_xf,
+    read_tlt,
+    read_xf,
+    read_xtilt,
+    write_tlt,
+    write_xf,
+    write_xtilt,
+    xf_to_projection_model,
+)
 from tomoforge.model import LandmarkModel, TiltImage, TiltSeries
 from tomoforge.model.quantities import AngleDeg, BeadDiameterNM, PixelSizeA
 from tomoforge.protocols import align_tasks as tasks_mod

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.runner import origin_of
+from tomoforge.engine.sets import origin_of
 from tomoforge.model import TiltImage, TiltSeries
 from tomoforge.protocols.align import included
 
@@ -28,7 +28,11 @@ def view_alignment(t: TiltImage, axis_deg: float) -> list[float]:
 def consensus_task(orders: list[int], first: list[list[float]], second: list[list[float]], pixel_size_A: float,
                    half_width_A: float, half_thickness_A: float, out_file: str) -> dict[str, Any]:
     """Compare two alignments given as per-view [tilt, ZRot, XTilt, XShift, YShift]; write the TSV report."""
-    from tomoforge.methods.align.consensus import compare_alignments, point_grid, summarise
+    from tomoforge.methods.align.consensus import (
+        compare_alignments,
+        point_grid,
+        summarise,
+    )
     from tomoforge.methods.align.projection_model import ProjectionModel
 
     a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)

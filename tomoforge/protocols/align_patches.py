@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import model_validator
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.runner import origin_of
+from tomoforge.engine.sets import origin_of
 from tomoforge.model import TiltSeries
 from tomoforge.model.quantities import AngleDeg
 from tomoforge.protocols.align import included, refusal, view_geometry, with_alignment

@@ -13,10 +13,20 @@ import numpy as np
 import pandas as pd
 
 from tomoforge.io.mrc import write_mrc
-from tomoforge.methods.align.beads import bead_score, detect_beads, fill_gaps, track_beads
+from tomoforge.methods.align.beads import (
+    bead_score,
+    detect_beads,
+    fill_gaps,
+    track_beads,
+)
 from tomoforge.methods.align.coarse import coarse_alignment
-from tomoforge.methods.align.solve import (MIN_LANDMARKS, MIN_VIEWS, TooFewLandmarksError, check_landmarks,
-                                           solve_fiducial_alignment)
+from tomoforge.methods.align.solve import (
+    MIN_LANDMARKS,
+    MIN_VIEWS,
+    TooFewLandmarksError,
+    check_landmarks,
+    solve_fiducial_alignment,
+)
 from tomoforge.methods.align.transform import aligned_stack
 from tomoforge.methods.binning import bin_images
 from tomoforge.protocols.tilt_stacks import read_images

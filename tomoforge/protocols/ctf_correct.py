@@ -15,12 +15,21 @@ import numpy as np
 import torch
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.runner import origin_of
+from tomoforge.engine.sets import origin_of
 from tomoforge.methods.ctf_correct import CorrectionSettings, Optics, correct_ctf_stack
 from tomoforge.model import TiltSeries
 from tomoforge.model.ctf import CTFSeries
-from tomoforge.model.quantities import AmplitudeContrast, SphericalAberrationMM, VoltageKV
-from tomoforge.protocols.tilt_stacks import image_sources, read_images, restack, write_stack
+from tomoforge.model.quantities import (
+    AmplitudeContrast,
+    SphericalAberrationMM,
+    VoltageKV,
+)
+from tomoforge.protocols.tilt_stacks import (
+    image_sources,
+    read_images,
+    restack,
+    write_stack,
+)
 
 
 class CTFCorrectionParams(ProtocolParams):

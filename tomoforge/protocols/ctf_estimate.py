@@ -15,11 +15,22 @@ import numpy as np
 import torch
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.runner import origin_of
+from tomoforge.engine.sets import origin_of
 from tomoforge.io.mrc import write_mrc
-from tomoforge.methods.ctf_estimate import FitSettings, Optics, diagnostic_images, estimate_tilt_series
+from tomoforge.methods.ctf_estimate import (
+    FitSettings,
+    Optics,
+    diagnostic_images,
+    estimate_tilt_series,
+)
 from tomoforge.model import CTFSeries, CTFTiltImage, TiltSeries
-from tomoforge.model.quantities import AmplitudeContrast, AngleDeg, DefocusA, SphericalAberrationMM, VoltageKV
+from tomoforge.model.quantities import (
+    AmplitudeContrast,
+    AngleDeg,
+    DefocusA,
+    SphericalAberrationMM,
+    VoltageKV,
+)
 from tomoforge.protocols.ctf_plots import defocus_plot, spectra_plot
 from tomoforge.protocols.refuse import no_view_message, refuse
 from tomoforge.protocols.tilt_stacks import image_sources, read_images

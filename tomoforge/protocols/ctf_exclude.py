@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.runner import origin_of
+from tomoforge.engine.sets import origin_of
 from tomoforge.model import TiltSeries
 from tomoforge.model.ctf import CTFSeries
 from tomoforge.model.quantities import TiltAngleDeg

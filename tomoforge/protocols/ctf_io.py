@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.runner import origin_of
+from tomoforge.engine.sets import origin_of
 from tomoforge.errors import describe_validation_error
 from tomoforge.io.ctf import (
     read_ctffind,

@@ -18,11 +18,16 @@ import torch
 from pydantic import model_validator
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.runner import origin_of
+from tomoforge.engine.sets import origin_of
 from tomoforge.io.movies import is_eer, movie_frame_count, read_gain, read_movie
 from tomoforge.methods import motion
 from tomoforge.methods.binning import binned_pixel_size, binned_shape
-from tomoforge.methods.gain import apply_gain, check_gain, check_gain_orientation, transform_gain
+from tomoforge.methods.gain import (
+    apply_gain,
+    check_gain,
+    check_gain_orientation,
+    transform_gain,
+)
 from tomoforge.model import TiltImage, TiltSeries, TiltSeriesMovie
 from tomoforge.model.quantities import DosePerTiltEA2
 from tomoforge.protocols.motion_plot import shifts_svg

@@ -12,14 +12,19 @@ import numpy as np
 import torch
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.runner import origin_of
+from tomoforge.engine.sets import origin_of
 from tomoforge.methods.binning import binned_pixel_size, preprocess_images
 from tomoforge.methods.dose import filter_by_exposure
 from tomoforge.methods.xray import erase_xrays
 from tomoforge.model import TiltSeries
 from tomoforge.model.quantities import TiltAngleDeg, VoltageKV
 from tomoforge.protocols.refuse import NothingToProcessError
-from tomoforge.protocols.tilt_stacks import image_sources, read_images, restack, write_stack
+from tomoforge.protocols.tilt_stacks import (
+    image_sources,
+    read_images,
+    restack,
+    write_stack,
+)
 
 TILT_SERIES_INPUT = {"tilt_series": InputSpec(TiltSeries, help="tilt series to process")}
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.runner import origin_of
+from tomoforge.engine.sets import origin_of
 from tomoforge.io.atomic import atomic_path
 from tomoforge.methods.binning import bin_images, binned_pixel_size
 from tomoforge.methods.reconstruct import (

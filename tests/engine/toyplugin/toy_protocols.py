@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.citations import register_bibtex
 from tomoforge.engine.executors import publish
-from tomoforge.engine.runner import origin_of
+from tomoforge.engine.sets import origin_of
 
 register_bibtex("@misc{toy2026, title = {A toy method}, year = {2026}}")
 
