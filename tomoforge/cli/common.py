@@ -17,6 +17,7 @@ import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from tomoforge.errors import UserError, describe_validation_error
@@ -58,6 +59,18 @@ def duration(row: Any) -> str:
         return ""
     seconds = (row["finished"] or time.time()) - row["started"]
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def runs_table(project: "Project") -> Table:
+    """The run table: state (coloured), duration and outputs of every run."""
+    table = Table("run", "protocol", "label", "state", "duration", "outputs")
+    for row in project.runs():
+        outputs = ", ".join(f"{s.name} ({len(s)}{'' if s.is_closed else ', open'})"
+                            for s in project.output_sets(row["id"]))
+        colour = {"finished": "green", "failed": "red", "running": "cyan", "aborted": "yellow"}.get(row["state"], "")
+        table.add_row(str(row["id"]), row["protocol"], row["label"], Text(row["state"], style=colour), duration(row),
+                      outputs)
+    return table
 
 
 def parse_run_id(run: str) -> int:

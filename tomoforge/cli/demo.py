@@ -7,18 +7,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
 import typer
 from rich.table import Table
 
-from tomoforge.cli.common import console, styled
-
+from tomoforge.cli.common import console, runs_table, styled
 from tomoforge.engine import ExecutorConfig, Project, execute_run
 from tomoforge.engine.provenance import format_provenance, provenance
-from tomoforge.io.mrc import read_mrc
-from tomoforge.simulate import accuracy
 
+# The simulator, torch and the accuracy measures are imported inside the functions that use them, so that
+# the CLI's light commands (runs, show, protocols) start without them.
 
 
 @dataclass
@@ -78,6 +75,9 @@ def run_chain(runs: DemoRuns, sim, binning: int) -> None:
 
 def accuracy_report(runs: DemoRuns, sim, binning: int) -> list[dict]:
     """Each step against the simulator's truth: [{step, measure, value (number), text}], in chain order."""
+    from tomoforge.io.mrc import read_mrc
+    from tomoforge.simulate import accuracy
+
     simulated = sim.tilt_series[0]
     truth = simulated.truth
     rows: list[dict] = []
@@ -123,8 +123,16 @@ def reconstruction_with_true_alignment(runs: DemoRuns, truth: dict, shape_zyx: t
                                       voxel_A: float):
     """The demo's SIRT of the binned, CTF-corrected series with the simulator's projection model instead of the
     recovered one (tilts + the slab's tilt about Y: the levelled frame an alignment chooses)."""
-    from tomoforge.methods.reconstruct import TiltGeometry, VolumeGeometry, reconstruct_sirt
+    import numpy as np
+    import torch
+
+    from tomoforge.methods.reconstruct import (
+        TiltGeometry,
+        VolumeGeometry,
+        reconstruct_sirt,
+    )
     from tomoforge.protocols.tilt_stacks import image_sources, read_images
+    from tomoforge.simulate import accuracy
 
     ts = runs.first("bin")
     views = [t for t in ts.tilt_images if not t.excluded]
@@ -149,8 +157,6 @@ def demo(
     set_: list[str] = typer.Option([], "--set", help="simulator override key=value (see tomoforge simulate)"),
 ) -> None:
     """Simulate a tilt series and run the whole chain to a tomogram; print timings and accuracy vs the truth."""
-    from tomoforge.cli.main import runs as print_runs
-    from tomoforge.cli.main import state as cli_state
     from tomoforge.simulate import load_simulation, simulate
     from tomoforge.simulate.config import parse_overrides
 
@@ -168,8 +174,7 @@ def demo(
     binning = binning or int(sim.tilt_series[0].truth["tomogram"]["binning"])
     runs = DemoRuns(Project.create(outdir / "project"))
     run_chain(runs, sim, binning)
-    cli_state["project"] = runs.project.root
-    print_runs()
+    console.print(runs_table(runs.project))
     report = accuracy_report(runs, sim, binning)
     table = Table("step", "against the truth", "value", title="accuracy")
     for row in report:

@@ -8,18 +8,36 @@ from typing import Any, Optional
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from tomoforge.cli.common import (
-    RUN_FAILED, CommandError, GuardedTyper, console, duration, error_console, open_project, parse_run_id, state,
+    RUN_FAILED,
+    CommandError,
+    GuardedTyper,
+    console,
+    duration,
+    error_console,
+    open_project,
+    parse_run_id,
+    runs_table,
+    state,
     styled,
 )
 from tomoforge.cli.describe import protocol_help
 from tomoforge.cli.progress import run_with_progress
 from tomoforge.engine import ExecutorConfig, Project
 from tomoforge.engine.project import FAILED, InputPointer
-from tomoforge.engine.provenance import citations_of_project, format_provenance, provenance, runs_upstream
-from tomoforge.engine.registry import broken_protocols, get_protocol, protocol_names, protocols
+from tomoforge.engine.provenance import (
+    citations_of_project,
+    format_provenance,
+    provenance,
+    runs_upstream,
+)
+from tomoforge.engine.registry import (
+    broken_protocols,
+    get_protocol,
+    protocol_names,
+    protocols,
+)
 from tomoforge.errors import UserError
 
 app = GuardedTyper(help="tomoforge: cryo-electron tomography with full provenance.", no_args_is_help=True,
@@ -249,15 +267,7 @@ def label(run: str, text: Optional[str] = typer.Option(None, "--label"),
 @app.command("runs")
 def runs() -> None:
     """The run table: state, duration and outputs of every run."""
-    project = open_project()
-    table = Table("run", "protocol", "label", "state", "duration", "outputs")
-    for row in project.runs():
-        outputs = ", ".join(f"{s.name} ({len(s)}{'' if s.is_closed else ', open'})"
-                            for s in project.output_sets(row["id"]))
-        colour = {"finished": "green", "failed": "red", "running": "cyan", "aborted": "yellow"}.get(row["state"], "")
-        state_text = Text(row["state"], style=colour)
-        table.add_row(str(row["id"]), row["protocol"], row["label"], state_text, duration(row), outputs)
-    console.print(table)
+    console.print(runs_table(open_project()))
 
 
 @app.command("show")
@@ -350,7 +360,7 @@ def _register_optional_commands() -> None:
 
 _register_optional_commands()
 
-from tomoforge.cli.demo import demo  # noqa: E402
+from tomoforge.cli.demo import demo  # noqa: E402 - its heavy imports are inside; registered after the others
 
 app.command("demo")(demo)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import typer
 
 
-
 def simulate_command(
     outdir: Path = typer.Argument(..., help="folder to write movies, mdoc, gain and truth into"),
     preset: str = typer.Option("tiny", "--preset", help="tiny | small | tutorial"),
