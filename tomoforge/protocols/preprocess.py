@@ -11,48 +11,18 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.sets import origin_of
+from tomoforge.engine import ProtocolParams, Task, param
 from tomoforge.methods.binning import binned_pixel_size, preprocess_images
 from tomoforge.methods.dose import filter_by_exposure
 from tomoforge.methods.xray import erase_xrays
-from tomoforge.model import TiltSeries
 from tomoforge.model.quantities import TiltAngleDeg, VoltageKV
+from tomoforge.protocols.base import PerTiltSeries
 from tomoforge.protocols.refuse import NothingToProcessError
 from tomoforge.protocols.tilt_stacks import (
-    image_sources,
     read_images,
     restack,
     write_stack,
 )
-
-TILT_SERIES_INPUT = {"tilt_series": InputSpec(TiltSeries, help="tilt series to process")}
-
-
-class _PerTiltSeries(Protocol):
-    """One task per input tilt series; the task returns {'stacks': {...}, 'per_image': [...], ...}."""
-
-    outputs = {"tilt_series": TiltSeries}
-    inputs = TILT_SERIES_INPUT
-
-    def task_for(self, ts: TiltSeries, sources: dict, out_base: str) -> Task:
-        raise NotImplementedError
-
-    def tasks(self):
-        series = self.input("tilt_series")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
-        for ts in series:
-            task = self.task_for(ts, image_sources(ts, self.absolute), str(self.out_path(ts.name)))
-            task.key, task.origin = ts.name, (origin_of(series, ts.name),)
-            task.item = ts
-            yield task
-
-    def output_series(self, ts: TiltSeries, result: dict[str, Any]) -> TiltSeries:
-        return restack(ts, result, self.relative)
-
-    def collect(self, task, result):
-        ts = task.item if task.item is not None else self.input("tilt_series").get(task.key)
-        self.emit("tilt_series", self.output_series(ts, result), task)
 
 
 def _write_all(sources: dict, out_base: str, pixel_size_A: float, fn) -> dict[str, Any]:
@@ -80,7 +50,7 @@ class DoseFilterParams(ProtocolParams):
     voltage_kV: VoltageKV | None = param(None, unit="kV", help="override the acquisition's voltage")
 
 
-class DoseFilter(_PerTiltSeries):
+class DoseFilter(PerTiltSeries):
     """Dose filter: attenuate each tilt image by its accumulated dose (Grant & Grigorieff 2015)."""
 
     name = "dose-filter"
@@ -116,7 +86,7 @@ def xray_task(sources: dict, out_base: str, pixel_size_A: float, params: dict[st
     return _write_all(sources, out_base, pixel_size_A, run)
 
 
-class XrayEraser(_PerTiltSeries):
+class XrayEraser(PerTiltSeries):
     """X-ray eraser: replace hot pixels and X-ray hits (local outliers) by their local background."""
 
     name = "xray-eraser"
@@ -161,7 +131,7 @@ def preprocess_task(sources: dict, out_base: str, pixel_size_A: float, binning: 
     return {"stacks": stacks, "per_image": per_image, "pixel_size_A": new_pixel}
 
 
-class PreprocessTiltSeries(_PerTiltSeries):
+class PreprocessTiltSeries(PerTiltSeries):
     """Preprocess tilt series: Fourier-crop binning, contrast inversion, normalisation."""
 
     name = "preprocess-tilt-series"
@@ -228,7 +198,7 @@ def exclusion_task(sources: dict, out_base: str, pixel_size_A: float, excluded: 
     return result
 
 
-class ExcludeViews(_PerTiltSeries):
+class ExcludeViews(PerTiltSeries):
     """Exclude views: flag tilt images by list or by criteria (dark, blank, shift jump), or re-stack."""
 
     name = "exclude-views"

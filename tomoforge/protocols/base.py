@@ -1,0 +1,41 @@
+"""Bases for protocols: ``PerTiltSeries``, one task per input tilt series that writes new stacks.
+
+A new per-tilt-series protocol subclasses it and gives its params, ``task_for`` (the one task of a tilt
+series) and, when its output differs from a plain restack, ``output_series``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tomoforge.engine import InputSpec, Protocol, Task
+from tomoforge.engine.sets import origin_of
+from tomoforge.model import TiltSeries
+from tomoforge.protocols.tilt_stacks import image_sources, restack
+
+TILT_SERIES_INPUT = {"tilt_series": InputSpec(TiltSeries, help="tilt series to process")}
+
+
+class PerTiltSeries(Protocol):
+    """One task per input tilt series; the task returns {'stacks': {...}, 'per_image': [...], ...}."""
+
+    outputs = {"tilt_series": TiltSeries}
+    inputs = TILT_SERIES_INPUT
+
+    def task_for(self, ts: TiltSeries, sources: dict, out_base: str) -> Task:
+        raise NotImplementedError
+
+    def tasks(self):
+        series = self.input("tilt_series")
+        self.out_path("").mkdir(parents=True, exist_ok=True)
+        for ts in series:
+            task = self.task_for(ts, image_sources(ts, self.absolute), str(self.out_path(ts.name)))
+            task.key, task.origin = ts.name, (origin_of(series, ts.name),)
+            task.item = ts
+            yield task
+
+    def output_series(self, ts: TiltSeries, result: dict[str, Any]) -> TiltSeries:
+        return restack(ts, result, self.relative)
+
+    def collect(self, task, result):
+        ts = task.item if task.item is not None else self.input("tilt_series").get(task.key)
+        self.emit("tilt_series", self.output_series(ts, result), task)
