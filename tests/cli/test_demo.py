@@ -65,3 +65,26 @@ def test_demo_of_the_tiny_preset_with_its_default_seed_finishes_and_aligns_on_it
     assert abs(value["fiducial-alignment", "tilt axis angle error"]) < 0.5
     assert abs(value["fiducial-alignment", "tilt offset error"]) < 0.5
     assert value["reconstruct-tomogram", "Pearson r with the same SIRT from the true alignment"] > 0.95
+
+
+def test_the_chain_reconstructs_the_truth_tomogram_shape_for_a_non_square_image(tmp_path):
+    # the tutorial preset (928 x 960 images, tilt axis 85°): the tomogram came out (174, 480, 464) against the
+    # truth's (174, 464, 480), and the demo's accuracy report stopped there
+    from types import SimpleNamespace
+
+    from tomoforge.cli.demo import DemoRuns, run_chain
+
+    class Recorded(DemoRuns):
+        def step(self, name, protocol, params, inputs=None):
+            self.ids[name] = len(self.ids) + 1
+            self.params = {**getattr(self, "params", {}), name: params}
+            return self.ids[name]
+
+    truth = {"voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.07, "fiducials": [{"diameter_A": 100.0}],
+             "tomogram": {"shape_zyx": [174, 464, 480]}}
+    sim = SimpleNamespace(tilt_series=[SimpleNamespace(truth=truth, mdoc=tmp_path / "TS_01.mrc.mdoc")],
+                          gain=tmp_path / "gain.mrc")
+    runs = Recorded(project=None)
+    run_chain(runs, sim, 2)
+    rec = runs.params["reconstruct"]
+    assert (rec["thickness_px"], rec["size_y_px"], rec["size_x_px"]) == (174, 464, 480)

@@ -68,8 +68,11 @@ def run_chain(runs: DemoRuns, sim, binning: int) -> None:
     runs.step("ctf", "ctf-estimation", {"use_nominal_defocus": True}, {"tilt_series": runs.out("assign")})
     runs.step("ctf_correct", "ctf-correction", {}, {"tilt_series": runs.out("assign"), "ctf": runs.out("ctf", "ctf")})
     runs.step("bin", "preprocess-tilt-series", {"binning": float(binning)}, {"tilt_series": runs.out("ctf_correct")})
+    # the truth's shape: x across the tilt axis, y along it (a non-square image's sides would otherwise be
+    # swapped when the axis is near the image's X, and the tomogram could not be compared with the truth)
+    nz, ny, nx = truth["tomogram"]["shape_zyx"]
     runs.step("reconstruct", "reconstruct-tomogram", {"method": "sirt", "iterations": 10, "invert": True,
-                                                      "thickness_px": truth["tomogram"]["shape_zyx"][0]},
+                                                      "thickness_px": nz, "size_y_px": ny, "size_x_px": nx},
               {"tilt_series": runs.out("bin")})
 
 
