@@ -54,3 +54,15 @@ def small_sim(tmp_path_factory, test_data):
         return result
     out = tmp_path_factory.mktemp("small")
     return simulate(out, preset="small", seed=SMALL_SEED, overrides={"data_root": str(test_data)}, progress=False)
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="torch sees no CUDA device on this machine"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """A torch device: every method test taking it runs on the CPU and, where torch sees one, on CUDA."""
+    import torch
+
+    return torch.device(request.param)

@@ -20,10 +20,11 @@ def test_attenuation_formula_and_filter():
     assert float(filt[0, 0]) > 0.999
 
 
-def test_filter_by_exposure_keeps_mean_and_damps_high_frequencies():
+def test_filter_by_exposure_keeps_mean_and_damps_high_frequencies(device):
     g = torch.Generator().manual_seed(0)
-    images = torch.randn(2, 64, 64, generator=g) + 5
+    images = (torch.randn(2, 64, 64, generator=g) + 5).to(device)
     out = filter_by_exposure(images, [0.0, 60.0], 2.0)
+    assert out.device.type == device.type
     assert torch.allclose(out[0], images[0], atol=1e-4)
     assert abs(float(out[1].mean() - images[1].mean())) < 1e-4
     assert float(out[1].std()) < 0.5 * float(images[1].std())
