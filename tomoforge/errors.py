@@ -9,6 +9,7 @@ This module is a leaf: it imports nothing from the package, so every layer may u
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -43,7 +44,7 @@ _RULES = {
 }
 
 
-def describe_error(error: dict[str, Any]) -> str:
+def describe_error(error: Mapping[str, Any]) -> str:
     """One pydantic error as ``field: value 'x' RULE`` in plain words (no pydantic URL)."""
     where = ".".join(str(p) for p in error.get("loc", ())) or "value"
     kind = error.get("type", "")

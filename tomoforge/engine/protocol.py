@@ -99,7 +99,7 @@ class Task:
     """One unit of work: ``fn(*args, **kwargs)`` in a worker; ``item`` stays in the orchestrator."""
 
     fn: Callable[..., Any]
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     key: str = ""
     item: Any = None

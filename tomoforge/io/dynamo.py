@@ -40,7 +40,7 @@ def _value(token: str) -> float:
     return float(token)
 
 
-def read_tbl(path: str | os.PathLike) -> pd.DataFrame:
+def read_tbl(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a .tbl into a DataFrame with named columns (FormatError naming a bad line)."""
     path = Path(path)
     rows: list[list[float]] = []
@@ -69,7 +69,7 @@ def read_tbl(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def write_tbl(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def write_tbl(df: pd.DataFrame, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write a .tbl (columns in Dynamo order, 'g' format with 8 significant digits)."""
     lines = []
     for row in df.itertuples(index=False):

@@ -228,7 +228,7 @@ def _ordered(path: Path, kind: str, found: dict[int, dict[str, Any]]) -> list[di
     return [found[i] for i in range(len(found))]
 
 
-def read_mdoc(path: str | os.PathLike) -> Mdoc:
+def read_mdoc(path: str | os.PathLike[str]) -> Mdoc:
     """Read an mdoc; FormatError (naming file and section/line) for duplicated or missing
     section indices, a ``[ZValue]`` section without TiltAngle, or an unparsable number.
 
@@ -293,7 +293,7 @@ def format_mdoc(mdoc: Mdoc) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_mdoc(mdoc: Mdoc, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def write_mdoc(mdoc: Mdoc, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write ``mdoc`` in SerialEM's layout (titles kept as they are, so a Tomography 5 mdoc keeps
     its ``[T = Tomography: ...]`` / ``TiltAxisAngle`` titles); atomic, refuses to overwrite."""
     return write_text_atomic(path, format_mdoc(mdoc), overwrite=overwrite)

@@ -22,7 +22,7 @@ KEPT_DTYPES = (np.int8, np.int16, np.uint8, np.uint16, np.float16, np.float32)
 _MODE_DTYPES = {0: np.int8, 1: np.int16, 2: np.float32, 4: np.complex64, 6: np.uint16, 12: np.float16}
 
 
-def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_A: float,
+def write_mrc(path: str | os.PathLike[str], data: np.ndarray, voxel_size_A: float,
               overwrite: bool = False) -> Path:
     """Write a 2D image or 3D stack/volume with its voxel size (Å, > 0), atomically.
 
@@ -85,7 +85,7 @@ def _open(path: Path, mmap: bool):
         raise format_error(path, f"not a readable MRC file ({exc})") from exc
 
 
-def read_mrc(path: str | os.PathLike) -> np.ndarray:
+def read_mrc(path: str | os.PathLike[str]) -> np.ndarray:
     """The data as a float32 copy: (y, x), (n, y, x) or (z, y, x)."""
     with _open(Path(path), mmap=False) as mrc:
         if mrc.data is None:
@@ -93,7 +93,7 @@ def read_mrc(path: str | os.PathLike) -> np.ndarray:
         return np.array(mrc.data, dtype=np.float32)
 
 
-def read_voxel_size(path: str | os.PathLike) -> float:
+def read_voxel_size(path: str | os.PathLike[str]) -> float:
     """Voxel size along x in Å from the header (cella.x / mx); FormatError if unset (0)."""
     header = _header(Path(path))
     mx = int(header.mx)
@@ -103,7 +103,7 @@ def read_voxel_size(path: str | os.PathLike) -> float:
     return size
 
 
-def mrc_shape(path: str | os.PathLike) -> tuple[int, ...]:
+def mrc_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
     """Shape from the header only: (nz, ny, nx), or (ny, nx) for a single image (nz == 1)."""
     header = _header(Path(path))
     nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
@@ -111,7 +111,7 @@ def mrc_shape(path: str | os.PathLike) -> tuple[int, ...]:
 
 
 @contextlib.contextmanager
-def open_mrc_mmap(path: str | os.PathLike) -> Iterator[np.ndarray]:
+def open_mrc_mmap(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
     """Yield a read-only memory-mapped array of the data (the file is closed on exit)."""
     mrc = _open(Path(path), mmap=True)
     try:
@@ -120,7 +120,7 @@ def open_mrc_mmap(path: str | os.PathLike) -> Iterator[np.ndarray]:
         mrc.close()
 
 
-def read_mrc_section(path: str | os.PathLike, index: int) -> np.ndarray:
+def read_mrc_section(path: str | os.PathLike[str], index: int) -> np.ndarray:
     """One 2D image (float32 copy) of a stack, read through a memory map; negative index allowed."""
     with open_mrc_mmap(path) as data:
         if data.ndim == 2:

@@ -85,7 +85,7 @@ def _opt_float(params: dict[str, str], key: str) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
-def read_warp_tilt_series_xml(path: str | os.PathLike) -> WarpTiltSeries:
+def read_warp_tilt_series_xml(path: str | os.PathLike[str]) -> WarpTiltSeries:
     """Read a Warp tilt-series XML (FormatError naming the file and element)."""
     path = Path(path)
     try:

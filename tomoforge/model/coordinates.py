@@ -30,7 +30,7 @@ class Coordinate3D(Item):
 
     @field_validator("rotation")
     @classmethod
-    def _is_rotation(cls, value: tuple) -> tuple:
+    def _is_rotation(cls, value: tuple[tuple[float, float, float], ...]) -> tuple[tuple[float, ...], ...]:
         matrix = np.asarray(value, dtype=float)
         if matrix.shape != (3, 3):
             raise ValueError(f"rotation must be 3x3, got shape {matrix.shape}")
