@@ -103,7 +103,7 @@ def _header_value(value: Any) -> str:
 def write_aln(aln: AlnFile, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write ``aln`` in AreTomo 2/3's layout."""
     lines = [f"# {aln.title}"]
-    first = [k for k in ("Sections", "RawSize", "NumPatches") if k in aln.header]
+    first: list[str] = [k for k in ("Sections", "RawSize", "NumPatches") if k in aln.header]
     for key in first:  # AreTomo's order: sizes, dark frames, then offsets and thickness
         value = aln.header[key]
         if key == "Sections":

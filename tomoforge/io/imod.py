@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 import pandas as pd
 
 from tomoforge.errors import quote
@@ -102,7 +103,8 @@ def xf_to_projection_model(xf: np.ndarray, pixel_size_A: float) -> dict[str, np.
     return {"z_rot_deg": z_rot, "x_shift_A": specimen[:, 0], "y_shift_A": specimen[:, 1]}
 
 
-def projection_model_to_xf(z_rot_deg, x_shift_A, y_shift_A, pixel_size_A: float) -> np.ndarray:
+def projection_model_to_xf(z_rot_deg: ArrayLike, x_shift_A: ArrayLike, y_shift_A: ArrayLike,
+                           pixel_size_A: float) -> np.ndarray:
     """Inverse of xf_to_projection_model: A = rotation by −ZRot, (DX, DY) = −A · shift / pixel size."""
     theta = np.deg2rad(np.asarray(z_rot_deg, dtype=float).ravel())
     c, s = np.cos(theta), np.sin(theta)

@@ -267,15 +267,15 @@ def read_mdoc(path: str | os.PathLike[str]) -> Mdoc:
     mdoc.section_key = kinds[0] if kinds else "ZValue"
     mdoc.sections = _ordered(path, mdoc.section_key, found[kinds[0]]) if kinds else []
     mdoc.other_sections = {k: _ordered(path, k, found[k]) for k in kinds[1:]}
-    for kind, sections in [(mdoc.section_key, mdoc.sections), *mdoc.other_sections.items()]:
-        if kind != "ZValue":
+    for section_kind, sections in [(mdoc.section_key, mdoc.sections), *mdoc.other_sections.items()]:
+        if section_kind != "ZValue":
             continue
         for index, section in enumerate(sections):
             if not isinstance(section.get("TiltAngle"), (int, float)):
                 raise format_error(path, f"[ZValue = {index}]: TiltAngle is missing")
             problem = TILT_ANGLE.problem(section["TiltAngle"])
             if problem:
-                raise format_error(path, f"{mdoc.where('TiltAngle', index, kind)} = {section['TiltAngle']} {problem}")
+                raise format_error(path, f"{mdoc.where('TiltAngle', index, section_kind)} = {section['TiltAngle']} {problem}")
     return mdoc
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from tomoforge.errors import quote
 
 from .errors import FormatError, format_error
 from .mrc import mrc_shape, open_mrc_mmap, read_mrc
+
+if TYPE_CHECKING:  # at run time tifffile is imported inside the functions that read TIFFs
+    from tifffile import TiffFile
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -98,7 +102,7 @@ def is_eer(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def _is_eer(tif) -> bool:
+def _is_eer(tif: TiffFile) -> bool:
     return any(int(p.compression) in EER_COMPRESSIONS for p in tif.pages[:2])
 
 
@@ -129,7 +133,10 @@ def read_eer(path: str | os.PathLike[str], fractions_per_frame: int, upsampling:
             n = total // fractions_per_frame
             if n < 1:
                 raise format_error(path, f"holds {total} EER fractions, fewer than one frame of {fractions_per_frame}")
-            ny, nx = series.pages[0].shape[-2:]
+            first = series.pages[0]
+            if first is None:
+                raise format_error(path, "the first EER fraction is missing")
+            ny, nx = first.shape[-2:]
             out = np.zeros((n, ny, nx), np.int16)
             chunk = max(1, min(fractions_per_frame, (1 << 28) // (ny * nx)))  # ≤ 256 MB of decoded fractions
             for i in range(n):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import mrcfile
+from mrcfile.mrcfile import MrcFile
 import numpy as np
 
 from .atomic import atomic_path
@@ -45,10 +46,11 @@ def write_mrc(path: str | os.PathLike[str], data: np.ndarray, voxel_size_A: floa
     return path
 
 
-def _header(path: Path):
+def _header(path: Path) -> np.recarray:
     """Read and check the header; FormatError for a missing, corrupt or truncated file."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    header: np.recarray
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -74,7 +76,7 @@ def _header(path: Path):
     return header
 
 
-def _open(path: Path, mmap: bool):
+def _open(path: Path, mmap: bool) -> MrcFile:
     _header(path)
     opener = mrcfile.mmap if mmap else mrcfile.open
     try:

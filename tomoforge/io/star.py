@@ -42,6 +42,7 @@ def read_star_blocks(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame | d
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    blocks: dict[str, pd.DataFrame | dict[str, Any]]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -96,7 +97,7 @@ def check_star_values(path: str | os.PathLike[str], name: str, block: pd.DataFra
                                      f"{STAR_RANGES[column].problem(values[row])}")
 
 
-def _loop(path: Path, blocks: dict, name: str | None) -> pd.DataFrame:
+def _loop(path: Path, blocks: dict[str, Any], name: str | None) -> pd.DataFrame:
     if name is not None and name in blocks:
         block = blocks[name]
     elif name is None:
@@ -217,7 +218,7 @@ def _pixel_positions(path: Path, df: pd.DataFrame, optics: pd.DataFrame | None,
     if missing:
         raise format_error(path, f"no tomogram size given for rlnTomoName {missing[0]!r}")
     size = np.array([sizes[n] for n in names], dtype=float)
-    coords = df[PIXEL_COORDS].to_numpy(dtype=float)
+    coords: np.ndarray = df[PIXEL_COORDS].to_numpy(dtype=float)
     return (coords - size / 2.0) * float(pixel_size_A)
 
 

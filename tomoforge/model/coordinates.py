@@ -1,6 +1,8 @@
 """Particle positions in tomograms, with optional orientation."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from pydantic import Field, field_validator
 
@@ -15,7 +17,8 @@ class Coordinate3D(Item):
 
     __item_kind__ = "coordinate3d"
     __key__ = "number"
-    __columns__ = ("number", "tomogram", "x_A", "y_A", "z_A", "group", "score", "has_orientation")
+    __columns__: ClassVar[tuple[str, ...]] = ("number", "tomogram", "x_A", "y_A", "z_A", "group", "score",
+                                              "has_orientation")
     __packed__ = {"rotation": "rotation"}  # a unit quaternion of 32 bytes: millions of particles stay small
 
     number: int = Field(..., ge=0, description="running number of the coordinate in its set")
