@@ -108,7 +108,8 @@ def user_errors() -> Iterator[None]:
 class GuardedTyper(typer.Typer):
     """A Typer whose every command runs under ``user_errors``."""
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    # Forwards typer's arguments unchanged, so it does not repeat Typer.command's signature.
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # type: ignore[override]
         register = super().command(*args, **kwargs)
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -27,7 +27,7 @@ def _type_of(schema: dict[str, Any]) -> str:
 
 
 def _bounds(schema: dict[str, Any]) -> dict[str, Any]:
-    found = {k: schema[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema}
+    found: dict[str, Any] = {k: schema[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema}
     for option in schema.get("anyOf", ()):
         found.update(_bounds(option))
     return found

@@ -8,6 +8,7 @@ import shutil
 import socket
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -120,7 +121,7 @@ class Project:
         self,
         protocol: str,
         params: dict[str, Any] | None = None,
-        inputs: dict[str, str | InputPointer] | None = None,
+        inputs: Mapping[str, str | InputPointer] | None = None,
         label: str = "",
         comment: str = "",
         executor: ExecutorConfig | None = None,
@@ -147,7 +148,8 @@ class Project:
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
 
-    def _check_inputs(self, cls: type[Protocol], inputs: dict[str, str | InputPointer]) -> dict[str, InputPointer]:
+    def _check_inputs(self, cls: type[Protocol], inputs: Mapping[str, str | InputPointer]
+                      ) -> dict[str, InputPointer]:
         unknown = set(inputs) - set(cls.inputs)
         if unknown:
             raise ProjectError(
