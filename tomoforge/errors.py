@@ -57,8 +57,7 @@ def describe_error(error: Mapping[str, Any]) -> str:
             rule = error.get("msg", kind)
     else:
         rule = str(error.get("msg", kind))
-        if rule.startswith("Value error, "):
-            rule = rule[len("Value error, "):]
+        rule = rule.removeprefix("Value error, ")
         rule = rule[0].lower() + rule[1:] if rule else kind
     if kind in ("missing", "extra_forbidden"):
         return f"{where}: {rule}"

@@ -121,9 +121,9 @@ def check_column(cls: type[BaseModel], name: str, values: np.ndarray) -> np.ndar
             raise ColumnsError(f"{name}: booleans expected")
         return values.astype(bool)
     if kind is int:
-        if not np.issubdtype(values.dtype, np.integer):
-            if not (np.issubdtype(values.dtype, np.floating) and np.all(np.mod(values, 1) == 0)):
-                raise ColumnsError(f"{name}: whole numbers expected, got {values.dtype}")
+        whole = np.issubdtype(values.dtype, np.floating) and np.all(np.mod(values, 1) == 0)
+        if not np.issubdtype(values.dtype, np.integer) and not whole:
+            raise ColumnsError(f"{name}: whole numbers expected, got {values.dtype}")
         values = values.astype(np.int64)
     elif kind is float:
         try:

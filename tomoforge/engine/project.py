@@ -77,7 +77,7 @@ class Project:
 
     # --- opening ----------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path | str) -> "Project":
+    def create(cls, path: Path | str) -> Project:
         root = Path(path)
         if (root / DB_NAME).exists():
             raise ProjectError(f"{root}: a project already exists here")
@@ -91,7 +91,7 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, path: Path | str) -> "Project":
+    def open(cls, path: Path | str) -> Project:
         root = Path(path)
         if not (root / DB_NAME).is_file():
             raise ProjectError(f"{root}: not a tomoforge project (no {DB_NAME}); create one with 'tomoforge project new'")

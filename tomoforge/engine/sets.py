@@ -47,7 +47,7 @@ def item_address(run_id: int, set_name: str, key: str, child_key: str | None = N
     return f"{address}/{child_key}" if child_key is not None else address
 
 
-def origin_of(item_set: "ItemSet", key: str) -> str:
+def origin_of(item_set: ItemSet, key: str) -> str:
     """Address of an input item, for ``Task(origin=...)``."""
     return item_address(item_set.run_id, item_set.name, key)
 

@@ -153,4 +153,4 @@ def aln_to_xf(aln: AlnFile) -> np.ndarray:
     return projection_model_to_xf(model["z_rot_deg"], model["x_shift_A"], model["y_shift_A"], 1.0)
 
 
-__all__ = ["AlnFile", "read_aln", "write_aln", "aln_to_projection_model", "aln_to_xf"]
+__all__ = ["AlnFile", "aln_to_projection_model", "aln_to_xf", "read_aln", "write_aln"]

@@ -109,5 +109,11 @@ def set_tbl_rotations(df: pd.DataFrame, rotations: np.ndarray) -> pd.DataFrame:
     return out
 
 
-__all__ = ["read_tbl", "write_tbl", "tbl_positions_A", "tbl_rotations", "set_tbl_rotations",
-           "column_name"]
+__all__ = [
+    "column_name",
+    "read_tbl",
+    "set_tbl_rotations",
+    "tbl_positions_A",
+    "tbl_rotations",
+    "write_tbl",
+]

@@ -18,8 +18,8 @@ same R; equivalently rot = narot − 90, tilt = tilt, psi = tdrot + 90.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
 from eulerangles import euler2matrix, matrix2euler
+from numpy.typing import ArrayLike
 
 
 def _angles(*angles: ArrayLike) -> np.ndarray:
@@ -64,5 +64,9 @@ def matrix_to_dynamo_euler(R: np.ndarray) -> np.ndarray:
     return _to_euler(R, "zxz", intrinsic=False)
 
 
-__all__ = ["relion_euler_to_matrix", "matrix_to_relion_euler", "dynamo_euler_to_matrix",
-           "matrix_to_dynamo_euler"]
+__all__ = [
+    "dynamo_euler_to_matrix",
+    "matrix_to_dynamo_euler",
+    "matrix_to_relion_euler",
+    "relion_euler_to_matrix",
+]

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import ArrayLike
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from tomoforge.errors import quote
 from tomoforge.model.quantities import (

@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import mrcfile
-from mrcfile.mrcfile import MrcFile
 import numpy as np
+from mrcfile.mrcfile import MrcFile
 
 from .atomic import atomic_path
 from .errors import FormatError, check_writable, format_error
@@ -135,5 +135,12 @@ def read_mrc_section(path: str | os.PathLike[str], index: int) -> np.ndarray:
         return np.array(data[index], dtype=np.float32)
 
 
-__all__ = ["write_mrc", "read_mrc", "read_voxel_size", "mrc_shape", "open_mrc_mmap",
-           "read_mrc_section", "FormatError"]
+__all__ = [
+    "FormatError",
+    "mrc_shape",
+    "open_mrc_mmap",
+    "read_mrc",
+    "read_mrc_section",
+    "read_voxel_size",
+    "write_mrc",
+]

@@ -6,7 +6,9 @@ series) and, when its output differs from a plain restack, ``output_series``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any, ClassVar, cast
+
+from pydantic import BaseModel
 
 from tomoforge.engine import InputSpec, Protocol, Task
 from tomoforge.engine.sets import origin_of
@@ -19,7 +21,7 @@ TILT_SERIES_INPUT = {"tilt_series": InputSpec(TiltSeries, help="tilt series to p
 class PerTiltSeries(Protocol):
     """One task per input tilt series; the task returns {'stacks': {...}, 'per_image': [...], ...}."""
 
-    outputs = {"tilt_series": TiltSeries}
+    outputs: ClassVar[dict[str, type[BaseModel]]] = {"tilt_series": TiltSeries}
     inputs = TILT_SERIES_INPUT
 
     def task_for(self, ts: TiltSeries, sources: dict[str, list[tuple[str, int]]], out_base: str) -> Task:
