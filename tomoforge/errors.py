@@ -9,6 +9,7 @@ This module is a leaf: it imports nothing from the package, so every layer may u
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -43,7 +44,7 @@ _RULES = {
 }
 
 
-def describe_error(error: dict[str, Any]) -> str:
+def describe_error(error: Mapping[str, Any]) -> str:
     """One pydantic error as ``field: value 'x' RULE`` in plain words (no pydantic URL)."""
     where = ".".join(str(p) for p in error.get("loc", ())) or "value"
     kind = error.get("type", "")
@@ -56,8 +57,7 @@ def describe_error(error: dict[str, Any]) -> str:
             rule = error.get("msg", kind)
     else:
         rule = str(error.get("msg", kind))
-        if rule.startswith("Value error, "):
-            rule = rule[len("Value error, "):]
+        rule = rule.removeprefix("Value error, ")
         rule = rule[0].lower() + rule[1:] if rule else kind
     if kind in ("missing", "extra_forbidden"):
         return f"{where}: {rule}"

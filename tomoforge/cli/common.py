@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import typer
@@ -48,7 +49,7 @@ def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
     raise SystemExit(code)
 
 
-def open_project() -> "Project":
+def open_project() -> Project:
     from tomoforge.engine.project import Project
 
     return Project.open(state["project"] or Path.cwd())
@@ -61,7 +62,7 @@ def duration(row: Any) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def runs_table(project: "Project") -> Table:
+def runs_table(project: Project) -> Table:
     """The run table: state (coloured), duration and outputs of every run."""
     table = Table("run", "protocol", "label", "state", "duration", "outputs")
     for row in project.runs():
@@ -108,7 +109,8 @@ def user_errors() -> Iterator[None]:
 class GuardedTyper(typer.Typer):
     """A Typer whose every command runs under ``user_errors``."""
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    # Forwards typer's arguments unchanged, so it does not repeat Typer.command's signature.
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # type: ignore[override]
         register = super().command(*args, **kwargs)
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:

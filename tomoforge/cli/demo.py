@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -16,6 +17,10 @@ from tomoforge.engine.provenance import format_provenance, provenance
 
 # The simulator, torch and the accuracy measures are imported inside the functions that use them, so that
 # the CLI's light commands (runs, show, protocols) start without them.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tomoforge.simulate.run import SimulationResult
 
 
 @dataclass
@@ -26,7 +31,7 @@ class DemoRuns:
     ids: dict[str, int] = field(default_factory=dict)
     executor: ExecutorConfig = field(default_factory=lambda: ExecutorConfig(kind="local", workers=1))
 
-    def step(self, name: str, protocol: str, params: dict, inputs: dict[str, str] | None = None) -> int:
+    def step(self, name: str, protocol: str, params: dict[str, Any], inputs: dict[str, str] | None = None) -> int:
         """Run ``protocol`` to the end as step ``name``; stop the demo with the run's error if it fails."""
         run_id = self.project.new_run(protocol, params, inputs or {}, label=f"demo: {name}", executor=self.executor)
         console.print(f"run {run_id} {protocol} ...", end="")
@@ -42,11 +47,11 @@ class DemoRuns:
     def out(self, name: str, output: str = "tilt_series") -> str:
         return f"{self.ids[name]}.{output}"
 
-    def first(self, name: str, output: str = "tilt_series"):
+    def first(self, name: str, output: str = "tilt_series") -> Any:
         return next(iter(self.project.output_set(self.ids[name], output)))
 
 
-def run_chain(runs: DemoRuns, sim, binning: int) -> None:
+def run_chain(runs: DemoRuns, sim: SimulationResult, binning: int) -> None:
     """Import → motion → X-rays → dose filter → coarse → fiducial model → fiducial alignment → assign →
     CTF estimation → CTF correction → binning → reconstruction, each a run of the project."""
     truth = sim.tilt_series[0].truth
@@ -76,14 +81,14 @@ def run_chain(runs: DemoRuns, sim, binning: int) -> None:
               {"tilt_series": runs.out("bin")})
 
 
-def accuracy_report(runs: DemoRuns, sim, binning: int) -> list[dict]:
+def accuracy_report(runs: DemoRuns, sim: SimulationResult, binning: int) -> list[dict[str, Any]]:
     """Each step against the simulator's truth: [{step, measure, value (number), text}], in chain order."""
     from tomoforge.io.mrc import read_mrc
     from tomoforge.simulate import accuracy
 
     simulated = sim.tilt_series[0]
     truth = simulated.truth
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
 
     def add(step: str, measure: str, value: float, text: str) -> None:
         rows.append({"step": step, "measure": measure, "value": float(value), "text": text})
@@ -122,8 +127,8 @@ def accuracy_report(runs: DemoRuns, sim, binning: int) -> list[dict]:
     return rows
 
 
-def reconstruction_with_true_alignment(runs: DemoRuns, truth: dict, shape_zyx: tuple[int, int, int],
-                                      voxel_A: float):
+def reconstruction_with_true_alignment(runs: DemoRuns, truth: dict[str, Any], shape_zyx: tuple[int, int, int],
+                                      voxel_A: float) -> np.ndarray:
     """The demo's SIRT of the binned, CTF-corrected series with the simulator's projection model instead of the
     recovered one (tilts + the slab's tilt about Y: the levelled frame an alignment chooses)."""
     import numpy as np
@@ -143,9 +148,11 @@ def reconstruction_with_true_alignment(runs: DemoRuns, truth: dict, shape_zyx: t
     true = {t["acquisition_order"]: t for t in truth["tilts"]}
     level = accuracy.slab_tilt_about_y_deg(truth)
     rows = [true[v.acquisition_order] for v in views]
-    geometry = TiltGeometry([t["y_tilt_deg"] + level for t in rows], [t["z_rot_deg"] for t in rows],
-                            [t["x_tilt_deg"] for t in rows], [[t["x_shift_A"], t["y_shift_A"]] for t in rows])
-    volume = reconstruct_sirt(read_images(files), voxel_A, geometry, VolumeGeometry(tuple(shape_zyx), voxel_A),
+    geometry = TiltGeometry(np.asarray([t["y_tilt_deg"] + level for t in rows]),
+                            np.asarray([t["z_rot_deg"] for t in rows]), np.asarray([t["x_tilt_deg"] for t in rows]),
+                            np.asarray([[t["x_shift_A"], t["y_shift_A"]] for t in rows]))
+    nz, ny, nx = shape_zyx
+    volume = reconstruct_sirt(read_images(files), voxel_A, geometry, VolumeGeometry((nz, ny, nx), voxel_A),
                               iterations=10, invert=True)
     return volume.cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
 

@@ -27,7 +27,7 @@ def _type_of(schema: dict[str, Any]) -> str:
 
 
 def _bounds(schema: dict[str, Any]) -> dict[str, Any]:
-    found = {k: schema[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema}
+    found: dict[str, Any] = {k: schema[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema}
     for option in schema.get("anyOf", ()):
         found.update(_bounds(option))
     return found
@@ -43,7 +43,7 @@ def allowed_range(schema: dict[str, Any]) -> str:
     return ", ".join(x for x in (low, high) if x)
 
 
-def parameter_rows(cls: type["Protocol"]) -> list[tuple[str, str, str, str, str, str]]:
+def parameter_rows(cls: type[Protocol]) -> list[tuple[str, str, str, str, str, str]]:
     """(name, type, default, unit, allowed range, help) for each parameter."""
     schema = cls.Params.model_json_schema()
     required = set(schema.get("required", ()))
@@ -65,7 +65,7 @@ def _resolve(field: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     return {**target, **{k: v for k, v in field.items() if k not in ("$ref", "allOf")}}
 
 
-def protocol_help(cls: type["Protocol"]) -> Group:
+def protocol_help(cls: type[Protocol]) -> Group:
     """What a newcomer needs to run ``cls``: what it does, its inputs and every parameter."""
     parts: list[Any] = [Text(f"{cls.name}: {(cls.__doc__ or '').strip()}"), Text("")]
     if cls.inputs:

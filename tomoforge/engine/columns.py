@@ -16,7 +16,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import annotated_types
@@ -121,9 +121,9 @@ def check_column(cls: type[BaseModel], name: str, values: np.ndarray) -> np.ndar
             raise ColumnsError(f"{name}: booleans expected")
         return values.astype(bool)
     if kind is int:
-        if not np.issubdtype(values.dtype, np.integer):
-            if not (np.issubdtype(values.dtype, np.floating) and np.all(np.mod(values, 1) == 0)):
-                raise ColumnsError(f"{name}: whole numbers expected, got {values.dtype}")
+        whole = np.issubdtype(values.dtype, np.floating) and np.all(np.mod(values, 1) == 0)
+        if not np.issubdtype(values.dtype, np.integer) and not whole:
+            raise ColumnsError(f"{name}: whole numbers expected, got {values.dtype}")
         values = values.astype(np.int64)
     elif kind is float:
         try:
@@ -146,14 +146,17 @@ def check_column(cls: type[BaseModel], name: str, values: np.ndarray) -> np.ndar
 
 def _sql_value(values: np.ndarray) -> list[Any]:
     if values.dtype.kind == "f":
-        return [None if math.isnan(v) else v for v in values.tolist()] if np.isnan(values).any() else values.tolist()
+        floats: list[float] = values.tolist()
+        return [None if math.isnan(v) else v for v in floats] if np.isnan(values).any() else floats
     if values.dtype == bool:
-        return values.astype(np.int64).tolist()
-    return values.tolist()
+        flags: list[int] = values.astype(np.int64).tolist()
+        return flags
+    plain: list[Any] = values.tolist()
+    return plain
 
 
 def column_rows(spec: Any, set_id: int, first_position: int, columns: Mapping[str, Any],
-                origins: Sequence[Sequence[str]] | None) -> tuple[list[str], Iterator[tuple], int]:
+                origins: Sequence[Sequence[str]] | None) -> tuple[list[str], Iterator[tuple[Any, ...]], int]:
     """(SQL column names, rows for ``executemany``, count) for items given as arrays.
 
     Every field of the item class must be given or have a default; the arrays are checked against the
@@ -174,7 +177,7 @@ def column_rows(spec: Any, set_id: int, first_position: int, columns: Mapping[st
         raise ColumnsError(f"{cls.__name__} needs {', '.join(missing)} (no default)")
     if spec.children_field and spec.children_field in arrays:
         raise ColumnsError(f"{cls.__name__}: items with children are appended one by one")
-    packed = {}
+    packed: dict[str, Iterable[bytes]] = {}
     for name, codec in spec.packed.items():
         if name in arrays:
             matrices = np.asarray(arrays[name], dtype=np.float64)
@@ -234,7 +237,7 @@ def _dtype(spec: Any, name: str) -> Any:
     return {float: "f8", int: "i8", bool: "i8"}.get(kind, object)
 
 
-def fetch_arrays(cursor: Iterator[tuple], spec: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
+def fetch_arrays(cursor: Iterator[tuple[Any, ...]], spec: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
     """The rows of a ``SELECT`` of ``fields`` (made with ``select_expression``) as one numpy array per field,
     read in one pass without a Python object per row (rotations as (N, 3, 3), text as str)."""
     dtype = np.dtype([(f"f{i}", _dtype(spec, name)) for i, name in enumerate(fields)])

@@ -53,7 +53,7 @@ class TaskFailure:
     traceback: str
 
 
-def call_task(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+def call_task(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run a task in a worker, turning any exception into a picklable TaskFailure."""
     try:
         return fn(*args, **kwargs)
@@ -75,7 +75,7 @@ def orchestrator_alive() -> bool:
     return _orchestrator_pid is None or os.getppid() == _orchestrator_pid
 
 
-def publish(temporary: str | os.PathLike, final: str | os.PathLike) -> Path:
+def publish(temporary: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
     """Move a finished file into place (one atomic rename); a worker whose orchestrator is gone exits instead.
 
     Write a task's file under the run's ``tmp/`` folder (same file system as ``out/``) and publish it
@@ -108,7 +108,7 @@ def _arm_parent_death_signal() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        return bool(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
@@ -120,7 +120,7 @@ def _watch_orchestrator(pid: int, interval_s: float) -> None:
             os._exit(ORPHAN_EXIT_CODE)
 
 
-def _refuse_project_database(event: str, args: tuple) -> None:
+def _refuse_project_database(event: str, args: tuple[Any, ...]) -> None:
     if event != "sqlite3.connect" or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
         return
     name = os.fsdecode(args[0])
@@ -186,10 +186,10 @@ def threads_for(config: ExecutorConfig) -> int:
 class Executor:
     """Interface: submit tasks, wait for some to finish, shut down."""
 
-    def submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def wait(self, handles: Iterable[Any], timeout: float) -> tuple[set, set]:
+    def wait(self, handles: Iterable[Any], timeout: float) -> tuple[set[Any], set[Any]]:
         raise NotImplementedError
 
     def result(self, handle: Any) -> Any:
@@ -210,25 +210,25 @@ class SerialExecutor(Executor):
     """Runs tasks one at a time in this process, each when the runner waits (debugging, tiny jobs)."""
 
     def __init__(self) -> None:
-        self._queue: list[cf.Future] = []
-        self._calls: dict[cf.Future, tuple] = {}
+        self._queue: list[cf.Future[Any]] = []
+        self._calls: dict[cf.Future[Any], tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {}
 
-    def submit(self, fn, args, kwargs):
-        future: cf.Future = cf.Future()
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
         self._queue.append(future)
         self._calls[future] = (fn, args, kwargs)
         return future
 
-    def wait(self, handles, timeout):
-        handles = set(handles)
-        ready = {h for h in handles if h.done()}
+    def wait(self, handles: Iterable[cf.Future[Any]], timeout: float) -> tuple[set[Any], set[Any]]:
+        waiting = set(handles)
+        ready = {h for h in waiting if h.done()}
         if not ready:
-            future = next(f for f in self._queue if f in handles and not f.done())
+            future = next(f for f in self._queue if f in waiting and not f.done())
             future.set_result(call_task(*self._calls.pop(future)))
             ready = {future}
-        return ready, handles - ready
+        return ready, waiting - ready
 
-    def result(self, handle):
+    def result(self, handle: cf.Future[Any]) -> Any:
         return handle.result()
 
 
@@ -282,14 +282,14 @@ class LocalExecutor(Executor):
             initargs=(threads_per_worker, os.getpid()),
         )
 
-    def submit(self, fn, args, kwargs):
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> cf.Future[Any]:
         return self.pool.submit(call_task, fn, args, kwargs)
 
-    def wait(self, handles, timeout):
+    def wait(self, handles: Iterable[cf.Future[Any]], timeout: float) -> tuple[set[Any], set[Any]]:
         done, pending = cf.wait(list(handles), timeout=timeout, return_when=cf.FIRST_COMPLETED)
         return set(done), set(pending)
 
-    def result(self, handle):
+    def result(self, handle: cf.Future[Any]) -> Any:
         try:
             return handle.result()
         except cf.process.BrokenProcessPool as exc:
@@ -297,7 +297,7 @@ class LocalExecutor(Executor):
         except cf.CancelledError:
             return TaskFailure("cancelled", "")
 
-    def shutdown(self, cancel=False):
+    def shutdown(self, cancel: bool = False) -> None:
         if cancel:
             for process in list(getattr(self.pool, "_processes", {}).values()):
                 process.terminate()
@@ -311,7 +311,7 @@ class DaskExecutor(Executor):
     def __init__(self, address: str = "", workers: int = 1, threads_per_worker: int = 1):
         from distributed import Client, LocalCluster
 
-        self.cluster = None
+        self.cluster: LocalCluster | None = None
         if address:
             self.client = Client(address)
         else:
@@ -321,27 +321,26 @@ class DaskExecutor(Executor):
             )
             self.client = Client(self.cluster)
 
-    def submit(self, fn, args, kwargs):
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return self.client.submit(call_task, fn, args, kwargs, pure=False)
 
-    def wait(self, handles, timeout):
+    def wait(self, handles: Iterable[Any], timeout: float) -> tuple[set[Any], set[Any]]:
         from distributed import wait
-        from distributed.utils import TimeoutError as DaskTimeout
 
-        handles = list(handles)
+        futures = list(handles)
         try:
-            done, pending = wait(handles, timeout=timeout, return_when="FIRST_COMPLETED")
-        except (DaskTimeout, TimeoutError):
-            return set(), set(handles)
+            done, pending = wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:  # distributed.utils.TimeoutError is asyncio's, the builtin since Python 3.11
+            return set(), set(futures)
         return set(done), set(pending)
 
-    def result(self, handle):
+    def result(self, handle: Any) -> Any:
         try:
             return handle.result()
         except Exception as exc:  # noqa: BLE001 - a lost worker surfaces here
             return TaskFailure(f"{type(exc).__name__} on the Dask cluster: {exc}", traceback.format_exc())
 
-    def shutdown(self, cancel=False):
+    def shutdown(self, cancel: bool = False) -> None:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()

@@ -70,7 +70,7 @@ def class_from_path(path: str) -> type[BaseModel]:
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
         raise ProjectFileError(f"the project names an item class {quote(path)} that is not installed ({exc})") from None
-    if not (isinstance(obj, type) and issubclass(obj, BaseModel) and getattr(obj, "__item_kind__", "")):
+    if not (isinstance(obj, type) and issubclass(obj, BaseModel)) or not getattr(obj, "__item_kind__", ""):
         raise ProjectFileError(f"the project names {quote(path)} as an item class, which it is not")
     return obj
 

@@ -8,15 +8,16 @@ import shutil
 import socket
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tomoforge import __version__
 from tomoforge.engine import db
 from tomoforge.engine.executors import ExecutorConfig
 from tomoforge.engine.filters import FilterError, split_filter
-from tomoforge.engine.items import item_spec
+from tomoforge.engine.items import ItemSpec, item_spec
 from tomoforge.engine.protocol import InputSpec, Protocol, validate_params
 from tomoforge.engine.registry import get_protocol, protocols
 from tomoforge.engine.sets import ItemSet
@@ -76,7 +77,7 @@ class Project:
 
     # --- opening ----------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path | str) -> "Project":
+    def create(cls, path: Path | str) -> Project:
         root = Path(path)
         if (root / DB_NAME).exists():
             raise ProjectError(f"{root}: a project already exists here")
@@ -90,7 +91,7 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, path: Path | str) -> "Project":
+    def open(cls, path: Path | str) -> Project:
         root = Path(path)
         if not (root / DB_NAME).is_file():
             raise ProjectError(f"{root}: not a tomoforge project (no {DB_NAME}); create one with 'tomoforge project new'")
@@ -120,7 +121,7 @@ class Project:
         self,
         protocol: str,
         params: dict[str, Any] | None = None,
-        inputs: dict[str, str | InputPointer] | None = None,
+        inputs: Mapping[str, str | InputPointer] | None = None,
         label: str = "",
         comment: str = "",
         executor: ExecutorConfig | None = None,
@@ -137,7 +138,7 @@ class Project:
                 (cls.name, label, comment, SAVED, checked.model_dump_json(), executor.model_dump_json(),
                  __version__, time.time()),
             )
-            run_id = int(cursor.lastrowid)
+            run_id = cast(int, cursor.lastrowid)  # set by the INSERT just made
             self.conn.execute("UPDATE runs SET folder = ? WHERE id = ?", (run_folder_name(run_id, cls.label), run_id))
             for name, pointer in pointers.items():
                 self.conn.execute(
@@ -147,7 +148,8 @@ class Project:
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
 
-    def _check_inputs(self, cls: type[Protocol], inputs: dict[str, str | InputPointer]) -> dict[str, InputPointer]:
+    def _check_inputs(self, cls: type[Protocol], inputs: Mapping[str, str | InputPointer]
+                      ) -> dict[str, InputPointer]:
         unknown = set(inputs) - set(cls.inputs)
         if unknown:
             raise ProjectError(
@@ -189,7 +191,7 @@ class Project:
     def run(self, run_id: int) -> sqlite3.Row:
         if not 0 <= int(run_id) < 2**63:
             raise ProjectError(f"no run {run_id} in {self.root}")
-        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        row: sqlite3.Row | None = self.conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
         if row is None:
             raise ProjectError(f"no run {run_id} in {self.root}")
         return row
@@ -197,14 +199,16 @@ class Project:
     def runs(self) -> list[sqlite3.Row]:
         for row in self.conn.execute("SELECT id FROM runs WHERE state IN (?, ?)", ACTIVE).fetchall():
             self.refresh_state(row[0])
-        return self.conn.execute("SELECT * FROM runs ORDER BY id").fetchall()
+        rows: list[sqlite3.Row] = self.conn.execute("SELECT * FROM runs ORDER BY id").fetchall()
+        return rows
 
     def run_inputs(self, run_id: int) -> dict[str, InputPointer]:
         rows = self.conn.execute("SELECT * FROM run_inputs WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
         return {r["name"]: InputPointer(r["source_run_id"], r["source_output"], r["filter"]) for r in rows}
 
     def run_params(self, run_id: int) -> dict[str, Any]:
-        return json.loads(self.run(run_id)["params"])
+        params: dict[str, Any] = json.loads(self.run(run_id)["params"])
+        return params
 
     def consumers(self, run_id: int) -> list[int]:
         rows = self.conn.execute(
@@ -225,7 +229,8 @@ class Project:
             self.set_state(run_id, FAILED, finished=time.time(),
                            error=f"the run's process (pid {row['pid']}) is gone: it was killed or crashed")
             return FAILED
-        return row["state"]
+        state: str = row["state"]
+        return state
 
     def schedule(self, run_id: int) -> None:
         state = self.refresh_state(run_id)
@@ -336,7 +341,7 @@ class Project:
     def drop_outputs(self, run_id: int) -> None:
         """Remove a run's output sets and their items (inside the caller's transaction)."""
         for row in self.conn.execute("SELECT * FROM sets WHERE run_id = ?", (run_id,)).fetchall():
-            spec = ItemSet(self.conn, row).spec
+            spec: ItemSpec | None = ItemSet(self.conn, row).spec
             while spec is not None:
                 self.conn.execute(f"DELETE FROM {spec.table} WHERE set_id = ?", (row["id"],))
                 spec = spec.child

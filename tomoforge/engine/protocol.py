@@ -23,9 +23,10 @@ more tasks may come; ``stream_ended(reason)`` is told once when the run stops ta
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -54,7 +55,7 @@ class ParamsError(UserError, ValueError):
     """Parameters that fail validation; the message names each offending field."""
 
 
-def validate_params(protocol: type["Protocol"], values: dict[str, Any]) -> ProtocolParams:
+def validate_params(protocol: type[Protocol], values: dict[str, Any]) -> ProtocolParams:
     try:
         return protocol.Params(**values)
     except ValidationError as exc:
@@ -99,7 +100,7 @@ class Task:
     """One unit of work: ``fn(*args, **kwargs)`` in a worker; ``item`` stays in the orchestrator."""
 
     fn: Callable[..., Any]
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     key: str = ""
     item: Any = None
@@ -116,7 +117,7 @@ class TaskKeyError(UserError, ValueError):
     """Two tasks of one run for the same key (they would make two items with one key)."""
 
 
-def check_task_keys(protocol: str, tasks: list["Task"]) -> None:
+def check_task_keys(protocol: str, tasks: list[Task]) -> None:
     """Refuse, before any work, two tasks that would make items with the same key (naming where each came from)."""
     seen: dict[str, Task] = {}
     for task in tasks:
@@ -142,7 +143,7 @@ class Protocol:
     outputs: ClassVar[dict[str, type[BaseModel]]] = {}
     streaming: ClassVar[bool | None] = None  # can consume open inputs item by item (None: one input, per item)
 
-    def __init__(self, context: "RunContext"):
+    def __init__(self, context: RunContext):
         self.context = context
         self.params = context.params
 
@@ -180,7 +181,7 @@ class Protocol:
         """A streaming run takes no new task from now on (``reason``: why); e.g. report what was left."""
 
     # --- helpers for subclasses -------------------------------------------------------------
-    def input(self, name: str) -> "ItemSet":
+    def input(self, name: str) -> ItemSet:
         return self.context.input(name)
 
     def has_input(self, name: str) -> bool:
@@ -192,7 +193,7 @@ class Protocol:
         (``tasks()`` yields nothing for it now and is asked again when an input grows)."""
         return not self.input(name).is_closed
 
-    def output(self, name: str) -> "ItemSet":
+    def output(self, name: str) -> ItemSet:
         return self.context.output(name)
 
     def emit(self, name: str, item: BaseModel, task: Task | None = None) -> None:

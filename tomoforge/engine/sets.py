@@ -13,7 +13,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pydantic import BaseModel
@@ -47,7 +47,7 @@ def item_address(run_id: int, set_name: str, key: str, child_key: str | None = N
     return f"{address}/{child_key}" if child_key is not None else address
 
 
-def origin_of(item_set: "ItemSet", key: str) -> str:
+def origin_of(item_set: ItemSet, key: str) -> str:
     """Address of an input item, for ``Task(origin=...)``."""
     return item_address(item_set.run_id, item_set.name, key)
 
@@ -93,7 +93,8 @@ class ItemSet:
 
     @property
     def stream_state(self) -> str:
-        return self.conn.execute("SELECT stream_state FROM sets WHERE id = ?", (self.id,)).fetchone()[0]
+        state: str = self.conn.execute("SELECT stream_state FROM sets WHERE id = ?", (self.id,)).fetchone()[0]
+        return state
 
     @property
     def is_closed(self) -> bool:
@@ -130,7 +131,7 @@ class ItemSet:
             )
         except sqlite3.IntegrityError as exc:
             raise DuplicateKeyError(self._duplicate_message(spec, item, parent_id, origin)) from exc
-        item_id = cursor.lastrowid
+        item_id = cast(int, cursor.lastrowid)  # set by the INSERT just made
         if spec.children_field:
             for i, child in enumerate(getattr(item, spec.children_field)):
                 self._insert(spec.child, child, item_id, i, "[]")  # type: ignore[arg-type]
@@ -172,7 +173,8 @@ class ItemSet:
         if self._where:
             sql += f" AND ({self._where})"
             params += self._where_params
-        return self.conn.execute(sql, params).fetchone()[0]
+        count: int = self.conn.execute(sql, params).fetchone()[0]
+        return count
 
     def __iter__(self) -> Iterator[BaseModel]:
         return (item for item, _ in self.rows())
@@ -246,7 +248,7 @@ class ItemSet:
             self._insert_rows(names, rows)
         return n
 
-    def _insert_rows(self, names: list[str], rows: Iterable[tuple]) -> None:
+    def _insert_rows(self, names: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
         quoted = ", ".join(f'"{n}"' for n in names)
         try:
             self.conn.executemany(
@@ -256,10 +258,11 @@ class ItemSet:
                                     f"already ({exc}); keys must be unique") from None
 
     def _next_position(self) -> int:
-        return self.conn.execute(
+        position: int = self.conn.execute(
             f"SELECT COALESCE(MAX(position) + 1, 0) FROM {self.spec.table} WHERE set_id = ? AND parent_id = 0",
             (self.id,),
         ).fetchone()[0]
+        return position
 
     def arrays(self, *fields: str) -> dict[str, np.ndarray]:
         """Columns of the (filtered) items as numpy arrays in set order: numbers as float64/int64, rotations as

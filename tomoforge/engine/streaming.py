@@ -44,7 +44,7 @@ class _Inputs:
         self.project, self.context = project, context
         self.pointers = project.run_inputs(context.run_id)
 
-    def fingerprint(self) -> tuple:
+    def fingerprint(self) -> tuple[tuple[int, str, int, str], ...]:
         sets = [self.context.input(name) for name in self.pointers]
         return tuple((s.run_id, s.name, len(s), s.stream_state) for s in sets)
 
@@ -79,7 +79,7 @@ def run_streaming(project: Project, context: RunContext, protocol: Protocol, con
     handles: dict[Any, Task] = {}
     known, finished_now, start = len(seen), 0, time.time()
     accepting, stalled, waited_logged = True, [], False
-    fingerprint: tuple | None = None
+    fingerprint: tuple[tuple[int, str, int, str], ...] | None = None
     next_scan = 0.0
     context.log(f"streaming on {config.kind} executor ({config.workers} workers); {len(seen)} items already done")
     executor = make_executor(config)

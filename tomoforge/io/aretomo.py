@@ -50,7 +50,7 @@ def _numbers(path: Path, lineno: int, text: str, count: int | None = None) -> li
     return values
 
 
-def read_aln(path: str | os.PathLike) -> AlnFile:
+def read_aln(path: str | os.PathLike[str]) -> AlnFile:
     """Read an AreTomo .aln file; FormatError naming the line on a malformed row."""
     path = Path(path)
     aln = AlnFile(path=path)
@@ -100,10 +100,10 @@ def _header_value(value: Any) -> str:
     return f"{value:8.2f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
 
 
-def write_aln(aln: AlnFile, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def write_aln(aln: AlnFile, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write ``aln`` in AreTomo 2/3's layout."""
     lines = [f"# {aln.title}"]
-    first = [k for k in ("Sections", "RawSize", "NumPatches") if k in aln.header]
+    first: list[str] = [k for k in ("Sections", "RawSize", "NumPatches") if k in aln.header]
     for key in first:  # AreTomo's order: sizes, dark frames, then offsets and thickness
         value = aln.header[key]
         if key == "Sections":
@@ -153,4 +153,4 @@ def aln_to_xf(aln: AlnFile) -> np.ndarray:
     return projection_model_to_xf(model["z_rot_deg"], model["x_shift_A"], model["y_shift_A"], 1.0)
 
 
-__all__ = ["AlnFile", "read_aln", "write_aln", "aln_to_projection_model", "aln_to_xf"]
+__all__ = ["AlnFile", "aln_to_projection_model", "aln_to_xf", "read_aln", "write_aln"]

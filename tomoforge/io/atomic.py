@@ -43,7 +43,7 @@ def _scratch_for(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; on success it becomes ``path`` (mode from the umask), else it is removed.
 
     Parameters

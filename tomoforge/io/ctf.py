@@ -80,11 +80,11 @@ def table_to_imod(table: pd.DataFrame) -> pd.DataFrame:
                          "phase_shift_deg": phase, "cut_on_frequency": np.nan})
 
 
-def read_imod_ctf(path: str | os.PathLike) -> pd.DataFrame:
+def read_imod_ctf(path: str | os.PathLike[str]) -> pd.DataFrame:
     return imod_to_table(read_imod_defocus(path))
 
 
-def write_imod_ctf(table: pd.DataFrame, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def write_imod_ctf(table: pd.DataFrame, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     return write_imod_defocus(table_to_imod(table), path, overwrite)
 
 
@@ -104,7 +104,7 @@ _CTFFIND_RANGES = [("micrograph number", VIEW_NUMBER), ("defocus 1", DEFOCUS), (
                    ("azimuth", ANGLE), ("phase shift, radians", ANGLE), ("cross correlation", SCORE)]
 
 
-def read_ctffind(path: str | os.PathLike) -> pd.DataFrame:
+def read_ctffind(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A CTFFIND output text as the common table (``view`` = micrograph number); CTFFIND 5's extra
     columns kept by name; ``attrs``: pixel size, voltage, Cs, amplitude contrast from the header.
 
@@ -145,7 +145,7 @@ def read_ctffind(path: str | os.PathLike) -> pd.DataFrame:
     return out
 
 
-def write_ctffind(table: pd.DataFrame, path: str | os.PathLike, pixel_size_A: float, voltage_kv: float,
+def write_ctffind(table: pd.DataFrame, path: str | os.PathLike[str], pixel_size_A: float, voltage_kv: float,
                   cs_mm: float, amplitude_contrast: float, overwrite: bool = False) -> Path:
     """Write the table as CTFFIND 4 writes its output text (micrograph number = ``view``)."""
     t = normalise_table(table)
@@ -168,7 +168,7 @@ RELION_CTF = {"rlnDefocusU": "defocus_u_A", "rlnDefocusV": "defocus_v_A", "rlnDe
               "rlnCtfFigureOfMerit": "score", "rlnTomoNominalStageTiltAngle": "tilt_angle_deg"}
 
 
-def read_relion_ctf(path: str | os.PathLike, block: str | None = None) -> pd.DataFrame:
+def read_relion_ctf(path: str | os.PathLike[str], block: str | None = None) -> pd.DataFrame:
     """The CTF of a RELION star as the common table: a RELION 5 per-tilt-series star (its one loop) or
     a CtfFind job's micrographs star (``data_micrographs``); ``view`` = row number. Extra columns kept:
     rlnMicrographName (``micrograph``), rlnMicrographPreExposure (``pre_exposure_e_A2``)."""
@@ -197,7 +197,7 @@ def read_relion_ctf(path: str | os.PathLike, block: str | None = None) -> pd.Dat
     return out
 
 
-def write_relion_ctf(table: pd.DataFrame, path: str | os.PathLike, tomo_name: str, overwrite: bool = False) -> Path:
+def write_relion_ctf(table: pd.DataFrame, path: str | os.PathLike[str], tomo_name: str, overwrite: bool = False) -> Path:
     """A RELION 5 per-tilt-series star (loop ``data_<tomo_name>``) with the CTF columns RELION 5 keeps
     per tilt (and rlnTomoNominalStageTiltAngle / rlnMicrographPreExposure where the table has them)."""
     t = normalise_table(table)

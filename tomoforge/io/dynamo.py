@@ -40,7 +40,7 @@ def _value(token: str) -> float:
     return float(token)
 
 
-def read_tbl(path: str | os.PathLike) -> pd.DataFrame:
+def read_tbl(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a .tbl into a DataFrame with named columns (FormatError naming a bad line)."""
     path = Path(path)
     rows: list[list[float]] = []
@@ -58,7 +58,7 @@ def read_tbl(path: str | os.PathLike) -> pd.DataFrame:
         elif len(values) != width:
             raise format_error(path, f"line {lineno}: {len(values)} columns, the first row has {width}")
         rows.append(values)
-    if not rows:
+    if not rows or width is None:  # width is set by the first row
         raise format_error(path, "no particles")
     if width < 26:
         raise format_error(path, f"{width} columns; a Dynamo table has at least 26 (x y z are 24-26)")
@@ -69,7 +69,7 @@ def read_tbl(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def write_tbl(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def write_tbl(df: pd.DataFrame, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write a .tbl (columns in Dynamo order, 'g' format with 8 significant digits)."""
     lines = []
     for row in df.itertuples(index=False):
@@ -86,7 +86,7 @@ def tbl_positions_A(df: pd.DataFrame, pixel_size_A: float,
     with tomoforge.io.star for RELION pixel coordinates. ``tomogram_size_px`` is (nx, ny, nz), or
     {tomo index: (nx, ny, nz)} for a table with several tomograms.
     """
-    pos = df[["x", "y", "z"]].to_numpy(dtype=float) + df[["dx", "dy", "dz"]].to_numpy(dtype=float)
+    pos: np.ndarray = df[["x", "y", "z"]].to_numpy(dtype=float) + df[["dx", "dy", "dz"]].to_numpy(dtype=float)
     if isinstance(tomogram_size_px, dict):
         try:
             size = np.array([tomogram_size_px[int(t)] for t in df["tomo"]], dtype=float)
@@ -109,5 +109,11 @@ def set_tbl_rotations(df: pd.DataFrame, rotations: np.ndarray) -> pd.DataFrame:
     return out
 
 
-__all__ = ["read_tbl", "write_tbl", "tbl_positions_A", "tbl_rotations", "set_tbl_rotations",
-           "column_name"]
+__all__ = [
+    "column_name",
+    "read_tbl",
+    "set_tbl_rotations",
+    "tbl_positions_A",
+    "tbl_rotations",
+    "write_tbl",
+]

@@ -14,12 +14,12 @@ class FormatError(UserError, ValueError):
     """A file does not hold what its format promises; the message names the file and the field."""
 
 
-def format_error(path: str | os.PathLike | None, detail: str) -> FormatError:
+def format_error(path: str | os.PathLike[str] | None, detail: str) -> FormatError:
     """Build a FormatError whose message starts with the file name: ``"/x/a.mdoc: detail"``."""
     return FormatError(f"{path}: {detail}" if path is not None else detail)
 
 
-def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
+def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     """Return ``path`` as a Path; raise FileExistsError naming it if it exists and not overwrite."""
     path = Path(path)
     if path.exists() and not overwrite:
@@ -27,7 +27,7 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
+def write_text_atomic(path: str | os.PathLike[str], text: str, overwrite: bool = False) -> Path:
     """Write ``text`` (LF line endings) whole or not at all (``io.atomic``)."""
     path = check_writable(path, overwrite)
     with atomic_path(path) as tmp, open(tmp, "w", newline="\n", encoding="utf-8") as handle:
@@ -35,7 +35,7 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = Fals
     return path
 
 
-def read_text_lines(path: str | os.PathLike) -> list[str]:
+def read_text_lines(path: str | os.PathLike[str]) -> list[str]:
     """Lines of a text file (CRLF or LF) without line endings.
 
     FormatError naming the line and the byte where the file is not UTF-8 text (a latin-1 'é', a binary
@@ -57,7 +57,7 @@ def read_text_lines(path: str | os.PathLike) -> list[str]:
     return text.splitlines()
 
 
-def parse_number_table(path: str | os.PathLike, ncols: int | None = None,
+def parse_number_table(path: str | os.PathLike[str], ncols: int | None = None,
                        comment: str = "#", what: str = "row",
                        ranges: dict[int, PhysicalRange] | None = None) -> list[list[float]]:
     """Parse whitespace/comma separated numbers, skipping blank and comment lines.

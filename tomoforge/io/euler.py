@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 from eulerangles import euler2matrix, matrix2euler
+from numpy.typing import ArrayLike
 
 
-def _angles(*angles) -> np.ndarray:
+def _angles(*angles: ArrayLike) -> np.ndarray:
     arrays = np.broadcast_arrays(*[np.asarray(a, dtype=float) for a in angles])
     return np.stack(arrays, axis=-1)
 
@@ -43,7 +44,7 @@ def _to_euler(matrices: np.ndarray, axes: str, intrinsic: bool) -> np.ndarray:
     return eulers.reshape(matrices.shape[:-2] + (3,))
 
 
-def relion_euler_to_matrix(rot, tilt, psi) -> np.ndarray:
+def relion_euler_to_matrix(rot: ArrayLike, tilt: ArrayLike, psi: ArrayLike) -> np.ndarray:
     """RELION rot/tilt/psi (degrees, scalars or arrays) -> R (…, 3, 3), reference -> tomogram."""
     return _to_matrix(_angles(rot, tilt, psi), "zyz", intrinsic=True)
 
@@ -53,7 +54,7 @@ def matrix_to_relion_euler(R: np.ndarray) -> np.ndarray:
     return _to_euler(R, "zyz", intrinsic=True)
 
 
-def dynamo_euler_to_matrix(tdrot, tilt, narot) -> np.ndarray:
+def dynamo_euler_to_matrix(tdrot: ArrayLike, tilt: ArrayLike, narot: ArrayLike) -> np.ndarray:
     """Dynamo tdrot/tilt/narot (degrees) -> R (…, 3, 3), reference -> tomogram."""
     return _to_matrix(_angles(tdrot, tilt, narot), "zxz", intrinsic=False)
 
@@ -63,5 +64,9 @@ def matrix_to_dynamo_euler(R: np.ndarray) -> np.ndarray:
     return _to_euler(R, "zxz", intrinsic=False)
 
 
-__all__ = ["relion_euler_to_matrix", "matrix_to_relion_euler", "dynamo_euler_to_matrix",
-           "matrix_to_dynamo_euler"]
+__all__ = [
+    "dynamo_euler_to_matrix",
+    "matrix_to_dynamo_euler",
+    "matrix_to_relion_euler",
+    "relion_euler_to_matrix",
+]

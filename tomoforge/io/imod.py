@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from tomoforge.errors import quote
 from tomoforge.model.quantities import (
@@ -27,7 +28,7 @@ from .errors import format_error, parse_number_table, read_text_lines, write_tex
 # --- .xf ------------------------------------------------------------------------------------
 
 
-def read_xf(path: str | os.PathLike) -> np.ndarray:
+def read_xf(path: str | os.PathLike[str]) -> np.ndarray:
     """(n, 2, 3) array [[A11, A12, DX], [A21, A22, DY]] per view (shifts in pixels)."""
     rows = np.array(parse_number_table(path, ncols=6, what="xf line"), dtype=float).reshape(-1, 6)
     if len(rows) == 0:
@@ -38,7 +39,7 @@ def read_xf(path: str | os.PathLike) -> np.ndarray:
     return xf
 
 
-def write_xf(path: str | os.PathLike, xf: np.ndarray, overwrite: bool = False) -> Path:
+def write_xf(path: str | os.PathLike[str], xf: np.ndarray, overwrite: bool = False) -> Path:
     """Write (n, 2, 3) transforms in IMOD's layout (4 × %12.7f, 2 × %12.3f)."""
     xf = np.asarray(xf, dtype=float).reshape(-1, 2, 3)
     lines = [f"{m[0, 0]:12.7f}{m[0, 1]:12.7f}{m[1, 0]:12.7f}{m[1, 1]:12.7f}"
@@ -49,34 +50,34 @@ def write_xf(path: str | os.PathLike, xf: np.ndarray, overwrite: bool = False) -
 # --- .tlt / .rawtlt / .xtilt ----------------------------------------------------------------
 
 
-def _read_column(path: str | os.PathLike, what: str, allowed: PhysicalRange) -> np.ndarray:
+def _read_column(path: str | os.PathLike[str], what: str, allowed: PhysicalRange) -> np.ndarray:
     rows = parse_number_table(path, what=what, ranges={0: allowed})
     if not rows:
         raise format_error(path, f"no {what}s")
     return np.array([r[0] for r in rows], dtype=float)
 
 
-def _write_column(path: str | os.PathLike, values: np.ndarray, overwrite: bool) -> Path:
+def _write_column(path: str | os.PathLike[str], values: np.ndarray, overwrite: bool) -> Path:
     text = "".join(f"{v:7.2f}\n" for v in np.asarray(values, dtype=float).ravel())
     return write_text_atomic(path, text, overwrite)
 
 
-def read_tlt(path: str | os.PathLike) -> np.ndarray:
+def read_tlt(path: str | os.PathLike[str]) -> np.ndarray:
     """Tilt angles in degrees, one per view (first column of each line)."""
     return _read_column(path, "tilt angle", TILT_ANGLE)
 
 
-def write_tlt(path: str | os.PathLike, angles_deg: np.ndarray, overwrite: bool = False) -> Path:
+def write_tlt(path: str | os.PathLike[str], angles_deg: np.ndarray, overwrite: bool = False) -> Path:
     """Write tilt angles (degrees), one per line, %7.2f as tiltalign does."""
     return _write_column(path, angles_deg, overwrite)
 
 
-def read_xtilt(path: str | os.PathLike) -> np.ndarray:
+def read_xtilt(path: str | os.PathLike[str]) -> np.ndarray:
     """X-axis tilt in degrees per view (tiltalign's .xtilt, RELION's rlnTomoXTilt)."""
     return _read_column(path, "x-tilt", ANGLE)
 
 
-def write_xtilt(path: str | os.PathLike, angles_deg: np.ndarray, overwrite: bool = False) -> Path:
+def write_xtilt(path: str | os.PathLike[str], angles_deg: np.ndarray, overwrite: bool = False) -> Path:
     """Write x-axis tilts (degrees), one per line."""
     return _write_column(path, angles_deg, overwrite)
 
@@ -102,7 +103,8 @@ def xf_to_projection_model(xf: np.ndarray, pixel_size_A: float) -> dict[str, np.
     return {"z_rot_deg": z_rot, "x_shift_A": specimen[:, 0], "y_shift_A": specimen[:, 1]}
 
 
-def projection_model_to_xf(z_rot_deg, x_shift_A, y_shift_A, pixel_size_A: float) -> np.ndarray:
+def projection_model_to_xf(z_rot_deg: ArrayLike, x_shift_A: ArrayLike, y_shift_A: ArrayLike,
+                           pixel_size_A: float) -> np.ndarray:
     """Inverse of xf_to_projection_model: A = rotation by −ZRot, (DX, DY) = −A · shift / pixel size."""
     theta = np.deg2rad(np.asarray(z_rot_deg, dtype=float).ravel())
     c, s = np.cos(theta), np.sin(theta)
@@ -131,7 +133,7 @@ def _angle_within_90(angle_deg: float) -> float:
     return 90.0 if a == -90.0 else a
 
 
-def read_imod_defocus(path: str | os.PathLike) -> pd.DataFrame:
+def read_imod_defocus(path: str | os.PathLike[str]) -> pd.DataFrame:
     """ctfplotter/ctfphaseflip defocus file (versions 1–3) as a DataFrame, read as IMOD reads it.
 
     Version 2: ``start end angle1 angle2 defocus_nm`` per line, the first line ending with a 6th value, 2.
@@ -208,7 +210,7 @@ def read_imod_defocus(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def write_imod_defocus(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def write_imod_defocus(df: pd.DataFrame, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write a defocus file as ctfplotter does: version 2 when there is neither astigmatism nor phase
     shift nor cut-on, otherwise version 3 with the flags of what is there (angles in degrees)."""
     astig = bool(((df["defocus_u_A"] - df["defocus_v_A"]).abs() > 0.05).any())

@@ -228,7 +228,7 @@ def _ordered(path: Path, kind: str, found: dict[int, dict[str, Any]]) -> list[di
     return [found[i] for i in range(len(found))]
 
 
-def read_mdoc(path: str | os.PathLike) -> Mdoc:
+def read_mdoc(path: str | os.PathLike[str]) -> Mdoc:
     """Read an mdoc; FormatError (naming file and section/line) for duplicated or missing
     section indices, a ``[ZValue]`` section without TiltAngle, or an unparsable number.
 
@@ -267,15 +267,15 @@ def read_mdoc(path: str | os.PathLike) -> Mdoc:
     mdoc.section_key = kinds[0] if kinds else "ZValue"
     mdoc.sections = _ordered(path, mdoc.section_key, found[kinds[0]]) if kinds else []
     mdoc.other_sections = {k: _ordered(path, k, found[k]) for k in kinds[1:]}
-    for kind, sections in [(mdoc.section_key, mdoc.sections), *mdoc.other_sections.items()]:
-        if kind != "ZValue":
+    for section_kind, sections in [(mdoc.section_key, mdoc.sections), *mdoc.other_sections.items()]:
+        if section_kind != "ZValue":
             continue
         for index, section in enumerate(sections):
             if not isinstance(section.get("TiltAngle"), (int, float)):
                 raise format_error(path, f"[ZValue = {index}]: TiltAngle is missing")
             problem = TILT_ANGLE.problem(section["TiltAngle"])
             if problem:
-                raise format_error(path, f"{mdoc.where('TiltAngle', index, kind)} = {section['TiltAngle']} {problem}")
+                raise format_error(path, f"{mdoc.where('TiltAngle', index, section_kind)} = {section['TiltAngle']} {problem}")
     return mdoc
 
 
@@ -293,7 +293,7 @@ def format_mdoc(mdoc: Mdoc) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_mdoc(mdoc: Mdoc, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def write_mdoc(mdoc: Mdoc, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write ``mdoc`` in SerialEM's layout (titles kept as they are, so a Tomography 5 mdoc keeps
     its ``[T = Tomography: ...]`` / ``TiltAxisAngle`` titles); atomic, refuses to overwrite."""
     return write_text_atomic(path, format_mdoc(mdoc), overwrite=overwrite)

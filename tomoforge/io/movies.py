@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from tomoforge.errors import quote
 
 from .errors import FormatError, format_error
 from .mrc import mrc_shape, open_mrc_mmap, read_mrc
+
+if TYPE_CHECKING:  # at run time tifffile is imported inside the functions that read TIFFs
+    from tifffile import TiffFile
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -39,7 +43,7 @@ def _check_exists(path: Path) -> None:
         raise FileNotFoundError(f"{path}: movie file not found")
 
 
-def movie_frame_count(path: str | os.PathLike) -> int:
+def movie_frame_count(path: str | os.PathLike[str]) -> int:
     """Frames in a movie (MRC header or TIFF pages; EER: fractions) without reading the pixels."""
     path = Path(path)
     _check_exists(path)
@@ -59,7 +63,7 @@ def movie_frame_count(path: str | os.PathLike) -> int:
     return shape[0] if len(shape) == 3 else 1
 
 
-def frame_shape(path: str | os.PathLike) -> tuple[int, int]:
+def frame_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(y, x) of one frame of a movie, or of a gain reference (MRC, TIFF, EER, .gain), from its header.
 
     EER: the physical grid (4K); FormatError naming the file where the header cannot be read.
@@ -84,7 +88,7 @@ def frame_shape(path: str | os.PathLike) -> tuple[int, int]:
     return int(shape[-2]), int(shape[-1])
 
 
-def is_eer(path: str | os.PathLike) -> bool:
+def is_eer(path: str | os.PathLike[str]) -> bool:
     """Whether a movie is EER (TIFF pages with EER compression), whatever its suffix."""
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES + EER_SUFFIXES:
@@ -98,11 +102,11 @@ def is_eer(path: str | os.PathLike) -> bool:
         return False
 
 
-def _is_eer(tif) -> bool:
+def _is_eer(tif: TiffFile) -> bool:
     return any(int(p.compression) in EER_COMPRESSIONS for p in tif.pages[:2])
 
 
-def read_eer(path: str | os.PathLike, fractions_per_frame: int, upsampling: int = 1,
+def read_eer(path: str | os.PathLike[str], fractions_per_frame: int, upsampling: int = 1,
              n_fractions: int | None = None) -> np.ndarray:
     """An EER movie as int16 counts (n_frames, y, x): ``fractions_per_frame`` fractions summed per frame.
 
@@ -129,7 +133,10 @@ def read_eer(path: str | os.PathLike, fractions_per_frame: int, upsampling: int 
             n = total // fractions_per_frame
             if n < 1:
                 raise format_error(path, f"holds {total} EER fractions, fewer than one frame of {fractions_per_frame}")
-            ny, nx = series.pages[0].shape[-2:]
+            first = series.pages[0]
+            if first is None:
+                raise format_error(path, "the first EER fraction is missing")
+            ny, nx = first.shape[-2:]
             out = np.zeros((n, ny, nx), np.int16)
             chunk = max(1, min(fractions_per_frame, (1 << 28) // (ny * nx)))  # ≤ 256 MB of decoded fractions
             for i in range(n):
@@ -178,7 +185,7 @@ def _read_tiff(path: Path, dtype: np.dtype | type | None = np.float32) -> np.nda
     return _native(data, dtype)
 
 
-def read_movie(path: str | os.PathLike, n_frames: int | None = None,
+def read_movie(path: str | os.PathLike[str], n_frames: int | None = None,
                dtype: np.dtype | type | None = np.float32, eer_fractions_per_frame: int | None = None,
                eer_upsampling: int = 1) -> np.ndarray:
     """All frames of a movie (n, y, x) as ``dtype`` (None: the file's own type, e.g. int16 counts).
@@ -209,7 +216,7 @@ def read_movie(path: str | os.PathLike, n_frames: int | None = None,
     return data
 
 
-def read_gain(path: str | os.PathLike) -> np.ndarray:
+def read_gain(path: str | os.PathLike[str]) -> np.ndarray:
     """A gain reference (MRC, or TIFF: .tif/.tiff and the .gain of EER cameras; one image) as float32 (y, x)."""
     path = Path(path)
     if not path.is_file():

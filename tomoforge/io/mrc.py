@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import mrcfile
 import numpy as np
+from mrcfile.mrcfile import MrcFile
 
 from .atomic import atomic_path
 from .errors import FormatError, check_writable, format_error
@@ -22,7 +23,7 @@ KEPT_DTYPES = (np.int8, np.int16, np.uint8, np.uint16, np.float16, np.float32)
 _MODE_DTYPES = {0: np.int8, 1: np.int16, 2: np.float32, 4: np.complex64, 6: np.uint16, 12: np.float16}
 
 
-def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_A: float,
+def write_mrc(path: str | os.PathLike[str], data: np.ndarray, voxel_size_A: float,
               overwrite: bool = False) -> Path:
     """Write a 2D image or 3D stack/volume with its voxel size (Å, > 0), atomically.
 
@@ -45,10 +46,11 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_A: float,
     return path
 
 
-def _header(path: Path):
+def _header(path: Path) -> np.recarray:
     """Read and check the header; FormatError for a missing, corrupt or truncated file."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    header: np.recarray
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -74,7 +76,7 @@ def _header(path: Path):
     return header
 
 
-def _open(path: Path, mmap: bool):
+def _open(path: Path, mmap: bool) -> MrcFile:
     _header(path)
     opener = mrcfile.mmap if mmap else mrcfile.open
     try:
@@ -85,7 +87,7 @@ def _open(path: Path, mmap: bool):
         raise format_error(path, f"not a readable MRC file ({exc})") from exc
 
 
-def read_mrc(path: str | os.PathLike) -> np.ndarray:
+def read_mrc(path: str | os.PathLike[str]) -> np.ndarray:
     """The data as a float32 copy: (y, x), (n, y, x) or (z, y, x)."""
     with _open(Path(path), mmap=False) as mrc:
         if mrc.data is None:
@@ -93,7 +95,7 @@ def read_mrc(path: str | os.PathLike) -> np.ndarray:
         return np.array(mrc.data, dtype=np.float32)
 
 
-def read_voxel_size(path: str | os.PathLike) -> float:
+def read_voxel_size(path: str | os.PathLike[str]) -> float:
     """Voxel size along x in Å from the header (cella.x / mx); FormatError if unset (0)."""
     header = _header(Path(path))
     mx = int(header.mx)
@@ -103,7 +105,7 @@ def read_voxel_size(path: str | os.PathLike) -> float:
     return size
 
 
-def mrc_shape(path: str | os.PathLike) -> tuple[int, ...]:
+def mrc_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
     """Shape from the header only: (nz, ny, nx), or (ny, nx) for a single image (nz == 1)."""
     header = _header(Path(path))
     nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
@@ -111,7 +113,7 @@ def mrc_shape(path: str | os.PathLike) -> tuple[int, ...]:
 
 
 @contextlib.contextmanager
-def open_mrc_mmap(path: str | os.PathLike) -> Iterator[np.ndarray]:
+def open_mrc_mmap(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
     """Yield a read-only memory-mapped array of the data (the file is closed on exit)."""
     mrc = _open(Path(path), mmap=True)
     try:
@@ -120,7 +122,7 @@ def open_mrc_mmap(path: str | os.PathLike) -> Iterator[np.ndarray]:
         mrc.close()
 
 
-def read_mrc_section(path: str | os.PathLike, index: int) -> np.ndarray:
+def read_mrc_section(path: str | os.PathLike[str], index: int) -> np.ndarray:
     """One 2D image (float32 copy) of a stack, read through a memory map; negative index allowed."""
     with open_mrc_mmap(path) as data:
         if data.ndim == 2:
@@ -133,5 +135,12 @@ def read_mrc_section(path: str | os.PathLike, index: int) -> np.ndarray:
         return np.array(data[index], dtype=np.float32)
 
 
-__all__ = ["write_mrc", "read_mrc", "read_voxel_size", "mrc_shape", "open_mrc_mmap",
-           "read_mrc_section", "FormatError"]
+__all__ = [
+    "FormatError",
+    "mrc_shape",
+    "open_mrc_mmap",
+    "read_mrc",
+    "read_mrc_section",
+    "read_voxel_size",
+    "write_mrc",
+]

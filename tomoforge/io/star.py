@@ -37,11 +37,12 @@ TILT_SERIES_ALIGNMENT = ["rlnTomoXTilt", "rlnTomoYTilt", "rlnTomoZRot",
                          "rlnTomoXShiftAngst", "rlnTomoYShiftAngst"]
 
 
-def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame | dict[str, Any]]:
+def read_star_blocks(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame | dict[str, Any]]:
     """All data blocks of a STAR file by name (loops as DataFrames, key/value blocks as dicts)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    blocks: dict[str, pd.DataFrame | dict[str, Any]]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -71,7 +72,7 @@ STAR_RANGES: dict[str, PhysicalRange] = {
 }
 
 
-def check_star_values(path: str | os.PathLike, name: str, block: pd.DataFrame | dict[str, Any]) -> None:
+def check_star_values(path: str | os.PathLike[str], name: str, block: pd.DataFrame | dict[str, Any]) -> None:
     """FormatError naming the file, block, row, column, value and allowed range for the first value of a
     column in ``STAR_RANGES`` that is not a number (nan, inf, text) or lies outside its range.
 
@@ -96,7 +97,7 @@ def check_star_values(path: str | os.PathLike, name: str, block: pd.DataFrame | 
                                      f"{STAR_RANGES[column].problem(values[row])}")
 
 
-def _loop(path: Path, blocks: dict, name: str | None) -> pd.DataFrame:
+def _loop(path: Path, blocks: dict[str, Any], name: str | None) -> pd.DataFrame:
     if name is not None and name in blocks:
         block = blocks[name]
     elif name is None:
@@ -114,7 +115,7 @@ def _require(path: Path, df: pd.DataFrame, columns: list[str], block: str) -> No
         raise format_error(path, f"data_{block}: column {', '.join('_' + m for m in missing)} is missing")
 
 
-def _write(blocks: dict[str, Any], path: str | os.PathLike, overwrite: bool) -> Path:
+def _write(blocks: dict[str, Any], path: str | os.PathLike[str], overwrite: bool) -> Path:
     """Write blocks whole or not at all (``io.atomic``)."""
     path = check_writable(path, overwrite)
     with atomic_path(path) as tmp:
@@ -124,7 +125,7 @@ def _write(blocks: dict[str, Any], path: str | os.PathLike, overwrite: bool) -> 
 
 # --- tomograms.star -------------------------------------------------------------------------
 
-def read_tomograms_star(path: str | os.PathLike) -> pd.DataFrame:
+def read_tomograms_star(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The ``data_global`` table of a RELION 5 tomograms.star (one row per tomogram)."""
     path = Path(path)
     blocks = read_star_blocks(path)
@@ -133,7 +134,7 @@ def read_tomograms_star(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def write_tomograms_star(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def write_tomograms_star(df: pd.DataFrame, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write ``df`` as the ``data_global`` block of a tomograms.star."""
     if "rlnTomoName" not in df.columns:
         raise ValueError(f"{path}: tomograms table needs an rlnTomoName column")
@@ -152,7 +153,7 @@ def tomogram_sizes_px(df: pd.DataFrame) -> dict[str, tuple[int, int, int]]:
 
 # --- per-tilt-series star --------------------------------------------------------------------
 
-def read_tilt_series_star(path: str | os.PathLike) -> pd.DataFrame:
+def read_tilt_series_star(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The tilt-image table of a per-tilt-series star (first loop; its name in ``df.attrs['tomo_name']``).
 
     Columns as RELION 5 names them: rlnTomoNominalStageTiltAngle, rlnMicrographPreExposure (e/Å²),
@@ -168,7 +169,7 @@ def read_tilt_series_star(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def write_tilt_series_star(df: pd.DataFrame, path: str | os.PathLike, tomo_name: str,
+def write_tilt_series_star(df: pd.DataFrame, path: str | os.PathLike[str], tomo_name: str,
                            overwrite: bool = False) -> Path:
     """Write a per-tilt-series star whose loop is ``data_<tomo_name>``."""
     if not tomo_name or any(c.isspace() for c in tomo_name):
@@ -217,11 +218,11 @@ def _pixel_positions(path: Path, df: pd.DataFrame, optics: pd.DataFrame | None,
     if missing:
         raise format_error(path, f"no tomogram size given for rlnTomoName {missing[0]!r}")
     size = np.array([sizes[n] for n in names], dtype=float)
-    coords = df[PIXEL_COORDS].to_numpy(dtype=float)
+    coords: np.ndarray = df[PIXEL_COORDS].to_numpy(dtype=float)
     return (coords - size / 2.0) * float(pixel_size_A)
 
 
-def read_particles_star(path: str | os.PathLike, pixel_size_A: float | None = None,
+def read_particles_star(path: str | os.PathLike[str], pixel_size_A: float | None = None,
                         tomogram_sizes_px: dict[str, tuple[int, int, int]] | None = None
                         ) -> ParticleTable:
     """Read a RELION particle star (RELION 5 centred Å columns, or older pixel columns).
@@ -290,7 +291,7 @@ def particles_dataframe(table: ParticleTable) -> pd.DataFrame:
     return pd.concat([df, others], axis=1)
 
 
-def write_particles_star(table: ParticleTable, path: str | os.PathLike,
+def write_particles_star(table: ParticleTable, path: str | os.PathLike[str],
                          overwrite: bool = False) -> Path:
     """Write a RELION 5 particle star (general and optics blocks first where the table has them)."""
     blocks: dict[str, Any] = {}

@@ -9,7 +9,7 @@ import numpy as np
 from .errors import format_error, parse_number_table
 
 
-def read_coordinates_text(path: str | os.PathLike) -> np.ndarray:
+def read_coordinates_text(path: str | os.PathLike[str]) -> np.ndarray:
     """(n, 3) float array of x, y, z; FormatError naming the line on a bad or short row."""
     rows = parse_number_table(path, ncols=3, what="row")
     if not rows:

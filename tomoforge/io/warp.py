@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tomoforge.errors import quote
+
 from .errors import format_error
 
 PER_TILT = ("Angles", "Dose", "UseTilt", "AxisAngle", "AxisOffsetX", "AxisOffsetY", "MoviePath")
@@ -64,7 +66,9 @@ def _floats(path: Path, root: ET.Element, tag: str, n: int | None) -> np.ndarray
 
 def _params(root: ET.Element, tag: str) -> dict[str, str]:
     node = root.find(tag)
-    return {} if node is None else {p.get("Name"): p.get("Value", "") for p in node.iter("Param")}
+    if node is None:
+        return {}
+    return {name: p.get("Value", "") for p in node.iter("Param") if (name := p.get("Name")) is not None}
 
 
 def _grid(path: Path, root: ET.Element, tag: str, n: int) -> np.ndarray | None:
@@ -75,8 +79,15 @@ def _grid(path: Path, root: ET.Element, tag: str, n: int) -> np.ndarray | None:
     if int(node.get("Depth", "0")) != n or len(nodes) != n:
         return None  # not a per-tilt grid (e.g. 1x1x1)
     values = np.empty(n)
-    for item in nodes:
-        values[int(item.get("Z"))] = float(item.get("Value"))
+    for number, item in enumerate(nodes, start=1):
+        try:
+            z, value = int(item.get("Z", "")), float(item.get("Value", ""))
+        except ValueError:
+            z = -1
+        if not 0 <= z < n:
+            raise format_error(path, f"<{tag}> node {number} needs Z (0 to {n - 1}) and a Value, "
+                                     f"got Z={quote(item.get('Z', ''))} Value={quote(item.get('Value', ''))}")
+        values[z] = value
     return values
 
 
@@ -85,7 +96,7 @@ def _opt_float(params: dict[str, str], key: str) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
-def read_warp_tilt_series_xml(path: str | os.PathLike) -> WarpTiltSeries:
+def read_warp_tilt_series_xml(path: str | os.PathLike[str]) -> WarpTiltSeries:
     """Read a Warp tilt-series XML (FormatError naming the file and element)."""
     path = Path(path)
     try:

@@ -1,6 +1,8 @@
 """Particle positions in tomograms, with optional orientation."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from pydantic import Field, field_validator
 
@@ -15,8 +17,9 @@ class Coordinate3D(Item):
 
     __item_kind__ = "coordinate3d"
     __key__ = "number"
-    __columns__ = ("number", "tomogram", "x_A", "y_A", "z_A", "group", "score", "has_orientation")
-    __packed__ = {"rotation": "rotation"}  # a unit quaternion of 32 bytes: millions of particles stay small
+    __columns__: ClassVar[tuple[str, ...]] = ("number", "tomogram", "x_A", "y_A", "z_A", "group", "score",
+                                              "has_orientation")
+    __packed__: ClassVar[dict[str, str]] = {"rotation": "rotation"}  # a unit quaternion of 32 bytes: millions of particles stay small
 
     number: int = Field(..., ge=0, description="running number of the coordinate in its set")
     tomogram: str = Field(..., description="name of the tomogram it lies in")
@@ -30,7 +33,7 @@ class Coordinate3D(Item):
 
     @field_validator("rotation")
     @classmethod
-    def _is_rotation(cls, value: tuple) -> tuple:
+    def _is_rotation(cls, value: tuple[tuple[float, float, float], ...]) -> tuple[tuple[float, ...], ...]:
         matrix = np.asarray(value, dtype=float)
         if matrix.shape != (3, 3):
             raise ValueError(f"rotation must be 3x3, got shape {matrix.shape}")

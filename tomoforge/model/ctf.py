@@ -36,11 +36,11 @@ class CTFTiltImage(Item):
 
     @property
     def defocus_A(self) -> float:
-        return 0.5 * (self.defocus_u_A + self.defocus_v_A)
+        return float(0.5 * (self.defocus_u_A + self.defocus_v_A))
 
     @property
     def astigmatism_A(self) -> float:
-        return self.defocus_u_A - self.defocus_v_A
+        return float(self.defocus_u_A - self.defocus_v_A)
 
 
 class CTFSeries(Item):

@@ -68,7 +68,7 @@ class PhysicalRange:
     def mask(self, values: Any) -> np.ndarray:
         """Element-wise ``contains`` of an array (non-finite values are outside)."""
         x = np.asarray(values, dtype=float)
-        inside = np.isfinite(x)
+        inside: np.ndarray = np.isfinite(x)
         if self.low is not None:
             inside &= (x > self.low) if self.low_open else (x >= self.low)
         if self.high is not None:
@@ -106,7 +106,7 @@ class PhysicalRange:
     @property
     def type(self) -> Any:
         """``Annotated[float, ...]``: finite, within the bounds; a failure states the whole range."""
-        bounds: dict[str, float] = {}
+        bounds: dict[str, Any] = {}  # gt/ge/lt/le, only those that apply
         if self.low is not None:
             bounds["gt" if self.low_open else "ge"] = self.low
         if self.high is not None:

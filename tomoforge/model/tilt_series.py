@@ -1,6 +1,8 @@
 """Tilt series and their tilt images (and the movie variants before motion correction)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from tomoforge.model.acquisition import Acquisition
@@ -21,7 +23,7 @@ class TiltImage(Item):
     __item_kind__ = "tilt_image"
     __key__ = "acquisition_order"
     __columns__ = ("tilt_angle_deg", "acquisition_order", "accumulated_dose_e_A2", "excluded")
-    __files__ = ("file", "odd_file", "even_file")
+    __files__: ClassVar[tuple[str, ...]] = ("file", "odd_file", "even_file")
 
     acquisition_order: int = quantity(..., ge=1, description="1 = first exposed")
     tilt_angle_deg: TiltAngleDeg = quantity(..., unit="deg", description="nominal stage tilt angle")
@@ -61,8 +63,8 @@ class TiltSeries(Item):
 
     __item_kind__ = "tilt_series"
     __key__ = "name"
-    __columns__ = ("name", "n_images", "dose_weighted", "aligned")
-    __children__ = ("tilt_images", TiltImage)
+    __columns__: ClassVar[tuple[str, ...]] = ("name", "n_images", "dose_weighted", "aligned")
+    __children__: ClassVar[tuple[str, type[Item]] | None] = ("tilt_images", TiltImage)
     __files__ = ("source_file", "stack_file", "odd_stack_file", "even_stack_file")
 
     name: str = Field(..., min_length=1, description="tilt series name (unique in its set)")

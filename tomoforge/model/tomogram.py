@@ -32,4 +32,5 @@ class Tomogram(Item):
 
     @property
     def size_A(self) -> tuple[float, float, float]:
-        return tuple(n * self.pixel_size_A for n in self.size_xyz)  # type: ignore[return-value]
+        x, y, z = self.size_xyz
+        return (x * self.pixel_size_A, y * self.pixel_size_A, z * self.pixel_size_A)

@@ -5,7 +5,10 @@ series) and, when its output differs from a plain restack, ``output_series``.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar, cast
+
+from pydantic import BaseModel
 
 from tomoforge.engine import InputSpec, Protocol, Task
 from tomoforge.engine.sets import origin_of
@@ -18,16 +21,17 @@ TILT_SERIES_INPUT = {"tilt_series": InputSpec(TiltSeries, help="tilt series to p
 class PerTiltSeries(Protocol):
     """One task per input tilt series; the task returns {'stacks': {...}, 'per_image': [...], ...}."""
 
-    outputs = {"tilt_series": TiltSeries}
+    outputs: ClassVar[dict[str, type[BaseModel]]] = {"tilt_series": TiltSeries}
     inputs = TILT_SERIES_INPUT
 
-    def task_for(self, ts: TiltSeries, sources: dict, out_base: str) -> Task:
+    def task_for(self, ts: TiltSeries, sources: dict[str, list[tuple[str, int]]], out_base: str) -> Task:
         raise NotImplementedError
 
-    def tasks(self):
+    def tasks(self) -> Iterator[Task]:
         series = self.input("tilt_series")
         self.out_path("").mkdir(parents=True, exist_ok=True)
-        for ts in series:
+        for item in series:
+            ts = cast(TiltSeries, item)  # the input is declared InputSpec(TiltSeries)
             task = self.task_for(ts, image_sources(ts, self.absolute), str(self.out_path(ts.name)))
             task.key, task.origin = ts.name, (origin_of(series, ts.name),)
             task.item = ts
@@ -36,6 +40,6 @@ class PerTiltSeries(Protocol):
     def output_series(self, ts: TiltSeries, result: dict[str, Any]) -> TiltSeries:
         return restack(ts, result, self.relative)
 
-    def collect(self, task, result):
-        ts = task.item if task.item is not None else self.input("tilt_series").get(task.key)
+    def collect(self, task: Task, result: Any) -> None:
+        ts = cast(TiltSeries, task.item if task.item is not None else self.input("tilt_series").get(task.key))
         self.emit("tilt_series", self.output_series(ts, result), task)

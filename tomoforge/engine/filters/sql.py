@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -165,7 +166,7 @@ def _kind(node: Node, scope: _Scope) -> str:
 _SQL_COMPARE = {"==": "=", "<>": "!="}
 
 
-def compile_sql(node: Node) -> tuple[str, list]:
+def compile_sql(node: Node) -> tuple[str, list[Any]]:
     """SQL for a checked filter and its parameters: every literal a ``?``, every column quoted.
 
     Parameters
@@ -179,11 +180,11 @@ def compile_sql(node: Node) -> tuple[str, list]:
         A parenthesised SQL expression and the values of its ``?`` in order; AND it after a
         set's own condition, e.g. ``WHERE set_id = ? AND parent_id = ? AND (<sql>)``.
     """
-    params: list = []
+    params: list[Any] = []
     return _sql(node, params), params
 
 
-def _sql(node: Node, params: list) -> str:
+def _sql(node: Node, params: list[Any]) -> str:
     op = node.op
     if op == "literal":
         params.append(node.value)
@@ -232,11 +233,11 @@ class SetFilter:
         return SetFilter(all_of(conjuncts(self.items) + conjuncts(other.items)),
                          all_of(conjuncts(self.children) + conjuncts(other.children)))
 
-    def items_sql(self) -> tuple[str, list]:
+    def items_sql(self) -> tuple[str, list[Any]]:
         """(SQL, params) for the items ('' and [] without a condition)."""
         return compile_sql(self.items) if self.items is not None else ("", [])
 
-    def children_sql(self) -> tuple[str, list]:
+    def children_sql(self) -> tuple[str, list[Any]]:
         """(SQL, params) for the items' children ('' and [] without a condition)."""
         return compile_sql(self.children) if self.children is not None else ("", [])
 

@@ -37,7 +37,7 @@ class FilterError(UserError, ValueError):
             return text
         return f"{text} at position {self.position}\n{caret_lines(self.expression, self.position)}"
 
-    def __reduce__(self) -> tuple:  # pickled whole (a worker's error travels to the orchestrator)
+    def __reduce__(self) -> tuple[type[FilterError], tuple[str, str, int | None, str]]:  # pickled whole (a worker's error travels to the orchestrator)
         return (FilterError, (self.expression, self.reason, self.position, self.where))
 
     def within(self, where: str) -> FilterError:
