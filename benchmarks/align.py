@@ -15,6 +15,7 @@
 Wall and CPU seconds, the median over ``--repeats`` rounds, with the load average of the (shared)
 machine before each round. Prints one JSON object and rewrites the align section of benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,7 @@ from tomoforge.protocols.align_tasks import coarse_task, fiducial_alignment_task
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results_md import machine_info, replace_section  # noqa: E402
+
 START, END = "<!-- align:start -->", "<!-- align:end -->"
 LOW_PASS_A = 40.0
 
@@ -57,8 +59,9 @@ def since(start: tuple[float, float]) -> dict[str, float]:
 
 def truth_model(truth: dict) -> ProjectionModel:
     t = sorted(truth["tilts"], key=lambda r: r["acquisition_order"])
-    return ProjectionModel([r["y_tilt_deg"] for r in t], [r["z_rot_deg"] for r in t],
-                           [[r["x_shift_A"], r["y_shift_A"]] for r in t])
+    return ProjectionModel(
+        [r["y_tilt_deg"] for r in t], [r["z_rot_deg"] for r in t], [[r["x_shift_A"], r["y_shift_A"]] for r in t]
+    )
 
 
 def shift_errors(shifts_px: np.ndarray, true: ProjectionModel, pixel_A: float) -> np.ndarray:
@@ -71,8 +74,11 @@ def shift_errors(shifts_px: np.ndarray, true: ProjectionModel, pixel_A: float) -
 
 def summary(err: np.ndarray, nominal: np.ndarray) -> dict:
     order = np.argsort(nominal)
-    return {"median_px": round(float(np.median(err)), 3), "max_px": round(float(err.max()), 3),
-            "per_tilt_px": {f"{nominal[i]:g}": round(float(err[i]), 2) for i in order}}
+    return {
+        "median_px": round(float(np.median(err)), 3),
+        "max_px": round(float(err.max()), 3),
+        "per_tilt_px": {f"{nominal[i]:g}": round(float(err[i]), 2) for i in order},
+    }
 
 
 def peer_comparison(sim: Path, truth: dict) -> dict:
@@ -85,8 +91,12 @@ def peer_comparison(sim: Path, truth: dict) -> dict:
     out: dict = {"image": list(images.shape[-2:]), "pixel_size_A": px}
     start = clock()
     res = coarse_alignment(images, nominal, axis, high_cut_px=LOW_PASS_A / px)
-    out["tomoforge"] = {**summary(shift_errors(res.shifts_px, true, px), nominal), **since(start),
-                        "slab_thickness_A": round(res.thickness_px * px), "step_rms_px": res.step_rms_px}
+    out["tomoforge"] = {
+        **summary(shift_errors(res.shifts_px, true, px), nominal),
+        **since(start),
+        "slab_thickness_A": round(res.thickness_px * px),
+        "step_rms_px": res.step_rms_px,
+    }
     start = clock()
     chain = coarse_alignment(images, nominal, axis, high_cut_px=LOW_PASS_A / px, refine_iterations=0)
     out["tomoforge_chain"] = {**summary(shift_errors(chain.shifts_px, true, px), nominal), **since(start)}
@@ -96,11 +106,15 @@ def peer_comparison(sim: Path, truth: dict) -> dict:
     except ImportError:
         return out
     start = clock()
-    yx = tiltxcorr(images, torch.as_tensor(nominal), axis, pixel_spacing_angstroms=px,
-                   lowpass_angstroms=LOW_PASS_A).numpy()
+    yx = tiltxcorr(
+        images, torch.as_tensor(nominal), axis, pixel_spacing_angstroms=px, lowpass_angstroms=LOW_PASS_A
+    ).numpy()
     # tiltxcorr returns the (y, x) shift that centres each view: minus where the specimen centre lands.
-    out["tiltxcorr"] = {**summary(shift_errors(-yx[:, ::-1], true, px), nominal), **since(start),
-                        "version": torch_tiltxcorr.__version__}
+    out["tiltxcorr"] = {
+        **summary(shift_errors(-yx[:, ::-1], true, px), nominal),
+        **since(start),
+        "version": torch_tiltxcorr.__version__,
+    }
     return out
 
 
@@ -120,23 +134,55 @@ def step_timings(stack: Path, truth: dict, out: Path) -> tuple[dict, dict]:
     c, fm, fa, pt = CoarseParams(), FiducialModelParams(), FiducialAlignmentParams(), PatchTrackingParams()
     timing, results = {}, {}
     start = clock()
-    results["coarse"] = coarse_task(sources, tilts, axis, px, c.binning, c.cumulative, c.low_cut_A, c.high_cut_A, "",
-                                    c.interpolated_binning, c.refine_iterations, c.thickness_A)
+    results["coarse"] = coarse_task(
+        sources,
+        tilts,
+        axis,
+        px,
+        c.binning,
+        c.cumulative,
+        c.low_cut_A,
+        c.high_cut_A,
+        "",
+        c.interpolated_binning,
+        c.refine_iterations,
+        c.thickness_A,
+    )
     timing["coarse_alignment"] = since(start)
     shifts_A = results["coarse"]["shifts_A"]
     start = clock()
-    results["beads"] = fiducial_model_task(sources, tilts, orders, axis, shifts_A, px, fm.binning, fm.bead_diameter_nm,
-                                           fm.max_beads, fm.threshold_sd, str(out / "beads.tsv"))
+    results["beads"] = fiducial_model_task(
+        sources,
+        tilts,
+        orders,
+        axis,
+        shifts_A,
+        px,
+        fm.binning,
+        fm.bead_diameter_nm,
+        fm.max_beads,
+        fm.threshold_sd,
+        str(out / "beads.tsv"),
+    )
     timing["fiducial_model"] = since(start)
     options = fa.model_dump(include={"rotation", "tilt", "magnification", "group_size", "level", "outlier_px"})
     start = clock()
-    results["fiducial"] = fiducial_alignment_task(results["beads"]["file"], tilts, orders, axis,
-                                                  results["beads"]["pixel_size_A"], options, str(out / "residuals.tsv"),
-                                                  str(out / "gap_free.tsv"), shifts_A)
+    results["fiducial"] = fiducial_alignment_task(
+        results["beads"]["file"],
+        tilts,
+        orders,
+        axis,
+        results["beads"]["pixel_size_A"],
+        options,
+        str(out / "residuals.tsv"),
+        str(out / "gap_free.tsv"),
+        shifts_A,
+    )
     timing["fiducial_alignment"] = since(start)
     start = clock()
-    results["patches"] = patch_tracking_task(sources, tilts, orders, axis, shifts_A, px, pt.binning,
-                                             patch_options(pt, px), str(out / "patches.tsv"))
+    results["patches"] = patch_tracking_task(
+        sources, tilts, orders, axis, shifts_A, px, pt.binning, patch_options(pt, px), str(out / "patches.tsv")
+    )
     timing["patch_tracking"] = since(start)
     return timing, results
 
@@ -158,14 +204,20 @@ def accuracy(results: dict, truth: dict) -> dict:
     levelled = truth["tilt_offset_deg"] + np.rad2deg(np.arctan2(normal[0], normal[2]))
     return {
         "coarse": {"median_px": round(float(np.median(coarse)), 3), "max_px": round(float(coarse.max()), 3)},
-        "fiducial": {"beads_rms_px": round(rms(reprojection_difference(fid, true, beads, remove_tilt_offset=True))
-                                           / bin_px, 3),
-                     "axis_error_deg": round(float(fid.z_rot_deg.mean() - true.z_rot_deg.mean()), 3),
-                     "offset_error_deg": round(float(np.mean(fid.tilt_deg - nominal) - levelled), 3),
-                     "beads": results["beads"]["n_landmarks"], "residual_px": round(results["fiducial"]["rms_px"], 3)},
-        "patches": {"grid_rms_px": round(rms(reprojection_difference(patches, true, grid, remove_tilt_offset=True))
-                                         / bin_px, 3), "patches": results["patches"]["n_patches"],
-                    "residual_px": round(results["patches"]["rms_px"], 3)},
+        "fiducial": {
+            "beads_rms_px": round(rms(reprojection_difference(fid, true, beads, remove_tilt_offset=True)) / bin_px, 3),
+            "axis_error_deg": round(float(fid.z_rot_deg.mean() - true.z_rot_deg.mean()), 3),
+            "offset_error_deg": round(float(np.mean(fid.tilt_deg - nominal) - levelled), 3),
+            "beads": results["beads"]["n_landmarks"],
+            "residual_px": round(results["fiducial"]["rms_px"], 3),
+        },
+        "patches": {
+            "grid_rms_px": round(
+                rms(reprojection_difference(patches, true, grid, remove_tilt_offset=True)) / bin_px, 3
+            ),
+            "patches": results["patches"]["n_patches"],
+            "residual_px": round(results["patches"]["rms_px"], 3),
+        },
     }
 
 
@@ -180,8 +232,12 @@ def simulation(path: str | None) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sim", default=None, help="a finished `small` seed-1 simulation (default: "
-                    "$TOMOFORGE_SMALL_SIMULATION, else simulated into <outdir>/sim)")
+    ap.add_argument(
+        "--sim",
+        default=None,
+        help="a finished `small` seed-1 simulation (default: "
+        "$TOMOFORGE_SMALL_SIMULATION, else simulated into <outdir>/sim)",
+    )
     ap.add_argument("--outdir", default="/tmp/bench_align")
     ap.add_argument("--repeats", type=int, default=2, help="rounds; times are medians")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -200,12 +256,29 @@ def main() -> None:
         load = round(os.getloadavg()[0], 2)
         peers.append(peer_comparison(sim, truth))
         timing, results = step_timings(stack, truth, out / "runs")
-        rounds.append({"load_before": load, **timing, **{f"peer_{k}": {"wall_s": v["wall_s"], "cpu_s": v["cpu_s"]}
-                                                        for k, v in peers[-1].items() if isinstance(v, dict)}})
+        rounds.append(
+            {
+                "load_before": load,
+                **timing,
+                **{
+                    f"peer_{k}": {"wall_s": v["wall_s"], "cpu_s": v["cpu_s"]}
+                    for k, v in peers[-1].items()
+                    if isinstance(v, dict)
+                },
+            }
+        )
     keys = [k for k in rounds[0] if k != "load_before"]
     med = {k: {m: round(statistics.median(r[k][m] for r in rounds), 2) for m in ("wall_s", "cpu_s")} for k in keys}
-    result = {"benchmark": "align", "preset": "small", "seed": 1, "peer": peers[-1], "accuracy": accuracy(results, truth),
-              "median": med, "rounds": rounds, "machine": machine()}
+    result = {
+        "benchmark": "align",
+        "preset": "small",
+        "seed": 1,
+        "peer": peers[-1],
+        "accuracy": accuracy(results, truth),
+        "median": med,
+        "rounds": rounds,
+        "machine": machine(),
+    }
     print(json.dumps(result, indent=1, default=str))
     if not args.no_write:
         write_section(result)
@@ -224,23 +297,35 @@ def write_section(r: dict) -> None:
         v = p[key]
         t = med[f"peer_{key}"]
         ends = [v["per_tilt_px"][k] for k in ("-60", "60")]
-        return (f"| {label} | {v['median_px']:.2f} | {v['max_px']:.2f} | {ends[0]:.2f} / {ends[1]:.2f} | "
-                f"{t['wall_s']:.1f} | {t['cpu_s']:.1f} |")
+        return (
+            f"| {label} | {v['median_px']:.2f} | {v['max_px']:.2f} | {ends[0]:.2f} / {ends[1]:.2f} | "
+            f"{t['wall_s']:.1f} | {t['cpu_s']:.1f} |"
+        )
 
-    peer_rows = [row("tomoforge `coarse_alignment` (chain + projection matching)", "tomoforge"),
-                 row("tomoforge, the stretched-correlation chain alone", "tomoforge_chain")]
+    peer_rows = [
+        row("tomoforge `coarse_alignment` (chain + projection matching)", "tomoforge"),
+        row("tomoforge, the stretched-correlation chain alone", "tomoforge_chain"),
+    ]
     if "tiltxcorr" in p:
         peer_rows.append(row(f"teamtomo torch-tiltxcorr {p['tiltxcorr']['version']} `tiltxcorr`", "tiltxcorr"))
-    names = {"coarse_alignment": "coarse-alignment", "fiducial_model": "fiducial-model",
-             "fiducial_alignment": "fiducial-alignment", "patch_tracking": "patch-tracking"}
+    names = {
+        "coarse_alignment": "coarse-alignment",
+        "fiducial_model": "fiducial-model",
+        "fiducial_alignment": "fiducial-alignment",
+        "patch_tracking": "patch-tracking",
+    }
     result_of = {
         "coarse_alignment": f"shifts: median {acc['coarse']['median_px']:.2f} px, max {acc['coarse']['max_px']:.2f} px",
         "fiducial_model": f"{acc['fiducial']['beads']} beads tracked",
-        "fiducial_alignment": (f"beads {acc['fiducial']['beads_rms_px']:.3f} px RMS, axis "
-                               f"{acc['fiducial']['axis_error_deg']:+.3f}°, levelled offset "
-                               f"{acc['fiducial']['offset_error_deg']:+.3f}°, residual {acc['fiducial']['residual_px']:.3f} px"),
-        "patch_tracking": (f"{acc['patches']['patches']} patches, specimen grid {acc['patches']['grid_rms_px']:.3f} px RMS, "
-                           f"residual {acc['patches']['residual_px']:.3f} px"),
+        "fiducial_alignment": (
+            f"beads {acc['fiducial']['beads_rms_px']:.3f} px RMS, axis "
+            f"{acc['fiducial']['axis_error_deg']:+.3f}°, levelled offset "
+            f"{acc['fiducial']['offset_error_deg']:+.3f}°, residual {acc['fiducial']['residual_px']:.3f} px"
+        ),
+        "patch_tracking": (
+            f"{acc['patches']['patches']} patches, specimen grid {acc['patches']['grid_rms_px']:.3f} px RMS, "
+            f"residual {acc['patches']['residual_px']:.3f} px"
+        ),
     }
     step_rows = [f"| `{names[k]}` | {med[k]['wall_s']:.1f} | {med[k]['cpu_s']:.1f} | {result_of[k]} |" for k in names]
     per_tilt = ["Per view (nominal tilt: error px):", ""]
@@ -248,30 +333,43 @@ def write_section(r: dict) -> None:
         if key in p:
             per_tilt += [f"- {key}: " + " ".join(f"{k}:{v:.1f}" for k, v in p[key]["per_tilt_px"].items())]
     lines = [
-        "## Tilt-series alignment, `python benchmarks/align.py`", "",
+        "## Tilt-series alignment, `python benchmarks/align.py`",
+        "",
         f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} ({m['torch_threads']} "
         f"threads, OMP_WAIT_POLICY={m['omp_wait_policy'] or 'unset'}). Shared machine: load average "
-        f"{min(loads):.1f}–{max(loads):.1f} before the {len(loads)} rounds (times: median).", "",
+        f"{min(loads):.1f}–{max(loads):.1f} before the {len(loads)} rounds (times: median).",
+        "",
         f"**Coarse alignment beside torch-tiltxcorr.** Data: the noise-free tilt series of `small` (seed 1: 41 tilts "
         f"±60°, 16 gold beads on both surfaces of an 1100 Å slab tilted 2°, true random stage shifts, the tilt axis "
         f"drifting 84.9→85.3°, tilt offset 0.7°) Fourier-binned to {p['image'][0]}² ({p['pixel_size_A']:g} Å/px). "
         f"Both get the nominal tilts, axis 85° and a {LOW_PASS_A:g} Å low-pass. Error per view: the shift against the "
-        "truth after removing the best common 3D translation (the free gauge), px at 512².", "",
-        "| method | median (px) | max (px) | −60° / +60° (px) | wall (s) | CPU (s) |", "|---|---:|---:|---|---:|---:|",
-        *peer_rows, "",
+        "truth after removing the best common 3D translation (the free gauge), px at 512².",
+        "",
+        "| method | median (px) | max (px) | −60° / +60° (px) | wall (s) | CPU (s) |",
+        "|---|---:|---:|---|---:|---:|",
+        *peer_rows,
+        "",
         f"Slab found by ours: {p['tomoforge']['slab_thickness_A']} Å; projection-matching corrections per round (px): "
-        f"{', '.join(f'{s:.2f}' for s in p['tomoforge']['step_rms_px'])}.", "", *per_tilt, "",
+        f"{', '.join(f'{s:.2f}' for s in p['tomoforge']['step_rms_px'])}.",
+        "",
+        *per_tilt,
+        "",
         "Caveats: on these data the two gold layers, 1000 Å apart, move 8.7·cos β px apart between neighbouring "
         "views (3° at 6 Å/px) and dominate the correlation, so each pairwise step locks onto one layer or the other: "
         "tiltxcorr's error moves by about ±4 px per view (so does our chain, less, with its cumulative reference). "
         "Its sign convention was checked on a flat synthetic specimen, where it is accurate (median 0.08 px, max "
         "0.53 px). The issue's figure for it (median 0.93 px, max 6.4 px) came from other data. Neither method "
-        "models the axis drift or the tilt offset; both are scored the same way.", "",
+        "models the axis drift or the tilt offset; both are scored the same way.",
+        "",
         "**Time per tilt series of each step** (41 tilts of 1024², the gain-corrected frame sums, 3 Å/px): the "
         "protocol's task with its default params (binning 4), reading the stack included; the accuracy on these "
         "noisy sums at binning 4 (12 Å/px), the free translation and, for the models, the free rotation about the "
-        "tilt axis removed (the levelled offset is compared with the truth's plus the slab's tilt about Y).", "",
-        "| step | wall (s) | CPU (s) | result |", "|---|---:|---:|---|", *step_rows]
+        "tilt axis removed (the levelled offset is compared with the truth's plus the slab's tilt about Y).",
+        "",
+        "| step | wall (s) | CPU (s) | result |",
+        "|---|---:|---:|---|",
+        *step_rows,
+    ]
     replace_section(START, END, lines)
 
 

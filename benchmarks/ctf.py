@@ -18,6 +18,7 @@ torch-ctf-estimation teamtomo-basemodel einops``); it imports torchvision for on
 script puts benchmarks/ctf_shim (that function re-implemented: separable Gaussian, reflect padding)
 first on the path. Prints one JSON object and rewrites the ctf section of benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,10 @@ def load(sim: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     for movie, tilt in zip(ts.movies, truth["tilts"]):
         shifts = torch.tensor(tilt["frame_shifts_A"])[:, [1, 0]] / truth["pixel_size_A"]
         sums.append(fourier_shift_2d(torch.from_numpy(read_movie(movie)) * gain, -shifts).sum(0))
-    return truth, {"recorded (summed movies)": torch.stack(sums),
-                   "noise-free": torch.from_numpy(read_mrc(ts.noise_free_stack))}
+    return truth, {
+        "recorded (summed movies)": torch.stack(sums),
+        "noise-free": torch.from_numpy(read_mrc(ts.noise_free_stack)),
+    }
 
 
 def optics(truth: dict) -> Optics:
@@ -70,17 +73,27 @@ def optics(truth: dict) -> Optics:
 def ours_series(images, truth) -> tuple[list[tuple[float, float]], float]:
     tilts = truth["tilts"]
     start = time.perf_counter()
-    result = estimate_tilt_series(images, optics(truth), [t["nominal_tilt_deg"] for t in tilts],
-                                  truth["tilt_axis_angle_deg"], FitSettings(resolution_high_A=6.0),
-                                  accumulated_dose=[t["accumulated_dose"] for t in tilts])
+    result = estimate_tilt_series(
+        images,
+        optics(truth),
+        [t["nominal_tilt_deg"] for t in tilts],
+        truth["tilt_axis_angle_deg"],
+        FitSettings(resolution_high_A=6.0),
+        accumulated_dose=[t["accumulated_dose"] for t in tilts],
+    )
     return [(f.defocus_A, f.astigmatism_angle_deg) for f in result.fits], time.perf_counter() - start
 
 
 def ours_single(images, truth) -> tuple[list[tuple[float, float]], float]:
     start, out = time.perf_counter(), []
     for image, t in zip(images, truth["tilts"]):
-        f = fit_image(image, optics(truth), FitSettings(resolution_high_A=6.0), t["nominal_tilt_deg"],
-                      truth["tilt_axis_angle_deg"])
+        f = fit_image(
+            image,
+            optics(truth),
+            FitSettings(resolution_high_A=6.0),
+            t["nominal_tilt_deg"],
+            truth["tilt_axis_angle_deg"],
+        )
         out.append((f.defocus_A, f.astigmatism_angle_deg))
     return out, time.perf_counter() - start
 
@@ -90,13 +103,21 @@ def teamtomo(images, truth, linear: bool) -> tuple[list[tuple[float, float]], fl
     from torch_ctf_estimation import estimate_ctf
     from torch_ctf_estimation.models import CTFFittingParams, OpticalParams
 
-    opt = OpticalParams(pixel_spacing_angstroms=truth["pixel_size_A"], voltage_kev=truth["voltage_kv"],
-                        spherical_aberration_mm=truth["cs_mm"], amplitude_contrast_fraction=truth["amplitude_contrast"],
-                        target_pixel_spacing_angstroms=truth["pixel_size_A"])
-    grid = {"defocus_grid_resolution": (1, 2, 2), "defocus_model": "linear"} if linear \
+    opt = OpticalParams(
+        pixel_spacing_angstroms=truth["pixel_size_A"],
+        voltage_kev=truth["voltage_kv"],
+        spherical_aberration_mm=truth["cs_mm"],
+        amplitude_contrast_fraction=truth["amplitude_contrast"],
+        target_pixel_spacing_angstroms=truth["pixel_size_A"],
+    )
+    grid = (
+        {"defocus_grid_resolution": (1, 2, 2), "defocus_model": "linear"}
+        if linear
         else {"defocus_grid_resolution": (1, 1, 1)}
-    params = CTFFittingParams(frequency_fit_range_angstroms=(50.0, 6.0), defocus_range_microns=(1.0, 5.0),
-                              patch_sidelength=512, **grid)
+    )
+    params = CTFFittingParams(
+        frequency_fit_range_angstroms=(50.0, 6.0), defocus_range_microns=(1.0, 5.0), patch_sidelength=512, **grid
+    )
     start, out = time.perf_counter(), []
     for image in images:
         fit = estimate_ctf(image[None], opt, params)[2]
@@ -132,19 +153,29 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     truth, sets = load(args.sim)
-    methods = {"tomoforge estimate_tilt_series (series)": ours_series,
-               "tomoforge fit_image (each image alone)": ours_single,
-               "torch-ctf-estimation 0.6 (grid 1×1×1)": lambda i, t: teamtomo(i, t, False),
-               "torch-ctf-estimation 0.6 (linear tilt plane, 2×2)": lambda i, t: teamtomo(i, t, True)}
-    results: dict = {"machine": machine_info(), "tilts": len(truth["tilts"]), "image": [1024, 1024],
-                     "pixel_size_A": truth["pixel_size_A"], "sets": {}}
+    methods = {
+        "tomoforge estimate_tilt_series (series)": ours_series,
+        "tomoforge fit_image (each image alone)": ours_single,
+        "torch-ctf-estimation 0.6 (grid 1×1×1)": lambda i, t: teamtomo(i, t, False),
+        "torch-ctf-estimation 0.6 (linear tilt plane, 2×2)": lambda i, t: teamtomo(i, t, True),
+    }
+    results: dict = {
+        "machine": machine_info(),
+        "tilts": len(truth["tilts"]),
+        "image": [1024, 1024],
+        "pixel_size_A": truth["pixel_size_A"],
+        "sets": {},
+    }
     for set_name, images in sets.items():
         results["sets"][set_name] = {}
         for name, fn in methods.items():
             load_before = round(os.getloadavg()[0], 2)
             fits, seconds = fn(images, truth)
-            results["sets"][set_name][name] = {**summary(fits, truth), "s_per_series": round(seconds, 1),
-                                               "load_before": load_before}
+            results["sets"][set_name][name] = {
+                **summary(fits, truth),
+                "s_per_series": round(seconds, 1),
+                "load_before": load_before,
+            }
     results["load_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(results, indent=1, ensure_ascii=False))
     if not args.no_write:
@@ -153,25 +184,37 @@ def main() -> None:
 
 def write(r: dict) -> None:
     m = r["machine"]
-    lines = ["## CTF estimation (`python benchmarks/ctf.py`)", "",
-             f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']}, load average "
-             f"{m['load']} before, {r['load_after']} after (the machine is shared). Simulator `small` (seed 1): "
-             f"{r['tilts']} tilts ±60°, 1024², {r['pixel_size_A']} Å/px, defocus ≈ 3.7 µm ± 0.1 µm per tilt, "
-             "astigmatism ≈ 500 Å. Median |error| (Å) of the mean defocus against the truth at the image centre; "
-             "time per tilt series (images in memory).", ""]
+    lines = [
+        "## CTF estimation (`python benchmarks/ctf.py`)",
+        "",
+        f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']}, load average "
+        f"{m['load']} before, {r['load_after']} after (the machine is shared). Simulator `small` (seed 1): "
+        f"{r['tilts']} tilts ±60°, 1024², {r['pixel_size_A']} Å/px, defocus ≈ 3.7 µm ± 0.1 µm per tilt, "
+        "astigmatism ≈ 500 Å. Median |error| (Å) of the mean defocus against the truth at the image centre; "
+        "time per tilt series (images in memory).",
+        "",
+    ]
     key = "astigmatism angle error, median over astigmatism > 500 Å (°)"
     for set_name, rows in r["sets"].items():
-        lines += [f"**{set_name}**", "", "| method | tilt within ±40° | tilt beyond ±30° | all | astig. angle (°) | s / series |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"**{set_name}**",
+            "",
+            "| method | tilt within ±40° | tilt beyond ±30° | all | astig. angle (°) | s / series |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for name, v in rows.items():
-            lines.append(f"| {name} | {v['|tilt| ≤ 40°']:.0f} | {v['|tilt| ≥ 30°']:.0f} | {v['all']:.0f} | "
-                         f"{v[key]:.1f} | {v['s_per_series']:.1f} |")
+            lines.append(
+                f"| {name} | {v['|tilt| ≤ 40°']:.0f} | {v['|tilt| ≥ 30°']:.0f} | {v['all']:.0f} | "
+                f"{v[key]:.1f} | {v['s_per_series']:.1f} |"
+            )
         lines.append("")
-    lines += ["torch-ctf-estimation runs with benchmarks/ctf_shim in place of torchvision (its one use, "
-              "`gaussian_blur`, re-implemented), installed for this script only. The recorded images' Thon rings "
-              "come mostly from the vitreous ice's texture (simulate/ice.py), as in real data; the noise-free "
-              "series holds the objects only (proteins, membranes, gold), so its rings are weaker at high "
-              "frequency but free of shot noise."]
+    lines += [
+        "torch-ctf-estimation runs with benchmarks/ctf_shim in place of torchvision (its one use, "
+        "`gaussian_blur`, re-implemented), installed for this script only. The recorded images' Thon rings "
+        "come mostly from the vitreous ice's texture (simulate/ice.py), as in real data; the noise-free "
+        "series holds the objects only (proteins, membranes, gold), so its rings are weaker at high "
+        "frequency but free of shot noise."
+    ]
     replace_section(START, END, lines)
 
 

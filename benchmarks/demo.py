@@ -7,6 +7,7 @@ child process), reads the per-run durations from the project and the accuracy fi
 prints one JSON object and rewrites the demo section of benchmarks/RESULTS.md. Issue floor: under 10 minutes
 on 2 cores, and the SIRT from the recovered alignment agreeing with the one from the true alignment (r ≥ 0.9).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,30 +35,51 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "demo"
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "tomoforge.cli.main", "demo", str(out), "--seed", str(args.seed)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tomoforge.cli.main", "demo", str(out), "--seed", str(args.seed)],
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - start
         if proc.returncode != 0:
-            raise SystemExit(f"tomoforge demo failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            raise SystemExit(
+                f"tomoforge demo failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            )
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        steps = {m.group(2): float(m.group(3))
-                 for m in re.finditer(r"run (\d+) (\S+) \.\.\. finished in ([\d.]+) s", proc.stdout)}
+        steps = {
+            m.group(2): float(m.group(3))
+            for m in re.finditer(r"run (\d+) (\S+) \.\.\. finished in ([\d.]+) s", proc.stdout)
+        }
         simulated = float(re.search(r"simulated in ([\d.]+) s", proc.stdout).group(1))
         accuracy = json.loads((out / "accuracy.json").read_text())
-    result = {"machine": machine, "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-              "simulation_s": simulated, "runs_s": steps,
-              "accuracy": {f"{a['step']}: {a['measure']}": a["text"] for a in accuracy}}
+    result = {
+        "machine": machine,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "simulation_s": simulated,
+        "runs_s": steps,
+        "accuracy": {f"{a['step']}: {a['measure']}": a["text"] for a in accuracy},
+    }
     print(json.dumps(result, indent=2))
     if args.no_write:
         return
-    lines = [f"## End-to-end demo (`tomoforge demo`, small preset, seed {args.seed})", "",
-             f"{machine['date']}, {machine['nproc']} cores ({machine['cpu']}), torch {machine['torch']}, "
-             f"commit {machine['git']}, load {machine['load']} at the start. `python benchmarks/demo.py`", "",
-             f"Whole command: **{wall:.0f} s wall** ({result['cpu_s']:.0f} s CPU), of which the simulation "
-             f"{simulated:.0f} s; issue floor 600 s on 2 cores.", "",
-             "| run | s |", "|---|---|", *[f"| {name} | {s:.1f} |" for name, s in steps.items()], "",
-             "| step: against the truth | value |", "|---|---|",
-             *[f"| {key} | {text} |" for key, text in result["accuracy"].items()]]
+    lines = [
+        f"## End-to-end demo (`tomoforge demo`, small preset, seed {args.seed})",
+        "",
+        f"{machine['date']}, {machine['nproc']} cores ({machine['cpu']}), torch {machine['torch']}, "
+        f"commit {machine['git']}, load {machine['load']} at the start. `python benchmarks/demo.py`",
+        "",
+        f"Whole command: **{wall:.0f} s wall** ({result['cpu_s']:.0f} s CPU), of which the simulation "
+        f"{simulated:.0f} s; issue floor 600 s on 2 cores.",
+        "",
+        "| run | s |",
+        "|---|---|",
+        *[f"| {name} | {s:.1f} |" for name, s in steps.items()],
+        "",
+        "| step: against the truth | value |",
+        "|---|---|",
+        *[f"| {key} | {text} |" for key, text in result["accuracy"].items()],
+    ]
     replace_section(START, END, lines)
 
 

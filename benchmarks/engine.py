@@ -9,6 +9,7 @@ The page of 100 is timed as a user sees it: ``tomoforge show RUN.OUTPUT`` in a f
 Floors (issue): written < 30 s, counted and one page shown < 1 s, positions + rotations as arrays < 2 s,
 project.db growth < 150 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,16 @@ SAMPLE = 20_000  # items appended one by one, to scale that path to N
 
 def particle_columns(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {"number": np.arange(n), "tomogram": np.array([f"TS_{i:02d}" for i in rng.integers(0, 40, n)]),
-            "x_A": rng.uniform(-4000, 4000, n), "y_A": rng.uniform(-4000, 4000, n), "z_A": rng.uniform(-800, 800, n),
-            "rotation": Rotation.random(n, random_state=seed).as_matrix(), "has_orientation": np.ones(n, bool),
-            "score": rng.random(n)}
+    return {
+        "number": np.arange(n),
+        "tomogram": np.array([f"TS_{i:02d}" for i in rng.integers(0, 40, n)]),
+        "x_A": rng.uniform(-4000, 4000, n),
+        "y_A": rng.uniform(-4000, 4000, n),
+        "z_A": rng.uniform(-800, 800, n),
+        "rotation": Rotation.random(n, random_state=seed).as_matrix(),
+        "has_orientation": np.ones(n, bool),
+        "score": rng.random(n),
+    }
 
 
 def db_bytes(root: Path) -> int:
@@ -66,29 +73,57 @@ def measure(n: int, workdir: Path) -> dict:
     assert np.abs(arrays["rotation"] - given["rotation"]).max() < 1e-12
     _, page_s = timed(lambda: coordinates.page(n // 200, 100))
     cli = [sys.executable, "-m", "tomoforge.cli.main", "-p", str(project.root), "show", f"{run_id}.coordinates"]
-    shown, show_s = timed(lambda: subprocess.run(cli, capture_output=True, text=True, env={**os.environ,
-                                                                                       "COLUMNS": "200"}))
+    shown, show_s = timed(
+        lambda: subprocess.run(cli, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    )
     assert f"{n} Coordinate3D" in shown.stdout, shown.stdout + shown.stderr
 
     one = ItemSet.create(project.conn, run_id, "one_by_one", Coordinate3D)
-    sample = [Coordinate3D(number=i, tomogram=str(given["tomogram"][i]), x_A=float(given["x_A"][i]),
-                           y_A=float(given["y_A"][i]), z_A=float(given["z_A"][i]),
-                           rotation=given["rotation"][i].tolist(), has_orientation=True) for i in range(SAMPLE)]
+    sample = [
+        Coordinate3D(
+            number=i,
+            tomogram=str(given["tomogram"][i]),
+            x_A=float(given["x_A"][i]),
+            y_A=float(given["y_A"][i]),
+            z_A=float(given["z_A"][i]),
+            rotation=given["rotation"][i].tolist(),
+            has_orientation=True,
+        )
+        for i in range(SAMPLE)
+    ]
     _, single_s = timed(lambda: [one.append(c) for c in sample])
     _, list_s = timed(lambda: list(one))
     project.close()
 
     eulers = Rotation.from_matrix(given["rotation"]).as_euler("ZYZ", degrees=True)
-    table = pd.DataFrame({"rlnTomoName": given["tomogram"], "rlnCenteredCoordinateXAngst": given["x_A"],
-                          "rlnCenteredCoordinateYAngst": given["y_A"], "rlnCenteredCoordinateZAngst": given["z_A"],
-                          "rlnAngleRot": eulers[:, 0], "rlnAngleTilt": eulers[:, 1], "rlnAnglePsi": eulers[:, 2]})
+    table = pd.DataFrame(
+        {
+            "rlnTomoName": given["tomogram"],
+            "rlnCenteredCoordinateXAngst": given["x_A"],
+            "rlnCenteredCoordinateYAngst": given["y_A"],
+            "rlnCenteredCoordinateZAngst": given["z_A"],
+            "rlnAngleRot": eulers[:, 0],
+            "rlnAngleTilt": eulers[:, 1],
+            "rlnAnglePsi": eulers[:, 2],
+        }
+    )
     star = workdir / "particles.star"
     _, star_write_s = timed(lambda: starfile.write({"particles": table}, star))
     _, star_read_s = timed(lambda: starfile.read(star))
-    return {"n": n, "write_s": write_s, "db_growth_MB": growth / 1e6, "count_s": count_s, "page_s": page_s,
-            "show_cli_s": show_s, "arrays_s": arrays_s,
-            "one_by_one_append_s_scaled": single_s / SAMPLE * n, "one_by_one_list_s_scaled": list_s / SAMPLE * n,
-            "star_write_s": star_write_s, "star_read_s": star_read_s, "star_MB": star.stat().st_size / 1e6}
+    return {
+        "n": n,
+        "write_s": write_s,
+        "db_growth_MB": growth / 1e6,
+        "count_s": count_s,
+        "page_s": page_s,
+        "show_cli_s": show_s,
+        "arrays_s": arrays_s,
+        "one_by_one_append_s_scaled": single_s / SAMPLE * n,
+        "one_by_one_list_s_scaled": list_s / SAMPLE * n,
+        "star_write_s": star_write_s,
+        "star_read_s": star_read_s,
+        "star_MB": star.stat().st_size / 1e6,
+    }
 
 
 def _saved_run(project: Project) -> int:
@@ -111,10 +146,13 @@ def main() -> None:
         return
     r = result
     lines = [
-        f"## Million-item sets, `python benchmarks/engine.py --n {r['n']}`", "",
+        f"## Million-item sets, `python benchmarks/engine.py --n {r['n']}`",
+        "",
         f"{info['date']}, commit {info['git']}, {info['nproc']} cores ({info['cpu']}), load {info['load']} at the start.",
-        f"{r['n']:,} coordinates with orientations (`Coordinate3D`: number, tomogram, x/y/z, rotation, score).", "",
-        "| step | tomoforge | floor | peer / other path |", "|---|---:|---:|---|",
+        f"{r['n']:,} coordinates with orientations (`Coordinate3D`: number, tomogram, x/y/z, rotation, score).",
+        "",
+        "| step | tomoforge | floor | peer / other path |",
+        "|---|---:|---:|---|",
         f"| write (`append_columns`, one transaction) | {r['write_s']:.1f} s | 30 s | one item at a time: "
         f"{r['one_by_one_append_s_scaled']:.0f} s (scaled from {SAMPLE:,}); RELION STAR via starfile: {r['star_write_s']:.1f} s |",
         f"| count | {r['count_s'] * 1000:.0f} ms | 1 s | |",

@@ -23,6 +23,7 @@ Error: RMS over frames of the (x, y) shift error in pixels after removing each m
 and overall. RELION's and teamtomo's sign conventions are fitted once per axis over all tilts; ours is
 the truth's (no fit). Prints one JSON object and rewrites the motion section of benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,13 +60,15 @@ PARAMS = {"dose_weighting": True, "odd_even": True}  # the rest: the protocol's 
 
 def rms_px(est_px: np.ndarray, true_px: np.ndarray) -> float:
     e = (est_px - est_px.mean(0)) - (true_px - true_px.mean(0))
-    return float(np.sqrt((e ** 2).sum(1).mean()))
+    return float(np.sqrt((e**2).sum(1).mean()))
 
 
 def fitted_errors(shifts: list[np.ndarray], trues: list[np.ndarray]) -> tuple[list[float], list[int]]:
     """Per-tilt errors after fitting one sign per axis over all tilts (for peers with other conventions)."""
-    signs = min(([sx, sy] for sx in (1, -1) for sy in (1, -1)),
-                key=lambda sg: sum(rms_px(s * np.array(sg), t) ** 2 for s, t in zip(shifts, trues)))
+    signs = min(
+        ([sx, sy] for sx in (1, -1) for sy in (1, -1)),
+        key=lambda sg: sum(rms_px(s * np.array(sg), t) ** 2 for s, t in zip(shifts, trues)),
+    )
     return [rms_px(s * np.array(signs), t) for s, t in zip(shifts, trues)], signs
 
 
@@ -82,8 +85,15 @@ def since(start: tuple[float, float, float]) -> dict[str, float]:
 
 def task_movies(truth: dict, folder: Path) -> list[dict]:
     n = len(truth["tilts"][0]["frame_shifts_A"])
-    return [{"file": str(folder / "frames" / Path(t["movie"]).name), "n_frames": n, "frame_dose": t["dose"] / n,
-             "pre_exposure": t["pre_exposure"]} for t in truth["tilts"]]
+    return [
+        {
+            "file": str(folder / "frames" / Path(t["movie"]).name),
+            "n_frames": n,
+            "frame_dose": t["dose"] / n,
+            "pre_exposure": t["pre_exposure"],
+        }
+        for t in truth["tilts"]
+    ]
 
 
 def ours_whole(truth: dict, folder: Path, out: Path) -> tuple[dict, list[np.ndarray]]:
@@ -92,8 +102,14 @@ def ours_whole(truth: dict, folder: Path, out: Path) -> tuple[dict, list[np.ndar
     out.mkdir(parents=True)
     params = MotionParams(**PARAMS).model_dump()
     start = clock()
-    result = motion_correct_task(task_movies(truth, folder), str(out / "TS_01"), truth["pixel_size_A"],
-                                 truth["voltage_kv"], str(folder / "gain.mrc"), params)
+    result = motion_correct_task(
+        task_movies(truth, folder),
+        str(out / "TS_01"),
+        truth["pixel_size_A"],
+        truth["voltage_kv"],
+        str(folder / "gain.mrc"),
+        params,
+    )
     timing = since(start)
     return timing, [np.asarray(s) / truth["pixel_size_A"] for s in result["shifts_A"]]
 
@@ -120,14 +136,18 @@ def teamtomo(movies: list[torch.Tensor], pixel: float) -> list[np.ndarray] | Non
 def relion_movies_star(movies: list[str], pixel: float, voltage: float, cs: float, amp: float) -> str:
     """A RELION 3.1 movies STAR file (data_optics + data_movies), one optics group."""
     rows = "\n".join(f"{m} 1" for m in movies)
-    return ("\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n"
-            "_rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n_rlnSphericalAberration #5\n"
-            f"_rlnAmplitudeContrast #6\nopticsGroup1 1 {pixel:.6f} {voltage:.6f} {cs:.6f} {amp:.6f}\n\n"
-            "# version 30001\n\ndata_movies\n\nloop_\n_rlnMicrographMovieName #1\n_rlnOpticsGroup #2\n"
-            f"{rows}\n")
+    return (
+        "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n"
+        "_rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n_rlnSphericalAberration #5\n"
+        f"_rlnAmplitudeContrast #6\nopticsGroup1 1 {pixel:.6f} {voltage:.6f} {cs:.6f} {amp:.6f}\n\n"
+        "# version 30001\n\ndata_movies\n\nloop_\n_rlnMicrographMovieName #1\n_rlnOpticsGroup #2\n"
+        f"{rows}\n"
+    )
 
 
-def relion(truth: dict, folder: Path, workdir: Path, dose_weighting: bool, threads: int) -> tuple[dict, list[np.ndarray], str] | None:
+def relion(
+    truth: dict, folder: Path, workdir: Path, dose_weighting: bool, threads: int
+) -> tuple[dict, list[np.ndarray], str] | None:
     """relion_run_motioncorr --use_own on all movies of the tilt series: (timing, per-tilt (x, y) px, command)."""
     exe = shutil.which("relion_run_motioncorr")
     if exe is None:
@@ -141,11 +161,26 @@ def relion(truth: dict, folder: Path, workdir: Path, dose_weighting: bool, threa
     for i, m in enumerate(truth["tilts"]):  # plain names: RELION rewrites dots in output names
         (workdir / "movies" / f"m{i:03d}.mrc").symlink_to((folder / "frames" / Path(m["movie"]).name).resolve())
         names.append(f"movies/m{i:03d}.mrc")
-    (workdir / "movies.star").write_text(relion_movies_star(
-        names, truth["pixel_size_A"], truth["voltage_kv"], truth["cs_mm"], truth["amplitude_contrast"]))
+    (workdir / "movies.star").write_text(
+        relion_movies_star(
+            names, truth["pixel_size_A"], truth["voltage_kv"], truth["cs_mm"], truth["amplitude_contrast"]
+        )
+    )
     dose = truth["tilts"][0]["dose"] / len(truth["tilts"][0]["frame_shifts_A"])
-    cmd = [exe, "--i", "movies.star", "--o", "MC/", *RELION_ARGS, "--j", str(threads), "--dose_per_frame", f"{dose:g}",
-           "--gainref", str((folder / "gain.mrc").resolve())] + (["--dose_weighting"] if dose_weighting else [])
+    cmd = [
+        exe,
+        "--i",
+        "movies.star",
+        "--o",
+        "MC/",
+        *RELION_ARGS,
+        "--j",
+        str(threads),
+        "--dose_per_frame",
+        f"{dose:g}",
+        "--gainref",
+        str((folder / "gain.mrc").resolve()),
+    ] + (["--dose_weighting"] if dose_weighting else [])
     start = clock()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     timing = since(start)
@@ -153,7 +188,9 @@ def relion(truth: dict, folder: Path, workdir: Path, dose_weighting: bool, threa
     for i in range(len(names)):
         star = workdir / "MC" / "movies" / f"m{i:03d}.star"
         if not star.exists():
-            raise RuntimeError(f"RELION wrote no {star} (rc {proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            raise RuntimeError(
+                f"RELION wrote no {star} (rc {proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+            )
         g = starfile.read(star)["global_shift"]
         shifts.append(g[["rlnMicrographShiftX", "rlnMicrographShiftY"]].to_numpy(float))
     return timing, shifts, " ".join(Path(c).name if c == exe else c for c in cmd)
@@ -173,8 +210,13 @@ def simulate_if_needed(out: Path, tilts: int) -> dict:
 
     overrides = {"acquisition.tilt_series_count": 1}
     if tilts:
-        overrides.update({"acquisition.tilt_min_deg": -30.0, "acquisition.tilt_max_deg": 30.0,
-                          "acquisition.tilt_step_deg": 60.0 / max(tilts - 1, 1)})
+        overrides.update(
+            {
+                "acquisition.tilt_min_deg": -30.0,
+                "acquisition.tilt_max_deg": 30.0,
+                "acquisition.tilt_step_deg": 60.0 / max(tilts - 1, 1),
+            }
+        )
     if not (out / "simulation.json").exists():
         simulate(out, preset="small", seed=0, overrides=overrides)
     return read_truth(out / "truth" / "TS_01" / "truth.json")
@@ -223,14 +265,22 @@ def main() -> None:
     pixel = truth["pixel_size_A"]
     trues = [np.asarray(t["frame_shifts_A"]) / pixel for t in truth["tilts"]]
     gain = read_gain(folder / "gain.mrc")
-    frames = [apply_gain(torch.from_numpy(read_movie(folder / "frames" / Path(t["movie"]).name, dtype=None)), gain)
-              for t in truth["tilts"]]
+    frames = [
+        apply_gain(torch.from_numpy(read_movie(folder / "frames" / Path(t["movie"]).name, dtype=None)), gain)
+        for t in truth["tilts"]
+    ]
 
     start = clock()  # a fresh process: interpreter, imports and one tilt series
-    proc = subprocess.run([sys.executable, __file__, "--one-shot", "--outdir", str(folder), "--threads", str(args.threads)],
-                          capture_output=True, text=True)
-    cold = {**since(start), "task": json.loads(proc.stdout.strip().splitlines()[-1])} if proc.returncode == 0 else \
-        {"error": proc.stderr[-2000:]}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one-shot", "--outdir", str(folder), "--threads", str(args.threads)],
+        capture_output=True,
+        text=True,
+    )
+    cold = (
+        {**since(start), "task": json.loads(proc.stdout.strip().splitlines()[-1])}
+        if proc.returncode == 0
+        else {"error": proc.stderr[-2000:]}
+    )
     rounds, shifts = [], {}
     for _ in range(max(1, args.repeats)):
         timing, shifts = one_round(truth, folder, folder / "runs", frames, args.threads)
@@ -241,15 +291,25 @@ def main() -> None:
             per, signs = [rms_px(s, t) for s, t in zip(est, trues)], [1, 1]
         else:
             per, signs = fitted_errors(est, trues)
-        errors[name] = {"overall_px": round(float(np.sqrt(np.mean(np.square(per)))), 4),
-                        "per_tilt_px": [round(e, 4) for e in per], "fitted_sign_xy": signs}
+        errors[name] = {
+            "overall_px": round(float(np.sqrt(np.mean(np.square(per)))), 4),
+            "per_tilt_px": [round(e, 4) for e in per],
+            "fitted_sign_xy": signs,
+        }
     keys = [k for k in rounds[0] if k != "load_before" and not k.endswith("_command")]
     result = {
-        "benchmark": "motion-global", "preset": "small", "tilts": len(trues), "frames": int(frames[0].shape[0]),
-        "image": list(frames[0].shape[-2:]), "pixel_size_A": pixel, "dose_per_frame_e_A2": truth["tilts"][0]["dose"] / len(trues[0]),
-        "true_motion_rms_px": round(float(np.sqrt(np.mean([(t ** 2).sum(1).mean() for t in trues]))), 4),
+        "benchmark": "motion-global",
+        "preset": "small",
+        "tilts": len(trues),
+        "frames": int(frames[0].shape[0]),
+        "image": list(frames[0].shape[-2:]),
+        "pixel_size_A": pixel,
+        "dose_per_frame_e_A2": truth["tilts"][0]["dose"] / len(trues[0]),
+        "true_motion_rms_px": round(float(np.sqrt(np.mean([(t**2).sum(1).mean() for t in trues]))), 4),
         "tomoforge_params": {k: v for k, v in MotionParams(**PARAMS).model_dump().items()},
-        "errors": errors, "first_call": rounds[0]["tomoforge_whole"], "fresh_process": cold,
+        "errors": errors,
+        "first_call": rounds[0]["tomoforge_whole"],
+        "fresh_process": cold,
         "median": {k: median(rounds[1:] if k == "tomoforge_whole" and len(rounds) > 1 else rounds, k) for k in keys},
         "rounds": rounds,
         "machine": machine(),
@@ -264,14 +324,31 @@ def machine() -> dict:
     if shutil.which("relion_run_motioncorr"):
         out = subprocess.run(["relion_run_motioncorr", "--version"], capture_output=True, text=True).stdout
         relion_version = " ".join(out.split())
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
-    return {"nproc": os.cpu_count(), "cpu": cpu, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-            "relion": relion_version, "date": datetime.date.today().isoformat(),
-            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                  cwd=Path(__file__).parent).stdout.strip(),
-            "load_after": [round(x, 2) for x in os.getloadavg()]}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "unknown",
+        )
+        if Path("/proc/cpuinfo").exists()
+        else "unknown"
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        "relion": relion_version,
+        "date": datetime.date.today().isoformat(),
+        "git": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip(),
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def write_section(r: dict) -> None:
@@ -287,18 +364,32 @@ def write_section(r: dict) -> None:
         return f"{v['overall_px']:.3f} | {min(v['per_tilt_px']):.2f}–{max(v['per_tilt_px']):.2f}" if v else "– | –"
 
     rows = [
-        ("tomoforge `motion-correction` task: read, gain, hot pixels, align, dose-weighted sum + odd/even, write 3 stacks",
-         "tomoforge", "tomoforge_whole"),
-        ("RELION 3.1 `relion_run_motioncorr --use_own` (read, gain, defects, align, write sum, STAR, log, EPS)",
-         "relion_whole", "relion_whole"),
+        (
+            "tomoforge `motion-correction` task: read, gain, hot pixels, align, dose-weighted sum + odd/even, write 3 stacks",
+            "tomoforge",
+            "tomoforge_whole",
+        ),
+        (
+            "RELION 3.1 `relion_run_motioncorr --use_own` (read, gain, defects, align, write sum, STAR, log, EPS)",
+            "relion_whole",
+            "relion_whole",
+        ),
         ("RELION 3.1, same with `--dose_weighting`", "relion_whole_dose_weighted", "relion_whole_dose_weighted"),
-        ("tomoforge estimation only: `hot_pixel_mask` (first movie) + `estimate_global_shifts`, frames in memory",
-         "tomoforge_estimation", "tomoforge_estimation"),
-        ("teamtomo torch-motion-correction 0.6 `estimate_global_motion`, estimation only", "teamtomo_estimation",
-         "teamtomo_estimation"),
+        (
+            "tomoforge estimation only: `hot_pixel_mask` (first movie) + `estimate_global_shifts`, frames in memory",
+            "tomoforge_estimation",
+            "tomoforge_estimation",
+        ),
+        (
+            "teamtomo torch-motion-correction 0.6 `estimate_global_motion`, estimation only",
+            "teamtomo_estimation",
+            "teamtomo_estimation",
+        ),
     ]
-    table = ["| method (per tilt series of 7 movies) | RMS error (px) | per tilt (px) | wall (s) | CPU (s) |",
-             "|---|---:|---|---:|---:|"]
+    table = [
+        "| method (per tilt series of 7 movies) | RMS error (px) | per tilt (px) | wall (s) | CPU (s) |",
+        "|---|---:|---|---:|---:|",
+    ]
     table += [f"| {label} | {e(ek)} | {t(tk)} |" for label, ek, tk in rows if tk in med and med[tk]]
     first, cold = r["first_call"], r["fresh_process"]
 
@@ -309,13 +400,17 @@ def write_section(r: dict) -> None:
         cpu = (b["cpu_s"] + b["child_cpu_s"]) / max(a["cpu_s"] + a["child_cpu_s"], 1e-9)
         return f"{b['wall_s'] / a['wall_s']:.2f} (wall), {cpu:.2f} (CPU)"
 
-    verdict = (f"RELION's time over tomoforge's, whole process against whole task on the same movies (> 1: tomoforge "
-               f"is faster): {ratio('relion_whole_dose_weighted')} with dose weighting in both (tomoforge also writes "
-               f"the odd/even sums); {ratio('relion_whole')} against RELION without dose weighting.")
+    verdict = (
+        f"RELION's time over tomoforge's, whole process against whole task on the same movies (> 1: tomoforge "
+        f"is faster): {ratio('relion_whole_dose_weighted')} with dose weighting in both (tomoforge also writes "
+        f"the odd/even sums); {ratio('relion_whole')} against RELION without dose weighting."
+    )
     loads = [x["load_before"] for x in r["rounds"]]
     command = r["rounds"][0].get("relion_whole_dose_weighted_command") or r["rounds"][0].get("relion_whole_command", "")
     lines = [
-        START, "## Motion correction (global), `python benchmarks/motion.py`", "",
+        START,
+        "## Motion correction (global), `python benchmarks/motion.py`",
+        "",
         f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} ({m['torch_threads']} "
         f"threads, OMP_WAIT_POLICY={m['omp_wait_policy'] or 'unset'}), {m['relion'] or 'RELION absent'} (`--j` "
         f"{m['torch_threads']}). Shared machine: load average {min(loads):.1f}–{max(loads):.1f} "
@@ -323,12 +418,22 @@ def write_section(r: dict) -> None:
         f"Data: simulator `small` preset, seed 0, 1 tilt series of {r['tilts']} tilts (−30…30°), {r['frames']} frames of "
         f"{r['image'][0]}² int16 at {r['pixel_size_A']:g} Å/px, gain reference, {r['dose_per_frame_e_A2']:g} e/Å² per "
         f"frame; true motion {r['true_motion_rms_px']} px RMS per frame. Error: RMS of the per-frame (x, y) shift error "
-        "after removing each movie's mean.", "", *table, "", verdict, "",
+        "after removing each movie's mean.",
+        "",
+        *table,
+        "",
+        verdict,
+        "",
         f"tomoforge's first call in a process: {first['wall_s']:.2f} s; a fresh Python process doing one tilt series "
         f"(interpreter start, `import torch`, the task): {cold.get('wall_s', float('nan')):.2f} s wall. tomoforge params: "
         f"B = {r['tomoforge_params']['bfactor_A2']:g} Å², dose weighting, odd/even sums; RELION's and teamtomo's sign "
         "conventions fitted per axis over all tilts (RELION: −rlnMicrographShift). CPU = user + system seconds of all threads.",
-        "", "RELION command (in <outdir>/runs/relion, movies symlinked as movies/m000.mrc…):", "", f"    {command}", END]
+        "",
+        "RELION command (in <outdir>/runs/relion, movies symlinked as movies/m000.mrc…):",
+        "",
+        f"    {command}",
+        END,
+    ]
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
     section = "\n".join(lines)
     if START in text:

@@ -1,4 +1,5 @@
 """Helpers shared by the benchmark scripts: the machine they ran on, and their section of RESULTS.md."""
+
 from __future__ import annotations
 
 import datetime
@@ -15,13 +16,29 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 def machine_info() -> dict:
     """Cores, CPU model, torch version and threads, date, commit, load average now."""
     cpuinfo = Path("/proc/cpuinfo")
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                if line.startswith("model name")), "unknown") if cpuinfo.exists() else "unknown"
-    return {"nproc": os.cpu_count(), "cpu": cpu, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "date": datetime.date.today().isoformat(),
-            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                  cwd=Path(__file__).parent).stdout.strip(),
-            "load": round(os.getloadavg()[0], 2)}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "unknown",
+        )
+        if cpuinfo.exists()
+        else "unknown"
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "date": datetime.date.today().isoformat(),
+        "git": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip(),
+        "load": round(os.getloadavg()[0], 2),
+    }
 
 
 def replace_section(start: str, end: str, lines: list[str], results: Path = RESULTS) -> None:

@@ -1,7 +1,8 @@
 """Benchmark of the simulator presets: prints JSON timings and updates benchmarks/RESULTS.md.
 
-    python benchmarks/simulate.py [--presets tiny small tutorial] [--outdir /tmp/tomoforge-bench]
+python benchmarks/simulate.py [--presets tiny small tutorial] [--outdir /tmp/tomoforge-bench]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,19 +36,40 @@ def main() -> None:
         res = simulate(out, preset=preset, seed=args.seed, progress=False)
         wall = time.perf_counter() - t0
         ts = res.tilt_series
-        rows.append({"preset": preset, "wall_s": round(wall, 1), "tilt_series": len(ts),
-                     "tilts": sum(len(t.movies) for t in ts),
-                     "image_size": list(res.config.detector.image_size),
-                     "particles": sum(len(t.truth["particles"]) for t in ts), "output_MB": round(folder_size_mb(out))})
+        rows.append(
+            {
+                "preset": preset,
+                "wall_s": round(wall, 1),
+                "tilt_series": len(ts),
+                "tilts": sum(len(t.movies) for t in ts),
+                "image_size": list(res.config.detector.image_size),
+                "particles": sum(len(t.truth["particles"]) for t in ts),
+                "output_MB": round(folder_size_mb(out)),
+            }
+        )
     machine = machine_info()
     print(json.dumps({"machine": machine, "results": rows}, indent=1))
-    table = ["| preset | wall (s) | tilt series | tilts | image (y, x) | particles | output (MB) |",
-             "|---|---:|---:|---:|---|---:|---:|"]
-    table += [f"| {r['preset']} | {r['wall_s']} | {r['tilt_series']} | {r['tilts']} | {r['image_size']} | "
-              f"{r['particles']} | {r['output_MB']} |" for r in rows]
-    replace_section(START, END, ["## Simulator (`python benchmarks/simulate.py`)", "",
-                                 f"{machine['date']}, {machine['nproc']} cores ({machine['cpu']}), commit "
-                                 f"{machine['git']}, load {machine['load']}. Target: `small` under 180 s.", "", *table])
+    table = [
+        "| preset | wall (s) | tilt series | tilts | image (y, x) | particles | output (MB) |",
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
+    table += [
+        f"| {r['preset']} | {r['wall_s']} | {r['tilt_series']} | {r['tilts']} | {r['image_size']} | "
+        f"{r['particles']} | {r['output_MB']} |"
+        for r in rows
+    ]
+    replace_section(
+        START,
+        END,
+        [
+            "## Simulator (`python benchmarks/simulate.py`)",
+            "",
+            f"{machine['date']}, {machine['nproc']} cores ({machine['cpu']}), commit "
+            f"{machine['git']}, load {machine['load']}. Target: `small` under 180 s.",
+            "",
+            *table,
+        ],
+    )
 
 
 if __name__ == "__main__":

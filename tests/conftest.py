@@ -1,4 +1,5 @@
 """Shared fixtures: where the real files live, and tiny simulated data."""
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,15 @@ def small_sim(tmp_path_factory, test_data):
     return simulate(out, preset="small", seed=SMALL_SEED, overrides={"data_root": str(test_data)}, progress=False)
 
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not __import__("torch").cuda.is_available(), reason="torch sees no CUDA device on this machine"))]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(
+            not __import__("torch").cuda.is_available(), reason="torch sees no CUDA device on this machine"
+        ),
+    ),
+]
 
 
 @pytest.fixture(params=DEVICES)

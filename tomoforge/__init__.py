@@ -1,4 +1,5 @@
 """tomoforge: cryo-electron tomography from tilt-series movies to subtomogram averages."""
+
 import os
 
 # Idle OpenMP threads sleep instead of spinning. Set before torch is first imported (every tomoforge module

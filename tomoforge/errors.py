@@ -6,6 +6,7 @@ never a traceback (``--debug`` shows it). Anything else escaping to the top is a
 
 This module is a leaf: it imports nothing from the package, so every layer may use it.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The documentation shows the code as it is: each marked example is the source of the classes it names."""
+
 from __future__ import annotations
 
 import importlib

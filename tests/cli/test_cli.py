@@ -1,4 +1,5 @@
 """The command line on a real mdoc: project, run, runs, show, provenance, citations, errors."""
+
 import json
 import re
 
@@ -24,8 +25,21 @@ def project_dir(tmp_path):
 
 
 def test_import_then_runs_show_and_provenance(project_dir, hiv_dir):
-    out = cli(project_dir, "run", "import-tilt-series", "--set", f"files_path={hiv_dir}", "--set", "pixel_size_A=",
-              "--set", "dose_per_tilt_e_A2=3", "--label", "HIV", "--executor", "serial")
+    out = cli(
+        project_dir,
+        "run",
+        "import-tilt-series",
+        "--set",
+        f"files_path={hiv_dir}",
+        "--set",
+        "pixel_size_A=",
+        "--set",
+        "dose_per_tilt_e_A2=3",
+        "--label",
+        "HIV",
+        "--executor",
+        "serial",
+    )
     assert "run 1 finished" in out
     table = cli(project_dir, "runs")
     assert re.search(r"1\s+│ import-tilt-series\s+│ HIV\s+│ finished\s+│ [\d.]+ s\s+│ tilt_series \(1\)", table)
@@ -47,8 +61,9 @@ def test_errors_are_clear_and_exit_non_zero(project_dir, tmp_path):
     assert "pixel_size_A: '-1' must be" in out
     out = cli(project_dir, "run", "no-such-protocol", code=2)
     assert "unknown protocol 'no-such-protocol'" in out
-    out = cli(project_dir, "run", "import-tilt-series", "--set", f"files_path={tmp_path}", "--executor", "serial",
-              code=1)
+    out = cli(
+        project_dir, "run", "import-tilt-series", "--set", f"files_path={tmp_path}", "--executor", "serial", code=1
+    )
     assert "run 1 failed" in out and "no file in" in out
     out = cli(project_dir, "show", "1")
     assert "failed" in out and "Traceback" in out

@@ -1,4 +1,5 @@
 """``tomoforge demo`` runs the whole chain, from simulated movies to a tomogram, and reports its accuracy."""
+
 import json
 import re
 
@@ -9,11 +10,28 @@ from tomoforge.cli.main import app
 from tomoforge.engine import Project
 
 # tiny, made a little richer so that every step has something to work on: 21 views ±60°, 6 beads per surface
-OVERRIDES = ["detector.image_size=[256,256]", "acquisition.tilt_min_deg=-60", "acquisition.tilt_max_deg=60",
-             "acquisition.tilt_step_deg=6", "specimen.fiducials.count_per_surface=6", "specimen.ice_thickness_A=600"]
-STEPS = ("import-tilt-series-movies", "motion-correction", "xray-eraser", "dose-filter", "coarse-alignment",
-         "fiducial-model", "fiducial-alignment", "assign-alignment", "ctf-estimation", "ctf-correction",
-         "preprocess-tilt-series", "reconstruct-tomogram")
+OVERRIDES = [
+    "detector.image_size=[256,256]",
+    "acquisition.tilt_min_deg=-60",
+    "acquisition.tilt_max_deg=60",
+    "acquisition.tilt_step_deg=6",
+    "specimen.fiducials.count_per_surface=6",
+    "specimen.ice_thickness_A=600",
+]
+STEPS = (
+    "import-tilt-series-movies",
+    "motion-correction",
+    "xray-eraser",
+    "dose-filter",
+    "coarse-alignment",
+    "fiducial-model",
+    "fiducial-alignment",
+    "assign-alignment",
+    "ctf-estimation",
+    "ctf-correction",
+    "preprocess-tilt-series",
+    "reconstruct-tomogram",
+)
 
 
 def test_demo_runs_the_chain_and_reports_its_accuracy(tmp_path):
@@ -80,10 +98,16 @@ def test_the_chain_reconstructs_the_truth_tomogram_shape_for_a_non_square_image(
             self.params = {**getattr(self, "params", {}), name: params}
             return self.ids[name]
 
-    truth = {"voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.07, "fiducials": [{"diameter_A": 100.0}],
-             "tomogram": {"shape_zyx": [174, 464, 480]}}
-    sim = SimpleNamespace(tilt_series=[SimpleNamespace(truth=truth, mdoc=tmp_path / "TS_01.mrc.mdoc")],
-                          gain=tmp_path / "gain.mrc")
+    truth = {
+        "voltage_kv": 300.0,
+        "cs_mm": 2.7,
+        "amplitude_contrast": 0.07,
+        "fiducials": [{"diameter_A": 100.0}],
+        "tomogram": {"shape_zyx": [174, 464, 480]},
+    }
+    sim = SimpleNamespace(
+        tilt_series=[SimpleNamespace(truth=truth, mdoc=tmp_path / "TS_01.mrc.mdoc")], gain=tmp_path / "gain.mrc"
+    )
     runs = Recorded(project=None)
     run_chain(runs, sim, 2)
     rec = runs.params["reconstruct"]

@@ -1,4 +1,5 @@
 """A user's mistake is one plain line (exit 2), never markup, never a traceback; a failed run exits 1."""
+
 from __future__ import annotations
 
 import subprocess
@@ -29,8 +30,18 @@ def project_dir(tmp_path):
 
 def test_user_text_is_printed_verbatim_never_as_markup(project_dir, tmp_path):
     label, comment = "[bold]HIV[/bold] [/] [red", "see [link=x]here"
-    cli(project_dir, "run", "import-tilt-series", "--set", f"files_path={tmp_path}/[x]", "--label", label,
-        "--comment", comment, "--save")
+    cli(
+        project_dir,
+        "run",
+        "import-tilt-series",
+        "--set",
+        f"files_path={tmp_path}/[x]",
+        "--label",
+        label,
+        "--comment",
+        comment,
+        "--save",
+    )
     cli(project_dir, "run", "exclude-views", "--input", "tilt_series=1.tilt_series[key != '[b]']", "--save")
     assert label in cli(project_dir, "runs")
     shown = cli(project_dir, "show", "1")
@@ -51,16 +62,29 @@ def test_an_input_of_the_wrong_kind_is_refused_naming_what_makes_the_right_one(p
 
 
 def test_bad_numbers_and_ids_are_one_line_errors(project_dir):
-    for args in (["show", "99999999999999999999999999"], ["continue", "1e3"], ["show", "7"],
-                 ["run", "import-tilt-series", "--set", "nope=1"], ["run", "reconstruct-tomogram", "--executor", "x"]):
+    for args in (
+        ["show", "99999999999999999999999999"],
+        ["continue", "1e3"],
+        ["show", "7"],
+        ["run", "import-tilt-series", "--set", "nope=1"],
+        ["run", "reconstruct-tomogram", "--executor", "x"],
+    ):
         out = cli(project_dir, *args, code=2)
         assert out.startswith("error: ") and len(out.strip().splitlines()) == 1, out
     assert "nope: unknown field" in cli(project_dir, "run", "import-tilt-series", "--set", "nope=1", code=2)
 
 
 def test_a_run_whose_log_cannot_be_written_still_reports_its_error(project_dir, tmp_path):
-    cli(project_dir, "run", "import-tilt-series", "--set", f"files_path={tmp_path / 'empty'}", "--executor", "serial",
-        "--save")
+    cli(
+        project_dir,
+        "run",
+        "import-tilt-series",
+        "--set",
+        f"files_path={tmp_path / 'empty'}",
+        "--executor",
+        "serial",
+        "--save",
+    )
     (tmp_path / "empty").mkdir()
     project = Project.open(project_dir)
     (project.run_dir(1) / "run.log").mkdir()  # as root a chmod would not stop the write: a folder does
@@ -79,6 +103,14 @@ def test_debug_shows_the_traceback_and_a_bug_asks_for_it(project_dir):
 
 def test_no_parameter_takes_a_non_finite_number(project_dir, tmp_path):
     for value in ("inf", "nan", "-inf"):
-        out = cli(project_dir, "run", "import-tilt-series-movies", "--set", f"files_path={tmp_path}",
-                  "--set", f"settle_s={value}", code=2)
+        out = cli(
+            project_dir,
+            "run",
+            "import-tilt-series-movies",
+            "--set",
+            f"files_path={tmp_path}",
+            "--set",
+            f"settle_s={value}",
+            code=2,
+        )
         assert "settle_s:" in out and "finite" in out

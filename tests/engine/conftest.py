@@ -1,4 +1,5 @@
 """Engine fixtures: the toy plugin registered through a real entry point, and a fresh project."""
+
 from __future__ import annotations
 
 import os

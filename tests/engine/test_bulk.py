@@ -1,4 +1,5 @@
 """Million-item sets: bulk appends, arrays straight from SQL, pages, compact rows; checked on small sets."""
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,27 @@ def coordinates(project):
 
 def columns(n, seed=0):
     rng = np.random.default_rng(seed)
-    return {"number": np.arange(n), "tomogram": np.array([f"TS_{i % 3:02d}" for i in range(n)]),
-            "x_A": rng.normal(size=n) * 1000, "y_A": rng.normal(size=n) * 1000, "z_A": rng.normal(size=n) * 300,
-            "rotation": Rotation.random(n, random_state=seed).as_matrix(), "has_orientation": np.ones(n, bool),
-            "score": rng.random(n)}
+    return {
+        "number": np.arange(n),
+        "tomogram": np.array([f"TS_{i % 3:02d}" for i in range(n)]),
+        "x_A": rng.normal(size=n) * 1000,
+        "y_A": rng.normal(size=n) * 1000,
+        "z_A": rng.normal(size=n) * 300,
+        "rotation": Rotation.random(n, random_state=seed).as_matrix(),
+        "has_orientation": np.ones(n, bool),
+        "score": rng.random(n),
+    }
 
 
 def test_quaternions_round_trip_every_branch_exactly():
-    matrices = np.concatenate([Rotation.random(2000, random_state=1).as_matrix(),
-                               Rotation.from_rotvec([[np.pi, 0, 0], [0, np.pi, 0], [0, 0, np.pi], [0, 0, 0],
-                                                     [np.pi / 2, np.pi / 2, 0]]).as_matrix()])
+    matrices = np.concatenate(
+        [
+            Rotation.random(2000, random_state=1).as_matrix(),
+            Rotation.from_rotvec(
+                [[np.pi, 0, 0], [0, np.pi, 0], [0, 0, np.pi], [0, 0, 0], [np.pi / 2, np.pi / 2, 0]]
+            ).as_matrix(),
+        ]
+    )
     q = rotations_to_quaternions(matrices)
     assert np.allclose(np.linalg.norm(q, axis=1), 1) and (q[:, 0] >= 0).all()
     assert np.abs(quaternions_to_rotations(q) - matrices).max() < 1e-14
@@ -71,19 +83,24 @@ def test_rows_of_the_old_layout_still_read(project, coordinates):
     """Before the columns layout, ``data`` held every field; the columns are read over it."""
     item = Coordinate3D(number=4, tomogram="TS_01", x_A=1.0, y_A=2.0, z_A=3.0, score=0.5)
     coordinates.append(item)
-    project.conn.execute("UPDATE item_coordinate3d SET data = ? WHERE set_id = ?",
-                         (json.dumps(item.model_dump(mode="json")), coordinates.id))
+    project.conn.execute(
+        "UPDATE item_coordinate3d SET data = ? WHERE set_id = ?",
+        (json.dumps(item.model_dump(mode="json")), coordinates.id),
+    )
     assert coordinates.get("4") == item
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"x_A": np.r_[np.zeros(9), np.inf]}, "x_A: row 9 holds inf"),
-    ({"number": -np.arange(10)}, "number: row 1 holds -1, which must be ≥ 0"),
-    ({"number": np.zeros(10, int)}, "key '0' is given more than once"),
-    ({"rotation": np.tile(np.diag([1.0, 1.0, -1.0]), (10, 1, 1))}, "rotation: row 0 is not a proper rotation"),
-    ({"colour": np.zeros(10)}, "has no field"),
-    ({"z_A": np.zeros(9)}, "differ in length"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"x_A": np.r_[np.zeros(9), np.inf]}, "x_A: row 9 holds inf"),
+        ({"number": -np.arange(10)}, "number: row 1 holds -1, which must be ≥ 0"),
+        ({"number": np.zeros(10, int)}, "key '0' is given more than once"),
+        ({"rotation": np.tile(np.diag([1.0, 1.0, -1.0]), (10, 1, 1))}, "rotation: row 0 is not a proper rotation"),
+        ({"colour": np.zeros(10)}, "has no field"),
+        ({"z_A": np.zeros(9)}, "differ in length"),
+    ],
+)
 def test_bad_arrays_are_refused_before_anything_is_written(coordinates, change, message):
     given = {**columns(10), **change}
     with pytest.raises(ColumnsError, match=message):

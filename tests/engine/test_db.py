@@ -1,4 +1,5 @@
 """The project database: WAL, schema version, migrations, refusal of a newer schema."""
+
 import sqlite3
 
 import pytest

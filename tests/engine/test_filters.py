@@ -1,4 +1,5 @@
 """Item filters: a real grammar, literals bound as parameters, nothing escapes its set (issue 14.1)."""
+
 from __future__ import annotations
 
 import pickle
@@ -71,11 +72,14 @@ def test_the_issue_filter_on_tilt_series_is_refused_at_the_closing_bracket():
         split_filter(item_spec(TiltSeries), text)
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ("abs(value", "unbalanced '\\(' at position 3"),
-    ("sqrt(value) > 1", "unknown function 'sqrt'"),
-    ("value > 1 or (flagged", "unbalanced '\\(' at position 13"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ("abs(value", "unbalanced '\\(' at position 3"),
+        ("sqrt(value) > 1", "unknown function 'sqrt'"),
+        ("value > 1 or (flagged", "unbalanced '\\(' at position 13"),
+    ],
+)
 def test_unterminated_abs_and_unknown_functions_are_refused_at_input(project, control, bad, reason):
     source = source_run(project, control)
     before = run_count(project)
@@ -99,16 +103,19 @@ def test_a_crafted_filter_stored_in_the_database_cannot_escape(project, control)
     assert project.output_sets(consumer) == [] or len(project.output_set(consumer, "numbers")) == 0
 
 
-@pytest.mark.parametrize("crafted", [
-    ESCAPE,
-    "1) or (1",
-    "flagged) or 1=1 --",
-    "flagged; DELETE FROM runs",
-    "flagged or set_id > 0",
-    "flagged or parent_id = 0",
-    "flagged or (select 1)",
-    "name = 'x' or name = \"n0\"",
-])
+@pytest.mark.parametrize(
+    "crafted",
+    [
+        ESCAPE,
+        "1) or (1",
+        "flagged) or 1=1 --",
+        "flagged; DELETE FROM runs",
+        "flagged or set_id > 0",
+        "flagged or parent_id = 0",
+        "flagged or (select 1)",
+        "name = 'x' or name = \"n0\"",
+    ],
+)
 def test_crafted_filters_raise_and_never_read_another_sets_rows(project, crafted):
     mine, _ = two_sets(project)
     with pytest.raises(FilterError):
@@ -134,24 +141,27 @@ def test_literals_are_bound_parameters_never_pasted(project):
 NUMBERS = [(f"n{i}", i - 5.0, i % 2 == 0) for i in range(10)]
 
 
-@pytest.mark.parametrize("text, keep", [
-    ("not flagged and abs(value) <= 2", lambda name, v, f, i: not f and abs(v) <= 2),
-    ("value >= 3", lambda name, v, f, i: v >= 3),
-    ("flagged", lambda name, v, f, i: f),
-    ("NOT flagged", lambda name, v, f, i: not f),
-    ("name = 'n3' or key == 'n4'", lambda name, v, f, i: name in ("n3", "n4")),
-    ("position between 2 and 4", lambda name, v, f, i: 2 <= i <= 4),
-    ("position not between 2 and 8", lambda name, v, f, i: not 2 <= i <= 8),
-    ("key in ('n1', 'n9') or value in (0, 1.0)", lambda name, v, f, i: name in ("n1", "n9") or v in (0, 1)),
-    ("name not in ('n1')", lambda name, v, f, i: name != "n1"),
-    ("name like 'N1%'", lambda name, v, f, i: name == "n1"),  # SQLite LIKE ignores ASCII case
-    ("-value > 3 and value is not null", lambda name, v, f, i: -v > 3),
-    ("value * 2 + 1 = 3 or value / 2 = -2.5", lambda name, v, f, i: v * 2 + 1 == 3 or v / 2 == -2.5),
-    ("position % 3 = 0 and value <> 1 and value != -2", lambda name, v, f, i: i % 3 == 0 and v not in (1, -2)),
-    ("value is null", lambda name, v, f, i: False),
-    ("flagged = true and not (value < 0 or value > 3)", lambda name, v, f, i: f and 0 <= v <= 3),
-    ("flagged = 0", lambda name, v, f, i: not f),
-])
+@pytest.mark.parametrize(
+    "text, keep",
+    [
+        ("not flagged and abs(value) <= 2", lambda name, v, f, i: not f and abs(v) <= 2),
+        ("value >= 3", lambda name, v, f, i: v >= 3),
+        ("flagged", lambda name, v, f, i: f),
+        ("NOT flagged", lambda name, v, f, i: not f),
+        ("name = 'n3' or key == 'n4'", lambda name, v, f, i: name in ("n3", "n4")),
+        ("position between 2 and 4", lambda name, v, f, i: 2 <= i <= 4),
+        ("position not between 2 and 8", lambda name, v, f, i: not 2 <= i <= 8),
+        ("key in ('n1', 'n9') or value in (0, 1.0)", lambda name, v, f, i: name in ("n1", "n9") or v in (0, 1)),
+        ("name not in ('n1')", lambda name, v, f, i: name != "n1"),
+        ("name like 'N1%'", lambda name, v, f, i: name == "n1"),  # SQLite LIKE ignores ASCII case
+        ("-value > 3 and value is not null", lambda name, v, f, i: -v > 3),
+        ("value * 2 + 1 = 3 or value / 2 = -2.5", lambda name, v, f, i: v * 2 + 1 == 3 or v / 2 == -2.5),
+        ("position % 3 = 0 and value <> 1 and value != -2", lambda name, v, f, i: i % 3 == 0 and v not in (1, -2)),
+        ("value is null", lambda name, v, f, i: False),
+        ("flagged = true and not (value < 0 or value > 3)", lambda name, v, f, i: f and 0 <= v <= 3),
+        ("flagged = 0", lambda name, v, f, i: not f),
+    ],
+)
 def test_valid_filters_select_the_same_rows_as_python(project, text, keep):
     with db.transaction(project.conn):
         numbers = ItemSet.create(project.conn, project.new_run("toy-words"), "numbers", Number)
@@ -170,7 +180,9 @@ def test_subsets_combine_their_filters(project):
 
 
 def tilt_series(name: str, angles: list[float], excluded: set[int]) -> TiltSeries:
-    images = [TiltImage(acquisition_order=i + 1, tilt_angle_deg=a, excluded=i in excluded) for i, a in enumerate(angles)]
+    images = [
+        TiltImage(acquisition_order=i + 1, tilt_angle_deg=a, excluded=i in excluded) for i, a in enumerate(angles)
+    ]
     return TiltSeries(name=name, acquisition=Acquisition(pixel_size_A=2.0), tilt_images=images)
 
 
@@ -197,30 +209,33 @@ def test_child_fields_filter_the_children(project):
 
 
 # --- errors name the problem and where it is --------------------------------------------------
-@pytest.mark.parametrize("bad, reason, position", [
-    ("nonsense > 1", "unknown field 'nonsense'", 0),
-    ("value; DROP TABLE runs", "unexpected character ';'", 5),
-    ("value > 1 union select", "'union'", 10),
-    ("value = 'abc'", "cannot compare value \\(a number\\) with 'abc' \\(text\\)", 6),
-    ("name > 3", "cannot compare name \\(text\\) with 3 \\(a number\\)", 5),
-    ("value", "'value' is a number, not a condition", 0),
-    ("name + 1 = 2", "'\\+' needs numbers", 5),
-    ("value = null", "is null", 6),
-    ("'it''s", "unterminated string", 0),
-    ("\"value\" > 1", "unexpected character '\"'", 0),
-    ("value > 1.2.3", "malformed number", 8),
-    ("value > 1e", "malformed number", 8),
-    ("value >", "unexpected end of the filter", 7),
-    ("value is 3", "expected 'null'", 9),
-    ("value between 1 or 2", "expected 'and'", 16),
-    ("value in ()", "expected a value", 10),
-    ("not", "unexpected end of the filter", 3),
-    ("flagged and or flagged", "expected a value, found 'or'", 12),
-    ("abs(name) > 1", "abs\\(\\) needs a number", 4),
-    ("name like 3", "like needs text", 10),
-    ("value < 1 < 2", "'<'", 10),
-    ("value > 99999999999999999999e999", "out of range", 8),
-])
+@pytest.mark.parametrize(
+    "bad, reason, position",
+    [
+        ("nonsense > 1", "unknown field 'nonsense'", 0),
+        ("value; DROP TABLE runs", "unexpected character ';'", 5),
+        ("value > 1 union select", "'union'", 10),
+        ("value = 'abc'", "cannot compare value \\(a number\\) with 'abc' \\(text\\)", 6),
+        ("name > 3", "cannot compare name \\(text\\) with 3 \\(a number\\)", 5),
+        ("value", "'value' is a number, not a condition", 0),
+        ("name + 1 = 2", "'\\+' needs numbers", 5),
+        ("value = null", "is null", 6),
+        ("'it''s", "unterminated string", 0),
+        ('"value" > 1', "unexpected character '\"'", 0),
+        ("value > 1.2.3", "malformed number", 8),
+        ("value > 1e", "malformed number", 8),
+        ("value >", "unexpected end of the filter", 7),
+        ("value is 3", "expected 'null'", 9),
+        ("value between 1 or 2", "expected 'and'", 16),
+        ("value in ()", "expected a value", 10),
+        ("not", "unexpected end of the filter", 3),
+        ("flagged and or flagged", "expected a value, found 'or'", 12),
+        ("abs(name) > 1", "abs\\(\\) needs a number", 4),
+        ("name like 3", "like needs text", 10),
+        ("value < 1 < 2", "'<'", 10),
+        ("value > 99999999999999999999e999", "out of range", 8),
+    ],
+)
 def test_bad_filters_are_refused_with_the_reason_and_position(bad, reason, position):
     with pytest.raises(FilterError, match=reason) as info:
         split_filter(item_spec(Number), bad)
@@ -230,8 +245,13 @@ def test_bad_filters_are_refused_with_the_reason_and_position(bad, reason, posit
 
 def test_runaway_nesting_and_length_are_refused_not_a_recursion_error():
     spec = item_spec(Number)
-    for text in ("(" * 3000 + "flagged" + ")" * 3000, "not " * 900 + "flagged", "-" * 3000 + "1 > 0",
-                 "abs(" * 200 + "value" + ")" * 200 + " > 1", " or ".join(["flagged"] * 3000)):
+    for text in (
+        "(" * 3000 + "flagged" + ")" * 3000,
+        "not " * 900 + "flagged",
+        "-" * 3000 + "1 > 0",
+        "abs(" * 200 + "value" + ")" * 200 + " > 1",
+        " or ".join(["flagged"] * 3000),
+    ):
         with pytest.raises(FilterError, match="too deeply|longer than"):
             split_filter(spec, text)
     sql, _ = compile_sql(split_filter(spec, " or ".join(["flagged"] * 300)).items)  # long, balanced: fine
@@ -244,9 +264,13 @@ def test_input_pointer_copes_with_brackets_inside_quoted_strings():
     assert pointer == InputPointer(3, "numbers", "name = 'a]b' or name = '[x]''s'")
     assert InputPointer.parse(str(pointer)) == pointer
     assert InputPointer.parse("3.numbers[]") == InputPointer(3, "numbers", "")
-    for bad, why in [("3.numbers[flagged] x", "after the filter"), ("3.numbers[flagged", "never closed"),
-                     ("3.numbers[name = 'a]", "never closed"), ("3.numbers x", "expected RUN.OUTPUT"),
-                     ("numbers[flagged]", "expected RUN.OUTPUT")]:
+    for bad, why in [
+        ("3.numbers[flagged] x", "after the filter"),
+        ("3.numbers[flagged", "never closed"),
+        ("3.numbers[name = 'a]", "never closed"),
+        ("3.numbers x", "expected RUN.OUTPUT"),
+        ("numbers[flagged]", "expected RUN.OUTPUT"),
+    ]:
         with pytest.raises(ProjectError, match=why):
             InputPointer.parse(bad)
 
@@ -278,17 +302,32 @@ def probe_db():
         for parent_id in (0, 7):
             for i in range(12):
                 conn.execute(
-                    'INSERT INTO item_filter_probe (set_id, parent_id, position, key, data, name, value, count, flagged,'
-                    ' note, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                    (set_id, parent_id, i, f"p{i}", "{}", f"p{i}", (i - 6) / 4, i * 3 - 10, i % 3 == 0,
-                     NOTES[i % len(NOTES)], None if i % 4 == 0 else i / 8))
+                    "INSERT INTO item_filter_probe (set_id, parent_id, position, key, data, name, value, count, flagged,"
+                    " note, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        set_id,
+                        parent_id,
+                        i,
+                        f"p{i}",
+                        "{}",
+                        f"p{i}",
+                        (i - 6) / 4,
+                        i * 3 - 10,
+                        i % 3 == 0,
+                        NOTES[i % len(NOTES)],
+                        None if i % 4 == 0 else i / 8,
+                    ),
+                )
     yield conn
     conn.close()
 
 
 def select(conn, condition: str, params: list) -> list[tuple]:
-    sql = ("SELECT id, set_id, parent_id FROM item_filter_probe WHERE set_id = ? AND parent_id = ? AND (" + condition
-           + ") ORDER BY id")
+    sql = (
+        "SELECT id, set_id, parent_id FROM item_filter_probe WHERE set_id = ? AND parent_id = ? AND ("
+        + condition
+        + ") ORDER BY id"
+    )
     return conn.execute(sql, [2, 0, *params]).fetchall()
 
 
@@ -308,12 +347,75 @@ def run_filter(conn, text: str) -> list[tuple] | None:
     return rows
 
 
-SOUP = ["value", "count", "name", "key", "position", "flagged", "note", "score", "nonsense", "abs", "sqrt", "and",
-        "or", "not", "is", "null", "in", "between", "like", "true", "false", "(", ")", "(", ")", ",", "=", "==", "!=",
-        "<>", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "1", "2.5", ".5", "1e3", "0", "'a'", "'it''s'", "'",
-        "''", ";", "--", '"', "[", "]", "?", ":x", "@", "1=1", "union", "select", "set_id", "é", "\x00", "\t", "\n"]
+SOUP = [
+    "value",
+    "count",
+    "name",
+    "key",
+    "position",
+    "flagged",
+    "note",
+    "score",
+    "nonsense",
+    "abs",
+    "sqrt",
+    "and",
+    "or",
+    "not",
+    "is",
+    "null",
+    "in",
+    "between",
+    "like",
+    "true",
+    "false",
+    "(",
+    ")",
+    "(",
+    ")",
+    ",",
+    "=",
+    "==",
+    "!=",
+    "<>",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "1",
+    "2.5",
+    ".5",
+    "1e3",
+    "0",
+    "'a'",
+    "'it''s'",
+    "'",
+    "''",
+    ";",
+    "--",
+    '"',
+    "[",
+    "]",
+    "?",
+    ":x",
+    "@",
+    "1=1",
+    "union",
+    "select",
+    "set_id",
+    "é",
+    "\x00",
+    "\t",
+    "\n",
+]
 soups = st.lists(st.tuples(st.sampled_from(SOUP), st.sampled_from([" ", ""])), max_size=30).map(
-    lambda parts: "".join(token + sep for token, sep in parts))
+    lambda parts: "".join(token + sep for token, sep in parts)
+)
 STRAYS = [")", "(", ") or (", ") OR 1=1 OR (", "'", "''", "--", ";", "]", " or ", "not ", "abs(", ","]
 
 
@@ -330,11 +432,19 @@ def escape(first: str, joint: str, second: str) -> str:
 
 @pytest.mark.timeout(60)
 @settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.one_of(
-    soups, st.text(max_size=40),
-    st.builds(spoil, st.deferred(lambda: conditions), st.sampled_from(STRAYS), st.integers(0, 300)),
-    st.builds(escape, st.deferred(lambda: conditions), st.sampled_from([") or (", ") OR ((", ")) or (", ") or 1=1 or ("]),
-              st.deferred(lambda: conditions))))
+@given(
+    text=st.one_of(
+        soups,
+        st.text(max_size=40),
+        st.builds(spoil, st.deferred(lambda: conditions), st.sampled_from(STRAYS), st.integers(0, 300)),
+        st.builds(
+            escape,
+            st.deferred(lambda: conditions),
+            st.sampled_from([") or (", ") OR ((", ")) or (", ") or 1=1 or ("]),
+            st.deferred(lambda: conditions),
+        ),
+    )
+)
 def test_any_text_parses_or_raises_filter_error_and_never_escapes(probe_db, text):
     run_filter(probe_db, text)
 
@@ -344,14 +454,20 @@ def maybe_paren(text: str, wrap: bool) -> str:
 
 
 numbers = st.recursive(
-    st.one_of(st.sampled_from(["value", "count", "position", "score"]), st.integers(-50, 50).map(str),
-              st.integers(-40, 40).map(lambda n: str(n / 4))),
+    st.one_of(
+        st.sampled_from(["value", "count", "position", "score"]),
+        st.integers(-50, 50).map(str),
+        st.integers(-40, 40).map(lambda n: str(n / 4)),
+    ),
     lambda inner: st.one_of(
         st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "%"]), inner, st.booleans()).map(
-            lambda t: maybe_paren(f"{t[0]} {t[1]} {t[2]}", t[3])),
+            lambda t: maybe_paren(f"{t[0]} {t[1]} {t[2]}", t[3])
+        ),
         inner.map(lambda s: f"- ({s})"),
-        inner.map(lambda s: f"abs({s})")),
-    max_leaves=6)
+        inner.map(lambda s: f"abs({s})"),
+    ),
+    max_leaves=6,
+)
 strings = st.text(alphabet="ab'%_;)(-\" é", max_size=6).map(lambda s: "'" + s.replace("'", "''") + "'")
 texts = st.one_of(st.sampled_from(["name", "key", "note"]), strings)
 comparisons = st.sampled_from(["=", "==", "!=", "<>", "<", "<=", ">", ">="])
@@ -363,7 +479,8 @@ atoms = st.one_of(
     st.tuples(texts, negation, texts).map(lambda t: f"{t[0]} {t[1]}like {t[2]}"),
     st.tuples(numbers, negation, numbers, numbers).map(lambda t: f"{t[0]} {t[1]}between {t[2]} and {t[3]}"),
     st.tuples(numbers, negation, st.lists(numbers, min_size=1, max_size=4)).map(
-        lambda t: f"{t[0]} {t[1]}in ({', '.join(t[2])})"),
+        lambda t: f"{t[0]} {t[1]}in ({', '.join(t[2])})"
+    ),
     st.tuples(st.one_of(numbers, texts), negation).map(lambda t: f"{t[0]} is {t[1]}null"),
 )
 conditions = st.recursive(
@@ -371,8 +488,11 @@ conditions = st.recursive(
     lambda inner: st.one_of(
         inner.map(lambda s: f"not ({s})"),
         st.tuples(inner, st.sampled_from(["and", "or", "AND", "Or"]), inner, st.booleans()).map(
-            lambda t: maybe_paren(f"{t[0]} {t[1]} {t[2]}", t[3]))),
-    max_leaves=6)
+            lambda t: maybe_paren(f"{t[0]} {t[1]} {t[2]}", t[3])
+        ),
+    ),
+    max_leaves=6,
+)
 
 
 @pytest.mark.timeout(60)

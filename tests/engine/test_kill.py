@@ -4,6 +4,7 @@
 Every process a test starts carries ``TOMOFORGE_KILL_TEST=<tag>`` in its environment (workers inherit
 it), so an orphan is found by scanning ``/proc`` even after it was re-parented.
 """
+
 from __future__ import annotations
 
 import os
@@ -93,16 +94,22 @@ def listing(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``folder``: relative name -> (size, mtime in ns)."""
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()
+    }
 
 
 def drive(project: Project, run_id: int, mode: str, env: dict[str, str]) -> subprocess.Popen:
     """``execute_run(project, run_id, mode)`` in a new process; its output goes to ``driver.log`` in the project."""
     with open(project.root / "driver.log", "ab") as log:
         log.write(f"--- {mode} {run_id}\n".encode())
-        return subprocess.Popen([sys.executable, "-c", DRIVER, str(project.root), str(run_id), mode], cwd=REPO,
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-c", DRIVER, str(project.root), str(run_id), mode],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def outputs(project: Project, run_id: int) -> list[tuple[str, float, bytes]]:
@@ -121,8 +128,11 @@ def stray_files(project: Project) -> list[str]:
         allowed.add(run_dir / "run.log")
         if row["state"] == "finished":
             allowed.update(project.absolute(n.file) for n in project.output_set(row["id"], "numbers"))
-    return [str(p) for p in project.root.rglob("*")  # runs/RUN/tmp/...: parts 0 and 2 are runs, tmp
-            if p.is_file() and p not in allowed and p.relative_to(project.root).parts[::2][:2] != ("runs", "tmp")]
+    return [
+        str(p)
+        for p in project.root.rglob("*")  # runs/RUN/tmp/...: parts 0 and 2 are runs, tmp
+        if p.is_file() and p not in allowed and p.relative_to(project.root).parts[::2][:2] != ("runs", "tmp")
+    ]
 
 
 # 40-55 s at load 7-9 on 2 cores (up to ~75 s at load 12). Every kill moment scales with the uninterrupted
@@ -178,11 +188,16 @@ def test_twenty_kills_and_continues_end_with_the_outputs_of_an_uninterrupted_run
 @pytest.mark.timeout(120)
 def test_workers_sleeping_in_a_task_die_with_the_cli_and_write_nothing(project, control, tag):
     sleep_s = 3.0
-    run_id = project.new_run("toy-make", {"count": 2, "sleep_s": sleep_s, "control_dir": str(control)},
-                             executor=TWO_WORKERS)
-    cli = subprocess.Popen([sys.executable, "-m", "tomoforge.cli.main", "-p", str(project.root), "continue",
-                            str(run_id)], cwd=REPO, env={**os.environ, MARKER: tag},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_id = project.new_run(
+        "toy-make", {"count": 2, "sleep_s": sleep_s, "control_dir": str(control)}, executor=TWO_WORKERS
+    )
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "tomoforge.cli.main", "-p", str(project.root), "continue", str(run_id)],
+        cwd=REPO,
+        env={**os.environ, MARKER: tag},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     end = time.monotonic() + 90
     while not (ran(control, 0) and ran(control, 1)) and time.monotonic() < end:  # both workers are in a task
         time.sleep(0.02)
@@ -218,8 +233,13 @@ time.sleep(60)
 
 @pytest.mark.timeout(60)
 def test_without_the_parent_death_signal_the_watch_thread_still_ends_an_orphan(tag):
-    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, WATCHED], cwd=REPO, env={**os.environ, MARKER: tag},
-                              stdout=subprocess.PIPE, text=True)
+    middle = subprocess.Popen(
+        [sys.executable, "-c", MIDDLE, WATCHED],
+        cwd=REPO,
+        env={**os.environ, MARKER: tag},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert middle.stdout is not None
     worker = int(middle.stdout.readline())
     assert middle.stdout.readline().strip() == "guarded"

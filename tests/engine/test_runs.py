@@ -1,12 +1,13 @@
 """Run lifecycle: saved -> running -> finished | failed | aborted; continue, restart, reset, duplicate, delete."""
+
 import re
 
 import pytest
 
+from tests.engine.conftest import ran
 from tomoforge.engine import ExecutorConfig, ParamsError, ProjectError, execute_run
 from tomoforge.engine.provenance import citations_of_project, format_provenance, provenance
 from tomoforge.engine.registry import broken_protocols, get_protocol, protocols
-from tests.engine.conftest import ran
 
 SERIAL = ExecutorConfig(kind="serial")
 

@@ -1,9 +1,10 @@
 """Sets: typed columns, order, nested children, filters, keys, stream state."""
+
 import pytest
 
+from tests.engine.toyplugin.toy_protocols import Digit, Number, Word
 from tomoforge.engine import db
 from tomoforge.engine.sets import ItemSet
-from tests.engine.toyplugin.toy_protocols import Digit, Number, Word
 
 
 def make_set(project, cls, name="things"):
@@ -44,11 +45,14 @@ def test_filter_on_child_fields_filters_the_children(project):
     assert [d.digit for d in words.subset("digit >= 4").get("w").digits] == [4, 9, 16]
 
 
-@pytest.mark.parametrize("bad, word", [
-    ("nonsense > 1", "nonsense"),
-    ("value; DROP TABLE runs", ";"),
-    ("value > 1 union select", "union"),
-])
+@pytest.mark.parametrize(
+    "bad, word",
+    [
+        ("nonsense > 1", "nonsense"),
+        ("value; DROP TABLE runs", ";"),
+        ("value > 1 union select", "union"),
+    ],
+)
 def test_bad_filters_are_refused_naming_the_problem(project, bad, word):
     numbers = make_set(project, Number)
     with pytest.raises(ValueError, match=word):

@@ -1,4 +1,5 @@
 """A project file is data: task results are JSON, nothing read back runs code; continue checks files."""
+
 from __future__ import annotations
 
 import ast
@@ -9,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.engine.conftest import ran
 from tomoforge.engine import ExecutorConfig, execute_run
 from tomoforge.engine.items import class_from_path
 from tomoforge.engine.results import ResultError, decode_result, encode_result, result_files
 from tomoforge.errors import ProjectFileError
 from tomoforge.model.tilt_series import TiltImage
-from tests.engine.conftest import ran
 
 PACKAGE = Path(__file__).resolve().parents[2] / "tomoforge"
 SERIAL = ExecutorConfig(kind="serial")
@@ -34,8 +35,9 @@ def test_a_crafted_pickled_result_in_project_db_is_never_unpickled(project, cont
     assert execute_run(project, run_id) == "finished"
     project.set_state(run_id, "failed")
     Boom.marker = str(tmp_path / "pwned")
-    project.conn.execute("UPDATE run_tasks SET result = ? WHERE run_id = ? AND key = 'n1'",
-                         (pickle.dumps(Boom()), run_id))
+    project.conn.execute(
+        "UPDATE run_tasks SET result = ? WHERE run_id = ? AND key = 'n1'", (pickle.dumps(Boom()), run_id)
+    )
     assert execute_run(project, run_id, "continue") == "finished"
     assert not (tmp_path / "pwned").exists()
     assert ran(control, 1) == 2 and ran(control, 0) == 1  # the unreadable record was redone, the others kept
@@ -45,8 +47,16 @@ def test_a_crafted_pickled_result_in_project_db_is_never_unpickled(project, cont
 
 def test_results_round_trip_as_json_with_arrays_as_files(tmp_path):
     image = TiltImage(tilt_angle_deg=-3.0, acquisition_order=2, dose_e_A2=6.0, index=1)
-    value = {"n": np.int64(3), "x": np.float32(0.5), "nan": float("nan"), "t": (1, "a"), "path": tmp_path / "f",
-             "item": image, "array": np.arange(6, dtype=np.float32).reshape(2, 3), 4: "int key"}
+    value = {
+        "n": np.int64(3),
+        "x": np.float32(0.5),
+        "nan": float("nan"),
+        "t": (1, "a"),
+        "path": tmp_path / "f",
+        "item": image,
+        "array": np.arange(6, dtype=np.float32).reshape(2, 3),
+        4: "int key",
+    }
     text, arrays = encode_result(value, tmp_path / "tasks", "TS_01")
     assert len(arrays) == 1 and (tmp_path / "tasks" / arrays[0]).is_file()
     back = decode_result(text, tmp_path / "tasks")
@@ -55,14 +65,17 @@ def test_results_round_trip_as_json_with_arrays_as_files(tmp_path):
     np.testing.assert_array_equal(back["array"], value["array"])
 
 
-@pytest.mark.parametrize("stored", [
-    b"\x80\x04K\x01.",  # a pickle
-    '{"__tf__": "item", "class": "os:system", "fields": {}}',
-    '{"__tf__": "item", "class": "subprocess:Popen", "fields": {}}',
-    '{"__tf__": "array", "file": "../../etc/passwd"}',
-    '{"__tf__": "float", "value": "__import__(\'os\')"}',
-    '{"__tf__": "who knows"}',
-])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"\x80\x04K\x01.",  # a pickle
+        '{"__tf__": "item", "class": "os:system", "fields": {}}',
+        '{"__tf__": "item", "class": "subprocess:Popen", "fields": {}}',
+        '{"__tf__": "array", "file": "../../etc/passwd"}',
+        '{"__tf__": "float", "value": "__import__(\'os\')"}',
+        '{"__tf__": "who knows"}',
+    ],
+)
 def test_crafted_results_are_refused(tmp_path, stored):
     with pytest.raises(ResultError):
         decode_result(stored, tmp_path)
@@ -101,7 +114,10 @@ def test_the_package_never_unpickles_or_evaluates():
                     found.append(f"{path}:{node.lineno} imports {names}")
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"eval", "exec"}:
                 found.append(f"{path}:{node.lineno} calls {node.func.id}")
-            elif isinstance(node, ast.keyword) and node.arg == "allow_pickle" and not (
-                    isinstance(node.value, ast.Constant) and node.value.value is False):
+            elif (
+                isinstance(node, ast.keyword)
+                and node.arg == "allow_pickle"
+                and not (isinstance(node.value, ast.Constant) and node.value.value is False)
+            ):
                 found.append(f"{path}:{node.lineno} allow_pickle")
     assert found == []

@@ -1,4 +1,5 @@
 """Streaming runs: a source that takes items as they appear, consumers that follow an open set, stop, kill."""
+
 from __future__ import annotations
 
 import signal
@@ -10,11 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from tomoforge.engine import ExecutorConfig, InputSpec, Project, ProjectError, Protocol, ProtocolParams, Task, param
-from tomoforge.engine import execute_run
-from tomoforge.engine.registry import protocols
 from tests.engine.test_faults import wait_for
 from tests.engine.toyplugin.toy_protocols import Number
+from tomoforge.engine import (
+    ExecutorConfig,
+    InputSpec,
+    Project,
+    ProjectError,
+    Protocol,
+    ProtocolParams,
+    Task,
+    execute_run,
+    param,
+)
+from tomoforge.engine.registry import protocols
 
 SERIAL = ExecutorConfig(kind="serial")
 
@@ -123,6 +133,7 @@ def drop(folder: Path, name: str, value: str) -> None:
 
 def in_thread(root: Path, run_id: int, mode: str = "run", executor: ExecutorConfig | None = None):
     """Execute a run in a thread with its own connection; ``.result`` holds its final state."""
+
     def target():
         project = Project.open(root)
         try:
@@ -137,8 +148,9 @@ def in_thread(root: Path, run_id: int, mode: str = "run", executor: ExecutorConf
 
 
 def task_times(project: Project, run_id: int) -> list[float]:
-    rows = project.conn.execute("SELECT finished FROM run_tasks WHERE run_id = ? AND state = 'done' ORDER BY finished",
-                                (run_id,)).fetchall()
+    rows = project.conn.execute(
+        "SELECT finished FROM run_tasks WHERE run_id = ? AND state = 'done' ORDER BY finished", (run_id,)
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -175,8 +187,11 @@ def test_a_consumer_processes_items_while_its_producer_still_runs(project, folde
     source = in_thread(project.root, producer)
     wait_for(lambda: project.set_is_open(producer, "numbers") and len(items(project, producer)) == 2)
     assert project.run(producer)["state"] == "running"
-    consumer = project.new_run("toy-double", inputs={"numbers": f"{producer}.numbers"},
-                               executor=ExecutorConfig(kind=consumer_executor, workers=1, threads_per_worker=1))
+    consumer = project.new_run(
+        "toy-double",
+        inputs={"numbers": f"{producer}.numbers"},
+        executor=ExecutorConfig(kind=consumer_executor, workers=1, threads_per_worker=1),
+    )
     follower = in_thread(project.root, consumer)
     wait_for(lambda: project.set_is_open(consumer, "numbers") and len(items(project, consumer)) == 2)
     assert project.run(producer)["state"] == "running"  # the consumer's items exist before the producer ends
@@ -222,8 +237,9 @@ def test_a_pairing_consumer_waits_for_each_partner_and_fails_the_unpaired_once_c
     drop(folders[0], "y", "2")
     sources = [in_thread(project.root, r) for r in producers]
     wait_for(lambda: len(items(project, producers[0])) == 2 and project.set_is_open(producers[1], "numbers"))
-    pair = project.new_run("toy-pair", inputs={"first": f"{producers[0]}.numbers", "second": f"{producers[1]}.numbers"},
-                           executor=SERIAL)
+    pair = project.new_run(
+        "toy-pair", inputs={"first": f"{producers[0]}.numbers", "second": f"{producers[1]}.numbers"}, executor=SERIAL
+    )
     assert project.input_readiness(pair) == ("stream", "")
     pairing = in_thread(project.root, pair)
     wait_for(lambda: project.set_is_open(pair, "numbers"))

@@ -6,6 +6,7 @@ pixels; a run of 127 continues without an event, any other run is followed by on
 BigTIFF page with the EER metadata tag 65001; tifffile cannot write compression 65001, so the pages
 are written as pre-encoded "zlib" strips and the Compression tag is patched afterwards.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,14 +47,22 @@ def write_eer(path: Path, fractions: list[np.ndarray], shape: tuple[int, int]) -
 
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         for events in fractions:
-            tif.write(iter([encode_fraction(events, shape)]), shape=shape, dtype=np.uint8, compression="zlib",
-                      rowsperstrip=shape[0], photometric="minisblack", contiguous=False, metadata=None,
-                      extratags=[(65001, 7, len(METADATA), METADATA, True)])
+            tif.write(
+                iter([encode_fraction(events, shape)]),
+                shape=shape,
+                dtype=np.uint8,
+                compression="zlib",
+                rowsperstrip=shape[0],
+                photometric="minisblack",
+                contiguous=False,
+                metadata=None,
+                extratags=[(65001, 7, len(METADATA), METADATA, True)],
+            )
     with tifffile.TiffFile(path) as tif:
         offsets = [page.tags["Compression"].valueoffset for page in tif.pages]
     raw = bytearray(path.read_bytes())
     for offset in offsets:
-        raw[offset: offset + 2] = (65001).to_bytes(2, "little")
+        raw[offset : offset + 2] = (65001).to_bytes(2, "little")
     path.write_bytes(bytes(raw))
     return path
 

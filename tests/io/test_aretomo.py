@@ -1,4 +1,5 @@
 """AreTomo .aln: all real layouts; conversion reproduces AreTomo's own -OutXF .xf and RELION 5's import."""
+
 import numpy as np
 import pytest
 
@@ -13,8 +14,13 @@ def test_read_layouts(data_file):
     assert len(new.dark_frames) == 14 and new.dark_frames.tilt_deg[12] == pytest.approx(-44.01)
     assert len(new.global_alignment) == 37 and len(new.local_alignment) == 37 * 16
     row = new.global_alignment.iloc[0]
-    assert (row.SEC, row.ROT, row.TX, row.TY, row.TILT) == (0, pytest.approx(84.4445), pytest.approx(13.382),
-                                                            pytest.approx(21.802), pytest.approx(-27.71))
+    assert (row.SEC, row.ROT, row.TX, row.TY, row.TILT) == (
+        0,
+        pytest.approx(84.4445),
+        pytest.approx(13.382),
+        pytest.approx(21.802),
+        pytest.approx(-27.71),
+    )
     old = read_aln(data_file("aretomo/lil-aretomo/example_v1_2_0.aln"))
     assert old.header["Sections"] == (41, 0) and len(old.global_alignment) == 41
     v13 = read_aln(data_file("aretomo/lil-aretomo/example_v1_3_0.aln"))
@@ -53,8 +59,14 @@ def test_alnfile_xf_uses_opposite_rotation(data_file):
     np.testing.assert_allclose(read_tlt(data_file("aretomo/alnfile/global_no_local.tlt")), model["y_tilt_deg"])
 
 
-@pytest.mark.parametrize("rel", ["aretomo/alnfile/global_and_local.aln", "aretomo/lil-aretomo/example_v1_2_0.aln",
-                                 "aretomo/cryoet-alignment/test.aln"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "aretomo/alnfile/global_and_local.aln",
+        "aretomo/lil-aretomo/example_v1_2_0.aln",
+        "aretomo/cryoet-alignment/test.aln",
+    ],
+)
 def test_round_trip(data_file, tmp_path, rel):
     aln = read_aln(data_file(rel))
     again = read_aln(write_aln(aln, tmp_path / "out.aln"))

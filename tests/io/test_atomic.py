@@ -1,4 +1,5 @@
 """Files are written whole or not at all, with the mode the umask gives, through the run's scratch folder."""
+
 from __future__ import annotations
 
 import os

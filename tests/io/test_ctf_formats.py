@@ -2,6 +2,7 @@
 ctfutils.cpp reads them), CTFFIND output text (no real file in ../shared/data: written as CTFFIND 4.1.14
 writes it, from its documented column line, with the values a RELION CtfFind job took from CTFFIND),
 and RELION star CTF columns (real RELION 4/5 files)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,15 @@ import pandas as pd
 import pytest
 import starfile
 
-from tomoforge.io.ctf import (normalise_table, read_ctffind, read_imod_ctf, read_relion_ctf, write_ctffind,
-                              write_imod_ctf, write_relion_ctf)
+from tomoforge.io.ctf import (
+    normalise_table,
+    read_ctffind,
+    read_imod_ctf,
+    read_relion_ctf,
+    write_ctffind,
+    write_imod_ctf,
+    write_relion_ctf,
+)
 from tomoforge.io.errors import FormatError
 from tomoforge.io.imod import read_imod_defocus
 
@@ -23,7 +31,9 @@ CRYOBOOST_TS = "relion5/cryoboost/tilts/tilt_series/PositionLabel_12.star"
 def test_real_ctfplotter_file_reads_in_nm_with_views_from_one_and_writes_back_the_same(data_file, tmp_path):
     table = read_imod_ctf(data_file(IMOD_V2))
     assert len(table) == 35 and table.view.tolist() == list(range(1, 36))
-    assert table.tilt_angle_deg.iloc[0] == pytest.approx(-50.99) and table.tilt_angle_deg.iloc[-1] == pytest.approx(51.0)
+    assert table.tilt_angle_deg.iloc[0] == pytest.approx(-50.99) and table.tilt_angle_deg.iloc[-1] == pytest.approx(
+        51.0
+    )
     assert table.defocus_u_A.iloc[0] == pytest.approx(30830.0)  # 3083 nm
     assert (table.defocus_u_A == table.defocus_v_A).all() and (table.phase_shift_deg == 0).all()
     out = write_imod_ctf(table, tmp_path / "TS.defocus")
@@ -38,9 +48,11 @@ def test_real_ctfplotter_file_reads_in_nm_with_views_from_one_and_writes_back_th
 def test_version_3_flags_astigmatism_radians_phase_inverted_angles_and_ranges(tmp_path):
     path = tmp_path / "v3.defocus"
     # flags 1 astigmatism + 2 its angle in radians + 4 phase + 8 phase in radians + 16 inverted tilt angles
-    path.write_text("31 0 0. 0. 0 3\n"
-                    "1\t1\t60.00\t60.00\t3100.0\t2900.0\t0.5235988\t1.5707963\n"
-                    "2\t4\t57.00\t51.00\t2800.0\t3000.0\t0.0\t0.0\n")
+    path.write_text(
+        "31 0 0. 0. 0 3\n"
+        "1\t1\t60.00\t60.00\t3100.0\t2900.0\t0.5235988\t1.5707963\n"
+        "2\t4\t57.00\t51.00\t2800.0\t3000.0\t0.0\t0.0\n"
+    )
     df = read_imod_defocus(path)
     assert df.attrs == {"version": 3, "flags": 31}
     assert df.start_angle_deg.tolist() == [-60.0, -57.0]
@@ -52,9 +64,11 @@ def test_version_3_flags_astigmatism_radians_phase_inverted_angles_and_ranges(tm
     out = write_imod_ctf(table.assign(tilt_angle_deg=[-60.0, -57.0, -54.0, -51.0]), tmp_path / "out.defocus")
     assert out.read_text().splitlines()[0] == "5 0 0. 0. 0 3"  # astigmatism + phase, degrees
     back = read_imod_ctf(out)
-    np.testing.assert_allclose(back[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg", "phase_shift_deg"]],
-                               table[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg", "phase_shift_deg"]],
-                               atol=0.01)
+    np.testing.assert_allclose(
+        back[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg", "phase_shift_deg"]],
+        table[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg", "phase_shift_deg"]],
+        atol=0.01,
+    )
 
 
 def test_unversioned_file_from_zero_and_bad_lines(tmp_path):
@@ -125,17 +139,27 @@ def test_relion5_tilt_series_stars_and_round_trip(data_file, tmp_path):
     assert (table.defocus_u_A >= table.defocus_v_A).all()
     out = write_relion_ctf(table, tmp_path / "tomo200528_107.star", "tomo200528_107")
     raw = starfile.read(out)
-    assert {"rlnTomoNominalStageTiltAngle", "rlnMicrographPreExposure", "rlnDefocusU", "rlnDefocusV",
-            "rlnCtfAstigmatism", "rlnDefocusAngle", "rlnPhaseShift", "rlnCtfFigureOfMerit",
-            "rlnCtfMaxResolution"} <= set(raw.columns)
+    assert {
+        "rlnTomoNominalStageTiltAngle",
+        "rlnMicrographPreExposure",
+        "rlnDefocusU",
+        "rlnDefocusV",
+        "rlnCtfAstigmatism",
+        "rlnDefocusAngle",
+        "rlnPhaseShift",
+        "rlnCtfFigureOfMerit",
+        "rlnCtfMaxResolution",
+    } <= set(raw.columns)
     back = read_relion_ctf(out)
-    pd.testing.assert_frame_equal(back[table.columns.drop("micrograph")], table.drop(columns="micrograph"),
-                                  check_exact=False, atol=1e-4)
+    pd.testing.assert_frame_equal(
+        back[table.columns.drop("micrograph")], table.drop(columns="micrograph"), check_exact=False, atol=1e-4
+    )
     boost = read_relion_ctf(data_file(CRYOBOOST_TS))
     assert len(boost) == 6 and boost.defocus_u_A.iloc[3] == 96128.8125 and boost.tilt_angle_deg.iloc[3] == -57.99
 
 
 def test_normalise_swaps_u_and_v():
-    t = normalise_table(pd.DataFrame({"view": [1], "defocus_u_A": [2.0e4], "defocus_v_A": [2.1e4],
-                                      "astigmatism_angle_deg": [30.0]}))
+    t = normalise_table(
+        pd.DataFrame({"view": [1], "defocus_u_A": [2.0e4], "defocus_v_A": [2.1e4], "astigmatism_angle_deg": [30.0]})
+    )
     assert (t.defocus_u_A[0], t.defocus_v_A[0], t.astigmatism_angle_deg[0]) == (2.1e4, 2.0e4, -60.0)

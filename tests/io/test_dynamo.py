@@ -1,4 +1,5 @@
 """Dynamo .tbl on real tables: named columns, positions, rotations, round trip."""
+
 import numpy as np
 import pytest
 
@@ -28,8 +29,9 @@ def test_read_complex(data_file):
 def test_positions_and_rotations(data_file):
     df = read_tbl(data_file("dynamo/dynamotable/t_double.tbl")).head(3)
     pos = tbl_positions_A(df, 10.0, (300, 200, 400))
-    np.testing.assert_allclose(pos[0], [(141.28 + 2.5178 - 150) * 10, (114.71 - 3.523 - 100) * 10,
-                                        (163.08 + 2.1043 - 200) * 10])
+    np.testing.assert_allclose(
+        pos[0], [(141.28 + 2.5178 - 150) * 10, (114.71 - 3.523 - 100) * 10, (163.08 + 2.1043 - 200) * 10]
+    )
     rot = tbl_rotations(df)
     np.testing.assert_allclose(rot[0], dynamo_euler_to_matrix(175.66, 90.681, -129.51))
     np.testing.assert_allclose(tbl_rotations(set_tbl_rotations(df, rot)), rot, atol=1e-10)

@@ -1,12 +1,17 @@
 """Euler angles: hand-derived case, agreement with RELION 5's own scipy conversion, round trips,
 Dynamo <-> RELION consistency (eulerangles' convert_eulers, as teamtomo's dynamo2relion)."""
+
 import eulerangles
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from tomoforge.io.euler import (dynamo_euler_to_matrix, matrix_to_dynamo_euler,
-                                matrix_to_relion_euler, relion_euler_to_matrix)
+from tomoforge.io.euler import (
+    dynamo_euler_to_matrix,
+    matrix_to_dynamo_euler,
+    matrix_to_relion_euler,
+    relion_euler_to_matrix,
+)
 
 
 @pytest.fixture
@@ -44,8 +49,9 @@ def test_dynamo_round_trip_and_relion_consistency(rotations):
     relion = eulerangles.convert_eulers(dyn, source_meta="dynamo", target_meta="relion")
     np.testing.assert_allclose(relion_euler_to_matrix(*relion.T), rotations, atol=1e-10)
     # closed form: rot = narot - 90, psi = tdrot + 90
-    np.testing.assert_allclose(dynamo_euler_to_matrix(30, 40, 50),
-                               relion_euler_to_matrix(50 - 90, 40, 30 + 90), atol=1e-12)
+    np.testing.assert_allclose(
+        dynamo_euler_to_matrix(30, 40, 50), relion_euler_to_matrix(50 - 90, 40, 30 + 90), atol=1e-12
+    )
 
 
 def test_shapes():

@@ -5,6 +5,7 @@ $TOMOFORGE_TEST_DATA, skipped where absent) mutated by deleting, inserting, repl
 Nothing else may escape (no KeyError, IndexError, pydantic or pandas errors), and no input may hang:
 every example has a deadline, the whole file runs in well under 40 s on two loaded cores.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,15 +30,25 @@ from tomoforge.io.star import (
     read_tilt_series_star,
 )
 
-FUZZ = settings(max_examples=40, deadline=2000, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=40,
+    deadline=2000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 REAL = {
-    ".mdoc": ["mdoc/serialem_mdocfile/tilt_series.mdoc", "mdoc/tomo5_cryoboost/Position_12.mdoc",
-              "mdoc/serialem_mdocfile/frame_set_multiple.mdoc"],
-    ".star": ["relion5/pytom-match-pick/relion5_project_example/Tomograms/job009/tilt_series/tomo200528_107.star",
-              "relion5/cylindra_test_jobs/Picks/job_picks/particles.star",
-              "relion5/cryoboost/vols/tilt_series/Position_1.star"],
+    ".mdoc": [
+        "mdoc/serialem_mdocfile/tilt_series.mdoc",
+        "mdoc/tomo5_cryoboost/Position_12.mdoc",
+        "mdoc/serialem_mdocfile/frame_set_multiple.mdoc",
+    ],
+    ".star": [
+        "relion5/pytom-match-pick/relion5_project_example/Tomograms/job009/tilt_series/tomo200528_107.star",
+        "relion5/cylindra_test_jobs/Picks/job_picks/particles.star",
+        "relion5/cryoboost/vols/tilt_series/Position_1.star",
+    ],
     ".tlt": ["imod/etomofiles_TS_001/TS_001.tlt"],
     ".xf": ["imod/cryoet-alignment_imod_1/tilt_1.xf"],
     ".defocus": ["imod/pytom-match-pick/test_imod.defocus"],
@@ -46,12 +57,45 @@ REAL = {
 
 #: tokens each text format is made of, so random text reaches past the first line
 TOKENS = {
-    ".mdoc": ["[ZValue = 0]", "[ZValue = 1]", "[FrameSet = 0]", "[T = SerialEM: x]", "TiltAngle = ", "PixelSpacing = ",
-              "ExposureDose = ", "Voltage = ", "Defocus = ", "NumSubFrames = ", "DateTime = 30-Nov-15  15:21:38",
-              "ImageFile = ", "SubFramePath = ", "=", "\n", "\r\n", " "],
-    ".star": ["data_", "data_global", "data_particles", "loop_", "_rlnTomoName", "_rlnDefocusU", "_rlnDefocusV",
-              "_rlnTomoNominalStageTiltAngle", "_rlnCenteredCoordinateXAngst", "_rlnCenteredCoordinateYAngst",
-              "_rlnCenteredCoordinateZAngst", "_rlnAngleRot", "#", "\n", " ", "\t", "'", '"'],
+    ".mdoc": [
+        "[ZValue = 0]",
+        "[ZValue = 1]",
+        "[FrameSet = 0]",
+        "[T = SerialEM: x]",
+        "TiltAngle = ",
+        "PixelSpacing = ",
+        "ExposureDose = ",
+        "Voltage = ",
+        "Defocus = ",
+        "NumSubFrames = ",
+        "DateTime = 30-Nov-15  15:21:38",
+        "ImageFile = ",
+        "SubFramePath = ",
+        "=",
+        "\n",
+        "\r\n",
+        " ",
+    ],
+    ".star": [
+        "data_",
+        "data_global",
+        "data_particles",
+        "loop_",
+        "_rlnTomoName",
+        "_rlnDefocusU",
+        "_rlnDefocusV",
+        "_rlnTomoNominalStageTiltAngle",
+        "_rlnCenteredCoordinateXAngst",
+        "_rlnCenteredCoordinateYAngst",
+        "_rlnCenteredCoordinateZAngst",
+        "_rlnAngleRot",
+        "#",
+        "\n",
+        " ",
+        "\t",
+        "'",
+        '"',
+    ],
     ".tlt": ["\n", " ", ",", "#"],
     ".xf": ["\n", " ", ",", "#"],
     ".defocus": ["\n", " ", "\t", "3", "2", "1 1", "0 0 0. 0. 0 3"],
@@ -93,14 +137,14 @@ def _mutated(draw, original: bytes) -> bytes:
         at = draw(st.integers(0, len(data)))
         kind = draw(st.sampled_from(["delete", "insert", "number", "overwrite", "truncate"]))
         if kind == "delete":
-            del data[at:at + draw(st.integers(1, 64))]
+            del data[at : at + draw(st.integers(1, 64))]
         elif kind == "insert":
             data[at:at] = draw(st.binary(min_size=1, max_size=16))
         elif kind == "number":
             data[at:at] = draw(st.sampled_from(NUMBERS)).encode()
         elif kind == "overwrite":
             chunk = draw(st.binary(min_size=1, max_size=8))
-            data[at:at + len(chunk)] = chunk
+            data[at : at + len(chunk)] = chunk
         else:
             del data[at:]
     return bytes(data)

@@ -1,11 +1,21 @@
 """IMOD .xf/.tlt/.xtilt/.defocus on real files; xf <-> RELION 5 projection model."""
+
 import numpy as np
 import pytest
 
 from tomoforge.io.errors import FormatError
-from tomoforge.io.imod import (projection_model_to_xf, read_imod_defocus, read_tlt, read_xf,
-                               read_xtilt, write_imod_defocus, write_tlt, write_xf, write_xtilt,
-                               xf_to_projection_model)
+from tomoforge.io.imod import (
+    projection_model_to_xf,
+    read_imod_defocus,
+    read_tlt,
+    read_xf,
+    read_xtilt,
+    write_imod_defocus,
+    write_tlt,
+    write_xf,
+    write_xtilt,
+    xf_to_projection_model,
+)
 
 
 def test_read_real_xf_tlt_xtilt(data_file):
@@ -41,8 +51,14 @@ def test_shift_formula_by_hand():
     assert back["x_shift_A"][0] == pytest.approx(20) and back["y_shift_A"][0] == pytest.approx(0, abs=1e-12)
 
 
-@pytest.mark.parametrize("rel", ["imod/etomofiles_TS_001/TS_001.xf", "imod/IMOD_repo_uitestData/BB/BBa.xf",
-                                 "imod/cryoet-alignment_imod_1/tilt_1.xf"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "imod/etomofiles_TS_001/TS_001.xf",
+        "imod/IMOD_repo_uitestData/BB/BBa.xf",
+        "imod/cryoet-alignment_imod_1/tilt_1.xf",
+    ],
+)
 def test_projection_model_round_trip(data_file, rel):
     xf = read_xf(data_file(rel))
     model = xf_to_projection_model(xf, 3.0)
@@ -86,16 +102,20 @@ def test_ctfplotter_version2(data_file):
 
 def test_ctfplotter_version3_and_round_trip(tmp_path, data_file):
     path = tmp_path / "v3.defocus"
-    path.write_text("1 0 0. 0. 0 3\n1\t1\t-60.00\t-60.00\t2900.5\t3100.5\t30.0\n"
-                    "2\t2\t-57.00\t-57.00\t3000.0\t2950.0\t-12.5\n")
+    path.write_text(
+        "1 0 0. 0. 0 3\n1\t1\t-60.00\t-60.00\t2900.5\t3100.5\t30.0\n2\t2\t-57.00\t-57.00\t3000.0\t2950.0\t-12.5\n"
+    )
     df = read_imod_defocus(path)
     assert df.attrs["version"] == 3
     assert df.iloc[0].defocus_u_A == pytest.approx(31005.0) and df.iloc[0].defocus_v_A == pytest.approx(29005.0)
     assert df.iloc[0].astigmatism_angle_deg == pytest.approx(-60.0)  # U/V swapped: the axis turned by 90°
     assert df.iloc[1].astigmatism_angle_deg == pytest.approx(-12.5)
     again = read_imod_defocus(write_imod_defocus(df, tmp_path / "out.defocus"))
-    np.testing.assert_allclose(again[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg"]],
-                               df[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg"]], atol=0.1)
+    np.testing.assert_allclose(
+        again[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg"]],
+        df[["defocus_u_A", "defocus_v_A", "astigmatism_angle_deg"]],
+        atol=0.1,
+    )
     real = read_imod_defocus(data_file("imod/pytom-match-pick/test_imod.defocus"))
     back = read_imod_defocus(write_imod_defocus(real, tmp_path / "real.defocus"))
     np.testing.assert_allclose(back.defocus_u_A, real.defocus_u_A, atol=0.1)

@@ -1,5 +1,6 @@
 """mdoc: real SerialEM / Tomography 5 / frame mdocs, cross-checked with the mdocfile package;
 round trips; broken copies raise FormatError naming file and section/line."""
+
 import math
 from datetime import datetime
 
@@ -9,9 +10,13 @@ import pytest
 from tomoforge.io.errors import FormatError
 from tomoforge.io.mdoc import parse_mdoc_datetime, read_mdoc, write_mdoc
 
-REAL = ["mdoc/serialem_mdocfile/tilt_series.mdoc", "mdoc/serialem_mdocfile/frame_set_single.mdoc",
-        "mdoc/serialem_mdocfile/frame_set_multiple.mdoc", "mdoc/tomo_preprocessing/TS_01.mrc.mdoc",
-        "mdoc/tomo5_cryoboost/Position_12.mdoc"]
+REAL = [
+    "mdoc/serialem_mdocfile/tilt_series.mdoc",
+    "mdoc/serialem_mdocfile/frame_set_single.mdoc",
+    "mdoc/serialem_mdocfile/frame_set_multiple.mdoc",
+    "mdoc/tomo_preprocessing/TS_01.mrc.mdoc",
+    "mdoc/tomo5_cryoboost/Position_12.mdoc",
+]
 
 
 def same(a, b):
@@ -111,14 +116,16 @@ def _broken(tmp_path, data_file, old, new, count=1):
     return path
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("[ZValue = 8]", "[ZValue = 7]", r"TS_01.mdoc: line \d+: \[ZValue = 7\] appears twice"),
-    ("[ZValue = 7]", "[ZValue = 77]", r"TS_01.mdoc: \[ZValue = 7\] is missing"),
-    ("TiltAngle = 3.00113\n", "", r"TS_01.mdoc: \[ZValue = 1\]: TiltAngle is missing"),
-    ("ExposureDose = 0\n", "ExposureDose = zero\n",
-     r"TS_01.mdoc: line 16: ExposureDose = 'zero' is not a number"),
-    ("[ZValue = 3]", "[ZValue = three]", r"TS_01.mdoc: line \d+: section index in \[ZValue = three\]"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("[ZValue = 8]", "[ZValue = 7]", r"TS_01.mdoc: line \d+: \[ZValue = 7\] appears twice"),
+        ("[ZValue = 7]", "[ZValue = 77]", r"TS_01.mdoc: \[ZValue = 7\] is missing"),
+        ("TiltAngle = 3.00113\n", "", r"TS_01.mdoc: \[ZValue = 1\]: TiltAngle is missing"),
+        ("ExposureDose = 0\n", "ExposureDose = zero\n", r"TS_01.mdoc: line 16: ExposureDose = 'zero' is not a number"),
+        ("[ZValue = 3]", "[ZValue = three]", r"TS_01.mdoc: line \d+: section index in \[ZValue = three\]"),
+    ],
+)
 def test_broken_copies(tmp_path, data_file, old, new, message):
     with pytest.raises(FormatError, match=message):
         read_mdoc(_broken(tmp_path, data_file, old, new))

@@ -1,15 +1,15 @@
 """Movie reading: MRC, TIFF and EER (fractions grouped, upsampled), truncated files, fewer frames than promised."""
+
 import sys
 
 import numpy as np
 import pytest
 import tifffile
 
-from tomoforge.io.errors import FormatError
-from tomoforge.io.mrc import write_mrc
-from tomoforge.io.movies import is_eer, movie_frame_count, read_eer, read_gain, read_movie
-
 from tests.io.eer import write_eer
+from tomoforge.io.errors import FormatError
+from tomoforge.io.movies import is_eer, movie_frame_count, read_eer, read_gain, read_movie
+from tomoforge.io.mrc import write_mrc
 
 
 def test_mrc_and_tiff_movies_read_the_same_frames(tmp_path):
@@ -43,14 +43,20 @@ def eer_movie(tmp_path, n_fractions=10, shape=(24, 20), seed=0):
     fractions = []
     for _ in range(n_fractions):
         flat = rng.choice(shape[0] * shape[1], 40, replace=False)
-        fractions.append(np.stack([flat // shape[1], flat % shape[1], rng.integers(0, 4, 40), rng.integers(0, 4, 40)], 1))
+        fractions.append(
+            np.stack([flat // shape[1], flat % shape[1], rng.integers(0, 4, 40), rng.integers(0, 4, 40)], 1)
+        )
     return write_eer(tmp_path / "m.eer", fractions, shape), fractions
 
 
 def counts(events, shape, upsampling=1):
     out = np.zeros((shape[0] * upsampling, shape[1] * upsampling), np.int64)
     shift = {1: 2, 2: 1, 4: 0}[upsampling]  # sub-pixel bits kept: 0, 1 or 2
-    np.add.at(out, (events[:, 0] * upsampling + (events[:, 2] >> shift), events[:, 1] * upsampling + (events[:, 3] >> shift)), 1)
+    np.add.at(
+        out,
+        (events[:, 0] * upsampling + (events[:, 2] >> shift), events[:, 1] * upsampling + (events[:, 3] >> shift)),
+        1,
+    )
     return out
 
 
@@ -61,7 +67,7 @@ def test_eer_fractions_are_summed_into_frames(tmp_path):
     frames = read_movie(path, n_frames=10, dtype=None, eer_fractions_per_frame=3)
     assert frames.dtype == np.int16 and frames.shape == (3, 24, 20)  # the 10th fraction is dropped
     for i in range(3):
-        expected = sum(counts(f, (24, 20)) for f in fractions[3 * i: 3 * i + 3])
+        expected = sum(counts(f, (24, 20)) for f in fractions[3 * i : 3 * i + 3])
         assert np.array_equal(frames[i], expected)
     with pytest.raises(FormatError, match=r"m\.eer: holds 10 EER fractions but the metadata says 12"):
         read_movie(path, n_frames=12, eer_fractions_per_frame=3)

@@ -1,10 +1,10 @@
 """MRC: write/read round trip, voxel size, overwrite guard, mmap, truncated files, real maps."""
+
 import numpy as np
 import pytest
 
 from tomoforge.io.errors import FormatError
-from tomoforge.io.mrc import (mrc_shape, open_mrc_mmap, read_mrc, read_mrc_section,
-                              read_voxel_size, write_mrc)
+from tomoforge.io.mrc import mrc_shape, open_mrc_mmap, read_mrc, read_mrc_section, read_voxel_size, write_mrc
 
 
 def test_round_trip_stack(tmp_path):
@@ -26,6 +26,7 @@ def test_image_shape_and_kept_dtype(tmp_path):
     path = write_mrc(tmp_path / "i.mrc", np.arange(12, dtype=np.int16).reshape(3, 4), 1.0)
     assert mrc_shape(path) == (3, 4)
     import mrcfile
+
     with mrcfile.open(path) as m:
         assert m.data.dtype == np.int16
 
@@ -47,7 +48,9 @@ def test_truncated_file(tmp_path):
     cut = tmp_path / "cut.mrc"
     cut.write_bytes(blob[: 1024 + 30 * 8 * 8 * 4])
     for reader in (read_mrc, mrc_shape, lambda p: read_mrc_section(p, 0)):
-        with pytest.raises(FormatError, match=r"cut.mrc: truncated: header says 41 sections of 8x8 float32 but the file holds 30"):
+        with pytest.raises(
+            FormatError, match=r"cut.mrc: truncated: header says 41 sections of 8x8 float32 but the file holds 30"
+        ):
             reader(cut)
 
 
@@ -66,8 +69,9 @@ def test_real_emdb_map(data_file):
 
 
 def test_real_relion_float16_stack(data_file):
-    path = data_file("relion5/tomodrgn_warptools/warptools_test_4-tomos_10-ptcls_box-32_angpix-12/"
-                     "Unt_088/Unt_088_12.00A_000005.mrcs")
+    path = data_file(
+        "relion5/tomodrgn_warptools/warptools_test_4-tomos_10-ptcls_box-32_angpix-12/Unt_088/Unt_088_12.00A_000005.mrcs"
+    )
     assert mrc_shape(path) == (37, 32, 32)
     assert read_voxel_size(path) == pytest.approx(12.0)
     assert read_mrc_section(path, 36).shape == (32, 32)

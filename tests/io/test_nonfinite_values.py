@@ -1,5 +1,6 @@
 """NaN, inf and absurd numbers in metadata files are refused naming the file, the line (or row), the field,
 the value and the allowed range; undecodable or binary text names the line and the byte."""
+
 import math
 
 import numpy as np
@@ -62,26 +63,35 @@ def test_a_latin1_byte_names_the_line_and_the_byte(tmp_path, data_file):
     raw = data_file(HIV).read_bytes().replace(b"SpotSize = 8", b"SpotSize = 8\nNote = caf\xe9", 1)
     path = tmp_path / "TS_01.mdoc"
     path.write_bytes(raw)
-    line = raw[:raw.index(b"caf\xe9")].count(b"\n") + 1
+    line = raw[: raw.index(b"caf\xe9")].count(b"\n") + 1
     byte = raw.index(b"\xe9")
     with pytest.raises(FormatError, match=rf"TS_01.mdoc: line {line}, byte {byte} \(0xe9\): not UTF-8 text"):
         read_mdoc(path)
 
 
 def _tilt_star(tmp_path, column, value):
-    df = pd.DataFrame({"rlnTomoNominalStageTiltAngle": [-3.0, 0.0, 3.0], "rlnMicrographPreExposure": [3.0, 0.0, 6.0],
-                       "rlnDefocusU": [30000.0, 30100.0, 30200.0], "rlnDefocusV": [29000.0, 29100.0, 29200.0],
-                       "rlnDefocusAngle": [10.0, 10.0, 10.0]})
+    df = pd.DataFrame(
+        {
+            "rlnTomoNominalStageTiltAngle": [-3.0, 0.0, 3.0],
+            "rlnMicrographPreExposure": [3.0, 0.0, 6.0],
+            "rlnDefocusU": [30000.0, 30100.0, 30200.0],
+            "rlnDefocusV": [29000.0, 29100.0, 29200.0],
+            "rlnDefocusAngle": [10.0, 10.0, 10.0],
+        }
+    )
     df.loc[1, column] = value
     return write_tilt_series_star(df, tmp_path / "TS_01.star", "TS_01")
 
 
-@pytest.mark.parametrize("column, value, rule", [
-    ("rlnDefocusU", np.nan, "must be a finite number from -1e+06 to 1e+06 Å"),
-    ("rlnDefocusV", np.inf, "must be a finite number from -1e+06 to 1e+06 Å"),
-    ("rlnTomoNominalStageTiltAngle", 400.0, "must be a finite number from -90 to 90 °"),
-    ("rlnMicrographPreExposure", -1.0, "must be a finite number from 0 to 100000 e/Å²"),
-])
+@pytest.mark.parametrize(
+    "column, value, rule",
+    [
+        ("rlnDefocusU", np.nan, "must be a finite number from -1e+06 to 1e+06 Å"),
+        ("rlnDefocusV", np.inf, "must be a finite number from -1e+06 to 1e+06 Å"),
+        ("rlnTomoNominalStageTiltAngle", 400.0, "must be a finite number from -90 to 90 °"),
+        ("rlnMicrographPreExposure", -1.0, "must be a finite number from 0 to 100000 e/Å²"),
+    ],
+)
 def test_a_star_file_with_a_nan_or_absurd_value_names_row_and_column(tmp_path, column, value, rule):
     path = _tilt_star(tmp_path, column, value)
     for reader in (read_tilt_series_star, read_relion_ctf):
@@ -93,21 +103,29 @@ def test_a_star_file_with_a_nan_or_absurd_value_names_row_and_column(tmp_path, c
 
 def test_a_star_column_of_text_where_numbers_belong_is_named(tmp_path):
     path = tmp_path / "particles.star"
-    path.write_text("data_particles\n\nloop_\n_rlnTomoName\n_rlnCenteredCoordinateXAngst\n"
-                    "_rlnCenteredCoordinateYAngst\n_rlnCenteredCoordinateZAngst\nTS_01 1 2 3\nTS_01 four 5 6\n")
+    path.write_text(
+        "data_particles\n\nloop_\n_rlnTomoName\n_rlnCenteredCoordinateXAngst\n"
+        "_rlnCenteredCoordinateYAngst\n_rlnCenteredCoordinateZAngst\nTS_01 1 2 3\nTS_01 four 5 6\n"
+    )
     with pytest.raises(FormatError, match=r"data_particles: row 2: _rlnCenteredCoordinateXAngst = 'four' must be"):
         read_particles_star(path)
 
 
-@pytest.mark.parametrize("reader, text, message", [
-    (read_tlt, " -3.00\n nan\n 3.00\n", r"line 2: tilt angle 'nan' holds a non-finite number"),
-    (read_tlt, " -3.00\n 120\n", r"line 2: tilt angle 120 must be a finite number from -90 to 90 °"),
-    (read_xf, "1 0 0 1 0 0\n1 0 0 1 inf 0\n", r"line 2: xf line '1 0 0 1 inf 0' holds a non-finite number"),
-    (read_imod_defocus, "1 1 -3.0 -3.0 3000 2\n2 2 0.0 0.0 nan\n", r"line 2: '2 2 0.0 0.0 nan' holds a non-finite"),
-    (read_imod_defocus, "1 1 -3.0 -3.0 3000 2\n2 1e12 0.0 0.0 3000\n", r"line 2: ending view 1e\+12 must be"),
-    (read_ctffind, "# header\n1 30000 29000 10 0 0.1 inf\n2 nan 29000 10 0 0.1 8\n",
-     r"line 3: column 2 \(defocus 1\) nan must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "reader, text, message",
+    [
+        (read_tlt, " -3.00\n nan\n 3.00\n", r"line 2: tilt angle 'nan' holds a non-finite number"),
+        (read_tlt, " -3.00\n 120\n", r"line 2: tilt angle 120 must be a finite number from -90 to 90 °"),
+        (read_xf, "1 0 0 1 0 0\n1 0 0 1 inf 0\n", r"line 2: xf line '1 0 0 1 inf 0' holds a non-finite number"),
+        (read_imod_defocus, "1 1 -3.0 -3.0 3000 2\n2 2 0.0 0.0 nan\n", r"line 2: '2 2 0.0 0.0 nan' holds a non-finite"),
+        (read_imod_defocus, "1 1 -3.0 -3.0 3000 2\n2 1e12 0.0 0.0 3000\n", r"line 2: ending view 1e\+12 must be"),
+        (
+            read_ctffind,
+            "# header\n1 30000 29000 10 0 0.1 inf\n2 nan 29000 10 0 0.1 8\n",
+            r"line 3: column 2 \(defocus 1\) nan must be a finite number",
+        ),
+    ],
+)
 def test_imod_and_ctffind_text_with_nan_inf_or_absurd_values_names_the_line(tmp_path, reader, text, message):
     path = tmp_path / "file.txt"
     path.write_text(text)

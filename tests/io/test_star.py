@@ -1,13 +1,21 @@
 """RELION 5 STAR: tomograms, tilt series, particles (centred Å and pixel coordinates) on real files; round trips."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from tomoforge.io.errors import FormatError
 from tomoforge.io.euler import relion_euler_to_matrix
-from tomoforge.io.star import (ParticleTable, read_particles_star, read_tilt_series_star,
-                               read_tomograms_star, tomogram_sizes_px, write_particles_star,
-                               write_tilt_series_star, write_tomograms_star)
+from tomoforge.io.star import (
+    ParticleTable,
+    read_particles_star,
+    read_tilt_series_star,
+    read_tomograms_star,
+    tomogram_sizes_px,
+    write_particles_star,
+    write_tilt_series_star,
+    write_tomograms_star,
+)
 
 PYTOM = "relion5/pytom-match-pick/relion5_project_example/Tomograms/job009/"
 WARP = "relion5/tomodrgn_warptools/warptools_test_4-tomos_10-ptcls_box-32_angpix-12"
@@ -32,8 +40,16 @@ def test_tilt_series_star(data_file, tmp_path):
     assert df.rlnTomoNominalStageTiltAngle[0] == pytest.approx(-50.9936)
     assert df.rlnTomoNominalTiltAxisAngle[0] == pytest.approx(-91.0)
     assert df.rlnMicrographPreExposure[0] == pytest.approx(68.2)
-    for col in ["rlnTomoXTilt", "rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst",
-                "rlnTomoYShiftAngst", "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]:
+    for col in [
+        "rlnTomoXTilt",
+        "rlnTomoYTilt",
+        "rlnTomoZRot",
+        "rlnTomoXShiftAngst",
+        "rlnTomoYShiftAngst",
+        "rlnDefocusU",
+        "rlnDefocusV",
+        "rlnDefocusAngle",
+    ]:
         assert col in df
     out = write_tilt_series_star(df, tmp_path / "ts.star", "tomo200528_107")
     again = read_tilt_series_star(out)
@@ -58,11 +74,16 @@ def test_particles_with_subtomogram_frame_and_origin(data_file):
     path = data_file("relion5/cylindra_test_jobs/Class3D/job_class3d/run_it025_data.star")
     t = read_particles_star(path)
     import starfile
+
     df = starfile.read(path)["particles"]
-    expected = (df[["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]].to_numpy()
-                - df[["rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"]].to_numpy())
+    expected = (
+        df[["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]].to_numpy()
+        - df[["rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"]].to_numpy()
+    )
     np.testing.assert_allclose(t.positions_A, expected)
-    sub = relion_euler_to_matrix(*df[["rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi"]].to_numpy().T)
+    sub = relion_euler_to_matrix(
+        *df[["rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi"]].to_numpy().T
+    )
     ang = relion_euler_to_matrix(*df[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy().T)
     np.testing.assert_allclose(t.rotations, sub @ ang, atol=1e-12)
     assert t.general == {"rlnTomoSubTomosAre2DStacks": 1} and t.optics is not None
@@ -75,10 +96,12 @@ def test_particles_pixel_coordinates(data_file):
     tomos = read_tomograms_star(data_file(WARP + "_tomograms.star"))
     t = read_particles_star(path, tomogram_sizes_px=tomogram_sizes_px(tomos))
     import starfile
+
     df = starfile.read(path)["particles"]
     first = df.iloc[0]
-    expected = (np.array([first.rlnCoordinateX, first.rlnCoordinateY, first.rlnCoordinateZ])
-                - np.array([4400, 6000, 1400]) / 2) * 1.667 - np.array([first.rlnOriginXAngst, first.rlnOriginYAngst, first.rlnOriginZAngst])
+    expected = (
+        np.array([first.rlnCoordinateX, first.rlnCoordinateY, first.rlnCoordinateZ]) - np.array([4400, 6000, 1400]) / 2
+    ) * 1.667 - np.array([first.rlnOriginXAngst, first.rlnOriginYAngst, first.rlnOriginZAngst])
     np.testing.assert_allclose(t.positions_A[0], expected)
 
 
@@ -89,9 +112,14 @@ def test_missing_coordinates_named(tmp_path):
         read_particles_star(path)
 
 
-@pytest.mark.parametrize("rel", ["relion5/cylindra_test_jobs/Class3D/job_class3d/run_it025_data.star",
-                                 "relion5/cryoboost/pickLists/candidatesPytomRel5.star",
-                                 "relion5/cylindra_test_jobs/Refine3D/job_refine/run_it050_data.star"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "relion5/cylindra_test_jobs/Class3D/job_class3d/run_it025_data.star",
+        "relion5/cryoboost/pickLists/candidatesPytomRel5.star",
+        "relion5/cylindra_test_jobs/Refine3D/job_refine/run_it050_data.star",
+    ],
+)
 def test_particles_round_trip(data_file, tmp_path, rel):
     t = read_particles_star(data_file(rel))
     again = read_particles_star(write_particles_star(t, tmp_path / "out.star"))
@@ -103,9 +131,14 @@ def test_particles_round_trip(data_file, tmp_path, rel):
 
 def test_synthetic_round_trip(tmp_path):
     from scipy.spatial.transform import Rotation
+
     rot = Rotation.random(7, random_state=3).as_matrix()
-    t = ParticleTable(tomo_names=["a"] * 4 + ["b"] * 3, positions_A=np.arange(21.0).reshape(7, 3) * 1.5,
-                      rotations=rot, extra=pd.DataFrame({"rlnClassNumber": range(7)}))
+    t = ParticleTable(
+        tomo_names=["a"] * 4 + ["b"] * 3,
+        positions_A=np.arange(21.0).reshape(7, 3) * 1.5,
+        rotations=rot,
+        extra=pd.DataFrame({"rlnClassNumber": range(7)}),
+    )
     again = read_particles_star(write_particles_star(t, tmp_path / "s.star"))
     np.testing.assert_allclose(again.rotations, rot, atol=1e-5)
     np.testing.assert_allclose(again.positions_A, t.positions_A, atol=1e-5)

@@ -1,4 +1,5 @@
 """Plain x y z coordinate text."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Warp tilt-series XML (WarpTools gs04_ts_003)."""
+
 import numpy as np
 import pytest
 
@@ -32,13 +33,22 @@ def test_bad_xml(tmp_path):
         read_warp_tilt_series_xml(path)
 
 
-@pytest.mark.parametrize("node", ['<Node X="0" Y="0" Value="5.1" />', '<Node X="0" Y="0" Z="1" />',
-                                  '<Node X="0" Y="0" Z="one" Value="5.1" />', '<Node X="0" Y="0" Z="7" Value="5.1" />'])
+@pytest.mark.parametrize(
+    "node",
+    [
+        '<Node X="0" Y="0" Value="5.1" />',
+        '<Node X="0" Y="0" Z="1" />',
+        '<Node X="0" Y="0" Z="one" Value="5.1" />',
+        '<Node X="0" Y="0" Z="7" Value="5.1" />',
+    ],
+)
 def test_bad_ctf_grid_node(tmp_path, node):
     """A <GridCTF> node without a readable Z (0 .. n-1) or Value is a FormatError naming the element."""
     path = tmp_path / "g.xml"
     per_tilt = "".join(f"<{tag}>0\n0</{tag}>" for tag in ("Dose", "AxisAngle", "AxisOffsetX", "AxisOffsetY"))
-    path.write_text(f'<TiltSeries><Angles>1\n2</Angles>{per_tilt}<GridCTF Width="1" Height="1" Depth="2">'
-                    f'<Node X="0" Y="0" Z="0" Value="5.0" />{node}</GridCTF></TiltSeries>')
+    path.write_text(
+        f'<TiltSeries><Angles>1\n2</Angles>{per_tilt}<GridCTF Width="1" Height="1" Depth="2">'
+        f'<Node X="0" Y="0" Z="0" Value="5.0" />{node}</GridCTF></TiltSeries>'
+    )
     with pytest.raises(FormatError, match="g.xml: <GridCTF> node 2"):
         read_warp_tilt_series_xml(path)

@@ -1,4 +1,5 @@
 """Fourier-crop binning against band-limited truth; normalisation and inversion by formula."""
+
 import numpy as np
 import pytest
 import torch

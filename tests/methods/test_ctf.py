@@ -1,4 +1,5 @@
 """CTF against the textbook formula (PRIMER) and its overall sign."""
+
 import math
 
 import numpy as np
@@ -17,7 +18,7 @@ def _textbook(kx, ky, du, dv, ang_deg, kv, cs_mm, a, phase_deg=0.0):
     k2 = kx * kx + ky * ky
     theta = math.atan2(ky, kx)
     df = 0.5 * (du + dv + (du - dv) * math.cos(2 * (theta - math.radians(ang_deg))))
-    chi = math.pi * lam * df * k2 - 0.5 * math.pi * cs_mm * 1e7 * lam ** 3 * k2 * k2 + math.radians(phase_deg)
+    chi = math.pi * lam * df * k2 - 0.5 * math.pi * cs_mm * 1e7 * lam**3 * k2 * k2 + math.radians(phase_deg)
     return -(math.sqrt(1 - a * a) * math.sin(chi) + a * math.cos(chi))
 
 
@@ -58,10 +59,11 @@ def test_underfocused_protein_is_dark():
     """I = 1 + 2 F⁻¹[CTF · F[φ]] with positive φ (protein) at 2 µm underfocus: dark centre."""
     n, pix = 256, 2.0
     y, x = np.mgrid[:n, :n] - n // 2
-    phi = torch.tensor(0.05 * np.exp(-(x * x + y * y) / (2 * 8.0 ** 2)), dtype=torch.float32)
+    phi = torch.tensor(0.05 * np.exp(-(x * x + y * y) / (2 * 8.0**2)), dtype=torch.float32)
     ctf = ctf_2d((n, n), pix, 20000, 20000, 0, 300, 2.7, 0.07)
     # low-pass to 1/30 Å: "low frequency" appearance
     from tomoforge.methods.fourier import spatial_frequency_2d
+
     lowpass = (spatial_frequency_2d((n, n), pix) < 1 / 30).float()
     image = 1 + 2 * torch.fft.irfft2(torch.fft.rfft2(phi) * ctf * lowpass, s=(n, n))
     assert float(image[n // 2, n // 2]) < 1 - 0.01

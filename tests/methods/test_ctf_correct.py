@@ -1,6 +1,7 @@
 """CTF correction: defocus gradient against the simulator's projection, filters against the CTF formula,
 strip phase flip on a synthetic tilted specimen, and the issue's floor on a simulated tilt series: after
 correction the FRC with the CTF-free noise-free truth no longer changes sign past the first CTF zero."""
+
 from __future__ import annotations
 
 import math
@@ -10,9 +11,15 @@ import pytest
 import torch
 
 from tomoforge.methods.ctf import ctf_1d, ctf_2d, electron_wavelength_A
-from tomoforge.methods.ctf_correct import (CorrectionSettings, correct_ctf_image, correct_ctf_stack,
-                                           correction_filters, defocus_gradient, fourier_ring_correlation,
-                                           strip_offsets)
+from tomoforge.methods.ctf_correct import (
+    CorrectionSettings,
+    correct_ctf_image,
+    correct_ctf_stack,
+    correction_filters,
+    defocus_gradient,
+    fourier_ring_correlation,
+    strip_offsets,
+)
 from tomoforge.methods.rotations import tilt_projection_matrix
 
 LAMBDA_300 = electron_wavelength_A(300.0)
@@ -40,12 +47,15 @@ def test_filters_follow_the_ctf_formula_with_astigmatism():
         clear = ctf.abs() > 1e-3
         assert torch.equal(flip[clear], -torch.sign(ctf[clear]))
         wiener = correction_filters(shape, px, [u], [v], angle, method="wiener", wiener_snr=4.0)[0].double()
-        torch.testing.assert_close(wiener, -ctf / (ctf * ctf + 0.25), atol=3e-4, rtol=0)  # χ in float32: measured 1.4e-4
-        b = correction_filters(shape, px, [u], [v], angle, method="wiener", wiener_snr=4.0,
-                               wiener_b_factor_A2=200.0)[0].double()
+        torch.testing.assert_close(
+            wiener, -ctf / (ctf * ctf + 0.25), atol=3e-4, rtol=0
+        )  # χ in float32: measured 1.4e-4
+        b = correction_filters(shape, px, [u], [v], angle, method="wiener", wiener_snr=4.0, wiener_b_factor_A2=200.0)[
+            0
+        ].double()
         ky = torch.fft.fftfreq(shape[0], px)[:, None].double()
         kx = torch.fft.rfftfreq(shape[1], px)[None, :].double()
-        snr = 4.0 * torch.exp(-200.0 * (ky ** 2 + kx ** 2) / 2)
+        snr = 4.0 * torch.exp(-200.0 * (ky**2 + kx**2) / 2)
         torch.testing.assert_close(b, -ctf / (ctf * ctf + 1 / snr), atol=3e-4, rtol=0)
     with pytest.raises(ValueError, match="method"):
         correction_filters(shape, px, [2e4], [2e4], 0.0, method="deconvolve")
@@ -83,7 +93,7 @@ def band_correlations(a: torch.Tensor, b: torch.Tensor, px: float, k_min: float,
     """Correlation of a and b high-passed above ``k_min`` (1/Å), in ``bands`` column bands across x."""
     ky = torch.fft.fftfreq(a.shape[0], px)[:, None]
     kx = torch.fft.rfftfreq(a.shape[1], px)[None, :]
-    keep = (ky ** 2 + kx ** 2).sqrt() >= k_min
+    keep = (ky**2 + kx**2).sqrt() >= k_min
     fa = torch.fft.irfft2(torch.fft.rfft2(a) * keep, s=a.shape)
     fb = torch.fft.irfft2(torch.fft.rfft2(b) * keep, s=b.shape)
     out = []
@@ -99,10 +109,12 @@ def test_strip_flip_removes_the_sign_errors_a_single_defocus_leaves_at_the_edges
     image = tilted_specimen_image(obj, px, defocus, tilt)
     reference = -obj  # the image with a perfect transfer CTF = −1
     periodic = dict(pad_px=0)  # the synthetic image is formed periodically (FFT)
-    single, n1 = correct_ctf_image(image, px, defocus, defocus, 0.0, tilt, 0.0,
-                                   settings=CorrectionSettings(defocus_tolerance_A=1e6, **periodic))
-    strips, n2 = correct_ctf_image(image, px, defocus, defocus, 0.0, tilt, 0.0,
-                                   settings=CorrectionSettings(defocus_tolerance_A=50.0, **periodic))
+    single, n1 = correct_ctf_image(
+        image, px, defocus, defocus, 0.0, tilt, 0.0, settings=CorrectionSettings(defocus_tolerance_A=1e6, **periodic)
+    )
+    strips, n2 = correct_ctf_image(
+        image, px, defocus, defocus, 0.0, tilt, 0.0, settings=CorrectionSettings(defocus_tolerance_A=50.0, **periodic)
+    )
     assert (n1, n2) == (1, 18)  # ±887 Å of defocus across the image at 60°
     # above 1/6.1 Å a 887 Å defocus error turns the CTF phase by more than π/2 (π λ Δf k²)
     k_min = math.sqrt(0.5 / (LAMBDA_300 * 887.0))
@@ -110,9 +122,16 @@ def test_strip_flip_removes_the_sign_errors_a_single_defocus_leaves_at_the_edges
     c_strips = band_correlations(strips, reference, px, k_min, 8)
     assert c_single[0] < -0.2 and c_single[-1] < -0.2, c_single  # measured −0.47, −0.47 at the edges
     assert c_strips.min() > 0.6, c_strips  # measured 0.75…0.76 in every band (0.70 at the centre unflipped)
-    wrong_hand, _ = correct_ctf_image(image, px, defocus, defocus, 0.0, tilt, 0.0,
-                                      settings=CorrectionSettings(defocus_tolerance_A=50.0, handedness=-1,
-                                                                  **periodic))
+    wrong_hand, _ = correct_ctf_image(
+        image,
+        px,
+        defocus,
+        defocus,
+        0.0,
+        tilt,
+        0.0,
+        settings=CorrectionSettings(defocus_tolerance_A=50.0, handedness=-1, **periodic),
+    )
     c_wrong = band_correlations(wrong_hand, reference, px, k_min, 8)
     assert (c_wrong[[1, 2, 5, 6]] < 0.0).all(), c_wrong  # the other hand doubles the error: −0.34…−0.38
 
@@ -122,10 +141,19 @@ def test_wiener_restores_amplitudes_better_than_a_flip_and_skipped_views_pass_th
     obj = torch.randn(2, 128, 128, generator=torch.Generator().manual_seed(2))
     ctf = ctf_2d((128, 128), px, defocus, defocus)
     images = torch.fft.irfft2(torch.fft.rfft2(obj) * ctf, s=(128, 128))
-    flip, strips = correct_ctf_stack(images, px, defocus, defocus, 0.0, 0.0, 0.0,
-                                     settings=CorrectionSettings(pad_px=0), skip=[False, True])
-    wiener, _ = correct_ctf_stack(images, px, defocus, defocus, 0.0, 0.0, 0.0,
-                                  settings=CorrectionSettings(method="wiener", wiener_snr=100.0, pad_px=0))
+    flip, strips = correct_ctf_stack(
+        images, px, defocus, defocus, 0.0, 0.0, 0.0, settings=CorrectionSettings(pad_px=0), skip=[False, True]
+    )
+    wiener, _ = correct_ctf_stack(
+        images,
+        px,
+        defocus,
+        defocus,
+        0.0,
+        0.0,
+        0.0,
+        settings=CorrectionSettings(method="wiener", wiener_snr=100.0, pad_px=0),
+    )
     assert strips == [1, 0] and torch.equal(flip[1], images[1])
 
     def corr(a, b):
@@ -140,11 +168,23 @@ def ctf_free_simulation(tmp_path_factory, test_data):
     absorption is off: the simulator adds it unmodulated by the CTF, which a flip would wrongly invert."""
     from tomoforge.simulate import simulate
 
-    return simulate(tmp_path_factory.mktemp("ctf_free"), preset="tiny", seed=3, progress=False, overrides={
-        "data_root": str(test_data), "detector.image_size": [256, 256], "detector.pixel_size_A": 3.0,
-        "acquisition.tilt_min_deg": -60.0, "acquisition.tilt_max_deg": 60.0, "acquisition.tilt_step_deg": 30.0,
-        "acquisition.frames_per_tilt": 1, "output.write_ctf_free_stack": True,
-        "specimen.fiducials.absorption_per_A": 0.0})
+    return simulate(
+        tmp_path_factory.mktemp("ctf_free"),
+        preset="tiny",
+        seed=3,
+        progress=False,
+        overrides={
+            "data_root": str(test_data),
+            "detector.image_size": [256, 256],
+            "detector.pixel_size_A": 3.0,
+            "acquisition.tilt_min_deg": -60.0,
+            "acquisition.tilt_max_deg": 60.0,
+            "acquisition.tilt_step_deg": 30.0,
+            "acquisition.frames_per_tilt": 1,
+            "output.write_ctf_free_stack": True,
+            "specimen.fiducials.absorption_per_A": 0.0,
+        },
+    )
 
 
 def test_corrected_frc_with_the_ctf_free_truth_keeps_its_sign_past_the_first_zero(ctf_free_simulation):
@@ -156,16 +196,24 @@ def test_corrected_frc_with_the_ctf_free_truth_keeps_its_sign_past_the_first_zer
     free = torch.from_numpy(read_mrc(ctf_free_simulation.outdir / truth["noise_free_tilt_series_ctf_free"]))
     tilts = truth["tilts"]
     corrected, strips = correct_ctf_stack(
-        raw, truth["pixel_size_A"], [t["defocus_u_A"] for t in tilts], [t["defocus_v_A"] for t in tilts],
-        [t["defocus_angle_deg"] for t in tilts], [t["y_tilt_deg"] for t in tilts], [t["z_rot_deg"] for t in tilts],
-        [t["x_tilt_deg"] for t in tilts], [[t["x_shift_A"], t["y_shift_A"]] for t in tilts],
-        settings=CorrectionSettings(pad_px=0))  # the simulator forms images periodically
+        raw,
+        truth["pixel_size_A"],
+        [t["defocus_u_A"] for t in tilts],
+        [t["defocus_v_A"] for t in tilts],
+        [t["defocus_angle_deg"] for t in tilts],
+        [t["y_tilt_deg"] for t in tilts],
+        [t["z_rot_deg"] for t in tilts],
+        [t["x_tilt_deg"] for t in tilts],
+        [[t["x_shift_A"], t["y_shift_A"]] for t in tilts],
+        settings=CorrectionSettings(pad_px=0),
+    )  # the simulator forms images periodically
     assert min(strips[2], strips[4]) >= 3  # measured 4 and 4 strips at ±60° (768 Å field, ±228 Å by default)
     worst = 1.0
     for i, t in enumerate(tilts):
         k, before = fourier_ring_correlation(raw[i] - raw[i].mean(), free[i] - free[i].mean(), truth["pixel_size_A"])
-        _, after = fourier_ring_correlation(corrected[i] - corrected[i].mean(), free[i] - free[i].mean(),
-                                            truth["pixel_size_A"])
+        _, after = fourier_ring_correlation(
+            corrected[i] - corrected[i].mean(), free[i] - free[i].mean(), truth["pixel_size_A"]
+        )
         first_zero = math.sqrt(1.0 / (LAMBDA_300 * t["defocus_u_A"]))  # χ = π (A ≈ 0.07 puts it a little lower)
         past = k.numpy() > first_zero
         changes = int(np.sum(np.diff(np.sign(before.numpy()[past])) != 0))

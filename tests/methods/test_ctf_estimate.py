@@ -1,6 +1,7 @@
 """CTF estimation of single images: running statistics, the tilted geometry's sign against the projection
 model, gold erasure, and fits of synthetic images whose defocus, astigmatism, phase shift and tilt are
 known (a random phase object on a tilted plane, imaged slab by slab at its own defocus)."""
+
 import math
 
 import numpy as np
@@ -18,9 +19,17 @@ PX = 3.0
 SETTINGS = FitSettings(box=256)  # 9 tiles on the 512² synthetic images, in 3 strips or more
 
 
-def tilted_image(tilt_deg: float, axis_deg: float = 85.0, defocus_A: float = 30000.0, astig_A: float = 800.0,
-                 angle_deg: float = 25.0, phase_deg: float = 0.0, n: int = 512, dose: float | None = 50.0,
-                 seed: int = 0) -> torch.Tensor:
+def tilted_image(
+    tilt_deg: float,
+    axis_deg: float = 85.0,
+    defocus_A: float = 30000.0,
+    astig_A: float = 800.0,
+    angle_deg: float = 25.0,
+    phase_deg: float = 0.0,
+    n: int = 512,
+    dose: float | None = 50.0,
+    seed: int = 0,
+) -> torch.Tensor:
     """A white phase object on the plane z = 0 tilted by ``tilt_deg`` about the axis at ``axis_deg``: each
     pixel at distance d from the axis sits at height −d · px · tan β and is imaged in 50 Å slabs with
     DefocusU/V + height (the simulator's convention); Poisson noise of ``dose`` counts/px if given."""
@@ -32,8 +41,14 @@ def tilted_image(tilt_deg: float, axis_deg: float = 85.0, defocus_A: float = 300
     potential = 0.05 * torch.randn(n, n, generator=gen)
     spectrum = 0
     for k in torch.unique(slab).tolist():
-        ctf = ctf_2d((n, n), PX, defocus_A + astig_A / 2 + 50 * k, defocus_A - astig_A / 2 + 50 * k, angle_deg,
-                     phase_shift_deg=phase_deg)
+        ctf = ctf_2d(
+            (n, n),
+            PX,
+            defocus_A + astig_A / 2 + 50 * k,
+            defocus_A - astig_A / 2 + 50 * k,
+            angle_deg,
+            phase_shift_deg=phase_deg,
+        )
         spectrum = spectrum + torch.fft.rfft2(potential * (slab == k)) * ctf
     image = 1 + 2 * torch.fft.irfft2(spectrum, s=(n, n))
     if dose:
@@ -57,7 +72,7 @@ def test_running_median_and_mean_match_numpy_with_variable_windows():
         idx = np.where(idx > 39, 78 - idx, idx)
         assert np.allclose(med[:, i], np.median(values[:, idx], axis=1))
         if h <= i <= 39 - h:  # width 2h: the two end samples count half
-            window = values[:, i - h + 1: i + h].sum(axis=1) + 0.5 * (values[:, i - h] + values[:, i + h])
+            window = values[:, i - h + 1 : i + h].sum(axis=1) + 0.5 * (values[:, i - h] + values[:, i + h])
             assert np.allclose(mean[:, i], window / (2 * h), atol=1e-6)
     assert np.isfinite(mean).all()
     ramp = torch.linspace(0, 5, 50) ** 2  # a monotone background is followed exactly
@@ -79,11 +94,11 @@ def test_strip_height_follows_the_projection_model(tilt, axis):
 def test_erasing_a_black_bead_leaves_the_local_level():
     image = torch.poisson(torch.full((256, 256), 20.0), generator=torch.Generator().manual_seed(0))
     y, x = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
-    bead = (y - 100) ** 2 + (x - 140) ** 2 < 15 ** 2
+    bead = (y - 100) ** 2 + (x - 140) ** 2 < 15**2
     image[bead] = 0.0
     erased = erase_high_contrast(image)
     assert float(erased[bead].mean()) == pytest.approx(20.0, abs=1.0)
-    far = (y - 100) ** 2 + (x - 140) ** 2 > 40 ** 2
+    far = (y - 100) ** 2 + (x - 140) ** 2 > 40**2
     assert torch.equal(erased[far & (y > 200)], image[far & (y > 200)])
 
 

@@ -1,6 +1,7 @@
 """CTF estimation of the simulator's `small` tilt series (41 tilts ±60°, 1024², 3 Å/px) against its truth:
 the noise-free series (the method's accuracy and the hand check), and the recorded movies summed
 (gain applied, frames aligned with the true shifts: motion is not under test here)."""
+
 import numpy as np
 import pytest
 import torch
@@ -32,12 +33,15 @@ def estimate(truth, images, axis_offset_deg=0.0, tilt_sign=1.0):
     """The series fit, told where the specimen centre projects in each image (the alignment's shifts; the
     truth's defocus is the one at the specimen centre, up to 300 Å · tan β away from the image centre's)."""
     tilts = truth["tilts"]
-    return estimate_tilt_series(images, Optics(truth["pixel_size_A"], truth["voltage_kv"], truth["cs_mm"],
-                                               truth["amplitude_contrast"]),
-                                [tilt_sign * t["nominal_tilt_deg"] for t in tilts],
-                                truth["tilt_axis_angle_deg"] + axis_offset_deg, FitSettings(),
-                                accumulated_dose=[t["accumulated_dose"] for t in tilts],
-                                shifts_xy_A=[(t["x_shift_A"], t["y_shift_A"]) for t in tilts])
+    return estimate_tilt_series(
+        images,
+        Optics(truth["pixel_size_A"], truth["voltage_kv"], truth["cs_mm"], truth["amplitude_contrast"]),
+        [tilt_sign * t["nominal_tilt_deg"] for t in tilts],
+        truth["tilt_axis_angle_deg"] + axis_offset_deg,
+        FitSettings(),
+        accumulated_dose=[t["accumulated_dose"] for t in tilts],
+        shifts_xy_A=[(t["x_shift_A"], t["y_shift_A"]) for t in tilts],
+    )
 
 
 def errors(truth, result):

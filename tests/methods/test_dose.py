@@ -1,4 +1,5 @@
 """Grant & Grigorieff (2015) critical exposure and attenuation."""
+
 import math
 
 import torch
@@ -8,12 +9,12 @@ from tomoforge.methods.dose import critical_exposure, exposure_attenuation, expo
 
 def test_critical_exposure_formula():
     for k in (0.02, 0.1, 0.25):
-        assert abs(float(critical_exposure(torch.tensor(k, dtype=torch.float64))) - (0.245 * k ** -1.665 + 2.81)) < 1e-9
+        assert abs(float(critical_exposure(torch.tensor(k, dtype=torch.float64))) - (0.245 * k**-1.665 + 2.81)) < 1e-9
 
 
 def test_attenuation_formula_and_filter():
     k, n = 0.1, 30.0
-    expected = math.exp(-n / (2 * (0.245 * k ** -1.665 + 2.81)))
+    expected = math.exp(-n / (2 * (0.245 * k**-1.665 + 2.81)))
     assert abs(float(exposure_attenuation(torch.tensor(k, dtype=torch.float64), n)) - expected) < 1e-9
     filt = exposure_filter_2d((100, 100), 1.0, n)
     assert abs(float(filt[0, 10]) - expected) < 1e-6  # kx = 10 / 100 Å

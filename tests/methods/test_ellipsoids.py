@@ -3,8 +3,12 @@ import math
 import numpy as np
 import torch
 
-from tomoforge.methods.ellipsoids import (add_ellipsoid_projection, add_ellipsoid_volume, ellipsoid_matrix,
-                                          ellipsoid_outward_normal)
+from tomoforge.methods.ellipsoids import (
+    add_ellipsoid_projection,
+    add_ellipsoid_volume,
+    ellipsoid_matrix,
+    ellipsoid_outward_normal,
+)
 from tomoforge.methods.rotations import random_rotations
 
 
@@ -14,7 +18,7 @@ def test_sphere_chord_and_volume():
     add_ellipsoid_projection(img, 1.0, np.array([0.0, 0.0, 5.0]), a, 1.0)
     assert abs(float(img[32, 32]) - 40.0) < 1e-9
     assert abs(float(img[32, 32 + 12]) - 2 * math.sqrt(400 - 144)) < 1e-9
-    assert abs(float(img.sum()) - 4 / 3 * math.pi * 20 ** 3) < 0.01 * 4 / 3 * math.pi * 20 ** 3
+    assert abs(float(img.sum()) - 4 / 3 * math.pi * 20**3) < 0.01 * 4 / 3 * math.pi * 20**3
     half = torch.zeros(64, 64, dtype=torch.float64)
     add_ellipsoid_projection(half, 1.0, np.array([0.0, 0.0, 5.0]), a, 1.0, (5.0, math.inf))
     assert abs(float(half[32, 32]) - 20.0) < 1e-9
@@ -29,7 +33,7 @@ def test_volume_z_sum_equals_projection():
     img = torch.zeros(48, 48, dtype=torch.float64)
     add_ellipsoid_projection(img, 1.5, c, a, 2.0)
     assert torch.allclose(vol.sum(0) * 1.5, img, atol=1e-9)
-    assert abs(float(vol.sum()) * 1.5 ** 3 - 2 * 4 / 3 * math.pi * 15 * 9 * 6) < 0.03 * 2 * 4 / 3 * math.pi * 810
+    assert abs(float(vol.sum()) * 1.5**3 - 2 * 4 / 3 * math.pi * 15 * 9 * 6) < 0.03 * 2 * 4 / 3 * math.pi * 810
 
 
 def test_normals_of_sphere_are_radial():

@@ -1,4 +1,5 @@
 """Gain rotate/flip against numpy's, application, and errors that name the file and hint at the fix."""
+
 import numpy as np
 import pytest
 import torch

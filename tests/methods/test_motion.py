@@ -1,4 +1,5 @@
 """Motion estimation against known shifts; local model fit; dose weights and sums by formula."""
+
 import math
 
 import pytest
@@ -61,7 +62,7 @@ def test_local_model_fit_recovers_its_coefficients():
 def test_patches_recover_a_smooth_local_field():
     n, nf = 256, 6
     coefficients = torch.zeros(18, 2)
-    coefficients[1, 1] = 1.5   # x shift ∝ t·x
+    coefficients[1, 1] = 1.5  # x shift ∝ t·x
     coefficients[3, 0] = -1.5  # y shift ∝ t·y
     model = motion.LocalMotion((n, n), nf, 0, coefficients, torch.zeros(0, 2), torch.zeros(0))
     img = specimen(n, 3)
@@ -94,7 +95,7 @@ def test_dose_weights_follow_grant_and_grigorieff():
     assert torch.allclose(w.double(), expected, atol=1e-6)
     assert torch.allclose(w[:, 0, 0], torch.ones(5), atol=1e-6)  # k = 0: plain sum
     assert torch.allclose(w.pow(2).sum(0), torch.full_like(w[0], 5.0), atol=1e-4)  # noise power of a sum
-    assert bool((w[0, 8, 8] > w[4, 8, 8]))  # earlier frames weigh more at high k
+    assert bool(w[0, 8, 8] > w[4, 8, 8])  # earlier frames weigh more at high k
 
 
 def test_sums_odd_even_and_frame_range():

@@ -1,16 +1,23 @@
 """Fourier-space rotation and projection: central-slice identity, direction, accuracy, pasting."""
+
 import numpy as np
 import torch
 from scipy import ndimage
 
-from tomoforge.methods.projection import (bin_fourier_volume, paste_add, prepare_fourier_volume, project_along_z,
-                                          project_fourier_slice, rotate_volume_fourier)
+from tomoforge.methods.projection import (
+    bin_fourier_volume,
+    paste_add,
+    prepare_fourier_volume,
+    project_along_z,
+    project_fourier_slice,
+    rotate_volume_fourier,
+)
 from tomoforge.methods.rotations import random_rotations, rotation_about_z
 
 
 def _blobs(n=40):
     z, y, x = np.mgrid[:n, :n, :n] - n // 2
-    v = np.exp(-((x - 6) ** 2 + y ** 2 + (z + 3) ** 2) / 8.0) + 0.5 * np.exp(-((x + 4) ** 2 + (y - 7) ** 2 + z ** 2) / 12.0)
+    v = np.exp(-((x - 6) ** 2 + y**2 + (z + 3) ** 2) / 8.0) + 0.5 * np.exp(-((x + 4) ** 2 + (y - 7) ** 2 + z**2) / 12.0)
     return torch.tensor(v, dtype=torch.float32)
 
 
@@ -37,7 +44,7 @@ def test_rotation_matches_real_space_rotation():
     rot = rotation_about_z(90) @ np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])  # exact 90° turns
     out = rotate_volume_fourier(fv, rot)
     lo = fv.n // 2 - 20
-    out = out[lo:lo + 40, lo:lo + 40, lo:lo + 40]
+    out = out[lo : lo + 40, lo : lo + 40, lo : lo + 40]
     # reference: x' = R x applied with scipy on (z, y, x) arrays
     rz = rot[::-1, ::-1]
     c = np.array([20, 20, 20])
@@ -54,7 +61,7 @@ def test_random_rotation_projection_accuracy():
     ref = ndimage.affine_transform(v.numpy(), rz.T, offset=c - rz.T @ c, order=3).sum(0)
     p = project_fourier_slice(fv, r)
     lo = fv.n // 2 - 20
-    err = float((p[lo:lo + 40, lo:lo + 40] - torch.tensor(ref)).abs().max())
+    err = float((p[lo : lo + 40, lo : lo + 40] - torch.tensor(ref)).abs().max())
     assert err < 0.03 * float(ref.max())
 
 

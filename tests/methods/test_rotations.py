@@ -1,7 +1,14 @@
 import numpy as np
 
-from tomoforge.methods.rotations import (random_rotations, rotation_about_axis, rotation_about_y, rotation_about_z,
-                                         rotation_aligning_z_to, tilt_projection_matrix, xyz_to_zyx_matrix)
+from tomoforge.methods.rotations import (
+    random_rotations,
+    rotation_about_axis,
+    rotation_about_y,
+    rotation_about_z,
+    rotation_aligning_z_to,
+    tilt_projection_matrix,
+    xyz_to_zyx_matrix,
+)
 
 
 def test_random_rotations_are_rotations_and_uniform():

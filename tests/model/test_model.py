@@ -1,4 +1,5 @@
 """The data model validates units and invariants, and round-trips through JSON."""
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -14,9 +15,11 @@ def test_acquisition_refuses_a_zero_pixel_size_naming_the_field():
 
 
 def test_tilt_series_round_trips_through_json():
-    ts = TiltSeries(name="TS_01", acquisition=Acquisition(pixel_size_A=1.35, tilt_axis_angle_deg=-95.0),
-                    tilt_images=[TiltImage(acquisition_order=i + 1, tilt_angle_deg=3.0 * i, excluded=i == 2)
-                                 for i in range(3)])
+    ts = TiltSeries(
+        name="TS_01",
+        acquisition=Acquisition(pixel_size_A=1.35, tilt_axis_angle_deg=-95.0),
+        tilt_images=[TiltImage(acquisition_order=i + 1, tilt_angle_deg=3.0 * i, excluded=i == 2) for i in range(3)],
+    )
     again = TiltSeries.model_validate_json(ts.model_dump_json())
     assert again == ts and again.n_images == 3 and [t.acquisition_order for t in again.included()] == [1, 2]
 

@@ -1,4 +1,5 @@
 """Import fixtures: real mdocs copied beside small generated image stacks and frame movies."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,5 +1,6 @@
 """The alignment protocols as runs on a simulated tilt series (31 views ±60°, 12 beads, shot noise):
 coarse → fiducial model → fiducial alignment against the truth; assign; IMOD/AreTomo export → import."""
+
 from __future__ import annotations
 
 import shutil
@@ -12,10 +13,17 @@ from tomoforge.io.mrc import read_mrc, write_mrc
 from tomoforge.methods.align.projection_model import ProjectionModel, reprojection_difference, rms
 
 SERIAL = ExecutorConfig(kind="serial")
-OVERRIDES = {"detector.image_size": [256, 256], "acquisition.tilt_min_deg": -60.0, "acquisition.tilt_max_deg": 60.0,
-             "acquisition.tilt_step_deg": 4.0, "specimen.fiducials.count_per_surface": 6,
-             "specimen.ice_thickness_A": 600.0, "specimen.slab_tilt_deg": 0.0, "acquisition.frames_per_tilt": 1,
-             "detector.xrays_per_frame": 0.0}
+OVERRIDES = {
+    "detector.image_size": [256, 256],
+    "acquisition.tilt_min_deg": -60.0,
+    "acquisition.tilt_max_deg": 60.0,
+    "acquisition.tilt_step_deg": 4.0,
+    "specimen.fiducials.count_per_surface": 6,
+    "specimen.ice_thickness_A": 600.0,
+    "specimen.slab_tilt_deg": 0.0,
+    "acquisition.frames_per_tilt": 1,
+    "detector.xrays_per_frame": 0.0,
+}
 
 
 def run(project, name, params, inputs=None):
@@ -27,8 +35,9 @@ def run(project, name, params, inputs=None):
 
 def model_of(ts) -> ProjectionModel:
     views = sorted(ts.tilt_images, key=lambda t: t.acquisition_order)
-    return ProjectionModel([t.y_tilt_deg for t in views], [t.z_rot_deg for t in views],
-                           [[t.x_shift_A, t.y_shift_A] for t in views])
+    return ProjectionModel(
+        [t.y_tilt_deg for t in views], [t.z_rot_deg for t in views], [[t.x_shift_A, t.y_shift_A] for t in views]
+    )
 
 
 def imported_simulation(root, seed: int, overrides: dict):
@@ -55,18 +64,24 @@ def imported_simulation(root, seed: int, overrides: dict):
 def aligned(tmp_path_factory):
     project, truth, imp = imported_simulation(tmp_path_factory.mktemp("align"), seed=2, overrides=OVERRIDES)
     coarse = run(project, "coarse-alignment", {"binning": 2}, {"tilt_series": f"{imp}.tilt_series"})
-    beads = run(project, "fiducial-model", {"binning": 2, "bead_diameter_nm": 10.0},
-                {"tilt_series": f"{coarse}.tilt_series"})
-    fid = run(project, "fiducial-alignment", {"rotation": "grouped"},
-              {"tilt_series": f"{coarse}.tilt_series", "landmark_models": f"{beads}.landmark_models"})
+    beads = run(
+        project, "fiducial-model", {"binning": 2, "bead_diameter_nm": 10.0}, {"tilt_series": f"{coarse}.tilt_series"}
+    )
+    fid = run(
+        project,
+        "fiducial-alignment",
+        {"rotation": "grouped"},
+        {"tilt_series": f"{coarse}.tilt_series", "landmark_models": f"{beads}.landmark_models"},
+    )
     yield project, truth, {"import": imp, "coarse": coarse, "beads": beads, "fiducial": fid}
     project.close()
 
 
 def truth_model(truth) -> ProjectionModel:
     t = sorted(truth["tilts"], key=lambda r: r["acquisition_order"])
-    return ProjectionModel([r["y_tilt_deg"] for r in t], [r["z_rot_deg"] for r in t],
-                           [[r["x_shift_A"], r["y_shift_A"]] for r in t])
+    return ProjectionModel(
+        [r["y_tilt_deg"] for r in t], [r["z_rot_deg"] for r in t], [[r["x_shift_A"], r["y_shift_A"]] for r in t]
+    )
 
 
 def test_fiducial_alignment_meets_the_issue_floors(aligned):
@@ -78,7 +93,9 @@ def test_fiducial_alignment_meets_the_issue_floors(aligned):
     px = truth["pixel_size_A"] * 2  # the binning the beads were tracked at
     assert rms(reprojection_difference(model, true, beads)) / px < 0.5
     assert abs(model.z_rot_deg.mean() - true.z_rot_deg.mean()) < 0.3
-    offset = np.mean(model.tilt_deg - np.array([t.tilt_angle_deg for t in sorted(ts.tilt_images, key=lambda t: t.acquisition_order)]))
+    offset = np.mean(
+        model.tilt_deg - np.array([t.tilt_angle_deg for t in sorted(ts.tilt_images, key=lambda t: t.acquisition_order)])
+    )
     assert abs(offset - truth["tilt_offset_deg"]) < 0.3
     lm = project.output_set(runs["fiducial"], "landmark_models").get("TS_01")
     assert lm.has_residuals and lm.n_landmarks >= 8
@@ -102,8 +119,12 @@ def test_coarse_alignment_matches_the_truth_up_to_a_translation(aligned):
 
 def test_assign_copies_by_acquisition_order_and_export_import_round_trips(aligned, tmp_path):
     project, truth, runs = aligned
-    assign = run(project, "assign-alignment", {}, {"source": f"{runs['fiducial']}.tilt_series",
-                                                    "tilt_series": f"{runs['import']}.tilt_series"})
+    assign = run(
+        project,
+        "assign-alignment",
+        {},
+        {"source": f"{runs['fiducial']}.tilt_series", "tilt_series": f"{runs['import']}.tilt_series"},
+    )
     src = model_of(project.output_set(runs["fiducial"], "tilt_series").get("TS_01"))
     got = model_of(project.output_set(assign, "tilt_series").get("TS_01"))
     assert np.allclose(got.shift_A, src.shift_A) and np.allclose(got.z_rot_deg, src.z_rot_deg)
@@ -113,8 +134,12 @@ def test_assign_copies_by_acquisition_order_and_export_import_round_trips(aligne
         files = list(out.glob(f"{exp:04d}_*/out/TS_01.*"))
         assert files, list(out.iterdir())
         folder = files[0].parent
-        imp = run(project, "import-alignment", {"files_path": str(folder), "format": fmt},
-                  {"tilt_series": f"{runs['import']}.tilt_series"})
+        imp = run(
+            project,
+            "import-alignment",
+            {"files_path": str(folder), "format": fmt},
+            {"tilt_series": f"{runs['import']}.tilt_series"},
+        )
         back = model_of(project.output_set(imp, "tilt_series").get("TS_01"))
         assert np.allclose(back.shift_A, src.shift_A, atol=tol_shift_A)
         assert np.allclose(back.z_rot_deg, src.z_rot_deg, atol=tol_deg)

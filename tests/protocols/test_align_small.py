@@ -7,6 +7,7 @@ tracking. Comparisons are after removing the free gauge of an alignment: a commo
 and, where said, a common rotation about the tilt axis (a tilt offset: adding δ to all tilts and
 turning the specimen by −δ about Y projects identically, so no alignment can see it).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -14,12 +15,12 @@ import shutil
 import numpy as np
 import pytest
 
+from tests.protocols.test_align import model_of, run, truth_model
 from tomoforge.engine import Project
 from tomoforge.io.movies import read_movie
 from tomoforge.io.mrc import read_mrc, write_mrc
 from tomoforge.methods.align.consensus import point_grid
 from tomoforge.methods.align.projection_model import reprojection_difference, rms
-from tests.protocols.test_align import model_of, run, truth_model
 
 BINNING = 4
 
@@ -41,7 +42,7 @@ def without_gold(images: np.ndarray, truth: dict) -> np.ndarray:
     out = images.copy()
     for v in range(n):
         d2 = (xx[None] - nx // 2 - uv[v, :, 0, None, None]) ** 2 + (yy[None] - ny // 2 - uv[v, :, 1, None, None]) ** 2
-        out[v][(d2 <= radius ** 2).any(axis=0)] = images[v].mean()
+        out[v][(d2 <= radius**2).any(axis=0)] = images[v].mean()
     return out
 
 
@@ -62,16 +63,32 @@ def small_runs(small_sim, tmp_path_factory):
     sums = frame_sums(small_sim)
     project, imp = imported(root, small_sim, sums, "gold")
     coarse = run(project, "coarse-alignment", {"binning": BINNING}, {"tilt_series": f"{imp}.tilt_series"})
-    beads = run(project, "fiducial-model", {"binning": BINNING, "bead_diameter_nm": 10.0},
-                {"tilt_series": f"{coarse}.tilt_series"})
-    fid = run(project, "fiducial-alignment", {"rotation": "grouped"},
-              {"tilt_series": f"{coarse}.tilt_series", "landmark_models": f"{beads}.landmark_models"})
+    beads = run(
+        project,
+        "fiducial-model",
+        {"binning": BINNING, "bead_diameter_nm": 10.0},
+        {"tilt_series": f"{coarse}.tilt_series"},
+    )
+    fid = run(
+        project,
+        "fiducial-alignment",
+        {"rotation": "grouped"},
+        {"tilt_series": f"{coarse}.tilt_series", "landmark_models": f"{beads}.landmark_models"},
+    )
     patches = run(project, "patch-tracking", {"binning": BINNING}, {"tilt_series": f"{coarse}.tilt_series"})
     bare, bare_imp = imported(root, small_sim, without_gold(sums, truth), "protein")
     bare_coarse = run(bare, "coarse-alignment", {"binning": BINNING}, {"tilt_series": f"{bare_imp}.tilt_series"})
     bare_patches = run(bare, "patch-tracking", {"binning": BINNING}, {"tilt_series": f"{bare_coarse}.tilt_series"})
-    yield {"truth": truth, "project": project, "coarse": coarse, "fiducial": fid, "patches": patches,
-           "bare": bare, "bare_coarse": bare_coarse, "bare_patches": bare_patches}
+    yield {
+        "truth": truth,
+        "project": project,
+        "coarse": coarse,
+        "fiducial": fid,
+        "patches": patches,
+        "bare": bare,
+        "bare_coarse": bare_coarse,
+        "bare_patches": bare_patches,
+    }
     project.close()
     bare.close()
 

@@ -1,6 +1,7 @@
 """The fiducial protocols on series with too little gold: the tiny preset finds its beads, a series without
 gold fails fiducial-model with a message that says why and what to try, and a sparse landmark model fails
 fiducial-alignment the same way (never a ZeroDivisionError)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,12 @@ from tomoforge.protocols.align_tasks import fiducial_alignment_task, write_landm
 
 def fiducial_model(project, imp: int, **params) -> int:
     coarse = run(project, "coarse-alignment", {"binning": 2}, {"tilt_series": f"{imp}.tilt_series"})
-    run_id = project.new_run("fiducial-model", {"binning": 2, "bead_diameter_nm": 10.0, **params},
-                             {"tilt_series": f"{coarse}.tilt_series"}, executor=SERIAL)
+    run_id = project.new_run(
+        "fiducial-model",
+        {"binning": 2, "bead_diameter_nm": 10.0, **params},
+        {"tilt_series": f"{coarse}.tilt_series"},
+        executor=SERIAL,
+    )
     execute_run(project, run_id)
     return run_id
 
@@ -28,8 +33,12 @@ def test_the_tiny_preset_with_its_default_seed_has_beads_to_align(tmp_path):
     assert project.run(beads)["state"] == "finished", project.run(beads)["error"]
     lm = project.output_set(beads, "landmark_models").get("TS_01")
     assert lm.n_landmarks >= 5 and len(truth["fiducials"]) == 6
-    fid = run(project, "fiducial-alignment", {"rotation": "grouped"},
-              {"tilt_series": f"{beads - 1}.tilt_series", "landmark_models": f"{beads}.landmark_models"})
+    fid = run(
+        project,
+        "fiducial-alignment",
+        {"rotation": "grouped"},
+        {"tilt_series": f"{beads - 1}.tilt_series", "landmark_models": f"{beads}.landmark_models"},
+    )
     ts = project.output_set(fid, "tilt_series").get("TS_01")
     assert abs(np.mean([t.z_rot_deg for t in ts.tilt_images]) - truth["tilt_axis_angle_deg"]) < 1.0
     project.close()
@@ -56,6 +65,15 @@ def test_a_sparse_landmark_model_fails_fiducial_alignment_with_a_message(tmp_pat
     table = str(tmp_path / "TS_01_beads.tsv")
     write_landmarks(table, positions, orders)
     with pytest.raises(TooFewLandmarksError, match=rf"{n_beads} beads seen in 3 views or more") as err:
-        fiducial_alignment_task(table, tilts, orders, 85.0, 12.0, {"rotation": "grouped"},
-                                str(tmp_path / "res.tsv"), str(tmp_path / "gap_free.tsv"), [[0.0, 0.0]] * 5)
+        fiducial_alignment_task(
+            table,
+            tilts,
+            orders,
+            85.0,
+            12.0,
+            {"rotation": "grouped"},
+            str(tmp_path / "res.tsv"),
+            str(tmp_path / "gap_free.tsv"),
+            [[0.0, 0.0]] * 5,
+        )
     assert "TS_01_beads.tsv is too sparse" in str(err.value) and "patch-tracking" in str(err.value)

@@ -1,6 +1,7 @@
 """CTF estimation as runs on the simulator's `small` series: the gain-corrected frame sums imported as a
 stack (views |tilt| ≤ 30° through the input filter, one excluded view), and the noise-free series
 imported with the tilt axis given 180° off (the defocus gradient must be flagged)."""
+
 from __future__ import annotations
 
 import shutil
@@ -76,10 +77,16 @@ def test_ctf_estimation_run_outputs_and_accuracy(project, small_sim, tmp_path):
 
 def test_tilt_axis_180_degrees_off_is_flagged(project, small_sim, tmp_path):
     ts = small_sim.tilt_series[0]
-    imp = import_stack(project, small_sim, tmp_path / "noise_free", read_mrc(ts.noise_free_stack),
-                       tilt_axis_angle_deg=ts.truth["tilt_axis_angle_deg"] + 180.0)
+    imp = import_stack(
+        project,
+        small_sim,
+        tmp_path / "noise_free",
+        read_mrc(ts.noise_free_stack),
+        tilt_axis_angle_deg=ts.truth["tilt_axis_angle_deg"] + 180.0,
+    )
     ctf = run(project, "ctf-estimation", {}, {"tilt_series": f"{imp}.tilt_series"})
     assert project.output_set(ctf, "ctf").get("TS_01").hand_check == "opposite"
     log = (project.run_dir(ctf) / "run.log").read_text()
-    assert "WARNING: defocus gradient opposite to the geometry: tilt axis 180° off or tilt angles of the wrong sign" \
-        in log
+    assert (
+        "WARNING: defocus gradient opposite to the geometry: tilt axis 180° off or tilt angles of the wrong sign" in log
+    )

@@ -2,6 +2,7 @@
 series with every view excluded (as exclude-ctfs can leave one) in alignment, CTF estimation and
 reconstruction; an exclusion that would leave nothing; odd/even halves of a single view; patches that do
 not fit the images. Never an AssertionError, a reshape error or an empty result."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,14 +15,17 @@ from tomoforge.engine import execute_run
 def tiny(tmp_path_factory):
     """(project, import run, a run whose series has one included view, a run whose series has none)."""
     project, _, imp = imported_simulation(tmp_path_factory.mktemp("empty"), seed=0, overrides={})
-    one = run(project, "exclude-views", {"acquisition_orders": [2, 3, 4, 5, 6, 7]},
-              {"tilt_series": f"{imp}.tilt_series"})
-    none = run(project, "exclude-views", {"acquisition_orders": [2, 3, 4, 5, 6, 7]},
-               {"tilt_series": f"{imp}.tilt_series"})
+    one = run(
+        project, "exclude-views", {"acquisition_orders": [2, 3, 4, 5, 6, 7]}, {"tilt_series": f"{imp}.tilt_series"}
+    )
+    none = run(
+        project, "exclude-views", {"acquisition_orders": [2, 3, 4, 5, 6, 7]}, {"tilt_series": f"{imp}.tilt_series"}
+    )
     out = project.output_set(none, "tilt_series")
     ts = out.get("TS_01")
-    out.replace(ts.model_copy(update={"tilt_images": [t.model_copy(update={"excluded": True})
-                                                      for t in ts.tilt_images]}))
+    out.replace(
+        ts.model_copy(update={"tilt_images": [t.model_copy(update={"excluded": True}) for t in ts.tilt_images]})
+    )
     project.conn.commit()
     yield project, imp, one, none
     project.close()
@@ -35,13 +39,16 @@ def failure(project, protocol: str, params: dict, inputs: dict) -> str:
     return error
 
 
-@pytest.mark.parametrize("protocol, params, what", [
-    ("coarse-alignment", {"binning": 2}, "align"),
-    ("fiducial-model", {"binning": 2}, "track beads in"),
-    ("patch-tracking", {"binning": 2}, "track patches in"),
-    ("ctf-estimation", {"box_px": 64}, "estimate the CTF of"),
-    ("reconstruct-tomogram", {"allow_unaligned": True}, "reconstruct"),
-])
+@pytest.mark.parametrize(
+    "protocol, params, what",
+    [
+        ("coarse-alignment", {"binning": 2}, "align"),
+        ("fiducial-model", {"binning": 2}, "track beads in"),
+        ("patch-tracking", {"binning": 2}, "track patches in"),
+        ("ctf-estimation", {"box_px": 64}, "estimate the CTF of"),
+        ("reconstruct-tomogram", {"allow_unaligned": True}, "reconstruct"),
+    ],
+)
 def test_a_series_with_every_view_excluded_is_refused_with_what_to_do(tiny, protocol, params, what):
     project, _, _, none = tiny
     error = failure(project, protocol, params, {"tilt_series": f"{none}.tilt_series"})
@@ -51,16 +58,24 @@ def test_a_series_with_every_view_excluded_is_refused_with_what_to_do(tiny, prot
 
 def test_an_exclusion_that_would_leave_no_view_fails(tiny):
     project, imp, _, _ = tiny
-    error = failure(project, "exclude-views", {"acquisition_orders": [1, 2, 3, 4, 5, 6, 7], "restack": True},
-                    {"tilt_series": f"{imp}.tilt_series"})
+    error = failure(
+        project,
+        "exclude-views",
+        {"acquisition_orders": [1, 2, 3, 4, 5, 6, 7], "restack": True},
+        {"tilt_series": f"{imp}.tilt_series"},
+    )
     assert "every one of the 7 views would be excluded (7 listed or excluded before)" in error
     assert "loosen dark_fraction" in error
 
 
 def test_odd_even_halves_of_a_single_view_are_refused(tiny):
     project, _, one, _ = tiny
-    error = failure(project, "reconstruct-tomogram", {"allow_unaligned": True, "odd_even": True},
-                    {"tilt_series": f"{one}.tilt_series"})
+    error = failure(
+        project,
+        "reconstruct-tomogram",
+        {"allow_unaligned": True, "odd_even": True},
+        {"tilt_series": f"{one}.tilt_series"},
+    )
     assert "odd/even halves from alternate views need 2 included views, it has 1" in error
     assert "set odd_even false" in error
 

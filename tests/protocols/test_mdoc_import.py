@@ -1,15 +1,19 @@
 """Importing tilt series from real mdocs: values, order, doses, and every bad input named."""
+
 import re
 import shutil
 
 import numpy as np
 import pytest
 
+from tests.protocols.conftest import stack_beside, write_frames
 from tomoforge.io.mdoc import read_mdoc
 from tomoforge.protocols.mdoc_import import (
-    ImportFileError, accumulated_doses, acquisition_order, tilt_series_from_mdoc,
+    ImportFileError,
+    accumulated_doses,
+    acquisition_order,
+    tilt_series_from_mdoc,
 )
-from tests.protocols.conftest import stack_beside, write_frames
 
 
 def test_hiv_mdoc_gives_41_tilts_with_header_values_and_dose_order(hiv_dir):
@@ -18,7 +22,11 @@ def test_hiv_mdoc_gives_41_tilts_with_header_values_and_dose_order(hiv_dir):
     a = ts.acquisition
     assert (a.pixel_size_A, a.tilt_axis_angle_deg, a.magnification) == (5.4, 85.3, 105000)
     angles = [t.tilt_angle_deg for t in ts.tilt_images]
-    assert angles == sorted(angles) and angles[0] == pytest.approx(-59.9986) and angles[-1] == pytest.approx(60.0, abs=0.01)
+    assert (
+        angles == sorted(angles)
+        and angles[0] == pytest.approx(-59.9986)
+        and angles[-1] == pytest.approx(60.0, abs=0.01)
+    )
     # section 0 (0 deg) was exposed first; DateTime orders the rest
     first = min(ts.tilt_images, key=lambda t: t.acquisition_order)
     assert first.acquisition_order == 1 and first.tilt_angle_deg == pytest.approx(0.000999877)
@@ -62,8 +70,11 @@ def test_tomography5_tilt_axis_is_never_taken_silently(tmp_path, data_file):
     mdoc = folder / "Position_12.mdoc"
     shutil.copy(data_file("mdoc/tomo5_cryoboost/Position_12.mdoc"), mdoc)
     stack_beside(mdoc, 6)
-    with pytest.raises(ImportFileError, match=r"Position_12.mdoc: .*TiltAxisAngle = -174.23.*give tilt_axis_angle_deg"
-                                              r" \(-RotationAngle suggests 84.23\)"):
+    with pytest.raises(
+        ImportFileError,
+        match=r"Position_12.mdoc: .*TiltAxisAngle = -174.23.*give tilt_axis_angle_deg"
+        r" \(-RotationAngle suggests 84.23\)",
+    ):
         tilt_series_from_mdoc(mdoc)
     ts = tilt_series_from_mdoc(mdoc, {"tilt_axis_angle_deg": 84.23}, mdoc_format="tomo5")
     assert ts.acquisition.tilt_axis_angle_deg == 84.23 and ts.acquisition.voltage_kV == 300.0
@@ -137,14 +148,32 @@ def _edit(hiv_dir, old, new):
     return mdoc, line
 
 
-@pytest.mark.parametrize("old, new, rule", [
-    ("ExposureDose = 0\n", "ExposureDose = 1e30\n", "ExposureDose = 1e+30 must be a finite number from 0 to 1000 e/Å²"),
-    ("ExposureDose = 0\n", "ExposureDose = NaN\n", "ExposureDose = nan must be a finite number from 0 to 1000 e/Å²"),
-    ("PixelSpacing = 5.4\n", "PixelSpacing = 5.4\nVoltage = 1e308\n",
-     "Voltage = 1e+308 must be a finite number from 30 to 1000 kV"),
-    ("PixelSpacing = 5.4\n", "PixelSpacing = inf\n", "PixelSpacing = inf must be a finite number from 0.1 to 100 Å/px"),
-    ("Defocus = 2.68083\n", "Defocus = NaN\n", "Defocus = nan µm must be a finite number from -1e+06 to 1e+06 Å"),
-])
+@pytest.mark.parametrize(
+    "old, new, rule",
+    [
+        (
+            "ExposureDose = 0\n",
+            "ExposureDose = 1e30\n",
+            "ExposureDose = 1e+30 must be a finite number from 0 to 1000 e/Å²",
+        ),
+        (
+            "ExposureDose = 0\n",
+            "ExposureDose = NaN\n",
+            "ExposureDose = nan must be a finite number from 0 to 1000 e/Å²",
+        ),
+        (
+            "PixelSpacing = 5.4\n",
+            "PixelSpacing = 5.4\nVoltage = 1e308\n",
+            "Voltage = 1e+308 must be a finite number from 30 to 1000 kV",
+        ),
+        (
+            "PixelSpacing = 5.4\n",
+            "PixelSpacing = inf\n",
+            "PixelSpacing = inf must be a finite number from 0.1 to 100 Å/px",
+        ),
+        ("Defocus = 2.68083\n", "Defocus = NaN\n", "Defocus = nan µm must be a finite number from -1e+06 to 1e+06 Å"),
+    ],
+)
 def test_absurd_mdoc_values_are_refused_naming_file_line_field_and_range(hiv_dir, old, new, rule):
     mdoc, line = _edit(hiv_dir, old, new)
     with pytest.raises(ImportFileError) as caught:
@@ -163,10 +192,14 @@ def test_an_image_file_with_a_folder_is_looked_up_beside_the_mdoc_or_named(hiv_d
 
 
 def test_a_subframepath_naming_no_file_is_named_with_its_line(hiv_dir):
-    mdoc, line = _edit(hiv_dir, r"SubFramePath = D:\DATA\Flo\HGK149_20151130\frames\TS_01_000_0.0.mrc",
-                       "SubFramePath = ../")
-    with pytest.raises(ImportFileError, match=rf"TS_01.mrc.mdoc: line {line}: \[ZValue = 0\] SubFramePath = '../' "
-                                              "names no file"):
+    mdoc, line = _edit(
+        hiv_dir, r"SubFramePath = D:\DATA\Flo\HGK149_20151130\frames\TS_01_000_0.0.mrc", "SubFramePath = ../"
+    )
+    with pytest.raises(
+        ImportFileError,
+        match=rf"TS_01.mrc.mdoc: line {line}: \[ZValue = 0\] SubFramePath = '../' "
+        "names no file",
+    ):
         tilt_series_from_mdoc(mdoc, movies=True)
 
 

@@ -1,6 +1,7 @@
 """Motion correction as a run on the simulator's tiny preset (2 tilt series): shifts against the truth,
 outputs, and bad input (fewer frames, gain of the wrong size or orientation, missing movie) failing only its
 own tilt series; the `small` preset's shifts on a subset of tilts; EER movies grouped and upsampled."""
+
 from __future__ import annotations
 
 import shutil
@@ -68,7 +69,7 @@ def test_motion_correction_recovers_the_simulated_frame_shifts(corrected):
     assert sorted(output.keys()) == ["TS_01", "TS_02"]
     for ts in output:
         errors = shift_errors_px(ts, truth_of(sim, ts.name), 6.0)
-        rms = float(np.sqrt((errors ** 2).sum(1).mean()))
+        rms = float(np.sqrt((errors**2).sum(1).mean()))
         assert rms < 0.2, rms  # measured 0.075 / 0.080 px (128², 3 frames of 1 e/Å² each)
         assert all(len(t.frame_shifts_A) == 3 for t in ts.tilt_images)
 
@@ -162,11 +163,13 @@ SMALL_TILTS = "abs(tilt_angle_deg) <= 3 or abs(tilt_angle_deg) >= 57"  # 7 of th
 def test_small_preset_shifts_match_the_truth_on_a_subset_of_tilts(small_sim, tmp_path):
     """The `small` preset (1024², 8 frames of 0.375 e/Å², gain, hot pixels, X-rays), 7 tilts through the input filter."""
     project = Project.create(tmp_path / "project")
-    imp, state = run(project, "import-tilt-series-movies", {"files_path": str(small_sim.outdir),
-                                                             "gain_file": str(small_sim.gain)})
+    imp, state = run(
+        project, "import-tilt-series-movies", {"files_path": str(small_sim.outdir), "gain_file": str(small_sim.gain)}
+    )
     assert state == "finished", project.run(imp)["error"]
-    mc, state = run(project, "motion-correction", {"dose_weighting": True},
-                    {"tilt_series": f"{imp}.tilt_series[{SMALL_TILTS}]"})
+    mc, state = run(
+        project, "motion-correction", {"dose_weighting": True}, {"tilt_series": f"{imp}.tilt_series[{SMALL_TILTS}]"}
+    )
     assert state == "finished", project.run(mc)["error"]
     ts = project.output_set(mc, "tilt_series").get("TS_01")
     truth = small_sim.tilt_series[0].truth
@@ -174,7 +177,7 @@ def test_small_preset_shifts_match_the_truth_on_a_subset_of_tilts(small_sim, tmp
     assert ts.dose_weighted and read_mrc(project.absolute(ts.stack_file)).shape == (7, 1024, 1024)
     errors = shift_errors_px(ts, truth, truth["pixel_size_A"])
     per_tilt = np.sqrt((errors.reshape(7, 8, 2) ** 2).sum(-1).mean(-1))
-    rms = float(np.sqrt((errors ** 2).sum(1).mean()))
+    rms = float(np.sqrt((errors**2).sum(1).mean()))
     true_rms = float(np.sqrt(np.mean([(np.asarray(t["frame_shifts_A"]) ** 2).sum(1).mean() for t in truth["tilts"]])))
     # measured 0.072 px overall, 0.047–0.082 per tilt (RELION 3.1 on the same kind of data: 0.090)
     assert rms < 0.09 and per_tilt.max() < 0.11, (rms, per_tilt)
@@ -198,20 +201,30 @@ def test_eer_movies_are_grouped_by_dose_and_aligned(tmp_path):
     img = np.fft.irfft2(spec, s=(n, n))
     img = (img - img.min()) / (img - img.min()).mean()
     true = np.array([[0.0, 0.0], [1.5, -2.0], [3.0, -1.0], [4.5, 0.5]])  # (y, x) px, frame content displaced by +s
-    counts = [rng.poisson(3 * fourier_shift_2d(torch.from_numpy(img).float(), torch.tensor(s)).clamp(min=0).numpy())
-              for s in true]
+    counts = [
+        rng.poisson(3 * fourier_shift_2d(torch.from_numpy(img).float(), torch.tensor(s)).clamp(min=0).numpy())
+        for s in true
+    ]
     per_frame = int(max(c.max() for c in counts))
     fractions = []
     for c in counts:  # each frame spread over the same number of fractions
         events = events_from_counts(c, rng)
         fractions += events + [np.zeros((0, 4), int)] * (per_frame - len(events))
     movie = write_eer(tmp_path / "TS_01_000_0.0.eer", fractions, (n, n))
-    dose = 4 * 3 / pixel ** 2  # e/Å² of the tilt
-    movies = [{"file": str(movie), "n_frames": len(fractions), "frame_dose": dose / len(fractions),
-               "pre_exposure": 0.0, "dose": dose}]
+    dose = 4 * 3 / pixel**2  # e/Å² of the tilt
+    movies = [
+        {
+            "file": str(movie),
+            "n_frames": len(fractions),
+            "frame_dose": dose / len(fractions),
+            "pre_exposure": 0.0,
+            "dose": dose,
+        }
+    ]
     for up in (1, 2):
-        params = MotionParams(eer_frame_dose_e_A2=dose / 4, eer_upsampling=up, bfactor_A2=500,
-                              dose_weighting=True).model_dump()
+        params = MotionParams(
+            eer_frame_dose_e_A2=dose / 4, eer_upsampling=up, bfactor_A2=500, dose_weighting=True
+        ).model_dump()
         result = motion_correct_task(movies, str(tmp_path / f"up{up}"), pixel, 300.0, "", params)
         assert result["pixel_size_A"] == pytest.approx(pixel / up)
         stack = read_mrc(result["stacks"]["file"])

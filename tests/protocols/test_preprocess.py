@@ -1,12 +1,13 @@
 """Dose filter, X-ray eraser, binning and exclude views as runs on the simulator's tiny preset."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from tests.protocols.test_motion import corrected, run, truth_of  # noqa: F401 - the module fixture
 from tomoforge.io.mrc import read_mrc, read_voxel_size, write_mrc
 from tomoforge.protocols.preprocess import exclusion_task
-from tests.protocols.test_motion import corrected, run, truth_of  # noqa: F401 - the module fixture
 
 GG_A, GG_B, GG_C = 0.245, -1.665, 2.81  # Grant & Grigorieff 2015
 
@@ -28,7 +29,7 @@ def test_dose_filter_attenuates_each_frequency_by_the_published_formula(correcte
     k[0, 0] = 1e-9
     worst = 0.0
     for i, t in enumerate(before.tilt_images):
-        expected = np.exp(-t.accumulated_dose_e_A2 / (2 * (GG_A * k ** GG_B + GG_C)))
+        expected = np.exp(-t.accumulated_dose_e_A2 / (2 * (GG_A * k**GG_B + GG_C)))
         strong = np.abs(fx[i]) > 1e-3 * np.abs(fx[i]).max()
         worst = max(worst, float(np.abs(np.abs(fy[i][strong] / fx[i][strong]) - expected[strong]).max()))
     assert worst < 1e-4, worst  # measured 2.7e-5 (float32 stacks)
@@ -66,8 +67,12 @@ def test_xray_eraser_finds_the_simulated_hits_and_leaves_the_rest(corrected):
 
 def test_binning_protocol_halves_the_sampling_and_inverts_normalises(corrected):
     project, _, _, mc = corrected
-    pp, state = run(project, "preprocess-tilt-series", {"binning": 2, "invert": True, "normalise": "standardise"},
-                    {"tilt_series": f"{mc}.tilt_series"})
+    pp, state = run(
+        project,
+        "preprocess-tilt-series",
+        {"binning": 2, "invert": True, "normalise": "standardise"},
+        {"tilt_series": f"{mc}.tilt_series"},
+    )
     assert state == "finished", project.run(pp)["error"]
     before, after, x, y = stacks(project, mc, pp)
     assert y.shape == (7, 64, 64) and after.acquisition.pixel_size_A == pytest.approx(12.0)
@@ -80,8 +85,12 @@ def test_binning_protocol_halves_the_sampling_and_inverts_normalises(corrected):
 
 def test_exclude_by_list_restack_and_restore(corrected):
     project, _, _, mc = corrected
-    ex, state = run(project, "exclude-views", {"acquisition_orders": [1], "tilt_angles_deg": [30.0]},
-                    {"tilt_series": f"{mc}.tilt_series"})
+    ex, state = run(
+        project,
+        "exclude-views",
+        {"acquisition_orders": [1], "tilt_angles_deg": [30.0]},
+        {"tilt_series": f"{mc}.tilt_series"},
+    )
     assert state == "finished", project.run(ex)["error"]
     ts = project.output_set(ex, "tilt_series").get("TS_01")
     excluded = {(t.acquisition_order, t.tilt_angle_deg) for t in ts.tilt_images if t.excluded}
@@ -103,8 +112,8 @@ def test_exclude_by_list_restack_and_restore(corrected):
 def test_exclusion_criteria_dark_blank_and_shift_jump(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.normal(100, 10, (6, 32, 32)).astype(np.float32)
-    images[1] *= 0.2           # dark (a grid bar)
-    images[4] = 100.0          # blank
+    images[1] *= 0.2  # dark (a grid bar)
+    images[4] = 100.0  # blank
     path = write_mrc(tmp_path / "s.mrc", images, 5.0)
     sources = {"file": [(str(path), i) for i in range(6)]}
     shifts = [(0, 0), (1, 0), (2, 0), (200, 0), (4, 0), (5, 0)]  # view 3 jumps by ~200 Å

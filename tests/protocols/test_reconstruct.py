@@ -1,6 +1,7 @@
 """reconstruct-tomogram as runs on the `small` simulation (41 views ±60°, 1024² at 3 Å): its noise-free tilt
 series with shot noise at the simulated dose, imported from its mdoc, given its true alignment through IMOD
 files and import-alignment, reconstructed at binning 4 into the truth tomogram's grid (12 Å)."""
+
 from __future__ import annotations
 
 import shutil
@@ -42,8 +43,12 @@ def aligned(small_sim, tmp_path_factory):
     assert state == "finished", project.run(imp)["error"]
     tilts = sorted(truth["tilts"], key=lambda r: r["nominal_tilt_deg"])  # import-alignment's order
     px = truth["pixel_size_A"]
-    write_xf(root / "TS_01.xf", projection_model_to_xf([r["z_rot_deg"] for r in tilts], [r["x_shift_A"] for r in tilts],
-                                                       [r["y_shift_A"] for r in tilts], px))
+    write_xf(
+        root / "TS_01.xf",
+        projection_model_to_xf(
+            [r["z_rot_deg"] for r in tilts], [r["x_shift_A"] for r in tilts], [r["y_shift_A"] for r in tilts], px
+        ),
+    )
     write_tlt(root / "TS_01.tlt", np.array([r["y_tilt_deg"] for r in tilts]))
     ali, state = run(project, "import-alignment", {"files_path": str(root)}, {"tilt_series": f"{imp}.tilt_series"})
     assert state == "finished", project.run(ali)["error"]
@@ -54,8 +59,12 @@ def aligned(small_sim, tmp_path_factory):
 def test_wbp_run_makes_the_truth_tomogram_with_halves(aligned):
     project, truth, _, ali, truth_tomogram = aligned
     nz = truth_tomogram.shape[0]
-    rec, state = run(project, "reconstruct-tomogram", {"binning": 4, "thickness_px": nz, "invert": True,
-                                                         "odd_even": True}, {"tilt_series": f"{ali}.tilt_series"})
+    rec, state = run(
+        project,
+        "reconstruct-tomogram",
+        {"binning": 4, "thickness_px": nz, "invert": True, "odd_even": True},
+        {"tilt_series": f"{ali}.tilt_series"},
+    )
     assert state == "finished", project.run(rec)["error"]
     tomo = project.output_set(rec, "tomograms").get("TS_01")
     assert tomo.pixel_size_A == pytest.approx(12.0) and tomo.binning == 4 and tomo.tilt_series == "TS_01"
@@ -92,8 +101,12 @@ def test_sirt_skips_excluded_views_and_applies_shifts(aligned, tmp_path):
         params = {"method": "sirt", "iterations": 8, "binning": 4, "thickness_px": nz, "invert": True}
         rec, state = run(project, "reconstruct-tomogram", params, {"tilt_series": f"{ex}.tilt_series"})
         assert state == "finished", project.run(rec)["error"]
-        shifted, state = run(project, "reconstruct-tomogram", {**params, "x_shift_A": 24.0, "z_shift_A": -36.0},
-                             {"tilt_series": f"{ex}.tilt_series"})
+        shifted, state = run(
+            project,
+            "reconstruct-tomogram",
+            {**params, "x_shift_A": 24.0, "z_shift_A": -36.0},
+            {"tilt_series": f"{ex}.tilt_series"},
+        )
         assert state == "finished", project.run(shifted)["error"]
     finally:
         write_mrc(stack, original, read_voxel_size(stack), overwrite=True)
@@ -105,15 +118,20 @@ def test_sirt_skips_excluded_views_and_applies_shifts(aligned, tmp_path):
     assert moved.origin_A == (-24.0, 0.0, 36.0)
     other = read_mrc(project.absolute(moved.file))
     # specimen +2 voxels in x, −3 in z: other[z − 3, y, x + 2] = volume[z, y, x]
-    assert pearson(other[:-3 - 8, :, 2 + 8:-8], volume[3:-8, :, 8:-2 - 8]) > 0.98  # measured 0.999 (unmoved: 0.70)
+    assert pearson(other[: -3 - 8, :, 2 + 8 : -8], volume[3:-8, :, 8 : -2 - 8]) > 0.98  # measured 0.999 (unmoved: 0.70)
 
 
 def test_unaligned_tilt_series_is_refused_unless_allowed(aligned):
     project, _, imp, _, _ = aligned
-    rec, state = run(project, "reconstruct-tomogram", {"binning": 8, "thickness_px": 16},
-                     {"tilt_series": f"{imp}.tilt_series"})
+    rec, state = run(
+        project, "reconstruct-tomogram", {"binning": 8, "thickness_px": 16}, {"tilt_series": f"{imp}.tilt_series"}
+    )
     assert state == "failed" and "TS_01 is not aligned" in project.run(rec)["error"]
-    rec, state = run(project, "reconstruct-tomogram", {"binning": 8, "thickness_px": 16, "allow_unaligned": True},
-                     {"tilt_series": f"{imp}.tilt_series"})
+    rec, state = run(
+        project,
+        "reconstruct-tomogram",
+        {"binning": 8, "thickness_px": 16, "allow_unaligned": True},
+        {"tilt_series": f"{imp}.tilt_series"},
+    )
     assert state == "finished", project.run(rec)["error"]
     assert "WARNING TS_01: not aligned" in (project.run_dir(rec) / "run.log").read_text()

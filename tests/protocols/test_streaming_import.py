@@ -1,4 +1,5 @@
 """Streaming import during a (replayed) acquisition: complete tilt series only, consumers follow, kill, stop."""
+
 from __future__ import annotations
 
 import os
@@ -10,16 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-
 from typer.testing import CliRunner
 
+from tests.engine.test_faults import wait_for
+from tests.engine.test_streaming import scheduled_while
 from tomoforge.cli.main import app
 from tomoforge.engine import ExecutorConfig, ParamsError, Project
 from tomoforge.protocols.mdoc_import import tilt_series_from_mdoc
 from tomoforge.protocols.mdoc_watch import MdocWatcher
 from tomoforge.simulate import simulate
-from tests.engine.test_faults import wait_for
-from tests.engine.test_streaming import scheduled_while
 
 SERIAL = ExecutorConfig(kind="serial")
 SETTLE = {"streaming": True, "settle_s": 0.5, "tilts_per_series": 7}
@@ -57,7 +57,7 @@ class Microscope:
                 handle.write(data[: len(data) // 2])
                 handle.flush()
                 time.sleep(pause_s)
-                handle.write(data[len(data) // 2:])
+                handle.write(data[len(data) // 2 :])
         with open(self.mdoc(name), "a", encoding="utf-8") as handle:
             handle.write((self.header if i == 0 else "") + section.replace("TS_01", name))
 
@@ -119,10 +119,14 @@ def test_a_half_written_mdoc_waits_and_a_series_without_a_tilt_count_settles(tin
 def test_streaming_import_feeds_motion_correction_and_dose_filter_during_the_acquisition(tiny, tmp_path):
     scope = Microscope(tiny, tmp_path / "acq")
     project = Project.create(tmp_path / "project")
-    importing = project.new_run("import-tilt-series-movies", {
-        "files_path": str(scope.folder), **SETTLE, "stream_timeout_s": 4.0}, executor=SERIAL)
-    motion = project.new_run("motion-correction", {"odd_even": False}, {"tilt_series": f"{importing}.tilt_series"},
-                             executor=SERIAL)
+    importing = project.new_run(
+        "import-tilt-series-movies",
+        {"files_path": str(scope.folder), **SETTLE, "stream_timeout_s": 4.0},
+        executor=SERIAL,
+    )
+    motion = project.new_run(
+        "motion-correction", {"odd_even": False}, {"tilt_series": f"{importing}.tilt_series"}, executor=SERIAL
+    )
     dose = project.new_run("dose-filter", {}, {"tilt_series": f"{motion}.tilt_series"}, executor=SERIAL)
     for run_id in (dose, motion, importing):
         project.schedule(run_id)
@@ -148,16 +152,21 @@ def test_streaming_import_feeds_motion_correction_and_dose_filter_during_the_acq
     assert re.search(r"WARNING: TS_03.mrc.mdoc not imported: incomplete when the stream ended \(3 of 7 tilts", log)
     assert "2 tilt series complete, 1 incomplete (source closed" in log
     imported = project.output_set(importing, "tilt_series").get("TS_02")
-    batch = tilt_series_from_mdoc(scope.mdoc("TS_02"), {"spherical_aberration_mm": 2.7, "amplitude_contrast": 0.1,
-                                                        "gain_file": ""}, movies=True)
+    batch = tilt_series_from_mdoc(
+        scope.mdoc("TS_02"), {"spherical_aberration_mm": 2.7, "amplitude_contrast": 0.1, "gain_file": ""}, movies=True
+    )
     assert imported.model_dump() == batch.model_dump()  # streaming imports exactly what a batch import would
     project.close()
 
 
 def tomoforge(root: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tomoforge.cli.main", "-p", str(root), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "tomoforge.cli.main", "-p", str(root), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def cli(root: Path, *args: str) -> str:
@@ -177,8 +186,18 @@ def wait_for_items(project: Project, run_id: int, n: int, timeout: float = 60.0)
 
 
 def streaming_args(folder: Path, timeout_s: float) -> list[str]:
-    args = ["run", "import-tilt-series-movies", "--set", f"files_path={folder}", "--executor", "serial",
-            "--set", f"stream_timeout_s={timeout_s}", "--set", "stop_file=DONE"]
+    args = [
+        "run",
+        "import-tilt-series-movies",
+        "--set",
+        f"files_path={folder}",
+        "--executor",
+        "serial",
+        "--set",
+        f"stream_timeout_s={timeout_s}",
+        "--set",
+        "stop_file=DONE",
+    ]
     for key, value in SETTLE.items():
         args += ["--set", f"{key}={value}"]
     return args
@@ -232,6 +251,7 @@ def test_tomoforge_stop_ends_a_streaming_import(tiny, tmp_path):
 def test_streaming_params_are_checked(tmp_path):
     project = Project.create(tmp_path / "project")
     with pytest.raises(ParamsError, match=r"stream_timeout_s \(5 s\) must exceed settle_s \(30 s\)"):
-        project.new_run("import-tilt-series-movies", {"files_path": str(tmp_path), "streaming": True,
-                                                      "stream_timeout_s": 5})
+        project.new_run(
+            "import-tilt-series-movies", {"files_path": str(tmp_path), "streaming": True, "stream_timeout_s": 5}
+        )
     project.close()

@@ -1,4 +1,5 @@
 """A tiny simulation written once per session."""
+
 import pytest
 
 from tomoforge.simulate import simulate

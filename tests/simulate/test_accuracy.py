@@ -1,18 +1,27 @@
 """The accuracy measures against the truth give zero for the truth itself and the known value for a known error."""
+
 import numpy as np
-import torch
 import pytest
+import torch
 
 from tomoforge.model import Acquisition, CTFSeries, CTFTiltImage, TiltImage, TiltSeries
 from tomoforge.simulate import accuracy
 
 
 def series_from_truth(truth, shift_A=(0.0, 0.0), z_rot_add=0.0, tilt_add=0.0) -> TiltSeries:
-    images = [TiltImage(acquisition_order=t["acquisition_order"], tilt_angle_deg=t["nominal_tilt_deg"],
-                        y_tilt_deg=t["y_tilt_deg"] + tilt_add, z_rot_deg=t["z_rot_deg"] + z_rot_add,
-                        x_tilt_deg=t["x_tilt_deg"], x_shift_A=t["x_shift_A"] + shift_A[0],
-                        y_shift_A=t["y_shift_A"] + shift_A[1], frame_shifts_A=[tuple(s) for s in t["frame_shifts_A"]])
-              for t in truth["tilts"]]
+    images = [
+        TiltImage(
+            acquisition_order=t["acquisition_order"],
+            tilt_angle_deg=t["nominal_tilt_deg"],
+            y_tilt_deg=t["y_tilt_deg"] + tilt_add,
+            z_rot_deg=t["z_rot_deg"] + z_rot_add,
+            x_tilt_deg=t["x_tilt_deg"],
+            x_shift_A=t["x_shift_A"] + shift_A[0],
+            y_shift_A=t["y_shift_A"] + shift_A[1],
+            frame_shifts_A=[tuple(s) for s in t["frame_shifts_A"]],
+        )
+        for t in truth["tilts"]
+    ]
     acq = Acquisition(pixel_size_A=truth["pixel_size_A"], tilt_axis_angle_deg=truth["tilt_axis_angle_deg"])
     return TiltSeries(name="TS_01", acquisition=acq, tilt_images=images)
 
@@ -47,9 +56,16 @@ def test_motion_error_is_zero_for_the_truth(tiny_sim):
 
 def test_defocus_errors_measure_a_known_offset_and_angle(tiny_sim):
     truth = tiny_sim.tilt_series[0].truth
-    entries = [CTFTiltImage(acquisition_order=t["acquisition_order"], tilt_angle_deg=t["nominal_tilt_deg"],
-                            defocus_u_A=t["defocus_u_A"] + 120.0, defocus_v_A=t["defocus_v_A"] + 120.0,
-                            astigmatism_angle_deg=t["defocus_angle_deg"] + 180.0 + 4.0) for t in truth["tilts"]]
+    entries = [
+        CTFTiltImage(
+            acquisition_order=t["acquisition_order"],
+            tilt_angle_deg=t["nominal_tilt_deg"],
+            defocus_u_A=t["defocus_u_A"] + 120.0,
+            defocus_v_A=t["defocus_v_A"] + 120.0,
+            astigmatism_angle_deg=t["defocus_angle_deg"] + 180.0 + 4.0,
+        )
+        for t in truth["tilts"]
+    ]
     err = accuracy.defocus_errors(truth, CTFSeries(name="TS_01", entries=entries))
     assert err["median_error_low_tilt_A"] == pytest.approx(120.0)
     assert err["median_error_all_A"] == pytest.approx(120.0)

@@ -1,7 +1,11 @@
 import numpy as np
 
-from tomoforge.simulate.acquisition import (beam_induced_motion, bidirectional_angles, dose_symmetric_angles,
-                                            simulate_acquisition)
+from tomoforge.simulate.acquisition import (
+    beam_induced_motion,
+    bidirectional_angles,
+    dose_symmetric_angles,
+    simulate_acquisition,
+)
 from tomoforge.simulate.config import build_config
 
 

@@ -13,8 +13,21 @@ def _app():
 
 def test_cli_writes_tiny(tmp_path, test_data):
     out = tmp_path / "sim"
-    res = CliRunner().invoke(_app(), ["simulate", str(out), "--preset", "tiny", "--seed", "3",
-                                      "--set", f"data_root={test_data}", "--set", "acquisition.tilt_step_deg=15"])
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "simulate",
+            str(out),
+            "--preset",
+            "tiny",
+            "--seed",
+            "3",
+            "--set",
+            f"data_root={test_data}",
+            "--set",
+            "acquisition.tilt_step_deg=15",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (out / "TS_01.mrc.mdoc").exists() and len(list((out / "frames").glob("*.mrc"))) == 5
 

@@ -8,7 +8,9 @@ def test_presets_validate_and_small_meets_the_brief():
         build_config(name)
     small = build_config("small")
     assert small.detector.image_size == (1024, 1024)
-    n_tilts = round((small.acquisition.tilt_max_deg - small.acquisition.tilt_min_deg) / small.acquisition.tilt_step_deg) + 1
+    n_tilts = (
+        round((small.acquisition.tilt_max_deg - small.acquisition.tilt_min_deg) / small.acquisition.tilt_step_deg) + 1
+    )
     assert n_tilts == 41
     assert sum(p.count + p.count_on_membranes for p in small.specimen.particles) >= 100
     assert small.specimen.fiducials.count_per_surface > 0 and small.specimen.vesicles.count >= 1
@@ -18,8 +20,17 @@ def test_presets_validate_and_small_meets_the_brief():
 
 
 def test_overrides_apply_and_parse_json():
-    cfg = build_config("tiny", parse_overrides(["detector.pixel_size_A=5.5", "specimen.particles.0.count=4",
-                                                "acquisition.defocus_um=[1.0, 2.0]", "name=Pos"]))
+    cfg = build_config(
+        "tiny",
+        parse_overrides(
+            [
+                "detector.pixel_size_A=5.5",
+                "specimen.particles.0.count=4",
+                "acquisition.defocus_um=[1.0, 2.0]",
+                "name=Pos",
+            ]
+        ),
+    )
     assert cfg.detector.pixel_size_A == 5.5 and cfg.specimen.particles[0].count == 4
     assert cfg.acquisition.defocus_um == (1.0, 2.0) and cfg.name == "Pos"
 
@@ -39,6 +50,11 @@ def test_errors_name_the_key():
 
 def test_missing_model_file_is_named(tmp_path, test_data):
     from tomoforge.simulate import simulate
+
     with pytest.raises(FileNotFoundError, match="specimen.particles.0.source"):
-        simulate(tmp_path, "tiny", overrides={"specimen.particles.0.source": "models/nope.pdb",
-                                              "data_root": str(test_data)}, progress=False)
+        simulate(
+            tmp_path,
+            "tiny",
+            overrides={"specimen.particles.0.source": "models/nope.pdb", "data_root": str(test_data)},
+            progress=False,
+        )

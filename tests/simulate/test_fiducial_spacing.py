@@ -1,5 +1,6 @@
 """Gold beads kept apart in x-y (specimen.fiducials.min_spacing_A), so that the tiny preset's beads on
 opposite surfaces do not merge in its tilted views; the tiny preset has enough gold to align."""
+
 import numpy as np
 import pytest
 

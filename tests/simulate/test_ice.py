@@ -1,5 +1,6 @@
 """The vitreous-ice texture: the structure factor against the Percus–Yevick closed form, and the texture's
 power spectrum against the column-averaged CTF² computed by brute force."""
+
 import math
 
 import numpy as np
@@ -8,13 +9,18 @@ import torch
 
 from tomoforge.methods.ctf import ctf_2d
 from tomoforge.methods.potential import interaction_constant
-from tomoforge.simulate.ice import (WATER_CONTACT_DIAMETER_A, WATER_DENSITY_PER_A3, hard_sphere_structure_factor,
-                                   ice_power_spectrum, ice_texture_spectrum)
+from tomoforge.simulate.ice import (
+    WATER_CONTACT_DIAMETER_A,
+    WATER_DENSITY_PER_A3,
+    hard_sphere_structure_factor,
+    ice_power_spectrum,
+    ice_texture_spectrum,
+)
 from tomoforge.simulate.structures import load_scattering_factors
 
 
 def test_hard_sphere_structure_factor_limits():
-    eta = math.pi * WATER_DENSITY_PER_A3 * WATER_CONTACT_DIAMETER_A ** 3 / 6
+    eta = math.pi * WATER_DENSITY_PER_A3 * WATER_CONTACT_DIAMETER_A**3 / 6
     s = hard_sphere_structure_factor(np.array([0.0, 0.05, 3.0]))
     assert s[0] == pytest.approx((1 - eta) ** 4 / (1 + 2 * eta) ** 2, rel=1e-4)  # compressibility route: 0.057
     assert s[0] == pytest.approx(0.057, abs=0.005)  # liquid water: ρ k T κ_T ≈ 0.06
@@ -35,15 +41,31 @@ def test_texture_power_matches_the_column_averaged_ctf(test_data):
     k1 = np.linspace(0, 0.4, 400)
     power = (k1, ice_power_spectrum(k1, a, b))
     sigma = interaction_constant(300.0)
-    spectra = [ice_texture_spectrum(shape, px, power, thick, np.array([0.0, 0.0, 1.0]), np.zeros(2), 10100.0,
-                                    9900.0, 30.0, 300.0, 2.7, 0.07, sigma, torch.Generator().manual_seed(s))
-               for s in range(32)]
+    spectra = [
+        ice_texture_spectrum(
+            shape,
+            px,
+            power,
+            thick,
+            np.array([0.0, 0.0, 1.0]),
+            np.zeros(2),
+            10100.0,
+            9900.0,
+            30.0,
+            300.0,
+            2.7,
+            0.07,
+            sigma,
+            torch.Generator().manual_seed(s),
+        )
+        for s in range(32)
+    ]
     measured = torch.stack([sp.abs() ** 2 for sp in spectra]).mean(0).double()
     heights = np.linspace(-thick / 2, thick / 2, 101)
     ctf2 = torch.stack([ctf_2d(shape, px, 10100.0 + h, 9900.0 + h, 30.0).double() ** 2 for h in heights]).mean(0)
     ky = torch.fft.fftfreq(shape[0], px)[:, None]
     kx = torch.fft.rfftfreq(shape[1], px)[None, :]
-    k = torch.sqrt(ky ** 2 + kx ** 2)
+    k = torch.sqrt(ky**2 + kx**2)
     p = torch.from_numpy(np.interp(k.numpy(), *power))
     expected = shape[0] * shape[1] * (sigma / px) ** 2 * p * thick * ctf2
     scale = shape[0] * shape[1] * (sigma / px) ** 2 * p * thick  # the texture's power before the CTF

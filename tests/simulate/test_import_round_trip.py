@@ -1,4 +1,5 @@
 """The simulated mdoc and movies go through our import protocol with the truth's angles, doses and order."""
+
 import json
 
 import pytest

@@ -1,4 +1,5 @@
 """The written tiny simulation: files, mdoc round trip, counts, geometry of the truth, determinism."""
+
 import json
 
 import mdocfile
@@ -43,8 +44,9 @@ def test_mdoc_round_trips_through_our_reader_and_mdocfile(tiny_sim):
     assert ours.tilt_axis_angle == pytest.approx(truth["tilt_axis_angle_deg"])
     assert [s["SubFramePath"] for s in ours.sections] == truth["movies"]
     assert [s["NumSubFrames"] for s in ours.sections] == [3] * 7
-    assert [s["Defocus"] for s in ours.sections] == pytest.approx([-t["target_defocus_A"] / 1e4 for t in truth["tilts"]],
-                                                                  abs=1e-4)
+    assert [s["Defocus"] for s in ours.sections] == pytest.approx(
+        [-t["target_defocus_A"] / 1e4 for t in truth["tilts"]], abs=1e-4
+    )
     times = ours.datetimes() if hasattr(ours, "datetimes") else None
     if times is not None:
         assert list(times) == sorted(times)
@@ -54,20 +56,27 @@ def test_mdoc_round_trips_through_our_reader_and_mdocfile(tiny_sim):
 
 def test_mean_counts_equal_dose_times_pixel_area(tmp_path, test_data):
     """An empty specimen: gain-corrected mean counts = dose · pixel² · exp(−t / (λ_in cos α)), Poisson error."""
-    over = {"data_root": str(test_data), "specimen.particles.0.count": 0, "specimen.particles.0.count_on_membranes": 0,
-            "specimen.vesicles.count": 0, "specimen.fiducials.count_per_surface": 0, "detector.hot_pixels": 0,
-            "detector.xrays_per_frame": 0.0, "detector.image_size": [96, 96]}
+    over = {
+        "data_root": str(test_data),
+        "specimen.particles.0.count": 0,
+        "specimen.particles.0.count_on_membranes": 0,
+        "specimen.vesicles.count": 0,
+        "specimen.fiducials.count_per_surface": 0,
+        "detector.hot_pixels": 0,
+        "detector.xrays_per_frame": 0.0,
+        "detector.image_size": [96, 96],
+    }
     res = simulate(tmp_path, "tiny", seed=1, overrides=over, progress=False)
     ts = res.tilt_series[0]
     gain = read_mrc(res.gain)
     cfg = res.config
-    per_frame = cfg.acquisition.dose_per_tilt / cfg.acquisition.frames_per_tilt * cfg.detector.pixel_size_A ** 2
+    per_frame = cfg.acquisition.dose_per_tilt / cfg.acquisition.frames_per_tilt * cfg.detector.pixel_size_A**2
     normal = np.array(ts.truth["specimen"]["slab_normal"])
     for t, movie in zip(ts.truth["tilts"], ts.movies):
         beam = tilt_projection_matrix(t["y_tilt_deg"], t["z_rot_deg"], t["x_tilt_deg"])[2]
         expected = per_frame * np.exp(-cfg.specimen.ice_thickness_A / (3500.0 * abs(beam @ normal)))
         frames = read_mrc(movie).astype(np.float64) * gain
-        sigma = np.sqrt(expected * (gain ** 2).mean() / frames.size)
+        sigma = np.sqrt(expected * (gain**2).mean() / frames.size)
         assert abs(frames.mean() - expected) < 4 * sigma
 
 
@@ -84,7 +93,7 @@ def test_gold_beads_appear_where_the_truth_projects_them(tiny_sim):
             u, v = (m @ np.array(f["position_A"]))[:2] + [t["x_shift_A"], t["y_shift_A"]]
             cx, cy = u / pix + nx // 2, v / pix + ny // 2
             y, x = np.mgrid[:ny, :nx]
-            win = (x - cx) ** 2 + (y - cy) ** 2 < 9.5 ** 2
+            win = (x - cx) ** 2 + (y - cy) ** 2 < 9.5**2
             w = np.clip(np.median(img) - img, 0, None) * win
             if win.sum() < 200 or not (10 < cx < nx - 10 and 10 < cy < ny - 10):
                 continue
@@ -128,8 +137,14 @@ def test_deterministic_for_a_seed(tmp_path, tiny_sim, test_data):
 
 def test_tiff_tomo5_super_resolution(tmp_path, test_data):
     import tifffile
-    over = {"data_root": str(test_data), "detector.movie_format": "tiff", "detector.mdoc_flavour": "tomo5",
-            "detector.super_resolution": True, "acquisition.tilt_step_deg": 30.0}
+
+    over = {
+        "data_root": str(test_data),
+        "detector.movie_format": "tiff",
+        "detector.mdoc_flavour": "tomo5",
+        "detector.super_resolution": True,
+        "acquisition.tilt_step_deg": 30.0,
+    }
     res = simulate(tmp_path, "tiny", seed=2, overrides=over, progress=False)
     ts = res.tilt_series[0]
     frames = tifffile.imread(ts.movies[0])
@@ -147,6 +162,11 @@ def test_load_simulation_reopens_what_simulate_wrote(tiny_sim):
     assert again.seed == tiny_sim.seed and again.config == tiny_sim.config
     assert again.gain == tiny_sim.gain
     for a, b in zip(again.tilt_series, tiny_sim.tilt_series, strict=True):
-        assert (a.name, a.mdoc, a.movies, a.noise_free_stack, a.tomogram) == (b.name, b.mdoc, b.movies,
-                                                                            b.noise_free_stack, b.tomogram)
+        assert (a.name, a.mdoc, a.movies, a.noise_free_stack, a.tomogram) == (
+            b.name,
+            b.mdoc,
+            b.movies,
+            b.noise_free_stack,
+            b.tomogram,
+        )
         assert a.truth["tilts"] == json.loads(json.dumps(b.truth["tilts"]))

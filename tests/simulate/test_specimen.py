@@ -1,4 +1,5 @@
 """The specimen: 0° projection = line integral of the noise-free volume; non-overlap; normals."""
+
 import numpy as np
 import torch
 
@@ -50,7 +51,7 @@ def test_membrane_particles_point_along_the_normal(test_data):
         v = spec.vesicles[p.vesicle]
         assert np.allclose(p.rotation @ [0, 0, 1], p.normal)
         # the normal is the ellipsoid's outward gradient at the anchor point (centre − offset·normal)
-        a = v.rotation @ np.diag(v.semi_axes_A ** -2.0) @ v.rotation.T
+        a = v.rotation @ np.diag(v.semi_axes_A**-2.0) @ v.rotation.T
         anchor = p.position_A - p.normal * (v.membrane_thickness_A / 2 + refs[0].radius_A)
         assert abs((anchor - v.centre_A) @ a @ (anchor - v.centre_A) - 1) < 1e-9
         g = a @ (anchor - v.centre_A)

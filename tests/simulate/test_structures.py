@@ -1,4 +1,5 @@
 """The simulated particle's potential has the molecular mass its atomic model implies."""
+
 import gemmi
 import numpy as np
 import pytest
@@ -27,6 +28,6 @@ def test_contrast_map_displaces_ice(tiny_sim):
     pot = read_mrc(tiny_sim.outdir / species["potential_map"]).astype(np.float64)
     con = read_mrc(tiny_sim.outdir / species["reference_map"]).astype(np.float64)
     pix = species["pixel_size_A"]
-    displaced = (pot - con).sum() * pix ** 3
+    displaced = (pot - con).sum() * pix**3
     expected = 4.5 * species["mass_Da"] / PROTEIN_DENSITY_DA_PER_A3
     assert abs(displaced / expected - 1) < 0.05

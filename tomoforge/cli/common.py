@@ -4,6 +4,7 @@ User text (filters, labels, paths, error messages) is never read as rich markup:
 markup off, and colour comes only from ``styled`` pieces built here. A user's mistake ends in one
 line and exit code 2; a failed run in exit code 1; only ``--debug`` shows a traceback.
 """
+
 from __future__ import annotations
 
 import functools
@@ -66,11 +67,13 @@ def runs_table(project: Project) -> Table:
     """The run table: state (coloured), duration and outputs of every run."""
     table = Table("run", "protocol", "label", "state", "duration", "outputs")
     for row in project.runs():
-        outputs = ", ".join(f"{s.name} ({len(s)}{'' if s.is_closed else ', open'})"
-                            for s in project.output_sets(row["id"]))
+        outputs = ", ".join(
+            f"{s.name} ({len(s)}{'' if s.is_closed else ', open'})" for s in project.output_sets(row["id"])
+        )
         colour = {"finished": "green", "failed": "red", "running": "cyan", "aborted": "yellow"}.get(row["state"], "")
-        table.add_row(str(row["id"]), row["protocol"], row["label"], Text(row["state"], style=colour), duration(row),
-                      outputs)
+        table.add_row(
+            str(row["id"]), row["protocol"], row["label"], Text(row["state"], style=colour), duration(row), outputs
+        )
     return table
 
 
@@ -100,9 +103,13 @@ def user_errors() -> Iterator[None]:
         if state["debug"]:
             traceback.print_exc()
         else:
-            error_console.print(styled(
-                ("internal error: ", "red"), f"{type(exc).__name__}: {exc}",
-                "\n(a bug in tomoforge: run the same command with --debug for the traceback, and report it)"))
+            error_console.print(
+                styled(
+                    ("internal error: ", "red"),
+                    f"{type(exc).__name__}: {exc}",
+                    "\n(a bug in tomoforge: run the same command with --debug for the traceback, and report it)",
+                )
+            )
         raise SystemExit(RUN_FAILED) from None
 
 

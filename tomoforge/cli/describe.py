@@ -1,5 +1,6 @@
 """``tomoforge protocols NAME`` and ``tomoforge run NAME --help``: a protocol's inputs and parameters,
 read from the same JSON schema that validates them (type, default, unit, allowed range, help)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -22,12 +23,15 @@ def _type_of(schema: dict[str, Any]) -> str:
         return " | ".join(kinds) + (" (or empty)" if optional else "")
     if schema.get("type") == "array":
         return f"list of {_type_of(schema.get('items', {}))}"
-    return {"number": "float", "integer": "int", "boolean": "bool", "string": "text"}.get(schema.get("type", ""),
-                                                                                          schema.get("type", "any"))
+    return {"number": "float", "integer": "int", "boolean": "bool", "string": "text"}.get(
+        schema.get("type", ""), schema.get("type", "any")
+    )
 
 
 def _bounds(schema: dict[str, Any]) -> dict[str, Any]:
-    found: dict[str, Any] = {k: schema[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema}
+    found: dict[str, Any] = {
+        k: schema[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema
+    }
     for option in schema.get("anyOf", ()):
         found.update(_bounds(option))
     return found
@@ -36,8 +40,8 @@ def _bounds(schema: dict[str, Any]) -> dict[str, Any]:
 def allowed_range(schema: dict[str, Any]) -> str:
     """``> 0``, ``0 … 1``, ``≥ 64``, ``-90 … 90`` from a field's JSON schema ('' when unbounded)."""
     b = _bounds(schema)
-    low = (f"> {b['exclusiveMinimum']}" if "exclusiveMinimum" in b else f"≥ {b['minimum']}" if "minimum" in b else "")
-    high = (f"< {b['exclusiveMaximum']}" if "exclusiveMaximum" in b else f"≤ {b['maximum']}" if "maximum" in b else "")
+    low = f"> {b['exclusiveMinimum']}" if "exclusiveMinimum" in b else f"≥ {b['minimum']}" if "minimum" in b else ""
+    high = f"< {b['exclusiveMaximum']}" if "exclusiveMaximum" in b else f"≤ {b['maximum']}" if "maximum" in b else ""
     if "minimum" in b and "maximum" in b:
         return f"{b['minimum']} … {b['maximum']}"
     return ", ".join(x for x in (low, high) if x)
@@ -51,8 +55,16 @@ def parameter_rows(cls: type[Protocol]) -> list[tuple[str, str, str, str, str, s
     for name, field in schema.get("properties", {}).items():
         field = _resolve(field, schema)
         default = "(required)" if name in required else repr(field.get("default")) if "default" in field else ""
-        rows.append((name, _type_of(field), default, str(field.get("unit", "")), allowed_range(field),
-                     str(field.get("description", ""))))
+        rows.append(
+            (
+                name,
+                _type_of(field),
+                default,
+                str(field.get("unit", "")),
+                allowed_range(field),
+                str(field.get("description", "")),
+            )
+        )
     return rows
 
 
@@ -77,8 +89,16 @@ def protocol_help(cls: type[Protocol]) -> Group:
         parts.append(inputs)
     else:
         parts.append(Text("inputs: none"))
-    params = Table("parameter", "type", "default", "unit", "allowed", "help", title="parameters (--set NAME=VALUE)",
-                   title_justify="left")
+    params = Table(
+        "parameter",
+        "type",
+        "default",
+        "unit",
+        "allowed",
+        "help",
+        title="parameters (--set NAME=VALUE)",
+        title_justify="left",
+    )
     for row in parameter_rows(cls):
         params.add_row(*row)
     parts.append(params)

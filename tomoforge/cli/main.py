@@ -1,10 +1,11 @@
 """The ``tomoforge`` command line: projects, protocols, runs, provenance, citations."""
+
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -40,16 +41,23 @@ from tomoforge.engine.registry import (
 )
 from tomoforge.errors import UserError
 
-app = GuardedTyper(help="tomoforge: cryo-electron tomography with full provenance.", no_args_is_help=True,
-                   pretty_exceptions_enable=False, rich_markup_mode=None)
+app = GuardedTyper(
+    help="tomoforge: cryo-electron tomography with full provenance.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
 project_app = GuardedTyper(help="Create or describe a project.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(project_app, name="project")
 
 
 @app.callback()
-def main(project: Optional[Path] = typer.Option(
-        None, "--project", "-p", envvar="TOMOFORGE_PROJECT", help="project folder (default: current folder)"),
-        debug: bool = typer.Option(False, "--debug", help="show the Python traceback of an error")) -> None:
+def main(
+    project: Path | None = typer.Option(
+        None, "--project", "-p", envvar="TOMOFORGE_PROJECT", help="project folder (default: current folder)"
+    ),
+    debug: bool = typer.Option(False, "--debug", help="show the Python traceback of an error"),
+) -> None:
     state["project"] = project
     state["debug"] = debug
 
@@ -74,7 +82,9 @@ def project_info() -> None:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     console.print(f"project: {project.root}")
     console.print(f"schema version: {schema_version(project.conn)}")
-    console.print(f"runs: {len(rows)}" + (" (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")" if rows else ""))
+    console.print(
+        f"runs: {len(rows)}" + (" (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")" if rows else "")
+    )
 
 
 # --- protocols and runs -----------------------------------------------------------------------
@@ -92,8 +102,11 @@ def complete_setting(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 @app.command("protocols")
-def list_protocols(name: Optional[str] = typer.Argument(None, help="a protocol: its inputs and parameters",
-                                                       autocompletion=complete_protocol)) -> None:
+def list_protocols(
+    name: str | None = typer.Argument(
+        None, help="a protocol: its inputs and parameters", autocompletion=complete_protocol
+    ),
+) -> None:
     """List the installed protocols (one line each), or describe one: inputs, parameters, outputs."""
     if name:
         console.print(protocol_help(get_protocol(name)))
@@ -130,10 +143,12 @@ def parse_inputs(inputs: list[str]) -> dict[str, InputPointer]:
 @app.command("run", context_settings={"help_option_names": []})
 def run(
     ctx: typer.Context,
-    protocol: Optional[str] = typer.Argument(None, help="protocol name (see 'tomoforge protocols')",
-                                             autocompletion=complete_protocol, show_default=False),
-    set_: list[str] = typer.Option(None, "--set", help="parameter key=value (key= for 'not set')",
-                                   autocompletion=complete_setting),
+    protocol: str | None = typer.Argument(
+        None, help="protocol name (see 'tomoforge protocols')", autocompletion=complete_protocol, show_default=False
+    ),
+    set_: list[str] = typer.Option(
+        None, "--set", help="parameter key=value (key= for 'not set')", autocompletion=complete_setting
+    ),
     input_: list[str] = typer.Option(None, "--input", help="input name=RUN.OUTPUT or name=RUN.OUTPUT[filter]"),
     label: str = typer.Option("", help="label shown in the run table"),
     comment: str = typer.Option("", help="free comment"),
@@ -155,8 +170,9 @@ def run(
         return
     project = open_project()
     config = ExecutorConfig(kind=executor, workers=workers, threads_per_worker=threads, address=dask_address)
-    run_id = project.new_run(protocol, parse_settings(set_), parse_inputs(input_), label=label,
-                             comment=comment, executor=config)
+    run_id = project.new_run(
+        protocol, parse_settings(set_), parse_inputs(input_), label=label, comment=comment, executor=config
+    )
     if save or schedule:
         if schedule:
             project.schedule(run_id)
@@ -210,8 +226,9 @@ def scheduler(wait: bool = typer.Option(False, help="keep waiting for inputs oth
     """Execute the scheduled runs in dependency order; streaming ones start behind their running producers."""
     from tomoforge.engine.scheduler import run_scheduled
 
-    outcome = run_scheduled(open_project(), report=lambda run_id, final: console.print(f"run {run_id} {final}"),
-                            wait=wait)
+    outcome = run_scheduled(
+        open_project(), report=lambda run_id, final: console.print(f"run {run_id} {final}"), wait=wait
+    )
     if not outcome:
         console.print("no scheduled run is ready")
     if any(s != "finished" for s in outcome.values()):
@@ -257,8 +274,11 @@ def duplicate(run: str, label: str = typer.Option("", help="label of the copy"))
 
 
 @app.command("label")
-def label(run: str, text: Optional[str] = typer.Option(None, "--label"),
-          comment: Optional[str] = typer.Option(None, "--comment")) -> None:
+def label(
+    run: str,
+    text: str | None = typer.Option(None, "--label"),
+    comment: str | None = typer.Option(None, "--comment"),
+) -> None:
     """Set RUN's label and/or comment."""
     project = open_project()
     project.set_label(_run_id(run), text, comment)
@@ -271,9 +291,11 @@ def runs() -> None:
 
 
 @app.command("show")
-def show(what: str = typer.Argument(..., help="RUN number, set RUN.OUTPUT[filter], or item RUN.OUTPUT/KEY[/CHILD]"),
-         page: int = typer.Option(0, min=0, help="page of a set to show (0 = first)"),
-         page_size: int = typer.Option(100, min=1, max=10_000, help="items per page of a set")) -> None:
+def show(
+    what: str = typer.Argument(..., help="RUN number, set RUN.OUTPUT[filter], or item RUN.OUTPUT/KEY[/CHILD]"),
+    page: int = typer.Option(0, min=0, help="page of a set to show (0 = first)"),
+    page_size: int = typer.Option(100, min=1, max=10_000, help="items per page of a set"),
+) -> None:
     """Everything about a run (params, inputs, outputs, error), a page of a set's items, or an item's fields."""
     project = open_project()
     if what.strip().isdigit():
@@ -298,7 +320,9 @@ def show_run(project: Project, run_id: int) -> None:
     for name, pointer in project.run_inputs(run_id).items():
         console.print(f"input {name}: {pointer}")
     for item_set in project.output_sets(run_id):
-        console.print(f"output {item_set.name}: {len(item_set)} {item_set.item_class.__name__} ({item_set.stream_state})")
+        console.print(
+            f"output {item_set.name}: {len(item_set)} {item_set.item_class.__name__} ({item_set.stream_state})"
+        )
     if row["error"]:
         console.print(styled(("error: ", "red"), row["error"]))
     if row["traceback"]:
@@ -311,8 +335,13 @@ def show_set(project: Project, pointer: InputPointer, page: int, page_size: int)
     total = len(item_set)
     items = item_set.page(page, page_size)
     columns = [c for c in item_set.spec.columns if c not in item_set.spec.packed]
-    table = Table("key", *columns, title=f"{pointer}: {total} {item_set.item_class.__name__} ({item_set.stream_state}); "
-                  f"items {page * page_size + 1 if items else 0}–{page * page_size + len(items)}", title_justify="left")
+    table = Table(
+        "key",
+        *columns,
+        title=f"{pointer}: {total} {item_set.item_class.__name__} ({item_set.stream_state}); "
+        f"items {page * page_size + 1 if items else 0}–{page * page_size + len(items)}",
+        title_justify="left",
+    )
     for item in items:
         table.add_row(str(getattr(item, item_set.spec.key_field)), *(_cell(getattr(item, c)) for c in columns))
     console.print(table)
@@ -339,7 +368,7 @@ def show_provenance(item: str = typer.Argument(..., help="item RUN.OUTPUT/KEY[/C
 
 
 @app.command("citations")
-def citations(run: Optional[str] = typer.Argument(None, help="only what RUN and its inputs used")) -> None:
+def citations(run: str | None = typer.Argument(None, help="only what RUN and its inputs used")) -> None:
     """BibTeX of every method used in the project (or in the making of RUN)."""
     project = open_project()
     run_ids = runs_upstream(project, _run_id(run)) if run else None

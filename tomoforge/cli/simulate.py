@@ -1,4 +1,5 @@
 """``tomoforge simulate OUTDIR --preset NAME [--seed N] [--set key=value]``."""
+
 from __future__ import annotations
 
 from pathlib import Path

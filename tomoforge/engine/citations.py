@@ -1,4 +1,5 @@
 """Citations: BibTeX entries by key, registered by the packages whose protocols use them."""
+
 from __future__ import annotations
 
 import re

@@ -9,6 +9,7 @@ The bulk paths never build one pydantic object per item: ``column_rows`` checks 
 the fields' declared rules (type, bounds, finiteness, required) and yields the SQL rows for
 ``executemany``; ``decode_column`` turns a fetched column straight into a numpy array.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -41,12 +42,41 @@ def rotations_to_quaternions(matrices: np.ndarray) -> np.ndarray:
     m = np.asarray(matrices, dtype=np.float64)
     m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
     trace = m00 + m11 + m22
-    candidates = np.stack([
-        np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-        np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m00 - m11 - m22, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-        np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m00 + m11 - m22, m[..., 1, 2] + m[..., 2, 1]], -1),
-        np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - m00 - m11 + m22], -1),
-    ], -2)  # (..., 4 candidates, 4 components): candidate i is 4 q_i q
+    candidates = np.stack(
+        [
+            np.stack(
+                [1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1
+            ),
+            np.stack(
+                [
+                    m[..., 2, 1] - m[..., 1, 2],
+                    1 + m00 - m11 - m22,
+                    m[..., 0, 1] + m[..., 1, 0],
+                    m[..., 0, 2] + m[..., 2, 0],
+                ],
+                -1,
+            ),
+            np.stack(
+                [
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 0, 1] + m[..., 1, 0],
+                    1 - m00 + m11 - m22,
+                    m[..., 1, 2] + m[..., 2, 1],
+                ],
+                -1,
+            ),
+            np.stack(
+                [
+                    m[..., 1, 0] - m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                    m[..., 1, 2] + m[..., 2, 1],
+                    1 - m00 - m11 + m22,
+                ],
+                -1,
+            ),
+        ],
+        -2,
+    )  # (..., 4 candidates, 4 components): candidate i is 4 q_i q
     best = np.argmax(np.stack([trace, m00, m11, m22], -1), axis=-1)
     q = np.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
     q /= np.linalg.norm(q, axis=-1, keepdims=True)
@@ -56,11 +86,14 @@ def rotations_to_quaternions(matrices: np.ndarray) -> np.ndarray:
 def quaternions_to_rotations(quaternions: np.ndarray) -> np.ndarray:
     """Rotation matrices of unit quaternions (w, x, y, z); shape (..., 4) -> (..., 3, 3)."""
     w, x, y, z = np.moveaxis(np.asarray(quaternions, dtype=np.float64), -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
 
 
 def check_rotations(matrices: np.ndarray, field: str) -> None:
@@ -155,8 +188,9 @@ def _sql_value(values: np.ndarray) -> list[Any]:
     return plain
 
 
-def column_rows(spec: Any, set_id: int, first_position: int, columns: Mapping[str, Any],
-                origins: Sequence[Sequence[str]] | None) -> tuple[list[str], Iterator[tuple[Any, ...]], int]:
+def column_rows(
+    spec: Any, set_id: int, first_position: int, columns: Mapping[str, Any], origins: Sequence[Sequence[str]] | None
+) -> tuple[list[str], Iterator[tuple[Any, ...]], int]:
     """(SQL column names, rows for ``executemany``, count) for items given as arrays.
 
     Every field of the item class must be given or have a default; the arrays are checked against the
@@ -171,8 +205,11 @@ def column_rows(spec: Any, set_id: int, first_position: int, columns: Mapping[st
     if len(lengths) != 1:
         raise ColumnsError(f"the arrays given differ in length: {sorted(lengths)}")
     n = lengths.pop()
-    missing = [name for name, f in cls.model_fields.items()
-               if name not in arrays and f.default is PydanticUndefined and f.default_factory is None]
+    missing = [
+        name
+        for name, f in cls.model_fields.items()
+        if name not in arrays and f.default is PydanticUndefined and f.default_factory is None
+    ]
     if missing:
         raise ColumnsError(f"{cls.__name__} needs {', '.join(missing)} (no default)")
     if spec.children_field and spec.children_field in arrays:
@@ -200,32 +237,49 @@ def column_rows(spec: Any, set_id: int, first_position: int, columns: Mapping[st
         else:
             raise ColumnsError(f"{cls.__name__}: column {name} is computed from an item; append items instead")
     rest = [name for name in checked if name not in spec.columns]
-    defaults = {name: f.get_default(call_default_factory=True) for name, f in cls.model_fields.items()
-                if name not in arrays and name not in spec.columns and name != spec.children_field}
+    defaults = {
+        name: f.get_default(call_default_factory=True)
+        for name, f in cls.model_fields.items()
+        if name not in arrays and name not in spec.columns and name != spec.children_field
+    }
     defaults = json.loads(cls.model_construct(**defaults).model_dump_json(include=set(defaults))) if defaults else {}
     if rest:
-        data: Any = (json.dumps({**defaults, **dict(zip(rest, row))})
-                     for row in zip(*(checked[r].tolist() for r in rest)))
+        data: Any = (
+            json.dumps({**defaults, **dict(zip(rest, row))}) for row in zip(*(checked[r].tolist() for r in rest))
+        )
     else:
         data = itertools.repeat(json.dumps(defaults) if defaults else "", n)
     if spec.key_field in checked:
         keys = checked[spec.key_field].astype(str)
         unique, counts = np.unique(keys, return_counts=True)
         if (counts > 1).any():
-            raise ColumnsError(f"{spec.key_field}: the key {str(unique[np.argmax(counts > 1)])!r} is given more than once")
+            raise ColumnsError(
+                f"{spec.key_field}: the key {str(unique[np.argmax(counts > 1)])!r} is given more than once"
+            )
         key_values: Any = keys.tolist()
     else:
         raise ColumnsError(f"{cls.__name__}: its key field {spec.key_field} must be given")
     origin: Any = itertools.repeat("", n) if origins is None else (json.dumps(list(o)) for o in origins)
     names = ["set_id", "parent_id", "position", "key", "origin", "data", *spec.columns]
-    rows = zip(itertools.repeat(set_id, n), itertools.repeat(0, n), range(first_position, first_position + n),
-               key_values, origin, data, *(values[c] for c in spec.columns))
+    rows = zip(
+        itertools.repeat(set_id, n),
+        itertools.repeat(0, n),
+        range(first_position, first_position + n),
+        key_values,
+        origin,
+        data,
+        *(values[c] for c in spec.columns),
+    )
     return names, rows, n
 
 
 def select_expression(spec: Any, name: str) -> str:
     """How ``arrays`` selects a column: a float NULL comes back as +inf (stored floats are finite), made NaN."""
-    if name in spec.cls.model_fields and name not in spec.packed and _base_type(spec.cls.model_fields[name].annotation)[0] is float:
+    if (
+        name in spec.cls.model_fields
+        and name not in spec.packed
+        and _base_type(spec.cls.model_fields[name].annotation)[0] is float
+    ):
         return f'COALESCE("{name}", 1e999)'
     return f'"{name}"'
 

@@ -3,6 +3,7 @@
 A leaf of the engine's run machinery: the runner, the streaming loop and the protocols import it;
 it imports neither of them.
 """
+
 from __future__ import annotations
 
 import sys
@@ -54,8 +55,10 @@ class RunContext:
         except OSError as exc:
             if not self._log_failed:
                 self._log_failed = True
-                print(f"tomoforge: cannot write {self.run_dir / 'run.log'} ({exc.strerror}); going on without it",
-                      file=sys.stderr)
+                print(
+                    f"tomoforge: cannot write {self.run_dir / 'run.log'} ({exc.strerror}); going on without it",
+                    file=sys.stderr,
+                )
 
     def has_input(self, name: str) -> bool:
         return name in self.project.run_inputs(self.run_id)
@@ -80,9 +83,7 @@ class RunContext:
             assert self.protocol_cls is not None
             if name not in self.protocol_cls.outputs:
                 raise ProjectError(f"{self.protocol_cls.name} declares no output '{name}'")
-            self._outputs[name] = ItemSet.create(
-                self.project.conn, self.run_id, name, self.protocol_cls.outputs[name]
-            )
+            self._outputs[name] = ItemSet.create(self.project.conn, self.run_id, name, self.protocol_cls.outputs[name])
         return self._outputs[name]
 
 

@@ -4,6 +4,7 @@ Every process opens its own connection. WAL lets readers go on while one writer 
 generous busy timeout plus ``BEGIN IMMEDIATE`` for writes means two processes never see
 "database is locked" in normal use.
 """
+
 from __future__ import annotations
 
 import sqlite3

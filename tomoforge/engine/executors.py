@@ -13,6 +13,7 @@ on a remote Dask cluster are not stopped by the client's death.) Workers never o
 orchestrator records them (an audit hook in each worker refuses ``project.db``). A task writes its files
 under the run's ``tmp/`` folder and moves them into ``out/`` with ``publish``.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -125,8 +126,10 @@ def _refuse_project_database(event: str, args: tuple[Any, ...]) -> None:
         return
     name = os.fsdecode(args[0])
     if Path(name.split("?", 1)[0]).name == PROJECT_DB:
-        raise PermissionError(f"{name}: a worker never opens the project database; a task returns its result"
-                              " and the orchestrator records it")
+        raise PermissionError(
+            f"{name}: a worker never opens the project database; a task returns its result"
+            " and the orchestrator records it"
+        )
 
 
 def _guard_worker(orchestrator_pid: int, pdeathsig: bool = True, interval_s: float = WATCH_INTERVAL_S) -> None:
@@ -156,8 +159,12 @@ def _guard_worker(orchestrator_pid: int, pdeathsig: bool = True, interval_s: flo
         _arm_parent_death_signal()
     if os.getppid() != orchestrator_pid:
         os._exit(ORPHAN_EXIT_CODE)
-    threading.Thread(target=_watch_orchestrator, args=(orchestrator_pid, interval_s), daemon=True,
-                     name="tomoforge-orchestrator-watch").start()
+    threading.Thread(
+        target=_watch_orchestrator,
+        args=(orchestrator_pid, interval_s),
+        daemon=True,
+        name="tomoforge-orchestrator-watch",
+    ).start()
     sys.addaudithook(_refuse_project_database)
 
 
@@ -316,8 +323,11 @@ class DaskExecutor(Executor):
             self.client = Client(address)
         else:
             self.cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                dashboard_address=None, env={name: str(threads_per_worker) for name in THREAD_VARIABLES},
+                n_workers=workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                dashboard_address=None,
+                env={name: str(threads_per_worker) for name in THREAD_VARIABLES},
             )
             self.client = Client(self.cluster)
 

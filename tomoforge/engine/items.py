@@ -4,6 +4,7 @@ An item class is any pydantic model declaring ``__item_kind__``, ``__key__``, ``
 optionally ``__children__`` (see ``tomoforge.model.base``). Tables are created on first use and gain
 a column when a class declares a new one, so item classes from plugins need no migration.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -61,8 +62,12 @@ def trusted_module(module: str) -> bool:
 
 def class_from_path(path: str) -> type[BaseModel]:
     """The item class stored as ``module:QualName``; refused unless it is a trusted item class."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*", path) or not trusted_module(path.split(":")[0]):
-        raise ProjectFileError(f"the project names an item class {quote(path)} that is not tomoforge's or an installed plugin's")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*", path) or not trusted_module(
+        path.split(":")[0]
+    ):
+        raise ProjectFileError(
+            f"the project names an item class {quote(path)} that is not tomoforge's or an installed plugin's"
+        )
     module, _, name = path.partition(":")
     try:
         obj: Any = importlib.import_module(module)
@@ -148,7 +153,7 @@ def ensure_table(conn: sqlite3.Connection, spec: ItemSpec) -> None:
             position INTEGER NOT NULL,
             key TEXT NOT NULL,
             origin TEXT NOT NULL DEFAULT '[]',
-            data TEXT NOT NULL{', ' + cols if cols else ''},
+            data TEXT NOT NULL{", " + cols if cols else ""},
             UNIQUE (set_id, parent_id, key))"""
     )
     conn.execute(f"CREATE INDEX IF NOT EXISTS {spec.table}_order ON {spec.table} (set_id, parent_id, position)")
@@ -194,4 +199,3 @@ def row_data(spec: ItemSpec, row: sqlite3.Row) -> dict[str, Any]:
             value = row[name]
             data[name] = unpack(spec.packed[name], value) if name in spec.packed and value is not None else value
     return data
-

@@ -1,4 +1,5 @@
 """A project: a folder with ``project.db`` and one ``runs/NNNN_name/`` folder per run."""
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ class InputPointer:
         The filter's grammar is checked later, against the output's item class (``Project.new_run``).
         """
         match = re.match(r"\s*(\d+)\.([A-Za-z_][A-Za-z0-9_]*)\s*", text)
-        rest = text[match.end():] if match else ""
+        rest = text[match.end() :] if match else ""
         if not match or (rest and not rest.startswith("[")):
             raise ProjectError(f"input {quote(text)}: expected RUN.OUTPUT or RUN.OUTPUT[filter], e.g. 3.tilt_series")
         if not rest:
@@ -59,9 +60,10 @@ class InputPointer:
         if end < 0:
             still_open = " (a quoted string in it is still open)" if rest.count("'") % 2 else ""
             raise ProjectError(f"input {quote(text)}: the filter's '[' is never closed by ']'{still_open}")
-        if rest[end + 1:].strip():
-            raise ProjectError(f"input {quote(text)}: unexpected {quote(rest[end + 1:].strip())} after the filter's "
-                               "closing ']'")
+        if rest[end + 1 :].strip():
+            raise ProjectError(
+                f"input {quote(text)}: unexpected {quote(rest[end + 1 :].strip())} after the filter's closing ']'"
+            )
         return cls(int(match.group(1)), match.group(2), rest[1:end].strip())
 
     def __str__(self) -> str:
@@ -94,7 +96,9 @@ class Project:
     def open(cls, path: Path | str) -> Project:
         root = Path(path)
         if not (root / DB_NAME).is_file():
-            raise ProjectError(f"{root}: not a tomoforge project (no {DB_NAME}); create one with 'tomoforge project new'")
+            raise ProjectError(
+                f"{root}: not a tomoforge project (no {DB_NAME}); create one with 'tomoforge project new'"
+            )
         return cls(root)
 
     def close(self) -> None:
@@ -135,8 +139,16 @@ class Project:
             cursor = self.conn.execute(
                 "INSERT INTO runs (protocol, label, comment, state, params, executor, software_version, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (cls.name, label, comment, SAVED, checked.model_dump_json(), executor.model_dump_json(),
-                 __version__, time.time()),
+                (
+                    cls.name,
+                    label,
+                    comment,
+                    SAVED,
+                    checked.model_dump_json(),
+                    executor.model_dump_json(),
+                    __version__,
+                    time.time(),
+                ),
             )
             run_id = cast(int, cursor.lastrowid)  # set by the INSERT just made
             self.conn.execute("UPDATE runs SET folder = ? WHERE id = ?", (run_folder_name(run_id, cls.label), run_id))
@@ -148,8 +160,7 @@ class Project:
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
 
-    def _check_inputs(self, cls: type[Protocol], inputs: Mapping[str, str | InputPointer]
-                      ) -> dict[str, InputPointer]:
+    def _check_inputs(self, cls: type[Protocol], inputs: Mapping[str, str | InputPointer]) -> dict[str, InputPointer]:
         unknown = set(inputs) - set(cls.inputs)
         if unknown:
             raise ProjectError(
@@ -226,8 +237,12 @@ class Project:
         """Mark a queued/running run whose process is gone as failed (it was killed)."""
         row = self.run(run_id)
         if row["state"] in ACTIVE and row["pid"] and row["host"] == socket.gethostname() and not _alive(row["pid"]):
-            self.set_state(run_id, FAILED, finished=time.time(),
-                           error=f"the run's process (pid {row['pid']}) is gone: it was killed or crashed")
+            self.set_state(
+                run_id,
+                FAILED,
+                finished=time.time(),
+                error=f"the run's process (pid {row['pid']}) is gone: it was killed or crashed",
+            )
             return FAILED
         state: str = row["state"]
         return state
@@ -261,7 +276,9 @@ class Project:
         return ("stream" if streaming else "ready"), ""
 
     def set_is_open(self, run_id: int, name: str) -> bool:
-        row = self.conn.execute("SELECT stream_state FROM sets WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
+        row = self.conn.execute(
+            "SELECT stream_state FROM sets WHERE run_id = ? AND name = ?", (run_id, name)
+        ).fetchone()
         return row is not None and row[0] == "open"
 
     def set_label(self, run_id: int, label: str | None = None, comment: str | None = None) -> None:
@@ -276,7 +293,9 @@ class Project:
         """A new saved run with the same protocol, params, inputs and executor."""
         row = self.run(run_id)
         return self.new_run(
-            row["protocol"], json.loads(row["params"]), dict(self.run_inputs(run_id)),
+            row["protocol"],
+            json.loads(row["params"]),
+            dict(self.run_inputs(run_id)),
             label=label or (f"{row['label']} (copy)" if row["label"] else ""),
             executor=ExecutorConfig.model_validate_json(row["executor"]),
         )
@@ -321,7 +340,9 @@ class Project:
             self.conn.execute("DELETE FROM run_tasks WHERE run_id = ?", (run_id,))
             self.conn.execute(
                 "UPDATE runs SET state = ?, started = NULL, finished = NULL, pid = NULL, error = NULL,"
-                " traceback = NULL, abort_requested = 0, stop_requested = 0 WHERE id = ?", (SAVED, run_id))
+                " traceback = NULL, abort_requested = 0, stop_requested = 0 WHERE id = ?",
+                (SAVED, run_id),
+            )
         run_dir = self.run_dir(run_id)
         for sub in ("out", "tmp", "tasks"):
             shutil.rmtree(run_dir / sub, ignore_errors=True)
@@ -364,7 +385,9 @@ class Project:
         """``RUN.OUTPUT/KEY[/CHILD]`` -> (set, item, child or None)."""
         match = re.fullmatch(r"(\d+)\.([A-Za-z_][A-Za-z0-9_]*)/([^/]+)(?:/([^/]+))?", address.strip())
         if not match:
-            raise ProjectError(f"item {address!r}: expected RUN.OUTPUT/KEY or RUN.OUTPUT/KEY/CHILD, e.g. 1.tilt_series/TS_01/3")
+            raise ProjectError(
+                f"item {address!r}: expected RUN.OUTPUT/KEY or RUN.OUTPUT/KEY/CHILD, e.g. 1.tilt_series/TS_01/3"
+            )
         run_id, name, key, child_key = int(match.group(1)), match.group(2), match.group(3), match.group(4)
         item_set = self.output_set(run_id, name)
         try:

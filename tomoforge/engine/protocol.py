@@ -20,6 +20,7 @@ two inputs by name and wait, with ``input_open``, for the partner of an item to 
 something outside the project, e.g. an acquisition folder) returns True from ``source_open()`` while
 more tasks may come; ``stream_ended(reason)`` is told once when the run stops taking new tasks.
 """
+
 from __future__ import annotations
 
 import re
@@ -122,6 +123,7 @@ def check_task_keys(protocol: str, tasks: list[Task]) -> None:
     seen: dict[str, Task] = {}
     for task in tasks:
         if task.key in seen:
+
             def source(t: Task) -> str:
                 return ", ".join(t.origin) or ", ".join(str(a) for a in t.args[:1]) or "?"
 

@@ -1,4 +1,5 @@
 """Provenance: for any item, the chain of runs and files back to what was imported."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ class Step:
     params: dict[str, Any]
     inputs: dict[str, str]
     files: list[str]
-    parents: list["Step"] = field(default_factory=list)
+    parents: list[Step] = field(default_factory=list)
 
 
 def provenance(project: Project, address: str, _built: dict[str, Step] | None = None) -> Step:
@@ -76,8 +77,10 @@ def format_provenance(step: Step, indent: int = 0, _shown: set[str] | None = Non
     shown.add(step.address)
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(step.finished)) if step.finished else "-"
     label = get_protocol(step.protocol).label
-    lines = [f"{pad}{step.address}  ({step.item_class})",
-             f"{pad}  made by run {step.run_id} '{label}' ({step.run_state} {when}, tomoforge {step.software_version})"]
+    lines = [
+        f"{pad}{step.address}  ({step.item_class})",
+        f"{pad}  made by run {step.run_id} '{label}' ({step.run_state} {when}, tomoforge {step.software_version})",
+    ]
     changed = {k: v for k, v in step.params.items() if v not in (None, "", [], {})}
     if changed:
         lines.append(f"{pad}  params: " + ", ".join(f"{k}={v}" for k, v in changed.items()))

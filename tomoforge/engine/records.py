@@ -2,6 +2,7 @@
 
 ``continue`` reads them to skip what is done, and redoes a task whose files were deleted or changed.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,16 @@ def record_task(project: Project, run_id: int, key: str, result: Any, started: f
         project.conn.execute(
             "INSERT OR REPLACE INTO run_tasks (run_id, key, state, result, error, started, finished, files)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, key, "failed" if failed else "done", text, result.error if failed else None, started,
-             time.time(), files),
+            (
+                run_id,
+                key,
+                "failed" if failed else "done",
+                text,
+                result.error if failed else None,
+                started,
+                time.time(),
+                files,
+            ),
         )
 
 

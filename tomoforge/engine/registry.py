@@ -3,6 +3,7 @@
 tomoforge registers its own protocols there too (pyproject.toml), so a separate package adds
 protocols exactly the same way, with no change here.
 """
+
 from __future__ import annotations
 
 import logging

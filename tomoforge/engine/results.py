@@ -10,6 +10,7 @@ name read from the database. A project file is data: nothing in it can run code.
 Each record also lists the files of the run folder that the result names, with their sizes, so that
 ``continue`` redoes a task whose outputs were deleted or truncated (``files_intact``).
 """
+
 from __future__ import annotations
 
 import hashlib

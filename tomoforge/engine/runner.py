@@ -7,6 +7,7 @@ that fails or is killed leaves no half-written output behind.
 The exception is a streaming run (an open input, a source protocol, or an earlier attempt that
 streamed; see ``engine.streaming``): it commits each item with its task record as it comes.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,11 @@ def execute_run(
         raise ValueError(f"mode must be run, continue or restart, not {mode!r}")
     row = project.run(run_id)
     state = project.refresh_state(run_id)
-    startable = {"run": (SAVED, SCHEDULED, QUEUED), "continue": (SAVED, SCHEDULED, QUEUED, FAILED, ABORTED),
-                 "restart": (SAVED, SCHEDULED, QUEUED, FAILED, ABORTED, FINISHED)}[mode]
+    startable = {
+        "run": (SAVED, SCHEDULED, QUEUED),
+        "continue": (SAVED, SCHEDULED, QUEUED, FAILED, ABORTED),
+        "restart": (SAVED, SCHEDULED, QUEUED, FAILED, ABORTED, FINISHED),
+    }[mode]
     if state not in startable:
         hint = "; use 'restart' to redo it" if state == FINISHED else ""
         raise ProjectError(f"run {run_id} is {state}: cannot {mode} it{hint}")
@@ -91,8 +95,9 @@ def execute_run(
         results = done_results(project, run_id, {t.key for t in tasks})
         if results:
             context.log(f"{len(results)} of {len(tasks)} items already done: skipped")
-        failures = _execute(project, context, [t for t in tasks if t.key not in results], results, len(tasks),
-                            config, progress)
+        failures = _execute(
+            project, context, [t for t in tasks if t.key not in results], results, len(tasks), config, progress
+        )
         if failures:
             first_key, first = next(iter(failures.items()))
             summary = f"{len(failures)} of {len(tasks)} items failed; first, {first_key}: {first.error}"
@@ -142,8 +147,15 @@ def _abort_on_sigterm() -> Any:
         return signal.getsignal(signal.SIGTERM)
 
 
-def _execute(project: Project, context: RunContext, pending: list[Task], results: dict[str, Any], total: int,
-             config: ExecutorConfig, progress: Progress | None) -> dict[str, TaskFailure]:
+def _execute(
+    project: Project,
+    context: RunContext,
+    pending: list[Task],
+    results: dict[str, Any],
+    total: int,
+    config: ExecutorConfig,
+    progress: Progress | None,
+) -> dict[str, TaskFailure]:
     failures: dict[str, TaskFailure] = {}
     if not pending:
         return failures
@@ -182,8 +194,9 @@ def _execute(project: Project, context: RunContext, pending: list[Task], results
     return failures
 
 
-def _commit_outputs(project: Project, context: RunContext, protocol: Protocol, tasks: list[Task],
-                    results: dict[str, Any]) -> None:
+def _commit_outputs(
+    project: Project, context: RunContext, protocol: Protocol, tasks: list[Task], results: dict[str, Any]
+) -> None:
     """Write every output in one transaction, then mark the run finished."""
     with db.transaction(project.conn):
         project.conn.execute("DELETE FROM sets WHERE run_id = ?", (context.run_id,))  # no stale partial sets
@@ -194,5 +207,6 @@ def _commit_outputs(project: Project, context: RunContext, protocol: Protocol, t
         protocol.finish()
         for output in context.open_outputs():
             output.close()
-        project.conn.execute("UPDATE runs SET state = ?, finished = ? WHERE id = ?",
-                             (FINISHED, time.time(), context.run_id))
+        project.conn.execute(
+            "UPDATE runs SET state = ?, finished = ? WHERE id = ?", (FINISHED, time.time(), context.run_id)
+        )

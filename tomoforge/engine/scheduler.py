@@ -6,13 +6,15 @@ inputs' producers are running with their sets open (``Project.input_readiness`` 
 an import watching an acquisition, motion correction and a dose filter can all run at once. A run
 whose outputs are open (it streams) does not hold back the next batch run.
 """
+
 from __future__ import annotations
 
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tomoforge.engine.project import FAILED, QUEUED, SCHEDULED, Project, ProjectError
 from tomoforge.engine.runner import execute_run
@@ -41,8 +43,9 @@ def _streams(project: Project, run_id: int) -> bool:
     return any(not s.is_closed for s in project.output_sets(run_id))
 
 
-def run_scheduled(project: Project, report: Report | None = None, poll_s: float = 2.0,
-                  wait: bool = False) -> dict[int, str]:
+def run_scheduled(
+    project: Project, report: Report | None = None, poll_s: float = 2.0, wait: bool = False
+) -> dict[int, str]:
     """Execute scheduled runs in dependency order, streaming ones concurrently; returns run id -> final state.
 
     A run whose input failed is marked failed (naming the input) rather than left waiting forever.
@@ -79,16 +82,20 @@ def run_scheduled(project: Project, report: Report | None = None, poll_s: float 
             for run_id in scheduled:
                 readiness = ready_state(project, run_id)
                 if readiness == "blocked":
-                    project.set_state(run_id, FAILED, finished=time.time(),
-                                      error="an input run failed or was aborted; fix it, then schedule this run again")
+                    project.set_state(
+                        run_id,
+                        FAILED,
+                        finished=time.time(),
+                        error="an input run failed or was aborted; fix it, then schedule this run again",
+                    )
                     outcome[run_id] = FAILED
                     if report:
                         report(run_id, FAILED)
-                elif readiness == "stream" or (
-                        readiness == "ready" and all(_streams(project, r) for r in threads)):
+                elif readiness == "stream" or (readiness == "ready" and all(_streams(project, r) for r in threads)):
                     project.set_state(run_id, QUEUED)
-                    threads[run_id] = threading.Thread(target=_execute, args=(project.root, run_id, results),
-                                                       name=f"run-{run_id}")
+                    threads[run_id] = threading.Thread(
+                        target=_execute, args=(project.root, run_id, results), name=f"run-{run_id}"
+                    )
                     threads[run_id].start()
                 else:
                     continue

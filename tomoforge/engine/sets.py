@@ -7,6 +7,7 @@ fields the items lack but their children have selects children (``not excluded``
 set keeps the tilt series and drops their excluded tilt images). A filter is compiled to SQL with
 its literals bound as parameters and ANDed after the set's own condition, never pasted into it.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,7 @@ def origin_of(item_set: ItemSet, key: str) -> str:
 class ItemSet:
     """A handle on one stored set; reads go straight to the database, nothing is cached."""
 
-    def __init__(self, conn: sqlite3.Connection, row: sqlite3.Row, filter: str = "",
-                 parsed: SetFilter | None = None):
+    def __init__(self, conn: sqlite3.Connection, row: sqlite3.Row, filter: str = "", parsed: SetFilter | None = None):
         """``filter``: its text (parsed and checked here: FilterError if bad); ``parsed``: already done."""
         self.conn = conn
         self.id: int = row["id"]
@@ -122,9 +122,18 @@ class ItemSet:
         return self._insert(self.spec, item, 0, position, json.dumps(list(origin)))
 
     def _insert(self, spec: ItemSpec, item: BaseModel, parent_id: int, position: int, origin: str) -> int:
-        names = ", ".join(["set_id", "parent_id", "position", "key", "origin", "data", *[f'"{c}"' for c in spec.columns]])
-        values = [self.id, parent_id, position, str(getattr(item, spec.key_field)), origin, item_json(spec, item),
-                  *column_values(spec, item)]
+        names = ", ".join(
+            ["set_id", "parent_id", "position", "key", "origin", "data", *[f'"{c}"' for c in spec.columns]]
+        )
+        values = [
+            self.id,
+            parent_id,
+            position,
+            str(getattr(item, spec.key_field)),
+            origin,
+            item_json(spec, item),
+            *column_values(spec, item),
+        ]
         try:
             cursor = self.conn.execute(
                 f"INSERT INTO {spec.table} ({names}) VALUES ({', '.join('?' * len(values))})", values
@@ -149,8 +158,10 @@ class ItemSet:
             return ", ".join(sources[:3]) or "?"
 
         first = where(row["origin"], item_files(spec.cls.model_validate(row_data(spec, row)))) if row else "?"
-        return (f"set {self.run_id}.{self.name}: two items share the {spec.key_field} {key!r}: one from {first}, "
-                f"the other from {where(origin, item_files(item))}; keys must be unique (rename one of the sources)")
+        return (
+            f"set {self.run_id}.{self.name}: two items share the {spec.key_field} {key!r}: one from {first}, "
+            f"the other from {where(origin, item_files(item))}; keys must be unique (rename one of the sources)"
+        )
 
     def replace(self, item: BaseModel) -> None:
         """Rewrite a stored item (same key), e.g. to flag tilt images as excluded."""
@@ -162,7 +173,9 @@ class ItemSet:
         if row is None:
             raise KeyError(f"set {self.name} has no item {key!r}")
         if self.spec.child is not None:
-            self.conn.execute(f"DELETE FROM {self.spec.child.table} WHERE set_id = ? AND parent_id = ?", (self.id, row[0]))
+            self.conn.execute(
+                f"DELETE FROM {self.spec.child.table} WHERE set_id = ? AND parent_id = ?", (self.id, row[0])
+            )
         self.conn.execute(f"DELETE FROM {self.spec.table} WHERE id = ?", (row[0],))
         self._insert(self.spec, item, 0, row[1], row[2])
 
@@ -234,9 +247,18 @@ class ItemSet:
                     self._insert(self.spec, item, 0, position + i, origin)
                 return len(items)
             names = ["set_id", "parent_id", "position", "key", "origin", "data", *self.spec.columns]
-            rows = ((self.id, 0, position + i, str(getattr(item, self.spec.key_field)), origin,
-                     item_json(self.spec, item), *column_values(self.spec, item))
-                    for i, (item, origin) in enumerate(zip(items, origin_list)))
+            rows = (
+                (
+                    self.id,
+                    0,
+                    position + i,
+                    str(getattr(item, self.spec.key_field)),
+                    origin,
+                    item_json(self.spec, item),
+                    *column_values(self.spec, item),
+                )
+                for i, (item, origin) in enumerate(zip(items, origin_list))
+            )
             self._insert_rows(names, rows)
         return len(items)
 
@@ -252,10 +274,13 @@ class ItemSet:
         quoted = ", ".join(f'"{n}"' for n in names)
         try:
             self.conn.executemany(
-                f"INSERT INTO {self.spec.table} ({quoted}) VALUES ({', '.join('?' * len(names))})", rows)
+                f"INSERT INTO {self.spec.table} ({quoted}) VALUES ({', '.join('?' * len(names))})", rows
+            )
         except sqlite3.IntegrityError as exc:
-            raise DuplicateKeyError(f"set {self.run_id}.{self.name}: an item's {self.spec.key_field} is there "
-                                    f"already ({exc}); keys must be unique") from None
+            raise DuplicateKeyError(
+                f"set {self.run_id}.{self.name}: an item's {self.spec.key_field} is there "
+                f"already ({exc}); keys must be unique"
+            ) from None
 
     def _next_position(self) -> int:
         position: int = self.conn.execute(
@@ -269,10 +294,14 @@ class ItemSet:
         (N, 3, 3), ``key`` as text. Only typed columns can be read this way (``__columns__``, ``__packed__``)."""
         unknown = [f for f in fields if f not in self.spec.columns and f not in ("key", "position")]
         if unknown:
-            raise KeyError(f"set {self.run_id}.{self.name}: {', '.join(unknown)} not stored as columns "
-                           f"(columns: {', '.join(self.spec.columns)})")
-        sql = (f"SELECT {', '.join(select_expression(self.spec, f) for f in fields)} FROM {self.spec.table} "
-               f"WHERE set_id = ? AND parent_id = ?")
+            raise KeyError(
+                f"set {self.run_id}.{self.name}: {', '.join(unknown)} not stored as columns "
+                f"(columns: {', '.join(self.spec.columns)})"
+            )
+        sql = (
+            f"SELECT {', '.join(select_expression(self.spec, f) for f in fields)} FROM {self.spec.table} "
+            f"WHERE set_id = ? AND parent_id = ?"
+        )
         params: list[Any] = [self.id, 0]
         if self._where:
             sql += f" AND ({self._where})"

@@ -18,6 +18,7 @@ The run stops taking new tasks when every input is closed and its source (if any
 its set still open (then the run ends failed once the tasks under way are done). When no task is
 left, one final transaction calls ``finish()``, closes the outputs and marks the run finished.
 """
+
 from __future__ import annotations
 
 import time
@@ -57,8 +58,10 @@ class _Inputs:
         for name, pointer in self.pointers.items():
             state = self.project.refresh_state(pointer.run_id)  # before the set: it closes as the run ends
             if state != RUNNING and not self.context.input(name).is_closed:
-                out.append(f"input '{name}' comes from run {pointer.run_id}, which is {state} with its set still"
-                           f" open: continue run {pointer.run_id}, then continue this run")
+                out.append(
+                    f"input '{name}' comes from run {pointer.run_id}, which is {state} with its set still"
+                    f" open: continue run {pointer.run_id}, then continue this run"
+                )
         return out
 
     def per_item(self, task: Task) -> bool:
@@ -67,8 +70,9 @@ class _Inputs:
         return len(task.origin) == 1 and task.origin[0].startswith(prefixes)
 
 
-def run_streaming(project: Project, context: RunContext, protocol: Protocol, config: ExecutorConfig,
-                  progress: Progress | None) -> str:
+def run_streaming(
+    project: Project, context: RunContext, protocol: Protocol, config: ExecutorConfig, progress: Progress | None
+) -> str:
     """Execute a streaming run to its end; returns FINISHED or FAILED (raises RunAborted on abort)."""
     run_id, cls = context.run_id, type(protocol)
     uncollected = _open_outputs(project, context, protocol)
@@ -136,14 +140,16 @@ def run_streaming(project: Project, context: RunContext, protocol: Protocol, con
         cancel = False
     finally:
         executor.shutdown(cancel=cancel)
-    problems = [f"{len(failures)} of {len(seen)} items failed; first, {k}: {f.error}"
-                for k, f in list(failures.items())[:1]]
+    problems = [
+        f"{len(failures)} of {len(seen)} items failed; first, {k}: {f.error}" for k, f in list(failures.items())[:1]
+    ]
     if problems or stalled:
         summary = "; ".join(problems + stalled)
         context.log(f"failed: {summary}")
         first = next(iter(failures.values()), None)
-        project.set_state(run_id, FAILED, finished=time.time(), error=summary,
-                          traceback=first.traceback if first else None)
+        project.set_state(
+            run_id, FAILED, finished=time.time(), error=summary, traceback=first.traceback if first else None
+        )
         return FAILED
     with db.transaction(project.conn):
         protocol.finish()
@@ -160,8 +166,9 @@ def _new_tasks(protocol: Protocol, seen: set[str]) -> list[Task]:
     return [task for task in tasks if task.key not in seen]
 
 
-def _end_reason(project: Project, run_id: int, closed: bool, source_open: bool, stalled: list[str],
-                has_inputs: bool) -> str:
+def _end_reason(
+    project: Project, run_id: int, closed: bool, source_open: bool, stalled: list[str], has_inputs: bool
+) -> str:
     if project.conn.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()[0]:
         return "stop requested"
     if stalled:
@@ -185,8 +192,7 @@ def _open_outputs(project: Project, context: RunContext, protocol: Protocol) -> 
     return {} if existing else done_results(project, context.run_id, None)
 
 
-def _commit(project: Project, context: RunContext, protocol: Protocol, task: Task, result: Any,
-            start: float) -> None:
+def _commit(project: Project, context: RunContext, protocol: Protocol, task: Task, result: Any, start: float) -> None:
     """Record a finished task and collect its items in one transaction (the streaming exception)."""
     with db.transaction(project.conn):
         record_task(project, context.run_id, task.key, result, start)

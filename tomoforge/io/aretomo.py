@@ -7,6 +7,7 @@ Layout: ``#`` header lines (``# RawSize = nx ny nz``, ``# NumPatches = n``,
 angle in degrees, TX/TY: shifts in pixels, TILT: tilt angle in degrees), then optionally
 ``# Local Alignment`` and rows ``section patch x y tx ty good`` (pixels).
 """
+
 from __future__ import annotations
 
 import os
@@ -87,10 +88,10 @@ def read_aln(path: str | os.PathLike[str]) -> AlnFile:
     table["SEC"] = table["SEC"].astype(int)
     aln.global_alignment = table
     aln.dark_frames = pd.DataFrame(dark, columns=DARK_COLUMNS).astype(
-        {"section": int, "value2": int, "tilt_deg": float})
+        {"section": int, "value2": int, "tilt_deg": float}
+    )
     if in_local:
-        aln.local_alignment = pd.DataFrame(local, columns=LOCAL_COLUMNS).astype(
-            {"section": int, "patch": int})
+        aln.local_alignment = pd.DataFrame(local, columns=LOCAL_COLUMNS).astype({"section": int, "patch": int})
     return aln
 
 
@@ -117,13 +118,16 @@ def write_aln(aln: AlnFile, path: str | os.PathLike[str], overwrite: bool = Fals
             lines.append(f"# {key} = {_header_value(value)}")
     lines.append("# SEC     ROT         GMAG       TX          TY      SMEAN     SFIT    SCALE     BASE     TILT")
     for r in aln.global_alignment.itertuples():
-        lines.append(f"{int(r.SEC):5d}  {r.ROT:9.4f}  {r.GMAG:9.5f}  {r.TX:9.3f}  {r.TY:9.3f}  "
-                     f"{r.SMEAN:7.2f}  {r.SFIT:7.2f}  {r.SCALE:7.2f}  {r.BASE:7.2f}  {r.TILT:8.2f}")
+        lines.append(
+            f"{int(r.SEC):5d}  {r.ROT:9.4f}  {r.GMAG:9.5f}  {r.TX:9.3f}  {r.TY:9.3f}  "
+            f"{r.SMEAN:7.2f}  {r.SFIT:7.2f}  {r.SCALE:7.2f}  {r.BASE:7.2f}  {r.TILT:8.2f}"
+        )
     if aln.local_alignment is not None:
         lines.append("# Local Alignment")
         for r in aln.local_alignment.itertuples():
-            lines.append(f"{int(r.section):4d} {int(r.patch):3d} {r.x:8.2f} {r.y:9.2f} "
-                         f"{r.tx:9.2f} {r.ty:9.2f} {r.good:5.1f}")
+            lines.append(
+                f"{int(r.section):4d} {int(r.patch):3d} {r.x:8.2f} {r.y:9.2f} {r.tx:9.2f} {r.ty:9.2f} {r.good:5.1f}"
+            )
     return write_text_atomic(path, "\n".join(lines) + "\n", overwrite)
 
 
@@ -137,12 +141,14 @@ def aln_to_projection_model(aln: AlnFile, pixel_size_A: float) -> dict[str, np.n
     """
     table = aln.global_alignment
     px = float(pixel_size_A)
-    return {"section": table["SEC"].to_numpy(dtype=int),
-            "x_tilt_deg": np.zeros(len(table)),
-            "y_tilt_deg": table["TILT"].to_numpy(dtype=float),
-            "z_rot_deg": table["ROT"].to_numpy(dtype=float),
-            "x_shift_A": table["TX"].to_numpy(dtype=float) * px,
-            "y_shift_A": table["TY"].to_numpy(dtype=float) * px}
+    return {
+        "section": table["SEC"].to_numpy(dtype=int),
+        "x_tilt_deg": np.zeros(len(table)),
+        "y_tilt_deg": table["TILT"].to_numpy(dtype=float),
+        "z_rot_deg": table["ROT"].to_numpy(dtype=float),
+        "x_shift_A": table["TX"].to_numpy(dtype=float) * px,
+        "y_shift_A": table["TY"].to_numpy(dtype=float) * px,
+    }
 
 
 def aln_to_xf(aln: AlnFile) -> np.ndarray:

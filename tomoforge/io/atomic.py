@@ -6,6 +6,7 @@ A process killed while writing thus leaves no partial file where the output belo
 file gets the mode an ordinary ``open`` would give it (0666 less the umask, 0644 by default), not the
 0600 of a temporary file.
 """
+
 from __future__ import annotations
 
 import os

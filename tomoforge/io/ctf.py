@@ -12,6 +12,7 @@ defocus in Å, azimuth in degrees (of defocus 1 from X), phase shift in radians,
 resolution (Å) up to which CTF rings were fit; CTFFIND 5 adds tilt axis angle, tilt angle (degrees) and
 sample thickness (Å). No CTFFIND file is in ../shared/data: this follows the column line CTFFIND writes.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,16 @@ from .errors import format_error, read_text_lines, write_text_atomic
 from .imod import read_imod_defocus, write_imod_defocus
 from .star import read_star_blocks, write_tilt_series_star
 
-CTF_COLUMNS = ["view", "tilt_angle_deg", "defocus_u_A", "defocus_v_A", "astigmatism_angle_deg",
-               "phase_shift_deg", "fit_resolution_A", "score"]
+CTF_COLUMNS = [
+    "view",
+    "tilt_angle_deg",
+    "defocus_u_A",
+    "defocus_v_A",
+    "astigmatism_angle_deg",
+    "phase_shift_deg",
+    "fit_resolution_A",
+    "score",
+]
 
 # --- common table ---------------------------------------------------------------------------------
 
@@ -63,21 +72,36 @@ def imod_to_table(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in df.itertuples():
         for view in range(int(r.start_view), int(r.end_view) + 1):
-            rows.append({"view": view, "tilt_angle_deg": r.start_angle_deg if r.start_view == r.end_view else np.nan,
-                         "defocus_u_A": r.defocus_u_A, "defocus_v_A": r.defocus_v_A,
-                         "astigmatism_angle_deg": r.astigmatism_angle_deg, "phase_shift_deg": r.phase_shift_deg})
+            rows.append(
+                {
+                    "view": view,
+                    "tilt_angle_deg": r.start_angle_deg if r.start_view == r.end_view else np.nan,
+                    "defocus_u_A": r.defocus_u_A,
+                    "defocus_v_A": r.defocus_v_A,
+                    "astigmatism_angle_deg": r.astigmatism_angle_deg,
+                    "phase_shift_deg": r.phase_shift_deg,
+                }
+            )
     return normalise_table(pd.DataFrame(rows))
 
 
 def table_to_imod(table: pd.DataFrame) -> pd.DataFrame:
     """A .defocus DataFrame (one single-view line per row) for tomoforge.io.imod.write_imod_defocus."""
     t = normalise_table(table)
-    phase = t["phase_shift_deg"].where(t["phase_shift_deg"] != 0.0) if (t["phase_shift_deg"] != 0).any() \
-        else np.nan
-    return pd.DataFrame({"start_view": t["view"], "end_view": t["view"], "start_angle_deg": t["tilt_angle_deg"],
-                         "end_angle_deg": t["tilt_angle_deg"], "defocus_u_A": t["defocus_u_A"],
-                         "defocus_v_A": t["defocus_v_A"], "astigmatism_angle_deg": t["astigmatism_angle_deg"],
-                         "phase_shift_deg": phase, "cut_on_frequency": np.nan})
+    phase = t["phase_shift_deg"].where(t["phase_shift_deg"] != 0.0) if (t["phase_shift_deg"] != 0).any() else np.nan
+    return pd.DataFrame(
+        {
+            "start_view": t["view"],
+            "end_view": t["view"],
+            "start_angle_deg": t["tilt_angle_deg"],
+            "end_angle_deg": t["tilt_angle_deg"],
+            "defocus_u_A": t["defocus_u_A"],
+            "defocus_v_A": t["defocus_v_A"],
+            "astigmatism_angle_deg": t["astigmatism_angle_deg"],
+            "phase_shift_deg": phase,
+            "cut_on_frequency": np.nan,
+        }
+    )
 
 
 def read_imod_ctf(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -90,18 +114,29 @@ def write_imod_ctf(table: pd.DataFrame, path: str | os.PathLike[str], overwrite:
 
 # --- CTFFIND text ----------------------------------------------------------------------------------
 
-CTFFIND_COLUMNS_LINE = ("# Columns: #1 - micrograph number; #2 - defocus 1 [Angstroms]; #3 - defocus 2; "
-                        "#4 - azimuth of astigmatism; #5 - additional phase shift [radians]; #6 - cross correlation; "
-                        "#7 - spacing (in Angstroms) up to which CTF rings were fit successfully")
+CTFFIND_COLUMNS_LINE = (
+    "# Columns: #1 - micrograph number; #2 - defocus 1 [Angstroms]; #3 - defocus 2; "
+    "#4 - azimuth of astigmatism; #5 - additional phase shift [radians]; #6 - cross correlation; "
+    "#7 - spacing (in Angstroms) up to which CTF rings were fit successfully"
+)
 CTFFIND5_EXTRA = ["tilt_axis_angle_deg", "specimen_tilt_deg", "thickness_A"]
-_HEADER_FIELDS = {"pixel_size_A": r"Pixel size:\s*([-\d.eE+]+)", "voltage_kv": r"acceleration voltage:\s*([-\d.eE+]+)",
-                  "cs_mm": r"spherical aberration:\s*([-\d.eE+]+)",
-                  "amplitude_contrast": r"amplitude contrast:\s*([-\d.eE+]+)"}
+_HEADER_FIELDS = {
+    "pixel_size_A": r"Pixel size:\s*([-\d.eE+]+)",
+    "voltage_kv": r"acceleration voltage:\s*([-\d.eE+]+)",
+    "cs_mm": r"spherical aberration:\s*([-\d.eE+]+)",
+    "amplitude_contrast": r"amplitude contrast:\s*([-\d.eE+]+)",
+}
 
 
 #: CTFFIND's columns 1–6 and their ranges (column 7, the fit resolution, may be inf: no fit, read as NaN)
-_CTFFIND_RANGES = [("micrograph number", VIEW_NUMBER), ("defocus 1", DEFOCUS), ("defocus 2", DEFOCUS),
-                   ("azimuth", ANGLE), ("phase shift, radians", ANGLE), ("cross correlation", SCORE)]
+_CTFFIND_RANGES = [
+    ("micrograph number", VIEW_NUMBER),
+    ("defocus 1", DEFOCUS),
+    ("defocus 2", DEFOCUS),
+    ("azimuth", ANGLE),
+    ("phase shift, radians", ANGLE),
+    ("cross correlation", SCORE),
+]
 
 
 def read_ctffind(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -129,11 +164,19 @@ def read_ctffind(path: str | os.PathLike[str]) -> pd.DataFrame:
             raise format_error(path, f"line {lineno}: {len(vals)} values, CTFFIND writes at least 7")
         for column, (field, allowed) in enumerate(_CTFFIND_RANGES):
             if allowed.problem(vals[column]):
-                raise format_error(path, f"line {lineno}: column {column + 1} ({field}) {vals[column]:g} "
-                                         f"{allowed.problem(vals[column])}")
-        row = {"view": round(vals[0]), "defocus_u_A": vals[1], "defocus_v_A": vals[2],
-               "astigmatism_angle_deg": vals[3], "phase_shift_deg": float(np.degrees(vals[4])),
-               "score": vals[5], "fit_resolution_A": vals[6] if math.isfinite(vals[6]) else np.nan}
+                raise format_error(
+                    path,
+                    f"line {lineno}: column {column + 1} ({field}) {vals[column]:g} {allowed.problem(vals[column])}",
+                )
+        row = {
+            "view": round(vals[0]),
+            "defocus_u_A": vals[1],
+            "defocus_v_A": vals[2],
+            "astigmatism_angle_deg": vals[3],
+            "phase_shift_deg": float(np.degrees(vals[4])),
+            "score": vals[5],
+            "fit_resolution_A": vals[6] if math.isfinite(vals[6]) else np.nan,
+        }
         row.update(zip(CTFFIND5_EXTRA, vals[7:10]))
         rows.append(row)
     if not rows:
@@ -145,27 +188,46 @@ def read_ctffind(path: str | os.PathLike[str]) -> pd.DataFrame:
     return out
 
 
-def write_ctffind(table: pd.DataFrame, path: str | os.PathLike[str], pixel_size_A: float, voltage_kv: float,
-                  cs_mm: float, amplitude_contrast: float, overwrite: bool = False) -> Path:
+def write_ctffind(
+    table: pd.DataFrame,
+    path: str | os.PathLike[str],
+    pixel_size_A: float,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    overwrite: bool = False,
+) -> Path:
     """Write the table as CTFFIND 4 writes its output text (micrograph number = ``view``)."""
     t = normalise_table(table)
-    lines = ["# Output from CTFFind version 4.1.14 (format), written by tomoforge",
-             f"# Input file: {Path(path).stem}.mrc ; Number of micrographs: {len(t)}",
-             (f"# Pixel size: {pixel_size_A:0.3f} Angstroms ; acceleration voltage: {voltage_kv:0.1f} keV ; "
-              f"spherical aberration: {cs_mm:0.2f} mm ; amplitude contrast: {amplitude_contrast:0.2f}"),
-             CTFFIND_COLUMNS_LINE]
+    lines = [
+        "# Output from CTFFind version 4.1.14 (format), written by tomoforge",
+        f"# Input file: {Path(path).stem}.mrc ; Number of micrographs: {len(t)}",
+        (
+            f"# Pixel size: {pixel_size_A:0.3f} Angstroms ; acceleration voltage: {voltage_kv:0.1f} keV ; "
+            f"spherical aberration: {cs_mm:0.2f} mm ; amplitude contrast: {amplitude_contrast:0.2f}"
+        ),
+        CTFFIND_COLUMNS_LINE,
+    ]
     for r in t.itertuples():
-        lines.append(f"{r.view:f} {r.defocus_u_A:f} {r.defocus_v_A:f} {r.astigmatism_angle_deg:f} "
-                     f"{np.radians(r.phase_shift_deg):f} {0.0 if np.isnan(r.score) else r.score:f} "
-                     f"{0.0 if np.isnan(r.fit_resolution_A) else r.fit_resolution_A:f}")
+        lines.append(
+            f"{r.view:f} {r.defocus_u_A:f} {r.defocus_v_A:f} {r.astigmatism_angle_deg:f} "
+            f"{np.radians(r.phase_shift_deg):f} {0.0 if np.isnan(r.score) else r.score:f} "
+            f"{0.0 if np.isnan(r.fit_resolution_A) else r.fit_resolution_A:f}"
+        )
     return write_text_atomic(path, "\n".join(lines) + "\n", overwrite)
 
 
 # --- RELION 5 star -----------------------------------------------------------------------------------
 
-RELION_CTF = {"rlnDefocusU": "defocus_u_A", "rlnDefocusV": "defocus_v_A", "rlnDefocusAngle": "astigmatism_angle_deg",
-              "rlnPhaseShift": "phase_shift_deg", "rlnCtfMaxResolution": "fit_resolution_A",
-              "rlnCtfFigureOfMerit": "score", "rlnTomoNominalStageTiltAngle": "tilt_angle_deg"}
+RELION_CTF = {
+    "rlnDefocusU": "defocus_u_A",
+    "rlnDefocusV": "defocus_v_A",
+    "rlnDefocusAngle": "astigmatism_angle_deg",
+    "rlnPhaseShift": "phase_shift_deg",
+    "rlnCtfMaxResolution": "fit_resolution_A",
+    "rlnCtfFigureOfMerit": "score",
+    "rlnTomoNominalStageTiltAngle": "tilt_angle_deg",
+}
 
 
 def read_relion_ctf(path: str | os.PathLike[str], block: str | None = None) -> pd.DataFrame:
@@ -174,8 +236,13 @@ def read_relion_ctf(path: str | os.PathLike[str], block: str | None = None) -> p
     rlnMicrographName (``micrograph``), rlnMicrographPreExposure (``pre_exposure_e_A2``)."""
     path = Path(path)
     blocks = read_star_blocks(path)
-    name = block or ("micrographs" if "micrographs" in blocks else next(
-        (k for k, v in blocks.items() if isinstance(v, pd.DataFrame) and "rlnDefocusU" in v), next(iter(blocks))))
+    name = block or (
+        "micrographs"
+        if "micrographs" in blocks
+        else next(
+            (k for k, v in blocks.items() if isinstance(v, pd.DataFrame) and "rlnDefocusU" in v), next(iter(blocks))
+        )
+    )
     if name not in blocks:
         raise format_error(path, f"no data_{name} block (blocks: {', '.join(blocks)})")
     df = blocks[name]
@@ -197,7 +264,9 @@ def read_relion_ctf(path: str | os.PathLike[str], block: str | None = None) -> p
     return out
 
 
-def write_relion_ctf(table: pd.DataFrame, path: str | os.PathLike[str], tomo_name: str, overwrite: bool = False) -> Path:
+def write_relion_ctf(
+    table: pd.DataFrame, path: str | os.PathLike[str], tomo_name: str, overwrite: bool = False
+) -> Path:
     """A RELION 5 per-tilt-series star (loop ``data_<tomo_name>``) with the CTF columns RELION 5 keeps
     per tilt (and rlnTomoNominalStageTiltAngle / rlnMicrographPreExposure where the table has them)."""
     t = normalise_table(table)

@@ -7,6 +7,7 @@ Column numbers follow the Dynamo wiki "Table" page (as teamtomo/dynamotable uses
 30 dcc, 31 otag, 32 npar, 34 ref, 35 sref, 36 apix, 37 def, 41 eig1, 42 eig2; unnamed columns
 are called col33, col38 ...
 """
+
 from __future__ import annotations
 
 import os
@@ -18,12 +19,46 @@ import pandas as pd
 from .errors import format_error, read_text_lines, write_text_atomic
 from .euler import dynamo_euler_to_matrix, matrix_to_dynamo_euler
 
-_NAMED = {1: "tag", 2: "aligned", 3: "averaged", 4: "dx", 5: "dy", 6: "dz", 7: "tdrot", 8: "tilt",
-          9: "narot", 10: "cc", 11: "cc2", 12: "cpu", 13: "ftype", 14: "ymintilt", 15: "ymaxtilt",
-          16: "xmintilt", 17: "xmaxtilt", 18: "fs1", 19: "fs2", 20: "tomo", 21: "reg", 22: "class",
-          23: "annotation", 24: "x", 25: "y", 26: "z", 27: "dshift", 28: "daxis", 29: "dnarot",
-          30: "dcc", 31: "otag", 32: "npar", 34: "ref", 35: "sref", 36: "apix", 37: "def",
-          41: "eig1", 42: "eig2"}
+_NAMED = {
+    1: "tag",
+    2: "aligned",
+    3: "averaged",
+    4: "dx",
+    5: "dy",
+    6: "dz",
+    7: "tdrot",
+    8: "tilt",
+    9: "narot",
+    10: "cc",
+    11: "cc2",
+    12: "cpu",
+    13: "ftype",
+    14: "ymintilt",
+    15: "ymaxtilt",
+    16: "xmintilt",
+    17: "xmaxtilt",
+    18: "fs1",
+    19: "fs2",
+    20: "tomo",
+    21: "reg",
+    22: "class",
+    23: "annotation",
+    24: "x",
+    25: "y",
+    26: "z",
+    27: "dshift",
+    28: "daxis",
+    29: "dnarot",
+    30: "dcc",
+    31: "otag",
+    32: "npar",
+    34: "ref",
+    35: "sref",
+    36: "apix",
+    37: "def",
+    41: "eig1",
+    42: "eig2",
+}
 INT_COLUMNS = ("tag", "aligned", "averaged", "tomo", "reg", "class", "annotation", "ftype")
 
 
@@ -77,9 +112,9 @@ def write_tbl(df: pd.DataFrame, path: str | os.PathLike[str], overwrite: bool = 
     return write_text_atomic(path, "\n".join(lines) + "\n", overwrite)
 
 
-def tbl_positions_A(df: pd.DataFrame, pixel_size_A: float,
-                    tomogram_size_px: tuple[int, int, int] | dict[int, tuple[int, int, int]]
-                    ) -> np.ndarray:
+def tbl_positions_A(
+    df: pd.DataFrame, pixel_size_A: float, tomogram_size_px: tuple[int, int, int] | dict[int, tuple[int, int, int]]
+) -> np.ndarray:
     """(n, 3) particle positions in Å from the tomogram centre: ((x, y, z) + (dx, dy, dz) − size/2) · pixel size.
 
     Dynamo's x + dx is the value teamtomo's dynamo2relion writes as rlnCoordinateX, so this agrees

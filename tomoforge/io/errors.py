@@ -1,4 +1,5 @@
 """Errors raised by the file-format layer."""
+
 from __future__ import annotations
 
 import math
@@ -46,20 +47,28 @@ def read_text_lines(path: str | os.PathLike[str]) -> list[str]:
         text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        bad = data[exc.start:exc.start + 1].hex()
-        raise format_error(path, f"line {line}, byte {exc.start} (0x{bad}): not UTF-8 text ({exc.reason}); "
-                                 "save the file as UTF-8 (or ASCII)") from None
+        bad = data[exc.start : exc.start + 1].hex()
+        raise format_error(
+            path,
+            f"line {line}, byte {exc.start} (0x{bad}): not UTF-8 text ({exc.reason}); "
+            "save the file as UTF-8 (or ASCII)",
+        ) from None
     nul = data.find(b"\0")
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1
-        raise format_error(path, f"line {line}, byte {nul}: a NUL byte, so not a text file "
-                                 "(a truncated or zero-padded copy?)")
+        raise format_error(
+            path, f"line {line}, byte {nul}: a NUL byte, so not a text file (a truncated or zero-padded copy?)"
+        )
     return text.splitlines()
 
 
-def parse_number_table(path: str | os.PathLike[str], ncols: int | None = None,
-                       comment: str = "#", what: str = "row",
-                       ranges: dict[int, PhysicalRange] | None = None) -> list[list[float]]:
+def parse_number_table(
+    path: str | os.PathLike[str],
+    ncols: int | None = None,
+    comment: str = "#",
+    what: str = "row",
+    ranges: dict[int, PhysicalRange] | None = None,
+) -> list[list[float]]:
     """Parse whitespace/comma separated numbers, skipping blank and comment lines.
 
     Raises FormatError naming the line on a bad value, a non-finite one (nan, inf), a row of the wrong
@@ -80,12 +89,16 @@ def parse_number_table(path: str | os.PathLike[str], ncols: int | None = None,
         if ncols is not None and len(values) != ncols:
             raise format_error(path, f"line {lineno}: {what} has {len(values)} values, expected {ncols}")
         if not all(math.isfinite(v) for v in values):
-            raise format_error(path, f"line {lineno}: {what} {quote(raw.strip())} holds a non-finite number "
-                                     "(nan or inf); every value must be a finite number")
+            raise format_error(
+                path,
+                f"line {lineno}: {what} {quote(raw.strip())} holds a non-finite number "
+                "(nan or inf); every value must be a finite number",
+            )
         for column, allowed in (ranges or {}).items():
             if column < len(values) and allowed.problem(values[column]):
-                raise format_error(path, f"line {lineno}: {what} {_number(values[column])} "
-                                         f"{allowed.problem(values[column])}")
+                raise format_error(
+                    path, f"line {lineno}: {what} {_number(values[column])} {allowed.problem(values[column])}"
+                )
         rows.append(values)
     return rows
 

@@ -15,6 +15,7 @@ passive like RELION's), R = (Rz(narot) · Rx(tilt) · Rz(tdrot))ᵀ, which makes
 ``eulerangles.convert_eulers(.., 'dynamo', 'relion')`` (used by teamtomo's dynamo2relion) give the
 same R; equivalently rot = narot − 90, tilt = tilt, psi = tdrot + 90.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,8 +40,9 @@ def _to_euler(matrices: np.ndarray, axes: str, intrinsic: bool) -> np.ndarray:
     if matrices.shape[-2:] != (3, 3):
         raise ValueError(f"rotation matrices must have shape (..., 3, 3), got {matrices.shape}")
     flat = np.swapaxes(matrices.reshape(-1, 3, 3), -1, -2)
-    eulers = np.asarray(matrix2euler(flat, axes=axes, intrinsic=intrinsic,
-                                     right_handed_rotation=True), dtype=float).reshape(-1, 3)
+    eulers = np.asarray(
+        matrix2euler(flat, axes=axes, intrinsic=intrinsic, right_handed_rotation=True), dtype=float
+    ).reshape(-1, 3)
     return eulers.reshape(matrices.shape[:-2] + (3,))
 
 

@@ -4,6 +4,7 @@ ctfplotter ``.defocus``; and the .xf <-> RELION 5 projection-model conversion.
 An .xf line ``A11 A12 A21 A22 DX DY`` maps a raw-image coordinate (centred, pixels) to the aligned
 image: x' = A11·x + A12·y + DX, y' = A21·x + A22·y + DY (IMOD xf format, xfmodel man page).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,7 @@ def read_xf(path: str | os.PathLike[str]) -> np.ndarray:
 def write_xf(path: str | os.PathLike[str], xf: np.ndarray, overwrite: bool = False) -> Path:
     """Write (n, 2, 3) transforms in IMOD's layout (4 × %12.7f, 2 × %12.3f)."""
     xf = np.asarray(xf, dtype=float).reshape(-1, 2, 3)
-    lines = [f"{m[0, 0]:12.7f}{m[0, 1]:12.7f}{m[1, 0]:12.7f}{m[1, 1]:12.7f}"
-             f"{m[0, 2]:12.3f}{m[1, 2]:12.3f}" for m in xf]
+    lines = [f"{m[0, 0]:12.7f}{m[0, 1]:12.7f}{m[1, 0]:12.7f}{m[1, 1]:12.7f}{m[0, 2]:12.3f}{m[1, 2]:12.3f}" for m in xf]
     return write_text_atomic(path, "\n".join(lines) + "\n", overwrite)
 
 
@@ -103,28 +103,41 @@ def xf_to_projection_model(xf: np.ndarray, pixel_size_A: float) -> dict[str, np.
     return {"z_rot_deg": z_rot, "x_shift_A": specimen[:, 0], "y_shift_A": specimen[:, 1]}
 
 
-def projection_model_to_xf(z_rot_deg: ArrayLike, x_shift_A: ArrayLike, y_shift_A: ArrayLike,
-                           pixel_size_A: float) -> np.ndarray:
+def projection_model_to_xf(
+    z_rot_deg: ArrayLike, x_shift_A: ArrayLike, y_shift_A: ArrayLike, pixel_size_A: float
+) -> np.ndarray:
     """Inverse of xf_to_projection_model: A = rotation by −ZRot, (DX, DY) = −A · shift / pixel size."""
     theta = np.deg2rad(np.asarray(z_rot_deg, dtype=float).ravel())
     c, s = np.cos(theta), np.sin(theta)
     n = len(theta)
     xf = np.zeros((n, 2, 3))
     xf[:, 0, 0], xf[:, 0, 1], xf[:, 1, 0], xf[:, 1, 1] = c, s, -s, c
-    shifts = np.stack([np.broadcast_to(np.asarray(x_shift_A, dtype=float), (n,)),
-                       np.broadcast_to(np.asarray(y_shift_A, dtype=float), (n,))], axis=1)
+    shifts = np.stack(
+        [
+            np.broadcast_to(np.asarray(x_shift_A, dtype=float), (n,)),
+            np.broadcast_to(np.asarray(y_shift_A, dtype=float), (n,)),
+        ],
+        axis=1,
+    )
     xf[:, :, 2] = -(xf[:, :, :2] @ (shifts / float(pixel_size_A))[:, :, None])[:, :, 0]
     return xf
 
 
 # --- ctfplotter .defocus --------------------------------------------------------------------
 
-DEFOCUS_COLUMNS = ["start_view", "end_view", "start_angle_deg", "end_angle_deg",
-                   "defocus_u_A", "defocus_v_A", "astigmatism_angle_deg", "phase_shift_deg",
-                   "cut_on_frequency"]
+DEFOCUS_COLUMNS = [
+    "start_view",
+    "end_view",
+    "start_angle_deg",
+    "end_angle_deg",
+    "defocus_u_A",
+    "defocus_v_A",
+    "astigmatism_angle_deg",
+    "phase_shift_deg",
+    "cut_on_frequency",
+]
 # Flags of a version-3 file (IMOD ctfutils.h, DEF_FILE_*; ctfphaseflip man page, "Defocus file format").
-DEF_HAS_ASTIG, DEF_ASTIG_IN_RAD, DEF_HAS_PHASE, DEF_PHASE_IN_RAD, DEF_INVERT_ANGLES, DEF_HAS_CUT_ON = \
-    1, 2, 4, 8, 16, 32
+DEF_HAS_ASTIG, DEF_ASTIG_IN_RAD, DEF_HAS_PHASE, DEF_PHASE_IN_RAD, DEF_INVERT_ANGLES, DEF_HAS_CUT_ON = 1, 2, 4, 8, 16, 32
 
 
 def _angle_within_90(angle_deg: float) -> float:
@@ -173,8 +186,12 @@ def read_imod_defocus(path: str | os.PathLike[str]) -> pd.DataFrame:
         flags, version, body = int(first[0]), int(first[5]), lines[1:]
     elif len(first) >= 6:
         version = int(first[5])
-    need = 5 + (2 if flags & DEF_HAS_ASTIG else 0) + (1 if flags & DEF_HAS_PHASE else 0) \
+    need = (
+        5
+        + (2 if flags & DEF_HAS_ASTIG else 0)
+        + (1 if flags & DEF_HAS_PHASE else 0)
         + (1 if flags & DEF_HAS_CUT_ON else 0)
+    )
     sign = -1.0 if flags & DEF_INVERT_ANGLES else 1.0
     rows = []
     for lineno, text in body:
@@ -195,9 +212,14 @@ def read_imod_defocus(path: str | os.PathLike[str]) -> pd.DataFrame:
             phase = float(np.degrees(vals[pos])) if flags & DEF_PHASE_IN_RAD else vals[pos]
             pos += 1
         cuton = vals[pos] if flags & DEF_HAS_CUT_ON else np.nan
-        for field, value, allowed in (("starting angle", vals[2], TILT_ANGLE), ("ending angle", vals[3], TILT_ANGLE),
-                                      ("defocus (nm → Å)", d1, DEFOCUS), ("defocus 2 (nm → Å)", d2, DEFOCUS),
-                                      ("astigmatism angle (°)", angle, ANGLE), ("phase shift (°)", phase, ANGLE)):
+        for field, value, allowed in (
+            ("starting angle", vals[2], TILT_ANGLE),
+            ("ending angle", vals[3], TILT_ANGLE),
+            ("defocus (nm → Å)", d1, DEFOCUS),
+            ("defocus 2 (nm → Å)", d2, DEFOCUS),
+            ("astigmatism angle (°)", angle, ANGLE),
+            ("phase shift (°)", phase, ANGLE),
+        ):
             if not (field.startswith("phase") and np.isnan(value)):
                 check(lineno, field, value, allowed)
         if d2 > d1:
@@ -219,8 +241,10 @@ def write_imod_defocus(df: pd.DataFrame, path: str | os.PathLike[str], overwrite
     flags = (DEF_HAS_ASTIG if astig else 0) | (DEF_HAS_PHASE if phase else 0) | (DEF_HAS_CUT_ON if cuton else 0)
     lines = [f"{flags} 0 0. 0. 0 3"] if flags else []
     for i, r in enumerate(df.itertuples()):
-        text = (f"{int(r.start_view)}\t{int(r.end_view)}\t{r.start_angle_deg:.2f}\t"
-                f"{r.end_angle_deg:.2f}\t{r.defocus_u_A / 10:.2f}")
+        text = (
+            f"{int(r.start_view)}\t{int(r.end_view)}\t{r.start_angle_deg:.2f}\t"
+            f"{r.end_angle_deg:.2f}\t{r.defocus_u_A / 10:.2f}"
+        )
         if astig:
             text += f"\t{r.defocus_v_A / 10:.2f}\t{_angle_within_90(r.astigmatism_angle_deg):.2f}"
         if phase:

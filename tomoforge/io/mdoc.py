@@ -9,6 +9,7 @@ Values: a number becomes int/float, several numbers a tuple of floats, anything 
 Units are the file's: TiltAngle in degrees, PixelSpacing in Å, ExposureDose in e/Å²,
 Defocus in µm (negative = underfocus), Voltage in kV.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,14 +28,49 @@ from tomoforge.model.quantities import TILT_ANGLE
 from .errors import format_error, read_text_lines, write_text_atomic
 
 #: keys always kept as text
-TEXT_KEYS = frozenset({"DateTime", "SubFramePath", "ImageFile", "ChannelName", "GainReference",
-                       "DarkReference", "NavigatorLabel", "T", "FrameSetTitle", "MultiShotHoleAndPosition"})
+TEXT_KEYS = frozenset(
+    {
+        "DateTime",
+        "SubFramePath",
+        "ImageFile",
+        "ChannelName",
+        "GainReference",
+        "DarkReference",
+        "NavigatorLabel",
+        "T",
+        "FrameSetTitle",
+        "MultiShotHoleAndPosition",
+    }
+)
 #: keys that must hold numbers (an unparsable value is an error naming the line)
-NUMERIC_KEYS = frozenset({"TiltAngle", "ExposureDose", "PixelSpacing", "Defocus", "TargetDefocus",
-                          "Magnification", "Intensity", "SpotSize", "ExposureTime", "Binning",
-                          "RotationAngle", "StageZ", "StagePosition", "ImageShift", "NumSubFrames",
-                          "PriorRecordDose", "Voltage", "DataMode", "ImageSize", "MagIndex",
-                          "CameraIndex", "DividedBy2", "CountsPerElectron", "DoseRate"})
+NUMERIC_KEYS = frozenset(
+    {
+        "TiltAngle",
+        "ExposureDose",
+        "PixelSpacing",
+        "Defocus",
+        "TargetDefocus",
+        "Magnification",
+        "Intensity",
+        "SpotSize",
+        "ExposureTime",
+        "Binning",
+        "RotationAngle",
+        "StageZ",
+        "StagePosition",
+        "ImageShift",
+        "NumSubFrames",
+        "PriorRecordDose",
+        "Voltage",
+        "DataMode",
+        "ImageSize",
+        "MagIndex",
+        "CameraIndex",
+        "DividedBy2",
+        "CountsPerElectron",
+        "DoseRate",
+    }
+)
 SECTION_KEYS = ("ZValue", "FrameSet")
 
 _SECTION_RE = re.compile(r"^\[\s*([^=\]]+?)\s*=\s*(.*?)\s*\]$")
@@ -60,8 +96,7 @@ def parse_mdoc_value(text: str) -> Any:
 def format_mdoc_value(value: Any) -> str:
     """Inverse of parse_mdoc_value (floats with repr precision, nan as SerialEM's 'NaN')."""
     if isinstance(value, tuple):  # always read back as floats: integral ones need no '.0'
-        return " ".join(str(int(v)) if isinstance(v, float) and v.is_integer() else
-                        format_mdoc_value(v) for v in value)
+        return " ".join(str(int(v)) if isinstance(v, float) and v.is_integer() else format_mdoc_value(v) for v in value)
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
@@ -250,8 +285,9 @@ def read_mdoc(path: str | os.PathLike[str]) -> Mdoc:
                 mdoc.titles.append(value.strip())
                 continue
             if not _INT_RE.match(value.strip()):
-                raise format_error(path, f"line {lineno}: section index in [{key[:80]} = {value[:80]}] "
-                                         "is not an integer")
+                raise format_error(
+                    path, f"line {lineno}: section index in [{key[:80]} = {value[:80]}] is not an integer"
+                )
             index = int(value)
             kind = found.setdefault(key, {})
             if index in kind:
@@ -275,7 +311,9 @@ def read_mdoc(path: str | os.PathLike[str]) -> Mdoc:
                 raise format_error(path, f"[ZValue = {index}]: TiltAngle is missing")
             problem = TILT_ANGLE.problem(section["TiltAngle"])
             if problem:
-                raise format_error(path, f"{mdoc.where('TiltAngle', index, section_kind)} = {section['TiltAngle']} {problem}")
+                raise format_error(
+                    path, f"{mdoc.where('TiltAngle', index, section_kind)} = {section['TiltAngle']} {problem}"
+                )
     return mdoc
 
 

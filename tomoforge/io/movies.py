@@ -6,6 +6,7 @@ fractions into frames (``fractions_per_frame``, the remainder dropped as RELION 
 physical grid or upsampled (2: 8K, 4: 16K, from the sub-pixel bits of each event). Without
 ``imagecodecs`` the reader says so instead of returning garbage.
 """
+
 from __future__ import annotations
 
 import os
@@ -106,8 +107,9 @@ def _is_eer(tif: TiffFile) -> bool:
     return any(int(p.compression) in EER_COMPRESSIONS for p in tif.pages[:2])
 
 
-def read_eer(path: str | os.PathLike[str], fractions_per_frame: int, upsampling: int = 1,
-             n_fractions: int | None = None) -> np.ndarray:
+def read_eer(
+    path: str | os.PathLike[str], fractions_per_frame: int, upsampling: int = 1, n_fractions: int | None = None
+) -> np.ndarray:
     """An EER movie as int16 counts (n_frames, y, x): ``fractions_per_frame`` fractions summed per frame.
 
     ``upsampling`` 1 (physical pixels), 2 or 4 (super-resolution from the events' sub-pixel bits);
@@ -155,8 +157,11 @@ def _require_imagecodecs(path: Path) -> None:
     try:
         import imagecodecs  # noqa: F401
     except ImportError:
-        raise format_error(path, "EER movies need the 'imagecodecs' package (pip install imagecodecs) for "
-                                 "tifffile to decode them; or convert to TIFF/MRC") from None
+        raise format_error(
+            path,
+            "EER movies need the 'imagecodecs' package (pip install imagecodecs) for "
+            "tifffile to decode them; or convert to TIFF/MRC",
+        ) from None
 
 
 def _native(data: np.ndarray, dtype: np.dtype | type | None, copy: bool = False) -> np.ndarray:
@@ -185,9 +190,13 @@ def _read_tiff(path: Path, dtype: np.dtype | type | None = np.float32) -> np.nda
     return _native(data, dtype)
 
 
-def read_movie(path: str | os.PathLike[str], n_frames: int | None = None,
-               dtype: np.dtype | type | None = np.float32, eer_fractions_per_frame: int | None = None,
-               eer_upsampling: int = 1) -> np.ndarray:
+def read_movie(
+    path: str | os.PathLike[str],
+    n_frames: int | None = None,
+    dtype: np.dtype | type | None = np.float32,
+    eer_fractions_per_frame: int | None = None,
+    eer_upsampling: int = 1,
+) -> np.ndarray:
     """All frames of a movie (n, y, x) as ``dtype`` (None: the file's own type, e.g. int16 counts).
 
     ``n_frames``: the number of frames the metadata (mdoc ``NumSubFrames``) promises; a movie holding

@@ -2,6 +2,7 @@
 
 Arrays are (y, x), (n, y, x) or (z, y, x); the voxel size is in Å and always written.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,7 @@ KEPT_DTYPES = (np.int8, np.int16, np.uint8, np.uint16, np.float16, np.float32)
 _MODE_DTYPES = {0: np.int8, 1: np.int16, 2: np.float32, 4: np.complex64, 6: np.uint16, 12: np.float16}
 
 
-def write_mrc(path: str | os.PathLike[str], data: np.ndarray, voxel_size_A: float,
-              overwrite: bool = False) -> Path:
+def write_mrc(path: str | os.PathLike[str], data: np.ndarray, voxel_size_A: float, overwrite: bool = False) -> Path:
     """Write a 2D image or 3D stack/volume with its voxel size (Å, > 0), atomically.
 
     float32 unless ``data`` is int8/int16/uint8/uint16/float16 (kept). Refuses to replace an
@@ -71,8 +71,11 @@ def _header(path: Path) -> np.recarray:
     size = path.stat().st_size
     if size < expected:
         held = max(size - 1024 - extended, 0) // max(nx * ny * dtype.itemsize, 1)
-        raise format_error(path, f"truncated: header says {nz} sections of {nx}x{ny} {dtype.name} "
-                                 f"but the file holds {held} ({size} of {expected} bytes)")
+        raise format_error(
+            path,
+            f"truncated: header says {nz} sections of {nx}x{ny} {dtype.name} "
+            f"but the file holds {held} ({size} of {expected} bytes)",
+        )
     return header
 
 

@@ -7,6 +7,7 @@ Particles become a :class:`ParticleTable`: positions in Å relative to the tomog
 (RELION 5 ``rlnCenteredCoordinate{X,Y,Z}Angst`` minus ``rlnOrigin{X,Y,Z}Angst``) and rotation
 matrices R with x_tomogram = R · x_reference + t (see tomoforge.io.euler for the Euler angles).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,7 @@ PIXEL_COORDS = [f"rlnCoordinate{a}" for a in XYZ]
 ORIGINS_A = [f"rlnOrigin{a}Angst" for a in XYZ]
 ANGLES = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
 SUBTOMO_ANGLES = ["rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi"]
-TILT_SERIES_ALIGNMENT = ["rlnTomoXTilt", "rlnTomoYTilt", "rlnTomoZRot",
-                         "rlnTomoXShiftAngst", "rlnTomoYShiftAngst"]
+TILT_SERIES_ALIGNMENT = ["rlnTomoXTilt", "rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst", "rlnTomoYShiftAngst"]
 
 
 def read_star_blocks(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame | dict[str, Any]]:
@@ -58,17 +58,28 @@ def read_star_blocks(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame | d
 
 #: RELION columns whose values tomoforge uses, and the physical range each must lie in
 STAR_RANGES: dict[str, PhysicalRange] = {
-    "rlnTomoNominalStageTiltAngle": q.TILT_ANGLE, "rlnTomoYTilt": q.TILT_ANGLE,
-    "rlnTomoXTilt": q.ANGLE, "rlnTomoZRot": q.ANGLE, "rlnDefocusAngle": q.ANGLE, "rlnPhaseShift": q.ANGLE,
+    "rlnTomoNominalStageTiltAngle": q.TILT_ANGLE,
+    "rlnTomoYTilt": q.TILT_ANGLE,
+    "rlnTomoXTilt": q.ANGLE,
+    "rlnTomoZRot": q.ANGLE,
+    "rlnDefocusAngle": q.ANGLE,
+    "rlnPhaseShift": q.ANGLE,
     **{c: q.ANGLE for c in ANGLES + SUBTOMO_ANGLES},
-    "rlnTomoXShiftAngst": q.LENGTH, "rlnTomoYShiftAngst": q.LENGTH,
+    "rlnTomoXShiftAngst": q.LENGTH,
+    "rlnTomoYShiftAngst": q.LENGTH,
     **{c: q.LENGTH for c in CENTERED + PIXEL_COORDS + ORIGINS_A},
     "rlnMicrographPreExposure": q.ACCUMULATED_DOSE,
-    "rlnDefocusU": q.DEFOCUS, "rlnDefocusV": q.DEFOCUS, "rlnCtfMaxResolution": q.RESOLUTION,
-    "rlnTomoTiltSeriesPixelSize": q.PIXEL_SIZE, "rlnMicrographOriginalPixelSize": q.PIXEL_SIZE,
-    "rlnVoltage": q.VOLTAGE, "rlnSphericalAberration": q.SPHERICAL_ABERRATION,
+    "rlnDefocusU": q.DEFOCUS,
+    "rlnDefocusV": q.DEFOCUS,
+    "rlnCtfMaxResolution": q.RESOLUTION,
+    "rlnTomoTiltSeriesPixelSize": q.PIXEL_SIZE,
+    "rlnMicrographOriginalPixelSize": q.PIXEL_SIZE,
+    "rlnVoltage": q.VOLTAGE,
+    "rlnSphericalAberration": q.SPHERICAL_ABERRATION,
     "rlnAmplitudeContrast": q.AMPLITUDE_CONTRAST,
-    "rlnTomoSizeX": q.SIZE_PX, "rlnTomoSizeY": q.SIZE_PX, "rlnTomoSizeZ": q.SIZE_PX,
+    "rlnTomoSizeX": q.SIZE_PX,
+    "rlnTomoSizeY": q.SIZE_PX,
+    "rlnTomoSizeZ": q.SIZE_PX,
 }
 
 
@@ -93,8 +104,10 @@ def check_star_values(path: str | os.PathLike[str], name: str, block: pd.DataFra
         if len(bad):
             row = int(bad[0])
             where = f"row {row + 1}: " if not isinstance(block, dict) else ""
-            raise format_error(path, f"data_{name}: {where}_{column} = {quote(raw.iloc[row])} "
-                                     f"{STAR_RANGES[column].problem(values[row])}")
+            raise format_error(
+                path,
+                f"data_{name}: {where}_{column} = {quote(raw.iloc[row])} {STAR_RANGES[column].problem(values[row])}",
+            )
 
 
 def _loop(path: Path, blocks: dict[str, Any], name: str | None) -> pd.DataFrame:
@@ -125,6 +138,7 @@ def _write(blocks: dict[str, Any], path: str | os.PathLike[str], overwrite: bool
 
 # --- tomograms.star -------------------------------------------------------------------------
 
+
 def read_tomograms_star(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The ``data_global`` table of a RELION 5 tomograms.star (one row per tomogram)."""
     path = Path(path)
@@ -147,11 +161,13 @@ def tomogram_sizes_px(df: pd.DataFrame) -> dict[str, tuple[int, int, int]]:
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise ValueError(f"tomograms table: column {missing[0]} is missing")
-    return {str(r.rlnTomoName): (int(r.rlnTomoSizeX), int(r.rlnTomoSizeY), int(r.rlnTomoSizeZ))
-            for r in df.itertuples()}
+    return {
+        str(r.rlnTomoName): (int(r.rlnTomoSizeX), int(r.rlnTomoSizeY), int(r.rlnTomoSizeZ)) for r in df.itertuples()
+    }
 
 
 # --- per-tilt-series star --------------------------------------------------------------------
+
 
 def read_tilt_series_star(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The tilt-image table of a per-tilt-series star (first loop; its name in ``df.attrs['tomo_name']``).
@@ -169,8 +185,9 @@ def read_tilt_series_star(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-def write_tilt_series_star(df: pd.DataFrame, path: str | os.PathLike[str], tomo_name: str,
-                           overwrite: bool = False) -> Path:
+def write_tilt_series_star(
+    df: pd.DataFrame, path: str | os.PathLike[str], tomo_name: str, overwrite: bool = False
+) -> Path:
     """Write a per-tilt-series star whose loop is ``data_<tomo_name>``."""
     if not tomo_name or any(c.isspace() for c in tomo_name):
         raise ValueError(f"{path}: tilt-series name {tomo_name!r} must be non-empty without spaces")
@@ -178,6 +195,7 @@ def write_tilt_series_star(df: pd.DataFrame, path: str | os.PathLike[str], tomo_
 
 
 # --- particles -------------------------------------------------------------------------------
+
 
 @dataclass
 class ParticleTable:
@@ -199,20 +217,30 @@ class ParticleTable:
         return len(self.tomo_names)
 
 
-def _pixel_positions(path: Path, df: pd.DataFrame, optics: pd.DataFrame | None,
-                     pixel_size_A: float | None,
-                     sizes: dict[str, tuple[int, int, int]] | None) -> np.ndarray:
+def _pixel_positions(
+    path: Path,
+    df: pd.DataFrame,
+    optics: pd.DataFrame | None,
+    pixel_size_A: float | None,
+    sizes: dict[str, tuple[int, int, int]] | None,
+) -> np.ndarray:
     """Old-style pixel coordinates -> centred Å: (coord - size / 2) · pixel size."""
     if pixel_size_A is None and optics is not None and "rlnTomoTiltSeriesPixelSize" in optics:
         values = optics["rlnTomoTiltSeriesPixelSize"].astype(float).unique()
         if len(values) == 1:
             pixel_size_A = float(values[0])
     if pixel_size_A is None:
-        raise format_error(path, "pixel coordinates (_rlnCoordinateX) need the pixel size: pass "
-                                 "pixel_size_A (no _rlnTomoTiltSeriesPixelSize in data_optics)")
+        raise format_error(
+            path,
+            "pixel coordinates (_rlnCoordinateX) need the pixel size: pass "
+            "pixel_size_A (no _rlnTomoTiltSeriesPixelSize in data_optics)",
+        )
     if sizes is None:
-        raise format_error(path, "pixel coordinates (_rlnCoordinateX) need the tomogram sizes: pass "
-                                 "tomogram_sizes_px (_rlnTomoSizeX/Y/Z of tomograms.star)")
+        raise format_error(
+            path,
+            "pixel coordinates (_rlnCoordinateX) need the tomogram sizes: pass "
+            "tomogram_sizes_px (_rlnTomoSizeX/Y/Z of tomograms.star)",
+        )
     names = df["rlnTomoName"].astype(str)
     missing = sorted(set(names) - set(sizes))
     if missing:
@@ -222,9 +250,11 @@ def _pixel_positions(path: Path, df: pd.DataFrame, optics: pd.DataFrame | None,
     return (coords - size / 2.0) * float(pixel_size_A)
 
 
-def read_particles_star(path: str | os.PathLike[str], pixel_size_A: float | None = None,
-                        tomogram_sizes_px: dict[str, tuple[int, int, int]] | None = None
-                        ) -> ParticleTable:
+def read_particles_star(
+    path: str | os.PathLike[str],
+    pixel_size_A: float | None = None,
+    tomogram_sizes_px: dict[str, tuple[int, int, int]] | None = None,
+) -> ParticleTable:
     """Read a RELION particle star (RELION 5 centred Å columns, or older pixel columns).
 
     Position = centred coordinate − rlnOrigin{X,Y,Z}Angst (Å). With only rlnCoordinateX/Y/Z
@@ -260,9 +290,14 @@ def read_particles_star(path: str | os.PathLike[str], pixel_size_A: float | None
         rotations = rotations @ relion_euler_to_matrix(*df[ANGLES].to_numpy(dtype=float).T)
         used += ANGLES
     extra = df.drop(columns=used)
-    return ParticleTable(tomo_names=df["rlnTomoName"].astype(str).tolist(),
-                         positions_A=positions, rotations=np.asarray(rotations, dtype=float),
-                         extra=extra, optics=optics, general=general)
+    return ParticleTable(
+        tomo_names=df["rlnTomoName"].astype(str).tolist(),
+        positions_A=positions,
+        rotations=np.asarray(rotations, dtype=float),
+        extra=extra,
+        optics=optics,
+        general=general,
+    )
 
 
 def particles_dataframe(table: ParticleTable) -> pd.DataFrame:
@@ -291,8 +326,7 @@ def particles_dataframe(table: ParticleTable) -> pd.DataFrame:
     return pd.concat([df, others], axis=1)
 
 
-def write_particles_star(table: ParticleTable, path: str | os.PathLike[str],
-                         overwrite: bool = False) -> Path:
+def write_particles_star(table: ParticleTable, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write a RELION 5 particle star (general and optics blocks first where the table has them)."""
     blocks: dict[str, Any] = {}
     if table.general:

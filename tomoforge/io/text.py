@@ -1,5 +1,6 @@
 """Plain-text coordinate lists: one ``x y z`` per line (whitespace or comma separated,
 ``#`` comments, blank lines ignored). Units are whatever the caller says (pixels or Å)."""
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ Per tilt: Angles (degrees), Dose (accumulated e/Å²), UseTilt, AxisAngle (degre
 Cs mm, Defocus µm, DefocusDelta µm, DefocusAngle °); per-tilt defocus in ``GridCTF`` (µm, one node
 per tilt along Z) with ``GridCTFDefocusDelta`` / ``GridCTFDefocusAngle``.
 """
+
 from __future__ import annotations
 
 import os
@@ -85,8 +86,11 @@ def _grid(path: Path, root: ET.Element, tag: str, n: int) -> np.ndarray | None:
         except ValueError:
             z = -1
         if not 0 <= z < n:
-            raise format_error(path, f"<{tag}> node {number} needs Z (0 to {n - 1}) and a Value, "
-                                     f"got Z={quote(item.get('Z', ''))} Value={quote(item.get('Value', ''))}")
+            raise format_error(
+                path,
+                f"<{tag}> node {number} needs Z (0 to {n - 1}) and a Value, "
+                f"got Z={quote(item.get('Z', ''))} Value={quote(item.get('Value', ''))}",
+            )
         values[z] = value
     return values
 
@@ -113,16 +117,21 @@ def read_warp_tilt_series_xml(path: str | os.PathLike[str]) -> WarpTiltSeries:
     ctf = _params(root, "CTF")
     options = _params(root, "OptionsCTF")
     ts = WarpTiltSeries(
-        path=path, angles_deg=angles, dose_e_per_A2=_floats(path, root, "Dose", n),
+        path=path,
+        angles_deg=angles,
+        dose_e_per_A2=_floats(path, root, "Dose", n),
         use_tilt=np.array([u.lower() == "true" for u in use]) if use else np.ones(n, bool),
         axis_angles_deg=_floats(path, root, "AxisAngle", n),
-        axis_offsets_A=np.stack([_floats(path, root, "AxisOffsetX", n),
-                                 _floats(path, root, "AxisOffsetY", n)], axis=1),
+        axis_offsets_A=np.stack([_floats(path, root, "AxisOffsetX", n), _floats(path, root, "AxisOffsetY", n)], axis=1),
         movie_paths=_lines(root, "MoviePath"),
         pixel_size_A=_opt_float(ctf, "PixelSize") or _opt_float(options, "PixelSize"),
-        voltage_kV=_opt_float(ctf, "Voltage"), cs_mm=_opt_float(ctf, "Cs"),
+        voltage_kV=_opt_float(ctf, "Voltage"),
+        cs_mm=_opt_float(ctf, "Cs"),
         amplitude_contrast=_opt_float(ctf, "Amplitude"),
-        attributes=dict(root.attrib), ctf=ctf, options_ctf=options)
+        attributes=dict(root.attrib),
+        ctf=ctf,
+        options_ctf=options,
+    )
     if len(ts.use_tilt) != n:
         raise format_error(path, f"<UseTilt> has {len(ts.use_tilt)} values for {n} tilts")
     defocus = _grid(path, root, "GridCTF", n)

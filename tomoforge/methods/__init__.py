@@ -18,6 +18,19 @@ importing one step's science does not import every other's.
 """
 
 __all__ = [
-    "align", "binning", "ctf", "ctf_correct", "ctf_estimate", "dose", "ellipsoids", "fourier", "gain", "motion",
-    "potential", "projection", "reconstruct", "rotations", "xray",
+    "align",
+    "binning",
+    "ctf",
+    "ctf_correct",
+    "ctf_estimate",
+    "dose",
+    "ellipsoids",
+    "fourier",
+    "gain",
+    "motion",
+    "potential",
+    "projection",
+    "reconstruct",
+    "rotations",
+    "xray",
 ]

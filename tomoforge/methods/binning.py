@@ -4,6 +4,7 @@ Fourier cropping keeps every frequency below the new Nyquist exactly and drops t
 band-limited image binned by b equals the same image sampled every b pixels: no aliasing, and no
 shift (pixel j of the binned image sits where pixel j·b of the original sat).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -56,8 +57,7 @@ def invert_contrast(images) -> torch.Tensor:
     return 2 * mean - x
 
 
-def preprocess_images(images, factor: float = 1.0, normalise: Normalise = "none",
-                      invert: bool = False) -> torch.Tensor:
+def preprocess_images(images, factor: float = 1.0, normalise: Normalise = "none", invert: bool = False) -> torch.Tensor:
     """Bin, then invert, then normalise (the order of IMOD newstack / RELION preprocess)."""
     x = bin_images(images, factor)
     if invert:

@@ -5,6 +5,7 @@ U axis from the image X axis; Cs in mm; voltage in kV; amplitude contrast as a f
 in degrees. Sign: CTF = −[√(1 − A²) sin χ + A cos χ], so an underfocused protein (positive potential)
 images dark at low frequency when the image is formed as I = 1 + 2 · F⁻¹[CTF · F[φ]].
 """
+
 from __future__ import annotations
 
 import math
@@ -20,13 +21,14 @@ def electron_wavelength_A(voltage_kv: float) -> float:
     return 12.2643 / math.sqrt(v * (1 + 0.978466e-6 * v))
 
 
-def ctf_phase(k: torch.Tensor, defocus_A: torch.Tensor | float, voltage_kv: float, cs_mm: float,
-              phase_shift_deg: float = 0.0) -> torch.Tensor:
+def ctf_phase(
+    k: torch.Tensor, defocus_A: torch.Tensor | float, voltage_kv: float, cs_mm: float, phase_shift_deg: float = 0.0
+) -> torch.Tensor:
     """χ(k) = π λ Δf k² − (π/2) Cs λ³ k⁴ + φ (radians), k in 1/Å, Δf in Å (may be a tensor like k)."""
     lam = electron_wavelength_A(voltage_kv)
     cs = cs_mm * 1e7
     k2 = k * k
-    return math.pi * lam * defocus_A * k2 - 0.5 * math.pi * cs * lam ** 3 * k2 * k2 + math.radians(phase_shift_deg)
+    return math.pi * lam * defocus_A * k2 - 0.5 * math.pi * cs * lam**3 * k2 * k2 + math.radians(phase_shift_deg)
 
 
 def ctf_from_phase(chi: torch.Tensor, amplitude_contrast: float) -> torch.Tensor:
@@ -35,24 +37,43 @@ def ctf_from_phase(chi: torch.Tensor, amplitude_contrast: float) -> torch.Tensor
     return -(math.sqrt(1 - a * a) * torch.sin(chi) + a * torch.cos(chi))
 
 
-def astigmatic_defocus(ky: torch.Tensor, kx: torch.Tensor, defocus_u_A: float, defocus_v_A: float,
-                       astigmatism_angle_deg: float) -> torch.Tensor:
+def astigmatic_defocus(
+    ky: torch.Tensor, kx: torch.Tensor, defocus_u_A: float, defocus_v_A: float, astigmatism_angle_deg: float
+) -> torch.Tensor:
     """Δf(θ) = ½ [ΔfU + ΔfV + (ΔfU − ΔfV) cos 2(θ − θ_ast)] at each frequency (Å)."""
     theta = torch.atan2(ky, kx)
-    return 0.5 * (defocus_u_A + defocus_v_A + (defocus_u_A - defocus_v_A)
-                  * torch.cos(2 * (theta - math.radians(astigmatism_angle_deg))))
+    return 0.5 * (
+        defocus_u_A
+        + defocus_v_A
+        + (defocus_u_A - defocus_v_A) * torch.cos(2 * (theta - math.radians(astigmatism_angle_deg)))
+    )
 
 
-def ctf_1d(k: torch.Tensor, defocus_A: float, voltage_kv: float = 300.0, cs_mm: float = 2.7,
-           amplitude_contrast: float = 0.07, phase_shift_deg: float = 0.0) -> torch.Tensor:
+def ctf_1d(
+    k: torch.Tensor,
+    defocus_A: float,
+    voltage_kv: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.07,
+    phase_shift_deg: float = 0.0,
+) -> torch.Tensor:
     """Rotationally averaged (non-astigmatic) CTF at spatial frequencies ``k`` (1/Å)."""
     return ctf_from_phase(ctf_phase(k, defocus_A, voltage_kv, cs_mm, phase_shift_deg), amplitude_contrast)
 
 
-def ctf_2d(shape: tuple[int, int], pixel_size_A: float, defocus_u_A: float, defocus_v_A: float,
-           astigmatism_angle_deg: float = 0.0, voltage_kv: float = 300.0, cs_mm: float = 2.7,
-           amplitude_contrast: float = 0.07, phase_shift_deg: float = 0.0, rfft: bool = True,
-           device: torch.device | str | None = None) -> torch.Tensor:
+def ctf_2d(
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    defocus_u_A: float,
+    defocus_v_A: float,
+    astigmatism_angle_deg: float = 0.0,
+    voltage_kv: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.07,
+    phase_shift_deg: float = 0.0,
+    rfft: bool = True,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """CTF on the (r)fft grid of an image of ``shape`` (y, x) with pixel ``pixel_size_A``; float32."""
     if defocus_u_A < defocus_v_A:
         raise ValueError(f"defocus_u_A ({defocus_u_A}) must be >= defocus_v_A ({defocus_v_A})")

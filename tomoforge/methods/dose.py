@@ -3,6 +3,7 @@
 N_e(k) = a · k^b + c e/Å² with a = 0.245, b = −1.665, c = 2.81 (k in 1/Å, measured at 300 kV);
 a tilt with accumulated exposure N (e/Å²) keeps amplitude q(k) = exp(−N / (2 N_e(k))).
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,19 +28,30 @@ def exposure_attenuation(k: torch.Tensor, exposure_e_per_A2: float, voltage_kv: 
     return torch.exp(-exposure_e_per_A2 / (2 * critical_exposure(k, voltage_kv)))
 
 
-def exposure_filter_2d(shape: tuple[int, int], pixel_size_A: float, exposure_e_per_A2: float,
-                       voltage_kv: float = 300.0, rfft: bool = True, device=None) -> torch.Tensor:
+def exposure_filter_2d(
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    exposure_e_per_A2: float,
+    voltage_kv: float = 300.0,
+    rfft: bool = True,
+    device=None,
+) -> torch.Tensor:
     """The exposure attenuation q(k) on the (r)fft grid of an image of ``shape`` (float32)."""
     k = spatial_frequency_2d(shape, pixel_size_A, rfft, device).to(torch.float64)
     return exposure_attenuation(k, exposure_e_per_A2, voltage_kv).to(torch.float32)
 
 
-def filter_by_exposure(images: torch.Tensor, exposures_e_per_A2, pixel_size_A: float,
-                       voltage_kv: float = 300.0) -> torch.Tensor:
+def filter_by_exposure(
+    images: torch.Tensor, exposures_e_per_A2, pixel_size_A: float, voltage_kv: float = 300.0
+) -> torch.Tensor:
     """Stack (n, y, x) with image i's spectrum multiplied by q(k) for its accumulated exposure."""
     images = as_tensor(images)
     ny, nx = images.shape[-2:]
     spectra = torch.fft.rfft2(images)
-    filters = torch.stack([exposure_filter_2d((ny, nx), pixel_size_A, float(e), voltage_kv, device=images.device)
-                           for e in torch.as_tensor(exposures_e_per_A2).reshape(-1)])
+    filters = torch.stack(
+        [
+            exposure_filter_2d((ny, nx), pixel_size_A, float(e), voltage_kv, device=images.device)
+            for e in torch.as_tensor(exposures_e_per_A2).reshape(-1)
+        ]
+    )
     return torch.fft.irfft2(spectra * filters, s=(ny, nx))

@@ -6,6 +6,7 @@ through each pixel centre inside the ellipsoid, clipped to a height range); ``ad
 gives each voxel weight × (the part of that length within the voxel's z extent) / voxel size, so the
 z-sum of the volume times the voxel size equals the projection exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,9 @@ def ellipsoid_outward_normal(matrix: np.ndarray, centre: np.ndarray, points: np.
     return g / np.linalg.norm(g, axis=-1, keepdims=True)
 
 
-def chord_interval(u: torch.Tensor, v: torch.Tensor, centre: np.ndarray, matrix: np.ndarray
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def chord_interval(
+    u: torch.Tensor, v: torch.Tensor, centre: np.ndarray, matrix: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(z_low, z_high) where the line (u, v, z) crosses the ellipsoid; z_low = z_high where it misses."""
     a = matrix
     du, dv = u - float(centre[0]), v - float(centre[1])
@@ -49,8 +51,14 @@ def _box(centre_px: float, half_px: float, size: int) -> tuple[int, int]:
     return max(int(math.floor(centre_px - half_px)) - 1, 0), min(int(math.ceil(centre_px + half_px)) + 2, size)
 
 
-def add_ellipsoid_projection(image: torch.Tensor, pixel_size_A: float, centre_A: np.ndarray, matrix: np.ndarray,
-                             weight: float, z_range_A: tuple[float, float] = (-math.inf, math.inf)) -> None:
+def add_ellipsoid_projection(
+    image: torch.Tensor,
+    pixel_size_A: float,
+    centre_A: np.ndarray,
+    matrix: np.ndarray,
+    weight: float,
+    z_range_A: tuple[float, float] = (-math.inf, math.inf),
+) -> None:
     """Add weight × chord length (Å) within ``z_range_A`` to ``image`` (y, x) in place; pixel n // 2
     is at 0 Å."""
     ny, nx = image.shape
@@ -64,13 +72,17 @@ def add_ellipsoid_projection(image: torch.Tensor, pixel_size_A: float, centre_A:
     ys = (torch.arange(y0, y1, dtype=torch.float64) - ny // 2) * pixel_size_A
     v, u = torch.meshgrid(ys, xs, indexing="ij")
     lo, hi = chord_interval(u, v, centre_A, matrix)
-    length = torch.clamp(torch.minimum(hi, torch.tensor(z_range_A[1], dtype=torch.float64))
-                         - torch.maximum(lo, torch.tensor(z_range_A[0], dtype=torch.float64)), min=0.0)
+    length = torch.clamp(
+        torch.minimum(hi, torch.tensor(z_range_A[1], dtype=torch.float64))
+        - torch.maximum(lo, torch.tensor(z_range_A[0], dtype=torch.float64)),
+        min=0.0,
+    )
     image[y0:y1, x0:x1] += (weight * length).to(image.dtype)
 
 
-def add_ellipsoid_volume(volume: torch.Tensor, pixel_size_A: float, centre_A: np.ndarray, matrix: np.ndarray,
-                         weight: float) -> None:
+def add_ellipsoid_volume(
+    volume: torch.Tensor, pixel_size_A: float, centre_A: np.ndarray, matrix: np.ndarray, weight: float
+) -> None:
     """Add weight × (fraction of each voxel's z extent inside the ellipsoid along its centre line) to
     ``volume`` (z, y, x) in place; voxel n // 2 is at 0 Å."""
     nz, ny, nx = volume.shape

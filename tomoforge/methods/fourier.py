@@ -3,6 +3,7 @@
 Frequencies are in cycles/Å when a pixel size is given, cycles/pixel otherwise. Arrays follow
 torch.fft conventions (DC at index 0, not centred); ``rfft`` grids have last dim n // 2 + 1.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,9 @@ def as_tensor(x, dtype: torch.dtype = torch.float32, device: torch.device | str 
     return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
-def frequency_grid_2d(shape: tuple[int, int], pixel_size_A: float = 1.0, rfft: bool = True,
-                      device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def frequency_grid_2d(
+    shape: tuple[int, int], pixel_size_A: float = 1.0, rfft: bool = True, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(ky, kx) frequency grids in cycles/Å for an image of ``shape`` (y, x)."""
     ny, nx = shape
     ky = torch.fft.fftfreq(ny, d=pixel_size_A, device=device)
@@ -25,8 +27,9 @@ def frequency_grid_2d(shape: tuple[int, int], pixel_size_A: float = 1.0, rfft: b
     return torch.meshgrid(ky, kx, indexing="ij")
 
 
-def frequency_grid_3d(shape: tuple[int, int, int], pixel_size_A: float = 1.0, rfft: bool = True,
-                      device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def frequency_grid_3d(
+    shape: tuple[int, int, int], pixel_size_A: float = 1.0, rfft: bool = True, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(kz, ky, kx) frequency grids in cycles/Å for a volume of ``shape`` (z, y, x)."""
     nz, ny, nx = shape
     kz = torch.fft.fftfreq(nz, d=pixel_size_A, device=device)
@@ -35,8 +38,9 @@ def frequency_grid_3d(shape: tuple[int, int, int], pixel_size_A: float = 1.0, rf
     return torch.meshgrid(kz, ky, kx, indexing="ij")
 
 
-def spatial_frequency_2d(shape: tuple[int, int], pixel_size_A: float = 1.0, rfft: bool = True,
-                         device: torch.device | str | None = None) -> torch.Tensor:
+def spatial_frequency_2d(
+    shape: tuple[int, int], pixel_size_A: float = 1.0, rfft: bool = True, device: torch.device | str | None = None
+) -> torch.Tensor:
     """|k| in cycles/Å on the 2D (r)fft grid of ``shape``."""
     ky, kx = frequency_grid_2d(shape, pixel_size_A, rfft, device)
     return torch.sqrt(ky * ky + kx * kx)

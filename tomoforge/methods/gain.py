@@ -3,6 +3,7 @@
 Rotations are counter-clockwise in the displayed image (y axis up as MRC viewers show it), in
 steps of 90°, applied before the flip (RELION's --gain_rot / --gain_flip order).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -10,8 +11,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tomoforge.methods.fourier import as_tensor
 from tomoforge.errors import UserError
+from tomoforge.methods.fourier import as_tensor
 
 Flip = Literal["none", "x", "y"]
 
@@ -105,9 +106,11 @@ def check_gain_orientation(frames_sum, gain, name: str = "gain") -> None:
     given = scores[(0, "none")]
     best = max(scores, key=lambda k: scores[k])
     if best != (0, "none") and scores[best] > 8 / np.sqrt(sample.size) and given < 0.5 * scores[best]:
-        raise GainError(f"{name}: the frames do not fit its orientation (correlation {given:.3f} with their sum) but "
-                        f"fit it turned by a further {best[0]}° (counter-clockwise) then flipped {best[1]} "
-                        f"({scores[best]:.3f}): set the gain rotation/flip")
+        raise GainError(
+            f"{name}: the frames do not fit its orientation (correlation {given:.3f} with their sum) but "
+            f"fit it turned by a further {best[0]}° (counter-clockwise) then flipped {best[1]} "
+            f"({scores[best]:.3f}): set the gain rotation/flip"
+        )
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -18,6 +18,7 @@ Local motion: the globally aligned frames are cut into a grid of patches, each a
 (all patches at once), and the residual shifts are fitted by a smooth polynomial in (x, y, t)
 (MotionCor2's model: t, t², t³ times 1, x, x², y, y², xy); frames are resampled along that field.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,7 +31,6 @@ import torch.nn.functional as F
 from tomoforge.methods.dose import critical_exposure
 from tomoforge.methods.fourier import as_tensor, spatial_frequency_2d
 
-
 # --- global alignment -----------------------------------------------------------------------------
 #: the alignment grid keeps the frequencies where the cross-correlation weight exp(−B·k²/2) is above this
 CROP_WEIGHT = 0.1
@@ -38,8 +38,9 @@ CROP_WEIGHT = 0.1
 MAX_DEFECTS = 512
 
 
-def alignment_crop(shape: tuple[int, int], pixel_size_A: float, bfactor_A2: float,
-                   binning: float | None = None) -> tuple[int, int]:
+def alignment_crop(
+    shape: tuple[int, int], pixel_size_A: float, bfactor_A2: float, binning: float | None = None
+) -> tuple[int, int]:
     """(h, w) of the Fourier-cropped grid the alignment runs on (even sizes; ``binning`` overrides).
 
     Without ``binning``: up to the frequency where the weight of the correlation of two B-weighted
@@ -49,8 +50,7 @@ def alignment_crop(shape: tuple[int, int], pixel_size_A: float, bfactor_A2: floa
     if binning is None:
         k_cut = math.sqrt(2 * math.log(1 / CROP_WEIGHT) / bfactor_A2) if bfactor_A2 > 0 else 1.0 / (2 * pixel_size_A)
         binning = max(1.0, (1.0 / (2 * pixel_size_A)) / k_cut)
-    return tuple(min(n, _fft_size(max(16, 2 * int(round(n / binning / 2))))) if n / binning >= 16 else n
-                 for n in shape)  # type: ignore
+    return tuple(min(n, _fft_size(max(16, 2 * int(round(n / binning / 2))))) if n / binning >= 16 else n for n in shape)  # type: ignore
 
 
 def _fft_size(n: int) -> int:
@@ -73,7 +73,7 @@ def _crop_spectrum(spectrum: torch.Tensor, shape: tuple[int, int], crop: tuple[i
     if (h, w) == tuple(shape):
         return spectrum
     top = spectrum[..., : (h + 1) // 2, : w // 2 + 1]
-    bottom = spectrum[..., ny - h // 2:, : w // 2 + 1]
+    bottom = spectrum[..., ny - h // 2 :, : w // 2 + 1]
     return torch.cat([top, bottom], dim=-2)
 
 
@@ -91,6 +91,7 @@ def _ramps(h: int, w: int, shifts_px: torch.Tensor, period: tuple[float, float])
 
 def _subpixel(cc: torch.Tensor, index: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     """Sub-pixel offset of the peak along ``dim`` from the 3 values around it (Gaussian fit)."""
+
     def at(offset: int) -> torch.Tensor:
         return torch.gather(cc, dim, ((index + offset) % size).unsqueeze(dim)).squeeze(dim)
 
@@ -110,7 +111,7 @@ def _peaks(cc: torch.Tensor, max_shift: float | None) -> torch.Tensor:
     if max_shift is not None:
         dy = torch.fft.fftfreq(h, 1.0 / h, device=cc.device)
         dx = torch.fft.fftfreq(w, 1.0 / w, device=cc.device)
-        far = (dy[:, None] ** 2 + dx[None, :] ** 2) > max_shift ** 2
+        far = (dy[:, None] ** 2 + dx[None, :] ** 2) > max_shift**2
         searched = cc.masked_fill(far, float("-inf"))
     flat = searched.flatten(-2).argmax(dim=-1)
     iy, ix = flat // w, flat % w
@@ -123,8 +124,13 @@ def _peaks(cc: torch.Tensor, max_shift: float | None) -> torch.Tensor:
     return torch.stack([fy, fx], dim=-1)
 
 
-def align_spectra(spectra: torch.Tensor, shape: tuple[int, int], max_shift_px: float | None = None,
-                  iterations: int = 10, tolerance_px: float = 0.02) -> torch.Tensor:
+def align_spectra(
+    spectra: torch.Tensor,
+    shape: tuple[int, int],
+    max_shift_px: float | None = None,
+    iterations: int = 10,
+    tolerance_px: float = 0.02,
+) -> torch.Tensor:
     """Shifts (..., n, 2) in pixels of ``shape`` from weighted rfft2 spectra (..., n, h, w//2+1).
 
     Each frame against the sum of the other aligned frames, iterated (see the module docstring).
@@ -144,8 +150,9 @@ def align_spectra(spectra: torch.Tensor, shape: tuple[int, int], max_shift_px: f
     return shifts
 
 
-def _defect_spectra(values: torch.Tensor, yx: torch.Tensor, shape: tuple[int, int],
-                    crop: tuple[int, int]) -> torch.Tensor:
+def _defect_spectra(
+    values: torch.Tensor, yx: torch.Tensor, shape: tuple[int, int], crop: tuple[int, int]
+) -> torch.Tensor:
     """rfft2 on the ``crop`` grid of images (..., P values) that are zero except at P pixels ``yx`` (P, 2)."""
     h, w = crop
     ky = torch.fft.fftfreq(h, d=shape[0] / h, device=values.device)
@@ -155,9 +162,15 @@ def _defect_spectra(values: torch.Tensor, yx: torch.Tensor, shape: tuple[int, in
     return (values.to(torch.complex64)[..., :, None] * ey).transpose(-1, -2) @ ex
 
 
-def alignment_spectra(spectra: torch.Tensor, shape: tuple[int, int], pixel_size_A: float, bfactor_A2: float,
-                      crop: tuple[int, int], frames: torch.Tensor | None = None,
-                      defects: torch.Tensor | None = None) -> torch.Tensor:
+def alignment_spectra(
+    spectra: torch.Tensor,
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    bfactor_A2: float,
+    crop: tuple[int, int],
+    frames: torch.Tensor | None = None,
+    defects: torch.Tensor | None = None,
+) -> torch.Tensor:
     """B-weighted copy of rfft2 spectra (..., n, y, x//2+1) of frames of ``shape`` on the ``crop`` grid.
 
     Mean removed. ``defects``: (y, x) bool mask of pixels of ``frames`` (..., n, y, x) to ignore: the
@@ -207,10 +220,18 @@ def without_hot_pixels(frames, threshold_sd: float = 6.0) -> torch.Tensor:
     return torch.where(mask, frames.mean(dim=(-2, -1), keepdim=True), frames)
 
 
-def estimate_global_shifts(frames, pixel_size_A: float, bfactor_A2: float = 3000.0, max_shift_A: float | None = None,
-                           iterations: int = 10, tolerance_px: float = 0.02, reference_frame: int = 0,
-                           binning: float | None = None, defects: torch.Tensor | None = None,
-                           spectra: torch.Tensor | None = None) -> torch.Tensor:
+def estimate_global_shifts(
+    frames,
+    pixel_size_A: float,
+    bfactor_A2: float = 3000.0,
+    max_shift_A: float | None = None,
+    iterations: int = 10,
+    tolerance_px: float = 0.02,
+    reference_frame: int = 0,
+    binning: float | None = None,
+    defects: torch.Tensor | None = None,
+    spectra: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Per-frame shifts (..., n, 2) (y, x) in input pixels of a movie (..., n, y, x); ``s[reference_frame] = 0``.
 
     ``defects``: optional (y, x) bool mask of pixels to ignore (e.g. ``hot_pixel_mask`` of the frame sum);
@@ -224,7 +245,7 @@ def estimate_global_shifts(frames, pixel_size_A: float, bfactor_A2: float = 3000
     scale = torch.tensor([shape[0] / crop[0], shape[1] / crop[1]], device=frames.device)
     max_shift = None if max_shift_A is None else max_shift_A / pixel_size_A / float(scale.max())
     shifts = align_spectra(weighted, crop, max_shift, iterations, tolerance_px) * scale
-    return shifts - shifts[..., reference_frame: reference_frame + 1, :]
+    return shifts - shifts[..., reference_frame : reference_frame + 1, :]
 
 
 # --- local (patch) model --------------------------------------------------------------------------
@@ -258,8 +279,9 @@ class LocalMotion:
         return terms @ self.coefficients
 
 
-def fit_local_motion(centres: torch.Tensor, shifts: torch.Tensor, shape: tuple[int, int],
-                     reference_frame: int = 0) -> LocalMotion:
+def fit_local_motion(
+    centres: torch.Tensor, shifts: torch.Tensor, shape: tuple[int, int], reference_frame: int = 0
+) -> LocalMotion:
     """Least-squares fit of the polynomial model to patch shifts (P, n, 2) at ``centres`` (P, 2)."""
     p, n, _ = shifts.shape
     frame = torch.arange(n, device=shifts.device).expand(p, n)
@@ -267,15 +289,16 @@ def fit_local_motion(centres: torch.Tensor, shifts: torch.Tensor, shape: tuple[i
     x = centres[:, 1, None].expand(p, n)
     model = LocalMotion(shape, n, reference_frame, torch.zeros(18, 2), centres, shifts)
     terms = _poly_terms(*model._normalised(y, x, frame)).reshape(p * n, -1).to(torch.float64)
-    target = (shifts - shifts[:, reference_frame: reference_frame + 1]).reshape(p * n, 2).to(torch.float64)
+    target = (shifts - shifts[:, reference_frame : reference_frame + 1]).reshape(p * n, 2).to(torch.float64)
     coefficients = torch.linalg.lstsq(terms, target).solution.to(torch.float32)
     model.coefficients = coefficients
     model.rms_fit_px = float(((terms.float() @ coefficients - target.float()) ** 2).sum(-1).mean().sqrt())
     return model
 
 
-def patch_grid(shape: tuple[int, int], patches: tuple[int, int], overlap: float = 0.5
-               ) -> tuple[torch.Tensor, tuple[int, int]]:
+def patch_grid(
+    shape: tuple[int, int], patches: tuple[int, int], overlap: float = 0.5
+) -> tuple[torch.Tensor, tuple[int, int]]:
     """Top-left corners (P, 2) and size (h, w) of a grid of overlapping patches covering ``shape``."""
     ny, nx = shape
     py, px = patches
@@ -287,17 +310,24 @@ def patch_grid(shape: tuple[int, int], patches: tuple[int, int], overlap: float 
     return corners, (h, w)
 
 
-def estimate_local_motion(aligned_frames: torch.Tensor, pixel_size_A: float, patches: tuple[int, int] = (5, 5),
-                          bfactor_A2: float = 500.0, max_shift_A: float | None = None,
-                          reference_frame: int = 0, binning: float | None = None) -> LocalMotion:
+def estimate_local_motion(
+    aligned_frames: torch.Tensor,
+    pixel_size_A: float,
+    patches: tuple[int, int] = (5, 5),
+    bfactor_A2: float = 500.0,
+    max_shift_A: float | None = None,
+    reference_frame: int = 0,
+    binning: float | None = None,
+) -> LocalMotion:
     """Residual local motion of globally aligned frames (n, y, x), fitted over a grid of patches."""
     shape = tuple(aligned_frames.shape[-2:])
     corners, (h, w) = patch_grid(shape, patches)
     rows = corners[:, 0, None] + torch.arange(h)  # (P, h)
     cols = corners[:, 1, None] + torch.arange(w)  # (P, w)
     cut = aligned_frames[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)  # (P, n, h, w)
-    shifts = estimate_global_shifts(cut, pixel_size_A, bfactor_A2, max_shift_A, reference_frame=reference_frame,
-                                    binning=binning)
+    shifts = estimate_global_shifts(
+        cut, pixel_size_A, bfactor_A2, max_shift_A, reference_frame=reference_frame, binning=binning
+    )
     centres = corners.to(torch.float32) + torch.tensor([h / 2, w / 2])
     return fit_local_motion(centres, shifts, shape, reference_frame)
 
@@ -305,16 +335,16 @@ def estimate_local_motion(aligned_frames: torch.Tensor, pixel_size_A: float, pat
 def apply_local_motion(frames: torch.Tensor, model: LocalMotion, chunk: int = 4) -> torch.Tensor:
     """Frames (n, y, x) resampled in place along the local field: frame_i(p) ← frame_i(p + d_i(p))."""
     ny, nx = frames.shape[-2:]
-    yy, xx = torch.meshgrid(torch.arange(ny, dtype=torch.float32), torch.arange(nx, dtype=torch.float32),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(ny, dtype=torch.float32), torch.arange(nx, dtype=torch.float32), indexing="ij")
     for start in range(0, frames.shape[0], chunk):
         index = torch.arange(start, min(start + chunk, frames.shape[0]))
         d = model.displacement(yy, xx, index[:, None, None].expand(-1, ny, nx))  # (c, y, x, 2)
         gy = 2 * (yy + d[..., 0]) / (ny - 1) - 1
         gx = 2 * (xx + d[..., 1]) / (nx - 1) - 1
         grid = torch.stack([gx, gy], dim=-1)
-        frames[index] = F.grid_sample(frames[index, None], grid, mode="bicubic", padding_mode="reflection",
-                                      align_corners=True)[:, 0]
+        frames[index] = F.grid_sample(
+            frames[index, None], grid, mode="bicubic", padding_mode="reflection", align_corners=True
+        )[:, 0]
     return frames
 
 
@@ -332,8 +362,14 @@ def shift_frames_(frames: torch.Tensor, shifts_px: torch.Tensor, spectra: torch.
     return frames
 
 
-def dose_weights(n_frames: int, frame_dose_e_A2: float, pre_exposure_e_A2: float, shape: tuple[int, int],
-                 pixel_size_A: float, voltage_kV: float = 300.0) -> torch.Tensor:
+def dose_weights(
+    n_frames: int,
+    frame_dose_e_A2: float,
+    pre_exposure_e_A2: float,
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    voltage_kV: float = 300.0,
+) -> torch.Tensor:
     """Per-frame rfft2 weights (n, y, x//2+1): q_i(k) · √n / √(Σ_j q_j(k)²) (read-only: cached).
 
     q_i = Grant & Grigorieff attenuation at the exposure after frame i (pre + (i+1) · frame dose).
@@ -345,8 +381,9 @@ def dose_weights(n_frames: int, frame_dose_e_A2: float, pre_exposure_e_A2: float
 
 
 @functools.lru_cache(maxsize=4)
-def _dose_weights(n: int, frame_dose: float, shape: tuple[int, int], pixel_size_A: float,
-                  voltage_kV: float) -> torch.Tensor:
+def _dose_weights(
+    n: int, frame_dose: float, shape: tuple[int, int], pixel_size_A: float, voltage_kV: float
+) -> torch.Tensor:
     k = spatial_frequency_2d(shape, pixel_size_A, True).to(torch.float64)
     half_inverse = (-0.5 / critical_exposure(k, voltage_kV)).to(torch.float32)
     q = torch.exp(frame_dose * torch.arange(1, n + 1, dtype=torch.float32)[:, None, None] * half_inverse)
@@ -362,9 +399,15 @@ class FrameSums:
     even: torch.Tensor
 
 
-def aligned_sums(frames: torch.Tensor, shifts_px: torch.Tensor | None = None, first: int = 0, last: int | None = None,
-                 weights: torch.Tensor | None = None, out_shape: tuple[int, int] | None = None,
-                 spectra: torch.Tensor | None = None) -> FrameSums:
+def aligned_sums(
+    frames: torch.Tensor,
+    shifts_px: torch.Tensor | None = None,
+    first: int = 0,
+    last: int | None = None,
+    weights: torch.Tensor | None = None,
+    out_shape: tuple[int, int] | None = None,
+    spectra: torch.Tensor | None = None,
+) -> FrameSums:
     """Sums of frames ``first``..``last`` (0-based, inclusive) of (n, y, x), each translated by −shift.
 
     One rfft per frame (``spectra``: the frames' rfft2 if already computed; not modified): the shifts
@@ -375,10 +418,10 @@ def aligned_sums(frames: torch.Tensor, shifts_px: torch.Tensor | None = None, fi
     ny, nx = frames.shape[-2:]
     last = frames.shape[0] - 1 if last is None else last
     h, w = out_shape or (ny, nx)
-    full = torch.fft.rfft2(frames[first: last + 1]) if spectra is None else spectra[first: last + 1]
+    full = torch.fft.rfft2(frames[first : last + 1]) if spectra is None else spectra[first : last + 1]
     selected = _crop_spectrum(full, (ny, nx), (h, w))
     if shifts_px is not None:
-        ey, ex = _ramps(h, w, as_tensor(shifts_px[first: last + 1], device=frames.device), (ny, nx))
+        ey, ex = _ramps(h, w, as_tensor(shifts_px[first : last + 1], device=frames.device), (ny, nx))
     halves = torch.zeros(2, h, w // 2 + 1, dtype=torch.complex64, device=frames.device)
     weights = None if weights is None else weights.to(frames.device)
     for i in range(selected.shape[0]):  # frame by frame: the temporaries stay in cache (3× faster than batched)
@@ -393,12 +436,13 @@ def aligned_sums(frames: torch.Tensor, shifts_px: torch.Tensor | None = None, fi
     return FrameSums(odd + even, odd, even)
 
 
-def sum_frames(aligned: torch.Tensor, first: int = 0, last: int | None = None,
-               weights: torch.Tensor | None = None) -> FrameSums:
+def sum_frames(
+    aligned: torch.Tensor, first: int = 0, last: int | None = None, weights: torch.Tensor | None = None
+) -> FrameSums:
     """Sums of aligned frames ``first``..``last`` (0-based, inclusive); ``weights`` (n, y, x//2+1) optional."""
     last = aligned.shape[0] - 1 if last is None else last
     if weights is None:
-        odd = aligned[first: last + 1: 2].sum(0)
-        even = aligned[first + 1: last + 1: 2].sum(0)
+        odd = aligned[first : last + 1 : 2].sum(0)
+        even = aligned[first + 1 : last + 1 : 2].sum(0)
         return FrameSums(odd + even, odd, even)
     return aligned_sums(aligned, None, first, last, weights)

@@ -10,6 +10,7 @@ its volume (separable erf integrals), so sampling never changes the integrated p
 The scattering parameters come from a table (e.g. the ``elastic_scattering_factors.json`` of ttsim3d);
 file reading belongs to the caller.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,10 +39,17 @@ def integrated_potential_per_atom(elements: list[str], params_a: dict[str, list[
     return np.array([POTENTIAL_CONSTANT_V_A2 * sum(params_a[e.upper()]) for e in elements])
 
 
-def atomic_potential_volume(coords_xyz_A: np.ndarray, elements: list[str], params_a: dict[str, list[float]],
-                            params_b: dict[str, list[float]], pixel_size_A: float, shape_zyx: tuple[int, int, int],
-                            b_factor_A2: float = 0.0, chunk: int = 16384,
-                            device: torch.device | str | None = None) -> torch.Tensor:
+def atomic_potential_volume(
+    coords_xyz_A: np.ndarray,
+    elements: list[str],
+    params_a: dict[str, list[float]],
+    params_b: dict[str, list[float]],
+    pixel_size_A: float,
+    shape_zyx: tuple[int, int, int],
+    b_factor_A2: float = 0.0,
+    chunk: int = 16384,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Potential volume (z, y, x) in volts of atoms at ``coords_xyz_A`` (Å, relative to the volume
     centre, voxel n // 2 along each axis), each voxel averaged over its volume; float32."""
     coords = np.asarray(coords_xyz_A, dtype=np.float64)
@@ -51,7 +59,7 @@ def atomic_potential_volume(coords_xyz_A: np.ndarray, elements: list[str], param
     index = np.array([uniq.index(e) for e in elements])
     a_tab = torch.tensor([params_a[e] for e in uniq], dtype=torch.float64, device=device)
     b_tab = torch.tensor([params_b[e] for e in uniq], dtype=torch.float64, device=device) + b_factor_A2
-    sigma_max = math.sqrt(float(b_tab.max()) / (8 * math.pi ** 2))
+    sigma_max = math.sqrt(float(b_tab.max()) / (8 * math.pi**2))
     w = int(math.ceil(4.5 * sigma_max / pixel_size_A + 0.5))
     offsets = torch.arange(-w, w + 1, device=device, dtype=torch.float64)
     shape = torch.tensor(shape_zyx[::-1], device=device)  # (x, y, z) sizes
@@ -61,8 +69,8 @@ def atomic_potential_volume(coords_xyz_A: np.ndarray, elements: list[str], param
     strides = torch.tensor([1, padded[2], padded[2] * padded[1]], device=device)  # x, y, z
     centre = (shape // 2).to(torch.float64)
     for start in range(0, len(coords), chunk):
-        pos = torch.as_tensor(coords[start:start + chunk], device=device) / pixel_size_A + centre  # voxels
-        idx = torch.as_tensor(index[start:start + chunk], device=device)
+        pos = torch.as_tensor(coords[start : start + chunk], device=device) / pixel_size_A + centre  # voxels
+        idx = torch.as_tensor(index[start : start + chunk], device=device)
         a, b = a_tab[idx], b_tab[idx]  # (n, 5)
         alpha = 2 * math.pi / torch.sqrt(b)  # (n, 5) in 1/Å
         base = torch.round(pos)  # (n, 3)
@@ -71,19 +79,19 @@ def atomic_potential_volume(coords_xyz_A: np.ndarray, elements: list[str], param
         hi = (vox + 0.5 - pos[:, :, None]) * pixel_size_A
         e = torch.erf(alpha[:, :, None, None] * hi[:, None]) - torch.erf(alpha[:, :, None, None] * lo[:, None])
         # e: (n, 5, 3, K); value = C a_i / 8 · ex · ey · ez, averaged over the voxel volume
-        weight = a * (POTENTIAL_CONSTANT_V_A2 / 8 / pixel_size_A ** 3)
+        weight = a * (POTENTIAL_CONSTANT_V_A2 / 8 / pixel_size_A**3)
         vals = torch.einsum("ng,ngx,ngy,ngz->nzyx", weight, e[:, :, 0], e[:, :, 1], e[:, :, 2])
         vi = (vox + pad).to(torch.int64)  # (n, 3, K)
         inside = ((vox >= -pad) & (vox < shape[None, :, None] + pad)).all(dim=(1, 2))
-        flat = (vi[:, 2, :, None, None] * strides[2] + vi[:, 1, None, :, None] * strides[1]
-                + vi[:, 0, None, None, :])
+        flat = vi[:, 2, :, None, None] * strides[2] + vi[:, 1, None, :, None] * strides[1] + vi[:, 0, None, None, :]
         out.index_add_(0, flat[inside].reshape(-1), vals[inside].reshape(-1))
     vol = out.reshape(padded)[pad:-pad, pad:-pad, pad:-pad]
     return vol.to(torch.float32)
 
 
-def potential_per_dalton(composition: dict[str, float], params_a: dict[str, list[float]],
-                         atomic_mass_Da: dict[str, float]) -> float:
+def potential_per_dalton(
+    composition: dict[str, float], params_a: dict[str, list[float]], atomic_mass_Da: dict[str, float]
+) -> float:
     """Integrated potential (V·Å³) per dalton of matter with the atom counts ``composition``."""
     pot = sum(n * POTENTIAL_CONSTANT_V_A2 * sum(params_a[e.upper()]) for e, n in composition.items())
     mass = sum(n * atomic_mass_Da[e] for e, n in composition.items())
@@ -92,4 +100,4 @@ def potential_per_dalton(composition: dict[str, float], params_a: dict[str, list
 
 def mass_from_potential_Da(volume: torch.Tensor, pixel_size_A: float, potential_per_Da: float) -> float:
     """Molecular mass (Da) implied by a potential volume (V) given the potential per dalton (V·Å³/Da)."""
-    return float(torch.as_tensor(volume, dtype=torch.float64).sum()) * pixel_size_A ** 3 / potential_per_Da
+    return float(torch.as_tensor(volume, dtype=torch.float64).sum()) * pixel_size_A**3 / potential_per_Da

@@ -6,6 +6,7 @@ with the same trilinear interpolation, so the z-sum of a rotated box equals its 
 precision (central-slice theorem). Rotation matrices act on (x, y, z) vectors about the box centre
 (voxel n // 2); x_rotated = R · x. Projections are line integrals along z in (value · Å).
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,9 @@ class FourierVolume:
         return self.spectrum.device
 
 
-def prepare_fourier_volume(volume: torch.Tensor, pixel_size_A: float, padding: float = 2.0,
-                           multiple: int = 16) -> FourierVolume:
+def prepare_fourier_volume(
+    volume: torch.Tensor, pixel_size_A: float, padding: float = 2.0, multiple: int = 16
+) -> FourierVolume:
     """Pad ``volume`` (z, y, x) to a cube of side ``padding`` × its largest side, rounded up to a
     ``multiple`` (so that binning by 2, 4, 8 keeps the pixel size exact), and FFT it."""
     volume = as_tensor(volume)
@@ -54,7 +56,7 @@ def bin_fourier_volume(fv: FourierVolume, factor: int) -> FourierVolume:
         raise ValueError(f"box {fv.n} cannot be binned by {factor} exactly (needs a multiple of {2 * factor})")
     m = fv.n // factor
     lo = fv.n // 2 - m // 2
-    spec = fv.spectrum[:, lo:lo + m, lo:lo + m, lo:lo + m] * (m / fv.n) ** 3
+    spec = fv.spectrum[:, lo : lo + m, lo : lo + m, lo : lo + m] * (m / fv.n) ** 3
     return FourierVolume(spec.contiguous(), m, fv.pixel_size_A * fv.n / m)
 
 
@@ -85,8 +87,9 @@ def _shift_phase(k_xyz: torch.Tensor, shift_xyz_px, n: int) -> torch.Tensor:
     return torch.polar(torch.ones_like(phase), phase)
 
 
-def project_fourier_slice(fv: FourierVolume, rotation_xyz: np.ndarray,
-                          shift_xy_px: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
+def project_fourier_slice(
+    fv: FourierVolume, rotation_xyz: np.ndarray, shift_xy_px: tuple[float, float] = (0.0, 0.0)
+) -> torch.Tensor:
     """Projection (y, x), n × n, along z of the volume rotated by ``rotation_xyz`` and translated by
     ``shift_xy_px`` (pixels, sub-pixel exact); line integral in value · Å."""
     n = fv.n
@@ -100,8 +103,9 @@ def project_fourier_slice(fv: FourierVolume, rotation_xyz: np.ndarray,
     return image * fv.pixel_size_A
 
 
-def rotate_volume_fourier(fv: FourierVolume, rotation_xyz: np.ndarray,
-                          shift_xyz_px: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> torch.Tensor:
+def rotate_volume_fourier(
+    fv: FourierVolume, rotation_xyz: np.ndarray, shift_xyz_px: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> torch.Tensor:
     """The padded volume (z, y, x), n³, rotated by ``rotation_xyz`` about its centre and translated by
     ``shift_xyz_px`` voxels, resampled in Fourier space."""
     n = fv.n

@@ -3,6 +3,7 @@
 Angles are in degrees at every interface. Volumes are stored (z, y, x) but every rotation
 here acts on (x, y, z) coordinate vectors; convert with ``xyz_to_zyx_matrix`` where needed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,11 +49,14 @@ def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
 def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
     """(n, 3, 3) rotation matrices from (n, 4) unit quaternions (w, x, y, z)."""
     w, x, y, z = np.moveaxis(np.asarray(q, dtype=np.float64), -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
 
 
 def rotation_aligning_z_to(normal: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 """The data model: what a project stores about tilt series, CTF, tomograms, particles and maps."""
+
 from tomoforge.model.acquisition import Acquisition
 from tomoforge.model.base import Item
 from tomoforge.model.coordinates import Coordinate3D, Particle

@@ -1,4 +1,5 @@
 """Acquisition: the microscope and detector settings a tilt series was recorded with."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict

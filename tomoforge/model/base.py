@@ -9,6 +9,7 @@ engine imports):
 - ``__children__``: ``(field, ItemClass)`` for a nested set, e.g. a tilt series and its tilt images;
 - ``__files__``: fields holding file paths (relative to the project, or absolute for raw data).
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar

@@ -1,4 +1,5 @@
 """Particle positions in tomograms, with optional orientation."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -17,9 +18,19 @@ class Coordinate3D(Item):
 
     __item_kind__ = "coordinate3d"
     __key__ = "number"
-    __columns__: ClassVar[tuple[str, ...]] = ("number", "tomogram", "x_A", "y_A", "z_A", "group", "score",
-                                              "has_orientation")
-    __packed__: ClassVar[dict[str, str]] = {"rotation": "rotation"}  # a unit quaternion of 32 bytes: millions of particles stay small
+    __columns__: ClassVar[tuple[str, ...]] = (
+        "number",
+        "tomogram",
+        "x_A",
+        "y_A",
+        "z_A",
+        "group",
+        "score",
+        "has_orientation",
+    )
+    __packed__: ClassVar[dict[str, str]] = {
+        "rotation": "rotation"
+    }  # a unit quaternion of 32 bytes: millions of particles stay small
 
     number: int = Field(..., ge=0, description="running number of the coordinate in its set")
     tomogram: str = Field(..., description="name of the tomogram it lies in")

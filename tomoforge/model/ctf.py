@@ -1,4 +1,5 @@
 """CTF of each tilt image, grouped per tilt series."""
+
 from __future__ import annotations
 
 from pydantic import Field, model_validator
@@ -12,8 +13,7 @@ class CTFTiltImage(Item):
 
     __item_kind__ = "ctf_tilt_image"
     __key__ = "acquisition_order"
-    __columns__ = ("acquisition_order", "tilt_angle_deg", "defocus_u_A", "defocus_v_A",
-                   "fit_resolution_A", "excluded")
+    __columns__ = ("acquisition_order", "tilt_angle_deg", "defocus_u_A", "defocus_v_A", "fit_resolution_A", "excluded")
 
     acquisition_order: int = Field(..., ge=1)
     tilt_angle_deg: TiltAngleDeg = quantity(..., unit="deg")
@@ -57,5 +57,6 @@ class CTFSeries(Item):
     spectra_file: str = Field("", description="MRC stack of per-tilt spectra, data left, fitted model right")
     plot_file: str = Field("", description="PNG: defocus and fit resolution against tilt angle")
     spectra_plot_file: str = Field("", description="PNG: the per-tilt spectra with the fitted model")
-    hand_check: str = Field("", description="defocus gradient vs the geometry: consistent, opposite, inconclusive "
-                                            "('' = not checked)")
+    hand_check: str = Field(
+        "", description="defocus gradient vs the geometry: consistent, opposite, inconclusive ('' = not checked)"
+    )

@@ -1,4 +1,5 @@
 """Landmark (fiducial) models: 2D positions of beads on the views of a tilt series."""
+
 from __future__ import annotations
 
 from pydantic import Field

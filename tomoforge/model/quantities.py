@@ -12,6 +12,7 @@ super-resolution frames to heavily binned tomograms; 30–1000 kV every TEM; Cs 
 a dose of 1000 e/Å² per tilt is far beyond any tilt series. Defocus is underfocus positive (Å), as in
 CTFFIND and RELION; an mdoc's ``Defocus`` (µm, underfocus negative) is converted before it is checked.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,7 @@ import numpy as np
 from pydantic import Field, ValidationError, WrapValidator
 
 #: pydantic error types that mean "outside the range" (answered with the whole range)
-_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal",
-                           "finite_number"})
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"})
 
 
 def _number(value: float) -> str:

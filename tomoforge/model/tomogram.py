@@ -1,4 +1,5 @@
 """Tomograms: reconstructed volumes of one tilt series."""
+
 from __future__ import annotations
 
 from pydantic import Field

@@ -1,4 +1,5 @@
 """Volumes (maps, averages) with half maps, mask and FSC."""
+
 from __future__ import annotations
 
 from itertools import pairwise

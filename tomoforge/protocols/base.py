@@ -3,6 +3,7 @@
 A new per-tilt-series protocol subclasses it and gives its params, ``task_for`` (the one task of a tilt
 series) and, when its output differs from a plain restack, ``output_series``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -1,4 +1,5 @@
 """BibTeX of the methods tomoforge's protocols implement (cited by key in ``Protocol.citations``)."""
+
 from tomoforge.engine.citations import register_bibtex
 
 register_bibtex(

@@ -1,4 +1,5 @@
 """Reading coordinate files (RELION 5 star, Dynamo table, x y z text) into Coordinate3D fields."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,12 +32,17 @@ def coordinates_from_file(path: str, params: dict[str, Any], tomograms: Tomogram
     _check_finite(file, positions, rotations)
     for name in sorted(set(names)):
         if name not in tomograms:
-            raise ImportFileError(f"{file}: tomogram {name!r} is not among the input tomograms "
-                                  f"({', '.join(tomograms) or 'none'})")
+            raise ImportFileError(
+                f"{file}: tomogram {name!r} is not among the input tomograms ({', '.join(tomograms) or 'none'})"
+            )
     out = []
     for i in range(len(names)):
-        row: dict[str, Any] = {"tomogram": names[i], "x_A": float(positions[i, 0]), "y_A": float(positions[i, 1]),
-                               "z_A": float(positions[i, 2])}
+        row: dict[str, Any] = {
+            "tomogram": names[i],
+            "x_A": float(positions[i, 0]),
+            "y_A": float(positions[i, 1]),
+            "z_A": float(positions[i, 2]),
+        }
         if rotations is not None:
             row["rotation"] = tuple(tuple(float(v) for v in r) for r in rotations[i])
             row["has_orientation"] = True
@@ -52,9 +58,11 @@ def _check_finite(file: Path, positions: np.ndarray, rotations: np.ndarray | Non
         bad |= ~np.isfinite(np.asarray(rotations, float)).reshape(len(positions), -1).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ImportFileError(f"{file}: particle {i + 1} (row {i + 1} of its table): position "
-                              f"{quote(positions[i].tolist())} Å or its orientation is not finite, or the position "
-                              f"is not {LENGTH.describe()}")
+        raise ImportFileError(
+            f"{file}: particle {i + 1} (row {i + 1} of its table): position "
+            f"{quote(positions[i].tolist())} Å or its orientation is not finite, or the position "
+            f"is not {LENGTH.describe()}"
+        )
 
 
 def _tomogram_for(file: Path, params: dict[str, Any], tomograms: TomogramInfo) -> str:
@@ -63,8 +71,9 @@ def _tomogram_for(file: Path, params: dict[str, Any], tomograms: TomogramInfo) -
         matches = [t for t in tomograms if file.stem.startswith(t)]
         if len(matches) == 1:
             return matches[0]
-        raise ImportFileError(f"{file}: no input tomogram named {name!r}; set 'tomogram' "
-                              f"(tomograms: {', '.join(tomograms) or 'none'})")
+        raise ImportFileError(
+            f"{file}: no input tomogram named {name!r}; set 'tomogram' (tomograms: {', '.join(tomograms) or 'none'})"
+        )
     return name
 
 

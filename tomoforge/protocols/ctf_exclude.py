@@ -5,6 +5,7 @@ above Y Å, defocus (mean of U and V) further than Z Å from what its 4 nearest 
 predict (a robust line through them, so that a defocus gradient over the series is no outlier). With ``propagate`` and the tilt series given, the tilt images
 whose CTF entry is excluded are excluded too (as exclude-views does: a flag, never a deletion).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,16 +22,29 @@ from tomoforge.model.quantities import TiltAngleDeg
 class ExcludeCTFParams(ProtocolParams):
     acquisition_orders: list[int] = param([], help="exclude the entries of these views (acquisition order, 1 = first)")
     tilt_angles_deg: list[TiltAngleDeg] = param([], unit="deg", help="exclude the entries at these tilts (±0.05°)")
-    max_fit_resolution_A: float = param(0.0, ge=0, unit="Å", help="exclude an entry whose fit resolution is worse "
-                                        "(larger) than this (0 = off; an entry without one is kept)")
-    max_astigmatism_A: float = param(0.0, ge=0, unit="Å", help="exclude an entry whose DefocusU − DefocusV is above "
-                                     "this (0 = off)")
-    max_defocus_jump_A: float = param(0.0, ge=0, unit="Å", help="exclude an entry whose defocus differs from the "
-                                      "line through its 4 nearest entries in tilt by more than this (0 = off)")
-    restore: bool = param(False, help="first clear every exclusion of the input (CTF entries, and views when "
-                          "propagating)")
-    propagate: bool = param(False, help="also exclude the tilt images whose CTF entry is excluded (needs the "
-                            "tilt_series input)")
+    max_fit_resolution_A: float = param(
+        0.0,
+        ge=0,
+        unit="Å",
+        help="exclude an entry whose fit resolution is worse "
+        "(larger) than this (0 = off; an entry without one is kept)",
+    )
+    max_astigmatism_A: float = param(
+        0.0, ge=0, unit="Å", help="exclude an entry whose DefocusU − DefocusV is above this (0 = off)"
+    )
+    max_defocus_jump_A: float = param(
+        0.0,
+        ge=0,
+        unit="Å",
+        help="exclude an entry whose defocus differs from the "
+        "line through its 4 nearest entries in tilt by more than this (0 = off)",
+    )
+    restore: bool = param(
+        False, help="first clear every exclusion of the input (CTF entries, and views when propagating)"
+    )
+    propagate: bool = param(
+        False, help="also exclude the tilt images whose CTF entry is excluded (needs the tilt_series input)"
+    )
 
 
 def ctf_exclusion_task(entries: list[dict[str, Any]], criteria: dict[str, Any]) -> dict[str, list]:
@@ -40,13 +54,18 @@ def ctf_exclusion_task(entries: list[dict[str, Any]], criteria: dict[str, Any]) 
     reasons = ["" for _ in entries]
     for i, e in enumerate(entries):
         listed = e["acquisition_order"] in criteria["acquisition_orders"] or any(
-            abs(e["tilt_angle_deg"] - a) <= 0.05 for a in criteria["tilt_angles_deg"])
+            abs(e["tilt_angle_deg"] - a) <= 0.05 for a in criteria["tilt_angles_deg"]
+        )
         res, astig = e["fit_resolution_A"], e["defocus_u_A"] - e["defocus_v_A"]
-        why = ("listed" if listed else
-               f"fit resolution {res:.1f} Å" if criteria["max_fit_resolution_A"] and res is not None
-               and res > criteria["max_fit_resolution_A"] else
-               f"astigmatism {astig:.0f} Å" if criteria["max_astigmatism_A"] and astig > criteria["max_astigmatism_A"]
-               else "")
+        why = (
+            "listed"
+            if listed
+            else f"fit resolution {res:.1f} Å"
+            if criteria["max_fit_resolution_A"] and res is not None and res > criteria["max_fit_resolution_A"]
+            else f"astigmatism {astig:.0f} Å"
+            if criteria["max_astigmatism_A"] and astig > criteria["max_astigmatism_A"]
+            else ""
+        )
         if why and not flags[i]:
             flags[i], reasons[i] = True, why
     jump = criteria["max_defocus_jump_A"]
@@ -57,7 +76,10 @@ def ctf_exclusion_task(entries: list[dict[str, Any]], criteria: dict[str, Any]) 
         for j, i in enumerate(kept):
             local = neighbours_defocus(tilt, defocus, j)
             if abs(defocus[j] - local) > jump:
-                flags[i], reasons[i] = True, f"defocus {defocus[j]:.0f} Å, {defocus[j] - local:+.0f} Å from its neighbours"
+                flags[i], reasons[i] = (
+                    True,
+                    f"defocus {defocus[j]:.0f} Å, {defocus[j] - local:+.0f} Å from its neighbours",
+                )
     return {"excluded": flags, "reasons": reasons}
 
 
@@ -80,9 +102,12 @@ class ExcludeCTFs(Protocol):
     name = "exclude-ctfs"
     label = "exclude CTFs"
     Params = ExcludeCTFParams
-    inputs = {"ctf": InputSpec(CTFSeries, help="CTF series to screen"),
-              "tilt_series": InputSpec(TiltSeries, optional=True, help="their tilt series, to propagate the "
-                                       "exclusion to the views")}
+    inputs = {
+        "ctf": InputSpec(CTFSeries, help="CTF series to screen"),
+        "tilt_series": InputSpec(
+            TiltSeries, optional=True, help="their tilt series, to propagate the exclusion to the views"
+        ),
+    }
     outputs = {"ctf": CTFSeries, "tilt_series": TiltSeries}
 
     def tasks(self):
@@ -91,8 +116,19 @@ class ExcludeCTFs(Protocol):
             raise ValueError("exclude-ctfs: propagate needs the tilt_series input")
         criteria = p.model_dump(exclude={"propagate"})
         for ctf in ctfs:
-            entries = [e.model_dump(include={"acquisition_order", "tilt_angle_deg", "defocus_u_A", "defocus_v_A",
-                                             "fit_resolution_A", "excluded"}) for e in ctf.entries]
+            entries = [
+                e.model_dump(
+                    include={
+                        "acquisition_order",
+                        "tilt_angle_deg",
+                        "defocus_u_A",
+                        "defocus_v_A",
+                        "fit_resolution_A",
+                        "excluded",
+                    }
+                )
+                for e in ctf.entries
+            ]
             yield Task(ctf_exclusion_task, (entries, criteria), key=ctf.name, origin=(origin_of(ctfs, ctf.name),))
 
     def collect(self, task, result):
@@ -112,6 +148,10 @@ class ExcludeCTFs(Protocol):
             return
         ts = series.get(ctf.name)
         flagged = {e.acquisition_order for e, f in zip(ctf.entries, result["excluded"]) if f}
-        images = [t.model_copy(update={"excluded": t.acquisition_order in flagged
-                                       or (t.excluded and not self.params.restore)}) for t in ts.tilt_images]
+        images = [
+            t.model_copy(
+                update={"excluded": t.acquisition_order in flagged or (t.excluded and not self.params.restore)}
+            )
+            for t in ts.tilt_images
+        ]
         self.emit("tilt_series", ts.model_copy(update={"tilt_images": images}), task)

@@ -6,6 +6,7 @@ tilt images sorted by tilt angle: the stack a file made from tomoforge's stack r
 acquisition order (row ``view`` = acquisition order). ``auto`` takes the tilt angles where the file
 has them for every row, the stack order otherwise. Export numbers views the same way (stack order).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,9 @@ def _number(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def match_rows(path: str, table: pd.DataFrame, images: list[dict[str, Any]], match: str,
-               tolerance_deg: float) -> dict[int, int]:
+def match_rows(
+    path: str, table: pd.DataFrame, images: list[dict[str, Any]], match: str, tolerance_deg: float
+) -> dict[int, int]:
     """{acquisition order: table row} for the tilt images ({'order', 'tilt'}) the file has a row for."""
     by_tilt = sorted(images, key=lambda t: t["tilt"])
     if match == "auto":
@@ -63,17 +65,22 @@ def match_rows(path: str, table: pd.DataFrame, images: list[dict[str, Any]], mat
             if image is None:
                 raise ValueError(f"{path}: view {r.view}: no tilt image of that acquisition order")
         if not math.isnan(r.tilt_angle_deg) and abs(image["tilt"] - r.tilt_angle_deg) > tolerance_deg:
-            raise ValueError(f"{path}: view {r.view} at {r.tilt_angle_deg:+.2f}° does not match the tilt image "
-                             f"at {image['tilt']:+.2f}° (tolerance {tolerance_deg}°; check the match mode)")
+            raise ValueError(
+                f"{path}: view {r.view} at {r.tilt_angle_deg:+.2f}° does not match the tilt image "
+                f"at {image['tilt']:+.2f}° (tolerance {tolerance_deg}°; check the match mode)"
+            )
         if image["order"] in found:
-            raise ValueError(f"{path}: views {table.view.iloc[found[image['order']]]} and {r.view} both match the "
-                             f"tilt image at {image['tilt']:+.2f}°")
+            raise ValueError(
+                f"{path}: views {table.view.iloc[found[image['order']]]} and {r.view} both match the "
+                f"tilt image at {image['tilt']:+.2f}°"
+            )
         found[image["order"]] = row
     return found
 
 
-def import_ctf_task(path: str, fmt: str, images: list[dict[str, Any]], match: str,
-                    tolerance_deg: float) -> dict[str, Any]:
+def import_ctf_task(
+    path: str, fmt: str, images: list[dict[str, Any]], match: str, tolerance_deg: float
+) -> dict[str, Any]:
     """Task: read one CTF file and match its rows to the tilt images; the entries as plain dicts."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: CTF file not found")
@@ -84,16 +91,22 @@ def import_ctf_task(path: str, fmt: str, images: list[dict[str, Any]], match: st
         if image["order"] not in found:
             continue
         r = table.iloc[found[image["order"]]]
-        entry = {"acquisition_order": image["order"], "tilt_angle_deg": image["tilt"],
-                 "defocus_u_A": float(r.defocus_u_A), "defocus_v_A": float(r.defocus_v_A),
-                 "astigmatism_angle_deg": float(r.astigmatism_angle_deg),
-                 "phase_shift_deg": float(r.phase_shift_deg),
-                 "fit_resolution_A": _number(r.fit_resolution_A), "score": _number(r.score)}
+        entry = {
+            "acquisition_order": image["order"],
+            "tilt_angle_deg": image["tilt"],
+            "defocus_u_A": float(r.defocus_u_A),
+            "defocus_v_A": float(r.defocus_v_A),
+            "astigmatism_angle_deg": float(r.astigmatism_angle_deg),
+            "phase_shift_deg": float(r.phase_shift_deg),
+            "fit_resolution_A": _number(r.fit_resolution_A),
+            "score": _number(r.score),
+        }
         try:
             CTFTiltImage(**entry)
         except ValidationError as exc:
-            raise ImportFileError(f"{path}: row {found[image['order']] + 1} (view {r.view}): "
-                                  f"{describe_validation_error(exc)}") from None
+            raise ImportFileError(
+                f"{path}: row {found[image['order']] + 1} (view {r.view}): {describe_validation_error(exc)}"
+            ) from None
         entries.append(entry)
     return {"entries": entries, "missing": [i["order"] for i in images if i["order"] not in found]}
 
@@ -103,7 +116,8 @@ class ImportCTFParams(ProtocolParams):
     format: Format = param("imod", help="IMOD ctfplotter .defocus, CTFFIND output text or RELION star")
     extension: str = param("", help="file name after the tilt series name (default .defocus / .txt / .star)")
     match: Literal["auto", "tilt-angle", "stack-order", "acquisition-order"] = param(
-        "auto", help="how rows are matched to tilt images (auto: tilt angles where the file has them)")
+        "auto", help="how rows are matched to tilt images (auto: tilt angles where the file has them)"
+    )
     angle_tolerance_deg: float = param(1.0, gt=0, unit="deg", help="a row's tilt angle may differ this much")
 
 
@@ -130,8 +144,12 @@ class ImportCTF(Protocol):
         many = len(series.keys()) > 1
         for ts in series:
             images = [{"order": t.acquisition_order, "tilt": t.tilt_angle_deg} for t in ts.tilt_images]
-            yield Task(import_ctf_task, (str(self.file_for(ts.name, many)), p.format, images, p.match,
-                                         p.angle_tolerance_deg), key=ts.name, origin=(origin_of(series, ts.name),))
+            yield Task(
+                import_ctf_task,
+                (str(self.file_for(ts.name, many)), p.format, images, p.match, p.angle_tolerance_deg),
+                key=ts.name,
+                origin=(origin_of(series, ts.name),),
+            )
 
     def collect(self, task, result):
         if result["missing"]:
@@ -149,12 +167,21 @@ class ExportCTFParams(ProtocolParams):
 def ctf_table(ctf: CTFSeries, include_excluded: bool, doses: dict[int, float] | None = None) -> pd.DataFrame:
     """The common CTF table of a series, rows in tilt order, ``view`` = position among all its entries."""
     ordered = sorted(ctf.entries, key=lambda e: e.tilt_angle_deg)
-    rows = [{"view": i + 1, "tilt_angle_deg": e.tilt_angle_deg, "defocus_u_A": e.defocus_u_A,
-             "defocus_v_A": e.defocus_v_A, "astigmatism_angle_deg": e.astigmatism_angle_deg,
-             "phase_shift_deg": e.phase_shift_deg,
-             "fit_resolution_A": np.nan if e.fit_resolution_A is None else e.fit_resolution_A,
-             "score": np.nan if e.score is None else e.score, "acquisition_order": e.acquisition_order}
-            for i, e in enumerate(ordered) if include_excluded or not e.excluded]
+    rows = [
+        {
+            "view": i + 1,
+            "tilt_angle_deg": e.tilt_angle_deg,
+            "defocus_u_A": e.defocus_u_A,
+            "defocus_v_A": e.defocus_v_A,
+            "astigmatism_angle_deg": e.astigmatism_angle_deg,
+            "phase_shift_deg": e.phase_shift_deg,
+            "fit_resolution_A": np.nan if e.fit_resolution_A is None else e.fit_resolution_A,
+            "score": np.nan if e.score is None else e.score,
+            "acquisition_order": e.acquisition_order,
+        }
+        for i, e in enumerate(ordered)
+        if include_excluded or not e.excluded
+    ]
     table = pd.DataFrame(rows)
     if doses is not None and len(table):
         table["pre_exposure_e_A2"] = [doses.get(o, 0.0) for o in table["acquisition_order"]]
@@ -167,9 +194,12 @@ class ExportCTF(Protocol):
     name = "export-ctf"
     label = "export CTF"
     Params = ExportCTFParams
-    inputs = {"ctf": InputSpec(CTFSeries, help="CTF series to write"),
-              "tilt_series": InputSpec(TiltSeries, optional=True,
-                                       help="their tilt series (optics for CTFFIND, doses for RELION)")}
+    inputs = {
+        "ctf": InputSpec(CTFSeries, help="CTF series to write"),
+        "tilt_series": InputSpec(
+            TiltSeries, optional=True, help="their tilt series (optics for CTFFIND, doses for RELION)"
+        ),
+    }
     outputs = {"ctf": CTFSeries}
 
     def series_for(self, name: str) -> TiltSeries | None:
@@ -183,9 +213,15 @@ class ExportCTF(Protocol):
         for ctf in ctfs:
             origin = (origin_of(ctfs, ctf.name),)
             if self.params.format == "ctffind" and self.series_for(ctf.name) is None:
-                yield Task(missing_input, (f"{ctf.name}: CTFFIND text needs its tilt series (pixel size, voltage, Cs, "
-                                           "amplitude contrast): set the tilt_series input",), key=ctf.name,
-                           origin=origin)
+                yield Task(
+                    missing_input,
+                    (
+                        f"{ctf.name}: CTFFIND text needs its tilt series (pixel size, voltage, Cs, "
+                        "amplitude contrast): set the tilt_series input",
+                    ),
+                    key=ctf.name,
+                    origin=origin,
+                )
             else:
                 yield Task(identity, (ctf.name,), key=ctf.name, origin=origin)
 
@@ -202,8 +238,14 @@ class ExportCTF(Protocol):
         else:
             assert ts is not None
             a = ts.acquisition
-            write_ctffind(table, path, a.pixel_size_A, a.voltage_kV, a.spherical_aberration_mm,
-                          a.amplitude_contrast, overwrite=True)
+            write_ctffind(
+                table,
+                path,
+                a.pixel_size_A,
+                a.voltage_kV,
+                a.spherical_aberration_mm,
+                a.amplitude_contrast,
+                overwrite=True,
+            )
         self.log(f"{ctf.name}: wrote {path.name} ({len(table)} views)")
         self.emit("ctf", ctf, task)
-

@@ -1,9 +1,10 @@
 """PNG plots of a CTF estimation (matplotlib, non-interactive backend): defocus and fit resolution
 against tilt angle, and the per-tilt spectra with the fitted model."""
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -17,9 +18,16 @@ def _pyplot():
     return plt
 
 
-def defocus_plot(path: str, name: str, tilt_angles_deg: Sequence[float], defocus_u_A: Sequence[float],
-                 defocus_v_A: Sequence[float], fit_resolution_A: Sequence[float], excluded: Sequence[bool],
-                 hand_message: str = "") -> str:
+def defocus_plot(
+    path: str,
+    name: str,
+    tilt_angles_deg: Sequence[float],
+    defocus_u_A: Sequence[float],
+    defocus_v_A: Sequence[float],
+    fit_resolution_A: Sequence[float],
+    excluded: Sequence[bool],
+    hand_message: str = "",
+) -> str:
     """Defocus U, V (µm, left axis) and fit resolution (Å, right axis) against the tilt angle; excluded
     tilts hollow. Returns ``path``."""
     plt = _pyplot()
@@ -50,8 +58,15 @@ def defocus_plot(path: str, name: str, tilt_angles_deg: Sequence[float], defocus
     return path
 
 
-def spectra_plot(path: str, name: str, images: np.ndarray, tilt_angles_deg: Sequence[float],
-                 defocus_A: Sequence[float], fit_resolution_A: Sequence[float], columns: int = 8) -> str:
+def spectra_plot(
+    path: str,
+    name: str,
+    images: np.ndarray,
+    tilt_angles_deg: Sequence[float],
+    defocus_A: Sequence[float],
+    fit_resolution_A: Sequence[float],
+    columns: int = 8,
+) -> str:
     """A grid of the per-tilt diagnostic spectra (data left, model right), sorted by tilt angle."""
     plt = _pyplot()
     order = np.argsort(tilt_angles_deg)
@@ -61,8 +76,7 @@ def spectra_plot(path: str, name: str, images: np.ndarray, tilt_angles_deg: Sequ
         ax.axis("off")
     for ax, i in zip(axes.ravel(), order):
         ax.imshow(images[i], cmap="gray", vmin=-3, vmax=3, interpolation="nearest")
-        ax.set_title(f"{tilt_angles_deg[i]:+.0f}° {defocus_A[i] / 1e4:.2f} µm\n{fit_resolution_A[i]:.1f} Å",
-                     fontsize=6)
+        ax.set_title(f"{tilt_angles_deg[i]:+.0f}° {defocus_A[i] / 1e4:.2f} µm\n{fit_resolution_A[i]:.1f} Å", fontsize=6)
     fig.suptitle(f"{name}: spectra (left) and fitted CTF (right)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

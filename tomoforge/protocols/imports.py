@@ -1,4 +1,5 @@
 """Import protocols: tilt-series movies and tilt series from mdoc files, tomograms, coordinates."""
+
 from __future__ import annotations
 
 import glob
@@ -52,11 +53,15 @@ class MdocImportParams(ProtocolParams):
         return self.model_dump(exclude={"files_path", "pattern", "mdoc_format"})
 
 
-def import_mdoc_task(mdoc: str, overrides: dict[str, Any], movies: bool, frames_dir: str, mdoc_format: str,
-                     ) -> TiltSeries:
+def import_mdoc_task(
+    mdoc: str,
+    overrides: dict[str, Any],
+    movies: bool,
+    frames_dir: str,
+    mdoc_format: str,
+) -> TiltSeries:
     """Task: one mdoc -> its TiltSeries (files checked, nothing written)."""
-    return tilt_series_from_mdoc(mdoc, overrides, movies=movies, frames_dir=frames_dir or None,
-                                 mdoc_format=mdoc_format)
+    return tilt_series_from_mdoc(mdoc, overrides, movies=movies, frames_dir=frames_dir or None, mdoc_format=mdoc_format)
 
 
 class ImportTiltSeries(Protocol):
@@ -81,22 +86,30 @@ STREAMING_FIELDS = ("streaming", "settle_s", "tilts_per_series", "stream_timeout
 class MovieImportParams(MdocImportParams):
     frames_path: str = param("", help="folder of the frame movies ('' = beside the mdoc, or its frames/)")
     gain_file: str = param("", help="gain reference (MRC or TIFF) to multiply the frames by")
-    streaming: bool = param(False, help="watch files_path during an acquisition: import each tilt series as soon as "
-                                        "it is complete, until stream_timeout_s without new data or a stop")
+    streaming: bool = param(
+        False,
+        help="watch files_path during an acquisition: import each tilt series as soon as "
+        "it is complete, until stream_timeout_s without new data or a stop",
+    )
     settle_s: float = param(30.0, gt=0, unit="s", help="streaming: an mdoc or movie unchanged this long is complete")
     tilts_per_series: int = param(0, ge=0, help="streaming: a tilt series needs this many tilts (0: any number)")
-    stream_timeout_s: float = param(1800.0, gt=0, unit="s",
-                                    help="streaming: end the run after this long without a new or changed file")
-    stop_file: str = param("", help="streaming: once this file exists (relative to files_path), end the run when "
-                                    "nothing changed for settle_s")
+    stream_timeout_s: float = param(
+        1800.0, gt=0, unit="s", help="streaming: end the run after this long without a new or changed file"
+    )
+    stop_file: str = param(
+        "",
+        help="streaming: once this file exists (relative to files_path), end the run when nothing changed for settle_s",
+    )
 
     @model_validator(mode="after")
     def _gain_exists(self) -> MovieImportParams:
         if self.gain_file and not Path(self.gain_file).is_file():
             raise ValueError(f"gain_file: {self.gain_file} does not exist")
         if self.streaming and self.stream_timeout_s <= self.settle_s:
-            raise ValueError(f"stream_timeout_s ({self.stream_timeout_s:g} s) must exceed settle_s "
-                             f"({self.settle_s:g} s), or no tilt series could ever settle before the end")
+            raise ValueError(
+                f"stream_timeout_s ({self.stream_timeout_s:g} s) must exceed settle_s "
+                f"({self.settle_s:g} s), or no tilt series could ever settle before the end"
+            )
         return self
 
     def overrides(self) -> dict[str, Any]:
@@ -148,9 +161,11 @@ class ImportTiltSeriesMovies(Protocol):
                 raise ImportFileError(f"files_path: {folder} is not a folder")
             frames = Path(p.frames_path).expanduser() if p.frames_path else None
             self._watcher = MdocWatcher(folder, p.pattern, frames, p.settle_s, p.tilts_per_series)
-            self.log(f"watching {folder}/{p.pattern}: complete after {p.settle_s:g} s unchanged"
-                     + (f" with {p.tilts_per_series} tilts" if p.tilts_per_series else "")
-                     + f"; ends after {p.stream_timeout_s:g} s without new data")
+            self.log(
+                f"watching {folder}/{p.pattern}: complete after {p.settle_s:g} s unchanged"
+                + (f" with {p.tilts_per_series} tilts" if p.tilts_per_series else "")
+                + f"; ends after {p.stream_timeout_s:g} s without new data"
+            )
         return self._watcher
 
     def source_open(self) -> bool:
@@ -166,8 +181,10 @@ class ImportTiltSeriesMovies(Protocol):
         watcher = self.watcher()
         for mdoc, why in sorted(watcher.pending.items()):
             self.log(f"WARNING: {mdoc.name} not imported: incomplete when the stream ended ({why})")
-        self.log(f"{len(watcher.accepted)} tilt series complete, {len(watcher.pending)} incomplete"
-                 f" ({reason}; {watcher.idle_s():.0f} s since the last new data)")
+        self.log(
+            f"{len(watcher.accepted)} tilt series complete, {len(watcher.pending)} incomplete"
+            f" ({reason}; {watcher.idle_s():.0f} s since the last new data)"
+        )
 
 
 class TomogramImportParams(ProtocolParams):
@@ -195,7 +212,8 @@ class CoordinateImportParams(ProtocolParams):
     files_path: str = param(..., help="folder holding the coordinate files")
     pattern: str = param("*.star", help="file name pattern (.star RELION 5, .tbl Dynamo, other: x y z text)")
     units: Literal["angstrom", "pixel"] = param(
-        "angstrom", help="text files: Å from the tomogram centre, or pixels from its corner")
+        "angstrom", help="text files: Å from the tomogram centre, or pixels from its corner"
+    )
     pixel_size_A: VoxelSizeA | None = param(None, unit="Å/px", help="pixel size of pixel coordinates")
     tomogram: str = param("", help="text/.tbl files: name of the tomogram they belong to ('' = file name)")
 

@@ -16,6 +16,7 @@ Rules, in the order they apply:
 - ImageFile and SubFramePath are the acquisition PC's paths: only their file names are looked up.
 - A gain reference must fit the movies' frames (same shape, or turned by 90°) when imported.
 """
+
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -104,7 +105,8 @@ def acquisition_from_mdoc(mdoc: Mdoc, overrides: dict[str, Any]) -> Acquisition:
     if isinstance(magnification, (int, float)):
         checked(mdoc, mdoc.where("Magnification", 0), magnification, MAGNIFICATION)
     return _built(
-        mdoc, Acquisition,
+        mdoc,
+        Acquisition,
         voltage_kV=voltage,
         spherical_aberration_mm=overrides.get("spherical_aberration_mm", 2.7),
         amplitude_contrast=overrides.get("amplitude_contrast", 0.1),
@@ -127,8 +129,10 @@ def _built(mdoc: Mdoc, cls: type[M], **fields: Any) -> M:
 def _doses(mdoc: Mdoc, override: float | None) -> np.ndarray:
     if override is not None:
         return np.full(len(mdoc.sections), float(override))
-    doses = [checked(mdoc, mdoc.where("ExposureDose", i), section.get("ExposureDose", 0.0), DOSE_PER_TILT)
-             for i, section in enumerate(mdoc.sections)]
+    doses = [
+        checked(mdoc, mdoc.where("ExposureDose", i), section.get("ExposureDose", 0.0), DOSE_PER_TILT)
+        for i, section in enumerate(mdoc.sections)
+    ]
     return np.asarray(doses, dtype=float)
 
 
@@ -180,7 +184,8 @@ def _stack_for(mdoc: Mdoc, stack_file: Path | None) -> Path:
     given = f"{mdoc.where('ImageFile')} = {quote(named)}" if named else "no ImageFile"
     raise ImportFileError(
         f"{mdoc.path}: {given}: no image stack found beside the mdoc (looked for "
-        + ", ".join(str(c.name) for c in dict.fromkeys(candidates)) + ")"
+        + ", ".join(str(c.name) for c in dict.fromkeys(candidates))
+        + ")"
     )
 
 
@@ -217,8 +222,10 @@ def check_gain_fits(gain: Path, movie: Path) -> None:
     hint = ""
     if gain_shape[0] * 2 == frames[0] and gain_shape[1] * 2 == frames[1]:
         hint = " (half the size: a counting-mode gain for super-resolution frames?)"
-    raise ImportFileError(f"gain_file {gain}: an image of {gain_shape[1]} × {gain_shape[0]} px (x × y) does not fit "
-                          f"the frames of {movie} ({frames[1]} × {frames[0]} px), even turned by 90°{hint}")
+    raise ImportFileError(
+        f"gain_file {gain}: an image of {gain_shape[1]} × {gain_shape[0]} px (x × y) does not fit "
+        f"the frames of {movie} ({frames[1]} × {frames[0]} px), even turned by 90°{hint}"
+    )
 
 
 def tilt_series_from_mdoc(
@@ -261,10 +268,13 @@ def tilt_series_from_mdoc(
         if isinstance(defocus, (int, float)):  # µm, underfocus negative
             checked(mdoc, mdoc.where("Defocus", i), -defocus * 1e4, DEFOCUS, f"{defocus!r} µm")
         common: dict[str, Any] = {
-            "acquisition_order": int(order[i]), "tilt_angle_deg": float(section["TiltAngle"]),
-            "accumulated_dose_e_A2": float(accumulated[i]), "dose_e_A2": float(doses[i]),
+            "acquisition_order": int(order[i]),
+            "tilt_angle_deg": float(section["TiltAngle"]),
+            "accumulated_dose_e_A2": float(accumulated[i]),
+            "dose_e_A2": float(doses[i]),
             "nominal_defocus_A": -float(defocus) * 1e4 if isinstance(defocus, (int, float)) else None,
-            "z_rot_deg": acquisition.tilt_axis_angle_deg, "y_tilt_deg": float(section["TiltAngle"]),
+            "z_rot_deg": acquisition.tilt_axis_angle_deg,
+            "y_tilt_deg": float(section["TiltAngle"]),
         }
         if movies:
             movie = frames_path(mdoc, i, Path(frames_dir) if frames_dir else None)
@@ -273,16 +283,33 @@ def tilt_series_from_mdoc(
                 declared = int(checked(mdoc, mdoc.where("NumSubFrames", i), declared, FRAME_COUNT))
             found = movie_frame_count(movie)
             if declared is not None and found < declared:
-                raise ImportFileError(f"{movie}: holds {found} frames but {path} {mdoc.where('NumSubFrames', i)} "
-                                      f"= {declared}")
+                raise ImportFileError(
+                    f"{movie}: holds {found} frames but {path} {mdoc.where('NumSubFrames', i)} = {declared}"
+                )
             n_frames = declared if declared else found
             if i == 0 and overrides.get("gain_file"):
                 check_gain_fits(Path(overrides["gain_file"]), movie)
-            images.append(_built(mdoc, TiltImageMovie, **common, file=str(movie), index=0, n_frames=n_frames,
-                                 frame_dose_e_A2=float(doses[i]) / n_frames))
+            images.append(
+                _built(
+                    mdoc,
+                    TiltImageMovie,
+                    **common,
+                    file=str(movie),
+                    index=0,
+                    n_frames=n_frames,
+                    frame_dose_e_A2=float(doses[i]) / n_frames,
+                )
+            )
         else:
             images.append(_built(mdoc, TiltImage, **common, file=str(stack), index=i))
     images.sort(key=lambda t: (t.tilt_angle_deg, t.acquisition_order))
     cls = TiltSeriesMovie if movies else TiltSeries
-    return _built(mdoc, cls, name=tilt_series_name(path), acquisition=acquisition, tilt_images=images,
-                  source_file=str(path), stack_file=str(stack) if stack else "")
+    return _built(
+        mdoc,
+        cls,
+        name=tilt_series_name(path),
+        acquisition=acquisition,
+        tilt_images=images,
+        source_file=str(path),
+        stack_file=str(stack) if stack else "",
+    )

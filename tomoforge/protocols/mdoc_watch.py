@@ -14,12 +14,13 @@ counts as just changed, so nothing is accepted before ``settle_s`` of observatio
 pending tilt series is looked at on every scan, so once nothing has changed for ``settle_s``
 (``idle_s() >= settle_s``) the next scan accepts every tilt series whose files are all there.
 """
+
 from __future__ import annotations
 
 import glob
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tomoforge.io.errors import FormatError
 from tomoforge.io.mdoc import Mdoc, read_mdoc
@@ -55,8 +56,15 @@ class FileClock:
 class MdocWatcher:
     """The mdocs matching ``pattern`` in ``folder`` that became complete (see the module docstring)."""
 
-    def __init__(self, folder: Path, pattern: str, frames_dir: Path | None, settle_s: float,
-                 tilts_per_series: int = 0, clock: Clock = time.monotonic):
+    def __init__(
+        self,
+        folder: Path,
+        pattern: str,
+        frames_dir: Path | None,
+        settle_s: float,
+        tilts_per_series: int = 0,
+        clock: Clock = time.monotonic,
+    ):
         self.folder, self.pattern, self.frames_dir = Path(folder), pattern, frames_dir
         self.settle_s, self.tilts_per_series = settle_s, tilts_per_series
         self.files = FileClock(clock)

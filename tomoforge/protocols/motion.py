@@ -7,6 +7,7 @@ asked, with odd/even halves; hot pixels are left to the X-ray eraser), bins by F
 writes the stacks, the per-frame shifts (a text table) and their plot (SVG) into the run's out/ folder.
 One rfft per frame serves both the estimation and the sums.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -39,9 +40,13 @@ class MotionParams(ProtocolParams):
     align_last: int = param(0, ge=0, help="last frame to align (0 = the last)")
     sum_first: int = param(1, ge=1, help="first frame to sum (1-based)")
     sum_last: int = param(0, ge=0, help="last frame to sum (0 = the last)")
-    bfactor_A2: float = param(3000.0, ge=0, unit="Å²",
-                              help="B-factor weighting of the global alignment (at 3 Å/px, RELION's default "
-                                   "150 px² is 1350 Å², MotionCor2's 500 px² is 4500 Å²)")
+    bfactor_A2: float = param(
+        3000.0,
+        ge=0,
+        unit="Å²",
+        help="B-factor weighting of the global alignment (at 3 Å/px, RELION's default "
+        "150 px² is 1350 Å², MotionCor2's 500 px² is 4500 Å²)",
+    )
     patches_x: int = param(1, ge=1, help="patches along x for local motion (1 with patches_y 1: global only)")
     patches_y: int = param(1, ge=1, help="patches along y for local motion")
     patch_bfactor_A2: float = param(1000.0, ge=0, unit="Å²", help="B-factor of the patch alignment")
@@ -50,15 +55,20 @@ class MotionParams(ProtocolParams):
     gain_file: str = param("", help="gain reference ('' = the one given at import, if any)")
     gain_rotate_deg: Literal[0, 90, 180, 270] = param(0, unit="deg", help="rotate the gain (CCW) first")
     gain_flip: Literal["none", "x", "y"] = param("none", help="then flip it left-right (x) or up-down (y)")
-    eer_fractions_per_frame: int = param(0, ge=0, help="EER: fractions summed into one frame "
-                                                       "(0: as many as give eer_frame_dose_e_A2)")
-    eer_frame_dose_e_A2: DosePerTiltEA2 = param(0.5, gt=0, unit="e/Å²", help="EER: dose per frame when grouping by dose")
-    eer_upsampling: Literal[1, 2, 4] = param(1, help="EER: 1 = physical pixels (4K), 2 = 8K, 4 = 16K (pixel size / 2, / 4)")
+    eer_fractions_per_frame: int = param(
+        0, ge=0, help="EER: fractions summed into one frame (0: as many as give eer_frame_dose_e_A2)"
+    )
+    eer_frame_dose_e_A2: DosePerTiltEA2 = param(
+        0.5, gt=0, unit="e/Å²", help="EER: dose per frame when grouping by dose"
+    )
+    eer_upsampling: Literal[1, 2, 4] = param(
+        1, help="EER: 1 = physical pixels (4K), 2 = 8K, 4 = 16K (pixel size / 2, / 4)"
+    )
     dose_weighting: bool = param(False, help="weight frames by their exposure (Grant & Grigorieff 2015)")
     odd_even: bool = param(True, help="also write the sums of the odd and of the even frames")
 
     @model_validator(mode="after")
-    def _ranges(self) -> "MotionParams":
+    def _ranges(self) -> MotionParams:
         for first, last in (("align_first", "align_last"), ("sum_first", "sum_last")):
             if getattr(self, last) and getattr(self, last) < getattr(self, first):
                 raise ValueError(f"{last} ({getattr(self, last)}) is before {first} ({getattr(self, first)})")
@@ -73,9 +83,16 @@ def _range(first: int, last: int, n: int, movie: str) -> tuple[int, int]:
     return first - 1, last - 1
 
 
-def correct_movie(frames: torch.Tensor, pixel_size_A: float, p: dict[str, Any], frame_dose_e_A2: float,
-                  pre_exposure_e_A2: float, voltage_kV: float, movie: str,
-                  defects: torch.Tensor | None = None) -> dict[str, Any]:
+def correct_movie(
+    frames: torch.Tensor,
+    pixel_size_A: float,
+    p: dict[str, Any],
+    frame_dose_e_A2: float,
+    pre_exposure_e_A2: float,
+    voltage_kV: float,
+    movie: str,
+    defects: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """Align and sum one movie (n, y, x) (modified in place); returns sums (binned), shifts (pixels), defects.
 
     One rfft of the frames serves the estimation (cropped to the alignment band, hot pixels masked)
@@ -90,26 +107,34 @@ def correct_movie(frames: torch.Tensor, pixel_size_A: float, p: dict[str, Any], 
     spectra = torch.fft.rfft2(frames)
     shifts = torch.zeros(n, 2)
     if a1 > a0:
-        aligned = frames[a0: a1 + 1]
+        aligned = frames[a0 : a1 + 1]
         defects = motion.hot_pixel_mask(aligned.sum(0)) if defects is None else defects
-        shifts[a0: a1 + 1] = motion.estimate_global_shifts(
-            aligned, pixel_size_A, p["bfactor_A2"], p["max_shift_A"], defects=defects, spectra=spectra[a0: a1 + 1])
+        shifts[a0 : a1 + 1] = motion.estimate_global_shifts(
+            aligned, pixel_size_A, p["bfactor_A2"], p["max_shift_A"], defects=defects, spectra=spectra[a0 : a1 + 1]
+        )
         shifts[:a0] = shifts[a0]
-        shifts[a1 + 1:] = shifts[a1]
+        shifts[a1 + 1 :] = shifts[a1]
     sum_shifts: torch.Tensor | None = shifts
     local = None
     if (p["patches_x"] > 1 or p["patches_y"] > 1) and a1 > a0:
         motion.shift_frames_(frames, shifts, spectra)
-        local = motion.estimate_local_motion(frames[a0: a1 + 1], pixel_size_A, (p["patches_y"], p["patches_x"]),
-                                             p["patch_bfactor_A2"], p["max_shift_A"])
+        local = motion.estimate_local_motion(
+            frames[a0 : a1 + 1], pixel_size_A, (p["patches_y"], p["patches_x"]), p["patch_bfactor_A2"], p["max_shift_A"]
+        )
         local = _rescale_time(local, a1 - a0 + 1, n)
         local.n_frames, local.reference_frame = n, a0  # frame index t of the whole movie
         motion.apply_local_motion(frames, local)
         spectra, sum_shifts = torch.fft.rfft2(frames), None
     weights = None
     if p["dose_weighting"]:
-        weights = motion.dose_weights(n, frame_dose_e_A2, pre_exposure_e_A2, out_shape,
-                                      binned_pixel_size(pixel_size_A, shape, p["binning"]), voltage_kV)
+        weights = motion.dose_weights(
+            n,
+            frame_dose_e_A2,
+            pre_exposure_e_A2,
+            out_shape,
+            binned_pixel_size(pixel_size_A, shape, p["binning"]),
+            voltage_kV,
+        )
     sums = motion.aligned_sums(frames, sum_shifts, s0, s1, weights, out_shape, spectra)
     return {"sums": sums, "shifts": shifts, "local_rms_px": local.rms_fit_px if local else None, "defects": defects}
 
@@ -134,8 +159,9 @@ def _read_frames(m: dict[str, Any], pixel_size_A: float, p: dict[str, Any]) -> t
         if not m.get("dose", 0) > 0:
             raise ValueError(f"{m['file']}: EER movie without a dose in the metadata: set eer_fractions_per_frame")
         group = max(1, round(p["eer_frame_dose_e_A2"] * fractions / m["dose"]))
-    frames = read_movie(m["file"], m["n_frames"], dtype=None, eer_fractions_per_frame=group,
-                        eer_upsampling=p["eer_upsampling"])
+    frames = read_movie(
+        m["file"], m["n_frames"], dtype=None, eer_fractions_per_frame=group, eer_upsampling=p["eer_upsampling"]
+    )
     dose = m["dose"] if m.get("dose", 0) > 0 else m["frame_dose"] * m["n_frames"]
     return torch.from_numpy(frames), dose * group / fractions, p["eer_upsampling"]
 
@@ -147,8 +173,9 @@ def _upsampled(gain: torch.Tensor, frame_shape: tuple[int, int], factor: int) ->
     return gain
 
 
-def _load(m: dict[str, Any], pixel_size_A: float, gain: torch.Tensor | None, gain_file: str, p: dict[str, Any],
-          first: bool) -> tuple[torch.Tensor, float, int]:
+def _load(
+    m: dict[str, Any], pixel_size_A: float, gain: torch.Tensor | None, gain_file: str, p: dict[str, Any], first: bool
+) -> tuple[torch.Tensor, float, int]:
     """(float32 gain-corrected frames, dose per frame e/Å², upsampling) of one movie; checks the gain's
     orientation on the first movie of the tilt series (a square detector hides a rotated gain)."""
     frames, frame_dose, upsampling = _read_frames(m, pixel_size_A, p)
@@ -162,8 +189,14 @@ def _load(m: dict[str, Any], pixel_size_A: float, gain: torch.Tensor | None, gai
     return apply_gain(frames, movie_gain, name=name), frame_dose, upsampling
 
 
-def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_A: float, voltage_kV: float,
-                        gain_file: str, params: dict[str, Any]) -> dict[str, Any]:
+def motion_correct_task(
+    movies: list[dict[str, Any]],
+    out_base: str,
+    pixel_size_A: float,
+    voltage_kV: float,
+    gain_file: str,
+    params: dict[str, Any],
+) -> dict[str, Any]:
     """Task: motion-correct every movie of one tilt series (``movies`` sorted by tilt angle).
 
     Each movie: {"file", "n_frames", "frame_dose", "pre_exposure", "dose"} (e/Å²). Writes ``out_base``.mrc
@@ -189,8 +222,9 @@ def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_
             if frame_shape != (0, 0) and tuple(frames.shape[-2:]) != frame_shape:
                 raise ValueError(f"{m['file']}: frames of {tuple(frames.shape[-2:])} px, the others {frame_shape}")
             frame_shape = tuple(frames.shape[-2:])
-            out = correct_movie(frames, movie_pixel, params, frame_dose, m["pre_exposure"], voltage_kV, m["file"],
-                                defects)
+            out = correct_movie(
+                frames, movie_pixel, params, frame_dose, m["pre_exposure"], voltage_kV, m["file"], defects
+            )
             del frames
             defects = out["defects"]
             sums = {"file": out["sums"].total, "odd_file": out["sums"].odd, "even_file": out["sums"].even}
@@ -210,8 +244,14 @@ def motion_correct_task(movies: list[dict[str, Any]], out_base: str, pixel_size_
     table.write_text("\n".join(lines) + "\n")
     plot = Path(f"{out_base}_shifts.svg")
     plot.write_text(shifts_svg([Path(m["file"]).name for m in movies], shifts_A))
-    return {"stacks": files, "shifts_A": shifts_A, "pixel_size_A": new_pixel, "table": str(table),
-            "plot": str(plot), "local_rms_px": local_rms}
+    return {
+        "stacks": files,
+        "shifts_A": shifts_A,
+        "pixel_size_A": new_pixel,
+        "table": str(table),
+        "plot": str(plot),
+        "local_rms_px": local_rms,
+    }
 
 
 class MotionCorrection(Protocol):
@@ -228,14 +268,31 @@ class MotionCorrection(Protocol):
         self.out_path("").mkdir(parents=True, exist_ok=True)
         params = self.params.model_dump()
         for ts in series:
-            movies = [{"file": str(self.absolute(t.file)), "n_frames": t.n_frames, "frame_dose": t.frame_dose_e_A2,
-                       "pre_exposure": max(t.accumulated_dose_e_A2 - t.dose_e_A2, 0.0), "dose": t.dose_e_A2}
-                      for t in ts.tilt_images]
+            movies = [
+                {
+                    "file": str(self.absolute(t.file)),
+                    "n_frames": t.n_frames,
+                    "frame_dose": t.frame_dose_e_A2,
+                    "pre_exposure": max(t.accumulated_dose_e_A2 - t.dose_e_A2, 0.0),
+                    "dose": t.dose_e_A2,
+                }
+                for t in ts.tilt_images
+            ]
             gain = self.params.gain_file or ts.acquisition.gain_file
-            yield Task(motion_correct_task,
-                       (movies, str(self.out_path(ts.name)), ts.acquisition.pixel_size_A, ts.acquisition.voltage_kV,
-                        str(self.absolute(gain)) if gain else "", params),
-                       key=ts.name, origin=(origin_of(series, ts.name),), item=ts)
+            yield Task(
+                motion_correct_task,
+                (
+                    movies,
+                    str(self.out_path(ts.name)),
+                    ts.acquisition.pixel_size_A,
+                    ts.acquisition.voltage_kV,
+                    str(self.absolute(gain)) if gain else "",
+                    params,
+                ),
+                key=ts.name,
+                origin=(origin_of(series, ts.name),),
+                item=ts,
+            )
 
     def collect(self, task, result):
         ts: TiltSeriesMovie = task.item
@@ -243,12 +300,27 @@ class MotionCorrection(Protocol):
         images = []
         for i, (t, shifts) in enumerate(zip(ts.tilt_images, result["shifts_A"])):
             fields = t.model_dump(exclude={"n_frames", "frame_dose_e_A2"})
-            fields.update(file=stacks["file"], index=i, odd_file=stacks.get("odd_file", ""),
-                          even_file=stacks.get("even_file", ""), frame_shifts_A=shifts)
+            fields.update(
+                file=stacks["file"],
+                index=i,
+                odd_file=stacks.get("odd_file", ""),
+                even_file=stacks.get("even_file", ""),
+                frame_shifts_A=shifts,
+            )
             images.append(TiltImage(**fields))
         acquisition = ts.acquisition.model_copy(update={"pixel_size_A": result["pixel_size_A"]})
         self.log(f"{ts.name}: shifts in {self.relative(result['table'])}, plot {self.relative(result['plot'])}")
-        self.emit("tilt_series", TiltSeries(
-            name=ts.name, acquisition=acquisition, tilt_images=images, source_file=ts.source_file,
-            stack_file=stacks["file"], odd_stack_file=stacks.get("odd_file", ""),
-            even_stack_file=stacks.get("even_file", ""), dose_weighted=self.params.dose_weighting), task)
+        self.emit(
+            "tilt_series",
+            TiltSeries(
+                name=ts.name,
+                acquisition=acquisition,
+                tilt_images=images,
+                source_file=ts.source_file,
+                stack_file=stacks["file"],
+                odd_stack_file=stacks.get("odd_file", ""),
+                even_stack_file=stacks.get("even_file", ""),
+                dose_weighted=self.params.dose_weighting,
+            ),
+            task,
+        )

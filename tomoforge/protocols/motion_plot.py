@@ -1,4 +1,5 @@
 """A plain SVG plot of per-frame shifts (one trajectory per tilt movie), with no plotting dependency."""
+
 from __future__ import annotations
 
 from html import escape
@@ -13,14 +14,18 @@ def shifts_svg(names: list[str], shifts_A: list[list[tuple[float, float]]]) -> s
     rows = (len(names) + COLUMNS - 1) // COLUMNS
     width, height = COLUMNS * PANEL, rows * PANEL + 20
     half = PANEL / 2 - 12
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="9" '
-             f'font-family="sans-serif">',
-             f'<text x="4" y="12">per-frame shifts; panel half-width = {extent:.2f} Å</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="9" '
+        f'font-family="sans-serif">',
+        f'<text x="4" y="12">per-frame shifts; panel half-width = {extent:.2f} Å</text>',
+    ]
     for k, (name, shifts) in enumerate(zip(names, shifts_A)):
         cx = (k % COLUMNS) * PANEL + PANEL / 2
         cy = 20 + (k // COLUMNS) * PANEL + PANEL / 2
-        parts.append(f'<rect x="{cx - PANEL / 2 + 2}" y="{cy - PANEL / 2 + 2}" width="{PANEL - 4}" '
-                     f'height="{PANEL - 4}" fill="none" stroke="#ccc"/>')
+        parts.append(
+            f'<rect x="{cx - PANEL / 2 + 2}" y="{cy - PANEL / 2 + 2}" width="{PANEL - 4}" '
+            f'height="{PANEL - 4}" fill="none" stroke="#ccc"/>'
+        )
         parts.append(f'<text x="{cx - PANEL / 2 + 5}" y="{cy - PANEL / 2 + 12}">{escape(name)}</text>')
         points = [(cx + x / extent * half, cy - y / extent * half) for x, y in shifts]
         if points:

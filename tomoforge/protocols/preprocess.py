@@ -4,6 +4,7 @@ Each runs one task per tilt series (a top-level function below, on file paths an
 reads the images, calls ``tomoforge.methods`` and writes new stacks (sorted by tilt angle, with the
 odd/even halves when the input has them) into the run's out/ folder.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -37,9 +38,11 @@ def _write_all(sources: dict, out_base: str, pixel_size_A: float, fn) -> dict[st
 
 
 # --- dose filter --------------------------------------------------------------------------------
-def dose_filter_task(sources: dict, out_base: str, pixel_size_A: float, voltage_kV: float,
-                     doses_e_A2: list[float]) -> dict[str, Any]:
+def dose_filter_task(
+    sources: dict, out_base: str, pixel_size_A: float, voltage_kV: float, doses_e_A2: list[float]
+) -> dict[str, Any]:
     """Task: Grant & Grigorieff exposure filter of each image for its accumulated dose (e/Å²)."""
+
     def run(images: np.ndarray):
         return filter_by_exposure(torch.from_numpy(images), doses_e_A2, pixel_size_A, voltage_kV).numpy(), None
 
@@ -79,6 +82,7 @@ class XrayParams(ProtocolParams):
 
 def xray_task(sources: dict, out_base: str, pixel_size_A: float, params: dict[str, Any]) -> dict[str, Any]:
     """Task: erase X-ray hits and hot pixels of every image; per image, the number of hits."""
+
     def run(images: np.ndarray):
         result = erase_xrays(torch.from_numpy(images), **params)
         return result.images.numpy(), [{"xray_count": h} for h in result.hits]
@@ -95,8 +99,7 @@ class XrayEraser(PerTiltSeries):
     Params = XrayParams
 
     def task_for(self, ts, sources, out_base):
-        return Task(xray_task, (sources, out_base, ts.acquisition.pixel_size_A, self.params.model_dump()),
-                    key=ts.name)
+        return Task(xray_task, (sources, out_base, ts.acquisition.pixel_size_A, self.params.model_dump()), key=ts.name)
 
     def output_series(self, ts, result):
         counts = [r["xray_count"] for r in result["per_image"]]
@@ -108,12 +111,14 @@ class XrayEraser(PerTiltSeries):
 class PreprocessParams(ProtocolParams):
     binning: float = param(1.0, ge=1, help="Fourier-crop binning factor (any value ≥ 1)")
     normalise: Literal["none", "mean", "standardise"] = param(
-        "none", help="per image: subtract the mean, or scale to mean 0 and SD 1")
+        "none", help="per image: subtract the mean, or scale to mean 0 and SD 1"
+    )
     invert: bool = param(False, help="invert the contrast (about each image's mean)")
 
 
-def preprocess_task(sources: dict, out_base: str, pixel_size_A: float, binning: float, normalise: str,
-                    invert: bool) -> dict[str, Any]:
+def preprocess_task(
+    sources: dict, out_base: str, pixel_size_A: float, binning: float, normalise: str, invert: bool
+) -> dict[str, Any]:
     """Task: bin (Fourier crop), invert, normalise every image; returns the new pixel size (Å)."""
     shape: tuple[int, int] = (0, 0)
     new_pixel = pixel_size_A
@@ -140,8 +145,11 @@ class PreprocessTiltSeries(PerTiltSeries):
 
     def task_for(self, ts, sources, out_base):
         p = self.params
-        return Task(preprocess_task, (sources, out_base, ts.acquisition.pixel_size_A, p.binning, p.normalise,
-                                      p.invert), key=ts.name)
+        return Task(
+            preprocess_task,
+            (sources, out_base, ts.acquisition.pixel_size_A, p.binning, p.normalise, p.invert),
+            key=ts.name,
+        )
 
     def output_series(self, ts, result):
         acquisition = ts.acquisition.model_copy(update={"pixel_size_A": result["pixel_size_A"]})
@@ -152,18 +160,31 @@ class PreprocessTiltSeries(PerTiltSeries):
 class ExcludeParams(ProtocolParams):
     acquisition_orders: list[int] = param([], help="exclude these views (acquisition order, 1 = first)")
     tilt_angles_deg: list[TiltAngleDeg] = param([], unit="deg", help="exclude the views at these tilts (±0.05°)")
-    dark_fraction: float = param(0.0, ge=0, lt=1, help="exclude a view whose mean is below this fraction of "
-                                                         "the series' median mean (0 = off)")
-    blank_fraction: float = param(0.0, ge=0, lt=1, help="exclude a view whose SD is below this fraction of the "
-                                                          "series' median SD (0 = off)")
-    max_shift_jump_A: float = param(0.0, ge=0, unit="Å", help="exclude a view whose shift differs from the median "
-                                                                "of the 5 views around it by more than this (0 = off)")
+    dark_fraction: float = param(
+        0.0, ge=0, lt=1, help="exclude a view whose mean is below this fraction of the series' median mean (0 = off)"
+    )
+    blank_fraction: float = param(
+        0.0, ge=0, lt=1, help="exclude a view whose SD is below this fraction of the series' median SD (0 = off)"
+    )
+    max_shift_jump_A: float = param(
+        0.0,
+        ge=0,
+        unit="Å",
+        help="exclude a view whose shift differs from the median of the 5 views around it by more than this (0 = off)",
+    )
     restore: bool = param(False, help="first clear every exclusion of the input")
     restack: bool = param(False, help="write new stacks without the excluded views (they leave the series)")
 
 
-def exclusion_task(sources: dict, out_base: str, pixel_size_A: float, excluded: list[bool],
-                   shifts_A: list[tuple[float, float]], criteria: dict[str, float], restack_: bool) -> dict:
+def exclusion_task(
+    sources: dict,
+    out_base: str,
+    pixel_size_A: float,
+    excluded: list[bool],
+    shifts_A: list[tuple[float, float]],
+    criteria: dict[str, float],
+    restack_: bool,
+) -> dict:
     """Task: apply the image criteria to the views; re-stack without the excluded ones if asked."""
     excluded = list(excluded)
     reasons = ["" for _ in excluded]
@@ -178,7 +199,7 @@ def exclusion_task(sources: dict, out_base: str, pixel_size_A: float, excluded: 
             reasons[i] = "dark" if dark[i] else "blank"
     if criteria["max_shift_jump_A"] > 0 and len(shifts_A) >= 3:
         s = np.asarray(shifts_A, float)
-        local = np.stack([np.median(s[max(i - 2, 0): i + 3], axis=0) for i in range(len(s))])
+        local = np.stack([np.median(s[max(i - 2, 0) : i + 3], axis=0) for i in range(len(s))])
         jump = np.linalg.norm(s - local, axis=1) > criteria["max_shift_jump_A"]
         for i in np.flatnonzero(jump):
             excluded[i] = True
@@ -186,9 +207,11 @@ def exclusion_task(sources: dict, out_base: str, pixel_size_A: float, excluded: 
     if excluded and all(excluded):
         labels = {"": "listed or excluded before", "dark": "dark", "blank": "blank", "shift jump": "shift jump"}
         why = ", ".join(f"{reasons.count(k)} {label}" for k, label in labels.items() if k in reasons)
-        raise NothingToProcessError(f"every one of the {len(excluded)} views would be excluded ({why}): nothing would "
-                                    "be left to align or reconstruct; shorten acquisition_orders/tilt_angles_deg, "
-                                    "set restore, or loosen dark_fraction, blank_fraction or max_shift_jump_A")
+        raise NothingToProcessError(
+            f"every one of the {len(excluded)} views would be excluded ({why}): nothing would "
+            "be left to align or reconstruct; shorten acquisition_orders/tilt_angles_deg, "
+            "set restore, or loosen dark_fraction, blank_fraction or max_shift_jump_A"
+        )
     result: dict[str, Any] = {"excluded": excluded, "reasons": reasons, "stacks": {}}
     if restack_:
         keep = [not e for e in excluded]
@@ -209,16 +232,20 @@ class ExcludeViews(PerTiltSeries):
         excluded = []
         for t in ts.tilt_images:
             listed = t.acquisition_order in p.acquisition_orders or any(
-                abs(t.tilt_angle_deg - a) <= 0.05 for a in p.tilt_angles_deg)
+                abs(t.tilt_angle_deg - a) <= 0.05 for a in p.tilt_angles_deg
+            )
             excluded.append(listed or (t.excluded and not p.restore))
         shifts = [(t.x_shift_A, t.y_shift_A) for t in ts.tilt_images]
         criteria = p.model_dump(include={"dark_fraction", "blank_fraction", "max_shift_jump_A"})
-        return Task(exclusion_task, (sources, out_base, ts.acquisition.pixel_size_A, excluded, shifts, criteria,
-                                     p.restack), key=ts.name)
+        return Task(
+            exclusion_task,
+            (sources, out_base, ts.acquisition.pixel_size_A, excluded, shifts, criteria, p.restack),
+            key=ts.name,
+        )
 
     def output_series(self, ts, result):
         flags = result["excluded"]
-        for t, flag, why in zip(ts.tilt_images, flags, result["reasons"]):
+        for t, why in zip(ts.tilt_images, result["reasons"]):
             if why:
                 self.log(f"{ts.name}: view {t.acquisition_order} ({t.tilt_angle_deg:+.1f}°) excluded: {why}")
         if result["stacks"]:

@@ -1,6 +1,7 @@
 """Refusing an item whose output would be empty or meaningless (a tilt series with no included view, nothing
 left after an exclusion, an unaligned series to reconstruct): its task fails with a message that says why and
 what to try, instead of a crash further on."""
+
 from __future__ import annotations
 
 from tomoforge.errors import UserError
@@ -17,8 +18,10 @@ def refuse(message: str) -> None:
 
 def no_view_message(name: str, what: str) -> str:
     """The message for tilt series ``name`` whose every view is excluded, ``what`` the step's work."""
-    return (f"tilt series {name}: every view is excluded, nothing to {what}; include views again (exclude-views "
-            "with restore, or a new exclude-views run on the series before the exclusion) or leave this series out")
+    return (
+        f"tilt series {name}: every view is excluded, nothing to {what}; include views again (exclude-views "
+        "with restore, or a new exclude-views run on the series before the exclusion) or leave this series out"
+    )
 
 
 __all__ = ["NothingToProcessError", "no_view_message", "refuse"]

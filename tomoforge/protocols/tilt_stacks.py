@@ -4,10 +4,12 @@ A task receives plain data: for each tilt image the absolute (file, index) of it
 odd/even halves; it writes one MRC stack per kind (sorted as the tilt images are, i.e. by tilt angle)
 and returns the paths. ``restack`` turns a task result back into the output TiltSeries.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -70,8 +72,13 @@ def write_stack(out_base: str, kind: str, images: np.ndarray, pixel_size_A: floa
     return path
 
 
-def restack(ts: TiltSeries, result: dict[str, Any], relative: Callable[[str], str], keep: list[bool] | None = None,
-            **updates: Any) -> TiltSeries:
+def restack(
+    ts: TiltSeries,
+    result: dict[str, Any],
+    relative: Callable[[str], str],
+    keep: list[bool] | None = None,
+    **updates: Any,
+) -> TiltSeries:
     """The output TiltSeries: tilt images pointing at the new stacks (``result['stacks']``: kind → path).
 
     ``keep`` drops tilt images (re-stacking without excluded views); ``result['per_image']``, if given,
@@ -87,5 +94,6 @@ def restack(ts: TiltSeries, result: dict[str, Any], relative: Callable[[str], st
         images.append(t.model_copy(update={**fields, "index": i, **extra}))
     series = {STACK_FIELDS[kind]: relative(path) for kind, path in stacks.items()}
     series.update({STACK_FIELDS[k]: "" for k in KINDS if k not in stacks})
-    return TiltSeries.model_validate({**ts.model_dump(), **series, **updates,
-                                    "tilt_images": [i.model_dump() for i in images]})
+    return TiltSeries.model_validate(
+        {**ts.model_dump(), **series, **updates, "tilt_images": [i.model_dump() for i in images]}
+    )

@@ -1,4 +1,5 @@
 """Reading a tomogram file's geometry for import."""
+
 from __future__ import annotations
 
 from pathlib import Path

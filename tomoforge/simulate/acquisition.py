@@ -5,6 +5,7 @@ Ry(YTilt) · Rx(XTilt) · x + (XShift, YShift), Å from the image centre; YTilt 
 ZRot = tilt axis angle + drift. Heights h = (Ry Rx x)_z point towards the electron source; a point at
 height h is imaged with defocus (DefocusU/V + h): higher points are more underfocused.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ import numpy as np
 from tomoforge.simulate.config import AcquisitionConfig
 
 
-def dose_symmetric_angles(tilt_min: float, tilt_max: float, step: float, start: float = 0.0,
-                          group_size: int = 2) -> list[float]:
+def dose_symmetric_angles(
+    tilt_min: float, tilt_max: float, step: float, start: float = 0.0, group_size: int = 2
+) -> list[float]:
     """Hagen dose-symmetric order: start, then groups of ``group_size`` tilts alternating +, −."""
     pos = [start + step * i for i in range(1, int(round((tilt_max - start) / step)) + 1)]
     neg = [start - step * i for i in range(1, int(round((start - tilt_min) / step)) + 1)]
@@ -28,8 +30,9 @@ def dose_symmetric_angles(tilt_min: float, tilt_max: float, step: float, start: 
     return [round(a, 6) for a in order]
 
 
-def bidirectional_angles(tilt_min: float, tilt_max: float, step: float, start: float = 0.0,
-                         first: str = "negative") -> list[float]:
+def bidirectional_angles(
+    tilt_min: float, tilt_max: float, step: float, start: float = 0.0, first: str = "negative"
+) -> list[float]:
     """Bidirectional order: from ``start`` to one end, then from start ∓ step to the other end."""
     pos = [start + step * i for i in range(0, int(round((tilt_max - start) / step)) + 1)]
     neg = [start - step * i for i in range(0, int(round((start - tilt_min) / step)) + 1)]
@@ -63,11 +66,13 @@ class TiltTruth:
 def simulate_acquisition(cfg: AcquisitionConfig, rng: np.random.Generator) -> list[TiltTruth]:
     """True per-tilt parameters of one tilt series, in acquisition order."""
     if cfg.scheme == "dose_symmetric":
-        angles = dose_symmetric_angles(cfg.tilt_min_deg, cfg.tilt_max_deg, cfg.tilt_step_deg,
-                                       cfg.tilt_start_deg, cfg.group_size)
+        angles = dose_symmetric_angles(
+            cfg.tilt_min_deg, cfg.tilt_max_deg, cfg.tilt_step_deg, cfg.tilt_start_deg, cfg.group_size
+        )
     else:
-        angles = bidirectional_angles(cfg.tilt_min_deg, cfg.tilt_max_deg, cfg.tilt_step_deg,
-                                      cfg.tilt_start_deg, cfg.bidirectional_first)
+        angles = bidirectional_angles(
+            cfg.tilt_min_deg, cfg.tilt_max_deg, cfg.tilt_step_deg, cfg.tilt_start_deg, cfg.bidirectional_first
+        )
     n = len(angles)
     target = rng.uniform(*cfg.defocus_um) * 1e4
     astig_angle = rng.uniform(-90, 90)
@@ -81,15 +86,23 @@ def simulate_acquisition(cfg: AcquisitionConfig, rng: np.random.Generator) -> li
     for i, nominal in enumerate(angles):
         mean = target + rng.normal(scale=cfg.defocus_error_um * 1e4)
         astig = abs(rng.normal(cfg.astigmatism_um * 1e4, 0.2 * cfg.astigmatism_um * 1e4))
-        out.append(TiltTruth(
-            acquisition_order=i + 1, nominal_tilt_deg=float(nominal), tilt_deg=float(nominal + cfg.tilt_offset_deg),
-            x_tilt_deg=0.0,
-            z_rot_deg=float(cfg.tilt_axis_angle_deg + drift[i] + rng.normal(scale=cfg.rotation_jitter_deg)),
-            shift_A=shifts[i].astype(float), target_defocus_A=float(target),
-            defocus_u_A=float(mean + astig / 2), defocus_v_A=float(mean - astig / 2),
-            astigmatism_angle_deg=float(((astig_angle + rng.normal(scale=2.0)) + 90) % 180 - 90),
-            pre_exposure=float(cfg.pre_exposure + i * cfg.dose_per_tilt), dose=float(cfg.dose_per_tilt),
-            frame_shifts_A=beam_induced_motion(cfg.frames_per_tilt, cfg.beam_motion_A, rng)))
+        out.append(
+            TiltTruth(
+                acquisition_order=i + 1,
+                nominal_tilt_deg=float(nominal),
+                tilt_deg=float(nominal + cfg.tilt_offset_deg),
+                x_tilt_deg=0.0,
+                z_rot_deg=float(cfg.tilt_axis_angle_deg + drift[i] + rng.normal(scale=cfg.rotation_jitter_deg)),
+                shift_A=shifts[i].astype(float),
+                target_defocus_A=float(target),
+                defocus_u_A=float(mean + astig / 2),
+                defocus_v_A=float(mean - astig / 2),
+                astigmatism_angle_deg=float(((astig_angle + rng.normal(scale=2.0)) + 90) % 180 - 90),
+                pre_exposure=float(cfg.pre_exposure + i * cfg.dose_per_tilt),
+                dose=float(cfg.dose_per_tilt),
+                frame_shifts_A=beam_induced_motion(cfg.frames_per_tilt, cfg.beam_motion_A, rng),
+            )
+        )
     return out
 
 
@@ -101,6 +114,6 @@ def beam_induced_motion(frames: int, amplitude_A: float, rng: np.random.Generato
     direction /= np.linalg.norm(direction)
     fast = amplitude_A * rng.uniform(0.6, 1.4) * (1 - np.exp(-t / 0.2))[:, None] * direction
     curve = rng.normal(scale=0.3 * amplitude_A, size=2)
-    slow = (t ** 2)[:, None] * curve
+    slow = (t**2)[:, None] * curve
     path = fast + slow
     return path - path.mean(axis=0)

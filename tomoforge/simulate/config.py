@@ -3,6 +3,7 @@
 Units: Å, degrees, e/Å², kV, mm, µm only where the field name says so. Every field is documented
 in its ``description``; ``SimulationConfig.model_json_schema()`` lists them all.
 """
+
 from __future__ import annotations
 
 import copy
@@ -10,6 +11,7 @@ import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from tomoforge.errors import UserError
 
 
@@ -19,12 +21,16 @@ class _Strict(BaseModel):
 
 class ParticleSpecies(_Strict):
     name: str = Field("apoferritin", description="label used in the truth and file names")
-    source: str = Field("models/6z6u.pdb", description="atomic model (.pdb/.cif) or map (.mrc/.map): absolute, "
-                        "or relative to data_root")
+    source: str = Field(
+        "models/6z6u.pdb", description="atomic model (.pdb/.cif) or map (.mrc/.map): absolute, or relative to data_root"
+    )
     count: int = Field(10, ge=0, description="particles free in the ice")
     count_on_membranes: int = Field(0, ge=0, description="particles bound to vesicle membranes, along the normal")
-    membrane_offset_A: float | None = Field(None, description="distance of a bound particle's centre from the "
-                                            "membrane mid-surface; default: membrane half-thickness + radius")
+    membrane_offset_A: float | None = Field(
+        None,
+        description="distance of a bound particle's centre from the "
+        "membrane mid-surface; default: membrane half-thickness + radius",
+    )
     b_factor_A2: float = Field(20.0, ge=0, description="B-factor added to every atom (Å²)")
     map_mass_kDa: float | None = Field(None, gt=0, description="mass of a map source (kDa); default: estimated")
 
@@ -32,12 +38,19 @@ class ParticleSpecies(_Strict):
 class FiducialConfig(_Strict):
     count_per_surface: int = Field(6, ge=0, description="gold beads on each ice surface")
     diameter_A: float = Field(100.0, gt=0)
-    potential_V: float = Field(10.0, description="effective potential of gold relative to ice in the weak-phase "
-                               "model (V); the true ~25 V would break the linear approximation")
+    potential_V: float = Field(
+        10.0,
+        description="effective potential of gold relative to ice in the weak-phase "
+        "model (V); the true ~25 V would break the linear approximation",
+    )
     absorption_per_A: float = Field(0.014, ge=0, description="amplitude loss: transmission exp(−μ·chord), 1/Å")
-    min_spacing_A: float = Field(0.0, ge=0, description="least distance in x-y between two beads' centres (Å), so "
-                                 "that beads on opposite surfaces stay apart in the tilted views and a tracker can "
-                                 "tell them apart; 0: beads only may not overlap in 3D")
+    min_spacing_A: float = Field(
+        0.0,
+        ge=0,
+        description="least distance in x-y between two beads' centres (Å), so "
+        "that beads on opposite surfaces stay apart in the tilted views and a tracker can "
+        "tell them apart; 0: beads only may not overlap in 3D",
+    )
 
 
 class VesicleConfig(_Strict):
@@ -56,9 +69,12 @@ class SpecimenConfig(_Strict):
     slab_tilt_azimuth_deg: float = Field(30.0, description="direction (from x) of the axis the slab is tilted about")
     ice_potential_V: float = Field(4.5, description="mean inner potential of vitreous ice: displaced by particles")
     inelastic_mean_free_path_A: float = Field(3500.0, gt=0, description="ice attenuation exp(−path/λ_in)")
-    ice_texture: bool = Field(True, description="scattering of the vitreous ice itself (water molecules, Percus–"
-                              "Yevick structure factor; simulate/ice.py): most of a real image's Thon rings; in "
-                              "the recorded frames only")
+    ice_texture: bool = Field(
+        True,
+        description="scattering of the vitreous ice itself (water molecules, Percus–"
+        "Yevick structure factor; simulate/ice.py): most of a real image's Thon rings; in "
+        "the recorded frames only",
+    )
     particles: list[ParticleSpecies] = Field(default_factory=lambda: [ParticleSpecies()])
     fiducials: FiducialConfig = Field(default_factory=FiducialConfig)
     vesicles: VesicleConfig = Field(default_factory=VesicleConfig)
@@ -80,8 +96,9 @@ class AcquisitionConfig(_Strict):
     stage_shift_sigma_A: float = Field(40.0, ge=0, description="random walk step of the per-tilt shift (Å)")
     rotation_drift_deg: float = Field(0.3, description="in-plane rotation drift over the series (ZRot − axis)")
     rotation_jitter_deg: float = Field(0.05, ge=0)
-    defocus_um: tuple[float, float] = Field((2.5, 4.0), description="range of the target defocus per series (µm, "
-                                            "positive = underfocus)")
+    defocus_um: tuple[float, float] = Field(
+        (2.5, 4.0), description="range of the target defocus per series (µm, positive = underfocus)"
+    )
     defocus_error_um: float = Field(0.1, ge=0, description="σ of the true − target defocus per tilt (µm)")
     astigmatism_um: float = Field(0.05, ge=0, description="mean DefocusU − DefocusV (µm)")
     voltage_kv: float = 300.0
@@ -98,8 +115,10 @@ class AcquisitionConfig(_Strict):
 class DetectorConfig(_Strict):
     image_size: tuple[int, int] = Field((1024, 1024), description="(ny, nx) of a frame in physical pixels")
     pixel_size_A: float = Field(3.0, gt=0, description="physical pixel size (Å)")
-    mtf: str | None = Field("mtf_k3_standard_300kV_FL2", description="file stem in detector/ttsim3d_mtf, a path, "
-                            "or null for a perfect detector")
+    mtf: str | None = Field(
+        "mtf_k3_standard_300kV_FL2",
+        description="file stem in detector/ttsim3d_mtf, a path, or null for a perfect detector",
+    )
     super_resolution: bool = Field(False, description="frames at half the pixel size (2× the size)")
     gain_sigma: float = Field(0.05, ge=0, description="relative spread of the pixel gains")
     hot_pixels: int = Field(20, ge=0)
@@ -113,15 +132,20 @@ class DetectorConfig(_Strict):
 class OutputConfig(_Strict):
     tomogram_binning: int = Field(4, ge=1, description="binning of the noise-free tomogram (truth)")
     write_noise_free_stack: bool = True
-    write_ctf_free_stack: bool = Field(False, description="also write the noise-free stack formed with a perfect "
-                                       "transfer (CTF = −1, the sign of an underfocused first lobe), everything else "
-                                       "the same: the truth a CTF correction aims at")
+    write_ctf_free_stack: bool = Field(
+        False,
+        description="also write the noise-free stack formed with a perfect "
+        "transfer (CTF = −1, the sign of an underfocused first lobe), everything else "
+        "the same: the truth a CTF correction aims at",
+    )
 
 
 class SimulationConfig(_Strict):
     name: str = Field("TS", description="prefix of tilt-series names: TS_01, TS_02, …")
-    data_root: str | None = Field(None, description="folder of the shared data (default: $TOMOFORGE_TEST_DATA or "
-                                  "../shared/data beside the repository)")
+    data_root: str | None = Field(
+        None,
+        description="folder of the shared data (default: $TOMOFORGE_TEST_DATA or ../shared/data beside the repository)",
+    )
     specimen: SpecimenConfig = Field(default_factory=SpecimenConfig)
     acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
@@ -130,38 +154,57 @@ class SimulationConfig(_Strict):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "specimen": {"ice_thickness_A": 300.0, "slab_tilt_deg": 1.0,
-                     "particles": [{"name": "apoferritin", "source": "models/6z6u.pdb", "count": 2,
-                                    "count_on_membranes": 1}],
-                     "fiducials": {"count_per_surface": 3, "min_spacing_A": 200.0},
-                     "vesicles": {"count": 1, "radius_A": [90.0, 110.0], "aspect": [1.0, 1.2]}},
-        "acquisition": {"tilt_min_deg": -30.0, "tilt_max_deg": 30.0, "tilt_step_deg": 10.0, "stage_shift_sigma_A": 10.0,
-                        "frames_per_tilt": 3, "dose_per_tilt": 3.0, "defocus_um": [2.0, 2.5]},
+        "specimen": {
+            "ice_thickness_A": 300.0,
+            "slab_tilt_deg": 1.0,
+            "particles": [{"name": "apoferritin", "source": "models/6z6u.pdb", "count": 2, "count_on_membranes": 1}],
+            "fiducials": {"count_per_surface": 3, "min_spacing_A": 200.0},
+            "vesicles": {"count": 1, "radius_A": [90.0, 110.0], "aspect": [1.0, 1.2]},
+        },
+        "acquisition": {
+            "tilt_min_deg": -30.0,
+            "tilt_max_deg": 30.0,
+            "tilt_step_deg": 10.0,
+            "stage_shift_sigma_A": 10.0,
+            "frames_per_tilt": 3,
+            "dose_per_tilt": 3.0,
+            "defocus_um": [2.0, 2.5],
+        },
         "detector": {"image_size": [128, 128], "pixel_size_A": 6.0, "hot_pixels": 3, "xrays_per_frame": 1.0},
         "output": {"tomogram_binning": 2},
     },
     "small": {
-        "specimen": {"ice_thickness_A": 1100.0,
-                     "particles": [{"name": "apoferritin", "source": "models/6z6u.pdb", "count": 90,
-                                    "count_on_membranes": 20},
-                                   {"name": "ribosome", "source": "models/4v5d.cif", "count": 15}],
-                     "fiducials": {"count_per_surface": 8},
-                     "vesicles": {"count": 1, "radius_A": [300.0, 380.0], "aspect": [1.0, 1.2]},
-                     "background_count": 100},
+        "specimen": {
+            "ice_thickness_A": 1100.0,
+            "particles": [
+                {"name": "apoferritin", "source": "models/6z6u.pdb", "count": 90, "count_on_membranes": 20},
+                {"name": "ribosome", "source": "models/4v5d.cif", "count": 15},
+            ],
+            "fiducials": {"count_per_surface": 8},
+            "vesicles": {"count": 1, "radius_A": [300.0, 380.0], "aspect": [1.0, 1.2]},
+            "background_count": 100,
+        },
         "acquisition": {"frames_per_tilt": 8},
         "detector": {"image_size": [1024, 1024], "pixel_size_A": 3.0},
         "output": {"tomogram_binning": 4},
     },
     "tutorial": {
         "name": "TS",
-        "specimen": {"ice_thickness_A": 1500.0,
-                     "particles": [{"name": "apoferritin", "source": "models/4v1w.cif", "count": 60,
-                                    "count_on_membranes": 30}],
-                     "fiducials": {"count_per_surface": 10},
-                     "vesicles": {"count": 3, "radius_A": [350.0, 500.0], "aspect": [1.0, 1.15]},
-                     "background_count": 80},
-        "acquisition": {"tilt_series_count": 5, "tilt_axis_angle_deg": 85.3, "frames_per_tilt": 8,
-                        "dose_per_tilt": 3.0, "defocus_um": [2.0, 4.0], "exposure_time_s": 0.8},
+        "specimen": {
+            "ice_thickness_A": 1500.0,
+            "particles": [{"name": "apoferritin", "source": "models/4v1w.cif", "count": 60, "count_on_membranes": 30}],
+            "fiducials": {"count_per_surface": 10},
+            "vesicles": {"count": 3, "radius_A": [350.0, 500.0], "aspect": [1.0, 1.15]},
+            "background_count": 80,
+        },
+        "acquisition": {
+            "tilt_series_count": 5,
+            "tilt_axis_angle_deg": 85.3,
+            "frames_per_tilt": 8,
+            "dose_per_tilt": 3.0,
+            "defocus_um": [2.0, 4.0],
+            "exposure_time_s": 0.8,
+        },
         "detector": {"image_size": [928, 960], "pixel_size_A": 5.4, "mtf": "mtf_k2_300kV"},
         "output": {"tomogram_binning": 2},
     },

@@ -4,6 +4,7 @@ Raw counts of a frame = Poisson(expected / gain) + hot-pixel counts + X-ray hits
 raw × gain (the gain reference, as SerialEM applies it) has the expected mean. The MTF (from a
 RELION-style STAR, frequency in 1/pixel of the physical pixel) multiplies the signal spectrum.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -59,8 +60,16 @@ def hot_pixels(shape: tuple[int, int], count: int, rng: np.random.Generator) -> 
     return np.stack(np.unravel_index(flat, shape), axis=1)
 
 
-def record_frame(expected: np.ndarray, gain: np.ndarray, defects: DetectorDefects, xrays_per_frame: float,
-                 xray_counts: tuple[float, float], rng: np.random.Generator, tilt: int, frame: int) -> np.ndarray:
+def record_frame(
+    expected: np.ndarray,
+    gain: np.ndarray,
+    defects: DetectorDefects,
+    xrays_per_frame: float,
+    xray_counts: tuple[float, float],
+    rng: np.random.Generator,
+    tilt: int,
+    frame: int,
+) -> np.ndarray:
     """Raw counts (int32) of one frame; X-ray hits (1–4 pixel clusters) are appended to ``defects``."""
     counts = rng.poisson(expected / gain).astype(np.int32)
     if len(defects.hot_pixels_yx):
@@ -74,6 +83,7 @@ def record_frame(expected: np.ndarray, gain: np.ndarray, defects: DetectorDefect
         pixels = [(y, x), (y, x + 1), (y + 1, x), (y + 1, x + 1)][:size]
         for py, px in pixels:
             counts[min(py, ny - 1), min(px, nx - 1)] += int(value)
-        defects.xrays.append({"tilt_index": tilt, "frame": frame, "y_px": y, "x_px": x, "pixels": size,
-                              "counts": int(value)})
+        defects.xrays.append(
+            {"tilt_index": tilt, "frame": frame, "y_px": y, "x_px": x, "pixels": size, "counts": int(value)}
+        )
     return counts

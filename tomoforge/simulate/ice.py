@@ -25,6 +25,7 @@ by exposure (vitreous ice stays amorphous under the beam, and real late tilts ke
 appears in the recorded frames only, not in the noise-free stacks, which hold the objects whose truth is
 known.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,15 +42,16 @@ WATER_DENSITY_PER_A3 = 0.0314  # vitreous ice, 0.94 g/cm³
 WATER_CONTACT_DIAMETER_A = 2.8  # O–O distance of hydrogen-bonded neighbours
 
 
-def hard_sphere_structure_factor(k_A: np.ndarray, density_per_A3: float = WATER_DENSITY_PER_A3,
-                                 diameter_A: float = WATER_CONTACT_DIAMETER_A) -> np.ndarray:
+def hard_sphere_structure_factor(
+    k_A: np.ndarray, density_per_A3: float = WATER_DENSITY_PER_A3, diameter_A: float = WATER_CONTACT_DIAMETER_A
+) -> np.ndarray:
     """S(k) of hard spheres in the Percus–Yevick approximation at spatial frequencies ``k_A`` (1/Å; the
     scattering vector is q = 2πk): S = 1 / (1 − ρ ĉ(q)), ĉ the transform of the direct correlation
     function c(r) = −[λ₁ + 6ηλ₂ r/d + ½ηλ₁ (r/d)³] inside the sphere (Wertheim 1963)."""
     d = diameter_A
-    eta = math.pi * density_per_A3 * d ** 3 / 6
+    eta = math.pi * density_per_A3 * d**3 / 6
     l1 = (1 + 2 * eta) ** 2 / (1 - eta) ** 4
-    l2 = -(1 + eta / 2) ** 2 / (1 - eta) ** 4
+    l2 = -((1 + eta / 2) ** 2) / (1 - eta) ** 4
     r = np.linspace(0.0, d, 801)
     c = -(l1 + 6 * eta * l2 * (r / d) + 0.5 * eta * l1 * (r / d) ** 3)
     qr = 2 * math.pi * np.outer(np.asarray(k_A, dtype=float).ravel(), r)
@@ -57,9 +59,13 @@ def hard_sphere_structure_factor(k_A: np.ndarray, density_per_A3: float = WATER_
     return (1.0 / (1.0 - density_per_A3 * c_hat)).reshape(np.shape(k_A))
 
 
-def ice_power_spectrum(k_A: np.ndarray, params_a: dict[str, list[float]], params_b: dict[str, list[float]],
-                       density_per_A3: float = WATER_DENSITY_PER_A3,
-                       diameter_A: float = WATER_CONTACT_DIAMETER_A) -> np.ndarray:
+def ice_power_spectrum(
+    k_A: np.ndarray,
+    params_a: dict[str, list[float]],
+    params_b: dict[str, list[float]],
+    density_per_A3: float = WATER_DENSITY_PER_A3,
+    diameter_A: float = WATER_CONTACT_DIAMETER_A,
+) -> np.ndarray:
     """P(k) = ρ |V̂_w(k)|² S(k) (V²·Å³) of vitreous ice at ``k_A`` (1/Å); ``params_a``/``params_b``: the
     5-Gaussian electron scattering factors (Å, Å²) by element."""
     s2 = (np.asarray(k_A, dtype=float) / 2) ** 2
@@ -68,14 +74,26 @@ def ice_power_spectrum(k_A: np.ndarray, params_a: dict[str, list[float]], params
         return sum(a * np.exp(-b * s2) for a, b in zip(params_a[element], params_b[element]))
 
     molecule = POTENTIAL_CONSTANT_V_A2 * (f("O") + 2 * f("H"))
-    return density_per_A3 * molecule ** 2 * hard_sphere_structure_factor(k_A, density_per_A3, diameter_A)
+    return density_per_A3 * molecule**2 * hard_sphere_structure_factor(k_A, density_per_A3, diameter_A)
 
 
-def ice_texture_spectrum(shape: tuple[int, int], pixel_size_A: float, power: tuple[np.ndarray, np.ndarray],
-                         thickness_A: float, beam_normal: np.ndarray, shift_A: np.ndarray,
-                         defocus_u_A: float, defocus_v_A: float, astigmatism_angle_deg: float, voltage_kv: float,
-                         cs_mm: float, amplitude_contrast: float, interaction: float, generator: torch.Generator,
-                         strip_A: float = 250.0) -> torch.Tensor:
+def ice_texture_spectrum(
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    power: tuple[np.ndarray, np.ndarray],
+    thickness_A: float,
+    beam_normal: np.ndarray,
+    shift_A: np.ndarray,
+    defocus_u_A: float,
+    defocus_v_A: float,
+    astigmatism_angle_deg: float,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    interaction: float,
+    generator: torch.Generator,
+    strip_A: float = 250.0,
+) -> torch.Tensor:
     """rfft (y, x//2+1) of the ice texture's phase after the CTF (the term added to the objects' CTF-filtered
     phase), for one tilt image.
 
@@ -115,5 +133,10 @@ def ice_texture_spectrum(shape: tuple[int, int], pixel_size_A: float, power: tup
     return torch.fft.rfft2(field)
 
 
-__all__ = ["hard_sphere_structure_factor", "ice_power_spectrum", "ice_texture_spectrum", "WATER_DENSITY_PER_A3",
-           "WATER_CONTACT_DIAMETER_A"]
+__all__ = [
+    "hard_sphere_structure_factor",
+    "ice_power_spectrum",
+    "ice_texture_spectrum",
+    "WATER_DENSITY_PER_A3",
+    "WATER_CONTACT_DIAMETER_A",
+]

@@ -8,6 +8,7 @@ the amplitude loss through gold, T_ice = exp(−t / (λ_in cos α)) the ice atte
 ICE the texture of the vitreous ice through its CTF (``ice.py``; in the frames, not the noise-free stacks).
 The detector MTF multiplies the whole spectrum; frames add their beam-induced shift in Fourier space.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,9 +47,15 @@ def projection_matrix(tilt: TiltTruth) -> np.ndarray:
     return tilt_projection_matrix(tilt.tilt_deg, tilt.z_rot_deg, tilt.x_tilt_deg)
 
 
-def projected_potential_slabs(spec: Specimen, references: list[Reference], backgrounds: list[Reference],
-                              tilt: TiltTruth | None, shape: tuple[int, int], pixel_size_A: float,
-                              slab_A: float = math.inf) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+def projected_potential_slabs(
+    spec: Specimen,
+    references: list[Reference],
+    backgrounds: list[Reference],
+    tilt: TiltTruth | None,
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    slab_A: float = math.inf,
+) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     """({slab index k: projected potential (V·Å) of objects at height ≈ k·slab_A}, gold chord (Å)).
 
     ``tilt`` None is the untilted, unshifted view (identity projection)."""
@@ -90,16 +97,25 @@ def projected_potential_slabs(spec: Specimen, references: list[Reference], backg
             add_ellipsoid_projection(slab(0), pixel_size_A, c, a, solid.weight_V)
             continue
         for k in range(index(c[2] - half_z), index(c[2] + half_z) + 1):
-            add_ellipsoid_projection(slab(k), pixel_size_A, c, a, solid.weight_V,
-                                     ((k - 0.5) * slab_A, (k + 0.5) * slab_A))
+            add_ellipsoid_projection(
+                slab(k), pixel_size_A, c, a, solid.weight_V, ((k - 0.5) * slab_A, (k + 0.5) * slab_A)
+            )
     return slabs, gold
 
 
-def tilt_signal(spec: Specimen, references: list[Reference], backgrounds: list[Reference], tilt: TiltTruth,
-                cfg: SimulationConfig, shape: tuple[int, int], pixel_size_A: float,
-                gold_absorption_per_A: float, ctf_free: bool = False,
-                ice_power: tuple[np.ndarray, np.ndarray] | None = None,
-                generator: torch.Generator | None = None) -> TiltSignal:
+def tilt_signal(
+    spec: Specimen,
+    references: list[Reference],
+    backgrounds: list[Reference],
+    tilt: TiltTruth,
+    cfg: SimulationConfig,
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    gold_absorption_per_A: float,
+    ctf_free: bool = False,
+    ice_power: tuple[np.ndarray, np.ndarray] | None = None,
+    generator: torch.Generator | None = None,
+) -> TiltSignal:
     """CTF-modulated phase spectrum, gold amplitude spectrum and ice transmission of one tilt; with
     ``ctf_free`` also the phase spectrum with a perfect transfer (CTF = −1 at every height); with
     ``ice_power`` (k 1/Å, P(k) V²·Å³ from ``ice_power_spectrum``) the ice texture, drawn with ``generator``."""
@@ -111,8 +127,16 @@ def tilt_signal(spec: Specimen, references: list[Reference], backgrounds: list[R
     free = torch.zeros_like(spectrum) if ctf_free else None
     for k, phi in slabs.items():
         h = k * slab_A
-        ctf = ctf_2d(shape, pixel_size_A, tilt.defocus_u_A + h, tilt.defocus_v_A + h, tilt.astigmatism_angle_deg,
-                     acq.voltage_kv, acq.cs_mm, acq.amplitude_contrast)
+        ctf = ctf_2d(
+            shape,
+            pixel_size_A,
+            tilt.defocus_u_A + h,
+            tilt.defocus_v_A + h,
+            tilt.astigmatism_angle_deg,
+            acq.voltage_kv,
+            acq.cs_mm,
+            acq.amplitude_contrast,
+        )
         phi_k = torch.fft.rfft2(phi)
         spectrum += phi_k * ctf
         if free is not None:
@@ -124,23 +148,43 @@ def tilt_signal(spec: Specimen, references: list[Reference], backgrounds: list[R
     amplitude = torch.fft.rfft2(torch.exp(-gold_absorption_per_A * gold))
     ice = None
     if ice_power is not None:
-        ice = ice_texture_spectrum(shape, pixel_size_A, ice_power, spec.ice_thickness_A,
-                                   projection_matrix(tilt) @ spec.slab_normal, tilt.shift_A, tilt.defocus_u_A,
-                                   tilt.defocus_v_A, tilt.astigmatism_angle_deg, acq.voltage_kv, acq.cs_mm,
-                                   acq.amplitude_contrast, sigma, generator or torch.Generator().manual_seed(0))
+        ice = ice_texture_spectrum(
+            shape,
+            pixel_size_A,
+            ice_power,
+            spec.ice_thickness_A,
+            projection_matrix(tilt) @ spec.slab_normal,
+            tilt.shift_A,
+            tilt.defocus_u_A,
+            tilt.defocus_v_A,
+            tilt.astigmatism_angle_deg,
+            acq.voltage_kv,
+            acq.cs_mm,
+            acq.amplitude_contrast,
+            sigma,
+            generator or torch.Generator().manual_seed(0),
+        )
     return TiltSignal(spectrum, amplitude, t_ice, None if free is None else free * sigma, ice)
 
 
-def exposure_weights(shape: tuple[int, int], pixel_size_A: float, tilt: TiltTruth, frames: int,
-                     voltage_kv: float) -> list[torch.Tensor]:
+def exposure_weights(
+    shape: tuple[int, int], pixel_size_A: float, tilt: TiltTruth, frames: int, voltage_kv: float
+) -> list[torch.Tensor]:
     """Grant & Grigorieff attenuation of each frame at its mid-frame accumulated exposure."""
     per_frame = tilt.dose / frames
-    return [exposure_filter_2d(shape, pixel_size_A, tilt.pre_exposure + (f + 0.5) * per_frame, voltage_kv)
-            for f in range(frames)]
+    return [
+        exposure_filter_2d(shape, pixel_size_A, tilt.pre_exposure + (f + 0.5) * per_frame, voltage_kv)
+        for f in range(frames)
+    ]
 
 
-def expected_frame(signal: TiltSignal, attenuation: torch.Tensor, mtf: torch.Tensor | None,
-                   shift_xy_px: tuple[float, float], counts_per_pixel: float) -> torch.Tensor:
+def expected_frame(
+    signal: TiltSignal,
+    attenuation: torch.Tensor,
+    mtf: torch.Tensor | None,
+    shift_xy_px: tuple[float, float],
+    counts_per_pixel: float,
+) -> torch.Tensor:
     """Expected counts (y, x) of one frame: intensity × counts_per_pixel, shifted by ``shift_xy_px``."""
     shape = (signal.phase_spectrum.shape[0], (signal.phase_spectrum.shape[1] - 1) * 2)
     spec = signal.amplitude_spectrum + 2 * signal.phase_spectrum * attenuation

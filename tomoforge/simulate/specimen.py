@@ -4,6 +4,7 @@ All positions are in Å relative to the tomogram centre, vectors (x, y, z); orie
 matrices R with x_tomogram = R · x_reference + position. ``render_specimen_volume`` gives the noise-free
 potential (V, relative to ice) on a (z, y, x) grid; its z-sum equals the 0° projection exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -95,40 +96,54 @@ class _Packer:
             p = self.random_point(r, depth)
             if self.fits(p, r, surface_gap=None if depth is None else 0.0):
                 return p
-        raise RuntimeError(f"could not place {what} (radius {r:.0f} Å) without overlap after {tries} tries: "
-                           "make the field larger or the ice thicker, or lower the counts")
+        raise RuntimeError(
+            f"could not place {what} (radius {r:.0f} Å) without overlap after {tries} tries: "
+            "make the field larger or the ice thicker, or lower the counts"
+        )
 
 
-def _place_bead(packer: _Packer, r: float, depth: float, beads: list[np.ndarray], min_spacing_A: float, what: str,
-                tries: int = 200) -> np.ndarray:
+def _place_bead(
+    packer: _Packer, r: float, depth: float, beads: list[np.ndarray], min_spacing_A: float, what: str, tries: int = 200
+) -> np.ndarray:
     """A bead's centre at ``depth`` that fits and lies at least ``min_spacing_A`` in x-y from every bead in
     ``beads`` (with no spacing asked, the packer's first place: the same random draws as without this rule)."""
     for _ in range(tries):
         p = packer.place(r, what, depth=depth)
-        if not beads or min_spacing_A <= 0 or np.min(np.linalg.norm(np.asarray(beads)[:, :2] - p[:2], axis=1)) >= min_spacing_A:
+        if (
+            not beads
+            or min_spacing_A <= 0
+            or np.min(np.linalg.norm(np.asarray(beads)[:, :2] - p[:2], axis=1)) >= min_spacing_A
+        ):
             return p
-    raise RuntimeError(f"could not place {what} {min_spacing_A:.0f} Å in x-y from the other beads after {tries} tries: "
-                       "lower specimen.fiducials.min_spacing_A or count_per_surface, or make the field larger")
+    raise RuntimeError(
+        f"could not place {what} {min_spacing_A:.0f} Å in x-y from the other beads after {tries} tries: "
+        "lower specimen.fiducials.min_spacing_A or count_per_surface, or make the field larger"
+    )
 
 
 def _membrane_solids(v: Vesicle, head_V: float, tail_V: float) -> list[Solid]:
     """Bilayer as nested solid ellipsoids: head 10 Å | tail core | head 10 Å (telescoping weights)."""
     t = v.membrane_thickness_A
     layers = [(t / 2, head_V), (t / 2 - 10, tail_V - head_V), (-t / 2 + 10, head_V - tail_V), (-t / 2, -head_V)]
-    return [Solid(v.centre_A, ellipsoid_matrix(v.semi_axes_A + off, v.rotation), w, "membrane")
-            for off, w in layers]
+    return [Solid(v.centre_A, ellipsoid_matrix(v.semi_axes_A + off, v.rotation), w, "membrane") for off, w in layers]
 
 
-def build_specimen(cfg: SpecimenConfig, field_A: tuple[float, float], references: list[Reference],
-                   backgrounds: list[Reference], rng: np.random.Generator) -> Specimen:
+def build_specimen(
+    cfg: SpecimenConfig,
+    field_A: tuple[float, float],
+    references: list[Reference],
+    backgrounds: list[Reference],
+    rng: np.random.Generator,
+) -> Specimen:
     """Place vesicles, membrane-bound particles, gold, free particles and crowders, in that order."""
     az = np.deg2rad(cfg.slab_tilt_azimuth_deg)
     normal = rotation_about_axis(np.array([np.cos(az), np.sin(az), 0.0]), cfg.slab_tilt_deg) @ np.array([0, 0, 1.0])
     corners = np.array([[sx * field_A[0] / 2, sy * field_A[1] / 2] for sx in (-1, 1) for sy in (-1, 1)])
     tilt_extent = np.abs(corners @ normal[:2]).max() / normal[2]
     thickness = 2 * (cfg.ice_thickness_A / 2 / normal[2] + tilt_extent) * 1.05 + 2 * cfg.margin_A
-    spec = Specimen(field_A, float(thickness), cfg.ice_thickness_A, normal,
-                    fiducial_radius_A=cfg.fiducials.diameter_A / 2)
+    spec = Specimen(
+        field_A, float(thickness), cfg.ice_thickness_A, normal, fiducial_radius_A=cfg.fiducials.diameter_A / 2
+    )
     packer = _Packer(field_A, cfg.ice_thickness_A, normal, cfg.margin_A, rng)
 
     vc = cfg.vesicles
@@ -147,7 +162,9 @@ def build_specimen(cfg: SpecimenConfig, field_A: tuple[float, float], references
     for s, (sp, ref) in enumerate(zip(cfg.particles, references)):
         if sp.count_on_membranes and not spec.vesicles:
             raise ValueError(f"specimen.particles.{s}.count_on_membranes: needs specimen.vesicles.count > 0")
-        offset = sp.membrane_offset_A if sp.membrane_offset_A is not None else vc.membrane_thickness_A / 2 + ref.radius_A
+        offset = (
+            sp.membrane_offset_A if sp.membrane_offset_A is not None else vc.membrane_thickness_A / 2 + ref.radius_A
+        )
         for k in range(sp.count_on_membranes):
             for _ in range(2000):
                 vi = int(rng.integers(len(spec.vesicles)))
@@ -155,8 +172,9 @@ def build_specimen(cfg: SpecimenConfig, field_A: tuple[float, float], references
                 u = rng.normal(size=3)
                 u /= np.linalg.norm(u)
                 surface = ves.centre_A + ves.rotation @ (ves.semi_axes_A * u)
-                n = ellipsoid_outward_normal(ellipsoid_matrix(ves.semi_axes_A, ves.rotation), ves.centre_A,
-                                             surface[None])[0]
+                n = ellipsoid_outward_normal(
+                    ellipsoid_matrix(ves.semi_axes_A, ves.rotation), ves.centre_A, surface[None]
+                )[0]
                 p = surface + n * offset
                 if packer.fits(p, ref.radius_A, ignore_vesicle=vi):
                     break
@@ -190,8 +208,14 @@ def build_specimen(cfg: SpecimenConfig, field_A: tuple[float, float], references
     return spec
 
 
-def render_specimen_volume(spec: Specimen, references: list[Reference], backgrounds: list[Reference],
-                           pixel_size_A: float, shape_zyx: tuple[int, int, int], binning: int = 1) -> torch.Tensor:
+def render_specimen_volume(
+    spec: Specimen,
+    references: list[Reference],
+    backgrounds: list[Reference],
+    pixel_size_A: float,
+    shape_zyx: tuple[int, int, int],
+    binning: int = 1,
+) -> torch.Tensor:
     """Noise-free potential (V relative to ice), (z, y, x) float32, voxel n // 2 at 0 Å; references
     Fourier-binned by ``binning`` (pixel_size_A must be their pixel size × binning)."""
     vol = torch.zeros(shape_zyx, dtype=torch.float32)

@@ -4,6 +4,7 @@
 potential per dalton); ``contrast`` is what the simulator projects: the potential minus the ice it
 displaces (``ice_potential_V`` inside an envelope holding mass / 0.81 Da/Å³, protein density).
 """
+
 from __future__ import annotations
 
 import json
@@ -93,30 +94,40 @@ def _box_size(radius_A: float, pixel_size_A: float) -> int:
     return int(np.ceil(2 * (radius_A + 15.0) / pixel_size_A / 2) * 2)
 
 
-def _displaced_ice(potential: torch.Tensor, pixel_size_A: float, mass_Da: float, ice_potential_V: float) -> torch.Tensor:
+def _displaced_ice(
+    potential: torch.Tensor, pixel_size_A: float, mass_Da: float, ice_potential_V: float
+) -> torch.Tensor:
     """Ice potential inside the smooth envelope that holds ``mass_Da`` at protein density."""
     smooth = ndimage.gaussian_filter(potential.numpy().astype(np.float64), sigma=3.0 / pixel_size_A)
-    n_voxels = int(round(mass_Da / PROTEIN_DENSITY_DA_PER_A3 / pixel_size_A ** 3))
+    n_voxels = int(round(mass_Da / PROTEIN_DENSITY_DA_PER_A3 / pixel_size_A**3))
     n_voxels = min(max(n_voxels, 1), smooth.size)
     threshold = np.sort(smooth.ravel())[::-1][n_voxels - 1]
     mask = ndimage.gaussian_filter((smooth >= threshold).astype(np.float64), sigma=1.0 / pixel_size_A)
     return torch.from_numpy(mask * ice_potential_V).to(torch.float32)
 
 
-def reference_from_model(name: str, path: Path, pixel_size_A: float, params: tuple[dict, dict],
-                         b_factor_A2: float, ice_potential_V: float) -> Reference:
+def reference_from_model(
+    name: str, path: Path, pixel_size_A: float, params: tuple[dict, dict], b_factor_A2: float, ice_potential_V: float
+) -> Reference:
     """Reference from an atomic model: erf-integrated 5-Gaussian potential on a cubic box."""
     xyz, elements, mass = read_atoms(path)
     radius = float(np.linalg.norm(xyz, axis=1).max()) + 5.0
     n = _box_size(radius, pixel_size_A)
     pot = atomic_potential_volume(xyz, elements, params[0], params[1], pixel_size_A, (n, n, n), b_factor_A2)
     contrast = pot - _displaced_ice(pot, pixel_size_A, mass, ice_potential_V)
-    return Reference(name, str(path), pixel_size_A, pot, contrast, radius, mass,
-                     prepare_fourier_volume(contrast, pixel_size_A))
+    return Reference(
+        name, str(path), pixel_size_A, pot, contrast, radius, mass, prepare_fourier_volume(contrast, pixel_size_A)
+    )
 
 
-def reference_from_map(name: str, path: Path, pixel_size_A: float, params: tuple[dict, dict],
-                       mass_kDa: float | None, ice_potential_V: float) -> Reference:
+def reference_from_map(
+    name: str,
+    path: Path,
+    pixel_size_A: float,
+    params: tuple[dict, dict],
+    mass_kDa: float | None,
+    ice_potential_V: float,
+) -> Reference:
     """Reference from a density map: resampled to the pixel size and scaled so that its positive part
     integrates to the potential of ``mass_kDa`` of protein (estimated at mean + 2σ when not given)."""
     data = torch.from_numpy(np.asarray(read_mrc(path), dtype=np.float32))
@@ -128,13 +139,13 @@ def reference_from_map(name: str, path: Path, pixel_size_A: float, params: tuple
     data = data - torch.median(data)
     if mass_kDa is None:
         thr = float(data.mean() + 2 * data.std())
-        mass_Da = float((data > thr).sum()) * pixel_size_A ** 3 * PROTEIN_DENSITY_DA_PER_A3
+        mass_Da = float((data > thr).sum()) * pixel_size_A**3 * PROTEIN_DENSITY_DA_PER_A3
     else:
         mass_Da = mass_kDa * 1e3
     atomic_mass = {e: gemmi.Element(e).weight for e in AVERAGINE}
     per_da = potential_per_dalton(AVERAGINE, params[0], atomic_mass)
     pos = torch.clamp(data, min=0)
-    pot = pos * (mass_Da * per_da / (float(pos.sum()) * pixel_size_A ** 3))
+    pot = pos * (mass_Da * per_da / (float(pos.sum()) * pixel_size_A**3))
     coords = torch.nonzero(pot > 0.05 * pot.max()).to(torch.float64)
     centre = torch.tensor([s // 2 for s in pot.shape], dtype=torch.float64)
     radius = float(torch.linalg.norm(coords - centre, dim=1).max()) * pixel_size_A + pixel_size_A
@@ -142,12 +153,14 @@ def reference_from_map(name: str, path: Path, pixel_size_A: float, params: tuple
     box = torch.zeros(n, n, n)
     paste_add(box, pot, (n // 2, n // 2, n // 2))
     contrast = box - _displaced_ice(box, pixel_size_A, mass_Da, ice_potential_V)
-    return Reference(name, str(path), pixel_size_A, box, contrast, radius, mass_Da,
-                     prepare_fourier_volume(contrast, pixel_size_A))
+    return Reference(
+        name, str(path), pixel_size_A, box, contrast, radius, mass_Da, prepare_fourier_volume(contrast, pixel_size_A)
+    )
 
 
-def blob_reference(rng: np.random.Generator, pixel_size_A: float, params: tuple[dict, dict],
-                   ice_potential_V: float) -> Reference:
+def blob_reference(
+    rng: np.random.Generator, pixel_size_A: float, params: tuple[dict, dict], ice_potential_V: float
+) -> Reference:
     """A crowding molecule: a union of 3–6 spheres (radius 12–20 Å) at protein density, edges
     smoothed by 2 Å, so ~50–400 kDa."""
     k = int(rng.integers(3, 7))
@@ -161,10 +174,18 @@ def blob_reference(rng: np.random.Generator, pixel_size_A: float, params: tuple[
     for c, r in zip(centres, radii):
         inside |= (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= r * r
     vol = torch.from_numpy(ndimage.gaussian_filter(inside.double().numpy(), sigma=2.0 / pixel_size_A))
-    mass = float(inside.sum()) * pixel_size_A ** 3 * PROTEIN_DENSITY_DA_PER_A3
+    mass = float(inside.sum()) * pixel_size_A**3 * PROTEIN_DENSITY_DA_PER_A3
     atomic_mass = {e: gemmi.Element(e).weight for e in AVERAGINE}
     per_da = potential_per_dalton(AVERAGINE, params[0], atomic_mass)
-    pot = (vol * (mass * per_da / (float(vol.sum()) * pixel_size_A ** 3))).to(torch.float32)
+    pot = (vol * (mass * per_da / (float(vol.sum()) * pixel_size_A**3))).to(torch.float32)
     contrast = pot - _displaced_ice(pot, pixel_size_A, mass, ice_potential_V)
-    return Reference("background", "procedural", pixel_size_A, pot, contrast, radius, mass,
-                     prepare_fourier_volume(contrast, pixel_size_A))
+    return Reference(
+        "background",
+        "procedural",
+        pixel_size_A,
+        pot,
+        contrast,
+        radius,
+        mass,
+        prepare_fourier_volume(contrast, pixel_size_A),
+    )

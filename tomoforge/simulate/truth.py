@@ -45,6 +45,7 @@ truth.json keys (lengths in Å, angles in degrees, doses in e/Å²):
 - ``tomogram``: {path, binning, pixel_size_A, shape_zyx}; ``noise_free_tilt_series``: path;
   ``noise_free_tilt_series_ctf_free``: path or null.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,56 +59,90 @@ from tomoforge.simulate.acquisition import TiltTruth
 from tomoforge.simulate.specimen import Specimen
 
 FORMAT = "tomoforge-simulation-truth/1"
-PROJECTION_MODEL = ("[u, v] = (Rz(z_rot) Ry(y_tilt) Rx(x_tilt) x)[:2] + [x_shift, y_shift]; Å from the image "
-                    "centre; height h = (Ry Rx x)_z towards the source, defocus = DefocusU/V + h")
+PROJECTION_MODEL = (
+    "[u, v] = (Rz(z_rot) Ry(y_tilt) Rx(x_tilt) x)[:2] + [x_shift, y_shift]; Å from the image "
+    "centre; height h = (Ry Rx x)_z towards the source, defocus = DefocusU/V + h"
+)
 
 
 def tilt_records(tilts: list[TiltTruth], movies: list[str]) -> list[dict]:
     """Per-tilt truth dictionaries in acquisition order."""
-    return [{
-        "acquisition_order": t.acquisition_order, "nominal_tilt_deg": t.nominal_tilt_deg,
-        "x_tilt_deg": t.x_tilt_deg, "y_tilt_deg": t.tilt_deg, "z_rot_deg": t.z_rot_deg,
-        "x_shift_A": float(t.shift_A[0]), "y_shift_A": float(t.shift_A[1]),
-        "defocus_u_A": t.defocus_u_A, "defocus_v_A": t.defocus_v_A, "defocus_angle_deg": t.astigmatism_angle_deg,
-        "target_defocus_A": t.target_defocus_A, "pre_exposure": t.pre_exposure, "dose": t.dose,
-        "accumulated_dose": t.accumulated_dose, "movie": m, "frame_shifts_A": t.frame_shifts_A.tolist(),
-    } for t, m in zip(tilts, movies)]
+    return [
+        {
+            "acquisition_order": t.acquisition_order,
+            "nominal_tilt_deg": t.nominal_tilt_deg,
+            "x_tilt_deg": t.x_tilt_deg,
+            "y_tilt_deg": t.tilt_deg,
+            "z_rot_deg": t.z_rot_deg,
+            "x_shift_A": float(t.shift_A[0]),
+            "y_shift_A": float(t.shift_A[1]),
+            "defocus_u_A": t.defocus_u_A,
+            "defocus_v_A": t.defocus_v_A,
+            "defocus_angle_deg": t.astigmatism_angle_deg,
+            "target_defocus_A": t.target_defocus_A,
+            "pre_exposure": t.pre_exposure,
+            "dose": t.dose,
+            "accumulated_dose": t.accumulated_dose,
+            "movie": m,
+            "frame_shifts_A": t.frame_shifts_A.tolist(),
+        }
+        for t, m in zip(tilts, movies)
+    ]
 
 
 def specimen_records(spec: Specimen, species_names: list[str]) -> dict:
     """Particles, background, fiducials, vesicles and slab geometry as JSON-ready dictionaries."""
+
     def particle(p, names):
-        return {"species": names[p.species], "position_A": p.position_A.tolist(), "rotation": p.rotation.tolist(),
-                "vesicle": p.vesicle, "normal": None if p.normal is None else p.normal.tolist()}
+        return {
+            "species": names[p.species],
+            "position_A": p.position_A.tolist(),
+            "rotation": p.rotation.tolist(),
+            "vesicle": p.vesicle,
+            "normal": None if p.normal is None else p.normal.tolist(),
+        }
+
     return {
-        "specimen": {"field_A": list(spec.field_A), "tomogram_thickness_A": spec.thickness_A,
-                     "ice_thickness_A": spec.ice_thickness_A, "slab_normal": spec.slab_normal.tolist()},
+        "specimen": {
+            "field_A": list(spec.field_A),
+            "tomogram_thickness_A": spec.thickness_A,
+            "ice_thickness_A": spec.ice_thickness_A,
+            "slab_normal": spec.slab_normal.tolist(),
+        },
         "particles": [particle(p, species_names) for p in spec.particles],
         "background": [particle(p, [str(i) for i in range(64)]) for p in spec.background],
         "fiducials": [{"position_A": p.tolist(), "diameter_A": 2 * spec.fiducial_radius_A} for p in spec.fiducials],
-        "vesicles": [{"centre_A": v.centre_A.tolist(), "semi_axes_A": v.semi_axes_A.tolist(),
-                      "rotation": v.rotation.tolist(), "membrane_thickness_A": v.membrane_thickness_A}
-                     for v in spec.vesicles],
+        "vesicles": [
+            {
+                "centre_A": v.centre_A.tolist(),
+                "semi_axes_A": v.semi_axes_A.tolist(),
+                "rotation": v.rotation.tolist(),
+                "membrane_thickness_A": v.membrane_thickness_A,
+            }
+            for v in spec.vesicles
+        ],
     }
 
 
 def tilts_table(records: list[dict]) -> pd.DataFrame:
     """The per-tilt truth as a RELION-5-named table (see the module docstring)."""
-    return pd.DataFrame({
-        "rlnMicrographMovieName": [r["movie"] for r in records],
-        "rlnTomoNominalStageTiltAngle": [r["nominal_tilt_deg"] for r in records],
-        "rlnTomoXTilt": [r["x_tilt_deg"] for r in records],
-        "rlnTomoYTilt": [r["y_tilt_deg"] for r in records],
-        "rlnTomoZRot": [r["z_rot_deg"] for r in records],
-        "rlnTomoXShiftAngst": [r["x_shift_A"] for r in records],
-        "rlnTomoYShiftAngst": [r["y_shift_A"] for r in records],
-        "rlnDefocusU": [r["defocus_u_A"] for r in records],
-        "rlnDefocusV": [r["defocus_v_A"] for r in records],
-        "rlnDefocusAngle": [r["defocus_angle_deg"] for r in records],
-        "rlnMicrographPreExposure": [r["accumulated_dose"] for r in records],
-        "rlnMicrographDoseRate": [r["dose"] for r in records],
-        "rlnTomoAcquisitionOrder": [r["acquisition_order"] for r in records],
-    })
+    return pd.DataFrame(
+        {
+            "rlnMicrographMovieName": [r["movie"] for r in records],
+            "rlnTomoNominalStageTiltAngle": [r["nominal_tilt_deg"] for r in records],
+            "rlnTomoXTilt": [r["x_tilt_deg"] for r in records],
+            "rlnTomoYTilt": [r["y_tilt_deg"] for r in records],
+            "rlnTomoZRot": [r["z_rot_deg"] for r in records],
+            "rlnTomoXShiftAngst": [r["x_shift_A"] for r in records],
+            "rlnTomoYShiftAngst": [r["y_shift_A"] for r in records],
+            "rlnDefocusU": [r["defocus_u_A"] for r in records],
+            "rlnDefocusV": [r["defocus_v_A"] for r in records],
+            "rlnDefocusAngle": [r["defocus_angle_deg"] for r in records],
+            "rlnMicrographPreExposure": [r["accumulated_dose"] for r in records],
+            "rlnMicrographDoseRate": [r["dose"] for r in records],
+            "rlnTomoAcquisitionOrder": [r["acquisition_order"] for r in records],
+        }
+    )
 
 
 def _jsonable(x):

@@ -1,4 +1,5 @@
 """Toy protocols for the engine tests: a separate 'package' registered through entry points."""
+
 from __future__ import annotations
 
 import os
@@ -88,12 +89,18 @@ class MakeNumbers(Protocol):
     def tasks(self):
         self.out_path("").mkdir(parents=True, exist_ok=True)
         for i in range(self.params.count):
-            yield Task(make_number, (i, str(self.out_path("")), self.params.sleep_s, self.params.control_dir),
-                       key=f"n{i}")
+            yield Task(
+                make_number, (i, str(self.out_path("")), self.params.sleep_s, self.params.control_dir), key=f"n{i}"
+            )
 
     def collect(self, task, result):
-        self.emit("numbers", Number(name=task.key, value=result["value"], file=self.relative(result["file"]),
-                                    flagged=result["value"] > 3), task)
+        self.emit(
+            "numbers",
+            Number(
+                name=task.key, value=result["value"], file=self.relative(result["file"]), flagged=result["value"] > 3
+            ),
+            task,
+        )
 
 
 class DoubleNumbers(Protocol):

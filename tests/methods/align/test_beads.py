@@ -1,11 +1,12 @@
 """Bead detection and tracking on synthetic images with a known projection model."""
+
 import numpy as np
 import pytest
 
+from tests.methods.align.synthetic import bead_points, render_beads, true_model
 from tomoforge.methods.align.beads import bead_score, detect_beads, fill_gaps, track_beads
 from tomoforge.methods.align.projection_model import ProjectionModel, reprojection_difference, rms
 from tomoforge.methods.align.solve import solve_fiducial_alignment
-from tests.methods.align.synthetic import bead_points, render_beads, true_model
 
 PX = 8.0
 TILTS = np.arange(-60, 61, 3.0)

@@ -1,13 +1,14 @@
 """Coarse alignment (stretched cross-correlation, then projection matching) and the interpolated
 stack, on synthetic views of beads with a known projection model."""
+
 import numpy as np
 import pytest
 
+from tests.methods.align.synthetic import bead_points, render_beads, true_model
 from tomoforge.methods.align.coarse import coarse_align, coarse_alignment
 from tomoforge.methods.align.projection_model import ProjectionModel, rotation_matrices
 from tomoforge.methods.align.reproject import specimen_slab
 from tomoforge.methods.align.transform import aligned_stack, warp_images
-from tests.methods.align.synthetic import bead_points, render_beads, true_model
 
 PX = 8.0
 TILTS = np.arange(-60, 61, 3.0)

@@ -1,10 +1,11 @@
 """Alignment consensus with known perturbations: the differences come back exactly."""
+
 import numpy as np
 import pytest
 
+from tests.methods.align.synthetic import true_model
 from tomoforge.methods.align.consensus import compare_alignments, point_grid, summarise, wrap_deg
 from tomoforge.methods.align.projection_model import ProjectionModel
-from tests.methods.align.synthetic import true_model
 
 TILTS = np.arange(-60, 61, 6.0)
 
@@ -32,8 +33,11 @@ def test_known_perturbations_come_back_exactly():
     assert np.allclose(r["shift_A"], 0.0)
     # without a translation to remove, a rotation by 0.5° about the image centre moves a point at
     # in-plane radius ρ by 2ρ sin(0.25°)
-    one = compare_alignments(ProjectionModel([0.0], [0.5], [[0.0, 0.0]]), ProjectionModel([0.0], [0.0], [[0.0, 0.0]]),
-                             np.array([[100.0, 0.0, 0.0], [-100.0, 0.0, 0.0]]))
+    one = compare_alignments(
+        ProjectionModel([0.0], [0.5], [[0.0, 0.0]]),
+        ProjectionModel([0.0], [0.0], [[0.0, 0.0]]),
+        np.array([[100.0, 0.0, 0.0], [-100.0, 0.0, 0.0]]),
+    )
     assert one["reprojection_rms_A"][0] == pytest.approx(200.0 * np.sin(np.deg2rad(0.25)), rel=1e-12)
     s = summarise(r)
     assert s["max_z_rot_deg"] == pytest.approx(0.5) and s["max_tilt_deg"] == pytest.approx(1.25)

@@ -1,11 +1,12 @@
 """Patch tracking (fiducial-less alignment) against a synthetic specimen with a known projection model."""
+
 import numpy as np
 import pytest
 
+from tests.methods.align.synthetic import render_beads, true_model
 from tomoforge.methods.align.coarse import coarse_align
 from tomoforge.methods.align.patches import patch_alignment, patch_grid, split_into_contours, track_patches
 from tomoforge.methods.align.projection_model import reprojection_difference, rms
-from tests.methods.align.synthetic import render_beads, true_model
 
 PX = 8.0
 TILTS = np.arange(-60, 61, 3.0)

@@ -1,4 +1,5 @@
 """The free gauge of an alignment: a common translation and a rotation about the tilt axis."""
+
 import numpy as np
 
 from tomoforge.methods.align.projection_model import ProjectionModel, reprojection_difference, rms

@@ -1,10 +1,11 @@
 """Fiducial least squares against synthetic ground truth (beads on two level surfaces)."""
+
 import numpy as np
 import pytest
 
+from tests.methods.align.synthetic import bead_points, true_model
 from tomoforge.methods.align.projection_model import ProjectionModel, reprojection_difference, rms
 from tomoforge.methods.align.solve import group_matrix, solve_fiducial_alignment
-from tests.methods.align.synthetic import bead_points, true_model
 
 PX = 3.0
 TILTS = np.arange(-60, 61, 3.0)
@@ -67,8 +68,9 @@ def test_grouped_magnification_is_recovered():
     mag = 1.0 + 0.004 * np.abs(TILTS) / 60
     truth = true_model(rng, TILTS, drift_deg=0.0, magnification=mag)
     points = bead_points(rng, 24)
-    sol = solve_fiducial_alignment(observe(rng, truth, points, 0.1, 0.0), TILTS, 85.0, PX,
-                                   magnification="grouped", tilt="grouped")
+    sol = solve_fiducial_alignment(
+        observe(rng, truth, points, 0.1, 0.0), TILTS, 85.0, PX, magnification="grouped", tilt="grouped"
+    )
     assert np.max(np.abs(sol.model.magnification - mag)) < 1e-3
     assert rms(reprojection_difference(sol.model, truth, points)) / PX < 0.15
 
@@ -86,11 +88,24 @@ def test_a_view_without_beads_takes_the_prior_shift_in_the_solution_frame():
     blind = solve_fiducial_alignment(obs, TILTS, 85.0, PX, rotation="grouped")
     sol = solve_fiducial_alignment(obs, TILTS, 85.0, PX, rotation="grouped", prior_shifts_px=prior)
     assert list(sol.unobserved_views) == [lost] and list(blind.unobserved_views) == [lost]
-    per_view = np.sqrt(np.mean(np.sum(reprojection_difference(sol.model, truth, points, remove_tilt_offset=True) ** 2,
-                                      axis=-1), axis=1)) / PX
+    per_view = (
+        np.sqrt(
+            np.mean(
+                np.sum(reprojection_difference(sol.model, truth, points, remove_tilt_offset=True) ** 2, axis=-1), axis=1
+            )
+        )
+        / PX
+    )
     assert per_view[lost] < 0.5 and np.delete(per_view, lost).max() < 0.5, np.round(per_view, 2)
-    blind_view = np.sqrt(np.mean(np.sum(reprojection_difference(blind.model, truth, points, remove_tilt_offset=True)
-                                        ** 2, axis=-1), axis=1)) / PX
+    blind_view = (
+        np.sqrt(
+            np.mean(
+                np.sum(reprojection_difference(blind.model, truth, points, remove_tilt_offset=True) ** 2, axis=-1),
+                axis=1,
+            )
+        )
+        / PX
+    )
     assert blind_view[lost] > 5.0  # without a prior the view's shift is whatever the solver left
 
 

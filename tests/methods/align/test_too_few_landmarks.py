@@ -1,5 +1,6 @@
 """Too little to align: beads at the image border are still found, a fit with too few beads or views fails
 with a message that says why (never a ZeroDivisionError), and a few beads on two surfaces still level."""
+
 import numpy as np
 import pytest
 

@@ -28,6 +28,7 @@ field is a condition by itself (``not excluded``). Arithmetic and comparisons fo
 A filter on fields its items lack but their children have selects children; top-level ``and``
 parts may address either level (``name = 'TS_01' and not excluded``).
 """
+
 from tomoforge.engine.filters.sql import (
     SetFilter,
     check_condition,
@@ -47,5 +48,19 @@ from tomoforge.engine.filters.syntax import (
     tokenize,
 )
 
-__all__ = ["FilterError", "Node", "SetFilter", "Token", "all_of", "caret_lines", "check_condition", "compile_sql",
-           "conjuncts", "field_kinds", "field_names", "parse_filter", "split_filter", "tokenize"]
+__all__ = [
+    "FilterError",
+    "Node",
+    "SetFilter",
+    "Token",
+    "all_of",
+    "caret_lines",
+    "check_condition",
+    "compile_sql",
+    "conjuncts",
+    "field_kinds",
+    "field_names",
+    "parse_filter",
+    "split_filter",
+    "tokenize",
+]

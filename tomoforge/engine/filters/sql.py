@@ -1,5 +1,6 @@
 """Filter semantics: fields and types checked against an item class, the split between an item and
 its children, and the compilation to SQL with every literal a bound parameter."""
+
 from __future__ import annotations
 
 import re
@@ -91,8 +92,9 @@ def _condition(node: Node, scope: _Scope) -> None:
         return
     if node.op == "field":
         example = f"{node.value} > 0" if kind != "text" else f"{node.value} = '...'"
-        raise scope.fail(f"{quote(node.value)} is {_WORDS[kind]}, not a condition (compare it, e.g. {example})",
-                         node.pos)
+        raise scope.fail(
+            f"{quote(node.value)} is {_WORDS[kind]}, not a condition (compare it, e.g. {example})", node.pos
+        )
     what = "null" if kind == "null" else f"{_describe(node, kind)}"
     raise scope.fail(f"{what} is not a condition", node.pos)
 
@@ -143,14 +145,14 @@ def _kind(node: Node, scope: _Scope) -> str:
         if "null" in kinds and node.value in _EQUALITY:
             raise scope.fail("nothing equals null: test it with 'is null' or 'is not null'", node.pos)
         if not _compatible(*kinds):
-            raise scope.fail(f"cannot compare {_describe(args[0], kinds[0])} with {_describe(args[1], kinds[1])}",
-                             node.pos)
+            raise scope.fail(
+                f"cannot compare {_describe(args[0], kinds[0])} with {_describe(args[1], kinds[1])}", node.pos
+            )
         return "bool"
     if op in ("in", "between"):
         for arg, kind in zip(args[1:], kinds[1:]):
             if not _compatible(kinds[0], kind):
-                raise scope.fail(f"cannot compare {_describe(args[0], kinds[0])} with {_describe(arg, kind)}",
-                                 arg.pos)
+                raise scope.fail(f"cannot compare {_describe(args[0], kinds[0])} with {_describe(arg, kind)}", arg.pos)
         return "bool"
     if op == "like":
         for arg, kind in zip(args, kinds):
@@ -230,8 +232,10 @@ class SetFilter:
 
     def __and__(self, other: SetFilter) -> SetFilter:
         """Both filters at once (their ASTs joined by 'and', never their texts)."""
-        return SetFilter(all_of(conjuncts(self.items) + conjuncts(other.items)),
-                         all_of(conjuncts(self.children) + conjuncts(other.children)))
+        return SetFilter(
+            all_of(conjuncts(self.items) + conjuncts(other.items)),
+            all_of(conjuncts(self.children) + conjuncts(other.children)),
+        )
 
     def items_sql(self) -> tuple[str, list[Any]]:
         """(SQL, params) for the items ('' and [] without a condition)."""
@@ -271,8 +275,7 @@ def split_filter(spec: ItemSpec, expression: str) -> SetFilter:
     if child is None or set(names) <= set(own):
         return SetFilter(items=check_condition(node, own, expression))
     theirs = field_kinds(child.cls)
-    hint = (f"queryable: {', '.join(sorted(own))}; of its {child.cls.__name__} children: "
-            f"{', '.join(sorted(theirs))}")
+    hint = f"queryable: {', '.join(sorted(own))}; of its {child.cls.__name__} children: {', '.join(sorted(theirs))}"
     if set(names) <= set(theirs):
         return SetFilter(children=check_condition(node, theirs, expression, hint))
     items, children = [], []

@@ -1,4 +1,5 @@
 """Filter syntax: the tokenizer, the recursive-descent parser and the AST (see the package docstring)."""
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,11 @@ class FilterError(UserError, ValueError):
             return text
         return f"{text} at position {self.position}\n{caret_lines(self.expression, self.position)}"
 
-    def __reduce__(self) -> tuple[type[FilterError], tuple[str, str, int | None, str]]:  # pickled whole (a worker's error travels to the orchestrator)
+    def __reduce__(
+        self,
+    ) -> tuple[
+        type[FilterError], tuple[str, str, int | None, str]
+    ]:  # pickled whole (a worker's error travels to the orchestrator)
         return (FilterError, (self.expression, self.reason, self.position, self.where))
 
     def within(self, where: str) -> FilterError:
@@ -82,12 +87,12 @@ def tokenize(expression: str) -> list[Token]:
             i += 1
         elif ch == "'":
             j = _string_end(expression, i)
-            tokens.append(Token("string", expression[i:j], i, expression[i + 1:j - 1].replace("''", "'")))
+            tokens.append(Token("string", expression[i:j], i, expression[i + 1 : j - 1].replace("''", "'")))
             i = j
         elif (number := _NUMBER.match(expression, i)) is not None:
             j = number.end()
             if j < n and (expression[j].isalnum() or expression[j] in "_.'"):
-                raise FilterError(expression, f"malformed number {quote(expression[i:j + 1])}", i)
+                raise FilterError(expression, f"malformed number {quote(expression[i : j + 1])}", i)
             tokens.append(Token("number", expression[i:j], i, _number_value(expression, i, j)))
             i = j
         elif (name := _NAME.match(expression, i)) is not None:
@@ -155,8 +160,9 @@ def parse_filter(expression: str) -> Node | None:
     if token.kind != "end":
         if token.text == ")":
             raise FilterError(expression, "unbalanced ')'", token.pos)
-        raise FilterError(expression, f"expected 'and', 'or' or the end of the filter, found {token.shown()}",
-                          token.pos)
+        raise FilterError(
+            expression, f"expected 'and', 'or' or the end of the filter, found {token.shown()}", token.pos
+        )
     return node
 
 
@@ -195,8 +201,9 @@ class _Parser:
         if token.text != ")" or token.kind != "op":
             if token.kind == "end":
                 raise self.fail("unbalanced '('", opening.pos)
-            raise self.fail(f"expected ')' to close the '(' at position {opening.pos}, found {token.shown()}",
-                            token.pos)
+            raise self.fail(
+                f"expected ')' to close the '(' at position {opening.pos}, found {token.shown()}", token.pos
+            )
         self.nesting -= 1
 
     # grammar
@@ -244,8 +251,10 @@ class _Parser:
             if negated:
                 self.take()
             if self.peek().word() != "null":
-                raise self.fail(f"expected 'null' after 'is{' not' if negated else ''}', found {self.peek().shown()}",
-                                self.peek().pos)
+                raise self.fail(
+                    f"expected 'null' after 'is{' not' if negated else ''}', found {self.peek().shown()}",
+                    self.peek().pos,
+                )
             self.take()
             return self.node("isnull", (left,), token.pos, negated)
         negated = token.word() == "not" and self.peek(1).word() in ("in", "between", "like")
@@ -269,8 +278,9 @@ class _Parser:
             self.take()
             low = self.sum()
             if self.peek().word() != "and":
-                raise self.fail(f"expected 'and' in 'between ... and ...', found {self.peek().shown()}",
-                                self.peek().pos)
+                raise self.fail(
+                    f"expected 'and' in 'between ... and ...', found {self.peek().shown()}", self.peek().pos
+                )
             self.take()
             return self.node("between", (left, low, self.sum()), token.pos, negated)
         if word == "like":
@@ -356,6 +366,6 @@ def all_of(parts: list[Node]) -> Node | None:
         return None
     if len(parts) == 1:
         return parts[0]
-    left, right = all_of(parts[: len(parts) // 2]), all_of(parts[len(parts) // 2:])
+    left, right = all_of(parts[: len(parts) // 2]), all_of(parts[len(parts) // 2 :])
     assert left is not None and right is not None
     return Node("and", (left, right), left.pos, None, 1 + max(left.depth, right.depth))

@@ -10,6 +10,7 @@ predictions after removing the median offset (which absorbs coarse-alignment err
 
 Positions are (x, y) pixels from the image centre (index n // 2); gaps are NaN.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,8 +46,13 @@ def bead_score(images, diameter_px: float, polarity: int = -1) -> torch.Tensor:
     return (score - med[:, None, None]) / torch.clamp(mad, min=1e-12)[:, None, None]
 
 
-def detect_beads(score: np.ndarray, diameter_px: float, threshold_sd: float = 6.0, max_count: int | None = None,
-                 border_px: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def detect_beads(
+    score: np.ndarray,
+    diameter_px: float,
+    threshold_sd: float = 6.0,
+    max_count: int | None = None,
+    border_px: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Peaks of one score map (y, x): (k, 2) (x, y) positions from the centre and their scores,
     strongest first; peaks closer than a diameter to a stronger one are dropped, and those closer to
     the border than ``border_px`` (default: a radius rounded up, so that the whole bead is in the image;
@@ -59,7 +65,7 @@ def detect_beads(score: np.ndarray, diameter_px: float, threshold_sd: float = 6.
     peaks[:border], peaks[-border:], peaks[:, :border], peaks[:, -border:] = False, False, False, False
     iy, ix = np.nonzero(peaks)
     heights = s[iy, ix]
-    order = np.argsort(-heights)[: max_count]
+    order = np.argsort(-heights)[:max_count]
     yx = subpixel_peaks(s, iy[order], ix[order])
     centre = np.array([s.shape[0] // 2, s.shape[1] // 2])
     xy = (yx - centre)[:, ::-1]
@@ -120,9 +126,17 @@ def _predict_across(tracked: np.ndarray, tilts_rad: np.ndarray, t_new: float, wi
     return float(coef[0] * np.cos(t_new) + coef[1] * np.sin(t_new))
 
 
-def track_beads(images, tilts_deg: np.ndarray, tilt_axis_deg: float, diameter_px: float,
-                shifts_px: np.ndarray | None = None, max_beads: int = 60, threshold_sd: float = 6.0,
-                search_px: float | None = None, polarity: int = -1) -> np.ndarray:
+def track_beads(
+    images,
+    tilts_deg: np.ndarray,
+    tilt_axis_deg: float,
+    diameter_px: float,
+    shifts_px: np.ndarray | None = None,
+    max_beads: int = 60,
+    threshold_sd: float = 6.0,
+    search_px: float | None = None,
+    polarity: int = -1,
+) -> np.ndarray:
     """Seed beads on the lowest-tilt view and track them in both directions.
 
     ``shifts_px`` (n, 2): coarse alignment (image position of the specimen centre), zeros if None.
@@ -132,8 +146,9 @@ def track_beads(images, tilts_deg: np.ndarray, tilt_axis_deg: float, diameter_px
     n = len(tilts)
     shifts = np.zeros((n, 2)) if shifts_px is None else np.asarray(shifts_px, dtype=float)
     score = bead_score(images, diameter_px, polarity).numpy()
-    cands = [rotate_xy(detect_beads(score[i], diameter_px, threshold_sd)[0] - shifts[i], -tilt_axis_deg)
-             for i in range(n)]
+    cands = [
+        rotate_xy(detect_beads(score[i], diameter_px, threshold_sd)[0] - shifts[i], -tilt_axis_deg) for i in range(n)
+    ]
     search = 0.5 * diameter_px if search_px is None else search_px
     ref = int(np.argmin(np.abs(tilts)))
     seeds = cands[ref][_isolated(cands[ref], 1.5 * diameter_px)][:max_beads]
@@ -158,8 +173,15 @@ def track_beads(images, tilts_deg: np.ndarray, tilt_axis_deg: float, diameter_px
     return image_frame
 
 
-def fill_gaps(positions_px: np.ndarray, predicted_px: np.ndarray, images, diameter_px: float,
-              threshold_sd: float = 4.0, radius_px: float | None = None, polarity: int = -1) -> np.ndarray:
+def fill_gaps(
+    positions_px: np.ndarray,
+    predicted_px: np.ndarray,
+    images,
+    diameter_px: float,
+    threshold_sd: float = 4.0,
+    radius_px: float | None = None,
+    polarity: int = -1,
+) -> np.ndarray:
     """Fill NaN gaps with the detected bead nearest the model's prediction (within ``radius_px``,
     default a quarter diameter), searching at a lower threshold than tracking."""
     out = np.array(positions_px, dtype=float, copy=True)

@@ -13,6 +13,7 @@ Shifts are (x, y) pixels: where the specimen centre lands in each view, the lowe
 (RELION's XShift/YShift divided by the pixel size); after refinement the specimen centre is the
 middle of the slab found.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,14 @@ class CoarseResult:
     step_rms_px: tuple[float, ...] = ()
 
 
-def chain_shifts(filtered: torch.Tensor, tilts_deg: np.ndarray, tilt_axis_deg: float, taper: torch.Tensor,
-                 cumulative: bool, limit: float) -> np.ndarray:
+def chain_shifts(
+    filtered: torch.Tensor,
+    tilts_deg: np.ndarray,
+    tilt_axis_deg: float,
+    taper: torch.Tensor,
+    cumulative: bool,
+    limit: float,
+) -> np.ndarray:
     """(n, 2) shifts by stretched correlation outwards from the lowest tilt (band-passed, tapered views)."""
     n = filtered.shape[0]
     tilts = np.asarray(tilts_deg, dtype=float)
@@ -69,10 +76,18 @@ def chain_shifts(filtered: torch.Tensor, tilts_deg: np.ndarray, tilt_axis_deg: f
     return shifts
 
 
-def coarse_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, low_cut_px: float = 0.0,
-                     high_cut_px: float = 2.0, cumulative: bool = True, max_shift_px: float | None = None,
-                     taper_px: float | None = None, refine_iterations: int = 3,
-                     thickness_px: float | None = None) -> CoarseResult:
+def coarse_alignment(
+    images,
+    tilts_deg: np.ndarray,
+    tilt_axis_deg: float,
+    low_cut_px: float = 0.0,
+    high_cut_px: float = 2.0,
+    cumulative: bool = True,
+    max_shift_px: float | None = None,
+    taper_px: float | None = None,
+    refine_iterations: int = 3,
+    thickness_px: float | None = None,
+) -> CoarseResult:
     """Coarse alignment of (n, y, x) ``images`` at nominal ``tilts_deg``: the stretched-correlation
     chain, then ``refine_iterations`` rounds of projection matching (0: the chain alone).
 
@@ -93,19 +108,39 @@ def coarse_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, low_cu
     # the same accuracy in Å for a quarter of the work per halving.
     factor = max(1, int(high_cut_px / 3))
     small = bin_images(filt, factor) if factor > 1 else filt
-    refined = refine_by_reprojection(small, tilts_deg, tilt_axis_deg, chain / factor, refine_iterations,
-                                     None if thickness_px is None else thickness_px / factor,
-                                     taper_px=None if taper_px is None else taper_px / factor)
-    return CoarseResult(refined.shifts_px * factor, chain, refined.thickness_px * factor,
-                        refined.z_centre_px * factor, tuple(s * factor for s in refined.step_rms_px))
+    refined = refine_by_reprojection(
+        small,
+        tilts_deg,
+        tilt_axis_deg,
+        chain / factor,
+        refine_iterations,
+        None if thickness_px is None else thickness_px / factor,
+        taper_px=None if taper_px is None else taper_px / factor,
+    )
+    return CoarseResult(
+        refined.shifts_px * factor,
+        chain,
+        refined.thickness_px * factor,
+        refined.z_centre_px * factor,
+        tuple(s * factor for s in refined.step_rms_px),
+    )
 
 
-def coarse_align(images, tilts_deg: np.ndarray, tilt_axis_deg: float, low_cut_px: float = 0.0,
-                 high_cut_px: float = 2.0, cumulative: bool = True, max_shift_px: float | None = None,
-                 taper_px: float | None = None, refine_iterations: int = 3) -> np.ndarray:
+def coarse_align(
+    images,
+    tilts_deg: np.ndarray,
+    tilt_axis_deg: float,
+    low_cut_px: float = 0.0,
+    high_cut_px: float = 2.0,
+    cumulative: bool = True,
+    max_shift_px: float | None = None,
+    taper_px: float | None = None,
+    refine_iterations: int = 3,
+) -> np.ndarray:
     """(n, 2) shifts (pixels) of (n, y, x) ``images``: ``coarse_alignment(...).shifts_px``."""
-    return coarse_alignment(images, tilts_deg, tilt_axis_deg, low_cut_px, high_cut_px, cumulative, max_shift_px,
-                            taper_px, refine_iterations).shifts_px
+    return coarse_alignment(
+        images, tilts_deg, tilt_axis_deg, low_cut_px, high_cut_px, cumulative, max_shift_px, taper_px, refine_iterations
+    ).shifts_px
 
 
 __all__ = ["stretch_matrix", "CoarseResult", "chain_shifts", "coarse_alignment", "coarse_align"]

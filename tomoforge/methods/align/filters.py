@@ -3,6 +3,7 @@
 Images are (..., y, x) torch tensors (numpy accepted); positions are (x, y) in pixels from the
 image centre (index n // 2) unless a name says otherwise.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,9 +19,9 @@ def bandpass_filter(shape: tuple[int, int], low_cut_px: float, high_cut_px: floa
     k2 = ky * ky + kx * kx
     gain = torch.ones_like(k2)
     if high_cut_px > 0:
-        gain = gain * torch.exp(-k2 * high_cut_px ** 2)
+        gain = gain * torch.exp(-k2 * high_cut_px**2)
     if low_cut_px > 0:
-        gain = gain * (1 - torch.exp(-k2 * low_cut_px ** 2))
+        gain = gain * (1 - torch.exp(-k2 * low_cut_px**2))
     return gain
 
 
@@ -34,9 +35,11 @@ def bandpass(images, low_cut_px: float, high_cut_px: float) -> torch.Tensor:
 
 def edge_taper(shape: tuple[int, int], width_px: float, device=None) -> torch.Tensor:
     """(y, x) weights rising as a cosine from 0 at the border to 1 at ``width_px`` inside."""
+
     def ramp(n: int) -> torch.Tensor:
         d = torch.minimum(torch.arange(n, device=device), torch.arange(n, device=device).flip(0)).float()
         return torch.where(d < width_px, 0.5 - 0.5 * torch.cos(torch.pi * d / max(width_px, 1.0)), torch.ones_like(d))
+
     return ramp(shape[0])[:, None] * ramp(shape[1])[None, :]
 
 
@@ -53,7 +56,7 @@ def subpixel_peaks(score: np.ndarray, iy: np.ndarray, ix: np.ndarray, half: int 
     ny, nx = score.shape
     iy = np.clip(np.asarray(iy, dtype=int), half, ny - 1 - half)
     ix = np.clip(np.asarray(ix, dtype=int), half, nx - 1 - half)
-    oy, ox = np.mgrid[-half:half + 1, -half:half + 1]
+    oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
     oy, ox = oy.ravel().astype(float), ox.ravel().astype(float)
     design = np.stack([np.ones_like(ox), ox, oy, ox * ox, ox * oy, oy * oy], axis=1)
     patches = score[iy[:, None] + oy.astype(int)[None], ix[:, None] + ox.astype(int)[None]]
@@ -68,8 +71,9 @@ def subpixel_peaks(score: np.ndarray, iy: np.ndarray, ix: np.ndarray, half: int 
     return np.stack([iy + dy, ix + dx], axis=-1)
 
 
-def correlation_peak(cc: torch.Tensor, max_shift_px: float | None = None,
-                     centre_px: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def correlation_peak(
+    cc: torch.Tensor, max_shift_px: float | None = None, centre_px: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
     """(x, y) shift (pixels) of the highest peak of a centred correlation map, and its height.
 
     ``max_shift_px`` limits the search to a disc about ``centre_px`` (x, y; default 0).
@@ -79,7 +83,7 @@ def correlation_peak(cc: torch.Tensor, max_shift_px: float | None = None,
     if max_shift_px is not None:
         cx, cy = (0.0, 0.0) if centre_px is None else (float(centre_px[0]), float(centre_px[1]))
         yy, xx = np.ogrid[:ny, :nx]
-        c = np.where((yy - ny // 2 - cy) ** 2 + (xx - nx // 2 - cx) ** 2 <= max_shift_px ** 2, c, -np.inf)
+        c = np.where((yy - ny // 2 - cy) ** 2 + (xx - nx // 2 - cx) ** 2 <= max_shift_px**2, c, -np.inf)
     iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
     c = np.where(np.isfinite(c), c, np.nanmin(cc.cpu().numpy()))
     yx = subpixel_peaks(c, np.array([iy]), np.array([ix]), half=1)[0]
@@ -101,5 +105,13 @@ def rotate_xy(points: np.ndarray, angle_deg: float | np.ndarray) -> np.ndarray:
     return np.stack([c * x - s * y, s * x + c * y], axis=-1)
 
 
-__all__ = ["bandpass_filter", "bandpass", "edge_taper", "cross_correlation", "subpixel_peaks",
-           "correlation_peak", "centred_coordinates", "rotate_xy"]
+__all__ = [
+    "bandpass_filter",
+    "bandpass",
+    "edge_taper",
+    "cross_correlation",
+    "subpixel_peaks",
+    "correlation_peak",
+    "centred_coordinates",
+    "rotate_xy",
+]

@@ -12,6 +12,7 @@ The tracks have the form ``solve_fiducial_alignment`` takes ((n_views, n_patches
 the image centre, NaN = gap), and ``patch_alignment`` solves the same projection model with it.
 Positions are (x, y) pixels from the image centre (index n // 2).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,14 +20,24 @@ import torch
 
 from tomoforge.methods.align.coarse import stretch_matrix
 from tomoforge.methods.align.filters import bandpass, correlation_peak, cross_correlation, edge_taper
-from tomoforge.methods.align.solve import (MIN_LANDMARKS, FiducialSolution, Grouping, TooFewLandmarksError,
-                                           solve_fiducial_alignment)
+from tomoforge.methods.align.solve import (
+    MIN_LANDMARKS,
+    FiducialSolution,
+    Grouping,
+    TooFewLandmarksError,
+    solve_fiducial_alignment,
+)
 from tomoforge.methods.align.transform import warp_images
 from tomoforge.methods.fourier import as_tensor
 
 
-def patch_grid(shape: tuple[int, int], patch_px: int, spacing_px: float, border_px: float = 0.0,
-               centre_px: np.ndarray | None = None) -> np.ndarray:
+def patch_grid(
+    shape: tuple[int, int],
+    patch_px: int,
+    spacing_px: float,
+    border_px: float = 0.0,
+    centre_px: np.ndarray | None = None,
+) -> np.ndarray:
     """(k, 2) (x, y) patch centres (pixels from the image centre) on a square grid of
     ``spacing_px`` about ``centre_px``, each patch at least ``border_px`` inside the image."""
     ny, nx = shape
@@ -36,13 +47,18 @@ def patch_grid(shape: tuple[int, int], patch_px: int, spacing_px: float, border_
     ky = np.arange(-np.floor(ny / 2 / spacing_px), np.floor(ny / 2 / spacing_px) + 1)
     gx, gy = np.meshgrid(kx * spacing_px + c[0], ky * spacing_px + c[1])
     pts = np.c_[gx.ravel(), gy.ravel()]
-    inside = ((pts[:, 0] - half >= -(nx // 2)) & (pts[:, 0] + half <= nx - nx // 2 - 1)
-              & (pts[:, 1] - half >= -(ny // 2)) & (pts[:, 1] + half <= ny - ny // 2 - 1))
+    inside = (
+        (pts[:, 0] - half >= -(nx // 2))
+        & (pts[:, 0] + half <= nx - nx // 2 - 1)
+        & (pts[:, 1] - half >= -(ny // 2))
+        & (pts[:, 1] + half <= ny - ny // 2 - 1)
+    )
     return pts[inside]
 
 
-def _extract(image: torch.Tensor, centres_px: np.ndarray, matrices: np.ndarray, patch_px: int,
-             taper: torch.Tensor) -> torch.Tensor:
+def _extract(
+    image: torch.Tensor, centres_px: np.ndarray, matrices: np.ndarray, patch_px: int, taper: torch.Tensor
+) -> torch.Tensor:
     """(k, p, p) tapered, mean-removed patches: patch_j(x) = image(centre_j + M_j x)."""
     k = len(centres_px)
     out = warp_images(image.expand(k, *image.shape), matrices, centres_px, (patch_px, patch_px))
@@ -50,10 +66,18 @@ def _extract(image: torch.Tensor, centres_px: np.ndarray, matrices: np.ndarray, 
     return out * taper
 
 
-def track_patches(images, tilts_deg: np.ndarray, tilt_axis_deg: float, shifts_px: np.ndarray | None = None,
-                  patch_px: int = 64, spacing_px: float | None = None, low_cut_px: float | None = None,
-                  high_cut_px: float = 2.0, min_score: float = 0.3, max_shift_px: float | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def track_patches(
+    images,
+    tilts_deg: np.ndarray,
+    tilt_axis_deg: float,
+    shifts_px: np.ndarray | None = None,
+    patch_px: int = 64,
+    spacing_px: float | None = None,
+    low_cut_px: float | None = None,
+    high_cut_px: float = 2.0,
+    min_score: float = 0.3,
+    max_shift_px: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Track patches through (n, y, x) ``images`` at nominal ``tilts_deg``.
 
     ``shifts_px``: (n, 2) coarse shifts (where the specimen centre lands; zeros if None);
@@ -73,8 +97,10 @@ def track_patches(images, tilts_deg: np.ndarray, tilt_axis_deg: float, shifts_px
     grid = patch_grid((ny, nx), patch_px, spacing_px or 0.75 * patch_px, limit, shifts[ref])
     k = len(grid)
     if k == 0:
-        raise TooFewLandmarksError(f"no patch of {patch_px} px fits in the {nx} x {ny} px images with a {limit:.0f} px "
-                                   "search margin: use smaller patches (patch_size_A) or bin less")
+        raise TooFewLandmarksError(
+            f"no patch of {patch_px} px fits in the {nx} x {ny} px images with a {limit:.0f} px "
+            "search margin: use smaller patches (patch_size_A) or bin less"
+        )
     tracks = np.full((n, k, 2), np.nan)
     scores = np.full((n, k), np.nan)
     tracks[ref], scores[ref] = grid, 1.0
@@ -91,16 +117,21 @@ def track_patches(images, tilts_deg: np.ndarray, tilt_axis_deg: float, shifts_px
             factor = cos[v] / cos[last]
             # predicted position: about the specimen centre, across-axis distances scaled
             rel = prev_pos - shifts[last]
-            pred = shifts[v] + np.einsum("kab,kb->ka", np.stack([stretch_matrix(tilt_axis_deg, f) for f in factor]),
-                                         rel)
+            pred = shifts[v] + np.einsum(
+                "kab,kb->ka", np.stack([stretch_matrix(tilt_axis_deg, f) for f in factor]), rel
+            )
             alive &= np.all((pred >= bounds_lo) & (pred <= bounds_hi), axis=1)
             idx = np.nonzero(alive)[0]
             if len(idx) == 0:
                 break
             # reference: the last view's patch in the new view's frame (across-axis stretched by cos_old/cos_new)
             s = np.stack([stretch_matrix(tilt_axis_deg, 1.0 / f) for f in factor[idx]])
-            refs = torch.cat([_extract(filt[p], prev_pos[j][None], s[i][None], patch_px, taper)
-                              for i, (j, p) in enumerate(zip(idx, last[idx]))])
+            refs = torch.cat(
+                [
+                    _extract(filt[p], prev_pos[j][None], s[i][None], patch_px, taper)
+                    for i, (j, p) in enumerate(zip(idx, last[idx]))
+                ]
+            )
             here = _extract(filt[v], pred[idx], np.eye(2)[None].repeat(len(idx), 0), patch_px, taper)
             cc = cross_correlation(here, refs)
             norm = (here.norm(dim=(-2, -1)) * refs.norm(dim=(-2, -1))).clamp(min=1e-12)
@@ -127,7 +158,7 @@ def split_into_contours(tracks: np.ndarray, tilts_deg: np.ndarray, length: int, 
     pieces = []
     for j in range(tracks.shape[1]):
         for start in starts:
-            views = order[start:start + length]
+            views = order[start : start + length]
             piece = np.full((n, 2), np.nan)
             piece[views] = tracks[views, j]
             if np.isfinite(piece[:, 0]).sum() >= 3:
@@ -135,13 +166,27 @@ def split_into_contours(tracks: np.ndarray, tilts_deg: np.ndarray, length: int, 
     return np.stack(pieces, axis=1) if pieces else np.full((n, 0, 2), np.nan)
 
 
-def patch_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, pixel_size_A: float = 1.0,
-                    shifts_px: np.ndarray | None = None, patch_px: int = 64, spacing_px: float | None = None,
-                    low_cut_px: float | None = None, high_cut_px: float = 2.0, min_score: float = 0.3,
-                    min_views_fraction: float = 0.5, rotation: Grouping = "single", tilt: Grouping = "fixed",
-                    group_size: int = 5, outlier_px: float = 2.0, level: bool = False,
-                    contour_views: int | None = None, contour_overlap: int = 4, max_shift_px: float | None = None
-                    ) -> tuple[FiducialSolution, np.ndarray]:
+def patch_alignment(
+    images,
+    tilts_deg: np.ndarray,
+    tilt_axis_deg: float,
+    pixel_size_A: float = 1.0,
+    shifts_px: np.ndarray | None = None,
+    patch_px: int = 64,
+    spacing_px: float | None = None,
+    low_cut_px: float | None = None,
+    high_cut_px: float = 2.0,
+    min_score: float = 0.3,
+    min_views_fraction: float = 0.5,
+    rotation: Grouping = "single",
+    tilt: Grouping = "fixed",
+    group_size: int = 5,
+    outlier_px: float = 2.0,
+    level: bool = False,
+    contour_views: int | None = None,
+    contour_overlap: int = 4,
+    max_shift_px: float | None = None,
+) -> tuple[FiducialSolution, np.ndarray]:
     """Track patches (``track_patches``), keep those seen in at least ``min_views_fraction`` of the
     views, and solve the projection model as for fiducials (``solve_fiducial_alignment``).
     ``level`` is off by default: a patch's height is the average of its content, so the patch
@@ -150,8 +195,18 @@ def patch_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, pixel_s
     reason: refining tilt angles against patch tracks absorbed tracking errors (simulated series with
     350 Å ice: 0.43 px RMS fixed, 1.94 px grouped). Returns the solution (shifts in Å at ``pixel_size_A`` per pixel of ``images``)
     and the (n, k, 2) tracks that were solved."""
-    tracks, _ = track_patches(images, tilts_deg, tilt_axis_deg, shifts_px, patch_px, spacing_px, low_cut_px,
-                              high_cut_px, min_score, max_shift_px)
+    tracks, _ = track_patches(
+        images,
+        tilts_deg,
+        tilt_axis_deg,
+        shifts_px,
+        patch_px,
+        spacing_px,
+        low_cut_px,
+        high_cut_px,
+        min_score,
+        max_shift_px,
+    )
     n = tracks.shape[0]
     keep = np.isfinite(tracks[..., 0]).sum(axis=0) >= max(3, int(np.ceil(min_views_fraction * n)))
     tracks = tracks[:, keep]
@@ -161,9 +216,19 @@ def patch_alignment(images, tilts_deg: np.ndarray, tilt_axis_deg: float, pixel_s
         raise TooFewLandmarksError(
             f"patch tracking: {tracks.shape[1]} patches tracked through {max(3, int(np.ceil(min_views_fraction * n)))} "
             f"views or more (an alignment needs {MIN_LANDMARKS}): lower min_score (now {min_score:g}), use smaller "
-            "patches or a smaller spacing, check the coarse alignment the tracking starts from, or bin less")
-    sol = solve_fiducial_alignment(tracks, tilts_deg, tilt_axis_deg, pixel_size_A, rotation=rotation, tilt=tilt,
-                                   group_size=group_size, outlier_px=outlier_px, level=level)
+            "patches or a smaller spacing, check the coarse alignment the tracking starts from, or bin less"
+        )
+    sol = solve_fiducial_alignment(
+        tracks,
+        tilts_deg,
+        tilt_axis_deg,
+        pixel_size_A,
+        rotation=rotation,
+        tilt=tilt,
+        group_size=group_size,
+        outlier_px=outlier_px,
+        level=level,
+    )
     return sol, tracks
 
 

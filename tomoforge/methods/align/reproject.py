@@ -22,6 +22,7 @@ views in its reference (weights: their overlap with the view), a linear system s
 
 Shifts are (x, y) pixels of the input images: where the specimen centre lands in each view.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,8 +54,9 @@ def _sample_rows(cumulative: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     return g0 + (g1 - g0) * frac
 
 
-def reprojections(axis_stack: torch.Tensor, tilts_deg: np.ndarray, thickness_px: float, z_centre_px: float = 0.0
-                  ) -> tuple[torch.Tensor, np.ndarray]:
+def reprojections(
+    axis_stack: torch.Tensor, tilts_deg: np.ndarray, thickness_px: float, z_centre_px: float = 0.0
+) -> tuple[torch.Tensor, np.ndarray]:
     """(n, y, x) reprojection of all other views at each view's tilt, and (n, n) weights.
 
     ``axis_stack``: views in the tilt-axis frame (x across the axis), band-passed and tapered.
@@ -80,15 +82,17 @@ def reprojections(axis_stack: torch.Tensor, tilts_deg: np.ndarray, thickness_px:
         hi = torch.as_tensor(centre + half, dtype=torch.float32, device=p.device)
         c = cumulative[others]
         terms = (_sample_rows(c, hi) - _sample_rows(c, lo)) / torch.as_tensor(
-            2 * half, dtype=torch.float32, device=p.device)[:, None, :]
+            2 * half, dtype=torch.float32, device=p.device
+        )[:, None, :]
         refs[j] = terms.sum(0)
         weights[j, others] = np.maximum((terms * axis_stack[j]).sum(dim=(-2, -1)).cpu().numpy(), 0.0)
     weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-30)
     return refs, weights
 
 
-def specimen_profile(axis_stack: torch.Tensor, tilts_deg: np.ndarray, half_range_px: float, step_px: float = 1.0,
-                     row_step: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def specimen_profile(
+    axis_stack: torch.Tensor, tilts_deg: np.ndarray, half_range_px: float, step_px: float = 1.0, row_step: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
     """Heights z (px) and the variance of a weighted back-projection at each height (every
     ``row_step``-th row, the middle two thirds across the axis): high where the specimen is."""
     p = ramp_filter(axis_stack[:, ::row_step])
@@ -105,8 +109,9 @@ def specimen_profile(axis_stack: torch.Tensor, tilts_deg: np.ndarray, half_range
     return heights, variance
 
 
-def specimen_slab(heights_px: np.ndarray, variance: np.ndarray, fraction: float = 0.15,
-                  min_run: int = 3) -> tuple[float, float] | None:
+def specimen_slab(
+    heights_px: np.ndarray, variance: np.ndarray, fraction: float = 0.15, min_run: int = 3
+) -> tuple[float, float] | None:
     """(centre, thickness) in px of the heights where the variance (smoothed over 3 heights) rises
     ``fraction`` of the way from its median to its peak, from the first to the last run of at
     least ``min_run`` such heights (lone noise peaks do not count); None when the profile has no
@@ -148,10 +153,18 @@ def _solve_errors(d: np.ndarray, weights: np.ndarray, tilts_deg: np.ndarray) -> 
     return np.c_[ex, ey]
 
 
-def refine_by_reprojection(filtered, tilts_deg: np.ndarray, tilt_axis_deg: float, shifts_px: np.ndarray,
-                           iterations: int = 3, thickness_px: float | None = None, z_centre_px: float = 0.0,
-                           max_step_px: float | None = None, taper_px: float | None = None,
-                           tolerance_px: float = 0.02) -> Refinement:
+def refine_by_reprojection(
+    filtered,
+    tilts_deg: np.ndarray,
+    tilt_axis_deg: float,
+    shifts_px: np.ndarray,
+    iterations: int = 3,
+    thickness_px: float | None = None,
+    z_centre_px: float = 0.0,
+    max_step_px: float | None = None,
+    taper_px: float | None = None,
+    tolerance_px: float = 0.02,
+) -> Refinement:
     """Refine (n, 2) ``shifts_px`` of band-passed (n, y, x) ``filtered`` views by projection matching.
 
     ``thickness_px``: slab thickness (default: found from the back-projection profile, then
@@ -180,7 +193,7 @@ def refine_by_reprojection(filtered, tilts_deg: np.ndarray, tilt_axis_deg: float
         d = np.array([correlation_peak(cc[j], limit)[0] for j in range(n)])
         step = _solve_errors(d, weights, tilts)
         shifts = shifts + rotate_xy(step, tilt_axis_deg)
-        result.step_rms_px.append(float(np.sqrt(np.mean(np.sum(step ** 2, axis=1)))))
+        result.step_rms_px.append(float(np.sqrt(np.mean(np.sum(step**2, axis=1)))))
         if result.step_rms_px[-1] < tolerance_px:
             break
     # Gauge: the slab centre at height 0, the lowest tilt's shift at 0 (a 3D translation of the specimen).

@@ -12,6 +12,7 @@ lie level (``level=True``, as tiltalign's surface analysis suggests), or kept as
 All positions are in pixels from the image centre; the model follows projection_model (and its
 hand assumption).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -45,9 +46,11 @@ def check_landmarks(positions_px: np.ndarray, what: str = "beads", advice: str =
     views = int(seen[:, enough].any(axis=1).sum())
     if enough.sum() >= MIN_LANDMARKS and views >= MIN_VIEWS:
         return
-    text = (f"{int(enough.sum())} {what} seen in {MIN_VIEWS} views or more (of {seen.shape[1]} {what}, "
-            f"{seen.shape[0]} views), in {views} view(s); a projection model needs {MIN_LANDMARKS} {what} "
-            f"in {MIN_VIEWS} views at least")
+    text = (
+        f"{int(enough.sum())} {what} seen in {MIN_VIEWS} views or more (of {seen.shape[1]} {what}, "
+        f"{seen.shape[0]} views), in {views} view(s); a projection model needs {MIN_LANDMARKS} {what} "
+        f"in {MIN_VIEWS} views at least"
+    )
     raise TooFewLandmarksError(f"{text}{'; ' + advice if advice else ''}")
 
 
@@ -111,8 +114,13 @@ class _Layout:
 
     def split(self, p: np.ndarray):
         b = self.bounds
-        return (p[b[0]:b[1]].reshape(self.m, 3), p[b[1]:b[2]].reshape(self.n, 2),
-                p[b[2]:b[3]], p[b[3]:b[4]], p[b[4]:b[5]])
+        return (
+            p[b[0] : b[1]].reshape(self.m, 3),
+            p[b[1] : b[2]].reshape(self.n, 2),
+            p[b[2] : b[3]],
+            p[b[3] : b[4]],
+            p[b[4] : b[5]],
+        )
 
     def angles(self, p: np.ndarray, axis_deg: np.ndarray, tilts_deg: np.ndarray):
         _, _, r, t, g = self.split(p)
@@ -166,8 +174,9 @@ def _jacobian(layout: _Layout, p: np.ndarray, axis_deg, tilts_deg, vi: np.ndarra
             add(row[hit], start + node, deriv[hit] * weight[hit, None])
     mean_rows = np.repeat(2 * k + np.arange(3)[:, None], layout.m, axis=1)
     add(mean_rows, 3 * np.arange(layout.m)[None, :] + np.arange(3)[:, None], 1.0 / layout.m)
-    return csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(2 * k + 3, int(b0[-1])))
+    return csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(2 * k + 3, int(b0[-1]))
+    )
 
 
 def _linear_start(obs: np.ndarray, mask: np.ndarray, tilts_deg, axis_deg) -> tuple[np.ndarray, np.ndarray]:
@@ -184,11 +193,13 @@ def _linear_start(obs: np.ndarray, mask: np.ndarray, tilts_deg, axis_deg) -> tup
         rows.append(r), cols.append(3 * m + 2 * vi + c), vals.append(np.ones(k))
     for d in range(3):
         rows.append(np.full(m, 2 * k + d)), cols.append(3 * np.arange(m) + d), vals.append(np.ones(m))
-    lhs = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(2 * k + 3, 3 * m + 2 * n))
+    lhs = csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(2 * k + 3, 3 * m + 2 * n)
+    )
     rhs = np.zeros(2 * k + 3)
-    rhs[0:2 * k:2], rhs[1:2 * k:2] = obs[vi, bj, 0], obs[vi, bj, 1]
+    rhs[0 : 2 * k : 2], rhs[1 : 2 * k : 2] = obs[vi, bj, 0], obs[vi, bj, 1]
     sol = lsqr(lhs, rhs, atol=1e-12, btol=1e-12, iter_lim=20 * (3 * m + 2 * n))[0]
-    return sol[:3 * m].reshape(m, 3), sol[3 * m:].reshape(n, 2)
+    return sol[: 3 * m].reshape(m, 3), sol[3 * m :].reshape(n, 2)
 
 
 def _level_angles(points: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -223,9 +234,16 @@ def _level_angles(points: np.ndarray) -> tuple[float, float, np.ndarray]:
     return float(about_y), float(about_x), labels
 
 
-def _centre_on_reference_view(points: np.ndarray, shifts: np.ndarray, dropped: np.ndarray, tilts_deg: np.ndarray,
-                              z_rot_deg: np.ndarray, mag: np.ndarray, ref: int, surface: np.ndarray | None
-                              ) -> tuple[np.ndarray, np.ndarray]:
+def _centre_on_reference_view(
+    points: np.ndarray,
+    shifts: np.ndarray,
+    dropped: np.ndarray,
+    tilts_deg: np.ndarray,
+    z_rot_deg: np.ndarray,
+    mag: np.ndarray,
+    ref: int,
+    surface: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The same solution translated in 3D (points + t, shifts − A t: every prediction unchanged) so that the
     reference (least tilted) view has no shift and z = 0 lies midway between the two bead surfaces (their
     centroid when there is one surface): the tomogram's centre then projects onto that view's centre and
@@ -275,8 +293,14 @@ def solve_fiducial_alignment(
     axis = np.full(n, float(tilt_axis_deg))
     mask = np.all(np.isfinite(obs), axis=-1)
     ref = int(np.argmin(np.abs(tilts_deg)))
-    layout = _Layout(n, m, group_matrix(tilts, rotation, group_size), group_matrix(tilts, tilt, group_size),
-                     group_matrix(tilts, magnification, group_size), ref)
+    layout = _Layout(
+        n,
+        m,
+        group_matrix(tilts, rotation, group_size),
+        group_matrix(tilts, tilt, group_size),
+        group_matrix(tilts, magnification, group_size),
+        ref,
+    )
     dropped = np.zeros(m, dtype=bool)
 
     def fit(use: np.ndarray, p0: np.ndarray | None, loss: str) -> np.ndarray:
@@ -284,16 +308,26 @@ def solve_fiducial_alignment(
         if p0 is None:
             pts, sh = _linear_start(obs, use, tilts, axis)
             p0 = np.zeros(int(layout.bounds[-1]))
-            p0[:3 * m], p0[3 * m:3 * m + 2 * n] = pts.ravel(), sh.ravel()
+            p0[: 3 * m], p0[3 * m : 3 * m + 2 * n] = pts.ravel(), sh.ravel()
 
         def residuals(p: np.ndarray) -> np.ndarray:
             pred = _predict(layout, p, axis, tilts)
-            points = p[:3 * m].reshape(m, 3)
+            points = p[: 3 * m].reshape(m, 3)
             return np.concatenate([(pred[vi, bj] - obs[vi, bj]).ravel(), points.mean(axis=0)])
 
-        result = least_squares(residuals, p0, jac=lambda q: _jacobian(layout, q, axis, tilts, vi, bj), loss=loss,
-                               f_scale=1.0, x_scale="jac", method="trf", tr_solver="lsmr", xtol=1e-10, ftol=1e-10,
-                               max_nfev=200)
+        result = least_squares(
+            residuals,
+            p0,
+            jac=lambda q: _jacobian(layout, q, axis, tilts, vi, bj),
+            loss=loss,
+            f_scale=1.0,
+            x_scale="jac",
+            method="trf",
+            tr_solver="lsmr",
+            xtol=1e-10,
+            ftol=1e-10,
+            max_nfev=200,
+        )
         return result.x
 
     use = mask.copy()
@@ -312,9 +346,12 @@ def solve_fiducial_alignment(
         use, dropped = new_use, new_dropped
         p = fit(use, p, "linear")
     p = fit(use, p, "linear")
-    check_landmarks(np.where(use[..., None], obs, np.nan), "beads",
-                    f"the others were outliers (off by more than {outlier_px:g} px, or mistracked in more than a "
-                    "quarter of their views): check the landmark model, or raise outlier_px")
+    check_landmarks(
+        np.where(use[..., None], obs, np.nan),
+        "beads",
+        f"the others were outliers (off by more than {outlier_px:g} px, or mistracked in more than a "
+        "quarter of their views): check the landmark model, or raise outlier_px",
+    )
 
     points, shifts, *_ = layout.split(p)
     z_rot, tilt_fit, mag = layout.angles(p, axis, tilts)
@@ -328,6 +365,7 @@ def solve_fiducial_alignment(
     about_y, about_x, surface = _level_angles(points[~dropped]) if (~dropped).sum() >= 3 else (0.0, 0.0, None)
     if level:
         from tomoforge.methods.rotations import rotation_about_y
+
         points = points @ rotation_about_y(about_y).T
         tilt_fit = tilt_fit - about_y
         _, about_x, _ = _level_angles(points[~dropped])
@@ -339,19 +377,36 @@ def solve_fiducial_alignment(
     pred = model.project(points * pixel_size_A) / pixel_size_A
     resid = np.where(mask[..., None], obs - pred, np.nan)
     kept = np.where(use[..., None], resid, np.nan)
-    sq = np.sum(kept ** 2, axis=-1)
+    sq = np.sum(kept**2, axis=-1)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a view or bead with nothing kept: NaN
         view_rms = np.sqrt(np.nanmean(sq, axis=1))
-        bead_rms = np.sqrt(np.nanmean(np.where(mask, np.sum(resid ** 2, axis=-1), np.nan), axis=0))
+        bead_rms = np.sqrt(np.nanmean(np.where(mask, np.sum(resid**2, axis=-1), np.nan), axis=0))
     points_out = points.copy()
     points_out[dropped] = np.nan
     return FiducialSolution(
-        model=model, points_px=points_out, residuals_px=resid, used=use, dropped_beads=np.nonzero(dropped)[0],
-        rms_px=float(np.sqrt(np.nanmean(sq))), view_rms_px=view_rms, bead_rms_px=bead_rms,
-        tilt_axis_deg=float(np.mean(z_rot)), tilt_offset_deg=float(np.mean(tilt_fit - np.asarray(tilts_deg))),
-        x_tilt_level_deg=float(about_x), surface=labels, unobserved_views=np.nonzero(unobserved)[0])
+        model=model,
+        points_px=points_out,
+        residuals_px=resid,
+        used=use,
+        dropped_beads=np.nonzero(dropped)[0],
+        rms_px=float(np.sqrt(np.nanmean(sq))),
+        view_rms_px=view_rms,
+        bead_rms_px=bead_rms,
+        tilt_axis_deg=float(np.mean(z_rot)),
+        tilt_offset_deg=float(np.mean(tilt_fit - np.asarray(tilts_deg))),
+        x_tilt_level_deg=float(about_x),
+        surface=labels,
+        unobserved_views=np.nonzero(unobserved)[0],
+    )
 
 
-__all__ = ["MIN_LANDMARKS", "MIN_VIEWS", "TooFewLandmarksError", "check_landmarks", "group_matrix", "FiducialSolution",
-           "solve_fiducial_alignment"]
+__all__ = [
+    "MIN_LANDMARKS",
+    "MIN_VIEWS",
+    "TooFewLandmarksError",
+    "check_landmarks",
+    "group_matrix",
+    "FiducialSolution",
+    "solve_fiducial_alignment",
+]

@@ -9,11 +9,22 @@ over one ring period), ``model`` (Thon-ring model of tilted strips and its score
 image: grid search, refinement, fit resolution), ``series`` (a tilt series), ``hand`` (is the
 defocus gradient the geometry's?), ``display`` (spectra with the fitted model, for viewers).
 """
+
 from tomoforge.methods.ctf_estimate.display import diagnostic_images
 from tomoforge.methods.ctf_estimate.fit import CTFFit, FitSettings, fit_image, strip_spectra
 from tomoforge.methods.ctf_estimate.hand import HandCheck
 from tomoforge.methods.ctf_estimate.model import Optics, StripSpectra
 from tomoforge.methods.ctf_estimate.series import SeriesFit, estimate_tilt_series
 
-__all__ = ["Optics", "FitSettings", "CTFFit", "StripSpectra", "SeriesFit", "HandCheck", "fit_image",
-           "strip_spectra", "estimate_tilt_series", "diagnostic_images"]
+__all__ = [
+    "Optics",
+    "FitSettings",
+    "CTFFit",
+    "StripSpectra",
+    "SeriesFit",
+    "HandCheck",
+    "fit_image",
+    "strip_spectra",
+    "estimate_tilt_series",
+    "diagnostic_images",
+]

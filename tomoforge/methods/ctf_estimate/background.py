@@ -5,6 +5,7 @@ over one period (which depends on the defocus and the frequency) follows the smo
 plus half the ring envelope, and the data minus it oscillates about zero. The same operator is
 applied to the model, so data and model are high-passed alike.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ def ring_period_k(k_A: torch.Tensor, defocus_A: torch.Tensor, wavelength_A: floa
     """Spatial-frequency period (1/Å) of CTF² at ``k_A`` (1/Å): π / |dχ/dk|,
     dχ/dk = 2π λ Δf k − 2π Cs λ³ k³ (Cs in Å); broadcasts ``defocus_A`` against ``k_A``."""
     cs = cs_mm * 1e7
-    slope = 2 * math.pi * wavelength_A * defocus_A * k_A - 2 * math.pi * cs * wavelength_A ** 3 * k_A ** 3
+    slope = 2 * math.pi * wavelength_A * defocus_A * k_A - 2 * math.pi * cs * wavelength_A**3 * k_A**3
     return math.pi / slope.abs().clamp(min=1e-12)
 
 

@@ -5,6 +5,7 @@ polar grid (the strips averaged), so data and model are shown exactly as they we
 background-subtracted, normalised amplitude spectrum and the high-passed model, both scaled to unit
 SD within the fit band and clipped at ±3.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ def _scaled(values: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
     return (values / sd).clamp(-3, 3)
 
 
-def diagnostic_images(spectra: list[StripSpectra], fits: list[CTFFit], optics: Optics,
-                      resolution_low_A: float = 50.0) -> torch.Tensor:
+def diagnostic_images(
+    spectra: list[StripSpectra], fits: list[CTFFit], optics: Optics, resolution_low_A: float = 50.0
+) -> torch.Tensor:
     """(n, box, box) float32 images, one per fit: data left, model right, origin at the centre."""
     out = []
     for sp, fit in zip(spectra, fits):
@@ -45,8 +47,14 @@ def diagnostic_images(spectra: list[StripSpectra], fits: list[CTFFit], optics: O
         mean = torch.tensor([fit.defocus_A])
         h = half_window_px(g, optics, fit.defocus_A)
         data = modulation(sp.amplitude, h).mean(0)
-        q = ring_model(sp, optics, mean, torch.tensor([half * math.cos(ang)]), torch.tensor([half * math.sin(ang)]),
-                       torch.tensor([math.radians(fit.phase_shift_deg)]))
+        q = ring_model(
+            sp,
+            optics,
+            mean,
+            torch.tensor([half * math.cos(ang)]),
+            torch.tensor([half * math.sin(ang)]),
+            torch.tensor([math.radians(fit.phase_shift_deg)]),
+        )
         model = (q - running_mean(q, h))[0].mean(0)
         band = g.k_A >= 1 / resolution_low_A
         data, model = _scaled(data, band), _scaled(model, band)

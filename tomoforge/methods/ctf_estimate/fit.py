@@ -1,6 +1,7 @@
 """Fit of one tilt image: tiled spectra → strips → grid search over defocus (one batch) → local
 refinement of defocus U/V, astigmatism angle (and phase shift) → fit resolution (CTFFIND-like).
 """
+
 from __future__ import annotations
 
 import math
@@ -9,11 +10,25 @@ from dataclasses import dataclass, field
 import torch
 
 from tomoforge.methods.ctf_estimate.background import running_mean
-from tomoforge.methods.ctf_estimate.model import (Optics, StripSpectra, band_weights, correlation, half_window_px,
-                                                  modulation, ring_model, score_candidates)
-from tomoforge.methods.ctf_estimate.spectra import (PolarGrid, distance_from_axis_px, erase_high_contrast,
-                                                    group_into_strips, height_above_axis_A, tile_content_centres,
-                                                    tile_power_spectra)
+from tomoforge.methods.ctf_estimate.model import (
+    Optics,
+    StripSpectra,
+    band_weights,
+    correlation,
+    half_window_px,
+    modulation,
+    ring_model,
+    score_candidates,
+)
+from tomoforge.methods.ctf_estimate.spectra import (
+    PolarGrid,
+    distance_from_axis_px,
+    erase_high_contrast,
+    group_into_strips,
+    height_above_axis_A,
+    tile_content_centres,
+    tile_power_spectra,
+)
 from tomoforge.methods.fourier import as_tensor
 
 
@@ -66,9 +81,15 @@ class CTFFit:
         return 0.5 * (self.defocus_u_A + self.defocus_v_A)
 
 
-def strip_spectra(image, optics: Optics, settings: FitSettings, tilt_angle_deg: float = 0.0,
-                  tilt_axis_angle_deg: float = 0.0, shift_xy_A: tuple[float, float] = (0.0, 0.0),
-                  grid: PolarGrid | None = None) -> StripSpectra:
+def strip_spectra(
+    image,
+    optics: Optics,
+    settings: FitSettings,
+    tilt_angle_deg: float = 0.0,
+    tilt_axis_angle_deg: float = 0.0,
+    shift_xy_A: tuple[float, float] = (0.0, 0.0),
+    grid: PolarGrid | None = None,
+) -> StripSpectra:
     """Erase gold and outliers, tile ``image`` (y, x), group the tiles into strips parallel to the tilt
     axis and average each strip on the polar grid.
 
@@ -81,8 +102,9 @@ def strip_spectra(image, optics: Optics, settings: FitSettings, tilt_angle_deg: 
         image = erase_high_contrast(image, settings.erase_threshold_sd)
     power, centres = tile_power_spectra(image, box, settings.overlap)
     if settings.content_centres:
-        centres = tile_content_centres(image, box, settings.overlap, px, settings.resolution_low_A,
-                                       settings.resolution_high_A)
+        centres = tile_content_centres(
+            image, box, settings.overlap, px, settings.resolution_low_A, settings.resolution_high_A
+        )
     dist = distance_from_axis_px(centres, tilt_axis_angle_deg, (shift_xy_A[0] / px, shift_xy_A[1] / px))
     power, dist = group_into_strips(power, dist, max(settings.strip_fraction * box, 1.0))
     if grid is None or grid.box != box:
@@ -90,8 +112,12 @@ def strip_spectra(image, optics: Optics, settings: FitSettings, tilt_angle_deg: 
     amplitude = grid.average(power).clamp(min=0).sqrt().to(torch.float32)
     phi = math.radians(tilt_axis_angle_deg)
     half = 0.5 * box * abs(math.tan(math.radians(tilt_angle_deg))) * px
-    return StripSpectra(grid, amplitude, height_above_axis_A(dist, tilt_angle_deg, px).to(torch.float32),
-                        (half * abs(math.cos(phi)), half * abs(math.sin(phi))))
+    return StripSpectra(
+        grid,
+        amplitude,
+        height_above_axis_A(dist, tilt_angle_deg, px).to(torch.float32),
+        (half * abs(math.cos(phi)), half * abs(math.sin(phi))),
+    )
 
 
 def search_grid(settings: FitSettings, low_A: float, high_A: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,18 +125,31 @@ def search_grid(settings: FitSettings, low_A: float, high_A: float) -> tuple[tor
     step = settings.grid_step_A
     defocus = low_A + step * torch.arange(int(math.floor((high_A - low_A) / step + 1e-9)) + 1, dtype=torch.float32)
     if settings.find_phase_shift:
-        m = int(math.floor((settings.phase_shift_max_deg - settings.phase_shift_min_deg)
-                           / settings.phase_shift_step_deg + 1e-9)) + 1
-        phases = torch.deg2rad(settings.phase_shift_min_deg + settings.phase_shift_step_deg
-                               * torch.arange(m, dtype=torch.float32))
+        m = (
+            int(
+                math.floor(
+                    (settings.phase_shift_max_deg - settings.phase_shift_min_deg) / settings.phase_shift_step_deg + 1e-9
+                )
+            )
+            + 1
+        )
+        phases = torch.deg2rad(
+            settings.phase_shift_min_deg + settings.phase_shift_step_deg * torch.arange(m, dtype=torch.float32)
+        )
     else:
         phases = torch.zeros(1)
     return defocus, phases
 
 
-def landscape(spectra: StripSpectra, optics: Optics, settings: FitSettings, defocus: torch.Tensor,
-              phases: torch.Tensor, window_defocus_A: float, astigmatism: tuple[float, float] = (0.0, 0.0)
-              ) -> torch.Tensor:
+def landscape(
+    spectra: StripSpectra,
+    optics: Optics,
+    settings: FitSettings,
+    defocus: torch.Tensor,
+    phases: torch.Tensor,
+    window_defocus_A: float,
+    astigmatism: tuple[float, float] = (0.0, 0.0),
+) -> torch.Tensor:
     """Scores (d, p) of every (mean defocus, phase shift) pair, all in one batch, for a fixed background
     window (the ring period at ``window_defocus_A``) and astigmatism (a_x, a_y) Å."""
     h = half_window_px(spectra.grid, optics, window_defocus_A)
@@ -123,9 +162,16 @@ def landscape(spectra: StripSpectra, optics: Optics, settings: FitSettings, defo
     return score_candidates(spectra, optics, weights, data, h, d, ax, ay, p).reshape(len(defocus), len(phases)).cpu()
 
 
-def refine(spectra: StripSpectra, optics: Optics, settings: FitSettings, start: torch.Tensor,
-           fit_astigmatism: bool = True, fit_phase: bool = False, iterations: int = 40, bound_A: float = 1000.0
-           ) -> tuple[torch.Tensor, float]:
+def refine(
+    spectra: StripSpectra,
+    optics: Optics,
+    settings: FitSettings,
+    start: torch.Tensor,
+    fit_astigmatism: bool = True,
+    fit_phase: bool = False,
+    iterations: int = 40,
+    bound_A: float = 1000.0,
+) -> tuple[torch.Tensor, float]:
     """LBFGS on (mean defocus, a_x, a_y, phase) from ``start`` (4,) (Å, Å, Å, rad); a_x, a_y stay fixed
     unless ``fit_astigmatism``, the phase unless ``fit_phase``. The mean defocus stays within ±
     ``bound_A`` of the start (start + bound · tanh u), so that a refinement does not jump to the next
@@ -161,8 +207,7 @@ def refine(spectra: StripSpectra, optics: Optics, settings: FitSettings, start: 
     return p.detach().cpu(), score
 
 
-def to_fit(spectra: StripSpectra, optics: Optics, settings: FitSettings, params: torch.Tensor, score: float
-           ) -> CTFFit:
+def to_fit(spectra: StripSpectra, optics: Optics, settings: FitSettings, params: torch.Tensor, score: float) -> CTFFit:
     """CTFFit (U ≥ V, angle of U from X in (−90, 90], phase in [0, 360)) of parameters (4,)."""
     mean, ax, ay, ph = (float(v) for v in params)
     half_astig = math.hypot(ax, ay)
@@ -172,8 +217,14 @@ def to_fit(spectra: StripSpectra, optics: Optics, settings: FitSettings, params:
     return CTFFit(mean + half_astig, mean - half_astig, angle, phase_deg, score, res, curves)
 
 
-def fit_image(image, optics: Optics, settings: FitSettings | None = None, tilt_angle_deg: float = 0.0,
-              tilt_axis_angle_deg: float = 0.0, defocus_range_A: tuple[float, float] | None = None) -> CTFFit:
+def fit_image(
+    image,
+    optics: Optics,
+    settings: FitSettings | None = None,
+    tilt_angle_deg: float = 0.0,
+    tilt_axis_angle_deg: float = 0.0,
+    defocus_range_A: tuple[float, float] | None = None,
+) -> CTFFit:
     """Fit one image on its own: the grid search over the whole range (or ``defocus_range_A``), the best
     grid point refined with astigmatism (and phase shift). A tilt series is better served by
     ``estimate_tilt_series``, which pools the tilts."""
@@ -188,8 +239,9 @@ def fit_image(image, optics: Optics, settings: FitSettings | None = None, tilt_a
     return to_fit(spectra, optics, settings, params, score)
 
 
-def fit_resolution(spectra: StripSpectra, optics: Optics, params: torch.Tensor, resolution_low_A: float,
-                   threshold: float) -> tuple[float, dict[str, list[float]]]:
+def fit_resolution(
+    spectra: StripSpectra, optics: Optics, params: torch.Tensor, resolution_low_A: float, threshold: float
+) -> tuple[float, dict[str, list[float]]]:
     """Resolution (Å) up to which the rings agree with the fit, as CTFFIND 4.1 decides it.
 
     Every (strip, angle, radius) bin goes to the radius at which the mean defocus gives the same
@@ -204,10 +256,11 @@ def fit_resolution(spectra: StripSpectra, optics: Optics, params: torch.Tensor, 
     q = ring_model(spectra, optics, mean, ax, ay, ph)
     model = (q - running_mean(q, h))[0]
     theta, k = g.theta[None, :, None], g.k_A[None, None, :]
-    df = (mean + ax * torch.cos(2 * theta) + ay * torch.sin(2 * theta)).double() \
-        + spectra.offset_A.double()[:, None, None]
-    chi = math.pi * lam * df * k ** 2 - 0.5 * math.pi * cs * lam ** 3 * k ** 4
-    a2, b1 = 0.5 * math.pi * cs * lam ** 3, math.pi * lam * float(mean)
+    df = (mean + ax * torch.cos(2 * theta) + ay * torch.sin(2 * theta)).double() + spectra.offset_A.double()[
+        :, None, None
+    ]
+    chi = math.pi * lam * df * k**2 - 0.5 * math.pi * cs * lam**3 * k**4
+    a2, b1 = 0.5 * math.pi * cs * lam**3, math.pi * lam * float(mean)
     disc = (b1 * b1 - 4 * a2 * chi).clamp(min=0)
     k_eq = torch.sqrt(((b1 - disc.sqrt()) / (2 * a2)).clamp(min=0)) if a2 > 0 else torch.sqrt(chi.clamp(min=0) / b1)
     n = g.n_radii

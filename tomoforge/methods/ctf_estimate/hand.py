@@ -8,19 +8,28 @@ height offsets scaled by s (the mean defocus re-optimised for each s): s ≈ +1 
 s ≈ −1 the opposite hand. The series verdict is a sign test over the tilts of score(+1) − score(−1):
 z = (#positive − #negative) / √n, 'opposite' below −3, 'consistent' above 3.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
-from tomoforge.methods.ctf_estimate.model import (Optics, StripSpectra, band_weights, half_window_px, modulation,
-                                                  score_candidates)
+from tomoforge.methods.ctf_estimate.model import (
+    Optics,
+    StripSpectra,
+    band_weights,
+    half_window_px,
+    modulation,
+    score_candidates,
+)
 
-OPPOSITE_MESSAGE = ("defocus gradient opposite to the geometry: tilt axis 180° off or tilt angles of the wrong "
-                    "sign (the tomogram would be mirrored)")
+OPPOSITE_MESSAGE = (
+    "defocus gradient opposite to the geometry: tilt axis 180° off or tilt angles of the wrong "
+    "sign (the tomogram would be mirrored)"
+)
 
 
 @dataclass
@@ -45,13 +54,21 @@ class HandCheck:
             return OPPOSITE_MESSAGE + f" (z = {self.z:.1f})"
         if self.verdict == "consistent":
             return f"defocus gradient agrees with the geometry (z = {self.z:.1f})"
-        return (f"defocus gradient inconclusive (z = {self.z:.1f}): too few tilted images, or their rings too "
-                "weak to tell")
+        return (
+            f"defocus gradient inconclusive (z = {self.z:.1f}): too few tilted images, or their rings too weak to tell"
+        )
 
 
-def gradient_scores(spectra: StripSpectra, optics: Optics, fit_params: torch.Tensor, scales: torch.Tensor,
-                    resolution_low_A: float, resolution_high_A: float, span_A: float = 1000.0, step_A: float = 50.0
-                    ) -> torch.Tensor:
+def gradient_scores(
+    spectra: StripSpectra,
+    optics: Optics,
+    fit_params: torch.Tensor,
+    scales: torch.Tensor,
+    resolution_low_A: float,
+    resolution_high_A: float,
+    span_A: float = 1000.0,
+    step_A: float = 50.0,
+) -> torch.Tensor:
     """Best score (s,) for each gradient scale, the mean defocus searched within ± ``span_A`` of the
     fitted one, the phase kept, without astigmatism (fitted under one hand, it would favour it)."""
     mean, _, _, ph = (float(v) for v in fit_params)
@@ -64,13 +81,30 @@ def gradient_scores(spectra: StripSpectra, optics: Optics, fit_params: torch.Ten
     data = modulation(spectra.amplitude, h)
     w = band_weights(spectra.grid, resolution_low_A, resolution_high_A)
     c = s.shape[0]
-    scores = score_candidates(spectra, optics, w, data, h, mean + o, torch.full((c,), ax, device=dev),
-                              torch.full((c,), ay, device=dev), torch.full((c,), ph, device=dev), s)
+    scores = score_candidates(
+        spectra,
+        optics,
+        w,
+        data,
+        h,
+        mean + o,
+        torch.full((c,), ax, device=dev),
+        torch.full((c,), ay, device=dev),
+        torch.full((c,), ph, device=dev),
+        s,
+    )
     return scores.reshape(len(scales), len(offsets)).amax(dim=1).cpu()
 
 
-def check_hand(spectra: list[StripSpectra], optics: Optics, settings, fits, tilt_angles_deg: Sequence[float],
-               min_tilt_deg: float = 15.0, z_threshold: float = 3.0) -> HandCheck:
+def check_hand(
+    spectra: list[StripSpectra],
+    optics: Optics,
+    settings,
+    fits,
+    tilt_angles_deg: Sequence[float],
+    min_tilt_deg: float = 15.0,
+    z_threshold: float = 3.0,
+) -> HandCheck:
     """HandCheck of a series from its strip spectra and fits (``settings``: FitSettings, for the band)."""
     scales = torch.linspace(-1.5, 1.5, 7)
     plus, minus = int(torch.argmin((scales - 1).abs())), int(torch.argmin((scales + 1).abs()))
@@ -92,6 +126,7 @@ def check_hand(spectra: list[StripSpectra], optics: Optics, settings, fits, tilt
         prefs.append(pref)
     if len(prefs) >= 3:  # a sign test: robust to the few tilts whose scores dominate
         check.z = (sum(p > 0 for p in prefs) - sum(p < 0 for p in prefs)) / math.sqrt(len(prefs))
-        check.verdict = "opposite" if check.z < -z_threshold else "consistent" if check.z > z_threshold \
-            else "inconclusive"
+        check.verdict = (
+            "opposite" if check.z < -z_threshold else "consistent" if check.z > z_threshold else "inconclusive"
+        )
     return check

@@ -12,6 +12,7 @@ subtracted amplitude spectrum and the model, both high-passed alike, with each f
 by its pixel count × k² (the defocus sensitivity of the phase, ∂χ/∂Δf = πλk², so that the broad
 low-frequency rings, which a specimen's own structure factor mimics, do not decide the fit alone).
 """
+
 from __future__ import annotations
 
 import math
@@ -51,17 +52,30 @@ class StripSpectra:
     offset_A: torch.Tensor
     smear_A: tuple[float, float]
 
-    def to(self, device) -> "StripSpectra":
+    def to(self, device) -> StripSpectra:
         """A copy on ``device`` (CPU or GPU)."""
         g = self.grid
-        grid = PolarGrid(g.box, g.pixel_size_A, g.n_angles, g.index.to(device), g.k_A.to(device),
-                         g.theta.to(device), g.counts.to(device))
+        grid = PolarGrid(
+            g.box,
+            g.pixel_size_A,
+            g.n_angles,
+            g.index.to(device),
+            g.k_A.to(device),
+            g.theta.to(device),
+            g.counts.to(device),
+        )
         return StripSpectra(grid, self.amplitude.to(device), self.offset_A.to(device), self.smear_A)
 
 
-def ring_model(spectra: StripSpectra, optics: Optics, mean_A: torch.Tensor, ax_A: torch.Tensor,
-               ay_A: torch.Tensor, phase_rad: torch.Tensor, gradient_scale: torch.Tensor | float = 1.0
-               ) -> torch.Tensor:
+def ring_model(
+    spectra: StripSpectra,
+    optics: Optics,
+    mean_A: torch.Tensor,
+    ax_A: torch.Tensor,
+    ay_A: torch.Tensor,
+    phase_rad: torch.Tensor,
+    gradient_scale: torch.Tensor | float = 1.0,
+) -> torch.Tensor:
     """−½ S cos(2χ + 2α) for candidates (c,) of the parameters: (c, s, a, r), float32.
 
     ``gradient_scale`` multiplies the strips' height offsets (1: the geometry; −1: the opposite hand).
@@ -73,9 +87,13 @@ def ring_model(spectra: StripSpectra, optics: Optics, mean_A: torch.Tensor, ax_A
     theta = g.theta.to(torch.float32)[None, None, :, None]
     col = (-1, 1, 1, 1)
     scale = torch.as_tensor(gradient_scale, dtype=torch.float32, device=spectra.amplitude.device).reshape(-1, 1, 1, 1)
-    df = (mean_A.reshape(col) + ax_A.reshape(col) * torch.cos(2 * theta) + ay_A.reshape(col) * torch.sin(2 * theta)
-          + scale * spectra.offset_A.to(torch.float32)[None, :, None, None])
-    chi = math.pi * lam * df * k2 - 0.5 * math.pi * cs * lam ** 3 * k2 * k2 + phase_rad.reshape(col)
+    df = (
+        mean_A.reshape(col)
+        + ax_A.reshape(col) * torch.cos(2 * theta)
+        + ay_A.reshape(col) * torch.sin(2 * theta)
+        + scale * spectra.offset_A.to(torch.float32)[None, :, None, None]
+    )
+    chi = math.pi * lam * df * k2 - 0.5 * math.pi * cs * lam**3 * k2 * k2 + phase_rad.reshape(col)
     omega = 2 * math.pi * lam * k2 * scale.abs() / math.pi
     h1, h2 = spectra.smear_A
     smear = torch.sinc(omega * h1) * torch.sinc(omega * h2)
@@ -101,8 +119,9 @@ def modulation(amplitude: torch.Tensor, half_width: torch.Tensor) -> torch.Tenso
     return flat - running_mean(flat, h)
 
 
-def band_weights(grid: PolarGrid, resolution_low_A: float, resolution_high_A: float, power: float = 2.0
-                 ) -> torch.Tensor:
+def band_weights(
+    grid: PolarGrid, resolution_low_A: float, resolution_high_A: float, power: float = 2.0
+) -> torch.Tensor:
     """(a, r) weights: pixel count × (k / 0.1 Å⁻¹)^power inside the fit band (k from 1/low to 1/high,
     below Nyquist), else 0."""
     k = grid.k_A
@@ -119,10 +138,19 @@ def correlation(data: torch.Tensor, model: torch.Tensor, weights: torch.Tensor) 
     return num / den.clamp(min=1e-20)
 
 
-def score_candidates(spectra: StripSpectra, optics: Optics, weights: torch.Tensor, data: torch.Tensor,
-                     half_width: torch.Tensor, mean_A: torch.Tensor, ax_A: torch.Tensor, ay_A: torch.Tensor,
-                     phase_rad: torch.Tensor, gradient_scale: torch.Tensor | float = 1.0,
-                     chunk_elements: int = 4_000_000) -> torch.Tensor:
+def score_candidates(
+    spectra: StripSpectra,
+    optics: Optics,
+    weights: torch.Tensor,
+    data: torch.Tensor,
+    half_width: torch.Tensor,
+    mean_A: torch.Tensor,
+    ax_A: torch.Tensor,
+    ay_A: torch.Tensor,
+    phase_rad: torch.Tensor,
+    gradient_scale: torch.Tensor | float = 1.0,
+    chunk_elements: int = 4_000_000,
+) -> torch.Tensor:
     """Scores (c,) of a batch of candidate parameters against ``data`` (the modulation of the spectra,
     made with ``half_width``), in chunks so that no tensor exceeds ``chunk_elements``."""
     step = max(1, chunk_elements // spectra.amplitude.numel())

@@ -15,20 +15,36 @@
 6. The defocus gradient across each tilted image, compared with the one the geometry predicts
    (``hand.py``).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 
 from tomoforge.methods.ctf_estimate.background import running_mean
-from tomoforge.methods.ctf_estimate.fit import (CTFFit, FitSettings, landscape, refine, search_grid, strip_spectra,
-                                                to_fit)
+from tomoforge.methods.ctf_estimate.fit import (
+    CTFFit,
+    FitSettings,
+    landscape,
+    refine,
+    search_grid,
+    strip_spectra,
+    to_fit,
+)
 from tomoforge.methods.ctf_estimate.hand import HandCheck, check_hand
-from tomoforge.methods.ctf_estimate.model import (Optics, StripSpectra, band_weights, correlation, half_window_px,
-                                                  modulation, ring_model)
+from tomoforge.methods.ctf_estimate.model import (
+    Optics,
+    StripSpectra,
+    band_weights,
+    correlation,
+    half_window_px,
+    modulation,
+    ring_model,
+)
 from tomoforge.methods.ctf_estimate.spectra import PolarGrid
 
 Progress = Callable[[str, int, int], None]
@@ -44,8 +60,9 @@ class SeriesFit:
     spectra: list[StripSpectra]
 
 
-def reference_tilts(tilt_angles_deg: Sequence[float], accumulated_dose: Sequence[float] | None,
-                    fraction: float = 1 / 3) -> list[int]:
+def reference_tilts(
+    tilt_angles_deg: Sequence[float], accumulated_dose: Sequence[float] | None, fraction: float = 1 / 3
+) -> list[int]:
     """Indices of the least-exposed third of the tilts (by accumulated dose, else by |tilt|), at least 3."""
     n = len(tilt_angles_deg)
     key = list(accumulated_dose) if accumulated_dose is not None else [abs(a) for a in tilt_angles_deg]
@@ -60,15 +77,22 @@ def consensus_defocus(scores: torch.Tensor, defocus: torch.Tensor, reference: li
     return float(defocus[z.sum(0).argmax()])
 
 
-def _series_astigmatism(spectra: list[StripSpectra], optics: Optics, settings: FitSettings,
-                        starts: list[torch.Tensor], iterations: int = 60) -> tuple[float, float]:
+def _series_astigmatism(
+    spectra: list[StripSpectra], optics: Optics, settings: FitSettings, starts: list[torch.Tensor], iterations: int = 60
+) -> tuple[float, float]:
     """(a_x, a_y) Å maximising the summed scores of the given tilts, their mean defoci free too (within
     ± 1000 Å of the starts, as in ``refine``)."""
     prepared = []
     for sp, st in zip(spectra, starts):
         h = half_window_px(sp.grid, optics, float(st[0]))
-        prepared.append((sp, h, modulation(sp.amplitude, h),
-                         band_weights(sp.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)))
+        prepared.append(
+            (
+                sp,
+                h,
+                modulation(sp.amplitude, h),
+                band_weights(sp.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power),
+            )
+        )
     dev = spectra[0].amplitude.device
     means = torch.stack([st[0] for st in starts]).float().to(dev)
     phases = torch.stack([st[3] for st in starts]).float().to(dev)
@@ -80,7 +104,7 @@ def _series_astigmatism(spectra: list[StripSpectra], optics: Optics, settings: F
         ax, ay = x[-2:-1] * 1e3, x[-1:] * 1e3
         total = torch.zeros((), device=dev)
         for i, (sp, h, data, w) in enumerate(prepared):
-            q = ring_model(sp, optics, means[i:i + 1] + 1e3 * torch.tanh(x[i:i + 1]), ax, ay, phases[i:i + 1])
+            q = ring_model(sp, optics, means[i : i + 1] + 1e3 * torch.tanh(x[i : i + 1]), ax, ay, phases[i : i + 1])
             total = total - correlation(data, q - running_mean(q, h), w)[0]
         total.backward()
         return total
@@ -89,13 +113,20 @@ def _series_astigmatism(spectra: list[StripSpectra], optics: Optics, settings: F
     return float(x[-2].detach()) * 1e3, float(x[-1].detach()) * 1e3
 
 
-def estimate_tilt_series(images, optics: Optics, tilt_angles_deg: Sequence[float],
-                         tilt_axis_angle_deg: float | Sequence[float], settings: FitSettings | None = None,
-                         accumulated_dose: Sequence[float] | None = None,
-                         nominal_defocus_A: Sequence[float | None] | None = None, use_nominal: bool = False,
-                         astigmatism: Literal["series", "per-tilt"] = "series",
-                         shifts_xy_A: Sequence[tuple[float, float]] | None = None,
-                         excluded: Sequence[bool] | None = None, progress: Progress | None = None) -> SeriesFit:
+def estimate_tilt_series(
+    images,
+    optics: Optics,
+    tilt_angles_deg: Sequence[float],
+    tilt_axis_angle_deg: float | Sequence[float],
+    settings: FitSettings | None = None,
+    accumulated_dose: Sequence[float] | None = None,
+    nominal_defocus_A: Sequence[float | None] | None = None,
+    use_nominal: bool = False,
+    astigmatism: Literal["series", "per-tilt"] = "series",
+    shifts_xy_A: Sequence[tuple[float, float]] | None = None,
+    excluded: Sequence[bool] | None = None,
+    progress: Progress | None = None,
+) -> SeriesFit:
     """Fit the CTF of every image (n, y, x) of a tilt series (see the module docstring).
 
     ``tilt_axis_angle_deg``: one angle or one per image (the refined ZRot); ``shifts_xy_A``: where the
@@ -107,8 +138,11 @@ def estimate_tilt_series(images, optics: Optics, tilt_angles_deg: Sequence[float
     n = len(tilt_angles_deg)
     if len(images) != n:
         raise ValueError(f"{len(images)} images but {n} tilt angles")
-    axes = [float(tilt_axis_angle_deg)] * n if isinstance(tilt_axis_angle_deg, (int, float)) \
+    axes = (
+        [float(tilt_axis_angle_deg)] * n
+        if isinstance(tilt_axis_angle_deg, (int, float))
         else [float(a) for a in tilt_axis_angle_deg]
+    )
     shifts = list(shifts_xy_A) if shifts_xy_A is not None else [(0.0, 0.0)] * n
     report = progress or (lambda stage, i, total: None)
     grid: PolarGrid | None = None
@@ -123,8 +157,9 @@ def estimate_tilt_series(images, optics: Optics, tilt_angles_deg: Sequence[float
         missing = [i for i, v in enumerate(nominal) if v is None]
         raise ValueError(f"use_nominal: images {missing} have no nominal defocus")
     keep = [i for i in range(n) if not (excluded and excluded[i])] or list(range(n))
-    chosen = reference_tilts([tilt_angles_deg[i] for i in keep],
-                             None if accumulated_dose is None else [accumulated_dose[i] for i in keep])
+    chosen = reference_tilts(
+        [tilt_angles_deg[i] for i in keep], None if accumulated_dose is None else [accumulated_dose[i] for i in keep]
+    )
     reference = [keep[i] for i in chosen]
     low, high = settings.defocus_min_A, settings.defocus_max_A
     starts: list[torch.Tensor] = []
@@ -161,8 +196,9 @@ def estimate_tilt_series(images, optics: Optics, tilt_angles_deg: Sequence[float
     return SeriesFit(fits, consensus, hand, spectra)
 
 
-def _best_in(spectra: StripSpectra, optics: Optics, settings: FitSettings, low: float, high: float,
-             window_defocus_A: float) -> torch.Tensor:
+def _best_in(
+    spectra: StripSpectra, optics: Optics, settings: FitSettings, low: float, high: float, window_defocus_A: float
+) -> torch.Tensor:
     """Start parameters (4,) at the best grid point between ``low`` and ``high`` Å."""
     defocus, phases = search_grid(settings, low, high)
     scores = landscape(spectra, optics, settings, defocus, phases, window_defocus_A)

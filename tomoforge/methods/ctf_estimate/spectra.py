@@ -5,6 +5,7 @@ Every pixel of a tile's rfft power spectrum goes to one (angle, radius) bin: ang
 (the spectrum is centro-symmetric), radii are 1 px wide, so nothing is thrown away and the fit
 works on n_angles × box/2 numbers per strip instead of box² / 2.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,12 +30,13 @@ def tile_origins(size: int, box: int, overlap: float) -> torch.Tensor:
 def gaussian_blur(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
     """Images (..., y, x) convolved (periodically, by FFT) with a Gaussian of ``sigma_px``."""
     ky, kx = frequency_grid_2d(tuple(images.shape[-2:]), 1.0, True, images.device)
-    gain = torch.exp(-2 * math.pi ** 2 * sigma_px ** 2 * (ky * ky + kx * kx))
+    gain = torch.exp(-2 * math.pi**2 * sigma_px**2 * (ky * ky + kx * kx))
     return torch.fft.irfft2(torch.fft.rfft2(images) * gain, s=tuple(images.shape[-2:]))
 
 
-def erase_high_contrast(image: torch.Tensor, threshold_sd: float = 6.0, grow_px: int = 6,
-                        max_fraction: float = 0.03) -> torch.Tensor:
+def erase_high_contrast(
+    image: torch.Tensor, threshold_sd: float = 6.0, grow_px: int = 6, max_fraction: float = 0.03
+) -> torch.Tensor:
     """``image`` with its high-contrast features (gold beads, X-rays, hot or dead pixels) replaced by the
     local mean around them, with soft edges.
 
@@ -54,8 +56,9 @@ def erase_high_contrast(image: torch.Tensor, threshold_sd: float = 6.0, grow_px:
         return image
     pool = torch.nn.functional.max_pool2d
     k = 2 * grow_px + 1
-    mask = pool(pool(mask[None, None], (1, k), stride=1, padding=(0, grow_px)), (k, 1), stride=1,
-                padding=(grow_px, 0))[0, 0]
+    mask = pool(pool(mask[None, None], (1, k), stride=1, padding=(0, grow_px)), (k, 1), stride=1, padding=(grow_px, 0))[
+        0, 0
+    ]
     keep = 1 - mask
     soft = gaussian_blur(mask, 2.0)
     near, local = gaussian_blur(torch.stack([keep, image * keep]), 20.0).unbind(0)
@@ -88,8 +91,9 @@ def tile_power_spectra(image, box: int, overlap: float = 0.5) -> tuple[torch.Ten
     return power, centres
 
 
-def tile_content_centres(image, box: int, overlap: float, pixel_size_A: float, low_A: float, high_A: float
-                         ) -> torch.Tensor:
+def tile_content_centres(
+    image, box: int, overlap: float, pixel_size_A: float, low_A: float, high_A: float
+) -> torch.Tensor:
     """Where each tile's rings come from: the centroid (y, x px from the image centre, as
     ``tile_power_spectra``'s centres) of the image's power in the fit band (``low_A``–``high_A``), its
     median over the image counted as spread evenly (ice and shot noise) and only the excess (proteins,
@@ -109,8 +113,9 @@ def tile_content_centres(image, box: int, overlap: float, pixel_size_A: float, l
     return centres + torch.stack([cy, cx], dim=-1)
 
 
-def distance_from_axis_px(centres_yx: torch.Tensor, tilt_axis_angle_deg: float,
-                          shift_xy_px: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
+def distance_from_axis_px(
+    centres_yx: torch.Tensor, tilt_axis_angle_deg: float, shift_xy_px: tuple[float, float] = (0.0, 0.0)
+) -> torch.Tensor:
     """Signed distance (px) of points (y, x) from the tilt axis, perpendicular to it in the image plane.
 
     The axis runs at ``tilt_axis_angle_deg`` from the image Y axis, counter-clockwise, through the image
@@ -118,8 +123,7 @@ def distance_from_axis_px(centres_yx: torch.Tensor, tilt_axis_angle_deg: float,
     (cos φ, sin φ) in (x, y), the image of the tomogram X axis (conventions: x_image = Rz(φ) Ry(β) x).
     """
     phi = math.radians(tilt_axis_angle_deg)
-    return ((centres_yx[:, 1] - shift_xy_px[0]) * math.cos(phi)
-            + (centres_yx[:, 0] - shift_xy_px[1]) * math.sin(phi))
+    return (centres_yx[:, 1] - shift_xy_px[0]) * math.cos(phi) + (centres_yx[:, 0] - shift_xy_px[1]) * math.sin(phi)
 
 
 def height_above_axis_A(distance_px: torch.Tensor, tilt_angle_deg: float, pixel_size_A: float) -> torch.Tensor:
@@ -129,8 +133,9 @@ def height_above_axis_A(distance_px: torch.Tensor, tilt_angle_deg: float, pixel_
     return -math.tan(math.radians(tilt_angle_deg)) * pixel_size_A * distance_px
 
 
-def group_into_strips(power: torch.Tensor, distance_px: torch.Tensor, strip_px: float
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def group_into_strips(
+    power: torch.Tensor, distance_px: torch.Tensor, strip_px: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Average the tile spectra whose distance from the axis falls in the same ``strip_px`` wide strip:
     (strip spectra (s, ...), mean distance (s,) px)."""
     key = torch.round(distance_px / strip_px).long()
@@ -165,7 +170,7 @@ class PolarGrid:
         return int(self.k_A.shape[0])
 
     @classmethod
-    def build(cls, box: int, pixel_size_A: float, n_angles: int = 36, device=None) -> "PolarGrid":
+    def build(cls, box: int, pixel_size_A: float, n_angles: int = 36, device=None) -> PolarGrid:
         ky, kx = frequency_grid_2d((box, box), 1.0, True, device)
         ky, kx = ky.to(torch.float64), kx.to(torch.float64)
         r = torch.sqrt(ky * ky + kx * kx) * box
@@ -181,11 +186,11 @@ class PolarGrid:
         counts.index_add_(0, flat, torch.ones_like(flat, dtype=torch.float64))
         rsum = torch.zeros(n_radii, dtype=torch.float64, device=device).index_add_(0, ri[inside], r[inside])
         rcount = torch.zeros(n_radii, dtype=torch.float64, device=device).index_add_(
-            0, ri[inside], torch.ones_like(r[inside]))
+            0, ri[inside], torch.ones_like(r[inside])
+        )
         k = rsum / rcount.clamp(min=1) / (box * pixel_size_A)
         centres = (torch.arange(n_angles, dtype=torch.float64, device=device) + 0.5) / n_angles * math.pi - math.pi / 2
-        return cls(box, pixel_size_A, n_angles, index, k, centres,
-                   counts.reshape(n_angles, n_radii))
+        return cls(box, pixel_size_A, n_angles, index, k, centres, counts.reshape(n_angles, n_radii))
 
     def average(self, spectra: torch.Tensor) -> torch.Tensor:
         """Mean of ``spectra`` (..., box, box//2+1) in each bin: (..., n_angles, n_radii). A bin with no

@@ -10,6 +10,7 @@ with S in CSR form (2 taps per voxel and view, 4 with an XTilt), which torch run
 CPU (MKL) and on the GPU (cuSPARSE). The forward projector is oversampling × Sᵀ @ volume: the exact
 adjoint of the back-projector, scaled so that it gives line integrals (voxel values × voxel length).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -70,9 +71,11 @@ class LineProjector:
         four = bool(np.any(p.tan_a != 0))
         taps = 4 if four else 2
         per_row = p.n_views * taps
-        if self.n_voxels * per_row >= 2 ** 31 - 1:
-            raise MemoryError(f"the projector would have {self.n_voxels * per_row} entries, too many for one matrix: "
-                              "use a smaller tomogram (binning, thickness) or fewer views")
+        if self.n_voxels * per_row >= 2**31 - 1:
+            raise MemoryError(
+                f"the projector would have {self.n_voxels * per_row} entries, too many for one matrix: "
+                "use a smaller tomogram (binning, thickness) or fewer views"
+            )
         cols = torch.empty(self.n_voxels * per_row, dtype=torch.int32)
         vals = torch.empty(self.n_voxels * per_row, dtype=torch.float32)
         crow = torch.empty(self.n_voxels + 1, dtype=torch.int64)
@@ -80,8 +83,8 @@ class LineProjector:
         filled = 0
         step = max(1, _BUILD_ENTRIES // (nx * per_row))
         for z0 in range(0, nz, step):
-            z = z_all[z0:z0 + step]
-            per_z = sin_b_over_cos_a[None, :] * z[:, None] + offset[None, :]   # (z, view), float64
+            z = z_all[z0 : z0 + step]
+            per_z = sin_b_over_cos_a[None, :] * z[:, None] + offset[None, :]  # (z, view), float64
             whole = torch.floor(per_z)
             m = cos_b[None, None, :] * x[None, :, None] + (per_z - whole).to(torch.float32)[:, None, :]
             m0 = torch.floor(m)
@@ -89,7 +92,7 @@ class LineProjector:
             col0 = m0.to(torch.int32) + whole.to(torch.int32)[:, None, :]
             rows = len(z) * nx
             if four:
-                r = -tan_a[None, :] * z[:, None]                      # (z, view) row offset
+                r = -tan_a[None, :] * z[:, None]  # (z, view) row offset
                 r0 = torch.floor(r)
                 fr = (r - r0).to(torch.float32)[:, None, :]
                 col0 += ((r0.to(torch.int32) - row_lo[None, :].to(torch.int32)) * n_s)[:, None, :]
@@ -98,21 +101,27 @@ class LineProjector:
                 w, c = w.reshape(rows, per_row), c.reshape(rows, per_row)
                 keep = w != 0
                 n_keep = int(keep.sum())
-                torch.cumsum(keep.sum(dim=1), 0, out=crow[1 + z0 * nx:1 + z0 * nx + rows])
-                crow[1 + z0 * nx:1 + z0 * nx + rows] += filled
-                cols[filled:filled + n_keep] = c[keep]
-                vals[filled:filled + n_keep] = w[keep]
+                torch.cumsum(keep.sum(dim=1), 0, out=crow[1 + z0 * nx : 1 + z0 * nx + rows])
+                crow[1 + z0 * nx : 1 + z0 * nx + rows] += filled
+                cols[filled : filled + n_keep] = c[keep]
+                vals[filled : filled + n_keep] = w[keep]
                 filled += n_keep
             else:
                 n_new = rows * per_row
-                cols[filled:filled + n_new].view(rows, p.n_views, 2).copy_(
-                    torch.stack([col0, col0 + 1], dim=-1).view(rows, p.n_views, 2))
-                vals[filled:filled + n_new].view(rows, p.n_views, 2).copy_(
-                    torch.stack([1 - fm, fm], dim=-1).view(rows, p.n_views, 2))
-                crow[1 + z0 * nx:1 + z0 * nx + rows] = torch.arange(1, rows + 1) * per_row + filled
+                cols[filled : filled + n_new].view(rows, p.n_views, 2).copy_(
+                    torch.stack([col0, col0 + 1], dim=-1).view(rows, p.n_views, 2)
+                )
+                vals[filled : filled + n_new].view(rows, p.n_views, 2).copy_(
+                    torch.stack([1 - fm, fm], dim=-1).view(rows, p.n_views, 2)
+                )
+                crow[1 + z0 * nx : 1 + z0 * nx + rows] = torch.arange(1, rows + 1) * per_row + filled
                 filled += n_new
-        return _csr(crow.to(torch.int32).to(self.device), cols[:filled].to(self.device),
-                    vals[:filled].to(self.device), (self.n_voxels, self.n_columns))
+        return _csr(
+            crow.to(torch.int32).to(self.device),
+            cols[:filled].to(self.device),
+            vals[:filled].to(self.device),
+            (self.n_voxels, self.n_columns),
+        )
 
     @property
     def transposed(self) -> torch.Tensor:
@@ -122,8 +131,9 @@ class LineProjector:
             s = self.matrix
             col, crow = s.col_indices(), s.crow_indices()
             order = torch.argsort(col, stable=True)
-            voxel = torch.repeat_interleave(torch.arange(s.shape[0], dtype=torch.int32, device=col.device),
-                                            (crow[1:] - crow[:-1]).long())
+            voxel = torch.repeat_interleave(
+                torch.arange(s.shape[0], dtype=torch.int32, device=col.device), (crow[1:] - crow[:-1]).long()
+            )
             counts = torch.bincount(col.long(), minlength=s.shape[1])
             t_crow = torch.zeros(s.shape[1] + 1, dtype=torch.int64, device=col.device)
             torch.cumsum(counts, 0, out=t_crow[1:])
@@ -154,8 +164,8 @@ class LineProjector:
         for v in range(p.n_views):
             start = y0 + int(p.row_lo[v]) - first_row
             d = int(p.n_offsets[v])
-            block = lines[v, start:start + d + c - 1]                      # (d + c − 1, n_samples)
-            target = out[int(self.col_base[v]):int(self.col_base[v] + self.block_sizes[v])]
+            block = lines[v, start : start + d + c - 1]  # (d + c − 1, n_samples)
+            target = out[int(self.col_base[v]) : int(self.col_base[v] + self.block_sizes[v])]
             target.view(d, p.n_samples, c).copy_(block.unfold(0, c, 1))  # [offset, τ, row]
         return out
 
@@ -164,10 +174,10 @@ class LineProjector:
         p, c = self.plan, columns.shape[1]
         for v in range(p.n_views):
             start = y0 + int(p.row_lo[v]) - first_row
-            block = columns[int(self.col_base[v]):int(self.col_base[v] + self.block_sizes[v])]
+            block = columns[int(self.col_base[v]) : int(self.col_base[v] + self.block_sizes[v])]
             block = block.reshape(int(p.n_offsets[v]), p.n_samples, c)
             for d in range(int(p.n_offsets[v])):
-                lines[v, start + d:start + d + c] += block[d].t()
+                lines[v, start + d : start + d + c] += block[d].t()
 
     # --- the products ----------------------------------------------------------------------------
     def backproject_columns(self, columns: torch.Tensor) -> torch.Tensor:

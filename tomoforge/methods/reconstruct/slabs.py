@@ -8,13 +8,14 @@ tomogram larger than memory is written block by block. On the CPU the blocks are
 and small single-threaded operations keep every core busy where fine-grained threading waits on its
 slowest thread (much worse on a shared machine).
 """
+
 from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,8 +41,9 @@ def block_bytes(plan: LinePlan, rows: int, sirt: bool = False) -> int:
     return lines + fft + columns + 2 * voxels + extra
 
 
-def rows_per_block(plan: LinePlan, memory_bytes: float, device: torch.device, sirt: bool = False,
-                   rows: int | None = None) -> int:
+def rows_per_block(
+    plan: LinePlan, memory_bytes: float, device: torch.device, sirt: bool = False, rows: int | None = None
+) -> int:
     """Rows per block: ``rows`` if given, else the most that fit ``memory_bytes`` (at most
     ``CPU_BLOCK_ROWS`` on the CPU, where larger blocks gain nothing), at least 1."""
     ny = plan.volume.shape_zyx[1]
@@ -83,8 +85,9 @@ def _malloc_trim() -> Callable[[], None]:
 release_freed_memory = _malloc_trim()
 
 
-def run_blocks(blocks: list[tuple[int, int]], work: Callable[[int, int], None], device: torch.device,
-               workers: int | None = None) -> None:
+def run_blocks(
+    blocks: list[tuple[int, int]], work: Callable[[int, int], None], device: torch.device, workers: int | None = None
+) -> None:
     """``work(y0, y1)`` for every block: on the CPU in ``workers`` threads (default: torch's thread count),
     each single-threaded; elsewhere one after the other. The first error is raised."""
     n = workers or torch.get_num_threads()
@@ -147,5 +150,15 @@ class RowCounter:
         return None
 
 
-__all__ = ["Progress", "block_bytes", "rows_per_block", "row_blocks", "run_blocks", "single_threaded_torch",
-           "VolumeSink", "report", "RowCounter", "CPU_BLOCK_ROWS"]
+__all__ = [
+    "Progress",
+    "block_bytes",
+    "rows_per_block",
+    "row_blocks",
+    "run_blocks",
+    "single_threaded_torch",
+    "VolumeSink",
+    "report",
+    "RowCounter",
+    "CPU_BLOCK_ROWS",
+]

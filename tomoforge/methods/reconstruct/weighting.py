@@ -10,6 +10,7 @@
   angular range Φ in radians, thickness T in voxels): the symbol of its C·Aᵀ·R·A is f₀/|f|.
 Frequencies are in cycles per image pixel.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,7 @@ def gaussian_falloff(freq: np.ndarray, cutoff: float, falloff: float) -> np.ndar
     beyond = np.maximum(f - cutoff, 0.0)
     if falloff <= 0:
         return (f <= cutoff).astype(np.float64)
-    return np.exp(-beyond ** 2 / (2.0 * falloff ** 2))
+    return np.exp(-(beyond**2) / (2.0 * falloff**2))
 
 
 def radial_filter(n_pad: int, cutoff: float = 0.35, falloff: float = 0.035) -> np.ndarray:
@@ -58,8 +59,16 @@ def sirt_like_factor(freq: np.ndarray, iterations: int, f0: float) -> np.ndarray
     return 1.0 - (1.0 - step) ** int(iterations)
 
 
-def wbp_filters(n_pad: int, tilt_deg: np.ndarray, weights_rad: np.ndarray, cutoff: float, falloff: float,
-                sirt_like_iterations: int = 0, thickness_px: float = 1.0, relaxation: float = 1.0) -> np.ndarray:
+def wbp_filters(
+    n_pad: int,
+    tilt_deg: np.ndarray,
+    weights_rad: np.ndarray,
+    cutoff: float,
+    falloff: float,
+    sirt_like_iterations: int = 0,
+    thickness_px: float = 1.0,
+    relaxation: float = 1.0,
+) -> np.ndarray:
     """(n_views, n_pad // 2 + 1) filter of each view: angular weight × radial filter (× SIRT-like factor)."""
     base = radial_filter(n_pad, cutoff, falloff)
     out = np.asarray(weights_rad, dtype=np.float64)[:, None] * base[None, :]
@@ -81,9 +90,12 @@ def filter_lines(lines: torch.Tensor, filters: torch.Tensor | None, oversampling
         return lines
     spec = torch.fft.rfft(lines, n=n_pad, dim=-1)
     m = n_pad * oversampling
-    full = spec if oversampling == 1 else torch.zeros(spec.shape[:-1] + (m // 2 + 1,), dtype=spec.dtype,
-                                                      device=spec.device)
-    head = full[..., :spec.shape[-1]]
+    full = (
+        spec
+        if oversampling == 1
+        else torch.zeros(spec.shape[:-1] + (m // 2 + 1,), dtype=spec.dtype, device=spec.device)
+    )
+    head = full[..., : spec.shape[-1]]
     if filters is not None:
         torch.mul(spec, filters[:, None, :].to(spec.real.dtype), out=head)  # in place when oversampling is 1
     elif oversampling > 1:
@@ -92,8 +104,15 @@ def filter_lines(lines: torch.Tensor, filters: torch.Tensor | None, oversampling
         return torch.fft.irfft(full, n=n_pad, dim=-1)[..., :n]
     if n_pad % 2 == 0:
         head[..., -1] *= 0.5  # the Nyquist term splits between ±f when upsampled
-    return torch.fft.irfft(full, n=m, dim=-1)[..., :n * oversampling] * oversampling
+    return torch.fft.irfft(full, n=m, dim=-1)[..., : n * oversampling] * oversampling
 
 
-__all__ = ["padded_length", "ramp_filter", "gaussian_falloff", "radial_filter", "sirt_like_factor", "wbp_filters",
-           "filter_lines"]
+__all__ = [
+    "padded_length",
+    "ramp_filter",
+    "gaussian_falloff",
+    "radial_filter",
+    "sirt_like_factor",
+    "wbp_filters",
+    "filter_lines",
+]

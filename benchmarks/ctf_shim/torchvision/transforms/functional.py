@@ -1,5 +1,6 @@
 """``gaussian_blur`` as torchvision.transforms.functional defines it: a separable Gaussian of
 ``kernel_size`` taps (sigma default 0.15 k + 0.35), reflect padding, on (..., H, W)."""
+
 from __future__ import annotations
 
 import torch
