@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from tomoforge.engine.columns import ColumnsError, quaternions_to_rotations, rotations_to_quaternions
+from tomoforge.engine.columns import ColumnsError
 from tomoforge.engine.sets import ItemSet
+from tomoforge.methods.rotations import matrices_to_quaternions, quaternions_to_matrices
 from tomoforge.model.coordinates import Coordinate3D, Particle
 
 
@@ -42,9 +43,9 @@ def test_quaternions_round_trip_every_branch_exactly():
             ).as_matrix(),
         ]
     )
-    q = rotations_to_quaternions(matrices)
+    q = matrices_to_quaternions(matrices)
     assert np.allclose(np.linalg.norm(q, axis=1), 1) and (q[:, 0] >= 0).all()
-    assert np.abs(quaternions_to_rotations(q) - matrices).max() < 1e-14
+    assert np.abs(quaternions_to_matrices(q) - matrices).max() < 1e-14
     assert np.allclose(np.abs(q), np.abs(Rotation.from_matrix(matrices).as_quat(scalar_first=True)))
 
 

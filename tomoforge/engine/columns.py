@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from tomoforge.errors import UserError
+from tomoforge.methods.rotations import matrices_to_quaternions, quaternions_to_matrices
 
 
 class ColumnsError(UserError, ValueError):
@@ -33,69 +34,6 @@ class ColumnsError(UserError, ValueError):
 
 
 # --- packed fields ------------------------------------------------------------------------------
-def rotations_to_quaternions(matrices: np.ndarray) -> np.ndarray:
-    """Unit quaternions (w, x, y, z), w ≥ 0, of rotation matrices; shape (..., 3, 3) -> (..., 4).
-
-    Each is computed from the largest of the four diagonal combinations (Shepperd's method), so the
-    round trip through ``quaternions_to_rotations`` is exact to float64 rounding.
-    """
-    m = np.asarray(matrices, dtype=np.float64)
-    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    trace = m00 + m11 + m22
-    candidates = np.stack(
-        [
-            np.stack(
-                [1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1
-            ),
-            np.stack(
-                [
-                    m[..., 2, 1] - m[..., 1, 2],
-                    1 + m00 - m11 - m22,
-                    m[..., 0, 1] + m[..., 1, 0],
-                    m[..., 0, 2] + m[..., 2, 0],
-                ],
-                -1,
-            ),
-            np.stack(
-                [
-                    m[..., 0, 2] - m[..., 2, 0],
-                    m[..., 0, 1] + m[..., 1, 0],
-                    1 - m00 + m11 - m22,
-                    m[..., 1, 2] + m[..., 2, 1],
-                ],
-                -1,
-            ),
-            np.stack(
-                [
-                    m[..., 1, 0] - m[..., 0, 1],
-                    m[..., 0, 2] + m[..., 2, 0],
-                    m[..., 1, 2] + m[..., 2, 1],
-                    1 - m00 - m11 + m22,
-                ],
-                -1,
-            ),
-        ],
-        -2,
-    )  # (..., 4 candidates, 4 components): candidate i is 4 q_i q
-    best = np.argmax(np.stack([trace, m00, m11, m22], -1), axis=-1)
-    q = np.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    return np.where(q[..., :1] < 0, -q, q)
-
-
-def quaternions_to_rotations(quaternions: np.ndarray) -> np.ndarray:
-    """Rotation matrices of unit quaternions (w, x, y, z); shape (..., 4) -> (..., 3, 3)."""
-    w, x, y, z = np.moveaxis(np.asarray(quaternions, dtype=np.float64), -1, 0)
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
-
-
 def check_rotations(matrices: np.ndarray, field: str) -> None:
     """Refuse anything but proper rotations (R Rᵀ = I within 1e-4, det R = +1), naming the first bad row."""
     if matrices.ndim != 3 or matrices.shape[1:] != (3, 3):
@@ -113,13 +51,13 @@ PACKERS = {"rotation": 32}  # codec -> bytes per value
 def pack(codec: str, value: Any) -> bytes:
     """One field value as its BLOB."""
     if codec == "rotation":
-        return rotations_to_quaternions(np.asarray(value, dtype=np.float64)).tobytes()
+        return matrices_to_quaternions(np.asarray(value, dtype=np.float64)).tobytes()
     raise TypeError(f"unknown packing {codec!r}")
 
 
 def unpack(codec: str, blob: bytes) -> Any:
     if codec == "rotation":
-        matrix = quaternions_to_rotations(np.frombuffer(blob, dtype=np.float64))
+        matrix = quaternions_to_matrices(np.frombuffer(blob, dtype=np.float64))
         return tuple(tuple(float(v) for v in row) for row in matrix)
     raise TypeError(f"unknown packing {codec!r}")
 
@@ -219,7 +157,7 @@ def column_rows(
         if name in arrays:
             matrices = np.asarray(arrays[name], dtype=np.float64)
             check_rotations(matrices, name)
-            quaternions = rotations_to_quaternions(matrices)
+            quaternions = matrices_to_quaternions(matrices)
             packed[name] = [q.tobytes() for q in quaternions]
         else:
             default = pack(codec, cls.model_fields[name].get_default(call_default_factory=True))
@@ -304,7 +242,7 @@ def fetch_arrays(cursor: Iterator[tuple[Any, ...]], spec: Any, fields: Sequence[
     for i, name in enumerate(fields):
         column = table[f"f{i}"]
         if name in spec.packed:
-            out[name] = quaternions_to_rotations(np.frombuffer(column.tobytes(), dtype=np.float64).reshape(-1, 4))
+            out[name] = quaternions_to_matrices(np.frombuffer(column.tobytes(), dtype=np.float64).reshape(-1, 4))
         elif column.dtype == object:
             out[name] = column.astype(str)
         elif _base_type(spec.cls.model_fields[name].annotation)[0] is bool if name in spec.cls.model_fields else False:

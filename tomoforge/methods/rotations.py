@@ -59,6 +59,56 @@ def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
     )
 
 
+def matrices_to_quaternions(matrices: np.ndarray) -> np.ndarray:
+    """Unit quaternions (w, x, y, z), w ≥ 0, of rotation matrices; shape (..., 3, 3) -> (..., 4).
+
+    Each is computed from the largest of the four diagonal combinations (Shepperd's method), so the
+    round trip through ``quaternions_to_matrices`` is exact to float64 rounding.
+    """
+    m = np.asarray(matrices, dtype=np.float64)
+    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    trace = m00 + m11 + m22
+    candidates = np.stack(
+        [
+            np.stack(
+                [1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1
+            ),
+            np.stack(
+                [
+                    m[..., 2, 1] - m[..., 1, 2],
+                    1 + m00 - m11 - m22,
+                    m[..., 0, 1] + m[..., 1, 0],
+                    m[..., 0, 2] + m[..., 2, 0],
+                ],
+                -1,
+            ),
+            np.stack(
+                [
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 0, 1] + m[..., 1, 0],
+                    1 - m00 + m11 - m22,
+                    m[..., 1, 2] + m[..., 2, 1],
+                ],
+                -1,
+            ),
+            np.stack(
+                [
+                    m[..., 1, 0] - m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                    m[..., 1, 2] + m[..., 2, 1],
+                    1 - m00 - m11 + m22,
+                ],
+                -1,
+            ),
+        ],
+        -2,
+    )  # (..., 4 candidates, 4 components): candidate i is 4 q_i q
+    best = np.argmax(np.stack([trace, m00, m11, m22], -1), axis=-1)
+    q = np.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., :1] < 0, -q, q)
+
+
 def rotation_aligning_z_to(normal: np.ndarray) -> np.ndarray:
     """3x3 rotation R with R @ (0, 0, 1) = ``normal`` (unit), the shortest such rotation."""
     n = np.asarray(normal, dtype=np.float64)
