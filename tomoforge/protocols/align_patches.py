@@ -118,7 +118,6 @@ class PatchTracking(Protocol):
 
     def tasks(self):
         p, series = self.params, self.input("tilt_series")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
             if (no_view := refusal(ts, series, "track patches in")) is not None:
                 yield no_view

@@ -30,7 +30,6 @@ class PerTiltSeries(Protocol):
 
     def tasks(self) -> Iterator[Task]:
         series = self.input("tilt_series")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
         for item in series:
             ts = cast(TiltSeries, item)  # the input is declared InputSpec(TiltSeries)
             task = self.task_for(ts, image_sources(ts, self.absolute), str(self.out_path(ts.name)))

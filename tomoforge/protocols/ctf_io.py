@@ -209,7 +209,6 @@ class ExportCTF(Protocol):
 
     def tasks(self):
         ctfs = self.input("ctf")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
         for ctf in ctfs:
             origin = (origin_of(ctfs, ctf.name),)
             if self.params.format == "ctffind" and self.series_for(ctf.name) is None:

@@ -265,7 +265,6 @@ class MotionCorrection(Protocol):
 
     def tasks(self):
         series = self.input("tilt_series")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
         params = self.params.model_dump()
         for ts in series:
             movies = [
