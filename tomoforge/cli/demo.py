@@ -123,7 +123,8 @@ def reconstruction_with_true_alignment(runs: DemoRuns, truth: dict, shape_zyx: t
                                       voxel_A: float):
     """The demo's SIRT of the binned, CTF-corrected series with the simulator's projection model instead of the
     recovered one (tilts + the slab's tilt about Y: the levelled frame an alignment chooses)."""
-    from tomoforge.methods.reconstruct import TiltGeometry, VolumeGeometry, reconstruct_sirt
+    from tomoforge.methods.align.projection_model import ProjectionModel
+    from tomoforge.methods.reconstruct import VolumeGeometry, reconstruct_sirt
     from tomoforge.protocols.tilt_stacks import image_sources, read_images
 
     ts = runs.first("bin")
@@ -132,8 +133,8 @@ def reconstruction_with_true_alignment(runs: DemoRuns, truth: dict, shape_zyx: t
     true = {t["acquisition_order"]: t for t in truth["tilts"]}
     level = accuracy.slab_tilt_about_y_deg(truth)
     rows = [true[v.acquisition_order] for v in views]
-    geometry = TiltGeometry([t["y_tilt_deg"] + level for t in rows], [t["z_rot_deg"] for t in rows],
-                            [t["x_tilt_deg"] for t in rows], [[t["x_shift_A"], t["y_shift_A"]] for t in rows])
+    geometry = ProjectionModel([t["y_tilt_deg"] + level for t in rows], [t["z_rot_deg"] for t in rows],
+                               [[t["x_shift_A"], t["y_shift_A"]] for t in rows], [t["x_tilt_deg"] for t in rows])
     volume = reconstruct_sirt(read_images(files), voxel_A, geometry, VolumeGeometry(tuple(shape_zyx), voxel_A),
                               iterations=10, invert=True)
     return volume.cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
