@@ -16,9 +16,8 @@ from its mirror (β → −β, z → −z; or ZRot → ZRot + 180°): that needs
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def rotation_matrices(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:
@@ -34,7 +33,6 @@ def rotation_matrices(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:
     return rz @ ry @ rx
 
 
-@dataclass
 class ProjectionModel:
     """Per-view projection model of a tilt series (RELION 5): the one definition every step uses.
 
@@ -56,18 +54,23 @@ class ProjectionModel:
     tilt_deg: np.ndarray
     z_rot_deg: np.ndarray
     shift_A: np.ndarray  # (n, 2): (XShift, YShift)
-    x_tilt_deg: np.ndarray = field(default=None)  # type: ignore[assignment]
-    magnification: np.ndarray = field(default=None)  # type: ignore[assignment]
+    x_tilt_deg: np.ndarray
+    magnification: np.ndarray
 
-    def __post_init__(self) -> None:
-        self.tilt_deg = np.atleast_1d(np.asarray(self.tilt_deg, dtype=np.float64)).ravel()
+    def __init__(self, tilt_deg: ArrayLike, z_rot_deg: ArrayLike, shift_A: ArrayLike,
+                 x_tilt_deg: ArrayLike | None = None, magnification: ArrayLike | None = None) -> None:
+        self.tilt_deg = np.atleast_1d(np.asarray(tilt_deg, dtype=np.float64)).ravel()
         n = len(self.tilt_deg)
-        self.z_rot_deg = np.broadcast_to(np.asarray(self.z_rot_deg, dtype=np.float64), (n,)).copy()
-        self.shift_A = np.broadcast_to(np.asarray(self.shift_A, dtype=np.float64).reshape(-1, 2), (n, 2)).copy()
-        self.x_tilt_deg = np.zeros(n) if self.x_tilt_deg is None else np.broadcast_to(
-            np.asarray(self.x_tilt_deg, dtype=np.float64), (n,)).copy()
-        self.magnification = np.ones(n) if self.magnification is None else np.broadcast_to(
-            np.asarray(self.magnification, dtype=np.float64), (n,)).copy()
+        self.z_rot_deg = np.broadcast_to(np.asarray(z_rot_deg, dtype=np.float64), (n,)).copy()
+        self.shift_A = np.broadcast_to(np.asarray(shift_A, dtype=np.float64).reshape(-1, 2), (n, 2)).copy()
+        self.x_tilt_deg = np.zeros(n) if x_tilt_deg is None else np.broadcast_to(
+            np.asarray(x_tilt_deg, dtype=np.float64), (n,)).copy()
+        self.magnification = np.ones(n) if magnification is None else np.broadcast_to(
+            np.asarray(magnification, dtype=np.float64), (n,)).copy()
+
+    def __repr__(self) -> str:
+        return (f"ProjectionModel(tilt_deg={self.tilt_deg!r}, z_rot_deg={self.z_rot_deg!r}, shift_A={self.shift_A!r}, "
+                f"x_tilt_deg={self.x_tilt_deg!r}, magnification={self.magnification!r})")
 
     @property
     def n_views(self) -> int:
@@ -91,7 +94,8 @@ class ProjectionModel:
     def _with(self, **changes: np.ndarray) -> ProjectionModel:
         values = {"tilt_deg": self.tilt_deg, "z_rot_deg": self.z_rot_deg, "shift_A": self.shift_A,
                   "x_tilt_deg": self.x_tilt_deg, "magnification": self.magnification, **changes}
-        return ProjectionModel(**values)
+        return ProjectionModel(values["tilt_deg"], values["z_rot_deg"], values["shift_A"],
+                               values["x_tilt_deg"], values["magnification"])
 
     def subset(self, views) -> ProjectionModel:
         """The model of the views indexed by ``views`` (indices or a boolean mask)."""
