@@ -13,6 +13,9 @@ Hand assumption: Ry(β) maps (x, z) to (cos β·x + sin β·z, …), i.e. at a p
 above the specimen mid-plane (z > 0, towards the source) moves towards +x of the tilt-axis
 frame (RELION 5 / tomoforge.methods.rotations). The projected positions cannot tell this hand
 from its mirror (β → −β, z → −z; or ZRot → ZRot + 180°): that needs the defocus gradient.
+
+``ProjectionModel`` is the one definition used by alignment, CTF and reconstruction; a tilt series' model
+(unset YTilt / ZRot read as the nominal tilt / tilt axis) is built only by ``TiltSeries.projection_model``.
 """
 from __future__ import annotations
 
