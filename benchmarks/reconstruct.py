@@ -89,16 +89,17 @@ def prepare(outdir: Path) -> Path:
 def run_tomoforge(data, name: str) -> np.ndarray:
     import torch
 
-    from tomoforge.methods.reconstruct import TiltGeometry, VolumeGeometry, reconstruct_sirt, reconstruct_wbp
+    from tomoforge.methods.align.projection_model import ProjectionModel
+    from tomoforge.methods.reconstruct import VolumeGeometry, reconstruct_sirt, reconstruct_wbp
 
     if name.endswith("1thread"):
         torch.set_num_threads(1)
     volume = VolumeGeometry(SHAPE, PIXEL_A)
     if name == "tomoforge_wbp_raw":
-        geometry = TiltGeometry(data["tilt"], data["z_rot"], 0.0, data["shift_A"])
+        geometry = ProjectionModel(data["tilt"], data["z_rot"], data["shift_A"])
         images = data["raw"]
     else:
-        geometry = TiltGeometry(data["tilt"], 0.0, 0.0, np.zeros((len(data["tilt"]), 2)))
+        geometry = ProjectionModel(data["tilt"], 0.0, np.zeros((len(data["tilt"]), 2)))
         images = data["aligned"]
     if name.startswith("tomoforge_sirt"):
         return reconstruct_sirt(images, PIXEL_A, geometry, volume, iterations=int(name[-1])).numpy()

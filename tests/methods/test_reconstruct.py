@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from tomoforge.methods.reconstruct import (TiltGeometry, VolumeGeometry, angular_weights, default_volume_shape,
-                                           reconstruct_sirt, reconstruct_wbp, split_views)
+from tomoforge.methods.align.projection_model import ProjectionModel
+from tomoforge.methods.reconstruct import (VolumeGeometry, angular_weights, default_volume_shape, reconstruct_sirt,
+                                           reconstruct_wbp, split_views)
 from tomoforge.methods.reconstruct.backproject import LineProjector
 from tomoforge.methods.reconstruct.lines import plan_lines
 from tomoforge.methods.reconstruct.weighting import radial_filter, ramp_filter, sirt_like_factor
@@ -15,16 +16,16 @@ PIXEL_A = 10.0
 TILTS = np.arange(-60.0, 60.1, 3.0)
 
 
-def tilted_geometry(seed: int = 0, x_tilt: float = 2.0) -> TiltGeometry:
+def tilted_geometry(seed: int = 0, x_tilt: float = 2.0) -> ProjectionModel:
     """41 views ±60°, tilt axis ≈ 84° with per-view jitter, an XTilt, shifts of ~30 Å."""
     rng = np.random.default_rng(seed)
     n = len(TILTS)
-    return TiltGeometry(TILTS, 84.0 + rng.normal(0, 0.3, n), x_tilt, rng.normal(0, 30, (n, 2)))
+    return ProjectionModel(TILTS, 84.0 + rng.normal(0, 0.3, n), rng.normal(0, 30, (n, 2)), x_tilt)
 
 
-def bead_images(geometry: TiltGeometry, position_A: np.ndarray, shape=(128, 128), sigma_px=1.2) -> np.ndarray:
+def bead_images(geometry: ProjectionModel, position_A: np.ndarray, shape=(128, 128), sigma_px=1.2) -> np.ndarray:
     """Analytic projections of a Gaussian bead at ``position_A`` (x, y, z Å): the projection model by hand."""
-    uv = geometry.project_A(np.asarray(position_A)[None])[:, 0] / PIXEL_A
+    uv = geometry.project(np.asarray(position_A)[None])[:, 0] / PIXEL_A
     yy, xx = np.mgrid[:shape[0], :shape[1]]
     dx = xx[None] - shape[1] // 2 - uv[:, 0, None, None]
     dy = yy[None] - shape[0] // 2 - uv[:, 1, None, None]
@@ -52,9 +53,9 @@ def test_a_bead_reconstructs_at_its_3d_position(method):
     """ZRot ≈ 84° (jittered per view), XTilt 2°, shifts, a tilt offset of 1.5° given as an offset, and a
     tomogram centre moved off the specimen centre: the bead is found within 0.2 voxel of where it is."""
     true = tilted_geometry()
-    true = TiltGeometry(true.tilt_deg + 1.5, true.z_rot_deg, true.x_tilt_deg, true.shift_A)
+    true = ProjectionModel(true.tilt_deg + 1.5, true.z_rot_deg, true.shift_A, true.x_tilt_deg)
     images = bead_images(true, BEAD_A)
-    nominal = TiltGeometry(TILTS, true.z_rot_deg, true.x_tilt_deg, true.shift_A).with_offsets(tilt_offset_deg=1.5)
+    nominal = ProjectionModel(TILTS, true.z_rot_deg, true.shift_A, true.x_tilt_deg).with_offsets(tilt_offset_deg=1.5)
     if method == "wbp":
         rec = reconstruct_wbp(images, PIXEL_A, nominal, VOLUME, cutoff=0.5, falloff=0.0, taper_px=0)
     else:
@@ -82,7 +83,7 @@ def test_forward_projector_is_the_exact_adjoint_of_the_back_projector():
 def test_forward_projection_of_a_slab_is_its_ray_length():
     """A · 1 through a slab of thickness T at tilt β is T / cos β (voxels) in the middle of the shadow (on
     average over a few samples: a linear splat at spacing cos β ripples by ~0.4 %)."""
-    geometry = TiltGeometry([0.0, 30.0, 60.0], 0.0, 0.0, np.zeros((3, 2)))
+    geometry = ProjectionModel([0.0, 30.0, 60.0], 0.0, np.zeros((3, 2)))
     volume = VolumeGeometry((16, 8, 200), PIXEL_A)
     plan = plan_lines(geometry, volume, (8, 256), PIXEL_A, 1)
     projector = LineProjector(plan)

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from tomoforge.io.mrc import read_mrc
-from tomoforge.methods.align.projection_model import rotation_matrices
+from tomoforge.methods.align.projection_model import ProjectionModel, rotation_matrices
 from tomoforge.methods.projection import prepare_fourier_volume, project_fourier_slice
-from tomoforge.methods.reconstruct import TiltGeometry, VolumeGeometry, reconstruct_sirt, reconstruct_wbp
+from tomoforge.methods.reconstruct import VolumeGeometry, reconstruct_sirt, reconstruct_wbp
 
 PIXEL_A = 12.0
 BOX = (96, 128, 128)
@@ -44,11 +44,12 @@ def wedge_filtered(volume: np.ndarray, band: float, tilt_range: tuple[float, flo
     return np.fft.irfftn(spec * np.broadcast_to(keep, spec.shape), volume.shape, axes=(0, 1, 2))
 
 
-def truth_geometry(truth: dict, shift_scale: float = 1.0) -> TiltGeometry:
+def truth_geometry(truth: dict, shift_scale: float = 1.0) -> ProjectionModel:
     """The simulated projection model, views in acquisition order."""
     t = truth["tilts"]
-    return TiltGeometry([r["y_tilt_deg"] for r in t], [r["z_rot_deg"] for r in t], [r["x_tilt_deg"] for r in t],
-                        [[r["x_shift_A"] * shift_scale, r["y_shift_A"] * shift_scale] for r in t])
+    return ProjectionModel([r["y_tilt_deg"] for r in t], [r["z_rot_deg"] for r in t],
+                           [[r["x_shift_A"] * shift_scale, r["y_shift_A"] * shift_scale] for r in t],
+                           [r["x_tilt_deg"] for r in t])
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def truth_box(small_sim):
     return box, images, geometry, ts.truth
 
 
-def tilt_range(geometry: TiltGeometry) -> tuple[float, float]:
+def tilt_range(geometry: ProjectionModel) -> tuple[float, float]:
     return float(geometry.tilt_deg.min()), float(geometry.tilt_deg.max())
 
 

@@ -134,11 +134,8 @@ def reconstruction_with_true_alignment(runs: DemoRuns, truth: dict[str, Any], sh
     import numpy as np
     import torch
 
-    from tomoforge.methods.reconstruct import (
-        TiltGeometry,
-        VolumeGeometry,
-        reconstruct_sirt,
-    )
+    from tomoforge.methods.align.projection_model import ProjectionModel
+    from tomoforge.methods.reconstruct import VolumeGeometry, reconstruct_sirt
     from tomoforge.protocols.tilt_stacks import image_sources, read_images
     from tomoforge.simulate import accuracy
 
@@ -148,11 +145,9 @@ def reconstruction_with_true_alignment(runs: DemoRuns, truth: dict[str, Any], sh
     true = {t["acquisition_order"]: t for t in truth["tilts"]}
     level = accuracy.slab_tilt_about_y_deg(truth)
     rows = [true[v.acquisition_order] for v in views]
-    geometry = TiltGeometry(np.asarray([t["y_tilt_deg"] + level for t in rows]),
-                            np.asarray([t["z_rot_deg"] for t in rows]), np.asarray([t["x_tilt_deg"] for t in rows]),
-                            np.asarray([[t["x_shift_A"], t["y_shift_A"]] for t in rows]))
-    nz, ny, nx = shape_zyx
-    volume = reconstruct_sirt(read_images(files), voxel_A, geometry, VolumeGeometry((nz, ny, nx), voxel_A),
+    geometry = ProjectionModel([t["y_tilt_deg"] + level for t in rows], [t["z_rot_deg"] for t in rows],
+                               [[t["x_shift_A"], t["y_shift_A"]] for t in rows], [t["x_tilt_deg"] for t in rows])
+    volume = reconstruct_sirt(read_images(files), voxel_A, geometry, VolumeGeometry(tuple(shape_zyx), voxel_A),
                               iterations=10, invert=True)
     return volume.cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
 

@@ -1,10 +1,12 @@
 """Tilt series and their tilt images (and the movie variants before motion correction)."""
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.model.acquisition import Acquisition
 from tomoforge.model.base import Item, quantity
 from tomoforge.model.quantities import (
@@ -85,6 +87,34 @@ class TiltSeries(Item):
 
     def included(self) -> list[TiltImage]:
         return [t for t in self.tilt_images if not t.excluded]
+
+    def projection_model(self, views: Literal["included", "all"] | Sequence[TiltImage] = "included",
+                         tilt_axis_deg: float | None = None) -> ProjectionModel:
+        """The projection model of ``views``, in their order: the one place unset values are resolved.
+
+        Parameters
+        ----------
+        views
+            ``"included"`` (the default: the views not excluded, stored order), ``"all"``, or tilt images of
+            this series in the order wanted.
+        tilt_axis_deg
+            The tilt axis angle (degrees) for views whose ZRot is unset (default: the acquisition's).
+
+        Returns
+        -------
+        ProjectionModel
+            YTilt unset → the nominal tilt angle; ZRot unset → ``tilt_axis_deg``, else the acquisition's tilt
+            axis angle. An interpolated series (the alignment applied to its pixels) has ZRot 0 and no shift.
+        """
+        chosen = self.included() if views == "included" else self.tilt_images if views == "all" else list(views)
+        axis = self.acquisition.tilt_axis_angle_deg if tilt_axis_deg is None else float(tilt_axis_deg)
+        model = ProjectionModel([t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg for t in chosen],
+                                [axis if t.z_rot_deg is None else t.z_rot_deg for t in chosen],
+                                [[t.x_shift_A, t.y_shift_A] for t in chosen], [t.x_tilt_deg for t in chosen])
+        if self.interpolated:
+            model.z_rot_deg[:] = 0.0
+            model.shift_A[:] = 0.0
+        return model
 
 
 class TiltSeriesMovie(TiltSeries):

@@ -316,13 +316,12 @@ def export_alignment(ts: TiltSeries, fmt: str, out_base: Path) -> list[Path]:
     """Write the alignment of the included views, sorted by tilt; returns the files written."""
     views = sorted(included(ts), key=lambda t: t.tilt_angle_deg)
     px = ts.acquisition.pixel_size_A
-    z_rot = np.array([ts.acquisition.tilt_axis_angle_deg if t.z_rot_deg is None else t.z_rot_deg for t in views])
-    tilt = np.array([t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg for t in views])
-    sx, sy = np.array([t.x_shift_A for t in views]), np.array([t.y_shift_A for t in views])
+    model = ts.projection_model(views)
+    z_rot, tilt, (sx, sy) = model.z_rot_deg, model.tilt_deg, model.shift_A.T
     if fmt == "imod":
         paths = [write_xf(out_base.with_suffix(".xf"), projection_model_to_xf(z_rot, sx, sy, px), overwrite=True),
                  write_tlt(out_base.with_suffix(".tlt"), tilt, overwrite=True),
-                 write_xtilt(out_base.with_suffix(".xtilt"), np.array([t.x_tilt_deg for t in views]), overwrite=True)]
+                 write_xtilt(out_base.with_suffix(".xtilt"), model.x_tilt_deg, overwrite=True)]
         return paths
     import pandas as pd
     table = pd.DataFrame({"SEC": np.arange(len(views)), "ROT": z_rot, "GMAG": 1.0, "TX": sx / px, "TY": sy / px,

@@ -10,35 +10,26 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.sets import origin_of
-from tomoforge.model import TiltImage, TiltSeries
+from tomoforge.methods.align.projection_model import ProjectionModel
+from tomoforge.model import TiltSeries
 from tomoforge.protocols.align import included
 
 
-def view_alignment(t: TiltImage, axis_deg: float) -> list[float]:
-    """[tilt, ZRot, XTilt, XShift, YShift] of a tilt image (nominal tilt / tilt axis when unset)."""
-    return [t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg, axis_deg if t.z_rot_deg is None else t.z_rot_deg,
-            t.x_tilt_deg, t.x_shift_A, t.y_shift_A]
-
-
-def consensus_task(orders: list[int], first: list[list[float]], second: list[list[float]], pixel_size_A: float,
+def consensus_task(orders: list[int], first: ProjectionModel, second: ProjectionModel, pixel_size_A: float,
                    half_width_A: float, half_thickness_A: float, out_file: str) -> dict[str, Any]:
-    """Compare two alignments given as per-view [tilt, ZRot, XTilt, XShift, YShift]; write the TSV report."""
+    """Compare two projection models of the same views (same order); write the TSV report."""
     from tomoforge.methods.align.consensus import (
         compare_alignments,
         point_grid,
         summarise,
     )
-    from tomoforge.methods.align.projection_model import ProjectionModel
 
-    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
-    models = [ProjectionModel(m[:, 0], m[:, 1], m[:, 3:5], x_tilt_deg=m[:, 2]) for m in (a, b)]
-    report = compare_alignments(*models, point_grid(half_width_A, half_thickness_A), pixel_size_A)
-    table = pd.DataFrame({"view": orders, "tilt_deg": a[:, 0], **report})
+    report = compare_alignments(first, second, point_grid(half_width_A, half_thickness_A), pixel_size_A)
+    table = pd.DataFrame({"view": orders, "tilt_deg": first.tilt_deg, **report})
     table.to_csv(out_file, sep="\t", index=False, float_format="%.4f")
     summary = summarise(report)
     summary["worst_view"] = int(orders[summary["worst_view"]])
@@ -67,12 +58,15 @@ class AlignmentConsensus(Protocol):
             if ts.name not in names:
                 self.log(f"{ts.name}: not in the second set, skipped")
                 continue
-            axis = ts.acquisition.tilt_axis_angle_deg
-            by_order = {t.acquisition_order: t for t in included(other.get(ts.name))}
+            second = other.get(ts.name)
+            by_order = {t.acquisition_order: t for t in included(second)}
             views = [t for t in included(ts) if t.acquisition_order in by_order]
             px = ts.acquisition.pixel_size_A
-            yield Task(consensus_task, ([t.acquisition_order for t in views], [view_alignment(t, axis) for t in views],
-                                        [view_alignment(by_order[t.acquisition_order], axis) for t in views], px,
+            # unset ZRots of both read as the first's tilt axis: the same nominal for both
+            models = (ts.projection_model(views),
+                      second.projection_model([by_order[t.acquisition_order] for t in views],
+                                              tilt_axis_deg=ts.acquisition.tilt_axis_angle_deg))
+            yield Task(consensus_task, ([t.acquisition_order for t in views], *models, px,
                                         p.half_width_A, p.half_thickness_A, str(self.out_path(f"{ts.name}_consensus.tsv"))),
                        key=ts.name, origin=(origin_of(series, ts.name), origin_of(other, ts.name)))
 

@@ -63,12 +63,12 @@ def view_corrections(ts: TiltSeries, ctf: CTFSeries, excluded_ctf: str) -> list[
     """Per tilt image (stack order): what the task needs to correct it, or {'skip': reason}."""
     entries = {e.acquisition_order: e for e in ctf.entries}
     good = sorted((e for e in ctf.entries if not e.excluded), key=lambda e: e.tilt_angle_deg)
-    axis = ts.acquisition.tilt_axis_angle_deg
+    model = ts.projection_model("all")
     views = []
-    for t in ts.tilt_images:
-        tilt = t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg
-        geometry = {"tilt": tilt, "z_rot": axis if t.z_rot_deg is None else t.z_rot_deg, "x_tilt": t.x_tilt_deg,
-                    "shift": [t.x_shift_A, t.y_shift_A], "order": t.acquisition_order,
+    for i, t in enumerate(ts.tilt_images):
+        tilt = float(model.tilt_deg[i])
+        geometry = {"tilt": tilt, "z_rot": float(model.z_rot_deg[i]), "x_tilt": float(model.x_tilt_deg[i]),
+                    "shift": model.shift_A[i].tolist(), "order": t.acquisition_order,
                     "nominal": t.tilt_angle_deg}
         if t.excluded:
             views.append({**geometry, "skip": "excluded view"})

@@ -132,13 +132,12 @@ class CTFEstimation(Protocol):
         """Per tilt image: tilt angle (refined if aligned), tilt axis (override, else ZRot, else the
         acquisition's), where the tomogram centre projects (alignment shifts), dose, nominal defocus."""
         override = self.params.tilt_axis_angle_deg
-        acq_axis = ts.acquisition.tilt_axis_angle_deg
         views = ts.tilt_images
+        model = ts.projection_model("all")
         return {
-            "tilt_angles_deg": [t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg for t in views],
-            "tilt_axis_angle_deg": [override if override is not None else acq_axis if t.z_rot_deg is None
-                                    else t.z_rot_deg for t in views],
-            "shifts_xy_A": [(t.x_shift_A, t.y_shift_A) for t in views],
+            "tilt_angles_deg": model.tilt_deg.tolist(),
+            "tilt_axis_angle_deg": model.z_rot_deg.tolist() if override is None else [float(override)] * len(views),
+            "shifts_xy_A": [tuple(s) for s in model.shift_A.tolist()],
             "accumulated_dose": [t.accumulated_dose_e_A2 for t in views],
             "nominal_defocus_A": [t.nominal_defocus_A for t in views],
             "excluded": [t.excluded for t in views],

@@ -17,9 +17,9 @@ import torch
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.sets import origin_of
 from tomoforge.io.atomic import atomic_path
+from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.binning import bin_images, binned_pixel_size
 from tomoforge.methods.reconstruct import (
-    TiltGeometry,
     VolumeGeometry,
     default_volume_shape,
     reconstruct_sirt,
@@ -63,22 +63,6 @@ def log_line(log_file: str, message: str) -> None:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {message}\n")
 
 
-def view_geometry(ts: TiltSeries) -> dict[str, list]:
-    """The projection model of the included views (stored order): None fields filled as the model says
-    (YTilt: the nominal tilt; ZRot: the acquisition's tilt axis); an interpolated stack has ZRot 0, no shifts."""
-    axis = ts.acquisition.tilt_axis_angle_deg
-    views = ts.included()
-    geometry: dict[str, list] = {
-        "tilt_deg": [t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg for t in views],
-        "z_rot_deg": [axis if t.z_rot_deg is None else t.z_rot_deg for t in views],
-        "x_tilt_deg": [t.x_tilt_deg for t in views],
-        "shift_A": [[t.x_shift_A, t.y_shift_A] for t in views]}
-    if ts.interpolated:
-        geometry["z_rot_deg"] = [0.0] * len(views)
-        geometry["shift_A"] = [[0.0, 0.0]] * len(views)
-    return geometry
-
-
 def write_volume(path: str, shape_zyx: tuple[int, int, int], voxel_size_A: float, fill) -> None:
     """Create the MRC ``path`` (float32, memory-mapped through a temporary file, renamed at the end) and
     let ``fill(data)`` write its (z, y, x) values."""
@@ -88,15 +72,15 @@ def write_volume(path: str, shape_zyx: tuple[int, int, int], voxel_size_A: float
         mrc.update_header_stats()
 
 
-def reconstruct_task(sources: dict[str, list[tuple[str, int]]], geometry: dict[str, list], pixel_size_A: float,
+def reconstruct_task(sources: dict[str, list[tuple[str, int]]], geometry: ProjectionModel, pixel_size_A: float,
                      out_base: str, p: dict[str, Any], log_file: str = "") -> dict[str, Any]:
-    """Task: reconstruct one tilt series (the included views named by ``sources``) into ``{out_base}.mrc``
+    """Task: reconstruct one tilt series (the included views named by ``sources``, their projection model
+    ``geometry``) into ``{out_base}.mrc``
     (and ``_ODD``/``_EVN`` with ``odd_even``); returns the files, voxel size (Å) and size (x, y, z)."""
     start = time.perf_counter()
     name = Path(out_base).name
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    tilt = TiltGeometry(geometry["tilt_deg"], geometry["z_rot_deg"], geometry["x_tilt_deg"], geometry["shift_A"])
-    tilt = tilt.with_offsets(p["tilt_offset_deg"], p["tilt_axis_offset_deg"])
+    tilt = geometry.with_offsets(p["tilt_offset_deg"], p["tilt_axis_offset_deg"])
     raw = read_images(sources["file"])
     voxel = binned_pixel_size(pixel_size_A, raw.shape[-2:], p["binning"])
     images = bin_images(raw, p["binning"])
@@ -108,7 +92,7 @@ def reconstruct_task(sources: dict[str, list[tuple[str, int]]], geometry: dict[s
     log_line(log_file, f"{name}: {tilt.n_views} views binned by {p['binning']:g} to {voxel:.3f} Å/px on {device}; "
                        f"{p['method'].upper()} into {shape[2]} x {shape[1]} x {shape[0]} voxels (x, y, z)")
 
-    def run(views: torch.Tensor, geometry_: TiltGeometry, label: str):
+    def run(views: torch.Tensor, geometry_: ProjectionModel, label: str):
         def fill(data):
             common = dict(invert=p["invert"], memory_GB=p["memory_GB"], out=data, device=device,
                           progress=lambda m: log_line(log_file, f"{name}{label}: {m}"))
@@ -175,7 +159,7 @@ class ReconstructTomogram(Protocol):
             skipped = ts.n_images - len(ts.included())
             if skipped:
                 self.log(f"{ts.name}: {skipped} excluded view(s) skipped")
-            yield Task(reconstruct_task, (sources, view_geometry(ts), ts.acquisition.pixel_size_A,
+            yield Task(reconstruct_task, (sources, ts.projection_model(), ts.acquisition.pixel_size_A,
                                           str(self.out_path(ts.name)), p.model_dump(), log_file),
                        key=ts.name, origin=origin)
 
@@ -191,4 +175,4 @@ class ReconstructTomogram(Protocol):
                  f"in {result['seconds']:.1f} s{extra}")
 
 
-__all__ = ["ReconstructTomogram", "ReconstructParams", "reconstruct_task", "view_geometry"]
+__all__ = ["ReconstructTomogram", "ReconstructParams", "reconstruct_task"]

@@ -32,10 +32,7 @@ def true_projection_model(truth: dict) -> ProjectionModel:
 def recovered_projection_model(tilt_series, axis_deg: float | None = None) -> ProjectionModel:
     """The projection model stored on a tilt series' images (acquisition order; None fields → nominal)."""
     views = sorted(tilt_series.tilt_images, key=lambda t: t.acquisition_order)
-    axis = tilt_series.acquisition.tilt_axis_angle_deg if axis_deg is None else axis_deg
-    return ProjectionModel([t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg for t in views],
-                           [axis if t.z_rot_deg is None else t.z_rot_deg for t in views],
-                           [[t.x_shift_A, t.y_shift_A] for t in views], [t.x_tilt_deg for t in views])
+    return tilt_series.projection_model(views, tilt_axis_deg=axis_deg)
 
 
 def slab_tilt_about_y_deg(truth: dict) -> float:

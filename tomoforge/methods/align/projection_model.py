@@ -13,12 +13,14 @@ Hand assumption: Ry(β) maps (x, z) to (cos β·x + sin β·z, …), i.e. at a p
 above the specimen mid-plane (z > 0, towards the source) moves towards +x of the tilt-axis
 frame (RELION 5 / tomoforge.methods.rotations). The projected positions cannot tell this hand
 from its mirror (β → −β, z → −z; or ZRot → ZRot + 180°): that needs the defocus gradient.
+
+``ProjectionModel`` is the one definition used by alignment, CTF and reconstruction; a tilt series' model
+(unset YTilt / ZRot read as the nominal tilt / tilt axis) is built only by ``TiltSeries.projection_model``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def rotation_matrices(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:
@@ -34,28 +36,48 @@ def rotation_matrices(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:
     return rz @ ry @ rx
 
 
-@dataclass
 class ProjectionModel:
-    """Per-view projection model (angles in degrees, shifts in Å, magnification relative)."""
+    """Per-view projection model of a tilt series (RELION 5): the one definition every step uses.
+
+    Parameters
+    ----------
+    tilt_deg
+        YTilt of each view (the tilt angle), degrees.
+    z_rot_deg
+        ZRot of each view (the tilt axis angle: from the image Y axis, counter-clockwise positive),
+        degrees; a scalar is used for every view.
+    shift_A
+        (n, 2) (XShift, YShift): where the specimen centre lands, Å from the image centre.
+    x_tilt_deg
+        XTilt of each view, degrees (default 0).
+    magnification
+        Relative magnification of each view (default 1).
+    """
 
     tilt_deg: np.ndarray
     z_rot_deg: np.ndarray
     shift_A: np.ndarray  # (n, 2): (XShift, YShift)
-    x_tilt_deg: np.ndarray = field(default=None)  # type: ignore[assignment]
-    magnification: np.ndarray = field(default=None)  # type: ignore[assignment]
+    x_tilt_deg: np.ndarray
+    magnification: np.ndarray
 
-    def __post_init__(self) -> None:
-        self.tilt_deg = np.asarray(self.tilt_deg, dtype=float).ravel()
+    def __init__(self, tilt_deg: ArrayLike, z_rot_deg: ArrayLike, shift_A: ArrayLike,
+                 x_tilt_deg: ArrayLike | None = None, magnification: ArrayLike | None = None) -> None:
+        self.tilt_deg = np.atleast_1d(np.asarray(tilt_deg, dtype=np.float64)).ravel()
         n = len(self.tilt_deg)
-        self.z_rot_deg = np.broadcast_to(np.asarray(self.z_rot_deg, dtype=float), (n,)).copy()
-        self.shift_A = np.broadcast_to(np.asarray(self.shift_A, dtype=float).reshape(-1, 2), (n, 2)).copy()
-        self.x_tilt_deg = np.zeros(n) if self.x_tilt_deg is None else np.broadcast_to(
-            np.asarray(self.x_tilt_deg, dtype=float), (n,)).copy()
-        self.magnification = np.ones(n) if self.magnification is None else np.broadcast_to(
-            np.asarray(self.magnification, dtype=float), (n,)).copy()
+        self.z_rot_deg = np.broadcast_to(np.asarray(z_rot_deg, dtype=np.float64), (n,)).copy()
+        self.shift_A = np.broadcast_to(np.asarray(shift_A, dtype=np.float64).reshape(-1, 2), (n, 2)).copy()
+        self.x_tilt_deg = np.zeros(n) if x_tilt_deg is None else np.broadcast_to(
+            np.asarray(x_tilt_deg, dtype=np.float64), (n,)).copy()
+        self.magnification = np.ones(n) if magnification is None else np.broadcast_to(
+            np.asarray(magnification, dtype=np.float64), (n,)).copy()
+
+    def __repr__(self) -> str:
+        return (f"ProjectionModel(tilt_deg={self.tilt_deg!r}, z_rot_deg={self.z_rot_deg!r}, shift_A={self.shift_A!r}, "
+                f"x_tilt_deg={self.x_tilt_deg!r}, magnification={self.magnification!r})")
 
     @property
     def n_views(self) -> int:
+        """Number of views."""
         return len(self.tilt_deg)
 
     def matrices(self) -> np.ndarray:
@@ -65,22 +87,44 @@ class ProjectionModel:
 
     def project(self, points_A: np.ndarray) -> np.ndarray:
         """(n_views, n_points, 2) image positions in Å from the image centre of (m, 3) points in Å."""
-        points = np.asarray(points_A, dtype=float).reshape(-1, 3)
+        points = np.asarray(points_A, dtype=np.float64).reshape(-1, 3)
         return np.einsum("nab,mb->nma", self.matrices(), points) + self.shift_A[:, None, :]
 
     def project_px(self, points_A: np.ndarray, pixel_size_A: float) -> np.ndarray:
         """As ``project``, in pixels from the image centre."""
         return self.project(points_A) / float(pixel_size_A)
 
-    def subset(self, views) -> "ProjectionModel":
-        """The model of the views indexed by ``views``."""
+    def _with(self, **changes: np.ndarray) -> ProjectionModel:
+        values = {"tilt_deg": self.tilt_deg, "z_rot_deg": self.z_rot_deg, "shift_A": self.shift_A,
+                  "x_tilt_deg": self.x_tilt_deg, "magnification": self.magnification, **changes}
+        return ProjectionModel(values["tilt_deg"], values["z_rot_deg"], values["shift_A"],
+                               values["x_tilt_deg"], values["magnification"])
+
+    def subset(self, views) -> ProjectionModel:
+        """The model of the views indexed by ``views`` (indices or a boolean mask)."""
         return ProjectionModel(self.tilt_deg[views], self.z_rot_deg[views], self.shift_A[views],
                                self.x_tilt_deg[views], self.magnification[views])
 
-    def scaled_shifts(self, factor: float) -> "ProjectionModel":
+    def scaled_shifts(self, factor: float) -> ProjectionModel:
         """The same model with shifts multiplied by ``factor`` (e.g. a pixel-size change)."""
-        return ProjectionModel(self.tilt_deg, self.z_rot_deg, self.shift_A * factor, self.x_tilt_deg,
-                               self.magnification)
+        return self._with(shift_A=self.shift_A * factor)
+
+    def with_offsets(self, tilt_offset_deg: float = 0.0, axis_offset_deg: float = 0.0) -> ProjectionModel:
+        """The same views with ``tilt_offset_deg`` added to every YTilt and ``axis_offset_deg`` to every ZRot."""
+        return self._with(tilt_deg=self.tilt_deg + tilt_offset_deg, z_rot_deg=self.z_rot_deg + axis_offset_deg)
+
+    def check_reconstructable(self, max_tilt_deg: float = 89.0, max_x_tilt_deg: float = 45.0) -> None:
+        """Raise ValueError unless a tomogram can be back-projected with this model: |YTilt| < ``max_tilt_deg``,
+        |XTilt| < ``max_x_tilt_deg`` and magnification 1 (the back-projector does not scale the views)."""
+        steep = np.abs(self.tilt_deg) >= max_tilt_deg
+        if np.any(steep):
+            raise ValueError(f"tilt angles must be within ±{max_tilt_deg:g}°, got {self.tilt_deg[steep]}")
+        steep = np.abs(self.x_tilt_deg) >= max_x_tilt_deg
+        if np.any(steep):
+            raise ValueError(f"x-tilts must be within ±{max_x_tilt_deg:g}°, got {self.x_tilt_deg[steep]}")
+        if not np.allclose(self.magnification, 1.0):
+            raise ValueError("the reconstruction needs views of magnification 1, got "
+                             f"{self.magnification[~np.isclose(self.magnification, 1.0)]}")
 
 
 def remove_common_translation(displacement: np.ndarray) -> np.ndarray:
@@ -132,4 +176,4 @@ def rms(values: np.ndarray) -> float:
     return float(np.sqrt(np.nanmean(np.sum(v ** 2, axis=-1))))
 
 
-__all__ = ["rotation_matrices", "ProjectionModel", "remove_common_translation", "reprojection_difference", "rms"]
+__all__ = ["ProjectionModel", "remove_common_translation", "reprojection_difference", "rms", "rotation_matrices"]

@@ -1,6 +1,7 @@
-"""Geometry of a reconstruction: the tilt series' projection model and the tomogram's voxel grid.
+"""Geometry of a reconstruction: the tomogram's voxel grid, and how the back-projector reads the views.
 
-The projection model is RELION 5's (tomoforge.methods.align.projection_model): a point X (Å, from
+The projection model is RELION 5's, defined once in ``tomoforge.methods.align.projection_model.ProjectionModel``
+(built from a tilt series by ``TiltSeries.projection_model``): a point X (Å, from
 the specimen centre, x y z) lands in view i at
 
     [u, v] = (Rz(ZRot_i) · Ry(YTilt_i) · Rx(XTilt_i) · X)[:2] + (XShift_i, YShift_i)
@@ -22,51 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from tomoforge.methods.align.projection_model import rotation_matrices
-
-
-@dataclass
-class TiltGeometry:
-    """Per-view projection model: angles in degrees, shifts in Å (image frame, from its centre)."""
-
-    tilt_deg: np.ndarray        # YTilt (the tilt angle)
-    z_rot_deg: np.ndarray       # ZRot (tilt axis angle from the image Y axis, counter-clockwise)
-    x_tilt_deg: np.ndarray      # XTilt
-    shift_A: np.ndarray         # (n, 2): XShift, YShift
-
-    def __post_init__(self) -> None:
-        self.tilt_deg = np.atleast_1d(np.asarray(self.tilt_deg, dtype=np.float64)).ravel()
-        n = len(self.tilt_deg)
-        self.z_rot_deg = np.broadcast_to(np.asarray(self.z_rot_deg, dtype=np.float64), (n,)).copy()
-        self.x_tilt_deg = np.broadcast_to(np.asarray(self.x_tilt_deg, dtype=np.float64), (n,)).copy()
-        self.shift_A = np.broadcast_to(np.asarray(self.shift_A, dtype=np.float64).reshape(-1, 2), (n, 2)).copy()
-        if np.any(np.abs(self.tilt_deg) >= 89.0):
-            raise ValueError(f"tilt angles must be within ±89°, got {self.tilt_deg[np.abs(self.tilt_deg) >= 89]}")
-        if np.any(np.abs(self.x_tilt_deg) >= 45.0):
-            raise ValueError(f"x-tilts must be within ±45°, got {self.x_tilt_deg[np.abs(self.x_tilt_deg) >= 45]}")
-
-    @property
-    def n_views(self) -> int:
-        return len(self.tilt_deg)
-
-    def matrices(self) -> np.ndarray:
-        """(n, 2, 3) maps from specimen (x, y, z) to image (u, v)."""
-        return rotation_matrices(self.tilt_deg, self.z_rot_deg, self.x_tilt_deg)[:, :2, :]
-
-    def project_A(self, points_A: np.ndarray) -> np.ndarray:
-        """(n_views, n_points, 2) image positions (Å from the image centre) of (m, 3) points (Å)."""
-        points = np.asarray(points_A, dtype=np.float64).reshape(-1, 3)
-        return np.einsum("nab,mb->nma", self.matrices(), points) + self.shift_A[:, None, :]
-
-    def subset(self, views) -> "TiltGeometry":
-        """The views indexed by ``views`` (indices or a boolean mask)."""
-        return TiltGeometry(self.tilt_deg[views], self.z_rot_deg[views], self.x_tilt_deg[views], self.shift_A[views])
-
-    def with_offsets(self, tilt_offset_deg: float = 0.0, axis_offset_deg: float = 0.0) -> "TiltGeometry":
-        """The same views with ``tilt_offset_deg`` added to every YTilt and ``axis_offset_deg`` to every ZRot."""
-        return TiltGeometry(self.tilt_deg + tilt_offset_deg, self.z_rot_deg + axis_offset_deg, self.x_tilt_deg,
-                            self.shift_A)
 
 
 @dataclass(frozen=True)
@@ -145,4 +101,4 @@ def angular_weights(tilt_deg: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["TiltGeometry", "VolumeGeometry", "default_volume_shape", "angular_weights"]
+__all__ = ["VolumeGeometry", "default_volume_shape", "angular_weights"]

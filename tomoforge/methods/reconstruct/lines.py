@@ -13,8 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.fourier import as_tensor
-from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry
+from tomoforge.methods.reconstruct.geometry import VolumeGeometry
 
 
 @dataclass
@@ -64,7 +65,7 @@ class LinePlan:
         return y0 + self.halo_lo, y1 + self.halo_hi
 
 
-def plan_lines(geometry: TiltGeometry, volume: VolumeGeometry, image_shape: tuple[int, int],
+def plan_lines(geometry: ProjectionModel, volume: VolumeGeometry, image_shape: tuple[int, int],
                pixel_size_A: float, oversampling: int = 2, like: LinePlan | None = None) -> LinePlan:
     """The line plan of ``geometry`` for ``volume``; the images' pixel must equal the voxel size.
     ``like``: take the τ sampling of that plan (of a larger volume containing this one)."""
@@ -73,6 +74,7 @@ def plan_lines(geometry: TiltGeometry, volume: VolumeGeometry, image_shape: tupl
                          "bin the images to the tomogram's voxel size first")
     if oversampling < 1:
         raise ValueError(f"oversampling must be ≥ 1, got {oversampling}")
+    geometry.check_reconstructable()
     b, a = np.deg2rad(geometry.tilt_deg), np.deg2rad(geometry.x_tilt_deg)
     cos_b, sin_b, cos_a, tan_a = np.cos(b), np.sin(b), np.cos(a), np.tan(a)
     x, z = volume.axis_px("x"), volume.axis_px("z")

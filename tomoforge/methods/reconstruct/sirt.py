@@ -16,8 +16,9 @@ import time
 
 import torch
 
+from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
-from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry
+from tomoforge.methods.reconstruct.geometry import VolumeGeometry
 from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, plan_lines, sample_lines, views_from
 from tomoforge.methods.reconstruct.slabs import (Progress, RowCounter, VolumeSink, report, row_blocks,
                                                  rows_per_block, run_blocks, single_threaded_torch)
@@ -58,7 +59,7 @@ def ray_lengths(projector: LineProjector, r0: int, r1: int) -> torch.Tensor:
     return out
 
 
-def reconstruct_sirt(images, pixel_size_A: float, geometry: TiltGeometry, volume: VolumeGeometry, *,
+def reconstruct_sirt(images, pixel_size_A: float, geometry: ProjectionModel, volume: VolumeGeometry, *,
                      iterations: int = 10, relaxation: float = 1.0, oversampling: int = 1, invert: bool = False,
                      subtract_mean: bool = True, memory_GB: float = 4.0, rows_per_slab: int | None = None,
                      out=None, progress: Progress | None = None, device: torch.device | str | None = None):

@@ -13,15 +13,16 @@ import time
 import numpy as np
 import torch
 
+from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
-from tomoforge.methods.reconstruct.geometry import TiltGeometry, VolumeGeometry, angular_weights
+from tomoforge.methods.reconstruct.geometry import VolumeGeometry, angular_weights
 from tomoforge.methods.reconstruct.lines import LinePlan, Views, plan_lines, sample_lines, views_from
 from tomoforge.methods.reconstruct.slabs import (Progress, RowCounter, VolumeSink, report, row_blocks,
                                                  rows_per_block, run_blocks, single_threaded_torch)
 from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length, wbp_filters
 
 
-def reconstruct_wbp(images, pixel_size_A: float, geometry: TiltGeometry, volume: VolumeGeometry, *,
+def reconstruct_wbp(images, pixel_size_A: float, geometry: ProjectionModel, volume: VolumeGeometry, *,
                     cutoff: float = 0.35, falloff: float = 0.035, sirt_like_iterations: int = 0,
                     oversampling: int = 1, taper_px: int | None = None, invert: bool = False,
                     subtract_mean: bool = True, memory_GB: float = 4.0, rows_per_chunk: int | None = None, out=None,
