@@ -193,7 +193,7 @@ def _detect(x: torch.Tensor, s: _Settings, inverse_counts: torch.Tensor) -> _Fou
     background = _box_mean(winsorised, s.half, inverse_counts)
     corners = _corner_means(winsorised, s.half)
     residual = x - background
-    clipped = torch.clamp(residual, -limit, limit).abs_()
+    clipped = torch.clamp(residual, -CLIP_LOW_SD * sigma, limit).abs_()
     sigma = torch.maximum(sigma, _local_sigma(clipped, median=False)[0])
     high = torch.maximum(background, corners.nan_to_num(nan=-torch.inf).amax(dim=0))
     score = x.sub(high).div_(sigma)
