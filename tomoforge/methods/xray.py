@@ -10,18 +10,22 @@ One pass per image, every step a whole-image tensor operation except those on th
    make rounding errors outliers;
 3. the pixels are winsorised, x_c = b₀ + clip(x − b₀, −1.5·σ₀, +4·σ₀), and b = the box mean of x_c: a hit
    pulls b by at most 4·σ₀/(2·w+1)² per pixel, so hits neither lift their own background nor hide each
-   other, and a dark gold bead by 1.5·σ₀/(2·w+1)² per pixel, so the pixels around it do not stand out
-   (the clip's asymmetry lifts b by 0.03·σ₀ for Gaussian noise); the noise σ = the larger of σ₀ and the
-   mean (3 × 3 tiles) of |clip(x − b, ±4·σ₀)|;
-4. a peak is a pixel with (x − b)/σ > ``threshold_sd`` (bright; ``polarity="both"``: |x − b|/σ); its
-   neighbours within ``max_radius_px`` with a score above ``grow_sd`` join it (as in IMOD's ccderaser,
-   peak and grow criteria are in standard deviations of the local noise);
+   other (the clip's asymmetry lifts b by 0.03·σ₀ for Gaussian noise); the noise σ = the larger of σ₀ and
+   the mean (3 × 3 tiles) of |clip(x − b, ±4·σ₀)|;
+4. a pixel must stand out of every side of its neighbourhood: its bright score is (x − b⁺)/σ, b⁺ = the
+   largest of b and the means of x_c over the four w × w boxes diagonal to it (its own row and column
+   left out), and with ``polarity="both"`` the dark one (b⁻ − x)/σ, b⁻ the smallest. A box straddling the
+   edge of a dark gold bead is pulled down by it by several σ (the clip is around b₀, pulled down too),
+   which made the bead's bright Fresnel fringe outliers; a corner box on the far side is not. A peak
+   scores above ``threshold_sd``; its neighbours within ``max_radius_px`` with a score above ``grow_sd``
+   join it (as in IMOD's ccderaser, peak and grow criteria are in standard deviations of the local noise);
 5. each flagged pixel is replaced by the mean of the unflagged pixels of its (2·w+1)² box.
 
-The box means are separable sums of 2ᵏ-long runs (O(log w) additions per pixel); steps 4–5 work on the
-coordinates of the peaks and outliers only. On CPU the images are shared among ``torch.get_num_threads()``
-Python threads, each running torch single-threaded on one image at a time (cache-sized arrays, no
-oversubscription on a loaded machine); on a GPU the images go in chunks.
+The box means are separable sums of 2ᵏ-long runs (O(log w) additions per pixel; the corner boxes: one
+more such sum, shifted); steps 4–5 work on the coordinates of the peaks and outliers only. On CPU the
+images are shared among ``torch.get_num_threads()`` Python threads, each running torch single-threaded on
+one image at a time (cache-sized arrays, no oversubscription on a loaded machine); on a GPU the images go
+in chunks.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from tomoforge.methods.fourier import as_tensor
 from tomoforge.methods.reconstruct.slabs import single_threaded_torch
 
 CLIP_SD = 4.0  # winsorising level above the background, in local noise SDs (and the noise estimate's, both sides)
-CLIP_LOW_SD = 1.5  # winsorising level below: dark beads barely pull the background (bias +0.03 SD)
+CLIP_LOW_SD = 1.5  # winsorising level below (bias +0.03 SD for Gaussian noise)
 SIGMA_TILE = 16  # the local noise is averaged over tiles of this many pixels, then over 3 × 3 tiles
 SIGMA_FLOOR = 0.1  # the local noise is at least this fraction of the image's
 SQRT_HALF_PI = float(np.sqrt(np.pi / 2))
@@ -113,6 +117,26 @@ def _box_mean(x: torch.Tensor, half: int, inverse_counts: torch.Tensor) -> torch
     return _run_sums(F.pad(rows, [half, half]), width, -1) * inverse_counts
 
 
+def _corner_means(x: torch.Tensor, half: int) -> torch.Tensor:
+    """(4, n, y, x): means of (n, y, x) images over the four half × half boxes diagonal to each pixel (rows
+    y − half … y − 1 or y + 1 … y + half, the same for columns; the pixel's own row and column excluded),
+    over the pixels inside the image; NaN where a box holds none."""
+    _, ny, nx = x.shape
+    sums = _run_sums(_run_sums(F.pad(x, [half] * 4), half, -2), half, -1)  # (n, y + half + 1, x + half + 1)
+
+    def counts(size: int, after: bool) -> torch.Tensor:  # image pixels of the box along one side
+        i = torch.arange(size, device=x.device)
+        return (size - 1 - i if after else i).clamp(max=half).to(x.dtype)
+
+    means = []
+    for dy in (0, half + 1):
+        for dx in (0, half + 1):
+            count = counts(ny, dy > 0)[:, None] * counts(nx, dx > 0)[None, :]
+            box = sums[:, dy:dy + ny, dx:dx + nx] / count.clamp(min=1)
+            means.append(torch.where(count > 0, box, torch.nan))
+    return torch.stack(means)
+
+
 def _local_sigma(abs_residual: torch.Tensor, median: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(σ at every pixel, σ of each image): √(π/2) · mean |residual| over 16² tiles, then the median (or the
     mean) of each 3 × 3 tiles, bilinearly interpolated; the image's σ is the median over its tiles."""
@@ -165,13 +189,17 @@ def _detect(x: torch.Tensor, s: _Settings, inverse_counts: torch.Tensor) -> _Fou
     floor = torch.maximum(SIGMA_FLOOR * sigma_image, 1e-5 * scale).clamp(min=1e-30)[:, None, None]
     sigma = torch.maximum(sigma, floor)
     limit = CLIP_SD * sigma
-    background = _box_mean(torch.clamp(r0, -CLIP_LOW_SD * sigma, limit).add_(b0), s.half, inverse_counts)
+    winsorised = torch.clamp(r0, -CLIP_LOW_SD * sigma, limit).add_(b0)
+    background = _box_mean(winsorised, s.half, inverse_counts)
+    corners = _corner_means(winsorised, s.half)
     residual = x - background
-    clipped = torch.clamp(residual, -limit, limit).abs_()
+    clipped = torch.clamp(residual, -CLIP_LOW_SD * sigma, limit).abs_()
     sigma = torch.maximum(sigma, _local_sigma(clipped, median=False)[0])
-    score = residual.div_(sigma)
+    high = torch.maximum(background, corners.nan_to_num(nan=-torch.inf).amax(dim=0))
+    score = x.sub(high).div_(sigma)
     if s.polarity == "both":
-        score = score.abs_()
+        low = torch.minimum(background, corners.nan_to_num_(nan=torch.inf).amin(dim=0))
+        score = torch.maximum(score, low.sub_(x).div_(sigma))
     flat_score = score.view(-1)
     peaks = torch.nonzero(flat_score > s.threshold_sd).flatten()
     near, inside = _neighbours(peaks, _disk_offsets(s.max_radius_px, x.device), x.shape)
