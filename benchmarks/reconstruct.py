@@ -17,6 +17,7 @@ correlate with tomoforge's. Voxel updates per second = 256·512·512 voxels × 4
 
 Prints one JSON object and rewrites the reconstruct section of benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,17 @@ SHAPE = (256, 512, 512)  # z, y, x
 PIXEL_A = 6.0
 LOW_PASS = 0.2  # cycles/voxel: the band in which the programs' results are compared
 SLOW = ("teamtomo", "skimage_iradon")  # run once
-METHODS = ("tomoforge_wbp", "tomoforge_wbp_1thread", "tomoforge_wbp_raw", "tomoforge_sirt1", "tomoforge_sirt3",
-           "astra_fbp", "astra_sirt1", "teamtomo", "skimage_iradon")
+METHODS = (
+    "tomoforge_wbp",
+    "tomoforge_wbp_1thread",
+    "tomoforge_wbp_raw",
+    "tomoforge_sirt1",
+    "tomoforge_sirt3",
+    "astra_fbp",
+    "astra_sirt1",
+    "teamtomo",
+    "skimage_iradon",
+)
 
 
 def rss_mb() -> float:
@@ -80,8 +90,14 @@ def prepare(outdir: Path) -> Path:
     aligned = aligned_stack(raw, z_rot, shift_A / PIXEL_A)
     order = np.argsort(tilt)
     outdir.mkdir(parents=True, exist_ok=True)
-    np.savez(path, raw=raw.numpy()[order], tilt=tilt[order], z_rot=z_rot[order], shift_A=shift_A[order],
-             aligned=aligned.numpy()[order])
+    np.savez(
+        path,
+        raw=raw.numpy()[order],
+        tilt=tilt[order],
+        z_rot=z_rot[order],
+        shift_A=shift_A[order],
+        aligned=aligned.numpy()[order],
+    )
     return path
 
 
@@ -133,8 +149,12 @@ def run_teamtomo(data, name: str) -> np.ndarray:
     from torch_tomogram import Tomogram
 
     n = len(data["tilt"])
-    tomo = Tomogram(tilt_angles=torch.as_tensor(data["tilt"]), tilt_axis_angle=torch.zeros(n),
-                    sample_translations=torch.zeros(n, 2), images=torch.as_tensor(data["aligned"]))
+    tomo = Tomogram(
+        tilt_angles=torch.as_tensor(data["tilt"]),
+        tilt_axis_angle=torch.zeros(n),
+        sample_translations=torch.zeros(n, 2),
+        images=torch.as_tensor(data["aligned"]),
+    )
     return tomo.reconstruct_tomogram(SHAPE, sidelength=128).numpy()
 
 
@@ -147,7 +167,7 @@ def run_skimage(data, name: str, rows: int) -> np.ndarray:
     y0 = ny // 2 - rows // 2
     for y in range(y0, y0 + rows):
         square = iradon(aligned[:, y, :].T, theta=tilt, output_size=nx, filter_name="ramp", circle=False)
-        out[:, y, :] = square[nx // 2 - nz // 2: nx // 2 - nz // 2 + nz]
+        out[:, y, :] = square[nx // 2 - nz // 2 : nx // 2 - nz // 2 + nz]
     return out
 
 
@@ -187,10 +207,22 @@ def worker(name: str, data_path: str, outdir: str, iradon_rows: int) -> None:
     cpu = time.process_time() - cpu0
     rows = iradon_rows if name == "skimage_iradon" else SHAPE[1]
     ny = SHAPE[1]
-    np.save(Path(outdir) / f"{name}_slab.npy", volume[:, ny // 2 - 8: ny // 2 + 8, :])
-    print(json.dumps({"name": name, "wall_s": wall, "cpu_s": cpu, "rows_done": rows,
-                      "wall_s_full": wall * ny / rows, "rss_base_MB": base, "rss_loaded_MB": loaded,
-                      "peak_MB": peak_mb(), "load_before": load}))
+    np.save(Path(outdir) / f"{name}_slab.npy", volume[:, ny // 2 - 8 : ny // 2 + 8, :])
+    print(
+        json.dumps(
+            {
+                "name": name,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "rows_done": rows,
+                "wall_s_full": wall * ny / rows,
+                "rss_base_MB": base,
+                "rss_loaded_MB": loaded,
+                "peak_MB": peak_mb(),
+                "load_before": load,
+            }
+        )
+    )
 
 
 # --- driver -------------------------------------------------------------------------------------------
@@ -214,8 +246,12 @@ def best_match(ref: np.ndarray, other: np.ndarray) -> tuple[float, str]:
     best = (0.0, "")
     centre = (slice(SHAPE[0] // 4, 3 * SHAPE[0] // 4), slice(None), slice(SHAPE[2] // 4, 3 * SHAPE[2] // 4))
     ref = low_pass(ref)[centre]
-    for label, v in (("", other), ("z-flip", other[::-1]), ("x-flip", other[:, :, ::-1]),
-                     ("z,x-flip", other[::-1, :, ::-1])):
+    for label, v in (
+        ("", other),
+        ("z-flip", other[::-1]),
+        ("x-flip", other[:, :, ::-1]),
+        ("z,x-flip", other[::-1, :, ::-1]),
+    ):
         r = pearson(ref, low_pass(np.ascontiguousarray(v))[centre])
         if abs(r) > abs(best[0]):
             best = (r, label)
@@ -245,8 +281,18 @@ def main() -> None:
         for name in names:
             if round_ and name in SLOW or runs[name] and "error" in runs[name][0]:
                 continue
-            cmd = [sys.executable, __file__, "--worker", name, "--data", str(data), "--outdir", str(outdir),
-                   "--iradon-rows", str(args.iradon_rows)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                name,
+                "--data",
+                str(data),
+                "--outdir",
+                str(outdir),
+                "--iradon-rows",
+                str(args.iradon_rows),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 runs[name].append({"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"})
@@ -286,8 +332,12 @@ def summarise(results: dict, outdir: Path) -> None:
         if name not in ("tomoforge_wbp", "tomoforge_sirt1", "tomoforge_sirt3") and ref_path.exists() and slab.exists():
             r["compared_with"] = reference
             r["r_vs_tomoforge"], r["flip"] = best_match(np.load(ref_path), np.load(slab))
-    for ours, theirs in (("tomoforge_wbp", "astra_fbp"), ("tomoforge_sirt1", "astra_sirt1"),
-                         ("tomoforge_wbp", "teamtomo"), ("tomoforge_wbp", "skimage_iradon")):
+    for ours, theirs in (
+        ("tomoforge_wbp", "astra_fbp"),
+        ("tomoforge_sirt1", "astra_sirt1"),
+        ("tomoforge_wbp", "teamtomo"),
+        ("tomoforge_wbp", "skimage_iradon"),
+    ):
         if "wall_s_full" in results.get(ours, {}) and "wall_s_full" in results.get(theirs, {}):
             ratio = results[theirs]["wall_s_full"] / results[ours]["wall_s_full"]
             results[ours].setdefault("speedup", {})[theirs] = ratio
@@ -322,9 +372,11 @@ LABELS = {
 
 def write_section(report: dict) -> None:
     m, res = report["machine"], report["results"]
-    table = ["| method | wall s (whole volume) | CPU s | voxel updates/s (wall) | peak memory (MB, data incl.) "
-             f"| × (volume + tilt series) | r vs tomoforge (≤ {LOW_PASS} cycles/voxel, central half) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    table = [
+        "| method | wall s (whole volume) | CPU s | voxel updates/s (wall) | peak memory (MB, data incl.) "
+        f"| × (volume + tilt series) | r vs tomoforge (≤ {LOW_PASS} cycles/voxel, central half) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name in METHODS:
         r = res.get(name)
         if not r:
@@ -332,13 +384,18 @@ def write_section(report: dict) -> None:
         if "error" in r:
             table.append(f"| {LABELS[name]} | failed: {r['error']} | | | | | |")
             continue
-        corr = (f"{r['r_vs_tomoforge']:.3f} vs {r['compared_with'].replace('tomoforge_', '')} {r['flip']}".strip()
-                if "r_vs_tomoforge" in r else "–")
+        corr = (
+            f"{r['r_vs_tomoforge']:.3f} vs {r['compared_with'].replace('tomoforge_', '')} {r['flip']}".strip()
+            if "r_vs_tomoforge" in r
+            else "–"
+        )
         scale = r["wall_s_full"] / r["wall_s"]
         spread = f" ({r['wall_s_range'][0]:.2f}–{r['wall_s_range'][1]:.2f})" if r.get("rounds", 1) > 1 else ""
-        table.append(f"| {LABELS[name]} | {r['wall_s_full']:.2f}{spread} | {r['cpu_s'] * scale:.2f} | "
-                     f"{r['updates_per_s']:.3g} | "
-                     f"{r['memory_MB']:.0f} | {r['memory_vs_data']:.2f} | {corr} |")
+        table.append(
+            f"| {LABELS[name]} | {r['wall_s_full']:.2f}{spread} | {r['cpu_s'] * scale:.2f} | "
+            f"{r['updates_per_s']:.3g} | "
+            f"{r['memory_MB']:.0f} | {r['memory_vs_data']:.2f} | {corr} |"
+        )
     ratios = []
     for ours, d in ((n, res[n]) for n in ("tomoforge_wbp", "tomoforge_sirt1") if n in res):
         for theirs, x in d.get("speedup", {}).items():
@@ -354,17 +411,24 @@ def write_section(report: dict) -> None:
         floors.append(f"one SIRT iteration ≥ 5× astra's: {sirt['speedup']['astra_sirt1']:.1f}×")
     per_it = res.get("tomoforge_sirt3", {}).get("per_iteration_s")
     loads = [x for r in res.values() if "load_range" in r for x in r["load_range"]]
-    lines = ["## Tomogram reconstruction, `python benchmarks/reconstruct.py`", "",
-             f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} "
-             f"({m['torch_threads']} threads), astra {m['astra']}, scikit-image {m['skimage']}, torch-tomogram "
-             f"{m['torch_tomogram']}. Shared machine: load average {min(loads):.1f}–{max(loads):.1f} before the runs "
-             f"(after: {m['load_after']}); each method in a fresh process, rounds interleaved, median wall (range).",
-             "Data: simulator `small` (seed 1), noise-free tilt series + shot noise, binned to 41 × 512² at 6 Å, "
-             "interpolated with the true alignment; volume 256 (z) × 512 × 512. Memory: peak RSS of a fresh process "
-             "above its RSS before loading the data (so the tilt series and the tomogram are included); "
-             "volume + tilt series = 311 MB.", "", *table, "", "; ".join(ratios) + "." if ratios else "",
-             "Issue 7 floors — " + "; ".join(floors) + "." if floors else "",
-             f"SIRT per further iteration: {per_it:.2f} s." if per_it else ""]
+    lines = [
+        "## Tomogram reconstruction, `python benchmarks/reconstruct.py`",
+        "",
+        f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} "
+        f"({m['torch_threads']} threads), astra {m['astra']}, scikit-image {m['skimage']}, torch-tomogram "
+        f"{m['torch_tomogram']}. Shared machine: load average {min(loads):.1f}–{max(loads):.1f} before the runs "
+        f"(after: {m['load_after']}); each method in a fresh process, rounds interleaved, median wall (range).",
+        "Data: simulator `small` (seed 1), noise-free tilt series + shot noise, binned to 41 × 512² at 6 Å, "
+        "interpolated with the true alignment; volume 256 (z) × 512 × 512. Memory: peak RSS of a fresh process "
+        "above its RSS before loading the data (so the tilt series and the tomogram are included); "
+        "volume + tilt series = 311 MB.",
+        "",
+        *table,
+        "",
+        "; ".join(ratios) + "." if ratios else "",
+        "Issue 7 floors — " + "; ".join(floors) + "." if floors else "",
+        f"SIRT per further iteration: {per_it:.2f} s." if per_it else "",
+    ]
     replace_section(START, END, lines)
 
 

@@ -17,6 +17,7 @@ Times (wall, images in memory) are the median of ``--repeat`` runs of ``erase_xr
 also runs the eraser of tomoforge/methods/xray.py at git REF (once: it is slow) on the same data.
 Prints one JSON object (also written to ``--json``) and rewrites the xray section of benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,10 +69,14 @@ def small_data(sim: Path) -> dict:
     windows += [(i, y, x) for i in range(n) for y, x in truth["hot_pixels_yx"]]
     near = np.zeros(stack.shape, bool)
     for i, y, x in windows:
-        near[i, max(y - 2, 0):y + 4, max(x - 2, 0):x + 4] = True
+        near[i, max(y - 2, 0) : y + 4, max(x - 2, 0) : x + 4] = True
     tilts = truth["tilts"]  # in the movies' order
-    model = ProjectionModel([t["y_tilt_deg"] for t in tilts], [t["z_rot_deg"] for t in tilts],
-                            [[t["x_shift_A"], t["y_shift_A"]] for t in tilts], [t["x_tilt_deg"] for t in tilts])
+    model = ProjectionModel(
+        [t["y_tilt_deg"] for t in tilts],
+        [t["z_rot_deg"] for t in tilts],
+        [[t["x_shift_A"], t["y_shift_A"]] for t in tilts],
+        [t["x_tilt_deg"] for t in tilts],
+    )
     points = np.array([f["position_A"] for f in truth["fiducials"]])
     uv = model.project_px(points, truth["pixel_size_A"])  # (n, beads, 2) x, y from the centre
     radius = 0.8 * 0.5 * truth["fiducials"][0]["diameter_A"] / truth["pixel_size_A"]
@@ -79,9 +84,16 @@ def small_data(sim: Path) -> dict:
     beads = np.zeros(stack.shape, bool)
     for i in range(n):
         for u, v in uv[i]:
-            beads[i] |= (xx - (nx / 2 + u)) ** 2 + (yy - (ny / 2 + v)) ** 2 <= radius ** 2
-    return {"images": stack, "odd": np.stack(odd).astype(np.float32), "even": np.stack(even).astype(np.float32),
-            "windows": windows, "near": near, "beads": beads & ~near, "pixel_size_A": truth["pixel_size_A"]}
+            beads[i] |= (xx - (nx / 2 + u)) ** 2 + (yy - (ny / 2 + v)) ** 2 <= radius**2
+    return {
+        "images": stack,
+        "odd": np.stack(odd).astype(np.float32),
+        "even": np.stack(even).astype(np.float32),
+        "windows": windows,
+        "near": near,
+        "beads": beads & ~near,
+        "pixel_size_A": truth["pixel_size_A"],
+    }
 
 
 def synthetic_data(seed: int = 7, n: int = 41, size: int = 1024) -> dict:
@@ -108,8 +120,9 @@ def synthetic_data(seed: int = 7, n: int = 41, size: int = 1024) -> dict:
 
 def load_eraser(ref: str):
     """``erase_xrays`` of tomoforge/methods/xray.py at git ``ref``."""
-    source = subprocess.run(["git", "show", f"{ref}:tomoforge/methods/xray.py"], cwd=HERE, check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{ref}:tomoforge/methods/xray.py"], cwd=HERE, check=True, capture_output=True, text=True
+    ).stdout
     folder = Path(tempfile.mkdtemp())
     (folder / "xray_before.py").write_text(source)
     spec = importlib.util.spec_from_file_location("xray_before", folder / "xray_before.py")
@@ -132,20 +145,28 @@ def timed(fn, images: np.ndarray, repeat: int):
 
 def small_scores(data: dict, result) -> dict:
     changed = result.images.numpy() != data["images"]
-    found = sum(bool(changed[i, max(y - 2, 0):y + 4, max(x - 2, 0):x + 4].any()) for i, y, x in data["windows"])
+    found = sum(bool(changed[i, max(y - 2, 0) : y + 4, max(x - 2, 0) : x + 4].any()) for i, y, x in data["windows"])
     other = ~data["near"]
-    return {"hits_found": found, "hits_total": len(data["windows"]),
-            "other_changed_fraction": float((changed & other).sum() / other.sum()),
-            "bead_pixels_changed": int((changed & data["beads"]).sum()), "bead_pixels": int(data["beads"].sum()),
-            "pixels_replaced": int(sum(result.pixels_replaced))}
+    return {
+        "hits_found": found,
+        "hits_total": len(data["windows"]),
+        "other_changed_fraction": float((changed & other).sum() / other.sum()),
+        "bead_pixels_changed": int((changed & data["beads"]).sum()),
+        "bead_pixels": int(data["beads"].sum()),
+        "pixels_replaced": int(sum(result.pixels_replaced)),
+    }
 
 
 def synthetic_scores(data: dict, result) -> dict:
     mask, truth = result.mask.numpy(), data["truth"]
     changed = result.images.numpy() != data["images"]
-    return {"hit_pixels_found": int((mask & truth).sum()), "hit_pixels": int(truth.sum()),
-            "other_changed_fraction": float((changed & ~truth).sum() / (~truth).sum()),
-            "bead_pixels_changed": int((changed & data["beads"]).sum()), "bead_pixels": int(data["beads"].sum())}
+    return {
+        "hit_pixels_found": int((mask & truth).sum()),
+        "hit_pixels": int(truth.sum()),
+        "other_changed_fraction": float((changed & ~truth).sum() / (~truth).sum()),
+        "bead_pixels_changed": int((changed & data["beads"]).sum()),
+        "bead_pixels": int(data["beads"].sum()),
+    }
 
 
 def task_seconds(data: dict, eraser=None) -> tuple[float, float]:
@@ -180,8 +201,11 @@ def main() -> None:
     if args.from_json:
         write_section(json.loads(args.from_json.read_text()))
         return
-    results: dict = {"machine": machine_info(), "tomoforge": str(Path(tomoforge.__file__).parent), "uptime_before": subprocess.run(
-        ["uptime"], check=False, capture_output=True, text=True).stdout.strip()}
+    results: dict = {
+        "machine": machine_info(),
+        "tomoforge": str(Path(tomoforge.__file__).parent),
+        "uptime_before": subprocess.run(["uptime"], check=False, capture_output=True, text=True).stdout.strip(),
+    }
     small, synthetic = small_data(args.sim), synthetic_data()
     erasers = {"after": erase_xrays}
     if args.before:
@@ -193,7 +217,8 @@ def main() -> None:
         entry["small_s"], entry["small_runs_s"], entry["small_cpu_s"], result = timed(fn, small["images"], repeat)
         entry["small"] = small_scores(small, result)
         entry["synthetic_s"], entry["synthetic_runs_s"], entry["synthetic_cpu_s"], result = timed(
-            fn, synthetic["images"], repeat)
+            fn, synthetic["images"], repeat
+        )
         entry["synthetic"] = synthetic_scores(synthetic, result)
         entry["task_3_stacks_s"], entry["task_3_stacks_cpu_s"] = task_seconds(small, None if name == "after" else fn)
         results[name] = entry
@@ -208,40 +233,59 @@ def main() -> None:
 
 def write_section(r: dict) -> None:
     m = r["machine"]
-    lines = ["## X-ray eraser (`python benchmarks/xray.py" + (f" --before {r['before_ref']}" if "before_ref" in r else "")
-             + "`)", "",
-             (f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} "
-             f"({m['torch_threads']} threads), load average {m['load']} before, {r['load_after']} after "
-             "(the machine is shared: the wall time depends on the others' load, the CPU time of the process, all threads, "
-              "much less). 41 × 1024² images in memory; median of the runs (each run's wall s listed); "
-             "the protocol task reads the stack and its odd/even halves from MRC, erases and writes all three."), "",
-             ("Data: `small` = the simulator's small preset (seed 1), gain-corrected frame sums of the 41 tilts (3 Å/px; "
-              "gold beads of 100 Å, 13 % of the background); a hit or hot pixel is found when a pixel of its 6 × 6 "
-              "window changed, bead pixels are those within 0.8 radii of the true projections. `synthetic` = Poisson "
-              "(mean 20, ±30 % texture) with 40 hits of 1–4 pixels (60–120 counts) per image and dark beads "
-              "(10 of r = 4 px at 0.3×, 4 of r = 16 px at 0.6×); pixel-exact truth."), "",
-             ("| eraser | small (41 × 1024²): wall s (runs) | CPU s | synthetic: wall s | CPU s "
-              "| task (3 stacks, I/O incl.): wall s | CPU s | small: hits found "
-             "| small: other pixels changed | small: bead pixels changed | synthetic: hit pixels found "
-             "| synthetic: other pixels changed | synthetic: bead pixels changed |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## X-ray eraser (`python benchmarks/xray.py"
+        + (f" --before {r['before_ref']}" if "before_ref" in r else "")
+        + "`)",
+        "",
+        (
+            f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} "
+            f"({m['torch_threads']} threads), load average {m['load']} before, {r['load_after']} after "
+            "(the machine is shared: the wall time depends on the others' load, the CPU time of the process, all threads, "
+            "much less). 41 × 1024² images in memory; median of the runs (each run's wall s listed); "
+            "the protocol task reads the stack and its odd/even halves from MRC, erases and writes all three."
+        ),
+        "",
+        (
+            "Data: `small` = the simulator's small preset (seed 1), gain-corrected frame sums of the 41 tilts (3 Å/px; "
+            "gold beads of 100 Å, 13 % of the background); a hit or hot pixel is found when a pixel of its 6 × 6 "
+            "window changed, bead pixels are those within 0.8 radii of the true projections. `synthetic` = Poisson "
+            "(mean 20, ±30 % texture) with 40 hits of 1–4 pixels (60–120 counts) per image and dark beads "
+            "(10 of r = 4 px at 0.3×, 4 of r = 16 px at 0.6×); pixel-exact truth."
+        ),
+        "",
+        (
+            "| eraser | small (41 × 1024²): wall s (runs) | CPU s | synthetic: wall s | CPU s "
+            "| task (3 stacks, I/O incl.): wall s | CPU s | small: hits found "
+            "| small: other pixels changed | small: bead pixels changed | synthetic: hit pixels found "
+            "| synthetic: other pixels changed | synthetic: bead pixels changed |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name in ("before", "after"):
         if name not in r:
             continue
         e, s, y = r[name], r[name]["small"], r[name]["synthetic"]
         label = f"before ({r['before_ref']})" if name == "before" else f"after ({m['git']})"
-        lines.append(f"| {label} | {e['small_s']:.2f} ({', '.join(map(str, e['small_runs_s']))}) "
-                     f"| {e['small_cpu_s']:.2f} | {e['synthetic_s']:.2f} | {e['synthetic_cpu_s']:.2f} "
-                     f"| {e['task_3_stacks_s']:.2f} | {e['task_3_stacks_cpu_s']:.2f} "
-                     f"| {s['hits_found']}/{s['hits_total']} | {s['other_changed_fraction']:.1e} "
-                     f"| {s['bead_pixels_changed']}/{s['bead_pixels']} "
-                     f"| {y['hit_pixels_found']}/{y['hit_pixels']} | {y['other_changed_fraction']:.1e} "
-                     f"| {y['bead_pixels_changed']}/{y['bead_pixels']} |")
+        lines.append(
+            f"| {label} | {e['small_s']:.2f} ({', '.join(map(str, e['small_runs_s']))}) "
+            f"| {e['small_cpu_s']:.2f} | {e['synthetic_s']:.2f} | {e['synthetic_cpu_s']:.2f} "
+            f"| {e['task_3_stacks_s']:.2f} | {e['task_3_stacks_cpu_s']:.2f} "
+            f"| {s['hits_found']}/{s['hits_total']} | {s['other_changed_fraction']:.1e} "
+            f"| {s['bead_pixels_changed']}/{s['bead_pixels']} "
+            f"| {y['hit_pixels_found']}/{y['hit_pixels']} | {y['other_changed_fraction']:.1e} "
+            f"| {y['bead_pixels_changed']}/{y['bead_pixels']} |"
+        )
     if "before" in r:
-        lines += ["", (f"Speed-up on `small`: {r['before']['small_s'] / r['after']['small_s']:.0f}× wall, "
-                  f"{r['before']['small_cpu_s'] / r['after']['small_cpu_s']:.0f}× CPU; "
-                  f"issue 15 target ≤ 5 s for the 41 × 1024² series on 2 cores: {r['after']['small_s']:.2f} s "
-                  f"(the protocol's three stacks with their I/O: {r['after']['task_3_stacks_s']:.2f} s).")]
+        lines += [
+            "",
+            (
+                f"Speed-up on `small`: {r['before']['small_s'] / r['after']['small_s']:.0f}× wall, "
+                f"{r['before']['small_cpu_s'] / r['after']['small_cpu_s']:.0f}× CPU; "
+                f"issue 15 target ≤ 5 s for the 41 × 1024² series on 2 cores: {r['after']['small_s']:.2f} s "
+                f"(the protocol's three stacks with their I/O: {r['after']['task_3_stacks_s']:.2f} s)."
+            ),
+        ]
     replace_section(START, END, lines)
 
 

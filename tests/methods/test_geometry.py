@@ -1,4 +1,5 @@
 """The one projection model (RELION 5, CONVENTIONS.md "Tilt series geometry") and its one builder from a tilt series."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,12 +52,25 @@ def test_offsets_subset_and_the_reconstruction_limits():
 
 def tilt_series(interpolated: bool = False) -> TiltSeries:
     """Three views: the second refined (YTilt, ZRot, XTilt, shifts), the third excluded."""
-    images = [TiltImage(acquisition_order=2, tilt_angle_deg=-3.0, x_shift_A=5.0, y_shift_A=-6.0),
-              TiltImage(acquisition_order=1, tilt_angle_deg=0.0, y_tilt_deg=0.4, z_rot_deg=-93.0, x_tilt_deg=0.7,
-                        x_shift_A=1.5, y_shift_A=2.5),
-              TiltImage(acquisition_order=3, tilt_angle_deg=3.0, excluded=True, z_rot_deg=-96.0)]
-    return TiltSeries(name="TS_01", acquisition=Acquisition(pixel_size_A=1.35, tilt_axis_angle_deg=-95.0),
-                      tilt_images=images, interpolated=interpolated)
+    images = [
+        TiltImage(acquisition_order=2, tilt_angle_deg=-3.0, x_shift_A=5.0, y_shift_A=-6.0),
+        TiltImage(
+            acquisition_order=1,
+            tilt_angle_deg=0.0,
+            y_tilt_deg=0.4,
+            z_rot_deg=-93.0,
+            x_tilt_deg=0.7,
+            x_shift_A=1.5,
+            y_shift_A=2.5,
+        ),
+        TiltImage(acquisition_order=3, tilt_angle_deg=3.0, excluded=True, z_rot_deg=-96.0),
+    ]
+    return TiltSeries(
+        name="TS_01",
+        acquisition=Acquisition(pixel_size_A=1.35, tilt_axis_angle_deg=-95.0),
+        tilt_images=images,
+        interpolated=interpolated,
+    )
 
 
 def test_the_builder_fills_unset_angles_with_the_nominal_ones():
@@ -86,11 +100,22 @@ def test_tilt_series_to_model_to_tilt_series_round_trips():
     """The per-view values the model holds write back unchanged (what the align protocols store)."""
     ts = tilt_series()
     model = ts.projection_model("all")
-    back = ts.model_copy(update={"tilt_images": [
-        t.model_copy(update={"y_tilt_deg": float(model.tilt_deg[i]), "z_rot_deg": float(model.z_rot_deg[i]),
-                             "x_tilt_deg": float(model.x_tilt_deg[i]), "x_shift_A": float(model.shift_A[i, 0]),
-                             "y_shift_A": float(model.shift_A[i, 1])})
-        for i, t in enumerate(ts.tilt_images)]})
+    back = ts.model_copy(
+        update={
+            "tilt_images": [
+                t.model_copy(
+                    update={
+                        "y_tilt_deg": float(model.tilt_deg[i]),
+                        "z_rot_deg": float(model.z_rot_deg[i]),
+                        "x_tilt_deg": float(model.x_tilt_deg[i]),
+                        "x_shift_A": float(model.shift_A[i, 0]),
+                        "y_shift_A": float(model.shift_A[i, 1]),
+                    }
+                )
+                for i, t in enumerate(ts.tilt_images)
+            ]
+        }
+    )
     again = back.projection_model("all")
     for name in ("tilt_deg", "z_rot_deg", "x_tilt_deg", "shift_A", "magnification"):
         assert np.array_equal(getattr(again, name), getattr(model, name))

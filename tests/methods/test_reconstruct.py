@@ -1,4 +1,5 @@
 """Reconstruction on synthetic data: geometry (a bead lands where it is), the projector pair, slabs, filters."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,14 @@ import pytest
 import torch
 
 from tomoforge.methods.align.projection_model import ProjectionModel
-from tomoforge.methods.reconstruct import (VolumeGeometry, angular_weights, default_volume_shape, reconstruct_sirt,
-                                           reconstruct_wbp, split_views)
+from tomoforge.methods.reconstruct import (
+    VolumeGeometry,
+    angular_weights,
+    default_volume_shape,
+    reconstruct_sirt,
+    reconstruct_wbp,
+    split_views,
+)
 from tomoforge.methods.reconstruct.backproject import LineProjector
 from tomoforge.methods.reconstruct.lines import plan_lines
 from tomoforge.methods.reconstruct.weighting import radial_filter, ramp_filter, sirt_like_factor
@@ -26,10 +33,10 @@ def tilted_geometry(seed: int = 0, x_tilt: float = 2.0) -> ProjectionModel:
 def bead_images(geometry: ProjectionModel, position_A: np.ndarray, shape=(128, 128), sigma_px=1.2) -> np.ndarray:
     """Analytic projections of a Gaussian bead at ``position_A`` (x, y, z Å): the projection model by hand."""
     uv = geometry.project(np.asarray(position_A)[None])[:, 0] / PIXEL_A
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     dx = xx[None] - shape[1] // 2 - uv[:, 0, None, None]
     dy = yy[None] - shape[0] // 2 - uv[:, 1, None, None]
-    return np.exp(-(dx ** 2 + dy ** 2) / (2 * sigma_px ** 2)).astype(np.float32)
+    return np.exp(-(dx**2 + dy**2) / (2 * sigma_px**2)).astype(np.float32)
 
 
 def peak(volume: np.ndarray, half: int = 3) -> np.ndarray:
@@ -90,7 +97,9 @@ def test_forward_projection_of_a_slab_is_its_ray_length():
     line = projector.project_columns(torch.ones(projector.n_voxels, 1))[:, 0].reshape(3, -1)
     for i, beta in enumerate((0.0, 30.0, 60.0)):
         middle = int(round(-plan.tau0[i]))
-        assert float(line[i, middle - 10:middle + 10].mean()) == pytest.approx(16 / np.cos(np.deg2rad(beta)), rel=2e-3)
+        assert float(line[i, middle - 10 : middle + 10].mean()) == pytest.approx(
+            16 / np.cos(np.deg2rad(beta)), rel=2e-3
+        )
 
 
 def test_slab_by_slab_and_in_parts_along_z_equals_the_whole_volume(tmp_path):
@@ -140,7 +149,7 @@ def test_ramp_radial_and_sirt_like_filters():
     assert np.allclose(radial[f <= 0.25], ramp[f <= 0.25])
     fac = sirt_like_factor(np.array([0.001, 0.002, 0.2]), 10, 0.002)
     assert fac[0] == 1.0 and fac[1] == 1.0  # at or below f0 a frequency is recovered
-    assert fac[2] == pytest.approx(1 - 0.99 ** 10)
+    assert fac[2] == pytest.approx(1 - 0.99**10)
 
 
 def test_angular_weights_halves_odd_even_and_default_shape():

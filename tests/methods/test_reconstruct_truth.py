@@ -6,6 +6,7 @@ correction), along the simulated tilts, tilt axis, tilt offset and shifts. The r
 with the truth box filtered by the same missing wedge (the measured tilt range, about the tilt axis) and
 band limit (the cut-off of the 1D radial filter: |(kx, kz)| ≤ cut-off).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,9 +48,12 @@ def wedge_filtered(volume: np.ndarray, band: float, tilt_range: tuple[float, flo
 def truth_geometry(truth: dict, shift_scale: float = 1.0) -> ProjectionModel:
     """The simulated projection model, views in acquisition order."""
     t = truth["tilts"]
-    return ProjectionModel([r["y_tilt_deg"] for r in t], [r["z_rot_deg"] for r in t],
-                           [[r["x_shift_A"] * shift_scale, r["y_shift_A"] * shift_scale] for r in t],
-                           [r["x_tilt_deg"] for r in t])
+    return ProjectionModel(
+        [r["y_tilt_deg"] for r in t],
+        [r["z_rot_deg"] for r in t],
+        [[r["x_shift_A"] * shift_scale, r["y_shift_A"] * shift_scale] for r in t],
+        [r["x_tilt_deg"] for r in t],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +63,28 @@ def truth_box(small_sim):
     tomogram = read_mrc(ts.tomogram).astype(np.float32)
     lo = [s // 2 - b // 2 for s, b in zip(tomogram.shape, BOX)]
     box = tomogram[tuple(slice(a, a + b) for a, b in zip(lo, BOX))]
-    box = (box - box.mean()) * taper(BOX[0], 8)[:, None, None] * taper(BOX[1], 8)[None, :, None] * \
-        taper(BOX[2], 8)[None, None, :]
+    box = (
+        (box - box.mean())
+        * taper(BOX[0], 8)[:, None, None]
+        * taper(BOX[1], 8)[None, :, None]
+        * taper(BOX[2], 8)[None, None, :]
+    )
     box = box.astype(np.float32)
     geometry = truth_geometry(ts.truth, 0.25)  # the simulated shifts, smaller so that the box stays in view
     # gridding correction: trilinear interpolation in Fourier space multiplies real space by sinc²
     n = int(np.ceil(max(BOX) * 2.0 / 16) * 16)
     apod = [np.sinc((np.arange(b) - b // 2) / n) ** 2 for b in BOX]
-    fv = prepare_fourier_volume(torch.from_numpy(box / (apod[0][:, None, None] * apod[1][None, :, None]
-                                                        * apod[2][None, None, :])), PIXEL_A, padding=2.0)
+    fv = prepare_fourier_volume(
+        torch.from_numpy(box / (apod[0][:, None, None] * apod[1][None, :, None] * apod[2][None, None, :])),
+        PIXEL_A,
+        padding=2.0,
+    )
     rotations = rotation_matrices(geometry.tilt_deg, geometry.z_rot_deg, geometry.x_tilt_deg)
-    images = torch.stack([project_fourier_slice(fv, r, tuple(s / PIXEL_A))
-                          for r, s in zip(rotations, geometry.shift_A)])
+    images = torch.stack(
+        [project_fourier_slice(fv, r, tuple(s / PIXEL_A)) for r, s in zip(rotations, geometry.shift_A)]
+    )
     c = fv.n // 2 - IMAGE // 2
-    images = images[:, c:c + IMAGE, c:c + IMAGE] / PIXEL_A  # line integrals in voxel lengths
+    images = images[:, c : c + IMAGE, c : c + IMAGE] / PIXEL_A  # line integrals in voxel lengths
     return box, images, geometry, ts.truth
 
 
@@ -101,8 +113,10 @@ def test_sirt_correlates_with_the_wedge_filtered_truth_and_beats_wbp_contrast(tr
     assert r >= 0.96, r  # measured 0.981 (20 iterations: 0.967)
     wbp = reconstruct_wbp(images, PIXEL_A, geometry, volume, subtract_mean=False).numpy()
     particles, ice = particle_and_ice_masks(truth, volume)
-    contrast = {name: float((v[particles].mean() - v[ice].mean()) / v[ice].std())
-                for name, v in (("wbp", wbp), ("sirt", sirt), ("truth", box))}
+    contrast = {
+        name: float((v[particles].mean() - v[ice].mean()) / v[ice].std())
+        for name, v in (("wbp", wbp), ("sirt", sirt), ("truth", box))
+    }
     assert contrast["sirt"] > 1.15 * contrast["wbp"], contrast  # measured 9.0 vs 6.8 (truth 7.3)
 
 
@@ -110,8 +124,9 @@ def test_sirt_like_filter_behaves_like_sirt(truth_box):
     box, images, geometry, _ = truth_box
     volume = VolumeGeometry(BOX, PIXEL_A)
     sirt = reconstruct_sirt(images, PIXEL_A, geometry, volume, iterations=20, subtract_mean=False).numpy()
-    like = reconstruct_wbp(images, PIXEL_A, geometry, volume, cutoff=0.5, falloff=0.0, sirt_like_iterations=20,
-                           subtract_mean=False).numpy()
+    like = reconstruct_wbp(
+        images, PIXEL_A, geometry, volume, cutoff=0.5, falloff=0.0, sirt_like_iterations=20, subtract_mean=False
+    ).numpy()
     plain = reconstruct_wbp(images, PIXEL_A, geometry, volume, cutoff=0.5, falloff=0.0, subtract_mean=False).numpy()
     assert pearson(like, sirt) >= 0.95  # measured 0.976
     assert pearson(like, sirt) > pearson(plain, sirt) + 0.03  # plain WBP: 0.919

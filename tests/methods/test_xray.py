@@ -1,4 +1,5 @@
 """X-ray eraser on Poisson images with injected hits (simulator-like 2x2 hits and hot pixels)."""
+
 import time
 
 import numpy as np
@@ -59,7 +60,7 @@ def test_xray_eraser_on_the_small_preset_finds_the_hits_and_leaves_the_rest(smal
     tilts = list(range(0, 41, 5))
     sums = np.stack([(read_movie(ts.movies[i]) * gain).sum(0) for i in tilts]).astype(np.float32)
     result = erase_xrays(torch.from_numpy(sums))
-    changed = (result.images.numpy() != sums)
+    changed = result.images.numpy() != sums
     near = np.zeros(sums.shape, bool)
     found = total = 0
     hits = [(h["tilt_index"], h["y_px"], h["x_px"]) for h in truth["xrays"] if h["tilt_index"] in tilts]
@@ -70,7 +71,9 @@ def test_xray_eraser_on_the_small_preset_finds_the_hits_and_leaves_the_rest(smal
         found += bool(changed[window].any())
         total += 1
     assert total > 50
-    print(f"small: {found}/{total} hits found, {(changed & ~near).sum() / (~near).sum():.1e} of the other pixels changed")
+    print(
+        f"small: {found}/{total} hits found, {(changed & ~near).sum() / (~near).sum():.1e} of the other pixels changed"
+    )
     assert found / total >= 0.99, (found, total)
     assert (changed & ~near).sum() / (~near).sum() < 1e-3
 
@@ -89,9 +92,9 @@ def test_large_dark_beads_are_kept_and_hits_beside_them_found():
     for k in range(n):
         for cy, cx in ((60, 60), (60, 190), (190, 60), (190, 190)):
             d2 = (y - cy) ** 2 + (x - cx) ** 2
-            images[k][d2 < 16 ** 2] = rng.poisson(2.6, int((d2 < 16 ** 2).sum()))
-            beads[k] |= d2 < 16 ** 2
-            ring[k] |= (d2 >= 16 ** 2) & (d2 < 22 ** 2)
+            images[k][d2 < 16**2] = rng.poisson(2.6, int((d2 < 16**2).sum()))
+            beads[k] |= d2 < 16**2
+            ring[k] |= (d2 >= 16**2) & (d2 < 22**2)
             for dy, dx in ((0, 17), (17, 0), (-18, 0)):  # just outside the edge
                 images[k, cy + dy, cx + dx] += 70
                 truth[k, cy + dy, cx + dx] = True
@@ -116,7 +119,7 @@ def test_the_bright_fringe_around_dark_beads_is_kept():
     n, size = 8, 256
     y, x = np.mgrid[0:size, 0:size]
     radius = np.arange(13.0)  # the tiny preset's radial bead profile (noise-free), relative to the background
-    level = [.13, .13, .13, .15, .18, .16, .26, .52, .97, 1.1, 1.05, 1.0, 1.0]
+    level = [0.13, 0.13, 0.13, 0.15, 0.18, 0.16, 0.26, 0.52, 0.97, 1.1, 1.05, 1.0, 1.0]
     expected = np.full((n, size, size), 85.0)
     fringe = np.zeros(expected.shape, bool)
     for k in range(n):
@@ -201,7 +204,7 @@ def test_run_sums_are_window_sums():
 
     x = torch.arange(40, dtype=torch.float32).reshape(2, 20) ** 1.5
     for width in range(1, 21):
-        expected = torch.stack([x[:, i:i + width].sum(dim=1) for i in range(20 - width + 1)], dim=1)
+        expected = torch.stack([x[:, i : i + width].sum(dim=1) for i in range(20 - width + 1)], dim=1)
         assert torch.allclose(_run_sums(x, width, -1), expected, rtol=1e-6), width
         assert torch.allclose(_run_sums(x.T.contiguous(), width, 0), expected.T, rtol=1e-6), width
 

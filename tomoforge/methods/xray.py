@@ -27,6 +27,7 @@ images are shared among ``torch.get_num_threads()`` Python threads, each running
 one image at a time (cache-sized arrays, no oversubscription on a loaded machine); on a GPU the images go
 in chunks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -103,6 +104,7 @@ def _run_sums(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
 
 def _inverse_counts(shape: tuple[int, int], half: int, device: torch.device) -> torch.Tensor:
     """1 / (number of image pixels in the (2·half+1)² box) for each pixel of a (y, x) image."""
+
     def counts(n: int) -> torch.Tensor:
         i = torch.arange(n, device=device)
         return ((i + half).clamp(max=n - 1) - (i - half).clamp(min=0) + 1).to(torch.float32)
@@ -132,7 +134,7 @@ def _corner_means(x: torch.Tensor, half: int) -> torch.Tensor:
     for dy in (0, half + 1):
         for dx in (0, half + 1):
             count = counts(ny, dy > 0)[:, None] * counts(nx, dx > 0)[None, :]
-            box = sums[:, dy:dy + ny, dx:dx + nx] / count.clamp(min=1)
+            box = sums[:, dy : dy + ny, dx : dx + nx] / count.clamp(min=1)
             means.append(torch.where(count > 0, box, torch.nan))
     return torch.stack(means)
 
@@ -150,7 +152,7 @@ def _local_sigma(abs_residual: torch.Tensor, median: bool) -> tuple[torch.Tensor
         return (size - torch.arange(tiles, device=abs_residual.device) * t).clamp(max=t).to(sums.dtype)
 
     tiles = F.pad(sums / (counts(ny, ty)[:, None] * counts(nx, tx)), [1, 1, 1, 1], value=float("nan"))
-    around = torch.stack([tiles[:, i:i + ty, j:j + tx] for i in range(3) for j in range(3)], dim=1)
+    around = torch.stack([tiles[:, i : i + ty, j : j + tx] for i in range(3) for j in range(3)], dim=1)
     local = (around.nanmedian(dim=1).values if median else around.nanmean(dim=1)) * SQRT_HALF_PI
     full = F.interpolate(local[:, None], size=(ty * t, tx * t), mode="bilinear", align_corners=False)
     return full[:, 0, :ny, :nx], local.flatten(1).median(dim=1).values
@@ -247,14 +249,16 @@ def _hits(flat: torch.Tensor, shape: tuple[int, ...]) -> list[int]:
     return np.bincount(index[first] // (ny * nx), minlength=n).tolist()
 
 
-def _settings(threshold_sd: float, max_radius_px: float, grow_sd: float, background_px: int,
-              polarity: str) -> _Settings:
+def _settings(
+    threshold_sd: float, max_radius_px: float, grow_sd: float, background_px: int, polarity: str
+) -> _Settings:
     if threshold_sd <= 0 or grow_sd <= 0:
         raise ValueError("threshold_sd and grow_sd must be > 0")
     if polarity not in ("bright", "both"):
         raise ValueError(f"polarity must be 'bright' or 'both', not {polarity!r}")
-    return _Settings(threshold_sd, max_radius_px, grow_sd,
-                     max(int(background_px), int(np.ceil(max_radius_px)) + 2), polarity)
+    return _Settings(
+        threshold_sd, max_radius_px, grow_sd, max(int(background_px), int(np.ceil(max_radius_px)) + 2), polarity
+    )
 
 
 def _blocks(x: torch.Tensor, work: Callable[[int, int], T]) -> list[T]:
@@ -277,9 +281,14 @@ def _as_stack(images) -> tuple[torch.Tensor, bool]:
     return x.to(torch.float32).contiguous(), single
 
 
-def find_outliers(images, threshold_sd: float = 4.2, max_radius_px: float = 2.5, grow_sd: float = 3.0,
-                  background_px: int = 6, polarity: Literal["bright", "both"] = "bright"
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def find_outliers(
+    images,
+    threshold_sd: float = 4.2,
+    max_radius_px: float = 2.5,
+    grow_sd: float = 3.0,
+    background_px: int = 6,
+    polarity: Literal["bright", "both"] = "bright",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Outliers of images (n, y, x) or (y, x) against their local background.
 
     Parameters
@@ -316,8 +325,14 @@ def find_outliers(images, threshold_sd: float = 4.2, max_radius_px: float = 2.5,
     return (mask[0], background[0]) if single else (mask, background)
 
 
-def erase_xrays(images, threshold_sd: float = 4.2, max_radius_px: float = 2.5, grow_sd: float = 3.0,
-                background_px: int = 6, polarity: Literal["bright", "both"] = "bright") -> XrayResult:
+def erase_xrays(
+    images,
+    threshold_sd: float = 4.2,
+    max_radius_px: float = 2.5,
+    grow_sd: float = 3.0,
+    background_px: int = 6,
+    polarity: Literal["bright", "both"] = "bright",
+) -> XrayResult:
     """Replace hot pixels and X-ray hits of images (n, y, x) by the mean of their box's unflagged pixels.
 
     Parameters are those of :func:`find_outliers`. The images stay on their device (CPU or GPU).
@@ -342,5 +357,6 @@ def erase_xrays(images, threshold_sd: float = 4.2, max_radius_px: float = 2.5, g
         return counts.tolist(), _hits(found.flat, tuple(block.shape))
 
     parts = _blocks(x, work)
-    return XrayResult(images=out, mask=mask, pixels_replaced=[c for p in parts for c in p[0]],
-                      hits=[h for p in parts for h in p[1]])
+    return XrayResult(
+        images=out, mask=mask, pixels_replaced=[c for p in parts for c in p[0]], hits=[h for p in parts for h in p[1]]
+    )

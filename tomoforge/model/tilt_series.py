@@ -1,4 +1,5 @@
 """Tilt series and their tilt images (and the movie variants before motion correction)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -46,7 +47,8 @@ class TiltImage(Item):
     x_shift_A: LengthA = quantity(0.0, unit="Å", description="shift of the image in X")
     y_shift_A: LengthA = quantity(0.0, unit="Å", description="shift of the image in Y")
     frame_shifts_A: list[tuple[float, float]] = quantity(
-        default_factory=list, unit="Å", description="motion correction: (x, y) shift of each frame")
+        default_factory=list, unit="Å", description="motion correction: (x, y) shift of each frame"
+    )
     xray_count: int | None = Field(None, ge=0, description="X-ray hits / hot pixels erased (None: not run)")
 
 
@@ -88,8 +90,9 @@ class TiltSeries(Item):
     def included(self) -> list[TiltImage]:
         return [t for t in self.tilt_images if not t.excluded]
 
-    def projection_model(self, views: Literal["included", "all"] | Sequence[TiltImage] = "included",
-                         tilt_axis_deg: float | None = None) -> ProjectionModel:
+    def projection_model(
+        self, views: Literal["included", "all"] | Sequence[TiltImage] = "included", tilt_axis_deg: float | None = None
+    ) -> ProjectionModel:
         """The projection model of ``views``, in their order: the one place unset values are resolved.
 
         Parameters
@@ -108,9 +111,12 @@ class TiltSeries(Item):
         """
         chosen = self.included() if views == "included" else self.tilt_images if views == "all" else list(views)
         axis = self.acquisition.tilt_axis_angle_deg if tilt_axis_deg is None else float(tilt_axis_deg)
-        model = ProjectionModel([t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg for t in chosen],
-                                [axis if t.z_rot_deg is None else t.z_rot_deg for t in chosen],
-                                [[t.x_shift_A, t.y_shift_A] for t in chosen], [t.x_tilt_deg for t in chosen])
+        model = ProjectionModel(
+            [t.tilt_angle_deg if t.y_tilt_deg is None else t.y_tilt_deg for t in chosen],
+            [axis if t.z_rot_deg is None else t.z_rot_deg for t in chosen],
+            [[t.x_shift_A, t.y_shift_A] for t in chosen],
+            [t.x_tilt_deg for t in chosen],
+        )
         if self.interpolated:
             model.z_rot_deg[:] = 0.0
             model.shift_A[:] = 0.0

@@ -5,6 +5,7 @@ see tomoforge.methods.align.projection_model for the model and its hand assumpti
 applied to the pixels (coarse alignment writes an interpolated copy only on request). Only
 included (not excluded) views are aligned; excluded ones keep what they had.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -71,8 +72,13 @@ def view_geometry(ts: TiltSeries, absolute, axis_override: float | None) -> tupl
     """Task arguments describing the included views: (image sources, tilt angles (deg), acquisition
     orders, tilt axis angle (deg), current [x, y] shifts (Å))."""
     views, sources = included_views(ts, absolute)
-    return (sources, [t.tilt_angle_deg for t in views], [t.acquisition_order for t in views],
-            axis_of(ts, axis_override), [[t.x_shift_A, t.y_shift_A] for t in views])
+    return (
+        sources,
+        [t.tilt_angle_deg for t in views],
+        [t.acquisition_order for t in views],
+        axis_of(ts, axis_override),
+        [[t.x_shift_A, t.y_shift_A] for t in views],
+    )
 
 
 class CoarseParams(ProtocolParams):
@@ -80,8 +86,9 @@ class CoarseParams(ProtocolParams):
     tilt_axis_angle_deg: AngleDeg | None = param(None, unit="deg", help="override the acquisition's tilt axis angle")
     cumulative: bool = param(True, help="correlate with the sum of the views aligned so far")
     refine_iterations: int = param(3, ge=0, help="rounds of projection matching after the chain (0: the chain alone)")
-    thickness_A: float | None = param(None, gt=0, unit="Å",
-                                      help="specimen slab thickness for the reprojections (default: found from the data)")
+    thickness_A: float | None = param(
+        None, gt=0, unit="Å", help="specimen slab thickness for the reprojections (default: found from the data)"
+    )
     low_cut_A: float = param(0.0, ge=0, unit="Å", help="remove features larger than this (0: a quarter of the image)")
     high_cut_A: float = param(40.0, gt=0, unit="Å", help="low-pass: period at which the gain is 1/e")
     interpolated: bool = param(False, help="also write the aligned (interpolated) stack")
@@ -100,28 +107,46 @@ class CoarseAlignment(Protocol):
 
     def tasks(self):
         p, series = self.params, self.input("tilt_series")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
             if (no_view := refusal(ts, series, "align")) is not None:
                 yield no_view
                 continue
             views, sources = included_views(ts, self.absolute)
             out = str(self.out_path(f"{ts.name}_aligned.mrc")) if p.interpolated else ""
-            yield Task(tasks_mod.coarse_task, (sources, [t.tilt_angle_deg for t in views], axis_of(ts, p.tilt_axis_angle_deg),
-                       ts.acquisition.pixel_size_A, p.binning, p.cumulative, p.low_cut_A, p.high_cut_A, out,
-                       p.interpolated_binning, p.refine_iterations, p.thickness_A),
-                       key=ts.name, origin=(origin_of(series, ts.name),))
+            yield Task(
+                tasks_mod.coarse_task,
+                (
+                    sources,
+                    [t.tilt_angle_deg for t in views],
+                    axis_of(ts, p.tilt_axis_angle_deg),
+                    ts.acquisition.pixel_size_A,
+                    p.binning,
+                    p.cumulative,
+                    p.low_cut_A,
+                    p.high_cut_A,
+                    out,
+                    p.interpolated_binning,
+                    p.refine_iterations,
+                    p.thickness_A,
+                ),
+                key=ts.name,
+                origin=(origin_of(series, ts.name),),
+            )
 
     def collect(self, task, result):
         ts = self.input("tilt_series").get(task.key)
         axis = axis_of(ts, self.params.tilt_axis_angle_deg)
-        values = {t.acquisition_order: {"z_rot_deg": axis, "x_shift_A": s[0], "y_shift_A": s[1]}
-                  for t, s in zip(included(ts), result["shifts_A"])}
+        values = {
+            t.acquisition_order: {"z_rot_deg": axis, "x_shift_A": s[0], "y_shift_A": s[1]}
+            for t, s in zip(included(ts), result["shifts_A"])
+        }
         self.emit("tilt_series", with_alignment(ts, values), task)
         if result.get("thickness_A") is not None:
             steps = ", ".join(f"{r:.1f}" for r in result["step_rms_A"])
-            self.log(f"{ts.name}: specimen slab {result['thickness_A']:.0f} Å thick; projection matching "
-                     f"corrections (RMS, Å) {steps}")
+            self.log(
+                f"{ts.name}: specimen slab {result['thickness_A']:.0f} Å thick; projection matching "
+                f"corrections (RMS, Å) {steps}"
+            )
         if result.get("aligned_file"):
             self.log(f"{ts.name}: interpolated stack {result['aligned_file']}")
 
@@ -145,25 +170,43 @@ class FiducialModel(Protocol):
 
     def tasks(self):
         p, series = self.params, self.input("tilt_series")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
             if (no_view := refusal(ts, series, "track beads in")) is not None:
                 yield no_view
                 continue
-            yield Task(tasks_mod.fiducial_model_task,
-                       (*view_geometry(ts, self.absolute, p.tilt_axis_angle_deg), ts.acquisition.pixel_size_A, p.binning,
-                        p.bead_diameter_nm, p.max_beads, p.threshold_sd, str(self.out_path(f"{ts.name}_beads.tsv"))),
-                       key=ts.name, origin=(origin_of(series, ts.name),))
+            yield Task(
+                tasks_mod.fiducial_model_task,
+                (
+                    *view_geometry(ts, self.absolute, p.tilt_axis_angle_deg),
+                    ts.acquisition.pixel_size_A,
+                    p.binning,
+                    p.bead_diameter_nm,
+                    p.max_beads,
+                    p.threshold_sd,
+                    str(self.out_path(f"{ts.name}_beads.tsv")),
+                ),
+                key=ts.name,
+                origin=(origin_of(series, ts.name),),
+            )
 
     def collect(self, task, result):
-        self.emit("landmark_models", LandmarkModel(
-            name=task.key, file=self.relative(result["file"]), n_landmarks=result["n_landmarks"],
-            diameter_nm=self.params.bead_diameter_nm, pixel_size_A=result["pixel_size_A"]), task)
+        self.emit(
+            "landmark_models",
+            LandmarkModel(
+                name=task.key,
+                file=self.relative(result["file"]),
+                n_landmarks=result["n_landmarks"],
+                diameter_nm=self.params.bead_diameter_nm,
+                pixel_size_A=result["pixel_size_A"],
+            ),
+            task,
+        )
 
 
 class FiducialAlignmentParams(ProtocolParams):
     rotation: Literal["fixed", "single", "grouped", "per_view"] = param(
-        "grouped", help="in-plane rotation solved as (grouped follows a drift of the axis)")
+        "grouped", help="in-plane rotation solved as (grouped follows a drift of the axis)"
+    )
     tilt: Literal["fixed", "grouped", "per_view"] = param("grouped", help="tilt-angle refinement")
     magnification: Literal["fixed", "grouped"] = param("fixed", help="relative magnification")
     group_size: int = param(5, ge=1, help="views per group of grouped variables")
@@ -179,13 +222,14 @@ class FiducialAlignment(Protocol):
     streaming = True  # a tilt series is aligned as soon as it and its landmark model are both there
     citations = ("kremer1996", "mastronarde2017")
     Params = FiducialAlignmentParams
-    inputs = {"tilt_series": InputSpec(TiltSeries, help="tilt series the landmarks were tracked on"),
-              "landmark_models": InputSpec(LandmarkModel, help="tracked beads, one model per tilt series")}
+    inputs = {
+        "tilt_series": InputSpec(TiltSeries, help="tilt series the landmarks were tracked on"),
+        "landmark_models": InputSpec(LandmarkModel, help="tracked beads, one model per tilt series"),
+    }
     outputs = {"tilt_series": TiltSeries, "landmark_models": LandmarkModel}
 
     def tasks(self):
         p, series, models = self.params, self.input("tilt_series"), self.input("landmark_models")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
         names = set(models.keys())
         options = p.model_dump(include={"rotation", "tilt", "magnification", "group_size", "level", "outlier_px"})
         for ts in series:
@@ -198,27 +242,51 @@ class FiducialAlignment(Protocol):
                 continue
             lm = models.get(ts.name)
             views = included(ts)
-            yield Task(tasks_mod.fiducial_alignment_task,
-                       (str(self.absolute(lm.file)), [t.tilt_angle_deg for t in views],
-                        [t.acquisition_order for t in views], axis_of(ts, p.tilt_axis_angle_deg), lm.pixel_size_A,
-                        options, str(self.out_path(f"{ts.name}_residuals.tsv")),
-                        str(self.out_path(f"{ts.name}_gap_free.tsv")), [[t.x_shift_A, t.y_shift_A] for t in views]),
-                       key=ts.name, origin=(origin_of(series, ts.name), origin_of(models, ts.name)))
+            yield Task(
+                tasks_mod.fiducial_alignment_task,
+                (
+                    str(self.absolute(lm.file)),
+                    [t.tilt_angle_deg for t in views],
+                    [t.acquisition_order for t in views],
+                    axis_of(ts, p.tilt_axis_angle_deg),
+                    lm.pixel_size_A,
+                    options,
+                    str(self.out_path(f"{ts.name}_residuals.tsv")),
+                    str(self.out_path(f"{ts.name}_gap_free.tsv")),
+                    [[t.x_shift_A, t.y_shift_A] for t in views],
+                ),
+                key=ts.name,
+                origin=(origin_of(series, ts.name), origin_of(models, ts.name)),
+            )
 
     def collect(self, task, result):
         ts, lm = self.input("tilt_series").get(task.key), self.input("landmark_models").get(task.key)
-        values = {t.acquisition_order: {"y_tilt_deg": y, "z_rot_deg": z, "x_shift_A": s[0], "y_shift_A": s[1]}
-                  for t, y, z, s in zip(included(ts), result["y_tilt_deg"], result["z_rot_deg"], result["shifts_A"])}
+        values = {
+            t.acquisition_order: {"y_tilt_deg": y, "z_rot_deg": z, "x_shift_A": s[0], "y_shift_A": s[1]}
+            for t, y, z, s in zip(included(ts), result["y_tilt_deg"], result["z_rot_deg"], result["shifts_A"])
+        }
         self.emit("tilt_series", with_alignment(ts, values), task)
-        self.emit("landmark_models", lm.model_copy(update={
-            "file": self.relative(self.out_path(f"{ts.name}_residuals.tsv")), "has_residuals": True,
-            "n_landmarks": result["n_landmarks"]}), task)
-        self.log(f"{ts.name}: residual {result['rms_px']:.3f} px, tilt axis {result['tilt_axis_deg']:.2f}°, "
-                 f"tilt offset {result['tilt_offset_deg']:.2f}°, dropped beads {result['dropped']}, "
-                 f"{result['surfaces']} surface(s)")
+        self.emit(
+            "landmark_models",
+            lm.model_copy(
+                update={
+                    "file": self.relative(self.out_path(f"{ts.name}_residuals.tsv")),
+                    "has_residuals": True,
+                    "n_landmarks": result["n_landmarks"],
+                }
+            ),
+            task,
+        )
+        self.log(
+            f"{ts.name}: residual {result['rms_px']:.3f} px, tilt axis {result['tilt_axis_deg']:.2f}°, "
+            f"tilt offset {result['tilt_offset_deg']:.2f}°, dropped beads {result['dropped']}, "
+            f"{result['surfaces']} surface(s)"
+        )
         if result.get("unobserved"):
-            self.log(f"{ts.name}: no bead kept in view(s) {result['unobserved']} (acquisition order): their shift "
-                     "is the input's, moved into this alignment's frame")
+            self.log(
+                f"{ts.name}: no bead kept in view(s) {result['unobserved']} (acquisition order): their shift "
+                "is the input's, moved into this alignment's frame"
+            )
 
 
 def copy_alignment(source: TiltSeries, target: TiltSeries) -> TiltSeries:
@@ -230,8 +298,9 @@ def copy_alignment(source: TiltSeries, target: TiltSeries) -> TiltSeries:
         s = by_order.get(t.acquisition_order)
         if s is None:
             raise ValueError(f"{target.name}: acquisition order {t.acquisition_order} has no alignment in the source")
-        values[t.acquisition_order] = {k: getattr(s, k) for k in
-                                       ("x_tilt_deg", "y_tilt_deg", "z_rot_deg", "x_shift_A", "y_shift_A")}
+        values[t.acquisition_order] = {
+            k: getattr(s, k) for k in ("x_tilt_deg", "y_tilt_deg", "z_rot_deg", "x_shift_A", "y_shift_A")
+        }
     return with_alignment(target, values)
 
 
@@ -240,8 +309,10 @@ class AssignAlignment(Protocol):
 
     name = "assign-alignment"
     streaming = True  # a tilt series gets its alignment as soon as both are there (pairs by name)
-    inputs = {"source": InputSpec(TiltSeries, help="aligned tilt series"),
-              "tilt_series": InputSpec(TiltSeries, help="tilt series that receive the alignment")}
+    inputs = {
+        "source": InputSpec(TiltSeries, help="aligned tilt series"),
+        "tilt_series": InputSpec(TiltSeries, help="tilt series that receive the alignment"),
+    }
     outputs = {"tilt_series": TiltSeries}
 
     def tasks(self):
@@ -249,8 +320,12 @@ class AssignAlignment(Protocol):
         names = set(source.keys())
         for ts in target:
             if ts.name in names:
-                yield Task(tasks_mod.identity, (ts.name,), key=ts.name,
-                           origin=(origin_of(target, ts.name), origin_of(source, ts.name)))
+                yield Task(
+                    tasks_mod.identity,
+                    (ts.name,),
+                    key=ts.name,
+                    origin=(origin_of(target, ts.name), origin_of(source, ts.name)),
+                )
 
     def collect(self, task, result):
         src, ts = self.input("source").get(task.key), self.input("tilt_series").get(task.key)
@@ -260,8 +335,9 @@ class AssignAlignment(Protocol):
 class ImportAlignmentParams(ProtocolParams):
     files_path: str = param(..., help="folder holding <name>.xf/.tlt[/.xtilt] (IMOD) or <name>.aln (AreTomo)")
     format: Literal["imod", "aretomo"] = param("imod", help="who wrote the files")
-    pixel_size_A: PixelSizeA | None = param(None, unit="Å/px",
-                                       help="pixel size the files were made at (default: the tilt series')")
+    pixel_size_A: PixelSizeA | None = param(
+        None, unit="Å/px", help="pixel size the files were made at (default: the tilt series')"
+    )
 
 
 class ImportAlignment(Protocol):
@@ -298,9 +374,11 @@ class ImportAlignment(Protocol):
             raise ValueError(f"{path}: {len(rows)} views, tilt series {ts.name} has {len(views)} included")
         values = {}
         for i, t in zip(rows, views):
-            values[t.acquisition_order] = {"z_rot_deg": float(model["z_rot_deg"][i]),
-                                           "x_shift_A": float(model["x_shift_A"][i]),
-                                           "y_shift_A": float(model["y_shift_A"][i])}
+            values[t.acquisition_order] = {
+                "z_rot_deg": float(model["z_rot_deg"][i]),
+                "x_shift_A": float(model["x_shift_A"][i]),
+                "y_shift_A": float(model["y_shift_A"][i]),
+            }
             if tilts is not None:
                 values[t.acquisition_order]["y_tilt_deg"] = float(tilts[i])
             if xtilt is not None:
@@ -319,13 +397,28 @@ def export_alignment(ts: TiltSeries, fmt: str, out_base: Path) -> list[Path]:
     model = ts.projection_model(views)
     z_rot, tilt, (sx, sy) = model.z_rot_deg, model.tilt_deg, model.shift_A.T
     if fmt == "imod":
-        paths = [write_xf(out_base.with_suffix(".xf"), projection_model_to_xf(z_rot, sx, sy, px), overwrite=True),
-                 write_tlt(out_base.with_suffix(".tlt"), tilt, overwrite=True),
-                 write_xtilt(out_base.with_suffix(".xtilt"), model.x_tilt_deg, overwrite=True)]
+        paths = [
+            write_xf(out_base.with_suffix(".xf"), projection_model_to_xf(z_rot, sx, sy, px), overwrite=True),
+            write_tlt(out_base.with_suffix(".tlt"), tilt, overwrite=True),
+            write_xtilt(out_base.with_suffix(".xtilt"), model.x_tilt_deg, overwrite=True),
+        ]
         return paths
     import pandas as pd
-    table = pd.DataFrame({"SEC": np.arange(len(views)), "ROT": z_rot, "GMAG": 1.0, "TX": sx / px, "TY": sy / px,
-                          "SMEAN": 1.0, "SFIT": 1.0, "SCALE": 1.0, "BASE": 0.0, "TILT": tilt})[GLOBAL_COLUMNS]
+
+    table = pd.DataFrame(
+        {
+            "SEC": np.arange(len(views)),
+            "ROT": z_rot,
+            "GMAG": 1.0,
+            "TX": sx / px,
+            "TY": sy / px,
+            "SMEAN": 1.0,
+            "SFIT": 1.0,
+            "SCALE": 1.0,
+            "BASE": 0.0,
+            "TILT": tilt,
+        }
+    )[GLOBAL_COLUMNS]
     aln = AlnFile(path=None, header={"RawSize": (0, 0, len(views)), "NumPatches": 0}, global_alignment=table)
     return [write_aln(aln, out_base.with_suffix(".aln"), overwrite=True)]
 
@@ -340,7 +433,6 @@ class ExportAlignment(Protocol):
 
     def tasks(self):
         series = self.input("tilt_series")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
         for ts in series:
             yield Task(tasks_mod.identity, (ts.name,), key=ts.name, origin=(origin_of(series, ts.name),))
 

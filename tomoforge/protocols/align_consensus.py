@@ -6,6 +6,7 @@ reprojection difference of a grid of 3D points after removing the common transla
 tomoforge.methods.align.consensus). Output: the first tilt series unchanged, a per-view report
 ``<name>_consensus.tsv``, and a summary in the log.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,15 @@ from tomoforge.model import TiltSeries
 from tomoforge.protocols.align import included
 
 
-def consensus_task(orders: list[int], first: ProjectionModel, second: ProjectionModel, pixel_size_A: float,
-                   half_width_A: float, half_thickness_A: float, out_file: str) -> dict[str, Any]:
+def consensus_task(
+    orders: list[int],
+    first: ProjectionModel,
+    second: ProjectionModel,
+    pixel_size_A: float,
+    half_width_A: float,
+    half_thickness_A: float,
+    out_file: str,
+) -> dict[str, Any]:
     """Compare two projection models of the same views (same order); write the TSV report."""
     from tomoforge.methods.align.consensus import (
         compare_alignments,
@@ -46,13 +54,14 @@ class AlignmentConsensus(Protocol):
 
     name = "alignment-consensus"
     Params = ConsensusParams
-    inputs = {"tilt_series": InputSpec(TiltSeries, help="first alignment (passed through)"),
-              "other": InputSpec(TiltSeries, help="second alignment of the same tilt series")}
+    inputs = {
+        "tilt_series": InputSpec(TiltSeries, help="first alignment (passed through)"),
+        "other": InputSpec(TiltSeries, help="second alignment of the same tilt series"),
+    }
     outputs = {"tilt_series": TiltSeries}
 
     def tasks(self):
         p, series, other = self.params, self.input("tilt_series"), self.input("other")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
         names = set(other.keys())
         for ts in series:
             if ts.name not in names:
@@ -63,16 +72,31 @@ class AlignmentConsensus(Protocol):
             views = [t for t in included(ts) if t.acquisition_order in by_order]
             px = ts.acquisition.pixel_size_A
             # unset ZRots of both read as the first's tilt axis: the same nominal for both
-            models = (ts.projection_model(views),
-                      second.projection_model([by_order[t.acquisition_order] for t in views],
-                                              tilt_axis_deg=ts.acquisition.tilt_axis_angle_deg))
-            yield Task(consensus_task, ([t.acquisition_order for t in views], *models, px,
-                                        p.half_width_A, p.half_thickness_A, str(self.out_path(f"{ts.name}_consensus.tsv"))),
-                       key=ts.name, origin=(origin_of(series, ts.name), origin_of(other, ts.name)))
+            models = (
+                ts.projection_model(views),
+                second.projection_model(
+                    [by_order[t.acquisition_order] for t in views], tilt_axis_deg=ts.acquisition.tilt_axis_angle_deg
+                ),
+            )
+            yield Task(
+                consensus_task,
+                (
+                    [t.acquisition_order for t in views],
+                    *models,
+                    px,
+                    p.half_width_A,
+                    p.half_thickness_A,
+                    str(self.out_path(f"{ts.name}_consensus.tsv")),
+                ),
+                key=ts.name,
+                origin=(origin_of(series, ts.name), origin_of(other, ts.name)),
+            )
 
     def collect(self, task, result):
         self.emit("tilt_series", self.input("tilt_series").get(task.key), task)
-        self.log(f"{task.key}: reprojection difference {result['reprojection_rms_A']:.2f} Å RMS "
-                 f"({result['reprojection_rms_px']:.3f} px), worst view {result['worst_view']} "
-                 f"({result['worst_view_rms_A']:.2f} Å), max |ΔZRot| {result['max_z_rot_deg']:.3f}°, "
-                 f"max |Δtilt| {result['max_tilt_deg']:.3f}°; report {self.relative(result['file'])}")
+        self.log(
+            f"{task.key}: reprojection difference {result['reprojection_rms_A']:.2f} Å RMS "
+            f"({result['reprojection_rms_px']:.3f} px), worst view {result['worst_view']} "
+            f"({result['worst_view_rms_A']:.2f} Å), max |ΔZRot| {result['max_z_rot_deg']:.3f}°, "
+            f"max |Δtilt| {result['max_tilt_deg']:.3f}°; report {self.relative(result['file'])}"
+        )

@@ -4,6 +4,7 @@ One task per tilt series (``reconstruct_task``): it reads the included views, bi
 reconstructs block by block along the tilt axis straight into the output MRC (memory-mapped, so the
 tomogram need not fit in memory), and the odd/even halves when asked. Progress goes to the run's log.
 """
+
 from __future__ import annotations
 
 import time
@@ -37,8 +38,9 @@ class ReconstructParams(ProtocolParams):
     relaxation: float = param(1.0, gt=0, lt=2, help="SIRT relaxation λ")
     binning: float = param(1.0, ge=1, help="bin the images by this (Fourier crop) first; the voxel is the binned pixel")
     thickness_A: float = param(2000.0, gt=0, unit="Å", help="tomogram thickness (z)")
-    thickness_px: int | None = param(None, ge=1, unit="voxel",
-                                     help="tomogram thickness in voxels (overrides thickness_A)")
+    thickness_px: int | None = param(
+        None, ge=1, unit="voxel", help="tomogram thickness in voxels (overrides thickness_A)"
+    )
     size_x_px: int | None = param(None, ge=1, unit="voxel", help="width across the tilt axis (default: the image's)")
     size_y_px: int | None = param(None, ge=1, unit="voxel", help="length along the tilt axis (default: the image's)")
     x_shift_A: float = param(0.0, unit="Å", help="move the specimen in the tomogram along x (IMOD SHIFT x)")
@@ -50,8 +52,11 @@ class ReconstructParams(ProtocolParams):
     sirt_like_iterations: int = param(0, ge=0, help="WBP: SIRT-like filter equivalent to this many iterations (0: off)")
     oversampling: int = param(1, ge=1, le=4, help="WBP: upsample the filtered lines by this before interpolating")
     invert: bool = param(False, help="invert the contrast (dark protein becomes bright)")
-    odd_even: bool = param(False, help="also reconstruct the odd/even halves (from the odd/even frame sums when the "
-                                       "tilt series has them, else from alternate views)")
+    odd_even: bool = param(
+        False,
+        help="also reconstruct the odd/even halves (from the odd/even frame sums when the "
+        "tilt series has them, else from alternate views)",
+    )
     memory_GB: float = param(4.0, gt=0, unit="GB", help="memory for the projector and a block of rows")
     allow_unaligned: bool = param(False, help="reconstruct a tilt series that is not aligned (with a warning)")
 
@@ -72,8 +77,14 @@ def write_volume(path: str, shape_zyx: tuple[int, int, int], voxel_size_A: float
         mrc.update_header_stats()
 
 
-def reconstruct_task(sources: dict[str, list[tuple[str, int]]], geometry: ProjectionModel, pixel_size_A: float,
-                     out_base: str, p: dict[str, Any], log_file: str = "") -> dict[str, Any]:
+def reconstruct_task(
+    sources: dict[str, list[tuple[str, int]]],
+    geometry: ProjectionModel,
+    pixel_size_A: float,
+    out_base: str,
+    p: dict[str, Any],
+    log_file: str = "",
+) -> dict[str, Any]:
     """Task: reconstruct one tilt series (the included views named by ``sources``, their projection model
     ``geometry``) into ``{out_base}.mrc``
     (and ``_ODD``/``_EVN`` with ``odd_even``); returns the files, voxel size (Å) and size (x, y, z)."""
@@ -86,33 +97,58 @@ def reconstruct_task(sources: dict[str, list[tuple[str, int]]], geometry: Projec
     images = bin_images(raw, p["binning"])
     del raw
     thickness = p["thickness_px"] or max(1, int(round(p["thickness_A"] / voxel)))
-    shape = default_volume_shape(tuple(images.shape[-2:]), float(np.median(tilt.z_rot_deg)), thickness,
-                                 p["size_x_px"], p["size_y_px"])
+    shape = default_volume_shape(
+        tuple(images.shape[-2:]), float(np.median(tilt.z_rot_deg)), thickness, p["size_x_px"], p["size_y_px"]
+    )
     volume = VolumeGeometry(shape, voxel, (-p["x_shift_A"], 0.0, -p["z_shift_A"]))
-    log_line(log_file, f"{name}: {tilt.n_views} views binned by {p['binning']:g} to {voxel:.3f} Å/px on {device}; "
-                       f"{p['method'].upper()} into {shape[2]} x {shape[1]} x {shape[0]} voxels (x, y, z)")
+    log_line(
+        log_file,
+        f"{name}: {tilt.n_views} views binned by {p['binning']:g} to {voxel:.3f} Å/px on {device}; "
+        f"{p['method'].upper()} into {shape[2]} x {shape[1]} x {shape[0]} voxels (x, y, z)",
+    )
 
     def run(views: torch.Tensor, geometry_: ProjectionModel, label: str):
         def fill(data):
-            common = dict(invert=p["invert"], memory_GB=p["memory_GB"], out=data, device=device,
-                          progress=lambda m: log_line(log_file, f"{name}{label}: {m}"))
+            common = dict(
+                invert=p["invert"],
+                memory_GB=p["memory_GB"],
+                out=data,
+                device=device,
+                progress=lambda m: log_line(log_file, f"{name}{label}: {m}"),
+            )
             if p["method"] == "sirt":
-                reconstruct_sirt(views, voxel, geometry_, volume, iterations=p["iterations"],
-                                 relaxation=p["relaxation"], **common)
+                reconstruct_sirt(
+                    views, voxel, geometry_, volume, iterations=p["iterations"], relaxation=p["relaxation"], **common
+                )
             else:
-                reconstruct_wbp(views, voxel, geometry_, volume, cutoff=p["radial_cutoff"],
-                                falloff=p["radial_falloff"], sirt_like_iterations=p["sirt_like_iterations"],
-                                oversampling=p["oversampling"], **common)
+                reconstruct_wbp(
+                    views,
+                    voxel,
+                    geometry_,
+                    volume,
+                    cutoff=p["radial_cutoff"],
+                    falloff=p["radial_falloff"],
+                    sirt_like_iterations=p["sirt_like_iterations"],
+                    oversampling=p["oversampling"],
+                    **common,
+                )
+
         path = f"{out_base}{label}.mrc"
         write_volume(path, shape, voxel, fill)
         return path
 
-    result: dict[str, Any] = {"file": run(images, tilt, ""), "pixel_size_A": voxel, "size_xyz": shape[::-1],
-                              "origin_A": list(volume.centre_A)}
+    result: dict[str, Any] = {
+        "file": run(images, tilt, ""),
+        "pixel_size_A": voxel,
+        "size_xyz": shape[::-1],
+        "origin_A": list(volume.centre_A),
+    }
     if p["odd_even"]:
         if "odd_file" in sources and "even_file" in sources:
-            halves = {"odd_file": (bin_images(read_images(sources["odd_file"]), p["binning"]), tilt),
-                      "even_file": (bin_images(read_images(sources["even_file"]), p["binning"]), tilt)}
+            halves = {
+                "odd_file": (bin_images(read_images(sources["odd_file"]), p["binning"]), tilt),
+                "even_file": (bin_images(read_images(sources["even_file"]), p["binning"]), tilt),
+            }
             result["halves_from"] = "odd/even frame sums"
         else:
             odd, even = split_views(tilt.tilt_deg)
@@ -136,7 +172,6 @@ class ReconstructTomogram(Protocol):
 
     def tasks(self):
         p, series = self.params, self.input("tilt_series")
-        self.out_path("").mkdir(parents=True, exist_ok=True)
         log_file = str(self.context.run_dir / "run.log")
         for ts in series:
             origin = (origin_of(series, ts.name),)
@@ -145,34 +180,68 @@ class ReconstructTomogram(Protocol):
                 continue
             if not ts.aligned and not ts.interpolated:
                 if not p.allow_unaligned:
-                    yield Task(refuse, (f"tilt series {ts.name} is not aligned (its tilt images have no projection "
-                                        "model): align it first, or set allow_unaligned",), key=ts.name, origin=origin)
+                    yield Task(
+                        refuse,
+                        (
+                            f"tilt series {ts.name} is not aligned (its tilt images have no projection "
+                            "model): align it first, or set allow_unaligned",
+                        ),
+                        key=ts.name,
+                        origin=origin,
+                    )
                     continue
                 self.log(f"WARNING {ts.name}: not aligned; reconstructing with the nominal tilts and tilt axis")
-            sources = {kind: [s for s, t in zip(files, ts.tilt_images) if not t.excluded]
-                       for kind, files in image_sources(ts, self.absolute).items()}
+            sources = {
+                kind: [s for s, t in zip(files, ts.tilt_images) if not t.excluded]
+                for kind, files in image_sources(ts, self.absolute).items()
+            }
             if p.odd_even and len(sources["file"]) < 2 and not {"odd_file", "even_file"} <= set(sources):
-                why = (f"tilt series {ts.name}: odd/even halves from alternate views need 2 included views, it has "
-                       f"{len(sources['file'])} (and no odd/even frame sums): set odd_even false, or include more views")
+                why = (
+                    f"tilt series {ts.name}: odd/even halves from alternate views need 2 included views, it has "
+                    f"{len(sources['file'])} (and no odd/even frame sums): set odd_even false, or include more views"
+                )
                 yield Task(refuse, (why,), key=ts.name, origin=origin)
                 continue
             skipped = ts.n_images - len(ts.included())
             if skipped:
                 self.log(f"{ts.name}: {skipped} excluded view(s) skipped")
-            yield Task(reconstruct_task, (sources, ts.projection_model(), ts.acquisition.pixel_size_A,
-                                          str(self.out_path(ts.name)), p.model_dump(), log_file),
-                       key=ts.name, origin=origin)
+            yield Task(
+                reconstruct_task,
+                (
+                    sources,
+                    ts.projection_model(),
+                    ts.acquisition.pixel_size_A,
+                    str(self.out_path(ts.name)),
+                    p.model_dump(),
+                    log_file,
+                ),
+                key=ts.name,
+                origin=origin,
+            )
 
     def collect(self, task, result):
         ts = self.input("tilt_series").get(task.key)
         halves = {k: self.relative(result[k]) for k in ("odd_file", "even_file") if k in result}
-        self.emit("tomograms", Tomogram(
-            name=ts.name, file=self.relative(result["file"]), pixel_size_A=result["pixel_size_A"],
-            size_xyz=tuple(result["size_xyz"]), binning=self.params.binning, origin_A=tuple(result["origin_A"]),
-            tilt_series=ts.name, acquisition=ts.acquisition, **halves), task)
+        self.emit(
+            "tomograms",
+            Tomogram(
+                name=ts.name,
+                file=self.relative(result["file"]),
+                pixel_size_A=result["pixel_size_A"],
+                size_xyz=tuple(result["size_xyz"]),
+                binning=self.params.binning,
+                origin_A=tuple(result["origin_A"]),
+                tilt_series=ts.name,
+                acquisition=ts.acquisition,
+                **halves,
+            ),
+            task,
+        )
         extra = f", odd/even from {result['halves_from']}" if halves else ""
-        self.log(f"{ts.name}: tomogram {result['size_xyz']} voxels of {result['pixel_size_A']:.3f} Å "
-                 f"in {result['seconds']:.1f} s{extra}")
+        self.log(
+            f"{ts.name}: tomogram {result['size_xyz']} voxels of {result['pixel_size_A']:.3f} Å "
+            f"in {result['seconds']:.1f} s{extra}"
+        )
 
 
 __all__ = ["ReconstructTomogram", "ReconstructParams", "reconstruct_task"]

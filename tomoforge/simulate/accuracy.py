@@ -3,6 +3,7 @@
 Each function takes the truth dictionary (truth.json, see truth.py) and a result as tomoforge's model
 items or arrays, and returns plain numbers. Units: pixels of the frames unless the name says otherwise.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,12 @@ def motion_rms_error_px(truth: dict, tilt_series) -> float:
 def true_projection_model(truth: dict) -> ProjectionModel:
     """The simulator's projection model, views in acquisition order."""
     t = sorted(truth["tilts"], key=lambda r: r["acquisition_order"])
-    return ProjectionModel([r["y_tilt_deg"] for r in t], [r["z_rot_deg"] for r in t],
-                           [[r["x_shift_A"], r["y_shift_A"]] for r in t], [r["x_tilt_deg"] for r in t])
+    return ProjectionModel(
+        [r["y_tilt_deg"] for r in t],
+        [r["z_rot_deg"] for r in t],
+        [[r["x_shift_A"], r["y_shift_A"]] for r in t],
+        [r["x_tilt_deg"] for r in t],
+    )
 
 
 def recovered_projection_model(tilt_series, axis_deg: float | None = None) -> ProjectionModel:
@@ -41,8 +46,9 @@ def slab_tilt_about_y_deg(truth: dict) -> float:
     return float(np.rad2deg(np.arctan2(normal[0], normal[2])))
 
 
-def alignment_errors(truth: dict, tilt_series, points_A: np.ndarray | None = None,
-                     binning: float = 1.0) -> dict[str, float]:
+def alignment_errors(
+    truth: dict, tilt_series, points_A: np.ndarray | None = None, binning: float = 1.0
+) -> dict[str, float]:
     """Alignment against the truth, included views only.
 
     - ``reprojection_rms_px``: RMS (px at ``binning``) between where the recovered and the true models put
@@ -90,9 +96,11 @@ def defocus_errors(truth: dict, ctf_series, max_tilt_deg: float = 40.0) -> dict[
             d = (e.astigmatism_angle_deg - t["defocus_angle_deg"] + 90.0) % 180.0 - 90.0
             angles.append(abs(d))
     nan = float("nan")
-    return {"median_error_low_tilt_A": float(np.median(low)) if low else nan,
-            "median_error_all_A": float(np.median(every)) if every else nan,
-            "median_astigmatism_angle_error_deg": float(np.median(angles)) if angles else nan}
+    return {
+        "median_error_low_tilt_A": float(np.median(low)) if low else nan,
+        "median_error_all_A": float(np.median(every)) if every else nan,
+        "median_astigmatism_angle_error_deg": float(np.median(angles)) if angles else nan,
+    }
 
 
 def lowpass_volume(volume: np.ndarray, pixel_size_A: float, resolution_A: float) -> torch.Tensor:
@@ -106,9 +114,13 @@ def lowpass_volume(volume: np.ndarray, pixel_size_A: float, resolution_A: float)
     return torch.fft.irfftn(torch.fft.rfftn(v) * torch.exp(-k2 / (2 * sigma2)), s=v.shape)
 
 
-def tomogram_correlation(truth_volume: np.ndarray, volume: np.ndarray, pixel_size_A: float,
-                         resolution_A: float = 40.0, max_shift_px: int | None = None
-                         ) -> tuple[float, tuple[float, float, float]]:
+def tomogram_correlation(
+    truth_volume: np.ndarray,
+    volume: np.ndarray,
+    pixel_size_A: float,
+    resolution_A: float = 40.0,
+    max_shift_px: int | None = None,
+) -> tuple[float, tuple[float, float, float]]:
     """Pearson r between two (z, y, x) volumes on one grid after the same low-pass, at the translation that
     maximises it (the free translation of an alignment), searched within ``max_shift_px`` (default: a quarter
     of each size) and refined to a fraction of a voxel; r is taken over the part the two volumes share at that
@@ -137,8 +149,9 @@ def tomogram_correlation(truth_volume: np.ndarray, volume: np.ndarray, pixel_siz
     kz, ky, kx = torch.meshgrid(*k, indexing="ij")
     ramp = torch.exp(2j * torch.pi * (kz * shift[0] + ky * shift[1] + kx * shift[2]).to(torch.float64))
     moved_back = torch.fft.irfftn(torch.fft.rfftn(b) * ramp, s=b.shape)  # b(x + shift)
-    valid = tuple(slice(0, n - int(np.ceil(s))) if s > 0 else slice(int(np.ceil(-s)), n)
-                  for s, n in zip(shift, a.shape))
+    valid = tuple(
+        slice(0, n - int(np.ceil(s))) if s > 0 else slice(int(np.ceil(-s)), n) for s, n in zip(shift, a.shape)
+    )
     x, y = a[valid].reshape(-1), moved_back[valid].reshape(-1)
     x, y = x - x.mean(), y - y.mean()
     r = float((x @ y) / (x.norm() * y.norm()).clamp(min=1e-30))

@@ -17,6 +17,7 @@ from its mirror (β → −β, z → −z; or ZRot → ZRot + 180°): that needs
 ``ProjectionModel`` is the one definition used by alignment, CTF and reconstruction; a tilt series' model
 (unset YTilt / ZRot read as the nominal tilt / tilt axis) is built only by ``TiltSeries.projection_model``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,7 @@ from numpy.typing import ArrayLike
 
 def rotation_matrices(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:
     """(n, 3, 3) Rz(ZRot) · Ry(YTilt) · Rx(XTilt) for arrays of angles (degrees)."""
-    t, z, x = np.broadcast_arrays(*(np.deg2rad(np.asarray(a, dtype=float)) for a in
-                                    (tilt_deg, z_rot_deg, x_tilt_deg)))
+    t, z, x = np.broadcast_arrays(*(np.deg2rad(np.asarray(a, dtype=float)) for a in (tilt_deg, z_rot_deg, x_tilt_deg)))
     t, z, x = (np.atleast_1d(a) for a in (t, z, x))
     ct, st, cz, sz, cx, sx = np.cos(t), np.sin(t), np.cos(z), np.sin(z), np.cos(x), np.sin(x)
     one, zero = np.ones_like(t), np.zeros_like(t)
@@ -60,20 +60,34 @@ class ProjectionModel:
     x_tilt_deg: np.ndarray
     magnification: np.ndarray
 
-    def __init__(self, tilt_deg: ArrayLike, z_rot_deg: ArrayLike, shift_A: ArrayLike,
-                 x_tilt_deg: ArrayLike | None = None, magnification: ArrayLike | None = None) -> None:
+    def __init__(
+        self,
+        tilt_deg: ArrayLike,
+        z_rot_deg: ArrayLike,
+        shift_A: ArrayLike,
+        x_tilt_deg: ArrayLike | None = None,
+        magnification: ArrayLike | None = None,
+    ) -> None:
         self.tilt_deg = np.atleast_1d(np.asarray(tilt_deg, dtype=np.float64)).ravel()
         n = len(self.tilt_deg)
         self.z_rot_deg = np.broadcast_to(np.asarray(z_rot_deg, dtype=np.float64), (n,)).copy()
         self.shift_A = np.broadcast_to(np.asarray(shift_A, dtype=np.float64).reshape(-1, 2), (n, 2)).copy()
-        self.x_tilt_deg = np.zeros(n) if x_tilt_deg is None else np.broadcast_to(
-            np.asarray(x_tilt_deg, dtype=np.float64), (n,)).copy()
-        self.magnification = np.ones(n) if magnification is None else np.broadcast_to(
-            np.asarray(magnification, dtype=np.float64), (n,)).copy()
+        self.x_tilt_deg = (
+            np.zeros(n)
+            if x_tilt_deg is None
+            else np.broadcast_to(np.asarray(x_tilt_deg, dtype=np.float64), (n,)).copy()
+        )
+        self.magnification = (
+            np.ones(n)
+            if magnification is None
+            else np.broadcast_to(np.asarray(magnification, dtype=np.float64), (n,)).copy()
+        )
 
     def __repr__(self) -> str:
-        return (f"ProjectionModel(tilt_deg={self.tilt_deg!r}, z_rot_deg={self.z_rot_deg!r}, shift_A={self.shift_A!r}, "
-                f"x_tilt_deg={self.x_tilt_deg!r}, magnification={self.magnification!r})")
+        return (
+            f"ProjectionModel(tilt_deg={self.tilt_deg!r}, z_rot_deg={self.z_rot_deg!r}, shift_A={self.shift_A!r}, "
+            f"x_tilt_deg={self.x_tilt_deg!r}, magnification={self.magnification!r})"
+        )
 
     @property
     def n_views(self) -> int:
@@ -82,8 +96,10 @@ class ProjectionModel:
 
     def matrices(self) -> np.ndarray:
         """(n, 2, 3) maps from specimen (x, y, z) to image (x, y), magnification included."""
-        return rotation_matrices(self.tilt_deg, self.z_rot_deg, self.x_tilt_deg)[:, :2, :] \
+        return (
+            rotation_matrices(self.tilt_deg, self.z_rot_deg, self.x_tilt_deg)[:, :2, :]
             * self.magnification[:, None, None]
+        )
 
     def project(self, points_A: np.ndarray) -> np.ndarray:
         """(n_views, n_points, 2) image positions in Å from the image centre of (m, 3) points in Å."""
@@ -95,15 +111,27 @@ class ProjectionModel:
         return self.project(points_A) / float(pixel_size_A)
 
     def _with(self, **changes: np.ndarray) -> ProjectionModel:
-        values = {"tilt_deg": self.tilt_deg, "z_rot_deg": self.z_rot_deg, "shift_A": self.shift_A,
-                  "x_tilt_deg": self.x_tilt_deg, "magnification": self.magnification, **changes}
-        return ProjectionModel(values["tilt_deg"], values["z_rot_deg"], values["shift_A"],
-                               values["x_tilt_deg"], values["magnification"])
+        values = {
+            "tilt_deg": self.tilt_deg,
+            "z_rot_deg": self.z_rot_deg,
+            "shift_A": self.shift_A,
+            "x_tilt_deg": self.x_tilt_deg,
+            "magnification": self.magnification,
+            **changes,
+        }
+        return ProjectionModel(
+            values["tilt_deg"], values["z_rot_deg"], values["shift_A"], values["x_tilt_deg"], values["magnification"]
+        )
 
     def subset(self, views) -> ProjectionModel:
         """The model of the views indexed by ``views`` (indices or a boolean mask)."""
-        return ProjectionModel(self.tilt_deg[views], self.z_rot_deg[views], self.shift_A[views],
-                               self.x_tilt_deg[views], self.magnification[views])
+        return ProjectionModel(
+            self.tilt_deg[views],
+            self.z_rot_deg[views],
+            self.shift_A[views],
+            self.x_tilt_deg[views],
+            self.magnification[views],
+        )
 
     def scaled_shifts(self, factor: float) -> ProjectionModel:
         """The same model with shifts multiplied by ``factor`` (e.g. a pixel-size change)."""
@@ -123,8 +151,10 @@ class ProjectionModel:
         if np.any(steep):
             raise ValueError(f"x-tilts must be within ±{max_x_tilt_deg:g}°, got {self.x_tilt_deg[steep]}")
         if not np.allclose(self.magnification, 1.0):
-            raise ValueError("the reconstruction needs views of magnification 1, got "
-                             f"{self.magnification[~np.isclose(self.magnification, 1.0)]}")
+            raise ValueError(
+                "the reconstruction needs views of magnification 1, got "
+                f"{self.magnification[~np.isclose(self.magnification, 1.0)]}"
+            )
 
 
 def remove_common_translation(displacement: np.ndarray) -> np.ndarray:
@@ -141,8 +171,13 @@ def _without_translation(model: ProjectionModel, diff: np.ndarray) -> np.ndarray
     return diff - np.einsum("nab,b->na", a, t)[:, None, :]
 
 
-def reprojection_difference(model_a: ProjectionModel, model_b: ProjectionModel, points_A: np.ndarray,
-                            remove_translation: bool = True, remove_tilt_offset: bool = False) -> np.ndarray:
+def reprojection_difference(
+    model_a: ProjectionModel,
+    model_b: ProjectionModel,
+    points_A: np.ndarray,
+    remove_translation: bool = True,
+    remove_tilt_offset: bool = False,
+) -> np.ndarray:
     """(n, m, 2) differences (Å) between where two models put the same 3D points.
 
     With ``remove_translation`` the best single 3D translation of the specimen (the free gauge of
@@ -165,15 +200,16 @@ def reprojection_difference(model_a: ProjectionModel, model_b: ProjectionModel, 
         return difference(0.0)
     from scipy.optimize import minimize_scalar
 
-    best = minimize_scalar(lambda d: float(np.sum(difference(d) ** 2)), bounds=(-10.0, 10.0), method="bounded",
-                           options={"xatol": 1e-4})
+    best = minimize_scalar(
+        lambda d: float(np.sum(difference(d) ** 2)), bounds=(-10.0, 10.0), method="bounded", options={"xatol": 1e-4}
+    )
     return difference(float(best.x))
 
 
 def rms(values: np.ndarray) -> float:
     """Root mean square length of (…, 2) vectors, ignoring NaN."""
     v = np.asarray(values, dtype=float)
-    return float(np.sqrt(np.nanmean(np.sum(v ** 2, axis=-1))))
+    return float(np.sqrt(np.nanmean(np.sum(v**2, axis=-1))))
 
 
 __all__ = ["ProjectionModel", "remove_common_translation", "reprojection_difference", "rms", "rotation_matrices"]

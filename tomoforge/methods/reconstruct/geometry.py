@@ -18,6 +18,7 @@ Decomposition used by the back-projector (exact): with a = XTilt, b = YTilt, for
 so each view is sampled once along lines of constant ρ (one per tomogram row) and every voxel reads
 that line at τ: a 1D position shared by all rows, and a row offset −tan a · z shared by all x.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,28 +55,42 @@ class VolumeGeometry:
         iz, iy, ix = (np.asarray(v, dtype=np.float64) for v in index_zyx)
         nz, ny, nx = self.shape_zyx
         c = self.centre_A
-        return np.stack([(ix - nx // 2) * self.voxel_size_A + c[0], (iy - ny // 2) * self.voxel_size_A + c[1],
-                         (iz - nz // 2) * self.voxel_size_A + c[2]], axis=-1)
+        return np.stack(
+            [
+                (ix - nx // 2) * self.voxel_size_A + c[0],
+                (iy - ny // 2) * self.voxel_size_A + c[1],
+                (iz - nz // 2) * self.voxel_size_A + c[2],
+            ],
+            axis=-1,
+        )
 
-    def z_part(self, z0: int, z1: int) -> "VolumeGeometry":
+    def z_part(self, z0: int, z1: int) -> VolumeGeometry:
         """The sub-volume of z indices [z0, z1) (same voxels, same positions)."""
         nz = self.shape_zyx[0]
         n = z1 - z0
         cz = self.centre_A[2] + (z0 + n // 2 - nz // 2) * self.voxel_size_A
-        return VolumeGeometry((n, self.shape_zyx[1], self.shape_zyx[2]), self.voxel_size_A,
-                              (self.centre_A[0], self.centre_A[1], cz))
+        return VolumeGeometry(
+            (n, self.shape_zyx[1], self.shape_zyx[2]), self.voxel_size_A, (self.centre_A[0], self.centre_A[1], cz)
+        )
 
     def index_of(self, position_A) -> np.ndarray:
         """Fractional voxel index (z, y, x) of a specimen position (x, y, z in Å)."""
         p = np.asarray(position_A, dtype=np.float64)
         nz, ny, nx = self.shape_zyx
         c, s = self.centre_A, self.voxel_size_A
-        return np.stack([(p[..., 2] - c[2]) / s + nz // 2, (p[..., 1] - c[1]) / s + ny // 2,
-                         (p[..., 0] - c[0]) / s + nx // 2], axis=-1)
+        return np.stack(
+            [(p[..., 2] - c[2]) / s + nz // 2, (p[..., 1] - c[1]) / s + ny // 2, (p[..., 0] - c[0]) / s + nx // 2],
+            axis=-1,
+        )
 
 
-def default_volume_shape(image_shape_yx: tuple[int, int], z_rot_deg: float, thickness_px: int,
-                         size_x_px: int | None = None, size_y_px: int | None = None) -> tuple[int, int, int]:
+def default_volume_shape(
+    image_shape_yx: tuple[int, int],
+    z_rot_deg: float,
+    thickness_px: int,
+    size_x_px: int | None = None,
+    size_y_px: int | None = None,
+) -> tuple[int, int, int]:
     """(z, y, x) size covering the images: x across the tilt axis, y along it (sides swapped when the tilt
     axis is closer to the image X axis than to its Y axis)."""
     ny, nx = image_shape_yx

@@ -5,6 +5,7 @@ samples at τ = τ0_i + k (k = 0 … n_tau − 1, one pixel apart), bilinear in 
 applied on the fly (no interpolated stack). Lengths here are in pixels of the images, which are also
 the voxels of the tomogram.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,18 +24,18 @@ class LinePlan:
     """Per-view constants of the line decomposition, the τ sampling and the row offsets."""
 
     volume: VolumeGeometry
-    image_shape: tuple[int, int]   # (y, x) of the views
+    image_shape: tuple[int, int]  # (y, x) of the views
     cos_b: np.ndarray
     sin_b: np.ndarray
     cos_a: np.ndarray
     tan_a: np.ndarray
     z_rot_rad: np.ndarray
-    shift_px: np.ndarray           # (n, 2)
-    tau0: np.ndarray               # (n,) τ of the first sample (px)
-    n_tau: int                     # samples per line at 1 px spacing (common to all views)
-    oversampling: int              # the lines are upsampled by this before the voxels read them
-    row_lo: np.ndarray             # (n,) lowest row offset a voxel of this view reads (floor(−tan a · z))
-    n_offsets: np.ndarray          # (n,) number of row offsets of this view (1 when XTilt = 0)
+    shift_px: np.ndarray  # (n, 2)
+    tau0: np.ndarray  # (n,) τ of the first sample (px)
+    n_tau: int  # samples per line at 1 px spacing (common to all views)
+    oversampling: int  # the lines are upsampled by this before the voxels read them
+    row_lo: np.ndarray  # (n,) lowest row offset a voxel of this view reads (floor(−tan a · z))
+    n_offsets: np.ndarray  # (n,) number of row offsets of this view (1 when XTilt = 0)
 
     @property
     def n_views(self) -> int:
@@ -65,13 +66,21 @@ class LinePlan:
         return y0 + self.halo_lo, y1 + self.halo_hi
 
 
-def plan_lines(geometry: ProjectionModel, volume: VolumeGeometry, image_shape: tuple[int, int],
-               pixel_size_A: float, oversampling: int = 2, like: LinePlan | None = None) -> LinePlan:
+def plan_lines(
+    geometry: ProjectionModel,
+    volume: VolumeGeometry,
+    image_shape: tuple[int, int],
+    pixel_size_A: float,
+    oversampling: int = 2,
+    like: LinePlan | None = None,
+) -> LinePlan:
     """The line plan of ``geometry`` for ``volume``; the images' pixel must equal the voxel size.
     ``like``: take the τ sampling of that plan (of a larger volume containing this one)."""
     if abs(pixel_size_A - volume.voxel_size_A) > 1e-4 * volume.voxel_size_A:
-        raise ValueError(f"image pixel {pixel_size_A:.4f} Å differs from the voxel size {volume.voxel_size_A:.4f} Å: "
-                         "bin the images to the tomogram's voxel size first")
+        raise ValueError(
+            f"image pixel {pixel_size_A:.4f} Å differs from the voxel size {volume.voxel_size_A:.4f} Å: "
+            "bin the images to the tomogram's voxel size first"
+        )
     if oversampling < 1:
         raise ValueError(f"oversampling must be ≥ 1, got {oversampling}")
     geometry.check_reconstructable()
@@ -90,9 +99,21 @@ def plan_lines(geometry: ProjectionModel, volume: VolumeGeometry, image_shape: t
     r = -tan_a[:, None] * zs[None, :]
     row_lo = np.floor(r.min(axis=1)).astype(np.int64)
     n_off = np.where(tan_a == 0.0, 1, np.floor(r.max(axis=1)).astype(np.int64) + 2 - row_lo)
-    return LinePlan(volume, (int(image_shape[0]), int(image_shape[1])), cos_b, sin_b, cos_a, tan_a,
-                    np.deg2rad(geometry.z_rot_deg), geometry.shift_A / pixel_size_A, tau0, n_tau, int(oversampling),
-                    row_lo, n_off.astype(np.int64))
+    return LinePlan(
+        volume,
+        (int(image_shape[0]), int(image_shape[1])),
+        cos_b,
+        sin_b,
+        cos_a,
+        tan_a,
+        np.deg2rad(geometry.z_rot_deg),
+        geometry.shift_A / pixel_size_A,
+        tau0,
+        n_tau,
+        int(oversampling),
+        row_lo,
+        n_off.astype(np.int64),
+    )
 
 
 def line_grid(plan: LinePlan, r0: int, r1: int, device=None) -> torch.Tensor:
@@ -126,10 +147,10 @@ class Views:
     """The images as the lines read them: ``sign`` · (image − ``mean``) · border taper, applied per sample
     (the images themselves are not copied)."""
 
-    images: torch.Tensor    # (n, y, x) float32
-    mean: torch.Tensor      # (n,) subtracted from each view (zeros: nothing)
-    taper_px: float         # width of the cosine border taper (0: none)
-    sign: float = 1.0       # −1 inverts the contrast
+    images: torch.Tensor  # (n, y, x) float32
+    mean: torch.Tensor  # (n,) subtracted from each view (zeros: nothing)
+    taper_px: float  # width of the cosine border taper (0: none)
+    sign: float = 1.0  # −1 inverts the contrast
 
     @property
     def device(self) -> torch.device:
@@ -139,14 +160,15 @@ class Views:
     def shape(self) -> tuple[int, ...]:
         return tuple(self.images.shape)
 
-    def subset(self, views) -> "Views":
+    def subset(self, views) -> Views:
         """The views indexed by ``views``."""
         index = torch.as_tensor(np.asarray(views), device=self.device)
         return Views(self.images[index], self.mean[index], self.taper_px, self.sign)
 
 
-def views_from(images, taper_px: int | None = None, invert: bool = False, subtract_mean: bool = True,
-               device=None) -> Views:
+def views_from(
+    images, taper_px: int | None = None, invert: bool = False, subtract_mean: bool = True, device=None
+) -> Views:
     """``Views`` of ``images`` (n, y, x): each minus its mean when ``subtract_mean`` (the specimen extends
     beyond the field, so what lies outside the image is taken as average), the border tapered to 0 over
     ``taper_px`` (None: 1/64 of the size, at least 2 px), the contrast inverted with ``invert``."""
@@ -174,8 +196,7 @@ def sample_lines(views: Views, plan: LinePlan, r0: int, r1: int) -> torch.Tensor
     images. Mean and taper are applied at the sample positions: sign · (sample − mean · coverage) · taper,
     coverage being the bilinear weight of the image's support (1 inside)."""
     grid = line_grid(plan, r0, r1, views.device)
-    lines = F.grid_sample(views.images[:, None], grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=True)[:, 0]
+    lines = F.grid_sample(views.images[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
     subtract = bool(torch.any(views.mean != 0))
     if not subtract and views.taper_px <= 0:
         return lines if views.sign > 0 else lines.neg_()

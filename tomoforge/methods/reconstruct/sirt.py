@@ -10,6 +10,7 @@ problem, so a slab needs nothing from its neighbours; with an XTilt a view's lin
 ``plan.spread`` rows, so a slab is iterated with ``iterations × spread`` extra rows on each side,
 which makes its own rows exactly those of the whole-volume SIRT.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,16 @@ from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
 from tomoforge.methods.reconstruct.geometry import VolumeGeometry
 from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, plan_lines, sample_lines, views_from
-from tomoforge.methods.reconstruct.slabs import (Progress, RowCounter, VolumeSink, report, row_blocks,
-                                                 rows_per_block, run_blocks, single_threaded_torch)
+from tomoforge.methods.reconstruct.slabs import (
+    Progress,
+    RowCounter,
+    VolumeSink,
+    report,
+    row_blocks,
+    rows_per_block,
+    run_blocks,
+    single_threaded_torch,
+)
 from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length
 
 MIN_RAY_VOXELS = 0.5  # samples whose ray crosses less than this (voxel lengths) of the tomogram are ignored
@@ -51,7 +60,7 @@ def ray_lengths(projector: LineProjector, r0: int, r1: int) -> torch.Tensor:
     rows = torch.arange(r0, r1, device=dev)
     for v in range(plan.n_views):
         base = int(projector.col_base[v])
-        sums = column_sums[base:base + int(projector.block_sizes[v])].reshape(int(plan.n_offsets[v]), -1)
+        sums = column_sums[base : base + int(projector.block_sizes[v])].reshape(int(plan.n_offsets[v]), -1)
         for d in range(int(plan.n_offsets[v])):
             source = rows - (int(plan.row_lo[v]) + d)  # the tomogram row whose voxels land on this line row
             valid = ((source >= 0) & (source < ny)).to(torch.float32)
@@ -59,10 +68,23 @@ def ray_lengths(projector: LineProjector, r0: int, r1: int) -> torch.Tensor:
     return out
 
 
-def reconstruct_sirt(images, pixel_size_A: float, geometry: ProjectionModel, volume: VolumeGeometry, *,
-                     iterations: int = 10, relaxation: float = 1.0, oversampling: int = 1, invert: bool = False,
-                     subtract_mean: bool = True, memory_GB: float = 4.0, rows_per_slab: int | None = None,
-                     out=None, progress: Progress | None = None, device: torch.device | str | None = None):
+def reconstruct_sirt(
+    images,
+    pixel_size_A: float,
+    geometry: ProjectionModel,
+    volume: VolumeGeometry,
+    *,
+    iterations: int = 10,
+    relaxation: float = 1.0,
+    oversampling: int = 1,
+    invert: bool = False,
+    subtract_mean: bool = True,
+    memory_GB: float = 4.0,
+    rows_per_slab: int | None = None,
+    out=None,
+    progress: Progress | None = None,
+    device: torch.device | str | None = None,
+):
     """The SIRT tomogram (z, y, x) after ``iterations`` from zero; arguments as ``reconstruct_wbp``.
 
     ``oversampling`` stays 1 unless you know why: the forward projector is the adjoint of linear
@@ -83,9 +105,11 @@ def reconstruct_sirt(images, pixel_size_A: float, geometry: ProjectionModel, vol
             raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
         plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
         if 2 * projector_bytes(plan) > memory_GB * 1e9:
-            raise MemoryError(f"SIRT of {volume.shape_zyx[::-1]} voxels (x, y, z) from {geometry.n_views} views needs "
-                              f"{2 * projector_bytes(plan) / 1e9:.1f} GB for its projector pair, more than memory_GB = "
-                              f"{memory_GB:g}: bin the images, reduce the thickness or width, or raise memory_GB")
+            raise MemoryError(
+                f"SIRT of {volume.shape_zyx[::-1]} voxels (x, y, z) from {geometry.n_views} views needs "
+                f"{2 * projector_bytes(plan) / 1e9:.1f} GB for its projector pair, more than memory_GB = "
+                f"{memory_GB:g}: bin the images, reduce the thickness or width, or raise memory_GB"
+            )
         start = time.perf_counter()
         projector = LineProjector(plan, dev)
         projector.column_sums  # noqa: B018 (Sᵀ and its column sums built now, once, counted in the memory)
@@ -98,15 +122,18 @@ def reconstruct_sirt(images, pixel_size_A: float, geometry: ProjectionModel, vol
             if rows + 2 * halo >= ny:
                 rows = ny
         sink = VolumeSink(volume.shape_zyx, out, dev)
-        report(progress, f"SIRT ({iterations} iterations) of {geometry.n_views} views into {volume.shape_zyx[::-1]} "
-                         f"voxels (x, y, z): projector {projector.nbytes / 1e6:.0f} MB built in "
-                         f"{time.perf_counter() - start:.1f} s, slabs of {rows} rows (+{halo} each side)")
+        report(
+            progress,
+            f"SIRT ({iterations} iterations) of {geometry.n_views} views into {volume.shape_zyx[::-1]} "
+            f"voxels (x, y, z): projector {projector.nbytes / 1e6:.0f} MB built in "
+            f"{time.perf_counter() - start:.1f} s, slabs of {rows} rows (+{halo} each side)",
+        )
         counter = RowCounter(ny)
 
         def work(s0: int, s1: int) -> None:
             e0, e1 = max(0, s0 - halo), min(ny, s1 + halo)
             x = sirt_slab(views, projector, e0, e1, iterations, relaxation, progress if s0 == 0 else None, start)
-            sink.write(s0, x[:, s0 - e0:s1 - e0])
+            sink.write(s0, x[:, s0 - e0 : s1 - e0])
             percent = counter.add(s1 - s0)
             if percent is not None:
                 report(progress, f"{percent}% of {ny} rows done ({time.perf_counter() - start:.1f} s)")
@@ -115,8 +142,16 @@ def reconstruct_sirt(images, pixel_size_A: float, geometry: ProjectionModel, vol
         return sink.result()
 
 
-def sirt_slab(views: Views, projector: LineProjector, e0: int, e1: int, iterations: int, relaxation: float,
-              progress: Progress | None = None, start: float = 0.0) -> torch.Tensor:
+def sirt_slab(
+    views: Views,
+    projector: LineProjector,
+    e0: int,
+    e1: int,
+    iterations: int,
+    relaxation: float,
+    progress: Progress | None = None,
+    start: float = 0.0,
+) -> torch.Tensor:
     """SIRT on tomogram rows [e0, e1) alone (the rest of the tomogram taken as 0): (z, e1 − e0, x)."""
     plan = projector.plan
     n_pad = padded_length(plan.n_tau)
@@ -126,8 +161,9 @@ def sirt_slab(views: Views, projector: LineProjector, e0: int, e1: int, iteratio
     weight = measured_samples(plan, r0, r1, views.device) * (lengths >= MIN_RAY_VOXELS)
     weight = weight / torch.clamp(lengths, min=MIN_RAY_VOXELS)
     del lengths
-    coverage = projector.backproject_columns(projector.columns_from_lines(
-        (weight > 0).to(torch.float32), r0, e0, e1)) * float(plan.oversampling)
+    coverage = projector.backproject_columns(
+        projector.columns_from_lines((weight > 0).to(torch.float32), r0, e0, e1)
+    ) * float(plan.oversampling)
     step = torch.where(coverage > 0, relaxation / coverage.clamp(min=1e-6), torch.zeros_like(coverage))
     del coverage
     x = torch.zeros(projector.n_voxels, e1 - e0, device=views.device)
@@ -141,9 +177,12 @@ def sirt_slab(views: Views, projector: LineProjector, e0: int, e1: int, iteratio
             del projected
         x += step * projector.backproject_columns(projector.columns_from_lines(difference * weight, r0, e0, e1))
         if progress is not None and (it + 1 == iterations or (it + 1) % max(1, iterations // 5) == 0):
-            res = float(torch.sqrt(torch.sum(difference ** 2 * (weight > 0)) / torch.clamp((weight > 0).sum(), min=1)))
-            report(progress, f"rows {e0}-{e1 - 1}: iteration {it + 1}/{iterations}, residual RMS {res:.4g} before "
-                             f"it ({time.perf_counter() - start:.1f} s)")
+            res = float(torch.sqrt(torch.sum(difference**2 * (weight > 0)) / torch.clamp((weight > 0).sum(), min=1)))
+            report(
+                progress,
+                f"rows {e0}-{e1 - 1}: iteration {it + 1}/{iterations}, residual RMS {res:.4g} before "
+                f"it ({time.perf_counter() - start:.1f} s)",
+            )
     return projector.rows_of(x)
 
 

@@ -6,6 +6,7 @@ filter) and each voxel takes, in every view, the linearly interpolated value of 
 With the ramp and each view weighted by the angle it stands for, the tomogram is in the units of the
 images per voxel length: a view is then ≈ the sum of the voxels along the beam (Kak & Slaney 1988).
 """
+
 from __future__ import annotations
 
 import time
@@ -17,16 +18,38 @@ from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
 from tomoforge.methods.reconstruct.geometry import VolumeGeometry, angular_weights
 from tomoforge.methods.reconstruct.lines import LinePlan, Views, plan_lines, sample_lines, views_from
-from tomoforge.methods.reconstruct.slabs import (Progress, RowCounter, VolumeSink, report, row_blocks,
-                                                 rows_per_block, run_blocks, single_threaded_torch)
+from tomoforge.methods.reconstruct.slabs import (
+    Progress,
+    RowCounter,
+    VolumeSink,
+    report,
+    row_blocks,
+    rows_per_block,
+    run_blocks,
+    single_threaded_torch,
+)
 from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length, wbp_filters
 
 
-def reconstruct_wbp(images, pixel_size_A: float, geometry: ProjectionModel, volume: VolumeGeometry, *,
-                    cutoff: float = 0.35, falloff: float = 0.035, sirt_like_iterations: int = 0,
-                    oversampling: int = 1, taper_px: int | None = None, invert: bool = False,
-                    subtract_mean: bool = True, memory_GB: float = 4.0, rows_per_chunk: int | None = None, out=None,
-                    progress: Progress | None = None, device: torch.device | str | None = None):
+def reconstruct_wbp(
+    images,
+    pixel_size_A: float,
+    geometry: ProjectionModel,
+    volume: VolumeGeometry,
+    *,
+    cutoff: float = 0.35,
+    falloff: float = 0.035,
+    sirt_like_iterations: int = 0,
+    oversampling: int = 1,
+    taper_px: int | None = None,
+    invert: bool = False,
+    subtract_mean: bool = True,
+    memory_GB: float = 4.0,
+    rows_per_chunk: int | None = None,
+    out=None,
+    progress: Progress | None = None,
+    device: torch.device | str | None = None,
+):
     """The WBP tomogram (z, y, x) of ``images`` (n_views, y, x; pixel ``pixel_size_A`` = the voxel size).
 
     ``cutoff``/``falloff``: IMOD RADIAL (cycles/pixel); ``sirt_like_iterations`` > 0: IMOD's SIRT-like
@@ -46,9 +69,19 @@ def reconstruct_wbp(images, pixel_size_A: float, geometry: ProjectionModel, volu
             raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
         plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
         n_pad = padded_length(plan.n_tau)
-        filters = torch.as_tensor(wbp_filters(n_pad, geometry.tilt_deg, angular_weights(geometry.tilt_deg), cutoff,
-                                              falloff, sirt_like_iterations, volume.shape_zyx[0]),
-                                  dtype=torch.float32, device=dev)
+        filters = torch.as_tensor(
+            wbp_filters(
+                n_pad,
+                geometry.tilt_deg,
+                angular_weights(geometry.tilt_deg),
+                cutoff,
+                falloff,
+                sirt_like_iterations,
+                volume.shape_zyx[0],
+            ),
+            dtype=torch.float32,
+            device=dev,
+        )
         sink = VolumeSink(volume.shape_zyx, out, dev)
         nz = volume.shape_zyx[0]
         parts = min(nz, int(np.ceil(projector_bytes(plan) / (0.5 * memory_GB * 1e9))))
@@ -61,23 +94,43 @@ def reconstruct_wbp(images, pixel_size_A: float, geometry: ProjectionModel, volu
         for i, (z0, z1) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist())):
             report(progress, f"z part {i + 1}/{parts}: voxels {z0}-{z1 - 1} of {nz}")
             part = plan_lines(geometry, volume.z_part(z0, z1), views.shape[-2:], pixel_size_A, oversampling, like=plan)
-            backproject_volume(views, part, filters, n_pad, VolumeSink(part.volume.shape_zyx, target[z0:z1], dev),
-                               memory_GB, rows_per_chunk, progress, workers)
+            backproject_volume(
+                views,
+                part,
+                filters,
+                n_pad,
+                VolumeSink(part.volume.shape_zyx, target[z0:z1], dev),
+                memory_GB,
+                rows_per_chunk,
+                progress,
+                workers,
+            )
         return target
 
 
-def backproject_volume(views: Views, plan: LinePlan, filters: torch.Tensor | None, n_pad: int, sink: VolumeSink,
-                       memory_GB: float, rows_per_chunk: int | None, progress: Progress | None,
-                       workers: int | None = None) -> None:
+def backproject_volume(
+    views: Views,
+    plan: LinePlan,
+    filters: torch.Tensor | None,
+    n_pad: int,
+    sink: VolumeSink,
+    memory_GB: float,
+    rows_per_chunk: int | None,
+    progress: Progress | None,
+    workers: int | None = None,
+) -> None:
     """Back-project the (filtered) lines into every row of ``plan.volume``, in blocks shared out to workers."""
     start = time.perf_counter()
     dev = views.device
     projector = LineProjector(plan, dev)
     ny = plan.volume.shape_zyx[1]
     rows = rows_per_block(plan, memory_GB * 1e9 - projector.nbytes, dev, rows=rows_per_chunk)
-    report(progress, f"WBP of {plan.n_views} views into {plan.volume.shape_zyx[::-1]} voxels (x, y, z): "
-                     f"projector {projector.nbytes / 1e6:.0f} MB built in {time.perf_counter() - start:.1f} s, "
-                     f"blocks of {rows} rows")
+    report(
+        progress,
+        f"WBP of {plan.n_views} views into {plan.volume.shape_zyx[::-1]} voxels (x, y, z): "
+        f"projector {projector.nbytes / 1e6:.0f} MB built in {time.perf_counter() - start:.1f} s, "
+        f"blocks of {rows} rows",
+    )
     counter = RowCounter(ny)
 
     def work(y0: int, y1: int) -> None:
@@ -90,8 +143,9 @@ def backproject_volume(views: Views, plan: LinePlan, filters: torch.Tensor | Non
     run_blocks(row_blocks(ny, rows), work, dev, workers)
 
 
-def backproject_rows(views: Views, projector: LineProjector, filters: torch.Tensor | None, n_pad: int,
-                     y0: int, y1: int) -> torch.Tensor:
+def backproject_rows(
+    views: Views, projector: LineProjector, filters: torch.Tensor | None, n_pad: int, y0: int, y1: int
+) -> torch.Tensor:
     """(n_voxels, y1 − y0): tomogram rows [y0, y1) back-projected from the (filtered) lines of ``views``."""
     plan = projector.plan
     r0, r1 = plan.rows_for(y0, y1)
