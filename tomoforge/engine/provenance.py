@@ -68,8 +68,12 @@ def provenance(project: Project, address: str, _built: dict[str, Step] | None = 
     return step
 
 
+FILES_SHOWN = 4  # files listed per step; the rest are counted
+
+
 def format_provenance(step: Step, indent: int = 0, _shown: set[str] | None = None) -> str:
-    """The tree as indented text; an item already written higher up is named once more, not repeated."""
+    """The tree as indented text: each step once, each file once (the first few of a step; an item already written
+    higher up is named again, not repeated)."""
     shown = set() if _shown is None else _shown
     pad = "  " * indent
     if step.address in shown:
@@ -86,8 +90,12 @@ def format_provenance(step: Step, indent: int = 0, _shown: set[str] | None = Non
         lines.append(f"{pad}  params: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
     for name, pointer in step.inputs.items():
         lines.append(f"{pad}  input {name}: {pointer}")
-    for path in step.files:
+    new_files = [path for path in step.files if f"file:{path}" not in shown]
+    shown.update(f"file:{path}" for path in new_files)
+    for path in new_files[:FILES_SHOWN]:
         lines.append(f"{pad}  file: {path}")
+    if len(new_files) > FILES_SHOWN:
+        lines.append(f"{pad}  … and {len(new_files) - FILES_SHOWN} more files (tomoforge show {step.address})")
     for parent in step.parents:
         lines.append(format_provenance(parent, indent + 1, shown))
     return "\n".join(lines)
