@@ -67,7 +67,7 @@ def load(sim: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def optics(truth: dict) -> Optics:
-    return Optics(truth["pixel_size_A"], truth["voltage_kv"], truth["cs_mm"], truth["amplitude_contrast"])
+    return Optics(truth["pixel_size_A"], truth["voltage_kV"], truth["cs_mm"], truth["amplitude_contrast"])
 
 
 def ours_series(images, truth) -> tuple[list[tuple[float, float]], float]:
@@ -105,7 +105,7 @@ def teamtomo(images, truth, linear: bool) -> tuple[list[tuple[float, float]], fl
 
     opt = OpticalParams(
         pixel_spacing_angstroms=truth["pixel_size_A"],
-        voltage_kev=truth["voltage_kv"],
+        voltage_kev=truth["voltage_kV"],
         spherical_aberration_mm=truth["cs_mm"],
         amplitude_contrast_fraction=truth["amplitude_contrast"],
         target_pixel_spacing_angstroms=truth["pixel_size_A"],

@@ -50,7 +50,7 @@ def load(sim: Path) -> tuple[torch.Tensor, dict]:
 
 def correct(images: torch.Tensor, truth: dict, settings: CorrectionSettings) -> list[int]:
     t = truth["tilts"]
-    optics = Optics(truth["voltage_kv"], truth["cs_mm"], truth["amplitude_contrast"])
+    optics = Optics(truth["voltage_kV"], truth["cs_mm"], truth["amplitude_contrast"])
     _, strips = correct_ctf_stack(
         images,
         truth["pixel_size_A"],

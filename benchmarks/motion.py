@@ -106,7 +106,7 @@ def ours_whole(truth: dict, folder: Path, out: Path) -> tuple[dict, list[np.ndar
         task_movies(truth, folder),
         str(out / "TS_01"),
         truth["pixel_size_A"],
-        truth["voltage_kv"],
+        truth["voltage_kV"],
         str(folder / "gain.mrc"),
         params,
     )
@@ -163,7 +163,7 @@ def relion(
         names.append(f"movies/m{i:03d}.mrc")
     (workdir / "movies.star").write_text(
         relion_movies_star(
-            names, truth["pixel_size_A"], truth["voltage_kv"], truth["cs_mm"], truth["amplitude_contrast"]
+            names, truth["pixel_size_A"], truth["voltage_kV"], truth["cs_mm"], truth["amplitude_contrast"]
         )
     )
     dose = truth["tilts"][0]["dose"] / len(truth["tilts"][0]["frame_shifts_A"])

@@ -99,7 +99,7 @@ def test_the_chain_reconstructs_the_truth_tomogram_shape_for_a_non_square_image(
             return self.ids[name]
 
     truth = {
-        "voltage_kv": 300.0,
+        "voltage_kV": 300.0,
         "cs_mm": 2.7,
         "amplitude_contrast": 0.07,
         "fiducials": [{"diameter_A": 100.0}],

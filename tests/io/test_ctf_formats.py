@@ -97,7 +97,7 @@ def test_ctffind_text_as_ctffind_writes_it(tmp_path):
     path = tmp_path / "TS_01.txt"
     path.write_text(CTFFIND_TEXT)
     table = read_ctffind(path)
-    assert table.attrs == {"pixel_size_A": 1.35, "voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.1}
+    assert table.attrs == {"pixel_size_A": 1.35, "voltage_kV": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.1}
     first, second = table.iloc[0], table.iloc[1]
     assert (first.view, first.defocus_u_A, first.defocus_v_A) == (1, 39224.277344, 39029.84375)
     assert first.astigmatism_angle_deg == pytest.approx(-15.47666)

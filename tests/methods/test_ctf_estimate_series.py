@@ -35,7 +35,7 @@ def estimate(truth, images, axis_offset_deg=0.0, tilt_sign=1.0):
     tilts = truth["tilts"]
     return estimate_tilt_series(
         images,
-        Optics(truth["pixel_size_A"], truth["voltage_kv"], truth["cs_mm"], truth["amplitude_contrast"]),
+        Optics(truth["pixel_size_A"], truth["voltage_kV"], truth["cs_mm"], truth["amplitude_contrast"]),
         [tilt_sign * t["nominal_tilt_deg"] for t in tilts],
         truth["tilt_axis_angle_deg"] + axis_offset_deg,
         FitSettings(),

@@ -185,7 +185,7 @@ def test_export_in_three_formats_and_import_back(imported, tmp_path):
             ), fmt
     assert read_ctffind(written["ctffind"]).attrs == {
         "pixel_size_A": 3.0,
-        "voltage_kv": 300.0,
+        "voltage_kV": 300.0,
         "cs_mm": 2.7,
         "amplitude_contrast": 0.1,
     }  # the imported acquisition's

@@ -63,7 +63,7 @@ def run_chain(runs: DemoRuns, sim: SimulationResult, binning: int) -> None:
             "files_path": str(sim.tilt_series[0].mdoc.parent),
             "pattern": "*.mdoc",
             "gain_file": str(sim.gain),
-            "voltage_kV": truth["voltage_kv"],
+            "voltage_kV": truth["voltage_kV"],
             "spherical_aberration_mm": truth["cs_mm"],
             "amplitude_contrast": truth["amplitude_contrast"],
         },

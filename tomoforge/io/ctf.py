@@ -122,7 +122,7 @@ CTFFIND_COLUMNS_LINE = (
 CTFFIND5_EXTRA = ["tilt_axis_angle_deg", "specimen_tilt_deg", "thickness_A"]
 _HEADER_FIELDS = {
     "pixel_size_A": r"Pixel size:\s*([-\d.eE+]+)",
-    "voltage_kv": r"acceleration voltage:\s*([-\d.eE+]+)",
+    "voltage_kV": r"acceleration voltage:\s*([-\d.eE+]+)",
     "cs_mm": r"spherical aberration:\s*([-\d.eE+]+)",
     "amplitude_contrast": r"amplitude contrast:\s*([-\d.eE+]+)",
 }
@@ -192,7 +192,7 @@ def write_ctffind(
     table: pd.DataFrame,
     path: str | os.PathLike[str],
     pixel_size_A: float,
-    voltage_kv: float,
+    voltage_kV: float,
     cs_mm: float,
     amplitude_contrast: float,
     overwrite: bool = False,
@@ -203,7 +203,7 @@ def write_ctffind(
         "# Output from CTFFind version 4.1.14 (format), written by tomoforge",
         f"# Input file: {Path(path).stem}.mrc ; Number of micrographs: {len(t)}",
         (
-            f"# Pixel size: {pixel_size_A:0.3f} Angstroms ; acceleration voltage: {voltage_kv:0.1f} keV ; "
+            f"# Pixel size: {pixel_size_A:0.3f} Angstroms ; acceleration voltage: {voltage_kV:0.1f} keV ; "
             f"spherical aberration: {cs_mm:0.2f} mm ; amplitude contrast: {amplitude_contrast:0.2f}"
         ),
         CTFFIND_COLUMNS_LINE,

@@ -15,17 +15,17 @@ import torch
 from tomoforge.methods.fourier import frequency_grid_2d
 
 
-def electron_wavelength_A(voltage_kv: float) -> float:
+def electron_wavelength_A(voltage_kV: float) -> float:
     """Relativistic electron wavelength in Å: 12.2643 / sqrt(V (1 + 0.978466e-6 V)), V in volts."""
-    v = voltage_kv * 1e3
+    v = voltage_kV * 1e3
     return 12.2643 / math.sqrt(v * (1 + 0.978466e-6 * v))
 
 
 def ctf_phase(
-    k: torch.Tensor, defocus_A: torch.Tensor | float, voltage_kv: float, cs_mm: float, phase_shift_deg: float = 0.0
+    k: torch.Tensor, defocus_A: torch.Tensor | float, voltage_kV: float, cs_mm: float, phase_shift_deg: float = 0.0
 ) -> torch.Tensor:
     """χ(k) = π λ Δf k² − (π/2) Cs λ³ k⁴ + φ (radians), k in 1/Å, Δf in Å (may be a tensor like k)."""
-    lam = electron_wavelength_A(voltage_kv)
+    lam = electron_wavelength_A(voltage_kV)
     cs = cs_mm * 1e7
     k2 = k * k
     return math.pi * lam * defocus_A * k2 - 0.5 * math.pi * cs * lam**3 * k2 * k2 + math.radians(phase_shift_deg)
@@ -52,13 +52,13 @@ def astigmatic_defocus(
 def ctf_1d(
     k: torch.Tensor,
     defocus_A: float,
-    voltage_kv: float = 300.0,
+    voltage_kV: float = 300.0,
     cs_mm: float = 2.7,
     amplitude_contrast: float = 0.07,
     phase_shift_deg: float = 0.0,
 ) -> torch.Tensor:
     """Rotationally averaged (non-astigmatic) CTF at spatial frequencies ``k`` (1/Å)."""
-    return ctf_from_phase(ctf_phase(k, defocus_A, voltage_kv, cs_mm, phase_shift_deg), amplitude_contrast)
+    return ctf_from_phase(ctf_phase(k, defocus_A, voltage_kV, cs_mm, phase_shift_deg), amplitude_contrast)
 
 
 def ctf_2d(
@@ -67,7 +67,7 @@ def ctf_2d(
     defocus_u_A: float,
     defocus_v_A: float,
     astigmatism_angle_deg: float = 0.0,
-    voltage_kv: float = 300.0,
+    voltage_kV: float = 300.0,
     cs_mm: float = 2.7,
     amplitude_contrast: float = 0.07,
     phase_shift_deg: float = 0.0,
@@ -80,5 +80,5 @@ def ctf_2d(
     ky, kx = frequency_grid_2d(shape, pixel_size_A, rfft, device)
     ky, kx = ky.to(torch.float64), kx.to(torch.float64)
     dfz = astigmatic_defocus(ky, kx, defocus_u_A, defocus_v_A, astigmatism_angle_deg)
-    chi = ctf_phase(torch.sqrt(ky * ky + kx * kx), dfz, voltage_kv, cs_mm, phase_shift_deg)
+    chi = ctf_phase(torch.sqrt(ky * ky + kx * kx), dfz, voltage_kV, cs_mm, phase_shift_deg)
     return ctf_from_phase(chi, amplitude_contrast).to(torch.float32)

@@ -46,7 +46,7 @@ Method = Literal["phase-flip", "wiener"]
 class Optics:
     """Microscope constants of a CTF (kV, mm, fraction)."""
 
-    voltage_kv: float = 300.0
+    voltage_kV: float = 300.0
     cs_mm: float = 2.7
     amplitude_contrast: float = 0.07
 
@@ -74,16 +74,16 @@ def defocus_gradient(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:
     return np.linalg.solve(np.transpose(a, (0, 2, 1)), b[:, :, None])[:, :, 0]
 
 
-def auto_tolerance_A(pixel_size_A: float, voltage_kv: float) -> float:
+def auto_tolerance_A(pixel_size_A: float, voltage_kV: float) -> float:
     """The defocus error (Å) that turns the CTF phase by π/8 at Nyquist: 1 / (8 λ k²), k = 1 / (2 · pixel)
     (228 Å at 3 Å/px and 300 kV; a strip is twice as wide)."""
     k = 0.5 / pixel_size_A
-    return 1.0 / (8.0 * electron_wavelength_A(voltage_kv) * k * k)
+    return 1.0 / (8.0 * electron_wavelength_A(voltage_kV) * k * k)
 
 
-def delocalisation_px(defocus_A: float, pixel_size_A: float, voltage_kv: float, cs_mm: float) -> float:
+def delocalisation_px(defocus_A: float, pixel_size_A: float, voltage_kV: float, cs_mm: float) -> float:
     """How far (px) the CTF spreads a point at Nyquist: λ|ΔF|k + Cs λ³ k³ (Å) / pixel size."""
-    lam, k = electron_wavelength_A(voltage_kv), 0.5 / pixel_size_A
+    lam, k = electron_wavelength_A(voltage_kV), 0.5 / pixel_size_A
     return (lam * abs(defocus_A) * k + cs_mm * 1e7 * lam**3 * k**3) / pixel_size_A
 
 
@@ -115,7 +115,7 @@ class _ViewPhase:
         a = math.radians(2 * astigmatism_angle_deg)
         half = 0.5 * (defocus_u_A - defocus_v_A)
         dfz = (cos2t * (half * math.cos(a)) + sin2t * (half * math.sin(a))).add_(0.5 * (defocus_u_A + defocus_v_A))
-        lam = electron_wavelength_A(optics.voltage_kv)
+        lam = electron_wavelength_A(optics.voltage_kV)
         self.slope = k2 * (math.pi * lam)
         self.base = (
             self.slope * dfz
@@ -223,12 +223,12 @@ def correct_ctf_image(
     yy = (torch.arange(ny, device=device, dtype=torch.float32) - ny // 2) * pixel_size_A - shift_A[1]
     xx = (torch.arange(nx, device=device, dtype=torch.float32) - nx // 2) * pixel_size_A - shift_A[0]
     offsets = float(g[0]) * xx[None, :] + float(g[1]) * yy[:, None]
-    tolerance = settings.defocus_tolerance_A or auto_tolerance_A(pixel_size_A, optics.voltage_kv)
+    tolerance = settings.defocus_tolerance_A or auto_tolerance_A(pixel_size_A, optics.voltage_kV)
     centres, index = strip_offsets(offsets, tolerance, float(np.hypot(*g)) * pixel_size_A, settings.strip_width_px)
     pad = settings.pad_px
     if pad is None:
         extreme = max(defocus_u_A + abs(float(centres[0])), defocus_u_A + abs(float(centres[-1])))
-        pad = math.ceil(delocalisation_px(extreme, pixel_size_A, optics.voltage_kv, optics.cs_mm))
+        pad = math.ceil(delocalisation_px(extreme, pixel_size_A, optics.voltage_kV, optics.cs_mm))
     shape = (_padded_size(ny, pad), _padded_size(nx, pad)) if pad > 0 else (ny, nx)
     y0, x0 = (shape[0] - ny) // 2, (shape[1] - nx) // 2
     work = torch.full(shape, float(img.mean()), dtype=torch.float32, device=device)

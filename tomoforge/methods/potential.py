@@ -24,10 +24,10 @@ POTENTIAL_CONSTANT_V_A2 = 47.87801  # h² / (2π m0 e) in V·Å²
 ELECTRON_REST_ENERGY_KEV = 510.99895
 
 
-def interaction_constant(voltage_kv: float) -> float:
+def interaction_constant(voltage_kV: float) -> float:
     """Electron interaction constant σ in rad / (V·Å): phase shift = σ · ∫V dz (Kirkland eq. 5.6)."""
-    lam = electron_wavelength_A(voltage_kv)
-    e0, v = ELECTRON_REST_ENERGY_KEV, voltage_kv
+    lam = electron_wavelength_A(voltage_kV)
+    e0, v = ELECTRON_REST_ENERGY_KEV, voltage_kV
     return 2 * math.pi / (lam * v * 1e3) * (e0 + v) / (2 * e0 + v)
 
 

@@ -215,7 +215,7 @@ class CTFCorrection(Protocol):
                 continue
             acq = ts.acquisition
             optics = {
-                "voltage_kv": p.voltage_kV or acq.voltage_kV,
+                "voltage_kV": p.voltage_kV or acq.voltage_kV,
                 "cs_mm": acq.spherical_aberration_mm if p.cs_mm is None else p.cs_mm,
                 "amplitude_contrast": acq.amplitude_contrast if p.amplitude_contrast is None else p.amplitude_contrast,
             }

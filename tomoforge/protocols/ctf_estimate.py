@@ -182,7 +182,7 @@ class CTFEstimation(Protocol):
         p, acq = self.params, ts.acquisition
         return {
             "pixel_size_A": acq.pixel_size_A,
-            "voltage_kv": p.voltage_kV or acq.voltage_kV,
+            "voltage_kV": p.voltage_kV or acq.voltage_kV,
             "cs_mm": acq.spherical_aberration_mm if p.spherical_aberration_mm is None else p.spherical_aberration_mm,
             "amplitude_contrast": acq.amplitude_contrast if p.amplitude_contrast is None else p.amplitude_contrast,
         }

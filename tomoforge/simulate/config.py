@@ -101,7 +101,7 @@ class AcquisitionConfig(_Strict):
     )
     defocus_error_um: float = Field(0.1, ge=0, description="σ of the true − target defocus per tilt (µm)")
     astigmatism_um: float = Field(0.05, ge=0, description="mean DefocusU − DefocusV (µm)")
-    voltage_kv: float = 300.0
+    voltage_kV: float = 300.0
     cs_mm: float = 2.7
     amplitude_contrast: float = Field(0.07, ge=0, lt=1)
     dose_per_tilt: float = Field(3.0, gt=0, description="e/Å² per tilt image")

@@ -87,7 +87,7 @@ def ice_texture_spectrum(
     defocus_u_A: float,
     defocus_v_A: float,
     astigmatism_angle_deg: float,
-    voltage_kv: float,
+    voltage_kV: float,
     cs_mm: float,
     amplitude_contrast: float,
     interaction: float,
@@ -119,13 +119,13 @@ def ice_texture_spectrum(
     p = torch.from_numpy(np.interp(k.numpy(), power[0], power[1]))
     defocus = astigmatic_defocus(ky, kx, defocus_u_A, defocus_v_A, astigmatism_angle_deg)
     alpha = math.asin(amplitude_contrast)
-    lam = electron_wavelength_A(voltage_kv)
+    lam = electron_wavelength_A(voltage_kV)
     smear = torch.special.sinc(lam * k * k * column_A)  # torch's sinc(x) = sin(πx) / (πx)
     scale = interaction / pixel_size_A  # white noise of unit variance → field of power P·T (discrete grid)
     white = torch.fft.rfft2(torch.randn(shape, generator=generator, dtype=torch.float32))
     field = torch.zeros(shape, dtype=torch.float32)
     for h in nodes:
-        chi = ctf_phase(k, defocus + h, voltage_kv, cs_mm)
+        chi = ctf_phase(k, defocus + h, voltage_kV, cs_mm)
         mean_ctf2 = 0.5 * (1 - torch.cos(2 * chi + 2 * alpha) * smear)
         amplitude = (scale * torch.sqrt(p * column_A * mean_ctf2)).to(torch.float32)
         weight = (1 - (height - h).abs() / step).clamp(min=0).to(torch.float32)

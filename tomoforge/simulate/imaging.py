@@ -122,7 +122,7 @@ def tilt_signal(
     acq = cfg.acquisition
     slab_A = acq.depth_slab_A
     slabs, gold = projected_potential_slabs(spec, references, backgrounds, tilt, shape, pixel_size_A, slab_A)
-    sigma = interaction_constant(acq.voltage_kv)
+    sigma = interaction_constant(acq.voltage_kV)
     spectrum = torch.zeros((shape[0], shape[1] // 2 + 1), dtype=torch.complex64)
     free = torch.zeros_like(spectrum) if ctf_free else None
     for k, phi in slabs.items():
@@ -133,7 +133,7 @@ def tilt_signal(
             tilt.defocus_u_A + h,
             tilt.defocus_v_A + h,
             tilt.astigmatism_angle_deg,
-            acq.voltage_kv,
+            acq.voltage_kV,
             acq.cs_mm,
             acq.amplitude_contrast,
         )
@@ -158,7 +158,7 @@ def tilt_signal(
             tilt.defocus_u_A,
             tilt.defocus_v_A,
             tilt.astigmatism_angle_deg,
-            acq.voltage_kv,
+            acq.voltage_kV,
             acq.cs_mm,
             acq.amplitude_contrast,
             sigma,
@@ -168,12 +168,12 @@ def tilt_signal(
 
 
 def exposure_weights(
-    shape: tuple[int, int], pixel_size_A: float, tilt: TiltTruth, frames: int, voltage_kv: float
+    shape: tuple[int, int], pixel_size_A: float, tilt: TiltTruth, frames: int, voltage_kV: float
 ) -> list[torch.Tensor]:
     """Grant & Grigorieff attenuation of each frame at its mid-frame accumulated exposure."""
     per_frame = tilt.dose / frames
     return [
-        exposure_filter_2d(shape, pixel_size_A, tilt.pre_exposure + (f + 0.5) * per_frame, voltage_kv)
+        exposure_filter_2d(shape, pixel_size_A, tilt.pre_exposure + (f + 0.5) * per_frame, voltage_kV)
         for f in range(frames)
     ]
 

@@ -176,7 +176,7 @@ def simulate(
                     ice_power=ice_power,
                     generator=generator,
                 )
-                weights = exposure_weights(shape, pix, tilt, acq.frames_per_tilt, acq.voltage_kv)
+                weights = exposure_weights(shape, pix, tilt, acq.frames_per_tilt, acq.voltage_kV)
                 frames = np.empty((acq.frames_per_tilt, *shape), dtype=np.int32)
                 for f in range(acq.frames_per_tilt):
                     shift_px = tuple(tilt.frame_shifts_A[f] / pix)
@@ -231,7 +231,7 @@ def simulate(
                 "pixel_size_A": pix,
                 "image_size_yx": list(shape),
                 "super_resolution": det.super_resolution,
-                "voltage_kv": acq.voltage_kv,
+                "voltage_kV": acq.voltage_kV,
                 "cs_mm": acq.cs_mm,
                 "amplitude_contrast": acq.amplitude_contrast,
                 "tilt_axis_angle_deg": acq.tilt_axis_angle_deg,

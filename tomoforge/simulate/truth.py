@@ -18,7 +18,7 @@ Files per tilt series ``<outdir>/truth/<TS>/``:
 truth.json keys (lengths in Å, angles in degrees, doses in e/Å²):
 - ``format``: "tomoforge-simulation-truth/1"; ``seed``, ``preset``, ``config`` (all parameters).
 - ``tilt_series``: name; ``mdoc``, ``movies`` (paths relative to the output folder).
-- ``pixel_size_A`` (of the frames), ``image_size_yx``, ``super_resolution``, ``voltage_kv``, ``cs_mm``,
+- ``pixel_size_A`` (of the frames), ``image_size_yx``, ``super_resolution``, ``voltage_kV``, ``cs_mm``,
   ``amplitude_contrast``, ``tilt_axis_angle_deg`` (nominal, SerialEM convention), ``tilt_offset_deg``
   (true − nominal), ``defocus_handedness``: +1 (defocus at height h = DefocusU/V + h, h towards the
   source), ``projection_model``: text of the convention below.

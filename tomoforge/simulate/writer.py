@@ -56,7 +56,7 @@ def build_mdoc(
     flavour = det.mdoc_flavour
     header = {
         "PixelSpacing": frame_pixel_A,
-        "Voltage": int(acq.voltage_kv),
+        "Voltage": int(acq.voltage_kV),
         "ImageFile": f"{series}.mrc",
         "ImageSize": (float(frame_shape[1]), float(frame_shape[0])),
         "DataMode": 1,

@@ -30,13 +30,13 @@ class Optics:
     """Microscope constants: pixel size (Å), voltage (kV), Cs (mm), amplitude contrast (fraction)."""
 
     pixel_size_A: float
-    voltage_kv: float = 300.0
+    voltage_kV: float = 300.0
     cs_mm: float = 2.7
     amplitude_contrast: float = 0.07
 
     @property
     def wavelength_A(self) -> float:
-        return electron_wavelength_A(self.voltage_kv)
+        return electron_wavelength_A(self.voltage_kV)
 
 
 @dataclass
