@@ -211,13 +211,15 @@ def column_rows(
     return names, rows, n
 
 
+def _column_kind(spec: Any, name: str) -> Any:
+    """The Python type a column holds: its field's type without None (text for ``key`` and computed columns)."""
+    field = spec.cls.model_fields.get(name)
+    return _base_type(field.annotation)[0] if field is not None else str
+
+
 def select_expression(spec: Any, name: str) -> str:
     """How ``arrays`` selects a column: a float NULL comes back as +inf (stored floats are finite), made NaN."""
-    if (
-        name in spec.cls.model_fields
-        and name not in spec.packed
-        and _base_type(spec.cls.model_fields[name].annotation)[0] is float
-    ):
+    if name not in spec.packed and _column_kind(spec, name) is float:
         return f'COALESCE("{name}", 1e999)'
     return f'"{name}"'
 
@@ -225,8 +227,7 @@ def select_expression(spec: Any, name: str) -> str:
 def _dtype(spec: Any, name: str) -> Any:
     if name in spec.packed:
         return f"V{PACKERS[spec.packed[name]]}"
-    kind = _base_type(spec.cls.model_fields[name].annotation)[0] if name in spec.cls.model_fields else str
-    return {float: "f8", int: "i8", bool: "i8"}.get(kind, object)
+    return {float: "f8", int: "i8", bool: "i8"}.get(_column_kind(spec, name), object)
 
 
 def fetch_arrays(cursor: Iterator[tuple[Any, ...]], spec: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
@@ -245,7 +246,7 @@ def fetch_arrays(cursor: Iterator[tuple[Any, ...]], spec: Any, fields: Sequence[
             out[name] = quaternions_to_matrices(np.frombuffer(column.tobytes(), dtype=np.float64).reshape(-1, 4))
         elif column.dtype == object:
             out[name] = column.astype(str)
-        elif _base_type(spec.cls.model_fields[name].annotation)[0] is bool if name in spec.cls.model_fields else False:
+        elif _column_kind(spec, name) is bool:
             out[name] = column.astype(bool)
         elif column.dtype.kind == "f":
             out[name] = np.where(np.isinf(column), np.nan, column)
