@@ -37,9 +37,9 @@ from tomoforge.methods.align.coarse import coarse_alignment  # noqa: E402
 from tomoforge.methods.align.consensus import point_grid  # noqa: E402
 from tomoforge.methods.align.projection_model import ProjectionModel, reprojection_difference, rms  # noqa: E402
 from tomoforge.methods.binning import bin_images  # noqa: E402
-from tomoforge.protocols.align import CoarseParams, FiducialAlignmentParams, FiducialModelParams  # noqa: E402
-from tomoforge.protocols.align_patches import PatchTrackingParams, patch_options, patch_tracking_task  # noqa: E402
-from tomoforge.protocols.align_tasks import coarse_task, fiducial_alignment_task, fiducial_model_task  # noqa: E402
+from tomoforge.protocols.align.alignment import CoarseParams, FiducialAlignmentParams, FiducialModelParams  # noqa: E402
+from tomoforge.protocols.align.patches import PatchTrackingParams, patch_options, patch_tracking_task  # noqa: E402
+from tomoforge.protocols.align.tasks import coarse_task, fiducial_alignment_task, fiducial_model_task  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results_md import machine_info, replace_section  # noqa: E402

@@ -4,7 +4,7 @@ tomoforge beside teamtomo's torch-ctf-estimation on the same tilt images.
     python benchmarks/ctf.py [--sim /tmp/tf_small] [--no-write]
 
 Two image sets: the recorded movies summed (gain applied, frames aligned with the true shifts, as
-tests/methods/test_ctf_estimate_series.py builds them) and the noise-free series of the truth.
+tests/methods/ctf/test_estimate_series.py builds them) and the noise-free series of the truth.
 Methods: tomoforge ``estimate_tilt_series`` (the series: consensus defocus, shared astigmatism),
 tomoforge ``fit_image`` per image (one image alone, its tilt known), and torch-ctf-estimation 0.6
 ``estimate_ctf`` per image (1D then 2D fit; defocus grid 1×1×1, and its linear tilt-plane model on a
@@ -33,7 +33,7 @@ import torch
 
 from tomoforge.io.movies import read_gain, read_movie
 from tomoforge.io.mrc import read_mrc
-from tomoforge.methods.ctf_estimate import FitSettings, Optics, estimate_tilt_series, fit_image
+from tomoforge.methods.ctf.estimate import FitSettings, Optics, estimate_tilt_series, fit_image
 from tomoforge.methods.fourier import fourier_shift_2d
 from tomoforge.methods.rotations import tilt_projection_matrix
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from tomoforge.io.mrc import read_mrc
-from tomoforge.methods.ctf_correct import CorrectionSettings, Optics, correct_ctf_stack
+from tomoforge.methods.ctf.correct import CorrectionSettings, Optics, correct_ctf_stack
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results_md import machine_info, replace_section  # noqa: E402 - the benchmarks folder, run as a script

@@ -48,9 +48,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from tomoforge.io.movies import read_gain, read_movie  # noqa: E402
-from tomoforge.methods.gain import apply_gain  # noqa: E402
-from tomoforge.methods.motion import estimate_global_shifts, hot_pixel_mask  # noqa: E402
-from tomoforge.protocols.motion import MotionParams, motion_correct_task  # noqa: E402
+from tomoforge.methods.preprocess.gain import apply_gain  # noqa: E402
+from tomoforge.methods.preprocess.motion import estimate_global_shifts, hot_pixel_mask  # noqa: E402
+from tomoforge.protocols.preprocess.motion import MotionParams, motion_correct_task  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 START, END = "<!-- motion:start -->", "<!-- motion:end -->"

@@ -7,14 +7,14 @@ Two image sets of 41 × 1024²:
 - ``small``: the simulator's `small` preset (seed 1; simulated into ``--sim`` when absent), the gain-corrected
   frame sums of all 41 tilts (hits and hot pixels are fixed on the detector, so no alignment is needed).
   A hit (or hot pixel) is found when a pixel of the 6 × 6 window at its position changed (as in
-  tests/methods/test_xray.py); "other pixels changed" counts outside those windows; bead pixels are those
+  tests/methods/preprocess/test_xray.py); "other pixels changed" counts outside those windows; bead pixels are those
   within 0.8 bead radii of each gold bead's true projection;
 - ``synthetic``: Poisson images (mean 20, ±30 % slow texture) with 40 hits of 1–4 pixels (60–120 counts),
   10 small (r = 4 px, 0.3×) and 4 large (r = 16 px, 0.6×) dark beads per image; pixel-exact truth.
 
 Times (wall, images in memory) are the median of ``--repeat`` runs of ``erase_xrays``; the protocol task
 (``xray_task``: the stack and its odd/even halves read from MRC, erased, written) once. ``--before REF``
-also runs the eraser of tomoforge/methods/xray.py at git REF (once: it is slow) on the same data.
+also runs the eraser of tomoforge/methods/preprocess/xray.py at git REF (once: it is slow) on the same data.
 Prints one JSON object (also written to ``--json``) and rewrites the xray section of benchmarks/RESULTS.md.
 """
 
@@ -41,7 +41,7 @@ import tomoforge
 from tomoforge.io.movies import read_gain, read_movie
 from tomoforge.io.mrc import write_mrc
 from tomoforge.methods.align.projection_model import ProjectionModel
-from tomoforge.methods.xray import erase_xrays
+from tomoforge.methods.preprocess.xray import erase_xrays
 
 START, END = "<!-- xray:start -->", "<!-- xray:end -->"
 
@@ -119,9 +119,13 @@ def synthetic_data(seed: int = 7, n: int = 41, size: int = 1024) -> dict:
 
 
 def load_eraser(ref: str):
-    """``erase_xrays`` of tomoforge/methods/xray.py at git ``ref``."""
+    """``erase_xrays`` of tomoforge/methods/preprocess/xray.py at git ``ref``."""
     source = subprocess.run(
-        ["git", "show", f"{ref}:tomoforge/methods/xray.py"], cwd=HERE, check=True, capture_output=True, text=True
+        ["git", "show", f"{ref}:tomoforge/methods/preprocess/xray.py"],
+        cwd=HERE,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     folder = Path(tempfile.mkdtemp())
     (folder / "xray_before.py").write_text(source)
@@ -171,7 +175,7 @@ def synthetic_scores(data: dict, result) -> dict:
 
 def task_seconds(data: dict, eraser=None) -> tuple[float, float]:
     """Wall and CPU s of the protocol's task (3 stacks read, erased, written), optionally with another eraser."""
-    from tomoforge.protocols import preprocess
+    from tomoforge.protocols.preprocess import tilt_images as preprocess
 
     with tempfile.TemporaryDirectory() as tmp:
         sources = {}

@@ -54,7 +54,7 @@ def test_demo_runs_the_chain_and_reports_its_accuracy(tmp_path):
     # measured 1.000 (0.998 on small, benchmarks/demo.py): the recovered alignment's gauge is the true one's
     assert value["reconstruct-tomogram", "Pearson r with the same SIRT from the true alignment"] > 0.95
     # (the defocus error is reported but not asserted here: 6 Å/px images hold few Thon rings;
-    # tests/protocols/test_ctf_estimate.py asserts CTF accuracy on the small preset)
+    # tests/protocols/ctf/test_estimate.py asserts CTF accuracy on the small preset)
     assert ("ctf-estimation", "median |defocus error|") in value
     tomogram = re.search(r"tomogram: (\S+\.mrc)", out).group(1)
     assert (tmp_path / "demo" / "project").as_posix() in tomogram

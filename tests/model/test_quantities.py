@@ -61,7 +61,7 @@ def test_tilt_images_ctf_and_tomograms_refuse_them_too():
 
 
 def test_a_narrower_bound_of_one_field_keeps_its_own_message():
-    from tomoforge.protocols.ctf_estimate import CTFEstimationParams
+    from tomoforge.protocols.ctf.estimate import CTFEstimationParams
 
     assert "defocus_min_A: -5.0 must be > 0" in _refusal(CTFEstimationParams, defocus_min_A=-5.0)
     assert "defocus_min_A: inf must be a finite number from -1e+06 to 1e+06 Å" in _refusal(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.protocols.test_align import SERIAL, imported_simulation, run
+from tests.protocols.align.test_align import SERIAL, imported_simulation, run
 from tomoforge.engine import execute_run
 
 

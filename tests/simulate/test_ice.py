@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tomoforge.methods.ctf import ctf_2d
+from tomoforge.methods.ctf.transfer import ctf_2d
 from tomoforge.methods.potential import interaction_constant
 from tomoforge.simulate.ice import (
     WATER_CONTACT_DIAMETER_A,

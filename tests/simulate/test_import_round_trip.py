@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tomoforge.protocols.mdoc_import import tilt_series_from_mdoc
+from tomoforge.protocols.imports.mdoc import tilt_series_from_mdoc
 
 
 def test_import_of_the_simulated_movies_matches_the_truth(tiny_sim):

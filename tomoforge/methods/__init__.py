@@ -5,15 +5,17 @@ volumes ``(z, y, x)``; units are in the argument names (``pixel_size_A``, ``dose
 keyword-only; a ``device`` argument (or the input's device) decides CPU or GPU. Nothing here reads a
 project, a database or a metadata file.
 
-Modules (formulas and references: docs/methods.md and each module's docstring):
+The subpackages follow the pipeline (formulas and references: docs/methods.md and each module's docstring):
 
-- ``motion``, ``gain``, ``xray``, ``dose``, ``binning``: from movies to clean tilt images;
+- ``preprocess`` (``motion``, ``gain``, ``xray``, ``dose``): from movies to clean tilt images;
 - ``align`` (projection model, beads, fiducial solution, coarse, patches, consensus): tilt-series alignment;
-- ``ctf``, ``ctf_estimate``, ``ctf_correct``: the CTF, its estimation and correction;
+- ``ctf`` (``transfer``: the CTF itself; ``estimate``; ``correct``): the CTF, its estimation and correction;
 - ``reconstruct``: weighted back-projection and SIRT;
-- ``fourier``, ``projection``, ``rotations``, ``potential``, ``ellipsoids``: shared building blocks.
 
-Submodules are imported by name (``from tomoforge.methods.dose import filter_by_exposure``), so that
+and the building blocks they share: ``fourier``, ``binning``, ``projection``, ``rotations``,
+``potential``, ``ellipsoids``.
+
+Submodules are imported by name (``from tomoforge.methods.preprocess.dose import filter_by_exposure``), so that
 importing one step's science does not import every other's.
 """
 
@@ -21,16 +23,11 @@ __all__ = [
     "align",
     "binning",
     "ctf",
-    "ctf_correct",
-    "ctf_estimate",
-    "dose",
     "ellipsoids",
     "fourier",
-    "gain",
-    "motion",
     "potential",
+    "preprocess",
     "projection",
     "reconstruct",
     "rotations",
-    "xray",
 ]

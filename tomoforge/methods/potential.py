@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from tomoforge.methods.ctf import electron_wavelength_A
+from tomoforge.methods.ctf.transfer import electron_wavelength_A
 
 POTENTIAL_CONSTANT_V_A2 = 47.87801  # h² / (2π m0 e) in V·Å²
 ELECTRON_REST_ENERGY_KEV = 510.99895

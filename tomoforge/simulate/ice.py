@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy.integrate import trapezoid
 
-from tomoforge.methods.ctf import astigmatic_defocus, ctf_phase, electron_wavelength_A
+from tomoforge.methods.ctf.transfer import astigmatic_defocus, ctf_phase, electron_wavelength_A
 from tomoforge.methods.fourier import frequency_grid_2d
 from tomoforge.methods.potential import POTENTIAL_CONSTANT_V_A2
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tomoforge.methods.ctf import ctf_2d
-from tomoforge.methods.dose import exposure_filter_2d
+from tomoforge.methods.ctf.transfer import ctf_2d
 from tomoforge.methods.ellipsoids import add_ellipsoid_projection, ellipsoid_half_extents
 from tomoforge.methods.fourier import phase_ramp_2d
 from tomoforge.methods.potential import interaction_constant
+from tomoforge.methods.preprocess.dose import exposure_filter_2d
 from tomoforge.methods.projection import paste_add, project_fourier_slice, split_position
 from tomoforge.methods.rotations import tilt_projection_matrix
 from tomoforge.simulate.acquisition import TiltTruth

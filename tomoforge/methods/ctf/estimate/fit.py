@@ -1,0 +1,287 @@
+"""Fit of one tilt image: tiled spectra → strips → grid search over defocus (one batch) → local
+refinement of defocus U/V, astigmatism angle (and phase shift) → fit resolution (CTFFIND-like).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from tomoforge.methods.ctf.estimate.background import running_mean
+from tomoforge.methods.ctf.estimate.model import (
+    Optics,
+    StripSpectra,
+    band_weights,
+    correlation,
+    half_window_px,
+    modulation,
+    ring_model,
+    score_candidates,
+)
+from tomoforge.methods.ctf.estimate.spectra import (
+    PolarGrid,
+    distance_from_axis_px,
+    erase_high_contrast,
+    group_into_strips,
+    height_above_axis_A,
+    tile_content_centres,
+    tile_power_spectra,
+)
+from tomoforge.methods.fourier import as_tensor
+
+
+@dataclass
+class FitSettings:
+    """Search and fit parameters (the tutorial's defaults: box 512, 50–5 Å, 10 000–50 000 Å by 500 Å).
+
+    ``grid_step_A`` is the step actually searched (finer than ``defocus_step_A`` when the rings are
+    dense: a step of 500 Å can straddle a narrow peak); ``window_A`` is the half-width of the
+    per-tilt search around the series consensus (or the nominal defocus)."""
+
+    box: int = 512
+    overlap: float = 0.5
+    resolution_low_A: float = 50.0
+    resolution_high_A: float = 5.0
+    defocus_min_A: float = 10_000.0
+    defocus_max_A: float = 50_000.0
+    defocus_step_A: float = 500.0
+    find_phase_shift: bool = False
+    phase_shift_min_deg: float = 0.0
+    phase_shift_max_deg: float = 180.0
+    phase_shift_step_deg: float = 10.0
+    n_angles: int = 36
+    strip_fraction: float = 0.125
+    fit_threshold: float = 0.5
+    erase_threshold_sd: float = 6.0
+    window_A: float = 2000.0
+    weight_power: float = 2.0
+    content_centres: bool = True
+
+    @property
+    def grid_step_A(self) -> float:
+        return min(self.defocus_step_A, 100.0)
+
+
+@dataclass
+class CTFFit:
+    """The fitted CTF of one image; ``curves`` hold the equiphase averages behind the fit resolution."""
+
+    defocus_u_A: float
+    defocus_v_A: float
+    astigmatism_angle_deg: float
+    phase_shift_deg: float
+    score: float
+    fit_resolution_A: float
+    curves: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def defocus_A(self) -> float:
+        return 0.5 * (self.defocus_u_A + self.defocus_v_A)
+
+
+def strip_spectra(
+    image,
+    optics: Optics,
+    settings: FitSettings,
+    tilt_angle_deg: float = 0.0,
+    tilt_axis_angle_deg: float = 0.0,
+    shift_xy_A: tuple[float, float] = (0.0, 0.0),
+    grid: PolarGrid | None = None,
+) -> StripSpectra:
+    """Erase gold and outliers, tile ``image`` (y, x), group the tiles into strips parallel to the tilt
+    axis and average each strip on the polar grid.
+
+    Each strip's defocus is ΔF + its height above the axis (``height_above_axis_A``), and the box's own
+    height range (half of box · px · tan β along the two box edges) smears its rings."""
+    image = as_tensor(image)
+    px = optics.pixel_size_A
+    box = min(settings.box, *[s - s % 2 for s in image.shape[-2:]])
+    if settings.erase_threshold_sd > 0:
+        image = erase_high_contrast(image, settings.erase_threshold_sd)
+    power, centres = tile_power_spectra(image, box, settings.overlap)
+    if settings.content_centres:
+        centres = tile_content_centres(
+            image, box, settings.overlap, px, settings.resolution_low_A, settings.resolution_high_A
+        )
+    dist = distance_from_axis_px(centres, tilt_axis_angle_deg, (shift_xy_A[0] / px, shift_xy_A[1] / px))
+    power, dist = group_into_strips(power, dist, max(settings.strip_fraction * box, 1.0))
+    if grid is None or grid.box != box:
+        grid = PolarGrid.build(box, px, settings.n_angles, image.device)
+    amplitude = grid.average(power).clamp(min=0).sqrt().to(torch.float32)
+    phi = math.radians(tilt_axis_angle_deg)
+    half = 0.5 * box * abs(math.tan(math.radians(tilt_angle_deg))) * px
+    return StripSpectra(
+        grid,
+        amplitude,
+        height_above_axis_A(dist, tilt_angle_deg, px).to(torch.float32),
+        (half * abs(math.cos(phi)), half * abs(math.sin(phi))),
+    )
+
+
+def search_grid(settings: FitSettings, low_A: float, high_A: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate mean defoci (d,) Å from ``low_A`` to ``high_A`` and phase shifts (p,) rad."""
+    step = settings.grid_step_A
+    defocus = low_A + step * torch.arange(int(math.floor((high_A - low_A) / step + 1e-9)) + 1, dtype=torch.float32)
+    if settings.find_phase_shift:
+        m = (
+            int(
+                math.floor(
+                    (settings.phase_shift_max_deg - settings.phase_shift_min_deg) / settings.phase_shift_step_deg + 1e-9
+                )
+            )
+            + 1
+        )
+        phases = torch.deg2rad(
+            settings.phase_shift_min_deg + settings.phase_shift_step_deg * torch.arange(m, dtype=torch.float32)
+        )
+    else:
+        phases = torch.zeros(1)
+    return defocus, phases
+
+
+def landscape(
+    spectra: StripSpectra,
+    optics: Optics,
+    settings: FitSettings,
+    defocus: torch.Tensor,
+    phases: torch.Tensor,
+    window_defocus_A: float,
+    astigmatism: tuple[float, float] = (0.0, 0.0),
+) -> torch.Tensor:
+    """Scores (d, p) of every (mean defocus, phase shift) pair, all in one batch, for a fixed background
+    window (the ring period at ``window_defocus_A``) and astigmatism (a_x, a_y) Å."""
+    h = half_window_px(spectra.grid, optics, window_defocus_A)
+    data = modulation(spectra.amplitude, h)
+    weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)
+    dev = data.device
+    d, p = torch.meshgrid(defocus.to(dev), phases.to(dev), indexing="ij")
+    d, p = d.reshape(-1), p.reshape(-1)
+    ax, ay = torch.full_like(d, astigmatism[0]), torch.full_like(d, astigmatism[1])
+    return score_candidates(spectra, optics, weights, data, h, d, ax, ay, p).reshape(len(defocus), len(phases)).cpu()
+
+
+def refine(
+    spectra: StripSpectra,
+    optics: Optics,
+    settings: FitSettings,
+    start: torch.Tensor,
+    fit_astigmatism: bool = True,
+    fit_phase: bool = False,
+    iterations: int = 40,
+    bound_A: float = 1000.0,
+) -> tuple[torch.Tensor, float]:
+    """LBFGS on (mean defocus, a_x, a_y, phase) from ``start`` (4,) (Å, Å, Å, rad); a_x, a_y stay fixed
+    unless ``fit_astigmatism``, the phase unless ``fit_phase``. The mean defocus stays within ±
+    ``bound_A`` of the start (start + bound · tanh u), so that a refinement does not jump to the next
+    ring order, which the grid search has already judged. The background window is the ring period
+    at the start's defocus. Returns (parameters (4,), score)."""
+    h = half_window_px(spectra.grid, optics, float(start[0]))
+    data = modulation(spectra.amplitude, h)
+    weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)
+    dev = data.device
+    start = start.to(device=dev, dtype=torch.float32).detach()
+    units = torch.tensor([bound_A, 1e3, 1e3, 1.0], device=dev)
+    free = torch.tensor([1.0, float(fit_astigmatism), float(fit_astigmatism), float(fit_phase)], device=dev)
+    x = torch.zeros(4, device=dev, requires_grad=True)
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def params() -> torch.Tensor:
+        step = x * free
+        return start + torch.cat([torch.tanh(step[:1]), step[1:]]) * units
+
+    def objective() -> torch.Tensor:
+        opt.zero_grad()
+        p = params()
+        q = ring_model(spectra, optics, p[0:1], p[1:2], p[2:3], p[3:4])
+        loss = -correlation(data, q - running_mean(q, h), weights)[0]
+        loss.backward()
+        return loss
+
+    opt.step(objective)
+    with torch.no_grad():
+        p = params()
+        q = ring_model(spectra, optics, p[0:1], p[1:2], p[2:3], p[3:4])
+        score = float(correlation(data, q - running_mean(q, h), weights)[0])
+    return p.detach().cpu(), score
+
+
+def to_fit(spectra: StripSpectra, optics: Optics, settings: FitSettings, params: torch.Tensor, score: float) -> CTFFit:
+    """CTFFit (U ≥ V, angle of U from X in (−90, 90], phase in [0, 360)) of parameters (4,)."""
+    mean, ax, ay, ph = (float(v) for v in params)
+    half_astig = math.hypot(ax, ay)
+    angle = 0.5 * math.degrees(math.atan2(ay, ax))
+    phase_deg = math.degrees(ph) % 360.0 if settings.find_phase_shift else 0.0
+    res, curves = fit_resolution(spectra, optics, params, settings.resolution_low_A, settings.fit_threshold)
+    return CTFFit(mean + half_astig, mean - half_astig, angle, phase_deg, score, res, curves)
+
+
+def fit_image(
+    image,
+    optics: Optics,
+    settings: FitSettings | None = None,
+    tilt_angle_deg: float = 0.0,
+    tilt_axis_angle_deg: float = 0.0,
+    defocus_range_A: tuple[float, float] | None = None,
+) -> CTFFit:
+    """Fit one image on its own: the grid search over the whole range (or ``defocus_range_A``), the best
+    grid point refined with astigmatism (and phase shift). A tilt series is better served by
+    ``estimate_tilt_series``, which pools the tilts."""
+    settings = settings or FitSettings()
+    spectra = strip_spectra(image, optics, settings, tilt_angle_deg, tilt_axis_angle_deg)
+    low, high = defocus_range_A or (settings.defocus_min_A, settings.defocus_max_A)
+    defocus, phases = search_grid(settings, low, high)
+    scores = landscape(spectra, optics, settings, defocus, phases, 0.5 * (low + high))
+    i, j = divmod(int(scores.argmax()), scores.shape[1])
+    start = torch.tensor([float(defocus[i]), 0.0, 0.0, float(phases[j])])
+    params, score = refine(spectra, optics, settings, start, True, settings.find_phase_shift)
+    return to_fit(spectra, optics, settings, params, score)
+
+
+def fit_resolution(
+    spectra: StripSpectra, optics: Optics, params: torch.Tensor, resolution_low_A: float, threshold: float
+) -> tuple[float, dict[str, list[float]]]:
+    """Resolution (Å) up to which the rings agree with the fit, as CTFFIND 4.1 decides it.
+
+    Every (strip, angle, radius) bin goes to the radius at which the mean defocus gives the same
+    phase (an equiphase average); the correlation of data and model over ± two ring periods along
+    that profile is followed outwards from the first zero and the fit stops below 0.1 once it was
+    above 0.1, or below ``threshold`` once it was above ``threshold`` + 0.16 (Nyquist if never)."""
+    g, lam, cs = spectra.grid, optics.wavelength_A, optics.cs_mm * 1e7
+    dev = spectra.amplitude.device
+    mean, ax, ay, ph = params.to(device=dev, dtype=torch.float32).reshape(4, 1)
+    h = half_window_px(g, optics, float(mean))
+    data = modulation(spectra.amplitude, h)
+    q = ring_model(spectra, optics, mean, ax, ay, ph)
+    model = (q - running_mean(q, h))[0]
+    theta, k = g.theta[None, :, None], g.k_A[None, None, :]
+    df = (mean + ax * torch.cos(2 * theta) + ay * torch.sin(2 * theta)).double() + spectra.offset_A.double()[
+        :, None, None
+    ]
+    chi = math.pi * lam * df * k**2 - 0.5 * math.pi * cs * lam**3 * k**4
+    a2, b1 = 0.5 * math.pi * cs * lam**3, math.pi * lam * float(mean)
+    disc = (b1 * b1 - 4 * a2 * chi).clamp(min=0)
+    k_eq = torch.sqrt(((b1 - disc.sqrt()) / (2 * a2)).clamp(min=0)) if a2 > 0 else torch.sqrt(chi.clamp(min=0) / b1)
+    n = g.n_radii
+    bins = torch.round(k_eq * g.box * g.pixel_size_A).long().clamp(max=n - 1).reshape(-1)
+    w = g.counts[None].expand(data.shape).reshape(-1).double()
+    total = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(0, bins, w).clamp(min=1e-12)
+    d1 = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(0, bins, w * data.reshape(-1).double()) / total
+    m1 = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(0, bins, w * model.reshape(-1).double()) / total
+    hw = 2 * h.double()
+    cc = running_mean(d1 * m1, hw) / (running_mean(d1 * d1, hw) * running_mean(m1 * m1, hw)).sqrt().clamp(min=1e-20)
+    k1, cc, d1, m1, total = g.k_A.double().cpu(), cc.cpu(), d1.cpu(), m1.cpu(), total.cpu()
+    start = max(1 / resolution_low_A, 1 / math.sqrt(lam * max(float(mean), 1.0)))
+    idx = torch.nonzero((k1 >= start) & (total > 1e-9) & (k1 <= 0.98 * 0.5 / g.pixel_size_A)).reshape(-1).tolist()
+    last = idx[-1] if idx else n - 1
+    above_low = above_high = 0
+    for j, i in enumerate(idx):
+        c = float(cc[i])
+        if (above_low > 3 and c < 0.1) or (above_high > 3 and c < threshold):
+            last = idx[max(j - 1, 0)]
+            break
+        above_low += c > 0.1
+        above_high += c > threshold + 0.16
+    curves = {"k_A": k1.tolist(), "data": d1.tolist(), "model": m1.tolist(), "fit_cc": cc.tolist()}
+    return 1 / float(k1[last]), curves

@@ -1,0 +1,165 @@
+"""The Thon-ring model on the polar grid of the strips of a (tilted) image, and its score.
+
+For a strip whose centre lies ``δ`` Å higher than the tilt axis (towards the source), the defocus
+is Δf(θ) + δ (CONVENTIONS / simulator: defocus at height h = DefocusU/V + h), with
+Δf(θ) = mean + a_x cos 2θ + a_y sin 2θ (so ΔU, ΔV = mean ± √(a_x² + a_y²), angle of U = ½ atan2(a_y, a_x)).
+CTF = −sin(χ + α) with sin α = amplitude contrast, so CTF² = ½ − ½ cos(2χ + 2α). Across one box the
+height also changes (the box is tilted): averaging over heights uniform in ±H₁ and ±H₂ (the box's
+half-extents perpendicular to the axis, along its two edges) multiplies the cosine by
+sinc(ω H₁) sinc(ω H₂), ω = 2πλk² (rad per Å of defocus), which is how rings fade and flip on
+strongly tilted images. The score is CTFFIND's normalised cross-correlation of the background-
+subtracted amplitude spectrum and the model, both high-passed alike, with each frequency weighted
+by its pixel count × k² (the defocus sensitivity of the phase, ∂χ/∂Δf = πλk², so that the broad
+low-frequency rings, which a specimen's own structure factor mimics, do not decide the fit alone).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from tomoforge.methods.ctf.estimate.background import ring_period_k, running_mean, running_median
+from tomoforge.methods.ctf.estimate.spectra import PolarGrid
+from tomoforge.methods.ctf.transfer import electron_wavelength_A
+
+
+@dataclass
+class Optics:
+    """Microscope constants: pixel size (Å), voltage (kV), Cs (mm), amplitude contrast (fraction)."""
+
+    pixel_size_A: float
+    voltage_kV: float = 300.0
+    cs_mm: float = 2.7
+    amplitude_contrast: float = 0.07
+
+    @property
+    def wavelength_A(self) -> float:
+        return electron_wavelength_A(self.voltage_kV)
+
+
+@dataclass
+class StripSpectra:
+    """Amplitude spectra of the strips of one image on a polar grid, with their height geometry.
+
+    ``amplitude`` (s, a, r); ``offset_A`` (s,): height of each strip centre above the tilt axis (Å,
+    added to the defocus); ``smear_A`` (2,): half-ranges (Å) of height across one box.
+    """
+
+    grid: PolarGrid
+    amplitude: torch.Tensor
+    offset_A: torch.Tensor
+    smear_A: tuple[float, float]
+
+    def to(self, device) -> StripSpectra:
+        """A copy on ``device`` (CPU or GPU)."""
+        g = self.grid
+        grid = PolarGrid(
+            g.box,
+            g.pixel_size_A,
+            g.n_angles,
+            g.index.to(device),
+            g.k_A.to(device),
+            g.theta.to(device),
+            g.counts.to(device),
+        )
+        return StripSpectra(grid, self.amplitude.to(device), self.offset_A.to(device), self.smear_A)
+
+
+def ring_model(
+    spectra: StripSpectra,
+    optics: Optics,
+    mean_A: torch.Tensor,
+    ax_A: torch.Tensor,
+    ay_A: torch.Tensor,
+    phase_rad: torch.Tensor,
+    gradient_scale: torch.Tensor | float = 1.0,
+) -> torch.Tensor:
+    """−½ S cos(2χ + 2α) for candidates (c,) of the parameters: (c, s, a, r), float32.
+
+    ``gradient_scale`` multiplies the strips' height offsets (1: the geometry; −1: the opposite hand).
+    """
+    lam, cs = optics.wavelength_A, optics.cs_mm * 1e7
+    alpha = math.asin(optics.amplitude_contrast)
+    g = spectra.grid
+    k2 = (g.k_A.to(torch.float32) ** 2)[None, None, None, :]
+    theta = g.theta.to(torch.float32)[None, None, :, None]
+    col = (-1, 1, 1, 1)
+    scale = torch.as_tensor(gradient_scale, dtype=torch.float32, device=spectra.amplitude.device).reshape(-1, 1, 1, 1)
+    df = (
+        mean_A.reshape(col)
+        + ax_A.reshape(col) * torch.cos(2 * theta)
+        + ay_A.reshape(col) * torch.sin(2 * theta)
+        + scale * spectra.offset_A.to(torch.float32)[None, :, None, None]
+    )
+    chi = math.pi * lam * df * k2 - 0.5 * math.pi * cs * lam**3 * k2 * k2 + phase_rad.reshape(col)
+    omega = 2 * math.pi * lam * k2 * scale.abs() / math.pi
+    h1, h2 = spectra.smear_A
+    smear = torch.sinc(omega * h1) * torch.sinc(omega * h2)
+    return -0.5 * smear * torch.cos(2 * chi + 2 * alpha)
+
+
+def half_window_px(grid: PolarGrid, optics: Optics, defocus_A: float) -> torch.Tensor:
+    """Half of one CTF² period (px of radius) at each radius for ``defocus_A``, at most half the radius
+    (so that the window stays on its side of the origin): (r,)."""
+    k = grid.k_A.to(torch.float32)
+    period = ring_period_k(k, torch.tensor(float(defocus_A), device=k.device), optics.wavelength_A, optics.cs_mm)
+    h = 0.5 * period * grid.box * grid.pixel_size_A
+    r = torch.arange(grid.n_radii, dtype=torch.float32, device=h.device)
+    return torch.minimum(h, (0.5 * r).clamp(min=1.0))
+
+
+def modulation(amplitude: torch.Tensor, half_width: torch.Tensor) -> torch.Tensor:
+    """Background-subtracted, background-normalised spectrum (s, a, r): A / G − 1 with G the running
+    median of A over one ring period (``half_width`` (r,) px), minus its own running mean (the linear
+    operator the model goes through too)."""
+    h = half_width.reshape(-1)
+    flat = amplitude / running_median(amplitude, h).clamp(min=1e-20)
+    return flat - running_mean(flat, h)
+
+
+def band_weights(
+    grid: PolarGrid, resolution_low_A: float, resolution_high_A: float, power: float = 2.0
+) -> torch.Tensor:
+    """(a, r) weights: pixel count × (k / 0.1 Å⁻¹)^power inside the fit band (k from 1/low to 1/high,
+    below Nyquist), else 0."""
+    k = grid.k_A
+    nyquist = 0.5 / grid.pixel_size_A
+    inside = (k >= 1 / resolution_low_A) & (k <= min(1 / resolution_high_A, 0.98 * nyquist))
+    return (grid.counts * (inside * (k / 0.1) ** power)[None, :]).to(torch.float32)
+
+
+def correlation(data: torch.Tensor, model: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted normalised cross-correlation over the last three axes (s, a, r): (c,)."""
+    w = weights[None, None]
+    num = (w * data * model).sum(dim=(-3, -2, -1))
+    den = ((w * data * data).sum(dim=(-3, -2, -1)) * (w * model * model).sum(dim=(-3, -2, -1))).sqrt()
+    return num / den.clamp(min=1e-20)
+
+
+def score_candidates(
+    spectra: StripSpectra,
+    optics: Optics,
+    weights: torch.Tensor,
+    data: torch.Tensor,
+    half_width: torch.Tensor,
+    mean_A: torch.Tensor,
+    ax_A: torch.Tensor,
+    ay_A: torch.Tensor,
+    phase_rad: torch.Tensor,
+    gradient_scale: torch.Tensor | float = 1.0,
+    chunk_elements: int = 4_000_000,
+) -> torch.Tensor:
+    """Scores (c,) of a batch of candidate parameters against ``data`` (the modulation of the spectra,
+    made with ``half_width``), in chunks so that no tensor exceeds ``chunk_elements``."""
+    step = max(1, chunk_elements // spectra.amplitude.numel())
+    c = mean_A.shape[0]
+    scale = torch.as_tensor(gradient_scale, dtype=torch.float32, device=data.device).reshape(-1).expand(c)
+    h = half_width.reshape(-1)
+    out = []
+    for i in range(0, c, step):
+        sl = slice(i, i + step)
+        q = ring_model(spectra, optics, mean_A[sl], ax_A[sl], ay_A[sl], phase_rad[sl], scale[sl])
+        out.append(correlation(data, q - running_mean(q, h), weights))
+    return torch.cat(out)

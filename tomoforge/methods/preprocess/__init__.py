@@ -1,0 +1,1 @@
+"""From movies to clean tilt images: motion correction, gain, X-ray and hot-pixel removal, dose filter."""

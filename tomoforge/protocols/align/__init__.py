@@ -1,0 +1,1 @@
+"""Tilt-series alignment protocols: coarse, fiducial, patch tracking, consensus, import/export."""

@@ -1,0 +1,1 @@
+"""CTF protocols: estimation, exclusion, correction, import/export."""

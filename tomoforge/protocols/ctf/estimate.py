@@ -1,0 +1,255 @@
+"""CTF estimation protocol: one task per tilt series, on the raw (not dose-filtered) images.
+
+The task reads the images, calls ``tomoforge.methods.ctf.estimate.estimate_tilt_series`` and writes
+``<TS>_spectra.mrc`` (per-tilt spectra, data left and fitted model right, for a viewer),
+``<TS>_ctf.png`` (defocus and fit resolution against tilt angle) and ``<TS>_spectra.png``. The
+output is one CTFSeries per tilt series (one CTFTiltImage per tilt image, its exclusion flag copied),
+with the hand check (is the defocus gradient across the tilted images the geometry's?).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
+from tomoforge.engine.sets import origin_of
+from tomoforge.io.mrc import write_mrc
+from tomoforge.methods.ctf.estimate import (
+    FitSettings,
+    Optics,
+    diagnostic_images,
+    estimate_tilt_series,
+)
+from tomoforge.model import CTFSeries, CTFTiltImage, TiltSeries
+from tomoforge.model.quantities import (
+    AmplitudeContrast,
+    AngleDeg,
+    DefocusA,
+    SphericalAberrationMM,
+    VoltageKV,
+)
+from tomoforge.protocols.ctf.plots import defocus_plot, spectra_plot
+from tomoforge.protocols.refuse import no_view_message, refuse
+from tomoforge.protocols.tilt_stacks import image_sources, read_images
+
+
+class CTFEstimationParams(ProtocolParams):
+    box_px: int = param(512, ge=64, unit="px", help="box of the tiled power spectra")
+    resolution_low_A: float = param(50.0, gt=0, unit="Å", help="lowest resolution fitted")
+    resolution_high_A: float = param(5.0, gt=0, unit="Å", help="highest resolution fitted (Nyquist at most)")
+    defocus_min_A: DefocusA = param(10_000.0, gt=0, unit="Å", help="lowest defocus searched (underfocus positive)")
+    defocus_max_A: DefocusA = param(50_000.0, gt=0, unit="Å", help="highest defocus searched")
+    defocus_step_A: float = param(500.0, gt=0, unit="Å", help="grid step of the search (searched at ≤ 100 Å)")
+    find_phase_shift: bool = param(False, help="fit a phase shift (phase plate)")
+    phase_shift_min_deg: float = param(0.0, unit="deg", help="phase shift search: from")
+    phase_shift_max_deg: float = param(180.0, unit="deg", help="phase shift search: to")
+    phase_shift_step_deg: float = param(10.0, gt=0, unit="deg", help="phase shift search: step")
+    use_nominal_defocus: bool = param(
+        False, help="search around each image's nominal defocus (mdoc) instead of the series consensus"
+    )
+    search_window_A: float = param(
+        2000.0, gt=0, unit="Å", help="per-tilt search: ± this around the consensus (or the nominal defocus)"
+    )
+    astigmatism: Literal["series", "per-tilt"] = param(
+        "series", help="one astigmatism for the series (fitted on the least-exposed tilts), or one per tilt"
+    )
+    erase_gold_sd: float = param(
+        6.0, ge=0, unit="SD", help="erase gold beads and outliers beyond this many SDs before the spectra (0 = off)"
+    )
+    tilt_axis_angle_deg: AngleDeg | None = param(
+        None, unit="deg", help="override the tilt axis angle (else the alignment's ZRot, else the acquisition's)"
+    )
+    voltage_kV: VoltageKV | None = param(None, unit="kV", help="override the acquisition's voltage")
+    spherical_aberration_mm: SphericalAberrationMM | None = param(None, unit="mm", help="override the acquisition's Cs")
+    amplitude_contrast: AmplitudeContrast | None = param(None, help="override the acquisition's amplitude contrast")
+
+
+def ctf_estimation_task(
+    sources: list[tuple[str, int]],
+    geometry: dict[str, list],
+    optics: dict[str, float],
+    settings: dict[str, Any],
+    options: dict[str, Any],
+    out_base: str,
+    name: str,
+) -> dict[str, Any]:
+    """Task: estimate the CTF of every image named by ``sources``; write the spectra stack and the plots."""
+    start = time.perf_counter()
+    images = torch.from_numpy(read_images(sources))
+    opt = Optics(**optics)
+    fit_settings = FitSettings(**settings)
+    series = estimate_tilt_series(
+        images,
+        opt,
+        geometry["tilt_angles_deg"],
+        geometry["tilt_axis_angle_deg"],
+        fit_settings,
+        geometry["accumulated_dose"],
+        geometry["nominal_defocus_A"],
+        options["use_nominal"],
+        options["astigmatism"],
+        geometry["shifts_xy_A"],
+        excluded=geometry["excluded"],
+    )
+    fits = series.fits
+    diag = diagnostic_images(series.spectra, fits, opt, fit_settings.resolution_low_A).numpy()
+    spectra_file = write_mrc(f"{out_base}_spectra.mrc", diag.astype(np.float32), opt.pixel_size_A, overwrite=True)
+    tilts = geometry["tilt_angles_deg"]
+    plot_file = defocus_plot(
+        f"{out_base}_ctf.png",
+        name,
+        tilts,
+        [f.defocus_u_A for f in fits],
+        [f.defocus_v_A for f in fits],
+        [f.fit_resolution_A for f in fits],
+        geometry["excluded"],
+        series.hand.message,
+    )
+    spectra_png = spectra_plot(
+        f"{out_base}_spectra.png", name, diag, tilts, [f.defocus_A for f in fits], [f.fit_resolution_A for f in fits]
+    )
+    return {
+        "entries": [
+            {
+                "defocus_u_A": f.defocus_u_A,
+                "defocus_v_A": f.defocus_v_A,
+                "astigmatism_angle_deg": f.astigmatism_angle_deg,
+                "phase_shift_deg": f.phase_shift_deg,
+                "fit_resolution_A": f.fit_resolution_A,
+                "score": f.score,
+            }
+            for f in fits
+        ],
+        "consensus_A": series.consensus_A,
+        "hand_verdict": series.hand.verdict,
+        "hand_message": series.hand.message,
+        "measured_scale": series.hand.measured_scale,
+        "spectra_file": str(spectra_file),
+        "plot_file": plot_file,
+        "spectra_plot_file": spectra_png,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+class CTFEstimation(Protocol):
+    """CTF estimation: per-tilt defocus U/V, astigmatism, phase shift, fit resolution (tilted-specimen aware)."""
+
+    name = "ctf-estimation"
+    citations = ("rohou2015", "xiong2009")
+    Params = CTFEstimationParams
+    inputs = {"tilt_series": InputSpec(TiltSeries, help="raw (not dose-filtered) tilt series")}
+    outputs = {"ctf": CTFSeries}
+
+    def tasks(self):
+        p, series = self.params, self.input("tilt_series")
+        if p.resolution_high_A >= p.resolution_low_A:
+            raise ValueError(
+                f"resolution_high_A ({p.resolution_high_A}) must be below resolution_low_A ({p.resolution_low_A})"
+            )
+        if p.defocus_max_A <= p.defocus_min_A:
+            raise ValueError(f"defocus_max_A ({p.defocus_max_A}) must exceed defocus_min_A ({p.defocus_min_A})")
+        for ts in series:
+            if not ts.included():
+                yield Task(
+                    refuse,
+                    (no_view_message(ts.name, "estimate the CTF of"),),
+                    key=ts.name,
+                    origin=(origin_of(series, ts.name),),
+                )
+                continue
+            if ts.dose_weighted:
+                self.log(f"{ts.name}: warning: the images are dose-weighted; CTF estimation wants the raw series")
+            yield Task(
+                ctf_estimation_task,
+                (
+                    image_sources(ts, self.absolute)["file"],
+                    self.geometry(ts),
+                    self.optics(ts),
+                    self.settings(),
+                    self.options(),
+                    str(self.out_path(ts.name)),
+                    ts.name,
+                ),
+                key=ts.name,
+                origin=(origin_of(series, ts.name),),
+            )
+
+    def optics(self, ts: TiltSeries) -> dict[str, float]:
+        p, acq = self.params, ts.acquisition
+        return {
+            "pixel_size_A": acq.pixel_size_A,
+            "voltage_kV": p.voltage_kV or acq.voltage_kV,
+            "cs_mm": acq.spherical_aberration_mm if p.spherical_aberration_mm is None else p.spherical_aberration_mm,
+            "amplitude_contrast": acq.amplitude_contrast if p.amplitude_contrast is None else p.amplitude_contrast,
+        }
+
+    def geometry(self, ts: TiltSeries) -> dict[str, list]:
+        """Per tilt image: tilt angle (refined if aligned), tilt axis (override, else ZRot, else the
+        acquisition's), where the tomogram centre projects (alignment shifts), dose, nominal defocus."""
+        override = self.params.tilt_axis_angle_deg
+        views = ts.tilt_images
+        model = ts.projection_model("all")
+        return {
+            "tilt_angles_deg": model.tilt_deg.tolist(),
+            "tilt_axis_angle_deg": model.z_rot_deg.tolist() if override is None else [float(override)] * len(views),
+            "shifts_xy_A": [tuple(s) for s in model.shift_A.tolist()],
+            "accumulated_dose": [t.accumulated_dose_e_A2 for t in views],
+            "nominal_defocus_A": [t.nominal_defocus_A for t in views],
+            "excluded": [t.excluded for t in views],
+        }
+
+    def settings(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "box": p.box_px,
+            "resolution_low_A": p.resolution_low_A,
+            "resolution_high_A": p.resolution_high_A,
+            "defocus_min_A": p.defocus_min_A,
+            "defocus_max_A": p.defocus_max_A,
+            "defocus_step_A": p.defocus_step_A,
+            "find_phase_shift": p.find_phase_shift,
+            "phase_shift_min_deg": p.phase_shift_min_deg,
+            "phase_shift_max_deg": p.phase_shift_max_deg,
+            "phase_shift_step_deg": p.phase_shift_step_deg,
+            "window_A": p.search_window_A,
+            "erase_threshold_sd": p.erase_gold_sd,
+        }
+
+    def options(self) -> dict[str, Any]:
+        return {"use_nominal": self.params.use_nominal_defocus, "astigmatism": self.params.astigmatism}
+
+    def collect(self, task, result):
+        ts = self.input("tilt_series").get(task.key)
+        entries = []
+        for t, e in zip(ts.tilt_images, result["entries"]):
+            entries.append(
+                CTFTiltImage(
+                    acquisition_order=t.acquisition_order, tilt_angle_deg=t.tilt_angle_deg, excluded=t.excluded, **e
+                )
+            )
+            self.log(
+                f"{ts.name} view {t.acquisition_order} ({t.tilt_angle_deg:+.1f}°): defocus U {e['defocus_u_A']:.0f}"
+                f" V {e['defocus_v_A']:.0f} Å at {e['astigmatism_angle_deg']:.1f}°, fit resolution "
+                f"{e['fit_resolution_A']:.1f} Å, score {e['score']:.3f}" + (" (excluded)" if t.excluded else "")
+            )
+        self.log(f"{ts.name}: consensus defocus {result['consensus_A']:.0f} Å, {result['seconds']:.1f} s")
+        if result["hand_verdict"] == "opposite":
+            self.log(f"{ts.name}: WARNING: {result['hand_message']}")
+        else:
+            self.log(f"{ts.name}: {result['hand_message']}")
+        self.emit(
+            "ctf",
+            CTFSeries(
+                name=ts.name,
+                entries=entries,
+                spectra_file=self.relative(result["spectra_file"]),
+                plot_file=self.relative(result["plot_file"]),
+                spectra_plot_file=self.relative(result["spectra_plot_file"]),
+                hand_check=result["hand_verdict"],
+            ),
+            task,
+        )

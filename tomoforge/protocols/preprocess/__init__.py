@@ -1,0 +1,1 @@
+"""Preprocessing protocols: motion correction, X-ray eraser, dose filter, view exclusion, binning."""

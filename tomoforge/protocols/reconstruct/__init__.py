@@ -1,0 +1,1 @@
+"""Reconstruction protocols: tomograms from aligned tilt series."""
