@@ -33,3 +33,34 @@ def test_light_commands_import_no_heavy_library(tmp_path, args):
         .splitlines()[-1]
     )
     assert json.loads(out) == {"code": 0, "heavy": []}
+
+
+def _own_protocols() -> list[str]:
+    from importlib.metadata import entry_points
+
+    return sorted(ep.name for ep in entry_points(group="tomoforge.protocols") if ep.value.startswith("tomoforge."))
+
+
+@pytest.mark.parametrize("name", _own_protocols())
+def test_a_protocol_module_imports_no_heavy_library(name):
+    """Protocol modules import the science (torch, scipy, matplotlib, pandas) inside their task functions, so
+    that listing and describing protocols, and the orchestrator itself, start fast."""
+    probe = (
+        "import json, sys\n"
+        "from tomoforge.engine.registry import get_protocol\n"
+        f"get_protocol({name!r})\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize(
+    "args", [["protocols"], ["protocols", "ctf-estimation"], ["run", "motion-correction", "--help"]]
+)
+def test_listing_and_describing_protocols_imports_no_heavy_library(tmp_path, args):
+    Project.create(tmp_path / "p").close()
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, "-p", str(tmp_path / "p"), *args], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {"code": 0, "heavy": []}

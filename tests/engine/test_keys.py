@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engine.toyplugin.toy_protocols import Number, double_number
+from tests.engine.toyplugin.toy_protocols import Number, Text, length
 from tomoforge.engine import Task
 from tomoforge.engine.protocol import TaskKeyError, check_task_keys
 from tomoforge.engine.sets import DuplicateKeyError, ItemSet
@@ -12,13 +12,20 @@ from tomoforge.engine.sets import DuplicateKeyError, ItemSet
 
 def test_two_tasks_for_one_key_are_refused_before_any_work_naming_both_sources():
     tasks = [
-        Task(double_number, ("/data/a/TS_01.mdoc",), key="TS_01"),
-        Task(double_number, ("/data/b/TS_02.mdoc",), key="TS_02"),
-        Task(double_number, ("/data/b/TS_01.mdoc",), key="TS_01"),
+        Task(length, Text(text="/data/a/TS_01.mdoc"), key="TS_01"),
+        Task(length, Text(text="/data/b/TS_02.mdoc"), key="TS_02"),
+        Task(length, Text(text="/data/b/TS_01.mdoc"), key="TS_01"),
     ]
     with pytest.raises(TaskKeyError, match=r"key 'TS_01': one from /data/a/TS_01.mdoc, the other from /data/b/TS_01"):
         check_task_keys("toy", tasks)
     check_task_keys("toy", tasks[:2])
+
+
+def test_a_task_job_must_be_a_dataclass_instance_so_its_fields_are_typed():
+    with pytest.raises(TypeError, match="must be a dataclass instance"):
+        Task(length, {"text": "TS_01"}, key="TS_01")
+    with pytest.raises(TypeError, match="must be a dataclass instance"):
+        Task(length, Text, key="TS_01")
 
 
 def test_a_duplicate_item_names_the_origin_and_files_of_both(project):

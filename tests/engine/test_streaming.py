@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,15 @@ from tomoforge.engine.registry import protocols
 SERIAL = ExecutorConfig(kind="serial")
 
 
-def read_drop(path: str, sleep_s: float) -> float:
+@dataclass(frozen=True, kw_only=True)
+class DropJob:
+    path: str
+    sleep_s: float
+
+
+def read_drop(job: DropJob) -> float:
     """Task: the number written in a dropped file (marks each call in ran/)."""
-    file = Path(path)
+    file, sleep_s = Path(job.path), job.sleep_s
     (file.parent / "ran").mkdir(exist_ok=True)
     (file.parent / "ran" / f"{file.stem}_{time.time_ns()}").touch()
     if file.read_text().strip() == "fail":
@@ -57,7 +64,7 @@ class DropSource(Protocol):
 
     def tasks(self):
         for file in sorted(Path(self.params.folder).glob("*.num")):
-            yield Task(read_drop, (str(file), self.params.sleep_s), key=file.stem)
+            yield Task(read_drop, DropJob(path=str(file), sleep_s=self.params.sleep_s), key=file.stem)
 
     def collect(self, task, result):
         self.emit("numbers", Number(name=task.key, value=result), task)
@@ -74,18 +81,32 @@ class SumNumbers(Protocol):
     outputs = {"numbers": Number}
 
     def tasks(self):
-        yield Task(sum, ([n.value for n in self.input("numbers")],), key="sum")
+        yield Task(total, Values(values=[n.value for n in self.input("numbers")]), key="sum")
 
     def collect(self, task, result):
         self.emit("numbers", Number(name="sum", value=result), task)
 
 
-def add(a: float, b: float) -> float:
-    return a + b
+@dataclass(frozen=True, kw_only=True)
+class Values:
+    values: list[float]
 
 
-def no_partner(message: str) -> float:
-    raise ValueError(message)
+def total(job: Values) -> float:
+    return sum(job.values)
+
+
+def add(job: Values) -> float:
+    return job.values[0] + job.values[1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    text: str
+
+
+def no_partner(job: Message) -> float:
+    raise ValueError(job.text)
 
 
 class PairNumbers(Protocol):
@@ -102,9 +123,9 @@ class PairNumbers(Protocol):
         names = set(second.keys())
         for n in first:
             if n.name in names:
-                yield Task(add, (n.value, second.get(n.name).value), key=n.name)
+                yield Task(add, Values(values=[n.value, second.get(n.name).value]), key=n.name)
             elif not self.input_open("second"):
-                yield Task(no_partner, (f"{n.name}: no partner in the second input",), key=n.name)
+                yield Task(no_partner, Message(text=f"{n.name}: no partner in the second input"), key=n.name)
 
     def collect(self, task, result):
         self.emit("numbers", Number(name=task.key, value=result), task)

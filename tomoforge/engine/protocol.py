@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -96,14 +96,32 @@ def _usable_as(cls: type, wanted: type) -> bool:
     return True
 
 
-@dataclass
-class Task:
-    """One unit of work: ``fn(*args, **kwargs)`` in a worker; ``item`` stays in the orchestrator."""
+J = TypeVar("J")
 
-    fn: Callable[..., Any]
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    key: str = ""
+
+@dataclass(frozen=True)
+class Task(Generic[J]):
+    """One unit of work: ``fn(job)`` in a worker; ``item`` stays in the orchestrator.
+
+    ``job`` is the task's typed inputs: an instance of a small frozen dataclass, one per task kind,
+    declared beside its task function (paths as ``str``, the protocol's params as its ``Params``
+    object), so that the worker's signature says what it receives::
+
+        @dataclass(frozen=True, kw_only=True)
+        class DoseFilterJob:
+            sources: dict[str, list[tuple[str, int]]]
+            out_base: str
+            ...
+
+        def dose_filter_task(job: DoseFilterJob) -> dict[str, Any]: ...
+
+        Task(dose_filter_task, DoseFilterJob(sources=..., out_base=...), key=ts.name)
+    """
+
+    fn: Callable[[J], Any]
+    job: J
+    _: KW_ONLY
+    key: str
     item: Any = None
     origin: tuple[str, ...] = ()
 
@@ -112,20 +130,26 @@ class Task:
             raise ValueError("a task needs a key (the item it works on)")
         if "<locals>" in getattr(self.fn, "__qualname__", "") or getattr(self.fn, "__name__", "") == "<lambda>":
             raise ValueError(f"task {self.key}: {self.fn!r} is not a top-level function (cannot be sent to a worker)")
+        if not is_dataclass(self.job) or isinstance(self.job, type):
+            raise TypeError(
+                f"task {self.key}: the job of {getattr(self.fn, '__name__', self.fn)!r} must be a dataclass instance "
+                f"(one typed record per task kind), not {type(self.job).__name__}"
+            )
 
 
 class TaskKeyError(UserError, ValueError):
     """Two tasks of one run for the same key (they would make two items with one key)."""
 
 
-def check_task_keys(protocol: str, tasks: list[Task]) -> None:
+def check_task_keys(protocol: str, tasks: list[Task[Any]]) -> None:
     """Refuse, before any work, two tasks that would make items with the same key (naming where each came from)."""
-    seen: dict[str, Task] = {}
+    seen: dict[str, Task[Any]] = {}
     for task in tasks:
         if task.key in seen:
 
-            def source(t: Task) -> str:
-                return ", ".join(t.origin) or ", ".join(str(a) for a in t.args[:1]) or "?"
+            def source(t: Task[Any]) -> str:
+                first = fields(t.job)[:1]
+                return ", ".join(t.origin) or ", ".join(str(getattr(t.job, f.name)) for f in first) or "?"
 
             raise TaskKeyError(
                 f"{protocol}: two items would share the key {task.key!r}: one from {source(seen[task.key])}, the "
@@ -166,10 +190,10 @@ class Protocol:
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
     # --- what a subclass implements --------------------------------------------------------
-    def tasks(self) -> Iterable[Task]:
+    def tasks(self) -> Iterable[Task[Any]]:
         raise NotImplementedError
 
-    def collect(self, task: Task, result: Any) -> None:
+    def collect(self, task: Task[Any], result: Any) -> None:
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -198,7 +222,7 @@ class Protocol:
     def output(self, name: str) -> ItemSet:
         return self.context.output(name)
 
-    def emit(self, name: str, item: BaseModel, task: Task | None = None) -> None:
+    def emit(self, name: str, item: BaseModel, task: Task[Any] | None = None) -> None:
         """Add an item to output ``name``, remembering the input items it was made from."""
         self.output(name).append(item, origin=task.origin if task else ())
 

@@ -150,7 +150,7 @@ def _abort_on_sigterm() -> Any:
 def _execute(
     project: Project,
     context: RunContext,
-    pending: list[Task],
+    pending: list[Task[Any]],
     results: dict[str, Any],
     total: int,
     config: ExecutorConfig,
@@ -165,7 +165,7 @@ def _execute(
     executor = make_executor(config)
     cancel = True
     try:
-        handles = {executor.submit(t.fn, t.args, t.kwargs): t for t in pending}
+        handles = {executor.submit(t.fn, (t.job,), {}): t for t in pending}
         order = {handle: i for i, handle in enumerate(handles)}
         waiting = set(handles)
         while waiting:
@@ -195,7 +195,7 @@ def _execute(
 
 
 def _commit_outputs(
-    project: Project, context: RunContext, protocol: Protocol, tasks: list[Task], results: dict[str, Any]
+    project: Project, context: RunContext, protocol: Protocol, tasks: list[Task[Any]], results: dict[str, Any]
 ) -> None:
     """Write every output in one transaction, then mark the run finished."""
     with db.transaction(project.conn):

@@ -64,7 +64,7 @@ class _Inputs:
                 )
         return out
 
-    def per_item(self, task: Task) -> bool:
+    def per_item(self, task: Task[Any]) -> bool:
         """Whether a task works on exactly one item of the (single) input."""
         prefixes = tuple(f"{p.run_id}.{p.output}/" for p in self.pointers.values())
         return len(task.origin) == 1 and task.origin[0].startswith(prefixes)
@@ -80,7 +80,7 @@ def run_streaming(
     inputs = _Inputs(project, context)
     seen: set[str] = set(done) - set(uncollected)
     failures: dict[str, TaskFailure] = {}
-    handles: dict[Any, Task] = {}
+    handles: dict[Any, Task[Any]] = {}
     known, finished_now, start = len(seen), 0, time.time()
     accepting, stalled, waited_logged = True, [], False
     fingerprint: tuple[tuple[int, str, int, str], ...] | None = None
@@ -109,7 +109,7 @@ def run_streaming(
                         if task.key in uncollected:  # done by an earlier batch attempt: collect it now
                             _commit(project, context, protocol, task, uncollected.pop(task.key), start)
                             continue
-                        handles[executor.submit(task.fn, task.args, task.kwargs)] = task
+                        handles[executor.submit(task.fn, (task.job,), {})] = task
                         known += 1
                 reason = _end_reason(project, run_id, closed, source_open, stalled, bool(cls.inputs))
                 if reason:
@@ -160,7 +160,7 @@ def run_streaming(
     return FINISHED
 
 
-def _new_tasks(protocol: Protocol, seen: set[str]) -> list[Task]:
+def _new_tasks(protocol: Protocol, seen: set[str]) -> list[Task[Any]]:
     tasks = list(protocol.tasks())
     check_task_keys(protocol.name, tasks)
     return [task for task in tasks if task.key not in seen]
@@ -192,7 +192,9 @@ def _open_outputs(project: Project, context: RunContext, protocol: Protocol) -> 
     return {} if existing else done_results(project, context.run_id, None)
 
 
-def _commit(project: Project, context: RunContext, protocol: Protocol, task: Task, result: Any, start: float) -> None:
+def _commit(
+    project: Project, context: RunContext, protocol: Protocol, task: Task[Any], result: Any, start: float
+) -> None:
     """Record a finished task and collect its items in one transaction (the streaming exception)."""
     with db.transaction(project.conn):
         record_task(project, context.run_id, task.key, result, start)

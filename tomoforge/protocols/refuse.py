@@ -4,6 +4,8 @@ what to try, instead of a crash further on."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tomoforge.errors import UserError
 
 
@@ -11,9 +13,16 @@ class NothingToProcessError(UserError, ValueError):
     """An item the step cannot work on (every view excluded, too few views for what was asked, not aligned)."""
 
 
-def refuse(message: str) -> None:
-    """Task for an item that cannot be processed: fails it with ``message`` (a ``NothingToProcessError``)."""
-    raise NothingToProcessError(message)
+@dataclass(frozen=True, kw_only=True)
+class Refusal:
+    """The job of ``refuse``: why the item cannot be processed and what to try."""
+
+    message: str
+
+
+def refuse(job: Refusal) -> None:
+    """Task for an item that cannot be processed: fails it with the job's message (a ``NothingToProcessError``)."""
+    raise NothingToProcessError(job.message)
 
 
 def no_view_message(name: str, what: str) -> str:
@@ -24,4 +33,4 @@ def no_view_message(name: str, what: str) -> str:
     )
 
 
-__all__ = ["NothingToProcessError", "no_view_message", "refuse"]
+__all__ = ["NothingToProcessError", "Refusal", "no_view_message", "refuse"]

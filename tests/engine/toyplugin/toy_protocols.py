@@ -6,6 +6,7 @@ import os
 import signal
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -54,9 +55,18 @@ class Word(BaseModel):
     digits: list[Digit] = Field(default_factory=list)
 
 
-def make_number(index: int, out_dir: str, sleep_s: float, control_dir: str) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class MakeNumberJob:
+    index: int
+    out_dir: str
+    sleep_s: float
+    control_dir: str
+
+
+def make_number(job: MakeNumberJob) -> dict:
     """Writes a file; fails or kills its own worker when the control folder says so."""
-    control = Path(control_dir)
+    index, out_dir, sleep_s = job.index, job.out_dir, job.sleep_s
+    control = Path(job.control_dir)
     (control / f"ran_{index}_{time.time_ns()}").touch()
     if (control / f"fail_{index}").exists():
         raise RuntimeError(f"item {index} was told to fail")
@@ -68,8 +78,22 @@ def make_number(index: int, out_dir: str, sleep_s: float, control_dir: str) -> d
     return {"value": float(index * index), "file": str(path)}
 
 
-def double_number(value: float) -> float:
-    return 2 * value
+@dataclass(frozen=True, kw_only=True)
+class Value:
+    value: float
+
+
+def double_number(job: Value) -> float:
+    return 2 * job.value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Text:
+    text: str
+
+
+def length(job: Text) -> int:
+    return len(job.text)
 
 
 class MakeParams(ProtocolParams):
@@ -89,9 +113,13 @@ class MakeNumbers(Protocol):
     def tasks(self):
         self.out_path("").mkdir(parents=True, exist_ok=True)
         for i in range(self.params.count):
-            yield Task(
-                make_number, (i, str(self.out_path("")), self.params.sleep_s, self.params.control_dir), key=f"n{i}"
+            job = MakeNumberJob(
+                index=i,
+                out_dir=str(self.out_path("")),
+                sleep_s=self.params.sleep_s,
+                control_dir=self.params.control_dir,
             )
+            yield Task(make_number, job, key=f"n{i}")
 
     def collect(self, task, result):
         self.emit(
@@ -113,7 +141,9 @@ class DoubleNumbers(Protocol):
     def tasks(self):
         numbers = self.input("numbers")
         for number in numbers:
-            yield Task(double_number, (number.value,), key=number.name, origin=(origin_of(numbers, number.name),))
+            yield Task(
+                double_number, Value(value=number.value), key=number.name, origin=(origin_of(numbers, number.name),)
+            )
 
     def collect(self, task, result):
         self.emit("numbers", Number(name=task.key, value=result), task)
@@ -127,15 +157,25 @@ class MakeWords(Protocol):
 
     def tasks(self):
         for word in ("ab", "cde"):
-            yield Task(len, (word,), key=word)
+            yield Task(length, Text(text=word), key=word)
 
     def collect(self, task, result):
         digits = [Digit(place=i, digit=i * 3) for i in range(result)]
         self.emit("words", Word(name=task.key, digits=digits), task)
 
 
-def make_array(index: int, size: int, sleep_s: float, out_dir: str, tmp_dir: str) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class MakeArrayJob:
+    index: int
+    size: int
+    sleep_s: float
+    out_dir: str
+    tmp_dir: str
+
+
+def make_array(job: MakeArrayJob) -> dict:
     """Writes a deterministic array to ``out_dir/a{index}.npy`` through a temporary file in ``tmp_dir``."""
+    index, size, sleep_s, out_dir, tmp_dir = job.index, job.size, job.sleep_s, job.out_dir, job.tmp_dir
     array = np.random.default_rng(index).standard_normal((size, size)).astype(np.float32)
     time.sleep(sleep_s)
     fd, temporary = tempfile.mkstemp(prefix=f"a{index}.", suffix=".npy", dir=tmp_dir)
@@ -161,7 +201,10 @@ class MakeArrays(Protocol):
     def tasks(self):
         out_dir, tmp_dir = self.context.out_dir, self.context.tmp_dir
         for i in range(self.params.count):
-            yield Task(make_array, (i, self.params.size, self.params.sleep_s, str(out_dir), str(tmp_dir)), key=f"a{i}")
+            job = MakeArrayJob(
+                index=i, size=self.params.size, sleep_s=self.params.sleep_s, out_dir=str(out_dir), tmp_dir=str(tmp_dir)
+            )
+            yield Task(make_array, job, key=f"a{i}")
 
     def collect(self, task, result):
         self.emit("numbers", Number(name=task.key, value=result["value"], file=self.relative(result["file"])), task)
