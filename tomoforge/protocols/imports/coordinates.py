@@ -1,17 +1,32 @@
-"""Reading coordinate files (RELION 5 star, Dynamo table, x y z text) into Coordinate3D fields."""
+"""Importing 3D coordinates: RELION 5 particle star, Dynamo table or x y z text, read into Coordinate3D fields."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
+from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.errors import quote
-from tomoforge.model.quantities import LENGTH
-from tomoforge.protocols.imports.mdoc import ImportFileError
+from tomoforge.model import Coordinate3D, Tomogram
+from tomoforge.model.quantities import LENGTH, VoxelSizeA
+from tomoforge.protocols.imports.files import ImportFileError, matching_files
 
 TomogramInfo = dict[str, tuple[tuple[int, int, int], float]]  # name -> (size xyz px, pixel size Å)
+Read = tuple[list[str], np.ndarray, "np.ndarray | None"]  # tomogram of each row, positions (n, 3) Å, rotations
+
+
+class CoordinateImportParams(ProtocolParams):
+    files_path: str = param(..., help="folder holding the coordinate files")
+    pattern: str = param("*.star", help="file name pattern (.star RELION 5, .tbl Dynamo, other: x y z text)")
+    units: Literal["angstrom", "pixel"] = param(
+        "angstrom", help="text files: Å from the tomogram centre, or pixels from its corner"
+    )
+    pixel_size_A: VoxelSizeA | None = param(None, unit="Å/px", help="pixel size of pixel coordinates")
+    tomogram: str = param("", help="text/.tbl files: name of the tomogram they belong to ('' = file name)")
 
 
 def centred_from_pixels(xyz_px: np.ndarray, size_xyz: tuple[int, int, int], pixel_size_A: float) -> np.ndarray:
@@ -19,8 +34,44 @@ def centred_from_pixels(xyz_px: np.ndarray, size_xyz: tuple[int, int, int], pixe
     return (np.asarray(xyz_px, float) - np.asarray(size_xyz, float) / 2.0) * pixel_size_A
 
 
-def coordinates_from_file(path: str, params: dict[str, Any], tomograms: TomogramInfo) -> list[dict[str, Any]]:
-    """Task: one coordinate file -> a list of Coordinate3D field dicts (positions in centred Å)."""
+@dataclass(frozen=True, kw_only=True)
+class CoordinatesJob:
+    """The job of ``import_coordinates_task``: one coordinate file, the import's params, and the input
+    tomograms' geometry."""
+
+    path: str
+    params: CoordinateImportParams
+    tomograms: TomogramInfo
+
+
+def import_coordinates_task(job: CoordinatesJob) -> list[dict[str, Any]]:
+    """Task: one coordinate file -> its Coordinate3D fields (see ``coordinates_from_file``)."""
+    return coordinates_from_file(job.path, job.params, job.tomograms)
+
+
+def coordinates_from_file(path: str, params: CoordinateImportParams, tomograms: TomogramInfo) -> list[dict[str, Any]]:
+    """The coordinates of one file.
+
+    Parameters
+    ----------
+    path : str
+        A RELION 5 particle star (``.star``), Dynamo table (``.tbl``) or x y z text file (any other suffix).
+    params : CoordinateImportParams
+        The import's params (units and pixel size of text files, the tomogram of text/.tbl files).
+    tomograms : dict
+        The input tomograms: name -> (size x, y, z in px, pixel size in Å).
+
+    Returns
+    -------
+    list of dict
+        Coordinate3D fields per particle (``number`` left out): tomogram, position in Å from the tomogram's
+        centre, and the rotation where the file gives one.
+
+    Raises
+    ------
+    ImportFileError
+        A position or orientation not finite, or a tomogram not among the inputs (naming the file).
+    """
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix == ".star":
@@ -65,8 +116,8 @@ def _check_finite(file: Path, positions: np.ndarray, rotations: np.ndarray | Non
         )
 
 
-def _tomogram_for(file: Path, params: dict[str, Any], tomograms: TomogramInfo) -> str:
-    name = params.get("tomogram") or file.stem
+def _tomogram_for(file: Path, params: CoordinateImportParams, tomograms: TomogramInfo) -> str:
+    name = params.tomogram or file.stem
     if name not in tomograms:
         matches = [t for t in tomograms if file.stem.startswith(t)]
         if len(matches) == 1:
@@ -77,31 +128,54 @@ def _tomogram_for(file: Path, params: dict[str, Any], tomograms: TomogramInfo) -
     return name
 
 
-def _from_star(file: Path, params: dict[str, Any], tomograms: TomogramInfo):
+def _from_star(file: Path, params: CoordinateImportParams, tomograms: TomogramInfo) -> Read:
     from tomoforge.io.star import read_particles_star
 
     sizes = {name: size for name, (size, _) in tomograms.items()}
-    pixel = params.get("pixel_size_A") or (next(iter(tomograms.values()))[1] if tomograms else None)
+    pixel = params.pixel_size_A or (next(iter(tomograms.values()))[1] if tomograms else None)
     table = read_particles_star(file, pixel_size_A=pixel, tomogram_sizes_px=sizes)
     return list(table.tomo_names), table.positions_A, table.rotations
 
 
-def _from_tbl(file: Path, params: dict[str, Any], tomograms: TomogramInfo):
+def _from_tbl(file: Path, params: CoordinateImportParams, tomograms: TomogramInfo) -> Read:
     from tomoforge.io.dynamo import read_tbl, tbl_positions_A, tbl_rotations
 
     name = _tomogram_for(file, params, tomograms)
     size, tomo_pixel = tomograms[name]
-    pixel = params.get("pixel_size_A") or tomo_pixel
+    pixel = params.pixel_size_A or tomo_pixel
     df = read_tbl(file)
     return [name] * len(df), tbl_positions_A(df, pixel, size), tbl_rotations(df)
 
 
-def _from_text(file: Path, params: dict[str, Any], tomograms: TomogramInfo):
+def _from_text(file: Path, params: CoordinateImportParams, tomograms: TomogramInfo) -> Read:
     from tomoforge.io.text import read_coordinates_text
 
     name = _tomogram_for(file, params, tomograms)
     xyz = read_coordinates_text(file)
-    if params.get("units") == "pixel":
+    if params.units == "pixel":
         size, tomo_pixel = tomograms[name]
-        xyz = centred_from_pixels(xyz, size, params.get("pixel_size_A") or tomo_pixel)
+        xyz = centred_from_pixels(xyz, size, params.pixel_size_A or tomo_pixel)
     return [name] * len(xyz), xyz, None
+
+
+class ImportCoordinates(Protocol):
+    """Import 3D coordinates: RELION 5 particle star, Dynamo table or plain x y z text."""
+
+    name = "import-coordinates"
+    Params = CoordinateImportParams
+    inputs = {"tomograms": InputSpec(Tomogram, help="the tomograms the coordinates lie in")}
+    outputs = {"coordinates": Coordinate3D}
+    params: CoordinateImportParams
+
+    def tasks(self) -> Iterator[Task[CoordinatesJob]]:
+        inputs = cast(Iterable[Tomogram], self.input("tomograms"))  # what its InputSpec accepts
+        tomograms = {t.name: (t.size_xyz, t.pixel_size_A) for t in inputs}
+        for path in matching_files(self.params.files_path, self.params.pattern):
+            job = CoordinatesJob(path=str(path), params=self.params, tomograms=tomograms)
+            yield Task(import_coordinates_task, job, key=path.name)
+
+    def collect(self, task: Task[Any], result: list[dict[str, Any]]) -> None:
+        output = self.output("coordinates")
+        start = len(output)
+        for i, values in enumerate(result):
+            output.append(Coordinate3D(number=start + i, **values), origin=task.origin)

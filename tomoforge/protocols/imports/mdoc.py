@@ -20,14 +20,13 @@ Rules, in the order they apply:
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from tomoforge.errors import UserError, describe_validation_error, quote
+from tomoforge.errors import describe_validation_error, quote
 from tomoforge.io.errors import FormatError
-from tomoforge.io.mdoc import Mdoc, read_mdoc
 from tomoforge.io.movies import frame_shape, is_eer, movie_frame_count
 from tomoforge.io.mrc import mrc_shape
 from tomoforge.model import (
@@ -47,12 +46,12 @@ from tomoforge.model.quantities import (
     VOLTAGE,
     PhysicalRange,
 )
+from tomoforge.protocols.imports.files import ImportFileError
+
+if TYPE_CHECKING:  # the mdoc reader pulls pandas: read_mdoc is imported where an mdoc is read
+    from tomoforge.io.mdoc import Mdoc
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class ImportFileError(UserError, ValueError):
-    """Input files that cannot be imported; the message names the file and the field."""
 
 
 def tilt_series_name(mdoc_path: Path) -> str:
@@ -237,6 +236,8 @@ def tilt_series_from_mdoc(
     mdoc_format: str = "auto",
 ) -> TiltSeries:
     """Read one tilt-series mdoc and check its files; return the TiltSeries (or TiltSeriesMovie)."""
+    from tomoforge.io.mdoc import read_mdoc
+
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     path = Path(mdoc_path).resolve()
     try:

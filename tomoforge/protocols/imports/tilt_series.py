@@ -1,15 +1,20 @@
-"""Import protocols: tilt-series movies and tilt series from mdoc files, tomograms, coordinates."""
+"""Importing tilt series (mdocs and their image stacks) and tilt-series movies (mdocs and their frame movies).
+
+The science is in ``mdoc`` (an mdoc -> a TiltSeries) and ``watch`` (which tilt series of an acquisition folder
+are complete): both are imported where they are used, so that this module loads without the mdoc reader (pandas).
+"""
 
 from __future__ import annotations
 
-import glob
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import model_validator
 
-from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.model import Coordinate3D, TiltSeries, TiltSeriesMovie, Tomogram
+from tomoforge.engine import Protocol, ProtocolParams, Task, param
+from tomoforge.model import TiltSeries, TiltSeriesMovie
 from tomoforge.model.quantities import (
     AmplitudeContrast,
     AngleDeg,
@@ -17,23 +22,13 @@ from tomoforge.model.quantities import (
     PixelSizeA,
     SphericalAberrationMM,
     VoltageKV,
-    VoxelSizeA,
 )
-from tomoforge.protocols.imports.coordinates import coordinates_from_file
-from tomoforge.protocols.imports.mdoc import ImportFileError, tilt_series_from_mdoc
-from tomoforge.protocols.imports.tomograms import tomogram_from_file
-from tomoforge.protocols.imports.watch import MdocWatcher
+from tomoforge.protocols.imports.coordinates import ImportCoordinates  # noqa: F401  (shim: the lead deletes it at merge)
+from tomoforge.protocols.imports.files import ImportFileError, matching_files
+from tomoforge.protocols.imports.tomograms import ImportTomograms  # noqa: F401  (shim: the lead deletes it at merge)
 
-
-def matching_files(directory: str, pattern: str) -> list[Path]:
-    """Files in ``directory`` matching ``pattern`` (sorted); an error naming both if there are none."""
-    folder = Path(directory).expanduser()
-    if not folder.is_dir():
-        raise ImportFileError(f"files_path: {folder} is not a folder")
-    found = sorted(Path(p).resolve() for p in glob.glob(str(folder / pattern)) if Path(p).is_file())
-    if not found:
-        raise ImportFileError(f"files_path: no file in {folder} matches {pattern!r}")
-    return found
+if TYPE_CHECKING:
+    from tomoforge.protocols.imports.watch import MdocWatcher
 
 
 class MdocImportParams(ProtocolParams):
@@ -53,30 +48,19 @@ class MdocImportParams(ProtocolParams):
         return self.model_dump(exclude={"files_path", "pattern", "mdoc_format"})
 
 
-def import_mdoc_task(
-    mdoc: str,
-    overrides: dict[str, Any],
-    movies: bool,
-    frames_dir: str,
-    mdoc_format: str,
-) -> TiltSeries:
-    """Task: one mdoc -> its TiltSeries (files checked, nothing written)."""
-    return tilt_series_from_mdoc(mdoc, overrides, movies=movies, frames_dir=frames_dir or None, mdoc_format=mdoc_format)
-
-
 class ImportTiltSeries(Protocol):
     """Import tilt series: mdoc files and the image stacks beside them."""
 
     name = "import-tilt-series"
     Params = MdocImportParams
     outputs = {"tilt_series": TiltSeries}
+    params: MdocImportParams
 
-    def tasks(self):
-        p = self.params
-        for mdoc in matching_files(p.files_path, p.pattern):
-            yield Task(import_mdoc_task, (str(mdoc), p.overrides(), False, "", p.mdoc_format), key=mdoc.name)
+    def tasks(self) -> Iterator[Task[MdocJob]]:
+        for mdoc in matching_files(self.params.files_path, self.params.pattern):
+            yield Task(import_mdoc_task, MdocJob(mdoc=str(mdoc), params=self.params), key=mdoc.name)
 
-    def collect(self, task, result):
+    def collect(self, task: Task[Any], result: TiltSeries) -> None:
         self.emit("tilt_series", result, task)
 
 
@@ -120,10 +104,29 @@ class MovieImportParams(MdocImportParams):
         return values
 
 
+@dataclass(frozen=True, kw_only=True)
+class MdocJob:
+    """The job of ``import_mdoc_task``: one mdoc and the import's params (``MovieImportParams``: its movies)."""
+
+    mdoc: str
+    params: MdocImportParams
+
+
+def import_mdoc_task(job: MdocJob) -> TiltSeries:
+    """Task: one mdoc -> its TiltSeries (images in the stack beside the mdoc), or with ``MovieImportParams``
+    its TiltSeriesMovie (a frame movie per tilt); the files are checked, nothing is written."""
+    from tomoforge.protocols.imports.mdoc import tilt_series_from_mdoc
+
+    p = job.params
+    frames = (p.frames_path or None) if isinstance(p, MovieImportParams) else None
+    movies = isinstance(p, MovieImportParams)
+    return tilt_series_from_mdoc(job.mdoc, p.overrides(), movies=movies, frames_dir=frames, mdoc_format=p.mdoc_format)
+
+
 class ImportTiltSeriesMovies(Protocol):
     """Import tilt-series movies: mdoc files and the frame movies they name (SubFramePath).
 
-    With ``streaming``, the run watches ``files_path`` (see ``mdoc_watch``): each tilt series is imported
+    With ``streaming``, the run watches ``files_path`` (see ``watch``): each tilt series is imported
     and committed to the open output as soon as it is complete, so motion correction and the steps
     after it can follow during the acquisition. The run ends (output closed) after
     ``stream_timeout_s`` without a new or changed file, ``settle_s`` after the last change once
@@ -134,13 +137,13 @@ class ImportTiltSeriesMovies(Protocol):
     name = "import-tilt-series-movies"
     Params = MovieImportParams
     outputs = {"tilt_series": TiltSeriesMovie}
+    params: MovieImportParams
     _watcher: MdocWatcher | None = None
 
-    def task_for(self, mdoc: Path) -> Task:
-        p = self.params
-        return Task(import_mdoc_task, (str(mdoc), p.overrides(), True, p.frames_path, p.mdoc_format), key=mdoc.name)
+    def task_for(self, mdoc: Path) -> Task[MdocJob]:
+        return Task(import_mdoc_task, MdocJob(mdoc=str(mdoc), params=self.params), key=mdoc.name)
 
-    def tasks(self):
+    def tasks(self) -> Iterator[Task[MdocJob]]:
         if not self.params.streaming:
             for mdoc in matching_files(self.params.files_path, self.params.pattern):
                 yield self.task_for(mdoc)
@@ -149,11 +152,14 @@ class ImportTiltSeriesMovies(Protocol):
             self.log(f"{mdoc.name}: complete")
             yield self.task_for(mdoc)
 
-    def collect(self, task, result):
+    def collect(self, task: Task[Any], result: TiltSeriesMovie) -> None:
         self.emit("tilt_series", result, task)
 
     # --- streaming --------------------------------------------------------------------------
     def watcher(self) -> MdocWatcher:
+        """The watcher of ``files_path`` (made, and its rules logged, on first use)."""
+        from tomoforge.protocols.imports.watch import MdocWatcher
+
         if self._watcher is None:
             p = self.params
             folder = Path(p.files_path).expanduser()
@@ -185,54 +191,3 @@ class ImportTiltSeriesMovies(Protocol):
             f"{len(watcher.accepted)} tilt series complete, {len(watcher.pending)} incomplete"
             f" ({reason}; {watcher.idle_s():.0f} s since the last new data)"
         )
-
-
-class TomogramImportParams(ProtocolParams):
-    files_path: str = param(..., help="folder holding the tomograms")
-    pattern: str = param("*.mrc", help="file name pattern")
-    pixel_size_A: VoxelSizeA | None = param(None, unit="Å/voxel", help="override the MRC header's voxel size")
-
-
-class ImportTomograms(Protocol):
-    """Import tomograms: MRC volumes with their voxel size."""
-
-    name = "import-tomograms"
-    Params = TomogramImportParams
-    outputs = {"tomograms": Tomogram}
-
-    def tasks(self):
-        for path in matching_files(self.params.files_path, self.params.pattern):
-            yield Task(tomogram_from_file, (str(path), self.params.pixel_size_A), key=path.name)
-
-    def collect(self, task, result):
-        self.emit("tomograms", result, task)
-
-
-class CoordinateImportParams(ProtocolParams):
-    files_path: str = param(..., help="folder holding the coordinate files")
-    pattern: str = param("*.star", help="file name pattern (.star RELION 5, .tbl Dynamo, other: x y z text)")
-    units: Literal["angstrom", "pixel"] = param(
-        "angstrom", help="text files: Å from the tomogram centre, or pixels from its corner"
-    )
-    pixel_size_A: VoxelSizeA | None = param(None, unit="Å/px", help="pixel size of pixel coordinates")
-    tomogram: str = param("", help="text/.tbl files: name of the tomogram they belong to ('' = file name)")
-
-
-class ImportCoordinates(Protocol):
-    """Import 3D coordinates: RELION 5 particle star, Dynamo table or plain x y z text."""
-
-    name = "import-coordinates"
-    Params = CoordinateImportParams
-    inputs = {"tomograms": InputSpec(Tomogram, help="the tomograms the coordinates lie in")}
-    outputs = {"coordinates": Coordinate3D}
-
-    def tasks(self):
-        tomograms = {t.name: (t.size_xyz, t.pixel_size_A) for t in self.input("tomograms")}
-        for path in matching_files(self.params.files_path, self.params.pattern):
-            yield Task(coordinates_from_file, (str(path), self.params.model_dump(), tomograms), key=path.name)
-
-    def collect(self, task, result):
-        output = self.output("coordinates")
-        start = len(output)
-        for i, values in enumerate(result):
-            output.append(Coordinate3D(number=start + i, **values), origin=task.origin)
