@@ -206,7 +206,7 @@ def reconstruction_with_true_alignment(
         [t["x_tilt_deg"] for t in rows],
     )
     volume = reconstruct_sirt(
-        read_images(files), voxel_A, geometry, VolumeGeometry(tuple(shape_zyx), voxel_A), iterations=10, invert=True
+        read_images(files), voxel_A, geometry, VolumeGeometry(shape_zyx, voxel_A), iterations=10, invert=True
     )
     return volume.cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
 

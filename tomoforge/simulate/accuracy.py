@@ -6,13 +6,18 @@ items or arrays, and returns plain numbers. Units: pixels of the frames unless t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from tomoforge.methods.align.projection_model import ProjectionModel, reprojection_difference, rms
 
+if TYPE_CHECKING:
+    from tomoforge.model import CTFSeries, TiltSeries
 
-def motion_rms_error_px(truth: dict, tilt_series) -> float:
+
+def motion_rms_error_px(truth: dict, tilt_series: TiltSeries) -> float:
     """RMS (px) between recovered and true per-frame shifts, each made mean-zero per tilt."""
     true = {t["acquisition_order"]: np.asarray(t["frame_shifts_A"]) for t in truth["tilts"]}
     errors = []
@@ -34,7 +39,7 @@ def true_projection_model(truth: dict) -> ProjectionModel:
     )
 
 
-def recovered_projection_model(tilt_series, axis_deg: float | None = None) -> ProjectionModel:
+def recovered_projection_model(tilt_series: TiltSeries, axis_deg: float | None = None) -> ProjectionModel:
     """The projection model stored on a tilt series' images (acquisition order; None fields → nominal)."""
     views = sorted(tilt_series.tilt_images, key=lambda t: t.acquisition_order)
     return tilt_series.projection_model(views, tilt_axis_deg=axis_deg)
@@ -47,7 +52,7 @@ def slab_tilt_about_y_deg(truth: dict) -> float:
 
 
 def alignment_errors(
-    truth: dict, tilt_series, points_A: np.ndarray | None = None, binning: float = 1.0
+    truth: dict, tilt_series: TiltSeries, points_A: np.ndarray | None = None, binning: float = 1.0
 ) -> dict[str, float]:
     """Alignment against the truth, included views only.
 
@@ -79,7 +84,7 @@ def alignment_errors(
     }
 
 
-def defocus_errors(truth: dict, ctf_series, max_tilt_deg: float = 40.0) -> dict[str, float]:
+def defocus_errors(truth: dict, ctf_series: CTFSeries, max_tilt_deg: float = 40.0) -> dict[str, float]:
     """Median |mean defocus error| (Å) over |tilt| ≤ ``max_tilt_deg`` and over all included tilts, and the
     median astigmatism-angle error (°, modulo 180) where the true astigmatism exceeds 500 Å."""
     true = {t["acquisition_order"]: t for t in truth["tilts"]}
@@ -145,8 +150,8 @@ def tomogram_correlation(
         curve = lo - 2 * mid + hi
         frac = 0.5 * (lo - hi) / curve if np.isfinite(lo + hi) and curve < 0 else 0.0
         shift.append(float(idx[axis][pos[axis]]) + float(np.clip(frac, -0.5, 0.5)))
-    k = [torch.fft.fftfreq(n) for n in a.shape[:-1]] + [torch.fft.rfftfreq(a.shape[-1])]
-    kz, ky, kx = torch.meshgrid(*k, indexing="ij")
+    freqs = [torch.fft.fftfreq(n) for n in a.shape[:-1]] + [torch.fft.rfftfreq(a.shape[-1])]
+    kz, ky, kx = torch.meshgrid(*freqs, indexing="ij")
     ramp = torch.exp(2j * torch.pi * (kz * shift[0] + ky * shift[1] + kx * shift[2]).to(torch.float64))
     moved_back = torch.fft.irfftn(torch.fft.rfftn(b) * ramp, s=b.shape)  # b(x + shift)
     valid = tuple(

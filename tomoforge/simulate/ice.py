@@ -29,6 +29,7 @@ known.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ def ice_power_spectrum(
     s2 = (np.asarray(k_A, dtype=float) / 2) ** 2
 
     def f(element: str) -> np.ndarray:
-        return sum(a * np.exp(-b * s2) for a, b in zip(params_a[element], params_b[element]))
+        return cast(np.ndarray, sum(a * np.exp(-b * s2) for a, b in zip(params_a[element], params_b[element])))
 
     molecule = POTENTIAL_CONSTANT_V_A2 * (f("O") + 2 * f("H"))
     return density_per_A3 * molecule**2 * hard_sphere_structure_factor(k_A, density_per_A3, diameter_A)

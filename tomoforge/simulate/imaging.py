@@ -84,7 +84,7 @@ def projected_potential_slabs(
             half = ref.fourier.n // 2
             if np.any(whole + half < 0) or whole[0] - half >= nx or whole[1] - half >= ny:
                 continue
-            proj = project_fourier_slice(ref.fourier, m @ item.rotation, frac)
+            proj = project_fourier_slice(ref.fourier, m @ item.rotation, (frac[0], frac[1]))
             paste_add(slab(index(q[2])), proj, (int(whole[1]), int(whole[0])))
     for solid in spec.solids:
         c = m @ solid.centre_A
@@ -193,6 +193,7 @@ def expected_frame(
     if mtf is not None:
         spec = spec * mtf
     if shift_xy_px[0] or shift_xy_px[1]:
-        spec = spec * phase_ramp_2d(shape, (shift_xy_px[1], shift_xy_px[0]))
+        # phase_ramp_2d reads any pair of numbers, though its annotation says Tensor
+        spec = spec * phase_ramp_2d(shape, (shift_xy_px[1], shift_xy_px[0]))  # type: ignore[arg-type]
     image = torch.fft.irfft2(spec, s=shape)
     return torch.clamp(image * (signal.ice_transmission * counts_per_pixel), min=0.0)

@@ -63,7 +63,14 @@ class Specimen:
 class _Packer:
     """Non-overlapping random placement of spheres inside the slab and the field."""
 
-    def __init__(self, field_A, ice_A, normal, margin_A, rng):
+    def __init__(
+        self,
+        field_A: tuple[float, float],
+        ice_A: float,
+        normal: np.ndarray,
+        margin_A: float,
+        rng: np.random.Generator,
+    ) -> None:
         self.field, self.ice, self.n, self.margin, self.rng = field_A, ice_A, normal, margin_A, rng
         self.centres = np.zeros((0, 3))
         self.radii = np.zeros(0)
@@ -224,7 +231,7 @@ def render_specimen_volume(
         binned = [bin_fourier_volume(r.fourier, binning) for r in refs]
         for item in items:
             whole, frac = split_position(item.position_A / pixel_size_A + centre)
-            box = rotate_volume_fourier(binned[item.species], item.rotation, frac)
+            box = rotate_volume_fourier(binned[item.species], item.rotation, (frac[0], frac[1], frac[2]))
             paste_add(vol, box, tuple(whole[::-1]))
     for solid in spec.solids:
         add_ellipsoid_volume(vol, pixel_size_A, solid.centre_A, solid.matrix, solid.weight_V)

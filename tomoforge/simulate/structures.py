@@ -58,16 +58,18 @@ def read_atoms(path: Path) -> tuple[np.ndarray, list[str], float]:
     st = gemmi.read_structure(str(path))
     st.remove_waters()
     st.remove_alternative_conformations()
-    xyz, elements, masses = [], [], []
+    atoms_xyz: list[list[float]] = []
+    elements: list[str] = []
+    atom_masses: list[float] = []
     for chain in st[0]:
         for res in chain:
             for atom in res:
-                xyz.append(atom.pos.tolist())
+                atoms_xyz.append(atom.pos.tolist())
                 elements.append(atom.element.name.upper())
-                masses.append(atom.element.weight)
-    if not xyz:
+                atom_masses.append(atom.element.weight)
+    if not atoms_xyz:
         raise ValueError(f"{path}: no atoms in the first model")
-    xyz, masses = np.array(xyz), np.array(masses)
+    xyz, masses = np.array(atoms_xyz), np.array(atom_masses)
     xyz -= (xyz * masses[:, None]).sum(0) / masses.sum()
     if "H" not in elements:  # implicit hydrogens: one per heavy atom, at its position (averagine: 0.99)
         xyz = np.concatenate([xyz, xyz])

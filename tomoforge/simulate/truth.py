@@ -50,13 +50,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import starfile
 
 from tomoforge.simulate.acquisition import TiltTruth
-from tomoforge.simulate.specimen import Specimen
+from tomoforge.simulate.specimen import PlacedParticle, Specimen
 
 FORMAT = "tomoforge-simulation-truth/1"
 PROJECTION_MODEL = (
@@ -93,7 +94,7 @@ def tilt_records(tilts: list[TiltTruth], movies: list[str]) -> list[dict]:
 def specimen_records(spec: Specimen, species_names: list[str]) -> dict:
     """Particles, background, fiducials, vesicles and slab geometry as JSON-ready dictionaries."""
 
-    def particle(p, names):
+    def particle(p: PlacedParticle, names: list[str]) -> dict[str, Any]:
         return {
             "species": names[p.species],
             "position_A": p.position_A.tolist(),
@@ -145,7 +146,7 @@ def tilts_table(records: list[dict]) -> pd.DataFrame:
     )
 
 
-def _jsonable(x):
+def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
