@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import pickle
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -100,3 +103,15 @@ def test_a_coordinates_task_gets_the_params_and_the_tomograms_typed(tmp_path):
     assert task.job.tomograms == {"TS_02": ((40, 60, 20), 10.0)}
     (row,) = task.fn(task.job)
     assert row == {"tomogram": "TS_02", "x_A": -100.0, "y_A": -100.0, "z_A": 200.0}
+
+
+def test_the_import_error_and_the_mdoc_rules_load_without_pandas():
+    """Other stages raise ImportFileError from their protocol modules, which must not pull the mdoc reader
+    (pandas) or any other heavy library at import."""
+    probe = (
+        "import json, sys\n"
+        "import tomoforge.protocols.imports.files, tomoforge.protocols.imports.mdoc\n"
+        "print(json.dumps([m for m in ('torch', 'scipy', 'matplotlib', 'pandas', 'dask') if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == []

@@ -45,7 +45,18 @@ class CoordinatesJob:
 
 
 def import_coordinates_task(job: CoordinatesJob) -> list[dict[str, Any]]:
-    """Task: one coordinate file -> its Coordinate3D fields (see ``coordinates_from_file``)."""
+    """Task: one coordinate file -> its Coordinate3D fields.
+
+    Parameters
+    ----------
+    job : CoordinatesJob
+        The file, the import's params and the input tomograms' geometry.
+
+    Returns
+    -------
+    list of dict
+        See ``coordinates_from_file``.
+    """
     return coordinates_from_file(job.path, job.params, job.tomograms)
 
 

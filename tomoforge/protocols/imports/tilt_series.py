@@ -113,8 +113,24 @@ class MdocJob:
 
 
 def import_mdoc_task(job: MdocJob) -> TiltSeries:
-    """Task: one mdoc -> its TiltSeries (images in the stack beside the mdoc), or with ``MovieImportParams``
-    its TiltSeriesMovie (a frame movie per tilt); the files are checked, nothing is written."""
+    """Task: one mdoc -> its tilt series (the files are checked, nothing is written).
+
+    Parameters
+    ----------
+    job : MdocJob
+        The mdoc and the import's params: ``MdocImportParams`` imports the images of the stack beside the mdoc,
+        ``MovieImportParams`` the frame movie of each tilt (its ``frames_path`` and ``gain_file``).
+
+    Returns
+    -------
+    TiltSeries
+        A TiltSeries, or a TiltSeriesMovie with ``MovieImportParams``.
+
+    Raises
+    ------
+    ImportFileError
+        An mdoc, stack, movie or gain reference that cannot be imported (naming the file, line and key).
+    """
     from tomoforge.protocols.imports.mdoc import tilt_series_from_mdoc
 
     p = job.params

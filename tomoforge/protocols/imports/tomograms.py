@@ -16,7 +16,25 @@ from tomoforge.protocols.imports.files import ImportFileError, matching_files
 
 
 def tomogram_from_file(path: str, pixel_size_A: float | None = None) -> Tomogram:
-    """A Tomogram for an MRC volume; the voxel size from the header unless given."""
+    """A Tomogram for an MRC volume.
+
+    Parameters
+    ----------
+    path : str
+        The MRC volume.
+    pixel_size_A : float, optional
+        Its voxel size (Å); None: the header's.
+
+    Returns
+    -------
+    Tomogram
+        Named after the file, with its size (x, y, z voxels) and voxel size.
+
+    Raises
+    ------
+    ImportFileError
+        Not a volume, or a voxel size unset (0 or 1 Å in the header) or outside its physical range.
+    """
     file = Path(path).resolve()
     shape = mrc_shape(file)
     if len(shape) != 3:
@@ -49,7 +67,18 @@ class TomogramJob:
 
 
 def import_tomogram_task(job: TomogramJob) -> Tomogram:
-    """Task: one MRC volume -> its Tomogram (nothing written)."""
+    """Task: one MRC volume -> its Tomogram (``tomogram_from_file`` with the import's ``pixel_size_A``).
+
+    Parameters
+    ----------
+    job : TomogramJob
+        The volume file and the import's params.
+
+    Returns
+    -------
+    Tomogram
+        See ``tomogram_from_file``; nothing is written.
+    """
     return tomogram_from_file(job.path, job.params.pixel_size_A)
 
 
