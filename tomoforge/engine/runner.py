@@ -98,7 +98,7 @@ def execute_run(
         return _end(project, context, ABORTED, "aborted by the user", log="aborted")
     except Exception as exc:  # noqa: BLE001 - any failure ends in the failed state, with its traceback
         message = describe_failure(exc)
-        return _end(project, context, FAILED, message, log=f"failed: {message}", traceback=traceback.format_exc())
+        return _end(project, context, FAILED, message, log=f"failed: {message}", trace=traceback.format_exc())
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous_sigterm)
@@ -133,16 +133,17 @@ def _abort_on_sigterm() -> Any:
 def _finish(project: Project, context: RunContext, protocol: Protocol, policy: Policy, outcome: Outcome) -> str:
     """End a run whose loop ended: failed (failed tasks, or the policy's problems) or, in one final transaction,
     finished with its outputs written and closed."""
-    problems = policy.problems()
     first = next(iter(outcome.failures.items()), None)
-    if first:
-        key, failure = first
-        problems.insert(0, f"{len(outcome.failures)} of {outcome.total} items failed; first, {key}: {failure.error}")
+    failed = (
+        [f"{len(outcome.failures)} of {outcome.total} items failed; first, {first[0]}: {first[1].error}"]
+        if first
+        else []
+    )
+    problems = failed + policy.problems()
     if problems:
         summary = "; ".join(problems)
-        return _end(
-            project, context, FAILED, summary, log=f"failed: {summary}", traceback=first[1].traceback if first else None
-        )
+        trace = first[1].traceback if first else None
+        return _end(project, context, FAILED, summary, log=f"failed: {summary}", trace=trace)
     with db.transaction(project.conn):
         if not policy.per_item:  # a batch run's outputs: written here, all at once
             context.create_outputs()
@@ -157,10 +158,8 @@ def _finish(project: Project, context: RunContext, protocol: Protocol, policy: P
     return FINISHED
 
 
-def _end(
-    project: Project, context: RunContext, state: str, error: str, *, log: str, traceback: str | None = None
-) -> str:
+def _end(project: Project, context: RunContext, state: str, error: str, *, log: str, trace: str | None = None) -> str:
     """Mark a run failed or aborted (its outputs as they are), saying why in its log; returns the state."""
     context.log(log)
-    project.set_state(context.run_id, state, finished=time.time(), error=error, traceback=traceback)
+    project.set_state(context.run_id, state, finished=time.time(), error=error, traceback=trace)
     return state
