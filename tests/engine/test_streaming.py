@@ -152,13 +152,13 @@ def drop(folder: Path, name: str, value: str) -> None:
     (folder / f"{name}.tmp").rename(folder / f"{name}.num")
 
 
-def in_thread(root: Path, run_id: int, mode: str = "run", executor: ExecutorConfig | None = None):
+def in_thread(root: Path, run_id: int, mode: str = "run", executor: ExecutorConfig | None = None, progress=None):
     """Execute a run in a thread with its own connection; ``.result`` holds its final state."""
 
     def target():
         project = Project.open(root)
         try:
-            thread.result = execute_run(project, run_id, mode, executor=executor)
+            thread.result = execute_run(project, run_id, mode, executor=executor, progress=progress)
         finally:
             project.close()
 
@@ -381,3 +381,22 @@ def test_a_killed_stream_keeps_its_committed_items_and_continue_adds_no_duplicat
     assert items(project, consumer) == {f"n{i}": 2.0 * i for i in range(6)}
     assert all(ran(folder, name) == 1 for name in kept)  # committed items were not redone
     assert project.output_set(consumer, "numbers").is_closed
+
+
+def test_a_stream_after_a_batch_attempt_collects_its_done_items_and_counts_them(project, folder):
+    drop(folder, "a", "1")
+    drop(folder, "b", "fail")
+    (folder / "END").touch()  # the source is closed: the first attempt is a batch run
+    producer = project.new_run("toy-drops", {"folder": str(folder)}, executor=SERIAL)
+    assert execute_run(project, producer) == "failed"
+    assert project.output_sets(producer) == []  # a failed batch run writes no output
+    (folder / "END").unlink()  # the source opens: the next attempt streams, with a done over from the batch run
+    drop(folder, "b", "2")
+    calls: list[tuple[int, int, str]] = []
+    follower = in_thread(project.root, producer, "continue", progress=lambda *call: calls.append(call))
+    wait_for(lambda: items(project, producer) == {"a": 1.0, "b": 2.0})
+    (folder / "END").touch()
+    follower.join(30)
+    assert follower.result == "finished"
+    assert calls == [(2, 2, "b")]  # 'a' is counted as done (and not run again), 'b' as the second of two items
+    assert ran(folder, "a") == 1 and "[2/2] b done" in log_of(project, producer)

@@ -1,7 +1,8 @@
 """What a run's protocol sees of its run (``RunContext``), and the signals a run loop obeys.
 
-A leaf of the engine's run machinery: the runner, the streaming loop and the protocols import it;
-it imports neither of them.
+A leaf of the engine's run machinery: the run loop, its policies and the protocols import it; it
+imports none of them. A protocol adds items with ``output(name)``; the run loop creates, re-opens
+and closes the outputs with ``create_outputs``, ``reopen_outputs`` and ``close_outputs``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tomoforge.engine import db
 from tomoforge.engine.project import Project, ProjectError
 from tomoforge.engine.protocol import Protocol
-from tomoforge.engine.sets import ItemSet
+from tomoforge.engine.sets import OPEN, ItemSet
 
 Progress = Callable[[int, int, str], None]  # (done, total, key of the item just finished)
 POLL_S = 0.5
@@ -70,22 +72,56 @@ class RunContext:
         p = pointers[name]
         return self.project.output_set(p.run_id, p.output, p.filter)
 
-    def open_outputs(self) -> list[ItemSet]:
-        """The output sets this run has opened so far."""
-        return list(self._outputs.values())
-
-    def adopt_output(self, item_set: ItemSet) -> None:
-        """Use an existing output set (a streaming run going on after a stop)."""
-        self._outputs[item_set.name] = item_set
-
+    # --- outputs: the protocol adds items through ``output(name)``; the run loop opens, creates and closes them
     def output(self, name: str) -> ItemSet:
+        """The output set ``name`` of this run, created (open) on first use."""
         if name not in self._outputs:
-            assert self.protocol_cls is not None
-            if name not in self.protocol_cls.outputs:
-                raise ProjectError(f"{self.protocol_cls.name} declares no output '{name}'")
-            self._outputs[name] = ItemSet.create(self.project.conn, self.run_id, name, self.protocol_cls.outputs[name])
+            cls = self._protocol()
+            if name not in cls.outputs:
+                raise ProjectError(f"{cls.name} declares no output '{name}'")
+            self._outputs[name] = ItemSet.create(self.project.conn, self.run_id, name, cls.outputs[name])
         return self._outputs[name]
+
+    def create_outputs(self) -> None:
+        """Create every declared output, empty, in place of any set an earlier attempt left (in one transaction,
+        the caller's if one is open)."""
+        with db.transaction(self.project.conn):
+            self.project.drop_outputs(self.run_id)
+            self._outputs.clear()
+            for name in self._protocol().outputs:
+                self.output(name)
+
+    def reopen_outputs(self) -> bool:
+        """Open every declared output for a streaming run: a set an earlier attempt made is re-opened with its
+        items, a missing one created; returns whether any set existed (in one transaction)."""
+        existing = {s.name: s for s in self.project.output_sets(self.run_id)}
+        with db.transaction(self.project.conn):
+            for name in self._protocol().outputs:
+                if name in existing:
+                    self._outputs[name] = existing[name]
+                    self.project.conn.execute(
+                        "UPDATE sets SET stream_state = ? WHERE id = ?", (OPEN, existing[name].id)
+                    )
+                else:
+                    self.output(name)
+        return bool(existing)
+
+    def close_outputs(self) -> None:
+        """Close every output this run has (final: no item will be added)."""
+        for item_set in self._outputs.values():
+            item_set.close()
+
+    def _protocol(self) -> type[Protocol]:
+        if self.protocol_cls is None:
+            raise ProjectError(f"run {self.run_id}: this context has no protocol, so no outputs")
+        return self.protocol_cls
 
 
 def abort_requested(project: Project, run_id: int) -> bool:
+    """Whether ``tomoforge abort`` asked the run to end now."""
     return bool(project.conn.execute("SELECT abort_requested FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+
+
+def stop_requested(project: Project, run_id: int) -> bool:
+    """Whether ``tomoforge stop`` asked a streaming run to take no new item."""
+    return bool(project.conn.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()[0])

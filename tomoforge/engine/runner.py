@@ -1,11 +1,18 @@
-"""Running a run: the orchestrator loop, the only code that writes a run's results to the project.
+"""Running a run: claim it, run its tasks through the run loop, end it -- the one path for every run.
 
-Each finished task is recorded at once (``run_tasks``), so ``continue`` after a crash or a kill
-skips the items already done. The outputs themselves are written in one final transaction: a run
-that fails or is killed leaves no half-written output behind.
+``execute_run`` picks the run's policy (``engine.loop.Batch``, or ``engine.streaming.Streaming``),
+runs the one loop (``engine.loop.run_loop``) and ends the run on one path, whatever its kind:
 
-The exception is a streaming run (an open input, a source protocol, or an earlier attempt that
-streamed; see ``engine.streaming``): it commits each item with its task record as it comes.
+- finished: one final transaction collects the results a batch run kept (a streaming run collected
+  each item as it came), calls ``finish()``, closes the outputs and marks the run finished;
+- failed (a task failed, an input's producer stopped, or anything raised): the state, the error and
+  the first traceback; a batch run then has no output at all, a streaming run keeps what it committed;
+- aborted (``tomoforge abort`` or SIGTERM): as failed, without waiting for the tasks under way;
+- stopped (``tomoforge stop``, streaming only): the policy takes no new task, the tasks under way
+  finish, and the run ends finished.
+
+Each finished task is recorded at once (``run_tasks``), so ``continue`` after a crash or a kill skips
+the items already done.
 """
 
 from __future__ import annotations
@@ -20,14 +27,9 @@ import traceback
 from typing import Any
 
 from tomoforge.engine import db
-from tomoforge.engine.context import (
-    POLL_S,
-    Progress,
-    RunAborted,
-    RunContext,
-    abort_requested,
-)
-from tomoforge.engine.executors import ExecutorConfig, TaskFailure, make_executor
+from tomoforge.engine.context import Progress, RunAborted, RunContext
+from tomoforge.engine.executors import ExecutorConfig
+from tomoforge.engine.loop import Batch, Outcome, Policy, run_loop
 from tomoforge.engine.project import (
     ABORTED,
     FAILED,
@@ -39,10 +41,10 @@ from tomoforge.engine.project import (
     Project,
     ProjectError,
 )
-from tomoforge.engine.protocol import Protocol, Task, check_task_keys, validate_params
-from tomoforge.engine.records import done_results, forget_broken_tasks, record_task
+from tomoforge.engine.protocol import Protocol, validate_params
+from tomoforge.engine.records import forget_broken_tasks
 from tomoforge.engine.registry import get_protocol
-from tomoforge.engine.streaming import run_streaming
+from tomoforge.engine.streaming import Streaming
 from tomoforge.errors import describe_failure
 from tomoforge.io.atomic import SCRATCH_VARIABLE
 
@@ -88,34 +90,15 @@ def execute_run(
         if mode == "continue":
             forget_broken_tasks(project, context)
         config = executor or ExecutorConfig.model_validate_json(row["executor"])
-        if readiness == "stream" or protocol.source_open() or project.output_sets(run_id):
-            return run_streaming(project, context, protocol, config, progress)
-        tasks = list(protocol.tasks())
-        check_task_keys(cls.name, tasks)
-        results = done_results(project, run_id, {t.key for t in tasks})
-        if results:
-            context.log(f"{len(results)} of {len(tasks)} items already done: skipped")
-        failures = _execute(
-            project, context, [t for t in tasks if t.key not in results], results, len(tasks), config, progress
-        )
-        if failures:
-            first_key, first = next(iter(failures.items()))
-            summary = f"{len(failures)} of {len(tasks)} items failed; first, {first_key}: {first.error}"
-            context.log(summary)
-            project.set_state(run_id, FAILED, finished=time.time(), error=summary, traceback=first.traceback)
-            return FAILED
-        _commit_outputs(project, context, protocol, tasks, results)
-        context.log(f"finished: {len(tasks)} items")
-        return FINISHED
+        streams = readiness == "stream" or protocol.source_open() or bool(project.output_sets(run_id))
+        policy = (Streaming if streams else Batch)(project, context, protocol)
+        outcome = run_loop(project, context, protocol, policy, config, progress)
+        return _finish(project, context, protocol, policy, outcome)
     except RunAborted:
-        context.log("aborted")
-        project.set_state(run_id, ABORTED, finished=time.time(), error="aborted by the user")
-        return ABORTED
+        return _end(project, context, ABORTED, "aborted by the user", log="aborted")
     except Exception as exc:  # noqa: BLE001 - any failure ends in the failed state, with its traceback
         message = describe_failure(exc)
-        context.log(f"failed: {message}")
-        project.set_state(run_id, FAILED, finished=time.time(), error=message, traceback=traceback.format_exc())
-        return FAILED
+        return _end(project, context, FAILED, message, log=f"failed: {message}", trace=traceback.format_exc())
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous_sigterm)
@@ -147,66 +130,36 @@ def _abort_on_sigterm() -> Any:
         return signal.getsignal(signal.SIGTERM)
 
 
-def _execute(
-    project: Project,
-    context: RunContext,
-    pending: list[Task[Any]],
-    results: dict[str, Any],
-    total: int,
-    config: ExecutorConfig,
-    progress: Progress | None,
-) -> dict[str, TaskFailure]:
-    failures: dict[str, TaskFailure] = {}
-    if not pending:
-        return failures
-    context.log(f"{len(pending)} items to do on {config.kind} executor ({config.workers} workers)")
-    start = time.time()
-    done_now = 0
-    executor = make_executor(config)
-    cancel = True
-    try:
-        handles = {executor.submit(t.fn, (t.job,), {}): t for t in pending}
-        order = {handle: i for i, handle in enumerate(handles)}
-        waiting = set(handles)
-        while waiting:
-            finished, waiting = executor.wait(waiting, POLL_S)
-            for handle in sorted(finished, key=order.__getitem__):
-                task = handles[handle]
-                result = executor.result(handle)
-                record_task(project, context.run_id, task.key, result, start)
-                done_now += 1
-                elapsed = time.time() - start
-                eta = elapsed / done_now * (len(pending) - done_now)
-                done_total = total - len(pending) + done_now
-                if isinstance(result, TaskFailure):
-                    failures[task.key] = result
-                    context.log(f"[{done_total}/{total}] {task.key} FAILED: {result.error}")
-                else:
-                    results[task.key] = result
-                    context.log(f"[{done_total}/{total}] {task.key} done ({elapsed:.1f} s, ~{eta:.0f} s left)")
-                if progress:
-                    progress(done_total, total, task.key)
-            if abort_requested(project, context.run_id):
-                raise RunAborted()
-        cancel = False
-    finally:
-        executor.shutdown(cancel=cancel)
-    return failures
-
-
-def _commit_outputs(
-    project: Project, context: RunContext, protocol: Protocol, tasks: list[Task[Any]], results: dict[str, Any]
-) -> None:
-    """Write every output in one transaction, then mark the run finished."""
+def _finish(project: Project, context: RunContext, protocol: Protocol, policy: Policy, outcome: Outcome) -> str:
+    """End a run whose loop ended: failed (failed tasks, or the policy's problems) or, in one final transaction,
+    finished with its outputs written and closed."""
+    first = next(iter(outcome.failures.items()), None)
+    failed = (
+        [f"{len(outcome.failures)} of {outcome.total} items failed; first, {first[0]}: {first[1].error}"]
+        if first
+        else []
+    )
+    problems = failed + policy.problems()
+    if problems:
+        summary = "; ".join(problems)
+        trace = first[1].traceback if first else None
+        return _end(project, context, FAILED, summary, log=f"failed: {summary}", trace=trace)
     with db.transaction(project.conn):
-        project.conn.execute("DELETE FROM sets WHERE run_id = ?", (context.run_id,))  # no stale partial sets
-        for name in type(protocol).outputs:
-            context.output(name)
-        for task in tasks:
-            protocol.collect(task, results[task.key])
+        if not policy.per_item:  # a batch run's outputs: written here, all at once
+            context.create_outputs()
+            for task in outcome.tasks:
+                protocol.collect(task, outcome.kept[task.key])
         protocol.finish()
-        for output in context.open_outputs():
-            output.close()
+        context.close_outputs()
         project.conn.execute(
             "UPDATE runs SET state = ?, finished = ? WHERE id = ?", (FINISHED, time.time(), context.run_id)
         )
+    context.log(f"finished: {outcome.total} items; outputs closed")
+    return FINISHED
+
+
+def _end(project: Project, context: RunContext, state: str, error: str, *, log: str, trace: str | None = None) -> str:
+    """Mark a run failed or aborted (its outputs as they are), saying why in its log; returns the state."""
+    context.log(log)
+    project.set_state(context.run_id, state, finished=time.time(), error=error, traceback=trace)
+    return state
