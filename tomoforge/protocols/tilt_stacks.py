@@ -72,6 +72,32 @@ def write_stack(out_base: str, kind: str, images: np.ndarray, pixel_size_A: floa
     return path
 
 
+def transform_stacks(
+    sources: dict[str, list[tuple[str, int]]],
+    out_base: str,
+    pixel_size_A: float,
+    fn: Callable[[np.ndarray], tuple[np.ndarray, list[dict[str, Any]] | None]],
+) -> dict[str, Any]:
+    """Apply ``fn(images (n, y, x) float32) -> (images (n, y', x'), per-image field updates or None)`` to the
+    stack and each of its halves, and write them.
+
+    The output pixel size is ``pixel_size_A`` (Å) × x / x' (the same when ``fn`` keeps the size; binned
+    when it resamples). Returns {"stacks": {kind: path}, "per_image": the updates of the full stack ("file"),
+    "pixel_size_A": the output pixel size}, as ``restack`` takes it.
+    """
+    stacks: dict[str, str] = {}
+    per_image = None
+    out_pixel = pixel_size_A
+    for kind, src in sources.items():
+        images = read_images(src)
+        out, extra = fn(images)
+        out_pixel = pixel_size_A * images.shape[-1] / out.shape[-1]
+        stacks[kind] = write_stack(out_base, kind, out, out_pixel)
+        if kind == "file":
+            per_image = extra
+    return {"stacks": stacks, "per_image": per_image, "pixel_size_A": out_pixel}
+
+
 def restack(
     ts: TiltSeries,
     result: dict[str, Any],
