@@ -227,10 +227,33 @@ def estimate_global_shifts(
     defects: torch.Tensor | None = None,
     spectra: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-frame shifts (..., n, 2) (y, x) in input pixels of a movie (..., n, y, x); ``s[reference_frame] = 0``.
+    """Per-frame shifts of a movie, each frame against the sum of the others (see the module docstring).
 
-    ``defects``: optional (y, x) bool mask of pixels to ignore (e.g. ``hot_pixel_mask`` of the frame sum);
-    ``spectra``: the frames' rfft2 if already computed (reused, not modified).
+    Parameters
+    ----------
+    frames : torch.Tensor or numpy.ndarray, (..., n, y, x)
+        The frames (counts or e⁻ per pixel); a tensor stays on its device.
+    pixel_size_A : float
+        Pixel size (Å).
+    bfactor_A2 : float
+        B-factor of the spectra's weighting exp(−B·k²/4) (Å²).
+    max_shift_A : float or None
+        Largest shift searched (Å); None: any.
+    iterations, tolerance_px : int, float
+        At most ``iterations`` rounds; stop when no shift changes by more than ``tolerance_px`` (pixels).
+    reference_frame : int
+        The frame whose shift is 0.
+    binning : float or None
+        Bin the alignment grid by this (None: from ``bfactor_A2``, see ``alignment_crop``).
+    defects : torch.Tensor or None, (y, x) bool
+        Pixels to ignore (e.g. ``hot_pixel_mask`` of the frame sum).
+    spectra : torch.Tensor or None, (..., n, y, x // 2 + 1) complex
+        The frames' rfft2 if already computed (reused, not modified).
+
+    Returns
+    -------
+    torch.Tensor, float32, (..., n, 2)
+        Shifts (y, x) in input pixels: frame i's content is displaced by ``s[i]``; ``s[reference_frame] = 0``.
     """
     frames = as_tensor(frames)
     shape = (frames.shape[-2], frames.shape[-1])
@@ -316,7 +339,24 @@ def estimate_local_motion(
     reference_frame: int = 0,
     binning: float | None = None,
 ) -> LocalMotion:
-    """Residual local motion of globally aligned frames (n, y, x), fitted over a grid of patches."""
+    """Residual local motion of globally aligned frames, fitted over a grid of patches.
+
+    Parameters
+    ----------
+    aligned_frames : torch.Tensor, (n, y, x)
+        Globally aligned frames (counts or e⁻ per pixel).
+    pixel_size_A : float
+        Pixel size (Å).
+    patches : (int, int)
+        Patches along y and x (overlapping by half).
+    bfactor_A2, max_shift_A, reference_frame, binning
+        As for :func:`estimate_global_shifts`, applied to every patch (Å², Å, frame index, factor).
+
+    Returns
+    -------
+    LocalMotion
+        The polynomial field d(y, x, t) in pixels, with the patch centres and measured shifts.
+    """
     shape = (aligned_frames.shape[-2], aligned_frames.shape[-1])
     corners, (h, w) = patch_grid(shape, patches)
     rows = corners[:, 0, None] + torch.arange(h)  # (P, h)
