@@ -50,7 +50,7 @@ import torch  # noqa: E402
 from tomoforge.io.movies import read_gain, read_movie  # noqa: E402
 from tomoforge.methods.preprocess.gain import apply_gain  # noqa: E402
 from tomoforge.methods.preprocess.motion import estimate_global_shifts, hot_pixel_mask  # noqa: E402
-from tomoforge.protocols.preprocess.motion import MotionParams, motion_correct_task  # noqa: E402
+from tomoforge.protocols.preprocess.motion import MotionJob, MotionParams, MovieSource, motion_correct_task  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 START, END = "<!-- motion:start -->", "<!-- motion:end -->"
@@ -83,33 +83,34 @@ def since(start: tuple[float, float, float]) -> dict[str, float]:
     return {"wall_s": now[0] - start[0], "cpu_s": now[1] - start[1], "child_cpu_s": now[2] - start[2]}
 
 
-def task_movies(truth: dict, folder: Path) -> list[dict]:
+def task_movies(truth: dict, folder: Path) -> tuple[MovieSource, ...]:
     n = len(truth["tilts"][0]["frame_shifts_A"])
-    return [
-        {
-            "file": str(folder / "frames" / Path(t["movie"]).name),
-            "n_frames": n,
-            "frame_dose": t["dose"] / n,
-            "pre_exposure": t["pre_exposure"],
-        }
+    return tuple(
+        MovieSource(
+            file=str(folder / "frames" / Path(t["movie"]).name),
+            n_frames=n,
+            frame_dose_e_A2=t["dose"] / n,
+            pre_exposure_e_A2=t["pre_exposure"],
+            dose_e_A2=t["dose"],
+        )
         for t in truth["tilts"]
-    ]
+    )
 
 
 def ours_whole(truth: dict, folder: Path, out: Path) -> tuple[dict, list[np.ndarray]]:
     """One tilt series through the protocol's task; (timing, per-tilt (x, y) shifts in px)."""
     shutil.rmtree(out, ignore_errors=True)  # like RELION's run: new files, not replacements
     out.mkdir(parents=True)
-    params = MotionParams(**PARAMS).model_dump()
-    start = clock()
-    result = motion_correct_task(
-        task_movies(truth, folder),
-        str(out / "TS_01"),
-        truth["pixel_size_A"],
-        truth["voltage_kV"],
-        str(folder / "gain.mrc"),
-        params,
+    job = MotionJob(
+        movies=task_movies(truth, folder),
+        out_base=str(out / "TS_01"),
+        pixel_size_A=truth["pixel_size_A"],
+        voltage_kV=truth["voltage_kV"],
+        gain_file=str(folder / "gain.mrc"),
+        params=MotionParams(**PARAMS),
     )
+    start = clock()
+    result = motion_correct_task(job)
     timing = since(start)
     return timing, [np.asarray(s) / truth["pixel_size_A"] for s in result["shifts_A"]]
 

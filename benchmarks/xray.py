@@ -21,6 +21,7 @@ Prints one JSON object (also written to ``--json``) and rewrites the xray sectio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -175,7 +176,8 @@ def synthetic_scores(data: dict, result) -> dict:
 
 def task_seconds(data: dict, eraser=None) -> tuple[float, float]:
     """Wall and CPU s of the protocol's task (3 stacks read, erased, written), optionally with another eraser."""
-    from tomoforge.protocols.preprocess import tilt_images as preprocess
+    import tomoforge.methods.preprocess.xray as method
+    from tomoforge.protocols.preprocess.xray import XrayJob, XrayParams, xray_task
 
     with tempfile.TemporaryDirectory() as tmp:
         sources = {}
@@ -183,14 +185,23 @@ def task_seconds(data: dict, eraser=None) -> tuple[float, float]:
             path = Path(tmp) / f"in_{kind}.mrc"
             write_mrc(path, data[key], data["pixel_size_A"])
             sources[kind] = [(str(path), i) for i in range(data[key].shape[0])]
-        saved = preprocess.erase_xrays
-        preprocess.erase_xrays = eraser or saved
+        job = XrayJob(
+            sources=sources,
+            out_base=str(Path(tmp) / "out"),
+            pixel_size_A=data["pixel_size_A"],
+            settings=XrayParams().settings(),
+        )
+        saved = method.erase_xrays
+        if eraser is not None:  # an eraser of before the settings dataclass takes the options as keywords
+            old = eraser
+            eraser = lambda images, settings: old(images, **dataclasses.asdict(settings))  # noqa: E731
+        method.erase_xrays = eraser or saved  # the task imports it from the method's module when it runs
         try:
             start, cpu = time.perf_counter(), time.process_time()
-            preprocess.xray_task(sources, str(Path(tmp) / "out"), data["pixel_size_A"], {})
+            xray_task(job)
             return time.perf_counter() - start, time.process_time() - cpu
         finally:
-            preprocess.erase_xrays = saved
+            method.erase_xrays = saved
 
 
 def main() -> None:

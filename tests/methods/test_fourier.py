@@ -1,6 +1,8 @@
+import pytest
+import scipy.fft
 import torch
 
-from tomoforge.methods.fourier import bin_fourier, fourier_shift_2d, frequency_grid_2d, pad_to
+from tomoforge.methods.fourier import bin_fourier, fast_fft_size, fourier_shift_2d, frequency_grid_2d, pad_to
 
 
 def test_integer_fourier_shift_is_roll():
@@ -22,3 +24,13 @@ def test_pad_to_keeps_centre():
     x = torch.zeros(5, 5)
     x[2, 2] = 1
     assert pad_to(x, (8, 8))[4, 4] == 1
+
+
+def test_fast_fft_size_is_the_next_5_smooth_length():
+    known = {1: 1, 7: 8, 11: 12, 13: 15, 17: 18, 97: 100, 101: 108, 1000: 1000, 1021: 1024, 4097: 4320}
+    assert {n: fast_fft_size(n) for n in known} == known
+    assert [fast_fft_size(n, even=True) for n in (1, 7, 13, 15, 97, 121, 241)] == [2, 8, 16, 16, 100, 128, 250]
+    for n in range(1, 3000):  # scipy's real-input fast lengths are the 5-smooth ones
+        assert fast_fft_size(n) == scipy.fft.next_fast_len(n, real=True)
+    with pytest.raises(ValueError, match="at least 1"):
+        fast_fft_size(0)

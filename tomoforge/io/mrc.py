@@ -40,9 +40,8 @@ def write_mrc(path: str | os.PathLike[str], data: np.ndarray, voxel_size_A: floa
     if array.dtype.type not in KEPT_DTYPES:
         array = array.astype(np.float32)
     with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
-        mrc.set_data(np.ascontiguousarray(array))
+        mrc.set_data(np.ascontiguousarray(array))  # also computes the header statistics
         mrc.voxel_size = voxel
-        mrc.update_header_stats()
     return path
 
 

@@ -7,6 +7,7 @@ series) and, when its output differs from a plain restack, ``output_series``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel
@@ -25,21 +26,19 @@ class PerTiltSeries(Protocol):
     outputs: ClassVar[dict[str, type[BaseModel]]] = {"tilt_series": TiltSeries}
     inputs = TILT_SERIES_INPUT
 
-    def task_for(self, ts: TiltSeries, sources: dict[str, list[tuple[str, int]]], out_base: str) -> Task:
+    def task_for(self, ts: TiltSeries, sources: dict[str, list[tuple[str, int]]], out_base: str) -> Task[Any]:
         raise NotImplementedError
 
-    def tasks(self) -> Iterator[Task]:
+    def tasks(self) -> Iterator[Task[Any]]:
         series = self.input("tilt_series")
         for item in series:
             ts = cast(TiltSeries, item)  # the input is declared InputSpec(TiltSeries)
             task = self.task_for(ts, image_sources(ts, self.absolute), str(self.out_path(ts.name)))
-            task.key, task.origin = ts.name, (origin_of(series, ts.name),)
-            task.item = ts
-            yield task
+            yield replace(task, key=ts.name, origin=(origin_of(series, ts.name),), item=ts)  # a Task is frozen
 
     def output_series(self, ts: TiltSeries, result: dict[str, Any]) -> TiltSeries:
         return restack(ts, result, self.relative)
 
-    def collect(self, task: Task, result: Any) -> None:
+    def collect(self, task: Task[Any], result: Any) -> None:
         ts = cast(TiltSeries, task.item if task.item is not None else self.input("tilt_series").get(task.key))
         self.emit("tilt_series", self.output_series(ts, result), task)

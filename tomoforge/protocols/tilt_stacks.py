@@ -8,6 +8,7 @@ and returns the paths. ``restack`` turns a task result back into the output Tilt
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,42 @@ def write_stack(out_base: str, kind: str, images: np.ndarray, pixel_size_A: floa
     path = f"{out_base}{SUFFIX[kind]}.mrc"
     write_mrc(path, np.asarray(images, np.float32), pixel_size_A, overwrite=True)
     return path
+
+
+def transform_stacks(
+    sources: dict[str, list[tuple[str, int]]],
+    out_base: str,
+    pixel_size_A: float,
+    fn: Callable[[np.ndarray], tuple[np.ndarray, list[dict[str, Any]] | None]],
+) -> dict[str, Any]:
+    """Apply ``fn(images (n, y, x) float32) -> (images (n, y', x'), per-image field updates or None)`` to the
+    stack and each of its halves, and write them.
+
+    The I/O overlaps the work: the next stack is read, and the stacks done are written, in background
+    threads while ``fn`` runs (at most two input stacks in memory). The output pixel size is
+    ``pixel_size_A`` (Å) × x / x' (the same when ``fn`` keeps the size; binned when it resamples).
+    Returns {"stacks": {kind: path}, "per_image": the updates of the full stack ("file"),
+    "pixel_size_A": the output pixel size}, as ``restack`` takes it.
+    """
+    kinds = list(sources)
+    per_image = None
+    out_pixel = pixel_size_A
+    writes: dict[str, Future[str]] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reading = pool.submit(read_images, sources[kinds[0]]) if kinds else None
+        for i, kind in enumerate(kinds):
+            assert reading is not None  # submitted for kind i before
+            images = reading.result()
+            if i + 1 < len(kinds):
+                reading = pool.submit(read_images, sources[kinds[i + 1]])
+            out, extra = fn(images)
+            out_pixel = pixel_size_A * images.shape[-1] / out.shape[-1]
+            del images
+            writes[kind] = pool.submit(write_stack, out_base, kind, out, out_pixel)
+            if kind == "file":
+                per_image = extra
+        stacks = {kind: write.result() for kind, write in writes.items()}
+    return {"stacks": stacks, "per_image": per_image, "pixel_size_A": out_pixel}
 
 
 def restack(

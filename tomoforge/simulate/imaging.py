@@ -173,7 +173,7 @@ def exposure_weights(
     """Grant & Grigorieff attenuation of each frame at its mid-frame accumulated exposure."""
     per_frame = tilt.dose / frames
     return [
-        exposure_filter_2d(shape, pixel_size_A, tilt.pre_exposure + (f + 0.5) * per_frame, voltage_kV)
+        exposure_filter_2d(shape, pixel_size_A, tilt.pre_exposure + (f + 0.5) * per_frame, voltage_kV=voltage_kV)
         for f in range(frames)
     ]
 

@@ -31,12 +31,14 @@ def rms(a, b):
     return float(e.pow(2).sum(-1).mean().sqrt())
 
 
-def test_global_shifts_at_one_electron_per_pixel_per_frame():
+def test_global_shifts_at_one_electron_per_pixel_per_frame(device):
     g = torch.Generator().manual_seed(2)
     true = torch.cumsum(torch.randn(10, 2, generator=g) * 1.5, 0)
     true -= true[0].clone()
     frames = movie(specimen(256), true, 1.0)
-    est = motion.estimate_global_shifts(frames, 2.0, bfactor_A2=500)
+    est = motion.estimate_global_shifts(frames.to(device), 2.0, bfactor_A2=500)
+    assert est.device.type == device.type
+    est = est.cpu()
     assert torch.allclose(est[0], torch.zeros(2))
     assert rms(est, true) < 0.2  # measured 0.16 px (256², 10 frames)
 
@@ -44,8 +46,8 @@ def test_global_shifts_at_one_electron_per_pixel_per_frame():
 def test_max_shift_limits_the_search():
     true = torch.tensor([[0.0, 0.0], [0.0, 30.0], [0.0, 0.0]])
     frames = movie(specimen(128), true, 20.0)
-    assert abs(float(motion.estimate_global_shifts(frames, 1.0, 100)[1, 1]) - 30) < 0.2
-    limited = motion.estimate_global_shifts(frames, 1.0, 100, max_shift_A=10.0)
+    assert abs(float(motion.estimate_global_shifts(frames, 1.0, bfactor_A2=100)[1, 1]) - 30) < 0.2
+    limited = motion.estimate_global_shifts(frames, 1.0, bfactor_A2=100, max_shift_A=10.0)
     assert abs(float(limited[1, 1])) < 15  # the 30 px shift is outside the search (relative shifts ≤ 2 × 10)
 
 
@@ -74,7 +76,7 @@ def test_patches_recover_a_smooth_local_field():
         frames.append(F.grid_sample(img[None, None], grid[None], mode="bicubic", align_corners=True)[0, 0])
     torch.manual_seed(0)
     frames = torch.poisson(20 * torch.stack(frames).clamp(min=0))
-    fitted = motion.estimate_local_motion(frames, 1.0, (4, 4), bfactor_A2=50)
+    fitted = motion.estimate_local_motion(frames, 1.0, patches=(4, 4), bfactor_A2=50)
     inner = (slice(32, -32), slice(32, -32))
     errors = []
     for i in range(nf):
@@ -100,10 +102,10 @@ def test_dose_weights_follow_grant_and_grigorieff():
 
 def test_sums_odd_even_and_frame_range():
     frames = torch.arange(6.0)[:, None, None].expand(6, 4, 4).clone()
-    sums = motion.sum_frames(frames, 1, 4)
+    sums = motion.sum_frames(frames, first=1, last=4)
     assert float(sums.total[0, 0]) == 1 + 2 + 3 + 4
     assert float(sums.odd[0, 0]) == 1 + 3 and float(sums.even[0, 0]) == 2 + 4
-    weighted = motion.sum_frames(frames, 1, 4, torch.ones(6, 4, 3))
+    weighted = motion.sum_frames(frames, first=1, last=4, weights=torch.ones(6, 4, 3))
     assert torch.allclose(weighted.total, sums.total, atol=1e-5)
 
 
@@ -114,8 +116,8 @@ def test_hot_pixels_are_masked_so_they_do_not_pin_the_shifts_to_zero():
     frames = movie(specimen(256), true, 1.0)
     hot = torch.randint(0, 256, (2, 60), generator=g)
     frames[:, hot[0], hot[1]] += 40.0  # hot pixels: bright in every frame, fixed on the detector
-    pinned = rms(motion.estimate_global_shifts(frames, 2.0, 1500), true)
-    masked = rms(motion.estimate_global_shifts(motion.without_hot_pixels(frames), 2.0, 1500), true)
+    pinned = rms(motion.estimate_global_shifts(frames, 2.0, bfactor_A2=1500), true)
+    masked = rms(motion.estimate_global_shifts(motion.without_hot_pixels(frames), 2.0, bfactor_A2=1500), true)
     # measured (B = 1500 Å²): 0.97 px with the hot pixels, 0.16 px once they are masked
     assert masked < 0.25 and pinned > 0.8
     changed = (motion.without_hot_pixels(frames) != frames).any(0)
@@ -131,20 +133,22 @@ def test_defects_corrected_in_the_cropped_spectra_equal_masked_frames():
     assert mask[hot[0], hot[1]].all() and int(mask.sum()) <= 35
     masked = torch.where(mask, frames.mean(dim=(-2, -1), keepdim=True), frames)
     crop = motion.alignment_crop((128, 128), 2.0, 500.0)
-    fast = motion.alignment_spectra(torch.fft.rfft2(frames), (128, 128), 2.0, 500.0, crop, frames, mask)
+    fast = motion.alignment_spectra(torch.fft.rfft2(frames), (128, 128), 2.0, 500.0, crop, frames=frames, defects=mask)
     slow = motion.alignment_spectra(torch.fft.rfft2(masked), (128, 128), 2.0, 500.0, crop)
     assert torch.allclose(fast, slow, atol=1e-3 * float(slow.abs().max()))
 
 
-def test_aligned_sums_shift_weight_and_bin_in_one_pass():
+def test_aligned_sums_shift_weight_and_bin_in_one_pass(device):
     frames = movie(specimen(64), torch.zeros(5, 2), 30.0)
     shifts = torch.tensor([[0.0, 0.0], [0.5, -1.25], [2.0, 0.3], [-1.5, 1.0], [0.7, 0.7]])
     expected = motion.shift_frames_(frames.clone(), shifts)
-    sums = motion.aligned_sums(frames, shifts, 1, 4)
+    on_device = motion.aligned_sums(frames.to(device), shifts.to(device), first=1, last=4)
+    assert on_device.total.device.type == device.type
+    sums = motion.FrameSums(on_device.total.cpu(), on_device.odd.cpu(), on_device.even.cpu())
     assert torch.allclose(sums.total, expected[1:5].sum(0), atol=1e-3)
     assert torch.allclose(sums.odd, expected[1] + expected[3], atol=1e-3)
     w = motion.dose_weights(5, 1.0, 0.0, (32, 32), 2.0)
-    binned = motion.aligned_sums(frames, shifts, 0, 4, w, (32, 32))
+    binned = motion.aligned_sums(frames, shifts, first=0, last=4, weights=w, out_shape=(32, 32))
     spectra = torch.fft.rfft2(expected)
     crop = torch.cat([spectra[:, :16, :17], spectra[:, -16:, :17]], dim=1) * w
     reference = torch.fft.irfft2(crop.sum(0), s=(32, 32)) / 4  # Fourier crop 64 → 32: values × 32²/64²

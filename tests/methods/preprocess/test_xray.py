@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from tomoforge.methods.preprocess.xray import erase_xrays, find_outliers
+from tomoforge.methods.preprocess.xray import XrayResult, XraySettings, erase_xrays, find_outliers
 
 
 def injected(rng, n=3, size=256, mean=20.0, hits=40):
@@ -27,9 +27,11 @@ def injected(rng, n=3, size=256, mean=20.0, hits=40):
     return images, truth
 
 
-def test_finds_every_hit_and_changes_almost_nothing_else():
+def test_finds_every_hit_and_changes_almost_nothing_else(device):
     images, truth = injected(np.random.default_rng(3))
-    result = erase_xrays(torch.from_numpy(images))
+    result = erase_xrays(torch.from_numpy(images).to(device))
+    assert result.images.device.type == device.type
+    result = XrayResult(result.images.cpu(), result.mask.cpu(), result.pixels_replaced, result.hits)
     mask = result.mask.numpy()
     found = (mask & truth).sum() / truth.sum()
     false = (mask & ~truth).sum() / (~truth).sum()
@@ -42,12 +44,12 @@ def test_finds_every_hit_and_changes_almost_nothing_else():
     assert all(40 <= h <= 52 for h in result.hits), result.hits  # 40 injected; measured 46-50 at 4.2 SD
 
 
-def test_dark_pixels_only_with_polarity_both():
+def test_dark_pixels_only_with_polarity_both(device):
     rng = np.random.default_rng(0)
-    image = rng.poisson(30.0, (1, 64, 64)).astype(np.float32)
+    image = torch.from_numpy(rng.poisson(30.0, (1, 64, 64)).astype(np.float32)).to(device)
     image[0, 10, 20] = 0.0 - 20
     assert not erase_xrays(image).mask[0, 10, 20]
-    assert erase_xrays(image, polarity="both").mask[0, 10, 20]
+    assert erase_xrays(image, settings=XraySettings(polarity="both")).mask[0, 10, 20]
 
 
 def test_xray_eraser_on_the_small_preset_finds_the_hits_and_leaves_the_rest(small_sim):
@@ -174,8 +176,8 @@ def test_hits_are_the_4_connected_blobs_of_the_mask():
     assert result.pixels_replaced == [int(m.sum()) for m in result.mask]
 
 
-def test_flat_images_and_flat_regions_give_no_outliers():
-    flat = np.full((2, 64, 64), 7.0, np.float32)
+def test_flat_images_and_flat_regions_give_no_outliers(device):
+    flat = torch.full((2, 64, 64), 7.0, device=device)
     assert not erase_xrays(flat).mask.any()
     rng = np.random.default_rng(2)
     image = rng.poisson(30.0, (1, 128, 128)).astype(np.float32)

@@ -193,7 +193,7 @@ def test_eer_movies_are_grouped_by_dose_and_aligned(tmp_path):
 
     from tests.io.eer import events_from_counts, write_eer
     from tomoforge.methods.fourier import fourier_shift_2d
-    from tomoforge.protocols.preprocess.motion import MotionParams, motion_correct_task
+    from tomoforge.protocols.preprocess.motion import MotionJob, MotionParams, MovieSource, motion_correct_task
 
     n, pixel, rng = 128, 2.0, np.random.default_rng(0)
     k2 = np.fft.fftfreq(n)[:, None] ** 2 + np.fft.rfftfreq(n)[None] ** 2
@@ -212,20 +212,26 @@ def test_eer_movies_are_grouped_by_dose_and_aligned(tmp_path):
         fractions += events + [np.zeros((0, 4), int)] * (per_frame - len(events))
     movie = write_eer(tmp_path / "TS_01_000_0.0.eer", fractions, (n, n))
     dose = 4 * 3 / pixel**2  # e/Å² of the tilt
-    movies = [
-        {
-            "file": str(movie),
-            "n_frames": len(fractions),
-            "frame_dose": dose / len(fractions),
-            "pre_exposure": 0.0,
-            "dose": dose,
-        }
-    ]
+    movies = (
+        MovieSource(
+            file=str(movie),
+            n_frames=len(fractions),
+            frame_dose_e_A2=dose / len(fractions),
+            pre_exposure_e_A2=0.0,
+            dose_e_A2=dose,
+        ),
+    )
     for up in (1, 2):
-        params = MotionParams(
-            eer_frame_dose_e_A2=dose / 4, eer_upsampling=up, bfactor_A2=500, dose_weighting=True
-        ).model_dump()
-        result = motion_correct_task(movies, str(tmp_path / f"up{up}"), pixel, 300.0, "", params)
+        params = MotionParams(eer_frame_dose_e_A2=dose / 4, eer_upsampling=up, bfactor_A2=500, dose_weighting=True)
+        job = MotionJob(
+            movies=movies,
+            out_base=str(tmp_path / f"up{up}"),
+            pixel_size_A=pixel,
+            voltage_kV=300.0,
+            gain_file="",
+            params=params,
+        )
+        result = motion_correct_task(job)
         assert result["pixel_size_A"] == pytest.approx(pixel / up)
         stack = read_mrc(result["stacks"]["file"])
         assert stack.shape == (1, n * up, n * up)

@@ -7,7 +7,7 @@ import pytest
 
 from tests.protocols.preprocess.test_motion import corrected, run, truth_of  # noqa: F401 - the module fixture
 from tomoforge.io.mrc import read_mrc, read_voxel_size, write_mrc
-from tomoforge.protocols.preprocess.tilt_images import exclusion_task
+from tomoforge.protocols.preprocess.exclude import ExcludeParams, ExclusionJob, exclusion_task
 
 GG_A, GG_B, GG_C = 0.245, -1.665, 2.81  # Grant & Grigorieff 2015
 
@@ -118,9 +118,17 @@ def test_exclusion_criteria_dark_blank_and_shift_jump(tmp_path):
     images[4] = 100.0  # blank
     path = write_mrc(tmp_path / "s.mrc", images, 5.0)
     sources = {"file": [(str(path), i) for i in range(6)]}
-    shifts = [(0, 0), (1, 0), (2, 0), (200, 0), (4, 0), (5, 0)]  # view 3 jumps by ~200 Å
-    criteria = {"dark_fraction": 0.5, "blank_fraction": 0.1, "max_shift_jump_A": 50.0}
-    result = exclusion_task(sources, str(tmp_path / "out"), 5.0, [False] * 6, shifts, criteria, False)
+    shifts = ((0.0, 0.0), (1.0, 0.0), (2.0, 0.0), (200.0, 0.0), (4.0, 0.0), (5.0, 0.0))  # view 3 jumps by ~200 Å
+    params = ExcludeParams(dark_fraction=0.5, blank_fraction=0.1, max_shift_jump_A=50.0)
+    job = ExclusionJob(
+        sources=sources,
+        out_base=str(tmp_path / "out"),
+        pixel_size_A=5.0,
+        excluded=(False,) * 6,
+        shifts_A=shifts,
+        params=params,
+    )
+    result = exclusion_task(job)
     assert result["excluded"] == [False, True, False, True, True, False]
     assert result["reasons"] == ["", "dark", "", "shift jump", "blank", ""]
 

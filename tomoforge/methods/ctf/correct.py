@@ -37,7 +37,7 @@ import torch
 
 from tomoforge.methods.align.projection_model import rotation_matrices
 from tomoforge.methods.ctf.transfer import electron_wavelength_A
-from tomoforge.methods.fourier import as_tensor, frequency_grid_2d
+from tomoforge.methods.fourier import as_tensor, fast_fft_size, frequency_grid_2d
 
 Method = Literal["phase-flip", "wiener"]
 
@@ -167,15 +167,7 @@ def correction_filters(
 
 def _padded_size(n: int, pad: int) -> int:
     """n + 2·pad rounded up to a size with only factors 2, 3 and 5 (fast FFTs)."""
-    m = n + 2 * pad
-    while True:
-        r = m
-        for f in (2, 3, 5):
-            while r % f == 0:
-                r //= f
-        if r == 1:
-            return m
-        m += 1
+    return fast_fft_size(n + 2 * pad)
 
 
 def strip_offsets(

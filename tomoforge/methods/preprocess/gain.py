@@ -21,10 +21,21 @@ class GainError(UserError, ValueError):
     """A gain reference that does not fit the frames (size or orientation)."""
 
 
-def transform_gain(gain, rotate_deg: int = 0, flip: Flip = "none") -> torch.Tensor:
-    """The gain (y, x) rotated by ``rotate_deg`` (0, 90, 180, 270; CCW) then flipped.
+def transform_gain(gain: torch.Tensor | np.ndarray, *, rotate_deg: int = 0, flip: Flip = "none") -> torch.Tensor:
+    """The gain rotated by ``rotate_deg`` then flipped.
 
-    ``flip="x"`` mirrors left-right (x → −x), ``flip="y"`` up-down.
+    Parameters
+    ----------
+    gain : torch.Tensor or numpy.ndarray, (y, x)
+        Gain reference (multiplier per pixel, unitless).
+    rotate_deg : {0, 90, 180, 270}
+        Counter-clockwise rotation (degrees, y up).
+    flip : {"none", "x", "y"}
+        Then mirror left-right (x → −x) or up-down.
+
+    Returns
+    -------
+    torch.Tensor, float32, (y, x) or (x, y) when turned by 90° or 270°
     """
     g = as_tensor(gain)
     if rotate_deg % 90:
@@ -39,7 +50,7 @@ def transform_gain(gain, rotate_deg: int = 0, flip: Flip = "none") -> torch.Tens
     return g
 
 
-def check_gain(gain: torch.Tensor, frame_shape: tuple[int, int], name: str = "gain") -> None:
+def check_gain(gain: torch.Tensor, frame_shape: tuple[int, ...], *, name: str = "gain") -> None:
     """GainError naming ``name`` unless the gain has the frames' shape (with a hint when rotated)."""
     shape = tuple(gain.shape)
     if shape == tuple(frame_shape):
@@ -52,7 +63,9 @@ def check_gain(gain: torch.Tensor, frame_shape: tuple[int, int], name: str = "ga
     raise GainError(f"{name}: shape {shape} does not match the frames {tuple(frame_shape)}{hint}")
 
 
-def apply_gain(frames, gain, name: str = "gain") -> torch.Tensor:
+def apply_gain(
+    frames: torch.Tensor | np.ndarray, gain: torch.Tensor | np.ndarray, *, name: str = "gain"
+) -> torch.Tensor:
     """Frames (n, y, x) multiplied by the gain (y, x): float32 (checked; non-finite gain values → 0).
 
     Integer frames (counts) are multiplied as they are, in one pass (on the CPU through numpy, which
@@ -60,14 +73,14 @@ def apply_gain(frames, gain, name: str = "gain") -> torch.Tensor:
     """
     f = frames if isinstance(frames, torch.Tensor) else torch.as_tensor(np.asarray(frames))
     g = as_tensor(gain, device=f.device)
-    check_gain(g, tuple(f.shape[-2:]), name)
+    check_gain(g, tuple(f.shape[-2:]), name=name)
     g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))
     if f.device.type == "cpu" and not f.is_complex():
         return torch.from_numpy(np.multiply(f.numpy(), g.numpy(), dtype=np.float32))
     return (f * g).to(torch.float32)
 
 
-def gain_orientation_score(frames_sum, gain) -> float:
+def gain_orientation_score(frames_sum: torch.Tensor | np.ndarray, gain: torch.Tensor | np.ndarray) -> float:
     """Correlation of the gain's inverse with a long frame sum (higher = better orientation).
 
     A flat-field sum of many frames shows the detector's response, i.e. ∝ 1/gain; use this to pick
@@ -84,7 +97,9 @@ def gain_orientation_score(frames_sum, gain) -> float:
 ORIENTATIONS = tuple((r, f) for r in (0, 90, 180, 270) for f in ("none", "x"))
 
 
-def check_gain_orientation(frames_sum, gain, name: str = "gain") -> None:
+def check_gain_orientation(
+    frames_sum: torch.Tensor | np.ndarray, gain: torch.Tensor | np.ndarray, *, name: str = "gain"
+) -> None:
     """GainError naming ``name`` when raw frames (their sum, y, x) fit the gain much better turned.
 
     Scores (``gain_orientation_score``, on a grid of ~65k pixels) the gain as given and in the 7 other

@@ -25,11 +25,13 @@ import functools
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tomoforge.methods.fourier import as_tensor, spatial_frequency_2d
+from tomoforge.methods.fourier import as_tensor, fast_fft_size, spatial_frequency_2d
 from tomoforge.methods.preprocess.dose import critical_exposure
+from tomoforge.methods.preprocess.settings import GLOBAL_BFACTOR_A2, PATCH_BFACTOR_A2
 
 # --- global alignment -----------------------------------------------------------------------------
 #: the alignment grid keeps the frequencies where the cross-correlation weight exp(−B·k²/2) is above this
@@ -39,7 +41,7 @@ MAX_DEFECTS = 512
 
 
 def alignment_crop(
-    shape: tuple[int, int], pixel_size_A: float, bfactor_A2: float, binning: float | None = None
+    shape: tuple[int, int], pixel_size_A: float, bfactor_A2: float, *, binning: float | None = None
 ) -> tuple[int, int]:
     """(h, w) of the Fourier-cropped grid the alignment runs on (even sizes; ``binning`` overrides).
 
@@ -50,20 +52,10 @@ def alignment_crop(
     if binning is None:
         k_cut = math.sqrt(2 * math.log(1 / CROP_WEIGHT) / bfactor_A2) if bfactor_A2 > 0 else 1.0 / (2 * pixel_size_A)
         binning = max(1.0, (1.0 / (2 * pixel_size_A)) / k_cut)
-    return tuple(min(n, _fft_size(max(16, 2 * int(round(n / binning / 2))))) if n / binning >= 16 else n for n in shape)  # type: ignore
-
-
-def _fft_size(n: int) -> int:
-    """The smallest even size ≥ n whose only prime factors are 2, 3 and 5 (fast FFTs)."""
-    m = n + n % 2
-    while True:
-        k = m
-        for p in (2, 3, 5):
-            while k % p == 0:
-                k //= p
-        if k == 1:
-            return m
-        m += 2
+    return tuple(
+        min(n, fast_fft_size(max(16, 2 * int(round(n / binning / 2))), even=True)) if n / binning >= 16 else n
+        for n in shape
+    )  # type: ignore
 
 
 def _crop_spectrum(spectrum: torch.Tensor, shape: tuple[int, int], crop: tuple[int, int]) -> torch.Tensor:
@@ -127,6 +119,7 @@ def _peaks(cc: torch.Tensor, max_shift: float | None) -> torch.Tensor:
 def align_spectra(
     spectra: torch.Tensor,
     shape: tuple[int, int],
+    *,
     max_shift_px: float | None = None,
     iterations: int = 10,
     tolerance_px: float = 0.02,
@@ -168,6 +161,7 @@ def alignment_spectra(
     pixel_size_A: float,
     bfactor_A2: float,
     crop: tuple[int, int],
+    *,
     frames: torch.Tensor | None = None,
     defects: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -192,7 +186,7 @@ def alignment_spectra(
     return cropped.mul_(torch.exp(-bfactor_A2 * k * k / 4))
 
 
-def hot_pixel_mask(total: torch.Tensor, threshold_sd: float = 6.0) -> torch.Tensor:
+def hot_pixel_mask(total: torch.Tensor | np.ndarray, *, threshold_sd: float = 6.0) -> torch.Tensor:
     """Hot pixels and X-ray hits (y, x) bool of a frame sum: brighter than the mean of their 8 neighbours.
 
     By more than ``threshold_sd`` robust standard deviations of that residual (1.4826 · MAD over a
@@ -209,21 +203,22 @@ def hot_pixel_mask(total: torch.Tensor, threshold_sd: float = 6.0) -> torch.Tens
     return (residual - centre) > threshold_sd * sigma
 
 
-def without_hot_pixels(frames, threshold_sd: float = 6.0) -> torch.Tensor:
+def without_hot_pixels(frames: torch.Tensor | np.ndarray, *, threshold_sd: float = 6.0) -> torch.Tensor:
     """A copy of frames (n, y, x) whose hot pixels (``hot_pixel_mask`` of their sum) hold each frame's mean.
 
     Such pixels are fixed on the detector, so they do not move with the specimen and pull the
     alignment towards zero shift. For estimating shifts only, not for the sums.
     """
     frames = as_tensor(frames)
-    mask = hot_pixel_mask(frames.sum(0), threshold_sd)
+    mask = hot_pixel_mask(frames.sum(0), threshold_sd=threshold_sd)
     return torch.where(mask, frames.mean(dim=(-2, -1), keepdim=True), frames)
 
 
 def estimate_global_shifts(
-    frames,
+    frames: torch.Tensor | np.ndarray,
     pixel_size_A: float,
-    bfactor_A2: float = 3000.0,
+    *,
+    bfactor_A2: float = GLOBAL_BFACTOR_A2,
     max_shift_A: float | None = None,
     iterations: int = 10,
     tolerance_px: float = 0.02,
@@ -232,19 +227,43 @@ def estimate_global_shifts(
     defects: torch.Tensor | None = None,
     spectra: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-frame shifts (..., n, 2) (y, x) in input pixels of a movie (..., n, y, x); ``s[reference_frame] = 0``.
+    """Per-frame shifts of a movie, each frame against the sum of the others (see the module docstring).
 
-    ``defects``: optional (y, x) bool mask of pixels to ignore (e.g. ``hot_pixel_mask`` of the frame sum);
-    ``spectra``: the frames' rfft2 if already computed (reused, not modified).
+    Parameters
+    ----------
+    frames : torch.Tensor or numpy.ndarray, (..., n, y, x)
+        The frames (counts or e⁻ per pixel); a tensor stays on its device.
+    pixel_size_A : float
+        Pixel size (Å).
+    bfactor_A2 : float
+        B-factor of the spectra's weighting exp(−B·k²/4) (Å²).
+    max_shift_A : float or None
+        Largest shift searched (Å); None: any.
+    iterations, tolerance_px : int, float
+        At most ``iterations`` rounds; stop when no shift changes by more than ``tolerance_px`` (pixels).
+    reference_frame : int
+        The frame whose shift is 0.
+    binning : float or None
+        Bin the alignment grid by this (None: from ``bfactor_A2``, see ``alignment_crop``).
+    defects : torch.Tensor or None, (y, x) bool
+        Pixels to ignore (e.g. ``hot_pixel_mask`` of the frame sum).
+    spectra : torch.Tensor or None, (..., n, y, x // 2 + 1) complex
+        The frames' rfft2 if already computed (reused, not modified).
+
+    Returns
+    -------
+    torch.Tensor, float32, (..., n, 2)
+        Shifts (y, x) in input pixels: frame i's content is displaced by ``s[i]``; ``s[reference_frame] = 0``.
     """
     frames = as_tensor(frames)
-    shape = tuple(frames.shape[-2:])
-    crop = alignment_crop(shape, pixel_size_A, bfactor_A2, binning)
+    shape = (frames.shape[-2], frames.shape[-1])
+    crop = alignment_crop(shape, pixel_size_A, bfactor_A2, binning=binning)
     spectra = torch.fft.rfft2(frames) if spectra is None else spectra
-    weighted = alignment_spectra(spectra, shape, pixel_size_A, bfactor_A2, crop, frames, defects)
+    weighted = alignment_spectra(spectra, shape, pixel_size_A, bfactor_A2, crop, frames=frames, defects=defects)
     scale = torch.tensor([shape[0] / crop[0], shape[1] / crop[1]], device=frames.device)
     max_shift = None if max_shift_A is None else max_shift_A / pixel_size_A / float(scale.max())
-    shifts = align_spectra(weighted, crop, max_shift, iterations, tolerance_px) * scale
+    shifts = align_spectra(weighted, crop, max_shift_px=max_shift, iterations=iterations, tolerance_px=tolerance_px)
+    shifts = shifts * scale
     return shifts - shifts[..., reference_frame : reference_frame + 1, :]
 
 
@@ -280,7 +299,7 @@ class LocalMotion:
 
 
 def fit_local_motion(
-    centres: torch.Tensor, shifts: torch.Tensor, shape: tuple[int, int], reference_frame: int = 0
+    centres: torch.Tensor, shifts: torch.Tensor, shape: tuple[int, int], *, reference_frame: int = 0
 ) -> LocalMotion:
     """Least-squares fit of the polynomial model to patch shifts (P, n, 2) at ``centres`` (P, 2)."""
     p, n, _ = shifts.shape
@@ -297,7 +316,7 @@ def fit_local_motion(
 
 
 def patch_grid(
-    shape: tuple[int, int], patches: tuple[int, int], overlap: float = 0.5
+    shape: tuple[int, int], patches: tuple[int, int], *, overlap: float = 0.5
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """Top-left corners (P, 2) and size (h, w) of a grid of overlapping patches covering ``shape``."""
     ny, nx = shape
@@ -313,26 +332,49 @@ def patch_grid(
 def estimate_local_motion(
     aligned_frames: torch.Tensor,
     pixel_size_A: float,
+    *,
     patches: tuple[int, int] = (5, 5),
-    bfactor_A2: float = 500.0,
+    bfactor_A2: float = PATCH_BFACTOR_A2,
     max_shift_A: float | None = None,
     reference_frame: int = 0,
     binning: float | None = None,
 ) -> LocalMotion:
-    """Residual local motion of globally aligned frames (n, y, x), fitted over a grid of patches."""
-    shape = tuple(aligned_frames.shape[-2:])
+    """Residual local motion of globally aligned frames, fitted over a grid of patches.
+
+    Parameters
+    ----------
+    aligned_frames : torch.Tensor, (n, y, x)
+        Globally aligned frames (counts or e⁻ per pixel).
+    pixel_size_A : float
+        Pixel size (Å).
+    patches : (int, int)
+        Patches along y and x (overlapping by half).
+    bfactor_A2, max_shift_A, reference_frame, binning
+        As for :func:`estimate_global_shifts`, applied to every patch (Å², Å, frame index, factor).
+
+    Returns
+    -------
+    LocalMotion
+        The polynomial field d(y, x, t) in pixels, with the patch centres and measured shifts.
+    """
+    shape = (aligned_frames.shape[-2], aligned_frames.shape[-1])
     corners, (h, w) = patch_grid(shape, patches)
     rows = corners[:, 0, None] + torch.arange(h)  # (P, h)
     cols = corners[:, 1, None] + torch.arange(w)  # (P, w)
     cut = aligned_frames[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)  # (P, n, h, w)
     shifts = estimate_global_shifts(
-        cut, pixel_size_A, bfactor_A2, max_shift_A, reference_frame=reference_frame, binning=binning
+        cut,
+        pixel_size_A,
+        bfactor_A2=bfactor_A2,
+        max_shift_A=max_shift_A,
+        reference_frame=reference_frame,
+        binning=binning,
     )
     centres = corners.to(torch.float32) + torch.tensor([h / 2, w / 2])
-    return fit_local_motion(centres, shifts, shape, reference_frame)
+    return fit_local_motion(centres, shifts, shape, reference_frame=reference_frame)
 
 
-def apply_local_motion(frames: torch.Tensor, model: LocalMotion, chunk: int = 4) -> torch.Tensor:
+def apply_local_motion(frames: torch.Tensor, model: LocalMotion, *, chunk: int = 4) -> torch.Tensor:
     """Frames (n, y, x) resampled in place along the local field: frame_i(p) ← frame_i(p + d_i(p))."""
     ny, nx = frames.shape[-2:]
     yy, xx = torch.meshgrid(torch.arange(ny, dtype=torch.float32), torch.arange(nx, dtype=torch.float32), indexing="ij")
@@ -349,7 +391,9 @@ def apply_local_motion(frames: torch.Tensor, model: LocalMotion, chunk: int = 4)
 
 
 # --- sums -------------------------------------------------------------------------------------------
-def shift_frames_(frames: torch.Tensor, shifts_px: torch.Tensor, spectra: torch.Tensor | None = None) -> torch.Tensor:
+def shift_frames_(
+    frames: torch.Tensor, shifts_px: torch.Tensor, *, spectra: torch.Tensor | None = None
+) -> torch.Tensor:
     """Translate each frame (n, y, x) by −shift (in place, Fourier, sub-pixel exact, periodic).
 
     ``spectra``: the frames' rfft2 if already computed (not modified).
@@ -368,6 +412,7 @@ def dose_weights(
     pre_exposure_e_A2: float,
     shape: tuple[int, int],
     pixel_size_A: float,
+    *,
     voltage_kV: float = 300.0,
 ) -> torch.Tensor:
     """Per-frame rfft2 weights (n, y, x//2+1): q_i(k) · √n / √(Σ_j q_j(k)²) (read-only: cached).
@@ -385,7 +430,7 @@ def _dose_weights(
     n: int, frame_dose: float, shape: tuple[int, int], pixel_size_A: float, voltage_kV: float
 ) -> torch.Tensor:
     k = spatial_frequency_2d(shape, pixel_size_A, True).to(torch.float64)
-    half_inverse = (-0.5 / critical_exposure(k, voltage_kV)).to(torch.float32)
+    half_inverse = (-0.5 / critical_exposure(k, voltage_kV=voltage_kV)).to(torch.float32)
     q = torch.exp(frame_dose * torch.arange(1, n + 1, dtype=torch.float32)[:, None, None] * half_inverse)
     return q.mul_(math.sqrt(n) / q.pow(2).sum(0).sqrt_())
 
@@ -402,6 +447,7 @@ class FrameSums:
 def aligned_sums(
     frames: torch.Tensor,
     shifts_px: torch.Tensor | None = None,
+    *,
     first: int = 0,
     last: int | None = None,
     weights: torch.Tensor | None = None,
@@ -437,7 +483,7 @@ def aligned_sums(
 
 
 def sum_frames(
-    aligned: torch.Tensor, first: int = 0, last: int | None = None, weights: torch.Tensor | None = None
+    aligned: torch.Tensor, *, first: int = 0, last: int | None = None, weights: torch.Tensor | None = None
 ) -> FrameSums:
     """Sums of aligned frames ``first``..``last`` (0-based, inclusive); ``weights`` (n, y, x//2+1) optional."""
     last = aligned.shape[0] - 1 if last is None else last
@@ -445,4 +491,4 @@ def sum_frames(
         odd = aligned[first : last + 1 : 2].sum(0)
         even = aligned[first + 1 : last + 1 : 2].sum(0)
         return FrameSums(odd + even, odd, even)
-    return aligned_sums(aligned, None, first, last, weights)
+    return aligned_sums(aligned, None, first=first, last=last, weights=weights)

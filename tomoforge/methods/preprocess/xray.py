@@ -33,14 +33,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tomoforge.methods.fourier import as_tensor
+from tomoforge.methods.preprocess.settings import XRAY_DEFAULTS, XraySettings
 from tomoforge.methods.reconstruct.slabs import single_threaded_torch
+
+__all__ = ["XRAY_DEFAULTS", "XrayResult", "XraySettings", "erase_xrays", "find_outliers"]
 
 CLIP_SD = 4.0  # winsorising level above the background, in local noise SDs (and the noise estimate's, both sides)
 CLIP_LOW_SD = 1.5  # winsorising level below (bias +0.03 SD for Gaussian noise)
@@ -249,16 +252,13 @@ def _hits(flat: torch.Tensor, shape: tuple[int, ...]) -> list[int]:
     return np.bincount(index[first] // (ny * nx), minlength=n).tolist()
 
 
-def _settings(
-    threshold_sd: float, max_radius_px: float, grow_sd: float, background_px: int, polarity: str
-) -> _Settings:
-    if threshold_sd <= 0 or grow_sd <= 0:
+def _settings(options: XraySettings) -> _Settings:
+    if options.threshold_sd <= 0 or options.grow_sd <= 0:
         raise ValueError("threshold_sd and grow_sd must be > 0")
-    if polarity not in ("bright", "both"):
-        raise ValueError(f"polarity must be 'bright' or 'both', not {polarity!r}")
-    return _Settings(
-        threshold_sd, max_radius_px, grow_sd, max(int(background_px), int(np.ceil(max_radius_px)) + 2), polarity
-    )
+    if options.polarity not in ("bright", "both"):
+        raise ValueError(f"polarity must be 'bright' or 'both', not {options.polarity!r}")
+    half = max(int(options.background_px), int(np.ceil(options.max_radius_px)) + 2)
+    return _Settings(options.threshold_sd, options.max_radius_px, options.grow_sd, half, options.polarity)
 
 
 def _blocks(x: torch.Tensor, work: Callable[[int, int], T]) -> list[T]:
@@ -274,7 +274,7 @@ def _blocks(x: torch.Tensor, work: Callable[[int, int], T]) -> list[T]:
             return list(pool.map(lambda i: work(i, i + 1), range(n)))
 
 
-def _as_stack(images) -> tuple[torch.Tensor, bool]:
+def _as_stack(images: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
     x = as_tensor(images)
     single = x.ndim == 2
     x = x[None] if single else x
@@ -282,36 +282,26 @@ def _as_stack(images) -> tuple[torch.Tensor, bool]:
 
 
 def find_outliers(
-    images,
-    threshold_sd: float = 4.2,
-    max_radius_px: float = 2.5,
-    grow_sd: float = 3.0,
-    background_px: int = 6,
-    polarity: Literal["bright", "both"] = "bright",
+    images: torch.Tensor | np.ndarray, *, settings: XraySettings = XRAY_DEFAULTS
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Outliers of images (n, y, x) or (y, x) against their local background.
+    """Outliers of images against their local background (steps 1–4 of the module's description).
 
     Parameters
     ----------
-    images : array or tensor, (n, y, x) or (y, x)
-    threshold_sd, grow_sd : float
-        A peak's score (residual over the local noise SD) exceeds ``threshold_sd``; its neighbours within
-        ``max_radius_px`` join it above ``grow_sd``.
-    max_radius_px : float
-        Largest radius of a hit around its peak (pixels).
-    background_px : int
-        Half-width of the background box (at least ``ceil(max_radius_px) + 2``).
-    polarity : {"bright", "both"}
-        Bright outliers only, or dark ones too.
+    images : torch.Tensor or numpy.ndarray, (n, y, x) or (y, x)
+        Images in any unit (counts, or e⁻ per pixel); CPU or GPU.
+    settings : XraySettings
+        The detection options (thresholds in SD of the local noise, radius and box in pixels, polarity).
 
     Returns
     -------
     mask : torch.Tensor, bool, shaped as ``images``
-    background : torch.Tensor
-        The robust (winsorised) local mean, shaped as ``images``.
+        The outlier pixels.
+    background : torch.Tensor, float32, shaped as ``images``
+        The robust (winsorised) local mean, in the unit of ``images``.
     """
     x, single = _as_stack(images)
-    s = _settings(threshold_sd, max_radius_px, grow_sd, background_px, polarity)
+    s = _settings(settings)
     inverse_counts = _inverse_counts((x.shape[-2], x.shape[-1]), s.half, x.device)
     mask = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
     background = torch.empty_like(x)
@@ -325,26 +315,24 @@ def find_outliers(
     return (mask[0], background[0]) if single else (mask, background)
 
 
-def erase_xrays(
-    images,
-    threshold_sd: float = 4.2,
-    max_radius_px: float = 2.5,
-    grow_sd: float = 3.0,
-    background_px: int = 6,
-    polarity: Literal["bright", "both"] = "bright",
-) -> XrayResult:
-    """Replace hot pixels and X-ray hits of images (n, y, x) by the mean of their box's unflagged pixels.
+def erase_xrays(images: torch.Tensor | np.ndarray, *, settings: XraySettings = XRAY_DEFAULTS) -> XrayResult:
+    """Replace hot pixels and X-ray hits of images by the mean of their box's unflagged pixels.
 
-    Parameters are those of :func:`find_outliers`. The images stay on their device (CPU or GPU).
+    Parameters
+    ----------
+    images : torch.Tensor or numpy.ndarray, (n, y, x) or (y, x)
+        Images in any unit (counts, or e⁻ per pixel); they stay on their device (CPU or GPU).
+    settings : XraySettings
+        The detection options, as for :func:`find_outliers`.
 
     Returns
     -------
     XrayResult
-        The erased images (n, y, x) float32, the outlier mask, and per image the pixels replaced and the
-        hits (4-connected blobs of outliers).
+        The erased images (n, y, x) float32 in the unit of ``images``, the outlier mask (n, y, x) bool, and
+        per image the pixels replaced and the hits (4-connected blobs of outliers).
     """
     x, _ = _as_stack(images)
-    s = _settings(threshold_sd, max_radius_px, grow_sd, background_px, polarity)
+    s = _settings(settings)
     inverse_counts = _inverse_counts((x.shape[-2], x.shape[-1]), s.half, x.device)
     out = torch.empty_like(x)
     mask = torch.empty(x.shape, dtype=torch.bool, device=x.device)
