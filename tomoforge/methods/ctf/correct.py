@@ -28,43 +28,15 @@ the specimen would give with a perfect transfer CTF = −1.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
 
 import numpy as np
 import torch
 
 from tomoforge.methods.align.projection_model import rotation_matrices
+from tomoforge.methods.ctf.settings import CorrectionSettings, Method, Optics
 from tomoforge.methods.ctf.transfer import electron_wavelength_A
 from tomoforge.methods.fourier import as_tensor, frequency_grid_2d
-
-Method = Literal["phase-flip", "wiener"]
-
-
-@dataclass(frozen=True)
-class Optics:
-    """Microscope constants of a CTF (kV, mm, fraction)."""
-
-    voltage_kV: float = 300.0
-    cs_mm: float = 2.7
-    amplitude_contrast: float = 0.07
-
-
-@dataclass(frozen=True)
-class CorrectionSettings:
-    """How to correct: ``method``; strips (Å of defocus, None = ``auto_tolerance_A``; px, 0 = no width
-    limit); Wiener SNR(k) = ``wiener_snr`` · exp(−``wiener_b_factor_A2`` · k² / 2); padding (px; None = the
-    CTF's delocalisation)."""
-
-    method: Method = "phase-flip"
-    defocus_tolerance_A: float | None = None
-    strip_width_px: int = 0
-    wiener_snr: float = 1.0
-    wiener_b_factor_A2: float = 0.0
-    pad_px: int | None = None
-    handedness: int = 1
-    chunk: int = 8
 
 
 def defocus_gradient(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:

@@ -18,6 +18,7 @@ import time
 import torch
 
 from tomoforge.methods.align.projection_model import ProjectionModel
+from tomoforge.methods.reconstruct import settings as defaults
 from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
 from tomoforge.methods.reconstruct.geometry import VolumeGeometry
 from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, plan_lines, sample_lines, views_from
@@ -74,12 +75,12 @@ def reconstruct_sirt(
     geometry: ProjectionModel,
     volume: VolumeGeometry,
     *,
-    iterations: int = 10,
-    relaxation: float = 1.0,
-    oversampling: int = 1,
+    iterations: int = defaults.SIRT_ITERATIONS,
+    relaxation: float = defaults.SIRT_RELAXATION,
+    oversampling: int = defaults.OVERSAMPLING,
     invert: bool = False,
     subtract_mean: bool = True,
-    memory_GB: float = 4.0,
+    memory_GB: float = defaults.MEMORY_GB,
     rows_per_slab: int | None = None,
     out=None,
     progress: Progress | None = None,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from tomoforge.methods.align.projection_model import ProjectionModel
+from tomoforge.methods.reconstruct import settings as defaults
 from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
 from tomoforge.methods.reconstruct.geometry import VolumeGeometry, angular_weights
 from tomoforge.methods.reconstruct.lines import LinePlan, Views, plan_lines, sample_lines, views_from
@@ -37,14 +38,14 @@ def reconstruct_wbp(
     geometry: ProjectionModel,
     volume: VolumeGeometry,
     *,
-    cutoff: float = 0.35,
-    falloff: float = 0.035,
-    sirt_like_iterations: int = 0,
-    oversampling: int = 1,
+    cutoff: float = defaults.RADIAL_CUTOFF,
+    falloff: float = defaults.RADIAL_FALLOFF,
+    sirt_like_iterations: int = defaults.SIRT_LIKE_ITERATIONS,
+    oversampling: int = defaults.OVERSAMPLING,
     taper_px: int | None = None,
     invert: bool = False,
     subtract_mean: bool = True,
-    memory_GB: float = 4.0,
+    memory_GB: float = defaults.MEMORY_GB,
     rows_per_chunk: int | None = None,
     out=None,
     progress: Progress | None = None,

@@ -29,39 +29,8 @@ from tomoforge.methods.ctf.estimate.spectra import (
     tile_content_centres,
     tile_power_spectra,
 )
+from tomoforge.methods.ctf.settings import FitSettings
 from tomoforge.methods.fourier import as_tensor
-
-
-@dataclass
-class FitSettings:
-    """Search and fit parameters (the tutorial's defaults: box 512, 50–5 Å, 10 000–50 000 Å by 500 Å).
-
-    ``grid_step_A`` is the step actually searched (finer than ``defocus_step_A`` when the rings are
-    dense: a step of 500 Å can straddle a narrow peak); ``window_A`` is the half-width of the
-    per-tilt search around the series consensus (or the nominal defocus)."""
-
-    box: int = 512
-    overlap: float = 0.5
-    resolution_low_A: float = 50.0
-    resolution_high_A: float = 5.0
-    defocus_min_A: float = 10_000.0
-    defocus_max_A: float = 50_000.0
-    defocus_step_A: float = 500.0
-    find_phase_shift: bool = False
-    phase_shift_min_deg: float = 0.0
-    phase_shift_max_deg: float = 180.0
-    phase_shift_step_deg: float = 10.0
-    n_angles: int = 36
-    strip_fraction: float = 0.125
-    fit_threshold: float = 0.5
-    erase_threshold_sd: float = 6.0
-    window_A: float = 2000.0
-    weight_power: float = 2.0
-    content_centres: bool = True
-
-    @property
-    def grid_step_A(self) -> float:
-        return min(self.defocus_step_A, 100.0)
 
 
 @dataclass

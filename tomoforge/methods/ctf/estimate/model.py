@@ -22,7 +22,10 @@ import torch
 
 from tomoforge.methods.ctf.estimate.background import ring_period_k, running_mean, running_median
 from tomoforge.methods.ctf.estimate.spectra import PolarGrid
+from tomoforge.methods.ctf.settings import Optics as Microscope
 from tomoforge.methods.ctf.transfer import electron_wavelength_A
+
+MICROSCOPE = Microscope()  # the default microscope constants
 
 
 @dataclass
@@ -30,9 +33,9 @@ class Optics:
     """Microscope constants: pixel size (Å), voltage (kV), Cs (mm), amplitude contrast (fraction)."""
 
     pixel_size_A: float
-    voltage_kV: float = 300.0
-    cs_mm: float = 2.7
-    amplitude_contrast: float = 0.07
+    voltage_kV: float = MICROSCOPE.voltage_kV
+    cs_mm: float = MICROSCOPE.cs_mm
+    amplitude_contrast: float = MICROSCOPE.amplitude_contrast
 
     @property
     def wavelength_A(self) -> float:
