@@ -8,6 +8,7 @@ the voxels of the tomogram.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,7 +117,7 @@ def plan_lines(
     )
 
 
-def line_grid(plan: LinePlan, r0: int, r1: int, device=None) -> torch.Tensor:
+def line_grid(plan: LinePlan, r0: int, r1: int, device: torch.device | str | None = None) -> torch.Tensor:
     """(n_views, r1 − r0, n_tau, 2) ``grid_sample`` grid (align_corners=True) of the samples of line rows
     [r0, r1) (tomogram row indices; may lie outside the tomogram)."""
     vol = plan.volume
@@ -160,14 +161,18 @@ class Views:
     def shape(self) -> tuple[int, ...]:
         return tuple(self.images.shape)
 
-    def subset(self, views) -> Views:
+    def subset(self, views: Sequence[int] | np.ndarray) -> Views:
         """The views indexed by ``views``."""
         index = torch.as_tensor(np.asarray(views), device=self.device)
         return Views(self.images[index], self.mean[index], self.taper_px, self.sign)
 
 
 def views_from(
-    images, taper_px: int | None = None, invert: bool = False, subtract_mean: bool = True, device=None
+    images: torch.Tensor | np.ndarray,
+    taper_px: int | None = None,
+    invert: bool = False,
+    subtract_mean: bool = True,
+    device: torch.device | str | None = None,
 ) -> Views:
     """``Views`` of ``images`` (n, y, x): each minus its mean when ``subtract_mean`` (the specimen extends
     beyond the field, so what lies outside the image is taken as average), the border tapered to 0 over

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from tomoforge.methods.align.projection_model import ProjectionModel
@@ -25,6 +26,7 @@ from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, plan
 from tomoforge.methods.reconstruct.slabs import (
     Progress,
     RowCounter,
+    Volume,
     VolumeSink,
     report,
     row_blocks,
@@ -37,7 +39,7 @@ from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length
 MIN_RAY_VOXELS = 0.5  # samples whose ray crosses less than this (voxel lengths) of the tomogram are ignored
 
 
-def measured_samples(plan: LinePlan, r0: int, r1: int, device=None) -> torch.Tensor:
+def measured_samples(plan: LinePlan, r0: int, r1: int, device: torch.device | str | None = None) -> torch.Tensor:
     """(n_views, r1 − r0, n_samples) 1 where an (upsampled) line sample lies inside its image, else 0."""
     grid = line_grid(plan, r0, r1, device)  # 1-px samples: the upsampled ones lie between them
     ny, nx = plan.image_shape
@@ -70,7 +72,7 @@ def ray_lengths(projector: LineProjector, r0: int, r1: int) -> torch.Tensor:
 
 
 def reconstruct_sirt(
-    images,
+    images: torch.Tensor | np.ndarray,
     pixel_size_A: float,
     geometry: ProjectionModel,
     volume: VolumeGeometry,
@@ -82,10 +84,10 @@ def reconstruct_sirt(
     subtract_mean: bool = True,
     memory_GB: float = defaults.MEMORY_GB,
     rows_per_slab: int | None = None,
-    out=None,
+    out: Volume | None = None,
     progress: Progress | None = None,
     device: torch.device | str | None = None,
-):
+) -> Volume:
     """The SIRT tomogram (z, y, x) after ``iterations`` from zero; arguments as ``reconstruct_wbp``.
 
     ``oversampling`` stays 1 unless you know why: the forward projector is the adjoint of linear
@@ -104,7 +106,7 @@ def reconstruct_sirt(
         dev = views.device
         if views.shape[0] != geometry.n_views:
             raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
-        plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
+        plan = plan_lines(geometry, volume, (views.shape[-2], views.shape[-1]), pixel_size_A, oversampling)
         if 2 * projector_bytes(plan) > memory_GB * 1e9:
             raise MemoryError(
                 f"SIRT of {volume.shape_zyx[::-1]} voxels (x, y, z) from {geometry.n_views} views needs "

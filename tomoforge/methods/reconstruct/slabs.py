@@ -23,6 +23,7 @@ import torch
 from tomoforge.methods.reconstruct.lines import LinePlan
 
 Progress = Callable[[str], None]
+Volume = torch.Tensor | np.ndarray  # a (z, y, x) tomogram: a tensor, or a (memory-mapped) array
 
 #: rows per block on the CPU: the right-hand side of a block stays in cache-friendly sizes
 CPU_BLOCK_ROWS = 16
@@ -109,7 +110,9 @@ def run_blocks(
 class VolumeSink:
     """Where finished rows go: a new tensor on ``device``, or ``out`` (a (z, y, x) array, e.g. a memmap)."""
 
-    def __init__(self, shape_zyx: tuple[int, int, int], out=None, device: torch.device | None = None):
+    def __init__(
+        self, shape_zyx: tuple[int, int, int], out: Volume | None = None, device: torch.device | None = None
+    ) -> None:
         if out is not None and tuple(out.shape) != tuple(shape_zyx):
             raise ValueError(f"output array has shape {tuple(out.shape)}, the tomogram is {tuple(shape_zyx)}")
         self.out = out
@@ -122,11 +125,14 @@ class VolumeSink:
             self.volume[:, y0:y1, :] = rows
         elif isinstance(self.out, torch.Tensor):
             self.out[:, y0:y1, :] = rows.to(self.out.device)
-        else:
+        elif self.out is not None:
             self.out[:, y0:y1, :] = rows.detach().cpu().numpy().astype(np.float32, copy=False)
 
-    def result(self):
-        return self.volume if self.volume is not None else self.out
+    def result(self) -> Volume:
+        """The tomogram: the new tensor, or ``out``."""
+        result = self.volume if self.volume is not None else self.out
+        assert result is not None  # one of the two is set in __init__
+        return result
 
 
 def report(progress: Progress | None, message: str) -> None:
@@ -157,6 +163,7 @@ __all__ = [
     "row_blocks",
     "run_blocks",
     "single_threaded_torch",
+    "Volume",
     "VolumeSink",
     "report",
     "RowCounter",

@@ -22,6 +22,7 @@ from tomoforge.methods.reconstruct.lines import LinePlan, Views, plan_lines, sam
 from tomoforge.methods.reconstruct.slabs import (
     Progress,
     RowCounter,
+    Volume,
     VolumeSink,
     report,
     row_blocks,
@@ -33,7 +34,7 @@ from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length,
 
 
 def reconstruct_wbp(
-    images,
+    images: torch.Tensor | np.ndarray | Views,
     pixel_size_A: float,
     geometry: ProjectionModel,
     volume: VolumeGeometry,
@@ -47,10 +48,10 @@ def reconstruct_wbp(
     subtract_mean: bool = True,
     memory_GB: float = defaults.MEMORY_GB,
     rows_per_chunk: int | None = None,
-    out=None,
+    out: Volume | None = None,
     progress: Progress | None = None,
     device: torch.device | str | None = None,
-):
+) -> Volume:
     """The WBP tomogram (z, y, x) of ``images`` (n_views, y, x; pixel ``pixel_size_A`` = the voxel size).
 
     ``cutoff``/``falloff``: IMOD RADIAL (cycles/pixel); ``sirt_like_iterations`` > 0: IMOD's SIRT-like
@@ -68,7 +69,7 @@ def reconstruct_wbp(
         dev = views.device
         if views.shape[0] != geometry.n_views:
             raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
-        plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
+        plan = plan_lines(geometry, volume, (views.shape[-2], views.shape[-1]), pixel_size_A, oversampling)
         n_pad = padded_length(plan.n_tau)
         filters = torch.as_tensor(
             wbp_filters(
@@ -94,7 +95,14 @@ def reconstruct_wbp(
         edges = np.linspace(0, nz, parts + 1).round().astype(int)
         for i, (z0, z1) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist())):
             report(progress, f"z part {i + 1}/{parts}: voxels {z0}-{z1 - 1} of {nz}")
-            part = plan_lines(geometry, volume.z_part(z0, z1), views.shape[-2:], pixel_size_A, oversampling, like=plan)
+            part = plan_lines(
+                geometry,
+                volume.z_part(z0, z1),
+                (views.shape[-2], views.shape[-1]),
+                pixel_size_A,
+                oversampling,
+                like=plan,
+            )
             backproject_volume(
                 views,
                 part,

@@ -3,6 +3,8 @@ overridable by a parameter), and the inputs of a step on CTF series that may be 
 
 from __future__ import annotations
 
+from typing import cast
+
 from tomoforge.engine import InputSpec, Protocol
 from tomoforge.methods.ctf.settings import Optics
 from tomoforge.model import TiltSeries
@@ -34,7 +36,7 @@ def tilt_series_named(protocol: Protocol, name: str) -> TiltSeries | None:
     if not protocol.has_input("tilt_series"):
         return None
     series = protocol.input("tilt_series")
-    return series.get(name) if name in series.keys() else None
+    return cast(TiltSeries, series.get(name)) if name in series.keys() else None
 
 
 __all__ = ["acquisition_optics", "ctf_inputs", "tilt_series_named"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 
@@ -221,8 +221,8 @@ class CTFCorrection(Protocol):
         series, ctfs = self.input("tilt_series"), self.input("ctf")
         names = set(ctfs.keys())
         settings = p.correction_settings()
-        for ts in series:
-            origin = (origin_of(series, ts.name),)
+        for ts in cast("Iterator[TiltSeries]", iter(series)):
+            origin: tuple[str, ...] = (origin_of(series, ts.name),)
             if ts.name not in names:
                 if self.input_open("ctf"):  # streaming: its CTF may still come
                     continue
@@ -232,7 +232,7 @@ class CTFCorrection(Protocol):
                 )
                 yield Task(refuse, Refusal(message=why), key=ts.name, origin=origin)
                 continue
-            ctf = ctfs.get(ts.name)
+            ctf = cast(CTFSeries, ctfs.get(ts.name))
             origin += (origin_of(ctfs, ts.name),)
             try:
                 if ts.ctf_corrected:
@@ -256,8 +256,9 @@ class CTFCorrection(Protocol):
             yield Task(ctf_correction_task, job, key=ts.name, origin=origin)
 
     def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
-        ts = self.input("tilt_series").get(task.key)
-        views = view_corrections(ts, self.input("ctf").get(task.key), self.params.excluded_ctf)
+        ts = cast(TiltSeries, self.input("tilt_series").get(task.key))
+        ctf = cast(CTFSeries, self.input("ctf").get(task.key))
+        views = view_corrections(ts, ctf, self.params.excluded_ctf)
         for v, n in zip(views, result["strips"]):
             what = (
                 f"untouched ({v.skip})"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.sets import origin_of
@@ -209,7 +209,7 @@ class CTFEstimation(Protocol):
         if p.defocus_max_A <= p.defocus_min_A:
             raise ValueError(f"defocus_max_A ({p.defocus_max_A}) must exceed defocus_min_A ({p.defocus_min_A})")
         settings = p.fit_settings()
-        for ts in series:
+        for ts in cast("Iterator[TiltSeries]", iter(series)):
             origin = (origin_of(series, ts.name),)
             if not ts.included():
                 why = Refusal(message=no_view_message(ts.name, "estimate the CTF of"))
@@ -250,7 +250,7 @@ class CTFEstimation(Protocol):
         )
 
     def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
-        ts = self.input("tilt_series").get(task.key)
+        ts = cast(TiltSeries, self.input("tilt_series").get(task.key))
         entries = []
         for t, e in zip(ts.tilt_images, result["entries"]):
             entries.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -121,12 +121,12 @@ class ExcludeCTFs(Protocol):
         ctfs = self.input("ctf")
         if p.propagate and not self.has_input("tilt_series"):
             raise ValueError("exclude-ctfs: propagate needs the tilt_series input")
-        for ctf in ctfs:
+        for ctf in cast("Iterator[CTFSeries]", iter(ctfs)):
             job = CTFExclusionJob(entries=list(ctf.entries), params=p)
             yield Task(ctf_exclusion_task, job, key=ctf.name, origin=(origin_of(ctfs, ctf.name),))
 
     def collect(self, task: Task[Any], result: dict[str, list[Any]]) -> None:
-        ctf = self.input("ctf").get(task.key)
+        ctf = cast(CTFSeries, self.input("ctf").get(task.key))
         entries = []
         for e, flag, why in zip(ctf.entries, result["excluded"], result["reasons"]):
             if why:

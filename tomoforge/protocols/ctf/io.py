@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.sets import origin_of
@@ -170,7 +170,7 @@ class ImportCTF(Protocol):
         p: ImportCTFParams = self.params
         series = self.input("tilt_series")
         many = len(series.keys()) > 1
-        for ts in series:
+        for ts in cast("Iterator[TiltSeries]", iter(series)):
             job = ImportCTFJob(
                 path=str(self.file_for(ts.name, many)),
                 format=p.format,
@@ -230,7 +230,7 @@ class ExportCTF(Protocol):
 
     def tasks(self) -> Iterator[Task[Any]]:
         ctfs = self.input("ctf")
-        for ctf in ctfs:
+        for ctf in cast("Iterator[CTFSeries]", iter(ctfs)):
             origin = (origin_of(ctfs, ctf.name),)
             if self.params.format == "ctffind" and tilt_series_named(self, ctf.name) is None:
                 why = (
@@ -245,7 +245,7 @@ class ExportCTF(Protocol):
         from tomoforge.io.ctf import write_ctffind, write_imod_ctf, write_relion_ctf
 
         p: ExportCTFParams = self.params
-        ctf = self.input("ctf").get(task.key)
+        ctf = cast(CTFSeries, self.input("ctf").get(task.key))
         ts = tilt_series_named(self, task.key)
         doses = {t.acquisition_order: t.accumulated_dose_e_A2 for t in ts.tilt_images} if ts else None
         table = ctf_table(ctf, p.include_excluded, doses)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.sets import origin_of
@@ -140,19 +140,16 @@ def reconstruct_task(job: ReconstructJob) -> dict[str, Any]:
             log_line(log_file, f"{name}{label}: {message}")
 
         def fill(data: np.ndarray) -> None:
+            common: dict[str, Any] = {
+                "invert": p.invert,
+                "memory_GB": p.memory_GB,
+                "out": data,
+                "device": device,
+                "progress": progress,
+            }
             if p.method == "sirt":
                 reconstruct_sirt(
-                    views,
-                    voxel,
-                    geometry,
-                    volume,
-                    iterations=p.iterations,
-                    relaxation=p.relaxation,
-                    invert=p.invert,
-                    memory_GB=p.memory_GB,
-                    out=data,
-                    device=device,
-                    progress=progress,
+                    views, voxel, geometry, volume, iterations=p.iterations, relaxation=p.relaxation, **common
                 )
             else:
                 reconstruct_wbp(
@@ -164,11 +161,7 @@ def reconstruct_task(job: ReconstructJob) -> dict[str, Any]:
                     falloff=p.radial_falloff,
                     sirt_like_iterations=p.sirt_like_iterations,
                     oversampling=p.oversampling,
-                    invert=p.invert,
-                    memory_GB=p.memory_GB,
-                    out=data,
-                    device=device,
-                    progress=progress,
+                    **common,
                 )
 
         path = f"{job.out_base}{label}.mrc"
@@ -212,7 +205,7 @@ class ReconstructTomogram(Protocol):
         p: ReconstructParams = self.params
         series = self.input("tilt_series")
         log_file = str(self.context.run_dir / "run.log")
-        for ts in series:
+        for ts in cast("Iterator[TiltSeries]", iter(series)):
             origin = (origin_of(series, ts.name),)
             if not ts.included():
                 yield Task(refuse, Refusal(message=no_view_message(ts.name, "reconstruct")), key=ts.name, origin=origin)
@@ -251,7 +244,7 @@ class ReconstructTomogram(Protocol):
             yield Task(reconstruct_task, job, key=ts.name, origin=origin)
 
     def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
-        ts = self.input("tilt_series").get(task.key)
+        ts = cast(TiltSeries, self.input("tilt_series").get(task.key))
         halves = {k: self.relative(result[k]) for k in ("odd_file", "even_file") if k in result}
         self.emit(
             "tomograms",

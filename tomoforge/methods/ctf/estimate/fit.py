@@ -7,18 +7,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from tomoforge.methods.ctf.estimate.background import running_mean
 from tomoforge.methods.ctf.estimate.model import (
+    FitTarget,
     Optics,
     StripSpectra,
-    band_weights,
-    correlation,
+    fit_target,
     half_window_px,
     modulation,
     ring_model,
     score_candidates,
+    scores_against,
 )
 from tomoforge.methods.ctf.estimate.spectra import (
     PolarGrid,
@@ -51,7 +53,7 @@ class CTFFit:
 
 
 def strip_spectra(
-    image,
+    image: torch.Tensor | np.ndarray,
     optics: Optics,
     settings: FitSettings,
     tilt_angle_deg: float = 0.0,
@@ -121,14 +123,20 @@ def landscape(
 ) -> torch.Tensor:
     """Scores (d, p) of every (mean defocus, phase shift) pair, all in one batch, for a fixed background
     window (the ring period at ``window_defocus_A``) and astigmatism (a_x, a_y) Å."""
-    h = half_window_px(spectra.grid, optics, window_defocus_A)
-    data = modulation(spectra.amplitude, h)
-    weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)
-    dev = data.device
+    t = _target(spectra, optics, settings, window_defocus_A)
+    dev = t.data.device
     d, p = torch.meshgrid(defocus.to(dev), phases.to(dev), indexing="ij")
     d, p = d.reshape(-1), p.reshape(-1)
     ax, ay = torch.full_like(d, astigmatism[0]), torch.full_like(d, astigmatism[1])
-    return score_candidates(spectra, optics, weights, data, h, d, ax, ay, p).reshape(len(defocus), len(phases)).cpu()
+    scores = score_candidates(spectra, optics, t.weights, t.data, t.half_width, d, ax, ay, p)
+    return scores.reshape(len(defocus), len(phases)).cpu()
+
+
+def _target(spectra: StripSpectra, optics: Optics, settings: FitSettings, window_defocus_A: float) -> FitTarget:
+    """The fit target of ``spectra`` in the settings' band, background window at ``window_defocus_A`` (Å)."""
+    return fit_target(
+        spectra, optics, window_defocus_A, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power
+    )
 
 
 def refine(
@@ -146,10 +154,8 @@ def refine(
     ``bound_A`` of the start (start + bound · tanh u), so that a refinement does not jump to the next
     ring order, which the grid search has already judged. The background window is the ring period
     at the start's defocus. Returns (parameters (4,), score)."""
-    h = half_window_px(spectra.grid, optics, float(start[0]))
-    data = modulation(spectra.amplitude, h)
-    weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)
-    dev = data.device
+    target = _target(spectra, optics, settings, float(start[0]))
+    dev = target.data.device
     start = start.to(device=dev, dtype=torch.float32).detach()
     units = torch.tensor([bound_A, 1e3, 1e3, 1.0], device=dev)
     free = torch.tensor([1.0, float(fit_astigmatism), float(fit_astigmatism), float(fit_phase)], device=dev)
@@ -163,17 +169,15 @@ def refine(
     def objective() -> torch.Tensor:
         opt.zero_grad()
         p = params()
-        q = ring_model(spectra, optics, p[0:1], p[1:2], p[2:3], p[3:4])
-        loss = -correlation(data, q - running_mean(q, h), weights)[0]
+        loss = -scores_against(spectra, optics, target, p[0:1], p[1:2], p[2:3], p[3:4])[0]
         loss.backward()
         return loss
 
     opt.step(objective)
     with torch.no_grad():
         p = params()
-        q = ring_model(spectra, optics, p[0:1], p[1:2], p[2:3], p[3:4])
-        score = float(correlation(data, q - running_mean(q, h), weights)[0])
-    return p.detach().cpu(), score
+        final = float(scores_against(spectra, optics, target, p[0:1], p[1:2], p[2:3], p[3:4])[0])
+    return p.detach().cpu(), final
 
 
 def to_fit(spectra: StripSpectra, optics: Optics, settings: FitSettings, params: torch.Tensor, score: float) -> CTFFit:
@@ -187,7 +191,7 @@ def to_fit(spectra: StripSpectra, optics: Optics, settings: FitSettings, params:
 
 
 def fit_image(
-    image,
+    image: torch.Tensor | np.ndarray,
     optics: Optics,
     settings: FitSettings | None = None,
     tilt_angle_deg: float = 0.0,
