@@ -185,6 +185,27 @@ def views_from(
     return Views(x, mean, float(width), -1.0 if invert else 1.0)
 
 
+def views_and_plan(
+    images: torch.Tensor | np.ndarray | Views,
+    geometry: ProjectionModel,
+    volume: VolumeGeometry,
+    pixel_size_A: float,
+    *,
+    oversampling: int,
+    taper_px: int | None,
+    invert: bool,
+    subtract_mean: bool,
+    device: torch.device | str | None,
+) -> tuple[Views, LinePlan]:
+    """The ``Views`` of ``images`` (n, y, x; or ``Views`` already) and their line plan for ``volume``,
+    checked against the ``geometry``'s number of views (arguments as ``views_from`` and ``plan_lines``)."""
+    views = images if isinstance(images, Views) else views_from(images, taper_px, invert, subtract_mean, device)
+    if views.shape[0] != geometry.n_views:
+        raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
+    plan = plan_lines(geometry, volume, (views.shape[-2], views.shape[-1]), pixel_size_A, oversampling)
+    return views, plan
+
+
 def _edge_(d: torch.Tensor, width: float) -> torch.Tensor:
     """In place: the cosine taper at distance ``d`` (px) inside the border, 0 at −0.5, 1 from ``width`` − 0.5."""
     d.add_(0.5).div_(width).clamp_(0.0, 1.0).mul_(torch.pi).cos_()
@@ -219,4 +240,4 @@ def sample_lines(views: Views, plan: LinePlan, r0: int, r1: int) -> torch.Tensor
     return lines if views.sign > 0 else lines.neg_()
 
 
-__all__ = ["LinePlan", "plan_lines", "line_grid", "Views", "views_from", "sample_lines"]
+__all__ = ["LinePlan", "plan_lines", "line_grid", "Views", "views_from", "views_and_plan", "sample_lines"]

@@ -22,7 +22,7 @@ from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.reconstruct import settings as defaults
 from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
 from tomoforge.methods.reconstruct.geometry import VolumeGeometry
-from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, plan_lines, sample_lines, views_from
+from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, sample_lines, views_and_plan
 from tomoforge.methods.reconstruct.slabs import (
     Progress,
     RowCounter,
@@ -102,11 +102,18 @@ def reconstruct_sirt(
         raise ValueError(f"SIRT needs at least 1 iteration, got {iterations}")
     workers = torch.get_num_threads()  # shared out as slabs; torch itself single-threaded meanwhile
     with single_threaded_torch():
-        views = views_from(images, 0, invert, subtract_mean, device)
+        views, plan = views_and_plan(
+            images,
+            geometry,
+            volume,
+            pixel_size_A,
+            oversampling=oversampling,
+            taper_px=0,
+            invert=invert,
+            subtract_mean=subtract_mean,
+            device=device,
+        )
         dev = views.device
-        if views.shape[0] != geometry.n_views:
-            raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
-        plan = plan_lines(geometry, volume, (views.shape[-2], views.shape[-1]), pixel_size_A, oversampling)
         if 2 * projector_bytes(plan) > memory_GB * 1e9:
             raise MemoryError(
                 f"SIRT of {volume.shape_zyx[::-1]} voxels (x, y, z) from {geometry.n_views} views needs "
@@ -131,15 +138,13 @@ def reconstruct_sirt(
             f"voxels (x, y, z): projector {projector.nbytes / 1e6:.0f} MB built in "
             f"{time.perf_counter() - start:.1f} s, slabs of {rows} rows (+{halo} each side)",
         )
-        counter = RowCounter(ny)
+        counter = RowCounter(ny, progress, "done", start)
 
         def work(s0: int, s1: int) -> None:
             e0, e1 = max(0, s0 - halo), min(ny, s1 + halo)
             x = sirt_slab(views, projector, e0, e1, iterations, relaxation, progress if s0 == 0 else None, start)
             sink.write(s0, x[:, s0 - e0 : s1 - e0])
-            percent = counter.add(s1 - s0)
-            if percent is not None:
-                report(progress, f"{percent}% of {ny} rows done ({time.perf_counter() - start:.1f} s)")
+            counter.add(s1 - s0)
 
         run_blocks(row_blocks(ny, rows), work, dev, workers)
         return sink.result()

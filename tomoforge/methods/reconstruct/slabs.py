@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -141,19 +142,28 @@ def report(progress: Progress | None, message: str) -> None:
 
 
 class RowCounter:
-    """Counts finished rows from any thread; ``add`` says when a tenth more of them is done."""
+    """Counts finished rows from any thread; ``add`` says when a tenth more of them is done, and tells
+    ``progress`` then: "<percent>% of <total> rows <what> (<seconds since start> s)"."""
 
-    def __init__(self, total: int):
+    def __init__(
+        self, total: int, progress: Progress | None = None, what: str = "done", start: float | None = None
+    ) -> None:
         self.total, self.done = total, 0
+        self.progress, self.what = progress, what
+        self.start = time.perf_counter() if start is None else start
         self._lock = threading.Lock()
 
     def add(self, rows: int) -> int | None:
-        """Count ``rows`` more; the percentage done when that crosses a multiple of 10 %, else None."""
+        """Count ``rows`` more; the percentage done when that crosses a multiple of 10 % (told to
+        ``progress``), else None."""
         with self._lock:
             before, self.done = self.done, self.done + rows
-            if (self.done * 10) // self.total > (before * 10) // self.total:
-                return 100 * self.done // self.total
-        return None
+            if (self.done * 10) // self.total <= (before * 10) // self.total:
+                return None
+            percent = 100 * self.done // self.total
+        seconds = time.perf_counter() - self.start
+        report(self.progress, f"{percent}% of {self.total} rows {self.what} ({seconds:.1f} s)")
+        return percent
 
 
 __all__ = [

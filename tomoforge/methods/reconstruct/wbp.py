@@ -18,7 +18,7 @@ from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.reconstruct import settings as defaults
 from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
 from tomoforge.methods.reconstruct.geometry import VolumeGeometry, angular_weights
-from tomoforge.methods.reconstruct.lines import LinePlan, Views, plan_lines, sample_lines, views_from
+from tomoforge.methods.reconstruct.lines import LinePlan, Views, plan_lines, sample_lines, views_and_plan
 from tomoforge.methods.reconstruct.slabs import (
     Progress,
     RowCounter,
@@ -65,11 +65,18 @@ def reconstruct_wbp(
     """
     workers = torch.get_num_threads()  # shared out as blocks; torch itself single-threaded meanwhile
     with single_threaded_torch():
-        views = images if isinstance(images, Views) else views_from(images, taper_px, invert, subtract_mean, device)
+        views, plan = views_and_plan(
+            images,
+            geometry,
+            volume,
+            pixel_size_A,
+            oversampling=oversampling,
+            taper_px=taper_px,
+            invert=invert,
+            subtract_mean=subtract_mean,
+            device=device,
+        )
         dev = views.device
-        if views.shape[0] != geometry.n_views:
-            raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
-        plan = plan_lines(geometry, volume, (views.shape[-2], views.shape[-1]), pixel_size_A, oversampling)
         n_pad = padded_length(plan.n_tau)
         filters = torch.as_tensor(
             wbp_filters(
@@ -140,14 +147,12 @@ def backproject_volume(
         f"projector {projector.nbytes / 1e6:.0f} MB built in {time.perf_counter() - start:.1f} s, "
         f"blocks of {rows} rows",
     )
-    counter = RowCounter(ny)
+    counter = RowCounter(ny, progress, "back-projected", start)
 
     def work(y0: int, y1: int) -> None:
         voxels = backproject_rows(views, projector, filters, n_pad, y0, y1)
         sink.write(y0, projector.rows_of(voxels))
-        percent = counter.add(y1 - y0)
-        if percent is not None:
-            report(progress, f"{percent}% of {ny} rows back-projected ({time.perf_counter() - start:.1f} s)")
+        counter.add(y1 - y0)
 
     run_blocks(row_blocks(ny, rows), work, dev, workers)
 

@@ -138,11 +138,11 @@ def ctf_estimation_task(job: CTFEstimationJob) -> dict[str, Any]:
         geometry.tilt_angles_deg,
         geometry.tilt_axis_angle_deg,
         job.settings,
-        geometry.accumulated_dose,
-        geometry.nominal_defocus_A,
-        job.use_nominal,
-        job.astigmatism,
-        geometry.shifts_xy_A,
+        accumulated_dose=geometry.accumulated_dose,
+        nominal_defocus_A=geometry.nominal_defocus_A,
+        use_nominal=job.use_nominal,
+        astigmatism=job.astigmatism,
+        shifts_xy_A=geometry.shifts_xy_A,
         excluded=geometry.excluded,
     )
     fits = series.fits

@@ -111,6 +111,7 @@ def estimate_tilt_series(
     tilt_angles_deg: Sequence[float],
     tilt_axis_angle_deg: float | Sequence[float],
     settings: FitSettings | None = None,
+    *,
     accumulated_dose: Sequence[float] | None = None,
     nominal_defocus_A: Sequence[float | None] | None = None,
     use_nominal: bool = False,
@@ -119,13 +120,41 @@ def estimate_tilt_series(
     excluded: Sequence[bool] | None = None,
     progress: Progress | None = None,
 ) -> SeriesFit:
-    """Fit the CTF of every image (n, y, x) of a tilt series (see the module docstring).
+    """Fit the CTF of every image of a tilt series (see the module docstring).
 
-    ``tilt_axis_angle_deg``: one angle or one per image (the refined ZRot); ``shifts_xy_A``: where the
-    tomogram centre projects in each image (alignment shifts), default the image centre;
-    ``nominal_defocus_A`` with ``use_nominal``: search ± ``settings.window_A`` around each image's
-    nominal defocus instead of the consensus; ``excluded`` images are fitted but take no part in the
-    consensus and the series astigmatism."""
+    Parameters
+    ----------
+    images : torch.Tensor or numpy.ndarray
+        The tilt images (n, y, x), raw (not dose-weighted); a tensor's device is where the work is done.
+    optics : Optics
+        Pixel size (Å), voltage (kV), Cs (mm), amplitude contrast.
+    tilt_angles_deg : sequence of float
+        Tilt angle of each image, degrees.
+    tilt_axis_angle_deg : float or sequence of float
+        Tilt axis angle from the image Y axis, degrees: one for all, or one per image (the refined ZRot).
+    settings : FitSettings, optional
+        Search and fit settings (default ``FitSettings()``).
+    accumulated_dose : sequence of float, optional
+        Dose before each image, e/Å²: the least-exposed third makes the consensus (else the least tilted).
+    nominal_defocus_A : sequence of float or None, optional
+        Each image's nominal defocus, Å; with ``use_nominal``, searched ± ``settings.window_A`` around it
+        instead of around the consensus.
+    use_nominal : bool
+        Search around the nominal defoci.
+    astigmatism : {"series", "per-tilt"}
+        One astigmatism for the series (fitted on the reference tilts), or one per image.
+    shifts_xy_A : sequence of (float, float), optional
+        Where the tomogram centre projects in each image (x, y), Å from the image centre (default 0, 0).
+    excluded : sequence of bool, optional
+        Images fitted but left out of the consensus and the series astigmatism.
+    progress : callable, optional
+        Called as ``progress(stage, i, n)`` after each image of each stage.
+
+    Returns
+    -------
+    SeriesFit
+        Per-image fits (input order), the consensus defocus (Å), the hand check and the strip spectra.
+    """
     settings = settings or FitSettings()
     n = len(tilt_angles_deg)
     if len(images) != n:
