@@ -196,11 +196,31 @@ def fit_image(
     settings: FitSettings | None = None,
     tilt_angle_deg: float = 0.0,
     tilt_axis_angle_deg: float = 0.0,
+    *,
     defocus_range_A: tuple[float, float] | None = None,
 ) -> CTFFit:
-    """Fit one image on its own: the grid search over the whole range (or ``defocus_range_A``), the best
-    grid point refined with astigmatism (and phase shift). A tilt series is better served by
-    ``estimate_tilt_series``, which pools the tilts."""
+    """Fit the CTF of one image on its own: the grid search over the whole range, the best grid point
+    refined with astigmatism (and phase shift). A tilt series is better served by ``estimate_tilt_series``,
+    which pools the tilts.
+
+    Parameters
+    ----------
+    image : torch.Tensor or numpy.ndarray
+        The image (y, x); a tensor's device is where the work is done.
+    optics : Optics
+        Pixel size (Å), voltage (kV), Cs (mm), amplitude contrast.
+    settings : FitSettings, optional
+        Search and fit settings (default ``FitSettings()``).
+    tilt_angle_deg, tilt_axis_angle_deg : float
+        The image's tilt angle and tilt axis angle (from the image Y axis), degrees.
+    defocus_range_A : tuple of float, optional
+        (low, high) defocus searched, Å (default the settings' range).
+
+    Returns
+    -------
+    CTFFit
+        Defocus U, V (Å), astigmatism angle and phase shift (degrees), score, fit resolution (Å).
+    """
     settings = settings or FitSettings()
     spectra = strip_spectra(image, optics, settings, tilt_angle_deg, tilt_axis_angle_deg)
     low, high = defocus_range_A or (settings.defocus_min_A, settings.defocus_max_A)
