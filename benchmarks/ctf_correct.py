@@ -61,7 +61,7 @@ def correct(images: torch.Tensor, truth: dict, settings: CorrectionSettings) -> 
         [x["z_rot_deg"] for x in t],
         [x["x_tilt_deg"] for x in t],
         [[x["x_shift_A"], x["y_shift_A"]] for x in t],
-        optics,
+        optics=optics,
         settings=settings,
     )
     return strips

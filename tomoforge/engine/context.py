@@ -8,7 +8,6 @@ and closes the outputs with ``create_outputs``, ``reopen_outputs`` and ``close_o
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from tomoforge.engine import db
 from tomoforge.engine.project import Project, ProjectError
 from tomoforge.engine.protocol import Protocol
 from tomoforge.engine.sets import OPEN, ItemSet
+from tomoforge.io.log import append_log_line
 
 Progress = Callable[[int, int, str], None]  # (done, total, key of the item just finished)
 POLL_S = 0.5
@@ -50,10 +50,8 @@ class RunContext:
     def log(self, message: str) -> None:
         """Append a timestamped line to ``run.log``; a log that cannot be written (read-only, disk full)
         is said once on stderr and never hides the run's own outcome or error."""
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         try:
-            with open(self.run_dir / "run.log", "a", encoding="utf-8") as handle:
-                handle.write(f"{stamp}  {message}\n")
+            append_log_line(self.run_dir / "run.log", message)
         except OSError as exc:
             if not self._log_failed:
                 self._log_failed = True

@@ -133,9 +133,9 @@ def tilt_signal(
             tilt.defocus_u_A + h,
             tilt.defocus_v_A + h,
             tilt.astigmatism_angle_deg,
-            acq.voltage_kV,
-            acq.cs_mm,
-            acq.amplitude_contrast,
+            voltage_kV=acq.voltage_kV,
+            cs_mm=acq.cs_mm,
+            amplitude_contrast=acq.amplitude_contrast,
         )
         phi_k = torch.fft.rfft2(phi)
         spectrum += phi_k * ctf

@@ -39,14 +39,17 @@ def test_defocus_gradient_is_the_height_of_the_projected_mid_plane():
             assert abs(g @ axis) < 1e-12
 
 
-def test_filters_follow_the_ctf_formula_with_astigmatism():
+def test_filters_follow_the_ctf_formula_with_astigmatism(device):
     shape, px = (96, 128), 2.0
     for u, v, angle in ((25000.0, 23000.0, 30.0), (18000.0, 18000.0, 0.0), (40000.0, 38500.0, -65.0)):
         ctf = ctf_2d(shape, px, u, v, angle).double()
-        flip = correction_filters(shape, px, [u], [v], angle)[0].double()
+        flip = correction_filters(shape, px, [u], [v], angle, device=device)[0].double()
+        assert flip.device.type == device.type
+        flip = flip.cpu()
         clear = ctf.abs() > 1e-3
         assert torch.equal(flip[clear], -torch.sign(ctf[clear]))
-        wiener = correction_filters(shape, px, [u], [v], angle, method="wiener", wiener_snr=4.0)[0].double()
+        wiener = correction_filters(shape, px, [u], [v], angle, method="wiener", wiener_snr=4.0, device=device)
+        wiener = wiener[0].double().cpu()
         torch.testing.assert_close(
             wiener, -ctf / (ctf * ctf + 0.25), atol=3e-4, rtol=0
         )  # χ in float32: measured 1.4e-4
@@ -136,11 +139,11 @@ def test_strip_flip_removes_the_sign_errors_a_single_defocus_leaves_at_the_edges
     assert (c_wrong[[1, 2, 5, 6]] < 0.0).all(), c_wrong  # the other hand doubles the error: −0.34…−0.38
 
 
-def test_wiener_restores_amplitudes_better_than_a_flip_and_skipped_views_pass_through():
+def test_wiener_restores_amplitudes_better_than_a_flip_and_skipped_views_pass_through(device):
     px, defocus = 2.0, 25000.0
     obj = torch.randn(2, 128, 128, generator=torch.Generator().manual_seed(2))
     ctf = ctf_2d((128, 128), px, defocus, defocus)
-    images = torch.fft.irfft2(torch.fft.rfft2(obj) * ctf, s=(128, 128))
+    images = torch.fft.irfft2(torch.fft.rfft2(obj) * ctf, s=(128, 128)).to(device)  # the work follows the input
     flip, strips = correct_ctf_stack(
         images, px, defocus, defocus, 0.0, 0.0, 0.0, settings=CorrectionSettings(pad_px=0), skip=[False, True]
     )
@@ -154,10 +157,11 @@ def test_wiener_restores_amplitudes_better_than_a_flip_and_skipped_views_pass_th
         0.0,
         settings=CorrectionSettings(method="wiener", wiener_snr=100.0, pad_px=0),
     )
+    assert flip.device.type == device.type and wiener.device.type == device.type
     assert strips == [1, 0] and torch.equal(flip[1], images[1])
 
     def corr(a, b):
-        return float(np.corrcoef(a.ravel().numpy(), b.ravel().numpy())[0, 1])
+        return float(np.corrcoef(a.ravel().cpu().numpy(), b.ravel().cpu().numpy())[0, 1])
 
     assert corr(wiener[0], -obj[0]) > corr(flip[0], -obj[0]) + 0.05  # measured 0.975 vs 0.903 (noise-free)
 

@@ -25,7 +25,7 @@ def _textbook(kx, ky, du, dv, ang_deg, kv, cs_mm, a, phase_deg=0.0):
 def test_ctf_2d_matches_formula_at_sample_frequencies():
     shape, pix = (64, 80), 1.5
     du, dv, ang, kv, cs, a, ph = 25000.0, 21000.0, 33.0, 300.0, 2.7, 0.1, 20.0
-    ctf = ctf_2d(shape, pix, du, dv, ang, kv, cs, a, ph)
+    ctf = ctf_2d(shape, pix, du, dv, ang, voltage_kV=kv, cs_mm=cs, amplitude_contrast=a, phase_shift_deg=ph)
     assert ctf.shape == (64, 41)
     for iy, ix in [(0, 0), (0, 5), (3, 0), (7, 9), (60, 13), (32, 40), (50, 25)]:
         ky = (iy if iy < 32 else iy - 64) / (64 * pix)
@@ -60,7 +60,7 @@ def test_underfocused_protein_is_dark():
     n, pix = 256, 2.0
     y, x = np.mgrid[:n, :n] - n // 2
     phi = torch.tensor(0.05 * np.exp(-(x * x + y * y) / (2 * 8.0**2)), dtype=torch.float32)
-    ctf = ctf_2d((n, n), pix, 20000, 20000, 0, 300, 2.7, 0.07)
+    ctf = ctf_2d((n, n), pix, 20000, 20000, 0, voltage_kV=300, cs_mm=2.7, amplitude_contrast=0.07)
     # low-pass to 1/30 Å: "low frequency" appearance
     from tomoforge.methods.fourier import spatial_frequency_2d
 

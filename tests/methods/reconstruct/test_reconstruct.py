@@ -56,7 +56,7 @@ VOLUME = VolumeGeometry((48, 96, 96), PIXEL_A, (20.0, -30.0, 10.0))
 
 
 @pytest.mark.parametrize("method", ["wbp", "sirt"])
-def test_a_bead_reconstructs_at_its_3d_position(method):
+def test_a_bead_reconstructs_at_its_3d_position(method, device):
     """ZRot ≈ 84° (jittered per view), XTilt 2°, shifts, a tilt offset of 1.5° given as an offset, and a
     tomogram centre moved off the specimen centre: the bead is found within 0.2 voxel of where it is."""
     true = tilted_geometry()
@@ -64,10 +64,11 @@ def test_a_bead_reconstructs_at_its_3d_position(method):
     images = bead_images(true, BEAD_A)
     nominal = ProjectionModel(TILTS, true.z_rot_deg, true.shift_A, true.x_tilt_deg).with_offsets(tilt_offset_deg=1.5)
     if method == "wbp":
-        rec = reconstruct_wbp(images, PIXEL_A, nominal, VOLUME, cutoff=0.5, falloff=0.0, taper_px=0)
+        rec = reconstruct_wbp(images, PIXEL_A, nominal, VOLUME, cutoff=0.5, falloff=0.0, taper_px=0, device=device)
     else:
-        rec = reconstruct_sirt(images, PIXEL_A, nominal, VOLUME, iterations=10)
-    found = peak(rec.numpy())
+        rec = reconstruct_sirt(images, PIXEL_A, nominal, VOLUME, iterations=10, device=device)
+    assert rec.device.type == device.type
+    found = peak(rec.cpu().numpy())
     expected = VOLUME.index_of(BEAD_A)
     assert np.all(np.abs(found - expected) < 0.2), (found, expected)  # measured ≤ 0.1 voxel (z, the wedge axis)
     wrong = peak(reconstruct_wbp(images, PIXEL_A, nominal.with_offsets(axis_offset_deg=180.0), VOLUME).numpy())

@@ -12,7 +12,8 @@ import pytest
 
 from tomoforge.engine import ExecutorConfig, execute_run
 from tomoforge.io.ctf import write_relion_ctf
-from tomoforge.protocols.ctf.exclude import ctf_exclusion_task
+from tomoforge.model.ctf import CTFTiltImage
+from tomoforge.protocols.ctf.exclude import CTFExclusionJob, ExcludeCTFParams, ctf_exclusion_task
 
 SERIAL = ExecutorConfig(kind="serial")
 
@@ -110,25 +111,12 @@ def test_defocus_jump_is_against_the_neighbours_in_tilt_not_the_series_mean():
     tilts = np.arange(-60.0, 61.0, 3.0)
     defocus = 30000.0 + 60.0 * tilts  # a 7200 Å gradient over the series (e.g. a tilted specimen)
     entries = [
-        {
-            "acquisition_order": i + 1,
-            "tilt_angle_deg": float(t),
-            "defocus_u_A": float(d),
-            "defocus_v_A": float(d),
-            "fit_resolution_A": None,
-            "excluded": False,
-        }
+        CTFTiltImage(acquisition_order=i + 1, tilt_angle_deg=float(t), defocus_u_A=float(d), defocus_v_A=float(d))
         for i, (t, d) in enumerate(zip(tilts, defocus))
     ]
-    criteria = {
-        "acquisition_orders": [],
-        "tilt_angles_deg": [],
-        "max_fit_resolution_A": 10.0,
-        "max_astigmatism_A": 0.0,
-        "max_defocus_jump_A": 500.0,
-        "restore": False,
-    }
-    assert not any(ctf_exclusion_task(entries, criteria)["excluded"])  # no resolution: kept
-    entries[0]["defocus_u_A"] = entries[0]["defocus_v_A"] = defocus[0] + 800.0  # the first: only right neighbours
-    result = ctf_exclusion_task(entries, criteria)
+    criteria = ExcludeCTFParams(max_fit_resolution_A=10.0, max_defocus_jump_A=500.0)
+    assert not any(ctf_exclusion_task(CTFExclusionJob(entries=entries, params=criteria))["excluded"])  # kept
+    first = float(defocus[0]) + 800.0  # the first: only right neighbours
+    entries[0] = entries[0].model_copy(update={"defocus_u_A": first, "defocus_v_A": first})
+    result = ctf_exclusion_task(CTFExclusionJob(entries=entries, params=criteria))
     assert result["excluded"] == [True] + [False] * 40, result["reasons"][:3]

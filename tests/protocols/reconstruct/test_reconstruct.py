@@ -135,3 +135,28 @@ def test_unaligned_tilt_series_is_refused_unless_allowed(aligned):
     )
     assert state == "finished", project.run(rec)["error"]
     assert "WARNING TS_01: not aligned" in (project.run_dir(rec) / "run.log").read_text()
+
+
+def test_the_parameters_default_to_the_methods_defaults():
+    """reconstruct-tomogram shows the methods' own defaults (methods/reconstruct/settings.py), not copies."""
+    import inspect
+
+    from tomoforge.methods.reconstruct.sirt import reconstruct_sirt
+    from tomoforge.methods.reconstruct.wbp import reconstruct_wbp
+    from tomoforge.protocols.reconstruct.tomogram import ReconstructParams
+
+    p = ReconstructParams()
+    wbp = inspect.signature(reconstruct_wbp).parameters
+    sirt = inspect.signature(reconstruct_sirt).parameters
+    pairs = {
+        "radial_cutoff": wbp["cutoff"],
+        "radial_falloff": wbp["falloff"],
+        "sirt_like_iterations": wbp["sirt_like_iterations"],
+        "oversampling": wbp["oversampling"],
+        "memory_GB": wbp["memory_GB"],
+        "invert": wbp["invert"],
+        "iterations": sirt["iterations"],
+        "relaxation": sirt["relaxation"],
+    }
+    assert {name: getattr(p, name) for name in pairs} == {name: q.default for name, q in pairs.items()}
+    assert sirt["memory_GB"].default == p.memory_GB

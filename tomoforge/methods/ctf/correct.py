@@ -28,46 +28,20 @@ the specimen would give with a perfect transfer CTF = −1.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Literal
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from tomoforge.methods.align.projection_model import rotation_matrices
+from tomoforge.methods.ctf.settings import CorrectionSettings, Method, Optics
 from tomoforge.methods.ctf.transfer import electron_wavelength_A
 from tomoforge.methods.fourier import as_tensor, fast_fft_size, frequency_grid_2d
 
-Method = Literal["phase-flip", "wiener"]
 
-
-@dataclass(frozen=True)
-class Optics:
-    """Microscope constants of a CTF (kV, mm, fraction)."""
-
-    voltage_kV: float = 300.0
-    cs_mm: float = 2.7
-    amplitude_contrast: float = 0.07
-
-
-@dataclass(frozen=True)
-class CorrectionSettings:
-    """How to correct: ``method``; strips (Å of defocus, None = ``auto_tolerance_A``; px, 0 = no width
-    limit); Wiener SNR(k) = ``wiener_snr`` · exp(−``wiener_b_factor_A2`` · k² / 2); padding (px; None = the
-    CTF's delocalisation)."""
-
-    method: Method = "phase-flip"
-    defocus_tolerance_A: float | None = None
-    strip_width_px: int = 0
-    wiener_snr: float = 1.0
-    wiener_b_factor_A2: float = 0.0
-    pad_px: int | None = None
-    handedness: int = 1
-    chunk: int = 8
-
-
-def defocus_gradient(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:
+def defocus_gradient(tilt_deg: ArrayLike, z_rot_deg: ArrayLike, x_tilt_deg: ArrayLike = 0.0) -> np.ndarray:
     """(n, 2) gradient (gx, gy) of the specimen height h = g · (p − s) over the image (Å per Å)."""
     r = rotation_matrices(tilt_deg, z_rot_deg, x_tilt_deg)
     a, b = r[:, :2, :2], r[:, 2, :2]
@@ -143,9 +117,10 @@ class _ViewPhase:
 def correction_filters(
     shape: tuple[int, int],
     pixel_size_A: float,
-    defocus_u_A,
-    defocus_v_A,
+    defocus_u_A: ArrayLike,
+    defocus_v_A: ArrayLike,
     astigmatism_angle_deg: float,
+    *,
     optics: Optics = Optics(),
     phase_shift_deg: float = 0.0,
     method: Method = "phase-flip",
@@ -200,14 +175,41 @@ def correct_ctf_image(
     z_rot_deg: float = 0.0,
     x_tilt_deg: float = 0.0,
     shift_A: tuple[float, float] = (0.0, 0.0),
+    *,
     optics: Optics = Optics(),
     phase_shift_deg: float = 0.0,
     settings: CorrectionSettings = CorrectionSettings(),
 ) -> tuple[torch.Tensor, int]:
-    """CTF-corrected image (y, x) of one tilt view, and the number of strips used.
+    """CTF-correct one tilt view in strips of constant defocus (see the module docstring).
 
-    Defocus U/V (Å) are those at the tomogram centre (h = 0), which lands at ``shift_A`` (x, y) in the
-    image; the view's geometry is its projection model (degrees). See the module docstring."""
+    Parameters
+    ----------
+    image : torch.Tensor
+        The view (y, x); its device is where the work is done.
+    pixel_size_A : float
+        Pixel size, Å.
+    defocus_u_A, defocus_v_A : float
+        Defocus at the tomogram centre (height 0), Å (U ≥ V, positive = underfocus).
+    astigmatism_angle_deg : float
+        Angle of the U axis from the image X axis, degrees.
+    tilt_deg, z_rot_deg, x_tilt_deg : float
+        The view's projection model (YTilt, ZRot, XTilt), degrees.
+    shift_A : tuple of float
+        Where the tomogram centre lands in the image (x, y), Å from the image centre (pixel n // 2).
+    optics : Optics
+        Voltage, Cs, amplitude contrast.
+    phase_shift_deg : float
+        Phase plate shift, degrees.
+    settings : CorrectionSettings
+        Method, strips, Wiener filter, padding, handedness.
+
+    Returns
+    -------
+    corrected : torch.Tensor
+        The corrected view (y, x), float32.
+    strips : int
+        The number of strips (defoci) it was corrected at.
+    """
     img = as_tensor(image, torch.float32)
     device = img.device
     ny, nx = img.shape
@@ -242,22 +244,51 @@ def correct_ctf_image(
 
 
 def correct_ctf_stack(
-    images: torch.Tensor,
+    images: torch.Tensor | np.ndarray,
     pixel_size_A: float,
-    defocus_u_A,
-    defocus_v_A,
-    astigmatism_angle_deg,
-    tilt_deg,
-    z_rot_deg,
-    x_tilt_deg=None,
-    shifts_A=None,
+    defocus_u_A: ArrayLike,
+    defocus_v_A: ArrayLike,
+    astigmatism_angle_deg: ArrayLike,
+    tilt_deg: ArrayLike,
+    z_rot_deg: ArrayLike,
+    x_tilt_deg: ArrayLike | None = None,
+    shifts_A: ArrayLike | None = None,
+    *,
     optics: Optics = Optics(),
-    phase_shift_deg=None,
+    phase_shift_deg: ArrayLike | None = None,
     settings: CorrectionSettings = CorrectionSettings(),
-    skip=None,
+    skip: Sequence[bool] | None = None,
 ) -> tuple[torch.Tensor, list[int]]:
-    """Correct every view of a stack (n, y, x) with its own CTF and geometry (per-view sequences, Å and
-    degrees); views flagged in ``skip`` come back untouched (0 strips). Returns (stack, strips per view)."""
+    """CTF-correct every view of a stack with its own CTF and geometry (``correct_ctf_image``).
+
+    Parameters
+    ----------
+    images : torch.Tensor or numpy.ndarray
+        The stack (n, y, x).
+    pixel_size_A : float
+        Pixel size, Å.
+    defocus_u_A, defocus_v_A, astigmatism_angle_deg : float or sequence of float
+        Per view (or one for all): defocus U ≥ V at the tomogram centre (Å) and the angle of U (degrees).
+    tilt_deg, z_rot_deg, x_tilt_deg : float or sequence of float
+        Per view: the projection model (YTilt, ZRot, XTilt), degrees; ``x_tilt_deg`` default 0.
+    shifts_A : array-like, optional
+        Per view (n, 2): where the tomogram centre lands (x, y), Å; default the image centre.
+    optics : Optics
+        Voltage, Cs, amplitude contrast.
+    phase_shift_deg : float or sequence of float, optional
+        Per view phase plate shift, degrees (default 0).
+    settings : CorrectionSettings
+        Method, strips, Wiener filter, padding, handedness.
+    skip : sequence of bool, optional
+        Views that come back untouched (0 strips).
+
+    Returns
+    -------
+    corrected : torch.Tensor
+        The corrected stack (n, y, x), float32.
+    strips : list of int
+        Strips used per view.
+    """
     stack = as_tensor(images, torch.float32)
     n = stack.shape[0]
     per_view = {
@@ -289,9 +320,9 @@ def correct_ctf_stack(
             per_view["zrot"][i],
             per_view["xtilt"][i],
             (float(shifts[i, 0]), float(shifts[i, 1])),
-            optics,
-            per_view["phase"][i],
-            settings,
+            optics=optics,
+            phase_shift_deg=per_view["phase"][i],
+            settings=settings,
         )
         strips.append(count)
     return out, strips
@@ -303,7 +334,7 @@ def fourier_ring_correlation(
     """(shell centre frequencies (1/Å), FRC per shell) of two images (y, x), shells up to Nyquist."""
     a, b = as_tensor(a, torch.float64), as_tensor(b, torch.float64, a.device)
     fa, fb = torch.fft.rfft2(a), torch.fft.rfft2(b)
-    ky, kx = frequency_grid_2d(tuple(a.shape[-2:]), 1.0, True, a.device)
+    ky, kx = frequency_grid_2d((a.shape[-2], a.shape[-1]), 1.0, True, a.device)
     k = torch.sqrt(ky * ky + kx * kx)
     n = n_shells or min(a.shape[-2:]) // 2
     shell = (k * 2 * n).long().clamp(max=n).reshape(-1)

@@ -12,7 +12,10 @@ import math
 
 import torch
 
+from tomoforge.methods.ctf.settings import Optics
 from tomoforge.methods.fourier import frequency_grid_2d
+
+_MICROSCOPE = Optics()  # the default microscope constants
 
 
 def electron_wavelength_A(voltage_kV: float) -> float:
@@ -52,12 +55,30 @@ def astigmatic_defocus(
 def ctf_1d(
     k: torch.Tensor,
     defocus_A: float,
-    voltage_kV: float = 300.0,
-    cs_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
+    *,
+    voltage_kV: float = _MICROSCOPE.voltage_kV,
+    cs_mm: float = _MICROSCOPE.cs_mm,
+    amplitude_contrast: float = _MICROSCOPE.amplitude_contrast,
     phase_shift_deg: float = 0.0,
 ) -> torch.Tensor:
-    """Rotationally averaged (non-astigmatic) CTF at spatial frequencies ``k`` (1/Å)."""
+    """Rotationally averaged (non-astigmatic) CTF.
+
+    Parameters
+    ----------
+    k : torch.Tensor
+        Spatial frequencies (any shape), 1/Å.
+    defocus_A : float
+        Defocus, Å (positive = underfocus).
+    voltage_kV, cs_mm, amplitude_contrast : float
+        Microscope constants (kV, mm, fraction); default ``settings.Optics()``.
+    phase_shift_deg : float
+        Phase plate shift, degrees.
+
+    Returns
+    -------
+    torch.Tensor
+        The CTF at ``k`` (same shape and dtype).
+    """
     return ctf_from_phase(ctf_phase(k, defocus_A, voltage_kV, cs_mm, phase_shift_deg), amplitude_contrast)
 
 
@@ -67,14 +88,40 @@ def ctf_2d(
     defocus_u_A: float,
     defocus_v_A: float,
     astigmatism_angle_deg: float = 0.0,
-    voltage_kV: float = 300.0,
-    cs_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
+    *,
+    voltage_kV: float = _MICROSCOPE.voltage_kV,
+    cs_mm: float = _MICROSCOPE.cs_mm,
+    amplitude_contrast: float = _MICROSCOPE.amplitude_contrast,
     phase_shift_deg: float = 0.0,
     rfft: bool = True,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """CTF on the (r)fft grid of an image of ``shape`` (y, x) with pixel ``pixel_size_A``; float32."""
+    """The CTF on the Fourier grid of an image.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image size (y, x), px.
+    pixel_size_A : float
+        Pixel size, Å.
+    defocus_u_A, defocus_v_A : float
+        Defocus along the U and V axes, Å (U ≥ V, positive = underfocus).
+    astigmatism_angle_deg : float
+        Angle of the U axis from the image X axis, degrees.
+    voltage_kV, cs_mm, amplitude_contrast : float
+        Microscope constants (kV, mm, fraction); default ``settings.Optics()``.
+    phase_shift_deg : float
+        Phase plate shift, degrees.
+    rfft : bool
+        The half grid of ``rfft2`` (y, x // 2 + 1), else the full ``fft2`` grid (y, x).
+    device : torch.device or str, optional
+        Where the result lives (default CPU).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 CTF on that grid.
+    """
     if defocus_u_A < defocus_v_A:
         raise ValueError(f"defocus_u_A ({defocus_u_A}) must be >= defocus_v_A ({defocus_v_A})")
     ky, kx = frequency_grid_2d(shape, pixel_size_A, rfft, device)
@@ -82,3 +129,6 @@ def ctf_2d(
     dfz = astigmatic_defocus(ky, kx, defocus_u_A, defocus_v_A, astigmatism_angle_deg)
     chi = ctf_phase(torch.sqrt(ky * ky + kx * kx), dfz, voltage_kV, cs_mm, phase_shift_deg)
     return ctf_from_phase(chi, amplitude_contrast).to(torch.float32)
+
+
+__all__ = ["astigmatic_defocus", "ctf_1d", "ctf_2d", "ctf_from_phase", "ctf_phase", "electron_wavelength_A"]

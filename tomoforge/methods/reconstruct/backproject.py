@@ -24,7 +24,7 @@ from tomoforge.methods.reconstruct.slabs import release_freed_memory
 _BUILD_ENTRIES = 1 << 21  # voxel × view × tap entries built at once (bounds the build's temporaries)
 
 
-def _csr(crow, col, val, shape) -> torch.Tensor:
+def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
         return torch.sparse_csr_tensor(crow, col, val, shape)

@@ -21,9 +21,11 @@ that line at τ: a 1D position shared by all rows, and a row offset −tan a · 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class VolumeGeometry:
         n = self.shape_zyx["zyx".index(axis)]
         return np.arange(n) - n // 2 + self.centre_A["xyz".index(axis)] / self.voxel_size_A
 
-    def position_A(self, index_zyx) -> np.ndarray:
+    def position_A(self, index_zyx: Sequence[ArrayLike]) -> np.ndarray:
         """Specimen position (x, y, z in Å) of voxel index (z, y, x) (fractional allowed)."""
         iz, iy, ix = (np.asarray(v, dtype=np.float64) for v in index_zyx)
         nz, ny, nx = self.shape_zyx
@@ -73,7 +75,7 @@ class VolumeGeometry:
             (n, self.shape_zyx[1], self.shape_zyx[2]), self.voxel_size_A, (self.centre_A[0], self.centre_A[1], cz)
         )
 
-    def index_of(self, position_A) -> np.ndarray:
+    def index_of(self, position_A: ArrayLike) -> np.ndarray:
         """Fractional voxel index (z, y, x) of a specimen position (x, y, z in Å)."""
         p = np.asarray(position_A, dtype=np.float64)
         nz, ny, nx = self.shape_zyx

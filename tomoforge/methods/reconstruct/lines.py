@@ -8,6 +8,7 @@ the voxels of the tomogram.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,7 +117,7 @@ def plan_lines(
     )
 
 
-def line_grid(plan: LinePlan, r0: int, r1: int, device=None) -> torch.Tensor:
+def line_grid(plan: LinePlan, r0: int, r1: int, device: torch.device | str | None = None) -> torch.Tensor:
     """(n_views, r1 − r0, n_tau, 2) ``grid_sample`` grid (align_corners=True) of the samples of line rows
     [r0, r1) (tomogram row indices; may lie outside the tomogram)."""
     vol = plan.volume
@@ -160,14 +161,18 @@ class Views:
     def shape(self) -> tuple[int, ...]:
         return tuple(self.images.shape)
 
-    def subset(self, views) -> Views:
+    def subset(self, views: Sequence[int] | np.ndarray) -> Views:
         """The views indexed by ``views``."""
         index = torch.as_tensor(np.asarray(views), device=self.device)
         return Views(self.images[index], self.mean[index], self.taper_px, self.sign)
 
 
 def views_from(
-    images, taper_px: int | None = None, invert: bool = False, subtract_mean: bool = True, device=None
+    images: torch.Tensor | np.ndarray,
+    taper_px: int | None = None,
+    invert: bool = False,
+    subtract_mean: bool = True,
+    device: torch.device | str | None = None,
 ) -> Views:
     """``Views`` of ``images`` (n, y, x): each minus its mean when ``subtract_mean`` (the specimen extends
     beyond the field, so what lies outside the image is taken as average), the border tapered to 0 over
@@ -178,6 +183,27 @@ def views_from(
     mean = x.mean(dim=(-2, -1)) if subtract_mean else torch.zeros(x.shape[0], device=x.device)
     width = max(2, min(x.shape[-2:]) // 64) if taper_px is None else int(taper_px)
     return Views(x, mean, float(width), -1.0 if invert else 1.0)
+
+
+def views_and_plan(
+    images: torch.Tensor | np.ndarray | Views,
+    geometry: ProjectionModel,
+    volume: VolumeGeometry,
+    pixel_size_A: float,
+    *,
+    oversampling: int,
+    taper_px: int | None,
+    invert: bool,
+    subtract_mean: bool,
+    device: torch.device | str | None,
+) -> tuple[Views, LinePlan]:
+    """The ``Views`` of ``images`` (n, y, x; or ``Views`` already) and their line plan for ``volume``,
+    checked against the ``geometry``'s number of views (arguments as ``views_from`` and ``plan_lines``)."""
+    views = images if isinstance(images, Views) else views_from(images, taper_px, invert, subtract_mean, device)
+    if views.shape[0] != geometry.n_views:
+        raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
+    plan = plan_lines(geometry, volume, (views.shape[-2], views.shape[-1]), pixel_size_A, oversampling)
+    return views, plan
 
 
 def _edge_(d: torch.Tensor, width: float) -> torch.Tensor:
@@ -214,4 +240,4 @@ def sample_lines(views: Views, plan: LinePlan, r0: int, r1: int) -> torch.Tensor
     return lines if views.sign > 0 else lines.neg_()
 
 
-__all__ = ["LinePlan", "plan_lines", "line_grid", "Views", "views_from", "sample_lines"]
+__all__ = ["LinePlan", "plan_lines", "line_grid", "Views", "views_from", "views_and_plan", "sample_lines"]

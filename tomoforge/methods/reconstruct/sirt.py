@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from tomoforge.methods.align.projection_model import ProjectionModel
+from tomoforge.methods.reconstruct import settings as defaults
 from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
 from tomoforge.methods.reconstruct.geometry import VolumeGeometry
-from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, plan_lines, sample_lines, views_from
+from tomoforge.methods.reconstruct.lines import LinePlan, Views, line_grid, sample_lines, views_and_plan
 from tomoforge.methods.reconstruct.slabs import (
     Progress,
     RowCounter,
+    Volume,
     VolumeSink,
     report,
     row_blocks,
@@ -36,7 +39,7 @@ from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length
 MIN_RAY_VOXELS = 0.5  # samples whose ray crosses less than this (voxel lengths) of the tomogram are ignored
 
 
-def measured_samples(plan: LinePlan, r0: int, r1: int, device=None) -> torch.Tensor:
+def measured_samples(plan: LinePlan, r0: int, r1: int, device: torch.device | str | None = None) -> torch.Tensor:
     """(n_views, r1 − r0, n_samples) 1 where an (upsampled) line sample lies inside its image, else 0."""
     grid = line_grid(plan, r0, r1, device)  # 1-px samples: the upsampled ones lie between them
     ny, nx = plan.image_shape
@@ -69,22 +72,22 @@ def ray_lengths(projector: LineProjector, r0: int, r1: int) -> torch.Tensor:
 
 
 def reconstruct_sirt(
-    images,
+    images: torch.Tensor | np.ndarray,
     pixel_size_A: float,
     geometry: ProjectionModel,
     volume: VolumeGeometry,
     *,
-    iterations: int = 10,
-    relaxation: float = 1.0,
-    oversampling: int = 1,
+    iterations: int = defaults.SIRT_ITERATIONS,
+    relaxation: float = defaults.SIRT_RELAXATION,
+    oversampling: int = defaults.OVERSAMPLING,
     invert: bool = False,
     subtract_mean: bool = True,
-    memory_GB: float = 4.0,
+    memory_GB: float = defaults.MEMORY_GB,
     rows_per_slab: int | None = None,
-    out=None,
+    out: Volume | None = None,
     progress: Progress | None = None,
     device: torch.device | str | None = None,
-):
+) -> Volume:
     """The SIRT tomogram (z, y, x) after ``iterations`` from zero; arguments as ``reconstruct_wbp``.
 
     ``oversampling`` stays 1 unless you know why: the forward projector is the adjoint of linear
@@ -99,11 +102,18 @@ def reconstruct_sirt(
         raise ValueError(f"SIRT needs at least 1 iteration, got {iterations}")
     workers = torch.get_num_threads()  # shared out as slabs; torch itself single-threaded meanwhile
     with single_threaded_torch():
-        views = views_from(images, 0, invert, subtract_mean, device)
+        views, plan = views_and_plan(
+            images,
+            geometry,
+            volume,
+            pixel_size_A,
+            oversampling=oversampling,
+            taper_px=0,
+            invert=invert,
+            subtract_mean=subtract_mean,
+            device=device,
+        )
         dev = views.device
-        if views.shape[0] != geometry.n_views:
-            raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
-        plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
         if 2 * projector_bytes(plan) > memory_GB * 1e9:
             raise MemoryError(
                 f"SIRT of {volume.shape_zyx[::-1]} voxels (x, y, z) from {geometry.n_views} views needs "
@@ -128,15 +138,13 @@ def reconstruct_sirt(
             f"voxels (x, y, z): projector {projector.nbytes / 1e6:.0f} MB built in "
             f"{time.perf_counter() - start:.1f} s, slabs of {rows} rows (+{halo} each side)",
         )
-        counter = RowCounter(ny)
+        counter = RowCounter(ny, progress, "done", start)
 
         def work(s0: int, s1: int) -> None:
             e0, e1 = max(0, s0 - halo), min(ny, s1 + halo)
             x = sirt_slab(views, projector, e0, e1, iterations, relaxation, progress if s0 == 0 else None, start)
             sink.write(s0, x[:, s0 - e0 : s1 - e0])
-            percent = counter.add(s1 - s0)
-            if percent is not None:
-                report(progress, f"{percent}% of {ny} rows done ({time.perf_counter() - start:.1f} s)")
+            counter.add(s1 - s0)
 
         run_blocks(row_blocks(ny, rows), work, dev, workers)
         return sink.result()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ import torch
 from tomoforge.methods.reconstruct.lines import LinePlan
 
 Progress = Callable[[str], None]
+Volume = torch.Tensor | np.ndarray  # a (z, y, x) tomogram: a tensor, or a (memory-mapped) array
 
 #: rows per block on the CPU: the right-hand side of a block stays in cache-friendly sizes
 CPU_BLOCK_ROWS = 16
@@ -109,7 +111,9 @@ def run_blocks(
 class VolumeSink:
     """Where finished rows go: a new tensor on ``device``, or ``out`` (a (z, y, x) array, e.g. a memmap)."""
 
-    def __init__(self, shape_zyx: tuple[int, int, int], out=None, device: torch.device | None = None):
+    def __init__(
+        self, shape_zyx: tuple[int, int, int], out: Volume | None = None, device: torch.device | None = None
+    ) -> None:
         if out is not None and tuple(out.shape) != tuple(shape_zyx):
             raise ValueError(f"output array has shape {tuple(out.shape)}, the tomogram is {tuple(shape_zyx)}")
         self.out = out
@@ -122,11 +126,14 @@ class VolumeSink:
             self.volume[:, y0:y1, :] = rows
         elif isinstance(self.out, torch.Tensor):
             self.out[:, y0:y1, :] = rows.to(self.out.device)
-        else:
+        elif self.out is not None:
             self.out[:, y0:y1, :] = rows.detach().cpu().numpy().astype(np.float32, copy=False)
 
-    def result(self):
-        return self.volume if self.volume is not None else self.out
+    def result(self) -> Volume:
+        """The tomogram: the new tensor, or ``out``."""
+        result = self.volume if self.volume is not None else self.out
+        assert result is not None  # one of the two is set in __init__
+        return result
 
 
 def report(progress: Progress | None, message: str) -> None:
@@ -135,19 +142,28 @@ def report(progress: Progress | None, message: str) -> None:
 
 
 class RowCounter:
-    """Counts finished rows from any thread; ``add`` says when a tenth more of them is done."""
+    """Counts finished rows from any thread; ``add`` says when a tenth more of them is done, and tells
+    ``progress`` then: "<percent>% of <total> rows <what> (<seconds since start> s)"."""
 
-    def __init__(self, total: int):
+    def __init__(
+        self, total: int, progress: Progress | None = None, what: str = "done", start: float | None = None
+    ) -> None:
         self.total, self.done = total, 0
+        self.progress, self.what = progress, what
+        self.start = time.perf_counter() if start is None else start
         self._lock = threading.Lock()
 
     def add(self, rows: int) -> int | None:
-        """Count ``rows`` more; the percentage done when that crosses a multiple of 10 %, else None."""
+        """Count ``rows`` more; the percentage done when that crosses a multiple of 10 % (told to
+        ``progress``), else None."""
         with self._lock:
             before, self.done = self.done, self.done + rows
-            if (self.done * 10) // self.total > (before * 10) // self.total:
-                return 100 * self.done // self.total
-        return None
+            if (self.done * 10) // self.total <= (before * 10) // self.total:
+                return None
+            percent = 100 * self.done // self.total
+        seconds = time.perf_counter() - self.start
+        report(self.progress, f"{percent}% of {self.total} rows {self.what} ({seconds:.1f} s)")
+        return percent
 
 
 __all__ = [
@@ -157,6 +173,7 @@ __all__ = [
     "row_blocks",
     "run_blocks",
     "single_threaded_torch",
+    "Volume",
     "VolumeSink",
     "report",
     "RowCounter",

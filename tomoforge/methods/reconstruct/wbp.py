@@ -15,12 +15,14 @@ import numpy as np
 import torch
 
 from tomoforge.methods.align.projection_model import ProjectionModel
+from tomoforge.methods.reconstruct import settings as defaults
 from tomoforge.methods.reconstruct.backproject import LineProjector, projector_bytes
 from tomoforge.methods.reconstruct.geometry import VolumeGeometry, angular_weights
-from tomoforge.methods.reconstruct.lines import LinePlan, Views, plan_lines, sample_lines, views_from
+from tomoforge.methods.reconstruct.lines import LinePlan, Views, plan_lines, sample_lines, views_and_plan
 from tomoforge.methods.reconstruct.slabs import (
     Progress,
     RowCounter,
+    Volume,
     VolumeSink,
     report,
     row_blocks,
@@ -32,24 +34,24 @@ from tomoforge.methods.reconstruct.weighting import filter_lines, padded_length,
 
 
 def reconstruct_wbp(
-    images,
+    images: torch.Tensor | np.ndarray | Views,
     pixel_size_A: float,
     geometry: ProjectionModel,
     volume: VolumeGeometry,
     *,
-    cutoff: float = 0.35,
-    falloff: float = 0.035,
-    sirt_like_iterations: int = 0,
-    oversampling: int = 1,
+    cutoff: float = defaults.RADIAL_CUTOFF,
+    falloff: float = defaults.RADIAL_FALLOFF,
+    sirt_like_iterations: int = defaults.SIRT_LIKE_ITERATIONS,
+    oversampling: int = defaults.OVERSAMPLING,
     taper_px: int | None = None,
     invert: bool = False,
     subtract_mean: bool = True,
-    memory_GB: float = 4.0,
+    memory_GB: float = defaults.MEMORY_GB,
     rows_per_chunk: int | None = None,
-    out=None,
+    out: Volume | None = None,
     progress: Progress | None = None,
     device: torch.device | str | None = None,
-):
+) -> Volume:
     """The WBP tomogram (z, y, x) of ``images`` (n_views, y, x; pixel ``pixel_size_A`` = the voxel size).
 
     ``cutoff``/``falloff``: IMOD RADIAL (cycles/pixel); ``sirt_like_iterations`` > 0: IMOD's SIRT-like
@@ -63,11 +65,18 @@ def reconstruct_wbp(
     """
     workers = torch.get_num_threads()  # shared out as blocks; torch itself single-threaded meanwhile
     with single_threaded_torch():
-        views = images if isinstance(images, Views) else views_from(images, taper_px, invert, subtract_mean, device)
+        views, plan = views_and_plan(
+            images,
+            geometry,
+            volume,
+            pixel_size_A,
+            oversampling=oversampling,
+            taper_px=taper_px,
+            invert=invert,
+            subtract_mean=subtract_mean,
+            device=device,
+        )
         dev = views.device
-        if views.shape[0] != geometry.n_views:
-            raise ValueError(f"images {views.shape} do not match the {geometry.n_views} views of the geometry")
-        plan = plan_lines(geometry, volume, views.shape[-2:], pixel_size_A, oversampling)
         n_pad = padded_length(plan.n_tau)
         filters = torch.as_tensor(
             wbp_filters(
@@ -93,7 +102,14 @@ def reconstruct_wbp(
         edges = np.linspace(0, nz, parts + 1).round().astype(int)
         for i, (z0, z1) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist())):
             report(progress, f"z part {i + 1}/{parts}: voxels {z0}-{z1 - 1} of {nz}")
-            part = plan_lines(geometry, volume.z_part(z0, z1), views.shape[-2:], pixel_size_A, oversampling, like=plan)
+            part = plan_lines(
+                geometry,
+                volume.z_part(z0, z1),
+                (views.shape[-2], views.shape[-1]),
+                pixel_size_A,
+                oversampling,
+                like=plan,
+            )
             backproject_volume(
                 views,
                 part,
@@ -131,14 +147,12 @@ def backproject_volume(
         f"projector {projector.nbytes / 1e6:.0f} MB built in {time.perf_counter() - start:.1f} s, "
         f"blocks of {rows} rows",
     )
-    counter = RowCounter(ny)
+    counter = RowCounter(ny, progress, "back-projected", start)
 
     def work(y0: int, y1: int) -> None:
         voxels = backproject_rows(views, projector, filters, n_pad, y0, y1)
         sink.write(y0, projector.rows_of(voxels))
-        percent = counter.add(y1 - y0)
-        if percent is not None:
-            report(progress, f"{percent}% of {ny} rows back-projected ({time.perf_counter() - start:.1f} s)")
+        counter.add(y1 - y0)
 
     run_blocks(row_blocks(ny, rows), work, dev, workers)
 

@@ -17,6 +17,8 @@ import numpy as np
 import scipy.fft
 import torch
 
+from tomoforge.methods.reconstruct import settings as defaults
+
 
 def padded_length(n: int) -> int:
     """A fast FFT length ≥ 2 n, so that the filter's tail does not wrap round the line."""
@@ -43,7 +45,9 @@ def gaussian_falloff(freq: np.ndarray, cutoff: float, falloff: float) -> np.ndar
     return np.exp(-(beyond**2) / (2.0 * falloff**2))
 
 
-def radial_filter(n_pad: int, cutoff: float = 0.35, falloff: float = 0.035) -> np.ndarray:
+def radial_filter(
+    n_pad: int, *, cutoff: float = defaults.RADIAL_CUTOFF, falloff: float = defaults.RADIAL_FALLOFF
+) -> np.ndarray:
     """IMOD RADIAL weighting on the rfft grid of ``n_pad`` samples: ramp × Gaussian fall-off beyond ``cutoff``."""
     if not 0 < cutoff <= 0.5:
         raise ValueError(f"radial cut-off must be in (0, 0.5] cycles/pixel, got {cutoff}")
@@ -70,7 +74,7 @@ def wbp_filters(
     relaxation: float = 1.0,
 ) -> np.ndarray:
     """(n_views, n_pad // 2 + 1) filter of each view: angular weight × radial filter (× SIRT-like factor)."""
-    base = radial_filter(n_pad, cutoff, falloff)
+    base = radial_filter(n_pad, cutoff=cutoff, falloff=falloff)
     out = np.asarray(weights_rad, dtype=np.float64)[:, None] * base[None, :]
     if sirt_like_iterations > 0:
         freq = np.fft.rfftfreq(n_pad)

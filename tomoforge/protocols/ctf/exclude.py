@@ -8,15 +8,18 @@ whose CTF entry is excluded are excluded too (as exclude-views does: a flag, nev
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
-from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
+from tomoforge.engine import Protocol, ProtocolParams, Task, param
 from tomoforge.engine.sets import origin_of
 from tomoforge.model import TiltSeries
-from tomoforge.model.ctf import CTFSeries
+from tomoforge.model.ctf import CTFSeries, CTFTiltImage
 from tomoforge.model.quantities import TiltAngleDeg
+from tomoforge.protocols.ctf.common import ctf_inputs, tilt_series_named
 
 
 class ExcludeCTFParams(ProtocolParams):
@@ -47,32 +50,40 @@ class ExcludeCTFParams(ProtocolParams):
     )
 
 
-def ctf_exclusion_task(entries: list[dict[str, Any]], criteria: dict[str, Any]) -> dict[str, list]:
-    """Task: the exclusion flag and its reason for each entry ({acquisition_order, tilt_angle_deg,
-    defocus_u_A, defocus_v_A, fit_resolution_A, excluded}), by list first, then by the criteria."""
-    flags = [bool(e["excluded"]) and not criteria["restore"] for e in entries]
+@dataclass(frozen=True, kw_only=True)
+class CTFExclusionJob:
+    """The job of ``ctf_exclusion_task``: the CTF entries of one series and the protocol's criteria."""
+
+    entries: list[CTFTiltImage]
+    params: ExcludeCTFParams
+
+
+def ctf_exclusion_task(job: CTFExclusionJob) -> dict[str, list[Any]]:
+    """Task: the exclusion flag and its reason for each entry, by list first, then by the criteria."""
+    entries, p = job.entries, job.params
+    flags = [e.excluded and not p.restore for e in entries]
     reasons = ["" for _ in entries]
     for i, e in enumerate(entries):
-        listed = e["acquisition_order"] in criteria["acquisition_orders"] or any(
-            abs(e["tilt_angle_deg"] - a) <= 0.05 for a in criteria["tilt_angles_deg"]
+        listed = e.acquisition_order in p.acquisition_orders or any(
+            abs(e.tilt_angle_deg - a) <= 0.05 for a in p.tilt_angles_deg
         )
-        res, astig = e["fit_resolution_A"], e["defocus_u_A"] - e["defocus_v_A"]
+        res, astig = e.fit_resolution_A, e.defocus_u_A - e.defocus_v_A
         why = (
             "listed"
             if listed
             else f"fit resolution {res:.1f} Å"
-            if criteria["max_fit_resolution_A"] and res is not None and res > criteria["max_fit_resolution_A"]
+            if p.max_fit_resolution_A and res is not None and res > p.max_fit_resolution_A
             else f"astigmatism {astig:.0f} Å"
-            if criteria["max_astigmatism_A"] and astig > criteria["max_astigmatism_A"]
+            if p.max_astigmatism_A and astig > p.max_astigmatism_A
             else ""
         )
         if why and not flags[i]:
             flags[i], reasons[i] = True, why
-    jump = criteria["max_defocus_jump_A"]
-    kept = sorted((i for i in range(len(entries)) if not flags[i]), key=lambda i: entries[i]["tilt_angle_deg"])
+    jump = p.max_defocus_jump_A
+    kept = sorted((i for i in range(len(entries)) if not flags[i]), key=lambda i: entries[i].tilt_angle_deg)
     if jump > 0 and len(kept) >= 3:
-        tilt = np.array([entries[i]["tilt_angle_deg"] for i in kept])
-        defocus = np.array([0.5 * (entries[i]["defocus_u_A"] + entries[i]["defocus_v_A"]) for i in kept])
+        tilt = np.array([entries[i].tilt_angle_deg for i in kept])
+        defocus = np.array([entries[i].defocus_A for i in kept])
         for j, i in enumerate(kept):
             local = neighbours_defocus(tilt, defocus, j)
             if abs(defocus[j] - local) > jump:
@@ -102,37 +113,20 @@ class ExcludeCTFs(Protocol):
     name = "exclude-ctfs"
     label = "exclude CTFs"
     Params = ExcludeCTFParams
-    inputs = {
-        "ctf": InputSpec(CTFSeries, help="CTF series to screen"),
-        "tilt_series": InputSpec(
-            TiltSeries, optional=True, help="their tilt series, to propagate the exclusion to the views"
-        ),
-    }
-    outputs = {"ctf": CTFSeries, "tilt_series": TiltSeries}
+    inputs: ClassVar = ctf_inputs("CTF series to screen", "their tilt series, to propagate the exclusion to the views")
+    outputs: ClassVar = {"ctf": CTFSeries, "tilt_series": TiltSeries}
 
-    def tasks(self):
-        p, ctfs = self.params, self.input("ctf")
+    def tasks(self) -> Iterator[Task[Any]]:
+        p: ExcludeCTFParams = self.params
+        ctfs = self.input("ctf")
         if p.propagate and not self.has_input("tilt_series"):
             raise ValueError("exclude-ctfs: propagate needs the tilt_series input")
-        criteria = p.model_dump(exclude={"propagate"})
-        for ctf in ctfs:
-            entries = [
-                e.model_dump(
-                    include={
-                        "acquisition_order",
-                        "tilt_angle_deg",
-                        "defocus_u_A",
-                        "defocus_v_A",
-                        "fit_resolution_A",
-                        "excluded",
-                    }
-                )
-                for e in ctf.entries
-            ]
-            yield Task(ctf_exclusion_task, (entries, criteria), key=ctf.name, origin=(origin_of(ctfs, ctf.name),))
+        for ctf in cast("Iterator[CTFSeries]", iter(ctfs)):
+            job = CTFExclusionJob(entries=list(ctf.entries), params=p)
+            yield Task(ctf_exclusion_task, job, key=ctf.name, origin=(origin_of(ctfs, ctf.name),))
 
-    def collect(self, task, result):
-        ctf = self.input("ctf").get(task.key)
+    def collect(self, task: Task[Any], result: dict[str, list[Any]]) -> None:
+        ctf = cast(CTFSeries, self.input("ctf").get(task.key))
         entries = []
         for e, flag, why in zip(ctf.entries, result["excluded"], result["reasons"]):
             if why:
@@ -142,11 +136,10 @@ class ExcludeCTFs(Protocol):
         self.emit("ctf", ctf.model_copy(update={"entries": entries}), task)
         if not self.params.propagate:
             return
-        series = self.input("tilt_series")
-        if ctf.name not in series.keys():
+        ts = tilt_series_named(self, ctf.name)
+        if ts is None:
             self.log(f"{ctf.name}: no tilt series of that name to propagate to")
             return
-        ts = series.get(ctf.name)
         flagged = {e.acquisition_order for e, f in zip(ctf.entries, result["excluded"]) if f}
         images = [
             t.model_copy(

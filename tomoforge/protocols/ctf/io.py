@@ -10,90 +10,119 @@ has them for every row, the stack order otherwise. Export numbers views the same
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
-import pandas as pd
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.sets import origin_of
-from tomoforge.errors import describe_validation_error
-from tomoforge.io.ctf import (
-    read_ctffind,
-    read_imod_ctf,
-    read_relion_ctf,
-    write_ctffind,
-    write_imod_ctf,
-    write_relion_ctf,
-)
 from tomoforge.model import TiltSeries
 from tomoforge.model.ctf import CTFSeries, CTFTiltImage
-from tomoforge.protocols.align.tasks import identity
-from tomoforge.protocols.ctf.correct import missing_input
-from tomoforge.protocols.imports.mdoc import ImportFileError
+from tomoforge.protocols.bookkeeping import Named, keep_name
+from tomoforge.protocols.ctf.common import ctf_inputs, tilt_series_named
+from tomoforge.protocols.refuse import Refusal, refuse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Format = Literal["imod", "ctffind", "relion"]
+Match = Literal["auto", "tilt-angle", "stack-order", "acquisition-order"]
 EXTENSION = {"imod": ".defocus", "ctffind": ".txt", "relion": ".star"}
-READERS = {"imod": read_imod_ctf, "ctffind": read_ctffind, "relion": read_relion_ctf}
+
+
+def _reader(fmt: Format) -> Callable[[str], pd.DataFrame]:
+    """The reader of CTF files of format ``fmt`` (imported here: it needs pandas)."""
+    from tomoforge.io.ctf import read_ctffind, read_imod_ctf, read_relion_ctf
+
+    readers: dict[str, Callable[[str], pd.DataFrame]] = {
+        "imod": read_imod_ctf,
+        "ctffind": read_ctffind,
+        "relion": read_relion_ctf,
+    }
+    return readers[fmt]
 
 
 def _number(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
+@dataclass(frozen=True, kw_only=True)
+class View:
+    """A tilt image a CTF file's row may belong to: its acquisition order and nominal tilt (degrees)."""
+
+    order: int
+    tilt: float
+
+
 def match_rows(
-    path: str, table: pd.DataFrame, images: list[dict[str, Any]], match: str, tolerance_deg: float
+    path: str, table: pd.DataFrame, images: list[View], match: Match, tolerance_deg: float
 ) -> dict[int, int]:
-    """{acquisition order: table row} for the tilt images ({'order', 'tilt'}) the file has a row for."""
-    by_tilt = sorted(images, key=lambda t: t["tilt"])
+    """{acquisition order: table row} for the tilt images the file has a row for."""
+    by_tilt = sorted(images, key=lambda t: t.tilt)
     if match == "auto":
         match = "tilt-angle" if table["tilt_angle_deg"].notna().all() else "stack-order"
     found: dict[int, int] = {}
     for row, r in enumerate(table.itertuples()):
+        view, tilt = int(r.view), float(r.tilt_angle_deg)
+        image: View | None
         if match == "tilt-angle":
-            if math.isnan(r.tilt_angle_deg):
+            if math.isnan(tilt):
                 raise ValueError(f"{path}: row {row + 1} has no tilt angle to match by")
-            image = min(by_tilt, key=lambda t: abs(t["tilt"] - r.tilt_angle_deg))
+            image = min(by_tilt, key=lambda t: abs(t.tilt - tilt))
         elif match == "stack-order":
-            if not 1 <= r.view <= len(by_tilt):
-                raise ValueError(f"{path}: view {r.view} is beyond the {len(by_tilt)} tilt images of the series")
-            image = by_tilt[r.view - 1]
+            if not 1 <= view <= len(by_tilt):
+                raise ValueError(f"{path}: view {view} is beyond the {len(by_tilt)} tilt images of the series")
+            image = by_tilt[view - 1]
         else:
-            image = next((t for t in images if t["order"] == r.view), None)
+            image = next((t for t in images if t.order == view), None)
             if image is None:
-                raise ValueError(f"{path}: view {r.view}: no tilt image of that acquisition order")
-        if not math.isnan(r.tilt_angle_deg) and abs(image["tilt"] - r.tilt_angle_deg) > tolerance_deg:
+                raise ValueError(f"{path}: view {view}: no tilt image of that acquisition order")
+        if not math.isnan(tilt) and abs(image.tilt - tilt) > tolerance_deg:
             raise ValueError(
-                f"{path}: view {r.view} at {r.tilt_angle_deg:+.2f}° does not match the tilt image "
-                f"at {image['tilt']:+.2f}° (tolerance {tolerance_deg}°; check the match mode)"
+                f"{path}: view {view} at {tilt:+.2f}° does not match the tilt image "
+                f"at {image.tilt:+.2f}° (tolerance {tolerance_deg}°; check the match mode)"
             )
-        if image["order"] in found:
+        if image.order in found:
             raise ValueError(
-                f"{path}: views {table.view.iloc[found[image['order']]]} and {r.view} both match the "
-                f"tilt image at {image['tilt']:+.2f}°"
+                f"{path}: views {table.view.iloc[found[image.order]]} and {view} both match the "
+                f"tilt image at {image.tilt:+.2f}°"
             )
-        found[image["order"]] = row
+        found[image.order] = row
     return found
 
 
-def import_ctf_task(
-    path: str, fmt: str, images: list[dict[str, Any]], match: str, tolerance_deg: float
-) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class ImportCTFJob:
+    """The job of ``import_ctf_task``: the file, its format, the tilt images and how rows match them."""
+
+    path: str
+    format: Format
+    images: list[View]
+    match: Match
+    tolerance_deg: float
+
+
+def import_ctf_task(job: ImportCTFJob) -> dict[str, Any]:
     """Task: read one CTF file and match its rows to the tilt images; the entries as plain dicts."""
+    from pydantic import ValidationError
+
+    from tomoforge.errors import describe_validation_error
+    from tomoforge.protocols.imports.mdoc import ImportFileError
+
+    path, images = job.path, job.images
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: CTF file not found")
-    table = READERS[fmt](path)
-    found = match_rows(path, table, images, match, tolerance_deg)
+    table = _reader(job.format)(path)
+    found = match_rows(path, table, images, job.match, job.tolerance_deg)
     entries = []
     for image in images:
-        if image["order"] not in found:
+        if image.order not in found:
             continue
-        r = table.iloc[found[image["order"]]]
+        r = table.iloc[found[image.order]]
         entry = {
-            "acquisition_order": image["order"],
-            "tilt_angle_deg": image["tilt"],
+            "acquisition_order": image.order,
+            "tilt_angle_deg": image.tilt,
             "defocus_u_A": float(r.defocus_u_A),
             "defocus_v_A": float(r.defocus_v_A),
             "astigmatism_angle_deg": float(r.astigmatism_angle_deg),
@@ -105,19 +134,17 @@ def import_ctf_task(
             CTFTiltImage(**entry)
         except ValidationError as exc:
             raise ImportFileError(
-                f"{path}: row {found[image['order']] + 1} (view {r.view}): {describe_validation_error(exc)}"
+                f"{path}: row {found[image.order] + 1} (view {r.view}): {describe_validation_error(exc)}"
             ) from None
         entries.append(entry)
-    return {"entries": entries, "missing": [i["order"] for i in images if i["order"] not in found]}
+    return {"entries": entries, "missing": [i.order for i in images if i.order not in found]}
 
 
 class ImportCTFParams(ProtocolParams):
     files_path: str = param(..., help="folder of files named <tilt series name><extension>, or one file")
     format: Format = param("imod", help="IMOD ctfplotter .defocus, CTFFIND output text or RELION star")
     extension: str = param("", help="file name after the tilt series name (default .defocus / .txt / .star)")
-    match: Literal["auto", "tilt-angle", "stack-order", "acquisition-order"] = param(
-        "auto", help="how rows are matched to tilt images (auto: tilt angles where the file has them)"
-    )
+    match: Match = param("auto", help="how rows are matched to tilt images (auto: tilt angles where the file has them)")
     angle_tolerance_deg: float = param(1.0, gt=0, unit="deg", help="a row's tilt angle may differ this much")
 
 
@@ -127,8 +154,8 @@ class ImportCTF(Protocol):
     name = "import-ctf"
     label = "import CTF"
     Params = ImportCTFParams
-    inputs = {"tilt_series": InputSpec(TiltSeries, help="tilt series the files belong to")}
-    outputs = {"ctf": CTFSeries}
+    inputs: ClassVar = {"tilt_series": InputSpec(TiltSeries, help="tilt series the files belong to")}
+    outputs: ClassVar = {"ctf": CTFSeries}
 
     def file_for(self, name: str, many: bool) -> Path:
         p = self.params
@@ -139,19 +166,21 @@ class ImportCTF(Protocol):
             return root
         return root / f"{name}{p.extension or EXTENSION[p.format]}"
 
-    def tasks(self):
-        p, series = self.params, self.input("tilt_series")
+    def tasks(self) -> Iterator[Task[Any]]:
+        p: ImportCTFParams = self.params
+        series = self.input("tilt_series")
         many = len(series.keys()) > 1
-        for ts in series:
-            images = [{"order": t.acquisition_order, "tilt": t.tilt_angle_deg} for t in ts.tilt_images]
-            yield Task(
-                import_ctf_task,
-                (str(self.file_for(ts.name, many)), p.format, images, p.match, p.angle_tolerance_deg),
-                key=ts.name,
-                origin=(origin_of(series, ts.name),),
+        for ts in cast("Iterator[TiltSeries]", iter(series)):
+            job = ImportCTFJob(
+                path=str(self.file_for(ts.name, many)),
+                format=p.format,
+                images=[View(order=t.acquisition_order, tilt=t.tilt_angle_deg) for t in ts.tilt_images],
+                match=p.match,
+                tolerance_deg=p.angle_tolerance_deg,
             )
+            yield Task(import_ctf_task, job, key=ts.name, origin=(origin_of(series, ts.name),))
 
-    def collect(self, task, result):
+    def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
         if result["missing"]:
             self.log(f"{task.key}: no CTF in the file for views {result['missing']} (acquisition order)")
         self.log(f"{task.key}: {len(result['entries'])} CTF entries imported")
@@ -166,6 +195,8 @@ class ExportCTFParams(ProtocolParams):
 
 def ctf_table(ctf: CTFSeries, include_excluded: bool, doses: dict[int, float] | None = None) -> pd.DataFrame:
     """The common CTF table of a series, rows in tilt order, ``view`` = position among all its entries."""
+    import pandas as pd
+
     ordered = sorted(ctf.entries, key=lambda e: e.tilt_angle_deg)
     rows = [
         {
@@ -175,8 +206,8 @@ def ctf_table(ctf: CTFSeries, include_excluded: bool, doses: dict[int, float] | 
             "defocus_v_A": e.defocus_v_A,
             "astigmatism_angle_deg": e.astigmatism_angle_deg,
             "phase_shift_deg": e.phase_shift_deg,
-            "fit_resolution_A": np.nan if e.fit_resolution_A is None else e.fit_resolution_A,
-            "score": np.nan if e.score is None else e.score,
+            "fit_resolution_A": math.nan if e.fit_resolution_A is None else e.fit_resolution_A,
+            "score": math.nan if e.score is None else e.score,
             "acquisition_order": e.acquisition_order,
         }
         for i, e in enumerate(ordered)
@@ -194,39 +225,28 @@ class ExportCTF(Protocol):
     name = "export-ctf"
     label = "export CTF"
     Params = ExportCTFParams
-    inputs = {
-        "ctf": InputSpec(CTFSeries, help="CTF series to write"),
-        "tilt_series": InputSpec(
-            TiltSeries, optional=True, help="their tilt series (optics for CTFFIND, doses for RELION)"
-        ),
-    }
-    outputs = {"ctf": CTFSeries}
+    inputs: ClassVar = ctf_inputs("CTF series to write", "their tilt series (optics for CTFFIND, doses for RELION)")
+    outputs: ClassVar = {"ctf": CTFSeries}
 
-    def series_for(self, name: str) -> TiltSeries | None:
-        if self.has_input("tilt_series") and name in self.input("tilt_series").keys():
-            return self.input("tilt_series").get(name)
-        return None
-
-    def tasks(self):
+    def tasks(self) -> Iterator[Task[Any]]:
         ctfs = self.input("ctf")
-        for ctf in ctfs:
+        for ctf in cast("Iterator[CTFSeries]", iter(ctfs)):
             origin = (origin_of(ctfs, ctf.name),)
-            if self.params.format == "ctffind" and self.series_for(ctf.name) is None:
-                yield Task(
-                    missing_input,
-                    (
-                        f"{ctf.name}: CTFFIND text needs its tilt series (pixel size, voltage, Cs, "
-                        "amplitude contrast): set the tilt_series input",
-                    ),
-                    key=ctf.name,
-                    origin=origin,
+            if self.params.format == "ctffind" and tilt_series_named(self, ctf.name) is None:
+                why = (
+                    f"{ctf.name}: CTFFIND text needs its tilt series (pixel size, voltage, Cs, "
+                    "amplitude contrast): set the tilt_series input"
                 )
+                yield Task(refuse, Refusal(message=why), key=ctf.name, origin=origin)
             else:
-                yield Task(identity, (ctf.name,), key=ctf.name, origin=origin)
+                yield Task(keep_name, Named(name=ctf.name), key=ctf.name, origin=origin)
 
-    def collect(self, task, result):
-        p, ctf = self.params, self.input("ctf").get(task.key)
-        ts = self.series_for(task.key)
+    def collect(self, task: Task[Any], result: str) -> None:
+        from tomoforge.io.ctf import write_ctffind, write_imod_ctf, write_relion_ctf
+
+        p: ExportCTFParams = self.params
+        ctf = cast(CTFSeries, self.input("ctf").get(task.key))
+        ts = tilt_series_named(self, task.key)
         doses = {t.acquisition_order: t.accumulated_dose_e_A2 for t in ts.tilt_images} if ts else None
         table = ctf_table(ctf, p.include_excluded, doses)
         path = self.out_path(f"{ctf.name}{EXTENSION[p.format]}")

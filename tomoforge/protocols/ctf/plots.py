@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
+    """matplotlib.pyplot on the non-interactive Agg backend (imported here: it is slow to import)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -8,34 +8,30 @@ tomogram need not fit in memory), and the odd/even halves when asked. Progress g
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import mrcfile
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.sets import origin_of
-from tomoforge.io.atomic import atomic_path
-from tomoforge.methods.align.projection_model import ProjectionModel
-from tomoforge.methods.binning import bin_images, binned_pixel_size
-from tomoforge.methods.reconstruct import (
-    VolumeGeometry,
-    default_volume_shape,
-    reconstruct_sirt,
-    reconstruct_wbp,
-    split_views,
-)
+from tomoforge.io.log import append_log_line
+from tomoforge.methods.reconstruct import settings as defaults
 from tomoforge.model import TiltSeries, Tomogram
-from tomoforge.protocols.refuse import no_view_message, refuse
-from tomoforge.protocols.tilt_stacks import image_sources, read_images
+from tomoforge.protocols.refuse import Refusal, no_view_message, refuse
+from tomoforge.protocols.tilt_stacks import image_sources
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from tomoforge.methods.align.projection_model import ProjectionModel
 
 
 class ReconstructParams(ProtocolParams):
     method: Literal["wbp", "sirt"] = param("wbp", help="weighted back-projection or SIRT")
-    iterations: int = param(10, ge=1, help="SIRT iterations")
-    relaxation: float = param(1.0, gt=0, lt=2, help="SIRT relaxation λ")
+    iterations: int = param(defaults.SIRT_ITERATIONS, ge=1, help="SIRT iterations")
+    relaxation: float = param(defaults.SIRT_RELAXATION, gt=0, lt=2, help="SIRT relaxation λ")
     binning: float = param(1.0, ge=1, help="bin the images by this (Fourier crop) first; the voxel is the binned pixel")
     thickness_A: float = param(2000.0, gt=0, unit="Å", help="tomogram thickness (z)")
     thickness_px: int | None = param(
@@ -47,93 +43,128 @@ class ReconstructParams(ProtocolParams):
     z_shift_A: float = param(0.0, unit="Å", help="move the specimen in the tomogram along z, + up (IMOD SHIFT z)")
     tilt_offset_deg: float = param(0.0, unit="deg", help="add to every tilt angle (IMOD OFFSET)")
     tilt_axis_offset_deg: float = param(0.0, unit="deg", help="add to every view's tilt axis angle (ZRot)")
-    radial_cutoff: float = param(0.35, gt=0, le=0.5, unit="cycles/px", help="WBP: ramp up to this (IMOD RADIAL)")
-    radial_falloff: float = param(0.035, ge=0, unit="cycles/px", help="WBP: Gaussian fall-off SD beyond the cut-off")
-    sirt_like_iterations: int = param(0, ge=0, help="WBP: SIRT-like filter equivalent to this many iterations (0: off)")
-    oversampling: int = param(1, ge=1, le=4, help="WBP: upsample the filtered lines by this before interpolating")
+    radial_cutoff: float = param(
+        defaults.RADIAL_CUTOFF, gt=0, le=0.5, unit="cycles/px", help="WBP: ramp up to this (IMOD RADIAL)"
+    )
+    radial_falloff: float = param(
+        defaults.RADIAL_FALLOFF, ge=0, unit="cycles/px", help="WBP: Gaussian fall-off SD beyond the cut-off"
+    )
+    sirt_like_iterations: int = param(
+        defaults.SIRT_LIKE_ITERATIONS, ge=0, help="WBP: SIRT-like filter equivalent to this many iterations (0: off)"
+    )
+    oversampling: int = param(
+        defaults.OVERSAMPLING, ge=1, le=4, help="WBP: upsample the filtered lines by this before interpolating"
+    )
     invert: bool = param(False, help="invert the contrast (dark protein becomes bright)")
     odd_even: bool = param(
         False,
         help="also reconstruct the odd/even halves (from the odd/even frame sums when the "
         "tilt series has them, else from alternate views)",
     )
-    memory_GB: float = param(4.0, gt=0, unit="GB", help="memory for the projector and a block of rows")
+    memory_GB: float = param(defaults.MEMORY_GB, gt=0, unit="GB", help="memory for the projector and a block of rows")
     allow_unaligned: bool = param(False, help="reconstruct a tilt series that is not aligned (with a warning)")
 
 
 def log_line(log_file: str, message: str) -> None:
-    """Append a time-stamped line to the run log (as the orchestrator writes it)."""
+    """Append a time-stamped line to the run log ``log_file`` from a worker (nothing when it is '')."""
     if log_file:
-        with open(log_file, "a", encoding="utf-8") as handle:
-            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {message}\n")
+        append_log_line(log_file, message)
 
 
-def write_volume(path: str, shape_zyx: tuple[int, int, int], voxel_size_A: float, fill) -> None:
+def write_volume(
+    path: str, shape_zyx: tuple[int, int, int], voxel_size_A: float, fill: Callable[[np.ndarray], None]
+) -> None:
     """Create the MRC ``path`` (float32, memory-mapped through a temporary file, renamed at the end) and
     let ``fill(data)`` write its (z, y, x) values."""
+    import mrcfile
+
+    from tomoforge.io.atomic import atomic_path
+
     with atomic_path(path) as tmp, mrcfile.new_mmap(tmp, shape=shape_zyx, mrc_mode=2, overwrite=True) as mrc:
         mrc.voxel_size = voxel_size_A
         fill(mrc.data)
         mrc.update_header_stats()
 
 
-def reconstruct_task(
-    sources: dict[str, list[tuple[str, int]]],
-    geometry: ProjectionModel,
-    pixel_size_A: float,
-    out_base: str,
-    p: dict[str, Any],
-    log_file: str = "",
-) -> dict[str, Any]:
-    """Task: reconstruct one tilt series (the included views named by ``sources``, their projection model
-    ``geometry``) into ``{out_base}.mrc``
-    (and ``_ODD``/``_EVN`` with ``odd_even``); returns the files, voxel size (Å) and size (x, y, z)."""
+@dataclass(frozen=True, kw_only=True)
+class ReconstructJob:
+    """The job of ``reconstruct_task``: the included views of each stack kind (file, index), their
+    projection model, the pixel size (Å), where to write, the parameters and the run log (or '')."""
+
+    sources: dict[str, list[tuple[str, int]]]
+    geometry: ProjectionModel
+    pixel_size_A: float
+    out_base: str
+    params: ReconstructParams
+    log_file: str = ""
+
+
+def reconstruct_task(job: ReconstructJob) -> dict[str, Any]:
+    """Task: reconstruct one tilt series into ``{out_base}.mrc`` (and ``_ODD``/``_EVN`` with ``odd_even``);
+    returns the files, voxel size (Å), size (x, y, z) and origin (Å)."""
+    import numpy as np
+    import torch
+
+    from tomoforge.methods.binning import bin_images, binned_pixel_size
+    from tomoforge.methods.reconstruct.geometry import VolumeGeometry, default_volume_shape
+    from tomoforge.methods.reconstruct.sirt import reconstruct_sirt
+    from tomoforge.methods.reconstruct.wbp import reconstruct_wbp, split_views
+    from tomoforge.protocols.tilt_stacks import read_images
+
     start = time.perf_counter()
-    name = Path(out_base).name
+    p, sources, log_file = job.params, job.sources, job.log_file
+    name = Path(job.out_base).name
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    tilt = geometry.with_offsets(p["tilt_offset_deg"], p["tilt_axis_offset_deg"])
+    tilt = job.geometry.with_offsets(p.tilt_offset_deg, p.tilt_axis_offset_deg)
     raw = read_images(sources["file"])
-    voxel = binned_pixel_size(pixel_size_A, raw.shape[-2:], p["binning"])
-    images = bin_images(raw, p["binning"])
+    voxel = binned_pixel_size(job.pixel_size_A, raw.shape[-2:], p.binning)
+    images = bin_images(raw, p.binning)
     del raw
-    thickness = p["thickness_px"] or max(1, int(round(p["thickness_A"] / voxel)))
+    thickness = p.thickness_px or max(1, int(round(p.thickness_A / voxel)))
     shape = default_volume_shape(
-        tuple(images.shape[-2:]), float(np.median(tilt.z_rot_deg)), thickness, p["size_x_px"], p["size_y_px"]
+        (int(images.shape[-2]), int(images.shape[-1])),
+        float(np.median(tilt.z_rot_deg)),
+        thickness,
+        p.size_x_px,
+        p.size_y_px,
     )
-    volume = VolumeGeometry(shape, voxel, (-p["x_shift_A"], 0.0, -p["z_shift_A"]))
+    volume = VolumeGeometry(shape, voxel, (-p.x_shift_A, 0.0, -p.z_shift_A))
     log_line(
         log_file,
-        f"{name}: {tilt.n_views} views binned by {p['binning']:g} to {voxel:.3f} Å/px on {device}; "
-        f"{p['method'].upper()} into {shape[2]} x {shape[1]} x {shape[0]} voxels (x, y, z)",
+        f"{name}: {tilt.n_views} views binned by {p.binning:g} to {voxel:.3f} Å/px on {device}; "
+        f"{p.method.upper()} into {shape[2]} x {shape[1]} x {shape[0]} voxels (x, y, z)",
     )
 
-    def run(views: torch.Tensor, geometry_: ProjectionModel, label: str):
-        def fill(data):
-            common = dict(
-                invert=p["invert"],
-                memory_GB=p["memory_GB"],
-                out=data,
-                device=device,
-                progress=lambda m: log_line(log_file, f"{name}{label}: {m}"),
-            )
-            if p["method"] == "sirt":
+    def run(views: torch.Tensor | np.ndarray, geometry: ProjectionModel, label: str) -> str:
+        def progress(message: str) -> None:
+            log_line(log_file, f"{name}{label}: {message}")
+
+        def fill(data: np.ndarray) -> None:
+            common: dict[str, Any] = {
+                "invert": p.invert,
+                "memory_GB": p.memory_GB,
+                "out": data,
+                "device": device,
+                "progress": progress,
+            }
+            if p.method == "sirt":
                 reconstruct_sirt(
-                    views, voxel, geometry_, volume, iterations=p["iterations"], relaxation=p["relaxation"], **common
+                    views, voxel, geometry, volume, iterations=p.iterations, relaxation=p.relaxation, **common
                 )
             else:
                 reconstruct_wbp(
                     views,
                     voxel,
-                    geometry_,
+                    geometry,
                     volume,
-                    cutoff=p["radial_cutoff"],
-                    falloff=p["radial_falloff"],
-                    sirt_like_iterations=p["sirt_like_iterations"],
-                    oversampling=p["oversampling"],
+                    cutoff=p.radial_cutoff,
+                    falloff=p.radial_falloff,
+                    sirt_like_iterations=p.sirt_like_iterations,
+                    oversampling=p.oversampling,
                     **common,
                 )
 
-        path = f"{out_base}{label}.mrc"
+        path = f"{job.out_base}{label}.mrc"
         write_volume(path, shape, voxel, fill)
         return path
 
@@ -143,19 +174,19 @@ def reconstruct_task(
         "size_xyz": shape[::-1],
         "origin_A": list(volume.centre_A),
     }
-    if p["odd_even"]:
+    if p.odd_even:
         if "odd_file" in sources and "even_file" in sources:
             halves = {
-                "odd_file": (bin_images(read_images(sources["odd_file"]), p["binning"]), tilt),
-                "even_file": (bin_images(read_images(sources["even_file"]), p["binning"]), tilt),
+                "odd_file": (bin_images(read_images(sources["odd_file"]), p.binning), tilt),
+                "even_file": (bin_images(read_images(sources["even_file"]), p.binning), tilt),
             }
             result["halves_from"] = "odd/even frame sums"
         else:
             odd, even = split_views(tilt.tilt_deg)
             halves = {"odd_file": (images[odd], tilt.subset(odd)), "even_file": (images[even], tilt.subset(even))}
             result["halves_from"] = "alternate views"
-        for kind, (views, geometry_) in halves.items():
-            result[kind] = run(views, geometry_, "_ODD" if kind == "odd_file" else "_EVN")
+        for kind, (views, geometry) in halves.items():
+            result[kind] = run(views, geometry, "_ODD" if kind == "odd_file" else "_EVN")
     result["seconds"] = time.perf_counter() - start
     log_line(log_file, f"{name}: done in {result['seconds']:.1f} s")
     return result
@@ -167,28 +198,25 @@ class ReconstructTomogram(Protocol):
     name = "reconstruct-tomogram"
     citations = ("kremer1996", "radermacher1988", "gilbert1972", "zeng2012")
     Params = ReconstructParams
-    inputs = {"tilt_series": InputSpec(TiltSeries, help="aligned tilt series")}
-    outputs = {"tomograms": Tomogram}
+    inputs: ClassVar = {"tilt_series": InputSpec(TiltSeries, help="aligned tilt series")}
+    outputs: ClassVar = {"tomograms": Tomogram}
 
-    def tasks(self):
-        p, series = self.params, self.input("tilt_series")
+    def tasks(self) -> Iterator[Task[Any]]:
+        p: ReconstructParams = self.params
+        series = self.input("tilt_series")
         log_file = str(self.context.run_dir / "run.log")
-        for ts in series:
+        for ts in cast("Iterator[TiltSeries]", iter(series)):
             origin = (origin_of(series, ts.name),)
             if not ts.included():
-                yield Task(refuse, (no_view_message(ts.name, "reconstruct"),), key=ts.name, origin=origin)
+                yield Task(refuse, Refusal(message=no_view_message(ts.name, "reconstruct")), key=ts.name, origin=origin)
                 continue
             if not ts.aligned and not ts.interpolated:
                 if not p.allow_unaligned:
-                    yield Task(
-                        refuse,
-                        (
-                            f"tilt series {ts.name} is not aligned (its tilt images have no projection "
-                            "model): align it first, or set allow_unaligned",
-                        ),
-                        key=ts.name,
-                        origin=origin,
+                    why = (
+                        f"tilt series {ts.name} is not aligned (its tilt images have no projection "
+                        "model): align it first, or set allow_unaligned"
                     )
+                    yield Task(refuse, Refusal(message=why), key=ts.name, origin=origin)
                     continue
                 self.log(f"WARNING {ts.name}: not aligned; reconstructing with the nominal tilts and tilt axis")
             sources = {
@@ -200,27 +228,23 @@ class ReconstructTomogram(Protocol):
                     f"tilt series {ts.name}: odd/even halves from alternate views need 2 included views, it has "
                     f"{len(sources['file'])} (and no odd/even frame sums): set odd_even false, or include more views"
                 )
-                yield Task(refuse, (why,), key=ts.name, origin=origin)
+                yield Task(refuse, Refusal(message=why), key=ts.name, origin=origin)
                 continue
             skipped = ts.n_images - len(ts.included())
             if skipped:
                 self.log(f"{ts.name}: {skipped} excluded view(s) skipped")
-            yield Task(
-                reconstruct_task,
-                (
-                    sources,
-                    ts.projection_model(),
-                    ts.acquisition.pixel_size_A,
-                    str(self.out_path(ts.name)),
-                    p.model_dump(),
-                    log_file,
-                ),
-                key=ts.name,
-                origin=origin,
+            job = ReconstructJob(
+                sources=sources,
+                geometry=ts.projection_model(),
+                pixel_size_A=ts.acquisition.pixel_size_A,
+                out_base=str(self.out_path(ts.name)),
+                params=p,
+                log_file=log_file,
             )
+            yield Task(reconstruct_task, job, key=ts.name, origin=origin)
 
-    def collect(self, task, result):
-        ts = self.input("tilt_series").get(task.key)
+    def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
+        ts = cast(TiltSeries, self.input("tilt_series").get(task.key))
         halves = {k: self.relative(result[k]) for k in ("odd_file", "even_file") if k in result}
         self.emit(
             "tomograms",
@@ -244,4 +268,4 @@ class ReconstructTomogram(Protocol):
         )
 
 
-__all__ = ["ReconstructTomogram", "ReconstructParams", "reconstruct_task"]
+__all__ = ["ReconstructJob", "ReconstructParams", "ReconstructTomogram", "reconstruct_task"]

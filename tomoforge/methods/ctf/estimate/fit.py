@@ -7,18 +7,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from tomoforge.methods.ctf.estimate.background import running_mean
 from tomoforge.methods.ctf.estimate.model import (
+    FitTarget,
     Optics,
     StripSpectra,
-    band_weights,
-    correlation,
+    fit_target,
     half_window_px,
     modulation,
     ring_model,
     score_candidates,
+    scores_against,
 )
 from tomoforge.methods.ctf.estimate.spectra import (
     PolarGrid,
@@ -29,39 +31,8 @@ from tomoforge.methods.ctf.estimate.spectra import (
     tile_content_centres,
     tile_power_spectra,
 )
+from tomoforge.methods.ctf.settings import FitSettings
 from tomoforge.methods.fourier import as_tensor
-
-
-@dataclass
-class FitSettings:
-    """Search and fit parameters (the tutorial's defaults: box 512, 50–5 Å, 10 000–50 000 Å by 500 Å).
-
-    ``grid_step_A`` is the step actually searched (finer than ``defocus_step_A`` when the rings are
-    dense: a step of 500 Å can straddle a narrow peak); ``window_A`` is the half-width of the
-    per-tilt search around the series consensus (or the nominal defocus)."""
-
-    box: int = 512
-    overlap: float = 0.5
-    resolution_low_A: float = 50.0
-    resolution_high_A: float = 5.0
-    defocus_min_A: float = 10_000.0
-    defocus_max_A: float = 50_000.0
-    defocus_step_A: float = 500.0
-    find_phase_shift: bool = False
-    phase_shift_min_deg: float = 0.0
-    phase_shift_max_deg: float = 180.0
-    phase_shift_step_deg: float = 10.0
-    n_angles: int = 36
-    strip_fraction: float = 0.125
-    fit_threshold: float = 0.5
-    erase_threshold_sd: float = 6.0
-    window_A: float = 2000.0
-    weight_power: float = 2.0
-    content_centres: bool = True
-
-    @property
-    def grid_step_A(self) -> float:
-        return min(self.defocus_step_A, 100.0)
 
 
 @dataclass
@@ -82,7 +53,7 @@ class CTFFit:
 
 
 def strip_spectra(
-    image,
+    image: torch.Tensor | np.ndarray,
     optics: Optics,
     settings: FitSettings,
     tilt_angle_deg: float = 0.0,
@@ -152,14 +123,20 @@ def landscape(
 ) -> torch.Tensor:
     """Scores (d, p) of every (mean defocus, phase shift) pair, all in one batch, for a fixed background
     window (the ring period at ``window_defocus_A``) and astigmatism (a_x, a_y) Å."""
-    h = half_window_px(spectra.grid, optics, window_defocus_A)
-    data = modulation(spectra.amplitude, h)
-    weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)
-    dev = data.device
+    t = _target(spectra, optics, settings, window_defocus_A)
+    dev = t.data.device
     d, p = torch.meshgrid(defocus.to(dev), phases.to(dev), indexing="ij")
     d, p = d.reshape(-1), p.reshape(-1)
     ax, ay = torch.full_like(d, astigmatism[0]), torch.full_like(d, astigmatism[1])
-    return score_candidates(spectra, optics, weights, data, h, d, ax, ay, p).reshape(len(defocus), len(phases)).cpu()
+    scores = score_candidates(spectra, optics, t.weights, t.data, t.half_width, d, ax, ay, p)
+    return scores.reshape(len(defocus), len(phases)).cpu()
+
+
+def _target(spectra: StripSpectra, optics: Optics, settings: FitSettings, window_defocus_A: float) -> FitTarget:
+    """The fit target of ``spectra`` in the settings' band, background window at ``window_defocus_A`` (Å)."""
+    return fit_target(
+        spectra, optics, window_defocus_A, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power
+    )
 
 
 def refine(
@@ -177,10 +154,8 @@ def refine(
     ``bound_A`` of the start (start + bound · tanh u), so that a refinement does not jump to the next
     ring order, which the grid search has already judged. The background window is the ring period
     at the start's defocus. Returns (parameters (4,), score)."""
-    h = half_window_px(spectra.grid, optics, float(start[0]))
-    data = modulation(spectra.amplitude, h)
-    weights = band_weights(spectra.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power)
-    dev = data.device
+    target = _target(spectra, optics, settings, float(start[0]))
+    dev = target.data.device
     start = start.to(device=dev, dtype=torch.float32).detach()
     units = torch.tensor([bound_A, 1e3, 1e3, 1.0], device=dev)
     free = torch.tensor([1.0, float(fit_astigmatism), float(fit_astigmatism), float(fit_phase)], device=dev)
@@ -194,17 +169,15 @@ def refine(
     def objective() -> torch.Tensor:
         opt.zero_grad()
         p = params()
-        q = ring_model(spectra, optics, p[0:1], p[1:2], p[2:3], p[3:4])
-        loss = -correlation(data, q - running_mean(q, h), weights)[0]
+        loss = -scores_against(spectra, optics, target, p[0:1], p[1:2], p[2:3], p[3:4])[0]
         loss.backward()
         return loss
 
     opt.step(objective)
     with torch.no_grad():
         p = params()
-        q = ring_model(spectra, optics, p[0:1], p[1:2], p[2:3], p[3:4])
-        score = float(correlation(data, q - running_mean(q, h), weights)[0])
-    return p.detach().cpu(), score
+        final = float(scores_against(spectra, optics, target, p[0:1], p[1:2], p[2:3], p[3:4])[0])
+    return p.detach().cpu(), final
 
 
 def to_fit(spectra: StripSpectra, optics: Optics, settings: FitSettings, params: torch.Tensor, score: float) -> CTFFit:
@@ -218,16 +191,36 @@ def to_fit(spectra: StripSpectra, optics: Optics, settings: FitSettings, params:
 
 
 def fit_image(
-    image,
+    image: torch.Tensor | np.ndarray,
     optics: Optics,
     settings: FitSettings | None = None,
     tilt_angle_deg: float = 0.0,
     tilt_axis_angle_deg: float = 0.0,
+    *,
     defocus_range_A: tuple[float, float] | None = None,
 ) -> CTFFit:
-    """Fit one image on its own: the grid search over the whole range (or ``defocus_range_A``), the best
-    grid point refined with astigmatism (and phase shift). A tilt series is better served by
-    ``estimate_tilt_series``, which pools the tilts."""
+    """Fit the CTF of one image on its own: the grid search over the whole range, the best grid point
+    refined with astigmatism (and phase shift). A tilt series is better served by ``estimate_tilt_series``,
+    which pools the tilts.
+
+    Parameters
+    ----------
+    image : torch.Tensor or numpy.ndarray
+        The image (y, x); a tensor's device is where the work is done.
+    optics : Optics
+        Pixel size (Å), voltage (kV), Cs (mm), amplitude contrast.
+    settings : FitSettings, optional
+        Search and fit settings (default ``FitSettings()``).
+    tilt_angle_deg, tilt_axis_angle_deg : float
+        The image's tilt angle and tilt axis angle (from the image Y axis), degrees.
+    defocus_range_A : tuple of float, optional
+        (low, high) defocus searched, Å (default the settings' range).
+
+    Returns
+    -------
+    CTFFit
+        Defocus U, V (Å), astigmatism angle and phase shift (degrees), score, fit resolution (Å).
+    """
     settings = settings or FitSettings()
     spectra = strip_spectra(image, optics, settings, tilt_angle_deg, tilt_axis_angle_deg)
     low, high = defocus_range_A or (settings.defocus_min_A, settings.defocus_max_A)

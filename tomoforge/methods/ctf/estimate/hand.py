@@ -14,17 +14,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from tomoforge.methods.ctf.estimate.model import (
     Optics,
     StripSpectra,
-    band_weights,
-    half_window_px,
-    modulation,
+    fit_target,
     score_candidates,
 )
+from tomoforge.methods.ctf.settings import FitSettings
+
+if TYPE_CHECKING:
+    from tomoforge.methods.ctf.estimate.fit import CTFFit
 
 OPPOSITE_MESSAGE = (
     "defocus gradient opposite to the geometry: tilt axis 180° off or tilt angles of the wrong "
@@ -77,16 +80,14 @@ def gradient_scores(
     offsets = torch.arange(-span_A, span_A + step_A / 2, step_A, device=dev)
     s, o = torch.meshgrid(scales.float().to(dev), offsets, indexing="ij")
     s, o = s.reshape(-1), o.reshape(-1)
-    h = half_window_px(spectra.grid, optics, mean)
-    data = modulation(spectra.amplitude, h)
-    w = band_weights(spectra.grid, resolution_low_A, resolution_high_A)
+    t = fit_target(spectra, optics, mean, resolution_low_A, resolution_high_A)
     c = s.shape[0]
     scores = score_candidates(
         spectra,
         optics,
-        w,
-        data,
-        h,
+        t.weights,
+        t.data,
+        t.half_width,
         mean + o,
         torch.full((c,), ax, device=dev),
         torch.full((c,), ay, device=dev),
@@ -99,8 +100,8 @@ def gradient_scores(
 def check_hand(
     spectra: list[StripSpectra],
     optics: Optics,
-    settings,
-    fits,
+    settings: FitSettings,
+    fits: Sequence[CTFFit],
     tilt_angles_deg: Sequence[float],
     min_tilt_deg: float = 15.0,
     z_threshold: float = 3.0,

@@ -22,7 +22,10 @@ import torch
 
 from tomoforge.methods.ctf.estimate.background import ring_period_k, running_mean, running_median
 from tomoforge.methods.ctf.estimate.spectra import PolarGrid
+from tomoforge.methods.ctf.settings import Optics as Microscope
 from tomoforge.methods.ctf.transfer import electron_wavelength_A
+
+MICROSCOPE = Microscope()  # the default microscope constants
 
 
 @dataclass
@@ -30,9 +33,9 @@ class Optics:
     """Microscope constants: pixel size (Å), voltage (kV), Cs (mm), amplitude contrast (fraction)."""
 
     pixel_size_A: float
-    voltage_kV: float = 300.0
-    cs_mm: float = 2.7
-    amplitude_contrast: float = 0.07
+    voltage_kV: float = MICROSCOPE.voltage_kV
+    cs_mm: float = MICROSCOPE.cs_mm
+    amplitude_contrast: float = MICROSCOPE.amplitude_contrast
 
     @property
     def wavelength_A(self) -> float:
@@ -52,7 +55,7 @@ class StripSpectra:
     offset_A: torch.Tensor
     smear_A: tuple[float, float]
 
-    def to(self, device) -> StripSpectra:
+    def to(self, device: torch.device | str) -> StripSpectra:
         """A copy on ``device`` (CPU or GPU)."""
         g = self.grid
         grid = PolarGrid(
@@ -136,6 +139,49 @@ def correlation(data: torch.Tensor, model: torch.Tensor, weights: torch.Tensor) 
     num = (w * data * model).sum(dim=(-3, -2, -1))
     den = ((w * data * data).sum(dim=(-3, -2, -1)) * (w * model * model).sum(dim=(-3, -2, -1))).sqrt()
     return num / den.clamp(min=1e-20)
+
+
+@dataclass
+class FitTarget:
+    """What candidate CTFs of a strip spectra are scored against: the background window ``half_width``
+    (r,) px (half a ring period at one defocus), the spectra's ``modulation`` (s, a, r) made with it and
+    the ``band_weights`` (a, r)."""
+
+    half_width: torch.Tensor
+    data: torch.Tensor
+    weights: torch.Tensor
+
+
+def fit_target(
+    spectra: StripSpectra,
+    optics: Optics,
+    window_defocus_A: float,
+    resolution_low_A: float,
+    resolution_high_A: float,
+    weight_power: float = 2.0,
+) -> FitTarget:
+    """The target of a fit: background window at ``window_defocus_A`` (Å), band ``resolution_low_A`` to
+    ``resolution_high_A`` (Å), frequencies weighted by k to ``weight_power``."""
+    h = half_window_px(spectra.grid, optics, window_defocus_A)
+    return FitTarget(
+        h,
+        modulation(spectra.amplitude, h),
+        band_weights(spectra.grid, resolution_low_A, resolution_high_A, weight_power),
+    )
+
+
+def scores_against(
+    spectra: StripSpectra,
+    optics: Optics,
+    target: FitTarget,
+    mean_A: torch.Tensor,
+    ax_A: torch.Tensor,
+    ay_A: torch.Tensor,
+    phase_rad: torch.Tensor,
+) -> torch.Tensor:
+    """Scores (c,) of candidates (c,) (mean defocus, a_x, a_y Å, phase rad) in one batch, differentiable."""
+    q = ring_model(spectra, optics, mean_A, ax_A, ay_A, phase_rad)
+    return correlation(target.data, q - running_mean(q, target.half_width), target.weights)
 
 
 def score_candidates(

@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
-from tomoforge.methods.ctf.estimate.background import running_mean
 from tomoforge.methods.ctf.estimate.fit import (
     CTFFit,
     FitSettings,
@@ -39,11 +39,8 @@ from tomoforge.methods.ctf.estimate.hand import HandCheck, check_hand
 from tomoforge.methods.ctf.estimate.model import (
     Optics,
     StripSpectra,
-    band_weights,
-    correlation,
-    half_window_px,
-    modulation,
-    ring_model,
+    fit_target,
+    scores_against,
 )
 from tomoforge.methods.ctf.estimate.spectra import PolarGrid
 
@@ -82,17 +79,12 @@ def _series_astigmatism(
 ) -> tuple[float, float]:
     """(a_x, a_y) Å maximising the summed scores of the given tilts, their mean defoci free too (within
     ± 1000 Å of the starts, as in ``refine``)."""
-    prepared = []
-    for sp, st in zip(spectra, starts):
-        h = half_window_px(sp.grid, optics, float(st[0]))
-        prepared.append(
-            (
-                sp,
-                h,
-                modulation(sp.amplitude, h),
-                band_weights(sp.grid, settings.resolution_low_A, settings.resolution_high_A, settings.weight_power),
-            )
+    targets = [
+        fit_target(
+            sp, optics, float(st[0]), settings.resolution_low_A, settings.resolution_high_A, settings.weight_power
         )
+        for sp, st in zip(spectra, starts)
+    ]
     dev = spectra[0].amplitude.device
     means = torch.stack([st[0] for st in starts]).float().to(dev)
     phases = torch.stack([st[3] for st in starts]).float().to(dev)
@@ -103,9 +95,9 @@ def _series_astigmatism(
         opt.zero_grad()
         ax, ay = x[-2:-1] * 1e3, x[-1:] * 1e3
         total = torch.zeros((), device=dev)
-        for i, (sp, h, data, w) in enumerate(prepared):
-            q = ring_model(sp, optics, means[i : i + 1] + 1e3 * torch.tanh(x[i : i + 1]), ax, ay, phases[i : i + 1])
-            total = total - correlation(data, q - running_mean(q, h), w)[0]
+        for i, (sp, target) in enumerate(zip(spectra, targets)):
+            mean = means[i : i + 1] + 1e3 * torch.tanh(x[i : i + 1])
+            total = total - scores_against(sp, optics, target, mean, ax, ay, phases[i : i + 1])[0]
         total.backward()
         return total
 
@@ -114,11 +106,12 @@ def _series_astigmatism(
 
 
 def estimate_tilt_series(
-    images,
+    images: torch.Tensor | np.ndarray,
     optics: Optics,
     tilt_angles_deg: Sequence[float],
     tilt_axis_angle_deg: float | Sequence[float],
     settings: FitSettings | None = None,
+    *,
     accumulated_dose: Sequence[float] | None = None,
     nominal_defocus_A: Sequence[float | None] | None = None,
     use_nominal: bool = False,
@@ -127,13 +120,41 @@ def estimate_tilt_series(
     excluded: Sequence[bool] | None = None,
     progress: Progress | None = None,
 ) -> SeriesFit:
-    """Fit the CTF of every image (n, y, x) of a tilt series (see the module docstring).
+    """Fit the CTF of every image of a tilt series (see the module docstring).
 
-    ``tilt_axis_angle_deg``: one angle or one per image (the refined ZRot); ``shifts_xy_A``: where the
-    tomogram centre projects in each image (alignment shifts), default the image centre;
-    ``nominal_defocus_A`` with ``use_nominal``: search ± ``settings.window_A`` around each image's
-    nominal defocus instead of the consensus; ``excluded`` images are fitted but take no part in the
-    consensus and the series astigmatism."""
+    Parameters
+    ----------
+    images : torch.Tensor or numpy.ndarray
+        The tilt images (n, y, x), raw (not dose-weighted); a tensor's device is where the work is done.
+    optics : Optics
+        Pixel size (Å), voltage (kV), Cs (mm), amplitude contrast.
+    tilt_angles_deg : sequence of float
+        Tilt angle of each image, degrees.
+    tilt_axis_angle_deg : float or sequence of float
+        Tilt axis angle from the image Y axis, degrees: one for all, or one per image (the refined ZRot).
+    settings : FitSettings, optional
+        Search and fit settings (default ``FitSettings()``).
+    accumulated_dose : sequence of float, optional
+        Dose before each image, e/Å²: the least-exposed third makes the consensus (else the least tilted).
+    nominal_defocus_A : sequence of float or None, optional
+        Each image's nominal defocus, Å; with ``use_nominal``, searched ± ``settings.window_A`` around it
+        instead of around the consensus.
+    use_nominal : bool
+        Search around the nominal defoci.
+    astigmatism : {"series", "per-tilt"}
+        One astigmatism for the series (fitted on the reference tilts), or one per image.
+    shifts_xy_A : sequence of (float, float), optional
+        Where the tomogram centre projects in each image (x, y), Å from the image centre (default 0, 0).
+    excluded : sequence of bool, optional
+        Images fitted but left out of the consensus and the series astigmatism.
+    progress : callable, optional
+        Called as ``progress(stage, i, n)`` after each image of each stage.
+
+    Returns
+    -------
+    SeriesFit
+        Per-image fits (input order), the consensus defocus (Å), the hand check and the strip spectra.
+    """
     settings = settings or FitSettings()
     n = len(tilt_angles_deg)
     if len(images) != n:
@@ -165,12 +186,13 @@ def estimate_tilt_series(
     starts: list[torch.Tensor] = []
     consensus = float("nan")
     if use_nominal:
+        given = [float(v) for v in nominal if v is not None]  # every one (checked above)
         for i in range(n):
-            lo = max(low, float(nominal[i]) - settings.window_A)
-            hi = min(high, float(nominal[i]) + settings.window_A)
+            lo = max(low, given[i] - settings.window_A)
+            hi = min(high, given[i] + settings.window_A)
             starts.append(_best_in(spectra[i], optics, settings, lo, max(hi, lo), 0.5 * (lo + hi)))
             report("search", i, n)
-        consensus = sum(float(v) for v in nominal) / n
+        consensus = sum(given) / n
     else:
         defocus, phases = search_grid(settings, low, high)
         tables = []

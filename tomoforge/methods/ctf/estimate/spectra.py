@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from tomoforge.methods.align.filters import edge_taper
@@ -29,7 +30,7 @@ def tile_origins(size: int, box: int, overlap: float) -> torch.Tensor:
 
 def gaussian_blur(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
     """Images (..., y, x) convolved (periodically, by FFT) with a Gaussian of ``sigma_px``."""
-    ky, kx = frequency_grid_2d(tuple(images.shape[-2:]), 1.0, True, images.device)
+    ky, kx = frequency_grid_2d((images.shape[-2], images.shape[-1]), 1.0, True, images.device)
     gain = torch.exp(-2 * math.pi**2 * sigma_px**2 * (ky * ky + kx * kx))
     return torch.fft.irfft2(torch.fft.rfft2(images) * gain, s=tuple(images.shape[-2:]))
 
@@ -80,7 +81,9 @@ def _tiles(image: torch.Tensor, box: int, overlap: float) -> tuple[torch.Tensor,
     return tiles, centres
 
 
-def tile_power_spectra(image, box: int, overlap: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def tile_power_spectra(
+    image: torch.Tensor | np.ndarray, box: int, overlap: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Power spectra (n, box, box//2 + 1) of the tiles of ``image`` (y, x), each tile mean-subtracted and
     edge-tapered, and the tile centres (n, 2) as (y, x) in px from the image centre (pixel n // 2)."""
     image = as_tensor(image)
@@ -92,7 +95,7 @@ def tile_power_spectra(image, box: int, overlap: float = 0.5) -> tuple[torch.Ten
 
 
 def tile_content_centres(
-    image, box: int, overlap: float, pixel_size_A: float, low_A: float, high_A: float
+    image: torch.Tensor | np.ndarray, box: int, overlap: float, pixel_size_A: float, low_A: float, high_A: float
 ) -> torch.Tensor:
     """Where each tile's rings come from: the centroid (y, x px from the image centre, as
     ``tile_power_spectra``'s centres) of the image's power in the fit band (``low_A``–``high_A``), its
@@ -170,7 +173,9 @@ class PolarGrid:
         return int(self.k_A.shape[0])
 
     @classmethod
-    def build(cls, box: int, pixel_size_A: float, n_angles: int = 36, device=None) -> PolarGrid:
+    def build(
+        cls, box: int, pixel_size_A: float, n_angles: int = 36, device: torch.device | str | None = None
+    ) -> PolarGrid:
         ky, kx = frequency_grid_2d((box, box), 1.0, True, device)
         ky, kx = ky.to(torch.float64), kx.to(torch.float64)
         r = torch.sqrt(ky * ky + kx * kx) * box

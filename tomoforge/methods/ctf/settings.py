@@ -1,0 +1,79 @@
+"""Settings and microscope constants of the CTF methods: plain dataclasses, free of torch, so that a
+protocol module can take its parameters' defaults from them (one place for every default) and a task's
+job can carry them to a worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Method = Literal["phase-flip", "wiener"]
+
+
+@dataclass(frozen=True)
+class Optics:
+    """Microscope constants of a CTF: voltage (kV), spherical aberration Cs (mm), amplitude contrast
+    (fraction)."""
+
+    voltage_kV: float = 300.0
+    cs_mm: float = 2.7
+    amplitude_contrast: float = 0.07
+
+
+@dataclass
+class FitSettings:
+    """Search and fit parameters of the CTF estimation (the tutorial's defaults: box 512 px, 50–5 Å,
+    10 000–50 000 Å by 500 Å).
+
+    ``box`` (px) of the tiled spectra, tiles overlapping by ``overlap`` (fraction); fit band
+    ``resolution_low_A``–``resolution_high_A``; defocus search ``defocus_min_A``–``defocus_max_A`` by
+    ``defocus_step_A`` (``grid_step_A`` is the step actually searched: finer when the rings are dense, a
+    step of 500 Å can straddle a narrow peak); phase shift search (degrees) with ``find_phase_shift``;
+    ``n_angles`` angular bins of the polar grid; strips ``strip_fraction`` of a box wide;
+    ``fit_threshold``: the correlation below which the fit resolution stops; ``erase_threshold_sd``:
+    erase gold beads and outliers beyond this many SDs (0: off); ``window_A``: half-width of the
+    per-tilt search around the series consensus (or the nominal defocus); ``weight_power``: frequencies
+    weighted by k to this power; ``content_centres``: a tile's defocus taken where its content is."""
+
+    box: int = 512
+    overlap: float = 0.5
+    resolution_low_A: float = 50.0
+    resolution_high_A: float = 5.0
+    defocus_min_A: float = 10_000.0
+    defocus_max_A: float = 50_000.0
+    defocus_step_A: float = 500.0
+    find_phase_shift: bool = False
+    phase_shift_min_deg: float = 0.0
+    phase_shift_max_deg: float = 180.0
+    phase_shift_step_deg: float = 10.0
+    n_angles: int = 36
+    strip_fraction: float = 0.125
+    fit_threshold: float = 0.5
+    erase_threshold_sd: float = 6.0
+    window_A: float = 2000.0
+    weight_power: float = 2.0
+    content_centres: bool = True
+
+    @property
+    def grid_step_A(self) -> float:
+        return min(self.defocus_step_A, 100.0)
+
+
+@dataclass(frozen=True)
+class CorrectionSettings:
+    """How to correct the CTF: ``method``; strips (Å of defocus, None = ``auto_tolerance_A``; px, 0 = no
+    width limit); Wiener SNR(k) = ``wiener_snr`` · exp(−``wiener_b_factor_A2`` · k² / 2); padding (px;
+    None = the CTF's delocalisation); ``handedness`` (−1: data of the other hand); ``chunk``: strips
+    filtered at once."""
+
+    method: Method = "phase-flip"
+    defocus_tolerance_A: float | None = None
+    strip_width_px: int = 0
+    wiener_snr: float = 1.0
+    wiener_b_factor_A2: float = 0.0
+    pad_px: int | None = None
+    handedness: Literal[1, -1] = 1
+    chunk: int = 8
+
+
+__all__ = ["CorrectionSettings", "FitSettings", "Method", "Optics"]
