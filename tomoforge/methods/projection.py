@@ -10,6 +10,7 @@ precision (central-slice theorem). Rotation matrices act on (x, y, z) vectors ab
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,14 +73,14 @@ def _sample(fv: FourierVolume, k_xyz: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=16)
-def _frequencies(n: int, ndim: int, device) -> torch.Tensor:
+def _frequencies(n: int, ndim: int, device: torch.device | str | None) -> torch.Tensor:
     """Integer frequencies (..., ndim) of a centred n^ndim grid, components (x, y[, z]); cached."""
     k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
     axes = torch.meshgrid(*([k] * ndim), indexing="ij")  # index order (z, y, x) or (y, x)
     return torch.stack(list(reversed(axes)), dim=-1)  # components (x, y[, z])
 
 
-def _shift_phase(k_xyz: torch.Tensor, shift_xyz_px, n: int) -> torch.Tensor:
+def _shift_phase(k_xyz: torch.Tensor, shift_xyz_px: Sequence[float] | torch.Tensor, n: int) -> torch.Tensor:
     s = [float(v) for v in shift_xyz_px]
     phase = k_xyz[..., 0] * (-2 * torch.pi * s[0] / n)
     for i in range(1, k_xyz.shape[-1]):

@@ -193,7 +193,6 @@ def expected_frame(
     if mtf is not None:
         spec = spec * mtf
     if shift_xy_px[0] or shift_xy_px[1]:
-        # phase_ramp_2d reads any pair of numbers, though its annotation says Tensor
-        spec = spec * phase_ramp_2d(shape, (shift_xy_px[1], shift_xy_px[0]))  # type: ignore[arg-type]
+        spec = spec * phase_ramp_2d(shape, (float(shift_xy_px[1]), float(shift_xy_px[0])))
     image = torch.fft.irfft2(spec, s=shape)
     return torch.clamp(image * (signal.ice_transmission * counts_per_pixel), min=0.0)
