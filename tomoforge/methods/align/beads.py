@@ -56,11 +56,30 @@ def detect_beads(
     max_count: int | None = None,
     border_px: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Peaks of one score map (y, x): (k, 2) (x, y) positions from the centre and their scores,
-    strongest first; peaks closer than a diameter to a stronger one are dropped, and those closer to
-    the border than ``border_px`` (default: a radius rounded up, so that the whole bead is in the image;
-    at least 2 px, for the sub-pixel fit. On a 64-pixel image a border of a diameter hid a quarter of the
-    field, and with it half the beads of the tiny simulation)."""
+    """Bead positions: the peaks of one score map, strongest first.
+
+    Parameters
+    ----------
+    score
+        (y, x) score map (``bead_score``), robust SD units.
+    diameter_px
+        Bead diameter, pixels: a peak closer than this to a stronger one is dropped.
+    threshold_sd
+        Peaks at or below this score are not beads.
+    max_count
+        Keep at most this many (the strongest); None: all.
+    border_px
+        Peaks closer than this to the border are dropped (default: a radius rounded up, so that the whole
+        bead is in the image; at least 2 px, for the sub-pixel fit. On a 64-pixel image a border of a
+        diameter hid a quarter of the field, and with it half the beads of the tiny simulation).
+
+    Returns
+    -------
+    positions
+        (k, 2) (x, y) sub-pixel positions, pixels from the image centre (index n // 2).
+    heights
+        (k,) their scores.
+    """
     s = np.asarray(score, dtype=np.float64)
     size = max(3, int(round(diameter_px)) | 1)
     peaks = (s == maximum_filter(s, size=size, mode="nearest")) & (s > threshold_sd)
