@@ -24,6 +24,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see benchmarks/motion.py: idle threads sleep
@@ -37,9 +38,22 @@ from tomoforge.methods.align.coarse import coarse_alignment  # noqa: E402
 from tomoforge.methods.align.consensus import point_grid  # noqa: E402
 from tomoforge.methods.align.projection_model import ProjectionModel, reprojection_difference, rms  # noqa: E402
 from tomoforge.methods.binning import bin_images  # noqa: E402
-from tomoforge.protocols.align.alignment import CoarseParams, FiducialAlignmentParams, FiducialModelParams  # noqa: E402
-from tomoforge.protocols.align.patches import PatchTrackingParams, patch_options, patch_tracking_task  # noqa: E402
-from tomoforge.protocols.align.tasks import coarse_task, fiducial_alignment_task, fiducial_model_task  # noqa: E402
+from tomoforge.protocols.align.coarse import CoarseJob, CoarseParams, coarse_task  # noqa: E402
+from tomoforge.protocols.align.fiducial import (  # noqa: E402
+    FiducialAlignmentJob,
+    FiducialAlignmentParams,
+    FiducialModelJob,
+    FiducialModelParams,
+    fiducial_alignment_task,
+    fiducial_model_task,
+)
+from tomoforge.protocols.align.patches import (  # noqa: E402
+    PatchTrackingJob,
+    PatchTrackingParams,
+    patch_options,
+    patch_tracking_task,
+)
+from tomoforge.protocols.align.views import ViewGeometry  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results_md import machine_info, replace_section  # noqa: E402
@@ -132,56 +146,43 @@ def step_timings(stack: Path, truth: dict, out: Path) -> tuple[dict, dict]:
     axis, px = truth["tilt_axis_angle_deg"], truth["pixel_size_A"]
     out.mkdir(parents=True, exist_ok=True)
     c, fm, fa, pt = CoarseParams(), FiducialModelParams(), FiducialAlignmentParams(), PatchTrackingParams()
+    views = ViewGeometry(
+        sources=sources,
+        tilts_deg=tilts,
+        orders=orders,
+        axis_deg=axis,
+        shifts_A=[[0.0, 0.0]] * len(tilts),
+        pixel_size_A=px,
+    )
     timing, results = {}, {}
     start = clock()
-    results["coarse"] = coarse_task(
-        sources,
-        tilts,
-        axis,
-        px,
-        c.binning,
-        c.cumulative,
-        c.low_cut_A,
-        c.high_cut_A,
-        "",
-        c.interpolated_binning,
-        c.refine_iterations,
-        c.thickness_A,
-    )
+    results["coarse"] = coarse_task(CoarseJob(views=views, params=c))
     timing["coarse_alignment"] = since(start)
     shifts_A = results["coarse"]["shifts_A"]
+    views = replace(views, shifts_A=shifts_A)
     start = clock()
-    results["beads"] = fiducial_model_task(
-        sources,
-        tilts,
-        orders,
-        axis,
-        shifts_A,
-        px,
-        fm.binning,
-        fm.bead_diameter_nm,
-        fm.max_beads,
-        fm.threshold_sd,
-        str(out / "beads.tsv"),
-    )
+    results["beads"] = fiducial_model_task(FiducialModelJob(views=views, params=fm, out_file=str(out / "beads.tsv")))
     timing["fiducial_model"] = since(start)
-    options = fa.model_dump(include={"rotation", "tilt", "magnification", "group_size", "level", "outlier_px"})
     start = clock()
     results["fiducial"] = fiducial_alignment_task(
-        results["beads"]["file"],
-        tilts,
-        orders,
-        axis,
-        results["beads"]["pixel_size_A"],
-        options,
-        str(out / "residuals.tsv"),
-        str(out / "gap_free.tsv"),
-        shifts_A,
+        FiducialAlignmentJob(
+            table=results["beads"]["file"],
+            tilts_deg=tilts,
+            orders=orders,
+            axis_deg=axis,
+            pixel_size_A=results["beads"]["pixel_size_A"],
+            shifts_A=shifts_A,
+            params=fa,
+            out_file=str(out / "residuals.tsv"),
+            gap_free_file=str(out / "gap_free.tsv"),
+        )
     )
     timing["fiducial_alignment"] = since(start)
     start = clock()
     results["patches"] = patch_tracking_task(
-        sources, tilts, orders, axis, shifts_A, px, pt.binning, patch_options(pt, px), str(out / "patches.tsv")
+        PatchTrackingJob(
+            views=views, binning=pt.binning, settings=patch_options(pt, px), out_file=str(out / "patches.tsv")
+        )
     )
     timing["patch_tracking"] = since(start)
     return timing, results

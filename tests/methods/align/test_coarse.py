@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.methods.align.synthetic import bead_points, render_beads, true_model
-from tomoforge.methods.align.coarse import coarse_align, coarse_alignment
+from tomoforge.methods.align.coarse import coarse_alignment
 from tomoforge.methods.align.projection_model import ProjectionModel, rotation_matrices
 from tomoforge.methods.align.reproject import specimen_slab
 from tomoforge.methods.align.transform import aligned_stack, warp_images
@@ -29,7 +29,7 @@ def test_cumulative_stretched_correlation_recovers_random_shifts():
     truth = true_model(rng, TILTS, shift_sigma_A=30.0, drift_deg=0.0)
     points = np.c_[rng.uniform(-1400, 1400, (60, 2)), rng.uniform(-300, 300, 60)]
     images = render_beads(truth, points, (256, 256), PX, 60.0, noise_sd=0.2, rng=rng)
-    shifts = coarse_align(images, TILTS, 85.0, cumulative=True)
+    shifts = coarse_alignment(images, TILTS, 85.0, cumulative=True).shifts_px
     err = gauge_free_error(shifts, truth)
     assert np.median(err) < 0.8 and err.max() < 1.5, np.round(err, 2)
 

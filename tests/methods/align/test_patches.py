@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from tests.methods.align.synthetic import render_beads, true_model
-from tomoforge.methods.align.coarse import coarse_align
-from tomoforge.methods.align.patches import patch_alignment, patch_grid, split_into_contours, track_patches
+from tomoforge.methods.align.coarse import coarse_alignment
+from tomoforge.methods.align.patches import (
+    PatchAlignmentSettings,
+    PatchTrackingSettings,
+    patch_alignment,
+    patch_grid,
+    split_into_contours,
+    track_patches,
+)
 from tomoforge.methods.align.projection_model import reprojection_difference, rms
 
 PX = 8.0
@@ -13,7 +20,7 @@ TILTS = np.arange(-60, 61, 3.0)
 
 
 def test_patch_grid_stays_inside_the_image():
-    grid = patch_grid((256, 256), 64, 32, 16)
+    grid = patch_grid((256, 256), 64, 32, border_px=16)
     assert len(grid) == 25 and np.all(np.abs(grid) <= 128 - 32 - 16)
 
 
@@ -23,8 +30,9 @@ def test_patch_tracking_meets_the_issue_floor():
     truth = true_model(rng, TILTS, shift_sigma_A=30.0)
     points = np.c_[rng.uniform(-1400, 1400, (400, 2)), rng.uniform(-100, 100, 400)]
     images = render_beads(truth, points, (256, 256), PX, 50.0, noise_sd=0.3, rng=rng)
-    shifts = coarse_align(images, TILTS, 85.0, cumulative=True)
-    sol, tracks = patch_alignment(images, TILTS, 85.0, PX, shifts, patch_px=64, spacing_px=32)
+    shifts = coarse_alignment(images, TILTS, 85.0, cumulative=True).shifts_px
+    settings = PatchAlignmentSettings(tracking=PatchTrackingSettings(patch_px=64, spacing_px=32))
+    sol, tracks = patch_alignment(images, TILTS, 85.0, PX, shifts, settings=settings)
     assert tracks.shape[1] >= 20 and np.isfinite(tracks[..., 0]).mean() > 0.9
     err = rms(reprojection_difference(sol.model, truth, points)) / PX
     assert err < 1.5, err  # issue floor without fiducials (measured 1.03 px, tilt fixed or grouped)
@@ -37,7 +45,8 @@ def test_a_featureless_view_is_a_gap_not_a_wrong_position():
     points = np.c_[rng.uniform(-700, 700, (120, 2)), rng.uniform(-50, 50, 120)]
     images = render_beads(truth, points, (128, 128), PX, 50.0, noise_sd=0.05, rng=rng)
     images[0] = rng.normal(0, 1, images[0].shape)  # the last view of one direction: pure noise
-    tracks, scores = track_patches(images, TILTS[:9], 85.0, truth.shift_A / PX, patch_px=48, spacing_px=32)
+    settings = PatchTrackingSettings(patch_px=48, spacing_px=32)
+    tracks, scores = track_patches(images, TILTS[:9], 85.0, truth.shift_A / PX, settings=settings)
     assert np.all(np.isnan(tracks[0])) and np.all(scores[0] < 0.3)
     assert np.isfinite(tracks[1:]).all()
 

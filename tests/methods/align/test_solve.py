@@ -27,7 +27,7 @@ def test_projection_model_matches_the_rotation_convention():
 
 
 def test_group_matrix_interpolates_and_partitions_unity():
-    g = group_matrix(TILTS, "grouped", 5)
+    g = group_matrix(TILTS, "grouped", group_size=5)
     assert g.shape == (41, 9) and np.allclose(g.sum(axis=1), 1.0)
     assert np.allclose(group_matrix(TILTS, "per_view"), np.eye(41))
 

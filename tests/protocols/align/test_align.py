@@ -153,4 +153,4 @@ def test_patch_tracking_rejects_contours_no_longer_than_their_overlap():
 
     with pytest.raises(ValidationError, match="contour_views"):
         PatchTrackingParams(contour_views=4, contour_overlap=4)
-    assert patch_options(PatchTrackingParams(contour_views=0), 3.0)["contour_views"] is None  # whole tracks
+    assert patch_options(PatchTrackingParams(contour_views=0), 3.0).contour_views is None  # whole tracks

@@ -10,7 +10,8 @@ import pytest
 from tests.protocols.align.test_align import SERIAL, imported_simulation, run
 from tomoforge.engine import execute_run
 from tomoforge.methods.align.solve import TooFewLandmarksError
-from tomoforge.protocols.align.tasks import fiducial_alignment_task, write_landmarks
+from tomoforge.protocols.align.fiducial import FiducialAlignmentJob, FiducialAlignmentParams, fiducial_alignment_task
+from tomoforge.protocols.align.landmarks import write_landmarks
 
 
 def fiducial_model(project, imp: int, **params) -> int:
@@ -65,15 +66,16 @@ def test_a_sparse_landmark_model_fails_fiducial_alignment_with_a_message(tmp_pat
     table = str(tmp_path / "TS_01_beads.tsv")
     write_landmarks(table, positions, orders)
     with pytest.raises(TooFewLandmarksError, match=rf"{n_beads} beads seen in 3 views or more") as err:
-        fiducial_alignment_task(
-            table,
-            tilts,
-            orders,
-            85.0,
-            12.0,
-            {"rotation": "grouped"},
-            str(tmp_path / "res.tsv"),
-            str(tmp_path / "gap_free.tsv"),
-            [[0.0, 0.0]] * 5,
+        job = FiducialAlignmentJob(
+            table=table,
+            tilts_deg=tilts,
+            orders=orders,
+            axis_deg=85.0,
+            pixel_size_A=12.0,
+            shifts_A=[[0.0, 0.0]] * 5,
+            params=FiducialAlignmentParams(rotation="grouped"),
+            out_file=str(tmp_path / "res.tsv"),
+            gap_free_file=str(tmp_path / "gap_free.tsv"),
         )
+        fiducial_alignment_task(job)
     assert "TS_01_beads.tsv is too sparse" in str(err.value) and "patch-tracking" in str(err.value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from scipy.ndimage import maximum_filter
 
 from tomoforge.methods.align.filters import bandpass, centred_coordinates, rotate_xy, subpixel_peaks
@@ -29,15 +30,16 @@ def bead_template(diameter_px: float, shape: tuple[int, int]) -> torch.Tensor:
     return torch.as_tensor(np.sqrt(np.clip(r * r - rho2, 0, None)), dtype=torch.float32)
 
 
-def bead_score(images, diameter_px: float, polarity: int = -1) -> torch.Tensor:
-    """(n, y, x) matched-filter score of beads (dark for ``polarity`` −1) in robust SD units."""
+def bead_score(images: ArrayLike | torch.Tensor, diameter_px: float, *, polarity: int = -1) -> torch.Tensor:
+    """(n, y, x) matched-filter score of beads of ``diameter_px`` (pixels) in (n, y, x) or (y, x) ``images``
+    (dark beads for ``polarity`` −1), in robust SD units."""
     x = as_tensor(images)
     if x.ndim == 2:
         x = x[None]
     shape = tuple(x.shape[-2:])
     low, high = 4.0 * diameter_px, diameter_px / 6.0
     filtered = bandpass(x, low, high) * polarity
-    template = torch.fft.ifftshift(bandpass(bead_template(diameter_px, shape), low, high))
+    template = torch.fft.ifftshift(bandpass(bead_template(diameter_px, (shape[0], shape[1])), low, high))
     template = template / template.norm()
     score = torch.fft.irfft2(torch.fft.rfft2(filtered) * torch.conj(torch.fft.rfft2(template)), s=shape)
     flat = score.reshape(len(score), -1)
@@ -49,15 +51,35 @@ def bead_score(images, diameter_px: float, polarity: int = -1) -> torch.Tensor:
 def detect_beads(
     score: np.ndarray,
     diameter_px: float,
+    *,
     threshold_sd: float = 6.0,
     max_count: int | None = None,
     border_px: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Peaks of one score map (y, x): (k, 2) (x, y) positions from the centre and their scores,
-    strongest first; peaks closer than a diameter to a stronger one are dropped, and those closer to
-    the border than ``border_px`` (default: a radius rounded up, so that the whole bead is in the image;
-    at least 2 px, for the sub-pixel fit. On a 64-pixel image a border of a diameter hid a quarter of the
-    field, and with it half the beads of the tiny simulation)."""
+    """Bead positions: the peaks of one score map, strongest first.
+
+    Parameters
+    ----------
+    score
+        (y, x) score map (``bead_score``), robust SD units.
+    diameter_px
+        Bead diameter, pixels: a peak closer than this to a stronger one is dropped.
+    threshold_sd
+        Peaks at or below this score are not beads.
+    max_count
+        Keep at most this many (the strongest); None: all.
+    border_px
+        Peaks closer than this to the border are dropped (default: a radius rounded up, so that the whole
+        bead is in the image; at least 2 px, for the sub-pixel fit. On a 64-pixel image a border of a
+        diameter hid a quarter of the field, and with it half the beads of the tiny simulation).
+
+    Returns
+    -------
+    positions
+        (k, 2) (x, y) sub-pixel positions, pixels from the image centre (index n // 2).
+    heights
+        (k,) their scores.
+    """
     s = np.asarray(score, dtype=np.float64)
     size = max(3, int(round(diameter_px)) | 1)
     peaks = (s == maximum_filter(s, size=size, mode="nearest")) & (s > threshold_sd)
@@ -112,7 +134,7 @@ def _common_offset(pred: np.ndarray, cand: np.ndarray, radius: float, tolerance:
     return np.median(agree, axis=0) if len(agree) >= 3 else np.zeros(2)
 
 
-def _predict_across(tracked: np.ndarray, tilts_rad: np.ndarray, t_new: float, window: int = 8) -> np.ndarray:
+def _predict_across(tracked: np.ndarray, tilts_rad: np.ndarray, t_new: float, window: int = 8) -> float:
     """Across-axis position at tilt ``t_new`` from a bead's recent (tilt, position) pairs: fit of
     a·cos β + b·sin β (b = height); one pair gives b = 0."""
     ok = np.isfinite(tracked)
@@ -127,11 +149,12 @@ def _predict_across(tracked: np.ndarray, tilts_rad: np.ndarray, t_new: float, wi
 
 
 def track_beads(
-    images,
-    tilts_deg: np.ndarray,
+    images: ArrayLike | torch.Tensor,
+    tilts_deg: ArrayLike,
     tilt_axis_deg: float,
     diameter_px: float,
-    shifts_px: np.ndarray | None = None,
+    shifts_px: ArrayLike | None = None,
+    *,
     max_beads: int = 60,
     threshold_sd: float = 6.0,
     search_px: float | None = None,
@@ -139,15 +162,36 @@ def track_beads(
 ) -> np.ndarray:
     """Seed beads on the lowest-tilt view and track them in both directions.
 
-    ``shifts_px`` (n, 2): coarse alignment (image position of the specimen centre), zeros if None.
-    Returns (n_views, n_beads, 2) positions, pixels from the image centre, NaN where not found.
+    Parameters
+    ----------
+    images, tilts_deg, tilt_axis_deg
+        The (n, y, x) views, their (n,) nominal tilts (degrees) and the tilt axis angle (degrees from
+        image Y, counter-clockwise).
+    diameter_px
+        Bead diameter, pixels.
+    shifts_px
+        (n, 2) coarse alignment, (x, y) pixels: where the specimen centre lands in each view (zeros if None).
+    max_beads
+        Seed at most this many beads (the strongest, isolated ones).
+    threshold_sd
+        Detection threshold, robust SD of the score.
+    search_px
+        Matching radius about a prediction, pixels (default half a diameter).
+    polarity
+        −1 for dark beads.
+
+    Returns
+    -------
+    np.ndarray
+        (n_views, n_beads, 2) (x, y) positions, pixels from the image centre, NaN where not found.
     """
     tilts = np.asarray(tilts_deg, dtype=float)
     n = len(tilts)
     shifts = np.zeros((n, 2)) if shifts_px is None else np.asarray(shifts_px, dtype=float)
-    score = bead_score(images, diameter_px, polarity).numpy()
+    score = bead_score(images, diameter_px, polarity=polarity).numpy()
     cands = [
-        rotate_xy(detect_beads(score[i], diameter_px, threshold_sd)[0] - shifts[i], -tilt_axis_deg) for i in range(n)
+        rotate_xy(detect_beads(score[i], diameter_px, threshold_sd=threshold_sd)[0] - shifts[i], -tilt_axis_deg)
+        for i in range(n)
     ]
     search = 0.5 * diameter_px if search_px is None else search_px
     ref = int(np.argmin(np.abs(tilts)))
@@ -176,22 +220,24 @@ def track_beads(
 def fill_gaps(
     positions_px: np.ndarray,
     predicted_px: np.ndarray,
-    images,
+    images: ArrayLike | torch.Tensor,
     diameter_px: float,
+    *,
     threshold_sd: float = 4.0,
     radius_px: float | None = None,
     polarity: int = -1,
 ) -> np.ndarray:
-    """Fill NaN gaps with the detected bead nearest the model's prediction (within ``radius_px``,
-    default a quarter diameter), searching at a lower threshold than tracking."""
+    """Fill the NaN gaps of (n, m, 2) ``positions_px`` with the bead detected in (n, y, x) ``images`` nearest
+    the model's (n, m, 2) ``predicted_px`` (within ``radius_px``, default a quarter of ``diameter_px``; all in
+    pixels from the image centre), searching at a lower threshold than tracking. Returns the filled copy."""
     out = np.array(positions_px, dtype=float, copy=True)
-    score = bead_score(images, diameter_px, polarity).numpy()
+    score = bead_score(images, diameter_px, polarity=polarity).numpy()
     radius = diameter_px / 4 if radius_px is None else radius_px
     for v in range(out.shape[0]):
         gaps = ~np.all(np.isfinite(out[v]), axis=-1) & np.all(np.isfinite(predicted_px[v]), axis=-1)
         if not gaps.any():
             continue
-        cand, _ = detect_beads(score[v], diameter_px, threshold_sd)
+        cand, _ = detect_beads(score[v], diameter_px, threshold_sd=threshold_sd)
         hit = _match(predicted_px[v][gaps], cand, radius)
         idx = np.nonzero(gaps)[0]
         out[v, idx[hit >= 0]] = cand[hit[hit >= 0]]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from tomoforge.methods.align.filters import bandpass, correlation_peak, cross_correlation, edge_taper
 from tomoforge.methods.align.reproject import refine_by_reprojection
@@ -47,13 +48,17 @@ class CoarseResult:
 
 def chain_shifts(
     filtered: torch.Tensor,
-    tilts_deg: np.ndarray,
+    tilts_deg: ArrayLike,
     tilt_axis_deg: float,
     taper: torch.Tensor,
+    *,
     cumulative: bool,
     limit: float,
 ) -> np.ndarray:
-    """(n, 2) shifts by stretched correlation outwards from the lowest tilt (band-passed, tapered views)."""
+    """(n, 2) (x, y) shifts (pixels) of band-passed, tapered (n, y, x) views by stretched correlation outwards
+    from the lowest tilt (``tilts_deg``, degrees), each step searching within ``limit`` pixels of the
+    previous view's shift; ``taper``: (y, x) edge weights; ``cumulative``: correlate with the sum of the
+    views aligned so far in that direction."""
     n = filtered.shape[0]
     tilts = np.asarray(tilts_deg, dtype=float)
     cos = np.cos(np.deg2rad(tilts))
@@ -70,16 +75,18 @@ def chain_shifts(
                 accumulated = untilted if accumulated is None else accumulated + untilted
                 untilted = accumulated
             reference = warp_images(untilted, stretch_matrix(tilt_axis_deg, 1.0 / cos[v]), np.zeros(2)) * taper
-            shift, _ = correlation_peak(cross_correlation(filtered[v], reference), limit, shifts[prev])
+            cc = cross_correlation(filtered[v], reference)
+            shift, _ = correlation_peak(cc, max_shift_px=limit, centre_px=shifts[prev])
             shifts[v] = shift
             prev = v
     return shifts
 
 
 def coarse_alignment(
-    images,
-    tilts_deg: np.ndarray,
+    images: ArrayLike | torch.Tensor,
+    tilts_deg: ArrayLike,
     tilt_axis_deg: float,
+    *,
     low_cut_px: float = 0.0,
     high_cut_px: float = 2.0,
     cumulative: bool = True,
@@ -88,12 +95,33 @@ def coarse_alignment(
     refine_iterations: int = 3,
     thickness_px: float | None = None,
 ) -> CoarseResult:
-    """Coarse alignment of (n, y, x) ``images`` at nominal ``tilts_deg``: the stretched-correlation
-    chain, then ``refine_iterations`` rounds of projection matching (0: the chain alone).
+    """Coarse alignment: the stretched-correlation chain, then rounds of projection matching.
 
-    ``low_cut_px``: high-pass (features larger than this removed; default a quarter of the image),
-    ``high_cut_px``: low-pass period (1/e); ``max_shift_px``: search radius per step (default n/4);
-    ``thickness_px``: specimen slab for the reprojections (default: found from the data).
+    Parameters
+    ----------
+    images, tilts_deg, tilt_axis_deg
+        The (n, y, x) views to align, at (n,) nominal tilts about the given tilt axis (degrees; the axis
+        measured from image Y, counter-clockwise).
+    low_cut_px
+        High-pass period, pixels: features larger than this are removed (0: a quarter of the image).
+    high_cut_px
+        Low-pass period at which the gain is 1/e, pixels.
+    cumulative
+        Correlate with the sum of the views aligned so far (else with the previous view).
+    max_shift_px
+        Search radius per step, pixels (default a quarter of the image).
+    taper_px
+        Width of the cosine edge taper, pixels (default a tenth of the image).
+    refine_iterations
+        Rounds of projection matching (0: the chain alone).
+    thickness_px
+        Specimen slab thickness for the reprojections, pixels (default: found from the data).
+
+    Returns
+    -------
+    CoarseResult
+        (n, 2) (x, y) shifts in pixels (where the specimen centre lands; the lowest tilt at 0), those of the
+        chain alone, and the slab the refinement used.
     """
     x = as_tensor(images)
     ny, nx = x.shape[-2:]
@@ -101,7 +129,8 @@ def coarse_alignment(
     taper = edge_taper((ny, nx), taper_px or min(ny, nx) / 10, x.device)
     filt = bandpass(x, low, high_cut_px)
     filt = filt - filt.mean(dim=(-2, -1), keepdim=True)
-    chain = chain_shifts(filt * taper, tilts_deg, tilt_axis_deg, taper, cumulative, max_shift_px or min(ny, nx) / 4)
+    limit = max_shift_px or min(ny, nx) / 4
+    chain = chain_shifts(filt * taper, tilts_deg, tilt_axis_deg, taper, cumulative=cumulative, limit=limit)
     if refine_iterations <= 0:
         return CoarseResult(chain, chain)
     # Projection matching at a sampling the low-pass allows (its gain is 0.1 at the new Nyquist):
@@ -113,8 +142,8 @@ def coarse_alignment(
         tilts_deg,
         tilt_axis_deg,
         chain / factor,
-        refine_iterations,
-        None if thickness_px is None else thickness_px / factor,
+        iterations=refine_iterations,
+        thickness_px=None if thickness_px is None else thickness_px / factor,
         taper_px=None if taper_px is None else taper_px / factor,
     )
     return CoarseResult(
@@ -126,21 +155,4 @@ def coarse_alignment(
     )
 
 
-def coarse_align(
-    images,
-    tilts_deg: np.ndarray,
-    tilt_axis_deg: float,
-    low_cut_px: float = 0.0,
-    high_cut_px: float = 2.0,
-    cumulative: bool = True,
-    max_shift_px: float | None = None,
-    taper_px: float | None = None,
-    refine_iterations: int = 3,
-) -> np.ndarray:
-    """(n, 2) shifts (pixels) of (n, y, x) ``images``: ``coarse_alignment(...).shifts_px``."""
-    return coarse_alignment(
-        images, tilts_deg, tilt_axis_deg, low_cut_px, high_cut_px, cumulative, max_shift_px, taper_px, refine_iterations
-    ).shifts_px
-
-
-__all__ = ["stretch_matrix", "CoarseResult", "chain_shifts", "coarse_alignment", "coarse_align"]
+__all__ = ["stretch_matrix", "CoarseResult", "chain_shifts", "coarse_alignment"]

@@ -11,11 +11,12 @@ centre reproject identically).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from tomoforge.methods.align.projection_model import ProjectionModel, reprojection_difference
 
 
-def point_grid(half_width_A: float, half_thickness_A: float, count: int = 5) -> np.ndarray:
+def point_grid(half_width_A: float, half_thickness_A: float, *, count: int = 5) -> np.ndarray:
     """(count² · 3, 3) points (Å) on a count × count grid in x, y and three heights (−, 0, +) in z."""
     g = np.linspace(-1.0, 1.0, count)
     x, y, z = np.meshgrid(
@@ -24,14 +25,14 @@ def point_grid(half_width_A: float, half_thickness_A: float, count: int = 5) -> 
     return np.c_[x.ravel(), y.ravel(), z.ravel()]
 
 
-def wrap_deg(angle_deg) -> np.ndarray:
+def wrap_deg(angle_deg: ArrayLike) -> np.ndarray:
     """Angles wrapped to (−180°, 180°]."""
     a = np.asarray(angle_deg, dtype=float)
     return 180.0 - np.mod(180.0 - a, 360.0)
 
 
 def compare_alignments(
-    model_a: ProjectionModel, model_b: ProjectionModel, points_A: np.ndarray, pixel_size_A: float = 1.0
+    model_a: ProjectionModel, model_b: ProjectionModel, points_A: np.ndarray, *, pixel_size_A: float = 1.0
 ) -> dict[str, np.ndarray]:
     """Per-view differences (a − b) between two alignments of the same views.
 
@@ -58,7 +59,7 @@ def compare_alignments(
     }
 
 
-def summarise(report: dict[str, np.ndarray]) -> dict[str, float]:
+def summarise(report: dict[str, np.ndarray]) -> dict[str, float | int]:
     """Overall figures of a ``compare_alignments`` report: RMS reprojection (Å, px), worst view and
     its RMS, maximum |ZRot| and |tilt| differences."""
     worst = int(np.argmax(report["reprojection_rms_A"]))

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from tomoforge.methods.fourier import as_tensor, frequency_grid_2d
 
 
-def bandpass_filter(shape: tuple[int, int], low_cut_px: float, high_cut_px: float, device=None) -> torch.Tensor:
+def bandpass_filter(
+    shape: tuple[int, ...], low_cut_px: float, high_cut_px: float, *, device: torch.device | str | None = None
+) -> torch.Tensor:
     """rfft-grid gain: Gaussian high-pass removing features larger than ``low_cut_px`` (period, px;
     0 = none) times a Gaussian low-pass with its 1/e point at period ``high_cut_px``."""
-    ky, kx = frequency_grid_2d(shape, 1.0, True, device)
+    ky, kx = frequency_grid_2d((shape[-2], shape[-1]), 1.0, True, device)
     k2 = ky * ky + kx * kx
     gain = torch.ones_like(k2)
     if high_cut_px > 0:
@@ -25,15 +28,15 @@ def bandpass_filter(shape: tuple[int, int], low_cut_px: float, high_cut_px: floa
     return gain
 
 
-def bandpass(images, low_cut_px: float, high_cut_px: float) -> torch.Tensor:
-    """Band-passed images (see ``bandpass_filter``), mean removed."""
+def bandpass(images: ArrayLike | torch.Tensor, low_cut_px: float, high_cut_px: float) -> torch.Tensor:
+    """(..., y, x) images band-passed (see ``bandpass_filter``; periods in pixels), mean removed, on their device."""
     x = as_tensor(images)
-    spec = torch.fft.rfft2(x) * bandpass_filter(tuple(x.shape[-2:]), low_cut_px, high_cut_px, x.device)
+    spec = torch.fft.rfft2(x) * bandpass_filter(tuple(x.shape[-2:]), low_cut_px, high_cut_px, device=x.device)
     spec[..., 0, 0] = 0
     return torch.fft.irfft2(spec, s=tuple(x.shape[-2:]))
 
 
-def edge_taper(shape: tuple[int, int], width_px: float, device=None) -> torch.Tensor:
+def edge_taper(shape: tuple[int, int], width_px: float, device: torch.device | str | None = None) -> torch.Tensor:
     """(y, x) weights rising as a cosine from 0 at the border to 1 at ``width_px`` inside."""
 
     def ramp(n: int) -> torch.Tensor:
@@ -50,7 +53,7 @@ def cross_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.fft.fftshift(cc, dim=(-2, -1))
 
 
-def subpixel_peaks(score: np.ndarray, iy: np.ndarray, ix: np.ndarray, half: int = 2) -> np.ndarray:
+def subpixel_peaks(score: np.ndarray, iy: np.ndarray, ix: np.ndarray, *, half: int = 2) -> np.ndarray:
     """(k, 2) (y, x) indices refined by a least-squares quadratic over the (2·half + 1)² window
     about each integer peak (offset clipped to ±1 px)."""
     ny, nx = score.shape
@@ -72,7 +75,7 @@ def subpixel_peaks(score: np.ndarray, iy: np.ndarray, ix: np.ndarray, half: int 
 
 
 def correlation_peak(
-    cc: torch.Tensor, max_shift_px: float | None = None, centre_px: np.ndarray | None = None
+    cc: torch.Tensor, *, max_shift_px: float | None = None, centre_px: np.ndarray | None = None
 ) -> tuple[np.ndarray, float]:
     """(x, y) shift (pixels) of the highest peak of a centred correlation map, and its height.
 

@@ -15,8 +15,11 @@ Positions are (x, y) pixels from the image centre (index n // 2).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from tomoforge.methods.align.coarse import stretch_matrix
 from tomoforge.methods.align.filters import bandpass, correlation_peak, cross_correlation, edge_taper
@@ -35,6 +38,7 @@ def patch_grid(
     shape: tuple[int, int],
     patch_px: int,
     spacing_px: float,
+    *,
     border_px: float = 0.0,
     centre_px: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -61,40 +65,93 @@ def _extract(
 ) -> torch.Tensor:
     """(k, p, p) tapered, mean-removed patches: patch_j(x) = image(centre_j + M_j x)."""
     k = len(centres_px)
-    out = warp_images(image.expand(k, *image.shape), matrices, centres_px, (patch_px, patch_px))
+    out = warp_images(image.expand(k, *image.shape), matrices, centres_px, out_shape=(patch_px, patch_px))
     out = out - out.mean(dim=(-2, -1), keepdim=True)
     return out * taper
 
 
-def track_patches(
-    images,
-    tilts_deg: np.ndarray,
-    tilt_axis_deg: float,
-    shifts_px: np.ndarray | None = None,
-    patch_px: int = 64,
-    spacing_px: float | None = None,
-    low_cut_px: float | None = None,
-    high_cut_px: float = 2.0,
-    min_score: float = 0.3,
-    max_shift_px: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Track patches through (n, y, x) ``images`` at nominal ``tilts_deg``.
+@dataclass(frozen=True, kw_only=True)
+class PatchTrackingSettings:
+    """How patches are laid out and followed (``track_patches``); sizes in pixels of the images tracked.
 
-    ``shifts_px``: (n, 2) coarse shifts (where the specimen centre lands; zeros if None);
-    ``spacing_px``: grid spacing (default ``patch_px`` · 0.75); ``low_cut_px``: high-pass period
-    (default ``patch_px`` / 2); ``max_shift_px``: search radius per step (default ``patch_px`` / 4).
-    Returns (n, k, 2) positions (pixels from the image centre, NaN = gap) and (n, k) normalised
-    correlation scores (1 on the reference view).
+    ``patch_px``: side of a square patch; ``spacing_px``: grid spacing on the lowest tilt (default
+    ``patch_px`` · 0.75); ``low_cut_px``: high-pass period (default ``patch_px`` / 2); ``high_cut_px``: low-pass
+    period (1/e); ``min_score``: normalised correlation below which a patch is a gap in a view;
+    ``max_shift_px``: search radius per step (default ``patch_px`` / 4).
     """
+
+    patch_px: int = 64
+    spacing_px: float | None = None
+    low_cut_px: float | None = None
+    high_cut_px: float = 2.0
+    min_score: float = 0.3
+    max_shift_px: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatchAlignmentSettings:
+    """How ``patch_alignment`` tracks patches and solves the projection model.
+
+    ``min_views_fraction``: a track is kept when it is seen in at least this fraction of the views;
+    ``contour_views``: cut each track into pieces of this many views (None: whole tracks), consecutive
+    pieces sharing ``contour_overlap`` views (``split_into_contours``); ``rotation``, ``tilt``,
+    ``group_size``, ``outlier_px`` (px), ``level``: as ``solve_fiducial_alignment`` takes them. ``level`` is
+    off by default: a patch's height is the average of its content, so the patch "points" scatter in z and
+    levelling them picks a poor tilt offset (on a ±100 Å slab levelling cost 0.4 px RMS more). ``tilt`` is
+    "fixed" by default for the same reason: refining tilt angles against patch tracks absorbed tracking
+    errors (simulated series with 350 Å ice: 0.43 px RMS fixed, 1.94 px grouped).
+    """
+
+    tracking: PatchTrackingSettings = field(default_factory=PatchTrackingSettings)
+    min_views_fraction: float = 0.5
+    contour_views: int | None = None
+    contour_overlap: int = 4
+    rotation: Grouping = "single"
+    tilt: Grouping = "fixed"
+    group_size: int = 5
+    outlier_px: float = 2.0
+    level: bool = False
+
+
+def track_patches(
+    images: ArrayLike | torch.Tensor,
+    tilts_deg: ArrayLike,
+    tilt_axis_deg: float,
+    shifts_px: ArrayLike | None = None,
+    *,
+    settings: PatchTrackingSettings = PatchTrackingSettings(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Track patches through a tilt series.
+
+    Parameters
+    ----------
+    images, tilts_deg, tilt_axis_deg
+        The (n, y, x) views to track patches through, their (n,) nominal tilts and the tilt axis angle
+        (degrees, the axis from image Y, counter-clockwise).
+    shifts_px
+        (n, 2) where the specimen centre lands in each view, (x, y) pixels (zeros if None).
+    settings
+        Patch size, grid, filter and acceptance (``PatchTrackingSettings``).
+
+    Returns
+    -------
+    tracks
+        (n, k, 2) positions, pixels from the image centre, NaN = gap.
+    scores
+        (n, k) normalised correlation scores (1 on the reference view).
+    """
+    patch_px, min_score = settings.patch_px, settings.min_score
     x = as_tensor(images)
     n, ny, nx = x.shape
     tilts = np.asarray(tilts_deg, dtype=float)
     shifts = np.zeros((n, 2)) if shifts_px is None else np.asarray(shifts_px, dtype=float).reshape(n, 2)
-    filt = bandpass(x, low_cut_px or patch_px / 2, high_cut_px)
-    taper = edge_taper((patch_px, patch_px), patch_px / 8)
-    limit = max_shift_px or patch_px / 4
+    filt = bandpass(x, settings.low_cut_px or patch_px / 2, settings.high_cut_px)
+    taper = edge_taper((patch_px, patch_px), patch_px / 8, x.device)
+    limit = settings.max_shift_px or patch_px / 4
     ref = int(np.argmin(np.abs(tilts)))
-    grid = patch_grid((ny, nx), patch_px, spacing_px or 0.75 * patch_px, limit, shifts[ref])
+    grid = patch_grid(
+        (ny, nx), patch_px, settings.spacing_px or 0.75 * patch_px, border_px=limit, centre_px=shifts[ref]
+    )
     k = len(grid)
     if k == 0:
         raise TooFewLandmarksError(
@@ -136,7 +193,7 @@ def track_patches(
             cc = cross_correlation(here, refs)
             norm = (here.norm(dim=(-2, -1)) * refs.norm(dim=(-2, -1))).clamp(min=1e-12)
             for i, j in enumerate(idx):
-                d, height = correlation_peak(cc[i], limit)
+                d, height = correlation_peak(cc[i], max_shift_px=limit)
                 score = height / float(norm[i])
                 scores[v, j] = score
                 if score >= min_score:
@@ -145,7 +202,7 @@ def track_patches(
     return tracks, scores
 
 
-def split_into_contours(tracks: np.ndarray, tilts_deg: np.ndarray, length: int, overlap: int) -> np.ndarray:
+def split_into_contours(tracks: np.ndarray, tilts_deg: ArrayLike, *, length: int, overlap: int) -> np.ndarray:
     """(n, k', 2): each track cut into pieces of ``length`` views in tilt order, consecutive pieces sharing
     ``overlap`` views (IMOD tiltxcorr's LengthAndOverlap). A patch holds material at many heights, and
     what it shows drifts as the tilt changes; short pieces each get their own 3D point in the solution,
@@ -167,55 +224,45 @@ def split_into_contours(tracks: np.ndarray, tilts_deg: np.ndarray, length: int, 
 
 
 def patch_alignment(
-    images,
-    tilts_deg: np.ndarray,
+    images: ArrayLike | torch.Tensor,
+    tilts_deg: ArrayLike,
     tilt_axis_deg: float,
     pixel_size_A: float = 1.0,
-    shifts_px: np.ndarray | None = None,
-    patch_px: int = 64,
-    spacing_px: float | None = None,
-    low_cut_px: float | None = None,
-    high_cut_px: float = 2.0,
-    min_score: float = 0.3,
-    min_views_fraction: float = 0.5,
-    rotation: Grouping = "single",
-    tilt: Grouping = "fixed",
-    group_size: int = 5,
-    outlier_px: float = 2.0,
-    level: bool = False,
-    contour_views: int | None = None,
-    contour_overlap: int = 4,
-    max_shift_px: float | None = None,
+    shifts_px: ArrayLike | None = None,
+    *,
+    settings: PatchAlignmentSettings = PatchAlignmentSettings(),
 ) -> tuple[FiducialSolution, np.ndarray]:
-    """Track patches (``track_patches``), keep those seen in at least ``min_views_fraction`` of the
-    views, and solve the projection model as for fiducials (``solve_fiducial_alignment``).
-    ``level`` is off by default: a patch's height is the average of its content, so the patch
-    "points" scatter in z and levelling them picks a poor tilt offset (the nominal tilts are kept;
-    on a ±100 Å slab levelling cost 0.4 px RMS more). ``tilt`` is "fixed" by default for the same
-    reason: refining tilt angles against patch tracks absorbed tracking errors (simulated series with
-    350 Å ice: 0.43 px RMS fixed, 1.94 px grouped). Returns the solution (shifts in Å at ``pixel_size_A`` per pixel of ``images``)
-    and the (n, k, 2) tracks that were solved."""
-    tracks, _ = track_patches(
-        images,
-        tilts_deg,
-        tilt_axis_deg,
-        shifts_px,
-        patch_px,
-        spacing_px,
-        low_cut_px,
-        high_cut_px,
-        min_score,
-        max_shift_px,
-    )
+    """Track patches (``track_patches``), keep those seen in enough views, and solve the projection model
+    as for fiducials (``solve_fiducial_alignment``).
+
+    Parameters
+    ----------
+    images, tilts_deg, tilt_axis_deg
+        The (n, y, x) views to align, their (n,) nominal tilts and the starting tilt axis angle (degrees).
+    pixel_size_A
+        Å per pixel of ``images`` (the solution's shifts are in Å).
+    shifts_px
+        (n, 2) coarse (x, y) shifts, pixels (zeros if None): seed the tracking.
+    settings
+        Tracking and solving options (``PatchAlignmentSettings``).
+
+    Returns
+    -------
+    solution
+        The ``FiducialSolution`` (model shifts in Å).
+    tracks
+        (n, k, 2) the tracks (pieces) that were solved, pixels from the image centre, NaN = gap.
+    """
+    tracks, _ = track_patches(images, tilts_deg, tilt_axis_deg, shifts_px, settings=settings.tracking)
     n = tracks.shape[0]
-    keep = np.isfinite(tracks[..., 0]).sum(axis=0) >= max(3, int(np.ceil(min_views_fraction * n)))
-    tracks = tracks[:, keep]
-    if contour_views:
-        tracks = split_into_contours(tracks, tilts_deg, contour_views, contour_overlap)
+    min_views = max(3, int(np.ceil(settings.min_views_fraction * n)))
+    tracks = tracks[:, np.isfinite(tracks[..., 0]).sum(axis=0) >= min_views]
+    if settings.contour_views:
+        tracks = split_into_contours(tracks, tilts_deg, length=settings.contour_views, overlap=settings.contour_overlap)
     if tracks.shape[1] < MIN_LANDMARKS:
         raise TooFewLandmarksError(
-            f"patch tracking: {tracks.shape[1]} patches tracked through {max(3, int(np.ceil(min_views_fraction * n)))} "
-            f"views or more (an alignment needs {MIN_LANDMARKS}): lower min_score (now {min_score:g}), use smaller "
+            f"patch tracking: {tracks.shape[1]} patches tracked through {min_views} views or more (an alignment "
+            f"needs {MIN_LANDMARKS}): lower min_score (now {settings.tracking.min_score:g}), use smaller "
             "patches or a smaller spacing, check the coarse alignment the tracking starts from, or bin less"
         )
     sol = solve_fiducial_alignment(
@@ -223,13 +270,20 @@ def patch_alignment(
         tilts_deg,
         tilt_axis_deg,
         pixel_size_A,
-        rotation=rotation,
-        tilt=tilt,
-        group_size=group_size,
-        outlier_px=outlier_px,
-        level=level,
+        rotation=settings.rotation,
+        tilt=settings.tilt,
+        group_size=settings.group_size,
+        outlier_px=settings.outlier_px,
+        level=settings.level,
     )
     return sol, tracks
 
 
-__all__ = ["patch_grid", "track_patches", "split_into_contours", "patch_alignment"]
+__all__ = [
+    "PatchAlignmentSettings",
+    "PatchTrackingSettings",
+    "patch_alignment",
+    "patch_grid",
+    "split_into_contours",
+    "track_patches",
+]

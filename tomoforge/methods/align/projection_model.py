@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 
-def rotation_matrices(tilt_deg, z_rot_deg, x_tilt_deg=0.0) -> np.ndarray:
+def rotation_matrices(tilt_deg: ArrayLike, z_rot_deg: ArrayLike, x_tilt_deg: ArrayLike = 0.0) -> np.ndarray:
     """(n, 3, 3) Rz(ZRot) · Ry(YTilt) · Rx(XTilt) for arrays of angles (degrees)."""
     t, z, x = np.broadcast_arrays(*(np.deg2rad(np.asarray(a, dtype=float)) for a in (tilt_deg, z_rot_deg, x_tilt_deg)))
     t, z, x = (np.atleast_1d(a) for a in (t, z, x))
@@ -123,7 +123,7 @@ class ProjectionModel:
             values["tilt_deg"], values["z_rot_deg"], values["shift_A"], values["x_tilt_deg"], values["magnification"]
         )
 
-    def subset(self, views) -> ProjectionModel:
+    def subset(self, views: np.ndarray | list[int] | slice) -> ProjectionModel:
         """The model of the views indexed by ``views`` (indices or a boolean mask)."""
         return ProjectionModel(
             self.tilt_deg[views],
@@ -175,6 +175,7 @@ def reprojection_difference(
     model_a: ProjectionModel,
     model_b: ProjectionModel,
     points_A: np.ndarray,
+    *,
     remove_translation: bool = True,
     remove_tilt_offset: bool = False,
 ) -> np.ndarray:

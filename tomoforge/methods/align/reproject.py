@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from tomoforge.methods.align.filters import correlation_peak, cross_correlation, edge_taper, rotate_xy
 from tomoforge.methods.align.transform import rotation_2d, warp_images
@@ -55,7 +56,7 @@ def _sample_rows(cumulative: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
 
 
 def reprojections(
-    axis_stack: torch.Tensor, tilts_deg: np.ndarray, thickness_px: float, z_centre_px: float = 0.0
+    axis_stack: torch.Tensor, tilts_deg: ArrayLike, thickness_px: float, *, z_centre_px: float = 0.0
 ) -> tuple[torch.Tensor, np.ndarray]:
     """(n, y, x) reprojection of all other views at each view's tilt, and (n, n) weights.
 
@@ -91,7 +92,7 @@ def reprojections(
 
 
 def specimen_profile(
-    axis_stack: torch.Tensor, tilts_deg: np.ndarray, half_range_px: float, step_px: float = 1.0, row_step: int = 4
+    axis_stack: torch.Tensor, tilts_deg: ArrayLike, half_range_px: float, *, step_px: float = 1.0, row_step: int = 4
 ) -> tuple[np.ndarray, np.ndarray]:
     """Heights z (px) and the variance of a weighted back-projection at each height (every
     ``row_step``-th row, the middle two thirds across the axis): high where the specimen is."""
@@ -110,7 +111,7 @@ def specimen_profile(
 
 
 def specimen_slab(
-    heights_px: np.ndarray, variance: np.ndarray, fraction: float = 0.15, min_run: int = 3
+    heights_px: np.ndarray, variance: np.ndarray, *, fraction: float = 0.15, min_run: int = 3
 ) -> tuple[float, float] | None:
     """(centre, thickness) in px of the heights where the variance (smoothed over 3 heights) rises
     ``fraction`` of the way from its median to its peak, from the first to the last run of at
@@ -154,10 +155,11 @@ def _solve_errors(d: np.ndarray, weights: np.ndarray, tilts_deg: np.ndarray) -> 
 
 
 def refine_by_reprojection(
-    filtered,
-    tilts_deg: np.ndarray,
+    filtered: ArrayLike | torch.Tensor,
+    tilts_deg: ArrayLike,
     tilt_axis_deg: float,
-    shifts_px: np.ndarray,
+    shifts_px: ArrayLike,
+    *,
     iterations: int = 3,
     thickness_px: float | None = None,
     z_centre_px: float = 0.0,
@@ -165,11 +167,33 @@ def refine_by_reprojection(
     taper_px: float | None = None,
     tolerance_px: float = 0.02,
 ) -> Refinement:
-    """Refine (n, 2) ``shifts_px`` of band-passed (n, y, x) ``filtered`` views by projection matching.
+    """Refine the shifts of band-passed views by projection matching.
 
-    ``thickness_px``: slab thickness (default: found from the back-projection profile, then
-    ``z_centre_px`` is found too); ``max_step_px``: correlation search radius (default n/8);
-    stops early once the RMS correction of a round is below ``tolerance_px``.
+    Parameters
+    ----------
+    filtered, tilts_deg, tilt_axis_deg
+        (n, y, x) band-passed views, their (n,) nominal tilts and the tilt axis angle (degrees).
+    shifts_px
+        (n, 2) starting (x, y) shifts, pixels.
+    iterations
+        Rounds of projection matching at most.
+    thickness_px
+        Specimen slab thickness, pixels (default: found from the back-projection profile, and then
+        ``z_centre_px`` is found too).
+    z_centre_px
+        Slab centre above the plane the input shifts follow, pixels.
+    max_step_px
+        Correlation search radius, pixels (default an eighth of the image).
+    taper_px
+        Width of the cosine edge taper, pixels (default a tenth of the image).
+    tolerance_px
+        Stop once the RMS correction of a round is below this, pixels.
+
+    Returns
+    -------
+    Refinement
+        (n, 2) refined shifts (pixels; slab centre at height 0, lowest tilt at 0), the slab used, and the
+        RMS correction per round.
     """
     x = as_tensor(filtered)
     n, ny, nx = x.shape
@@ -188,9 +212,9 @@ def refine_by_reprojection(
     for _ in range(iterations):
         views = warp_images(x, rot, shifts) * taper
         views = views - views.mean(dim=(-2, -1), keepdim=True)
-        refs, weights = reprojections(views, tilts, thickness_px, z_centre_px)
+        refs, weights = reprojections(views, tilts, thickness_px, z_centre_px=z_centre_px)
         cc = cross_correlation(views, refs * taper)
-        d = np.array([correlation_peak(cc[j], limit)[0] for j in range(n)])
+        d = np.array([correlation_peak(cc[j], max_shift_px=limit)[0] for j in range(n)])
         step = _solve_errors(d, weights, tilts)
         shifts = shifts + rotate_xy(step, tilt_axis_deg)
         result.step_rms_px.append(float(np.sqrt(np.mean(np.sum(step**2, axis=1)))))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import least_squares
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import lsqr
@@ -37,7 +38,7 @@ class TooFewLandmarksError(UserError, ValueError):
     """Too few landmarks (or views holding them) to solve a projection model; the message says what to try."""
 
 
-def check_landmarks(positions_px: np.ndarray, what: str = "beads", advice: str = "") -> None:
+def check_landmarks(positions_px: np.ndarray, *, what: str = "beads", advice: str = "") -> None:
     """Raise ``TooFewLandmarksError`` unless at least ``MIN_LANDMARKS`` of the (n_views, n, 2) positions (NaN =
     not seen) are seen in ``MIN_VIEWS`` views or more and ``MIN_VIEWS`` views see one of them; ``advice`` is
     appended to the message."""
@@ -54,7 +55,7 @@ def check_landmarks(positions_px: np.ndarray, what: str = "beads", advice: str =
     raise TooFewLandmarksError(f"{text}{'; ' + advice if advice else ''}")
 
 
-def group_matrix(tilts_deg: np.ndarray, mode: Grouping, group_size: int = 5) -> np.ndarray:
+def group_matrix(tilts_deg: np.ndarray, mode: Grouping, *, group_size: int = 5) -> np.ndarray:
     """(n, k) linear interpolation weights from k group nodes to the n views (sorted by tilt).
 
     fixed: k = 0; single: one value for all; per_view: identity; grouped: nodes every
@@ -112,7 +113,7 @@ class _Layout:
         sizes = [3 * m, 2 * n, g_rot.shape[1], g_tilt.shape[1], g_mag.shape[1]]
         self.bounds = np.cumsum([0] + sizes)
 
-    def split(self, p: np.ndarray):
+    def split(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         b = self.bounds
         return (
             p[b[0] : b[1]].reshape(self.m, 3),
@@ -122,19 +123,23 @@ class _Layout:
             p[b[4] : b[5]],
         )
 
-    def angles(self, p: np.ndarray, axis_deg: np.ndarray, tilts_deg: np.ndarray):
+    def angles(
+        self, p: np.ndarray, axis_deg: np.ndarray, tilts_deg: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         _, _, r, t, g = self.split(p)
         return axis_deg + self.g_rot @ r, tilts_deg + self.g_tilt @ t, 1.0 + self.g_mag @ g
 
 
-def _predict(layout: _Layout, p: np.ndarray, axis_deg, tilts_deg) -> np.ndarray:
+def _predict(layout: _Layout, p: np.ndarray, axis_deg: np.ndarray, tilts_deg: np.ndarray) -> np.ndarray:
     points, shifts, *_ = layout.split(p)
     z_rot, tilt, mag = layout.angles(p, axis_deg, tilts_deg)
     a = rotation_matrices(tilt, z_rot)[:, :2, :] * mag[:, None, None]
     return np.einsum("nab,mb->nma", a, points) + shifts[:, None, :]
 
 
-def _jacobian(layout: _Layout, p: np.ndarray, axis_deg, tilts_deg, vi: np.ndarray, bj: np.ndarray) -> csr_matrix:
+def _jacobian(
+    layout: _Layout, p: np.ndarray, axis_deg: np.ndarray, tilts_deg: np.ndarray, vi: np.ndarray, bj: np.ndarray
+) -> csr_matrix:
     """Sparse Jacobian of the residuals (2 rows per observation (vi, bj), then 3 rows of the mean
     point) with respect to the parameters: analytic, vectorised (rotations enter through their
     group nodes; angles in degrees)."""
@@ -159,7 +164,7 @@ def _jacobian(layout: _Layout, p: np.ndarray, axis_deg, tilts_deg, vi: np.ndarra
     row = 2 * np.arange(k)[:, None] + np.arange(2)[None, :]  # (k, 2)
     b0 = layout.bounds
 
-    def add(r: np.ndarray, c, v: np.ndarray) -> None:
+    def add(r: np.ndarray, c: ArrayLike, v: ArrayLike) -> None:
         rows.append(r.ravel())
         cols.append(np.broadcast_to(c, r.shape).ravel())
         vals.append(np.broadcast_to(v, r.shape).ravel())
@@ -179,20 +184,30 @@ def _jacobian(layout: _Layout, p: np.ndarray, axis_deg, tilts_deg, vi: np.ndarra
     )
 
 
-def _linear_start(obs: np.ndarray, mask: np.ndarray, tilts_deg, axis_deg) -> tuple[np.ndarray, np.ndarray]:
+def _linear_start(
+    obs: np.ndarray, mask: np.ndarray, tilts_deg: np.ndarray, axis_deg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """3D points and shifts by linear least squares with the angles fixed (mean point at 0)."""
     n, m = mask.shape
     a = rotation_matrices(tilts_deg, axis_deg)[:, :2, :]
     vi, bj = np.nonzero(mask)
     k = len(vi)
-    rows, cols, vals = [], [], []
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
     for c in range(2):
         r = 2 * np.arange(k) + c
         for d in range(3):
-            rows.append(r), cols.append(3 * bj + d), vals.append(a[vi, c, d])
-        rows.append(r), cols.append(3 * m + 2 * vi + c), vals.append(np.ones(k))
+            rows.append(r)
+            cols.append(3 * bj + d)
+            vals.append(a[vi, c, d])
+        rows.append(r)
+        cols.append(3 * m + 2 * vi + c)
+        vals.append(np.ones(k))
     for d in range(3):
-        rows.append(np.full(m, 2 * k + d)), cols.append(3 * np.arange(m) + d), vals.append(np.ones(m))
+        rows.append(np.full(m, 2 * k + d))
+        cols.append(3 * np.arange(m) + d)
+        vals.append(np.ones(m))
     lhs = csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(2 * k + 3, 3 * m + 2 * n)
     )
@@ -262,9 +277,10 @@ def _centre_on_reference_view(
 
 def solve_fiducial_alignment(
     positions_px: np.ndarray,
-    tilts_deg: np.ndarray,
+    tilts_deg: ArrayLike,
     tilt_axis_deg: float,
     pixel_size_A: float = 1.0,
+    *,
     rotation: Grouping = "single",
     tilt: Grouping = "grouped",
     magnification: Grouping = "fixed",
@@ -273,19 +289,47 @@ def solve_fiducial_alignment(
     level: bool = True,
     outlier_px: float = 2.0,
     outlier_sd: float = 4.0,
-    prior_shifts_px: np.ndarray | None = None,
+    prior_shifts_px: ArrayLike | None = None,
 ) -> FiducialSolution:
-    """Fit the projection model to (n_views, n_beads, 2) positions (pixels from the image centre,
-    NaN = not seen). ``tilts_deg``: nominal tilts; ``tilt_axis_deg``: starting tilt axis angle
-    (from image Y, CCW). Observations off by more than max(``outlier_px``, ``outlier_sd`` × the
-    robust residual spread) are dropped, and whole beads where more than a quarter are. Fewer than
-    ``MIN_LANDMARKS`` beads seen in ``MIN_VIEWS`` views (before or after dropping) raise
-    ``TooFewLandmarksError``.
+    """Fit the projection model to landmark positions (least squares, robust to mistracked beads).
 
-    A view left with no observation is not constrained by the fit: with ``prior_shifts_px`` (n, 2;
-    e.g. the coarse alignment) it takes that shift, moved into this solution's gauge by the 3D
-    translation that best maps the prior onto the solution over the observed views; either way it
-    is listed in ``unobserved_views``."""
+    Parameters
+    ----------
+    positions_px
+        (n_views, n_beads, 2) (x, y) positions, pixels from the image centre, NaN = not seen.
+    tilts_deg
+        (n_views,) nominal tilt angles, degrees.
+    tilt_axis_deg
+        Starting tilt axis angle, degrees from image Y, counter-clockwise.
+    pixel_size_A
+        Å per pixel of ``positions_px`` (the model's shifts are in Å).
+    rotation, tilt, magnification
+        How the in-plane rotation, the tilt angles and the relative magnification are solved (``Grouping``).
+    group_size
+        Views per group node of grouped variables.
+    tilt_offset_deg
+        Added to the nominal tilts before fitting, degrees.
+    level
+        Choose the free tilt offset that makes the beads level (else keep the nominal one).
+    outlier_px, outlier_sd
+        Observations off by more than max(``outlier_px``, ``outlier_sd`` × the robust residual spread) are
+        dropped, and whole beads where more than a quarter are.
+    prior_shifts_px
+        (n_views, 2) shifts, pixels (e.g. the coarse alignment): a view left with no observation is not
+        constrained by the fit and takes its prior shift, moved into this solution's gauge by the 3D
+        translation that best maps the prior onto the solution over the observed views.
+
+    Returns
+    -------
+    FiducialSolution
+        The model (shifts in Å), the 3D points and residuals (pixels) and the fit's diagnostics; views left
+        with no observation are listed in ``unobserved_views``.
+
+    Raises
+    ------
+    TooFewLandmarksError
+        Fewer than ``MIN_LANDMARKS`` beads seen in ``MIN_VIEWS`` views (before or after dropping outliers).
+    """
     obs = np.asarray(positions_px, dtype=float)
     check_landmarks(obs)
     n, m, _ = obs.shape
@@ -296,9 +340,9 @@ def solve_fiducial_alignment(
     layout = _Layout(
         n,
         m,
-        group_matrix(tilts, rotation, group_size),
-        group_matrix(tilts, tilt, group_size),
-        group_matrix(tilts, magnification, group_size),
+        group_matrix(tilts, rotation, group_size=group_size),
+        group_matrix(tilts, tilt, group_size=group_size),
+        group_matrix(tilts, magnification, group_size=group_size),
         ref,
     )
     dropped = np.zeros(m, dtype=bool)
@@ -348,8 +392,8 @@ def solve_fiducial_alignment(
     p = fit(use, p, "linear")
     check_landmarks(
         np.where(use[..., None], obs, np.nan),
-        "beads",
-        f"the others were outliers (off by more than {outlier_px:g} px, or mistracked in more than a "
+        what="beads",
+        advice=f"the others were outliers (off by more than {outlier_px:g} px, or mistracked in more than a "
         "quarter of their views): check the landmark model, or raise outlier_px",
     )
 

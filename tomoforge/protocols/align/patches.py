@@ -7,48 +7,26 @@ to the pixels; the input's shifts (e.g. from coarse-alignment) seed the tracking
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import model_validator
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
-from tomoforge.engine.sets import origin_of
 from tomoforge.model import TiltSeries
 from tomoforge.model.quantities import AngleDeg
-from tomoforge.protocols.align.alignment import included, refusal, view_geometry, with_alignment
-from tomoforge.protocols.align.tasks import load_binned, write_landmarks
+from tomoforge.protocols.align.views import (
+    ViewGeometry,
+    load_binned,
+    series_named,
+    series_tasks,
+    view_geometry,
+    with_solution,
+)
 
-
-def patch_tracking_task(
-    sources: list[tuple[str, int]],
-    tilts: list[float],
-    orders: list[int],
-    axis_deg: float,
-    shifts_A: list[list[float]],
-    pixel_size_A: float,
-    binning: float,
-    options: dict[str, Any],
-    out_file: str,
-) -> dict[str, Any]:
-    """Track patches and solve the projection model; write the tracks (with residuals) as a landmark table."""
-    from tomoforge.methods.align.patches import patch_alignment
-
-    images = load_binned(sources, binning)
-    px = pixel_size_A * binning
-    sol, tracks = patch_alignment(images, np.asarray(tilts), axis_deg, px, np.asarray(shifts_A) / px, **options)
-    write_landmarks(out_file, tracks, orders, sol.residuals_px)
-    m = sol.model
-    return {
-        "y_tilt_deg": m.tilt_deg.tolist(),
-        "z_rot_deg": m.z_rot_deg.tolist(),
-        "shifts_A": m.shift_A.tolist(),
-        "rms_px": sol.rms_px,
-        "tilt_axis_deg": sol.tilt_axis_deg,
-        "tilt_offset_deg": sol.tilt_offset_deg,
-        "n_patches": int(tracks.shape[1]),
-        "dropped": [int(b) + 1 for b in sol.dropped_beads],
-    }
+if TYPE_CHECKING:
+    from tomoforge.methods.align.patches import PatchAlignmentSettings
 
 
 class PatchTrackingParams(ProtocolParams):
@@ -91,19 +69,63 @@ class PatchTrackingParams(ProtocolParams):
         return self
 
 
-def patch_options(p: PatchTrackingParams, pixel_size_A: float) -> dict[str, Any]:
-    """The ``patch_alignment`` options of these params for images of ``pixel_size_A`` (before binning)."""
+def patch_options(p: PatchTrackingParams, pixel_size_A: float) -> PatchAlignmentSettings:
+    """The ``patch_alignment`` settings of these params for images of ``pixel_size_A`` (Å/px, before binning)."""
+    from tomoforge.methods.align.patches import PatchAlignmentSettings, PatchTrackingSettings
+
     px = pixel_size_A * p.binning
+    tracking = PatchTrackingSettings(
+        patch_px=max(16, int(round(p.patch_size_A / px / 2)) * 2),
+        spacing_px=p.spacing_A / px,
+        high_cut_px=p.high_cut_A / px,
+        min_score=p.min_score,
+    )
+    return PatchAlignmentSettings(
+        tracking=tracking,
+        rotation=p.rotation,
+        tilt=p.tilt,
+        level=p.level,
+        contour_views=p.contour_views or None,
+        contour_overlap=p.contour_overlap,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatchTrackingJob:
+    """The job of ``patch_tracking_task``: one tilt series' included views, the binning, the method's
+    settings (at the binned pixel size) and the landmark table to write."""
+
+    views: ViewGeometry
+    binning: float
+    settings: PatchAlignmentSettings
+    out_file: str
+
+
+def patch_tracking_task(job: PatchTrackingJob) -> dict[str, Any]:
+    """Track patches and solve the projection model; write the tracks (with residuals) as a landmark table.
+    Returns per view ``y_tilt_deg``, ``z_rot_deg``, ``shifts_A`` (Å), and the fit's figures."""
+    import numpy as np
+
+    from tomoforge.methods.align.patches import patch_alignment
+    from tomoforge.protocols.align.landmarks import write_landmarks
+
+    v = job.views
+    images = load_binned(v.sources, job.binning)
+    px = v.pixel_size_A * job.binning
+    sol, tracks = patch_alignment(
+        images, np.asarray(v.tilts_deg), v.axis_deg, px, np.asarray(v.shifts_A) / px, settings=job.settings
+    )
+    write_landmarks(job.out_file, tracks, v.orders, sol.residuals_px)
+    m = sol.model
     return {
-        "patch_px": max(16, int(round(p.patch_size_A / px / 2)) * 2),
-        "spacing_px": p.spacing_A / px,
-        "high_cut_px": p.high_cut_A / px,
-        "min_score": p.min_score,
-        "rotation": p.rotation,
-        "tilt": p.tilt,
-        "level": p.level,
-        "contour_views": p.contour_views or None,
-        "contour_overlap": p.contour_overlap,
+        "y_tilt_deg": m.tilt_deg.tolist(),
+        "z_rot_deg": m.z_rot_deg.tolist(),
+        "shifts_A": m.shift_A.tolist(),
+        "rms_px": sol.rms_px,
+        "tilt_axis_deg": sol.tilt_axis_deg,
+        "tilt_offset_deg": sol.tilt_offset_deg,
+        "n_patches": int(tracks.shape[1]),
+        "dropped": [int(b) + 1 for b in sol.dropped_beads],
     }
 
 
@@ -116,35 +138,29 @@ class PatchTracking(Protocol):
     inputs = {"tilt_series": InputSpec(TiltSeries, help="tilt series (coarse-aligned: its shifts seed the tracking)")}
     outputs = {"tilt_series": TiltSeries}
 
-    def tasks(self):
-        p, series = self.params, self.input("tilt_series")
-        for ts in series:
-            if (no_view := refusal(ts, series, "track patches in")) is not None:
-                yield no_view
-                continue
-            options = patch_options(p, ts.acquisition.pixel_size_A)
-            yield Task(
-                patch_tracking_task,
-                (
-                    *view_geometry(ts, self.absolute, p.tilt_axis_angle_deg),
-                    ts.acquisition.pixel_size_A,
-                    p.binning,
-                    options,
-                    str(self.out_path(f"{ts.name}_patches.tsv")),
-                ),
-                key=ts.name,
-                origin=(origin_of(series, ts.name),),
+    params: PatchTrackingParams
+
+    def tasks(self) -> Iterator[Task[Any]]:
+        p = self.params
+
+        def job(ts: TiltSeries) -> PatchTrackingJob:
+            return PatchTrackingJob(
+                views=view_geometry(ts, self.absolute, p.tilt_axis_angle_deg),
+                binning=p.binning,
+                settings=patch_options(p, ts.acquisition.pixel_size_A),
+                out_file=str(self.out_path(f"{ts.name}_patches.tsv")),
             )
 
-    def collect(self, task, result):
-        ts = self.input("tilt_series").get(task.key)
-        values = {
-            t.acquisition_order: {"y_tilt_deg": y, "z_rot_deg": z, "x_shift_A": s[0], "y_shift_A": s[1]}
-            for t, y, z, s in zip(included(ts), result["y_tilt_deg"], result["z_rot_deg"], result["shifts_A"])
-        }
-        self.emit("tilt_series", with_alignment(ts, values), task)
+        return series_tasks(self.input("tilt_series"), "track patches in", patch_tracking_task, job)
+
+    def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
+        ts = series_named(self.input("tilt_series"), task.key)
+        self.emit("tilt_series", with_solution(ts, result), task)
         self.log(
             f"{ts.name}: {result['n_patches']} patches, residual {result['rms_px']:.3f} px, "
             f"tilt axis {result['tilt_axis_deg']:.2f}°, tilt offset {result['tilt_offset_deg']:.2f}°, "
             f"dropped patches {result['dropped']}"
         )
+
+
+__all__ = ["PatchTracking", "PatchTrackingJob", "PatchTrackingParams", "patch_options", "patch_tracking_task"]

@@ -1,0 +1,126 @@
+"""Coarse alignment protocol: shifts by stretched cross-correlation of neighbouring views, refined by
+projection matching (see tomoforge.methods.align.coarse). Shifts are attached to the included views (Å);
+the pixels are resampled only into the optional interpolated stack."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
+from tomoforge.model import TiltSeries
+from tomoforge.model.quantities import AngleDeg
+from tomoforge.protocols.align.views import (
+    ViewGeometry,
+    axis_of,
+    included,
+    load_binned,
+    series_named,
+    series_tasks,
+    view_geometry,
+    with_alignment,
+)
+
+
+class CoarseParams(ProtocolParams):
+    binning: float = param(4.0, ge=1, help="bin the images by this factor before correlating")
+    tilt_axis_angle_deg: AngleDeg | None = param(None, unit="deg", help="override the acquisition's tilt axis angle")
+    cumulative: bool = param(True, help="correlate with the sum of the views aligned so far")
+    refine_iterations: int = param(3, ge=0, help="rounds of projection matching after the chain (0: the chain alone)")
+    thickness_A: float | None = param(
+        None, gt=0, unit="Å", help="specimen slab thickness for the reprojections (default: found from the data)"
+    )
+    low_cut_A: float = param(0.0, ge=0, unit="Å", help="remove features larger than this (0: a quarter of the image)")
+    high_cut_A: float = param(40.0, gt=0, unit="Å", help="low-pass: period at which the gain is 1/e")
+    interpolated: bool = param(False, help="also write the aligned (interpolated) stack")
+    interpolated_binning: float = param(4.0, ge=1, help="binning of the interpolated stack")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoarseJob:
+    """The job of ``coarse_task``: one tilt series' included views, the params, where the interpolated
+    stack goes ("" for none)."""
+
+    views: ViewGeometry
+    params: CoarseParams
+    aligned_out: str = ""
+
+
+def coarse_task(job: CoarseJob) -> dict[str, Any]:
+    """Coarse shifts (Å, one (x, y) per view), the specimen slab thickness (Å) the refinement used and the
+    RMS correction per refinement round (Å); writes the interpolated stack when ``aligned_out`` is set."""
+    import numpy as np
+
+    from tomoforge.io.mrc import write_mrc
+    from tomoforge.methods.align.coarse import coarse_alignment
+    from tomoforge.methods.align.transform import aligned_stack
+    from tomoforge.protocols.tilt_stacks import read_images
+
+    v, p = job.views, job.params
+    images = load_binned(v.sources, p.binning)
+    px = v.pixel_size_A * p.binning
+    res = coarse_alignment(
+        images,
+        np.asarray(v.tilts_deg),
+        v.axis_deg,
+        low_cut_px=p.low_cut_A / px if p.low_cut_A else 0.0,
+        high_cut_px=p.high_cut_A / px,
+        cumulative=p.cumulative,
+        refine_iterations=p.refine_iterations,
+        thickness_px=p.thickness_A / px if p.thickness_A else None,
+    )
+    shifts = res.shifts_px
+    result: dict[str, Any] = {
+        "shifts_A": (shifts * px).tolist(),
+        "thickness_A": None if res.thickness_px is None else res.thickness_px * px,
+        "step_rms_A": [r * px for r in res.step_rms_px],
+    }
+    if job.aligned_out:
+        full = read_images(v.sources)
+        axes = np.full(len(v.tilts_deg), v.axis_deg)
+        out = aligned_stack(full, axes, shifts * p.binning, binning=p.interpolated_binning).numpy()
+        write_mrc(job.aligned_out, out.astype(np.float32), v.pixel_size_A * p.interpolated_binning, overwrite=True)
+        result["aligned_file"] = job.aligned_out
+    return result
+
+
+class CoarseAlignment(Protocol):
+    """Coarse alignment: shifts by cross-correlation of neighbouring views with cosine stretching,
+    refined by projection matching (each view against the reprojection of the others)."""
+
+    name = "coarse-alignment"
+    citations = ("kremer1996", "mastronarde2017")
+    Params = CoarseParams
+    inputs = {"tilt_series": InputSpec(TiltSeries, help="tilt series to align")}
+    outputs = {"tilt_series": TiltSeries}
+    params: CoarseParams
+
+    def tasks(self) -> Iterator[Task[Any]]:
+        p = self.params
+
+        def job(ts: TiltSeries) -> CoarseJob:
+            out = str(self.out_path(f"{ts.name}_aligned.mrc")) if p.interpolated else ""
+            return CoarseJob(views=view_geometry(ts, self.absolute, p.tilt_axis_angle_deg), params=p, aligned_out=out)
+
+        return series_tasks(self.input("tilt_series"), "align", coarse_task, job)
+
+    def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
+        ts = series_named(self.input("tilt_series"), task.key)
+        axis = axis_of(ts, self.params.tilt_axis_angle_deg)
+        values = {
+            t.acquisition_order: {"z_rot_deg": axis, "x_shift_A": s[0], "y_shift_A": s[1]}
+            for t, s in zip(included(ts), result["shifts_A"])
+        }
+        self.emit("tilt_series", with_alignment(ts, values), task)
+        if result.get("thickness_A") is not None:
+            steps = ", ".join(f"{r:.1f}" for r in result["step_rms_A"])
+            self.log(
+                f"{ts.name}: specimen slab {result['thickness_A']:.0f} Å thick; projection matching "
+                f"corrections (RMS, Å) {steps}"
+            )
+        if result.get("aligned_file"):
+            self.log(f"{ts.name}: interpolated stack {result['aligned_file']}")
+
+
+__all__ = ["CoarseAlignment", "CoarseJob", "CoarseParams", "coarse_task"]
