@@ -23,9 +23,7 @@ from tomoforge.model.quantities import (
     SphericalAberrationMM,
     VoltageKV,
 )
-from tomoforge.protocols.imports.coordinates import ImportCoordinates  # noqa: F401  (shim: the lead deletes it at merge)
 from tomoforge.protocols.imports.files import ImportFileError, matching_files
-from tomoforge.protocols.imports.tomograms import ImportTomograms  # noqa: F401  (shim: the lead deletes it at merge)
 
 if TYPE_CHECKING:
     from tomoforge.protocols.imports.watch import MdocWatcher
