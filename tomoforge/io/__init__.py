@@ -11,7 +11,8 @@ checks values against the ranges of ``tomoforge.model.quantities``; each writer 
 - ``imod``: ``.tlt``, ``.xf``, ``.fid`` and ctfplotter ``.defocus``; ``aretomo``: ``.aln``; ``dynamo``: ``.tbl``;
   ``warp``: Warp/M XML; ``ctf``: CTFFIND text and RELION 5 per-tilt CTF columns;
 - ``euler``: Euler-angle conventions (RELION ZYZ, Dynamo) to and from rotation matrices;
-- ``text``: plain x y z coordinate lists; ``errors``, ``atomic``: shared errors and atomic writing.
+- ``text``: plain x y z coordinate lists; ``log``: timestamped lines appended to a run's log;
+- ``errors``, ``atomic``: shared errors and atomic writing.
 """
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "errors",
     "euler",
     "imod",
+    "log",
     "mdoc",
     "movies",
     "mrc",
