@@ -205,6 +205,23 @@ class Mdoc:
         rotation = self.sections[0].get("RotationAngle") if self.sections else None
         return -float(rotation) if isinstance(rotation, (int, float)) else None
 
+    @property
+    def montage(self) -> str | None:
+        """Why this mdoc describes a montage (SerialEM: header ``Montage = 1``, ``[MontSection = i]``
+        sections, or sections with ``PieceCoordinates`` of more than one piece per tilt), or None.
+
+        Each section of a montage is a piece of a larger image, not a tilt image.
+        """
+        if self.header.get("Montage") == 1:
+            return f"{self.where('Montage')} = 1"
+        if self.section_key == "MontSection" or "MontSection" in self.other_sections:
+            return "[MontSection = i] sections"
+        pieces = {(s.get("TiltAngle"), s.get("PieceCoordinates")) for s in self.sections if "PieceCoordinates" in s}
+        tilts = {tilt for tilt, _ in pieces}
+        if len(pieces) > len(tilts):
+            return "PieceCoordinates of several pieces per tilt angle"
+        return None
+
     def _first(self, key: str) -> Any:
         if key in self.header:
             return self.header[key]
