@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.protocols.align.test_align import OVERRIDES, model_of, run, truth_model
+from tests.protocols.align.test_align import OVERRIDES, fiducial_chain, model_of, run, truth_model
 from tomoforge.engine import Project
 from tomoforge.io.imod import write_tlt
 from tomoforge.io.mrc import read_mrc, write_mrc
@@ -53,17 +53,7 @@ def from_stack(tmp_path_factory):
         "voltage_kV": truth["voltage_kV"],
     }
     imp = run(project, "import-tilt-series-stack", params)
-    coarse = run(project, "coarse-alignment", {"binning": 2}, {"tilt_series": f"{imp}.tilt_series"})
-    beads = run(
-        project, "fiducial-model", {"binning": 2, "bead_diameter_nm": 10.0}, {"tilt_series": f"{coarse}.tilt_series"}
-    )
-    fid = run(
-        project,
-        "fiducial-alignment",
-        {"rotation": "grouped"},
-        {"tilt_series": f"{coarse}.tilt_series", "landmark_models": f"{beads}.landmark_models"},
-    )
-    yield project, truth, read_mrc(series.tomogram), {"import": imp, "coarse": coarse, "fiducial": fid}
+    yield project, truth, read_mrc(series.tomogram), fiducial_chain(project, imp)
     project.close()
 
 
