@@ -6,18 +6,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tomoforge.io.mrc import mrc_info, read_fei_extended_header, read_mrc, write_mrc
+from tomoforge.io.mrc import mrc_info, read_extended_header_tilts, read_mrc, write_mrc
 
 TILTS = np.array([0.0012, 3.0005, -2.9987, -5.9991, 6.0021])
 
 
-def with_extended_header(path: Path, data: np.ndarray, voxel: float, extended: bytes, exttyp: bytes) -> Path:
+def with_extended_header(
+    path: Path, data: np.ndarray, voxel: float, extended: bytes, exttyp: bytes, nint_nreal: tuple[int, int] = (0, 0)
+) -> Path:
     """An MRC written by write_mrc, then rewritten with ``extended`` after its 1024-byte header."""
     write_mrc(path, data, voxel)
     raw = bytearray(path.read_bytes())
     header, body = raw[:1024], raw[1024:]
     header[92:96] = np.int32(len(extended)).tobytes()  # nsymbt (word 24)
     header[104:108] = exttyp.ljust(4)  # exttyp (word 27)
+    header[128:132] = np.array(nint_nreal, "<i2").tobytes()  # IMOD's nint, nreal (SerialEM: bytes, flags)
     path.write_bytes(bytes(header) + extended + bytes(body))
     return path
 
@@ -38,7 +41,7 @@ def fei_records(record: int, tilts: np.ndarray, pixel_m: float, order: str) -> b
 def test_fei_extended_header_alpha_tilts_and_pixel_size(tmp_path, exttyp, record):
     data = np.zeros((5, 6, 8), np.float32)
     path = with_extended_header(tmp_path / "fei.mrc", data, 1.0, fei_records(record, TILTS, 2.13e-10, "<"), exttyp)
-    tilts, pixels = read_fei_extended_header(path)
+    tilts, pixels = read_extended_header_tilts(path)
     assert np.allclose(tilts, TILTS, atol=1e-12) and np.allclose(pixels, 2.13)
     assert mrc_info(path).extended_type == exttyp.decode() and read_mrc(path).shape == (5, 6, 8)
 
@@ -46,7 +49,7 @@ def test_fei_extended_header_alpha_tilts_and_pixel_size(tmp_path, exttyp, record
 def test_big_endian_records_are_read_by_their_size_field(tmp_path):
     path = tmp_path / "fei_be.mrc"
     with_extended_header(path, np.zeros((5, 4, 4), np.float32), 1.0, fei_records(768, TILTS, 3e-10, ">"), b"FEI1")
-    tilts, pixels = read_fei_extended_header(path)
+    tilts, pixels = read_extended_header_tilts(path)
     assert np.allclose(tilts, TILTS) and np.allclose(pixels, 3.0)
 
 
@@ -55,15 +58,25 @@ def test_agard_layout_of_older_fei_writers(tmp_path):
     floats[:5, 0] = TILTS
     floats[:5, 11] = 4.4e-10
     path = with_extended_header(tmp_path / "old.mrc", np.zeros((5, 4, 4), np.float32), 1.0, floats.tobytes(), b"")
-    tilts, pixels = read_fei_extended_header(path)
+    tilts, pixels = read_extended_header_tilts(path)
     assert np.allclose(tilts, TILTS, atol=1e-5) and np.allclose(pixels, 4.4, atol=1e-5)
+
+
+def test_serialem_tilt_angles_times_100(tmp_path):
+    records = np.zeros((5, 2), "<i2")  # nint = 4 bytes: tilt × 100, magnification / 100 (nreal = 1 + 8)
+    records[:, 0] = np.round(TILTS * 100)
+    records[:, 1] = 420
+    data = np.zeros((5, 4, 4), np.float32)
+    path = with_extended_header(tmp_path / "se.mrc", data, 2.0, records.tobytes(), b"SERI", (4, 9))
+    tilts, pixels = read_extended_header_tilts(path)
+    assert np.allclose(tilts, [0.0, 3.0, -3.0, -6.0, 6.0]) and not pixels.any()
 
 
 def test_no_extended_header_or_unknown_type_gives_none(tmp_path):
     plain = write_mrc(tmp_path / "plain.mrc", np.zeros((3, 4, 4), np.float32), 2.0)
-    assert read_fei_extended_header(plain) is None
+    assert read_extended_header_tilts(plain) is None
     seri = with_extended_header(tmp_path / "seri.mrc", np.zeros((3, 4, 4), np.float32), 2.0, bytes(96), b"SERI")
-    assert read_fei_extended_header(seri) is None
+    assert read_extended_header_tilts(seri) is None
 
 
 def test_header_without_map_id_and_machine_stamp_is_read_with_its_problems_named(tmp_path):

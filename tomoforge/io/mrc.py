@@ -150,6 +150,8 @@ _FEI1_RECORD = 768
 #: the older FEI/Agard layout (MRC 2000 writers, no exttyp): 32 float32 per section, 128 bytes, the first
 #: the alpha tilt (degrees), the twelfth the pixel size (metres)
 _AGARD_RECORD, _AGARD_PIXEL = 128, 11
+#: SerialEM: header bytes 128-131 hold nint (bytes per section) and nreal (flags; 1: tilt angle × 100, int16)
+_SERIALEM_TILT = 1
 
 
 @dataclass(frozen=True)
@@ -203,13 +205,15 @@ def _extended_bytes(path: Path, header: np.recarray) -> bytes:
         return handle.read(int(header.nsymbt))
 
 
-def read_fei_extended_header(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The alpha tilt (degrees) and pixel size (Å; 0 where unset) of each section from a FEI extended header.
+def read_extended_header_tilts(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The tilt angle (degrees) and pixel size (Å; 0 where unset) of each section from an extended header.
 
     Reads the Thermo Fisher MRC-2014 extended header (``exttyp`` FEI1 or FEI2: one record per section of
-    the size its first field states, values in the file's byte order) and the older FEI/Agard layout (128
-    bytes of float32 per section, no exttyp, as Xplore3D and Tomography 4 wrote it). None where the file
-    has no such header, or its tilts are not all finite angles within ±90°.
+    the size its first field states, values in the file's byte order; the alpha tilt), the older FEI/Agard
+    layout (128 bytes of float32 per section, no exttyp, as Xplore3D and Tomography 4 wrote it) and
+    SerialEM's (``exttyp`` SERI: ``nint`` bytes per section, the first a 16-bit tilt angle × 100 where bit 1
+    of ``nreal`` is set; IMOD's mrc_format.txt; no pixel size). None where the file has no such header,
+    or its tilts are not all finite angles within ±90°.
 
     Returns
     -------
@@ -235,6 +239,13 @@ def read_fei_extended_header(path: str | os.PathLike[str]) -> tuple[np.ndarray, 
         rows = np.frombuffer(raw[: record * nz], dtype=np.uint8).reshape(nz, record)
         tilts = rows[:, _FEI_ALPHA : _FEI_ALPHA + 8].copy().view(f"{order}f8")[:, 0].astype(float)
         pixels = rows[:, _FEI_PIXEL : _FEI_PIXEL + 8].copy().view(f"{order}f8")[:, 0].astype(float) * 1e10
+    elif kind == b"SERI":
+        nint, nreal = (int(v) for v in np.frombuffer(header.tobytes()[128:132], dtype=f"{order}i2"))
+        if not nreal & _SERIALEM_TILT or nint < 2 or nint * nz > len(raw):
+            return None
+        rows = np.frombuffer(raw[: nint * nz], dtype=np.uint8).reshape(nz, nint)
+        tilts = rows[:, :2].copy().view(f"{order}i2")[:, 0] / 100.0
+        pixels = np.zeros(nz)
     elif kind in (b"", b"AGAR") and size % _AGARD_RECORD == 0 and size >= _AGARD_RECORD * nz:
         floats = np.frombuffer(raw[: _AGARD_RECORD * nz], dtype=f"{order}f4").reshape(nz, 32).astype(float)
         tilts, pixels = floats[:, 0], floats[:, _AGARD_PIXEL] * 1e10
@@ -251,7 +262,7 @@ __all__ = [
     "FormatError",
     "MrcInfo",
     "mrc_info",
-    "read_fei_extended_header",
+    "read_extended_header_tilts",
     "mrc_shape",
     "open_mrc_mmap",
     "read_mrc",

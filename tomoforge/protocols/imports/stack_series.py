@@ -3,12 +3,13 @@
 Rules, in the order they apply:
 
 - Tilt angles: a ``.rawtlt``/``.tlt`` beside the stack (``TS_01.rawtlt`` or ``TS_01.mrc.rawtlt``; the
-  raw angles first), the MRC's FEI extended header (alpha tilt of each section), or ``start + i · step``;
+  raw angles first), the MRC's extended header (FEI1/FEI2's or the older FEI layout's
+  alpha tilt, SerialEM's tilt angle of each section), or ``start + i · step``;
   for one image per tilt, the ``{TA}`` field of each file name. One angle per section, in section order.
 - Views sharing one tilt angle (within 0.01°: a STEM acquisition's detector channels, SerialEM's
   multi-channel stacks) are not a tilt series: refused, naming the file and the repeated angles, unless
   ``channel`` = k picks the k-th view of each angle (in section order).
-- Pixel size: the parameter, else the MRC header (cella / mx), else the FEI extended header; 0 or 1 Å
+- Pixel size: the parameter, else the MRC header (cella / mx), else a FEI extended header's; 0 or 1 Å
   is a placeholder that many writers leave, refused with a request for ``pixel_size_A``.
 - Acquisition order: the scheme the user names (``order``: see ``order.py``), or ``file``: the
   sections' order in the stack (a stack saved in acquisition order), or the ``{TO}`` field of the names.
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from tomoforge.errors import describe_validation_error
 from tomoforge.io.errors import FormatError
-from tomoforge.io.mrc import MrcInfo, mrc_info, read_fei_extended_header
+from tomoforge.io.mrc import MrcInfo, mrc_info, read_extended_header_tilts
 from tomoforge.model import Acquisition, TiltImage, TiltSeries
 from tomoforge.model.quantities import PIXEL_SIZE
 from tomoforge.protocols.imports.files import ImportFileError
@@ -110,17 +111,17 @@ def stack_angles(stack: Path, info: MrcInfo, p: StackImportParams) -> tuple[np.n
         return angles, f"start {p.tilt_start_deg:g}°, step {p.tilt_step_deg:g}°"
     else:
         try:
-            fei = read_fei_extended_header(stack)
+            fei = read_extended_header_tilts(stack)
         except (FormatError, FileNotFoundError) as exc:
             raise ImportFileError(str(exc)) from None
         if fei is None:
             looked = f"no {stack_name(stack)}.rawtlt or .tlt beside it, and " if source == "auto" else ""
             raise ImportFileError(
-                f"{stack}: no tilt angles: {looked}no FEI extended header with tilt angles "
+                f"{stack}: no tilt angles: {looked}no extended header with tilt angles (FEI, SerialEM) "
                 f"(extended header type {info.extended_type or 'none'!r}); write a .rawtlt beside the stack, "
                 "or give tilt_angles=start-step with tilt_start_deg and tilt_step_deg"
             )
-        angles, where = fei[0], "the FEI extended header"
+        angles, where = fei[0], f"the {info.extended_type or 'FEI'} extended header"
     if len(angles) != n:
         raise ImportFileError(f"{stack}: {where} gives {len(angles)} tilt angles for the stack's {n} images")
     return np.asarray(angles, dtype=float), where
@@ -132,7 +133,7 @@ def header_pixel_size(stack: Path, info: MrcInfo, p: StackImportParams) -> float
         return float(p.pixel_size_A)
     size = round(info.voxel_size_A, 6)
     if size in PLACEHOLDER_PIXEL_SIZES:
-        fei = read_fei_extended_header(stack)
+        fei = read_extended_header_tilts(stack)
         fei_size = float(np.median(fei[1])) if fei is not None else 0.0
         if PIXEL_SIZE.contains(fei_size) and round(fei_size, 6) not in PLACEHOLDER_PIXEL_SIZES:
             return fei_size

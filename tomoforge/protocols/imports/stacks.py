@@ -42,7 +42,7 @@ class StackImportParams(ProtocolParams):
     )
     tilt_angles: Literal["auto", "tlt", "header", "start-step"] = param(
         "auto",
-        help="tlt: the .rawtlt/.tlt beside each stack; header: the MRC's FEI extended header; start-step: "
+        help="tlt: the .rawtlt/.tlt beside each stack; header: the MRC's extended header (FEI, SerialEM); start-step: "
         "tilt_start_deg + i * tilt_step_deg; auto: tlt, else header (a name pattern: the {TA} of the names)",
     )
     tilt_start_deg: TiltAngleDeg | None = param(None, unit="deg", help="start-step: angle of the first section")
@@ -123,8 +123,8 @@ def import_stack_task(job: StackJob) -> dict[str, Any]:
 
 
 class ImportTiltSeriesStack(Protocol):
-    """Import tilt series without an mdoc: stacks with their tilt angles (.rawtlt/.tlt, the FEI extended
-    header, or start and step), or one image per tilt named by a pattern; the dose per tilt and the
+    """Import tilt series without an mdoc: stacks with their tilt angles (.rawtlt/.tlt, the FEI or
+    SerialEM extended header, or start and step), or one image per tilt named by a pattern; the dose per tilt and the
     acquisition scheme given, so that each view's accumulated dose is right."""
 
     name = "import-tilt-series-stack"
