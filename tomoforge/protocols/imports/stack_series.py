@@ -222,6 +222,7 @@ def tilt_series_from_views(
     where: str,
     source: str,
     ranks_known: bool,
+    stack_file: str = "",
 ) -> TiltSeries:
     """The TiltSeries of ``views`` (one channel): orders, doses and the acquisition from the params."""
     views = select_channel(views, p.channel, where)
@@ -253,7 +254,6 @@ def tilt_series_from_views(
         for v, k in zip(views, order)
     ]
     images.sort(key=lambda t: (t.tilt_angle_deg, t.acquisition_order))
-    stacks = {v.file for v in views}
     return _built(
         where,
         TiltSeries,
@@ -261,7 +261,7 @@ def tilt_series_from_views(
         acquisition=acquisition,
         tilt_images=images,
         source_file=source,
-        stack_file=stacks.pop() if len(stacks) == 1 and len(views) > 1 else "",
+        stack_file=stack_file,
     )
 
 
@@ -276,7 +276,14 @@ def tilt_series_from_stack(stack: Path, p: StackImportParams) -> tuple[TiltSerie
     tlt = Path(source) if source.startswith("/") else None
     where = f"{stack} (angles from {tlt.name})" if tlt else str(stack)
     ts = tilt_series_from_views(
-        stack_name(stack), views, pixel, p, where=where, source=str(tlt or stack), ranks_known=True
+        stack_name(stack),
+        views,
+        pixel,
+        p,
+        where=where,
+        source=str(tlt or stack),
+        ranks_known=True,
+        stack_file=str(stack),
     )
     return ts, warnings
 
