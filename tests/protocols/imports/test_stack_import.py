@@ -77,8 +77,11 @@ def test_angles_from_the_fei_header_and_from_start_step(project, tmp_path):
     tilts = np.array([-6.0, -3.0, 0.0, 3.0, 6.0])
     data = np.zeros((5, 8, 8), np.float32)
     with_extended_header(folder / "TS_03.mrc", data, 1.0, fei_records(768, tilts, 1.35e-10, "<"), b"FEI1")
-    _, out = imported(project, {**BASE, "files_path": str(folder)})
+    run_id, out = imported(project, {**BASE, "files_path": str(folder)})
     ts = out.get("TS_03")
+    log = (project.run_dir(run_id) / "run.log").read_text()
+    assert "pixel size 1.35 Å/px from the extended header" in log
+    assert "TS_03: 5 tilts from -6° to 6° (TS_03.mrc), 1.35 Å/px, dose-symmetric order" in log
     assert [t.tilt_angle_deg for t in ts.tilt_images] == tilts.tolist()
     assert ts.acquisition.pixel_size_A == pytest.approx(1.35)  # the MRC header's 1 Å is a placeholder
     params = {

@@ -272,6 +272,11 @@ def tilt_series_from_stack(stack: Path, p: StackImportParams) -> tuple[TiltSerie
     warnings = [f"{stack}: {problem}; read permissively" for problem in info.problems]
     angles, source = stack_angles(stack, info, p)
     pixel = header_pixel_size(stack, info, p)
+    if not p.pixel_size_A and round(info.voxel_size_A, 6) != round(pixel, 6):
+        warnings.append(
+            f"{stack}: pixel size {pixel:g} Å/px from the extended header (the MRC header's "
+            f"{info.voxel_size_A:g} is a placeholder)"
+        )
     views = [View(float(a), str(stack), i, float(i)) for i, a in enumerate(angles)]
     tlt = Path(source) if source.startswith("/") else None
     where = f"{stack} (angles from {tlt.name})" if tlt else str(stack)

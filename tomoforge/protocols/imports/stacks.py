@@ -142,6 +142,12 @@ class ImportTiltSeriesStack(Protocol):
             yield Task(import_stack_task, StackJob(name=stack.name, stack=str(stack), params=p), key=stack.name)
 
     def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
+        ts: TiltSeries = result["tilt_series"]
         for line in result["warnings"]:
             self.log(f"WARNING: {line}")
-        self.emit("tilt_series", result["tilt_series"], task)
+        angles = [t.tilt_angle_deg for t in ts.tilt_images]
+        self.log(
+            f"{ts.name}: {len(angles)} tilts from {min(angles):g}° to {max(angles):g}° ({Path(ts.source_file).name}), "
+            f"{ts.acquisition.pixel_size_A:g} Å/px, {self.params.order} order"
+        )
+        self.emit("tilt_series", ts, task)
