@@ -146,8 +146,9 @@ MONTAGE_SECTION = "[ZValue = {i}]\nPieceCoordinates = {x} {y} {z}\nTiltAngle = {
     ("header", "pieces", "expected"),
     [
         ("", [(0, 0, 0, 0.0), (0, 0, 1, 3.0)], None),  # one piece per tilt: a tilt series
+        ("", [(0, 0, 0, 0.0), (0, 0, 1, 0.0)], None),  # a tilt taken twice
         ("Montage = 1\n", [(0, 0, 0, 0.0), (0, 0, 1, 3.0)], "line 1: Montage = 1"),
-        ("", [(0, 0, 0, 0.0), (3686, 0, 0, 0.0)], "PieceCoordinates of several pieces per tilt angle"),
+        ("", [(0, 0, 0, 0.0), (3686, 0, 0, 0.0)], "PieceCoordinates at several x, y per tilt angle"),
     ],
 )
 def test_a_montage_is_recognised(tmp_path, header, pieces, expected):

@@ -208,7 +208,7 @@ class Mdoc:
     @property
     def montage(self) -> str | None:
         """Why this mdoc describes a montage (SerialEM: header ``Montage = 1``, ``[MontSection = i]``
-        sections, or sections with ``PieceCoordinates`` of more than one piece per tilt), or None.
+        sections, or sections with ``PieceCoordinates`` at more than one x, y per tilt), or None.
 
         Each section of a montage is a piece of a larger image, not a tilt image.
         """
@@ -216,10 +216,14 @@ class Mdoc:
             return f"{self.where('Montage')} = 1"
         if self.section_key == "MontSection" or "MontSection" in self.other_sections:
             return "[MontSection = i] sections"
-        pieces = {(s.get("TiltAngle"), s.get("PieceCoordinates")) for s in self.sections if "PieceCoordinates" in s}
-        tilts = {tilt for tilt, _ in pieces}
+        pieces = {  # (tilt, piece x, piece y): the third coordinate is the section, one per image
+            (s.get("TiltAngle"), *tuple(s["PieceCoordinates"])[:2])
+            for s in self.sections
+            if isinstance(s.get("PieceCoordinates"), tuple)
+        }
+        tilts = {piece[0] for piece in pieces}
         if len(pieces) > len(tilts):
-            return "PieceCoordinates of several pieces per tilt angle"
+            return "PieceCoordinates at several x, y per tilt angle"
         return None
 
     def _first(self, key: str) -> Any:
