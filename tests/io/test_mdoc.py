@@ -137,3 +137,25 @@ def test_parse_datetime():
     assert parse_mdoc_datetime("21-Nov-30  17:42:06", "ymd") == datetime(2021, 11, 30, 17, 42, 6)
     with pytest.raises(ValueError):
         parse_mdoc_datetime("yesterday")
+
+
+MONTAGE_SECTION = "[ZValue = {i}]\nPieceCoordinates = {x} {y} {z}\nTiltAngle = {tilt}\n\n"
+
+
+@pytest.mark.parametrize(
+    ("header", "pieces", "expected"),
+    [
+        ("", [(0, 0, 0, 0.0), (0, 0, 1, 3.0)], None),  # one piece per tilt: a tilt series
+        ("", [(0, 0, 0, 0.0), (0, 0, 1, 0.0)], None),  # a tilt taken twice
+        ("Montage = 1\n", [(0, 0, 0, 0.0), (0, 0, 1, 3.0)], "line 1: Montage = 1"),
+        ("", [(0, 0, 0, 0.0), (3686, 0, 0, 0.0)], "PieceCoordinates at several x, y per tilt angle"),
+    ],
+)
+def test_a_montage_is_recognised(tmp_path, header, pieces, expected):
+    text = header + "".join(
+        MONTAGE_SECTION.format(i=i, x=x, y=y, z=z, tilt=tilt) for i, (x, y, z, tilt) in enumerate(pieces)
+    )
+    (tmp_path / "m.mdoc").write_text(text)
+    assert read_mdoc(tmp_path / "m.mdoc").montage == expected
+    (tmp_path / "m.mdoc").write_text(text + "[MontSection = 0]\nTiltAngle = 0\n")
+    assert read_mdoc(tmp_path / "m.mdoc").montage == (expected if header else "[MontSection = i] sections")

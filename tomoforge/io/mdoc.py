@@ -205,6 +205,27 @@ class Mdoc:
         rotation = self.sections[0].get("RotationAngle") if self.sections else None
         return -float(rotation) if isinstance(rotation, (int, float)) else None
 
+    @property
+    def montage(self) -> str | None:
+        """Why this mdoc describes a montage (SerialEM: header ``Montage = 1``, ``[MontSection = i]``
+        sections, or sections with ``PieceCoordinates`` at more than one x, y per tilt), or None.
+
+        Each section of a montage is a piece of a larger image, not a tilt image.
+        """
+        if self.header.get("Montage") == 1:
+            return f"{self.where('Montage')} = 1"
+        if self.section_key == "MontSection" or "MontSection" in self.other_sections:
+            return "[MontSection = i] sections"
+        pieces = {  # (tilt, piece x, piece y): the third coordinate is the section, one per image
+            (s.get("TiltAngle"), *tuple(s["PieceCoordinates"])[:2])
+            for s in self.sections
+            if isinstance(s.get("PieceCoordinates"), tuple)
+        }
+        tilts = {piece[0] for piece in pieces}
+        if len(pieces) > len(tilts):
+            return "PieceCoordinates at several x, y per tilt angle"
+        return None
+
     def _first(self, key: str) -> Any:
         if key in self.header:
             return self.header[key]

@@ -122,6 +122,7 @@ AMPLITUDE_CONTRAST = PhysicalRange("amplitude contrast", "", 0.0, 1.0, high_open
 DOSE_PER_TILT = PhysicalRange("dose per tilt image", "e/Å²", 0.0, 1000.0)
 ACCUMULATED_DOSE = PhysicalRange("accumulated dose", "e/Å²", 0.0, 100_000.0)
 TILT_ANGLE = PhysicalRange("tilt angle", "°", -90.0, 90.0)
+TILT_STEP = PhysicalRange("tilt step between sections", "°", -90.0, 90.0)
 ANGLE = PhysicalRange("angle", "°", -3600.0, 3600.0)
 DEFOCUS = PhysicalRange("defocus, underfocus positive", "Å", -1e6, 1e6)
 BEAD_DIAMETER = PhysicalRange("bead diameter", "nm", 0.0, 1000.0, low_open=True)
@@ -141,6 +142,7 @@ AmplitudeContrast = AMPLITUDE_CONTRAST.type
 DosePerTiltEA2 = DOSE_PER_TILT.type
 AccumulatedDoseEA2 = ACCUMULATED_DOSE.type
 TiltAngleDeg = TILT_ANGLE.type
+TiltStepDeg = TILT_STEP.type
 AngleDeg = ANGLE.type
 DefocusA = DEFOCUS.type
 BeadDiameterNM = BEAD_DIAMETER.type
@@ -161,6 +163,7 @@ __all__ = [
     "RESOLUTION",
     "SPHERICAL_ABERRATION",
     "TILT_ANGLE",
+    "TILT_STEP",
     "VOLTAGE",
     "VOXEL_SIZE",
     "AccumulatedDoseEA2",
@@ -176,6 +179,7 @@ __all__ = [
     "ResolutionA",
     "SphericalAberrationMM",
     "TiltAngleDeg",
+    "TiltStepDeg",
     "VoltageKV",
     "VoxelSizeA",
 ]

@@ -60,9 +60,8 @@ def imported_simulation(root, seed: int, overrides: dict):
     return project, truth, run(project, "import-tilt-series", {"files_path": str(folder)})
 
 
-@pytest.fixture(scope="module")
-def aligned(tmp_path_factory):
-    project, truth, imp = imported_simulation(tmp_path_factory.mktemp("align"), seed=2, overrides=OVERRIDES)
+def fiducial_chain(project, imp: int) -> dict[str, int]:
+    """coarse-alignment → fiducial-model → fiducial-alignment (binning 2, 10 nm beads) from import run ``imp``."""
     coarse = run(project, "coarse-alignment", {"binning": 2}, {"tilt_series": f"{imp}.tilt_series"})
     beads = run(
         project, "fiducial-model", {"binning": 2, "bead_diameter_nm": 10.0}, {"tilt_series": f"{coarse}.tilt_series"}
@@ -73,7 +72,13 @@ def aligned(tmp_path_factory):
         {"rotation": "grouped"},
         {"tilt_series": f"{coarse}.tilt_series", "landmark_models": f"{beads}.landmark_models"},
     )
-    yield project, truth, {"import": imp, "coarse": coarse, "beads": beads, "fiducial": fid}
+    return {"import": imp, "coarse": coarse, "beads": beads, "fiducial": fid}
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory):
+    project, truth, imp = imported_simulation(tmp_path_factory.mktemp("align"), seed=2, overrides=OVERRIDES)
+    yield project, truth, fiducial_chain(project, imp)
     project.close()
 
 

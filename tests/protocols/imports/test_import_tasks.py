@@ -25,6 +25,7 @@ from tomoforge.protocols.imports.mdoc import tilt_series_from_mdoc
 ENTRY_POINTS = {
     "import-tilt-series": "tomoforge.protocols.imports.tilt_series:ImportTiltSeries",
     "import-tilt-series-movies": "tomoforge.protocols.imports.tilt_series:ImportTiltSeriesMovies",
+    "import-tilt-series-stack": "tomoforge.protocols.imports.stacks:ImportTiltSeriesStack",
     "import-tomograms": "tomoforge.protocols.imports.tomograms:ImportTomograms",
     "import-coordinates": "tomoforge.protocols.imports.coordinates:ImportCoordinates",
 }
@@ -80,6 +81,22 @@ def test_a_movie_task_gets_the_params_typed(hiv_dir, tmp_path):
         frames_dir=frames,
     )
     assert series == expected and Path(series.tilt_images[0].file).parent == frames.resolve()
+
+
+def test_a_stack_task_gets_the_params_typed(tmp_path):
+    from tomoforge.io.imod import write_tlt
+    from tomoforge.protocols.imports.stacks import ImportTiltSeriesStack, StackImportParams, import_stack_task
+
+    write_mrc(tmp_path / "TS_01.ali", np.zeros((3, 6, 8), np.float32), 4.0)
+    write_tlt(tmp_path / "TS_01.tlt", [-30.0, 0.0, 30.0])
+    params = StackImportParams(
+        files_path=str(tmp_path), pattern="*.ali", order="continuous", dose_per_tilt_e_A2=2.0, tilt_axis_angle_deg=0
+    )
+    task = only_task(ImportTiltSeriesStack(SimpleNamespace(params=params)))
+    result = import_stack_task(task.job)
+    ts = result["tilt_series"]
+    assert task.key == "TS_01.ali" and ts.name == "TS_01" and result["warnings"] == []
+    assert [t.accumulated_dose_e_A2 for t in ts.tilt_images] == [2.0, 4.0, 6.0]
 
 
 def test_a_tomogram_task_gets_the_params_typed(tmp_path):

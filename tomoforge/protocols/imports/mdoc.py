@@ -244,6 +244,12 @@ def tilt_series_from_mdoc(
         mdoc = read_mdoc(path)
     except FormatError as exc:
         raise ImportFileError(str(exc)) from None
+    montage = mdoc.montage
+    if montage:
+        raise ImportFileError(
+            f"{path}: a montage ({montage}): its sections are pieces of montaged images, not tilt images; "
+            "tomoforge imports single-frame tilt series (blend the montage first, e.g. with IMOD's blendmont)"
+        )
     if mdoc.section_key != "ZValue" or not mdoc.sections:
         raise ImportFileError(f"{path}: not a tilt-series mdoc (no [ZValue = i] sections)")
     expected = {"serialem": "SerialEM", "tomo5": "Tomography"}.get(mdoc_format)
