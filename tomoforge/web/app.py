@@ -1,0 +1,116 @@
+"""The FastAPI application: pages, the JSON API and the project's files.
+
+``create_app(root, token=None)`` serves the project at ``root``. Each request opens its own ``Project``
+(SQLite connections stay in their thread). Pages are Jinja2 templates with autoescape on; their
+JavaScript comes from ``static/`` in the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+
+from tomoforge.engine import Project
+from tomoforge.engine.project import STATES
+from tomoforge.errors import UserError
+from tomoforge.web import data
+from tomoforge.web.actions import CONTROLS, START_MODES, FormError, Launcher, control, create_run, launch_in_process
+from tomoforge.web.security import OutsideProjectError, guard, project_file
+
+HERE = Path(__file__).resolve().parent
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+
+
+def create_app(root: Path | str, token: str | None = None, launch: Launcher = launch_in_process) -> FastAPI:
+    """The web interface of the project at ``root``; with ``token``, every request must carry it."""
+    root = Path(root).resolve()
+    Project.open(root).close()  # refuse a folder that is not a project now, not at the first request
+    app = FastAPI(title="tomoforge", docs_url=None, redoc_url=None, openapi_url=None)
+    app.middleware("http")(guard(token))
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True))
+
+    def project() -> Iterator[Project]:
+        opened = Project.open(root)
+        try:
+            yield opened
+        finally:
+            opened.close()
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        if isinstance(exc, FormError):
+            return JSONResponse({"message": str(exc), "fields": exc.fields}, 422)
+        status = 403 if isinstance(exc, OutsideProjectError) else 404 if "no run" in str(exc) else 409
+        return JSONResponse({"message": str(exc)}, status)
+
+    @app.exception_handler(FileNotFoundError)
+    async def missing(request: Request, exc: FileNotFoundError) -> JSONResponse:
+        return JSONResponse({"message": str(exc)}, 404)
+
+    def page(request: Request, name: str, **context: Any) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, {"project_root": str(root), **context})
+
+    # --- pages ----------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse)
+    def project_page(request: Request) -> HTMLResponse:
+        return page(request, "project.html", states=STATES)
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(request: Request, run_id: int, p: Project = Depends(project)) -> HTMLResponse:
+        row = p.run(run_id)
+        return page(request, "run.html", run_id=run_id, protocol=row["protocol"], label=row["label"])
+
+    @app.get("/new", response_class=HTMLResponse)
+    def new_page(request: Request, protocol: str = "") -> HTMLResponse:
+        return page(request, "new.html", protocol=protocol, protocols=data.protocol_list())
+
+    # --- JSON API -------------------------------------------------------------------------
+    @app.get("/api/project")
+    def api_project(p: Project = Depends(project)) -> dict[str, Any]:
+        return data.project_summary(p)
+
+    @app.get("/api/runs/{run_id}")
+    def api_run(run_id: int, p: Project = Depends(project)) -> dict[str, Any]:
+        return data.run_detail(p, run_id)
+
+    @app.get("/api/runs/{run_id}/log")
+    def api_log(run_id: int, lines: int = 200, p: Project = Depends(project)) -> dict[str, str]:
+        return {"log": data.log_tail(p.run_dir(run_id) / "run.log", max(1, min(lines, 10_000)))}
+
+    @app.get("/api/protocols")
+    def api_protocols() -> list[dict[str, str]]:
+        return data.protocol_list()
+
+    @app.get("/api/protocols/{name}")
+    def api_protocol(name: str, p: Project = Depends(project)) -> dict[str, Any]:
+        return data.protocol_form(p, name)
+
+    @app.post("/api/runs", status_code=201)
+    def api_new_run(form: dict[str, Any] = Body(...), p: Project = Depends(project)) -> dict[str, Any]:
+        run_id = create_run(p, form, launch)
+        return {"run": run_id, "state": p.run(run_id)["state"]}
+
+    @app.post("/api/runs/{run_id}/{action}")
+    def api_action(
+        run_id: int, action: str, body: dict[str, Any] | None = Body(None), p: Project = Depends(project)
+    ) -> dict[str, Any]:
+        p.run(run_id)
+        return control(p, run_id, action, body or {}, launch)
+
+    @app.get("/files/{relative:path}")
+    def project_files(relative: str) -> Response:
+        """A file of the project; anything but an image is sent as plain text, and in a sandbox."""
+        path = project_file(root, relative)
+        media = IMAGE_TYPES.get(path.suffix.lower(), "text/plain; charset=utf-8")
+        return FileResponse(path, media_type=media, headers={"Content-Security-Policy": "sandbox; default-src 'none'"})
+
+    app.state.actions = (*START_MODES, *CONTROLS, "label")
+    return app
