@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader
 from tomoforge.engine import Project
 from tomoforge.engine.project import STATES
 from tomoforge.errors import UserError
-from tomoforge.web import data
+from tomoforge.web import data, viewer
 from tomoforge.web.actions import CONTROLS, START_MODES, FormError, Launcher, control, create_run, launch_in_process
 from tomoforge.web.security import OutsideProjectError, guard, project_file
 
@@ -104,6 +104,31 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
     ) -> dict[str, Any]:
         p.run(run_id)
         return control(p, run_id, action, body or {}, launch)
+
+    # --- tilt-series viewer -----------------------------------------------------------------
+    @app.get("/runs/{run_id}/view/{output}", response_class=HTMLResponse)
+    def viewer_page(request: Request, run_id: int, output: str, p: Project = Depends(project)) -> HTMLResponse:
+        keys = p.output_set(run_id, output).keys()
+        return page(request, "viewer.html", run_id=run_id, output=output, series=keys[0] if keys else "")
+
+    @app.get("/api/runs/{run_id}/sets/{output}/{key}/views")
+    def api_views(run_id: int, output: str, key: str, p: Project = Depends(project)) -> dict[str, Any]:
+        return viewer.series_views(p, run_id, output, key)
+
+    @app.get("/api/runs/{run_id}/sets/{output}/{key}/views/{order}.{fmt}")
+    def api_view_image(
+        run_id: int, output: str, key: str, order: int, fmt: str, bin: int = 4, p: Project = Depends(project)
+    ) -> Response:
+        image = viewer.view_image(p, run_id, output, key, order, bin, fmt)
+        return Response(image, media_type=viewer.FORMATS[fmt][1], headers={"Cache-Control": "private, max-age=60"})
+
+    @app.post("/api/runs/{run_id}/sets/{output}/exclude", status_code=201)
+    def api_exclude(run_id: int, output: str, body: dict[str, Any] = Body(...), p: Project = Depends(project)) -> Any:
+        excluded = body.get("excluded")
+        if not isinstance(excluded, dict) or not all(isinstance(v, list) for v in excluded.values()):
+            raise viewer.ViewerError("excluded: expected {tilt series name: [acquisition orders]}")
+        runs = viewer.save_exclusions(p, run_id, output, excluded, bool(body.get("restack", False)), launch)
+        return {"runs": runs}
 
     @app.get("/files/{relative:path}")
     def project_files(relative: str) -> Response:

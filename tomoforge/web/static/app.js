@@ -272,5 +272,67 @@ async function newPage() {
   if (search.value) load();
 }
 
-const PAGES = { project: projectPage, run: runPage, new: newPage };
+// --- tilt-series viewer -----------------------------------------------------------------------
+function viewerPage() {
+  const { run, output } = document.body.dataset;
+  const select = document.getElementById("series");
+  const image = document.getElementById("view-image");
+  const info = document.getElementById("view-info");
+  const strip = document.getElementById("strip");
+  const message = document.getElementById("message");
+  const excluded = {};  // series name -> Set of acquisition orders, as the viewer shows them
+  let data = null;
+  let current = 0;
+  const fmt = (v, digits, unit) => (v === null || v === undefined ? "–" : `${Number(v).toFixed(digits)}${unit}`);
+  const show = () => {
+    const v = data.views[current];
+    const off = excluded[data.name].has(v.acquisition_order);
+    image.src = `/api/runs/${run}/sets/${encodeURIComponent(output)}/${encodeURIComponent(data.name)}/views/${v.acquisition_order}.png?bin=${document.getElementById("bin").value}`;
+    image.className = off ? "excluded" : "";
+    info.textContent = `view ${current + 1}/${data.views.length}: tilt ${fmt(v.tilt_angle_deg, 1, "°")}, acquisition ${v.acquisition_order}, ` +
+      `dose ${fmt(v.accumulated_dose_e_A2, 1, " e/Å²")}, defocus ${fmt(v.nominal_defocus_A === null ? null : v.nominal_defocus_A / 1e4, 2, " µm")}, ` +
+      `shift (${fmt(v.x_shift_A, 1, "")}, ${fmt(v.y_shift_A, 1, "")}) Å, rotation ${fmt(v.z_rot_deg, 1, "°")}${off ? " — excluded" : ""}`;
+    strip.replaceChildren(...data.views.map((w, i) => {
+      const cls = [i === current ? "current" : "", excluded[data.name].has(w.acquisition_order) ? "excluded" : ""].join(" ").trim();
+      const span = el("span", fmt(w.tilt_angle_deg, 0, "°"), { "data-index": i, "data-order": w.acquisition_order, class: cls });
+      return span;
+    }));
+  };
+  const load = async (name) => {
+    data = await api(`/api/runs/${run}/sets/${encodeURIComponent(output)}/${encodeURIComponent(name)}/views`);
+    if (!excluded[data.name]) excluded[data.name] = new Set(data.views.filter(v => v.excluded).map(v => v.acquisition_order));
+    if (!select.options.length) for (const s of data.series) select.appendChild(el("option", s, { value: s }));
+    select.value = data.name;
+    current = Math.min(current, data.views.length - 1);
+    show();
+  };
+  document.addEventListener("keydown", (event) => {
+    if (!data || ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) return;
+    if (event.key === "ArrowRight" || event.key === "ArrowDown") current = Math.min(current + 1, data.views.length - 1);
+    else if (event.key === "ArrowLeft" || event.key === "ArrowUp") current = Math.max(current - 1, 0);
+    else if (event.key === " ") {
+      const set = excluded[data.name];
+      const order = data.views[current].acquisition_order;
+      if (set.has(order)) set.delete(order); else set.add(order);
+    } else return;
+    event.preventDefault();
+    show();
+  });
+  strip.addEventListener("click", (event) => { if (event.target.dataset.index) { current = Number(event.target.dataset.index); show(); } });
+  select.addEventListener("change", () => load(select.value));
+  document.getElementById("bin").addEventListener("change", show);
+  document.getElementById("save").addEventListener("click", async () => {
+    const body = { restack: document.getElementById("restack").checked, excluded: {} };
+    for (const [name, set] of Object.entries(excluded)) body.excluded[name] = [...set].sort((a, b) => a - b);
+    try {
+      const out = await api(`/api/runs/${run}/sets/${encodeURIComponent(output)}/exclude`, { body });
+      const saved = document.getElementById("saved");
+      saved.replaceChildren(el("span", "saved as run(s) "), ...out.runs.map(r => el("a", r, { href: `/runs/${r}`, class: "saved-run" })));
+      message.textContent = "";
+    } catch (e) { message.textContent = e.message; }
+  });
+  load(document.body.dataset.series).catch(e => { message.textContent = e.message; });
+}
+
+const PAGES = { project: projectPage, run: runPage, new: newPage, viewer: viewerPage };
 document.addEventListener("DOMContentLoaded", () => { const page = PAGES[document.body.dataset.page]; if (page) page(); });

@@ -1,0 +1,130 @@
+"""The tilt-series viewer: views in tilt order, each a web image binned on the fly, and "save" as a new
+``exclude-views`` run (the viewer never edits the series it shows)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from tomoforge.engine import Project
+from tomoforge.errors import UserError
+from tomoforge.web.actions import Launcher, create_run
+
+FORMATS = {"png": ("PNG", "image/png"), "jpg": ("JPEG", "image/jpeg")}
+MAX_BIN = 32
+
+
+class ViewerError(UserError):
+    """A request the viewer cannot answer (the message says why)."""
+
+
+def tilt_series(project: Project, run_id: int, output: str, key: str) -> Any:
+    item_set = project.output_set(run_id, output)
+    if not hasattr(item_set.item_class, "model_fields") or "tilt_images" not in item_set.item_class.model_fields:
+        raise ViewerError(f"{run_id}.{output} holds {item_set.item_class.__name__}, not tilt series")
+    try:
+        return item_set.get(key)
+    except KeyError as exc:
+        raise ViewerError(str(exc.args[0])) from None
+
+
+def series_views(project: Project, run_id: int, output: str, key: str) -> dict[str, Any]:
+    """A tilt series' views in tilt order: acquisition order, tilt, dose, defocus, alignment, exclusion."""
+    ts = tilt_series(project, run_id, output, key)
+    views = sorted(ts.tilt_images, key=lambda t: t.tilt_angle_deg)
+    return {
+        "run": run_id,
+        "output": output,
+        "name": ts.name,
+        "series": project.output_set(run_id, output).keys(),
+        "pixel_size_A": ts.acquisition.pixel_size_A,
+        "views": [
+            {
+                "acquisition_order": t.acquisition_order,
+                "tilt_angle_deg": t.tilt_angle_deg,
+                "accumulated_dose_e_A2": t.accumulated_dose_e_A2,
+                "nominal_defocus_A": t.nominal_defocus_A,
+                "excluded": t.excluded,
+                "x_shift_A": t.x_shift_A,
+                "y_shift_A": t.y_shift_A,
+                "z_rot_deg": t.z_rot_deg,
+                "y_tilt_deg": t.y_tilt_deg,
+            }
+            for t in views
+        ],
+    }
+
+
+def bin_image(image: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor`` × ``factor`` blocks (the edge rows and columns that do not fill a block are dropped)."""
+    if factor <= 1:
+        return image
+    ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    return image[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Grey levels from the 0.5th to the 99.5th percentile (of a sample of the pixels) over 0..255."""
+    step = max(1, int(np.sqrt(image.size / 65536)))
+    low, high = np.percentile(image[::step, ::step], (0.5, 99.5))
+    scale = 255.0 / (high - low) if high > low else 0.0
+    return np.clip((image - low) * scale, 0, 255).astype(np.uint8)
+
+
+def encode(image: np.ndarray, fmt: str) -> bytes:
+    from PIL import Image
+
+    kind = FORMATS[fmt][0]
+    buffer = io.BytesIO()
+    options = {"compress_level": 1} if kind == "PNG" else {"quality": 90}
+    Image.fromarray(to_uint8(image), mode="L").save(buffer, kind, **options)
+    return buffer.getvalue()
+
+
+def view_image(project: Project, run_id: int, output: str, key: str, order: int, factor: int, fmt: str) -> bytes:
+    """The view of acquisition order ``order`` as a PNG or JPEG, binned by ``factor``."""
+    from tomoforge.io.mrc import read_mrc_section
+
+    if fmt not in FORMATS:
+        raise ViewerError(f"image format {fmt!r}: expected {' or '.join(FORMATS)}")
+    if not 1 <= factor <= MAX_BIN:
+        raise ViewerError(f"bin {factor}: expected 1 to {MAX_BIN}")
+    ts = tilt_series(project, run_id, output, key)
+    views = {t.acquisition_order: t for t in ts.tilt_images}
+    if order not in views:
+        raise ViewerError(f"{ts.name} has no view of acquisition order {order} (it has {len(views)} views)")
+    view = views[order]
+    if not view.file:
+        raise ViewerError(f"{ts.name} view {order} has no image file")
+    image = read_mrc_section(project.absolute(view.file), view.index)
+    return encode(bin_image(image, factor), fmt)
+
+
+def save_exclusions(
+    project: Project, run_id: int, output: str, excluded: dict[str, list[int]], restack: bool, launch: Launcher
+) -> list[int]:
+    """New ``exclude-views`` runs that give the listed series exactly these excluded views (``restore`` first
+    clears the input's exclusions). Series sharing one list share a run; the others get one each, through a
+    filter on the name. The runs are started as 'run now' starts them."""
+    names = project.output_set(run_id, output).keys()
+    unknown = sorted(set(excluded) - set(names))
+    if unknown:
+        raise ViewerError(f"{run_id}.{output} has no tilt series {', '.join(map(repr, unknown))}")
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for name, orders in excluded.items():
+        groups.setdefault(tuple(sorted({int(o) for o in orders})), []).append(name)
+    runs = []
+    for group, members in groups.items():
+        every = len(members) == len(names)
+        where = "" if every else "[name in (" + ", ".join("'" + n.replace("'", "''") + "'" for n in members) + ")]"
+        form = {
+            "protocol": "exclude-views",
+            "params": {"acquisition_orders": list(group), "restore": True, "restack": restack},
+            "inputs": {"tilt_series": f"{run_id}.{output}{where}"},
+            "label": "viewer: " + ", ".join(members)[:60],
+            "start": "run",
+        }
+        runs.append(create_run(project, form, launch))
+    return runs
