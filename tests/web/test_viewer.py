@@ -112,3 +112,10 @@ def test_save_creates_an_exclude_views_run_that_excludes_the_chosen_views(viewer
         f"/api/runs/{run_id}/sets/tilt_series/exclude", json={"excluded": {"TS_09": [1]}}, headers=WRITE
     )
     assert refused.status_code == 409 and "TS_09" in refused.json()["message"]
+
+
+def test_the_png_encoder_round_trips_through_pillow():
+    from tomoforge.web.viewer import png_bytes
+
+    image = np.random.default_rng(3).integers(0, 256, (37, 53)).astype(np.uint8)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(image)))), image)

@@ -120,7 +120,7 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
         run_id: int, output: str, key: str, order: int, fmt: str, bin: int = 4, p: Project = Depends(project)
     ) -> Response:
         image = viewer.view_image(p, run_id, output, key, order, bin, fmt)
-        return Response(image, media_type=viewer.FORMATS[fmt][1], headers={"Cache-Control": "private, max-age=60"})
+        return Response(image, media_type=viewer.FORMATS[fmt], headers={"Cache-Control": "private, max-age=60"})
 
     @app.post("/api/runs/{run_id}/sets/{output}/exclude", status_code=201)
     def api_exclude(run_id: int, output: str, body: dict[str, Any] = Body(...), p: Project = Depends(project)) -> Any:
