@@ -11,6 +11,7 @@ import pytest
 import uvicorn
 
 from tests.web.conftest import made, run_serially  # noqa: F401
+from tests.web.test_tomogram import tomo  # noqa: F401
 from tests.web.test_viewer import imported  # noqa: F401
 from tomoforge.web.app import create_app
 
@@ -147,3 +148,23 @@ def test_run_page_shows_the_run_and_refuses_what_the_cli_refuses(browser, site, 
     browser.find_element(By.CSS_SELECTOR, 'button[data-action="reset"]').click()
     wait(browser, lambda d: "used by run(s) 2" in d.find_element(By.ID, "message").text)
     assert project.run(first)["state"] == "finished" and len(project.output_set(first, "numbers")) == 3
+
+
+def test_a_tomogram_shows_its_slices_with_the_coordinates_overlaid(browser, site, tomo):  # noqa: F811
+    project, tomograms, picks = tomo
+    browser.get(site(project.root) + f"/runs/{tomograms}/tomogram/tomograms")
+    xy = '.slice[data-axis="xy"] svg.overlay circle.point'
+    circles = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, xy))
+    assert len(circles) == 2  # z = 3 and z = 10 are both within 5 voxels of the middle slice (z = 6)
+    centres = sorted((float(c.get_attribute("cx")), float(c.get_attribute("cy"))) for c in circles)
+    assert centres == [(2.0, 2.0), (9.0, 5.0)]
+    xz = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '.slice[data-axis="xz"] svg.overlay circle.point'))
+    assert [(float(c.get_attribute("cx")), float(c.get_attribute("cy"))) for c in xz] == [(9.0, 3.0)]  # y = 5 only
+    image = browser.find_element(By.CSS_SELECTOR, '.slice[data-axis="xy"] img')
+    assert wait(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image)) == 8  # 16 binned by 2
+    box = browser.find_element(By.CSS_SELECTOR, '.slice[data-axis="xy"] .slice-box')
+    browser.execute_script(
+        "arguments[0].dispatchEvent(new WheelEvent('wheel', {deltaY: 100, bubbles: true, cancelable: true}))", box
+    )
+    label = browser.find_element(By.CSS_SELECTOR, '.slice[data-axis="xy"] .slice-label')
+    wait(browser, lambda d: label.text == "8/12")  # the wheel moved from slice 7/12 to 8/12

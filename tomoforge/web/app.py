@@ -7,11 +7,13 @@ JavaScript comes from ``static/`` in the package.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from fastapi import Body, Depends, FastAPI, Request
+from fastapi import Body, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -20,11 +22,13 @@ from jinja2 import Environment, FileSystemLoader
 from tomoforge.engine import Project
 from tomoforge.engine.project import STATES
 from tomoforge.errors import UserError
-from tomoforge.web import data, viewer
+from tomoforge.web import data, viewer, volumes
 from tomoforge.web.actions import CONTROLS, START_MODES, FormError, Launcher, control, create_run, launch_in_process
 from tomoforge.web.security import OutsideProjectError, guard, project_file
 
 HERE = Path(__file__).resolve().parent
+OPENED = cast(Project, None)  # the default of an endpoint's ``p``: ``uses_project`` passes the open project
+T = TypeVar("T")
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 
 
@@ -37,12 +41,23 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True))
 
-    def project() -> Iterator[Project]:
-        opened = Project.open(root)
-        try:
-            yield opened
-        finally:
-            opened.close()
+    def uses_project(fn: Callable[..., T]) -> Callable[..., T]:
+        """Open the project for the call, in the thread that runs it (a SQLite connection stays in its thread;
+        a FastAPI dependency may be closed in another), and hide the ``p`` argument from FastAPI."""
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> T:
+            opened = Project.open(root)
+            try:
+                return fn(*args, p=opened, **kwargs)
+            finally:
+                opened.close()
+
+        call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[v for v in signature.parameters.values() if v.name != "p"]
+        )
+        return call
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
@@ -64,7 +79,8 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
         return page(request, "project.html", states=STATES)
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
-    def run_page(request: Request, run_id: int, p: Project = Depends(project)) -> HTMLResponse:
+    @uses_project
+    def run_page(request: Request, run_id: int, p: Project = OPENED) -> HTMLResponse:
         row = p.run(run_id)
         return page(request, "run.html", run_id=run_id, protocol=row["protocol"], label=row["label"])
 
@@ -74,15 +90,18 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
 
     # --- JSON API -------------------------------------------------------------------------
     @app.get("/api/project")
-    def api_project(p: Project = Depends(project)) -> dict[str, Any]:
+    @uses_project
+    def api_project(p: Project = OPENED) -> dict[str, Any]:
         return data.project_summary(p)
 
     @app.get("/api/runs/{run_id}")
-    def api_run(run_id: int, p: Project = Depends(project)) -> dict[str, Any]:
+    @uses_project
+    def api_run(run_id: int, p: Project = OPENED) -> dict[str, Any]:
         return data.run_detail(p, run_id)
 
     @app.get("/api/runs/{run_id}/log")
-    def api_log(run_id: int, lines: int = 200, p: Project = Depends(project)) -> dict[str, str]:
+    @uses_project
+    def api_log(run_id: int, lines: int = 200, p: Project = OPENED) -> dict[str, str]:
         return {"log": data.log_tail(p.run_dir(run_id) / "run.log", max(1, min(lines, 10_000)))}
 
     @app.get("/api/protocols")
@@ -90,45 +109,95 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
         return data.protocol_list()
 
     @app.get("/api/protocols/{name}")
-    def api_protocol(name: str, p: Project = Depends(project)) -> dict[str, Any]:
+    @uses_project
+    def api_protocol(name: str, p: Project = OPENED) -> dict[str, Any]:
         return data.protocol_form(p, name)
 
     @app.post("/api/runs", status_code=201)
-    def api_new_run(form: dict[str, Any] = Body(...), p: Project = Depends(project)) -> dict[str, Any]:
+    @uses_project
+    def api_new_run(form: dict[str, Any] = Body(...), p: Project = OPENED) -> dict[str, Any]:
         run_id = create_run(p, form, launch)
         return {"run": run_id, "state": p.run(run_id)["state"]}
 
     @app.post("/api/runs/{run_id}/{action}")
+    @uses_project
     def api_action(
-        run_id: int, action: str, body: dict[str, Any] | None = Body(None), p: Project = Depends(project)
+        run_id: int, action: str, body: dict[str, Any] | None = Body(None), p: Project = OPENED
     ) -> dict[str, Any]:
         p.run(run_id)
         return control(p, run_id, action, body or {}, launch)
 
     # --- tilt-series viewer -----------------------------------------------------------------
     @app.get("/runs/{run_id}/view/{output}", response_class=HTMLResponse)
-    def viewer_page(request: Request, run_id: int, output: str, p: Project = Depends(project)) -> HTMLResponse:
+    @uses_project
+    def viewer_page(request: Request, run_id: int, output: str, p: Project = OPENED) -> HTMLResponse:
         keys = p.output_set(run_id, output).keys()
         return page(request, "viewer.html", run_id=run_id, output=output, series=keys[0] if keys else "")
 
     @app.get("/api/runs/{run_id}/sets/{output}/{key}/views")
-    def api_views(run_id: int, output: str, key: str, p: Project = Depends(project)) -> dict[str, Any]:
+    @uses_project
+    def api_views(run_id: int, output: str, key: str, p: Project = OPENED) -> dict[str, Any]:
         return viewer.series_views(p, run_id, output, key)
 
     @app.get("/api/runs/{run_id}/sets/{output}/{key}/views/{order}.{fmt}")
+    @uses_project
     def api_view_image(
-        run_id: int, output: str, key: str, order: int, fmt: str, bin: int = 4, p: Project = Depends(project)
+        run_id: int, output: str, key: str, order: int, fmt: str, bin: int = 4, p: Project = OPENED
     ) -> Response:
         image = viewer.view_image(p, run_id, output, key, order, bin, fmt)
         return Response(image, media_type=viewer.FORMATS[fmt], headers={"Cache-Control": "private, max-age=60"})
 
     @app.post("/api/runs/{run_id}/sets/{output}/exclude", status_code=201)
-    def api_exclude(run_id: int, output: str, body: dict[str, Any] = Body(...), p: Project = Depends(project)) -> Any:
+    @uses_project
+    def api_exclude(run_id: int, output: str, body: dict[str, Any] = Body(...), p: Project = OPENED) -> Any:
         excluded = body.get("excluded")
         if not isinstance(excluded, dict) or not all(isinstance(v, list) for v in excluded.values()):
             raise viewer.ViewerError("excluded: expected {tilt series name: [acquisition orders]}")
         runs = viewer.save_exclusions(p, run_id, output, excluded, bool(body.get("restack", False)), launch)
         return {"runs": runs}
+
+    # --- tomogram viewer --------------------------------------------------------------------
+    @app.get("/runs/{run_id}/tomogram/{output}", response_class=HTMLResponse)
+    @uses_project
+    def tomogram_page(request: Request, run_id: int, output: str, p: Project = OPENED) -> HTMLResponse:
+        keys = p.output_set(run_id, output).keys()
+        return page(request, "tomogram.html", run_id=run_id, output=output, tomogram=keys[0] if keys else "")
+
+    @app.get("/api/runs/{run_id}/tomograms/{output}/{key}")
+    @uses_project
+    def api_tomogram(run_id: int, output: str, key: str, p: Project = OPENED) -> dict[str, Any]:
+        return volumes.tomogram_info(p, run_id, output, key)
+
+    @app.get("/api/runs/{run_id}/tomograms/{output}/{key}/{axis}/{index}.{fmt}")
+    @uses_project
+    def api_slice(
+        run_id: int,
+        output: str,
+        key: str,
+        axis: str,
+        index: int,
+        fmt: str,
+        bin: int = 1,
+        low: float = 0.5,
+        high: float = 99.5,
+        p: Project = OPENED,
+    ) -> Response:
+        image = volumes.slice_image(p, run_id, output, key, axis, index, bin, fmt, (low, high))
+        return Response(image, media_type=viewer.FORMATS[fmt], headers={"Cache-Control": "private, max-age=60"})
+
+    @app.get("/api/runs/{run_id}/tomograms/{output}/{key}/{axis}/{index}/coordinates")
+    @uses_project
+    def api_slice_coordinates(
+        run_id: int,
+        output: str,
+        key: str,
+        axis: str,
+        index: int,
+        set: str,
+        half_width: float = 5.0,
+        p: Project = OPENED,
+    ) -> list[dict[str, Any]]:
+        return volumes.coordinates_near(p, run_id, output, key, set, axis, index, half_width)
 
     @app.get("/files/{relative:path}")
     def project_files(relative: str) -> Response:

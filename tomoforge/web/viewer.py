@@ -67,10 +67,10 @@ def bin_image(image: np.ndarray, factor: int) -> np.ndarray:
     return image[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Grey levels from the 0.5th to the 99.5th percentile (of a sample of the pixels) over 0..255."""
+def to_uint8(image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5)) -> np.ndarray:
+    """Grey levels from the low to the high percentile (of a sample of the pixels) over 0..255."""
     step = max(1, int(np.sqrt(image.size / 65536)))
-    low, high = (float(v) for v in np.percentile(image[::step, ::step], (0.5, 99.5)))
+    low, high = (float(v) for v in np.percentile(image[::step, ::step], percentiles))
     scale = 255.0 / (high - low) if high > low else 0.0
     out = np.subtract(image, low, dtype=np.float32)  # Python floats keep float32 (no float64 copy)
     np.multiply(out, scale, out=out)
@@ -97,8 +97,8 @@ def png_bytes(image: np.ndarray) -> bytes:
     )
 
 
-def encode(image: np.ndarray, fmt: str) -> bytes:
-    grey = to_uint8(image)
+def encode(image: np.ndarray, fmt: str, percentiles: tuple[float, float] = (0.5, 99.5)) -> bytes:
+    grey = to_uint8(image, percentiles)
     if fmt == "png":
         return png_bytes(grey)
     from PIL import Image

@@ -141,6 +141,7 @@ function runPage() {
     document.getElementById("outputs").replaceChildren(...r.outputs.map(o => {
       const li = el("li", `${o.name}: ${o.count} ${o.kind} (${o.state}) `);
       if (o.kind === "TiltSeries") li.appendChild(el("a", "view", { href: `/runs/${r.id}/view/${o.name}` }));
+      if (o.kind === "Tomogram") li.appendChild(el("a", "view", { href: `/runs/${r.id}/tomogram/${o.name}` }));
       return li;
     }));
     document.getElementById("error-box").hidden = !r.error;
@@ -334,5 +335,74 @@ function viewerPage() {
   load(document.body.dataset.series).catch(e => { message.textContent = e.message; });
 }
 
-const PAGES = { project: projectPage, run: runPage, new: newPage, viewer: viewerPage };
+// --- tomogram viewer --------------------------------------------------------------------------
+const SLICE_AXES = { xy: { across: 2, cols: 0, rows: 1 }, xz: { across: 1, cols: 0, rows: 2 }, yz: { across: 0, cols: 1, rows: 2 } };
+
+function tomogramPage() {
+  const { run, output } = document.body.dataset;
+  const select = document.getElementById("tomogram");
+  const message = document.getElementById("message");
+  const value = (id) => document.getElementById(id).value;
+  let info = null;
+  const base = () => `/api/runs/${run}/tomograms/${encodeURIComponent(output)}/${encodeURIComponent(info.name)}`;
+  const draw = async (figure) => {
+    const axis = figure.dataset.axis;
+    const geometry = SLICE_AXES[axis];
+    const index = Number(figure.querySelector(".slice-index").value);
+    const zoom = Number(value("zoom"));
+    const bin = Number(value("tomo-bin"));
+    const width = Math.floor(info.size_xyz[geometry.cols] / bin) * bin;
+    const height = Math.floor(info.size_xyz[geometry.rows] / bin) * bin;
+    const img = figure.querySelector("img");
+    img.width = width * zoom; img.height = height * zoom;
+    img.src = `${base()}/${axis}/${index}.png?bin=${bin}&low=${value("low")}&high=${value("high")}`;
+    figure.querySelector(".slice-label").textContent = `${index + 1}/${info.size_xyz[geometry.across]}`;
+    const overlay = figure.querySelector("svg.overlay");
+    overlay.setAttribute("width", width * zoom); overlay.setAttribute("height", height * zoom);
+    overlay.replaceChildren();
+    const set = value("coordinate-set");
+    if (!set) return;
+    try {
+      const points = await api(`${base()}/${axis}/${index}/coordinates?set=${encodeURIComponent(set)}&half_width=${value("half-width")}`);
+      for (const p of points) {
+        const xyz = [p.x, p.y, p.z];
+        const cx = xyz[geometry.cols] * zoom, cy = xyz[geometry.rows] * zoom;
+        const dx = p.direction[geometry.cols], dy = p.direction[geometry.rows];
+        overlay.appendChild(svg("circle", { cx, cy, r: 6, fill: "none", stroke: "#ffeb3b", "stroke-width": 2, class: "point", "data-number": p.number }));
+        overlay.appendChild(svg("line", { x1: cx, y1: cy, x2: cx + 12 * dx, y2: cy + 12 * dy, stroke: "#ffeb3b", "stroke-width": 2 }));
+      }
+    } catch (e) { message.textContent = e.message; }
+  };
+  const figures = [...document.querySelectorAll("figure.slice")];
+  const drawAll = () => figures.forEach(draw);
+  const load = async (name) => {
+    info = await api(`/api/runs/${run}/tomograms/${encodeURIComponent(output)}/${encodeURIComponent(name)}`);
+    if (!select.options.length) for (const t of info.tomograms) select.appendChild(el("option", t, { value: t }));
+    select.value = info.name;
+    document.getElementById("size").textContent = `${info.size_xyz.join(" × ")} voxels of ${info.pixel_size_A} Å`;
+    const sets = document.getElementById("coordinate-set");
+    sets.replaceChildren(el("option", "(none)", { value: "" }), ...info.coordinate_sets.map(c => el("option", `${c.set} (${c.count} ${c.kind})`, { value: c.set })));
+    if (info.coordinate_sets.length) sets.value = info.coordinate_sets[0].set;
+    for (const figure of figures) {
+      const n = info.size_xyz[SLICE_AXES[figure.dataset.axis].across];
+      const slider = figure.querySelector(".slice-index");
+      slider.max = n - 1; slider.value = Math.floor(n / 2);
+    }
+    drawAll();
+  };
+  for (const figure of figures) {
+    const slider = figure.querySelector(".slice-index");
+    slider.addEventListener("input", () => draw(figure));
+    figure.querySelector(".slice-box").addEventListener("wheel", (event) => {
+      event.preventDefault();
+      slider.value = Math.min(Number(slider.max), Math.max(0, Number(slider.value) + (event.deltaY > 0 ? 1 : -1)));
+      draw(figure);
+    }, { passive: false });
+  }
+  for (const id of ["zoom", "tomo-bin", "low", "high", "coordinate-set", "half-width"]) document.getElementById(id).addEventListener("change", drawAll);
+  select.addEventListener("change", () => load(select.value));
+  load(document.body.dataset.tomogram).catch(e => { message.textContent = e.message; });
+}
+
+const PAGES = { project: projectPage, run: runPage, new: newPage, viewer: viewerPage, tomogram: tomogramPage };
 document.addEventListener("DOMContentLoaded", () => { const page = PAGES[document.body.dataset.page]; if (page) page(); });
