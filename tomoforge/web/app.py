@@ -29,6 +29,13 @@ from tomoforge.web.security import OutsideProjectError, guard, project_file
 HERE = Path(__file__).resolve().parent
 OPENED = cast(Project, None)  # the default of an endpoint's ``p``: ``uses_project`` passes the open project
 T = TypeVar("T")
+VIEWERS = {"view": "viewer.html", "tomogram": "tomogram.html"}
+
+
+def web_image(image: bytes, fmt: str) -> Response:
+    return Response(image, media_type=viewer.FORMATS[fmt], headers={"Cache-Control": "private, max-age=60"})
+
+
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 
 
@@ -127,12 +134,14 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
         p.run(run_id)
         return control(p, run_id, action, body or {}, launch)
 
-    # --- tilt-series viewer -----------------------------------------------------------------
-    @app.get("/runs/{run_id}/view/{output}", response_class=HTMLResponse)
+    # --- viewers: the tilt-series viewer (/runs/R/view/OUTPUT), the tomogram viewer (/runs/R/tomogram/OUTPUT)
+    @app.get("/runs/{run_id}/{kind}/{output}", response_class=HTMLResponse)
     @uses_project
-    def viewer_page(request: Request, run_id: int, output: str, p: Project = OPENED) -> HTMLResponse:
+    def viewer_page(request: Request, run_id: int, kind: str, output: str, p: Project = OPENED) -> HTMLResponse:
+        if kind not in VIEWERS:
+            raise viewer.ViewerError(f"no viewer {kind!r}: expected {' or '.join(VIEWERS)}")
         keys = p.output_set(run_id, output).keys()
-        return page(request, "viewer.html", run_id=run_id, output=output, series=keys[0] if keys else "")
+        return page(request, VIEWERS[kind], run_id=run_id, output=output, first=keys[0] if keys else "")
 
     @app.get("/api/runs/{run_id}/sets/{output}/{key}/views")
     @uses_project
@@ -144,8 +153,7 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
     def api_view_image(
         run_id: int, output: str, key: str, order: int, fmt: str, bin: int = 4, p: Project = OPENED
     ) -> Response:
-        image = viewer.view_image(p, run_id, output, key, order, bin, fmt)
-        return Response(image, media_type=viewer.FORMATS[fmt], headers={"Cache-Control": "private, max-age=60"})
+        return web_image(viewer.view_image(p, run_id, output, key, order, bin, fmt), fmt)
 
     @app.post("/api/runs/{run_id}/sets/{output}/exclude", status_code=201)
     @uses_project
@@ -155,13 +163,6 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
             raise viewer.ViewerError("excluded: expected {tilt series name: [acquisition orders]}")
         runs = viewer.save_exclusions(p, run_id, output, excluded, bool(body.get("restack", False)), launch)
         return {"runs": runs}
-
-    # --- tomogram viewer --------------------------------------------------------------------
-    @app.get("/runs/{run_id}/tomogram/{output}", response_class=HTMLResponse)
-    @uses_project
-    def tomogram_page(request: Request, run_id: int, output: str, p: Project = OPENED) -> HTMLResponse:
-        keys = p.output_set(run_id, output).keys()
-        return page(request, "tomogram.html", run_id=run_id, output=output, tomogram=keys[0] if keys else "")
 
     @app.get("/api/runs/{run_id}/tomograms/{output}/{key}")
     @uses_project
@@ -182,8 +183,7 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
         high: float = 99.5,
         p: Project = OPENED,
     ) -> Response:
-        image = volumes.slice_image(p, run_id, output, key, axis, index, bin, fmt, (low, high))
-        return Response(image, media_type=viewer.FORMATS[fmt], headers={"Cache-Control": "private, max-age=60"})
+        return web_image(volumes.slice_image(p, run_id, output, key, axis, index, bin, fmt, (low, high)), fmt)
 
     @app.get("/api/runs/{run_id}/tomograms/{output}/{key}/{axis}/{index}/coordinates")
     @uses_project

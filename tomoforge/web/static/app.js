@@ -332,7 +332,7 @@ function viewerPage() {
       message.textContent = "";
     } catch (e) { message.textContent = e.message; }
   });
-  load(document.body.dataset.series).catch(e => { message.textContent = e.message; });
+  load(document.body.dataset.first).catch(e => { message.textContent = e.message; });
 }
 
 // --- tomogram viewer --------------------------------------------------------------------------
@@ -401,7 +401,7 @@ function tomogramPage() {
   }
   for (const id of ["zoom", "tomo-bin", "low", "high", "coordinate-set", "half-width"]) document.getElementById(id).addEventListener("change", drawAll);
   select.addEventListener("change", () => load(select.value));
-  load(document.body.dataset.tomogram).catch(e => { message.textContent = e.message; });
+  load(document.body.dataset.first).catch(e => { message.textContent = e.message; });
 }
 
 const PAGES = { project: projectPage, run: runPage, new: newPage, viewer: viewerPage, tomogram: tomogramPage };
