@@ -6,8 +6,9 @@ Requests go through FastAPI's test client (the whole application: middleware, ro
 encoding; no network). The project: one import run and a tree of ``exclude-views`` runs fed by it and by
 each other (every run with its graph edge and an output set). The tilt image: a 1024² float32 section of a
 41-image stack, imported with the real HIV mdoc of ``$TOMOFORGE_TEST_DATA``; without it, that part is skipped.
-Targets (issue 20): project page (``/api/project``, all the runs, their states, durations, outputs and the
-graph) < 300 ms; a 1024² tilt image as PNG/JPEG < 100 ms.
+The tomogram: a 1024 × 1024 × 32 float32 volume (imported). Targets (issue 20): project page
+(``/api/project``, all the runs, their states, durations, outputs and the graph) < 300 ms; a 1024² tilt
+image and a 1024² tomogram slice as PNG/JPEG < 100 ms.
 """
 
 from __future__ import annotations
@@ -79,6 +80,17 @@ def tilt_image_project(root: Path, data: Path) -> tuple[Project, int] | None:
     return project, run_id
 
 
+def tomogram_project(root: Path, nz: int) -> tuple[Project, int]:
+    folder = root / "tomos"
+    folder.mkdir(parents=True)
+    volume = np.random.default_rng(1).normal(size=(nz, 1024, 1024)).astype(np.float32)
+    write_mrc(folder / "TS_01.mrc", volume, 10.0)
+    project = Project.create(root / "project")
+    run_id = project.new_run("import-tomograms", {"files_path": str(folder)})
+    execute_run(project, run_id, "run", executor=ExecutorConfig(kind="serial"))
+    return project, run_id
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
@@ -105,6 +117,12 @@ def main() -> None:
                 )
         else:
             result["tilt_image"] = f"skipped: no {HIV_MDOC} under {data}"
+        tomo_project, tomo_run = tomogram_project(Path(tmp) / "tomo", 32)
+        client = TestClient(create_app(tomo_project.root))
+        base = f"/api/runs/{tomo_run}/tomograms/tomograms/TS_01"
+        result["tomogram_1024_xy_png_ms"] = median_ms(client, f"{base}/xy/16.png", args.repeat)
+        result["tomogram_1024_xy_jpg_ms"] = median_ms(client, f"{base}/xy/16.jpg", args.repeat)
+        result["tomogram_1024x32_xz_png_ms"] = median_ms(client, f"{base}/xz/512.png", args.repeat)
     print(json.dumps(result, indent=1))
     Path(__file__).with_name("web.json").write_text(json.dumps(result, indent=1) + "\n")
     info = result["machine"]
@@ -125,6 +143,12 @@ def main() -> None:
             lines.append(
                 f"| 1024² tilt image, {key.split('_')[2].upper()} bin {key.split('bin')[1].split('_')[0]} | {value:.0f} | < 100 |"
             )
+    for key, label in (
+        ("tomogram_1024_xy_png_ms", "1024² tomogram XY slice (1024² × 32 volume), PNG"),
+        ("tomogram_1024_xy_jpg_ms", "1024² tomogram XY slice, JPG"),
+        ("tomogram_1024x32_xz_png_ms", "XZ slice of the same volume (1024 × 32), PNG"),
+    ):
+        lines.append(f"| {label} | {result[key]:.0f} | {'< 100' if 'xy' in key else ''} |")
     replace_section("<!-- web:start -->", "<!-- web:end -->", lines)
 
 
