@@ -110,7 +110,7 @@ def main() -> None:
         if made is not None:
             tilt_project, run_id = made
             client = TestClient(create_app(tilt_project.root))
-            base = f"/api/runs/{run_id}/sets/tilt_series/TS_01/views"
+            base = f"/api/runs/{run_id}/sets/tilt_series/TS_01"
             for fmt, factor in (("png", 1), ("jpg", 1), ("png", 4)):
                 result[f"tilt_1024_{fmt}_bin{factor}_ms"] = median_ms(
                     client, f"{base}/20.{fmt}?bin={factor}", args.repeat

@@ -10,6 +10,8 @@ import time
 import pytest
 import uvicorn
 
+from tests.protocols.conftest import hiv_dir  # noqa: F401
+from tests.protocols.ctf.test_exclude import with_ctf  # noqa: F401
 from tests.web.conftest import made, run_serially  # noqa: F401
 from tests.web.test_tomogram import tomo  # noqa: F401
 from tests.web.test_viewer import imported  # noqa: F401
@@ -168,3 +170,19 @@ def test_a_tomogram_shows_its_slices_with_the_coordinates_overlaid(browser, site
     )
     label = browser.find_element(By.CSS_SELECTOR, '.slice[data-axis="xy"] .slice-label')
     wait(browser, lambda d: label.text == "8/12")  # the wheel moved from slice 7/12 to 8/12
+
+
+def test_ctf_viewer_plots_every_tilt_and_saves_an_exclusion(browser, site, with_ctf):  # noqa: F811
+    project, _, ctf, bad = with_ctf
+    browser.get(site(project.root) + f"/runs/{ctf}/ctf/ctf")
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".ctf-plots svg circle.entry")) == 3 * 41)
+    tilts = sorted(e.tilt_angle_deg for e in project.output_set(ctf, "ctf").get("TS_01").entries)
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(*[Keys.ARROW_RIGHT] * 3)  # to the 4th tilt: the planted bad fit resolution
+    wait(browser, lambda d: "tilt 4/41" in d.find_element(By.ID, "entry-info").text)
+    body.send_keys(Keys.SPACE)
+    wait(browser, lambda d: "excluded" in d.find_element(By.ID, "entry-info").text)
+    browser.find_element(By.ID, "save").click()
+    new = int(wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#saved a.saved-run"))[0].text)
+    entries = project.output_set(new, "ctf").get("TS_01").entries
+    assert [e.tilt_angle_deg for e in entries if e.excluded] == [tilts[3]] == [bad["resolution"]]

@@ -46,7 +46,7 @@ def viewer_client(imported):
 
 def test_views_come_in_tilt_order_with_their_metadata(viewer_client, imported):
     project, run_id = imported
-    data = viewer_client.get(f"/api/runs/{run_id}/sets/tilt_series/TS_01/views").json()
+    data = viewer_client.get(f"/api/runs/{run_id}/sets/tilt_series/TS_01").json()
     angles = [v["tilt_angle_deg"] for v in data["views"]]
     assert len(angles) == 41 and angles == sorted(angles)
     ts = project.output_set(run_id, "tilt_series").get("TS_01")
@@ -63,7 +63,7 @@ def test_a_view_is_its_own_section_binned(viewer_client, imported, fmt, factor):
     project, run_id = imported
     ts = project.output_set(run_id, "tilt_series").get("TS_01")
     view = next(t for t in ts.tilt_images if t.acquisition_order == 7)
-    response = viewer_client.get(f"/api/runs/{run_id}/sets/tilt_series/TS_01/views/7.{fmt}?bin={factor}")
+    response = viewer_client.get(f"/api/runs/{run_id}/sets/tilt_series/TS_01/7.{fmt}?bin={factor}")
     assert (
         response.status_code == 200 and response.headers["content-type"] == f"image/{'jpeg' if fmt == 'jpg' else fmt}"
     )
@@ -80,11 +80,11 @@ def test_binning_is_the_block_mean():
 
 def test_bad_view_requests_are_refused(viewer_client, imported):
     _, run_id = imported
-    base = f"/api/runs/{run_id}/sets/tilt_series/TS_01/views"
+    base = f"/api/runs/{run_id}/sets/tilt_series/TS_01"
     assert "no view of acquisition order 99" in viewer_client.get(f"{base}/99.png").json()["message"]
     assert viewer_client.get(f"{base}/1.gif").status_code == 409
     assert viewer_client.get(f"{base}/1.png?bin=0").status_code == 409
-    assert viewer_client.get(f"/api/runs/{run_id}/sets/tilt_series/TS_99/views").status_code == 409
+    assert viewer_client.get(f"/api/runs/{run_id}/sets/tilt_series/TS_99").status_code == 409
 
 
 def test_save_creates_an_exclude_views_run_that_excludes_the_chosen_views(viewer_client, imported):

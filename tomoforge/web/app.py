@@ -22,14 +22,27 @@ from jinja2 import Environment, FileSystemLoader
 from tomoforge.engine import Project
 from tomoforge.engine.project import STATES
 from tomoforge.errors import UserError
-from tomoforge.web import data, viewer, volumes
+from tomoforge.web import ctf, data, viewer, volumes
 from tomoforge.web.actions import CONTROLS, START_MODES, FormError, Launcher, control, create_run, launch_in_process
 from tomoforge.web.security import OutsideProjectError, guard, project_file
 
 HERE = Path(__file__).resolve().parent
 OPENED = cast(Project, None)  # the default of an endpoint's ``p``: ``uses_project`` passes the open project
 T = TypeVar("T")
-VIEWERS = {"view": "viewer.html", "tomogram": "tomogram.html"}
+EXCLUDERS = {"sets": ("exclude-views", "tilt_series"), "ctf": ("exclude-ctfs", "ctf")}  # protocol, its input
+VIEWERS = {"view": "viewer.html", "tomogram": "tomogram.html", "ctf": "ctf.html"}
+
+
+def viewer_of(kind: str) -> tuple[Callable[..., dict[str, Any]], Callable[..., bytes] | None]:
+    """The viewer functions of ``kind``: what an item shows, and the image of one of its views (if any)."""
+    kinds: dict[str, tuple[Callable[..., dict[str, Any]], Callable[..., bytes] | None]] = {
+        "sets": (viewer.series_views, viewer.view_image),
+        "ctf": (ctf.ctf_entries, ctf.spectrum_image),
+        "tomograms": (volumes.tomogram_info, None),
+    }
+    if kind not in kinds:
+        raise viewer.ViewerError(f"{kind!r}: expected {', '.join(kinds)}")
+    return kinds[kind]
 
 
 def web_image(image: bytes, fmt: str) -> Response:
@@ -143,31 +156,35 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
         keys = p.output_set(run_id, output).keys()
         return page(request, VIEWERS[kind], run_id=run_id, output=output, first=keys[0] if keys else "")
 
-    @app.get("/api/runs/{run_id}/sets/{output}/{key}/views")
+    @app.get("/api/runs/{run_id}/{kind}/{output}/{key}")
     @uses_project
-    def api_views(run_id: int, output: str, key: str, p: Project = OPENED) -> dict[str, Any]:
-        return viewer.series_views(p, run_id, output, key)
+    def api_viewed_item(run_id: int, kind: str, output: str, key: str, p: Project = OPENED) -> dict[str, Any]:
+        """What a viewer shows of an item: ``sets`` a tilt series' views, ``ctf`` its CTF entries, ``tomograms``."""
+        return viewer_of(kind)[0](p, run_id, output, key)
 
-    @app.get("/api/runs/{run_id}/sets/{output}/{key}/views/{order}.{fmt}")
+    @app.get("/api/runs/{run_id}/{kind}/{output}/{key}/{order}.{fmt}")
     @uses_project
-    def api_view_image(
-        run_id: int, output: str, key: str, order: int, fmt: str, bin: int = 4, p: Project = OPENED
+    def api_viewed_image(
+        run_id: int, kind: str, output: str, key: str, order: int, fmt: str, bin: int = 4, p: Project = OPENED
     ) -> Response:
-        return web_image(viewer.view_image(p, run_id, output, key, order, bin, fmt), fmt)
+        """The image of a view (``sets``, binned) or of a tilt's spectrum (``ctf``), by acquisition order."""
+        image = viewer_of(kind)[1]
+        if image is None:
+            raise viewer.ViewerError(f"{kind}: no image by acquisition order (tomograms: AXIS/INDEX.png)")
+        return web_image(image(p, run_id, output, key, order, fmt, bin), fmt)
 
-    @app.post("/api/runs/{run_id}/sets/{output}/exclude", status_code=201)
+    @app.post("/api/runs/{run_id}/{kind}/{output}/exclude", status_code=201)
     @uses_project
-    def api_exclude(run_id: int, output: str, body: dict[str, Any] = Body(...), p: Project = OPENED) -> Any:
+    def api_exclude(run_id: int, kind: str, output: str, body: dict[str, Any] = Body(...), p: Project = OPENED) -> Any:
+        """Save a viewer's exclusions: ``sets`` (tilt series) as exclude-views, ``ctf`` as exclude-ctfs runs."""
+        if kind not in EXCLUDERS:
+            raise viewer.ViewerError(f"{kind!r}: expected {' or '.join(EXCLUDERS)}")
         excluded = body.get("excluded")
         if not isinstance(excluded, dict) or not all(isinstance(v, list) for v in excluded.values()):
-            raise viewer.ViewerError("excluded: expected {tilt series name: [acquisition orders]}")
-        runs = viewer.save_exclusions(p, run_id, output, excluded, bool(body.get("restack", False)), launch)
-        return {"runs": runs}
-
-    @app.get("/api/runs/{run_id}/tomograms/{output}/{key}")
-    @uses_project
-    def api_tomogram(run_id: int, output: str, key: str, p: Project = OPENED) -> dict[str, Any]:
-        return volumes.tomogram_info(p, run_id, output, key)
+            raise viewer.ViewerError("excluded: expected {name: [acquisition orders]}")
+        protocol, input_name = EXCLUDERS[kind]
+        params = {"restack": bool(body.get("restack", False))} if kind == "sets" else {}
+        return {"runs": viewer.save_exclusions(p, run_id, output, excluded, launch, protocol, input_name, params)}
 
     @app.get("/api/runs/{run_id}/tomograms/{output}/{key}/{axis}/{index}.{fmt}")
     @uses_project

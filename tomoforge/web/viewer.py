@@ -6,14 +6,17 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import BaseModel
 
 from tomoforge.engine import Project
 from tomoforge.errors import UserError
+from tomoforge.model.tilt_series import TiltSeries
 from tomoforge.web.actions import Launcher, create_run
 
+ItemT = TypeVar("ItemT", bound=BaseModel)
 FORMATS = {"png": "image/png", "jpg": "image/jpeg"}
 MAX_BIN = 32
 
@@ -22,14 +25,26 @@ class ViewerError(UserError):
     """A request the viewer cannot answer (the message says why)."""
 
 
-def tilt_series(project: Project, run_id: int, output: str, key: str) -> Any:
+def item_of(project: Project, run_id: int, output: str, key: str, cls: type[ItemT]) -> ItemT:
+    """Item ``key`` of output ``RUN.OUTPUT``, which must hold ``cls`` items."""
     item_set = project.output_set(run_id, output)
-    if not hasattr(item_set.item_class, "model_fields") or "tilt_images" not in item_set.item_class.model_fields:
-        raise ViewerError(f"{run_id}.{output} holds {item_set.item_class.__name__}, not tilt series")
+    if not issubclass(item_set.item_class, cls):
+        raise ViewerError(f"{run_id}.{output} holds {item_set.item_class.__name__}, not {cls.__name__}")
     try:
-        return item_set.get(key)
+        item = item_set.get(key)
     except KeyError as exc:
         raise ViewerError(str(exc.args[0])) from None
+    assert isinstance(item, cls)
+    return item
+
+
+def heading(project: Project, run_id: int, output: str, name: str) -> dict[str, Any]:
+    """What every viewer's answer starts with: where the item is, and the other items of its set."""
+    return {"run": run_id, "output": output, "name": name, "series": project.output_set(run_id, output).keys()}
+
+
+def tilt_series(project: Project, run_id: int, output: str, key: str) -> TiltSeries:
+    return item_of(project, run_id, output, key, TiltSeries)
 
 
 def series_views(project: Project, run_id: int, output: str, key: str) -> dict[str, Any]:
@@ -37,10 +52,7 @@ def series_views(project: Project, run_id: int, output: str, key: str) -> dict[s
     ts = tilt_series(project, run_id, output, key)
     views = sorted(ts.tilt_images, key=lambda t: t.tilt_angle_deg)
     return {
-        "run": run_id,
-        "output": output,
-        "name": ts.name,
-        "series": project.output_set(run_id, output).keys(),
+        **heading(project, run_id, output, ts.name),
         "pixel_size_A": ts.acquisition.pixel_size_A,
         "views": [
             {
@@ -108,7 +120,7 @@ def encode(image: np.ndarray, fmt: str, percentiles: tuple[float, float] = (0.5,
     return buffer.getvalue()
 
 
-def view_image(project: Project, run_id: int, output: str, key: str, order: int, factor: int, fmt: str) -> bytes:
+def view_image(project: Project, run_id: int, output: str, key: str, order: int, fmt: str, factor: int = 4) -> bytes:
     """The view of acquisition order ``order`` as a PNG or JPEG, binned by ``factor``."""
     from tomoforge.io.mrc import read_mrc_section
 
@@ -128,15 +140,23 @@ def view_image(project: Project, run_id: int, output: str, key: str, order: int,
 
 
 def save_exclusions(
-    project: Project, run_id: int, output: str, excluded: dict[str, list[int]], restack: bool, launch: Launcher
+    project: Project,
+    run_id: int,
+    output: str,
+    excluded: dict[str, list[int]],
+    launch: Launcher,
+    protocol: str = "exclude-views",
+    input_name: str = "tilt_series",
+    params: dict[str, Any] | None = None,
 ) -> list[int]:
-    """New ``exclude-views`` runs that give the listed series exactly these excluded views (``restore`` first
-    clears the input's exclusions). Series sharing one list share a run; the others get one each, through a
-    filter on the name. The runs are started as 'run now' starts them."""
+    """New ``protocol`` runs (``exclude-views``, ``exclude-ctfs``) that give the listed items exactly these
+    excluded views (``restore`` first clears the input's exclusions, then ``acquisition_orders`` are excluded).
+    Items sharing one list share a run; the others get one each, through a filter on the name. The runs are
+    started as 'run now' starts them."""
     names = project.output_set(run_id, output).keys()
     unknown = sorted(set(excluded) - set(names))
     if unknown:
-        raise ViewerError(f"{run_id}.{output} has no tilt series {', '.join(map(repr, unknown))}")
+        raise ViewerError(f"{run_id}.{output} has no item {', '.join(map(repr, unknown))}")
     groups: dict[tuple[int, ...], list[str]] = {}
     for name, orders in excluded.items():
         groups.setdefault(tuple(sorted({int(o) for o in orders})), []).append(name)
@@ -145,9 +165,9 @@ def save_exclusions(
         every = len(members) == len(names)
         where = "" if every else "[name in (" + ", ".join("'" + n.replace("'", "''") + "'" for n in members) + ")]"
         form = {
-            "protocol": "exclude-views",
-            "params": {"acquisition_orders": list(group), "restore": True, "restack": restack},
-            "inputs": {"tilt_series": f"{run_id}.{output}{where}"},
+            "protocol": protocol,
+            "params": {**(params or {}), "acquisition_orders": list(group), "restore": True},
+            "inputs": {input_name: f"{run_id}.{output}{where}"},
             "label": "viewer: " + ", ".join(members)[:60],
             "start": "run",
         }

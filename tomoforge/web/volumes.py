@@ -9,21 +9,13 @@ import numpy as np
 from tomoforge.engine import Project
 from tomoforge.model.coordinates import Coordinate3D
 from tomoforge.model.tomogram import Tomogram
-from tomoforge.web.viewer import FORMATS, MAX_BIN, ViewerError, bin_image, encode
+from tomoforge.web.viewer import FORMATS, MAX_BIN, ViewerError, bin_image, encode, heading, item_of
 
 AXES = {"xy": 0, "xz": 1, "yz": 2}  # the array axis (z, y, x) a slice is taken across
 
 
 def tomogram(project: Project, run_id: int, output: str, key: str) -> Tomogram:
-    item_set = project.output_set(run_id, output)
-    if not issubclass(item_set.item_class, Tomogram):
-        raise ViewerError(f"{run_id}.{output} holds {item_set.item_class.__name__}, not tomograms")
-    try:
-        item = item_set.get(key)
-    except KeyError as exc:
-        raise ViewerError(str(exc.args[0])) from None
-    assert isinstance(item, Tomogram)
-    return item
+    return item_of(project, run_id, output, key, Tomogram)
 
 
 def coordinate_sets(project: Project, name: str) -> list[dict[str, Any]]:
@@ -42,10 +34,7 @@ def coordinate_sets(project: Project, name: str) -> list[dict[str, Any]]:
 def tomogram_info(project: Project, run_id: int, output: str, key: str) -> dict[str, Any]:
     t = tomogram(project, run_id, output, key)
     return {
-        "run": run_id,
-        "output": output,
-        "name": t.name,
-        "tomograms": project.output_set(run_id, output).keys(),
+        **heading(project, run_id, output, t.name),
         "size_xyz": list(t.size_xyz),
         "pixel_size_A": t.pixel_size_A,
         "coordinate_sets": coordinate_sets(project, t.name),

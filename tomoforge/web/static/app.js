@@ -142,6 +142,7 @@ function runPage() {
       const li = el("li", `${o.name}: ${o.count} ${o.kind} (${o.state}) `);
       if (o.kind === "TiltSeries") li.appendChild(el("a", "view", { href: `/runs/${r.id}/view/${o.name}` }));
       if (o.kind === "Tomogram") li.appendChild(el("a", "view", { href: `/runs/${r.id}/tomogram/${o.name}` }));
+      if (o.kind === "CTFSeries") li.appendChild(el("a", "view", { href: `/runs/${r.id}/ctf/${o.name}` }));
       return li;
     }));
     document.getElementById("error-box").hidden = !r.error;
@@ -273,6 +274,46 @@ async function newPage() {
   if (search.value) load();
 }
 
+// --- what the tilt-series and CTF viewers share: keys, and "save" as a new exclusion run ----------
+function exclusionKeys(items, getIndex, setIndex, excludedSet, show) {
+  // ← → (↑ ↓) move between the items in tilt order; the space bar excludes or includes the current one
+  document.addEventListener("keydown", (event) => {
+    const list = items();
+    if (!list || ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) return;
+    const i = getIndex();
+    if (event.key === "ArrowRight" || event.key === "ArrowDown") setIndex(Math.min(i + 1, list.length - 1));
+    else if (event.key === "ArrowLeft" || event.key === "ArrowUp") setIndex(Math.max(i - 1, 0));
+    else if (event.key === " ") {
+      const set = excludedSet();
+      const order = list[i].acquisition_order;
+      if (set.has(order)) set.delete(order); else set.add(order);
+    } else return;
+    event.preventDefault();
+    show();
+  });
+}
+
+async function loadExclusions(url, field, excluded, select) {
+  // one item's views or entries; the first time an item is shown, its stored exclusions
+  const data = await api(url);
+  if (!excluded[data.name]) excluded[data.name] = new Set(data[field].filter(v => v.excluded).map(v => v.acquisition_order));
+  if (!select.options.length) for (const s of data.series) select.appendChild(el("option", s, { value: s }));
+  select.value = data.name;
+  return data;
+}
+
+function saveButton(url, excluded, extra, message) {
+  document.getElementById("save").addEventListener("click", async () => {
+    const body = { ...extra(), excluded: {} };
+    for (const [name, set] of Object.entries(excluded)) body.excluded[name] = [...set].sort((a, b) => a - b);
+    try {
+      const out = await api(url, { body });
+      document.getElementById("saved").replaceChildren(el("span", "saved as run(s) "), ...out.runs.map(r => el("a", r, { href: `/runs/${r}`, class: "saved-run" })));
+      message.textContent = "";
+    } catch (e) { message.textContent = e.message; }
+  });
+}
+
 // --- tilt-series viewer -----------------------------------------------------------------------
 function viewerPage() {
   const { run, output } = document.body.dataset;
@@ -288,7 +329,7 @@ function viewerPage() {
   const show = () => {
     const v = data.views[current];
     const off = excluded[data.name].has(v.acquisition_order);
-    image.src = `/api/runs/${run}/sets/${encodeURIComponent(output)}/${encodeURIComponent(data.name)}/views/${v.acquisition_order}.png?bin=${document.getElementById("bin").value}`;
+    image.src = `/api/runs/${run}/sets/${encodeURIComponent(output)}/${encodeURIComponent(data.name)}/${v.acquisition_order}.png?bin=${document.getElementById("bin").value}`;
     image.className = off ? "excluded" : "";
     info.textContent = `view ${current + 1}/${data.views.length}: tilt ${fmt(v.tilt_angle_deg, 1, "°")}, acquisition ${v.acquisition_order}, ` +
       `dose ${fmt(v.accumulated_dose_e_A2, 1, " e/Å²")}, defocus ${fmt(v.nominal_defocus_A === null ? null : v.nominal_defocus_A / 1e4, 2, " µm")}, ` +
@@ -300,38 +341,15 @@ function viewerPage() {
     }));
   };
   const load = async (name) => {
-    data = await api(`/api/runs/${run}/sets/${encodeURIComponent(output)}/${encodeURIComponent(name)}/views`);
-    if (!excluded[data.name]) excluded[data.name] = new Set(data.views.filter(v => v.excluded).map(v => v.acquisition_order));
-    if (!select.options.length) for (const s of data.series) select.appendChild(el("option", s, { value: s }));
-    select.value = data.name;
+    data = await loadExclusions(`/api/runs/${run}/sets/${encodeURIComponent(output)}/${encodeURIComponent(name)}`, "views", excluded, select);
     current = Math.min(current, data.views.length - 1);
     show();
   };
-  document.addEventListener("keydown", (event) => {
-    if (!data || ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) return;
-    if (event.key === "ArrowRight" || event.key === "ArrowDown") current = Math.min(current + 1, data.views.length - 1);
-    else if (event.key === "ArrowLeft" || event.key === "ArrowUp") current = Math.max(current - 1, 0);
-    else if (event.key === " ") {
-      const set = excluded[data.name];
-      const order = data.views[current].acquisition_order;
-      if (set.has(order)) set.delete(order); else set.add(order);
-    } else return;
-    event.preventDefault();
-    show();
-  });
+  exclusionKeys(() => data && data.views, () => current, (i) => { current = i; }, () => excluded[data.name], show);
   strip.addEventListener("click", (event) => { if (event.target.dataset.index) { current = Number(event.target.dataset.index); show(); } });
   select.addEventListener("change", () => load(select.value));
   document.getElementById("bin").addEventListener("change", show);
-  document.getElementById("save").addEventListener("click", async () => {
-    const body = { restack: document.getElementById("restack").checked, excluded: {} };
-    for (const [name, set] of Object.entries(excluded)) body.excluded[name] = [...set].sort((a, b) => a - b);
-    try {
-      const out = await api(`/api/runs/${run}/sets/${encodeURIComponent(output)}/exclude`, { body });
-      const saved = document.getElementById("saved");
-      saved.replaceChildren(el("span", "saved as run(s) "), ...out.runs.map(r => el("a", r, { href: `/runs/${r}`, class: "saved-run" })));
-      message.textContent = "";
-    } catch (e) { message.textContent = e.message; }
-  });
+  saveButton(`/api/runs/${run}/sets/${encodeURIComponent(output)}/exclude`, excluded, () => ({ restack: document.getElementById("restack").checked }), message);
   load(document.body.dataset.first).catch(e => { message.textContent = e.message; });
 }
 
@@ -377,7 +395,7 @@ function tomogramPage() {
   const drawAll = () => figures.forEach(draw);
   const load = async (name) => {
     info = await api(`/api/runs/${run}/tomograms/${encodeURIComponent(output)}/${encodeURIComponent(name)}`);
-    if (!select.options.length) for (const t of info.tomograms) select.appendChild(el("option", t, { value: t }));
+    if (!select.options.length) for (const t of info.series) select.appendChild(el("option", t, { value: t }));
     select.value = info.name;
     document.getElementById("size").textContent = `${info.size_xyz.join(" × ")} voxels of ${info.pixel_size_A} Å`;
     const sets = document.getElementById("coordinate-set");
@@ -404,5 +422,65 @@ function tomogramPage() {
   load(document.body.dataset.first).catch(e => { message.textContent = e.message; });
 }
 
-const PAGES = { project: projectPage, run: runPage, new: newPage, viewer: viewerPage, tomogram: tomogramPage };
+// --- CTF viewer -------------------------------------------------------------------------------
+function linePlot(box, entries, field, scale, current, isExcluded, onPick) {
+  const W = 360, H = 200, L = 50, B = 30;
+  const xs = entries.map(e => e.tilt_angle_deg);
+  const ys = entries.map(e => (e[field] === null ? null : e[field] * scale));
+  const known = ys.filter(v => v !== null);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const [y0, y1] = known.length ? [Math.min(...known), Math.max(...known)] : [0, 1];
+  const px = (x) => L + ((x - x0) / ((x1 - x0) || 1)) * (W - L - 10);
+  const py = (y) => H - B - ((y - y0) / ((y1 - y0) || 1)) * (H - B - 10);
+  box.setAttribute("width", W); box.setAttribute("height", H);
+  const parts = [svg("line", { x1: L, y1: H - B, x2: W - 10, y2: H - B, stroke: "#888" }), svg("line", { x1: L, y1: 10, x2: L, y2: H - B, stroke: "#888" })];
+  parts.push(svg("text", { x: L, y: H - 8, "font-size": 11 }, `${x0.toFixed(0)}°`), svg("text", { x: W - 40, y: H - 8, "font-size": 11 }, `${x1.toFixed(0)}°`));
+  parts.push(svg("text", { x: 2, y: 16, "font-size": 11 }, y1.toPrecision(3)), svg("text", { x: 2, y: H - B, "font-size": 11 }, y0.toPrecision(3)));
+  const path = entries.map((e, i) => (ys[i] === null ? null : `${px(xs[i])},${py(ys[i])}`)).filter(Boolean).join(" ");
+  if (path) parts.push(svg("polyline", { points: path, fill: "none", stroke: "#0277bd" }));
+  entries.forEach((e, i) => {
+    if (ys[i] === null) return;
+    const dot = svg("circle", { cx: px(xs[i]), cy: py(ys[i]), r: i === current ? 6 : 3.5, fill: isExcluded(e) ? "#c62828" : "#0277bd",
+      stroke: i === current ? "#000" : "none", class: "entry", "data-index": i });
+    dot.appendChild(svg("title", {}, `${xs[i].toFixed(1)}°: ${ys[i].toPrecision(4)}`));
+    dot.addEventListener("click", () => onPick(i));
+    parts.push(dot);
+  });
+  box.replaceChildren(...parts);
+}
+
+function ctfPage() {
+  const { run, output } = document.body.dataset;
+  const select = document.getElementById("series");
+  const message = document.getElementById("message");
+  const excluded = {};
+  let data = null;
+  let current = 0;
+  const base = () => `/api/runs/${run}/ctf/${encodeURIComponent(output)}/${encodeURIComponent(data.name)}`;
+  const show = () => {
+    const e = data.entries[current];
+    const off = excluded[data.name].has(e.acquisition_order);
+    document.getElementById("entry-info").textContent = `tilt ${current + 1}/${data.entries.length}: ${e.tilt_angle_deg.toFixed(1)}°, acquisition ${e.acquisition_order}, ` +
+      `defocus ${(e.defocus_A / 1e4).toFixed(3)} µm, astigmatism ${e.astigmatism_A.toFixed(0)} Å at ${e.astigmatism_angle_deg.toFixed(0)}°, ` +
+      `fit ${e.fit_resolution_A === null ? "–" : e.fit_resolution_A.toFixed(1) + " Å"}${off ? " — excluded" : ""}`;
+    for (const figure of document.querySelectorAll(".ctf-plots figure")) {
+      linePlot(figure.querySelector("svg"), data.entries, figure.dataset.field, Number(figure.dataset.scale), current,
+        (x) => excluded[data.name].has(x.acquisition_order), (i) => { current = i; show(); });
+    }
+    const spectrum = document.getElementById("spectrum");
+    spectrum.hidden = !data.spectra;
+    if (data.spectra) spectrum.src = `${base()}/${e.acquisition_order}.png`;
+  };
+  const load = async (name) => {
+    data = await loadExclusions(`/api/runs/${run}/ctf/${encodeURIComponent(output)}/${encodeURIComponent(name)}`, "entries", excluded, select);
+    current = Math.min(current, data.entries.length - 1);
+    show();
+  };
+  exclusionKeys(() => data && data.entries, () => current, (i) => { current = i; }, () => excluded[data.name], show);
+  select.addEventListener("change", () => load(select.value));
+  saveButton(`/api/runs/${run}/ctf/${encodeURIComponent(output)}/exclude`, excluded, () => ({}), message);
+  load(document.body.dataset.first).catch(e => { message.textContent = e.message; });
+}
+
+const PAGES = { project: projectPage, run: runPage, new: newPage, viewer: viewerPage, tomogram: tomogramPage, ctf: ctfPage };
 document.addEventListener("DOMContentLoaded", () => { const page = PAGES[document.body.dataset.page]; if (page) page(); });
