@@ -99,7 +99,7 @@ def main() -> None:
     result: dict = {"machine": machine_info(), "runs": args.runs}
     with tempfile.TemporaryDirectory() as tmp:
         project = many_runs(Path(tmp) / "many", args.runs)
-        client = TestClient(create_app(project.root))
+        client = TestClient(create_app(project.root), base_url="http://127.0.0.1")
         result["project_api_ms"] = median_ms(client, "/api/project", args.repeat)
         result["project_page_html_ms"] = median_ms(client, "/", args.repeat)
         result["run_api_ms"] = median_ms(client, f"/api/runs/{args.runs}", args.repeat)
@@ -109,7 +109,7 @@ def main() -> None:
         made = tilt_image_project(Path(tmp) / "tilt", data)
         if made is not None:
             tilt_project, run_id = made
-            client = TestClient(create_app(tilt_project.root))
+            client = TestClient(create_app(tilt_project.root), base_url="http://127.0.0.1")
             base = f"/api/runs/{run_id}/sets/tilt_series/TS_01"
             for fmt, factor in (("png", 1), ("jpg", 1), ("png", 4)):
                 result[f"tilt_1024_{fmt}_bin{factor}_ms"] = median_ms(
@@ -118,7 +118,7 @@ def main() -> None:
         else:
             result["tilt_image"] = f"skipped: no {HIV_MDOC} under {data}"
         tomo_project, tomo_run = tomogram_project(Path(tmp) / "tomo", 32)
-        client = TestClient(create_app(tomo_project.root))
+        client = TestClient(create_app(tomo_project.root), base_url="http://127.0.0.1")
         base = f"/api/runs/{tomo_run}/tomograms/tomograms/TS_01"
         result["tomogram_1024_xy_png_ms"] = median_ms(client, f"{base}/xy/16.png", args.repeat)
         result["tomogram_1024_xy_jpg_ms"] = median_ms(client, f"{base}/xy/16.jpg", args.repeat)

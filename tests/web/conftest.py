@@ -38,6 +38,6 @@ def client(made):
         launched.append((run_id, mode))
         run_serially(p, run_id, mode)
 
-    test_client = TestClient(create_app(project.root, launch=launch))
+    test_client = TestClient(create_app(project.root, launch=launch), base_url="http://127.0.0.1")
     test_client.launched = launched
     return test_client

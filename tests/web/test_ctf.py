@@ -14,7 +14,7 @@ from tomoforge.web.app import create_app
 
 @pytest.fixture
 def ctf_client(with_ctf):  # noqa: F811
-    return TestClient(create_app(with_ctf[0].root, launch=run_serially))
+    return TestClient(create_app(with_ctf[0].root, launch=run_serially), base_url="http://127.0.0.1")
 
 
 def test_entries_in_tilt_order_with_the_planted_faults(ctf_client, with_ctf):  # noqa: F811

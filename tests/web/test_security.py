@@ -20,7 +20,7 @@ TOKEN = "s3cret-token-of-24-chars"
 @pytest.fixture
 def guarded(made):  # noqa: F811
     project, _ = made
-    return TestClient(create_app(project.root, token=TOKEN))
+    return TestClient(create_app(project.root, token=TOKEN), base_url="http://127.0.0.1")
 
 
 @pytest.mark.parametrize("path", ["/", "/api/project", "/api/runs/1", "/runs/1", "/static/app.js", "/files/runs"])
@@ -96,3 +96,13 @@ def test_the_help_imports_no_web_library():
     env = {**os.environ, "COLUMNS": "200"}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
     assert json.loads(out.strip().splitlines()[-1]) == [0, True, []]
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "192.168.1.5:8000"])
+def test_without_a_token_only_loopback_names_are_answered(made, host):  # noqa: F811
+    """A page whose name was pointed at 127.0.0.1 (DNS rebinding) reaches the server under its own name."""
+    project, _ = made
+    app = create_app(project.root)
+    assert TestClient(app, base_url=f"http://{host}").get("/api/project").status_code == 403
+    for name in ("localhost:8000", "127.0.0.1", "[::1]:8123"):
+        assert TestClient(app, base_url=f"http://{name}").get("/api/project").status_code == 200

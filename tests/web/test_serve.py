@@ -29,7 +29,7 @@ def test_serve_binds_loopback_without_a_token(made, served):  # noqa: F811
     assert options["host"] == "127.0.0.1" and options["port"] == 8123
     assert "http://127.0.0.1:8123/" in result.output and "token" not in result.output
     assert "ssh -N -L 8123:127.0.0.1:8123" in result.output
-    assert TestClient(app).get("/api/project").status_code == 200
+    assert TestClient(app, base_url="http://127.0.0.1").get("/api/project").status_code == 200
 
 
 def test_serve_on_another_address_makes_and_needs_a_token(made, served):  # noqa: F811
@@ -40,8 +40,8 @@ def test_serve_on_another_address_makes_and_needs_a_token(made, served):  # noqa
     assert len(token) >= 16
     app, options = served[0]
     assert options["host"] == "0.0.0.0"
-    assert TestClient(app).get("/api/project").status_code == 401
-    assert TestClient(app).get(f"/api/project?token={token}").status_code == 200
+    assert TestClient(app, base_url="http://127.0.0.1").get("/api/project").status_code == 401
+    assert TestClient(app, base_url="http://127.0.0.1").get(f"/api/project?token={token}").status_code == 200
 
 
 def test_serve_refuses_a_short_token_and_a_folder_that_is_no_project(made, served, tmp_path):  # noqa: F811

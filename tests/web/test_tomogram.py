@@ -44,7 +44,7 @@ def tomo(tmp_path):
 
 @pytest.fixture
 def tomo_client(tomo):
-    return TestClient(create_app(tomo[0].root, launch=run_serially))
+    return TestClient(create_app(tomo[0].root, launch=run_serially), base_url="http://127.0.0.1")
 
 
 def test_tomogram_info_lists_the_coordinate_sets_in_it(tomo_client, tomo):

@@ -41,7 +41,7 @@ def imported(tmp_path, data_file):
 @pytest.fixture
 def viewer_client(imported):
     project, _ = imported
-    return TestClient(create_app(project.root, launch=run_serially))
+    return TestClient(create_app(project.root, launch=run_serially), base_url="http://127.0.0.1")
 
 
 def test_views_come_in_tilt_order_with_their_metadata(viewer_client, imported):

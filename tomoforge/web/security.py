@@ -45,6 +45,13 @@ def project_file(root: Path, relative: str) -> Path:
     return path
 
 
+def host_name(host: str) -> str:
+    """The name in a Host header: ``localhost:8000`` -> ``localhost``, ``[::1]:8000`` -> ``::1``."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def _given_token(request: Request) -> str:
     header = request.headers.get(TOKEN_HEADER, "")
     if not header and request.headers.get("authorization", "").lower().startswith("bearer "):
@@ -56,6 +63,10 @@ def guard(token: str | None) -> Callable[[Request, Callable[[Request], Awaitable
     """The middleware: every request carries the token (when one is set), every write the custom header."""
 
     async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if token is None and host_name(request.headers.get("host", "")) not in LOCAL_HOSTS:
+            # without a token the server is for this machine only: a page whose name was pointed at 127.0.0.1
+            # (DNS rebinding) reaches it under another name, and is refused
+            return PlainTextResponse("this tomoforge server answers to 127.0.0.1 or localhost only", 403)
         if token is not None and not hmac.compare_digest(_given_token(request).encode(), token.encode()):
             return PlainTextResponse("this tomoforge server needs its token: open the link it printed", 401)
         if request.method not in ("GET", "HEAD") and request.headers.get(WRITE_HEADER) != "1":
