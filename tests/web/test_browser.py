@@ -186,3 +186,20 @@ def test_ctf_viewer_plots_every_tilt_and_saves_an_exclusion(browser, site, with_
     new = int(wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#saved a.saved-run"))[0].text)
     entries = project.output_set(new, "ctf").get("TS_01").entries
     assert [e.tilt_angle_deg for e in entries if e.excluded] == [tilts[3]] == [bad["resolution"]]
+
+
+def test_clicking_a_slice_adds_points_saved_as_a_new_coordinate_set(browser, site, tomo):  # noqa: F811
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    project, tomograms, _ = tomo
+    browser.get(site(project.root) + f"/runs/{tomograms}/tomogram/tomograms")
+    image = browser.find_element(By.CSS_SELECTOR, '.slice[data-axis="xy"] img')
+    wait(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image))
+    ActionChains(browser).move_to_element_with_offset(image, 1, -5).click().perform()  # from the centre (8, 10)
+    wait(browser, lambda d: d.find_element(By.ID, "pick-count").text == "1")
+    assert len(browser.find_elements(By.CSS_SELECTOR, '.slice[data-axis="xy"] svg.overlay rect.pick')) == 1
+    browser.find_element(By.ID, "save-picks").click()
+    new = int(wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#saved a.saved-run"))[0].text)
+    (point,) = list(project.output_set(new, "coordinates"))
+    # voxel (9, 5) on XY slice z = 6 (the middle): Å from the centre (8, 10, 6) at 10 Å per voxel
+    assert abs(point.x_A - 10.0) <= 10 and abs(point.y_A + 50.0) <= 10 and point.z_A == 0.0

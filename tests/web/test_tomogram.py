@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.web.conftest import run_serially
+from tests.web.conftest import WRITE, run_serially
 from tomoforge.engine import Project
 from tomoforge.io.mrc import write_mrc
 from tomoforge.web.app import create_app
@@ -90,3 +90,18 @@ def test_bad_slice_requests_are_refused(tomo_client, tomo):
     assert tomo_client.get(f"{base}/ab/1.png").status_code == 409
     assert tomo_client.get(f"{base}/xy/1.png?low=90&high=10").status_code == 409
     assert tomo_client.get(f"/api/runs/{tomograms}/tomograms/tomograms/TS_99").status_code == 409
+
+
+def test_picked_points_become_a_new_coordinate_set(tomo_client, tomo):
+    project, tomograms, _ = tomo
+    url = f"/api/runs/{tomograms}/tomograms/tomograms/picks"
+    response = tomo_client.post(url, json={"points": {"TS_01": [[8, 10, 6], [0, 0, 0]]}}, headers=WRITE)
+    assert response.status_code == 201
+    new = response.json()["run"]
+    assert project.run(new)["protocol"] == "import-coordinates" and project.run(new)["state"] == "finished"
+    points = sorted((c.x_A, c.y_A, c.z_A) for c in project.output_set(new, "coordinates"))
+    # voxels from the corner -> Å from the centre (N // 2 = 8, 10, 6) at 10 Å per voxel
+    assert points == [(-80.0, -100.0, -60.0), (0.0, 0.0, 0.0)]
+    assert project.absolute(project.run_params(new)["files_path"]).parent == project.root / "picks"
+    for bad in ({"TS_99": [[1, 1, 1]]}, {"TS_01": [[1, 1]]}, {"TS_01": [[1, 1, 99]]}, {"TS_01": []}, {}):
+        assert tomo_client.post(url, json={"points": bad}, headers=WRITE).status_code == 409, bad

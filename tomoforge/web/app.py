@@ -216,6 +216,15 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
     ) -> list[dict[str, Any]]:
         return volumes.coordinates_near(p, run_id, output, key, set, axis, index, half_width)
 
+    @app.post("/api/runs/{run_id}/tomograms/{output}/picks", status_code=201)
+    @uses_project
+    def api_picks(run_id: int, output: str, body: dict[str, Any] = Body(...), p: Project = OPENED) -> dict[str, Any]:
+        """Points clicked on the slices as a new coordinate set (an import-coordinates run)."""
+        points = body.get("points")
+        if not isinstance(points, dict):
+            raise viewer.ViewerError("points: expected {tomogram name: [[x, y, z], ...]}")
+        return {"run": volumes.save_picks(p, run_id, output, points, launch)}
+
     @app.get("/files/{relative:path}")
     def project_files(relative: str) -> Response:
         """A file of the project; anything but an image is sent as plain text, and in a sandbox."""

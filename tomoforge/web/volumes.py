@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from tomoforge.engine import Project
 from tomoforge.model.coordinates import Coordinate3D
 from tomoforge.model.tomogram import Tomogram
+from tomoforge.web.actions import Launcher, create_run
 from tomoforge.web.viewer import FORMATS, MAX_BIN, ViewerError, bin_image, encode, heading, item_of
 
 AXES = {"xy": 0, "xz": 1, "yz": 2}  # the array axis (z, y, x) a slice is taken across
@@ -103,3 +105,42 @@ def coordinates_near(
         {"number": int(n), "x": float(v[0]), "y": float(v[1]), "z": float(v[2]), "direction": [float(d) for d in z]}
         for n, v, z in zip(np.asarray(columns["number"])[near], voxel[near], z_axis[near])
     ]
+
+
+PICKS_FOLDER = "picks"
+
+
+def save_picks(
+    project: Project, run_id: int, output: str, points: dict[str, list[list[float]]], launch: Launcher
+) -> int:
+    """The points a user clicked, as a new coordinate set: written as x y z voxel text files (one per tomogram)
+    in a new folder ``picks/<time>_<run>_<output>/`` of the project, and imported by a new ``import-coordinates``
+    run (units: pixel) from the tomograms of ``RUN.OUTPUT``, started as 'run now' starts it."""
+    names = set(project.output_set(run_id, output).keys())
+    if not points or not all(isinstance(v, list) and v for v in points.values()):
+        raise ViewerError("points: expected {tomogram name: [[x, y, z], ...]} with at least one point")
+    for name, xyz in points.items():
+        if name not in names or name.startswith(".") or "/" in name or "\\" in name:
+            raise ViewerError(f"{run_id}.{output} has no tomogram {name!r}")
+        t = tomogram(project, run_id, output, name)
+        try:
+            array = np.asarray(xyz, dtype=float)
+        except (TypeError, ValueError):
+            array = np.empty((0, 0))
+        shaped = array.ndim == 2 and array.shape[1] == 3
+        if not shaped or not ((array >= 0) & (array <= np.asarray(t.size_xyz, float))).all():
+            raise ViewerError(f"{name}: points must be [x, y, z] voxels inside 0..{list(t.size_xyz)}")
+    folder = (
+        project.root / PICKS_FOLDER / f"{time.strftime('%Y%m%dT%H%M%S')}_{time.time_ns() % 10**9:09d}_{run_id}_{output}"
+    )
+    folder.mkdir(parents=True)
+    for name, xyz in points.items():
+        (folder / f"{name}.txt").write_text("".join(f"{x:.3f} {y:.3f} {z:.3f}\n" for x, y, z in xyz))
+    form = {
+        "protocol": "import-coordinates",
+        "params": {"files_path": str(folder), "pattern": "*.txt", "units": "pixel"},
+        "inputs": {"tomograms": f"{run_id}.{output}"},
+        "label": "picked: " + ", ".join(points)[:60],
+        "start": "run",
+    }
+    return create_run(project, form, launch)

@@ -378,6 +378,10 @@ function tomogramPage() {
     const overlay = figure.querySelector("svg.overlay");
     overlay.setAttribute("width", width * zoom); overlay.setAttribute("height", height * zoom);
     overlay.replaceChildren();
+    for (const q of picks[info.name] || []) {  // the user's own points on this slice (within the half width)
+      if (Math.abs(q[geometry.across] - index) > Number(value("half-width"))) continue;
+      overlay.appendChild(svg("rect", { x: q[geometry.cols] * zoom - 5, y: q[geometry.rows] * zoom - 5, width: 10, height: 10, fill: "none", stroke: "#00e5ff", "stroke-width": 2, class: "pick" }));
+    }
     const set = value("coordinate-set");
     if (!set) return;
     try {
@@ -393,6 +397,29 @@ function tomogramPage() {
   };
   const figures = [...document.querySelectorAll("figure.slice")];
   const drawAll = () => figures.forEach(draw);
+  const picks = {};  // tomogram name -> [[x, y, z] voxels] clicked on the slices
+  const countPicks = () => { document.getElementById("pick-count").textContent = Object.values(picks).reduce((n, l) => n + l.length, 0); };
+  for (const figure of figures) {
+    figure.querySelector("img").addEventListener("click", (event) => {
+      const geometry = SLICE_AXES[figure.dataset.axis];
+      const zoom = Number(value("zoom"));
+      const point = [0, 0, 0];
+      point[geometry.cols] = event.offsetX / zoom;
+      point[geometry.rows] = event.offsetY / zoom;
+      point[geometry.across] = Number(figure.querySelector(".slice-index").value);
+      (picks[info.name] = picks[info.name] || []).push(point.map(v => Math.round(v * 10) / 10));
+      countPicks();
+      drawAll();
+    });
+  }
+  document.getElementById("clear-picks").addEventListener("click", () => { for (const k of Object.keys(picks)) delete picks[k]; countPicks(); drawAll(); });
+  document.getElementById("save-picks").addEventListener("click", async () => {
+    try {
+      const out = await api(`/api/runs/${run}/tomograms/${encodeURIComponent(output)}/picks`, { body: { points: picks } });
+      document.getElementById("saved").replaceChildren(el("span", "saved as run "), el("a", out.run, { href: `/runs/${out.run}`, class: "saved-run" }));
+      message.textContent = "";
+    } catch (e) { message.textContent = e.message; }
+  });
   const load = async (name) => {
     info = await api(`/api/runs/${run}/tomograms/${encodeURIComponent(output)}/${encodeURIComponent(name)}`);
     if (!select.options.length) for (const t of info.series) select.appendChild(el("option", t, { value: t }));
