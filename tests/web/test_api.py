@@ -159,5 +159,6 @@ def test_user_text_is_escaped(client, made):  # noqa: F811
     page = client.get(f"/runs/{first}").text
     assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert client.get("/api/project").json()["runs"][0]["label"] == evil  # data stays data; the JS sets textContent
-    assert "innerHTML" not in client.get("/static/app.js").text
+    for script in ("app.js", "viewers.js"):
+        assert "innerHTML" not in client.get(f"/static/{script}").text
     assert "default-src 'self'" in client.get("/").headers["content-security-policy"]  # no inline script runs
