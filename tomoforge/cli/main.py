@@ -393,6 +393,10 @@ from tomoforge.cli.demo import demo  # noqa: E402 - its heavy imports are inside
 
 app.command("demo")(demo)
 
+from tomoforge.cli.serve import serve_command  # noqa: E402 - fastapi and uvicorn are imported when it runs
+
+app.command("serve")(serve_command)
+
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()

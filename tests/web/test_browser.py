@@ -1,0 +1,205 @@
+"""The pages in a real browser (Selenium driving Debian's chromium, headless); skipped where none is found."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from tests.protocols.conftest import hiv_dir  # noqa: F401
+from tests.protocols.ctf.test_exclude import with_ctf  # noqa: F401
+from tests.web.conftest import made, run_serially  # noqa: F401
+from tests.web.test_tomogram import tomo  # noqa: F401
+from tests.web.test_viewer import imported  # noqa: F401
+from tomoforge.web.app import create_app
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the test extra has it)")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="no chromium and chromedriver on PATH (Debian: apt-get install -y chromium chromium-driver)",
+)
+
+
+@pytest.fixture
+def browser():
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def serve(root) -> tuple[str, uvicorn.Server, threading.Thread]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(root, launch=run_serially), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+@pytest.fixture
+def site(request):
+    servers = []
+
+    def start(root) -> str:
+        url, server, thread = serve(root)
+        servers.append((server, thread))
+        return url
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+def wait(driver, condition, timeout=20):
+    return WebDriverWait(driver, timeout).until(lambda d: condition(d))
+
+
+def test_project_page_shows_the_runs_the_graph_and_escaped_labels(browser, site, made):  # noqa: F811
+    project, (first, second, third) = made
+    project.set_label(third, "<b>bold</b><script>window.hacked=1</script>")
+    browser.get(site(project.root))
+    rows = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#runs tbody tr"))
+    assert len(rows) == 3
+    assert wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#graph svg a.node")) == 3)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#graph svg line.edge")) == 1
+    label_cell = browser.find_element(By.CSS_SELECTOR, f'#runs tr[data-run="{third}"] td:nth-child(3)')
+    assert label_cell.text == "<b>bold</b><script>window.hacked=1</script>"  # shown as text
+    assert browser.execute_script("return window.hacked === undefined")
+    browser.find_element(By.ID, "filter-state").send_keys("saved")
+    assert wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 1)
+
+
+def test_a_form_with_an_invalid_value_shows_the_message_beside_the_field(browser, site, made):  # noqa: F811
+    project, _ = made
+    browser.get(site(project.root) + "/new?protocol=toy-make")
+    count = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#params input[name="count"]'))[0]
+    count.clear()
+    count.send_keys("0")
+    browser.find_element(By.CSS_SELECTOR, '#params input[name="control_dir"]').send_keys("/tmp")
+    browser.find_element(By.CSS_SELECTOR, 'button[data-start="save"]').click()
+    message = browser.find_element(By.CSS_SELECTOR, '[data-error-for="count"]')
+    wait(browser, lambda d: message.text)
+    assert message.text.startswith("count") and "1" in message.text
+    assert len(project.runs()) == 3  # nothing saved
+    count.clear()
+    count.send_keys("2")
+    browser.find_element(By.CSS_SELECTOR, 'button[data-start="save"]').click()
+    wait(browser, lambda d: "/runs/4" in d.current_url)
+    assert project.run(4)["state"] == "saved" and project.run_params(4)["count"] == 2
+
+
+def test_space_bar_in_the_tilt_viewer_then_save_makes_an_exclude_views_run(browser, site, imported):  # noqa: F811
+    project, run_id = imported
+    browser.get(site(project.root) + f"/runs/{run_id}/view/tilt_series")
+    wait(browser, lambda d: "view 1/41" in d.find_element(By.ID, "view-info").text)
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+    wait(browser, lambda d: "view 3/41" in d.find_element(By.ID, "view-info").text)
+    body.send_keys(Keys.SPACE)
+    wait(browser, lambda d: "excluded" in d.find_element(By.ID, "view-info").text)
+    order = int(browser.find_element(By.CSS_SELECTOR, ".strip span.current").get_attribute("data-order"))
+    assert wait(browser, lambda d: d.execute_script("return document.getElementById('view-image').naturalWidth")) == 16
+    browser.find_element(By.ID, "save").click()
+    link = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#saved a.saved-run"))[0]
+    new = int(link.text)
+    assert project.run(new)["protocol"] == "exclude-views"
+    views = project.output_set(new, "tilt_series").get("TS_01").tilt_images
+    assert [t.acquisition_order for t in views if t.excluded] == [order]
+    angles = sorted(t.tilt_angle_deg for t in views)
+    assert next(t for t in views if t.acquisition_order == order).tilt_angle_deg == angles[2]  # the third in tilt order
+
+
+def test_run_page_shows_the_run_and_refuses_what_the_cli_refuses(browser, site, made):  # noqa: F811
+    project, (first, _, _) = made
+    browser.get(site(project.root) + f"/runs/{first}")
+    wait(browser, lambda d: d.find_element(By.ID, "state").text == "finished")
+    assert "numbers: 3 Number (closed)" in browser.find_element(By.ID, "outputs").text
+    assert "count" in browser.find_element(By.ID, "params").text
+    wait(browser, lambda d: d.find_element(By.ID, "log").text)
+    browser.find_element(By.CSS_SELECTOR, 'button[data-action="reset"]').click()
+    wait(browser, lambda d: "used by run(s) 2" in d.find_element(By.ID, "message").text)
+    assert project.run(first)["state"] == "finished" and len(project.output_set(first, "numbers")) == 3
+
+
+def test_a_tomogram_shows_its_slices_with_the_coordinates_overlaid(browser, site, tomo):  # noqa: F811
+    project, tomograms, picks = tomo
+    browser.get(site(project.root) + f"/runs/{tomograms}/tomogram/tomograms")
+    xy = '.slice[data-axis="xy"] svg.overlay circle.point'
+    circles = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, xy))
+    assert len(circles) == 2  # z = 3 and z = 10 are both within 5 voxels of the middle slice (z = 6)
+    centres = sorted((float(c.get_attribute("cx")), float(c.get_attribute("cy"))) for c in circles)
+    assert centres == [(2.0, 2.0), (9.0, 5.0)]
+    xz = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '.slice[data-axis="xz"] svg.overlay circle.point'))
+    assert [(float(c.get_attribute("cx")), float(c.get_attribute("cy"))) for c in xz] == [(9.0, 3.0)]  # y = 5 only
+    image = browser.find_element(By.CSS_SELECTOR, '.slice[data-axis="xy"] img')
+    assert wait(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image)) == 8  # 16 binned by 2
+    box = browser.find_element(By.CSS_SELECTOR, '.slice[data-axis="xy"] .slice-box')
+    browser.execute_script(
+        "arguments[0].dispatchEvent(new WheelEvent('wheel', {deltaY: 100, bubbles: true, cancelable: true}))", box
+    )
+    label = browser.find_element(By.CSS_SELECTOR, '.slice[data-axis="xy"] .slice-label')
+    wait(browser, lambda d: label.text == "8/12")  # the wheel moved from slice 7/12 to 8/12
+
+
+def test_ctf_viewer_plots_every_tilt_and_saves_an_exclusion(browser, site, with_ctf):  # noqa: F811
+    project, _, ctf, bad = with_ctf
+    browser.get(site(project.root) + f"/runs/{ctf}/ctf/ctf")
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".ctf-plots svg circle.entry")) == 3 * 41)
+    tilts = sorted(e.tilt_angle_deg for e in project.output_set(ctf, "ctf").get("TS_01").entries)
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(*[Keys.ARROW_RIGHT] * 3)  # to the 4th tilt: the planted bad fit resolution
+    wait(browser, lambda d: "tilt 4/41" in d.find_element(By.ID, "entry-info").text)
+    body.send_keys(Keys.SPACE)
+    wait(browser, lambda d: "excluded" in d.find_element(By.ID, "entry-info").text)
+    browser.find_element(By.ID, "save").click()
+    new = int(wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#saved a.saved-run"))[0].text)
+    entries = project.output_set(new, "ctf").get("TS_01").entries
+    assert [e.tilt_angle_deg for e in entries if e.excluded] == [tilts[3]] == [bad["resolution"]]
+
+
+def test_clicking_a_slice_adds_points_saved_as_a_new_coordinate_set(browser, site, tomo):  # noqa: F811
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    project, tomograms, _ = tomo
+    browser.get(site(project.root) + f"/runs/{tomograms}/tomogram/tomograms")
+    image = browser.find_element(By.CSS_SELECTOR, '.slice[data-axis="xy"] img')
+    wait(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image))
+    ActionChains(browser).move_to_element_with_offset(image, 1, -5).click().perform()  # from the centre (8, 10)
+    wait(browser, lambda d: d.find_element(By.ID, "pick-count").text == "1")
+    assert len(browser.find_elements(By.CSS_SELECTOR, '.slice[data-axis="xy"] svg.overlay rect.pick')) == 1
+    browser.find_element(By.ID, "save-picks").click()
+    new = int(wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#saved a.saved-run"))[0].text)
+    (point,) = list(project.output_set(new, "coordinates"))
+    # voxel (9, 5) on XY slice z = 6 (the middle): Å from the centre (8, 10, 6) at 10 Å per voxel
+    assert abs(point.x_A - 10.0) <= 10 and abs(point.y_A + 50.0) <= 10 and point.z_A == 0.0
