@@ -40,6 +40,12 @@ def parse_symmetry(name: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
+def canonical_symmetry(name: str) -> str:
+    """The name written the standard way: 'c6 ' → 'C6', 'i' → 'I'."""
+    kind, n = parse_symmetry(name)
+    return f"{kind}{n}" if n else kind
+
+
 def group_order(name: str) -> int:
     """Number of operators of the point group: n, 2n, 12, 24 or 60."""
     kind, n = parse_symmetry(name)

@@ -10,9 +10,10 @@ import copy
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tomoforge.errors import UserError
+from tomoforge.methods.symmetry import canonical_symmetry
 
 
 class _Strict(BaseModel):
@@ -33,6 +34,16 @@ class ParticleSpecies(_Strict):
     )
     b_factor_A2: float = Field(20.0, ge=0, description="B-factor added to every atom (Å²)")
     map_mass_kDa: float | None = Field(None, gt=0, description="mass of a map source (kDa); default: estimated")
+    chain: str | None = Field(None, description="use only this chain of an atomic model (e.g. 'A')")
+    symmetry: str = Field(
+        "C1", description="point group (Cn, Dn, T, O, I) placing copies of the model or chain into an assembly"
+    )
+    assembly_radius_A: float = Field(0.0, ge=0, description="distance of each copy's centre from the symmetry axis")
+
+    @field_validator("symmetry")
+    @classmethod
+    def _known_symmetry(cls, value: str) -> str:
+        return canonical_symmetry(value)
 
 
 class FiducialConfig(_Strict):
