@@ -73,6 +73,22 @@ class VesicleConfig(_Strict):
     tail_potential_V: float = Field(-0.5, description="hydrocarbon core relative to ice (V)")
 
 
+class VirionConfig(_Strict):
+    count: int = Field(0, ge=0, description="enveloped virions carrying a lattice of assemblies inside their membrane")
+    radius_A: tuple[float, float] = Field((500.0, 800.0), description="range of the membrane's mean radius (Å)")
+    aspect: tuple[float, float] = Field((1.0, 1.2), description="range of semi-axis ratios (1 = sphere)")
+    membrane_thickness_A: float = Field(40.0, gt=0)
+    species: str = Field("", description="name of the specimen.particles species forming the lattice")
+    spacing_A: float = Field(78.0, gt=0, description="distance between neighbouring assembly centres")
+    gap_fraction: float = Field(0.15, ge=0, lt=1, description="fraction of lattice sites left empty")
+    inset_A: float | None = Field(
+        None,
+        ge=0,
+        description="depth of the assembly centres below the membrane mid-surface; default: membrane "
+        "half-thickness + the species' radius",
+    )
+
+
 class SpecimenConfig(_Strict):
     geometry: Literal["plunge", "lamella"] = Field("plunge", description="plunge-frozen film or FIB lamella")
     ice_thickness_A: float = Field(800.0, gt=0)
@@ -89,6 +105,7 @@ class SpecimenConfig(_Strict):
     particles: list[ParticleSpecies] = Field(default_factory=lambda: [ParticleSpecies()])
     fiducials: FiducialConfig = Field(default_factory=FiducialConfig)
     vesicles: VesicleConfig = Field(default_factory=VesicleConfig)
+    virions: VirionConfig = Field(default_factory=VirionConfig)
     background_count: int = Field(0, ge=0, description="crowding blobs (random 20–40 Å globules) in the ice")
     margin_A: float = Field(20.0, ge=0, description="minimum gap between objects and to the ice surfaces")
 
