@@ -62,3 +62,33 @@ def test_virion_mistakes_name_the_field():
     with pytest.raises(ValueError, match="specimen.virions.radius_A"):
         cfg = _config(radius_A=(120.0, 130.0))
         build_specimen(cfg.specimen, (3000.0, 3000.0), [_Sized(60.0)], [], np.random.default_rng(1))
+
+
+def test_virions_preset_small_variant_writes_movies_and_a_truth_with_symmetric_assemblies(tmp_path, test_data):
+    from tomoforge.io.mrc import read_mrc
+    from tomoforge.simulate.run import simulate
+
+    overrides = {
+        "data_root": str(test_data),
+        "acquisition.tilt_series_count": 1,
+        "acquisition.tilt_min_deg": -30.0,
+        "acquisition.tilt_max_deg": 30.0,
+        "acquisition.tilt_step_deg": 15.0,
+        "acquisition.frames_per_tilt": 2,
+        "specimen.ice_thickness_A": 1100.0,
+        "specimen.virions.count": 1,
+        "specimen.virions.radius_A": (420.0, 450.0),
+        "specimen.fiducials.count_per_surface": 2,
+        "specimen.background_count": 0,
+        "detector.image_size": (192, 192),
+        "detector.pixel_size_A": 8.0,
+    }
+    result = simulate(tmp_path, preset="virions", seed=2, overrides=overrides)
+    truth = result.tilt_series[0].truth
+    assert len(truth["tilts"]) == 5 and (tmp_path / "TS_01.mrc.mdoc").is_file()
+    (species,) = truth["species"]
+    assert species["symmetry"] == "C6" and species["name"] == "hexamer"
+    reference = read_mrc(tmp_path / species["reference_map"])
+    assert reference.shape[0] == reference.shape[1] == reference.shape[2]
+    assert len(truth["virions"]) == 1
+    assert len(truth["particles"]) > 80 and all(p["virion"] == 0 for p in truth["particles"])

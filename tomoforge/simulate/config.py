@@ -216,6 +216,35 @@ PRESETS: dict[str, dict[str, Any]] = {
         "detector": {"image_size": [1024, 1024], "pixel_size_A": 3.0},
         "output": {"tomogram_binning": 4},
     },
+    "virions": {  # HIV-like: enveloped virions with an immature-Gag-like lattice of C6 hexamers inside
+        "name": "TS",
+        "specimen": {
+            "ice_thickness_A": 1500.0,
+            "particles": [
+                {
+                    "name": "hexamer",
+                    "source": "models/6z6u.pdb",
+                    "chain": "A",
+                    "symmetry": "C6",
+                    "assembly_radius_A": 28.0,
+                    "count": 0,
+                }
+            ],
+            "fiducials": {"count_per_surface": 8},
+            "vesicles": {"count": 0},
+            "virions": {"count": 2, "species": "hexamer", "radius_A": [450.0, 580.0], "aspect": [1.0, 1.15]},
+            "background_count": 40,
+        },
+        "acquisition": {
+            "tilt_series_count": 3,
+            "tilt_axis_angle_deg": 85.3,
+            "frames_per_tilt": 4,
+            "dose_per_tilt": 3.0,
+            "defocus_um": [2.0, 4.0],
+        },
+        "detector": {"image_size": [928, 960], "pixel_size_A": 5.4, "mtf": "mtf_k2_300kV"},
+        "output": {"tomogram_binning": 2},
+    },
     "tutorial": {
         "name": "TS",
         "specimen": {
