@@ -111,3 +111,54 @@ def test_levelled_offset_adds_the_slab_tilt_about_the_axis(tiny_sim):
     err = accuracy.alignment_errors(truth, series_from_truth(truth, tilt_add=slab))
     assert err["levelled_tilt_offset_error_deg"] == pytest.approx(0.0, abs=1e-9)
     assert err["tilt_offset_error_deg"] == pytest.approx(slab)
+
+
+def _truth_cloud(n=400, seed=11):
+    rng = np.random.default_rng(seed)
+    positions = rng.uniform(-2000, 2000, size=(n, 3))
+    positions[:, 2] *= 0.1
+    from tomoforge.methods.rotations import random_rotations
+
+    return rng, positions, random_rotations(n, rng)
+
+
+def test_match_picks_scores_removed_added_and_shifted_picks_exactly():
+    rng, true, rotations = _truth_cloud()
+    keep = rng.permutation(len(true))[:360]  # 10 % removed
+    direction = rng.normal(size=(360, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    picks = true[keep] + 5.0 * direction  # each pick 5 Å from its particle
+    false = rng.uniform(-2000, 2000, size=(40, 3)) + [0, 0, 1e4]  # 40 picks far from every particle
+    result = accuracy.match_picks(np.concatenate([picks, false]), true, radius_A=30.0)
+    assert result.recall == pytest.approx(0.9)
+    assert result.precision == pytest.approx(360 / 400)
+    assert result.f1 == pytest.approx(2 * 360 / 800)
+    assert result.mean_position_error_A == pytest.approx(5.0)
+    np.testing.assert_array_equal(np.sort(result.true_index), np.sort(keep))
+    assert np.all(result.true_index[np.argsort(result.pick_index)][:360] == keep)
+
+
+def test_match_picks_is_one_to_one_and_prefers_more_pairs():
+    true = np.array([[0.0, 0, 0], [20.0, 0, 0]])
+    picks = np.array([[9.0, 0, 0], [-8.0, 0, 0]])  # greedy would pair (9 → 0) and lose the second
+    result = accuracy.match_picks(picks, true, radius_A=12.0)
+    assert len(result.pick_index) == 2 and result.recall == 1.0
+    assert result.mean_position_error_A == pytest.approx((11.0 + 8.0) / 2)
+    none = accuracy.match_picks(np.zeros((0, 3)), true, radius_A=12.0)
+    assert none.recall == 0.0 and np.isnan(none.precision)
+
+
+def test_match_picks_orientation_error_is_zero_for_a_symmetry_copy():
+    from tomoforge.methods.rotations import rotation_about_axis, rotation_about_z
+
+    rng, true, rotations = _truth_cloud(60)
+    c6 = rotation_about_z(60.0)
+    result = accuracy.match_picks(
+        true, true, 10.0, pick_rotations=rotations @ c6, true_rotations=rotations, symmetry="C6"
+    )
+    assert result.orientation_error_deg.max() < 1e-5
+    as_c1 = accuracy.match_picks(true, true, 10.0, pick_rotations=rotations @ c6, true_rotations=rotations)
+    np.testing.assert_allclose(as_c1.orientation_error_deg, 60.0, atol=1e-5)
+    off = rotations @ rotation_about_axis(np.array([1.0, 0, 0]), 3.0)
+    tilted = accuracy.match_picks(true, true, 10.0, pick_rotations=off, true_rotations=rotations, symmetry="C6")
+    assert tilted.median_orientation_error_deg == pytest.approx(3.0)

@@ -9,7 +9,11 @@ import typer
 
 def simulate_command(
     outdir: Path = typer.Argument(..., help="folder to write movies, mdoc, gain and truth into"),
-    preset: str = typer.Option("tiny", "--preset", help="tiny | small | tutorial"),
+    preset: str = typer.Option(
+        "tiny",
+        "--preset",
+        help="tiny | small | tutorial | virions (HIV-like: 3 tilt series of 41 tilts, virions with a lattice of C6 hexamers)",
+    ),
     seed: int = typer.Option(0, "--seed", help="random seed: the same seed gives the same data"),
     set_: list[str] = typer.Option(None, "--set", help="key=value overrides, e.g. detector.pixel_size_A=2.5"),
 ) -> None:

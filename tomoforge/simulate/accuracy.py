@@ -6,12 +6,15 @@ items or arrays, and returns plain numbers. Units: pixels of the frames unless t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from tomoforge.methods.align.projection_model import ProjectionModel, reprojection_difference, rms
+from tomoforge.methods.map_alignment import align_maps, fsc_resolution_A
+from tomoforge.methods.symmetry import symmetric_angle_deg
 
 if TYPE_CHECKING:
     from tomoforge.model import CTFSeries, TiltSeries
@@ -161,3 +164,114 @@ def tomogram_correlation(
     x, y = x - x.mean(), y - y.mean()
     r = float((x @ y) / (x.norm() * y.norm()).clamp(min=1e-30))
     return r, (shift[0], shift[1], shift[2])
+
+
+@dataclass
+class PickMatch:
+    """Picks matched one-to-one to true particles within a radius (Hungarian: the most pairs, then the
+    least total distance). Position errors are |pick − truth| (Å); orientation errors (°) are taken modulo
+    the species' symmetry, NaN where no orientations were given."""
+
+    pick_index: np.ndarray  # (k,) indices into the picks
+    true_index: np.ndarray  # (k,) indices into the true particles
+    position_error_A: np.ndarray  # (k,)
+    orientation_error_deg: np.ndarray  # (k,)
+    n_picks: int
+    n_true: int
+
+    @property
+    def precision(self) -> float:
+        return len(self.pick_index) / self.n_picks if self.n_picks else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return len(self.pick_index) / self.n_true if self.n_true else float("nan")
+
+    @property
+    def f1(self) -> float:
+        total = self.n_picks + self.n_true
+        return 2 * len(self.pick_index) / total if total else float("nan")
+
+    @property
+    def mean_position_error_A(self) -> float:
+        return float(self.position_error_A.mean()) if len(self.position_error_A) else float("nan")
+
+    @property
+    def median_orientation_error_deg(self) -> float:
+        e = self.orientation_error_deg
+        return float(np.median(e)) if len(e) else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "mean_position_error_A": self.mean_position_error_A,
+            "median_orientation_error_deg": self.median_orientation_error_deg,
+        }
+
+
+def match_picks(
+    picks_A: np.ndarray,
+    true_A: np.ndarray,
+    radius_A: float,
+    *,
+    pick_rotations: np.ndarray | None = None,
+    true_rotations: np.ndarray | None = None,
+    symmetry: str = "C1",
+) -> PickMatch:
+    """Match picked coordinates (m, 3) to true ones (n, 3) (Å, x, y, z) one-to-one within ``radius_A``:
+    a maximum matching of least total distance over the pairs within the radius (sparse, so thousands of
+    particles are cheap). With rotations (m, 3, 3) and (n, 3, 3), the orientation error of each matched
+    pick is its angle from the truth modulo the point group ``symmetry``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+    from scipy.spatial import cKDTree
+
+    picks = np.asarray(picks_A, dtype=np.float64).reshape(-1, 3)
+    true = np.asarray(true_A, dtype=np.float64).reshape(-1, 3)
+    m, n = len(picks), len(true)
+    empty = np.zeros(0, dtype=int)
+    pi, ti = empty, empty
+    if m and n:
+        pairs = cKDTree(picks).sparse_distance_matrix(cKDTree(true), radius_A, output_type="ndarray")
+        if len(pairs):
+            rows, cols, dist = pairs["i"], pairs["j"], pairs["v"]
+            # every pick may also go to its own dummy column at a cost above any set of real pairs, so a full
+            # matching of the rows always exists and the best one has the most real pairs, then the least
+            # distance (real costs are offset by radius so that a zero distance stays a stored entry)
+            dummy = 2.0 * radius_A * (min(m, n) + 1) + 1.0
+            r = np.concatenate([rows, np.arange(m)])
+            c = np.concatenate([cols, n + np.arange(m)])
+            w = np.concatenate([dist + radius_A, np.full(m, dummy)])
+            graph = coo_matrix((w, (r, c)), shape=(m, n + m)).tocsr()
+            row_ind, col_ind = min_weight_full_bipartite_matching(graph)
+            real = col_ind < n
+            pi, ti = row_ind[real], col_ind[real]
+    errors = np.linalg.norm(picks[pi] - true[ti], axis=1)
+    if pick_rotations is not None and true_rotations is not None:
+        angles = symmetric_angle_deg(np.asarray(pick_rotations)[pi], np.asarray(true_rotations)[ti], symmetry)
+    else:
+        angles = np.full(len(pi), np.nan)
+    return PickMatch(pi, ti, errors, np.asarray(angles, dtype=np.float64), m, n)
+
+
+def truth_particles(truth: dict, species: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(positions (n, 3) Å, rotations (n, 3, 3)) of the truth's particles, of one species when given."""
+    items = [p for p in truth["particles"] if species is None or p["species"] == species]
+    if not items:
+        return np.zeros((0, 3)), np.zeros((0, 3, 3))
+    return np.array([p["position_A"] for p in items]), np.array([p["rotation"] for p in items])
+
+
+def map_fsc(average: np.ndarray, reference: np.ndarray, pixel_size_A: float, *, symmetry: str = "C1") -> dict:
+    """FSC of a map (e.g. an average, any frame) against the reference map after superposing them (best
+    rotation and shift, ``align_maps``): {frequency_per_A, fsc, resolution_A (FSC 0.143), rotation, shift_A}."""
+    result = align_maps(average, reference, pixel_size_A, symmetry=symmetry)
+    return {
+        "frequency_per_A": result.frequency,
+        "fsc": result.fsc,
+        "resolution_A": fsc_resolution_A(result.frequency, result.fsc),
+        "rotation": result.rotation,
+        "shift_A": result.shift_xyz_px * pixel_size_A,
+    }

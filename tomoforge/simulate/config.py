@@ -10,9 +10,10 @@ import copy
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tomoforge.errors import UserError
+from tomoforge.methods.symmetry import canonical_symmetry
 
 
 class _Strict(BaseModel):
@@ -33,6 +34,16 @@ class ParticleSpecies(_Strict):
     )
     b_factor_A2: float = Field(20.0, ge=0, description="B-factor added to every atom (Å²)")
     map_mass_kDa: float | None = Field(None, gt=0, description="mass of a map source (kDa); default: estimated")
+    chain: str | None = Field(None, description="use only this chain of an atomic model (e.g. 'A')")
+    symmetry: str = Field(
+        "C1", description="point group (Cn, Dn, T, O, I) placing copies of the model or chain into an assembly"
+    )
+    assembly_radius_A: float = Field(0.0, ge=0, description="distance of each copy's centre from the symmetry axis")
+
+    @field_validator("symmetry")
+    @classmethod
+    def _known_symmetry(cls, value: str) -> str:
+        return canonical_symmetry(value)
 
 
 class FiducialConfig(_Strict):
@@ -62,6 +73,22 @@ class VesicleConfig(_Strict):
     tail_potential_V: float = Field(-0.5, description="hydrocarbon core relative to ice (V)")
 
 
+class VirionConfig(_Strict):
+    count: int = Field(0, ge=0, description="enveloped virions carrying a lattice of assemblies inside their membrane")
+    radius_A: tuple[float, float] = Field((500.0, 800.0), description="range of the membrane's mean radius (Å)")
+    aspect: tuple[float, float] = Field((1.0, 1.2), description="range of semi-axis ratios (1 = sphere)")
+    membrane_thickness_A: float = Field(40.0, gt=0)
+    species: str = Field("", description="name of the specimen.particles species forming the lattice")
+    spacing_A: float = Field(78.0, gt=0, description="distance between neighbouring assembly centres")
+    gap_fraction: float = Field(0.15, ge=0, lt=1, description="fraction of lattice sites left empty")
+    inset_A: float | None = Field(
+        None,
+        ge=0,
+        description="depth of the assembly centres below the membrane mid-surface; default: membrane "
+        "half-thickness + the species' radius",
+    )
+
+
 class SpecimenConfig(_Strict):
     geometry: Literal["plunge", "lamella"] = Field("plunge", description="plunge-frozen film or FIB lamella")
     ice_thickness_A: float = Field(800.0, gt=0)
@@ -78,6 +105,7 @@ class SpecimenConfig(_Strict):
     particles: list[ParticleSpecies] = Field(default_factory=lambda: [ParticleSpecies()])
     fiducials: FiducialConfig = Field(default_factory=FiducialConfig)
     vesicles: VesicleConfig = Field(default_factory=VesicleConfig)
+    virions: VirionConfig = Field(default_factory=VirionConfig)
     background_count: int = Field(0, ge=0, description="crowding blobs (random 20–40 Å globules) in the ice")
     margin_A: float = Field(20.0, ge=0, description="minimum gap between objects and to the ice surfaces")
 
@@ -187,6 +215,35 @@ PRESETS: dict[str, dict[str, Any]] = {
         "acquisition": {"frames_per_tilt": 8},
         "detector": {"image_size": [1024, 1024], "pixel_size_A": 3.0},
         "output": {"tomogram_binning": 4},
+    },
+    "virions": {  # HIV-like: enveloped virions with an immature-Gag-like lattice of C6 hexamers inside
+        "name": "TS",
+        "specimen": {
+            "ice_thickness_A": 1500.0,
+            "particles": [
+                {
+                    "name": "hexamer",
+                    "source": "models/6z6u.pdb",
+                    "chain": "A",
+                    "symmetry": "C6",
+                    "assembly_radius_A": 28.0,
+                    "count": 0,
+                }
+            ],
+            "fiducials": {"count_per_surface": 8},
+            "vesicles": {"count": 0},
+            "virions": {"count": 2, "species": "hexamer", "radius_A": [450.0, 580.0], "aspect": [1.0, 1.15]},
+            "background_count": 40,
+        },
+        "acquisition": {
+            "tilt_series_count": 3,
+            "tilt_axis_angle_deg": 85.3,
+            "frames_per_tilt": 4,
+            "dose_per_tilt": 3.0,
+            "defocus_um": [2.0, 4.0],
+        },
+        "detector": {"image_size": [928, 960], "pixel_size_A": 5.4, "mtf": "mtf_k2_300kV"},
+        "output": {"tomogram_binning": 2},
     },
     "tutorial": {
         "name": "TS",

@@ -75,12 +75,27 @@ def load_references(cfg: SimulationConfig, pixel_size_A: float) -> list[Referenc
         path = resolve_data_file(sp.source, cfg.data_root, f"specimen.particles.{i}.source")
         if path.suffix.lower() in (".pdb", ".cif", ".ent", ".mmcif") or path.name.endswith(".cif.gz"):
             refs.append(
-                reference_from_model(sp.name, path, pixel_size_A, params, sp.b_factor_A2, cfg.specimen.ice_potential_V)
+                reference_from_model(
+                    sp.name,
+                    path,
+                    pixel_size_A,
+                    params,
+                    sp.b_factor_A2,
+                    cfg.specimen.ice_potential_V,
+                    chain=sp.chain,
+                    symmetry=sp.symmetry,
+                    assembly_radius_A=sp.assembly_radius_A,
+                )
             )
         elif path.suffix.lower() in (".mrc", ".map", ".rec"):
             refs.append(
                 reference_from_map(sp.name, path, pixel_size_A, params, sp.map_mass_kDa, cfg.specimen.ice_potential_V)
             )
+            if sp.assembly_radius_A or sp.chain:
+                raise ValueError(
+                    f"specimen.particles.{i}: chain and assembly_radius_A need an atomic model, {path} is a map"
+                )
+            refs[-1].symmetry = sp.symmetry  # a map is taken to have the symmetry it is declared to have
         else:
             raise ValueError(
                 f"specimen.particles.{i}.source: {path} is neither an atomic model (.pdb/.cif) nor a map (.mrc/.map)"
@@ -253,6 +268,7 @@ def simulate(
                         "pixel_size_A": r.pixel_size_A,
                         "radius_A": r.radius_A,
                         "mass_Da": r.mass_Da,
+                        "symmetry": r.symmetry,
                     }
                     for r in refs
                 ],

@@ -16,6 +16,7 @@ from tomoforge.methods.ellipsoids import add_ellipsoid_volume, ellipsoid_matrix,
 from tomoforge.methods.projection import bin_fourier_volume, paste_add, rotate_volume_fourier, split_position
 from tomoforge.methods.rotations import random_rotations, rotation_about_axis, rotation_about_z, rotation_aligning_z_to
 from tomoforge.simulate.config import SpecimenConfig
+from tomoforge.simulate.lattice import ellipsoid_lattice, to_tomogram
 from tomoforge.simulate.structures import Reference
 
 
@@ -26,6 +27,7 @@ class PlacedParticle:
     rotation: np.ndarray  # (3, 3)
     vesicle: int = -1  # vesicle it is bound to, −1 when free
     normal: np.ndarray | None = None  # membrane normal at its anchor (unit, x, y, z)
+    virion: int = -1  # virion whose lattice it belongs to, −1 when none
 
 
 @dataclass
@@ -57,6 +59,8 @@ class Specimen:
     fiducials: list[np.ndarray] = field(default_factory=list)  # centres (Å)
     fiducial_radius_A: float = 50.0
     vesicles: list[Vesicle] = field(default_factory=list)
+    virions: list[Vesicle] = field(default_factory=list)
+    virion_lattice_axes_A: list[np.ndarray] = field(default_factory=list)  # semi-axes of each lattice surface
     solids: list[Solid] = field(default_factory=list)
 
 
@@ -135,6 +139,43 @@ def _membrane_solids(v: Vesicle, head_V: float, tail_V: float) -> list[Solid]:
     return [Solid(v.centre_A, ellipsoid_matrix(v.semi_axes_A + off, v.rotation), w, "membrane") for off, w in layers]
 
 
+def _add_virions(
+    cfg: SpecimenConfig, spec: Specimen, packer: _Packer, references: list[Reference], rng: np.random.Generator
+) -> None:
+    """Virions: membranes like vesicles, each with a lattice of assemblies (``lattice.ellipsoid_lattice``) on
+    the ellipsoid ``inset_A`` inside its mid-surface; the assemblies join ``spec.particles``."""
+    vc = cfg.virions
+    names = [sp.name for sp in cfg.particles]
+    if vc.species not in names:
+        raise ValueError(f"specimen.virions.species: {vc.species!r} is not a specimen.particles name ({names})")
+    s = names.index(vc.species)
+    inset = vc.membrane_thickness_A / 2 + references[s].radius_A if vc.inset_A is None else vc.inset_A
+    for i in range(vc.count):
+        r = rng.uniform(*vc.radius_A)
+        axes = r * np.array([1.0, rng.uniform(*vc.aspect), rng.uniform(*vc.aspect)])
+        axes *= r / np.cbrt(np.prod(axes))
+        if axes.min() <= inset + vc.spacing_A:
+            raise ValueError(
+                f"specimen.virions.radius_A: a virion of semi-axes {np.round(axes)} Å has no room for a lattice "
+                f"{inset:.0f} Å inside its membrane: make the radii larger or specimen.virions.inset_A smaller"
+            )
+        rot = random_rotations(1, rng)[0]
+        bound = axes.max() + vc.membrane_thickness_A / 2
+        centre = packer.place(bound, f"virion {i}")
+        packer.add(centre, bound)
+        virion = Vesicle(centre, axes, rot, vc.membrane_thickness_A)
+        spec.virions.append(virion)
+        spec.virion_lattice_axes_A.append(axes - inset)
+        spec.solids += _membrane_solids(virion, cfg.vesicles.head_potential_V, cfg.vesicles.tail_potential_V)
+        sites = to_tomogram(
+            ellipsoid_lattice(axes - inset, vc.spacing_A, rng, gap_fraction=vc.gap_fraction), centre, rot
+        )
+        spec.particles += [
+            PlacedParticle(s, p, q, -1, n, virion=i)
+            for p, q, n in zip(sites.positions_A, sites.rotations, sites.normals)
+        ]
+
+
 def build_specimen(
     cfg: SpecimenConfig,
     field_A: tuple[float, float],
@@ -142,7 +183,8 @@ def build_specimen(
     backgrounds: list[Reference],
     rng: np.random.Generator,
 ) -> Specimen:
-    """Place vesicles, membrane-bound particles, gold, free particles and crowders, in that order."""
+    """Place vesicles, virions with their lattices, membrane-bound particles, gold, free particles and crowders,
+    in that order (without virions, no random number is drawn for them)."""
     az = np.deg2rad(cfg.slab_tilt_azimuth_deg)
     normal = rotation_about_axis(np.array([np.cos(az), np.sin(az), 0.0]), cfg.slab_tilt_deg) @ np.array([0, 0, 1.0])
     corners = np.array([[sx * field_A[0] / 2, sy * field_A[1] / 2] for sx in (-1, 1) for sy in (-1, 1)])
@@ -165,6 +207,9 @@ def build_specimen(
         ves = Vesicle(centre, axes, rot, vc.membrane_thickness_A)
         spec.vesicles.append(ves)
         spec.solids += _membrane_solids(ves, vc.head_potential_V, vc.tail_potential_V)
+
+    if cfg.virions.count:
+        _add_virions(cfg, spec, packer, references, rng)
 
     for s, (sp, ref) in enumerate(zip(cfg.particles, references)):
         if sp.count_on_membranes and not spec.vesicles:

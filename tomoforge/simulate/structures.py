@@ -21,10 +21,19 @@ from tomoforge.io.mrc import read_mrc, read_voxel_size
 from tomoforge.methods.fourier import fourier_crop
 from tomoforge.methods.potential import atomic_potential_volume, potential_per_dalton
 from tomoforge.methods.projection import FourierVolume, paste_add, prepare_fourier_volume
+from tomoforge.methods.symmetry import canonical_symmetry, group_order, parse_symmetry, symmetry_operators
 
 PROTEIN_DENSITY_DA_PER_A3 = 0.81
 SCATTERING_FILE = "detector/ttsim3d_scattering/elastic_scattering_factors.json"
 # average amino-acid residue (Senko et al. 1995 "averagine"), atoms per residue
+# where the first copy of an assembly's chain sits (× radius): off every symmetry axis of its group
+ASSEMBLY_DIRECTION = {
+    "C": np.array([1.0, 0.0, 0.0]),
+    "D": np.array([0.8, 0.36, 0.48]),
+    "T": np.array([0.8, 0.36, 0.48]),
+    "O": np.array([0.8, 0.36, 0.48]),
+    "I": np.array([0.8, 0.36, 0.48]),
+}
 AVERAGINE = {"C": 4.9384, "H": 7.7583, "N": 1.3577, "O": 1.4773, "S": 0.0417}
 
 
@@ -51,18 +60,22 @@ def load_scattering_factors(data_root: str | Path | None) -> tuple[dict, dict]:
     return table["parameters_a"], table["parameters_b"]
 
 
-def read_atoms(path: Path) -> tuple[np.ndarray, list[str], float]:
-    """(coordinates (n, 3) Å centred on the centre of mass, element symbols, mass in Da) of model 1,
-    without waters and alternative conformations (first kept); a model without hydrogens gets one
-    implicit hydrogen per heavy atom (at the atom's position: H scattering is broad)."""
+def read_atoms(path: Path, chain: str | None = None) -> tuple[np.ndarray, list[str], float]:
+    """(coordinates (n, 3) Å centred on the centre of mass, element symbols, mass in Da) of model 1 (of its
+    chain ``chain`` only, when given), without waters and alternative conformations (first kept); a model
+    without hydrogens gets one implicit hydrogen per heavy atom (at the atom's position: H scattering is broad)."""
     st = gemmi.read_structure(str(path))
     st.remove_waters()
     st.remove_alternative_conformations()
     atoms_xyz: list[list[float]] = []
     elements: list[str] = []
     atom_masses: list[float] = []
-    for chain in st[0]:
-        for res in chain:
+    chains = [c for c in st[0] if chain is None or c.name == chain]
+    if chain is not None and not chains:
+        names = sorted({c.name for c in st[0]})
+        raise ValueError(f"{path}: no chain {chain!r} in the first model (chains: {', '.join(names)})")
+    for ch in chains:
+        for res in ch:
             for atom in res:
                 atoms_xyz.append(atom.pos.tolist())
                 elements.append(atom.element.name.upper())
@@ -90,6 +103,7 @@ class Reference:
     radius_A: float  # bounding-sphere radius used for non-overlap
     mass_Da: float  # from the model (sum of atomic weights) or the map
     fourier: FourierVolume  # prepared spectrum of ``contrast``
+    symmetry: str = "C1"  # point group of the map about its centre (axis z), see methods/symmetry.py
 
 
 def _box_size(radius_A: float, pixel_size_A: float) -> int:
@@ -108,18 +122,59 @@ def _displaced_ice(
     return torch.from_numpy(mask * ice_potential_V).to(torch.float32)
 
 
-def reference_from_model(
-    name: str, path: Path, pixel_size_A: float, params: tuple[dict, dict], b_factor_A2: float, ice_potential_V: float
+def _reference(
+    name: str,
+    source: str,
+    pixel_size_A: float,
+    potential: torch.Tensor,
+    radius_A: float,
+    mass_Da: float,
+    ice_potential_V: float,
+    symmetry: str = "C1",
 ) -> Reference:
-    """Reference from an atomic model: erf-integrated 5-Gaussian potential on a cubic box."""
-    xyz, elements, mass = read_atoms(path)
+    """A Reference from its vacuum potential: the contrast (minus the displaced ice) and its spectrum."""
+    contrast = potential - _displaced_ice(potential, pixel_size_A, mass_Da, ice_potential_V)
+    spectrum = prepare_fourier_volume(contrast, pixel_size_A)
+    return Reference(name, source, pixel_size_A, potential, contrast, radius_A, mass_Da, spectrum, symmetry)
+
+
+def assemble(xyz: np.ndarray, symmetry: str, radius_A: float) -> np.ndarray:
+    """Coordinates (|G|·n, 3) of |G| copies of the centred atoms ``xyz`` (n, 3): the copy at the identity
+    has its centre of mass moved to ``radius_A`` × ``ASSEMBLY_DIRECTION[kind]`` (x for Cn: the copies ring
+    the z axis), and copy g is that one moved by operator G_g about the origin."""
+    ops = symmetry_operators(symmetry)
+    start = xyz + radius_A * ASSEMBLY_DIRECTION[parse_symmetry(symmetry)[0]]
+    return np.einsum("gab,nb->gna", ops, start).reshape(-1, 3)
+
+
+def reference_from_model(
+    name: str,
+    path: Path,
+    pixel_size_A: float,
+    params: tuple[dict, dict],
+    b_factor_A2: float,
+    ice_potential_V: float,
+    *,
+    chain: str | None = None,
+    symmetry: str = "C1",
+    assembly_radius_A: float = 0.0,
+) -> Reference:
+    """Reference from an atomic model (or one of its chains): erf-integrated 5-Gaussian potential on a cubic
+    box; with a symmetry other than C1, or a radius, the assembly of copies placed by ``assemble``, its
+    potential sampled at half the pixel size and Fourier-cropped (anti-aliased: symmetric to < 1 %)."""
+    xyz, elements, mass = read_atoms(path, chain)
+    assembled = symmetry != "C1" or assembly_radius_A > 0
+    if assembled:
+        copies = group_order(symmetry)
+        xyz, elements, mass = assemble(xyz, symmetry, assembly_radius_A), elements * copies, mass * copies
     radius = float(np.linalg.norm(xyz, axis=1).max()) + 5.0
     n = _box_size(radius, pixel_size_A)
-    pot = atomic_potential_volume(xyz, elements, params[0], params[1], pixel_size_A, (n, n, n), b_factor_A2)
-    contrast = pot - _displaced_ice(pot, pixel_size_A, mass, ice_potential_V)
-    return Reference(
-        name, str(path), pixel_size_A, pot, contrast, radius, mass, prepare_fourier_volume(contrast, pixel_size_A)
-    )
+    if assembled:  # computed at half the pixel size and Fourier-cropped: no aliasing, so the symmetry holds
+        fine = atomic_potential_volume(xyz, elements, params[0], params[1], pixel_size_A / 2, (2 * n,) * 3, b_factor_A2)
+        pot = fourier_crop(fine, (n, n, n))
+    else:
+        pot = atomic_potential_volume(xyz, elements, params[0], params[1], pixel_size_A, (n, n, n), b_factor_A2)
+    return _reference(name, str(path), pixel_size_A, pot, radius, mass, ice_potential_V, canonical_symmetry(symmetry))
 
 
 def reference_from_map(
@@ -180,14 +235,4 @@ def blob_reference(
     atomic_mass = {e: gemmi.Element(e).weight for e in AVERAGINE}
     per_da = potential_per_dalton(AVERAGINE, params[0], atomic_mass)
     pot = (vol * (mass * per_da / (float(vol.sum()) * pixel_size_A**3))).to(torch.float32)
-    contrast = pot - _displaced_ice(pot, pixel_size_A, mass, ice_potential_V)
-    return Reference(
-        "background",
-        "procedural",
-        pixel_size_A,
-        pot,
-        contrast,
-        radius,
-        mass,
-        prepare_fourier_volume(contrast, pixel_size_A),
-    )
+    return _reference("background", "procedural", pixel_size_A, pot, radius, mass, ice_potential_V)

@@ -35,13 +35,16 @@ truth.json keys (lengths in Å, angles in degrees, doses in e/Å²):
 - ``specimen``: field_A [x, y], tomogram_thickness_A, ice_thickness_A, slab_normal [x, y, z]
   (unit), geometry.
 - ``particles``: list of {species, position_A [x, y, z], rotation (3×3 rows; x_tomo = R x_ref + t),
-  vesicle (index or −1), normal (unit, membrane-bound only; = R·ẑ)}.
+  vesicle (index or −1), virion (index of the virion whose lattice holds it, or −1), normal (unit,
+  membrane-bound and lattice particles only; = R·ẑ)}.
 - ``background``: the same for crowding molecules (species = index of ``background_species``).
 - ``fiducials``: list of {position_A, diameter_A}.
 - ``vesicles``: list of {centre_A, semi_axes_A (membrane mid-surface, along the columns of rotation),
   rotation, membrane_thickness_A}; outward normal at x: A (x − c) normalised, A = R diag(a⁻²) Rᵀ.
+- ``virions``: the same, plus lattice_semi_axes_A: the ellipsoid (same centre and rotation) on which
+  the lattice's assembly centres lie.
 - ``species``: list of {name, source, reference_map (contrast, V), potential_map (vacuum, V),
-  pixel_size_A, radius_A, mass_Da}.
+  pixel_size_A, radius_A, mass_Da, symmetry (point group of the reference map, axis z: Cn, Dn, T, O, I)}.
 - ``tomogram``: {path, binning, pixel_size_A, shape_zyx}; ``noise_free_tilt_series``: path;
   ``noise_free_tilt_series_ctf_free``: path or null.
 """
@@ -100,6 +103,7 @@ def specimen_records(spec: Specimen, species_names: list[str]) -> dict:
             "position_A": p.position_A.tolist(),
             "rotation": p.rotation.tolist(),
             "vesicle": p.vesicle,
+            "virion": p.virion,
             "normal": None if p.normal is None else p.normal.tolist(),
         }
 
@@ -121,6 +125,16 @@ def specimen_records(spec: Specimen, species_names: list[str]) -> dict:
                 "membrane_thickness_A": v.membrane_thickness_A,
             }
             for v in spec.vesicles
+        ],
+        "virions": [
+            {
+                "centre_A": v.centre_A.tolist(),
+                "semi_axes_A": v.semi_axes_A.tolist(),
+                "rotation": v.rotation.tolist(),
+                "membrane_thickness_A": v.membrane_thickness_A,
+                "lattice_semi_axes_A": axes.tolist(),
+            }
+            for v, axes in zip(spec.virions, spec.virion_lattice_axes_A)
         ],
     }
 
