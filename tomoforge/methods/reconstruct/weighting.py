@@ -14,15 +14,15 @@ Frequencies are in cycles per image pixel.
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 import torch
 
+from tomoforge.methods.fourier import fast_fft_size
 from tomoforge.methods.reconstruct import settings as defaults
 
 
 def padded_length(n: int) -> int:
     """A fast FFT length ≥ 2 n, so that the filter's tail does not wrap round the line."""
-    return int(scipy.fft.next_fast_len(2 * n, real=True))
+    return fast_fft_size(2 * n)
 
 
 def ramp_filter(n_pad: int) -> np.ndarray:
