@@ -90,10 +90,10 @@ def make_series(c: Condition) -> ForeignSeries:
     n, px = c.size, c.pixel_size_A
     order = _acquisition_order(list(c.tilts_deg))
     tilts = [float(c.tilts_deg[i]) for i in order]
-    steps = 0.1e4 * torch.randn(len(tilts), generator=gen)  # ~0.1 µm between tilts
+    steps = 700.0 * torch.randn(len(tilts), generator=gen)  # ~0.1 µm (RMS) between tilts
     defocus = [c.defocus_um * 1e4 + float(s) for s in steps]
     defocus[0] = c.defocus_um * 1e4
-    nominal = [c.defocus_um * 1e4 + float(v) for v in 0.05e4 * torch.randn(len(tilts), generator=gen)]
+    nominal = [d + float(v) for d, v in zip(defocus, 500.0 * torch.randn(len(tilts), generator=gen))]  # mdoc-like
     y, x = torch.meshgrid(torch.arange(n) - n // 2, torch.arange(n) - n // 2, indexing="ij")
     phi = math.radians(c.axis_deg)
     dist = (x * math.cos(phi) + y * math.sin(phi)).float()  # px from the axis, perpendicular to it
@@ -147,3 +147,41 @@ def make_series(c: Condition) -> ForeignSeries:
         images.append(torch.poisson(counts, generator=gen) if c.dose > 0 else counts)
         dose_before.append(i * c.dose)
     return ForeignSeries(torch.stack(images).float(), tilts, defocus, nominal, dose_before, c)
+
+
+def fit_series(s: ForeignSeries, box: int = 256, nominal: bool = True):  # noqa: ANN201 - SeriesFit
+    """tomoforge's ``estimate_tilt_series`` on ``s`` (the nominal defoci given as the mdoc's)."""
+    from tomoforge.methods.ctf.estimate import FitSettings, Optics, estimate_tilt_series
+
+    c = s.condition
+    return estimate_tilt_series(
+        s.images,
+        Optics(c.pixel_size_A, c.voltage_kV, c.cs_mm, c.amplitude_contrast),
+        s.tilts_deg,
+        c.axis_deg,
+        FitSettings(box=min(box, c.size)),
+        accumulated_dose=s.accumulated_dose,
+        nominal_defocus_A=s.nominal_A if nominal else None,
+    )
+
+
+def scores(s: ForeignSeries, defocus_A: list[float], u_minus_v_A: list[float], angle_deg: list[float]) -> dict:
+    """The issue's measures of fitted mean defoci, astigmatisms and angles against the truth: median |error|
+    (Å) over |tilt| ≤ 40° and over all tilts, the worst tilt, the worst astigmatism magnitude error (Å) and,
+    where the truth's is ≥ 500 Å, the worst angle error (°); the per-tilt errors."""
+    c = s.condition
+    err = [f - t for f, t in zip(defocus_A, s.defocus_A)]
+    low = [abs(e) for e, a in zip(err, s.tilts_deg) if abs(a) <= 40]
+    angle = [abs((a - c.astigmatism_angle_deg + 90) % 180 - 90) for a in angle_deg]
+
+    def median(v: list[float]) -> float:
+        return float(torch.tensor(v).median()) if len(v) % 2 else float(torch.tensor(v).quantile(0.5))
+
+    return {
+        "median_40_A": round(median(low), 1),
+        "median_all_A": round(median([abs(e) for e in err]), 1),
+        "worst_A": round(max(abs(e) for e in err), 1),
+        "astigmatism_error_A": round(max(abs(a - c.astigmatism_A) for a in u_minus_v_A), 1),
+        "angle_error_deg": round(max(angle), 1) if c.astigmatism_A >= 500 else None,
+        "errors_A": [round(e) for e in err],
+    }
