@@ -1,7 +1,9 @@
 """Benchmark: CTF estimation on tilt series that are not the project's (tests/methods/ctf/foreign.py:
 teamtomo's torch-ctf CTF on a blob specimen, ice texture, gold, Poisson noise) over the issue's matrix,
-tomoforge beside torch-ctf-estimation 0.6 (per image, when installed: see benchmarks/ctf.py), and the time
-of 41 × 1024² at 2 and 3 Å/px.
+tomoforge beside torch-ctf-estimation 0.6 (per image, when installed: ``pip install --no-deps
+torch-ctf-estimation teamtomo-basemodel torch-cubic-spline-grids torch-fourier-filter torch-fourier-rescale
+torch-image-interpolation``, with benchmarks/ctf_shim for torchvision), and the time of 41 × 1024² at 2
+and 3 Å/px.
 
     python benchmarks/ctf_matrix.py [--cells N] [--no-teamtomo] [--no-speed] [--out FILE]
 
