@@ -23,6 +23,10 @@ class CTFTiltImage(Item):
     phase_shift_deg: AngleDeg = quantity(0.0, unit="deg")
     fit_resolution_A: ResolutionA | None = quantity(None, unit="Å", description="resolution the fit reaches")
     score: float | None = Field(None, description="fit score (cross-correlation)")
+    score_gap: float | None = Field(
+        None, description="SD by which the fit's score stands above the next candidate's (None: not measured)"
+    )
+    ambiguous: bool = Field(False, description="the gap is too small to trust the ring order (see the run log)")
     excluded: bool = False
 
     @model_validator(mode="after")

@@ -61,6 +61,7 @@ def test_ctf_estimation_run_outputs_and_accuracy(project, small_sim, tmp_path):
         assert e.tilt_angle_deg == pytest.approx(t["nominal_tilt_deg"])
         assert e.excluded == (e.acquisition_order == 4)
         assert e.defocus_u_A >= e.defocus_v_A and 5.9 < e.fit_resolution_A < 60 and e.score is not None
+        assert e.score_gap is None or e.ambiguous == (e.score_gap < 1.0)  # the per-tilt confidence is stored
         errors.append(e.defocus_A - 0.5 * (t["defocus_u_A"] + t["defocus_v_A"]))
     # measured 32 Å (issue floor 250 Å over |tilt| ≤ 40°): frames summed without motion correction, and no
     # alignment, so the fit is at the image centre while the truth is at the specimen centre (≤ ~150 Å apart)
@@ -72,7 +73,8 @@ def test_ctf_estimation_run_outputs_and_accuracy(project, small_sim, tmp_path):
     assert series.hand_check in ("consistent", "inconclusive")
     log = (project.run_dir(ctf) / "run.log").read_text()
     assert log.count("TS_01 view ") == 21 and "view 4 (-3.0°)" in log and "(excluded)" in log
-    assert "consensus defocus" in log
+    assert "consensus defocus" in log and "no clear Thon rings" not in log
+    assert sum(e.ambiguous for e in series.entries) <= 3 and log.count(" SD") >= 18  # the gap is logged per view
 
 
 def test_tilt_axis_180_degrees_off_is_flagged(project, small_sim, tmp_path):

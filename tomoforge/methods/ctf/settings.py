@@ -22,8 +22,8 @@ class Optics:
 
 @dataclass
 class FitSettings:
-    """Search and fit parameters of the CTF estimation (the tutorial's defaults: box 512 px, 50–5 Å,
-    10 000–50 000 Å by 500 Å).
+    """Search and fit parameters of the CTF estimation (box 512 px, 50–5 Å, 3000–80 000 Å by 500 Å,
+    searched at ≤ 100 Å).
 
     ``box`` (px) of the tiled spectra, tiles overlapping by ``overlap`` (fraction); fit band
     ``resolution_low_A``–``resolution_high_A``; defocus search ``defocus_min_A``–``defocus_max_A`` by
@@ -33,14 +33,17 @@ class FitSettings:
     ``fit_threshold``: the correlation below which the fit resolution stops; ``erase_threshold_sd``:
     erase gold beads and outliers beyond this many SDs (0: off); ``window_A``: half-width of the
     per-tilt search around the series consensus (or the nominal defocus); ``weight_power``: frequencies
-    weighted by k to this power; ``content_centres``: a tile's defocus taken where its content is."""
+    weighted by k to this power; ``content_centres``: a tile's defocus taken where its content is;
+    ``prior_width_A``: SD (Å) of the nominal (mdoc) defocus as a prior on the series consensus;
+    ``ambiguous_gap``: a fit whose score gap to the next candidate (standardised, see ``series.py``)
+    is below this is ambiguous."""
 
     box: int = 512
     overlap: float = 0.5
     resolution_low_A: float = 50.0
     resolution_high_A: float = 5.0
-    defocus_min_A: float = 10_000.0
-    defocus_max_A: float = 50_000.0
+    defocus_min_A: float = 3_000.0
+    defocus_max_A: float = 80_000.0
     defocus_step_A: float = 500.0
     find_phase_shift: bool = False
     phase_shift_min_deg: float = 0.0
@@ -53,6 +56,8 @@ class FitSettings:
     window_A: float = 2000.0
     weight_power: float = 2.0
     content_centres: bool = True
+    prior_width_A: float = 5000.0
+    ambiguous_gap: float = 1.0
 
     @property
     def grid_step_A(self) -> float:

@@ -119,6 +119,8 @@ class CTFEstimationJob:
 
 def ctf_estimation_task(job: CTFEstimationJob) -> dict[str, Any]:
     """Task: estimate the CTF of every image the job names; write the spectra stack and the plots."""
+    import math
+
     import numpy as np
     import torch
 
@@ -176,10 +178,13 @@ def ctf_estimation_task(job: CTFEstimationJob) -> dict[str, Any]:
                 "phase_shift_deg": f.phase_shift_deg,
                 "fit_resolution_A": f.fit_resolution_A,
                 "score": f.score,
+                "score_gap": f.score_gap if math.isfinite(f.score_gap) else None,
+                "ambiguous": f.ambiguous,
             }
             for f in fits
         ],
         "consensus_A": series.consensus_A,
+        "warnings": [w for w in series.warnings if w.startswith("no clear Thon rings")],
         "hand_verdict": series.hand.verdict,
         "hand_message": series.hand.message,
         "measured_scale": series.hand.measured_scale,
@@ -261,9 +266,23 @@ class CTFEstimation(Protocol):
             self.log(
                 f"{ts.name} view {t.acquisition_order} ({t.tilt_angle_deg:+.1f}°): defocus U {e['defocus_u_A']:.0f}"
                 f" V {e['defocus_v_A']:.0f} Å at {e['astigmatism_angle_deg']:.1f}°, fit resolution "
-                f"{e['fit_resolution_A']:.1f} Å, score {e['score']:.3f}" + (" (excluded)" if t.excluded else "")
+                f"{e['fit_resolution_A']:.1f} Å, score {e['score']:.3f}"
+                + ("" if e.get("score_gap") is None else f", gap {e['score_gap']:.1f} SD")
+                + (" (ambiguous)" if e.get("ambiguous") else "")
+                + (" (excluded)" if t.excluded else "")
             )
         self.log(f"{ts.name}: consensus defocus {result['consensus_A']:.0f} Å, {result['seconds']:.1f} s")
+        for warning in result.get("warnings", []):
+            self.log(f"{ts.name}: WARNING: {warning}")
+        unsure = [
+            f"{t.acquisition_order} ({t.tilt_angle_deg:+.1f}°)" for t, e in zip(ts.tilt_images, result["entries"])
+        ]
+        unsure = [v for v, e in zip(unsure, result["entries"]) if e.get("ambiguous")]
+        if unsure:
+            self.log(
+                f"{ts.name}: WARNING: ambiguous CTF fit (score gap to the next candidate below the threshold) at "
+                f"views {', '.join(unsure)}: check their spectra ({len(unsure)} of {len(result['entries'])})"
+            )
         if result["hand_verdict"] == "opposite":
             self.log(f"{ts.name}: WARNING: {result['hand_message']}")
         else:

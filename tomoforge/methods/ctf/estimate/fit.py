@@ -37,7 +37,9 @@ from tomoforge.methods.fourier import as_tensor
 
 @dataclass
 class CTFFit:
-    """The fitted CTF of one image; ``curves`` hold the equiphase averages behind the fit resolution."""
+    """The fitted CTF of one image; ``curves`` hold the equiphase averages behind the fit resolution;
+    ``score_gap``: how many SD of its score curve the fit stands above the best candidate a ring order
+    away (inf: not measured); ``ambiguous``: too small a gap to trust the ring order."""
 
     defocus_u_A: float
     defocus_v_A: float
@@ -46,6 +48,8 @@ class CTFFit:
     score: float
     fit_resolution_A: float
     curves: dict[str, list[float]] = field(default_factory=dict)
+    score_gap: float = math.inf
+    ambiguous: bool = False
 
     @property
     def defocus_A(self) -> float:

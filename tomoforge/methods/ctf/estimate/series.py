@@ -1,14 +1,20 @@
 """CTF of a whole tilt series: per-tilt fits that share what a tilt series shares.
 
 1. Spectra of every tilt (strips parallel to the axis, each at its own height).
-2. A grid search over the whole defocus range for every tilt, one batch each.
-3. The series consensus: the defocus where the standardised score curves of the least-exposed
-   tilts (the first third by accumulated dose, else the least tilted) add up highest. Late tilts
+2. The global search: a grid over the whole defocus range (default 0.3–8 µm) for the least-exposed
+   tilts (the first third by accumulated dose, else the least tilted), one batch each.
+3. The series consensus: the defocus where their standardised score curves add up highest, minus a
+   Gaussian prior (SD ``prior_width_A``) around the mean nominal (mdoc) defocus where one is known. Late tilts
    lose their high-frequency rings to radiation damage and tilting, and a specimen's own structure
    factor (e.g. apoferritin shells) mimics broad low-frequency rings, so a tilt fitted alone can jump
-   by one ring order; the consensus fixes the order.
+   by one ring order; the consensus fixes the order. Its score gap (SD) over the best candidate at
+   least a ring order away (``score_gap``) says whether the series has rings: below
+   ``ambiguous_gap`` (no ice texture, only a bead's form factor) a warning is given and, where every
+   image has a nominal defocus, those are kept (never a confident wrong zero).
 4. Every tilt: the best grid point within ± ``window_A`` of the consensus (or of its nominal defocus
-   from the mdoc, when asked), refined locally (LBFGS).
+   from the mdoc, when asked), searched over ± 3 ``window_A`` so that its own score gap (the
+   per-tilt confidence, stored with the fit) can be measured, refined locally (LBFGS); the tilts
+   whose gap is below ``ambiguous_gap`` are named in a warning.
 5. Astigmatism: one for the series (default; the objective's astigmatism does not change while a
    series is recorded, and one image rarely has the signal to measure 500 Å), fitted jointly on the
    least-exposed tilts, or one per tilt.
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -49,12 +55,15 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class SeriesFit:
-    """Per-tilt fits (input order), the consensus defocus (Å), the hand check and the strip spectra."""
+    """Per-tilt fits (input order), the consensus defocus (Å), the hand check, the strip spectra, the
+    consensus's score gap (SD) to the next candidate and the warnings (no rings, ambiguous tilts)."""
 
     fits: list[CTFFit]
     consensus_A: float
     hand: HandCheck
     spectra: list[StripSpectra]
+    score_gap: float = math.inf
+    warnings: list[str] = field(default_factory=list)
 
 
 def reference_tilts(
@@ -67,11 +76,56 @@ def reference_tilts(
     return sorted(order[: min(n, max(3, int(math.ceil(fraction * n))))])
 
 
-def consensus_defocus(scores: torch.Tensor, defocus: torch.Tensor, reference: list[int]) -> float:
-    """Defocus (Å) maximising the sum of the standardised score curves (n, d) of the reference tilts."""
-    s = scores[reference]
-    z = (s - s.mean(dim=1, keepdim=True)) / s.std(dim=1, keepdim=True).clamp(min=1e-12)
-    return float(defocus[z.sum(0).argmax()])
+def _standardised(scores: torch.Tensor) -> torch.Tensor:
+    """Score curves (..., d) minus their mean, over their SD along the last axis."""
+    return (scores - scores.mean(dim=-1, keepdim=True)) / scores.std(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+def consensus_curve(
+    scores: torch.Tensor, defocus: torch.Tensor, prior_A: float | None, settings: FitSettings
+) -> torch.Tensor:
+    """The series' score (d,) of each defocus: the mean of the standardised score curves (n, d) of the
+    reference tilts, minus ½ ((Δf − prior) / ``settings.prior_width_A``)² where a nominal defocus is known."""
+    curve = _standardised(scores).mean(0)
+    if prior_A is not None:
+        curve = curve - 0.5 * ((defocus - prior_A) / settings.prior_width_A) ** 2
+    return curve
+
+
+def score_gap(curve: torch.Tensor, defocus: torch.Tensor, best: int, reach_A: float = 300.0) -> float:
+    """How far (in the curve's units) the best candidate ``best`` of ``curve`` (d,) over ``defocus`` (d,)
+    stands above the next one: the highest other local maximum (the highest point within ± ``reach_A``),
+    off the best one's own hump (the points from which the curve rises all the way to the best) and at
+    least 2 ``reach_A`` from it (a wiggle on the hump is not a candidate); a
+    neighbouring ring order or a bead's form factor makes one. inf if there is none."""
+    step = float(defocus[1] - defocus[0]) if len(defocus) > 1 else 1.0
+    m = max(1, int(round(reach_A / step)))
+    peak = torch.nn.functional.max_pool1d(curve[None, None].float(), 2 * m + 1, 1, m, ceil_mode=False)[0, 0]
+    rising = curve[1:] >= curve[:-1]  # rising[i]: curve[i + 1] >= curve[i]
+    left, right = best, best
+    while left > 0 and bool(rising[left - 1]):
+        left -= 1
+    while right < len(curve) - 1 and not bool(rising[right]):
+        right += 1
+    others = (curve >= peak) & (curve > -math.inf) & ((defocus - defocus[best]).abs() >= 2 * reach_A)
+    others[left : right + 1] = False
+    return float(curve[best] - curve[others].max()) if bool(others.any()) else math.inf
+
+
+def global_landscape(
+    spectra: StripSpectra, optics: Optics, settings: FitSettings, defocus: torch.Tensor, phases: torch.Tensor
+) -> torch.Tensor:
+    """Scores (d, p) over a wide defocus range, in bands of a factor 1.5 each scored with the background
+    window of its own (geometric) middle: one window for 0.3–8 µm would be too wide for the dense rings
+    of a large defocus or too narrow for the broad ones of a small defocus."""
+    out = torch.empty(len(defocus), len(phases))
+    lo = float(defocus[0])
+    while lo <= float(defocus[-1]):
+        band = (defocus >= lo) & (defocus < 1.5 * lo)
+        if bool(band.any()):
+            out[band] = landscape(spectra, optics, settings, defocus[band], phases, lo * math.sqrt(1.5))
+        lo *= 1.5
+    return out
 
 
 def _series_astigmatism(
@@ -183,46 +237,71 @@ def estimate_tilt_series(
     )
     reference = [keep[i] for i in chosen]
     low, high = settings.defocus_min_A, settings.defocus_max_A
+    given = [float(v) for v in nominal if v is not None]
+    prior = sum(given) / len(given) if given else None
+    defocus, phases = search_grid(settings, low, high)
+    tables = {}
+    for k, i in enumerate(reference):  # the global search: the reference tilts over the whole range
+        tables[i] = global_landscape(spectra[i], optics, settings, defocus, phases)
+        report("search", k, n)
+    curve = consensus_curve(torch.stack([tables[i].amax(dim=1) for i in reference]), defocus, prior, settings)
+    best = int(curve.argmax())
+    consensus, series_gap = float(defocus[best]), score_gap(curve, defocus, best)
+
+    def pick(i: int, centre: float) -> tuple[torch.Tensor, float]:
+        """Tilt i's start (4,) within ± window_A of ``centre`` and its score gap (see the module docstring)."""
+        lo, hi = max(low, centre - 3 * settings.window_A), min(high, centre + 3 * settings.window_A)
+        local, ph = search_grid(settings, lo, max(hi, lo))
+        table = landscape(spectra[i], optics, settings, local, ph, centre)
+        # the tilt's standardised score curve, with a prior of SD window_A / 2 around the centre: a tilt whose
+        # own rings are ambiguous stays with the series rather than jump ring orders
+        # (the gap, the tilt's confidence, is the data's alone)
+        data = _standardised(table.amax(dim=1))
+        z = data - 0.5 * ((local - centre) / (0.5 * settings.window_A)) ** 2
+        z = torch.where((local - centre).abs() <= settings.window_A, z, torch.full_like(z, -math.inf))
+        j = int(z.argmax())
+        return torch.tensor([float(local[j]), 0.0, 0.0, float(ph[int(table[j].argmax())])]), score_gap(data, local, j)
+
+    if use_nominal and len(given) == n:
+        centres = [float(v) for v in given]
+    else:  # the reference tilts' own picks around the consensus peak centre the others
+        centres = [float(np.median([float(pick(i, consensus)[0][0]) for i in reference]))] * n
     starts: list[torch.Tensor] = []
-    consensus = float("nan")
-    if use_nominal:
-        given = [float(v) for v in nominal if v is not None]  # every one (checked above)
-        for i in range(n):
-            lo = max(low, given[i] - settings.window_A)
-            hi = min(high, given[i] + settings.window_A)
-            starts.append(_best_in(spectra[i], optics, settings, lo, max(hi, lo), 0.5 * (lo + hi)))
-            report("search", i, n)
-        consensus = sum(given) / n
-    else:
-        defocus, phases = search_grid(settings, low, high)
-        tables = []
-        for i in range(n):
-            tables.append(landscape(spectra[i], optics, settings, defocus, phases, 0.5 * (low + high)))
-            report("search", i, n)
-        consensus = consensus_defocus(torch.stack([t.amax(dim=1) for t in tables]), defocus, reference)
-        near = (defocus - consensus).abs() <= settings.window_A
-        for t in tables:
-            sub = t[near]
-            i, j = divmod(int(sub.argmax()), sub.shape[1])
-            starts.append(torch.tensor([float(defocus[near][i]), 0.0, 0.0, float(phases[j])]))
+    gaps: list[float] = []
+    for i in range(n):
+        start, gap = pick(i, centres[i])
+        starts.append(start)
+        gaps.append(gap)
+        report("search", i, n)
+    warnings: list[str] = []
+    tilt_gap = float(np.median([g for g in gaps if math.isfinite(g)] or [math.inf]))
+    no_rings = series_gap < settings.ambiguous_gap and tilt_gap < settings.ambiguous_gap
+    if no_rings:
+        warnings.append(
+            f"no clear Thon rings: the best defocus {consensus:.0f} Å is {series_gap:.2f} SD above the next "
+            f"candidate and the tilts' median gap is {tilt_gap:.2f} SD (< {settings.ambiguous_gap}); "
+            + ("the nominal (mdoc) defoci are kept" if len(given) == n else "the fit is unreliable")
+        )
     starts = [refine(sp, optics, settings, st, False, settings.find_phase_shift)[0] for sp, st in zip(spectra, starts)]
     if astigmatism == "series":
         ax, ay = _series_astigmatism([spectra[i] for i in reference], optics, settings, [starts[i] for i in reference])
         starts = [torch.tensor([float(st[0]), ax, ay, float(st[3])]) for st in starts]
     fits = []
     for i, (sp, st) in enumerate(zip(spectra, starts)):
-        params, score = refine(sp, optics, settings, st, astigmatism == "per-tilt", settings.find_phase_shift)
-        fits.append(to_fit(sp, optics, settings, params, score))
+        if no_rings and len(given) == n:  # the prior, not a confident wrong zero
+            params = torch.tensor([given[i], 0.0, 0.0, 0.0])
+            score = float(landscape(sp, optics, settings, params[:1], params[3:], given[i])[0, 0])
+        else:
+            params, score = refine(sp, optics, settings, st, astigmatism == "per-tilt", settings.find_phase_shift)
+        fit = to_fit(sp, optics, settings, params, score)
+        fit.score_gap, fit.ambiguous = gaps[i], no_rings or gaps[i] < settings.ambiguous_gap
+        fits.append(fit)
         report("refine", i, n)
+    unsure = [i for i, f in enumerate(fits) if f.ambiguous and not (excluded and excluded[i])]
+    if unsure and not no_rings:
+        warnings.append(
+            f"ambiguous fit (score gap to the next candidate < {settings.ambiguous_gap} SD) at images "
+            + ", ".join(f"{i} ({tilt_angles_deg[i]:+.1f}°)" for i in unsure)
+        )
     hand = check_hand(spectra, optics, settings, fits, tilt_angles_deg)
-    return SeriesFit(fits, consensus, hand, spectra)
-
-
-def _best_in(
-    spectra: StripSpectra, optics: Optics, settings: FitSettings, low: float, high: float, window_defocus_A: float
-) -> torch.Tensor:
-    """Start parameters (4,) at the best grid point between ``low`` and ``high`` Å."""
-    defocus, phases = search_grid(settings, low, high)
-    scores = landscape(spectra, optics, settings, defocus, phases, window_defocus_A)
-    i, j = divmod(int(scores.argmax()), scores.shape[1])
-    return torch.tensor([float(defocus[i]), 0.0, 0.0, float(phases[j])])
+    return SeriesFit(fits, consensus, hand, spectra, series_gap, warnings)

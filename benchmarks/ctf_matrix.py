@@ -1,0 +1,187 @@
+"""Benchmark: CTF estimation on tilt series that are not the project's (tests/methods/ctf/foreign.py:
+teamtomo's torch-ctf CTF on a blob specimen, ice texture, gold, Poisson noise) over the issue's matrix,
+tomoforge beside torch-ctf-estimation 0.6 (per image, when installed: ``pip install --no-deps
+torch-ctf-estimation teamtomo-basemodel torch-cubic-spline-grids torch-fourier-filter torch-fourier-rescale
+torch-image-interpolation``, with benchmarks/ctf_shim for torchvision), and the time of 41 × 1024² at 2
+and 3 Å/px.
+
+    python benchmarks/ctf_matrix.py [--cells N] [--no-teamtomo] [--no-speed] [--out FILE]
+
+Prints one JSON object: per cell the median |error| (Å) over |tilt| ≤ 40° and all tilts, the worst tilt,
+the astigmatism magnitude and angle errors, warnings and times; with the load average (the machine is
+shared: times are only comparable within one run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+from results_md import machine_info  # noqa: E402
+
+from tests.methods.ctf.foreign import Condition, fit_series, make_series, scores  # noqa: E402
+
+
+def matrix() -> list[Condition]:
+    """Pixel size 1–5 Å × defocus 0.5–6 µm (0.5 µm only at 1–2 Å/px: at 5 Å/px its second zero is beyond
+    Nyquist), twice each, the other factors cycled over the cells (1–5 e/Å², astigmatism 0–1500 Å,
+    200/300 kV, amplitude contrast 0.04–0.15, gold or not), all with ice; then two cells without ice."""
+    cells = []
+    pairs = [(px, df) for px, df in itertools.product((1.0, 2.0, 5.0), (0.5, 3.0, 6.0)) if not (df < 1 and px > 2)]
+    for i, (px, df) in enumerate(pairs * 2):
+        cells.append(
+            Condition(
+                px,
+                df,
+                (1.0, 3.0, 5.0)[i % 3],
+                (0.0, 500.0, 1500.0)[(i // 2) % 3],
+                (15.0, 60.0, -40.0)[i % 3],
+                (200.0, 300.0)[i % 2],
+                (0.04, 0.07, 0.15)[(i // 3) % 3],
+                True,
+                bool((i // 4) % 2),
+                seed=i,
+            )
+        )
+    cells += [Condition(ice=False, gold=True, seed=100), Condition(ice=False, seed=101)]
+    return cells
+
+
+def teamtomo(s) -> tuple[list[float], list[float], list[float]]:  # noqa: ANN001
+    sys.path.insert(0, str(HERE / "ctf_shim"))
+    from torch_ctf_estimation import estimate_ctf
+    from torch_ctf_estimation.models import CTFFittingParams, OpticalParams
+
+    c = s.condition
+    opt = OpticalParams(
+        pixel_spacing_angstroms=c.pixel_size_A,
+        voltage_kev=c.voltage_kV,
+        spherical_aberration_mm=c.cs_mm,
+        amplitude_contrast_fraction=c.amplitude_contrast,
+        target_pixel_spacing_angstroms=c.pixel_size_A,
+    )
+    params = CTFFittingParams(
+        frequency_fit_range_angstroms=(50.0, max(5.0, 2.2 * c.pixel_size_A)),
+        defocus_range_microns=(0.3, 8.0),
+        patch_sidelength=256,
+        defocus_grid_resolution=(1, 1, 1),
+    )
+    d, a, ang = [], [], []
+    for image in s.images:
+        fit = estimate_ctf(image[None], opt, params)[2]
+        d.append(0.5 * (fit.defocus_u + fit.defocus_v) * 1e4)
+        a.append(abs(fit.defocus_u - fit.defocus_v) * 1e4)
+        ang.append(float(fit.astigmatism_angle or 0.0))
+    return d, a, ang
+
+
+def run_cell(c: Condition, with_teamtomo: bool) -> dict:
+    t0 = time.perf_counter()
+    s = make_series(c)
+    t1 = time.perf_counter()
+    r = fit_series(s)
+    t2 = time.perf_counter()
+    row = {
+        "cell": c.label,
+        "tomoforge": scores(
+            s,
+            [f.defocus_A for f in r.fits],
+            [f.defocus_u_A - f.defocus_v_A for f in r.fits],
+            [f.astigmatism_angle_deg for f in r.fits],
+        ),
+        "warnings": r.warnings,
+        "ambiguous": sum(f.ambiguous for f in r.fits),
+        "generate_s": round(t1 - t0, 1),
+        "fit_s": round(t2 - t1, 1),
+        "load": round(os.getloadavg()[0], 2),
+    }
+    if with_teamtomo:
+        try:
+            t3 = time.perf_counter()
+            row["torch-ctf-estimation"] = scores(s, *teamtomo(s))
+            row["torch-ctf-estimation"]["fit_s"] = round(time.perf_counter() - t3, 1)
+        except ImportError as e:
+            row["torch-ctf-estimation"] = f"not installed ({e})"
+    return row
+
+
+def speed() -> list[dict]:
+    """41 × 1024² (±60° by 3°), 3 e/Å², box 512, at 2 and 3 Å/px: seconds of estimate_tilt_series."""
+    from tomoforge.methods.ctf.estimate import FitSettings, Optics, estimate_tilt_series
+
+    out = []
+    for px in (2.0, 3.0):
+        c = Condition(pixel_size_A=px, size=1024, tilts_deg=tuple(float(a) for a in range(-60, 61, 3)))
+        s = make_series(c)
+        load = round(os.getloadavg()[0], 2)
+        t0 = time.perf_counter()
+        r = estimate_tilt_series(
+            s.images,
+            Optics(px),
+            s.tilts_deg,
+            c.axis_deg,
+            FitSettings(),
+            accumulated_dose=s.accumulated_dose,
+            nominal_defocus_A=s.nominal_A,
+        )
+        seconds = time.perf_counter() - t0
+        fits = r.fits
+        m = scores(
+            s,
+            [f.defocus_A for f in fits],
+            [f.defocus_u_A - f.defocus_v_A for f in fits],
+            [f.astigmatism_angle_deg for f in fits],
+        )
+        out.append(
+            {
+                "pixel_size_A": px,
+                "seconds": round(seconds, 1),
+                "load_before": load,
+                "median_40_A": m["median_40_A"],
+                "median_all_A": m["median_all_A"],
+                "worst_A": m["worst_A"],
+            }
+        )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", type=int, default=0, help="only the first N cells (0: all)")
+    ap.add_argument("--no-teamtomo", action="store_true")
+    ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    cells = matrix()
+    if args.cells:
+        cells = cells[: args.cells]
+    result: dict = {"machine": machine_info(), "cells": []}
+    for c in cells:
+        result["cells"].append(run_cell(c, not args.no_teamtomo))
+        print(json.dumps(result["cells"][-1], ensure_ascii=False), file=sys.stderr, flush=True)
+    if not args.no_speed:
+        result["speed_41x1024"] = speed()
+    ice = [r["tomoforge"] for r, c in zip(result["cells"], cells) if c.ice]
+    result["floors_held"] = sum(
+        m["median_40_A"] <= 150 and m["median_all_A"] <= 250 and m["worst_A"] <= 2000 for m in ice
+    )
+    result["cells_with_ice"] = len(ice)
+    text = json.dumps(result, indent=1, ensure_ascii=False)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

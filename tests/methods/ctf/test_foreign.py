@@ -1,0 +1,67 @@
+"""CTF estimation on tilt series that are not the project's (tests/methods/ctf/foreign.py: teamtomo's
+torch-ctf on a blob specimen, amorphous-ice texture, gold, Poisson noise), over representative cells of
+the issue's matrix; the full matrix runs in benchmarks/ctf.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tomoforge.methods.ctf.transfer import ctf_2d
+
+torch_ctf = pytest.importorskip("torch_ctf", reason="torch-ctf (the `test` extra) is not installed")
+
+from tests.methods.ctf.foreign import Condition, fit_series, make_series, scores  # noqa: E402
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 70.0, -45.0])
+def test_torch_ctf_shares_our_astigmatism_convention(angle):
+    """torch-ctf's CTF equals −1 × tomoforge's ctf_2d for U, V, angle of U from X: the generator's truth
+    is in the project's conventions (a power spectrum does not see the sign)."""
+    ours = ctf_2d((96, 96), 2.0, 31000.0, 29000.0, angle, voltage_kV=200.0, cs_mm=2.7, amplitude_contrast=0.1)
+    theirs = torch_ctf.calculate_ctf_2d(3.0, 0.1, angle, 200.0, 2.7, 0.1, 0.0, 2.0, (96, 96), True, False)
+    assert torch.allclose(theirs.reshape(ours.shape), -ours, atol=2e-3)
+
+
+CELLS = {  # representative cells of the matrix (all of it: benchmarks/ctf.py)
+    "2A 3um 3e ast600 300kV ice gold": Condition(gold=True, seed=3),
+    "1A 0.5um 3e ast1000 200kV ac0.15 ice": Condition(
+        pixel_size_A=1.0, defocus_um=0.5, astigmatism_A=1000, voltage_kV=200, amplitude_contrast=0.15, seed=1
+    ),
+    "5A 6um 1e ast1500 ac0.04 ice": Condition(
+        pixel_size_A=5.0, defocus_um=6.0, dose=1.0, astigmatism_A=1500, amplitude_contrast=0.04, seed=2
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_foreign_series_meets_the_floors(name):
+    """The issue's floors with ice texture: median |error| ≤ 150 Å (|tilt| ≤ 40°), ≤ 250 Å (all), no tilt
+    > 2000 Å off, astigmatism within 150 Å and its angle within 10° (≥ 500 Å). Measured (box 256, 384²):
+    2 Å: 12 / 12 / 31 Å; 1 Å 0.5 µm: 79 / 79 / 159 Å; 5 Å 6 µm: 23 / 31 / 65 Å."""
+    s = make_series(CELLS[name])
+    result = fit_series(s)
+    fits = result.fits
+    m = scores(
+        s,
+        [f.defocus_A for f in fits],
+        [f.defocus_u_A - f.defocus_v_A for f in fits],
+        [f.astigmatism_angle_deg for f in fits],
+    )
+    assert m["median_40_A"] <= 150 and m["median_all_A"] <= 250 and m["worst_A"] <= 2000, m
+    assert m["astigmatism_error_A"] <= 150 and m["angle_error_deg"] <= 10, m
+    assert not result.warnings or "no clear Thon rings" not in result.warnings[0]
+    assert result.score_gap > 1.0 and sum(f.ambiguous for f in fits) <= 3  # measured gaps 2.2–6.1 SD; ≤ 3 high tilts
+
+
+def test_without_ice_the_prior_is_kept_with_a_warning():
+    """No ice texture: the blob specimen rings to its first zero only and the gold beads' form factor makes
+    the other minima (before: a confident 1–2.5 µm error). The nominal (mdoc) defoci must come back,
+    flagged ambiguous, with a warning; without them, every fit is flagged."""
+    s = make_series(Condition(ice=False, gold=True, seed=4))
+    result = fit_series(s)
+    assert any("no clear Thon rings" in w and "nominal (mdoc) defoci are kept" in w for w in result.warnings)
+    assert all(f.ambiguous for f in result.fits)
+    assert [f.defocus_A for f in result.fits] == pytest.approx(s.nominal_A, abs=1.0)
+    blind = fit_series(s, nominal=False)
+    assert any("the fit is unreliable" in w for w in blind.warnings) and all(f.ambiguous for f in blind.fits)
