@@ -137,8 +137,9 @@ def frame_sums(sim: Path, truth: dict) -> np.ndarray:
     return np.stack([read_movie(sim / m).sum(axis=0) * gain for m in truth["movies"]]).astype(np.float32)
 
 
-def step_timings(stack: Path, truth: dict, out: Path) -> tuple[dict, dict]:
-    """Each step's task on the 1024² stack (protocol defaults), timed; and the accuracy it reaches."""
+def step_timings(stack: Path, truth: dict, out: Path, *, fiducial: bool = True) -> tuple[dict, dict]:
+    """Each step's task on the 1024² stack (protocol defaults), timed; and the accuracy it reaches (without
+    ``fiducial``: coarse-alignment and patch-tracking only, for a series with no gold)."""
     records = sorted(truth["tilts"], key=lambda r: r["acquisition_order"])
     sources = [(str(stack), i) for i in range(len(records))]
     tilts = [r["nominal_tilt_deg"] for r in records]
@@ -159,25 +160,28 @@ def step_timings(stack: Path, truth: dict, out: Path) -> tuple[dict, dict]:
     results["coarse"] = coarse_task(CoarseJob(views=views, params=c))
     timing["coarse_alignment"] = since(start)
     shifts_A = results["coarse"]["shifts_A"]
-    views = replace(views, shifts_A=shifts_A)
-    start = clock()
-    results["beads"] = fiducial_model_task(FiducialModelJob(views=views, params=fm, out_file=str(out / "beads.tsv")))
-    timing["fiducial_model"] = since(start)
-    start = clock()
-    results["fiducial"] = fiducial_alignment_task(
-        FiducialAlignmentJob(
-            table=results["beads"]["file"],
-            tilts_deg=tilts,
-            orders=orders,
-            axis_deg=axis,
-            pixel_size_A=results["beads"]["pixel_size_A"],
-            shifts_A=shifts_A,
-            params=fa,
-            out_file=str(out / "residuals.tsv"),
-            gap_free_file=str(out / "gap_free.tsv"),
+    views = replace(views, shifts_A=shifts_A, axis_deg=results["coarse"]["tilt_axis_deg"])  # as the protocols chain
+    if fiducial:
+        start = clock()
+        results["beads"] = fiducial_model_task(
+            FiducialModelJob(views=views, params=fm, out_file=str(out / "beads.tsv"))
         )
-    )
-    timing["fiducial_alignment"] = since(start)
+        timing["fiducial_model"] = since(start)
+        start = clock()
+        results["fiducial"] = fiducial_alignment_task(
+            FiducialAlignmentJob(
+                table=results["beads"]["file"],
+                tilts_deg=tilts,
+                orders=orders,
+                axis_deg=axis,
+                pixel_size_A=results["beads"]["pixel_size_A"],
+                shifts_A=shifts_A,
+                params=fa,
+                out_file=str(out / "residuals.tsv"),
+                gap_free_file=str(out / "gap_free.tsv"),
+            )
+        )
+        timing["fiducial_alignment"] = since(start)
     start = clock()
     results["patches"] = patch_tracking_task(
         PatchTrackingJob(

@@ -5,9 +5,10 @@ Views are aligned outwards from the lowest tilt. Every reference is made in the 
 the view being aligned, so a lower tilt is stretched by cos β_view / cos β_ref across the axis.
 The reference is the previous view or, with ``cumulative``, the sum of all views aligned so far
 in that direction. Images are band-passed and edge-tapered first. This chain is then refined by
-projection matching (``reproject.refine_by_reprojection``: each view against the reprojection of the
-others over the specimen slab), which removes the drift that a thick specimen or gold on two
-surfaces gives the chain.
+projection matching (``geometry.refine_geometry``: each view against the reprojection of the
+others over the specimen slab, whose thickness is found from the data), which removes the drift that a
+thick specimen or gold on two surfaces gives the chain, and finds the tilt axis (the angle at which the
+views agree best with the reprojections) and the tilt offset that levels the slab.
 
 Shifts are (x, y) pixels: where the specimen centre lands in each view, the lowest tilt at 0
 (RELION's XShift/YShift divided by the pixel size); after refinement the specimen centre is the
@@ -23,7 +24,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from tomoforge.methods.align.filters import bandpass, correlation_peak, cross_correlation, edge_taper
-from tomoforge.methods.align.reproject import refine_by_reprojection
+from tomoforge.methods.align.geometry import refine_geometry
 from tomoforge.methods.align.transform import rotation_2d, warp_images
 from tomoforge.methods.binning import bin_images
 from tomoforge.methods.fourier import as_tensor
@@ -44,6 +45,10 @@ class CoarseResult:
     thickness_px: float | None = None  # None: not refined
     z_centre_px: float | None = None  # slab centre above the plane the chain followed
     step_rms_px: tuple[float, ...] = ()
+    tilt_axis_deg: float | None = None  # found by projection matching (None: not refined)
+    tilt_offset_deg: float = 0.0  # to add to the nominal tilts (levels the specimen)
+    view_residual_px: np.ndarray | None = None  # (n,) last projection-matching offset per view
+    view_score: np.ndarray | None = None  # (n,) correlation of each view with the reprojection of the others
 
 
 def chain_shifts(
@@ -94,6 +99,8 @@ def coarse_alignment(
     taper_px: float | None = None,
     refine_iterations: int = 3,
     thickness_px: float | None = None,
+    axis_range_deg: float = 2.0,
+    level: bool = True,
 ) -> CoarseResult:
     """Coarse alignment: the stretched-correlation chain, then rounds of projection matching.
 
@@ -116,6 +123,11 @@ def coarse_alignment(
         Rounds of projection matching (0: the chain alone).
     thickness_px
         Specimen slab thickness for the reprojections, pixels (default: found from the data).
+    axis_range_deg
+        Search the tilt axis within this of ``tilt_axis_deg`` by projection matching (0: keep it).
+    level
+        Find the tilt offset that levels the specimen (from the views' mean intensities where they follow
+        Beer–Lambert's law, else from the slab's extent).
 
     Returns
     -------
@@ -137,13 +149,16 @@ def coarse_alignment(
     # the same accuracy in Å for a quarter of the work per halving.
     factor = max(1, int(high_cut_px / 3))
     small = bin_images(filt, factor) if factor > 1 else filt
-    refined = refine_by_reprojection(
+    refined = refine_geometry(
         small,
         tilts_deg,
         tilt_axis_deg,
         chain / factor,
         iterations=refine_iterations,
         thickness_px=None if thickness_px is None else thickness_px / factor,
+        axis_range_deg=axis_range_deg,
+        level=level,
+        view_means=x.mean(dim=(-2, -1)).cpu().numpy(),
         taper_px=None if taper_px is None else taper_px / factor,
     )
     return CoarseResult(
@@ -152,6 +167,10 @@ def coarse_alignment(
         refined.thickness_px * factor,
         refined.z_centre_px * factor,
         tuple(s * factor for s in refined.step_rms_px),
+        refined.tilt_axis_deg,
+        refined.tilt_offset_deg,
+        refined.view_residual_px * factor,
+        refined.view_score,
     )
 
 

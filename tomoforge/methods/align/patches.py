@@ -15,7 +15,7 @@ Positions are (x, y) pixels from the image centre (index n // 2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -23,6 +23,8 @@ from numpy.typing import ArrayLike
 
 from tomoforge.methods.align.coarse import stretch_matrix
 from tomoforge.methods.align.filters import bandpass, correlation_peak, cross_correlation, edge_taper
+from tomoforge.methods.align.geometry import refine_geometry
+from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.align.solve import (
     MIN_LANDMARKS,
     FiducialSolution,
@@ -100,6 +102,10 @@ class PatchAlignmentSettings:
     levelling them picks a poor tilt offset (on a ±100 Å slab levelling cost 0.4 px RMS more). ``tilt`` is
     "fixed" by default for the same reason: refining tilt angles against patch tracks absorbed tracking
     errors (simulated series with 350 Å ice: 0.43 px RMS fixed, 1.94 px grouped).
+    ``projection_matching``: then refine the shifts, the tilt axis (within ``axis_range_deg``) and the tilt
+    offset by projection matching against the other views (``geometry.refine_geometry``), seeded by the
+    patch solution: patch tracks are biased by what a patch shows drifting with the tilt, projection matching
+    is not (bead-free crowded slab with ice texture and a 1.4° axis error: 2.0 px RMS → 0.14 px at 12 Å/px).
     """
 
     tracking: PatchTrackingSettings = field(default_factory=PatchTrackingSettings)
@@ -111,6 +117,8 @@ class PatchAlignmentSettings:
     group_size: int = 5
     outlier_px: float = 2.0
     level: bool = False
+    projection_matching: bool = True
+    axis_range_deg: float = 1.0
 
 
 def track_patches(
@@ -276,7 +284,44 @@ def patch_alignment(
         outlier_px=settings.outlier_px,
         level=settings.level,
     )
+    if settings.projection_matching:
+        sol = _refined_by_projection_matching(images, tilts_deg, pixel_size_A, sol, settings)
     return sol, tracks
+
+
+def _refined_by_projection_matching(
+    images: ArrayLike | torch.Tensor,
+    tilts_deg: ArrayLike,
+    pixel_size_A: float,
+    sol: FiducialSolution,
+    settings: PatchAlignmentSettings,
+) -> FiducialSolution:
+    """``sol`` with its shifts, tilt axis and tilt offset refined by projection matching (``refine_geometry``)
+    and the per-view residual of that matching (``view_matching_px``). The patch fit's own residuals stay
+    as they were (they describe the tracks)."""
+    x = as_tensor(images)
+    ny, nx = x.shape[-2:]
+    filt = bandpass(x, min(ny, nx) / 4, settings.tracking.high_cut_px)
+    filt = filt - filt.mean(dim=(-2, -1), keepdim=True)
+    tilts = np.asarray(tilts_deg, dtype=float)
+    g = refine_geometry(
+        filt,
+        tilts,
+        sol.tilt_axis_deg,
+        sol.model.shift_A / pixel_size_A,
+        axis_range_deg=settings.axis_range_deg,
+        level=True,
+        view_means=x.mean(dim=(-2, -1)).cpu().numpy(),
+    )
+    model = ProjectionModel(tilts + g.tilt_offset_deg, g.tilt_axis_deg, g.shifts_px * pixel_size_A)
+    return replace(
+        sol,
+        model=model,
+        tilt_axis_deg=g.tilt_axis_deg,
+        tilt_offset_deg=g.tilt_offset_deg,
+        view_matching_px=g.view_residual_px,
+        view_matching_score=g.view_score,
+    )
 
 
 __all__ = [

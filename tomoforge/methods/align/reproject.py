@@ -138,6 +138,7 @@ class Refinement:
     z_centre_px: float  # slab centre above the plane the input shifts followed
     thickness_px: float
     step_rms_px: list[float] = field(default_factory=list)  # RMS correction per iteration
+    view_residual_px: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n,) |offset| of the last round
 
 
 def _solve_errors(d: np.ndarray, weights: np.ndarray, tilts_deg: np.ndarray) -> np.ndarray:
@@ -216,6 +217,7 @@ def refine_by_reprojection(
         cc = cross_correlation(views, refs * taper)
         d = np.array([correlation_peak(cc[j], max_shift_px=limit)[0] for j in range(n)])
         step = _solve_errors(d, weights, tilts)
+        result.view_residual_px = np.linalg.norm(d, axis=1)
         shifts = shifts + rotate_xy(step, tilt_axis_deg)
         result.step_rms_px.append(float(np.sqrt(np.mean(np.sum(step**2, axis=1)))))
         if result.step_rms_px[-1] < tolerance_px:

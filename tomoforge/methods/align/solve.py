@@ -98,6 +98,8 @@ class FiducialSolution:
     x_tilt_level_deg: float  # rotation about X that would make the beads level (reported, not applied)
     surface: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # (m,) 0 bottom, 1 top, -1 one surface
     unobserved_views: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # views with no kept observation
+    view_matching_px: np.ndarray | None = None  # (n,) projection-matching residual per view, where refined so
+    view_matching_score: np.ndarray | None = None  # (n,) correlation with the reprojection of the other views
 
     def gap_free_px(self, pixel_size_A: float) -> np.ndarray:
         """(n, m, 2) positions the model puts every bead at, in every view (pixels)."""

@@ -20,6 +20,7 @@ from tomoforge.protocols.align.views import (
     series_tasks,
     view_geometry,
     with_alignment,
+    write_view_residuals,
 )
 
 
@@ -28,6 +29,14 @@ class CoarseParams(ProtocolParams):
     tilt_axis_angle_deg: AngleDeg | None = param(None, unit="deg", help="override the acquisition's tilt axis angle")
     cumulative: bool = param(True, help="correlate with the sum of the views aligned so far")
     refine_iterations: int = param(3, ge=0, help="rounds of projection matching after the chain (0: the chain alone)")
+    axis_search_deg: float = param(
+        2.0,
+        ge=0,
+        le=10,
+        unit="deg",
+        help="search the tilt axis within this of the given one by projection matching (0: keep it)",
+    )
+    level: bool = param(True, help="find the tilt offset that levels the specimen (else keep the nominal tilts)")
     thickness_A: float | None = param(
         None, gt=0, unit="Å", help="specimen slab thickness for the reprojections (default: found from the data)"
     )
@@ -45,6 +54,7 @@ class CoarseJob:
     views: ViewGeometry
     params: CoarseParams
     aligned_out: str = ""
+    residuals_out: str = ""
 
 
 def coarse_task(job: CoarseJob) -> dict[str, Any]:
@@ -69,16 +79,25 @@ def coarse_task(job: CoarseJob) -> dict[str, Any]:
         cumulative=p.cumulative,
         refine_iterations=p.refine_iterations,
         thickness_px=p.thickness_A / px if p.thickness_A else None,
+        axis_range_deg=p.axis_search_deg if p.refine_iterations > 0 else 0.0,
+        level=p.level,
     )
     shifts = res.shifts_px
     result: dict[str, Any] = {
         "shifts_A": (shifts * px).tolist(),
         "thickness_A": None if res.thickness_px is None else res.thickness_px * px,
         "step_rms_A": [r * px for r in res.step_rms_px],
+        "tilt_axis_deg": v.axis_deg if res.tilt_axis_deg is None else res.tilt_axis_deg,
+        "tilt_offset_deg": res.tilt_offset_deg,
+        "view_residual_A": None if res.view_residual_px is None else (res.view_residual_px * px).tolist(),
+        "view_score": None if res.view_score is None else res.view_score.tolist(),
     }
+    if job.residuals_out and res.view_residual_px is not None and res.view_score is not None:
+        write_view_residuals(job.residuals_out, v, result["view_residual_A"], result["view_score"])
+        result["residuals_file"] = job.residuals_out
     if job.aligned_out:
         full = read_images(v.sources)
-        axes = np.full(len(v.tilts_deg), v.axis_deg)
+        axes = np.full(len(v.tilts_deg), result["tilt_axis_deg"])
         out = aligned_stack(full, axes, shifts * p.binning, binning=p.interpolated_binning).numpy()
         write_mrc(job.aligned_out, out.astype(np.float32), v.pixel_size_A * p.interpolated_binning, overwrite=True)
         result["aligned_file"] = job.aligned_out
@@ -101,15 +120,26 @@ class CoarseAlignment(Protocol):
 
         def job(ts: TiltSeries) -> CoarseJob:
             out = str(self.out_path(f"{ts.name}_aligned.mrc")) if p.interpolated else ""
-            return CoarseJob(views=view_geometry(ts, self.absolute, p.tilt_axis_angle_deg), params=p, aligned_out=out)
+            return CoarseJob(
+                views=view_geometry(ts, self.absolute, p.tilt_axis_angle_deg),
+                params=p,
+                aligned_out=out,
+                residuals_out=str(self.out_path(f"{ts.name}_view_residuals.tsv")),
+            )
 
         return series_tasks(self.input("tilt_series"), "align", coarse_task, job)
 
     def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
         ts = series_named(self.input("tilt_series"), task.key)
-        axis = axis_of(ts, self.params.tilt_axis_angle_deg)
+        axis = result.get("tilt_axis_deg", axis_of(ts, self.params.tilt_axis_angle_deg))
+        offset = result.get("tilt_offset_deg", 0.0)
         values = {
-            t.acquisition_order: {"z_rot_deg": axis, "x_shift_A": s[0], "y_shift_A": s[1]}
+            t.acquisition_order: {
+                "z_rot_deg": axis,
+                "y_tilt_deg": t.tilt_angle_deg + offset,
+                "x_shift_A": s[0],
+                "y_shift_A": s[1],
+            }
             for t, s in zip(included(ts), result["shifts_A"])
         }
         self.emit("tilt_series", with_alignment(ts, values), task)
@@ -117,7 +147,14 @@ class CoarseAlignment(Protocol):
             steps = ", ".join(f"{r:.1f}" for r in result["step_rms_A"])
             self.log(
                 f"{ts.name}: specimen slab {result['thickness_A']:.0f} Å thick; projection matching "
-                f"corrections (RMS, Å) {steps}"
+                f"corrections (RMS, Å) {steps}; tilt axis {axis:.2f}°, tilt offset {offset:.2f}°"
+            )
+        if result.get("view_residual_A") is not None:
+            worst = sorted(zip(result["view_residual_A"], included(ts)), key=lambda r: -r[0])[:3]
+            per_view = ", ".join(f"{t.tilt_angle_deg:.0f}°: {r:.1f} Å" for r, t in worst)
+            self.log(
+                f"{ts.name}: projection-matching residual per view in {result.get('residuals_file', '-')}; "
+                f"largest {per_view}"
             )
         if result.get("aligned_file"):
             self.log(f"{ts.name}: interpolated stack {result['aligned_file']}")

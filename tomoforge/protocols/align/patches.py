@@ -8,7 +8,7 @@ to the pixels; the input's shifts (e.g. from coarse-alignment) seed the tracking
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import model_validator
@@ -21,8 +21,10 @@ from tomoforge.protocols.align.views import (
     load_binned,
     series_named,
     series_tasks,
+    stored_axis,
     view_geometry,
     with_solution,
+    write_view_residuals,
 )
 
 if TYPE_CHECKING:
@@ -99,6 +101,7 @@ class PatchTrackingJob:
     binning: float
     settings: PatchAlignmentSettings
     out_file: str
+    residuals_file: str = ""
 
 
 def patch_tracking_task(job: PatchTrackingJob) -> dict[str, Any]:
@@ -117,6 +120,11 @@ def patch_tracking_task(job: PatchTrackingJob) -> dict[str, Any]:
     )
     write_landmarks(job.out_file, tracks, v.orders, sol.residuals_px)
     m = sol.model
+    matching: dict[str, Any] = {}
+    if sol.view_matching_px is not None and sol.view_matching_score is not None:
+        matching["view_residual_A"] = (sol.view_matching_px * px).tolist()
+        write_view_residuals(job.residuals_file, v, matching["view_residual_A"], sol.view_matching_score.tolist())
+        matching["residuals_file"] = job.residuals_file
     return {
         "y_tilt_deg": m.tilt_deg.tolist(),
         "z_rot_deg": m.z_rot_deg.tolist(),
@@ -126,6 +134,8 @@ def patch_tracking_task(job: PatchTrackingJob) -> dict[str, Any]:
         "tilt_offset_deg": sol.tilt_offset_deg,
         "n_patches": int(tracks.shape[1]),
         "dropped": [int(b) + 1 for b in sol.dropped_beads],
+        "view_rms_px": sol.view_rms_px.tolist(),
+        **matching,
     }
 
 
@@ -145,10 +155,14 @@ class PatchTracking(Protocol):
 
         def job(ts: TiltSeries) -> PatchTrackingJob:
             return PatchTrackingJob(
-                views=view_geometry(ts, self.absolute, p.tilt_axis_angle_deg),
+                views=replace(
+                    view_geometry(ts, self.absolute, p.tilt_axis_angle_deg),
+                    axis_deg=stored_axis(ts, p.tilt_axis_angle_deg),
+                ),
                 binning=p.binning,
                 settings=patch_options(p, ts.acquisition.pixel_size_A),
                 out_file=str(self.out_path(f"{ts.name}_patches.tsv")),
+                residuals_file=str(self.out_path(f"{ts.name}_view_residuals.tsv")),
             )
 
         return series_tasks(self.input("tilt_series"), "track patches in", patch_tracking_task, job)
@@ -161,6 +175,12 @@ class PatchTracking(Protocol):
             f"tilt axis {result['tilt_axis_deg']:.2f}°, tilt offset {result['tilt_offset_deg']:.2f}°, "
             f"dropped patches {result['dropped']}"
         )
+        if "view_residual_A" in result:
+            worst = sorted(result["view_residual_A"], reverse=True)[:3]
+            self.log(
+                f"{ts.name}: refined by projection matching; residual per view in {result['residuals_file']}, "
+                "largest " + ", ".join(f"{r:.1f} Å" for r in worst)
+            )
 
 
 __all__ = ["PatchTracking", "PatchTrackingJob", "PatchTrackingParams", "patch_options", "patch_tracking_task"]

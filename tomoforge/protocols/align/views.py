@@ -108,6 +108,24 @@ def with_solution(ts: TiltSeries, result: dict[str, Any]) -> TiltSeries:
     return with_alignment(ts, values)
 
 
+def write_view_residuals(path: str, v: ViewGeometry, residual_A: list[float], score: list[float]) -> None:
+    """A table of the projection-matching residual of each view (tab-separated, one header line):
+    acquisition order, nominal tilt (°), residual (Å: the last correction against the reprojection of
+    the other views) and the correlation with that reprojection."""
+    lines = ["acquisition_order\ttilt_deg\tresidual_A\tscore"]
+    lines += [f"{o}\t{t:.2f}\t{r:.2f}\t{s:.4f}" for o, t, r, s in zip(v.orders, v.tilts_deg, residual_A, score)]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def stored_axis(ts: TiltSeries, override: float | None) -> float:
+    """The tilt axis an alignment refines: ``override``, else the mean ZRot an earlier alignment stored on the
+    included views, else the acquisition's."""
+    stored = [t.z_rot_deg for t in included(ts) if t.z_rot_deg is not None]
+    if override is None and stored:
+        return float(sum(stored) / len(stored))
+    return axis_of(ts, override)
+
+
 def load_binned(sources: list[tuple[str, int]], binning: float) -> np.ndarray:
     """The (n, y, x) images named by (file, section) pairs, Fourier-binned by ``binning``."""
     from tomoforge.methods.binning import bin_images
@@ -125,7 +143,9 @@ __all__ = [
     "refusal",
     "series_named",
     "series_tasks",
+    "stored_axis",
     "view_geometry",
     "with_alignment",
     "with_solution",
+    "write_view_residuals",
 ]
