@@ -27,7 +27,6 @@ the truth's (no fit). Prints one JSON object and rewrites the motion section of 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re
@@ -46,6 +45,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from results_md import machine_info  # noqa: E402 - the benchmarks folder, run as a script
 
 from tomoforge.io.movies import read_gain, read_movie  # noqa: E402
 from tomoforge.methods.preprocess.gain import apply_gain  # noqa: E402
@@ -321,33 +321,15 @@ def main() -> None:
 
 
 def machine() -> dict:
+    """The shared machine description, with RELION's version and the OpenMP wait policy."""
     relion_version = ""
     if shutil.which("relion_run_motioncorr"):
         out = subprocess.run(["relion_run_motioncorr", "--version"], capture_output=True, text=True).stdout
         relion_version = " ".join(out.split())
-    cpu = (
-        next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            "unknown",
-        )
-        if Path("/proc/cpuinfo").exists()
-        else "unknown"
-    )
     return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        **machine_info(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "relion": relion_version,
-        "date": datetime.date.today().isoformat(),
-        "git": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        ).stdout.strip(),
         "load_after": [round(x, 2) for x in os.getloadavg()],
     }
 
