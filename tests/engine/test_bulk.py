@@ -116,3 +116,14 @@ def test_a_missing_required_field_and_a_subclass_with_more_columns(project, coor
     particles.append_columns({**columns(6), "half_set": np.array([1, 2] * 3), "file": np.array(["p.mrc"] * 6)})
     assert [p.half_set for p in particles] == [1, 2] * 3 and particles.get("3").file == "p.mrc"
     assert np.array_equal(particles.arrays("half_set")["half_set"], [1, 2] * 3)
+    particles.append_columns(
+        {
+            **columns(2),
+            "number": np.array([10, 11]),
+            "shift_z_A": np.array([1.5, -2.0]),
+            "tilt_series": np.array(["TS_1", "TS_2"]),
+        }
+    )
+    got = particles.arrays("shift_z_A", "tilt_series", "index")
+    assert np.array_equal(got["shift_z_A"][-2:], [1.5, -2.0]) and list(got["tilt_series"][-2:]) == ["TS_1", "TS_2"]
+    assert np.allclose(particles.get("11").shift_A, [0.0, 0.0, -2.0])

@@ -58,12 +58,44 @@ class Coordinate3D(Item):
 
 
 class Particle(Coordinate3D):
-    """An extracted particle: its coordinate, its data file and its half set."""
+    """A particle for subtomogram averaging: its coordinate and rotation (as `Coordinate3D`), the shift a
+    refinement found, its half set, the tilt series it is seen in, and the data extracted for it.
+
+    The particle's centre in its tomogram is ``position_A + shift_A`` (Å from the tomogram's centre);
+    ``rotation`` maps the reference's frame to the tomogram's (x_tomo = R x_ref + t). ``file`` and
+    ``index`` name the extracted data (a 3D subtomogram, or a 2D stack of its views), ``weight_file`` its
+    3D weight (missing wedge, CTF², dose) where one was written. Every field a set of a million particles
+    is read by is a typed column, so ``ItemSet.arrays`` gives them without an object per particle.
+    """
 
     __item_kind__ = "particle"
-    __columns__ = ("number", "tomogram", "x_A", "y_A", "z_A", "group", "score", "has_orientation", "half_set")
-    __files__ = ("file",)
+    __columns__ = (
+        "number",
+        "tomogram",
+        "x_A",
+        "y_A",
+        "z_A",
+        "group",
+        "score",
+        "has_orientation",
+        "half_set",
+        "shift_x_A",
+        "shift_y_A",
+        "shift_z_A",
+        "tilt_series",
+        "index",
+    )
+    __files__ = ("file", "weight_file")
 
-    file: str = ""
-    index: int = Field(0, ge=0, description="section of `file` holding this particle")
+    tilt_series: str = Field("", description="name of the tilt series the particle is seen in")
+    shift_x_A: float = quantity(0.0, unit="Å", description="refined shift added to the coordinate")
+    shift_y_A: float = quantity(0.0, unit="Å", description="refined shift added to the coordinate")
+    shift_z_A: float = quantity(0.0, unit="Å", description="refined shift added to the coordinate")
+    file: str = Field("", description="extracted data: a 3D subtomogram or a 2D stack of its views")
+    index: int = Field(0, ge=0, description="section (2D stack: first view) of `file` holding this particle")
+    weight_file: str = Field("", description="3D weight of the extracted subtomogram (wedge, CTF², dose)")
     half_set: int = Field(0, ge=0, le=2, description="1 or 2 for gold-standard refinement, 0 unset")
+
+    @property
+    def shift_A(self) -> np.ndarray:
+        return np.array([self.shift_x_A, self.shift_y_A, self.shift_z_A])
