@@ -7,6 +7,8 @@ import pytest
 from tests.web.conftest import WRITE, client, made  # noqa: F401
 from tomoforge.engine.protocol import ParamsError, validate_params
 from tomoforge.engine.registry import get_protocol
+from tomoforge.io.plot_data import LinePlot, Series
+from tomoforge.protocols.plotting import save_line_plot
 
 
 def test_project_lists_runs_states_outputs_and_the_graph(client):
@@ -34,6 +36,19 @@ def test_run_detail_params_inputs_outputs_log_and_images(client, made):  # noqa:
     lines = client.get(f"/api/runs/{first}/log?lines=1").json()["log"]
     assert lines and "\n" not in lines
     assert client.get("/api/runs/99").status_code == 404
+
+
+def test_a_line_plot_is_listed_as_plot_data_not_twice_as_an_image(client, made):  # noqa: F811
+    project, (first, _, _) = made
+    out = project.run_dir(first) / "out"
+    (out / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    save_line_plot(
+        out / "fsc.png", LinePlot(title="t", x_label="x", y_label="y", series=[Series(name="a", x=[0, 1], y=[1, 0])])
+    )
+    detail = client.get(f"/api/runs/{first}").json()
+    assert detail["plots"] == [project.relative(out / "fsc.plot.json")]
+    assert detail["images"] == [project.relative(out / "photo.png")]  # fsc.png is drawn from its data instead
+    assert client.get(f"/files/{detail['plots'][0]}").json()["series"][0]["y"] == [1.0, 0.0]
 
 
 def test_pages_render(client):

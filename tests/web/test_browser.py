@@ -175,7 +175,7 @@ def test_a_tomogram_shows_its_slices_with_the_coordinates_overlaid(browser, site
 def test_ctf_viewer_plots_every_tilt_and_saves_an_exclusion(browser, site, with_ctf):  # noqa: F811
     project, _, ctf, bad = with_ctf
     browser.get(site(project.root) + f"/runs/{ctf}/ctf/ctf")
-    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".ctf-plots svg circle.entry")) == 3 * 41)
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".ctf-plots svg circle.point")) == 3 * 41)
     tilts = sorted(e.tilt_angle_deg for e in project.output_set(ctf, "ctf").get("TS_01").entries)
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys(*[Keys.ARROW_RIGHT] * 3)  # to the 4th tilt: the planted bad fit resolution
@@ -203,3 +203,41 @@ def test_clicking_a_slice_adds_points_saved_as_a_new_coordinate_set(browser, sit
     (point,) = list(project.output_set(new, "coordinates"))
     # voxel (9, 5) on XY slice z = 6 (the middle): Å from the centre (8, 10, 6) at 10 Å per voxel
     assert abs(point.x_A - 10.0) <= 10 and abs(point.y_A + 50.0) <= 10 and point.z_A == 0.0
+
+
+def test_a_run_plot_is_interactive_hover_legend_and_zoom(browser, site, made):  # noqa: F811
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from tomoforge.io.plot_data import LinePlot, Marker, Series
+    from tomoforge.protocols.plotting import save_line_plot
+
+    project, (first, _, _) = made
+    x = [i / 20 for i in range(21)]
+    plot = LinePlot(
+        title="FSC",
+        x_label="1/Å",
+        y_label="FSC",
+        series=[
+            Series(name="masked", x=x, y=[1 - v for v in x]),
+            Series(name="unmasked", x=x, y=[1 - v * v for v in x]),
+        ],
+        markers=[Marker(value=0.143, label="0.143", axis="y")],
+    )
+    save_line_plot(project.run_dir(first) / "out" / "fsc.png", plot)
+    browser.get(site(project.root) + f"/runs/{first}")
+    points = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#plots svg circle.point"))
+    assert len(points) == 42 and not browser.find_elements(By.CSS_SELECTOR, "#images img")
+    ActionChains(browser).move_to_element(points[5]).perform()  # masked at x = 0.25
+    tip = browser.find_element(By.CSS_SELECTOR, "#plots svg text.tooltip")
+    wait(browser, lambda d: tip.text == "masked: 1/Å 0.25, 0.75")
+    browser.find_element(By.CSS_SELECTOR, '#plots svg g.legend[data-series="1"]').click()  # hide "unmasked"
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#plots svg circle.point")) == 21)
+    frame = browser.find_element(By.CSS_SELECTOR, "#plots svg rect.frame")
+    width = frame.rect["width"]
+    ActionChains(browser).move_to_element_with_offset(frame, -width / 2 + 2, 0).click_and_hold().move_by_offset(
+        width / 2 - 4, 0
+    ).release().perform()  # drag over the first half: x from 0 to about 0.5
+    wait(browser, lambda d: 9 <= len(d.find_elements(By.CSS_SELECTOR, "#plots svg circle.point")) <= 11)
+    frame = browser.find_element(By.CSS_SELECTOR, "#plots svg rect.frame")  # redrawn by the zoom
+    ActionChains(browser).double_click(frame).perform()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#plots svg circle.point")) == 21)

@@ -12,6 +12,7 @@ from tomoforge.engine.project import ACTIVE
 from tomoforge.engine.protocol import Protocol
 from tomoforge.engine.registry import get_protocol, protocols
 from tomoforge.errors import UserError
+from tomoforge.io.plot_data import PLOT_SUFFIX, plot_data_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
 LOG_TAIL_LINES = 200
@@ -95,17 +96,29 @@ def run_detail(project: Project, run_id: int) -> dict[str, Any]:
         "error": row["error"],
         "traceback": row["traceback"],
         "images": [project.relative(p) for p in run_images(run_dir)],
+        "plots": [project.relative(p) for p in run_plots(run_dir)],
         "log": log_tail(run_dir / "run.log"),
         "active": row["state"] in ACTIVE,
     }
 
 
 def run_images(run_dir: Path) -> list[Path]:
-    """The plots and images a run wrote (its ``out/`` folder), sorted by name."""
+    """The images a run wrote (its ``out/`` folder), sorted by name; a plot drawn interactively from its plot
+    data (``run_plots``) is not listed twice."""
     out = run_dir / "out"
     if not out.is_dir():
         return []
-    return sorted(p for p in out.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(
+        p
+        for p in out.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not plot_data_path(p).is_file()
+    )
+
+
+def run_plots(run_dir: Path) -> list[Path]:
+    """The plot data files of a run's line plots (``NAME.plot.json`` beside ``NAME.png``), sorted by name."""
+    out = run_dir / "out"
+    return sorted(p for p in out.rglob(f"*{PLOT_SUFFIX}") if p.is_file()) if out.is_dir() else []
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

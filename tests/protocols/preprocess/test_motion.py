@@ -13,6 +13,7 @@ import pytest
 from tomoforge.engine import ExecutorConfig, Project, execute_run
 from tomoforge.io.movies import read_movie
 from tomoforge.io.mrc import read_mrc, read_voxel_size, write_mrc
+from tomoforge.io.plot_data import read_plot_data
 
 SERIAL = ExecutorConfig(kind="serial")
 
@@ -89,6 +90,11 @@ def test_outputs_stacks_halves_table_and_plot(corrected):
     table = (out / "TS_01_shifts.txt").read_text().splitlines()
     assert len(table) == 1 + 7 * 3
     assert (out / "TS_01_shifts.svg").read_text().count("<polyline") == 7
+    drift = read_plot_data(out / "TS_01_drift.plot.json")  # beside its PNG, for the web's interactive plot
+    assert (out / "TS_01_drift.png").stat().st_size > 1000
+    assert drift.series[0].x == [t.tilt_angle_deg for t in ts.tilt_images]
+    first = np.array([[float(v) for v in row.split()[2:]] for row in table[1:4]])  # the lowest tilt's 3 frames
+    assert drift.series[0].y[0] == pytest.approx(np.linalg.norm(np.diff(first, axis=0), axis=1).sum(), abs=2e-3)
     # the sum is gain-corrected: its mean is that of the gain-corrected frames, the dose in counts (3 e/Å² ×
     # 36 Å²/px = 108) less what the ice and the tiny preset's 6 gold beads absorb (about 93)
     gain = read_mrc(sim / "gain.mrc").astype(np.float64)

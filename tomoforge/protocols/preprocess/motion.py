@@ -65,9 +65,11 @@ class MotionParams(ProtocolParams):
 
 @dataclass(frozen=True, kw_only=True)
 class MovieSource:
-    """One movie of a tilt series: its file, frame count, and doses (e/Å²): per frame, before it, of the tilt."""
+    """One movie of a tilt series: its file, frame count, doses (e/Å²: per frame, before it, of the tilt) and
+    nominal tilt angle (°)."""
 
     file: str
+    tilt_angle_deg: float = 0.0
     n_frames: int
     frame_dose_e_A2: float
     pre_exposure_e_A2: float
@@ -90,7 +92,8 @@ class MotionJob:
 def motion_correct_task(job: MotionJob) -> dict[str, Any]:
     """Task: motion-correct every movie of one tilt series (``motion_series.correct_series``).
 
-    Writes ``out_base``.mrc (+ _ODD/_EVN), ``out_base``_shifts.txt and ``out_base``_shifts.svg; returns their
+    Writes ``out_base``.mrc (+ _ODD/_EVN), ``out_base``_shifts.txt, ``out_base``_shifts.svg and the drift plot
+    ``out_base``_drift.png (+ its plot data); returns their
     paths, the shifts in Å and the output pixel size.
     """
     from tomoforge.protocols.preprocess.motion_series import correct_series
@@ -120,6 +123,7 @@ class MotionCorrection(Protocol):
                     frame_dose_e_A2=t.frame_dose_e_A2,
                     pre_exposure_e_A2=max(t.accumulated_dose_e_A2 - t.dose_e_A2, 0.0),
                     dose_e_A2=t.dose_e_A2,
+                    tilt_angle_deg=t.tilt_angle_deg,
                 )
                 for t in ts.tilt_images
             )

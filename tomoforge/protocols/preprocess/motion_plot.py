@@ -1,8 +1,12 @@
-"""A plain SVG plot of per-frame shifts (one trajectory per tilt movie), with no plotting dependency."""
+"""Motion plots: the per-frame trajectories as a plain SVG (one panel per tilt movie, no plotting
+dependency), and the drift per tilt as a line plot (PNG and interactive)."""
 
 from __future__ import annotations
 
+import math
 from html import escape
+
+from tomoforge.io.plot_data import LinePlot, Series
 
 PANEL = 160  # px per panel
 COLUMNS = 8
@@ -34,3 +38,25 @@ def shifts_svg(names: list[str], shifts_A: list[list[tuple[float, float]]]) -> s
             parts.append(f'<circle cx="{points[0][0]:.1f}" cy="{points[0][1]:.1f}" r="2.5" fill="#d62728"/>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def drift_plot(name: str, tilt_angles_deg: list[float], shifts_A: list[list[tuple[float, float]]]) -> LinePlot:
+    """Per movie, against its tilt angle: the path its frames travelled and their largest distance from the
+    first frame (Å)."""
+    order = sorted(range(len(tilt_angles_deg)), key=lambda i: tilt_angles_deg[i])
+    path, furthest = [], []
+    for i in order:
+        steps = zip(shifts_A[i][:-1], shifts_A[i][1:])
+        path.append(sum(math.dist(a, b) for a, b in steps))
+        first = shifts_A[i][0] if shifts_A[i] else (0.0, 0.0)
+        furthest.append(max((math.dist(first, s) for s in shifts_A[i]), default=0.0))
+    tilts = [tilt_angles_deg[i] for i in order]
+    return LinePlot(
+        title=f"{name}: beam-induced motion per tilt",
+        x_label="tilt angle (°)",
+        y_label="drift (Å)",
+        series=[
+            Series(name="path length", x=tilts, y=path),
+            Series(name="largest distance from frame 1", x=tilts, y=furthest),
+        ],
+    )

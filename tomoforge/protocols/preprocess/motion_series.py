@@ -17,7 +17,8 @@ from tomoforge.io.movies import is_eer, movie_frame_count, read_gain, read_movie
 from tomoforge.methods.binning import binned_pixel_size, binned_shape
 from tomoforge.methods.preprocess import motion
 from tomoforge.methods.preprocess.gain import apply_gain, check_gain, check_gain_orientation, transform_gain
-from tomoforge.protocols.preprocess.motion_plot import shifts_svg
+from tomoforge.protocols.plotting import save_line_plot
+from tomoforge.protocols.preprocess.motion_plot import drift_plot, shifts_svg
 from tomoforge.protocols.tilt_stacks import write_stack
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def correct_series(job: MotionJob) -> dict[str, Any]:
     """Motion-correct every movie of one tilt series (``movies`` sorted by tilt angle).
 
     Writes ``job.out_base``.mrc
-    (+ _ODD/_EVN), ``job.out_base``_shifts.txt and ``job.out_base``_shifts.svg; returns their paths, the shifts in Å
+    (+ _ODD/_EVN), ``job.out_base``_shifts.txt, ``job.out_base``_shifts.svg and ``_drift.png``; returns their paths, the shifts in Å
     and the output pixel size. The next movie is read (and gain-corrected) while one is aligned, and the
     stacks are written side by side: two movies are in memory at a time.
     """
@@ -200,6 +201,8 @@ def correct_series(job: MotionJob) -> dict[str, Any]:
     table.write_text("\n".join(lines) + "\n")
     plot = Path(f"{out_base}_shifts.svg")
     plot.write_text(shifts_svg([Path(m.file).name for m in movies], shifts_A))
+    name = Path(out_base).name
+    save_line_plot(f"{out_base}_drift.png", drift_plot(name, [m.tilt_angle_deg for m in movies], shifts_A))
     return {
         "stacks": files,
         "shifts_A": shifts_A,

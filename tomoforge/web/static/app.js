@@ -126,6 +126,7 @@ function runPage() {
   const runId = document.body.dataset.run;
   const message = document.getElementById("message");
   let shownImages = "";
+  let shownPlots = "";
   const render = (r) => {
     const state = document.getElementById("state");
     state.textContent = r.state; state.className = `state state-${r.state}`;
@@ -154,6 +155,11 @@ function runPage() {
       document.getElementById("images").replaceChildren(...r.images.map(p => {
         const a = el("a", undefined, { href: `/files/${encodeURI(p)}` }); a.appendChild(el("img", undefined, { src: `/files/${encodeURI(p)}`, alt: p, title: p })); return a;
       }));
+    }
+    const plots = r.plots.join("\n");
+    if (plots !== shownPlots) {
+      shownPlots = plots;
+      drawPlotFiles(document.getElementById("plots"), r.plots);
     }
     const log = document.getElementById("log");
     const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;

@@ -177,30 +177,14 @@ function tomogramPage() {
 }
 
 // --- CTF viewer -------------------------------------------------------------------------------
-function linePlot(box, entries, field, scale, current, isExcluded, onPick) {
-  const W = 360, H = 200, L = 50, B = 30;
-  const xs = entries.map(e => e.tilt_angle_deg);
-  const ys = entries.map(e => (e[field] === null ? null : e[field] * scale));
-  const known = ys.filter(v => v !== null);
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const [y0, y1] = known.length ? [Math.min(...known), Math.max(...known)] : [0, 1];
-  const px = (x) => L + ((x - x0) / ((x1 - x0) || 1)) * (W - L - 10);
-  const py = (y) => H - B - ((y - y0) / ((y1 - y0) || 1)) * (H - B - 10);
-  box.setAttribute("width", W); box.setAttribute("height", H);
-  const parts = [svg("line", { x1: L, y1: H - B, x2: W - 10, y2: H - B, stroke: "#888" }), svg("line", { x1: L, y1: 10, x2: L, y2: H - B, stroke: "#888" })];
-  parts.push(svg("text", { x: L, y: H - 8, "font-size": 11 }, `${x0.toFixed(0)}°`), svg("text", { x: W - 40, y: H - 8, "font-size": 11 }, `${x1.toFixed(0)}°`));
-  parts.push(svg("text", { x: 2, y: 16, "font-size": 11 }, y1.toPrecision(3)), svg("text", { x: 2, y: H - B, "font-size": 11 }, y0.toPrecision(3)));
-  const path = entries.map((e, i) => (ys[i] === null ? null : `${px(xs[i])},${py(ys[i])}`)).filter(Boolean).join(" ");
-  if (path) parts.push(svg("polyline", { points: path, fill: "none", stroke: "#0277bd" }));
-  entries.forEach((e, i) => {
-    if (ys[i] === null) return;
-    const dot = svg("circle", { cx: px(xs[i]), cy: py(ys[i]), r: i === current ? 6 : 3.5, fill: isExcluded(e) ? "#c62828" : "#0277bd",
-      stroke: i === current ? "#000" : "none", class: "entry", "data-index": i });
-    dot.appendChild(svg("title", {}, `${xs[i].toFixed(1)}°: ${ys[i].toPrecision(4)}`));
-    dot.addEventListener("click", () => onPick(i));
-    parts.push(dot);
-  });
-  box.replaceChildren(...parts);
+// One CTF quantity against the tilt angle (drawPlot in plots.js); excluded tilts red, the current one ringed.
+function ctfPlot(box, entries, field, scale, caption, current, isExcluded, onPick) {
+  const plot = {
+    title: "", x_label: "tilt angle (°)", y_label: caption,
+    series: [{ name: caption, x: entries.map(e => e.tilt_angle_deg), y: entries.map(e => (e[field] === null ? null : e[field] * scale)) }],
+  };
+  drawPlot(box, plot, { width: 380, height: 220, pointColours: [entries.map(e => (isExcluded(e) ? "#c62828" : "#0277bd"))],
+    highlight: { series: 0, index: current }, onPick: (k, i) => onPick(i) });
 }
 
 function ctfPage() {
@@ -218,7 +202,8 @@ function ctfPage() {
       `defocus ${(e.defocus_A / 1e4).toFixed(3)} µm, astigmatism ${e.astigmatism_A.toFixed(0)} Å at ${e.astigmatism_angle_deg.toFixed(0)}°, ` +
       `fit ${e.fit_resolution_A === null ? "–" : e.fit_resolution_A.toFixed(1) + " Å"}${off ? " — excluded" : ""}`;
     for (const figure of document.querySelectorAll(".ctf-plots figure")) {
-      linePlot(figure.querySelector("svg"), data.entries, figure.dataset.field, Number(figure.dataset.scale), current,
+      ctfPlot(figure.querySelector("svg"), data.entries, figure.dataset.field, Number(figure.dataset.scale),
+        figure.querySelector("figcaption").textContent, current,
         (x) => excluded[data.name].has(x.acquisition_order), (i) => { current = i; show(); });
     }
     const spectrum = document.getElementById("spectrum");
