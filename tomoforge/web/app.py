@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 OPENED = cast(Project, None)  # the default of an endpoint's ``p``: ``uses_project`` passes the open project
 T = TypeVar("T")
 EXCLUDERS = {"sets": ("exclude-views", "tilt_series"), "ctf": ("exclude-ctfs", "ctf")}  # protocol, its input
-VIEWERS = {"view": "viewer.html", "tomogram": "tomogram.html", "ctf": "ctf.html"}
+VIEWERS = {"view": "viewer.html", "tomogram": "tomogram.html", "ctf": "ctf.html", "map": "map.html"}
 
 
 def viewer_of(kind: str) -> tuple[Callable[..., dict[str, Any]], Callable[..., bytes] | None]:
@@ -39,6 +39,7 @@ def viewer_of(kind: str) -> tuple[Callable[..., dict[str, Any]], Callable[..., b
         "sets": (viewer.series_views, viewer.view_image),
         "ctf": (ctf.ctf_entries, ctf.spectrum_image),
         "tomograms": (volumes.tomogram_info, None),
+        "maps": (volumes.map_info, None),
     }
     if kind not in kinds:
         raise viewer.ViewerError(f"{kind!r}: expected {', '.join(kinds)}")
@@ -159,7 +160,8 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
     @app.get("/api/runs/{run_id}/{kind}/{output}/{key}")
     @uses_project
     def api_viewed_item(run_id: int, kind: str, output: str, key: str, p: Project = OPENED) -> dict[str, Any]:
-        """What a viewer shows of an item: ``sets`` a tilt series' views, ``ctf`` its CTF entries, ``tomograms``."""
+        """What a viewer shows of an item: ``sets`` a tilt series' views, ``ctf`` its CTF entries, ``tomograms``
+        a tomogram's size and coordinate sets, ``maps`` a map's size, volumes and FSC."""
         return viewer_of(kind)[0](p, run_id, output, key)
 
     @app.get("/api/runs/{run_id}/{kind}/{output}/{key}/{order}.{fmt}")
@@ -198,9 +200,11 @@ def create_app(root: Path | str, token: str | None = None, launch: Launcher = la
         bin: int = 1,
         low: float = 0.5,
         high: float = 99.5,
+        which: str = "map",
         p: Project = OPENED,
     ) -> Response:
-        return web_image(volumes.slice_image(p, run_id, output, key, axis, index, bin, fmt, (low, high)), fmt)
+        """A slice of a tomogram, or of a map (``which``: map, half1, half2, mask)."""
+        return web_image(volumes.slice_image(p, run_id, output, key, axis, index, bin, fmt, (low, high), which), fmt)
 
     @app.get("/api/runs/{run_id}/tomograms/{output}/{key}/{axis}/{index}/coordinates")
     @uses_project

@@ -1,4 +1,5 @@
-"""The tomogram viewer: XY, XZ and YZ slices as web images, and the coordinates of any set near a slice."""
+"""The tomogram and map viewers: XY, XZ and YZ slices of a tomogram or of a map (or its half maps, its
+mask) as web images, the coordinates of any set near a slice, and a map's FSC as plot data."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from tomoforge.engine import Project
 from tomoforge.model.coordinates import Coordinate3D
 from tomoforge.model.tomogram import Tomogram
+from tomoforge.model.volume import Volume
 from tomoforge.web.actions import Launcher, create_run
 from tomoforge.web.viewer import FORMATS, MAX_BIN, ViewerError, bin_image, encode, heading, item_of
 
@@ -18,6 +20,58 @@ AXES = {"xy": 0, "xz": 1, "yz": 2}  # the array axis (z, y, x) a slice is taken 
 
 def tomogram(project: Project, run_id: int, output: str, key: str) -> Tomogram:
     return item_of(project, run_id, output, key, Tomogram)
+
+
+MAP_FILES = {"map": "file", "half1": "half1_file", "half2": "half2_file", "mask": "mask_file"}
+
+
+def volume_file(project: Project, run_id: int, output: str, key: str, which: str = "map") -> tuple[str, str]:
+    """The name and file of a tomogram, or of a map's ``which`` volume (map, half1, half2, mask)."""
+    item_class = project.output_set(run_id, output).item_class
+    if issubclass(item_class, Volume):
+        volume = item_of(project, run_id, output, key, Volume)
+        if which not in MAP_FILES or not getattr(volume, MAP_FILES[which]):
+            raise ViewerError(f"{volume.name}: no {which!r} volume (it has {', '.join(map_files(volume))})")
+        return volume.name, str(getattr(volume, MAP_FILES[which]))
+    if which != "map":
+        raise ViewerError(f"{run_id}.{output} holds tomograms: no {which!r} volume")
+    t = tomogram(project, run_id, output, key)
+    return t.name, t.file
+
+
+def map_files(volume: Volume) -> list[str]:
+    return [which for which, field in MAP_FILES.items() if getattr(volume, field)]
+
+
+def map_info(project: Project, run_id: int, output: str, key: str) -> dict[str, Any]:
+    """A map's size, voxel size, symmetry, which volumes it has, and its FSC (plot data) and resolution."""
+    from tomoforge.io.mrc import mrc_shape
+    from tomoforge.io.plot_data import LinePlot, Marker, Series
+
+    volume = item_of(project, run_id, output, key, Volume)
+    shape = mrc_shape(project.absolute(volume.file))
+    fsc = None
+    resolution = volume.fsc.resolution_A() if volume.fsc else None
+    if volume.fsc is not None:
+        markers = [Marker(value=0.143, label="0.143", axis="y")]
+        if resolution:
+            markers.append(Marker(value=1.0 / resolution, label=f"{resolution:.2f} Å"))
+        fsc = LinePlot(
+            title=f"{volume.name}: {volume.fsc.label}",
+            x_label="spatial frequency (1/Å)",
+            y_label="FSC",
+            series=[Series(name=volume.fsc.label, x=volume.fsc.frequency_per_A, y=volume.fsc.correlation)],
+            markers=markers,
+        ).model_dump()
+    return {
+        **heading(project, run_id, output, volume.name),
+        "size_xyz": [int(n) for n in shape[::-1]],
+        "pixel_size_A": volume.pixel_size_A,
+        "symmetry": volume.symmetry,
+        "maps": map_files(volume),
+        "fsc": fsc,
+        "resolution_A": resolution,
+    }
 
 
 def coordinate_sets(project: Project, name: str) -> list[dict[str, Any]]:
@@ -53,9 +107,11 @@ def slice_image(
     factor: int = 1,
     fmt: str = "png",
     percentiles: tuple[float, float] = (0.5, 99.5),
+    which: str = "map",
 ) -> bytes:
-    """Slice ``index`` across ``axis`` (xy: a z section; xz: a y row; yz: an x column), binned by ``factor``,
-    grey levels from the ``percentiles`` of its pixels, as PNG or JPEG (rows: y for xy, z for xz and yz)."""
+    """Slice ``index`` across ``axis`` (xy: a z section; xz: a y row; yz: an x column) of a tomogram or of a
+    map's ``which`` volume, binned by ``factor``, grey levels from the ``percentiles`` of its pixels, as PNG or
+    JPEG (rows: y for xy, z for xz and yz)."""
     from tomoforge.io.mrc import open_mrc_mmap
 
     if axis not in AXES:
@@ -67,12 +123,12 @@ def slice_image(
     low, high = percentiles
     if not 0 <= low < high <= 100:
         raise ViewerError(f"contrast {low}..{high}: expected percentiles with 0 ≤ low < high ≤ 100")
-    t = tomogram(project, run_id, output, key)
-    with open_mrc_mmap(project.absolute(t.file)) as data:
+    name, file = volume_file(project, run_id, output, key, which)
+    with open_mrc_mmap(project.absolute(file)) as data:
         volume = data if data.ndim == 3 else data[np.newaxis]
         size = volume.shape[AXES[axis]]
         if not 0 <= index < size:
-            raise ViewerError(f"{t.name}: {axis} slice {index} out of range (0 to {size - 1})")
+            raise ViewerError(f"{name}: {axis} slice {index} out of range (0 to {size - 1})")
         section = np.take(volume, index, axis=AXES[axis]).astype(np.float32)
     return encode(bin_image(section, factor), fmt, percentiles)
 

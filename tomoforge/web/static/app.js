@@ -144,6 +144,7 @@ function runPage() {
       if (o.kind === "TiltSeries") li.appendChild(el("a", "view", { href: `/runs/${r.id}/view/${o.name}` }));
       if (o.kind === "Tomogram") li.appendChild(el("a", "view", { href: `/runs/${r.id}/tomogram/${o.name}` }));
       if (o.kind === "CTFSeries") li.appendChild(el("a", "view", { href: `/runs/${r.id}/ctf/${o.name}` }));
+      if (o.kind === "Volume") li.appendChild(el("a", "view", { href: `/runs/${r.id}/map/${o.name}` }));
       return li;
     }));
     document.getElementById("error-box").hidden = !r.error;

@@ -83,6 +83,48 @@ function viewerPage() {
 // --- tomogram viewer --------------------------------------------------------------------------
 const SLICE_AXES = { xy: { across: 2, cols: 0, rows: 1 }, xz: { across: 1, cols: 0, rows: 2 }, yz: { across: 0, cols: 1, rows: 2 } };
 
+// Show the slice its slider names in a figure.slice (img + svg.overlay sized alike); `base` is the volume's API
+// path, `query` the contrast (and which map). Returns what an overlay needs.
+function showSlice(figure, info, base, bin, zoom, query) {
+  const axis = figure.dataset.axis;
+  const geometry = SLICE_AXES[axis];
+  const index = Number(figure.querySelector(".slice-index").value);
+  const width = Math.floor(info.size_xyz[geometry.cols] / bin) * bin;
+  const height = Math.floor(info.size_xyz[geometry.rows] / bin) * bin;
+  const img = figure.querySelector("img");
+  img.width = width * zoom; img.height = height * zoom;
+  img.src = `${base}/${axis}/${index}.png?bin=${bin}&${query}`;
+  figure.querySelector(".slice-label").textContent = `${index + 1}/${info.size_xyz[geometry.across]}`;
+  const overlay = figure.querySelector("svg.overlay");
+  if (overlay) {
+    overlay.setAttribute("width", width * zoom); overlay.setAttribute("height", height * zoom);
+    overlay.replaceChildren();
+  }
+  return { axis, geometry, index, zoom };
+}
+
+// Each slider to the middle of its axis.
+function centreSliders(figures, info) {
+  for (const figure of figures) {
+    const n = info.size_xyz[SLICE_AXES[figure.dataset.axis].across];
+    const slider = figure.querySelector(".slice-index");
+    slider.max = n - 1; slider.value = Math.floor(n / 2);
+  }
+}
+
+// The slider and the mouse wheel over a slice move it; `draw(figure)` shows the new one.
+function sliceControls(figures, draw) {
+  for (const figure of figures) {
+    const slider = figure.querySelector(".slice-index");
+    slider.addEventListener("input", () => draw(figure));
+    figure.querySelector(".slice-box").addEventListener("wheel", (event) => {
+      event.preventDefault();
+      slider.value = Math.min(Number(slider.max), Math.max(0, Number(slider.value) + (event.deltaY > 0 ? 1 : -1)));
+      draw(figure);
+    }, { passive: false });
+  }
+}
+
 function tomogramPage() {
   const { run, output } = document.body.dataset;
   const select = document.getElementById("tomogram");
@@ -91,20 +133,9 @@ function tomogramPage() {
   let info = null;
   const base = () => `/api/runs/${run}/tomograms/${encodeURIComponent(output)}/${encodeURIComponent(info.name)}`;
   const draw = async (figure) => {
-    const axis = figure.dataset.axis;
-    const geometry = SLICE_AXES[axis];
-    const index = Number(figure.querySelector(".slice-index").value);
-    const zoom = Number(value("zoom"));
-    const bin = Number(value("tomo-bin"));
-    const width = Math.floor(info.size_xyz[geometry.cols] / bin) * bin;
-    const height = Math.floor(info.size_xyz[geometry.rows] / bin) * bin;
-    const img = figure.querySelector("img");
-    img.width = width * zoom; img.height = height * zoom;
-    img.src = `${base()}/${axis}/${index}.png?bin=${bin}&low=${value("low")}&high=${value("high")}`;
-    figure.querySelector(".slice-label").textContent = `${index + 1}/${info.size_xyz[geometry.across]}`;
+    const { axis, geometry, index, zoom } = showSlice(figure, info, base(), Number(value("tomo-bin")), Number(value("zoom")),
+      `low=${value("low")}&high=${value("high")}`);
     const overlay = figure.querySelector("svg.overlay");
-    overlay.setAttribute("width", width * zoom); overlay.setAttribute("height", height * zoom);
-    overlay.replaceChildren();
     for (const q of picks[info.name] || []) {  // the user's own points on this slice (within the half width)
       if (Math.abs(q[geometry.across] - index) > Number(value("half-width"))) continue;
       overlay.appendChild(svg("rect", { x: q[geometry.cols] * zoom - 5, y: q[geometry.rows] * zoom - 5, width: 10, height: 10, fill: "none", stroke: "#00e5ff", "stroke-width": 2, class: "pick" }));
@@ -155,22 +186,10 @@ function tomogramPage() {
     const sets = document.getElementById("coordinate-set");
     sets.replaceChildren(el("option", "(none)", { value: "" }), ...info.coordinate_sets.map(c => el("option", `${c.set} (${c.count} ${c.kind})`, { value: c.set })));
     if (info.coordinate_sets.length) sets.value = info.coordinate_sets[0].set;
-    for (const figure of figures) {
-      const n = info.size_xyz[SLICE_AXES[figure.dataset.axis].across];
-      const slider = figure.querySelector(".slice-index");
-      slider.max = n - 1; slider.value = Math.floor(n / 2);
-    }
+    centreSliders(figures, info);
     drawAll();
   };
-  for (const figure of figures) {
-    const slider = figure.querySelector(".slice-index");
-    slider.addEventListener("input", () => draw(figure));
-    figure.querySelector(".slice-box").addEventListener("wheel", (event) => {
-      event.preventDefault();
-      slider.value = Math.min(Number(slider.max), Math.max(0, Number(slider.value) + (event.deltaY > 0 ? 1 : -1)));
-      draw(figure);
-    }, { passive: false });
-  }
+  sliceControls(figures, draw);
   for (const id of ["zoom", "tomo-bin", "low", "high", "coordinate-set", "half-width"]) document.getElementById(id).addEventListener("change", drawAll);
   select.addEventListener("change", () => load(select.value));
   load(document.body.dataset.first).catch(e => { message.textContent = e.message; });
@@ -221,4 +240,37 @@ function ctfPage() {
   load(document.body.dataset.first).catch(e => { message.textContent = e.message; });
 }
 
-Object.assign(PAGES, { viewer: viewerPage, tomogram: tomogramPage, ctf: ctfPage });
+// --- map viewer (averages): orthogonal slices of the map, a half map or the mask; its FSC curves -----------
+function mapPage() {
+  const { run, output } = document.body.dataset;
+  const select = document.getElementById("map");
+  const message = document.getElementById("message");
+  const value = (id) => document.getElementById(id).value;
+  const figures = [...document.querySelectorAll("figure.slice")];
+  let info = null;
+  const base = () => `/api/runs/${run}/tomograms/${encodeURIComponent(output)}/${encodeURIComponent(info.name)}`;
+  const draw = (figure) => showSlice(figure, info, base(), 1, Number(value("zoom")),
+    `low=${value("low")}&high=${value("high")}&which=${encodeURIComponent(value("which"))}`);
+  const drawAll = () => figures.forEach(draw);
+  const load = async (name) => {
+    info = await api(`/api/runs/${run}/maps/${encodeURIComponent(output)}/${encodeURIComponent(name)}`);
+    if (!select.options.length) for (const t of info.series) select.appendChild(el("option", t, { value: t }));
+    select.value = info.name;
+    const which = document.getElementById("which");
+    which.replaceChildren(...info.maps.map(m => el("option", m, { value: m })));
+    document.getElementById("size").textContent =
+      `${info.size_xyz.join(" × ")} voxels of ${info.pixel_size_A} Å, symmetry ${info.symmetry}` +
+      (info.resolution_A ? `, ${info.resolution_A.toFixed(2)} Å at FSC 0.143` : "");
+    const fsc = document.getElementById("fsc");
+    fsc.hidden = !info.fsc;
+    if (info.fsc) drawPlot(fsc.querySelector("svg"), info.fsc);
+    centreSliders(figures, info);
+    drawAll();
+  };
+  sliceControls(figures, draw);
+  for (const id of ["zoom", "low", "high", "which"]) document.getElementById(id).addEventListener("change", drawAll);
+  select.addEventListener("change", () => load(select.value));
+  load(document.body.dataset.first).catch(e => { message.textContent = e.message; });
+}
+
+Object.assign(PAGES, { viewer: viewerPage, tomogram: tomogramPage, ctf: ctfPage, map: mapPage });
