@@ -37,15 +37,7 @@ def full_weight(weight_rfft: torch.Tensor, box: int) -> torch.Tensor:
     return weight_rfft[..., torch.remainder(sz, box), torch.remainder(sy, box), sx]
 
 
-def _centred_spectrum(volumes: torch.Tensor) -> torch.Tensor:
-    """(m, 2, N, N, N) real and imaginary parts of the centred spectra (DC at N // 2) of volumes whose
-    centre is voxel N // 2."""
-    dims = (-3, -2, -1)
-    spec = torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(volumes, dim=dims), dim=dims), dim=dims)
-    return torch.stack([spec.real, spec.imag], dim=1)
-
-
-def _sample(grid_values: torch.Tensor, k_xyz: torch.Tensor) -> torch.Tensor:
+def sample_centred(grid_values: torch.Tensor, k_xyz: torch.Tensor) -> torch.Tensor:
     """Trilinear samples (m, C, …) of centred grids (m, C, N, N, N) at integer-unit frequencies (m, …, 3)."""
     n = grid_values.shape[-1]
     g = (k_xyz + n // 2) * (2.0 / (n - 1)) - 1.0
@@ -54,6 +46,39 @@ def _sample(grid_values: torch.Tensor, k_xyz: torch.Tensor) -> torch.Tensor:
         grid_values, g.reshape(g.shape[0], 1, 1, -1, 3), mode="bilinear", padding_mode="zeros", align_corners=True
     )
     return out.reshape(grid_values.shape[0], grid_values.shape[1], *shape)
+
+
+def trilinear_apodisation(n: int, padded: int, device: torch.device) -> torch.Tensor:
+    """(n, n, n) factor by which trilinear sampling of the spectrum of a box padded to ``padded`` multiplies the
+    central n³ voxels: Π sinc²(x / padded) over the axes, x in voxels from the centre."""
+    x1 = (torch.arange(n, device=device, dtype=torch.float32) - n // 2) / padded
+    sinc2 = torch.sinc(x1) ** 2
+    return sinc2[:, None, None] * sinc2[None, :, None] * sinc2[None, None, :]
+
+
+def centred_spectrum(volumes: torch.Tensor, padded: int) -> torch.Tensor:
+    """(m, 2, P, P, P) real and imaginary parts of the centred spectra (DC at P // 2) of (m, n, n, n) volumes
+    zero-padded to P = ``padded`` about their centre voxel n // 2."""
+    dims = (-3, -2, -1)
+    x = pad_to(volumes, (padded, padded, padded))
+    spec = torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=dims), dim=dims), dim=dims)
+    return torch.stack([spec.real, spec.imag], dim=1)
+
+
+def centred_grid(n: int, device: torch.device) -> torch.Tensor:
+    """(n, n, n, 3) integer frequencies (x, y, z) of a centred grid (DC at n // 2)."""
+    kc = torch.arange(n, device=device, dtype=torch.float32) - n // 2
+    kz, ky, kx = torch.meshgrid(kc, kc, kc, indexing="ij")
+    return torch.stack([kx, ky, kz], dim=-1)
+
+
+def centred_to_volume(spectrum: torch.Tensor, n: int) -> torch.Tensor:
+    """The central n³ voxels of the inverse of centred complex spectra (…, P, P, P)."""
+    dims = (-3, -2, -1)
+    big = spectrum.shape[-1]
+    vol = torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(spectrum, dim=dims), dim=dims), dim=dims).real
+    lo = big // 2 - n // 2
+    return vol[..., lo : lo + n, lo : lo + n, lo : lo + n]
 
 
 @dataclass(frozen=True)
@@ -114,9 +139,7 @@ def average_subtomograms(
     if len(halves) != m or rot.shape[0] != m:
         raise ValueError(f"{m} volumes, {rot.shape[0]} rotations and {len(halves)} half sets: they must agree")
     big = 2 * n
-    kc = torch.arange(big, device=dev, dtype=torch.float32) - big // 2
-    kz, ky, kx = torch.meshgrid(kc, kc, kc, indexing="ij")
-    k = torch.stack([kx, ky, kz], dim=-1)  # (N, N, N, 3) (x, y, z) of the reference's padded grid
+    k = centred_grid(big, dev)  # (x, y, z) frequencies of the reference's padded grid
     w_full = None
     if weights is not None:
         w_full = full_weight(
@@ -137,12 +160,11 @@ def average_subtomograms(
         keep = np.flatnonzero(np.isin(halves[sl], (1, 2))) + start
         if len(keep) == 0:
             continue
-        x = pad_to(vols[keep].to(dev, torch.float32), (big, big, big))
-        spec = _centred_spectrum(x)
+        spec = centred_spectrum(vols[keep].to(dev, torch.float32), big)
         src = torch.einsum("...a,mba->m...b", k, rot[keep])  # R k for each particle
-        sampled = _sample(spec, src)  # (b, 2, N, N, N)
+        sampled = sample_centred(spec, src)  # (b, 2, N, N, N)
         if w_full is not None:
-            wv = _sample(w_full[index[keep]][:, None], src / 2)[:, 0]  # the weight's grid is n, not 2n
+            wv = sample_centred(w_full[index[keep]][:, None], src / 2)[:, 0]  # the weight's grid is n, not 2n
         else:
             wv = torch.ones((len(keep), big, big, big), device=dev)
         for h in (1, 2):
@@ -154,17 +176,21 @@ def average_subtomograms(
 
     def back(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
         spec = torch.complex(numerator[0], numerator[1]) / (denominator + eps)
-        dims = (-3, -2, -1)
-        vol = torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(spec, dim=dims), dim=dims), dim=dims).real
-        lo = big // 2 - n // 2
-        return (vol[lo : lo + n, lo : lo + n, lo : lo + n] / apodisation).contiguous()
+        return (centred_to_volume(spec, n) / apodisation).contiguous()
 
-    x1 = (torch.arange(n, device=dev, dtype=torch.float32) - n // 2) / big
-    sinc2 = torch.sinc(x1) ** 2  # trilinear sampling of the spectrum multiplies the map by this on each axis
-    apodisation = sinc2[:, None, None] * sinc2[None, :, None] * sinc2[None, None, :]
+    apodisation = trilinear_apodisation(n, big, dev)
 
     counts = (int(np.sum(halves == 1)), int(np.sum(halves == 2)))
     return Average(back(num[0], den[0]), back(num[1], den[1]), back(num.sum(0), den.sum(0)), counts, den[0], den[1])
 
 
-__all__ = ["Average", "average_subtomograms", "full_weight"]
+__all__ = [
+    "Average",
+    "average_subtomograms",
+    "centred_grid",
+    "centred_spectrum",
+    "centred_to_volume",
+    "full_weight",
+    "sample_centred",
+    "trilinear_apodisation",
+]
