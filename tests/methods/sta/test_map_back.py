@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tests.methods.sta.shapes import N, blobs, corr
 from tomoforge.methods.rotations import random_rotations
 from tomoforge.methods.sta.averaging import average_subtomograms
 from tomoforge.methods.sta.extraction import extract_subtomograms
 from tomoforge.methods.sta.map_back import map_back
-from tests.methods.sta.test_averaging import N, blobs, corr
 
 
 def test_placed_copies_are_where_and_how_the_particles_are_and_extract_back():
