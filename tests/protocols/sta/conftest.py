@@ -27,8 +27,10 @@ HEXAMERS = {
         }
     ],
     "specimen.vesicles.count": 0,
+    "specimen.fiducials.count_per_surface": 0,
     "specimen.ice_thickness_A": 400.0,
     "output.tomogram_binning": 1,
+    "output.write_ctf_free_stack": True,
 }
 
 
@@ -39,10 +41,27 @@ def run(project: Project, name: str, params: dict, inputs: dict) -> int:
     return run_id
 
 
+def finished_run(project: Project, protocol: str, params: dict, inputs: dict, output: str, cls, items=()) -> tuple:
+    """A run of ``protocol`` marked finished whose output set ``output`` holds ``items`` (more may be added to
+    the returned set before it is closed by the caller): (run id, set)."""
+    run_id = project.new_run(protocol, params, inputs)
+    out = ItemSet.create(project.conn, run_id, output, cls)
+    for item in items:
+        out.append(item)
+    project.set_state(run_id, "finished")
+    return run_id, out
+
+
 def coordinate_run(project: Project, tomograms_run: int, tomogram: str, positions, rotations) -> int:
     """A finished import-coordinates run whose output holds these positions (Å) and rotations (n, 3, 3)."""
-    run_id = project.new_run("import-coordinates", {"files_path": "."}, {"tomograms": f"{tomograms_run}.tomograms"})
-    out = ItemSet.create(project.conn, run_id, "coordinates", Coordinate3D)
+    run_id, out = finished_run(
+        project,
+        "import-coordinates",
+        {"files_path": "."},
+        {"tomograms": f"{tomograms_run}.tomograms"},
+        "coordinates",
+        Coordinate3D,
+    )
     n = len(positions)
     out.append_columns(
         {
@@ -56,13 +75,13 @@ def coordinate_run(project: Project, tomograms_run: int, tomogram: str, position
         }
     )
     out.close()
-    project.set_state(run_id, "finished")
     return run_id
 
 
 @pytest.fixture(scope="module")
 def hexamer_sim(tmp_path_factory, test_data):
-    """The `tiny` preset with 10 C6 hexamers free in 400 Å of ice, truth tomogram at 6 Å (seed 3, ~2 s)."""
+    """The `tiny` preset with 10 C6 hexamers free in 400 Å of ice, no gold, truth tomogram at 6 Å and the
+    noise-free stack formed with a perfect transfer (seed 3, ~2 s)."""
     out = tmp_path_factory.mktemp("hexamers")
     return simulate(out, preset="tiny", seed=3, overrides={"data_root": str(test_data), **HEXAMERS}, progress=False)
 

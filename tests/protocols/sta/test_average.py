@@ -65,7 +65,7 @@ def test_average_of_true_particles_matches_the_reference_and_a_mirrored_hand_doe
     _, _, mirrored = average_of(project, mirrored_tomos, mirrored_coords)
     bad, _ = fsc_to_half_nyquist(read_mrc(project.absolute(mirrored.file)), ref, 6.0)
     print(f"mean FSC to 1/(24 Å): true {good:.3f}, mirrored {bad:.3f}; resolution {result['resolution_A']:.1f} Å")
-    assert good > 0.9 and bad < good - 0.2
+    assert good > 0.95 and bad < good - 0.2  # measured 0.998 and 0.717
 
 
 def test_map_back_puts_the_average_where_the_particles_are(averaged):
@@ -80,11 +80,10 @@ def test_map_back_puts_the_average_where_the_particles_are(averaged):
     placed = read_mrc(project.absolute(placed_item.file))
     tomogram = read_mrc(project.absolute(project.output_set(tomos, "tomograms").get(truth["tilt_series"]).file))
     assert placed.shape == tomogram.shape and read_voxel_size(project.absolute(placed_item.file)) == pytest.approx(6.0)
-    # around every particle the placed map looks like the tomogram (measured r 0.98-0.99; two boxes that also
-    # hold a neighbour or a gold bead of the tomogram 0.70 and 0.81)
+    # around every particle the placed map looks like the tomogram (measured r 0.979-0.995)
     positions, _ = truth_particles(truth)
     boxes = [extract_subtomograms(v, positions, pixel_size_A=6.0, box=24).boxes.numpy() for v in (placed, tomogram)]
     r = [float(np.corrcoef(a.reshape(-1), b.reshape(-1))[0, 1]) for a, b in zip(*boxes)]
     print(f"map-back vs truth tomogram around each particle: r = {np.round(r, 3)}")
-    assert np.median(r) > 0.95 and min(r) > 0.6
+    assert min(r) > 0.95
     assert (project.run_dir(mb) / "out" / f"{truth['tilt_series']}_mapped_overlay.png").is_file()

@@ -167,9 +167,21 @@ def extract_task(job: ExtractJob) -> dict[str, Any]:
     return {"pixel_size_A": subtomos.pixel_size_A, "weighted": weighted, "count": len(job.numbers)}
 
 
+def ctf_per_view(views: list[Any], ctf: CTFSeries | None) -> list[list[float]]:
+    """[defocus U, V (Å), astigmatism angle (°)] of each view from its CTF entry (by acquisition order); empty
+    when the CTF is not given or misses a view."""
+    if ctf is None:
+        return []
+    by_order = {e.acquisition_order: e for e in ctf.entries}
+    if not all(t.acquisition_order in by_order for t in views):
+        return []
+    entries = [by_order[t.acquisition_order] for t in views]
+    return [[e.defocus_u_A, e.defocus_v_A, e.astigmatism_angle_deg] for e in entries]
+
+
 def view_geometry(ts: TiltSeries | None, ctf: CTFSeries | None) -> tuple[list[Any], list[float], list[Any]]:
-    """(view matrices, accumulated doses, defocus U V angle) of a tilt series' included views (CTF entries by
-    acquisition order; none where the CTF is not given or misses a view)."""
+    """(view matrices, accumulated doses, defocus U V angle) of a tilt series' included views (see
+    ``ctf_per_view``)."""
     from tomoforge.methods.align.projection_model import rotation_matrices
 
     if ts is None:
@@ -177,20 +189,7 @@ def view_geometry(ts: TiltSeries | None, ctf: CTFSeries | None) -> tuple[list[An
     views = ts.included()
     model = ts.projection_model(views)
     matrices = rotation_matrices(model.tilt_deg, model.z_rot_deg, model.x_tilt_deg).tolist()
-    doses = [t.accumulated_dose_e_A2 for t in views]
-    defocus: list[Any] = []
-    if ctf is not None:
-        by_order = {e.acquisition_order: e for e in ctf.entries}
-        if all(t.acquisition_order in by_order for t in views):
-            defocus = [
-                [
-                    by_order[t.acquisition_order].defocus_u_A,
-                    by_order[t.acquisition_order].defocus_v_A,
-                    by_order[t.acquisition_order].astigmatism_angle_deg,
-                ]
-                for t in views
-            ]
-    return matrices, doses, defocus
+    return matrices, [t.accumulated_dose_e_A2 for t in views], ctf_per_view(views, ctf)
 
 
 class ExtractSubtomograms(Protocol):

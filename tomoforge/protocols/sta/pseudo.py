@@ -20,7 +20,13 @@ from tomoforge.engine.sets import origin_of
 from tomoforge.model import Coordinate3D, CTFSeries, TiltSeries, Tomogram
 from tomoforge.model.coordinates import Particle
 from tomoforge.protocols.refuse import Refusal, refuse
-from tomoforge.protocols.sta.extract import assign_half_sets, centres_A, particle_columns, read_coordinates
+from tomoforge.protocols.sta.extract import (
+    assign_half_sets,
+    centres_A,
+    ctf_per_view,
+    particle_columns,
+    read_coordinates,
+)
 from tomoforge.protocols.tilt_stacks import image_sources
 
 
@@ -152,19 +158,8 @@ class ExtractPseudoSubtomograms(Protocol):
                 why = "has no view left (excluded or above max_dose_e_A2)" if views == [] else "is not aligned"
                 yield Task(refuse, Refusal(message=f"tilt series {ts.name} {why}"), key=ts.name)
                 continue
-            ctf = ctfs.get(ts.name)
-            by_order = {e.acquisition_order: e for e in ctf.entries} if ctf else {}
-            defocus = []
-            if ctf is not None and all(t.acquisition_order in by_order for t in views):
-                defocus = [
-                    [
-                        by_order[t.acquisition_order].defocus_u_A,
-                        by_order[t.acquisition_order].defocus_v_A,
-                        by_order[t.acquisition_order].astigmatism_angle_deg,
-                    ]
-                    for t in views
-                ]
-            elif p.premultiply_ctf:
+            defocus = ctf_per_view(views, ctfs.get(ts.name))
+            if not defocus and p.premultiply_ctf:
                 self.log(f"WARNING {ts.name}: no CTF for every used view: views not premultiplied")
             from tomoforge.methods.align.projection_model import rotation_matrices
 
