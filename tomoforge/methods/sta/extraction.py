@@ -262,27 +262,21 @@ def subtomogram_weights(
     two_ne = 2 * critical_exposure(torch.linalg.vector_norm(k, dim=-1), voltage_kV=optics.voltage_kV)
     n = 1 if defocus_A is None else int(np.shape(defocus_A)[0])
     df = None if defocus_A is None else torch.as_tensor(np.asarray(defocus_A, dtype=np.float64), device=dev)
-    total = torch.zeros((n, *k.shape[:-1]), dtype=torch.float64, device=dev)
-    for i in range(len(r)):  # views (tens), every particle at once
-        ri = [float(v) for v in r[i].reshape(-1)]
-        rk = [ri[3 * j] * k[..., 0] + ri[3 * j + 1] * k[..., 1] + ri[3 * j + 2] * k[..., 2] for j in range(3)]
-        w = torch.clamp(1.0 - rk[2].abs() * length, min=0.0)
+    total = torch.zeros((n, k[..., 0].numel()), dtype=torch.float64, device=dev)
+    flat = k.reshape(-1, 3)
+    for i in range(len(r)):  # views (tens), every particle at once, on the voxels of the view's slice only
+        rz = flat @ torch.as_tensor(r[i, 2], device=dev)
+        on = torch.nonzero(rz.abs() * length < 1.0).squeeze(1)
+        w = 1.0 - rz[on].abs() * length
         if dose_e_A2 is not None:
-            w = w * torch.exp(-float(dose_e_A2[i]) / two_ne)
+            w = w * torch.exp(-float(dose_e_A2[i]) / two_ne.reshape(-1)[on])
         if df is not None:
-            shape = (n, 1, 1, 1)
-            c = batched_ctf(
-                rk[0],
-                rk[1],
-                df[:, i, 0].reshape(shape),
-                df[:, i, 1].reshape(shape),
-                df[:, i, 2].reshape(shape),
-                optics,
-            )
-            total += w * c.abs()
+            rk = flat[on] @ torch.as_tensor(r[i, :2].T, device=dev)  # (m, 2) the view's image frequency
+            c = batched_ctf(rk[:, 0], rk[:, 1], df[:, i, 0, None], df[:, i, 1, None], df[:, i, 2, None], optics)
+            total.index_add_(1, on, w * c.abs())
         else:
-            total += w
-    return total.to(torch.float32)
+            total.index_add_(1, on, w.expand(n, -1))
+    return total.reshape(n, *k.shape[:-1]).to(torch.float32)
 
 
 @dataclass(frozen=True)
