@@ -160,9 +160,9 @@ def main() -> None:
             f"| pseudo-subtomogram views (1024² views, CTF at height, dose, crop to 3/4) | "
             f"{p['particle_views_per_s']:.0f} particle views/s | {p['seconds']:.1f} s | {p['peak_rss_MB']:.0f} MB |",
             f"| 10,000 particles × 41 views at that rate | | {p['total_10000x41_s'] / 60:.1f} min | |",
-            f"| 3D subtomograms from a 512² × 200 tomogram | {s['particles_per_s']:.0f} particles/s | "
+            f"| 3D subtomograms from a 512² × 200 tomogram | {s['particles_per_s']:.1f} particles/s | "
             f"{s['seconds']:.1f} s | {s['peak_rss_MB']:.0f} MB |",
-            f"| their 3D weights (wedge, CTF at height, dose; 41 views) | {s['weights_particles_per_s']:.0f} "
+            f"| their 3D weights (wedge, CTF at height, dose; 41 views) | {s['weights_particles_per_s']:.1f} "
             f"particles/s | {s['weights_seconds']:.1f} s | |",
             f"| weighted average per half set | {a['particles_per_s']:.1f} particles/s | {a['seconds']:.1f} s | "
             f"{a['peak_rss_MB']:.0f} MB |",

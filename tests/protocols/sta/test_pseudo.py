@@ -126,3 +126,11 @@ def test_defocus_of_each_view_is_the_simulators_at_the_particles_height(pseudo):
         height = (tilt_projection_matrix(t["y_tilt_deg"], t["z_rot_deg"], t["x_tilt_deg"]) @ positions[p])[2]
         assert meta.defocus_u_A[s] == pytest.approx(t["defocus_u_A"] + height, abs=1e-3)
         assert meta.tilt_deg[s] == pytest.approx(t["y_tilt_deg"])
+
+
+def test_a_cropped_box_larger_than_the_box_is_refused_naming_both():
+    from tomoforge.engine.protocol import ParamsError, validate_params
+    from tomoforge.protocols.sta.pseudo import ExtractPseudoSubtomograms
+
+    with pytest.raises(ParamsError, match=r"cropped_box \(80\) must be at most box \(64\)"):
+        validate_params(ExtractPseudoSubtomograms, {"box": 64, "cropped_box": 80})

@@ -6,7 +6,8 @@ particle (``TOMO/TOMO_NUMBER.mrc``), its weight beside it (``_weight.mrc``: miss
 particle's height and dose of the tilt series' included views, on the rfftn grid) when the tilt series is
 given. "Tomogram source": ``picking`` extracts from the tomogram the coordinates name; ``tilt-series`` from
 any input tomogram of the same tilt series (re-extraction at another binning: positions are in Å, they do not
-move). Half sets are kept where the input has them, else drawn once at random (``seed``).
+move; the particles keep naming the tomogram their coordinates refer to, whose centre the other tomogram must
+share). Half sets are kept where the input has them, else drawn once at random (``seed``).
 """
 
 from __future__ import annotations
@@ -264,8 +265,6 @@ class ExtractSubtomograms(Protocol):
         rows = np.flatnonzero(np.isin(columns["number"], job.numbers))
         out = particle_columns(columns, rows, columns["half_set"])
         numbers = out["number"]
-        out["tilt_series"] = np.full(len(rows), "", dtype=object)
-        out["tilt_series"][:] = columns["tilt_series"][rows]
         out["file"] = np.array([self.relative(particle_file(job.out_dir, job.tomogram_name, int(n))) for n in numbers])
         out["index"] = np.zeros(len(rows), dtype=np.int64)
         if result["weighted"]:

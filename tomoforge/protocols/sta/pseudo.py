@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import numpy as np
+from pydantic import model_validator
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.sets import origin_of
@@ -40,6 +41,12 @@ class PseudoParams(ProtocolParams):
     invert: bool = param(False, help="invert the contrast (premultiplied views of dark protein are bright already)")
     normalise: bool = param(True, help="each cut box to mean 0, SD 1 before filtering")
     seed: int = param(0, ge=0, help="seed of the random half sets given to particles without one")
+
+    @model_validator(mode="after")
+    def _crop_within_box(self) -> PseudoParams:
+        if self.cropped_box is not None and self.cropped_box > self.box:
+            raise ValueError(f"cropped_box ({self.cropped_box}) must be at most box ({self.box})")
+        return self
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +156,10 @@ class ExtractPseudoSubtomograms(Protocol):
         columns = self._columns()
         ctfs = {c.name: c for c in cast("list[CTFSeries]", list(self.input("ctf")))} if self.has_input("ctf") else {}
         series = self.input("tilt_series")
+        names = set(series.keys())
+        unmatched = int(np.sum(~np.isin(columns["tilt_series"], list(names))))
+        if unmatched:
+            self.log(f"WARNING {unmatched} particle(s) lie in no input tilt series (by name): left out")
         for ts in cast("list[TiltSeries]", list(series)):
             rows = np.flatnonzero(columns["tilt_series"] == ts.name)
             if len(rows) == 0:
