@@ -72,15 +72,14 @@ def recentre_spectrum(spectrum: torch.Tensor, offset_px: torch.Tensor, n_out: in
     a_src = (n_src // 2 + offset_px.to(torch.float64)) / n_src  # (…, d) fractional position in the box
     delta = a_src - (n_out // 2) / n_out
     k = k_out.to(torch.float64)
-    phase = torch.zeros((*offset_px.shape[:-1], *([n_out] * d)), dtype=torch.float64, device=device)
-    mask = torch.ones([n_out] * d, dtype=torch.bool, device=device)
-    for axis in range(d):
+    lead = delta.shape[:-1]
+    scale = (n_out / n_src) ** d
+    for axis in range(d):  # the ramp is separable: one complex factor per axis, broadcast
+        factor = torch.polar(keep.to(torch.float64) * scale ** (1.0 / d), (2 * math.pi) * k * delta[..., axis, None])
         shape = [1] * d
         shape[axis] = n_out
-        phase = phase + (2 * math.pi) * k.reshape(shape) * delta[..., axis].reshape(*delta.shape[:-1], *([1] * d))
-        mask = mask & keep.reshape(shape)
-    ramp = torch.polar(mask.to(torch.float64), phase).to(out.dtype)
-    return out * ramp * (n_out / n_src) ** d
+        out = out * factor.to(out.dtype).reshape(*lead, *shape)
+    return out
 
 
 def _gather(
