@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -334,6 +335,7 @@ def write_imod_points(
     if pixel_size_A is not None:
         model.header.pixelsize = float(pixel_size_A)
         model.header.units = -10  # IMOD's code for Å
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # imodmodel 0.1 calls pydantic's deprecated .dict()
         model.to_file(tmp)
     return path
