@@ -1,4 +1,4 @@
-"""Picking fixtures: a project with two small tomograms, and coordinate sets imported from RELION 5 stars."""
+"""Picking fixtures (the ``project`` fixture is tests/protocols/conftest.py's): two small tomograms, and coordinate sets imported from RELION 5 stars."""
 
 from __future__ import annotations
 
@@ -22,13 +22,6 @@ def run(project: Project, protocol: str, params: dict, inputs: dict | None = Non
     state = execute_run(project, run_id)
     assert state == "finished", project.run(run_id)["error"]
     return run_id
-
-
-@pytest.fixture
-def project(tmp_path) -> Project:
-    p = Project.create(tmp_path / "project")
-    yield p
-    p.close()
 
 
 @pytest.fixture
