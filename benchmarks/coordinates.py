@@ -3,7 +3,7 @@
     python benchmarks/coordinates.py [--per-tomogram 50000] [--json FILE] [--no-write]
 
 Two pickers each find the same 45,000 particles per tomogram (5 Å noise, 4,000 × 4,000 × 1,000 Å tomograms,
-particles ≥ 100 Å apart) plus 5,000 false positives of their own: 500,000 picks each, 1,000,000 together.
+particles ≥ 40 Å apart) plus 5,000 false positives of their own: 500,000 picks each, 1,000,000 together.
 Timed (wall, serial executor, in this process):
 
 - ``import_1M_s``: import-coordinates of both pickers' picks as one RELION 5 star (a million rows, written with
@@ -53,10 +53,10 @@ def pickers(per_tomogram: int, rng: np.random.Generator) -> dict[str, dict[str, 
     n_true = int(per_tomogram * 0.9)
     names, truth, rotations = [], [], []
     for t in range(N_TOMOGRAMS):
-        grid = np.stack(np.meshgrid(*[np.arange(-b / 2 + 50, b / 2 - 50, 100.0) for b in BOX_A], indexing="ij"), -1)
+        grid = np.stack(np.meshgrid(*[np.arange(-b / 2 + 30, b / 2 - 30, 60.0) for b in BOX_A], indexing="ij"), -1)
         cells = grid.reshape(-1, 3)
         chosen = cells[rng.choice(len(cells), n_true, replace=False)]
-        truth.append(chosen + rng.uniform(-20, 20, chosen.shape))  # ≥ 60 Å apart
+        truth.append(chosen + rng.uniform(-10, 10, chosen.shape))  # ≥ 40 Å apart
         names.append(np.full(n_true, f"TS_{t + 1:02d}"))
         rotations.append(random_rotations(n_true, rng))
     truth_xyz, truth_names, truth_rot = np.concatenate(truth), np.concatenate(names), np.concatenate(rotations)
