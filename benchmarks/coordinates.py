@@ -179,7 +179,9 @@ def main() -> None:
                 "",
                 f"`python benchmarks/coordinates.py` — {m['nproc']} cores ({m['cpu']}), commit {m['git']}, "
                 f"{m['date']}, load {m['load']}. {n:,} picks over {N_TOMOGRAMS} tomograms (two pickers of "
-                f"{n // 2:,}), serial executor, wall seconds:",
+                f"{n // 2:,}), serial executor, wall seconds (the machine is shared: a load above its core count "
+                "slows every figure by about load / cores; the engine section's 1 M `append_columns` took 8.3 s "
+                "on it idle):",
                 "",
                 "| step | s |",
                 "|---|---|",

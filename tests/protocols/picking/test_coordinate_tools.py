@@ -11,7 +11,7 @@ from tests.protocols.picking.conftest import SERIAL, import_picks, run
 from tomoforge.cli.main import app
 from tomoforge.engine import execute_run
 from tomoforge.methods.picking.duplicates import remove_duplicates
-from tomoforge.methods.rotations import random_rotations, rotation_about_x
+from tomoforge.methods.rotations import random_rotations, rotation_about_x, rotation_about_y
 from tomoforge.simulate.accuracy import match_picks
 
 BOX = np.array([1800.0, 1400.0, 500.0])  # half-extents within the 2000 × 1600 × 600 Å tomograms
@@ -146,3 +146,30 @@ def test_the_tools_run_from_the_command_line(project, tomograms, tmp_path):
     assert result.exit_code == 0, result.output
     out = max(r["id"] for r in project.runs())
     assert 0 < len(project.output_set(out, "coordinates")) <= 30
+
+
+def test_filter_by_normals_against_the_nearest_point_of_a_surface_set(project, tomograms, tmp_path):
+    """Surface points along x with normals +z (x < 0) and +x (x ≥ 0); picks pointing along +z sit above them."""
+    surface_xyz = np.c_[np.arange(-500.0, 501.0, 50.0), np.zeros((21, 2))]
+    surface_rot = np.stack([np.eye(3) if x < 0 else rotation_about_y(90.0) for x in surface_xyz[:, 0]])
+    surface = import_picks(
+        project, tomograms, tmp_path / "surface", np.full(21, "TS_01"), surface_xyz, surface_rot, np.ones(21)
+    )
+    picks_xyz = np.c_[np.array([-420.0, -180.0, 120.0, 380.0]), np.zeros(4), np.full(4, 30.0)]
+    picks = import_picks(
+        project, tomograms, tmp_path / "picks", np.full(4, "TS_01"), picks_xyz, np.stack([np.eye(3)] * 4), np.ones(4)
+    )
+    out = run(
+        project,
+        "filter-by-normals",
+        {"reference": "surface", "max_angle_deg": 10.0},
+        {"coordinates": f"{picks}.coordinates", "surface": f"{surface}.coordinates"},
+    )
+    assert np.sort(columns(project, out)["x_A"]).tolist() == [-420.0, -180.0]
+    far = run(
+        project,
+        "filter-by-normals",
+        {"reference": "surface", "max_angle_deg": 10.0, "max_distance_A": 20.0},
+        {"coordinates": f"{picks}.coordinates", "surface": f"{surface}.coordinates"},
+    )
+    assert len(project.output_set(far, "coordinates")) == 0  # every pick is 30 Å from the surface
