@@ -48,6 +48,16 @@ def test_a_gaussian_keeps_its_sigma_in_angstrom_when_rescaled(device, target):
     assert float(out.volume.max()) == pytest.approx(1.0, abs=0.02)  # values on the same scale
 
 
+def test_rescaling_keeps_positions_in_angstrom_from_the_centre(device):
+    """A blob 4.5 voxels of 3 Å from the centre stays 13.5 Å from it at any pixel size and box parity."""
+    for box, target in ((40, 5.0), (41, 4.0), (40, 2.2)):
+        blob = gaussian(box, 3.0, 6.0, [box // 2 + 4.5, box // 2 - 3.0, box // 2 + 2.0])
+        out = rescale_volume(torch.as_tensor(blob, device=device), 3.0, target)
+        n = out.volume.shape[0]
+        found = (centre_of_mass(out.volume).cpu().numpy() - n // 2) * out.pixel_size_A
+        assert np.abs(found - [13.5, -9.0, 6.0]).max() < 0.02 * target, (box, target, found)
+
+
 def test_rescale_pads_to_reach_the_target_pixel_size():
     """7.84 → 10 Å from a 64 box: 64 × 0.784 = 50.18 voxels would give 10.035 Å; padded to 88 (69.0 voxels),
     the spectrum is cropped to 69 and the map cut back to 50 voxels of 9.9988 Å."""

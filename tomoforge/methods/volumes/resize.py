@@ -4,7 +4,8 @@ Volumes are (z, y, x) float32 tensors (numpy accepted), centre at voxel N // 2 o
 Every function takes a ``device`` (None: the input's, CPU for numpy) and returns a tensor on it.
 
 - Rescaling crops (coarser) or zero-pads (finer) the centred spectrum (``fourier.fourier_crop``), the
-  classic Fourier resampling that keeps every frequency both samplings share. The new box is
+  classic Fourier resampling that keeps every frequency both samplings share (then a sub-voxel shift keeps
+  the centre voxel N // 2 at the new N // 2: the resampling itself keeps index 0). The new box is
   ``n' = round(n · p / p_target)``; the pixel size reached is ``p · n / n'``. To reach ``p_target`` closely
   the map is first padded (with the mean of its outer faces) to the size ``m ≥ n`` for which ``m · p / p_target``
   is nearest a whole number (within ``max_pad_fraction`` of n), then the result is cropped back to
@@ -140,6 +141,10 @@ def rescale_volume(
         v = crop_or_pad(v, padded)  # type: ignore[arg-type]
     new = tuple(max(1, int(round(n * ratio))) for n in v.shape)
     out = fourier_crop(v, new)
+    # Fourier resampling keeps index 0 in place: the old centre N // 2 lands at (N // 2) · n' / N; move it to n' // 2
+    offset = tuple(m // 2 - (n // 2) * m / n for n, m in zip(v.shape, new))
+    if any(abs(o) > 1e-9 for o in offset):
+        out = shift_volume(out, offset)  # type: ignore[arg-type]
     reached = pixel_size_A * v.shape[-1] / new[-1]
     if new != final:
         out = crop_or_pad(out, final)  # type: ignore[arg-type]
