@@ -113,6 +113,8 @@ def test_create_mask_sphere_cylinder_and_threshold(project, data_file):
     assert mask.shape == hsp60.shape and made.pixel_size_A == pytest.approx(7.84, abs=1e-5)
     assert (mask[hsp60 > level] == 1).all()  # the density is inside
     assert 0.1 < (mask > 0).mean() < 0.9  # and the mask is not the whole box
+    (with_mask,) = project.output_set(run_id, "volumes")
+    assert with_mask.name == "hsp60" and with_mask.mask_file == made.file and with_mask.symmetry == "C1"
     failed, state = run(
         project, "create-mask", {"shape": "threshold", "threshold": 1e9}, {"reference": f"{source}.volumes"}
     )

@@ -1,8 +1,9 @@
 """Create a mask: a sphere, a cylinder, or a map's density above a threshold (dilated), with a soft edge.
 
 Lengths are in Å. The box and voxel size come from a reference (one mask per reference volume) or are
-given (one mask). A threshold mask needs the reference: it is made from that map. The methods are
-``tomoforge.methods.volumes.masks``.
+given (one mask). A threshold mask needs the reference: it is made from that map. With references, the
+``volumes`` output holds each of them with its new mask attached (``mask_file``), as template matching and
+averaging take them. The methods are ``tomoforge.methods.volumes.masks``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class CreateMask(Protocol):
     name = "create-mask"
     Params = MaskParams
     inputs = {"reference": InputSpec(Volume, optional=True, help="maps giving box and voxel size (and density)")}
-    outputs = {"masks": Volume}
+    outputs = {"masks": Volume, "volumes": Volume}  # volumes: each reference with its new mask attached
     params: MaskParams
 
     def _check(self) -> None:
@@ -137,3 +138,5 @@ class CreateMask(Protocol):
             mask_file=self.relative(result["file"]),
         )
         self.emit("masks", mask, task)
+        if isinstance(task.item, Volume):
+            self.emit("volumes", task.item.model_copy(update={"mask_file": mask.file}), task)
