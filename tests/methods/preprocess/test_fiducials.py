@@ -47,5 +47,9 @@ def test_found_beads_are_the_disks(device):
     for i in range(2):
         errors = [np.hypot(*(found[i] - [x, y]).T).min() for x, y in beads[i]]
         assert max(errors[:3]) < 0.5 and errors[3] < 2.0, errors
+    binned = find_beads(torch.as_tensor(images, device=device), 10.0, bin_to_px=5.0)  # detected at bin 2
+    for i in range(2):
+        errors = [np.hypot(*(binned[i] - [x, y]).T).min() for x, y in beads[i][:3]]
+        assert max(errors) < 0.5, errors  # measured ≤ 0.16 px
     nothing = erase_beads(images, np.full((2, 0, 2), np.nan), 7.0)
     assert nothing.counts == [0, 0] and np.array_equal(nothing.images.numpy(), images)

@@ -30,12 +30,10 @@ PATCH_ELEMENTS = 2_000_000
 
 @dataclass(frozen=True)
 class _Patch:
-    """The square patches around beads: pixel indices (clamped to the image), offsets from each sub-pixel
-    centre, distance, and whether a pixel lies in the image; (b, p, p) each."""
+    """The square patches around beads: flat pixel indices into the (n, y, x) stack (clamped to the image),
+    float32 offsets from each sub-pixel centre and distance, and whether a pixel lies in the image; (b, p, p)."""
 
-    view: torch.Tensor
-    ys: torch.Tensor
-    xs: torch.Tensor
+    index: torch.Tensor
     dx: torch.Tensor
     dy: torch.Tensor
     dist: torch.Tensor
@@ -48,11 +46,10 @@ class _Patch:
         yy = torch.round(cy)[:, None, None].long() + offsets[None, :, None]
         xx = torch.round(cx)[:, None, None].long() + offsets[None, None, :]
         yy, xx = torch.broadcast_tensors(yy, xx)
-        dy = (yy - cy[:, None, None].double()).double()
-        dx = (xx - cx[:, None, None].double()).double()
+        dy, dx = yy - cy[:, None, None], xx - cx[:, None, None]
         inside = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
-        v = view[:, None, None].expand_as(yy)
-        return cls(v, yy.clamp(0, ny - 1), xx.clamp(0, nx - 1), dx, dy, torch.sqrt(dx * dx + dy * dy), inside)
+        index = (view[:, None, None] * ny + yy.clamp(0, ny - 1)) * nx + xx.clamp(0, nx - 1)
+        return cls(index, dx, dy, torch.sqrt(dx * dx + dy * dy), inside)
 
 
 @dataclass(frozen=True)
@@ -70,8 +67,10 @@ def find_beads(
     threshold_sd: float = 6.0,
     polarity: int = -1,
     max_count: int | None = None,
+    bin_to_px: float = 8.0,
 ) -> np.ndarray:
-    """Beads detected in each image by the matched filter of ``methods.align.beads``.
+    """Beads detected in each image by the matched filter of ``methods.align.beads``, on the images binned
+    (Fourier cropping) by the whole factor that leaves a bead about ``bin_to_px`` wide.
 
     Parameters
     ----------
@@ -85,6 +84,9 @@ def find_beads(
         −1 for dark beads (raw images), +1 for bright (inverted images).
     max_count : int, optional
         At most this many beads per image (the strongest).
+    bin_to_px : float
+        Bin by floor(diameter_px / bin_to_px) (at least 1) to detect; 0: never bin. The positions are those
+        of the binned images scaled back (about ±factor / 2 px: erase a margin).
 
     Returns
     -------
@@ -93,17 +95,24 @@ def find_beads(
         pads the images with fewer.
     """
     from tomoforge.methods.align.beads import bead_score, detect_beads
+    from tomoforge.methods.binning import bin_images
 
     x = as_tensor(images, torch.float32)
     x = x[None] if x.ndim == 2 else x
-    score = bead_score(x - _planes(x), diameter_px, polarity=polarity).cpu().numpy()
+    factor = max(1.0, float(np.floor(diameter_px / bin_to_px))) if bin_to_px else 1.0
+    small = bin_images(x, factor) if factor > 1 else x
+    scale = np.array([x.shape[-1] / small.shape[-1], x.shape[-2] / small.shape[-2]])
+    score = bead_score(small - _planes(small), diameter_px / factor, polarity=polarity).cpu().numpy()
     found = [
-        detect_beads(s, diameter_px, threshold_sd=threshold_sd, max_count=max_count, border_px=2)[0] for s in score
+        detect_beads(s, diameter_px / factor, threshold_sd=threshold_sd, max_count=max_count, border_px=2)[0]
+        for s in score
     ]
     m = max((len(f) for f in found), default=0)
     out = np.full((len(found), m, 2), np.nan)
-    for i, f in enumerate(found):
-        out[i, : len(f)] = f
+    binned_centre = np.array([small.shape[-1] // 2, small.shape[-2] // 2])
+    centre = np.array([x.shape[-1] // 2, x.shape[-2] // 2])
+    for i, f in enumerate(found):  # Fourier binning keeps index 0 in place: index j of the binned image is j × scale
+        out[i, : len(f)] = (f + binned_centre) * scale - centre
     return out
 
 
@@ -142,7 +151,8 @@ def erase_beads(
         Radius (pixels) of the disk painted over each bead: the bead's radius plus its fringe and the
         position's uncertainty.
     ring_px : float, optional
-        Width (pixels) of the ring whose plane fit and noise paint the disk (default: ``radius_px``, at least 3).
+        Width (pixels) of the ring whose plane fit and noise paint the disk (default: ``radius_px`` / 2, at
+        least 3).
     seed : int
         Seed of the painted noise.
     device : torch device, optional
@@ -159,7 +169,7 @@ def erase_beads(
         raise ValueError(f"images are (n, y, x), got shape {tuple(x.shape)}")
     n, ny, nx = x.shape
     pos = np.asarray(positions_px, dtype=np.float64).reshape(n, -1, 2)
-    ring = max(3.0, radius_px) if ring_px is None else float(ring_px)
+    ring = max(3.0, radius_px / 2) if ring_px is None else float(ring_px)
     view, bead = np.nonzero(np.isfinite(pos).all(-1))
     counts = [0] * n
     if len(view) == 0:
@@ -171,25 +181,25 @@ def erase_beads(
     half = int(math.ceil(radius_px + ring))
     chunk = max(1, PATCH_ELEMENTS // (2 * half + 1) ** 2)
     parts = [slice(i, i + chunk) for i in range(0, len(view), chunk)]
-    covered = torch.zeros((n, ny, nx), dtype=torch.bool, device=dev)
+    covered = torch.zeros(n * ny * nx, dtype=torch.bool, device=dev)
     for part in parts:  # every bead's disk first: the rings of all beads leave all disks out
         patch = _Patch.of(vt[part], cy[part], cx[part], half, (ny, nx))
-        disk = (patch.dist <= radius_px) & patch.inside
-        covered[patch.view[disk], patch.ys[disk], patch.xs[disk]] = True
-    source = x.clone()
-    flat = source.flatten(1)
-    median = flat.median(dim=1).values
-    robust_sd = (flat - median[:, None]).abs().median(dim=1).values * 1.4826
+        covered[patch.index[(patch.dist <= radius_px) & patch.inside]] = True
+    source = x.reshape(-1).clone()
+    out = x.reshape(-1)
     touched = np.zeros(len(view), bool)
     for k, part in enumerate(parts):
         patch = _Patch.of(vt[part], cy[part], cx[part], half, (ny, nx))
         disk = (patch.dist <= radius_px) & patch.inside
-        ring_mask = (patch.dist > radius_px) & (patch.dist <= radius_px + ring) & patch.inside
-        ring_mask &= ~covered[patch.view, patch.ys, patch.xs]
-        values = source[patch.view, patch.ys, patch.xs].to(torch.float64)
-        fallback = (median[vt[part]].double(), robust_sd[vt[part]].double())
-        fill = _plane_fill(values, ring_mask, patch.dx, patch.dy, fallback, seed + k)
-        x[patch.view[disk], patch.ys[disk], patch.xs[disk]] = fill[disk].to(torch.float32)
+        ring_mask = (patch.dist > radius_px) & (patch.dist <= radius_px + ring) & patch.inside & ~covered[patch.index]
+        fill = _plane_fill(source[patch.index], ring_mask, patch.dx, patch.dy, seed + k)
+        short = ~torch.isfinite(fill[:, 0, 0])
+        if short.any():  # too few ring pixels: the image's median and robust SD
+            level, sd = _image_level(source.reshape(n, ny, nx)[vt[part][short]])
+            gen = torch.Generator(device=dev).manual_seed(seed + k)
+            noise = torch.randn(fill[short].shape, generator=gen, device=dev)
+            fill[short] = level[:, None, None] + sd[:, None, None] * noise
+        out[patch.index[disk]] = fill[disk]
         touched[part] = disk.flatten(1).any(1).cpu().numpy()
     for v in np.unique(view):
         counts[int(v)] = int(touched[view == v].sum())
@@ -197,29 +207,44 @@ def erase_beads(
 
 
 def _plane_fill(
-    values: torch.Tensor,
-    ring: torch.Tensor,
-    dx: torch.Tensor,
-    dy: torch.Tensor,
-    fallback: tuple[torch.Tensor, torch.Tensor],
-    seed: int,
+    values: torch.Tensor, ring: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, seed: int
 ) -> torch.Tensor:
-    """(b, p, p) paint for each bead's patch: the plane a + b·dx + c·dy fitted to its ring pixels, plus noise
-    of the fit's residual SD; beads with too few ring pixels get ``fallback`` (their image's median and
-    robust SD, (b,) each)."""
-    w = ring.to(values.dtype)
-    basis = torch.stack([torch.ones_like(dx), dx, dy], dim=-1)  # (b, p, p, 3)
-    a = torch.einsum("bijk,bijl,bij->bkl", basis, basis, w)
-    rhs = torch.einsum("bijk,bij,bij->bk", basis, values, w)
-    count = w.sum(dim=(1, 2))
+    """(b, p, p) float32 paint for each bead's patch of ``values``: the plane a + b·dx + c·dy fitted (least
+    squares) to its ``ring`` pixels plus Gaussian noise of the fit's residual SD; NaN for a bead with fewer
+    than ``MIN_RING_PIXELS`` ring pixels. The moments are summed in float64 about each ring's mean."""
+    w = ring.to(torch.float32)
+    count = w.sum(dim=(1, 2), dtype=torch.float64)
     enough = count >= MIN_RING_PIXELS
-    eye = torch.eye(3, dtype=values.dtype, device=values.device)
-    coef = torch.linalg.solve(torch.where(enough[:, None, None], a, eye), torch.where(enough[:, None], rhs, 0.0))
-    plane = torch.einsum("bijk,bk->bij", basis, coef)
-    resid = (values - plane) * w
-    sd = torch.sqrt((resid * resid).sum(dim=(1, 2)) / torch.clamp(count - 3, min=1))
-    level = torch.where(enough[:, None, None], plane, fallback[0][:, None, None])
-    sd = torch.where(enough, sd, fallback[1])
+    mean = (values * w).sum(dim=(1, 2), dtype=torch.float64) / count.clamp(min=1)
+    v = values - mean.to(torch.float32)[:, None, None]
+
+    def moment(*factors: torch.Tensor) -> torch.Tensor:
+        product = w
+        for f in factors:
+            product = product * f
+        return product.sum(dim=(1, 2), dtype=torch.float64)
+
+    sx, sy, sxx, sxy, syy = moment(dx), moment(dy), moment(dx, dx), moment(dx, dy), moment(dy, dy)
+    normal = torch.stack(
+        [torch.stack([count, sx, sy], -1), torch.stack([sx, sxx, sxy], -1), torch.stack([sy, sxy, syy], -1)], -2
+    )
+    rhs = torch.stack([moment(v), moment(v, dx), moment(v, dy)], -1)
+    eye = torch.eye(3, dtype=torch.float64, device=values.device)
+    coef = torch.linalg.solve(torch.where(enough[:, None, None], normal, eye), torch.where(enough[:, None], rhs, 0.0))
+    c = coef.to(torch.float32)
+    plane = c[:, 0, None, None] + c[:, 1, None, None] * dx + c[:, 2, None, None] * dy
+    resid = (v - plane) * w
+    sd = torch.sqrt((resid * resid).sum(dim=(1, 2), dtype=torch.float64) / torch.clamp(count - 3, min=1))
+    sd = sd.to(torch.float32)
     gen = torch.Generator(device=values.device).manual_seed(seed)
-    noise = torch.randn(values.shape, generator=gen, dtype=values.dtype, device=values.device)
-    return level + sd[:, None, None] * noise
+    noise = torch.randn(values.shape, generator=gen, device=values.device)
+    fill = plane + mean.to(torch.float32)[:, None, None] + sd[:, None, None] * noise
+    fill[~enough] = float("nan")
+    return fill
+
+
+def _image_level(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Median and robust SD (1.4826 × MAD) of each (y, x) image of (k, y, x), from every 7th pixel."""
+    flat = images.reshape(len(images), -1)[:, ::7]
+    median = flat.median(dim=1).values
+    return median, (flat - median[:, None]).abs().median(dim=1).values * 1.4826
