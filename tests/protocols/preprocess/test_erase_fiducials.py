@@ -108,3 +108,12 @@ def test_no_detection_and_no_model_is_refused(aligned):
     project, _, mc, _ = aligned
     er, state = run(project, "erase-fiducials", {"detect": False}, {"tilt_series": f"{mc}.tilt_series"})
     assert state == "failed" and "no landmark_models input" in project.run(er)["error"]
+
+
+def test_the_detection_threshold_defaults_to_the_methods():
+    import inspect
+
+    from tomoforge.methods.preprocess.fiducials import find_beads
+    from tomoforge.protocols.preprocess.erase_fiducials import EraseFiducialsParams
+
+    assert EraseFiducialsParams().threshold_sd == inspect.signature(find_beads).parameters["threshold_sd"].default

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import torch
 
 from tomoforge.methods.fourier import as_tensor
+from tomoforge.methods.preprocess.settings import BEAD_DETECTION_DEFAULTS
 
 MIN_RING_PIXELS = 8
 #: patches of at most this many pixels at once (memory: ~100 bytes each)
@@ -64,10 +65,10 @@ def find_beads(
     images: torch.Tensor | npt.ArrayLike,
     diameter_px: float,
     *,
-    threshold_sd: float = 6.0,
+    threshold_sd: float = BEAD_DETECTION_DEFAULTS.threshold_sd,
     polarity: int = -1,
     max_count: int | None = None,
-    bin_to_px: float = 8.0,
+    bin_to_px: float = BEAD_DETECTION_DEFAULTS.bin_to_px,
 ) -> np.ndarray:
     """Beads detected in each image by the matched filter of ``methods.align.beads``, on the images binned
     (Fourier cropping) by the whole factor that leaves a bead about ``bin_to_px`` wide.

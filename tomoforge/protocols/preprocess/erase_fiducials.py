@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from tomoforge.engine import InputSpec, ParamsError, ProtocolParams, Task, param
+from tomoforge.methods.preprocess.settings import BEAD_DETECTION_DEFAULTS
 from tomoforge.model import LandmarkModel
 from tomoforge.model.quantities import BeadDiameterNM
 from tomoforge.protocols.base import TILT_SERIES_INPUT, PerTiltSeries
@@ -33,7 +34,12 @@ class EraseFiducialsParams(ProtocolParams):
         1.5, ge=1.0, le=4.0, help="erase a disk of this many bead radii (the bead, its fringe, the position's error)"
     )
     detect: bool = param(True, help="detect beads on every view (besides a landmark model's); False: the model's only")
-    threshold_sd: float = param(6.0, gt=0, unit="SD", help="detection threshold (robust SD of the filtered image)")
+    threshold_sd: float = param(
+        BEAD_DETECTION_DEFAULTS.threshold_sd,
+        gt=0,
+        unit="SD",
+        help="detection threshold (robust SD of the filtered image)",
+    )
     polarity: Literal["dark", "bright"] = param("dark", help="beads are dark (raw images) or bright (inverted)")
     seed: int = param(0, ge=0, help="seed of the noise painted over the beads")
 
