@@ -3,6 +3,7 @@ refusals of unset voxel sizes, bad symmetries and mismatched half maps."""
 
 from __future__ import annotations
 
+import mrcfile
 import numpy as np
 import pytest
 import torch
@@ -61,6 +62,25 @@ def test_import_refuses_unset_voxel_sizes_bad_symmetry_and_mismatched_halves(pro
         {"files_path": str(tmp_path / "unit.mrc"), "pixel_size_A": 4.0, "half1_file": str(tmp_path / "half.mrc")},
     )
     assert state == "failed" and "half1_file" in project.run(bad)["error"] and "(8, 8, 6)" in project.run(bad)["error"]
+
+
+def test_import_reorders_a_permuted_map_and_refuses_a_crystallographic_one(project, tmp_path, data_file):
+    zyx = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    with mrcfile.new(tmp_path / "permuted.mrc") as mrc:
+        mrc.set_data(np.ascontiguousarray(zyx.transpose(1, 2, 0)))  # sections y, rows x, columns z
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = 3, 1, 2
+        mrc.voxel_size = 2.0
+    run_id = imported(project, tmp_path / "permuted.mrc")
+    (volume,) = project.output_set(run_id, "volumes")
+    assert volume.size_xyz == (6, 5, 4) and volume.source_file == str(tmp_path / "permuted.mrc")
+    assert np.array_equal(read_mrc(project.absolute(volume.file)), zyx)  # the copy is (z, y, x)
+    failed, state = run(project, "import-volumes", {"files_path": str(data_file("maps/mrcfile_EMDB/EMD-3001.map"))})
+    assert state == "failed" and "EMD-3001.map: cell angles" in project.run(failed)["error"]
+    with mrcfile.new(tmp_path / "flat.mrc") as mrc:
+        mrc.set_data(zyx)
+        mrc.voxel_size = (2.0, 2.0, 3.0)
+    failed, state = run(project, "import-volumes", {"files_path": str(tmp_path / "flat.mrc")})
+    assert state == "failed" and "voxel sizes along x, y, z differ (2, 2, 3 Å)" in project.run(failed)["error"]
 
 
 def test_resize_the_atpase_reference_to_10A_box_48_inverted_and_recentred(project, data_file):

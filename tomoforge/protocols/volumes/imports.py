@@ -1,7 +1,9 @@
 """Importing maps (references, averages, masks): MRC volumes with their voxel size and symmetry.
 
-Each matching file becomes a ``Volume`` pointing at the file where it is (nothing is copied). Half maps
-and a mask may be attached when one map is imported; each must have the map's shape.
+Each matching file becomes a ``Volume`` pointing at the file where it is; a map whose header stores its axes
+in another order than (z, y, x) is copied in that order into the run's folder. Crystallographic maps (a cell
+that is not orthogonal, voxels that are not cubic) are refused. Half maps and a mask may be attached when one
+map is imported; each must have the map's shape.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from pydantic import field_validator
 
 from tomoforge.engine import Protocol, ProtocolParams, Task, param
-from tomoforge.io.mrc import mrc_shape
+from tomoforge.io.maps import map_header, read_map
+from tomoforge.io.mrc import mrc_shape, write_mrc
 from tomoforge.methods.symmetry import canonical_symmetry
 from tomoforge.model.quantities import VoxelSizeA
 from tomoforge.model.volume import Volume
@@ -48,7 +51,7 @@ def map_files(files_path: str, pattern: str) -> list[Path]:
     return matching_files(files_path, pattern)
 
 
-def volume_from_file(path: str, params: VolumeImportParams) -> Volume:
+def volume_from_file(path: str, params: VolumeImportParams, out_dir: str) -> Volume:
     """A Volume for an MRC map (and the companions the params give).
 
     Parameters
@@ -57,6 +60,8 @@ def volume_from_file(path: str, params: VolumeImportParams) -> Volume:
         The MRC map.
     params : VolumeImportParams
         Voxel size override, symmetry, half maps and mask.
+    out_dir : str
+        Where a map stored in another axis order than (z, y, x) is copied in that order.
 
     Returns
     -------
@@ -66,13 +71,31 @@ def volume_from_file(path: str, params: VolumeImportParams) -> Volume:
     Raises
     ------
     ImportFileError
-        Not a volume; a voxel size unset (0 or 1 Å in the header) or outside its physical range; a half map
-        or mask missing or of another shape than the map (each message names the file and the field).
+        Not a volume; a voxel size unset (0 or 1 Å in the header) or outside its physical range; voxels that
+        are not cubic or a cell that is not orthogonal (a crystallographic map); a half map or mask missing or
+        of another shape than the map (each message names the file and the field).
     """
     # a map's voxel size is checked as a tomogram's is (unset header, physical range, override)
     checked = tomogram_from_file(path, params.pixel_size_A)
-    file = Path(checked.file)
-    nx, ny, nz = checked.size_xyz
+    file = source = Path(checked.file)
+    header = map_header(file)
+    if any(abs(a - 90.0) > 0.01 for a in header.angles_deg):
+        angles = ", ".join(f"{a:g}" for a in header.angles_deg)
+        raise ImportFileError(
+            f"{file}: cell angles (α, β, γ) = ({angles})°, not 90°: a crystallographic cell, not a map on an "
+            "orthogonal grid; resample it onto a cubic grid first"
+        )
+    sizes = header.voxel_xyz_A
+    if params.pixel_size_A is None and max(sizes) - min(sizes) > 1e-3 * max(sizes):
+        shown = ", ".join(f"{v:.4g}" for v in sizes)
+        raise ImportFileError(
+            f"{file}: voxel sizes along x, y, z differ ({shown} Å): a map needs cubic voxels; resample it, or "
+            "give pixel_size_A if the header is wrong"
+        )
+    if not header.standard:  # stored in another axis order: a (z, y, x) copy in the run's folder
+        file = Path(out_dir) / f"{source.stem}.mrc"
+        write_mrc(file, read_map(source), checked.pixel_size_A, overwrite=True)
+    nz, ny, nx = mrc_shape(file)
     extra: dict[str, Any] = {}
     for field in COMPANIONS:
         given = getattr(params, field)
@@ -93,7 +116,7 @@ def volume_from_file(path: str, params: VolumeImportParams) -> Volume:
         pixel_size_A=checked.pixel_size_A,
         symmetry=params.symmetry,
         size_xyz=(nx, ny, nz),
-        source_file=str(file),
+        source_file=str(source),
         **extra,
     )
 
@@ -104,11 +127,13 @@ class VolumeImportJob:
 
     path: str
     params: VolumeImportParams
+    out_dir: str
 
 
 def import_volume_task(job: VolumeImportJob) -> Volume:
-    """Task: one MRC map -> its Volume (``volume_from_file``); nothing is written."""
-    return volume_from_file(job.path, job.params)
+    """Task: one MRC map -> its Volume (``volume_from_file``); a map stored in another axis order is copied
+    as (z, y, x) into ``job.out_dir``, nothing else is written."""
+    return volume_from_file(job.path, job.params, job.out_dir)
 
 
 class ImportVolumes(Protocol):
@@ -127,7 +152,10 @@ class ImportVolumes(Protocol):
                 f"{', '.join(companions)}: given for {len(files)} maps ({files[0].name}, …); import one map with them"
             )
         for path in files:
-            yield Task(import_volume_task, VolumeImportJob(path=str(path), params=self.params), key=path.name)
+            job = VolumeImportJob(path=str(path), params=self.params, out_dir=str(self.context.out_dir))
+            yield Task(import_volume_task, job, key=path.name)
 
     def collect(self, task: Task[Any], result: Volume) -> None:
-        self.emit("volumes", result, task)
+        if result.file != result.source_file:
+            self.log(f"{result.name}: axes reordered to (z, y, x) in {result.file}")
+        self.emit("volumes", result.model_copy(update={"file": self.relative(result.file)}), task)
