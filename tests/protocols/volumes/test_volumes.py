@@ -35,6 +35,8 @@ def test_import_the_real_maps_with_their_header_voxel_size_and_symmetry(project,
     one = imported(project, folder / "hsp60.mrc", symmetry="d7")
     (hsp60,) = project.output_set(one, "volumes")
     assert hsp60.symmetry == "D7" and hsp60.source_file.endswith("hsp60.mrc")
+    two = imported(project, f"{folder}/*a*.mrc")  # a glob: not hsp60
+    assert sorted(project.output_set(two, "volumes").keys()) == ["atpase", "hsp60", "putative_prohibitin"][::2]
     emdb = imported(project, data_file("maps/mrcfile_EMDB"), pattern="EMD-3197.map")
     (membrane,) = project.output_set(emdb, "volumes")
     assert membrane.pixel_size_A == pytest.approx(11.4, abs=1e-4) and membrane.size_xyz == (20, 20, 20)

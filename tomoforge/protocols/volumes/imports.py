@@ -29,7 +29,7 @@ COMPANIONS = ("half1_file", "half2_file", "mask_file")
 
 
 class VolumeImportParams(ProtocolParams):
-    files_path: str = param(..., help="an MRC map, or a folder holding maps (see pattern)")
+    files_path: str = param(..., help="an MRC map, a glob of maps, or a folder holding maps (see pattern)")
     pattern: str = param("*.mrc", help="file name pattern (glob) in the folder")
     pixel_size_A: VoxelSizeA | None = param(None, unit="Å/voxel", help="override the MRC header's voxel size")
     symmetry: str = param("C1", help="point-group symmetry of the maps: Cn, Dn, T, O or I (RELION's axes)")
@@ -44,10 +44,13 @@ class VolumeImportParams(ProtocolParams):
 
 
 def map_files(files_path: str, pattern: str) -> list[Path]:
-    """The maps named by ``files_path``: that file, or the files of that folder matching ``pattern``."""
+    """The maps named by ``files_path``: that file, the files a glob matches (``/maps/ref_*.mrc``), or the
+    files of that folder matching ``pattern``."""
     path = Path(files_path).expanduser()
     if path.is_file():
         return [path.resolve()]
+    if not path.is_dir() and any(c in files_path for c in "*?["):
+        return matching_files(str(path.parent), path.name)
     return matching_files(files_path, pattern)
 
 
