@@ -143,3 +143,22 @@ def test_synthetic_round_trip(tmp_path):
     np.testing.assert_allclose(again.rotations, rot, atol=1e-5)
     np.testing.assert_allclose(again.positions_A, t.positions_A, atol=1e-5)
     assert again.extra.rlnClassNumber.tolist() == list(range(7))
+
+
+@pytest.mark.parametrize("name", ["TS_01", "tomo 1"])  # a name with a space needs quotes: starfile writes that one
+def test_particles_star_text_reads_back_through_starfile(tmp_path, name):
+    import starfile
+
+    rng = np.random.default_rng(0)
+    positions = rng.normal(size=(50, 3)) * 1000
+    extra = pd.DataFrame({"rlnAutopickFigureOfMerit": rng.random(50), "rlnClassNumber": np.arange(50)})
+    t = ParticleTable([name] * 50, positions, np.broadcast_to(np.eye(3), (50, 3, 3)), extra=extra)
+    path = write_particles_star(t, tmp_path / "p.star")
+    loop = starfile.read(path)
+    assert loop["rlnTomoName"].astype(str).tolist() == [name] * 50
+    np.testing.assert_allclose(
+        loop[["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]].to_numpy(),
+        positions,
+        atol=5e-7,
+    )
+    assert loop["rlnClassNumber"].tolist() == list(range(50))

@@ -105,10 +105,10 @@ def read_tbl(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def write_tbl(df: pd.DataFrame, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Write a .tbl (columns in Dynamo order, 'g' format with 8 significant digits)."""
+    """Write a .tbl (columns in Dynamo order, 'g' format with 10 significant digits: 1e-4 px at 10⁵ px)."""
     lines = []
     for row in df.itertuples(index=False):
-        lines.append(" ".join(str(v) if isinstance(v, (int, np.integer)) else f"{v:.8g}" for v in row))
+        lines.append(" ".join(str(v) if isinstance(v, (int, np.integer)) else f"{v:.10g}" for v in row))
     return write_text_atomic(path, "\n".join(lines) + "\n", overwrite)
 
 
@@ -144,10 +144,42 @@ def set_tbl_rotations(df: pd.DataFrame, rotations: np.ndarray) -> pd.DataFrame:
     return out
 
 
+def tbl_from_arrays(
+    positions_A: np.ndarray,
+    rotations: np.ndarray,
+    pixel_size_A: float,
+    tomogram_size_px: tuple[int, int, int],
+    *,
+    tomo: int = 1,
+    scores: np.ndarray | None = None,
+    tags: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """A 36-column Dynamo table of one tomogram: x y z (px from the corner, the inverse of ``tbl_positions_A``,
+    dx = dy = dz = 0), tdrot tilt narot from the rotations (n, 3, 3), cc the score (0 where NaN or none), tomo,
+    tags 1 … n unless given, aligned = averaged = class = 1 and apix the pixel size (Å)."""
+    positions = np.asarray(positions_A, dtype=np.float64).reshape(-1, 3)
+    n = len(positions)
+    table = pd.DataFrame(0.0, index=np.arange(n), columns=[column_name(i) for i in range(1, 37)])
+    table["tag"] = np.arange(1, n + 1) if tags is None else np.asarray(tags, dtype=np.int64)
+    for name in ("aligned", "averaged", "class"):
+        table[name] = 1
+    for name in ("ftype", "reg", "annotation"):
+        table[name] = 0
+    table["tomo"] = int(tomo)
+    table[["x", "y", "z"]] = positions / float(pixel_size_A) + np.asarray(tomogram_size_px, dtype=np.float64) / 2.0
+    if scores is not None:
+        table["cc"] = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0)
+    table["apix"] = float(pixel_size_A)
+    for name in INT_COLUMNS:
+        table[name] = table[name].astype(np.int64)
+    return set_tbl_rotations(table, np.asarray(rotations, dtype=np.float64).reshape(n, 3, 3))
+
+
 __all__ = [
     "column_name",
     "read_tbl",
     "set_tbl_rotations",
+    "tbl_from_arrays",
     "tbl_positions_A",
     "tbl_rotations",
     "write_tbl",

@@ -43,6 +43,15 @@ def _to_euler(matrices: np.ndarray, axes: str, intrinsic: bool) -> np.ndarray:
     eulers = np.asarray(
         matrix2euler(flat, axes=axes, intrinsic=intrinsic, right_handed_rotation=True), dtype=float
     ).reshape(-1, 3)
+    # eulerangles 1.0 returns angles that do not give the matrix back for about 1 rotation in 10,000 (e.g. Dynamo
+    # tdrot −139.17, tilt 168.87, narot −179.99 came back as 40.82, 168.87, 0); those rows are taken from scipy,
+    # whose from_euler(seq, angles) equals the passive matrix Rᵀ (upper-case seq: intrinsic)
+    wrong = np.abs(_to_matrix(eulers, axes, intrinsic) - matrices.reshape(-1, 3, 3)).max(axis=(1, 2)) > 1e-9
+    if wrong.any():
+        from scipy.spatial.transform import Rotation
+
+        seq = axes.upper() if intrinsic else axes.lower()
+        eulers[wrong] = Rotation.from_matrix(flat[wrong]).as_euler(seq, degrees=True)
     return eulers.reshape(matrices.shape[:-2] + (3,))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -260,12 +261,81 @@ def write_imod_defocus(df: pd.DataFrame, path: str | os.PathLike[str], overwrite
 __all__ = [
     "projection_model_to_xf",
     "read_imod_defocus",
+    "read_imod_points",
     "read_tlt",
     "read_xf",
     "read_xtilt",
     "write_imod_defocus",
+    "write_imod_points",
     "write_tlt",
     "write_xf",
     "write_xtilt",
     "xf_to_projection_model",
 ]
+
+
+# --- IMOD models (.mod), through the imodmodel package --------------------------------------
+
+
+def read_imod_points(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The points of an IMOD model: columns ``object_id``, ``contour_id`` (0-based) and ``x``, ``y``, ``z`` in
+    pixels of the image it was made on (IMOD's model coordinates). FormatError naming the file if it is not a
+    readable model or holds no point, or a coordinate is not finite."""
+    import imodmodel
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        df = imodmodel.read(path)
+    except Exception as exc:  # the parser raises assorted errors on a damaged or foreign file
+        raise format_error(path, f"not a readable IMOD model ({type(exc).__name__}: {quote(str(exc))[:200]})") from None
+    if df is None or not len(df):
+        raise format_error(path, "no points in the model")
+    df = df.reset_index(drop=True)
+    xyz = df[["x", "y", "z"]].to_numpy(dtype=float)
+    bad = ~np.isfinite(xyz).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise format_error(path, f"point {i + 1}: {quote(xyz[i].tolist())} is not finite")
+    return df
+
+
+def write_imod_points(
+    path: str | os.PathLike[str],
+    xyz_px: np.ndarray,
+    *,
+    size_xyz: tuple[int, int, int] | None = None,
+    pixel_size_A: float | None = None,
+    contours: np.ndarray | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write points (n, 3) x, y, z in pixels as a scattered-point IMOD model (one object; a contour per value of
+    ``contours``, else one), with the image size and pixel size (Å) in its header; whole or not at all."""
+    import imodmodel
+    from imodmodel.models import ImodModel
+
+    from .atomic import atomic_path
+    from .errors import check_writable
+
+    path = check_writable(path, overwrite)
+    xyz = np.asarray(xyz_px, dtype=np.float64).reshape(-1, 3)
+    df = pd.DataFrame(
+        {
+            "object_id": np.zeros(len(xyz), dtype=np.int64),
+            "contour_id": np.zeros(len(xyz), dtype=np.int64) if contours is None else np.asarray(contours),
+            "x": xyz[:, 0],
+            "y": xyz[:, 1],
+            "z": xyz[:, 2],
+        }
+    )
+    model = ImodModel.from_dataframe(df, type=imodmodel.models.ContourType.SCATTERED)
+    if size_xyz is not None:
+        model.header.xmax, model.header.ymax, model.header.zmax = (int(v) for v in size_xyz)
+    if pixel_size_A is not None:
+        model.header.pixelsize = float(pixel_size_A)
+        model.header.units = -10  # IMOD's code for Å
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # imodmodel 0.1 calls pydantic's deprecated .dict()
+        model.to_file(tmp)
+    return path

@@ -326,15 +326,62 @@ def particles_dataframe(table: ParticleTable) -> pd.DataFrame:
     return pd.concat([df, others], axis=1)
 
 
+def _plain(value: Any) -> bool:
+    """A STAR value written as it is: non-empty, no whitespace or quote, not starting a comment or keyword."""
+    text = str(value)
+    return (
+        bool(text)
+        and not any(c.isspace() or c in "\"'#" for c in text)
+        and not text.startswith(("_", "data_", "loop_"))
+    )
+
+
+def _loop_text(name: str, df: pd.DataFrame) -> str | None:
+    """A loop block as text, each column formatted at once (floats '%.6f' as starfile writes them, integers
+    '%d', text as it is); None where a text value would need quoting (then starfile writes the block)."""
+    lines = [f"data_{name}", "", "loop_"] + [f"_{c} #{i + 1}" for i, c in enumerate(df.columns)]
+    formats, columns = [], []
+    for c in df.columns:
+        values = df[c]
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_integer_dtype(values):
+            formats.append("%d")
+            columns.append(values.astype(np.int64).tolist())
+        elif pd.api.types.is_float_dtype(values):
+            formats.append("%.6f")
+            columns.append(values.astype(np.float64).tolist())
+        else:
+            text = values.astype(str)
+            if not all(_plain(v) for v in pd.unique(text)):
+                return None
+            formats.append("%s")
+            columns.append(text.tolist())
+    row = "\t".join(formats)
+    body = "\n".join(row % r for r in zip(*columns))
+    return "\n".join(lines) + "\n" + body + "\n\n"
+
+
 def write_particles_star(table: ParticleTable, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Write a RELION 5 particle star (general and optics blocks first where the table has them)."""
+    """Write a RELION 5 particle star (general and optics blocks first where the table has them), whole or not at
+    all. The particle loop is formatted column by column (a million particles in seconds); a table with text
+    that needs quoting goes through starfile."""
     blocks: dict[str, Any] = {}
     if table.general:
         blocks["general"] = table.general
     if table.optics is not None:
         blocks["optics"] = table.optics
     blocks["particles"] = particles_dataframe(table)
-    return _write(blocks, path, overwrite)
+    loops = {name: _loop_text(name, block) for name, block in blocks.items() if isinstance(block, pd.DataFrame)}
+    general = blocks.get("general") or {}
+    if any(text is None for text in loops.values()) or not all(_plain(v) for v in general.values()):
+        return _write(blocks, path, overwrite)
+    path = check_writable(path, overwrite)
+    parts = ["# written by tomoforge\n\n"]
+    if general:
+        parts.append("data_general\n\n" + "".join(f"_{k}\t{v}\n" for k, v in general.items()) + "\n")
+    parts += [text for text in loops.values() if text is not None]
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write("".join(parts))
+    return path
 
 
 __all__ = [

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from tomoforge.methods.symmetry import canonical_symmetry
 from tomoforge.model.base import Item, quantity
 from tomoforge.model.quantities import VoxelSizeA
 
@@ -42,7 +43,7 @@ class Volume(Item):
     __item_kind__ = "volume"
     __key__ = "name"
     __columns__ = ("name", "pixel_size_A")
-    __files__ = ("file", "half1_file", "half2_file", "mask_file")
+    __files__ = ("file", "half1_file", "half2_file", "mask_file", "source_file")
 
     name: str
     file: str
@@ -52,3 +53,11 @@ class Volume(Item):
     mask_file: str = ""
     symmetry: str = Field("C1", description="point-group symmetry (Cn, Dn, T, O, I)")
     fsc: FSC | None = None
+    # added by issue 18 (defaults keep the volumes of older projects readable)
+    size_xyz: tuple[int, int, int] | None = Field(None, description="voxels along x, y, z (None: not recorded)")
+    source_file: str = Field("", description="the file it was imported from")
+
+    @field_validator("symmetry")
+    @classmethod
+    def _known_symmetry(cls, value: str) -> str:
+        return canonical_symmetry(value)

@@ -118,8 +118,13 @@ def test_a_coordinates_task_gets_the_params_and_the_tomograms_typed(tmp_path):
     context = SimpleNamespace(params=params, input={"tomograms": [tomogram]}.__getitem__)
     task = only_task(ImportCoordinates(context))
     assert task.job.tomograms == {"TS_02": ((40, 60, 20), 10.0)}
-    (row,) = task.fn(task.job)
-    assert row == {"tomogram": "TS_02", "x_A": -100.0, "y_A": -100.0, "z_A": 200.0}
+    columns = task.fn(task.job)  # arrays, appended with append_columns
+    assert {k: v.tolist() for k, v in columns.items()} == {
+        "tomogram": ["TS_02"],
+        "x_A": [-100.0],
+        "y_A": [-100.0],
+        "z_A": [200.0],
+    }
 
 
 def test_the_import_error_and_the_mdoc_rules_load_without_pandas():

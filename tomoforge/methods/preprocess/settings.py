@@ -45,3 +45,22 @@ XRAY_DEFAULTS = XraySettings()
 GLOBAL_BFACTOR_A2 = 3000.0
 #: B-factor (Å²) of the patch alignment (``motion.estimate_local_motion``)
 PATCH_BFACTOR_A2 = 1000.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BeadDetectionSettings:
+    """Defaults of bead detection for erasing (``tomoforge.methods.preprocess.fiducials.find_beads``).
+
+    Attributes
+    ----------
+    threshold_sd : float
+        A peak of the matched-filtered image above this many robust SD is a bead.
+    bin_to_px : float
+        Detect on images binned by the whole factor that leaves a bead about this wide (pixels; 0: never bin).
+    """
+
+    threshold_sd: float = 6.0
+    bin_to_px: float = 8.0
+
+
+BEAD_DETECTION_DEFAULTS = BeadDetectionSettings()

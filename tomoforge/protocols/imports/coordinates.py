@@ -1,4 +1,5 @@
-"""Importing 3D coordinates: RELION 5 particle star, Dynamo table or x y z text, read into Coordinate3D fields."""
+"""Importing 3D coordinates: RELION 5 particle star, Dynamo table, IMOD model or x y z text, read into
+Coordinate3D fields as arrays (written with ``ItemSet.append_columns``, never item by item)."""
 
 from __future__ import annotations
 
@@ -16,17 +17,22 @@ from tomoforge.model.quantities import LENGTH, VoxelSizeA
 from tomoforge.protocols.imports.files import ImportFileError, matching_files
 
 TomogramInfo = dict[str, tuple[tuple[int, int, int], float]]  # name -> (size xyz px, pixel size Å)
-Read = tuple[list[str], np.ndarray, "np.ndarray | None"]  # tomogram of each row, positions (n, 3) Å, rotations
+# tomogram of each row, positions (n, 3) Å, rotations (n, 3, 3) or None, scores (n,) or None
+Read = tuple[list[str], np.ndarray, "np.ndarray | None", "np.ndarray | None"]
+#: particle star columns read as the score (RELION's autopicking figure of merit, pytom-match-pick's LCC)
+STAR_SCORES = ("rlnAutopickFigureOfMerit", "rlnLCCmax")
 
 
 class CoordinateImportParams(ProtocolParams):
     files_path: str = param(..., help="folder holding the coordinate files")
-    pattern: str = param("*.star", help="file name pattern (.star RELION 5, .tbl Dynamo, other: x y z text)")
+    pattern: str = param(
+        "*.star", help="file name pattern (.star RELION 5, .tbl Dynamo, .mod IMOD model, other: x y z text)"
+    )
     units: Literal["angstrom", "pixel"] = param(
         "angstrom", help="text files: Å from the tomogram centre, or pixels from its corner"
     )
     pixel_size_A: VoxelSizeA | None = param(None, unit="Å/px", help="pixel size of pixel coordinates")
-    tomogram: str = param("", help="text/.tbl files: name of the tomogram they belong to ('' = file name)")
+    tomogram: str = param("", help="text/.tbl/.mod files: name of the tomogram they belong to ('' = file name)")
 
 
 def centred_from_pixels(xyz_px: np.ndarray, size_xyz: tuple[int, int, int], pixel_size_A: float) -> np.ndarray:
@@ -44,8 +50,8 @@ class CoordinatesJob:
     tomograms: TomogramInfo
 
 
-def import_coordinates_task(job: CoordinatesJob) -> list[dict[str, Any]]:
-    """Task: one coordinate file -> its Coordinate3D fields.
+def import_coordinates_task(job: CoordinatesJob) -> dict[str, np.ndarray]:
+    """Task: one coordinate file -> its Coordinate3D fields as arrays.
 
     Parameters
     ----------
@@ -54,29 +60,34 @@ def import_coordinates_task(job: CoordinatesJob) -> list[dict[str, Any]]:
 
     Returns
     -------
-    list of dict
-        See ``coordinates_from_file``.
+    dict of arrays
+        See ``coordinate_arrays_from_file``.
     """
-    return coordinates_from_file(job.path, job.params, job.tomograms)
+    return coordinate_arrays_from_file(job.path, job.params, job.tomograms)
 
 
-def coordinates_from_file(path: str, params: CoordinateImportParams, tomograms: TomogramInfo) -> list[dict[str, Any]]:
-    """The coordinates of one file.
+def coordinate_arrays_from_file(
+    path: str, params: CoordinateImportParams, tomograms: TomogramInfo
+) -> dict[str, np.ndarray]:
+    """The coordinates of one file, as arrays.
 
     Parameters
     ----------
     path : str
-        A RELION 5 particle star (``.star``), Dynamo table (``.tbl``) or x y z text file (any other suffix).
+        A RELION 5 particle star (``.star``), Dynamo table (``.tbl``), IMOD model (``.mod``, pixels from the
+        corner of the tomogram named like the file) or x y z text file (any other suffix).
     params : CoordinateImportParams
-        The import's params (units and pixel size of text files, the tomogram of text/.tbl files).
+        The import's params (units and pixel size of text files, the tomogram of text/.tbl/.mod files).
     tomograms : dict
         The input tomograms: name -> (size x, y, z in px, pixel size in Å).
 
     Returns
     -------
-    list of dict
-        Coordinate3D fields per particle (``number`` left out): tomogram, position in Å from the tomogram's
-        centre, and the rotation where the file gives one.
+    dict of arrays
+        Coordinate3D fields (``number`` left out), one row per particle: ``tomogram`` (n,), ``x_A``, ``y_A``,
+        ``z_A`` (n,) in Å from the tomogram's centre, ``rotation`` (n, 3, 3) and ``has_orientation`` (n,)
+        where the file gives orientations, ``score`` (n,) where it gives scores (the star's
+        rlnAutopickFigureOfMerit or rlnLCCmax, the table's cc).
 
     Raises
     ------
@@ -86,27 +97,44 @@ def coordinates_from_file(path: str, params: CoordinateImportParams, tomograms: 
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix == ".star":
-        names, positions, rotations = _from_star(file, params, tomograms)
+        names, positions, rotations, scores = _from_star(file, params, tomograms)
     elif suffix == ".tbl":
-        names, positions, rotations = _from_tbl(file, params, tomograms)
+        names, positions, rotations, scores = _from_tbl(file, params, tomograms)
+    elif suffix == ".mod":
+        names, positions, rotations, scores = _from_mod(file, params, tomograms)
     else:
-        names, positions, rotations = _from_text(file, params, tomograms)
+        names, positions, rotations, scores = _from_text(file, params, tomograms)
     _check_finite(file, positions, rotations)
     for name in sorted(set(names)):
         if name not in tomograms:
             raise ImportFileError(
                 f"{file}: tomogram {name!r} is not among the input tomograms ({', '.join(tomograms) or 'none'})"
             )
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    out: dict[str, np.ndarray] = {
+        "tomogram": np.asarray(names, dtype=str),
+        "x_A": positions[:, 0],
+        "y_A": positions[:, 1],
+        "z_A": positions[:, 2],
+    }
+    if rotations is not None:
+        out["rotation"] = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
+        out["has_orientation"] = np.ones(len(positions), dtype=bool)
+    if scores is not None:
+        out["score"] = np.asarray(scores, dtype=np.float64)
+    return out
+
+
+def coordinates_from_file(path: str, params: CoordinateImportParams, tomograms: TomogramInfo) -> list[dict[str, Any]]:
+    """The coordinates of one file as one dict of Coordinate3D fields per particle (``number`` left out); see
+    ``coordinate_arrays_from_file``."""
+    arrays = coordinate_arrays_from_file(path, params, tomograms)
     out = []
-    for i in range(len(names)):
-        row: dict[str, Any] = {
-            "tomogram": names[i],
-            "x_A": float(positions[i, 0]),
-            "y_A": float(positions[i, 1]),
-            "z_A": float(positions[i, 2]),
-        }
-        if rotations is not None:
-            row["rotation"] = tuple(tuple(float(v) for v in r) for r in rotations[i])
+    for i in range(len(arrays["x_A"])):
+        row: dict[str, Any] = {"tomogram": str(arrays["tomogram"][i])}
+        row.update({k: float(arrays[k][i]) for k in ("x_A", "y_A", "z_A", "score") if k in arrays})
+        if "rotation" in arrays:
+            row["rotation"] = tuple(tuple(float(v) for v in r) for r in arrays["rotation"][i])
             row["has_orientation"] = True
         out.append(row)
     return out
@@ -145,7 +173,8 @@ def _from_star(file: Path, params: CoordinateImportParams, tomograms: TomogramIn
     sizes = {name: size for name, (size, _) in tomograms.items()}
     pixel = params.pixel_size_A or (next(iter(tomograms.values()))[1] if tomograms else None)
     table = read_particles_star(file, pixel_size_A=pixel, tomogram_sizes_px=sizes)
-    return list(table.tomo_names), table.positions_A, table.rotations
+    scores = next((table.extra[c].to_numpy(dtype=float) for c in STAR_SCORES if c in table.extra), None)
+    return list(table.tomo_names), table.positions_A, table.rotations, scores
 
 
 def _from_tbl(file: Path, params: CoordinateImportParams, tomograms: TomogramInfo) -> Read:
@@ -155,7 +184,17 @@ def _from_tbl(file: Path, params: CoordinateImportParams, tomograms: TomogramInf
     size, tomo_pixel = tomograms[name]
     pixel = params.pixel_size_A or tomo_pixel
     df = read_tbl(file)
-    return [name] * len(df), tbl_positions_A(df, pixel, size), tbl_rotations(df)
+    scores = df["cc"].to_numpy(dtype=float) if "cc" in df else None
+    return [name] * len(df), tbl_positions_A(df, pixel, size), tbl_rotations(df), scores
+
+
+def _from_mod(file: Path, params: CoordinateImportParams, tomograms: TomogramInfo) -> Read:
+    from tomoforge.io.imod import read_imod_points
+
+    name = _tomogram_for(file, params, tomograms)
+    size, tomo_pixel = tomograms[name]
+    xyz = read_imod_points(file)[["x", "y", "z"]].to_numpy(dtype=float)
+    return [name] * len(xyz), centred_from_pixels(xyz, size, params.pixel_size_A or tomo_pixel), None, None
 
 
 def _from_text(file: Path, params: CoordinateImportParams, tomograms: TomogramInfo) -> Read:
@@ -166,11 +205,11 @@ def _from_text(file: Path, params: CoordinateImportParams, tomograms: TomogramIn
     if params.units == "pixel":
         size, tomo_pixel = tomograms[name]
         xyz = centred_from_pixels(xyz, size, params.pixel_size_A or tomo_pixel)
-    return [name] * len(xyz), xyz, None
+    return [name] * len(xyz), xyz, None, None
 
 
 class ImportCoordinates(Protocol):
-    """Import 3D coordinates: RELION 5 particle star, Dynamo table or plain x y z text."""
+    """Import 3D coordinates: RELION 5 particle star, Dynamo table, IMOD model or plain x y z text."""
 
     name = "import-coordinates"
     Params = CoordinateImportParams
@@ -185,8 +224,8 @@ class ImportCoordinates(Protocol):
             job = CoordinatesJob(path=str(path), params=self.params, tomograms=tomograms)
             yield Task(import_coordinates_task, job, key=path.name)
 
-    def collect(self, task: Task[Any], result: list[dict[str, Any]]) -> None:
-        output = self.output("coordinates")
-        start = len(output)
-        for i, values in enumerate(result):
-            output.append(Coordinate3D(number=start + i, **values), origin=task.origin)
+    def collect(self, task: Task[Any], result: dict[str, np.ndarray]) -> None:
+        from tomoforge.protocols.picking.coordinate_sets import append_coordinates
+
+        n = len(result["x_A"])
+        append_coordinates(self.output("coordinates"), result, [list(task.origin)] * n if task.origin else None)

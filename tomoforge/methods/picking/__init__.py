@@ -1,0 +1,1 @@
+"""Particle picking: template matching and the coordinate tools (duplicates, consensus, normals)."""

@@ -1,0 +1,1 @@
+"""Subtomogram averaging: extraction, averaging, map-back, particle reconstruction and validation."""

@@ -1,0 +1,126 @@
+"""Average subtomograms ("apply alignment and average"): each particle's subtomogram turned into the reference
+frame by its rotation and averaged per half set with its 3D weight (``methods/sta/averaging.py``); the half
+maps and the map are written as one Volume. Particles without a half set are split by the parity of their
+number (logged), so that the half maps stay independent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
+
+import numpy as np
+
+from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
+from tomoforge.model import Volume
+from tomoforge.model.coordinates import Particle
+from tomoforge.protocols.refuse import Refusal, refuse
+
+
+class AverageParams(ProtocolParams):
+    wiener_constant: float = param(
+        0.01, ge=0, le=10, help="regularises frequencies few particles measured (a fraction of the mean Σ weight²)"
+    )
+    use_weights: bool = param(True, help="use each subtomogram's 3D weight where it has one")
+    name: str = param("average", min_length=1, help="name of the output map")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AverageJob:
+    """The job of ``average_task``: the subtomogram files, their weight files ('' = none), rotations (x_tomo =
+    R x_ref) and half sets, where to write (a base path) and the params."""
+
+    files: list[str]
+    weight_files: list[str]
+    rotations: list[list[list[float]]]
+    half_sets: list[int]
+    out_base: str
+    params: AverageParams
+
+
+def average_task(job: AverageJob) -> dict[str, Any]:
+    """Task: read the subtomograms, average them per half set; write ``_half1``, ``_half2`` and the map."""
+    import torch
+
+    from tomoforge.io.mrc import read_mrc, read_voxel_size, write_mrc
+    from tomoforge.methods.sta.averaging import average_subtomograms
+
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    volumes = np.stack([read_mrc(f) for f in job.files]).astype(np.float32)
+    pixel = read_voxel_size(job.files[0])
+    weights, index = None, None
+    if job.params.use_weights and all(job.weight_files):
+        unique = sorted(set(job.weight_files))
+        position = {f: i for i, f in enumerate(unique)}
+        weights = np.stack([read_mrc(f) for f in unique]).astype(np.float32)
+        index = [position[f] for f in job.weight_files]
+    result = average_subtomograms(
+        volumes,
+        np.asarray(job.rotations),
+        np.asarray(job.half_sets),
+        weights=weights,
+        weight_index=index,
+        wiener_constant=job.params.wiener_constant,
+        device=device,
+    )
+    files = {}
+    for kind, vol in (("file", result.full), ("half1_file", result.half1), ("half2_file", result.half2)):
+        suffix = "" if kind == "file" else "_" + kind.removesuffix("_file")
+        files[kind] = str(write_mrc(f"{job.out_base}{suffix}.mrc", vol.cpu().numpy(), pixel, overwrite=True))
+    return {**files, "pixel_size_A": pixel, "counts": list(result.counts), "weighted": weights is not None}
+
+
+class AverageSubtomograms(Protocol):
+    """Average subtomograms: apply the particles' orientations and average per half set (half maps and map)."""
+
+    name = "average-subtomograms"
+    Params = AverageParams
+    inputs: ClassVar = {"particles": InputSpec(Particle, help="extracted subtomograms with their orientations")}
+    outputs: ClassVar = {"average": Volume}
+    streaming = False
+
+    def tasks(self) -> Iterator[Task[Any]]:
+        p: AverageParams = self.params
+        particles = cast("list[Particle]", list(self.input("particles")))
+        missing = [x.number for x in particles if not x.file]
+        if not particles or missing:
+            why = (
+                f"particle(s) {missing[:5]} have no subtomogram file: run extract-subtomograms first"
+                if missing
+                else "the particle set is empty"
+            )
+            yield Task(refuse, Refusal(message=why), key=p.name)
+            return
+        halves = np.array([x.half_set for x in particles])
+        unset = halves == 0
+        if unset.any():
+            halves[unset] = 1 + np.array([x.number for x in particles])[unset] % 2
+            self.log(f"{int(unset.sum())} particle(s) without a half set split by the parity of their number")
+        job = AverageJob(
+            files=[str(self.absolute(x.file)) for x in particles],
+            weight_files=[str(self.absolute(x.weight_file)) if x.weight_file else "" for x in particles],
+            rotations=[[list(row) for row in x.rotation] for x in particles],
+            half_sets=[int(h) for h in halves],
+            out_base=str(self.out_path(p.name)),
+            params=p,
+        )
+        yield Task(average_task, job, key=p.name)
+
+    def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
+        p: AverageParams = self.params
+        self.emit(
+            "average",
+            Volume(
+                name=p.name,
+                file=self.relative(result["file"]),
+                half1_file=self.relative(result["half1_file"]),
+                half2_file=self.relative(result["half2_file"]),
+                pixel_size_A=result["pixel_size_A"],
+            ),
+            task,
+        )
+        n1, n2 = result["counts"]
+        self.log(f"{p.name}: {n1} + {n2} particles (half 1 + 2){', weighted' if result['weighted'] else ''}")
+
+
+__all__ = ["AverageJob", "AverageParams", "AverageSubtomograms", "average_task"]

@@ -1,0 +1,1 @@
+"""Maps as references: import (``imports``), resize (``resize``) and masks (``mask``)."""
