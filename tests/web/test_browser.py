@@ -13,6 +13,7 @@ import uvicorn
 from tests.protocols.conftest import hiv_dir  # noqa: F401
 from tests.protocols.ctf.test_exclude import with_ctf  # noqa: F401
 from tests.web.conftest import made, run_serially  # noqa: F401
+from tests.web.test_maps import maps  # noqa: F401
 from tests.web.test_tomogram import tomo  # noqa: F401
 from tests.web.test_viewer import imported  # noqa: F401
 from tomoforge.web.app import create_app
@@ -241,3 +242,17 @@ def test_a_run_plot_is_interactive_hover_legend_and_zoom(browser, site, made):  
     frame = browser.find_element(By.CSS_SELECTOR, "#plots svg rect.frame")  # redrawn by the zoom
     ActionChains(browser).double_click(frame).perform()
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#plots svg circle.point")) == 21)
+
+
+def test_the_map_viewer_shows_slices_half_maps_and_the_fsc(browser, site, maps):  # noqa: F811
+    project, run, _ = maps
+    browser.get(site(project.root) + f"/runs/{run}/map/volumes")
+    image = browser.find_element(By.CSS_SELECTOR, '.slice[data-axis="xy"] img')
+    assert wait(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image)) == 16
+    assert "which=map" in image.get_attribute("src") and "symmetry C6" in browser.find_element(By.ID, "size").text
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#fsc svg circle.point")) == 9)
+    assert browser.find_elements(By.CSS_SELECTOR, "#fsc svg line.marker")  # 0.143 and the resolution
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "which")).select_by_value("half2")
+    wait(browser, lambda d: "which=half2" in image.get_attribute("src"))
