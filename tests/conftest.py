@@ -74,3 +74,29 @@ def device(request):
     import torch
 
     return torch.device(request.param)
+
+
+TINY_DEMO_OVERRIDES = (  # tiny, a little richer so that every step has something to work on: 21 views ±60°
+    "detector.image_size=[256,256]",
+    "acquisition.tilt_min_deg=-60",
+    "acquisition.tilt_max_deg=60",
+    "acquisition.tilt_step_deg=6",
+    "specimen.fiducials.count_per_surface=6",
+    "specimen.ice_thickness_A=600",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> tuple[Path, str, int]:
+    """``tomoforge demo`` on the tiny preset (seed 3, the overrides above), run once per test session: its
+    folder (``raw/`` simulation, ``project/``), the CLI's output and its exit code."""
+    from typer.testing import CliRunner
+
+    from tomoforge.cli.main import app
+
+    folder = tmp_path_factory.mktemp("tiny_demo") / "demo"
+    args = ["demo", str(folder), "--preset", "tiny", "--seed", "3"]
+    for item in TINY_DEMO_OVERRIDES:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    return folder, result.output, result.exit_code

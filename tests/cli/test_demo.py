@@ -9,15 +9,6 @@ from typer.testing import CliRunner
 from tomoforge.cli.main import app
 from tomoforge.engine import Project
 
-# tiny, made a little richer so that every step has something to work on: 21 views ±60°, 6 beads per surface
-OVERRIDES = [
-    "detector.image_size=[256,256]",
-    "acquisition.tilt_min_deg=-60",
-    "acquisition.tilt_max_deg=60",
-    "acquisition.tilt_step_deg=6",
-    "specimen.fiducials.count_per_surface=6",
-    "specimen.ice_thickness_A=600",
-]
 STEPS = (
     "import-tilt-series-movies",
     "motion-correction",
@@ -34,17 +25,13 @@ STEPS = (
 )
 
 
-def test_demo_runs_the_chain_and_reports_its_accuracy(tmp_path):
-    args = ["demo", str(tmp_path / "demo"), "--preset", "tiny", "--seed", "3"]
-    for item in OVERRIDES:
-        args += ["--set", item]
-    result = CliRunner().invoke(app, args)
-    out = result.output
-    assert result.exit_code == 0, out
+def test_demo_runs_the_chain_and_reports_its_accuracy(tiny_demo):
+    folder, out, exit_code = tiny_demo  # tests/conftest.py: `tomoforge demo` on the tiny preset, once per session
+    assert exit_code == 0, out
     for i, protocol in enumerate(STEPS, start=1):
         assert re.search(rf"run {i} {protocol} \.\.\. finished", out), protocol
     # accuracy against the truth, as the demo wrote it (floors with a margin over what the chain reaches here)
-    report = json.loads((tmp_path / "demo" / "accuracy.json").read_text())
+    report = json.loads((folder / "accuracy.json").read_text())
     value = {(r["step"], r["measure"].split(",")[0].split(" (")[0]): r["value"] for r in report}
     assert value["motion-correction", "per-frame shift error"] < 0.1  # measured 0.020 px
     assert value["fiducial-alignment", "bead reprojection error"] < 0.5  # measured 0.09 px
@@ -57,11 +44,11 @@ def test_demo_runs_the_chain_and_reports_its_accuracy(tmp_path):
     # tests/protocols/ctf/test_estimate.py asserts CTF accuracy on the small preset)
     assert ("ctf-estimation", "median |defocus error|") in value
     tomogram = re.search(r"tomogram: (\S+\.mrc)", out).group(1)
-    assert (tmp_path / "demo" / "project").as_posix() in tomogram
+    assert (folder / "project").as_posix() in tomogram
     # provenance of the tomogram walks back through every run to the mdoc
     assert all(f"made by run {i}" in out for i in range(1, len(STEPS) + 1))
     assert out.count("made by run 3 ") == 1  # the X-ray-erased series feeds two branches: written out once
-    assert str(tmp_path / "demo" / "raw" / "TS_01.mrc.mdoc") in out
+    assert str(folder / "raw" / "TS_01.mrc.mdoc") in out
 
 
 @pytest.mark.slow

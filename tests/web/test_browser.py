@@ -256,3 +256,40 @@ def test_the_map_viewer_shows_slices_half_maps_and_the_fsc(browser, site, maps):
 
     Select(browser.find_element(By.ID, "which")).select_by_value("half2")
     wait(browser, lambda d: "which=half2" in image.get_attribute("src"))
+
+
+def test_a_project_of_the_tiny_preset_exclude_a_view_and_see_its_particles(browser, site, tiny_demo, tmp_path):
+    """The issue's walk through a real project: `tomoforge demo` on the tiny preset (made once per session)."""
+    from tomoforge.engine import Project
+    from tomoforge.simulate import load_simulation
+    from tomoforge.simulate.accuracy import truth_particles
+
+    folder, out, exit_code = tiny_demo
+    assert exit_code == 0, out
+    project = Project.open(folder / "project")
+    runs = {row["protocol"]: row["id"] for row in project.runs()}
+    motion = runs["motion-correction"]
+    browser.get(site(project.root) + f"/runs/{motion}/view/tilt_series")
+    wait(browser, lambda d: "view 1/21" in d.find_element(By.ID, "view-info").text)
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(*[Keys.ARROW_RIGHT] * 20)  # to the last view in tilt order: +60°
+    wait(browser, lambda d: "view 21/21" in d.find_element(By.ID, "view-info").text)
+    body.send_keys(Keys.SPACE)
+    browser.find_element(By.ID, "save").click()
+    new = int(wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#saved a.saved-run"))[0].text)
+    views = project.output_set(new, "tilt_series").get("TS_01").tilt_images
+    assert [t.tilt_angle_deg for t in views if t.excluded] == [max(t.tilt_angle_deg for t in views)]
+    # the true particles imported as coordinates, then overlaid on the reconstructed tomogram's slices
+    reconstruct = runs["reconstruct-tomogram"]
+    tomogram = next(iter(project.output_set(reconstruct, "tomograms")))
+    positions, _ = truth_particles(load_simulation(folder / "raw").tilt_series[0].truth)
+    points = tmp_path / "points"
+    points.mkdir()
+    (points / f"{tomogram.name}.txt").write_text("".join(f"{x} {y} {z}\n" for x, y, z in positions))
+    picks = project.new_run(
+        "import-coordinates", {"files_path": str(points), "pattern": "*.txt"}, {"tomograms": f"{reconstruct}.tomograms"}
+    )
+    run_serially(project, picks, "run")
+    browser.get(site(project.root) + f"/runs/{reconstruct}/tomogram/tomograms")
+    circles = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".slice svg.overlay circle.point"))
+    assert 0 < len(circles) <= 3 * len(positions)
