@@ -163,12 +163,8 @@ def postprocess(
 
     Parameters
     ----------
-    half1, half2 : (n, n, n) arrays
-        Independent half maps, one pixel size.
-    pixel_size_A : float
-        Voxel size, Å.
-    mask : (n, n, n) array, optional
-        A soft mask in [0, 1]; made by ``automatic_mask`` from the average when absent.
+    half1, half2, pixel_size_A, mask
+        As ``fsc.half_map_fsc`` (independent half maps); without a mask, ``automatic_mask`` of the average.
     bfactor_A2 : float, optional
         Sharpen with this B (Å², the decay exp(−B k²/4) undone) instead of the fitted one.
     fit_from_A : float
