@@ -1,0 +1,1 @@
+"""Subtomogram-averaging protocols: import-particles, reconstruct-particle, postprocess, local-resolution."""
