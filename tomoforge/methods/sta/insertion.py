@@ -139,18 +139,18 @@ def new_accumulator(
 def _filters(
     filters: ViewFilters | None, k_xy: torch.Tensor, m: int, device: torch.device
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(data multiplier, weight) per view on the half grid (B, m, m//2+1); None where 1."""
+    """(data multiplier, weight) (B, p) per view at the p frequencies ``k_xy`` (p, 2); None where 1."""
     if filters is None:
         return None, None
     inv = 1.0 / (m * filters.pixel_size_A)  # padded-grid frequency unit in 1/Å
     kx, ky = k_xy[..., 0] * inv, k_xy[..., 1] * inv
     k = torch.sqrt(kx * kx + ky * ky).to(torch.float64)
-    total = torch.ones((len(filters.dose_e_A2), 1, 1), dtype=torch.float64, device=device)
+    total = torch.ones((len(filters.dose_e_A2), 1), dtype=torch.float64, device=device)
     data = torch.ones_like(total)
     if filters.use_ctf:
-        u = torch.as_tensor(np.asarray(filters.defocus_u_A, float), device=device)[:, None, None]
-        v = torch.as_tensor(np.asarray(filters.defocus_v_A, float), device=device)[:, None, None]
-        a = torch.as_tensor(np.deg2rad(np.asarray(filters.astigmatism_deg, float)), device=device)[:, None, None]
+        u = torch.as_tensor(np.asarray(filters.defocus_u_A, float), device=device)[:, None]
+        v = torch.as_tensor(np.asarray(filters.defocus_v_A, float), device=device)[:, None]
+        a = torch.as_tensor(np.deg2rad(np.asarray(filters.astigmatism_deg, float)), device=device)[:, None]
         ca, sa = torch.cos(a), torch.sin(a)
         kx64, ky64 = kx.to(torch.float64), ky.to(torch.float64)
         # frequencies in the frame of each view's U axis, so the shared formula takes the angle 0
@@ -159,7 +159,7 @@ def _filters(
         total = total * ctf
         if not filters.ctf_premultiplied:
             data = data * ctf
-    dose = torch.as_tensor(np.asarray(filters.dose_e_A2, float), device=device)[:, None, None]
+    dose = torch.as_tensor(np.asarray(filters.dose_e_A2, float), device=device)[:, None]
     if bool(torch.any(dose > 0)):
         q = exposure_attenuation(k, dose, voltage_kV=filters.voltage_kV)  # type: ignore[arg-type]
         total = total * q
@@ -217,13 +217,13 @@ def insert_views(
         stop = min(start + batch, len(views))
         padded = pad_to(views[start:stop], (m, m))
         spectra = torch.fft.rfft2(torch.fft.ifftshift(padded, dim=(-2, -1)))
-        mult, weight = _filters(None if filters is None else filters.take(np.arange(start, stop)), k_xy, m, device)
-        if mult is not None and weight is not None:
+        spectra = spectra[:, inside]  # (B, p)
+        mult, w_in = _filters(None if filters is None else filters.take(np.arange(start, stop)), k_in, m, device)
+        if mult is not None and w_in is not None:
             spectra = spectra * mult
-            w_in = weight[:, inside]  # (B, p)
         else:
             w_in = torch.ones((stop - start, len(k_in)), device=device)
-        values = torch.stack([spectra.real[:, inside], spectra.imag[:, inside], w_in], dim=-1)  # (B, p, 3)
+        values = torch.stack([spectra.real, spectra.imag, w_in], dim=-1)  # (B, p, 3)
         values = values[:, None].expand(-1, g, -1, -1).reshape(-1, 3)
         rot = torch.as_tensor(rotations[start:stop, None] @ ops[None], dtype=torch.float32, device=device)
         # Rᵀ (kx, ky, 0) as the row vector k · R[:2], for each (view, operator): (B, G, p, 3), (x, y, z)
