@@ -235,8 +235,10 @@ def insert_views(
         wx = torch.stack([1 - frac[:, 0], frac[:, 0]])
         wy = torch.stack([1 - frac[:, 1], frac[:, 1]])
         wz = torch.stack([1 - frac[:, 2], frac[:, 2]])
-        tri = (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).reshape(8, -1)  # corner order as above
-        grid.index_add_(0, (lin[None] + corners[:, None]).reshape(-1), (tri[..., None] * values[None]).reshape(-1, 3))
+        for corner in range(8):  # one corner at a time: temporaries of p rows, not 8 p
+            cz, cy, cx = corner >> 2, (corner >> 1) & 1, corner & 1
+            tri = wz[cz] * wy[cy] * wx[cx]
+            grid.index_add_(0, lin + corners[corner], values * tri[:, None])
         acc.views += stop - start
 
 
