@@ -1,1 +1,2 @@
-"""Subtomogram averaging: extraction, averaging, map-back, particle reconstruction and validation."""
+"""Subtomogram averaging: extraction (3D boxes, pseudo-subtomogram views), averaging, map-back, Fourier
+insertion of particle views, half-map FSC, post-processing and local resolution."""

@@ -1,1 +1,2 @@
-"""Subtomogram averaging protocols: extraction, averaging, map-back, particle reconstruction and validation."""
+"""Subtomogram-averaging protocols: extraction, averaging, map-back, import-particles, reconstruct-particle,
+postprocess, local-resolution."""

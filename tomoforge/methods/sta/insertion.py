@@ -1,0 +1,364 @@
+"""Fourier insertion of 2D particle views into a 3D map (direct Fourier reconstruction, RELION style).
+
+A view of box b seen with rotation R (reference frame -> view frame; for a particle,
+``view_matrix @ R_particle``) is the projection along z of the reference rotated by R, so its 2D
+spectrum is the central slice of the reference's 3D spectrum through the frequencies
+Rᵀ (kx, ky, 0) (the convention of ``methods.projection.project_fourier_slice``). Each view is
+zero-padded to m = padding · b, Fourier transformed (phase origin at its centre, pixel b // 2), and
+every frequency inside Nyquist is spread with trilinear weights onto the 8 nearest voxels of an
+(m + 2)³ centred grid: the data Σ w · f · X and the weights Σ w · f², f the view's CTF times its dose
+attenuation (a view already multiplied by its CTF, or attenuated by its dose, brings X = f · P and
+only the other factor). Symmetry inserts each view once per operator G with rotation R · G (a map
+with M(G x) = M(x) has the same slice there). Friedel mates are added at the end (the grid is made
+Hermitian), the map is F = D / (W + 1/τ²) — a constant fraction of the mean weight, or RELION's
+τ² from the half maps' FSC — inverse transformed, cropped to b³ and divided by the trilinear
+kernel's transform sinc²(x / m) on each axis (the gridding correction).
+
+The map's projections along z equal the views (sums over pixels, no pixel-size factor), like
+``relion_reconstruct``'s. Everything is torch, batched over views, on ``device``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tomoforge.methods.ctf.transfer import astigmatic_defocus, ctf_from_phase, ctf_phase
+from tomoforge.methods.fourier import as_tensor, pad_to
+from tomoforge.methods.preprocess.dose import exposure_attenuation
+from tomoforge.methods.symmetry import symmetry_operators
+
+DEFAULT_PADDING = 2.0
+DEFAULT_WIENER = 1e-3  # 1/τ² as a fraction of the mean weight inside Nyquist
+
+
+@dataclass(frozen=True, kw_only=True)
+class ViewFilters:
+    """What multiplies each view's spectrum: its CTF at the particle and its dose attenuation.
+
+    Parameters
+    ----------
+    defocus_u_A, defocus_v_A, astigmatism_deg : numpy.ndarray, (n,)
+        The CTF of each view at the particle's height: defocus (Å, underfocus positive, U ≥ V) and the
+        angle of U from the image x axis (degrees).
+    dose_e_A2 : numpy.ndarray, (n,)
+        Accumulated dose of each view (e/Å²); zeros for no dose attenuation.
+    pixel_size_A, voltage_kV, cs_mm, amplitude_contrast : float
+        The views' pixel size (Å) and the microscope (kV, mm, fraction).
+    ctf_premultiplied : bool
+        The views were multiplied by their CTF already (only the weight gets CTF²).
+    dose_weighted : bool
+        The views were attenuated by their dose already (only the weight gets q²).
+    use_ctf : bool
+        False: ignore the CTF entirely (phase-flipped or simulated views without one).
+    """
+
+    defocus_u_A: np.ndarray
+    defocus_v_A: np.ndarray
+    astigmatism_deg: np.ndarray
+    dose_e_A2: np.ndarray
+    pixel_size_A: float
+    voltage_kV: float = 300.0
+    cs_mm: float = 2.7
+    amplitude_contrast: float = 0.07
+    ctf_premultiplied: bool = False
+    dose_weighted: bool = False
+    use_ctf: bool = True
+
+    def take(self, index: np.ndarray) -> ViewFilters:
+        """The filters of the views ``index`` (an index array or boolean mask)."""
+        return ViewFilters(
+            defocus_u_A=np.asarray(self.defocus_u_A)[index],
+            defocus_v_A=np.asarray(self.defocus_v_A)[index],
+            astigmatism_deg=np.asarray(self.astigmatism_deg)[index],
+            dose_e_A2=np.asarray(self.dose_e_A2)[index],
+            pixel_size_A=self.pixel_size_A,
+            voltage_kV=self.voltage_kV,
+            cs_mm=self.cs_mm,
+            amplitude_contrast=self.amplitude_contrast,
+            ctf_premultiplied=self.ctf_premultiplied,
+            dose_weighted=self.dose_weighted,
+            use_ctf=self.use_ctf,
+        )
+
+
+@dataclass
+class FourierAccumulator:
+    """Σ f · X and Σ f² on a centred (m + 2)³ grid (frequency k at index k + m // 2 + 1), for a b³ map."""
+
+    grid: torch.Tensor  # (m + 2, m + 2, m + 2, 3) float32: Re Σ f·X, Im Σ f·X, Σ f² (index order z, y, x)
+    box: int
+    padded: int
+    views: int = 0
+
+    @property
+    def data(self) -> torch.Tensor:
+        """Σ f · X, complex (m + 2)³."""
+        return torch.complex(self.grid[..., 0], self.grid[..., 1])
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Σ f², (m + 2)³."""
+        return self.grid[..., 2]
+
+    def add(self, other: FourierAccumulator) -> FourierAccumulator:
+        """The sum of two accumulators (the full map from its two half sets); a new one."""
+        if (other.box, other.padded) != (self.box, self.padded):
+            raise ValueError(f"accumulators differ: box {self.box}/{other.box}, padded {self.padded}/{other.padded}")
+        return FourierAccumulator(
+            self.grid + other.grid.to(self.grid.device),
+            self.box,
+            self.padded,
+            self.views + other.views,
+        )
+
+
+def padded_size(box: int, padding: float = DEFAULT_PADDING) -> int:
+    """The even padded size m ≥ padding · box used for insertion."""
+    if padding < 1.0:
+        raise ValueError(f"padding must be >= 1, got {padding}")
+    m = int(math.ceil(box * padding))
+    return m + m % 2
+
+
+def new_accumulator(
+    box: int, *, padding: float = DEFAULT_PADDING, device: torch.device | str | None = None
+) -> FourierAccumulator:
+    """An empty accumulator for a map of ``box``³ voxels, views padded ``padding`` times."""
+    m = padded_size(box, padding)
+    return FourierAccumulator(
+        torch.zeros((m + 2,) * 3 + (3,), dtype=torch.float32, device=device),
+        int(box),
+        m,
+    )
+
+
+def _filters(
+    filters: ViewFilters | None, k_xy: torch.Tensor, m: int, device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(data multiplier, weight) (B, p) per view at the p frequencies ``k_xy`` (p, 2); None where 1."""
+    if filters is None:
+        return None, None
+    inv = 1.0 / (m * filters.pixel_size_A)  # padded-grid frequency unit in 1/Å
+    kx, ky = k_xy[..., 0] * inv, k_xy[..., 1] * inv
+    k = torch.sqrt(kx * kx + ky * ky).to(torch.float64)
+    total = torch.ones((len(filters.dose_e_A2), 1), dtype=torch.float64, device=device)
+    data = torch.ones_like(total)
+    if filters.use_ctf:
+        u = torch.as_tensor(np.asarray(filters.defocus_u_A, float), device=device)[:, None]
+        v = torch.as_tensor(np.asarray(filters.defocus_v_A, float), device=device)[:, None]
+        a = torch.as_tensor(np.deg2rad(np.asarray(filters.astigmatism_deg, float)), device=device)[:, None]
+        ca, sa = torch.cos(a), torch.sin(a)
+        kx64, ky64 = kx.to(torch.float64), ky.to(torch.float64)
+        # frequencies in the frame of each view's U axis, so the shared formula takes the angle 0
+        defocus = astigmatic_defocus(ky64 * ca - kx64 * sa, kx64 * ca + ky64 * sa, u, v, 0.0)  # type: ignore[arg-type]
+        ctf = ctf_from_phase(ctf_phase(k, defocus, filters.voltage_kV, filters.cs_mm), filters.amplitude_contrast)
+        total = total * ctf
+        if not filters.ctf_premultiplied:
+            data = data * ctf
+    dose = torch.as_tensor(np.asarray(filters.dose_e_A2, float), device=device)[:, None]
+    if bool(torch.any(dose > 0)):
+        q = exposure_attenuation(k, dose, voltage_kV=filters.voltage_kV)  # type: ignore[arg-type]
+        total = total * q
+        if not filters.dose_weighted:
+            data = data * q
+    return data.to(torch.float32), (total * total).to(torch.float32)
+
+
+def insert_views(
+    acc: FourierAccumulator,
+    views: torch.Tensor | np.ndarray,
+    rotations: np.ndarray,
+    *,
+    filters: ViewFilters | None = None,
+    symmetry: str = "C1",
+    batch: int = 256,
+) -> None:
+    """Add views to ``acc`` in place.
+
+    Parameters
+    ----------
+    acc : FourierAccumulator
+        From ``new_accumulator`` (its device is where the work runs).
+    views : (n, b, b) array
+        The views (y, x), centre at pixel b // 2, any unit.
+    rotations : (n, 3, 3) array
+        Rotation of each view, reference frame -> view frame (x, y, z).
+    filters : ViewFilters, optional
+        CTF and dose of each view (n rows); None: the views are unfiltered projections.
+    symmetry : str
+        Point group of the map (Cn, Dn, T, O, I): each view is inserted once per operator.
+    batch : int
+        Views transformed and inserted at a time.
+    """
+    device = acc.grid.device
+    b, m = acc.box, acc.padded
+    views = as_tensor(views, torch.float32, device)
+    rotations = np.asarray(rotations, dtype=np.float64)
+    if views.ndim != 3 or views.shape[1:] != (b, b):
+        raise ValueError(f"views must be (n, {b}, {b}), got {tuple(views.shape)}")
+    if rotations.shape != (len(views), 3, 3):
+        raise ValueError(f"rotations must be ({len(views)}, 3, 3), got {rotations.shape}")
+    ops = symmetry_operators(symmetry)
+    ky = torch.fft.fftfreq(m, 1.0 / m, device=device)
+    kx = torch.fft.rfftfreq(m, 1.0 / m, device=device)
+    k_xy = torch.stack(torch.meshgrid(kx, ky, indexing="xy"), dim=-1)  # (m, m//2+1, 2): (kx, ky)
+    inside = (k_xy * k_xy).sum(-1) < (m / 2) ** 2  # strictly: the 8 corners stay on the grid
+    k_in = k_xy[inside]  # (p, 2)
+    centre = m // 2 + 1
+    s1, s2 = m + 2, (m + 2) ** 2  # strides of y and z in the flat grid (index order z, y, x)
+    corners = torch.tensor([cz * s2 + cy * s1 + cx for cz in (0, 1) for cy in (0, 1) for cx in (0, 1)], device=device)
+    grid = acc.grid.reshape(-1, 3)
+    g = len(ops)
+    for start in range(0, len(views), batch):
+        stop = min(start + batch, len(views))
+        padded = pad_to(views[start:stop], (m, m))
+        spectra = torch.fft.rfft2(torch.fft.ifftshift(padded, dim=(-2, -1)))
+        spectra = spectra[:, inside]  # (B, p)
+        mult, w_in = _filters(None if filters is None else filters.take(np.arange(start, stop)), k_in, m, device)
+        if mult is not None and w_in is not None:
+            spectra = spectra * mult
+        else:
+            w_in = torch.ones((stop - start, len(k_in)), device=device)
+        values = torch.stack([spectra.real, spectra.imag, w_in], dim=-1)  # (B, p, 3)
+        values = values[:, None].expand(-1, g, -1, -1).reshape(-1, 3)
+        rot = torch.as_tensor(rotations[start:stop, None] @ ops[None], dtype=torch.float32, device=device)
+        # Rᵀ (kx, ky, 0) as the row vector k · R[:2], for each (view, operator): (B, G, p, 3), (x, y, z)
+        pos = torch.einsum("pi,bgij->bgpj", k_in, rot[:, :, :2, :]).reshape(-1, 3) + centre
+        base = torch.floor(pos)
+        frac = pos - base
+        base = base.long()
+        lin = base[:, 2] * s2 + base[:, 1] * s1 + base[:, 0]
+        wx = torch.stack([1 - frac[:, 0], frac[:, 0]])
+        wy = torch.stack([1 - frac[:, 1], frac[:, 1]])
+        wz = torch.stack([1 - frac[:, 2], frac[:, 2]])
+        for corner in range(8):  # one corner at a time: temporaries of p rows, not 8 p
+            cz, cy, cx = corner >> 2, (corner >> 1) & 1, corner & 1
+            tri = wz[cz] * wy[cy] * wx[cx]
+            grid.index_add_(0, lin + corners[corner], values * tri[:, None])
+        acc.views += stop - start
+
+
+def _mirror(x: torch.Tensor) -> torch.Tensor:
+    """x(−k) on a centred grid with k = index − c along each axis, c = the centre index."""
+    return torch.roll(torch.flip(x, dims=(0, 1, 2)), shifts=(1, 1, 1), dims=(0, 1, 2))
+
+
+def _shells(acc: FourierAccumulator) -> torch.Tensor:
+    """The final map's Fourier shell (rounded |k| in units of 1/(b px)) of each voxel of the m-grid."""
+    m, b = acc.padded, acc.box
+    k = torch.arange(m, device=acc.weight.device, dtype=torch.float32) - m // 2
+    kz, ky, kx = torch.meshgrid(k, k, k, indexing="ij")
+    return torch.round(torch.sqrt(kz * kz + ky * ky + kx * kx) * (b / m)).long()
+
+
+def _hermitian(acc: FourierAccumulator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Data and weight on the m³ grid (k from −m/2 to m/2 − 1) with Friedel mates added."""
+    m = acc.padded
+    # the (m+2) grid holds k = −m/2 − 1 … m/2; the m³ grid k = −m/2 … m/2 − 1 (indices 1 … m); the voxels of
+    # k = ±(m/2 + 1) or +m/2 only ever get corner weight from beyond Nyquist and are dropped
+    d = acc.data[1 : m + 1, 1 : m + 1, 1 : m + 1]
+    w = acc.weight[1 : m + 1, 1 : m + 1, 1 : m + 1]
+    return d + _mirror(d).conj(), w + _mirror(w)
+
+
+def tau2_from_fsc(acc: FourierAccumulator, fsc: np.ndarray) -> np.ndarray:
+    """RELION's signal power per shell for regularisation from the half maps' FSC.
+
+    SNR = FSC / (1 − FSC) per shell of the final map (0 … b // 2; FSC ≤ 0 gives 0), and τ² = SNR over the
+    shell's mean weight (the same grid and weight ``acc`` holds; for a half map give it its own
+    accumulator and the FSC of the halves). Returns τ² per shell (float64)."""
+    fsc = np.clip(np.asarray(fsc, dtype=np.float64), 0.0, 0.999)
+    snr = fsc / (1.0 - fsc)
+    _, w = _hermitian(acc)
+    shells = _shells(acc).reshape(-1)
+    n = acc.box // 2 + 1
+    keep = shells < n
+    total = torch.zeros(n, dtype=torch.float64, device=w.device).index_add_(
+        0, shells[keep], w.reshape(-1)[keep].double()
+    )
+    count = torch.zeros(n, dtype=torch.float64, device=w.device).index_add_(
+        0, shells[keep], torch.ones_like(w.reshape(-1)[keep], dtype=torch.float64)
+    )
+    mean = (total / count.clamp(min=1)).cpu().numpy()
+    length = min(len(snr), n)
+    tau2 = np.zeros(n)
+    tau2[:length] = snr[:length] / np.maximum(mean[:length], 1e-30)
+    return tau2
+
+
+def reconstruct_map(
+    acc: FourierAccumulator, *, wiener: float = DEFAULT_WIENER, tau2: np.ndarray | None = None
+) -> torch.Tensor:
+    """The map (z, y, x), b³ float32, from an accumulator.
+
+    Parameters
+    ----------
+    acc : FourierAccumulator
+        The inserted views.
+    wiener : float
+        Without ``tau2``: 1/τ² = ``wiener`` × the mean weight inside Nyquist (a constant SNR prior).
+    tau2 : numpy.ndarray, optional
+        τ² per shell of the final map (``tau2_from_fsc``); shells with τ² = 0 are set to zero.
+
+    Returns
+    -------
+    torch.Tensor
+        The map, centre at voxel b // 2, such that its projections along z equal the views.
+    """
+    m, b = acc.padded, acc.box
+    data, weight = _hermitian(acc)
+    shells = _shells(acc)
+    inside = shells <= b // 2
+    if tau2 is None:
+        mean = float(weight[inside].mean()) if bool(inside.any()) else 0.0
+        denominator = weight + max(wiener * mean, 1e-30)
+    else:
+        t = torch.as_tensor(np.asarray(tau2, dtype=np.float64), device=weight.device)
+        per = t[shells.clamp(max=len(t) - 1)]
+        inside = inside & (per > 0)
+        denominator = weight + torch.where(per > 0, 1.0 / per.clamp(min=1e-300), 0.0).to(weight.dtype)
+    spectrum = torch.where(inside & (denominator > 0), data / denominator.clamp(min=1e-30), 0)
+    volume = torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(spectrum))).real
+    lo = m // 2 - b // 2
+    volume = volume[lo : lo + b, lo : lo + b, lo : lo + b]
+    x = (torch.arange(b, device=volume.device, dtype=torch.float32) - b // 2) / m
+    correction = torch.sinc(x) ** 2
+    volume = volume / (correction[:, None, None] * correction[None, :, None] * correction[None, None, :])
+    return volume.to(torch.float32).contiguous()
+
+
+def reconstruct_views(
+    views: torch.Tensor | np.ndarray,
+    rotations: np.ndarray,
+    *,
+    filters: ViewFilters | None = None,
+    symmetry: str = "C1",
+    padding: float = DEFAULT_PADDING,
+    wiener: float = DEFAULT_WIENER,
+    batch: int = 256,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The map (b, b, b) of views (n, b, b) with rotations (n, 3, 3): ``insert_views`` then
+    ``reconstruct_map`` with a constant Wiener term (see those for the parameters)."""
+    views = as_tensor(views, torch.float32, device)
+    acc = new_accumulator(views.shape[-1], padding=padding, device=views.device)
+    insert_views(acc, views, rotations, filters=filters, symmetry=symmetry, batch=batch)
+    return reconstruct_map(acc, wiener=wiener)
+
+
+__all__ = [
+    "DEFAULT_PADDING",
+    "DEFAULT_WIENER",
+    "FourierAccumulator",
+    "ViewFilters",
+    "insert_views",
+    "new_accumulator",
+    "padded_size",
+    "reconstruct_map",
+    "reconstruct_views",
+    "tau2_from_fsc",
+]
