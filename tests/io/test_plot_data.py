@@ -39,3 +39,10 @@ def test_bad_plot_data_is_refused_naming_the_file(tmp_path, change, message):
     (tmp_path / "b.plot.json").write_text("{not json")
     with pytest.raises(FormatError, match="b.plot.json"):
         read_plot_data(tmp_path / "b.plot.json")
+
+
+def test_values_that_are_not_finite_are_missing_points(tmp_path):
+    series = Series(name="ln |F|", x=[0.0, 0.1, 0.2], y=[float("nan"), float("-inf"), 1.5])
+    assert series.y == [None, None, 1.5]
+    with pytest.raises(ValueError):
+        Series(name="a", x=[float("nan")], y=[1.0])  # x must be finite

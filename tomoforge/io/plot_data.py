@@ -2,18 +2,20 @@
 so that the web interface can draw it interactively (hover values, zoom, series on and off).
 
 A plot has a title, axis labels, series of (x, y) points on the left or right y axis, and labelled
-marker lines (a threshold, a resolution). ``y`` may hold ``None`` where a value is missing. The file is
+marker lines (a threshold, a resolution). ``y`` may hold ``None`` where a value is missing (a NaN or an
+infinity given there becomes ``None``). The file is
 data: it is read by validation, never executed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tomoforge.errors import describe_validation_error
 from tomoforge.io.atomic import atomic_path
@@ -37,6 +39,14 @@ class Series(_Strict):
     style: Literal["line", "points", "line+points"] = "line+points"
     colour: str = Field("", pattern=r"^(#[0-9a-fA-F]{6})?$", description="#rrggbb, or '' for the palette's next")
     hollow: list[bool] | None = None
+
+    @field_validator("y", mode="before")
+    @classmethod
+    def _missing_where_not_finite(cls, value: Any) -> Any:
+        """A value that is not a finite number (NaN, ±inf: an empty shell, a log of 0) is a missing point."""
+        if isinstance(value, (list, tuple)):
+            return [v if not isinstance(v, (int, float)) or math.isfinite(v) else None for v in value]
+        return value
 
     @model_validator(mode="after")
     def _same_length(self) -> Series:

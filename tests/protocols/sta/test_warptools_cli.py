@@ -12,6 +12,7 @@ from tomoforge.cli.main import app
 from tomoforge.engine import Project
 from tomoforge.io.mrc import read_mrc
 from tomoforge.io.particle_views import read_particle_views
+from tomoforge.io.plot_data import read_plot_data
 from tomoforge.methods.map_alignment import fourier_shell_correlation
 
 FOLDER = "relion5/tomodrgn_warptools"
@@ -106,6 +107,8 @@ def test_postprocess_and_local_resolution_from_the_cli(imported):
         post = next(iter(project.output_set(3, "volumes")))
         folder = project.absolute(post.file).parent
         assert (folder / "map_postprocess_fsc.png").is_file() and (folder / "map_postprocess_guinier.png").is_file()
+        fsc = read_plot_data(folder / "map_postprocess_fsc.plot.json")  # what the web draws interactively
+        assert len(fsc.series) >= 2 and [m.value for m in fsc.markers] == [0.143, 0.5]
         # 40 noisy particles at 12 Å: somewhere between Nyquist (24 Å) and 100 Å
         assert 24.0 <= post.fsc.resolution_A() <= 100.0
     finally:
