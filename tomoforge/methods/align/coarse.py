@@ -54,6 +54,7 @@ class CoarseResult:
     axis_scan: AxisScan | None = None  # the half-turn scan of the tilt axis (None: not scanned)
     start_axis_deg: float | None = None  # the axis the chain used: the given one, or the scan's when far off
     chain_drift_px: np.ndarray | None = None  # (n,) the chain against projection matching (``chain_drift_px``)
+    thickness_mfp: float | None = None  # T/λ from the view means (``geometry.attenuation_thickness``)
 
 
 def chain_shifts(
@@ -211,6 +212,7 @@ def coarse_alignment(
         scan,
         start,
         chain_drift_px(chain, shifts, tilts_deg, refined.tilt_axis_deg),
+        refined.thickness_mfp,
     )
 
 

@@ -47,6 +47,13 @@ class CoarseParams(ProtocolParams):
     )
     low_cut_A: float = param(0.0, ge=0, unit="Å", help="remove features larger than this (0: a quarter of the image)")
     high_cut_A: float = param(40.0, gt=0, unit="Å", help="low-pass: period at which the gain is 1/e")
+    mean_free_path_A: float = param(
+        3500.0,
+        gt=0,
+        unit="Å",
+        help="inelastic mean free path in the specimen (ice at 300 kV: about 3500 Å), to compare the slab found "
+        "with the views' attenuation",
+    )
     interpolated: bool = param(False, help="also write the aligned (interpolated) stack")
     interpolated_binning: float = param(4.0, ge=1, help="binning of the interpolated stack")
 
@@ -101,6 +108,7 @@ def coarse_task(job: CoarseJob) -> dict[str, Any]:
         "start_axis_deg": res.start_axis_deg,
         "scanned_axis_deg": None if res.axis_scan is None else res.axis_scan.best_deg,
         "chain_drift_A": None if res.chain_drift_px is None else (res.chain_drift_px * px).tolist(),
+        "thickness_mfp": res.thickness_mfp,
     }
     if job.residuals_out and res.view_residual_px is not None and res.view_score is not None:
         write_view_residuals(job.residuals_out, v, result["view_residual_A"], result["view_score"])
@@ -173,6 +181,16 @@ class CoarseAlignment(Protocol):
             self.log(
                 f"{ts.name}: specimen slab {result['thickness_A']:.0f} Å thick; projection matching "
                 f"corrections (RMS, Å) {steps}; tilt axis {axis:.2f}°, tilt offset {offset:.2f}°"
+            )
+        mfp, thick = result.get("thickness_mfp"), result.get("thickness_A")
+        if mfp is not None and thick is not None:
+            expected = mfp * self.params.mean_free_path_A
+            ratio = thick / expected
+            warn = "WARNING: " if not 0.55 < ratio < 1.8 else ""
+            self.log(
+                f"{ts.name}: {warn}the slab found ({thick:.0f} Å) against the views' attenuation: {mfp:.2f} mean free "
+                f"paths, {expected:.0f} Å for λ = {self.params.mean_free_path_A:.0f} Å"
+                + (" (a slab much thicker than that: the alignment may have drifted)" if ratio >= 1.8 else "")
             )
         if result.get("view_residual_A") is not None:
             worst = sorted(zip(result["view_residual_A"], included(ts)), key=lambda r: -r[0])[:3]
