@@ -137,9 +137,12 @@ def frame_sums(sim: Path, truth: dict) -> np.ndarray:
     return np.stack([read_movie(sim / m).sum(axis=0) * gain for m in truth["movies"]]).astype(np.float32)
 
 
-def step_timings(stack: Path, truth: dict, out: Path, *, fiducial: bool = True) -> tuple[dict, dict]:
+def step_timings(
+    stack: Path, truth: dict, out: Path, *, fiducial: bool = True, patch_binning: float | None = None
+) -> tuple[dict, dict]:
     """Each step's task on the 1024² stack (protocol defaults), timed; and the accuracy it reaches (without
-    ``fiducial``: coarse-alignment and patch-tracking only, for a series with no gold)."""
+    ``fiducial``: coarse-alignment and patch-tracking only, for a series with no gold; ``patch_binning``:
+    patch tracking at that binning instead of its default)."""
     records = sorted(truth["tilts"], key=lambda r: r["acquisition_order"])
     sources = [(str(stack), i) for i in range(len(records))]
     tilts = [r["nominal_tilt_deg"] for r in records]
@@ -147,6 +150,8 @@ def step_timings(stack: Path, truth: dict, out: Path, *, fiducial: bool = True) 
     axis, px = truth["tilt_axis_angle_deg"], truth["pixel_size_A"]
     out.mkdir(parents=True, exist_ok=True)
     c, fm, fa, pt = CoarseParams(), FiducialModelParams(), FiducialAlignmentParams(), PatchTrackingParams()
+    if patch_binning is not None:
+        pt = pt.model_copy(update={"binning": patch_binning})
     views = ViewGeometry(
         sources=sources,
         tilts_deg=tilts,

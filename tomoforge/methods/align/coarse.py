@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from tomoforge.methods.align.axis_scan import AxisScan, scan_tilt_axis
 from tomoforge.methods.align.filters import bandpass, correlation_peak, cross_correlation, edge_taper
 from tomoforge.methods.align.geometry import refine_geometry
+from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.align.transform import rotation_2d, warp_images
 from tomoforge.methods.binning import bin_images
 from tomoforge.methods.fourier import as_tensor
@@ -49,6 +51,10 @@ class CoarseResult:
     tilt_offset_deg: float = 0.0  # to add to the nominal tilts (levels the specimen)
     view_residual_px: np.ndarray | None = None  # (n,) last projection-matching offset per view
     view_score: np.ndarray | None = None  # (n,) correlation of each view with the reprojection of the others
+    axis_scan: AxisScan | None = None  # the half-turn scan of the tilt axis (None: not scanned)
+    start_axis_deg: float | None = None  # the axis the chain used: the given one, or the scan's when far off
+    chain_drift_px: np.ndarray | None = None  # (n,) the chain against projection matching (``chain_drift_px``)
+    thickness_mfp: float | None = None  # T/λ from the view means (``geometry.attenuation_thickness``)
 
 
 def chain_shifts(
@@ -87,6 +93,18 @@ def chain_shifts(
     return shifts
 
 
+def chain_drift_px(
+    chain_px: np.ndarray, refined_px: np.ndarray, tilts_deg: ArrayLike, tilt_axis_deg: float
+) -> np.ndarray:
+    """(n,) how far (px) the correlation chain put the specimen centre from where projection matching put it,
+    per view, after removing the best 3D translation of the specimen (the free gauge, seen through the
+    tilts about ``tilt_axis_deg``): the chain's drift, which grows along each branch from the lowest tilt."""
+    a = ProjectionModel(tilts_deg, tilt_axis_deg, np.zeros_like(chain_px)).matrices()
+    e = np.asarray(chain_px, dtype=float) - np.asarray(refined_px, dtype=float)
+    t, *_ = np.linalg.lstsq(a.reshape(-1, 3), e.reshape(-1), rcond=None)
+    return np.asarray(np.linalg.norm(e - a @ t, axis=1))
+
+
 def coarse_alignment(
     images: ArrayLike | torch.Tensor,
     tilts_deg: ArrayLike,
@@ -101,6 +119,8 @@ def coarse_alignment(
     thickness_px: float | None = None,
     axis_range_deg: float = 2.0,
     level: bool = True,
+    scan_axis: bool = True,
+    axis_tolerance_deg: float = 6.0,
 ) -> CoarseResult:
     """Coarse alignment: the stretched-correlation chain, then rounds of projection matching.
 
@@ -125,6 +145,13 @@ def coarse_alignment(
         Specimen slab thickness for the reprojections, pixels (default: found from the data).
     axis_range_deg
         Search the tilt axis within this of ``tilt_axis_deg`` by projection matching (0: keep it).
+    scan_axis
+        Scan the tilt axis over the whole half-turn first (``axis_scan.scan_tilt_axis``): where the best angle
+        is more than ``axis_tolerance_deg`` (and ``axis_range_deg``) from the given one and clearly better (more
+        than half of the scan's range of scores above the given angle's: ``AxisScan.clear_gain``), the chain
+        starts from it and projection matching searches ``axis_tolerance_deg`` about it.
+    axis_tolerance_deg
+        How far (degrees, modulo 180°) the scan's angle may be from the given one before it replaces it.
     level
         Find the tilt offset that levels the specimen (from the views' mean intensities where they follow
         Beer–Lambert's law, else from the slab's extent).
@@ -142,9 +169,19 @@ def coarse_alignment(
     filt = bandpass(x, low, high_cut_px)
     filt = filt - filt.mean(dim=(-2, -1), keepdim=True)
     limit = max_shift_px or min(ny, nx) / 4
-    chain = chain_shifts(filt * taper, tilts_deg, tilt_axis_deg, taper, cumulative=cumulative, limit=limit)
+    scan = scan_tilt_axis(filt, tilts_deg, tilt_axis_deg, max_shift_px=limit) if scan_axis else None
+    start = float(tilt_axis_deg)
+    if (
+        scan is not None
+        and scan.off_by_deg(start) > max(axis_tolerance_deg, axis_range_deg)
+        and scan.clear_gain() > 0.5
+    ):
+        start, axis_range_deg = scan.best_deg, max(axis_range_deg, axis_tolerance_deg)
+    chain = chain_shifts(filt * taper, tilts_deg, start, taper, cumulative=cumulative, limit=limit)
     if refine_iterations <= 0:
-        return CoarseResult(chain, chain)
+        return CoarseResult(
+            chain, chain, tilt_axis_deg=None if start == tilt_axis_deg else start, axis_scan=scan, start_axis_deg=start
+        )
     # Projection matching at a sampling the low-pass allows (its gain is 0.1 at the new Nyquist):
     # the same accuracy in Å for a quarter of the work per halving.
     factor = max(1, int(high_cut_px / 3))
@@ -152,7 +189,7 @@ def coarse_alignment(
     refined = refine_geometry(
         small,
         tilts_deg,
-        tilt_axis_deg,
+        start,
         chain / factor,
         iterations=refine_iterations,
         thickness_px=None if thickness_px is None else thickness_px / factor,
@@ -161,8 +198,9 @@ def coarse_alignment(
         view_means=x.mean(dim=(-2, -1)).cpu().numpy(),
         taper_px=None if taper_px is None else taper_px / factor,
     )
+    shifts = refined.shifts_px * factor
     return CoarseResult(
-        refined.shifts_px * factor,
+        shifts,
         chain,
         refined.thickness_px * factor,
         refined.z_centre_px * factor,
@@ -171,7 +209,11 @@ def coarse_alignment(
         refined.tilt_offset_deg,
         refined.view_residual_px * factor,
         refined.view_score,
+        scan,
+        start,
+        chain_drift_px(chain, shifts, tilts_deg, refined.tilt_axis_deg),
+        refined.thickness_mfp,
     )
 
 
-__all__ = ["stretch_matrix", "CoarseResult", "chain_shifts", "coarse_alignment"]
+__all__ = ["stretch_matrix", "CoarseResult", "chain_drift_px", "chain_shifts", "coarse_alignment"]

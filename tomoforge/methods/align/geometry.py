@@ -159,6 +159,19 @@ def intensity_offset_deg(
     return float(grid[k])
 
 
+def attenuation_thickness(view_means: ArrayLike, tilts_deg: ArrayLike, offset_deg: float = 0.0) -> float | None:
+    """The specimen's thickness in inelastic mean free paths, T/λ, from the views' mean intensities
+    (Beer–Lambert: ln I = ln I₀ − (T/λ) / cos(β + δ), by linear least squares at the tilt offset δ); None when
+    the means are not all positive and finite or do not fall with the path. A check of the slab that
+    projection matching finds (λ ≈ 3500 Å in ice at 300 kV)."""
+    means = np.asarray(view_means, dtype=float)
+    if len(means) < 3 or np.any(means <= 0) or not np.all(np.isfinite(means)):
+        return None
+    secant = 1.0 / np.cos(np.deg2rad(np.asarray(tilts_deg, dtype=float) + offset_deg))
+    slope = np.polyfit(secant, np.log(means), 1)[0]
+    return float(-slope) if slope < 0 else None
+
+
 @dataclass
 class GeometryRefinement:
     """Shifts (px), tilt axis and tilt offset (degrees) found by projection matching, and per view the
@@ -172,6 +185,7 @@ class GeometryRefinement:
     step_rms_px: list[float] = field(default_factory=list)
     view_residual_px: np.ndarray = field(default_factory=lambda: np.zeros(0))
     view_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    thickness_mfp: float | None = None  # T/λ from the view means where they follow Beer–Lambert (else None)
 
 
 def refine_geometry(
@@ -239,8 +253,10 @@ def refine_geometry(
         steps += ref.step_rms_px
     offset = 0.0
     from_means = None if view_means is None or not level else intensity_offset_deg(view_means, tilts)
-    if from_means is not None:
+    thickness_mfp = None
+    if from_means is not None and view_means is not None:
         offset = from_means
+        thickness_mfp = attenuation_thickness(view_means, tilts, offset)
     elif level:
         offset = slab_offset_deg(_axis_frame(x, axis, ref.shifts_px, taper), tilts, ref.thickness_px, 0.0)
     return GeometryRefinement(
@@ -252,11 +268,13 @@ def refine_geometry(
         step_rms_px=steps,
         view_residual_px=ref.view_residual_px,
         view_score=view_scores(x, tilts + offset, axis, ref.shifts_px, ref.thickness_px, 0.0, taper),
+        thickness_mfp=thickness_mfp,
     )
 
 
 __all__ = [
     "GeometryRefinement",
+    "attenuation_thickness",
     "intensity_offset_deg",
     "refine_geometry",
     "search_tilt_axis",

@@ -36,12 +36,24 @@ class CoarseParams(ProtocolParams):
         unit="deg",
         help="search the tilt axis within this of the given one by projection matching (0: keep it)",
     )
+    scan_axis: bool = param(
+        True,
+        help="scan the tilt axis over 180° by stretched correlation and start from it when the given one is "
+        "more than 6° off",
+    )
     level: bool = param(True, help="find the tilt offset that levels the specimen (else keep the nominal tilts)")
     thickness_A: float | None = param(
         None, gt=0, unit="Å", help="specimen slab thickness for the reprojections (default: found from the data)"
     )
     low_cut_A: float = param(0.0, ge=0, unit="Å", help="remove features larger than this (0: a quarter of the image)")
     high_cut_A: float = param(40.0, gt=0, unit="Å", help="low-pass: period at which the gain is 1/e")
+    mean_free_path_A: float = param(
+        3500.0,
+        gt=0,
+        unit="Å",
+        help="inelastic mean free path in the specimen (ice at 300 kV: about 3500 Å), to compare the slab found "
+        "with the views' attenuation",
+    )
     interpolated: bool = param(False, help="also write the aligned (interpolated) stack")
     interpolated_binning: float = param(4.0, ge=1, help="binning of the interpolated stack")
 
@@ -81,6 +93,7 @@ def coarse_task(job: CoarseJob) -> dict[str, Any]:
         thickness_px=p.thickness_A / px if p.thickness_A else None,
         axis_range_deg=p.axis_search_deg if p.refine_iterations > 0 else 0.0,
         level=p.level,
+        scan_axis=p.scan_axis,
     )
     shifts = res.shifts_px
     result: dict[str, Any] = {
@@ -91,6 +104,11 @@ def coarse_task(job: CoarseJob) -> dict[str, Any]:
         "tilt_offset_deg": res.tilt_offset_deg,
         "view_residual_A": None if res.view_residual_px is None else (res.view_residual_px * px).tolist(),
         "view_score": None if res.view_score is None else res.view_score.tolist(),
+        "given_axis_deg": v.axis_deg,
+        "start_axis_deg": res.start_axis_deg,
+        "scanned_axis_deg": None if res.axis_scan is None else res.axis_scan.best_deg,
+        "chain_drift_A": None if res.chain_drift_px is None else (res.chain_drift_px * px).tolist(),
+        "thickness_mfp": res.thickness_mfp,
     }
     if job.residuals_out and res.view_residual_px is not None and res.view_score is not None:
         write_view_residuals(job.residuals_out, v, result["view_residual_A"], result["view_score"])
@@ -143,11 +161,36 @@ class CoarseAlignment(Protocol):
             for t, s in zip(included(ts), result["shifts_A"])
         }
         self.emit("tilt_series", with_alignment(ts, values), task)
+        start, given = result.get("start_axis_deg"), result.get("given_axis_deg")
+        if start is not None and given is not None and abs(start - given) > 1e-6:
+            self.log(
+                f"{ts.name}: WARNING: the tilt axis given ({given:.2f}°) is {abs(start - given):.0f}° from the one "
+                f"the views' stretching shows ({start:.2f}°, scanned over 180°): aligned from the latter; check "
+                "the acquisition's tilt axis convention (Tomography 5's TiltAxisAngle is not the angle from image Y)"
+            )
+        drift = result.get("chain_drift_A")
+        if drift:
+            far = int(max(range(len(drift)), key=lambda i: drift[i]))
+            self.log(
+                f"{ts.name}: the correlation chain drifted from the projection-matching alignment by up to "
+                f"{drift[far]:.0f} Å (at {included(ts)[far].tilt_angle_deg:.0f}°; RMS "
+                f"{(sum(d * d for d in drift) / len(drift)) ** 0.5:.0f} Å)"
+            )
         if result.get("thickness_A") is not None:
             steps = ", ".join(f"{r:.1f}" for r in result["step_rms_A"])
             self.log(
                 f"{ts.name}: specimen slab {result['thickness_A']:.0f} Å thick; projection matching "
                 f"corrections (RMS, Å) {steps}; tilt axis {axis:.2f}°, tilt offset {offset:.2f}°"
+            )
+        mfp, thick = result.get("thickness_mfp"), result.get("thickness_A")
+        if mfp is not None and thick is not None:
+            expected = mfp * self.params.mean_free_path_A
+            ratio = thick / expected
+            warn = "WARNING: " if not 0.55 < ratio < 1.8 else ""
+            self.log(
+                f"{ts.name}: {warn}the slab found ({thick:.0f} Å) against the views' attenuation: {mfp:.2f} mean free "
+                f"paths, {expected:.0f} Å for λ = {self.params.mean_free_path_A:.0f} Å"
+                + (" (a slab much thicker than that: the alignment may have drifted)" if ratio >= 1.8 else "")
             )
         if result.get("view_residual_A") is not None:
             worst = sorted(zip(result["view_residual_A"], included(ts)), key=lambda r: -r[0])[:3]
