@@ -1,0 +1,1 @@
+"""Particle picking: template matching, angular sampling, peak extraction, and the coordinate tools."""
