@@ -1,0 +1,1 @@
+"""Picking protocols: template matching and the coordinate tools."""
