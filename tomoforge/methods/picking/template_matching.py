@@ -168,38 +168,47 @@ class _Search:
         n = mask.shape[-1]
         self.n = n
         self.wrap = [_wrap_index(n, s, self.device) for s in self.shape]
-        self.buffers: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.buffers: dict[int, tuple[torch.Tensor, ...]] = {}
         self.denominator: torch.Tensor | None = None
         if spherical:
             self.denominator = self.local_sd(mask[None])[0]
 
-    def _buffers(self, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _buffers(self, b: int) -> tuple[torch.Tensor, ...]:
         if b not in self.buffers:
             n, (sz, sy, sx) = self.n, self.shape
             self.buffers[b] = (
                 torch.zeros((b, n, n, sx), device=self.device),
                 torch.zeros((b, n, sy, sx // 2 + 1), dtype=torch.complex64, device=self.device),
                 torch.zeros((b, sz, sy, sx // 2 + 1), dtype=torch.complex64, device=self.device),
+                torch.empty((b, sz, sy, sx // 2 + 1), dtype=torch.complex64, device=self.device),
+                torch.empty((b, sz, sy, sx), device=self.device),
             )
         return self.buffers[b]
 
     def padded_spectrum(self, boxes: torch.Tensor) -> torch.Tensor:
-        """rfftn of the boxes (b, n, n, n) reflected onto the tile grid (zero elsewhere), axis by axis."""
-        bx, by, bz = self._buffers(len(boxes))
+        """rfftn of the boxes (b, n, n, n) reflected onto the tile grid (zero elsewhere), axis by axis; one box
+        at a time along y and z (a batched transform along a strided axis is several times slower on CPUs)."""
+        bx, by, bz, spectrum, _ = self._buffers(len(boxes))
         bx[..., self.wrap[2]] = boxes
         by[:, :, self.wrap[1], :] = torch.fft.rfft(bx, dim=-1)
-        bz[:, self.wrap[0]] = torch.fft.fft(by, dim=-2)
-        return torch.fft.fft(bz, dim=-3)
+        for i in range(len(boxes)):
+            bz[i, self.wrap[0]] = torch.fft.fft(by[i], dim=-2)
+            torch.fft.fft(bz[i], dim=0, out=spectrum[i])
+        return spectrum
 
     def correlate(self, spectrum: torch.Tensor, with_squares: bool = False) -> torch.Tensor:
-        """Σ_y box(y) T(x + y) (or T²) for each reflected box spectrum (b, …): (b, z, y, x)."""
+        """Σ_y box(y) T(x + y) (or T²) for each reflected box spectrum (b, …), in place of ``spectrum``:
+        (b, z, y, x), a view of a buffer that the next call overwrites."""
         tomo = self.squared_spectrum if with_squares else self.spectrum
-        return torch.fft.irfftn(spectrum.mul_(tomo), s=self.shape, dim=(1, 2, 3))
+        out = self._buffers(len(spectrum))[4]
+        for i in range(len(spectrum)):  # one volume at a time: batched inverse transforms are slower on CPUs
+            torch.fft.irfftn(spectrum[i].mul_(tomo), s=self.shape, out=out[i])
+        return out[: len(spectrum)]
 
     def local_sd(self, masks: torch.Tensor) -> torch.Tensor:
         """√(Σ m T² − (Σ m T)² / Σ m) at every voxel for each mask (b, n, n, n); inf where the tomogram is flat."""
         spec = self.padded_spectrum(masks)
-        s1 = self.correlate(spec.clone())
+        s1 = self.correlate(spec.clone()).clone()
         s2 = self.correlate(spec, with_squares=True)
         var = s2 - s1 * s1 / masks.sum((1, 2, 3)).clamp(min=1e-12)[:, None, None, None]
         scale = s2.abs().amax((1, 2, 3), keepdim=True).clamp(min=1e-30)
@@ -228,9 +237,10 @@ def _search_tile(
         spherical = search.denominator is not None
         masks = mask[None].expand(len(r), -1, -1, -1) if spherical else rotate_volumes(mask, r, xyz).clamp(0, 1)
         a = _normalise_under_mask(turned, masks)
+        sd = None if spherical else search.local_sd(masks)  # before the correlation: they share buffers
         cc = search.correlate(search.padded_spectrum(a))
-        if not spherical:
-            cc = cc / search.local_sd(masks)
+        if sd is not None:
+            cc = cc / sd
         value, arg = cc.max(dim=0) if len(r) > 1 else (cc[0], torch.zeros(search.shape, dtype=torch.int64))
         torch.gt(value, best, out=better)
         torch.maximum(best, value, out=best)
