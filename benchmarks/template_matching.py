@@ -30,17 +30,17 @@ from pathlib import Path
 # others' processes for the cores and a 2-thread FFT takes ten times longer. Set before torch loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np
-import torch
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's tomoforge and tests, not installed ones; results_md
-from results_md import machine_info, replace_section
+from results_md import machine_info, replace_section  # noqa: E402
 
-from tests.methods.picking import synthetic
-from tomoforge.methods.picking.angles import angular_sampling, rotation_count
-from tomoforge.methods.picking.template_matching import match_template
-from tomoforge.methods.rotations import xyz_to_zyx_matrix
+from tests.methods.picking import synthetic  # noqa: E402
+from tomoforge.methods.picking.angles import angular_sampling, rotation_count  # noqa: E402
+from tomoforge.methods.picking.template_matching import match_template  # noqa: E402
+from tomoforge.methods.rotations import xyz_to_zyx_matrix  # noqa: E402
 
 START, END = "<!-- template_matching:start -->", "<!-- template_matching:end -->"
 
@@ -107,7 +107,7 @@ def timed_pair(search, n: int, repeat: int) -> dict:
     for k in (n, 2 * n):
         best = (np.inf, np.inf)
         for _ in range(repeat):
-            w, c, _ = clock(lambda: search(k))
+            w, c, _ = clock(lambda k=k: search(k))
             best = (min(best[0], w), min(best[1], c))
         runs[k] = best
     return {
@@ -117,6 +117,44 @@ def timed_pair(search, n: int, repeat: int) -> dict:
         "per_rotation_s": (runs[2 * n][0] - runs[n][0]) / n,
         "per_rotation_cpu_s": (runs[2 * n][1] - runs[n][1]) / n,
     }
+
+
+def write_section(r: dict) -> None:
+    m, o, p, b = r["machine"], r["ours"], r["pytme"], r["fft_bound"]
+    z, y, x = r["shape_zyx"]
+    lines = [
+        "## Template matching (`python benchmarks/template_matching.py`)",
+        "",
+        (
+            f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} "
+            f"({m['torch_threads']} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}), load average {m['load']} before, {r['load_after']} after (shared "
+            f"machine: wall times depend on the others' load). Tomogram {x} × {y} × {z} voxels (x, y, z), template "
+            f"and spherical mask 17³, the first {r['rotations']} rotations of a 7° sampling; LNCC under the mask, "
+            f"no weighting, for both. Per rotation = (time for {2 * r['rotations']} − time for {r['rotations']}) "
+            f"/ {r['rotations']} (set-up left out); minimum of the runs. pyTME {p['version']} "
+            f"(`FLCSphericalMask`, linear interpolation); the score maps agree: r = {r['agreement']['r']:.5f}, "
+            f"max |difference| {r['agreement']['max_abs_difference']:.1e}."
+        ),
+        "",
+        "| | per rotation: wall ms | CPU ms | total for N: wall s | CPU s |",
+        "|---|---:|---:|---:|---:|",
+        f"| FFT bound (rfftn + irfftn) | {1e3 * b['per_rotation_s']:.1f} | {1e3 * b['per_rotation_cpu_s']:.1f} | | |",
+        f"| tomoforge `match_template` | {1e3 * o['per_rotation_s']:.1f} | {1e3 * o['per_rotation_cpu_s']:.1f} "
+        f"| {o['total_s']:.2f} | {o['total_cpu_s']:.2f} |",
+        f"| pyTME | {1e3 * p['per_rotation_s']:.1f} | {1e3 * p['per_rotation_cpu_s']:.1f} "
+        f"| {p['total_s']:.2f} | {p['total_cpu_s']:.2f} |",
+        "",
+        (
+            f"Per rotation: {r['speedup_vs_pytme_per_rotation']:.1f}× faster than pyTME in wall time, "
+            f"{r['speedup_vs_pytme_per_rotation_cpu']:.1f}× in CPU time (floor 2×); "
+            f"{r['ratio_to_fft_bound']:.2f}× the FFT bound in wall time, {r['ratio_to_fft_bound_cpu']:.2f}× in CPU "
+            f"time (floor 1.5×). A full 7° search "
+            f"({r['seven_degree_rotations']} rotations) of this tomogram: {r['seven_degree_total_s'] / 60:.1f} min. "
+            "The `cell` preset's figure waits for that preset (branch wt-sim17b); no GPU was lent, so no "
+            "pytom-match-pick comparison."
+        ),
+    ]
+    replace_section(START, END, lines)
 
 
 def main() -> None:
@@ -159,6 +197,7 @@ def main() -> None:
         "r": float(np.corrcoef(a_map[inner].ravel(), b_map[inner].ravel())[0, 1]),
         "max_abs_difference": float(np.abs(a_map[inner] - b_map[inner]).max()),
     }
+    results["load_after"] = round(os.getloadavg()[0], 2)
     o, p = results["ours"], results["pytme"]
     results["speedup_vs_pytme_per_rotation"] = p["per_rotation_s"] / o["per_rotation_s"]
     results["speedup_vs_pytme_per_rotation_cpu"] = p["per_rotation_cpu_s"] / o["per_rotation_cpu_s"]
@@ -166,51 +205,12 @@ def main() -> None:
     results["ratio_to_fft_bound_cpu"] = o["per_rotation_cpu_s"] / bound_c
     results["seven_degree_rotations"] = rotation_count(7.0)
     results["seven_degree_total_s"] = rotation_count(7.0) * o["per_rotation_s"]
-    results["load_after"] = round(os.getloadavg()[0], 2)
     text = json.dumps(results, indent=1)
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
     if not args.no_write:
         write_section(results)
-
-
-def write_section(r: dict) -> None:
-    m, o, p, b = r["machine"], r["ours"], r["pytme"], r["fft_bound"]
-    z, y, x = r["shape_zyx"]
-    lines = [
-        "## Template matching (`python benchmarks/template_matching.py`)",
-        "",
-        (
-            f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']} "
-            f"({m['torch_threads']} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}), load average {m['load']} before, {r['load_after']} after (shared "
-            f"machine: wall times depend on the others' load). Tomogram {x} × {y} × {z} voxels (x, y, z), template "
-            f"and spherical mask 17³, the first {r['rotations']} rotations of a 7° sampling; LNCC under the mask, "
-            f"no weighting, for both. Per rotation = (time for {2 * r['rotations']} − time for {r['rotations']}) "
-            f"/ {r['rotations']} (set-up left out); minimum of the runs. pyTME {p['version']} "
-            f"(`FLCSphericalMask`, linear interpolation); the score maps agree: r = {r['agreement']['r']:.5f}, "
-            f"max |difference| {r['agreement']['max_abs_difference']:.1e}."
-        ),
-        "",
-        "| | per rotation: wall ms | CPU ms | total for N: wall s | CPU s |",
-        "|---|---:|---:|---:|---:|",
-        f"| FFT bound (rfftn + irfftn) | {1e3 * b['per_rotation_s']:.1f} | {1e3 * b['per_rotation_cpu_s']:.1f} | | |",
-        f"| tomoforge `match_template` | {1e3 * o['per_rotation_s']:.1f} | {1e3 * o['per_rotation_cpu_s']:.1f} "
-        f"| {o['total_s']:.2f} | {o['total_cpu_s']:.2f} |",
-        f"| pyTME | {1e3 * p['per_rotation_s']:.1f} | {1e3 * p['per_rotation_cpu_s']:.1f} "
-        f"| {p['total_s']:.2f} | {p['total_cpu_s']:.2f} |",
-        "",
-        (
-            f"Per rotation: {r['speedup_vs_pytme_per_rotation']:.1f}× faster than pyTME in wall time, "
-            f"{r['speedup_vs_pytme_per_rotation_cpu']:.1f}× in CPU time (floor 2×); "
-            f"{r['ratio_to_fft_bound']:.2f}× the FFT bound in wall time, {r['ratio_to_fft_bound_cpu']:.2f}× in CPU "
-            f"time (floor 1.5×). A full 7° search "
-            f"({r['seven_degree_rotations']} rotations) of this tomogram: {r['seven_degree_total_s'] / 60:.1f} min. "
-            "The `cell` preset's figure waits for that preset (branch wt-sim17b); no GPU was lent, so no "
-            "pytom-match-pick comparison."
-        ),
-    ]
-    replace_section(START, END, lines)
 
 
 if __name__ == "__main__":
