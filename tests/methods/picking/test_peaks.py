@@ -11,6 +11,7 @@ from tomoforge.methods.picking.peaks import (
     false_positive_threshold,
     find_peaks,
     non_maximum_suppression,
+    subvoxel_positions,
 )
 
 
@@ -60,3 +61,11 @@ def test_find_peaks_with_exclusions() -> None:
     assert [tuple(p) for p in no_gold.positions_zyx] == [(15, 15, 15), (20, 22, 8)]
     top = find_peaks(scores, threshold=0.5, min_distance_px=6, edge_px=4, max_count=1)
     assert [tuple(p) for p in top.positions_zyx] == [(15, 15, 15)]
+
+
+def test_subvoxel_refinement_finds_a_parabolas_vertex() -> None:
+    # a paraboloid peaked at (10.3, 7.0, 12.8): its vertex is exact; a peak on a face stays put
+    z, y, x = np.meshgrid(np.arange(20), np.arange(16), np.arange(24), indexing="ij")
+    scores = 1.0 - 0.01 * ((z - 10.3) ** 2 + (y - 7.0) ** 2 + 2 * (x - 12.8) ** 2)
+    np.testing.assert_allclose(subvoxel_positions(scores, np.array([[10, 7, 13]])), [[10.3, 7.0, 12.8]], atol=1e-9)
+    np.testing.assert_allclose(subvoxel_positions(scores, np.array([[0, 7, 13]]))[0, 0], 0.0)

@@ -81,11 +81,33 @@ def non_maximum_suppression(positions: np.ndarray, values: np.ndarray, min_dista
 
 @dataclass
 class Peaks:
-    """Peak positions (k, 3) as (z, y, x) voxel indices, their scores (k,), best first, and the threshold."""
+    """Peak positions (k, 3) as (z, y, x) voxel indices, the same refined to a fraction of a voxel, their scores
+    (k,), best first, and the threshold."""
 
     positions_zyx: np.ndarray
     scores: np.ndarray
     threshold: float
+    refined_zyx: np.ndarray
+
+
+def subvoxel_positions(scores: np.ndarray, positions_zyx: np.ndarray) -> np.ndarray:
+    """Peak positions (k, 3) refined along each axis by the parabola through the peak and its two neighbours
+    (the vertex, within ±0.5 voxel; unchanged at a face or where the curve is not concave); float64."""
+    pos = np.asarray(positions_zyx, dtype=np.int64).reshape(-1, 3)
+    out = pos.astype(np.float64)
+    shape = np.array(scores.shape)
+    centre = scores[tuple(pos.T)].astype(np.float64)
+    for axis in range(3):
+        inside = (pos[:, axis] > 0) & (pos[:, axis] < shape[axis] - 1)
+        lo, hi = pos.copy(), pos.copy()
+        lo[:, axis] = np.clip(lo[:, axis] - 1, 0, shape[axis] - 1)
+        hi[:, axis] = np.clip(hi[:, axis] + 1, 0, shape[axis] - 1)
+        a, b = scores[tuple(lo.T)].astype(np.float64), scores[tuple(hi.T)].astype(np.float64)
+        curve = a - 2 * centre + b
+        ok = inside & (curve < 0) & np.isfinite(a) & np.isfinite(b)
+        step = np.where(ok, 0.5 * (a - b) / np.where(ok, curve, -1.0), 0.0)
+        out[:, axis] += np.clip(step, -0.5, 0.5)
+    return out
 
 
 def find_peaks(
@@ -136,4 +158,4 @@ def find_peaks(
     kept = non_maximum_suppression(positions.astype(float), values, min_distance_px)
     if max_count is not None:
         kept = kept[:max_count]
-    return Peaks(positions[kept], values[kept], float(threshold))
+    return Peaks(positions[kept], values[kept], float(threshold), subvoxel_positions(s, positions[kept]))

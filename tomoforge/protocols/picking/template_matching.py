@@ -216,7 +216,7 @@ def template_matching_task(job: TemplateMatchingJob) -> dict[str, Any]:
     np.save(f"{base}_rotations.npy", result.rotations, allow_pickle=False)
     score_histogram(f"{base}_histogram.png", job.tomogram_name, result.scores[inner], mean, sd, threshold)
     centre = np.array(tomo.shape) // 2
-    xyz_A = (peaks.positions_zyx[:, ::-1] - centre[::-1]) * voxel
+    xyz_A = (peaks.refined_zyx[:, ::-1] - centre[::-1]) * voxel  # to a fraction of a voxel
     found = result.rotations[result.best_rotation[tuple(peaks.positions_zyx.T)]]
     log_line(
         job.log_file,
