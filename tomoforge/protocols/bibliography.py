@@ -68,4 +68,16 @@ register_bibtex(
   title = {{CTF} determination and correction for low dose tomographic tilt series},
   journal = {Journal of Structural Biology}, volume = {168}, number = {3}, pages = {378--387}, year = {2009},
   doi = {10.1016/j.jsb.2009.08.016}}""",
+    """@article{roseman2003,
+  author = {Roseman, Alan M.},
+  title = {Particle finding in electron micrographs using a fast local correlation algorithm},
+  journal = {Ultramicroscopy}, volume = {94}, number = {3--4}, pages = {225--236}, year = {2003}
+}""",
+    """@article{cruzleon2024,
+  author = {Cruz-Le{\'o}n, Sergio and Majtner, Tom{\'a}{\v s} and Hoffmann, Patrick C. and Kreysing, Jan Philipp and
+            Kehl, Sebastian and Tuijtel, Maarten W. and Schaefer, Stefan L. and Geißler, Katharina and Beck, Martin and
+            Turo{\v n}ov{\'a}, Beata and Hummer, Gerhard},
+  title = {High-confidence {3D} template matching for cryo-electron tomography},
+  journal = {Nature Communications}, volume = {15}, pages = {3992}, year = {2024}
+}""",
 )

@@ -1,1 +1,2 @@
-"""Particle picking: template matching and the coordinate tools (duplicates, consensus, normals)."""
+"""Particle picking: template matching (angular sampling, template weighting, scores, peaks) and the
+coordinate tools (duplicates, consensus, normals)."""

@@ -1,0 +1,126 @@
+"""The template-matching protocol end to end on a synthetic tomogram with known particles: imported tomogram,
+reference, tilt series and CTF (made by a test protocol until import-volumes exists) -> every particle picked
+within a voxel, with its orientation; score and angle maps; the histogram PNG; bulk-written coordinates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from tests.methods.picking import synthetic
+from tomoforge.engine import ExecutorConfig, Project, Protocol, ProtocolParams, Task, execute_run, param, registry
+from tomoforge.io.mrc import read_mrc, write_mrc
+from tomoforge.model import Acquisition, CTFSeries, CTFTiltImage, TiltImage, TiltSeries
+from tomoforge.model.volume import Volume
+from tomoforge.simulate.accuracy import match_picks
+
+SERIAL = ExecutorConfig(kind="serial")
+SHAPE = (34, 40, 40)
+
+
+class InputsParams(ProtocolParams):
+    reference: str = param(..., help="reference MRC")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputsJob:
+    reference: str
+
+
+def inputs_task(job: InputsJob) -> str:
+    return job.reference
+
+
+class MakeInputs(Protocol):
+    """Test stand-in for import-volumes: the reference Volume, and the tilt series and CTF of the tomogram."""
+
+    name = "tm-test-inputs"
+    Params = InputsParams
+    outputs: ClassVar = {"volumes": Volume, "tilt_series": TiltSeries, "ctf": CTFSeries}
+
+    def tasks(self) -> Iterator[Task[Any]]:
+        yield Task(inputs_task, InputsJob(reference=self.params.reference), key="inputs")
+
+    def collect(self, task: Task[Any], result: str) -> None:
+        w = synthetic.WEIGHTING
+        self.emit("volumes", Volume(name="reference", file=result, pixel_size_A=synthetic.PIXEL_A), task)
+        views = [
+            TiltImage(acquisition_order=i + 1, tilt_angle_deg=t, accumulated_dose_e_A2=d)
+            for i, (t, d) in enumerate(zip(w.tilt_angles_deg, w.doses_e_A2 or ()))
+        ]
+        acq = Acquisition(pixel_size_A=5.0, amplitude_contrast=w.amplitude_contrast)
+        self.emit("tilt_series", TiltSeries(name="TS_01", acquisition=acq, tilt_images=views), task)
+        entries = [
+            CTFTiltImage(acquisition_order=i + 1, tilt_angle_deg=t, defocus_u_A=f, defocus_v_A=f)
+            for i, (t, f) in enumerate(zip(w.tilt_angles_deg, w.defocus_A or ()))
+        ]
+        self.emit("ctf", CTFSeries(name="TS_01", entries=entries), task)
+
+
+def run(project: Project, protocol: str, params: dict[str, Any], inputs: dict[str, str]) -> int:
+    run_id = project.new_run(protocol, params, inputs, executor=SERIAL)
+    assert execute_run(project, run_id) == "finished", project.run(run_id)["error"]
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def matched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, int, synthetic.Synthetic]]:
+    folder = tmp_path_factory.mktemp("tm")
+    scene = synthetic.tomogram(SHAPE, spacing=15, noise_sd=1.0, seed=4)
+    write_mrc(folder / "TS_01.mrc", scene.volume, synthetic.PIXEL_A)
+    write_mrc(folder / "reference.mrc", synthetic.template(), synthetic.PIXEL_A)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(registry, "_cache", {**registry.protocols(), MakeInputs.name: MakeInputs})
+    project = Project.create(folder / "project")
+    tomo = run(project, "import-tomograms", {"files_path": str(folder), "pattern": "TS_*.mrc"}, {})
+    made = run(project, "tm-test-inputs", {"reference": str(folder / "reference.mrc")}, {})
+    params = {"angular_step_deg": 25.0, "min_distance_A": 80.0, "edge_A": 90.0}
+    inputs = {
+        "tomograms": f"{tomo}.tomograms",
+        "reference": f"{made}.volumes",
+        "tilt_series": f"{made}.tilt_series",
+        "ctf": f"{made}.ctf",
+    }
+    tm = run(project, "template-matching", params, inputs)
+    yield project, tm, scene
+    project.close()
+    patch.undo()
+
+
+def test_every_particle_is_picked_with_its_orientation(matched: tuple[Project, int, synthetic.Synthetic]) -> None:
+    project, tm, scene = matched
+    coords = project.output_set(tm, "coordinates").arrays("x_A", "y_A", "z_A", "rotation", "score", "tomogram")
+    picks = np.stack([coords["x_A"], coords["y_A"], coords["z_A"]], 1)
+    centre = np.array(SHAPE) // 2
+    truth = (scene.positions_zyx - centre)[:, ::-1] * synthetic.PIXEL_A  # Å from the centre, (x, y, z)
+    match = match_picks(
+        picks, truth, 2 * synthetic.PIXEL_A, pick_rotations=coords["rotation"], true_rotations=scene.rotations
+    )
+    assert match.f1 == 1.0
+    assert match.position_error_A.max() <= synthetic.PIXEL_A
+    assert match.median_orientation_error_deg < 15.0
+    assert match.orientation_error_deg.max() < 25.0
+    assert set(coords["tomogram"]) == {"TS_01"}
+    assert np.all(np.diff(coords["score"]) <= 0)  # best first
+
+
+def test_maps_and_histogram_are_written(matched: tuple[Project, int, synthetic.Synthetic]) -> None:
+    project, tm, scene = matched
+    scores = project.output_set(tm, "score_maps").get("TS_01")
+    angles = project.output_set(tm, "angle_maps").get("TS_01")
+    score_map = read_mrc(project.absolute(scores.file))
+    assert score_map.shape == SHAPE
+    picks = project.output_set(tm, "coordinates").arrays("score")["score"]
+    assert score_map.max() == pytest.approx(picks.max(), rel=1e-6)
+    index = read_mrc(project.absolute(angles.file))
+    rotations = np.load(Path(project.absolute(angles.file)).with_name("TS_01_rotations.npy"))
+    assert index.max() < len(rotations) and np.all(index == np.round(index))
+    png = Path(project.absolute(scores.file)).with_name("TS_01_histogram.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    log = (project.run_dir(tm) / "run.log").read_text()
+    assert "TS_01: 8 picks above" in log

@@ -1,0 +1,383 @@
+"""Template matching: the locally normalised cross-correlation (LNCC) of a rotated template with a tomogram
+under a mask, by FFT, over a set of rotations batched on torch.
+
+For a template t rotated by R (weighted like the data: ``template_weighting``) and its mask m (weights 0–1),
+the score at voxel x is the Pearson correlation, weighted by m, between the template and the tomogram T in the
+box centred on x (Roseman 2003):
+
+    a = m (t − μ_t) / √(Σ m (t − μ_t)²),   μ_t = Σ m t / Σ m
+    score(x) = Σ_y a(y) T(x + y) / √( Σ_y m(y) T(x + y)² − (Σ_y m(y) T(x + y))² / Σ m )
+
+The three sums over y are correlations, computed by FFT on the (padded) tomogram grid: one forward and one
+inverse FFT per rotation for the numerator; the two local sums once for a rotation-invariant (spherical)
+mask, else per rotation. With a spherical mask the denominator does not depend on the rotation, so the best
+numerator is kept and divided once. The score is in [−1, 1]; the best rotation's index is kept per voxel.
+
+Background correction (``background_correction``): the same search with a phase-randomised template (same
+amplitude spectrum, random phases) gives the score noise alone reaches; its best score at each voxel is
+subtracted (as pytom-match-pick's random-phase correction). A tomogram larger than ``memory_budget_bytes``
+allows is searched in tiles that overlap by the template's size; each keeps the scores of its core, which
+are those of the whole search wherever the template stays inside the tomogram.
+
+Arrays: volumes (z, y, x) float32; rotations (n, 3, 3) act on (x, y, z) about the box centre (voxel n // 2),
+x_tomogram = R · x_reference.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tomoforge.methods.fourier import as_tensor, fast_fft_size
+
+BYTES_PER_VOXEL_FIXED = 40  # tomogram, its spectrum, the local sums, best score and index, a filter
+BYTES_PER_VOXEL_ROTATION = 16  # padded template, its spectrum, the correlation
+
+
+@dataclass
+class MatchResult:
+    """Best score per voxel (z, y, x) float32, the index of its rotation (int32, into ``rotations``), the
+    rotations searched (n, 3, 3), the phase-randomised template's best score when corrected (else None), the
+    tiles used and the seconds spent."""
+
+    scores: np.ndarray
+    best_rotation: np.ndarray
+    rotations: np.ndarray
+    noise_scores: np.ndarray | None
+    n_tiles: int
+    seconds: float
+
+
+def _centred_xyz(n: int, device: torch.device) -> torch.Tensor:
+    """(n³, 3) (x, y, z) of every voxel of an n³ box, from voxel n // 2, in (z, y, x) storage order."""
+    axis = torch.arange(n, device=device, dtype=torch.float32) - n // 2
+    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+    return torch.stack([x, y, z], -1).reshape(-1, 3)
+
+
+def rotate_volumes(volume: torch.Tensor, rotations: torch.Tensor, xyz: torch.Tensor | None = None) -> torch.Tensor:
+    """``volume`` (n, n, n) rotated by each of ``rotations`` (b, 3, 3) about voxel n // 2, trilinear, zero
+    outside: out_b(x) = volume(R_bᵀ x); (b, n, n, n). ``xyz``: ``_centred_xyz(n)`` when the caller keeps it."""
+    n = volume.shape[-1]
+    dev = volume.device
+    r = rotations.to(device=dev, dtype=torch.float32)
+    points = _centred_xyz(n, dev) if xyz is None else xyz
+    src = torch.matmul(points, r) + n // 2  # row p of (x_p · R) = (Rᵀ x_p)ᵀ, in voxels from the corner
+    grid = (src * (2.0 / (n - 1)) - 1.0).reshape(len(r), n, n, n, 3)  # align_corners: −1 → 0, +1 → n − 1
+    vol = volume.to(torch.float32).expand(len(r), 1, n, n, n)
+    return F.grid_sample(vol, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
+
+
+def is_rotation_invariant(mask: torch.Tensor, *, tolerance: float = 0.02) -> bool:
+    """Whether ``mask`` (n, n, n) is a function of the distance from voxel n // 2 alone (a sphere, hard or soft):
+    the voxels of each integer squared radius agree to ``tolerance`` of the maximum."""
+    r2 = _centred_xyz(mask.shape[-1], mask.device).square().sum(-1).round().long()
+    values = mask.reshape(-1).to(torch.float32)
+    bins = int(r2.max()) + 1
+    high = torch.full((bins,), -torch.inf, device=mask.device).scatter_reduce(0, r2, values, "amax")
+    low = torch.full((bins,), torch.inf, device=mask.device).scatter_reduce(0, r2, values, "amin")
+    used = torch.isfinite(high)
+    return bool(((high - low)[used]).max() <= tolerance * float(values.abs().max()))
+
+
+def phase_randomised(template: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    """A volume with the amplitude spectrum of ``template`` and random phases (those of white noise)."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(template.shape, generator=gen).to(template.device)
+    spec = torch.fft.rfftn(template.to(torch.float32))
+    phases = torch.fft.rfftn(noise)
+    out = torch.fft.irfftn(spec.abs() * phases / phases.abs().clamp(min=1e-20), s=template.shape)
+    return out * (template.std() / out.std().clamp(min=1e-20))
+
+
+def tile_slices(
+    shape: tuple[int, int, int], box: int, max_voxels: int
+) -> list[tuple[tuple[slice, ...], tuple[slice, ...], tuple[slice, ...]]]:
+    """Tiles of a (z, y, x) volume whose cores cover it and whose extents (core + ``box`` // 2 + 1 each side,
+    clipped) hold at most ``max_voxels`` (when possible: a core is at least one voxel).
+
+    Returns
+    -------
+    list of (extent slices in the volume, core slices in the volume, core slices within the extent)
+    """
+    margin = box // 2 + 1
+    counts = [1, 1, 1]
+    while True:
+        cores = [math.ceil(s / c) for s, c in zip(shape, counts)]
+        ext = [min(s, c + 2 * margin) for s, c in zip(shape, cores)]
+        if int(np.prod(ext)) <= max_voxels or all(c == 1 for c in cores):
+            break
+        axis = int(np.argmax(cores))
+        counts[axis] += 1
+    per_axis: list[list[tuple[slice, slice, slice]]] = []
+    for s, c in zip(shape, cores):
+        items = []
+        for start in range(0, s, c):
+            stop = min(s, start + c)
+            lo, hi = max(0, start - margin), min(s, stop + margin)
+            items.append((slice(lo, hi), slice(start, stop), slice(start - lo, stop - lo)))
+        per_axis.append(items)
+    return [
+        ((a[0], b[0], c[0]), (a[1], b[1], c[1]), (a[2], b[2], c[2]))
+        for a in per_axis[0]
+        for b in per_axis[1]
+        for c in per_axis[2]
+    ]
+
+
+def _wrap_index(n: int, size: int, device: torch.device) -> torch.Tensor:
+    """Where voxel i of a box goes on a periodic axis of ``size`` when the box is reflected through its centre
+    n // 2 onto the origin: (n // 2 − i) mod size (a correlation becomes a product without a conjugate)."""
+    return (n // 2 - torch.arange(n, device=device)) % size
+
+
+def _normalise_under_mask(t: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """a = m (t − μ_t) / √(Σ m (t − μ_t)²) per batch entry; t, m (b, n, n, n)."""
+    dims = (1, 2, 3)
+    msum = m.sum(dims, keepdim=True).clamp(min=1e-12)
+    mean = (m * t).sum(dims, keepdim=True) / msum
+    centred = m * (t - mean)
+    norm = torch.sqrt(((t - mean) * centred).sum(dims, keepdim=True)).clamp(min=1e-20)
+    return centred / norm
+
+
+class _Search:
+    """The search on one (padded) tile: the tomogram's spectrum and the local sums under the mask.
+
+    A box a (b, n, n, n) is put on the tile grid reflected (a(−y) at y) so that the correlation
+    Σ_y a(y) T(x + y) is the inverse FFT of the product of the two spectra. Its spectrum is computed axis by
+    axis, padding each axis only before transforming it (x, then y, then z): the zeros of the padded box are
+    never transformed, so the forward transform costs a fraction of a full one.
+    """
+
+    def __init__(self, tile: torch.Tensor, mask: torch.Tensor, spherical: bool, radial: torch.Tensor | None):
+        self.shape = tuple(int(s) for s in tile.shape)
+        self.device = tile.device
+        spec = torch.fft.rfftn(tile)
+        if radial is not None:
+            spec = spec * radial
+            tile = torch.fft.irfftn(spec, s=self.shape)
+        self.spectrum = spec
+        self.squared_spectrum = torch.fft.rfftn(tile * tile)
+        n = mask.shape[-1]
+        self.n = n
+        self.wrap = [_wrap_index(n, s, self.device) for s in self.shape]
+        self.buffers: dict[int, tuple[torch.Tensor, ...]] = {}
+        self.denominator: torch.Tensor | None = None
+        if spherical:
+            self.denominator = self.local_sd(mask[None])[0]
+
+    def _buffers(self, b: int) -> tuple[torch.Tensor, ...]:
+        if b not in self.buffers:
+            n, (sz, sy, sx) = self.n, self.shape
+            self.buffers[b] = (
+                torch.zeros((b, n, n, sx), device=self.device),
+                torch.zeros((b, n, sy, sx // 2 + 1), dtype=torch.complex64, device=self.device),
+                torch.zeros((b, sz, sy, sx // 2 + 1), dtype=torch.complex64, device=self.device),
+                torch.empty((b, sz, sy, sx // 2 + 1), dtype=torch.complex64, device=self.device),
+                torch.empty((b, sz, sy, sx), device=self.device),
+            )
+        return self.buffers[b]
+
+    def padded_spectrum(self, boxes: torch.Tensor) -> torch.Tensor:
+        """rfftn of the boxes (b, n, n, n) reflected onto the tile grid (zero elsewhere), axis by axis; one box
+        at a time along y and z (a batched transform along a strided axis is several times slower on CPUs)."""
+        bx, by, bz, spectrum, _ = self._buffers(len(boxes))
+        bx[..., self.wrap[2]] = boxes
+        by[:, :, self.wrap[1], :] = torch.fft.rfft(bx, dim=-1)
+        for i in range(len(boxes)):
+            bz[i, self.wrap[0]] = torch.fft.fft(by[i], dim=-2)
+            torch.fft.fft(bz[i], dim=0, out=spectrum[i])
+        return spectrum
+
+    def correlate(self, spectrum: torch.Tensor, with_squares: bool = False) -> torch.Tensor:
+        """Σ_y box(y) T(x + y) (or T²) for each reflected box spectrum (b, …), in place of ``spectrum``:
+        (b, z, y, x), a view of a buffer that the next call overwrites."""
+        tomo = self.squared_spectrum if with_squares else self.spectrum
+        out = self._buffers(len(spectrum))[4]
+        for i in range(len(spectrum)):  # one volume at a time: batched inverse transforms are slower on CPUs
+            torch.fft.irfftn(spectrum[i].mul_(tomo), s=self.shape, out=out[i])
+        return out[: len(spectrum)]
+
+    def local_sd(self, masks: torch.Tensor) -> torch.Tensor:
+        """√(Σ m T² − (Σ m T)² / Σ m) at every voxel for each mask (b, n, n, n); inf where the tomogram is flat."""
+        spec = self.padded_spectrum(masks)
+        s1 = self.correlate(spec.clone()).clone()
+        s2 = self.correlate(spec, with_squares=True)
+        var = s2 - s1 * s1 / masks.sum((1, 2, 3)).clamp(min=1e-12)[:, None, None, None]
+        scale = s2.abs().amax((1, 2, 3), keepdim=True).clamp(min=1e-30)
+        return torch.where(var > 1e-5 * scale, torch.sqrt(var.clamp(min=0)), torch.full_like(var, torch.inf))
+
+
+def _search_tile(
+    search: _Search,
+    template: torch.Tensor,
+    mask: torch.Tensor,
+    rotations: torch.Tensor,
+    box_filter: torch.Tensor,
+    batch: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best score and best rotation index at every voxel of the tile."""
+    best = torch.full(search.shape, -torch.inf, device=search.device)
+    index = torch.zeros(search.shape, dtype=torch.int32, device=search.device)
+    better = torch.zeros(search.shape, dtype=torch.bool, device=search.device)
+    n = template.shape[-1]
+    xyz = _centred_xyz(n, search.device)
+    for start in range(0, len(rotations), batch):
+        r = rotations[start : start + batch]
+        turned = rotate_volumes(template, r, xyz)
+        turned = torch.fft.irfftn(torch.fft.rfftn(turned, dim=(1, 2, 3)) * box_filter, s=(n, n, n), dim=(1, 2, 3))
+        spherical = search.denominator is not None
+        masks = mask[None].expand(len(r), -1, -1, -1) if spherical else rotate_volumes(mask, r, xyz).clamp(0, 1)
+        a = _normalise_under_mask(turned, masks)
+        sd = None if spherical else search.local_sd(masks)  # before the correlation: they share buffers
+        cc = search.correlate(search.padded_spectrum(a))
+        if sd is not None:
+            cc = cc / sd
+        value, arg = cc.max(dim=0) if len(r) > 1 else (cc[0], torch.zeros(search.shape, dtype=torch.int64))
+        torch.gt(value, best, out=better)
+        torch.maximum(best, value, out=best)
+        torch.where(better, arg.to(torch.int32) + start, index, out=index)
+        if progress is not None:
+            progress(min(start + batch, len(rotations)))
+    if search.denominator is not None:
+        best = best / search.denominator
+    return best, index
+
+
+def _batches(tile_voxels: int, n_rotations: int, memory_budget_bytes: int, batch: int | None) -> int:
+    if batch is not None:
+        return max(1, min(batch, n_rotations))
+    free = memory_budget_bytes - BYTES_PER_VOXEL_FIXED * tile_voxels
+    return int(max(1, min(n_rotations, 8, free // (BYTES_PER_VOXEL_ROTATION * tile_voxels))))
+
+
+def _iter_tiles(
+    tomogram: torch.Tensor, box: int, max_voxels: int
+) -> Iterator[tuple[tuple[slice, ...], tuple[slice, ...], torch.Tensor]]:
+    """(core slices in the volume, core slices in the padded tile, padded tile): the tile zero-padded to a
+    fast FFT size after removing its mean."""
+    shape = tuple(int(s) for s in tomogram.shape)
+    for extent, core, inner in tile_slices(shape, box, max_voxels):  # type: ignore[arg-type]
+        tile = tomogram[extent]
+        size = tuple(fast_fft_size(int(s), even=(i == 2)) for i, s in enumerate(tile.shape))
+        padded = torch.zeros(size, device=tomogram.device)
+        padded[: tile.shape[0], : tile.shape[1], : tile.shape[2]] = tile - tile.mean()
+        yield core, inner, padded
+
+
+def match_template(
+    tomogram: np.ndarray | torch.Tensor,
+    template: np.ndarray | torch.Tensor,
+    rotations: np.ndarray,
+    *,
+    mask: np.ndarray | torch.Tensor | None = None,
+    template_weight: torch.Tensor | None = None,
+    radial_filter: Callable[[tuple[int, int, int]], torch.Tensor] | None = None,
+    protein_dark: bool = True,
+    background_correction: bool = False,
+    memory_budget_bytes: int = 2 << 30,
+    batch: int | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> MatchResult:
+    """Search a tomogram for a template over ``rotations`` (see the module docstring).
+
+    Parameters
+    ----------
+    tomogram : (z, y, x) float
+        The tomogram (any contrast scale; its voxel size is the template's).
+    template : (n, n, n) float
+        The reference on the same voxel size, protein bright, centred on voxel n // 2 (n ≤ each tomogram side).
+    rotations : (r, 3, 3)
+        Rotations to try (x_tomogram = R · x_reference), e.g. ``angles.angular_sampling``.
+    mask : (n, n, n), optional
+        Weights 0–1 under which the correlation is normalised (default: a sphere of radius n // 2 − 1). A mask
+        unchanged by rotation is used as is; another is rotated with the template (3 FFT pairs per rotation).
+    template_weight : (n, n, n // 2 + 1), optional
+        Fourier weight applied to each rotated template (``template_weighting.tilt_weight`` on the box).
+    radial_filter : callable, optional
+        ``radial_filter(shape)`` gives an rfft-grid filter for a real-space ``shape``; applied to the tomogram
+        (each tile) and to the template (whitening, band-pass).
+    protein_dark : bool
+        The protein is dark in the tomogram (tomograms of raw or phase-flipped images): the template is negated.
+    background_correction : bool
+        Subtract the best score of a phase-randomised template (twice the work).
+    memory_budget_bytes : int
+        Tiles when the tomogram's search would need more (default 2 GiB).
+    batch : int, optional
+        Rotations per FFT batch (default from the budget, at most 8).
+    seed : int
+        Seed of the random phases.
+    device : torch device, optional
+        Where to compute (default: CPU).
+    progress : callable, optional
+        ``progress(done, total)`` rotations, per tile and pass.
+
+    Returns
+    -------
+    MatchResult
+        Scores (z, y, x) float32 in [−1, 1] (minus the noise score when corrected), best rotation index int32.
+    """
+    start_time = time.perf_counter()
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    tomo = as_tensor(tomogram, torch.float32, dev)
+    tmpl = as_tensor(template, torch.float32, dev)
+    n = tmpl.shape[-1]
+    if tmpl.ndim != 3 or len(set(tmpl.shape)) != 1:
+        raise ValueError(f"the template must be a cube (n, n, n), got shape {tuple(tmpl.shape)}")
+    if any(s < n for s in tomo.shape):
+        raise ValueError(f"the template ({n}³) is larger than the tomogram {tuple(tomo.shape)}")
+    if mask is None:
+        axis = torch.arange(n, device=dev, dtype=torch.float32) - n // 2
+        z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+        m = ((x * x + y * y + z * z) <= (n // 2 - 1) ** 2).to(torch.float32)
+    else:
+        m = as_tensor(mask, torch.float32, dev).clamp(0.0, 1.0)
+    spherical = is_rotation_invariant(m)
+    box_filter = torch.ones((n, n, n // 2 + 1), device=dev)
+    if template_weight is not None:
+        box_filter = box_filter * template_weight.to(dev)
+    if radial_filter is not None:
+        box_filter = box_filter * radial_filter((n, n, n)).to(dev)
+    sign = -1.0 if protein_dark else 1.0
+    rot = torch.as_tensor(np.asarray(rotations), dtype=torch.float32, device=dev)
+    templates = [tmpl * sign]
+    if background_correction:
+        templates.append(phase_randomised(tmpl, seed=seed) * sign)
+    shape = tuple(int(s) for s in tomo.shape)
+    per_rotation = max(1, min(len(rot), batch or 1))
+    max_voxels = max(1, memory_budget_bytes // (BYTES_PER_VOXEL_FIXED + BYTES_PER_VOXEL_ROTATION * per_rotation))
+    maps = [torch.zeros(shape, device=dev) for _ in templates]
+    best_index = torch.zeros(shape, dtype=torch.int32, device=dev)
+    n_tiles = 0
+    for core, inner, padded in _iter_tiles(tomo, n, max_voxels):
+        n_tiles += 1
+        size = tuple(int(s) for s in padded.shape)
+        search = _Search(padded, m, spherical, radial_filter(size).to(dev) if radial_filter is not None else None)  # type: ignore[arg-type]
+        b = _batches(int(np.prod(size)), len(rot), memory_budget_bytes, batch)
+        for k, t in enumerate(templates):
+            report = (lambda done: progress(done, len(rot))) if progress is not None else None
+            best, index = _search_tile(search, t, m, rot, box_filter, b, report)
+            maps[k][core] = best[inner]
+            if k == 0:
+                best_index[core] = index[inner]
+        del search
+    scores = maps[0] - maps[1] if background_correction else maps[0]
+    scores = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores))
+    return MatchResult(
+        scores=scores.cpu().numpy().astype(np.float32),
+        best_rotation=best_index.cpu().numpy(),
+        rotations=np.asarray(rotations, dtype=np.float64),
+        noise_scores=maps[1].cpu().numpy() if background_correction else None,
+        n_tiles=n_tiles,
+        seconds=time.perf_counter() - start_time,
+    )
