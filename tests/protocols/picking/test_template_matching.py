@@ -15,6 +15,7 @@ import pytest
 from tests.methods.picking import synthetic
 from tomoforge.engine import ExecutorConfig, Project, Protocol, ProtocolParams, Task, execute_run, param, registry
 from tomoforge.io.mrc import read_mrc, write_mrc
+from tomoforge.io.plot_data import read_plot_data
 from tomoforge.model import Acquisition, CTFSeries, CTFTiltImage, TiltImage, TiltSeries
 from tomoforge.model.volume import Volume
 from tomoforge.simulate.accuracy import match_picks
@@ -122,5 +123,9 @@ def test_maps_and_histogram_are_written(matched: tuple[Project, int, synthetic.S
     assert index.max() < len(rotations) and np.all(index == np.round(index))
     png = Path(project.absolute(scores.file)).with_name("TS_01_histogram.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    histogram = read_plot_data(png.with_name("TS_01_histogram.plot.json"))  # drawn interactively by the web
+    counted = sum(y for y in histogram.series[0].y if y is not None)  # the voxels away from the edges
+    assert 0.1 * score_map.size < counted <= score_map.size and histogram.log_y
+    assert picks.min() >= histogram.markers[0].value  # every pick is above the threshold drawn
     log = (project.run_dir(tm) / "run.log").read_text()
     assert "TS_01: 8 picks above" in log

@@ -103,31 +103,38 @@ def _resampled(path: str, voxel_A: float, target_A: float) -> np.ndarray:
 
 
 def score_histogram(path: str, name: str, scores: np.ndarray, mean: float, sd: float, threshold: float) -> str:
-    """PNG: the histogram of the scores (log counts), the normal distribution of the same mean and SD scaled to
-    the count (what noise alone gives), and the threshold. Returns ``path``."""
-    import matplotlib
+    """PNG (and its plot data): the histogram of the scores (log counts), the normal distribution of the same mean
+    and SD scaled to the count (what noise alone gives), and the threshold. Returns ``path``."""
     import numpy as np
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tomoforge.io.plot_data import LinePlot, Marker, Series
+    from tomoforge.protocols.plotting import save_line_plot
 
     values = scores[np.isfinite(scores)].ravel()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    counts, edges, _ = ax.hist(values, bins=200, log=True, color="0.6", label="scores")
+    counts, edges = np.histogram(values, bins=200)
     centres = 0.5 * (edges[1:] + edges[:-1])
     expected = (
         len(values) * (edges[1] - edges[0]) * np.exp(-0.5 * ((centres - mean) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
     )
-    ax.plot(centres, expected, "b-", label=f"noise N({mean:.3f}, {sd:.3f}²)")
-    ax.axvline(threshold, color="r", label=f"threshold {threshold:.3f}")
-    ax.set_ylim(0.5, max(2.0, float(np.max(counts)) * 2))
-    ax.set_xlabel("score (LNCC)")
-    ax.set_ylabel("voxels")
-    ax.set_title(name)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    x = [float(c) for c in centres]
+    plot = LinePlot(
+        title=name,
+        x_label="score (LNCC)",
+        y_label="voxels",
+        log_y=True,
+        series=[
+            Series(name="scores", x=x, y=[float(c) if c > 0 else None for c in counts], style="line", colour="#7f7f7f"),
+            Series(
+                name=f"noise N({mean:.3f}, {sd:.3f}²)",
+                x=x,
+                y=[float(e) if e >= 0.5 else None for e in expected],
+                style="line",
+                colour="#1f77b4",
+            ),
+        ],
+        markers=[Marker(value=float(threshold), label=f"threshold {threshold:.3f}")],
+    )
+    save_line_plot(path, plot, size_in=(6, 4))
     return path
 
 
