@@ -195,7 +195,7 @@ def refine_mean(
     start: torch.Tensor,
     bound_A: float = 1000.0,
     span_A: float = 100.0,
-    step_A: float = 10.0,
+    step_A: float = 25.0,
 ) -> tuple[torch.Tensor, float]:
     """The mean defocus of ``start`` (4,) refined, the rest kept: every ``step_A`` within ± ``span_A`` scored
     in one batch, the window moved while the best is at its edge (within ± ``bound_A`` of the start), then

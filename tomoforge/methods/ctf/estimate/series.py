@@ -246,8 +246,15 @@ def estimate_tilt_series(
     best = int(curve.argmax())
     consensus, series_gap = float(defocus[best]), score_gap(curve, defocus, best)
 
+    picked: dict[tuple[int, float], tuple[torch.Tensor, float]] = {}
+
     def pick(i: int, centre: float) -> tuple[torch.Tensor, float]:
         """Tilt i's start (4,) within ± window_A of ``centre`` and its score gap (see the module docstring)."""
+        if (i, centre) not in picked:
+            picked[i, centre] = search(i, centre)
+        return picked[i, centre]
+
+    def search(i: int, centre: float) -> tuple[torch.Tensor, float]:
         lo, hi = max(low, centre - 3 * settings.window_A), min(high, centre + 3 * settings.window_A)
         local, ph = search_grid(settings, lo, max(hi, lo))
         table = landscape(spectra[i], optics, settings, local, ph, centre)
