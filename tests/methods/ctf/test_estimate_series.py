@@ -78,7 +78,7 @@ def every_other_tilt(truth: dict, images: torch.Tensor) -> tuple[dict, torch.Ten
 def test_a_wrong_hand_is_flagged(series, axis_offset, sign):
     truth, noise_free = every_other_tilt(*series[:2])
     result = estimate(truth, noise_free, axis_offset, sign)
-    assert result.hand.flagged and result.hand.verdict == "opposite"  # z = −4.0 both (16 of 16 tilts)
+    assert result.hand.flagged and result.hand.verdict == "opposite"  # 16 tilts ≥ 15°: z = −4.0 if all agree
     assert "tilt axis 180° off or tilt angles of the wrong sign" in result.hand.message
 
 
