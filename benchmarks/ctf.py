@@ -2,6 +2,13 @@
 tomoforge beside teamtomo's torch-ctf-estimation on the same tilt images.
 
     python benchmarks/ctf.py [--sim /tmp/tf_small] [--no-write]
+    python benchmarks/ctf.py --speed 1 2 3 5 [--cache /tmp/ctf_speed] [--no-write]
+
+``--speed``: the issue's speed target (≤ 8 s for 41 × 1024² whatever the pixel size, 2 cores) on tilt
+series that are not the project's (tests/methods/ctf/foreign.py: torch-ctf, ice, 3 e/Å², 3 µm, astigmatism
+600 Å, ±60° by 3°) at each pixel size given: wall and CPU seconds and the errors of tomoforge's
+``estimate_tilt_series`` beside torch-ctf-estimation 0.6 per image (benchmarks/ctf_matrix.py's settings),
+the series generated once into ``--cache`` (.npy + .json).
 
 Two image sets: the recorded movies summed (gain applied, frames aligned with the true shifts, as
 tests/methods/ctf/test_estimate_series.py builds them) and the noise-free series of the truth.
@@ -42,6 +49,7 @@ sys.path.insert(0, str(HERE))
 from results_md import machine_info, replace_section  # noqa: E402 - the benchmarks folder, run as a script
 
 START, END = "<!-- ctf:start -->", "<!-- ctf:end -->"
+SPEED_START, SPEED_END = "<!-- ctf_speed:start -->", "<!-- ctf_speed:end -->"
 CLASSES = {"|tilt| ≤ 40°": lambda a: a <= 40, "|tilt| ≥ 30°": lambda a: a >= 30, "all": lambda a: a >= 0}
 
 
@@ -146,12 +154,116 @@ def summary(fits: list[tuple[float, float]], truth: dict) -> dict:
     return out
 
 
+def foreign_series(px: float, cache: Path):  # noqa: ANN201 - tests.methods.ctf.foreign.ForeignSeries
+    """The speed series at ``px`` Å/px (41 × 1024²), made once and kept in ``cache`` as .npy + .json."""
+    sys.path.insert(0, str(HERE.parent))
+    from dataclasses import asdict
+
+    from tests.methods.ctf.foreign import Condition, ForeignSeries, make_series
+
+    c = Condition(pixel_size_A=px, size=1024, tilts_deg=tuple(float(a) for a in range(-60, 61, 3)))
+    stem = cache / f"foreign_{px:g}A"
+    if stem.with_suffix(".json").is_file():
+        meta = json.loads(stem.with_suffix(".json").read_text())
+        if meta["condition"] == json.loads(json.dumps(asdict(c))):
+            images = torch.from_numpy(np.load(stem.with_suffix(".npy")))
+            return ForeignSeries(images, meta["tilts"], meta["defocus"], meta["nominal"], meta["dose"], c)
+    s = make_series(c)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(stem.with_suffix(".npy"), s.images.numpy())
+    meta = {"condition": asdict(c), "tilts": s.tilts_deg, "defocus": s.defocus_A, "nominal": s.nominal_A}
+    stem.with_suffix(".json").write_text(json.dumps({**meta, "dose": s.accumulated_dose}))
+    return s
+
+
+def speed(pixel_sizes: list[float], cache: Path) -> list[dict]:
+    """Per pixel size: tomoforge's series fit and torch-ctf-estimation per image on the same 41 × 1024²."""
+    from ctf_matrix import teamtomo
+
+    from tests.methods.ctf.foreign import scores
+
+    rows = []
+    for px in pixel_sizes:
+        s = foreign_series(px, cache)
+        c = s.condition
+        load, wall, cpu = round(os.getloadavg()[0], 2), time.perf_counter(), time.process_time()
+        r = estimate_tilt_series(
+            s.images,
+            Optics(px, c.voltage_kV, c.cs_mm, c.amplitude_contrast),
+            s.tilts_deg,
+            c.axis_deg,
+            FitSettings(),
+            accumulated_dose=s.accumulated_dose,
+            nominal_defocus_A=s.nominal_A,
+        )
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        m = scores(
+            s,
+            [f.defocus_A for f in r.fits],
+            [f.defocus_u_A - f.defocus_v_A for f in r.fits],
+            [f.astigmatism_angle_deg for f in r.fits],
+        )
+        row = {"pixel_size_A": px, "box_px": FitSettings().box_px(px, tuple(s.images.shape)), "load_before": load}
+        row["tomoforge"] = {**m, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "warnings": r.warnings}
+        try:
+            wall, cpu = time.perf_counter(), time.process_time()
+            theirs = scores(s, *teamtomo(s))
+            theirs.update(wall_s=round(time.perf_counter() - wall, 1), cpu_s=round(time.process_time() - cpu, 1))
+            row["torch-ctf-estimation"] = theirs
+        except ImportError as e:
+            row["torch-ctf-estimation"] = f"not installed ({e})"
+        print(json.dumps(row, ensure_ascii=False), file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
+
+
+def write_speed(rows: list[dict], machine: dict, load_after: float) -> None:
+    m = machine
+    lines = [
+        "## CTF estimation speed, 41 × 1024² at any pixel size (`python benchmarks/ctf.py --speed 1 2 3 5`)",
+        "",
+        f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']}, load average "
+        f"{m['load']} before, {load_after} after (the machine is shared: wall seconds depend on the others' "
+        "load; CPU seconds, all threads, much less). Series not made by the project (tests/methods/ctf/foreign.py:"
+        " torch-ctf, ice texture, 3 e/Å², 3 µm ± 0.07 µm, astigmatism 600 Å at 30°, 41 tilts ±60°); issue 16 "
+        "target ≤ 8 s on 2 cores. Errors: median |error| (Å) of the mean defocus over |tilt| ≤ 40° / all, the "
+        "worst tilt.",
+        "",
+        "| Å/px | box px | tomoforge wall s | CPU s | median ≤ 40° / all / worst (Å) | astig. error Å, angle ° "
+        "| torch-ctf-estimation wall s | its median ≤ 40° / all / worst (Å) |",
+        "|---:|---:|---:|---:|---|---|---:|---|",
+    ]
+    for r in rows:
+        t, o = r["tomoforge"], r["torch-ctf-estimation"]
+        theirs = (
+            (f"{o['wall_s']:.1f}", f"{o['median_40_A']:.0f} / {o['median_all_A']:.0f} / {o['worst_A']:.0f}")
+            if isinstance(o, dict)
+            else ("–", o)
+        )
+        lines.append(
+            f"| {r['pixel_size_A']:g} | {r['box_px']} | {t['wall_s']:.1f} | {t['cpu_s']:.1f} | "
+            f"{t['median_40_A']:.0f} / {t['median_all_A']:.0f} / {t['worst_A']:.0f} | "
+            f"{t['astigmatism_error_A']:.0f}, {t['angle_error_deg']} | {theirs[0]} | {theirs[1]} |"
+        )
+    replace_section(SPEED_START, SPEED_END, lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sim", type=Path, default=Path("/tmp/tf_small"), help="a `small` seed-1 simulation folder")
     ap.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    ap.add_argument("--speed", type=float, nargs="*", default=None, help="pixel sizes (Å) of the speed series")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/ctf_speed"), help="where the speed series are kept")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.speed is not None:
+        machine = machine_info()
+        rows = speed(args.speed or [1.0, 2.0, 3.0, 5.0], args.cache)
+        load_after = round(os.getloadavg()[0], 2)
+        print(json.dumps({"machine": machine, "speed": rows, "load_after": load_after}, indent=1, ensure_ascii=False))
+        if not args.no_write:
+            write_speed(rows, machine, load_after)
+        return
     truth, sets = load(args.sim)
     methods = {
         "tomoforge estimate_tilt_series (series)": ours_series,

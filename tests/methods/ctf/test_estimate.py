@@ -79,6 +79,20 @@ def test_running_median_and_mean_match_numpy_with_variable_windows():
     assert torch.allclose(running_median(ramp, torch.full((50,), 7.0))[8:-8], ramp[8:-8])
 
 
+def test_running_median_samples_a_wide_window_evenly():
+    """A window wider than 10 px a side is sampled at 21 points (offsets round(j h / 10), j = −10 … 10): the
+    median of exactly those samples; a monotone background is still followed exactly."""
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=(2, 200))
+    half = torch.full((200,), 30.0)
+    med = running_median(torch.from_numpy(values), half).numpy()
+    offsets = np.round(np.arange(-10, 11) * 3.0).astype(int)
+    for i in range(30, 170):
+        assert np.allclose(med[:, i], np.median(values[:, i + offsets], axis=1))
+    ramp = torch.linspace(0, 5, 200) ** 3
+    assert torch.allclose(running_median(ramp, half)[30:-30], ramp[30:-30])
+
+
 @pytest.mark.parametrize("tilt, axis", [(30.0, 85.0), (-50.0, -94.7), (12.0, 0.0)])
 def test_strip_height_follows_the_projection_model(tilt, axis):
     """A tomogram point (X, Y, 0) lands at x_image = (Rz Ry X)[:2] with height (Rz Ry X)_z (towards the

@@ -22,10 +22,13 @@ class Optics:
 
 @dataclass
 class FitSettings:
-    """Search and fit parameters of the CTF estimation (box 512 px, 50–5 Å, 3000–80 000 Å by 500 Å,
+    """Search and fit parameters of the CTF estimation (box 1536 Å, 50–5 Å, 3000–80 000 Å by 500 Å,
     searched at ≤ 100 Å).
 
-    ``box`` (px) of the tiled spectra, tiles overlapping by ``overlap`` (fraction); fit band
+    ``box_A`` (Å) of the tiled spectra (the even number of pixels nearest it, at most the image): the
+    box must span several Thon-ring periods' worth of real space whatever the pixel size (a ring period
+    is 1 / (λ Δf k) in k, so a box of B Å resolves rings up to k ≈ B / (3 λ Δf)); ``box`` (px) overrides
+    it when > 0; tiles overlapping by ``overlap`` (fraction); fit band
     ``resolution_low_A``–``resolution_high_A``; defocus search ``defocus_min_A``–``defocus_max_A`` by
     ``defocus_step_A`` (``grid_step_A`` is the step actually searched: finer when the rings are dense, a
     step of 500 Å can straddle a narrow peak); phase shift search (degrees) with ``find_phase_shift``;
@@ -38,7 +41,8 @@ class FitSettings:
     ``ambiguous_gap``: a fit whose score gap to the next candidate (standardised, see ``series.py``)
     is below this is ambiguous."""
 
-    box: int = 512
+    box: int = 0
+    box_A: float = 1536.0
     overlap: float = 0.5
     resolution_low_A: float = 50.0
     resolution_high_A: float = 5.0
@@ -62,6 +66,12 @@ class FitSettings:
     @property
     def grid_step_A(self) -> float:
         return min(self.defocus_step_A, 100.0)
+
+    def box_px(self, pixel_size_A: float, image_shape: tuple[int, ...]) -> int:
+        """The box (px) for images of ``image_shape`` (…, y, x) at ``pixel_size_A``: ``box`` if set, else
+        the even number of pixels nearest ``box_A`` (at least 64); at most the image's (even) size."""
+        box = self.box if self.box > 0 else max(64, 2 * int(round(self.box_A / pixel_size_A / 2)))
+        return min(box, *[s - s % 2 for s in image_shape[-2:]])
 
 
 @dataclass(frozen=True)

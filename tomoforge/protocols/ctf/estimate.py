@@ -33,7 +33,10 @@ FIT = FitSettings()  # the method's defaults, shown as the parameters' defaults
 
 
 class CTFEstimationParams(ProtocolParams):
-    box_px: int = param(FIT.box, ge=64, unit="px", help="box of the tiled power spectra")
+    box_A: float = param(FIT.box_A, gt=0, unit="Å", help="box of the tiled power spectra (px: this / pixel size)")
+    box_px: int = param(
+        FIT.box, ge=0, unit="px", help="box of the tiled power spectra in px, overriding box_A (0: off)"
+    )
     resolution_low_A: float = param(FIT.resolution_low_A, gt=0, unit="Å", help="lowest resolution fitted")
     resolution_high_A: float = param(
         FIT.resolution_high_A, gt=0, unit="Å", help="highest resolution fitted (Nyquist at most)"
@@ -75,6 +78,7 @@ class CTFEstimationParams(ProtocolParams):
         """The method's settings these parameters set (the others at the method's defaults)."""
         return FitSettings(
             box=self.box_px,
+            box_A=self.box_A,
             resolution_low_A=self.resolution_low_A,
             resolution_high_A=self.resolution_high_A,
             defocus_min_A=self.defocus_min_A,

@@ -39,30 +39,36 @@ def running_mean(values: torch.Tensor, half_width: torch.Tensor) -> torch.Tensor
 
 
 def _interp(cum: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation of ``cum`` (..., n+1) at fractional indices ``x`` (broadcastable)."""
-    x = x.expand(cum.shape[:-1] + (x.shape[-1],))
+    """Linear interpolation of ``cum`` (..., n+1) at fractional indices ``x`` (broadcastable): the indices
+    and weights are computed at ``x``'s own shape and only expanded (not copied) to ``cum``'s."""
     i0 = x.floor().long().clamp(0, cum.shape[-1] - 2)
     f = x - i0
-    return torch.gather(cum, -1, i0) * (1 - f) + torch.gather(cum, -1, i0 + 1) * f
+    shape = cum.shape[:-1] + (x.shape[-1],)
+    return torch.gather(cum, -1, i0.expand(shape)) * (1 - f) + torch.gather(cum, -1, (i0 + 1).expand(shape)) * f
 
 
-def running_median(values: torch.Tensor, half_width: torch.Tensor) -> torch.Tensor:
+def running_median(values: torch.Tensor, half_width: torch.Tensor, samples: int = 10) -> torch.Tensor:
     """Median of ``values`` (..., n) over [i − h_i, i + h_i] (h rounded, the array mirrored at its ends)
-    along the last axis; ``half_width`` (n,) px, the same for every row.
+    along the last axis; ``half_width`` (n,) px, the same for every row. A window wider than
+    ``samples`` px on each side is sampled at 2 ``samples`` + 1 evenly spaced points (the centre among
+    them), so that the cost does not grow with the window.
 
     A running median follows a monotone background exactly (the median of a monotone run is its
     centre value), also across a knee where a running mean is pulled off, and ignores symmetric
     oscillations about it (the rings)."""
     n = values.shape[-1]
     h = torch.round(half_width.reshape(-1)).long().clamp(min=1, max=n - 1)
-    big = int(h.max())
-    offsets = torch.arange(-big, big + 1, device=values.device)
-    idx = torch.arange(n, device=values.device)[:, None] + offsets[None, :]
+    j = torch.arange(-samples, samples + 1, device=values.device)
+    small = h[:, None] <= samples
+    # a narrow window: every offset −h … h, the others (|j| > h) as many −inf below as +inf above
+    offsets = torch.where(
+        small, j[None, :].clamp(-h[:, None], h[:, None]), torch.round(j[None, :] * h[:, None] / samples).long()
+    )
+    idx = torch.arange(n, device=values.device)[:, None] + offsets
     idx = torch.where(idx < 0, -idx, idx)
     idx = torch.where(idx >= n, 2 * (n - 1) - idx, idx).clamp(0, n - 1)
-    gathered = values[..., idx]
-    # as many −inf below the window as +inf above it: the median is the window's
-    below = (offsets[None, :] < -h[:, None]).expand_as(idx)
-    above = (offsets[None, :] > h[:, None]).expand_as(idx)
-    gathered = gathered.masked_fill(below, -math.inf).masked_fill(above, math.inf)
-    return gathered.median(dim=-1).values
+    idx = torch.where(small & (j[None, :] < -h[:, None]), n, idx)  # −inf, appended at n
+    idx = torch.where(small & (j[None, :] > h[:, None]), n + 1, idx)  # +inf, at n + 1
+    pad = torch.tensor([-math.inf, math.inf], dtype=values.dtype, device=values.device)
+    extended = torch.cat([values, pad.expand(values.shape[:-1] + (2,))], dim=-1)
+    return extended[..., idx].median(dim=-1).values

@@ -72,7 +72,7 @@ def strip_spectra(
     height range (half of box · px · tan β along the two box edges) smears its rings."""
     image = as_tensor(image)
     px = optics.pixel_size_A
-    box = min(settings.box, *[s - s % 2 for s in image.shape[-2:]])
+    box = settings.box_px(px, tuple(image.shape))
     if settings.erase_threshold_sd > 0:
         image = erase_high_contrast(image, settings.erase_threshold_sd)
     power, centres = tile_power_spectra(image, box, settings.overlap)
@@ -157,10 +157,13 @@ def refine(
     unless ``fit_astigmatism``, the phase unless ``fit_phase``. The mean defocus stays within ±
     ``bound_A`` of the start (start + bound · tanh u), so that a refinement does not jump to the next
     ring order, which the grid search has already judged. The background window is the ring period
-    at the start's defocus. Returns (parameters (4,), score)."""
+    at the start's defocus. With only the mean defocus free, a batched 1-D search replaces LBFGS
+    (``refine_mean``). Returns (parameters (4,), score)."""
     target = _target(spectra, optics, settings, float(start[0]))
     dev = target.data.device
     start = start.to(device=dev, dtype=torch.float32).detach()
+    if not fit_astigmatism and not fit_phase:
+        return refine_mean(spectra, optics, target, start, bound_A)
     units = torch.tensor([bound_A, 1e3, 1e3, 1.0], device=dev)
     free = torch.tensor([1.0, float(fit_astigmatism), float(fit_astigmatism), float(fit_phase)], device=dev)
     x = torch.zeros(4, device=dev, requires_grad=True)
@@ -173,7 +176,8 @@ def refine(
     def objective() -> torch.Tensor:
         opt.zero_grad()
         p = params()
-        loss = -scores_against(spectra, optics, target, p[0:1], p[1:2], p[2:3], p[3:4])[0]
+        ax, ay = (p[1:2], p[2:3]) if fit_astigmatism else (p[1:2].detach(), p[2:3].detach())
+        loss = -scores_against(spectra, optics, target, p[0:1], ax, ay, p[3:4])[0]
         loss.backward()
         return loss
 
@@ -182,6 +186,56 @@ def refine(
         p = params()
         final = float(scores_against(spectra, optics, target, p[0:1], p[1:2], p[2:3], p[3:4])[0])
     return p.detach().cpu(), final
+
+
+def refine_mean(
+    spectra: StripSpectra,
+    optics: Optics,
+    target: FitTarget,
+    start: torch.Tensor,
+    bound_A: float = 1000.0,
+    span_A: float = 100.0,
+    step_A: float = 25.0,
+) -> tuple[torch.Tensor, float]:
+    """The mean defocus of ``start`` (4,) refined, the rest kept: every ``step_A`` within ± ``span_A`` scored
+    in one batch, the window moved while the best is at its edge (within ± ``bound_A`` of the start), then
+    the parabola through the best and its neighbours. Returns (parameters (4,), score)."""
+    dev = target.data.device
+    offsets = torch.arange(-span_A, span_A + step_A / 2, step_A, device=dev)
+    centre = float(start[0])
+    lo, hi = centre - bound_A, centre + bound_A
+
+    def score(means: torch.Tensor) -> torch.Tensor:
+        c = means.shape[0]
+        return score_candidates(
+            spectra,
+            optics,
+            target.weights,
+            target.data,
+            target.half_width,
+            means,
+            start[1].expand(c),
+            start[2].expand(c),
+            start[3].expand(c),
+        )
+
+    while True:
+        means = (centre + offsets).clamp(lo, hi)
+        values = score(means)
+        j = int(values.argmax())
+        edge = (j == 0 and float(means[0]) > lo) or (j == len(means) - 1 and float(means[-1]) < hi)
+        if not edge:
+            break
+        centre = float(means[j])
+    best = float(means[j])
+    if 0 < j < len(means) - 1:
+        a, b, c = (float(v) for v in values[j - 1 : j + 2])
+        curvature = a - 2 * b + c
+        if curvature < 0:
+            best += step_A * max(-1.0, min(1.0, 0.5 * (a - c) / curvature))
+    final = torch.tensor([best], device=dev)
+    params = torch.cat([final, start[1:]])
+    return params.cpu(), float(score(final)[0])
 
 
 def to_fit(spectra: StripSpectra, optics: Optics, settings: FitSettings, params: torch.Tensor, score: float) -> CTFFit:

@@ -45,8 +45,8 @@ from tomoforge.methods.ctf.estimate.hand import HandCheck, check_hand
 from tomoforge.methods.ctf.estimate.model import (
     Optics,
     StripSpectra,
+    TiltBatch,
     fit_target,
-    scores_against,
 )
 from tomoforge.methods.ctf.estimate.spectra import PolarGrid
 
@@ -132,14 +132,15 @@ def _series_astigmatism(
     spectra: list[StripSpectra], optics: Optics, settings: FitSettings, starts: list[torch.Tensor], iterations: int = 60
 ) -> tuple[float, float]:
     """(a_x, a_y) Å maximising the summed scores of the given tilts, their mean defoci free too (within
-    ± 1000 Å of the starts, as in ``refine``)."""
+    ± 1000 Å of the starts, as in ``refine``); all tilts in one batch (``TiltBatch``)."""
     targets = [
         fit_target(
             sp, optics, float(st[0]), settings.resolution_low_A, settings.resolution_high_A, settings.weight_power
         )
         for sp, st in zip(spectra, starts)
     ]
-    dev = spectra[0].amplitude.device
+    batch = TiltBatch.of(spectra, targets)
+    dev = batch.amplitude.device
     means = torch.stack([st[0] for st in starts]).float().to(dev)
     phases = torch.stack([st[3] for st in starts]).float().to(dev)
     x = torch.zeros(len(starts) + 2, device=dev, requires_grad=True)
@@ -147,11 +148,8 @@ def _series_astigmatism(
 
     def objective() -> torch.Tensor:
         opt.zero_grad()
-        ax, ay = x[-2:-1] * 1e3, x[-1:] * 1e3
-        total = torch.zeros((), device=dev)
-        for i, (sp, target) in enumerate(zip(spectra, targets)):
-            mean = means[i : i + 1] + 1e3 * torch.tanh(x[i : i + 1])
-            total = total - scores_against(sp, optics, target, mean, ax, ay, phases[i : i + 1])[0]
+        mean = means + 1e3 * torch.tanh(x[:-2])
+        total = -batch.scores(optics, mean, x[-2] * 1e3, x[-1] * 1e3, phases).sum()
         total.backward()
         return total
 
@@ -248,8 +246,15 @@ def estimate_tilt_series(
     best = int(curve.argmax())
     consensus, series_gap = float(defocus[best]), score_gap(curve, defocus, best)
 
+    picked: dict[tuple[int, float], tuple[torch.Tensor, float]] = {}
+
     def pick(i: int, centre: float) -> tuple[torch.Tensor, float]:
         """Tilt i's start (4,) within ± window_A of ``centre`` and its score gap (see the module docstring)."""
+        if (i, centre) not in picked:
+            picked[i, centre] = search(i, centre)
+        return picked[i, centre]
+
+    def search(i: int, centre: float) -> tuple[torch.Tensor, float]:
         lo, hi = max(low, centre - 3 * settings.window_A), min(high, centre + 3 * settings.window_A)
         local, ph = search_grid(settings, lo, max(hi, lo))
         table = landscape(spectra[i], optics, settings, local, ph, centre)
