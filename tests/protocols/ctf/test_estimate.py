@@ -13,6 +13,7 @@ import torch
 from tomoforge.engine import ExecutorConfig, Project, execute_run
 from tomoforge.io.movies import read_gain, read_movie
 from tomoforge.io.mrc import read_mrc, write_mrc
+from tomoforge.io.plot_data import plot_data_path, read_plot_data
 
 pytestmark = pytest.mark.slow
 SERIAL = ExecutorConfig(kind="serial")
@@ -70,6 +71,10 @@ def test_ctf_estimation_run_outputs_and_accuracy(project, small_sim, tmp_path):
     assert spectra.shape == (21, 512, 512) and np.isfinite(spectra).all()
     for png in (series.plot_file, series.spectra_plot_file):
         assert project.absolute(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot = read_plot_data(plot_data_path(project.absolute(series.plot_file)))  # drawn interactively by the web
+    mean = {e.tilt_angle_deg: e.defocus_A / 1e4 for e in series.entries}
+    assert plot.series[0].y == pytest.approx([mean[t] for t in plot.series[0].x])
+    assert sum(plot.series[1].hollow or []) == 1  # the excluded view 4
     assert series.hand_check in ("consistent", "inconclusive")
     log = (project.run_dir(ctf) / "run.log").read_text()
     assert log.count("TS_01 view ") == 21 and "view 4 (-3.0°)" in log and "(excluded)" in log

@@ -1,23 +1,15 @@
-"""PNG plots of a CTF estimation (matplotlib, non-interactive backend): defocus and fit resolution
-against tilt angle, and the per-tilt spectra with the fitted model."""
+"""Plots of a CTF estimation: defocus and fit resolution against tilt angle (a line plot: PNG and plot data),
+and the per-tilt spectra with the fitted model (a PNG grid)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from types import ModuleType
 
 import numpy as np
 
-
-def _pyplot() -> ModuleType:
-    """matplotlib.pyplot on the non-interactive Agg backend (imported here: it is slow to import)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from tomoforge.io.plot_data import LinePlot, Series
+from tomoforge.protocols.plotting import pyplot, save_line_plot
 
 
 def defocus_plot(
@@ -31,32 +23,32 @@ def defocus_plot(
     hand_message: str = "",
 ) -> str:
     """Defocus U, V (µm, left axis) and fit resolution (Å, right axis) against the tilt angle; excluded
-    tilts hollow. Returns ``path``."""
-    plt = _pyplot()
+    tilts hollow. Written as a PNG with its plot data (drawn interactively on the run page). Returns ``path``."""
     order = np.argsort(tilt_angles_deg)
-    tilt = np.asarray(tilt_angles_deg, float)[order]
+    tilt = [float(t) for t in np.asarray(tilt_angles_deg, float)[order]]
     u, v = np.asarray(defocus_u_A, float)[order] / 1e4, np.asarray(defocus_v_A, float)[order] / 1e4
-    res = np.asarray(fit_resolution_A, float)[order]
-    excl = np.asarray(excluded, bool)[order]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(tilt, 0.5 * (u + v), "-", color="#1f77b4", lw=1, label="mean defocus")
-    for values, marker, label in ((u, "^", "defocus U"), (v, "v", "defocus V")):
-        ax.plot(tilt[~excl], values[~excl], marker, color="#1f77b4", ms=4, ls="none", label=label)
-        ax.plot(tilt[excl], values[excl], marker, color="#1f77b4", ms=4, ls="none", mfc="none")
-    ax.set_xlabel("tilt angle (°)")
-    ax.set_ylabel("defocus (µm, underfocus positive)", color="#1f77b4")
-    right = ax.twinx()
-    right.plot(tilt, res, "o-", color="#d62728", ms=3, lw=0.8, label="fit resolution")
-    right.set_ylabel("fit resolution (Å)", color="#d62728")
-    title = f"{name}: CTF per tilt"
-    if hand_message:
-        title += f"\n{hand_message}"
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper left", fontsize=7)
-    right.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    hollow = [bool(e) for e in np.asarray(excluded, bool)[order]]
+    blue, red = "#1f77b4", "#d62728"
+    title = f"{name}: CTF per tilt" + (f"; {hand_message}" if hand_message else "")
+    plot = LinePlot(
+        title=title,
+        x_label="tilt angle (°)",
+        y_label="defocus (µm, underfocus positive)",
+        y2_label="fit resolution (Å)",
+        series=[
+            Series(name="mean defocus", x=tilt, y=[float(m) for m in 0.5 * (u + v)], style="line", colour=blue),
+            Series(name="defocus U", x=tilt, y=[float(d) for d in u], style="points", colour=blue, hollow=hollow),
+            Series(name="defocus V", x=tilt, y=[float(d) for d in v], style="points", colour="#17becf", hollow=hollow),
+            Series(
+                name="fit resolution",
+                x=tilt,
+                y=[float(r) for r in np.asarray(fit_resolution_A, float)[order]],
+                axis="right",
+                colour=red,
+            ),
+        ],
+    )
+    save_line_plot(path, plot)
     return path
 
 
@@ -70,7 +62,7 @@ def spectra_plot(
     columns: int = 8,
 ) -> str:
     """A grid of the per-tilt diagnostic spectra (data left, model right), sorted by tilt angle."""
-    plt = _pyplot()
+    plt = pyplot()
     order = np.argsort(tilt_angles_deg)
     rows = max(1, math.ceil(len(order) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.75 * rows), squeeze=False)
