@@ -111,3 +111,47 @@ def test_cell_mistakes_name_the_field():
     with pytest.raises(ValueError, match="specimen.filaments.species"):
         cfg = _cell_config(**{"specimen.filaments.species": "actin"})
         build_specimen(cfg.specimen, (3500.0, 3500.0), [_Sized(1.0)] * 3, [], np.random.default_rng(1))
+
+
+def test_cell_preset_small_variant_writes_every_species_and_binned_references(tmp_path, test_data):
+    from tomoforge.io.mrc import read_mrc, read_voxel_size
+    from tomoforge.simulate.run import simulate
+    from tomoforge.simulate.structures import read_atoms
+
+    overrides = {
+        "data_root": str(test_data),
+        "acquisition.tilt_series_count": 1,
+        "acquisition.tilt_min_deg": -30.0,
+        "acquisition.tilt_max_deg": 30.0,
+        "acquisition.tilt_step_deg": 30.0,
+        "acquisition.frames_per_tilt": 2,
+        "specimen.ice_thickness_A": 1000.0,
+        "specimen.particles.0.count": 4,
+        "specimen.particles.1.count": 3,
+        "specimen.particles.2.count_on_membranes": 4,
+        "specimen.vesicles.count": 1,
+        "specimen.vesicles.radius_A": (200.0, 250.0),
+        "specimen.sheets.count": 1,
+        "specimen.sheets.radius_A": (400.0, 500.0),
+        "specimen.filaments.count": 1,
+        "specimen.filaments.length_A": (400.0, 500.0),
+        "specimen.fiducials.count_per_surface": 2,
+        "specimen.background_count": 10,
+        "detector.image_size": (224, 224),
+        "detector.pixel_size_A": 10.0,
+    }
+    result = simulate(tmp_path, preset="cell", seed=3, overrides=overrides, progress=False)
+    truth = result.tilt_series[0].truth
+    assert len(truth["tilts"]) == 3 and (tmp_path / "TS_01.mrc.mdoc").is_file()
+    counts = {s["name"]: sum(p["species"] == s["name"] for p in truth["particles"]) for s in truth["species"]}
+    assert counts["ribosome"] == 4 and counts["rubisco"] == 3 and counts["membrane_complex"] == 4
+    assert counts["filament_subunit"] == truth["filaments"][0]["subunits"] >= 14
+    assert len(truth["sheets"]) == 1 and len(truth["vesicles"]) == 1 and len(truth["background"]) == 10
+    species = {s["name"]: s for s in truth["species"]}
+    rubisco = test_data / "maps/polnet_templates/1bxn.pdb"
+    assert species["rubisco"]["mass_Da"] == pytest.approx(2 * read_atoms(rubisco)[2])  # L8S8 from the L4S4 file
+    for name in ("ribosome", "rubisco"):  # the reference at the tomogram's pixel size keeps its integral
+        full = read_mrc(tmp_path / species[name]["reference_map"]).astype(np.float64)
+        binned = read_mrc(tmp_path / species[name]["reference_map_binned"]).astype(np.float64)
+        assert read_voxel_size(tmp_path / species[name]["reference_map_binned"]) == pytest.approx(20.0)
+        assert binned.sum() * 8 == pytest.approx(full.sum(), rel=0.01)
