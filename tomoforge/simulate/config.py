@@ -327,6 +327,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+PRESET_INFO: dict[str, tuple[int, str]] = {
+    "tiny": (0, "1 tilt series of 7 tilts, 128² px: a few apoferritins, a vesicle, gold (tests)"),
+    "small": (0, "1 tilt series of 41 tilts, 1024² px at 3 Å: apoferritins, ribosomes, a vesicle, crowders"),
+    "virions": (0, "HIV-like: 3 tilt series of 41 tilts, virions with a gapped lattice of C6 hexamers"),
+    "cell": (
+        0,
+        "cellular: 2 tilt series of 41 tilts at 5 Å, 200 ribosomes and 80 rubisco each, membrane sheets and "
+        "vesicles with bound complexes, helical filaments, crowders, gold",
+    ),
+    "tutorial": (0, "5 tilt series of 41 tilts at 5.4 Å: apoferritins free and on vesicles, gold"),
+}
+
+
+def preset_help() -> str:
+    """One line per preset: its name, default seed and description (for ``tomoforge simulate --help``)."""
+    return "; ".join(f"{name} (seed {seed}): {text}" for name, (seed, text) in PRESET_INFO.items())
+
+
 class ConfigError(UserError, ValueError):
     """An unknown preset, an unknown ``--set`` key or an invalid value; the message names it."""
 
