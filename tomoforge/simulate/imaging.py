@@ -25,7 +25,7 @@ from tomoforge.methods.rotations import tilt_projection_matrix
 from tomoforge.simulate.acquisition import TiltTruth
 from tomoforge.simulate.config import SimulationConfig
 from tomoforge.simulate.ice import ice_texture_spectrum
-from tomoforge.simulate.placement import SlabCTF, batch_size, paste_into_slabs, project_batch
+from tomoforge.simulate.placement import SlabCTF, batch_size, box_size, paste_into_slabs, project_batch
 from tomoforge.simulate.specimen import Specimen
 from tomoforge.simulate.structures import Reference
 
@@ -87,7 +87,7 @@ def projected_potential_slabs(
             ref = refs[int(s)]
             if ref.pixel_size_A != pixel_size_A:
                 raise ValueError(f"reference {ref.name} is at {ref.pixel_size_A} Å/px, image at {pixel_size_A}")
-            half = ref.fourier.n // 2
+            half = box_size(ref.fourier) // 2
             sel = (
                 (species == s)
                 & (whole[:, 0] + half >= 0)
@@ -98,11 +98,11 @@ def projected_potential_slabs(
             groups.append((ref, rotations[sel], (xy - whole)[sel], keys[sel].astype(np.int64), whole[sel][:, ::-1]))
     used = sorted({int(k) for g in groups for k in g[3]})
     if used:
-        pad = max(g[0].fourier.n for g in groups)
+        pad = max(box_size(g[0].fourier) for g in groups)
         canvas = torch.zeros((len(used), ny + 2 * pad, nx + 2 * pad), dtype=torch.float32)
         for ref, rotations, frac, keys, centres in groups:
             slab_of = np.searchsorted(used, keys)
-            step = batch_size(ref.fourier.n)
+            step = batch_size(ref.fourier)
             for a in range(0, len(rotations), step):  # batches of projections, not single particles
                 proj = project_batch(ref.fourier, rotations[a : a + step], frac[a : a + step])
                 paste_into_slabs(canvas, proj, slab_of[a : a + step], centres[a : a + step].astype(np.int64), pad)

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from tomoforge.methods.ellipsoids import add_ellipsoid_volume, ellipsoid_matrix, ellipsoid_outward_normal
-from tomoforge.methods.projection import bin_fourier_volume, paste_add, rotate_volume_fourier, split_position
+from tomoforge.methods.projection import bin_fourier_volume, paste_add, split_position
 from tomoforge.methods.rotations import random_rotations, rotation_about_axis, rotation_about_z, rotation_aligning_z_to
 from tomoforge.simulate.cellular import Filament, Sheet, helical_filament, sheet_conflicts, sheet_height_extent_A
 from tomoforge.simulate.config import SpecimenConfig
 from tomoforge.simulate.lattice import ellipsoid_lattice, to_tomogram
+from tomoforge.simulate.placement import rotate_box
 from tomoforge.simulate.structures import Reference
 
 
@@ -420,7 +421,7 @@ def render_specimen_volume(
         binned = [bin_fourier_volume(r.fourier, binning) for r in refs]
         for item in items:
             whole, frac = split_position(item.position_A / pixel_size_A + centre)
-            box = rotate_volume_fourier(binned[item.species], item.rotation, (frac[0], frac[1], frac[2]))
+            box = rotate_box(binned[item.species], item.rotation, frac)
             paste_add(vol, box, tuple(whole[::-1]))
     for solid in spec.solids:
         add_ellipsoid_volume(vol, pixel_size_A, solid.centre_A, solid.matrix, solid.weight_V)
