@@ -4,7 +4,8 @@ Output folder layout:
     <outdir>/<TS>.mrc.mdoc            SerialEM (or Tomography 5) tilt-series mdoc
     <outdir>/frames/<TS>_<i>_<tilt>.mrc|tif   per-tilt movies (counts, int16 / uint16)
     <outdir>/gain.mrc                 gain reference (multiply raw frames by it)
-    <outdir>/references/<name>_reference.mrc, <name>_potential.mrc
+    <outdir>/references/<name>_reference.mrc, <name>_potential.mrc, <name>_reference_bin<b>.mrc (at the
+                                      truth tomogram's pixel size: templates for picking)
     <outdir>/truth/<TS>/truth.json, tilts.star, noise_free_tilt_series.mrc, tomogram_bin<b>.mrc
     <outdir>/simulation.json          the configuration, seed and the list of tilt series
 """
