@@ -101,7 +101,7 @@ def main() -> None:
             f"{machine['nproc']} cores ({machine['cpu']}), torch threads {machine['torch_threads']}; load: the "
             "1-minute load average before → after each preset (the machine is shared: above 2 the timings are "
             "inflated); CPU: the process's CPU time (all threads), which a quiet 2-core machine needs at most "
-            "as wall time. Target: every preset under 300 s on 2 cores. JSON: `benchmarks/simulate.json`.",
+            "as wall time (under heavy load it grows too: waiting threads spin). Target: every preset under 300 s on 2 cores. JSON: `benchmarks/simulate.json`.",
             "",
             *table,
         ],
