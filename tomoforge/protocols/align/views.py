@@ -111,10 +111,27 @@ def with_solution(ts: TiltSeries, result: dict[str, Any]) -> TiltSeries:
 def write_view_residuals(path: str, v: ViewGeometry, residual_A: list[float], score: list[float]) -> None:
     """A table of the projection-matching residual of each view (tab-separated, one header line):
     acquisition order, nominal tilt (°), residual (Å: the last correction against the reprojection of
-    the other views) and the correlation with that reprojection."""
+    the other views) and the correlation with that reprojection; and the same against the tilt angle as a
+    plot beside it (``NAME.png`` and its plot data, drawn interactively on the run page)."""
+    from tomoforge.io.plot_data import LinePlot, Series
+    from tomoforge.protocols.plotting import save_line_plot
+
     lines = ["acquisition_order\ttilt_deg\tresidual_A\tscore"]
     lines += [f"{o}\t{t:.2f}\t{r:.2f}\t{s:.4f}" for o, t, r, s in zip(v.orders, v.tilts_deg, residual_A, score)]
     Path(path).write_text("\n".join(lines) + "\n")
+    ordered = sorted(zip(v.tilts_deg, residual_A, score))
+    tilts = [float(t) for t, _, _ in ordered]
+    plot = LinePlot(
+        title=f"{Path(path).stem}: projection matching per view",
+        x_label="tilt angle (°)",
+        y_label="residual (Å)",
+        y2_label="correlation with the reprojection",
+        series=[
+            Series(name="residual", x=tilts, y=[float(r) for _, r, _ in ordered]),
+            Series(name="correlation", x=tilts, y=[float(c) for _, _, c in ordered], axis="right"),
+        ],
+    )
+    save_line_plot(Path(path).with_suffix(".png"), plot)
 
 
 def stored_axis(ts: TiltSeries, override: float | None) -> float:
