@@ -38,7 +38,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from tomoforge.methods.ctf.settings import Optics
-from tomoforge.methods.ctf.transfer import ctf_from_phase, ctf_phase
+from tomoforge.methods.ctf.transfer import ctf_from_phase, ctf_phase, electron_wavelength_A
 from tomoforge.methods.preprocess.dose import critical_exposure
 
 
@@ -260,8 +260,18 @@ def subtomogram_weights(
     length = box * pixel_size_A
     two_ne = 2 * critical_exposure(torch.linalg.vector_norm(k, dim=-1), voltage_kV=optics.voltage_kV)
     n = 1 if defocus_A is None else int(np.shape(defocus_A)[0])
-    df = None if defocus_A is None else torch.as_tensor(np.asarray(defocus_A, dtype=np.float64), device=dev)
-    total = torch.zeros((n, k[..., 0].numel()), dtype=torch.float64, device=dev)
+    coeffs = None
+    if defocus_A is not None:
+        # Δf_p(θ) = a_p + b_p cos 2θ + c_p sin 2θ: the CTF phase is linear in three numbers per particle and view
+        d = np.asarray(defocus_A, dtype=np.float64).reshape(n, -1, 3)
+        two_alpha = 2 * np.deg2rad(d[..., 2])
+        half_diff = 0.5 * (d[..., 0] - d[..., 1])
+        abc = np.stack([0.5 * (d[..., 0] + d[..., 1]), half_diff * np.cos(two_alpha), half_diff * np.sin(two_alpha)])
+        coeffs = torch.as_tensor(abc.transpose(2, 1, 0), dtype=torch.float32, device=dev)  # (v, n, 3)
+        lam = electron_wavelength_A(optics.voltage_kV)
+        spherical = 0.5 * math.pi * optics.cs_mm * 1e7 * lam**3
+        amplitude_phase = math.asin(optics.amplitude_contrast)  # |CTF| = |sin(χ + asin A)|
+    total = torch.zeros((n, k[..., 0].numel()), dtype=torch.float32, device=dev)
     flat = k.reshape(-1, 3)
     for i in range(len(r)):  # views (tens), every particle at once, on the voxels of the view's slice only
         rz = flat @ torch.as_tensor(r[i, 2], device=dev)
@@ -269,13 +279,17 @@ def subtomogram_weights(
         w = 1.0 - rz[on].abs() * length
         if dose_e_A2 is not None:
             w = w * torch.exp(-float(dose_e_A2[i]) / two_ne.reshape(-1)[on])
-        if df is not None:
+        if coeffs is not None:
             rk = flat[on] @ torch.as_tensor(r[i, :2].T, device=dev)  # (m, 2) the view's image frequency
-            c = batched_ctf(rk[:, 0], rk[:, 1], df[:, i, 0, None], df[:, i, 1, None], df[:, i, 2, None], optics)
-            total.index_add_(1, on, w * c.abs())
+            k2 = (rk * rk).sum(-1)
+            theta2 = 2 * torch.atan2(rk[:, 1], rk[:, 0])
+            basis = (math.pi * lam) * torch.stack([k2, k2 * torch.cos(theta2), k2 * torch.sin(theta2)])  # (3, m)
+            offset = (amplitude_phase - spherical * k2 * k2).to(torch.float32)
+            chi = torch.addmm(offset[None], coeffs[i], basis.to(torch.float32))  # (n, m) χ + asin A
+            total.index_add_(1, on, torch.sin(chi).abs_().mul_(w.to(torch.float32)))
         else:
-            total.index_add_(1, on, w.expand(n, -1))
-    return total.reshape(n, *k.shape[:-1]).to(torch.float32)
+            total.index_add_(1, on, w.to(torch.float32).expand(n, -1))
+    return total.reshape(n, *k.shape[:-1])
 
 
 @dataclass(frozen=True)
