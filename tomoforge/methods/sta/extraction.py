@@ -67,8 +67,9 @@ def recentre_spectrum(spectrum: torch.Tensor, offset_px: torch.Tensor, n_out: in
     keep = k_out.abs() < min(n_src, n_out) / 2.0  # an even box's Nyquist plane is dropped
     index = torch.remainder(k_out, n_src)
     out = spectrum
-    for axis in range(d):
-        out = out.index_select(out.ndim - d + axis, index)
+    if n_src != n_out:  # the same box: the frequencies are already in place
+        for axis in range(d):
+            out = out.index_select(out.ndim - d + axis, index)
     a_src = (n_src // 2 + offset_px.to(torch.float64)) / n_src  # (…, d) fractional position in the box
     delta = a_src - (n_out // 2) / n_out
     k = k_out.to(torch.float64)
@@ -416,7 +417,25 @@ def extract_particle_views(
     attenuation = None
     if dose_weight and doses is not None:
         ne = critical_exposure(torch.sqrt(kx * kx + ky * ky), voltage_kV=optics.voltage_kV)
-        attenuation = torch.exp(-doses[:, None, None] / (2 * ne))  # (v, box, box)
+        attenuation = torch.exp(-doses[:, None, None] / (2 * ne)).to(torch.float32)  # (v, box, box)
+    ctf_terms = None
+    if premultiply_ctf and df is not None:
+        # Δf(θ) = a + b cos 2θ + c sin 2θ: χ + asin A is one matrix product per batch, CTF = −sin(χ + asin A)
+        k2 = kx * kx + ky * ky
+        theta2 = 2 * torch.atan2(ky, kx)
+        lam = electron_wavelength_A(optics.voltage_kV)
+        basis = (math.pi * lam) * torch.stack([k2, k2 * torch.cos(theta2), k2 * torch.sin(theta2)]).reshape(3, -1)
+        offset = math.asin(optics.amplitude_contrast) - 0.5 * math.pi * optics.cs_mm * 1e7 * lam**3 * k2 * k2
+        two_alpha = 2 * np.deg2rad(df[..., 2])
+        half_diff = 0.5 * (df[..., 0] - df[..., 1])
+        abc = np.stack(
+            [0.5 * (df[..., 0] + df[..., 1]), half_diff * np.cos(two_alpha), half_diff * np.sin(two_alpha)], -1
+        )
+        ctf_terms = (
+            torch.as_tensor(abc, dtype=torch.float32, device=dev),  # (n, v, 3)
+            basis.to(torch.float32),
+            offset.reshape(-1).to(torch.float32),
+        )
     source = images.to(dev) if isinstance(images, torch.Tensor) else images
     lo = box // 2 - crop // 2
     out = torch.empty((len(pos), v, crop, crop), dtype=torch.float32, device=dev)
@@ -429,11 +448,14 @@ def extract_particle_views(
         x = _prepare(boxes.to(dev), inside.to(dev), 2, invert=invert, normalise=normalise)
         offset = torch.as_tensor((centre_yx[sl] - whole[sl]).reshape(-1, 2), device=dev)
         spec = recentre_spectrum(torch.fft.fft2(x), offset, box).reshape(m, v, box, box)
-        if premultiply_ctf and df is not None:
-            d = torch.as_tensor(df[sl], device=dev)[..., None, None]  # (m, v, 3, 1, 1)
-            spec = spec * batched_ctf(kx, ky, d[:, :, 0], d[:, :, 1], d[:, :, 2], optics).to(spec.dtype)
+        filt = None
+        if ctf_terms is not None:
+            coeffs, basis, offset = ctf_terms
+            filt = torch.sin(torch.addmm(offset, coeffs[sl].reshape(-1, 3), basis)).neg_().reshape(m, v, box, box)
         if attenuation is not None:
-            spec = spec * attenuation.to(spec.dtype)
+            filt = attenuation.expand(m, -1, -1, -1) if filt is None else filt * attenuation
+        if filt is not None:
+            spec = spec * filt
         views = torch.fft.ifft2(spec).real
         out[sl] = views[..., lo : lo + crop, lo : lo + crop].to(torch.float32)
     if df is None:
