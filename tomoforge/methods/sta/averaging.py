@@ -10,7 +10,7 @@ estimate
     M_h(k) = Σ_p W_p(R_p k) S_p(R_p k) / (Σ_p W_p(R_p k)² + ε),   ε = ``wiener_constant`` · mean Σ_p W_p²
 
 (the full map the same over both halves). Without weights W = 1: the plain mean. Half sets never mix.
-Only the half spectrum (k_x ≥ 0) up to Nyquist is sampled (S(−k) = conj S(k)), in batches of particles, and W_p(R k) is
+Only the half spectrum (k_x ≥ 0) is sampled (S(−k) = conj S(k)), in batches of particles, and W_p(R k) is
 sampled once per particle from the weights it shares with others (``weight_index``). Trilinear sampling of the
 padded spectrum multiplies the map by sinc²(x / 2n) on each axis (x in voxels from the centre); the maps are
 divided by it (gridding correction).
@@ -19,6 +19,7 @@ divided by it (gridding correction).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -138,11 +139,20 @@ def half_to_volume(spectrum: torch.Tensor, n: int) -> torch.Tensor:
     return torch.fft.fftshift(vol, dim=(-3, -2, -1))
 
 
+class VolumeStack(Protocol):
+    """Anything that reads (m, n, n, n) volumes where sliced: an array, a memory map, a stack of files."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, index: slice) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Average:
     """Half maps and map (box³, float32, z y x, centre voxel box // 2), the number of particles in each half,
     and the summed squared weights Σ W_p²(R_p k) of each half on the padded box's ``half_grid``
-    (2 box, 2 box, box + 1; 0 beyond Nyquist), reference frame."""
+    (2 box, 2 box, box + 1), reference frame."""
 
     half1: torch.Tensor
     half2: torch.Tensor
@@ -153,7 +163,7 @@ class Average:
 
 
 def average_subtomograms(
-    volumes: torch.Tensor | np.ndarray,
+    volumes: torch.Tensor | np.ndarray | VolumeStack,
     rotations: ArrayLike,
     half_sets: ArrayLike,
     *,
@@ -167,8 +177,8 @@ def average_subtomograms(
 
     Parameters
     ----------
-    volumes : torch.Tensor or numpy.ndarray (may be memory-mapped), (m, n, n, n)
-        Subtomograms (z, y, x), each particle at voxel n // 2; read batch by batch.
+    volumes : torch.Tensor, numpy.ndarray (may be memory-mapped) or ``VolumeStack``, (m, n, n, n)
+        Subtomograms (z, y, x), each particle at voxel n // 2; read batch by batch (a slice at a time).
     rotations : array, (m, 3, 3)
         Each particle's rotation R (x_tomo = R x_ref).
     half_sets : array, (m,)
@@ -196,9 +206,7 @@ def average_subtomograms(
     if len(halves) != m or rot.shape[0] != m:
         raise ValueError(f"{m} volumes, {rot.shape[0]} rotations and {len(halves)} half sets: they must agree")
     big = 2 * n  # the particles' spectra are sampled twice as finely as the box
-    grid = half_grid(big, dev) / 2.0  # the average's half grid on the padded box, in frequencies of the box
-    inside = torch.linalg.vector_norm(grid, dim=-1) <= n / 2.0  # up to Nyquist: the cube's corners stay 0
-    k = grid[inside]  # (M, 3)
+    k = half_grid(big, dev) / 2.0  # the average's half grid on the padded box, in frequencies of the box
     w_half = None
     if weights is not None:
         w = weights if isinstance(weights, torch.Tensor) else torch.from_numpy(np.asarray(weights))
@@ -233,25 +241,22 @@ def average_subtomograms(
             den.index_add_(0, h, wv * wv)
         else:
             num.index_add_(0, h, sampled)
-            den += torch.bincount(h, minlength=2).to(den.dtype)[:, None]
-    eps = wiener_constant * float(den.sum(0).mean().clamp(min=1e-12)) * len(k) / inside.numel()
+            den += torch.bincount(h, minlength=2).to(den.dtype)[:, None, None, None]
+    eps = wiener_constant * float(den.sum(0).mean().clamp(min=1e-12))
     apodisation = trilinear_apodisation(n, big, dev)  # gridding correction
     lo = big // 2 - n // 2
 
     def back(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-        spec = torch.zeros(inside.shape, dtype=torch.complex64, device=dev)
-        spec[inside] = torch.complex(numerator[0], numerator[1]) / (denominator + eps)
-        vol = half_to_volume(spec, big)
+        vol = half_to_volume(torch.complex(numerator[0], numerator[1]) / (denominator + eps), big)
         return (vol[lo : lo + n, lo : lo + n, lo : lo + n] / apodisation).contiguous()
 
     counts = (int(np.sum(halves == 1)), int(np.sum(halves == 2)))
-    weight = torch.zeros((2, *inside.shape), dtype=torch.float32, device=dev)
-    weight[:, inside] = den
-    return Average(back(num[0], den[0]), back(num[1], den[1]), back(num.sum(0), den.sum(0)), counts, *weight)
+    return Average(back(num[0], den[0]), back(num[1], den[1]), back(num.sum(0), den.sum(0)), counts, den[0], den[1])
 
 
 __all__ = [
     "Average",
+    "VolumeStack",
     "average_subtomograms",
     "centred_grid",
     "centred_spectrum",
