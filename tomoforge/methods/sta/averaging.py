@@ -109,13 +109,13 @@ def half_spectrum(volumes: torch.Tensor, padded: int) -> torch.Tensor:
     return torch.view_as_real(spec).permute(0, 4, 1, 2, 3)
 
 
-def sample_half(grid_values: torch.Tensor, q_xyz: torch.Tensor) -> torch.Tensor:
+def sample_half(grid_values: torch.Tensor, q_xyz: torch.Tensor, unit: float = 1.0) -> torch.Tensor:
     """Trilinear samples (m, C, …) of half grids (m, C, N, N, W) (z, y centred, x from 0 to W − 1) at
-    frequencies (m, …, 3) (x, y, z in grid units, x ≥ 0); outside the grid: 0."""
+    frequencies (m, …, 3) (x, y, z; ``unit`` grid steps each, x ≥ 0); outside the grid: 0."""
     n, width = grid_values.shape[-2], grid_values.shape[-1]
     scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / (n - 1), 2.0 / (n - 1)], device=q_xyz.device)
-    offset = torch.tensor([0.0, n // 2, n // 2], device=q_xyz.device)
-    g = (q_xyz + offset) * scale - 1.0
+    bias = torch.tensor([0.0, n // 2, n // 2], device=q_xyz.device) * scale - 1.0
+    g = torch.addcmul(bias, q_xyz, scale * unit)  # grid_sample's coordinates, in one pass
     shape = g.shape[1:-1]
     out = F.grid_sample(
         grid_values, g.reshape(g.shape[0], 1, 1, -1, 3), mode="bilinear", padding_mode="zeros", align_corners=True
@@ -227,10 +227,10 @@ def average_subtomograms(
         vols = torch.as_tensor(np.asarray(chunk) if not isinstance(chunk, torch.Tensor) else chunk)
         spec = half_spectrum(vols.to(dev, torch.float32), big)
         q = torch.einsum("...a,mba->m...b", k, rot[torch.as_tensor(keep, device=dev)])  # R k for each particle
-        flip = q[..., 0] < 0  # S(−q) = conj S(q), W(−q) = W(q): read the stored half
-        q = torch.where(flip[..., None], -q, q)
-        sampled = sample_half(spec, 2.0 * q)  # (b, 2, …) in units of the padded grid
-        sampled[:, 1] = torch.where(flip, -sampled[:, 1], sampled[:, 1])
+        sign = torch.where(q[..., :1] < 0, -1.0, 1.0)  # S(−q) = conj S(q), W(−q) = W(q): read the stored half
+        q = q * sign
+        sampled = sample_half(spec, q, 2.0)  # (b, 2, …): the padded grid is twice as fine
+        sampled[:, 1] *= sign[..., 0]
         h = torch.as_tensor(halves[keep] - 1, device=dev)
         if w_half is not None:
             wk = index[keep]
