@@ -111,6 +111,13 @@ def _prepare(boxes: torch.Tensor, inside: torch.Tensor, d: int, *, invert: bool,
     """Over the last ``d`` dims: pixels not ``inside`` → the box's mean inside; inverted about it; mean 0
     (and SD 1 with ``normalise``)."""
     dims = tuple(range(-d, 0))
+    if bool(inside.all()):  # every pixel inside (the usual case): no mask to apply
+        mean = boxes.mean(dim=dims, keepdim=True)
+        x = boxes - mean if not invert else mean - boxes
+        if normalise:
+            sd = torch.sqrt((x * x).mean(dim=dims, keepdim=True))
+            x = x / torch.where(sd > 0, sd, torch.ones_like(sd))
+        return x
     w = inside.to(boxes.dtype)
     count = w.sum(dim=dims, keepdim=True).clamp(min=1)
     mean = (boxes * w).sum(dim=dims, keepdim=True) / count
