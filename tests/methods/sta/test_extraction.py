@@ -197,3 +197,15 @@ def test_weight_of_one_astigmatic_view_is_its_slice_times_the_ctf_there():
         ctf = batched_ctf(torch.as_tensor(kv[..., 0]), torch.as_tensor(kv[..., 1]), d[0], d[1], d[2], optics).numpy()
         np.testing.assert_allclose(w[p], profile * np.abs(ctf), atol=2e-4)
     assert np.count_nonzero(profile) > box * box  # the slice, not a few voxels, was compared
+
+
+@pytest.mark.parametrize("n", [8, 9])
+def test_the_half_spectrum_shift_equals_the_full_recentring(n):
+    """Boxes that keep their size are shifted on the rfft half: the same as ``recentre_spectrum`` on the full one."""
+    from tomoforge.methods.sta.extraction import _shift_half, recentre_spectrum
+
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(3, n, n, n, generator=gen)
+    offset = torch.rand(3, 3, generator=gen) - 0.5
+    full = torch.fft.ifftn(recentre_spectrum(torch.fft.fftn(x, dim=(-3, -2, -1)), offset, n), dim=(-3, -2, -1)).real
+    assert torch.allclose(_shift_half(x, offset), full.to(torch.float32), atol=1e-5)

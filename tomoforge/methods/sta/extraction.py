@@ -83,6 +83,25 @@ def recentre_spectrum(spectrum: torch.Tensor, offset_px: torch.Tensor, n_out: in
     return out
 
 
+def _shift_half(volumes: torch.Tensor, offset_px: torch.Tensor) -> torch.Tensor:
+    """``recentre_spectrum`` for a box that keeps its size, on the ``rfftn`` half: (m, n, n, n) real boxes whose
+    point n // 2 + ``offset_px`` (m, 3, array order) moves to voxel n // 2 (an even box's Nyquist planes
+    dropped)."""
+    n = volumes.shape[-1]
+    dev = volumes.device
+    spec = torch.fft.rfftn(volumes, dim=(-3, -2, -1))
+    k_full = _integer_frequencies(n, dev).to(torch.float64)
+    lead = offset_px.shape[:-1]
+    for axis in range(3):
+        k = k_full if axis < 2 else k_full[: n // 2 + 1].abs()
+        keep = (k.abs() < n / 2.0).to(torch.float64)
+        factor = torch.polar(keep, (2 * math.pi / n) * k * offset_px[..., axis, None].to(torch.float64))
+        shape = [1, 1, 1]
+        shape[axis] = len(k)
+        spec = spec * factor.to(spec.dtype).reshape(*lead, *shape)
+    return torch.fft.irfftn(spec, s=(n, n, n), dim=(-3, -2, -1)).to(torch.float32)
+
+
 def _gather(
     data: np.ndarray | torch.Tensor, corner: np.ndarray, n: int, lead: np.ndarray | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,8 +210,11 @@ def extract_subtomograms(
         boxes, inside = _gather(source, whole[sl] - n_src // 2, n_src)
         x = _prepare(boxes.to(dev), inside.to(dev), 3, invert=invert, normalise=False)
         offset = torch.as_tensor(centre_zyx[sl] - whole[sl], device=dev)
-        spec = recentre_spectrum(torch.fft.fftn(x, dim=(-3, -2, -1)), offset, box)
-        x = torch.fft.ifftn(spec, dim=(-3, -2, -1)).real.to(torch.float32)
+        if n_src == box:  # not resampled: the real half of the spectrum is enough (same result, half the work)
+            x = _shift_half(x, offset)
+        else:
+            spec = recentre_spectrum(torch.fft.fftn(x, dim=(-3, -2, -1)), offset, box)
+            x = torch.fft.ifftn(spec, dim=(-3, -2, -1)).real.to(torch.float32)
         out[sl] = _prepare(
             x, torch.ones(x.shape[-3:], dtype=torch.bool, device=dev), 3, invert=False, normalise=normalise
         )
