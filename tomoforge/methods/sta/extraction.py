@@ -83,22 +83,27 @@ def recentre_spectrum(spectrum: torch.Tensor, offset_px: torch.Tensor, n_out: in
     return out
 
 
-def _shift_half(volumes: torch.Tensor, offset_px: torch.Tensor) -> torch.Tensor:
-    """``recentre_spectrum`` for a box that keeps its size, on the ``rfftn`` half: (m, n, n, n) real boxes whose
-    point n // 2 + ``offset_px`` (m, 3, array order) moves to voxel n // 2 (an even box's Nyquist planes
-    dropped)."""
-    n = volumes.shape[-1]
-    dev = volumes.device
-    spec = torch.fft.rfftn(volumes, dim=(-3, -2, -1))
-    k_full = _integer_frequencies(n, dev).to(torch.float64)
+def _ramp_half(spec: torch.Tensor, offset_px: torch.Tensor, n: int) -> torch.Tensor:
+    """``recentre_spectrum`` for boxes that keep their size, on ``rfftn`` halves (…, n, …, n // 2 + 1) of d
+    dims: the point n // 2 + ``offset_px`` (…, d, array order) moves to pixel n // 2 (an even box's Nyquist
+    planes dropped)."""
+    d = offset_px.shape[-1]
+    k_full = _integer_frequencies(n, spec.device).to(torch.float64)
     lead = offset_px.shape[:-1]
-    for axis in range(3):
-        k = k_full if axis < 2 else k_full[: n // 2 + 1].abs()
+    for axis in range(d):
+        k = k_full if axis < d - 1 else k_full[: n // 2 + 1].abs()
         keep = (k.abs() < n / 2.0).to(torch.float64)
         factor = torch.polar(keep, (2 * math.pi / n) * k * offset_px[..., axis, None].to(torch.float64))
-        shape = [1, 1, 1]
+        shape = [1] * d
         shape[axis] = len(k)
         spec = spec * factor.to(spec.dtype).reshape(*lead, *shape)
+    return spec
+
+
+def _shift_half(volumes: torch.Tensor, offset_px: torch.Tensor) -> torch.Tensor:
+    """(m, n, n, n) real boxes whose point n // 2 + ``offset_px`` (m, 3) moves to voxel n // 2 (``_ramp_half``)."""
+    n = volumes.shape[-1]
+    spec = _ramp_half(torch.fft.rfftn(volumes, dim=(-3, -2, -1)), offset_px, n)
     return torch.fft.irfftn(spec, s=(n, n, n), dim=(-3, -2, -1)).to(torch.float32)
 
 
@@ -441,8 +446,11 @@ def extract_particle_views(
         df = np.broadcast_to(d0, (len(pos), v, 3)).copy()
         df[..., :2] += height[..., None]
     doses = None if dose_e_A2 is None else torch.as_tensor(np.asarray(dose_e_A2, dtype=np.float64), device=dev)
+    half = n_src == box  # not resampled: the real half of each spectrum is enough
     k = torch.fft.fftfreq(box, d=out_pixel, device=dev, dtype=torch.float64)
-    ky, kx = torch.meshgrid(k, k, indexing="ij")
+    k_x = torch.fft.rfftfreq(box, d=out_pixel, device=dev, dtype=torch.float64) if half else k
+    ky, kx = torch.meshgrid(k, k_x, indexing="ij")
+    width = len(k_x)
     attenuation = None
     if dose_weight and doses is not None:
         ne = critical_exposure(torch.sqrt(kx * kx + ky * ky), voltage_kV=optics.voltage_kV)
@@ -476,16 +484,19 @@ def extract_particle_views(
         boxes, inside = _gather(source, corner, n_src, lead=np.tile(view_index, m))
         x = _prepare(boxes.to(dev), inside.to(dev), 2, invert=invert, normalise=normalise)
         offset = torch.as_tensor((centre_yx[sl] - whole[sl]).reshape(-1, 2), device=dev)
-        spec = recentre_spectrum(torch.fft.fft2(x), offset, box).reshape(m, v, box, box)
+        if half:
+            spec = _ramp_half(torch.fft.rfft2(x), offset, box).reshape(m, v, box, width)
+        else:
+            spec = recentre_spectrum(torch.fft.fft2(x), offset, box).reshape(m, v, box, box)
         filt = None
         if ctf_terms is not None:
-            coeffs, basis, offset = ctf_terms
-            filt = torch.sin(torch.addmm(offset, coeffs[sl].reshape(-1, 3), basis)).neg_().reshape(m, v, box, box)
+            coeffs, basis, phase0 = ctf_terms
+            filt = torch.sin(torch.addmm(phase0, coeffs[sl].reshape(-1, 3), basis)).neg_().reshape(m, v, box, width)
         if attenuation is not None:
             filt = attenuation.expand(m, -1, -1, -1) if filt is None else filt * attenuation
         if filt is not None:
             spec = spec * filt
-        views = torch.fft.ifft2(spec).real
+        views = torch.fft.irfft2(spec, s=(box, box)) if half else torch.fft.ifft2(spec).real
         out[sl] = views[..., lo : lo + crop, lo : lo + crop].to(torch.float32)
     if df is None:
         df = np.zeros((len(pos), v, 3))
