@@ -9,7 +9,7 @@ import torch
 from tests.methods.sta.shapes import N, blobs, corr
 from tomoforge.methods.align.projection_model import rotation_matrices
 from tomoforge.methods.rotations import random_rotations
-from tomoforge.methods.sta.averaging import average_subtomograms, full_weight
+from tomoforge.methods.sta.averaging import average_subtomograms, centred_spectrum, full_weight, half_spectrum
 from tomoforge.methods.sta.extraction import subtomogram_weights
 
 
@@ -69,3 +69,28 @@ def test_full_weight_is_the_centred_symmetric_grid():
     full = full_weight(w, 5)  # odd box: every frequency is on the rfft half or its mirror
     assert full.shape == (5, 5, 5)
     assert full[2 + 1, 2 - 2, 2 + 1] == w[1, -2, 1] and full[2 - 1, 2 + 2, 2 - 1] == w[1, -2, 1]
+
+
+def test_half_spectrum_is_the_padded_centred_spectrum():
+    """The pruned transform of the padded box equals the full one (``centred_spectrum``) on its x ≥ 0 half."""
+    vols = torch.rand(2, 7, 7, 7) - 0.5
+    half = half_spectrum(vols, 14)
+    full = centred_spectrum(vols, 14)  # (2, 2, 14, 14, 14), DC at 7
+    assert half.shape == (2, 2, 14, 14, 8)
+    assert torch.allclose(half[..., :7], full[..., 7:], atol=1e-5)  # the centred grid lacks +Nyquist
+    even = torch.rand(1, 8, 8, 8)
+    assert torch.allclose(half_spectrum(even, 16)[..., :8], centred_spectrum(even, 16)[..., 8:], atol=1e-5)
+
+
+def test_a_shared_weight_gives_the_same_average_as_copies_of_it(reference):
+    rot = random_rotations(6, np.random.default_rng(4))
+    w = subtomogram_weights(N, 1.0, rotation_matrices(np.arange(-60.0, 61.0, 3.0), 0.0))
+    w = w / w.max()
+    dims = (-3, -2, -1)
+    spec = torch.fft.rfftn(torch.fft.ifftshift(placed(reference, rot), dim=dims), dim=dims) * w  # S = W M
+    subtomos = torch.fft.fftshift(torch.fft.irfftn(spec, s=(N, N, N), dim=dims), dim=dims)
+    halves = np.array([1, 2] * 3)
+    shared = average_subtomograms(subtomos, rot, halves, weights=w, batch=4)
+    copies = average_subtomograms(subtomos, rot, halves, weights=w.expand(6, -1, -1, -1), batch=4)
+    assert torch.allclose(shared.full, copies.full, atol=1e-5 * float(copies.full.abs().max()))
+    assert corr(shared.full, reference) > 0.99

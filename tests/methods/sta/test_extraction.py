@@ -11,6 +11,7 @@ from tomoforge.methods.ctf.settings import Optics
 from tomoforge.methods.ctf.transfer import ctf_2d
 from tomoforge.methods.fourier import fourier_crop
 from tomoforge.methods.sta.extraction import (
+    batched_ctf,
     extract_particle_views,
     extract_subtomograms,
     project_particles,
@@ -176,3 +177,35 @@ def test_weights_hold_the_missing_wedge_dose_and_ctf():
     wc = subtomogram_weights(box, 4.0, r, defocus_A=df)
     assert wc.shape == (2, box, box, box // 2 + 1) and (wc <= w + 1e-5).all()
     assert not torch.allclose(wc[0], wc[1])  # each particle's defocus gives its own weight
+
+
+def test_weight_of_one_astigmatic_view_is_its_slice_times_the_ctf_there():
+    """One view tilted 30°: each voxel's weight is the slice profile times |CTF| at the voxel's image frequency
+    and the particle's own (astigmatic) defocus, computed here point by point with ``batched_ctf``."""
+    box, pixel = 24, 3.0
+    r = rotation_matrices(np.array([30.0]), 80.0)
+    df = np.array([[[21000.0, 19500.0, 35.0]], [[15000.0, 16000.0, 120.0]]])  # (2 particles, 1 view, 3)
+    optics = Optics()
+    w = subtomogram_weights(box, pixel, r, defocus_A=df, optics=optics).numpy()
+    kz, ky, kx = np.meshgrid(
+        np.fft.fftfreq(box, pixel), np.fft.fftfreq(box, pixel), np.fft.rfftfreq(box, pixel), indexing="ij"
+    )
+    kv = np.stack([kx, ky, kz], -1) @ r[0].T  # the frequency in the view's frame
+    profile = np.clip(1 - np.abs(kv[..., 2]) * box * pixel, 0, None)
+    for p in range(2):
+        d = torch.as_tensor(df[p, 0])
+        ctf = batched_ctf(torch.as_tensor(kv[..., 0]), torch.as_tensor(kv[..., 1]), d[0], d[1], d[2], optics).numpy()
+        np.testing.assert_allclose(w[p], profile * np.abs(ctf), atol=2e-4)
+    assert np.count_nonzero(profile) > box * box  # the slice, not a few voxels, was compared
+
+
+@pytest.mark.parametrize("n", [8, 9])
+def test_the_half_spectrum_shift_equals_the_full_recentring(n):
+    """Boxes that keep their size are shifted on the rfft half: the same as ``recentre_spectrum`` on the full one."""
+    from tomoforge.methods.sta.extraction import _shift_half, recentre_spectrum
+
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(3, n, n, n, generator=gen)
+    offset = torch.rand(3, 3, generator=gen) - 0.5
+    full = torch.fft.ifftn(recentre_spectrum(torch.fft.fftn(x, dim=(-3, -2, -1)), offset, n), dim=(-3, -2, -1)).real
+    assert torch.allclose(_shift_half(x, offset), full.to(torch.float32), atol=1e-5)

@@ -3,19 +3,23 @@
 A particle's subtomogram s (tomogram frame, centre voxel n // 2) holds its reference rotated by R
 (x_tomo = R x_ref): s(R x) ≈ map(x), so in Fourier space S(R k) ≈ W(R k) · M(k) with W the subtomogram's
 3D weight (its transfer: wedge, |CTF|, dose; tomogram frame, ``extraction.subtomogram_weights``). Each
-subtomogram is zero-padded to 2n (finer Fourier sampling), its spectrum sampled trilinearly at R k, and the
-half set's map is the Wiener-like estimate
+subtomogram's spectrum is taken on the grid of its box zero-padded to 2n (finer Fourier sampling; the padded
+box is never built, ``half_spectrum``), sampled trilinearly at R k, and the half set's map is the Wiener-like
+estimate
 
     M_h(k) = Σ_p W_p(R_p k) S_p(R_p k) / (Σ_p W_p(R_p k)² + ε),   ε = ``wiener_constant`` · mean Σ_p W_p²
 
 (the full map the same over both halves). Without weights W = 1: the plain mean. Half sets never mix.
-Trilinear sampling of the padded spectrum multiplies the map by sinc²(x / 2n) on each axis (x in voxels from
-the centre); the maps are divided by it (gridding correction).
+Only the half spectrum (k_x ≥ 0) is sampled (S(−k) = conj S(k)), in batches of particles, and W_p(R k) is
+sampled once per particle from the weights it shares with others (``weight_index``). Trilinear sampling of the
+padded spectrum multiplies the map by sinc²(x / 2n) on each axis (x in voxels from the centre); the maps are
+divided by it (gridding correction).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -81,10 +85,74 @@ def centred_to_volume(spectrum: torch.Tensor, n: int) -> torch.Tensor:
     return vol[..., lo : lo + n, lo : lo + n, lo : lo + n]
 
 
+def half_spectrum(volumes: torch.Tensor, padded: int) -> torch.Tensor:
+    """(m, 2, P, P, P // 2 + 1) real and imaginary parts of the ``rfftn`` half spectra of (m, n, n, n) volumes
+    zero-padded to P = ``padded`` (even), origin at their centre voxel n // 2; z and y centred (index P // 2
+    is frequency 0), x from 0 to P // 2.
+
+    The padded box is never built: the box is laid out about the origin and transformed one axis at a time
+    (x on the n² rows, then y, then z); the z and y halves are swapped by a sign (−1)^j on the input."""
+    n = volumes.shape[-1]
+    dev = volumes.device
+    c = n // 2
+
+    def about_origin(x: torch.Tensor, dim: int) -> torch.Tensor:  # voxel c → index 0, zeros between
+        shape = list(x.shape)
+        shape[dim] = padded - n
+        return torch.cat([x.narrow(dim, c, n - c), x.new_zeros(shape), x.narrow(dim, 0, c)], dim=dim)
+
+    sign = (1.0 - 2.0 * torch.remainder(torch.arange(n, device=dev) - c, 2)).to(torch.float32)  # (−1)^(j − c)
+    x = volumes.to(torch.float32) * (sign[:, None, None] * sign[None, :, None])
+    spec = torch.fft.rfft(about_origin(x, -1), dim=-1)
+    spec = torch.fft.fft(about_origin(spec, -2), dim=-2)
+    spec = torch.fft.fft(about_origin(spec, -3), dim=-3)
+    return torch.view_as_real(spec).permute(0, 4, 1, 2, 3)
+
+
+def sample_half(grid_values: torch.Tensor, q_xyz: torch.Tensor, unit: float = 1.0) -> torch.Tensor:
+    """Trilinear samples (m, C, …) of half grids (m, C, N, N, W) (z, y centred, x from 0 to W − 1) at
+    frequencies (m, …, 3) (x, y, z; ``unit`` grid steps each, x ≥ 0); outside the grid: 0."""
+    n, width = grid_values.shape[-2], grid_values.shape[-1]
+    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / (n - 1), 2.0 / (n - 1)], device=q_xyz.device)
+    bias = torch.tensor([0.0, n // 2, n // 2], device=q_xyz.device) * scale - 1.0
+    g = torch.addcmul(bias, q_xyz, scale * unit)  # grid_sample's coordinates, in one pass
+    shape = g.shape[1:-1]
+    out = F.grid_sample(
+        grid_values, g.reshape(g.shape[0], 1, 1, -1, 3), mode="bilinear", padding_mode="zeros", align_corners=True
+    )
+    return out.reshape(grid_values.shape[0], grid_values.shape[1], *shape)
+
+
+def half_grid(n: int, device: torch.device) -> torch.Tensor:
+    """(n, n, n // 2 + 1, 3) integer frequencies (x, y, z) of a half grid (z, y centred, x ≥ 0)."""
+    kc = torch.arange(n, device=device, dtype=torch.float32) - n // 2
+    kx = torch.arange(n // 2 + 1, device=device, dtype=torch.float32)
+    kz, ky, kxx = torch.meshgrid(kc, kc, kx, indexing="ij")
+    return torch.stack([kxx, ky, kz], dim=-1)
+
+
+def half_to_volume(spectrum: torch.Tensor, n: int) -> torch.Tensor:
+    """Volumes (…, n, n, n), centre voxel n // 2, from complex half spectra (…, n, n, n // 2 + 1) (``half_grid``
+    layout, origin at the centre voxel)."""
+    spec = torch.fft.ifftshift(spectrum, dim=(-3, -2))
+    vol = torch.fft.irfftn(spec, s=(n, n, n), dim=(-3, -2, -1))
+    return torch.fft.fftshift(vol, dim=(-3, -2, -1))
+
+
+class VolumeStack(Protocol):
+    """Anything that reads (m, n, n, n) volumes where sliced: an array, a memory map, a stack of files."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, index: slice) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Average:
     """Half maps and map (box³, float32, z y x, centre voxel box // 2), the number of particles in each half,
-    and the summed squared weights of each half on the centred Fourier grid of the padded box."""
+    and the summed squared weights Σ W_p²(R_p k) of each half on the padded box's ``half_grid``
+    (2 box, 2 box, box + 1), reference frame."""
 
     half1: torch.Tensor
     half2: torch.Tensor
@@ -95,22 +163,22 @@ class Average:
 
 
 def average_subtomograms(
-    volumes: torch.Tensor | np.ndarray,
+    volumes: torch.Tensor | np.ndarray | VolumeStack,
     rotations: ArrayLike,
     half_sets: ArrayLike,
     *,
     weights: torch.Tensor | np.ndarray | None = None,
     weight_index: ArrayLike | None = None,
     wiener_constant: float = 0.01,
-    batch: int = 8,
+    batch: int = 16,
     device: torch.device | str | None = None,
 ) -> Average:
     """Rotate subtomograms into the reference frame and average them per half set (see the module docstring).
 
     Parameters
     ----------
-    volumes : torch.Tensor or numpy.ndarray, (m, n, n, n)
-        Subtomograms (z, y, x), each particle at voxel n // 2.
+    volumes : torch.Tensor, numpy.ndarray (may be memory-mapped) or ``VolumeStack``, (m, n, n, n)
+        Subtomograms (z, y, x), each particle at voxel n // 2; read batch by batch (a slice at a time).
     rotations : array, (m, 3, 3)
         Each particle's rotation R (x_tomo = R x_ref).
     half_sets : array, (m,)
@@ -132,53 +200,55 @@ def average_subtomograms(
         The half maps, the map, the counts per half and the summed squared weights.
     """
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    vols = torch.as_tensor(np.asarray(volumes) if not isinstance(volumes, torch.Tensor) else volumes)
-    m, n = vols.shape[0], vols.shape[-1]
+    m, n = volumes.shape[0], volumes.shape[-1]
     rot = torch.as_tensor(np.asarray(rotations, dtype=np.float64), dtype=torch.float32, device=dev).reshape(-1, 3, 3)
     halves = np.asarray(half_sets, dtype=np.int64).reshape(-1)
     if len(halves) != m or rot.shape[0] != m:
         raise ValueError(f"{m} volumes, {rot.shape[0]} rotations and {len(halves)} half sets: they must agree")
-    big = 2 * n
-    k = centred_grid(big, dev)  # (x, y, z) frequencies of the reference's padded grid
-    w_full = None
+    big = 2 * n  # the particles' spectra are sampled twice as finely as the box
+    k = half_grid(big, dev) / 2.0  # the average's half grid on the padded box, in frequencies of the box
+    w_half = None
     if weights is not None:
-        w_full = full_weight(
-            torch.as_tensor(np.asarray(weights) if not isinstance(weights, torch.Tensor) else weights).to(
-                dev, torch.float32
-            ),
-            n,
-        )
-        index = (
+        w = weights if isinstance(weights, torch.Tensor) else torch.from_numpy(np.asarray(weights))
+        w_half = torch.fft.fftshift(w.to(dev, torch.float32), dim=(-3, -2))[:, None]  # half-grid layout
+        index = torch.as_tensor(
             np.asarray(weight_index, dtype=np.int64)
             if weight_index is not None
-            else (np.zeros(m, dtype=np.int64) if w_full.shape[0] == 1 else np.arange(m))
+            else (np.zeros(m, dtype=np.int64) if w_half.shape[0] == 1 else np.arange(m)),
+            device=dev,
         )
-    num = torch.zeros((2, 2, big, big, big), dtype=torch.float32, device=dev)  # half, (re, im)
-    den = torch.zeros((2, big, big, big), dtype=torch.float32, device=dev)
+    num = torch.zeros((2, 2, *k.shape[:-1]), dtype=torch.float32, device=dev)  # half, (re, im)
+    den = torch.zeros((2, *k.shape[:-1]), dtype=torch.float32, device=dev)
     for start in range(0, m, batch):
-        sl = slice(start, start + batch)
-        keep = np.flatnonzero(np.isin(halves[sl], (1, 2))) + start
+        keep = np.flatnonzero(np.isin(halves[start : start + batch], (1, 2))) + start
         if len(keep) == 0:
             continue
-        spec = centred_spectrum(vols[keep].to(dev, torch.float32), big)
-        src = torch.einsum("...a,mba->m...b", k, rot[keep])  # R k for each particle
-        sampled = sample_centred(spec, src)  # (b, 2, N, N, N)
-        if w_full is not None:
-            wv = sample_centred(w_full[index[keep]][:, None], src / 2)[:, 0]  # the weight's grid is n, not 2n
+        chunk = volumes[keep[0] : keep[-1] + 1][keep - keep[0]]  # one contiguous read of a memory map
+        vols = torch.as_tensor(np.asarray(chunk) if not isinstance(chunk, torch.Tensor) else chunk)
+        spec = half_spectrum(vols.to(dev, torch.float32), big)
+        q = torch.einsum("...a,mba->m...b", k, rot[torch.as_tensor(keep, device=dev)])  # R k for each particle
+        sign = torch.where(q[..., :1] < 0, -1.0, 1.0)  # S(−q) = conj S(q), W(−q) = W(q): read the stored half
+        q = q * sign
+        sampled = sample_half(spec, q, 2.0)  # (b, 2, …): the padded grid is twice as fine
+        sampled[:, 1] *= sign[..., 0]
+        h = torch.as_tensor(halves[keep] - 1, device=dev)
+        if w_half is not None:
+            wk = index[keep]
+            used, which = torch.unique(wk, return_inverse=True)
+            grids = w_half[used]
+            wv = sample_half(grids.expand(len(keep), -1, -1, -1, -1) if len(used) == 1 else grids[which], q)[:, 0]
+            num.index_add_(0, h, sampled * wv[:, None])
+            den.index_add_(0, h, wv * wv)
         else:
-            wv = torch.ones((len(keep), big, big, big), device=dev)
-        for h in (1, 2):
-            sel = torch.as_tensor(halves[keep] == h, device=dev)
-            if sel.any():
-                num[h - 1] += (sampled[sel] * wv[sel][:, None]).sum(0)
-                den[h - 1] += (wv[sel] ** 2).sum(0)
+            num.index_add_(0, h, sampled)
+            den += torch.bincount(h, minlength=2).to(den.dtype)[:, None, None, None]
     eps = wiener_constant * float(den.sum(0).mean().clamp(min=1e-12))
+    apodisation = trilinear_apodisation(n, big, dev)  # gridding correction
+    lo = big // 2 - n // 2
 
     def back(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-        spec = torch.complex(numerator[0], numerator[1]) / (denominator + eps)
-        return (centred_to_volume(spec, n) / apodisation).contiguous()
-
-    apodisation = trilinear_apodisation(n, big, dev)
+        vol = half_to_volume(torch.complex(numerator[0], numerator[1]) / (denominator + eps), big)
+        return (vol[lo : lo + n, lo : lo + n, lo : lo + n] / apodisation).contiguous()
 
     counts = (int(np.sum(halves == 1)), int(np.sum(halves == 2)))
     return Average(back(num[0], den[0]), back(num[1], den[1]), back(num.sum(0), den.sum(0)), counts, den[0], den[1])
@@ -186,11 +256,16 @@ def average_subtomograms(
 
 __all__ = [
     "Average",
+    "VolumeStack",
     "average_subtomograms",
     "centred_grid",
     "centred_spectrum",
     "centred_to_volume",
     "full_weight",
+    "half_grid",
+    "half_spectrum",
+    "half_to_volume",
+    "sample_half",
     "sample_centred",
     "trilinear_apodisation",
 ]

@@ -38,7 +38,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from tomoforge.methods.ctf.settings import Optics
-from tomoforge.methods.ctf.transfer import ctf_from_phase, ctf_phase
+from tomoforge.methods.ctf.transfer import ctf_from_phase, ctf_phase, electron_wavelength_A
 from tomoforge.methods.preprocess.dose import critical_exposure
 
 
@@ -67,8 +67,9 @@ def recentre_spectrum(spectrum: torch.Tensor, offset_px: torch.Tensor, n_out: in
     keep = k_out.abs() < min(n_src, n_out) / 2.0  # an even box's Nyquist plane is dropped
     index = torch.remainder(k_out, n_src)
     out = spectrum
-    for axis in range(d):
-        out = out.index_select(out.ndim - d + axis, index)
+    if n_src != n_out:  # the same box: the frequencies are already in place
+        for axis in range(d):
+            out = out.index_select(out.ndim - d + axis, index)
     a_src = (n_src // 2 + offset_px.to(torch.float64)) / n_src  # (…, d) fractional position in the box
     delta = a_src - (n_out // 2) / n_out
     k = k_out.to(torch.float64)
@@ -80,6 +81,30 @@ def recentre_spectrum(spectrum: torch.Tensor, offset_px: torch.Tensor, n_out: in
         shape[axis] = n_out
         out = out * factor.to(out.dtype).reshape(*lead, *shape)
     return out
+
+
+def _ramp_half(spec: torch.Tensor, offset_px: torch.Tensor, n: int) -> torch.Tensor:
+    """``recentre_spectrum`` for boxes that keep their size, on ``rfftn`` halves (…, n, …, n // 2 + 1) of d
+    dims: the point n // 2 + ``offset_px`` (…, d, array order) moves to pixel n // 2 (an even box's Nyquist
+    planes dropped)."""
+    d = offset_px.shape[-1]
+    k_full = _integer_frequencies(n, spec.device).to(torch.float64)
+    lead = offset_px.shape[:-1]
+    for axis in range(d):
+        k = k_full if axis < d - 1 else k_full[: n // 2 + 1].abs()
+        keep = (k.abs() < n / 2.0).to(torch.float64)
+        factor = torch.polar(keep, (2 * math.pi / n) * k * offset_px[..., axis, None].to(torch.float64))
+        shape = [1] * d
+        shape[axis] = len(k)
+        spec = spec * factor.to(spec.dtype).reshape(*lead, *shape)
+    return spec
+
+
+def _shift_half(volumes: torch.Tensor, offset_px: torch.Tensor) -> torch.Tensor:
+    """(m, n, n, n) real boxes whose point n // 2 + ``offset_px`` (m, 3) moves to voxel n // 2 (``_ramp_half``)."""
+    n = volumes.shape[-1]
+    spec = _ramp_half(torch.fft.rfftn(volumes, dim=(-3, -2, -1)), offset_px, n)
+    return torch.fft.irfftn(spec, s=(n, n, n), dim=(-3, -2, -1)).to(torch.float32)
 
 
 def _gather(
@@ -110,6 +135,13 @@ def _prepare(boxes: torch.Tensor, inside: torch.Tensor, d: int, *, invert: bool,
     """Over the last ``d`` dims: pixels not ``inside`` → the box's mean inside; inverted about it; mean 0
     (and SD 1 with ``normalise``)."""
     dims = tuple(range(-d, 0))
+    if bool(inside.all()):  # every pixel inside (the usual case): no mask to apply
+        mean = boxes.mean(dim=dims, keepdim=True)
+        x = boxes - mean if not invert else mean - boxes
+        if normalise:
+            sd = torch.sqrt((x * x).mean(dim=dims, keepdim=True))
+            x = x / torch.where(sd > 0, sd, torch.ones_like(sd))
+        return x
     w = inside.to(boxes.dtype)
     count = w.sum(dim=dims, keepdim=True).clamp(min=1)
     mean = (boxes * w).sum(dim=dims, keepdim=True) / count
@@ -183,8 +215,11 @@ def extract_subtomograms(
         boxes, inside = _gather(source, whole[sl] - n_src // 2, n_src)
         x = _prepare(boxes.to(dev), inside.to(dev), 3, invert=invert, normalise=False)
         offset = torch.as_tensor(centre_zyx[sl] - whole[sl], device=dev)
-        spec = recentre_spectrum(torch.fft.fftn(x, dim=(-3, -2, -1)), offset, box)
-        x = torch.fft.ifftn(spec, dim=(-3, -2, -1)).real.to(torch.float32)
+        if n_src == box:  # not resampled: the real half of the spectrum is enough (same result, half the work)
+            x = _shift_half(x, offset)
+        else:
+            spec = recentre_spectrum(torch.fft.fftn(x, dim=(-3, -2, -1)), offset, box)
+            x = torch.fft.ifftn(spec, dim=(-3, -2, -1)).real.to(torch.float32)
         out[sl] = _prepare(
             x, torch.ones(x.shape[-3:], dtype=torch.bool, device=dev), 3, invert=False, normalise=normalise
         )
@@ -260,8 +295,18 @@ def subtomogram_weights(
     length = box * pixel_size_A
     two_ne = 2 * critical_exposure(torch.linalg.vector_norm(k, dim=-1), voltage_kV=optics.voltage_kV)
     n = 1 if defocus_A is None else int(np.shape(defocus_A)[0])
-    df = None if defocus_A is None else torch.as_tensor(np.asarray(defocus_A, dtype=np.float64), device=dev)
-    total = torch.zeros((n, k[..., 0].numel()), dtype=torch.float64, device=dev)
+    coeffs = None
+    if defocus_A is not None:
+        # Δf_p(θ) = a_p + b_p cos 2θ + c_p sin 2θ: the CTF phase is linear in three numbers per particle and view
+        d = np.asarray(defocus_A, dtype=np.float64).reshape(n, -1, 3)
+        two_alpha = 2 * np.deg2rad(d[..., 2])
+        half_diff = 0.5 * (d[..., 0] - d[..., 1])
+        abc = np.stack([0.5 * (d[..., 0] + d[..., 1]), half_diff * np.cos(two_alpha), half_diff * np.sin(two_alpha)])
+        coeffs = torch.as_tensor(abc.transpose(2, 1, 0), dtype=torch.float32, device=dev)  # (v, n, 3)
+        lam = electron_wavelength_A(optics.voltage_kV)
+        spherical = 0.5 * math.pi * optics.cs_mm * 1e7 * lam**3
+        amplitude_phase = math.asin(optics.amplitude_contrast)  # |CTF| = |sin(χ + asin A)|
+    total = torch.zeros((n, k[..., 0].numel()), dtype=torch.float32, device=dev)
     flat = k.reshape(-1, 3)
     for i in range(len(r)):  # views (tens), every particle at once, on the voxels of the view's slice only
         rz = flat @ torch.as_tensor(r[i, 2], device=dev)
@@ -269,13 +314,17 @@ def subtomogram_weights(
         w = 1.0 - rz[on].abs() * length
         if dose_e_A2 is not None:
             w = w * torch.exp(-float(dose_e_A2[i]) / two_ne.reshape(-1)[on])
-        if df is not None:
+        if coeffs is not None:
             rk = flat[on] @ torch.as_tensor(r[i, :2].T, device=dev)  # (m, 2) the view's image frequency
-            c = batched_ctf(rk[:, 0], rk[:, 1], df[:, i, 0, None], df[:, i, 1, None], df[:, i, 2, None], optics)
-            total.index_add_(1, on, w * c.abs())
+            k2 = (rk * rk).sum(-1)
+            theta2 = 2 * torch.atan2(rk[:, 1], rk[:, 0])
+            basis = (math.pi * lam) * torch.stack([k2, k2 * torch.cos(theta2), k2 * torch.sin(theta2)])  # (3, m)
+            offset = (amplitude_phase - spherical * k2 * k2).to(torch.float32)
+            chi = torch.addmm(offset[None], coeffs[i], basis.to(torch.float32))  # (n, m) χ + asin A
+            total.index_add_(1, on, torch.sin(chi).abs_().mul_(w.to(torch.float32)))
         else:
-            total.index_add_(1, on, w.expand(n, -1))
-    return total.reshape(n, *k.shape[:-1]).to(torch.float32)
+            total.index_add_(1, on, w.to(torch.float32).expand(n, -1))
+    return total.reshape(n, *k.shape[:-1])
 
 
 @dataclass(frozen=True)
@@ -397,12 +446,33 @@ def extract_particle_views(
         df = np.broadcast_to(d0, (len(pos), v, 3)).copy()
         df[..., :2] += height[..., None]
     doses = None if dose_e_A2 is None else torch.as_tensor(np.asarray(dose_e_A2, dtype=np.float64), device=dev)
+    half = n_src == box  # not resampled: the real half of each spectrum is enough
     k = torch.fft.fftfreq(box, d=out_pixel, device=dev, dtype=torch.float64)
-    ky, kx = torch.meshgrid(k, k, indexing="ij")
+    k_x = torch.fft.rfftfreq(box, d=out_pixel, device=dev, dtype=torch.float64) if half else k
+    ky, kx = torch.meshgrid(k, k_x, indexing="ij")
+    width = len(k_x)
     attenuation = None
     if dose_weight and doses is not None:
         ne = critical_exposure(torch.sqrt(kx * kx + ky * ky), voltage_kV=optics.voltage_kV)
-        attenuation = torch.exp(-doses[:, None, None] / (2 * ne))  # (v, box, box)
+        attenuation = torch.exp(-doses[:, None, None] / (2 * ne)).to(torch.float32)  # (v, box, box)
+    ctf_terms = None
+    if premultiply_ctf and df is not None:
+        # Δf(θ) = a + b cos 2θ + c sin 2θ: χ + asin A is one matrix product per batch, CTF = −sin(χ + asin A)
+        k2 = kx * kx + ky * ky
+        theta2 = 2 * torch.atan2(ky, kx)
+        lam = electron_wavelength_A(optics.voltage_kV)
+        basis = (math.pi * lam) * torch.stack([k2, k2 * torch.cos(theta2), k2 * torch.sin(theta2)]).reshape(3, -1)
+        offset = math.asin(optics.amplitude_contrast) - 0.5 * math.pi * optics.cs_mm * 1e7 * lam**3 * k2 * k2
+        two_alpha = 2 * np.deg2rad(df[..., 2])
+        half_diff = 0.5 * (df[..., 0] - df[..., 1])
+        abc = np.stack(
+            [0.5 * (df[..., 0] + df[..., 1]), half_diff * np.cos(two_alpha), half_diff * np.sin(two_alpha)], -1
+        )
+        ctf_terms = (
+            torch.as_tensor(abc, dtype=torch.float32, device=dev),  # (n, v, 3)
+            basis.to(torch.float32),
+            offset.reshape(-1).to(torch.float32),
+        )
     source = images.to(dev) if isinstance(images, torch.Tensor) else images
     lo = box // 2 - crop // 2
     out = torch.empty((len(pos), v, crop, crop), dtype=torch.float32, device=dev)
@@ -414,13 +484,19 @@ def extract_particle_views(
         boxes, inside = _gather(source, corner, n_src, lead=np.tile(view_index, m))
         x = _prepare(boxes.to(dev), inside.to(dev), 2, invert=invert, normalise=normalise)
         offset = torch.as_tensor((centre_yx[sl] - whole[sl]).reshape(-1, 2), device=dev)
-        spec = recentre_spectrum(torch.fft.fft2(x), offset, box).reshape(m, v, box, box)
-        if premultiply_ctf and df is not None:
-            d = torch.as_tensor(df[sl], device=dev)[..., None, None]  # (m, v, 3, 1, 1)
-            spec = spec * batched_ctf(kx, ky, d[:, :, 0], d[:, :, 1], d[:, :, 2], optics).to(spec.dtype)
+        if half:
+            spec = _ramp_half(torch.fft.rfft2(x), offset, box).reshape(m, v, box, width)
+        else:
+            spec = recentre_spectrum(torch.fft.fft2(x), offset, box).reshape(m, v, box, box)
+        filt = None
+        if ctf_terms is not None:
+            coeffs, basis, phase0 = ctf_terms
+            filt = torch.sin(torch.addmm(phase0, coeffs[sl].reshape(-1, 3), basis)).neg_().reshape(m, v, box, width)
         if attenuation is not None:
-            spec = spec * attenuation.to(spec.dtype)
-        views = torch.fft.ifft2(spec).real
+            filt = attenuation.expand(m, -1, -1, -1) if filt is None else filt * attenuation
+        if filt is not None:
+            spec = spec * filt
+        views = torch.fft.irfft2(spec, s=(box, box)) if half else torch.fft.ifft2(spec).real
         out[sl] = views[..., lo : lo + crop, lo : lo + crop].to(torch.float32)
     if df is None:
         df = np.zeros((len(pos), v, 3))

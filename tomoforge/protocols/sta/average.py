@@ -38,6 +38,26 @@ class AverageJob:
     params: AverageParams
 
 
+class ParticleFiles:
+    """Subtomogram files seen as one (m, n, n, n) float32 array that is read only where sliced (a batch at a
+    time), so averaging never holds every particle in memory."""
+
+    def __init__(self, files: list[str]) -> None:
+        from tomoforge.io.mrc import open_mrc_mmap
+
+        self.files = files
+        with open_mrc_mmap(files[0]) as first:
+            self.shape = (len(files), *first.shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        from tomoforge.io.mrc import read_mrc
+
+        return np.stack([read_mrc(f) for f in self.files[index]]).astype(np.float32)
+
+
 def average_task(job: AverageJob) -> dict[str, Any]:
     """Task: read the subtomograms, average them per half set; write ``_half1``, ``_half2`` and the map."""
     import torch
@@ -46,7 +66,7 @@ def average_task(job: AverageJob) -> dict[str, Any]:
     from tomoforge.methods.sta.averaging import average_subtomograms
 
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    volumes = np.stack([read_mrc(f) for f in job.files]).astype(np.float32)
+    volumes = ParticleFiles(job.files)  # read batch by batch, not all at once
     pixel = read_voxel_size(job.files[0])
     weights, index = None, None
     if job.params.use_weights and all(job.weight_files):
@@ -123,4 +143,4 @@ class AverageSubtomograms(Protocol):
         self.log(f"{p.name}: {n1} + {n2} particles (half 1 + 2){', weighted' if result['weighted'] else ''}")
 
 
-__all__ = ["AverageJob", "AverageParams", "AverageSubtomograms", "average_task"]
+__all__ = ["AverageJob", "AverageParams", "AverageSubtomograms", "ParticleFiles", "average_task"]
