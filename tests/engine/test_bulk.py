@@ -127,3 +127,34 @@ def test_a_missing_required_field_and_a_subclass_with_more_columns(project, coor
     got = particles.arrays("shift_z_A", "tilt_series", "index")
     assert np.array_equal(got["shift_z_A"][-2:], [1.5, -2.0]) and list(got["tilt_series"][-2:]) == ["TS_1", "TS_2"]
     assert np.allclose(particles.get("11").shift_A, [0.0, 0.0, -2.0])
+
+
+def test_a_set_written_before_a_column_existed_is_upgraded_when_opened(project, coordinates):
+    """A project of an older version: a Particle table without the columns added since (their values in the
+    row's JSON, as that version kept them). Opened now, the columns are added and filled from the JSON."""
+    from tomoforge.engine import Project
+
+    particles = ItemSet.create(project.conn, coordinates.run_id, "particles", Particle)
+    particles.append_columns({**columns(4), "tilt_series": np.array(["TS_1"] * 4), "shift_z_A": np.arange(4.0)})
+    table = particles.spec.table
+    with project.conn:
+        for name in ("tilt_series", "shift_z_A", "index"):
+            project.conn.execute(
+                f"UPDATE {table} SET data = json_set(CASE data WHEN '' THEN '{{}}' ELSE data END, ?, \"{name}\")",
+                (f"$.{name}",),
+            )
+            project.conn.execute(f'ALTER TABLE {table} DROP COLUMN "{name}"')
+        project.conn.execute(f"UPDATE {table} SET data = json_remove(data, '$.index') WHERE number = 3")
+    root = project.root
+    project.close()
+    reopened = Project.open(root)  # a new connection: the set is checked once when opened
+    old = reopened.output_set(coordinates.run_id, "particles")
+    got = old.arrays("tilt_series", "shift_z_A", "index")
+    assert list(got["tilt_series"]) == ["TS_1"] * 4 and np.array_equal(got["shift_z_A"], np.arange(4.0))
+    assert np.array_equal(got["index"][:3], [0, 0, 0]) and old.get("3").index == 0  # absent: the default
+    assert [p.shift_z_A for p in old] == [0.0, 1.0, 2.0, 3.0]
+    assert len(old.subset("shift_z_A > 1.5")) == 2
+    with reopened.conn:  # a NULL in an integer column (written by hand, say) reads as 0, every row kept
+        reopened.conn.execute(f'UPDATE {table} SET "index" = NULL, half_set = NULL WHERE number = 1')
+    assert old.arrays("index", "half_set", "number")["number"].tolist() == [0, 1, 2, 3]
+    reopened.close()

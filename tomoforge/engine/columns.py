@@ -218,9 +218,13 @@ def _column_kind(spec: Any, name: str) -> Any:
 
 
 def select_expression(spec: Any, name: str) -> str:
-    """How ``arrays`` selects a column: a float NULL comes back as +inf (stored floats are finite), made NaN."""
-    if name not in spec.packed and _column_kind(spec, name) is float:
+    """How ``arrays`` selects a column: a float NULL comes back as +inf (stored floats are finite), made NaN; an
+    integer or bool NULL as 0 (numpy integers have no missing value)."""
+    kind = None if name in spec.packed else _column_kind(spec, name)
+    if kind is float:
         return f'COALESCE("{name}", 1e999)'
+    if kind in (int, bool):
+        return f'COALESCE("{name}", 0)'
     return f'"{name}"'
 
 
@@ -234,11 +238,7 @@ def fetch_arrays(cursor: Iterator[tuple[Any, ...]], spec: Any, fields: Sequence[
     """The rows of a ``SELECT`` of ``fields`` (made with ``select_expression``) as one numpy array per field,
     read in one pass without a Python object per row (rotations as (N, 3, 3), text as str)."""
     dtype = np.dtype([(f"f{i}", _dtype(spec, name)) for i, name in enumerate(fields)])
-    try:
-        table = np.fromiter(cursor, dtype=dtype)
-    except TypeError:  # a NULL in an int column: slow path
-        rows = list(cursor)
-        table = np.array([tuple(0 if v is None else v for v in row) for row in rows], dtype=dtype)
+    table = np.fromiter(cursor, dtype=dtype)  # NULLs of numbers were replaced in SQL (select_expression)
     out = {}
     for i, name in enumerate(fields):
         column = table[f"f{i}"]

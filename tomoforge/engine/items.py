@@ -157,12 +157,32 @@ def ensure_table(conn: sqlite3.Connection, spec: ItemSpec) -> None:
             UNIQUE (set_id, parent_id, key))"""
     )
     conn.execute(f"CREATE INDEX IF NOT EXISTS {spec.table}_order ON {spec.table} (set_id, parent_id, position)")
-    present = {row[1] for row in conn.execute(f"PRAGMA table_info({spec.table})")}
-    for name, sql in spec.columns.items():
-        if name not in present:
-            conn.execute(f'ALTER TABLE {spec.table} ADD COLUMN "{name}" {sql}')
+    add_missing_columns(conn, spec)
     if spec.child is not None:
         ensure_table(conn, spec.child)
+
+
+def missing_columns(conn: sqlite3.Connection, spec: ItemSpec) -> list[str]:
+    """The columns ``spec`` declares that its table (if it exists) lacks."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({spec.table})")}
+    return [name for name in spec.columns if present and name not in present]
+
+
+def add_missing_columns(conn: sqlite3.Connection, spec: ItemSpec) -> None:
+    """Give an existing table the columns its item class declares now (a project written by an older
+    version), filled from each row's JSON ``data``, where the field was kept until it had a column of its
+    own, else with the field's default. A packed field stays in ``data`` (``row_data`` reads it there while
+    its column is empty)."""
+    for name in missing_columns(conn, spec):
+        conn.execute(f'ALTER TABLE {spec.table} ADD COLUMN "{name}" {spec.columns[name]}')
+        if name in spec.packed:
+            continue
+        default = spec.cls.model_fields[name].default
+        default = default if isinstance(default, (bool, int, float, str)) else None  # not a required field's marker
+        conn.execute(
+            f"UPDATE {spec.table} SET \"{name}\" = COALESCE(json_extract(NULLIF(data, ''), ?), ?)",
+            (f"$.{name}", int(default) if isinstance(default, bool) else default),
+        )
 
 
 def item_files(item: BaseModel) -> list[str]:
@@ -191,11 +211,14 @@ def item_json(spec: ItemSpec, item: BaseModel) -> str:
 
 
 def row_data(spec: ItemSpec, row: sqlite3.Row) -> dict[str, Any]:
-    """An item's fields from its row: the JSON ``data`` with the columns over it (old rows hold all in data)."""
+    """An item's fields from its row: the JSON ``data`` with the columns over it (old rows hold all in data; a
+    column added since is empty where the row's data has no value for it: the field's default is kept)."""
     data: dict[str, Any] = json.loads(row["data"]) if row["data"] else {}
     fields = spec.cls.model_fields
     for name in spec.columns:
         if name in fields:
             value = row[name]
+            if value is None and (name in data or fields[name].default is not None):
+                continue  # an old row's value, or the default of a column added since
             data[name] = unpack(spec.packed[name], value) if name in spec.packed and value is not None else value
     return data

@@ -24,6 +24,7 @@ from tomoforge.engine.columns import column_rows, fetch_arrays, select_expressio
 from tomoforge.engine.filters import FilterError, SetFilter, split_filter
 from tomoforge.engine.items import (
     ItemSpec,
+    add_missing_columns,
     class_from_path,
     class_path,
     column_values,
@@ -31,6 +32,7 @@ from tomoforge.engine.items import (
     item_files,
     item_json,
     item_spec,
+    missing_columns,
     row_data,
 )
 from tomoforge.errors import UserError
@@ -40,6 +42,16 @@ OPEN, CLOSED = "open", "closed"
 
 class DuplicateKeyError(UserError, ValueError):
     """Two items of one set (or two children of one item) with the same key."""
+
+
+def upgrade_table(conn: sqlite3.Connection, spec: ItemSpec) -> None:
+    """Add the columns declared since the table was made (a project of an older version), so that every
+    typed column can be queried and read as arrays. Reads only (one PRAGMA), unless a column is missing."""
+    specs = [spec] if spec.child is None else [spec, spec.child]
+    if any(missing_columns(conn, s) for s in specs):
+        with db.transaction(conn):
+            for s in specs:
+                add_missing_columns(conn, s)
 
 
 def item_address(run_id: int, set_name: str, key: str, child_key: str | None = None) -> str:
@@ -65,6 +77,7 @@ class ItemSet:
         self.kind: str = row["kind"]
         self.filter = filter
         self.spec: ItemSpec = item_spec(class_from_path(self.kind))
+        upgrade_table(conn, self.spec)
         self._filter = parsed if parsed is not None else self._parse(filter)
         self._where, self._where_params = self._filter.items_sql()
         self._child_where, self._child_params = self._filter.children_sql()
