@@ -224,7 +224,12 @@ def write_section(r: dict) -> None:
         ]
     else:
         lines += ["", f"RELION: {rel.get('error', '')[:200]}"]
-    lines += ["", f"10,000 particles × 41 views at box 64: {r['total_10000x41_s'] / 60:.1f} min at this rate."]
+    unpadded_min = TOTAL_VIEWS / r["tomoforge_unpadded"]["views_per_s"] / 60
+    lines += [
+        "",
+        f"10,000 particles × 41 views at box 64: {r['total_10000x41_s'] / 60:.1f} min at this rate "
+        f"({unpadded_min:.1f} min unpadded).",
+    ]
     replace_section(START, END, lines)
 
 
