@@ -38,9 +38,9 @@ def test_reads_the_particles_and_their_tilts(warptools):
     )
 
 
-def _views(rp, data, mirror: bool):
+def _views(rp, mirror: bool, particles=None):
     views, rots, rows = [], [], []
-    for i in range(len(rp.tomograms)):
+    for i in range(len(rp.tomograms)) if particles is None else particles:
         tilts = rp.tilts[str(rp.tomograms[i])]
         seen = rp.visible[i]
         views.append(read_mrc(rp.images[i]).astype(np.float32)[seen])
@@ -55,20 +55,29 @@ def _views(rp, data, mirror: bool):
     filters = ViewFilters(
         defocus_u_A=u, defocus_v_A=v, astigmatism_deg=a, dose_e_A2=d, pixel_size_A=12.0, ctf_premultiplied=True
     )
-    return np.concatenate(views), np.concatenate(rots), filters
+    return reconstruct_views(np.concatenate(views), np.concatenate(rots), filters=filters).double()
 
 
 def test_geometry_against_relions_reconstruction(warptools):
+    """RELION's map is a noise-free reference for these 40 particles (a 70S map of a larger set: tomodrgn uses it
+    as ground truth; its voxel is 1.667 × 7.2 = 12.0024 Å, not this export's 1.667 × 7.19856): our map of the 40
+    cannot correlate with it better than its own noise allows, sqrt(2F / (1 + F)) from the FSC F of two halves
+    (20 + 20 particles). The z-mirrored frame reaches that bound (measured 0.98, 0.91, 0.76, 0.71 … 0.39 in
+    shells 1–10 against a bound of 0.97, 0.90, 0.83, 0.74 … 0.45), so the geometry is exact as far as the data
+    can show; the issue's FSC ≥ 0.9 to 0.8 Nyquist would need a map of the same images."""
     rp, data = warptools
     relion = torch.as_tensor(
         read_mrc(data / "relion5/tomodrgn_warptools/warptools_test_box-32_angpix-12_reconstruct.mrc"),
         dtype=torch.float64,
     )
-    fsc = {}
-    for mirror in (True, False):
-        views, rotations, filters = _views(rp, data, mirror)
-        rec = reconstruct_views(views, rotations, filters=filters)
-        fsc[mirror] = fourier_shell_correlation(relion, rec.double(), 12.0)[1]
-    assert fsc[True][1] > 0.95 and fsc[True][2] > 0.88 and fsc[True][3:9].mean() > 0.5, np.round(fsc[True], 2)
-    # the unmirrored frame (a mirrored hand) loses all but the lowest shells
-    assert fsc[False][3:9].mean() < 0.3, np.round(fsc[False], 2)
+    shells = slice(1, int(0.8 * 16) + 1)  # to 0.8 Nyquist at box 32
+    half = fourier_shell_correlation(_views(rp, True, range(0, 40, 2)), _views(rp, True, range(1, 40, 2)), 12.0)[1]
+    half = half[shells]
+    bound = np.sqrt(np.clip(2 * half / (1 + half), 0, 1))
+    fsc = {mirror: fourier_shell_correlation(relion, _views(rp, mirror), 12.0)[1][shells] for mirror in (True, False)}
+    ratio = {mirror: fsc[mirror] / bound for mirror in fsc}
+    assert fsc[True][0] > 0.95 and fsc[True][1] > 0.88, np.round(fsc[True], 2)
+    # at the noise bound on average (ratio 0.97), no shell far below it (lowest 0.83)
+    assert ratio[True].mean() > 0.9 and ratio[True].min() > 0.7, (np.round(fsc[True], 2), np.round(bound, 2))
+    # the unmirrored frame (a mirrored hand) falls far short of it beyond the lowest shells (ratio 0.11)
+    assert ratio[False][2:].mean() < 0.4, (np.round(fsc[False], 2), np.round(bound, 2))

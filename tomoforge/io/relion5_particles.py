@@ -7,11 +7,14 @@ takes tomogram coordinates to the tilt image's — or RELION's ``_rlnTomoXTilt/Y
 MRC stack with one section per tilt of its tomogram; ``_rlnTomoVisibleFrames`` flags the tilts it is seen in.
 
 Geometry. RELION's Euler matrix A (``io.euler``) and the projection rotation P of a tilt give the view
-rotation P · A. Reconstructed that way, the WarpTools test set shipped with RELION's own reconstruction
-(data/relion5/tomodrgn_warptools) matches it only mirrored in z (FSC 0.98, 0.91, 0.76 in shells 1–3 at
-12 Å against ≤ 0.89, 0.68, 0.28 unmirrored; tests/io/test_relion5_particles.py): the map's z axis is the
-opposite of the tomogram frame's. Keeping every rotation proper, the import expresses the whole geometry
-in the frame mirrored in z, M = diag(1, 1, −1): view matrix M P M, particle rotation M A M, position
+rotation P · A. Reconstructed that way, the WarpTools test set (data/relion5/tomodrgn_warptools) matches
+the RELION map shipped beside it only mirrored in z: the map's z axis is the opposite of the tomogram
+frame's. That map is a reference of a larger particle set (tomodrgn's ground truth; voxel 1.667 × 7.2 Å,
+not the export's 7.19856 binning), so a map of the 40 shipped particles can correlate with it only as far
+as its own noise allows, sqrt(2F / (1 + F)) from the FSC F of two halves; the z-mirrored frame reaches that
+bound in every shell (FSC 0.98, 0.91, 0.76, 0.71 … 0.39 in shells 1–10 at 12 Å against a bound of 0.97,
+0.90, 0.83, 0.74 … 0.45), the unmirrored one does not (tests/io/test_relion5_particles.py). Keeping every rotation proper,
+the import expresses the whole geometry in the frame mirrored in z, M = diag(1, 1, −1): view matrix M P M, particle rotation M A M, position
 (x, y, −z). Then ``view_matrix @ rotation`` = M P A M, whose central slices are those of P A M.
 
 Coordinates: RELION 5's ``rlnCenteredCoordinate{X,Y,Z}Angst``, or WarpTools' ``rlnCoordinate{X,Y,Z}`` in

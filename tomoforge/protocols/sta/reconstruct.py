@@ -16,7 +16,10 @@ from tomoforge.model.volume import FSC, Volume
 class ReconstructParticleParams(ProtocolParams):
     symmetry: str = param("C1", help="point group of the map (Cn, Dn, T, O, I)")
     binning: int = param(1, ge=1, help="bin the views by this (Fourier crop) first")
-    padding: float = param(2.0, ge=1, le=4, help="views zero-padded by this before insertion")
+    padding: float = param(2.0, ge=1, le=4, help="the 3D grid oversampled by this (RELION's --pad)")
+    pad_views: bool = param(
+        True, help="views zero-padded to the grid before their transform; off: RELION's faster sampling"
+    )
     wiener: float = param(1e-3, ge=0, help="constant 1/SNR as a fraction of the mean weight")
     fsc_regularise: bool = param(True, help="then regularise with τ² from the half maps' FSC (RELION)")
     use_ctf: bool = param(True, help="weight by the views' CTF (and dose); off for views without one")
@@ -104,6 +107,7 @@ def reconstruct_particle_task(job: ReconstructParticleJob) -> dict[str, Any]:
                 filters=filters.take(pick) if p.use_ctf else None,
                 symmetry=p.symmetry,
                 batch=p.batch,
+                pad_views=p.pad_views,
             )
             inserted += len(pick)
     if set(accumulators) != {1, 2}:
