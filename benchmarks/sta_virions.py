@@ -95,17 +95,20 @@ def main() -> None:
                 "reference_fsc": [round(float(c), 3) for c in chain.reference_fsc],
             }
             print(label, json.dumps(result[label]), flush=True)
+            result["load_end"] = round(os.getloadavg()[0], 2)
+            args.out.write_text(json.dumps(result, indent=1))  # after each chain: a partial run keeps its figures
+            if not args.no_results:
+                write_section(result)
         project.close()
-    result["load_end"] = round(os.getloadavg()[0], 2)
-    args.out.write_text(json.dumps(result, indent=1))
-    if not args.no_results:
-        write_section(result)
 
 
 def write_section(r: dict) -> None:
     m = r["machine"]
     rows = []
     for label, name in (("ctf", "CTF-premultiplied, dose-weighted"), ("no_ctf", "no CTF, no dose weight")):
+        if label not in r:
+            rows.append(f"| {name} | not run (stopped before) | | | | | |")
+            continue
         c = r[label]
         rows.append(
             f"| {name} | {c['particles']} | {c['views']} | {c['half_fsc_0143_fraction_nyquist']:.2f} "
