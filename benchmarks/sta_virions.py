@@ -129,6 +129,14 @@ def write_section(r: dict) -> None:
         "|---|---:|---:|---:|---:|---:|---:|",
         *rows,
     ]
+    n = len(r["ctf"]["reference_fsc"]) if "ctf" in r else 0
+    top = [i for i in range(n) if i / (n - 1) > 0.8]  # shells above 0.8 of Nyquist (shell n - 1 at Nyquist)
+    for label in ("ctf", "no_ctf"):
+        if label in r and top:
+            values = ", ".join(f"{r[label]['reference_fsc'][i]:.3f}" for i in top)
+            lines += ["", f"FSC against the reference above 0.8 Nyquist, {label}: {values}."]
+    if len(r["tilt_series"]) < 3:
+        lines += ["", "Fewer tilt series than the preset's 3: the simulation was not finished (`--partial`)."]
     replace_section(START, END, lines)
 
 
