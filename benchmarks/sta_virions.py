@@ -31,7 +31,6 @@ from tomoforge.simulate.config import SimulationConfig  # noqa: E402
 from tomoforge.simulate.run import SimulatedTiltSeries, SimulationResult  # noqa: E402
 from tomoforge.simulate.truth import read_truth  # noqa: E402
 
-START, END = "<!-- sta_virions:start -->", "<!-- sta_virions:end -->"
 SEED = 1
 
 
@@ -70,6 +69,8 @@ def main() -> None:
     parser.add_argument("--box", type=int, default=32, help="box at bin 2 (10.8 Å pixels)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("sta_virions.json"))
     parser.add_argument("--no-results", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--chains", default="ctf,no_ctf", help="which chains to run (ctf, no_ctf), in order")
+    parser.add_argument("--section", default="", help="a second RESULTS.md section of this name (e.g. 3ts)")
     args = parser.parse_args()
     result: dict = {"machine": machine_info(), "box": args.box, "binning": 2, "seed": SEED}
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +87,8 @@ def main() -> None:
         stacks = noisy_stacks(sim, Path(tmp) / "noisy")
         result["shot_noise_s"] = time.perf_counter() - t1
         project = Project.create(Path(tmp) / "project")
-        for label, ctf in (("ctf", True), ("no_ctf", False)):
+        for label in args.chains.split(","):
+            ctf = {"ctf": True, "no_ctf": False}[label]
             chain = run_chain(project, sim, stacks, box=args.box, ctf=ctf)
             result[label] = {
                 **chain.summary(),
@@ -98,11 +100,11 @@ def main() -> None:
             result["load_end"] = round(os.getloadavg()[0], 2)
             args.out.write_text(json.dumps(result, indent=1))  # after each chain: a partial run keeps its figures
             if not args.no_results:
-                write_section(result)
+                write_section(result, args.section)
         project.close()
 
 
-def write_section(r: dict) -> None:
+def write_section(r: dict, section: str = "") -> None:
     m = r["machine"]
     rows = []
     for label, name in (("ctf", "CTF-premultiplied, dose-weighted"), ("no_ctf", "no CTF, no dose weight")):
@@ -137,7 +139,8 @@ def write_section(r: dict) -> None:
             lines += ["", f"FSC against the reference above 0.8 Nyquist, {label}: {values}."]
     if len(r["tilt_series"]) < 3:
         lines += ["", "Fewer tilt series than the preset's 3: the simulation was not finished (`--partial`)."]
-    replace_section(START, END, lines)
+    name = f"sta_virions:{section}" if section else "sta_virions"
+    replace_section(f"<!-- {name}:start -->", f"<!-- {name}:end -->", lines)
 
 
 if __name__ == "__main__":
