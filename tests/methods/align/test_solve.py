@@ -126,3 +126,22 @@ def test_the_solution_is_centred_on_the_reference_view_and_between_the_surfaces(
     assert (top.mean() - bottom.mean()) * PX == pytest.approx(900.0, rel=0.02)
     # the beads stay off-centre, by the truth's 1100 Å less the reference view's own stage shift (216 Å here)
     assert np.abs(sol.points_px[:, 0].mean() * PX - 1100.0) < 400.0
+
+
+def test_two_surfaces_are_found_in_a_tilted_frame_and_one_surface_is_not_split():
+    """The solution's frame is tilted by its free tilt offset: beads on both ice surfaces (600 Å apart) seen
+    14° off must still split into two parallel planes and be levelled; beads on one surface never split."""
+    from tomoforge.methods.align.solve import _level_angles, _surface_labels
+    from tomoforge.methods.rotations import rotation_about_x, rotation_about_y
+
+    rng = np.random.default_rng(3)
+    for tilt in (-14.0, 6.0, 14.0):
+        top = np.column_stack([rng.uniform(-700, 700, 6), rng.uniform(-700, 700, 6), 300 + rng.normal(0, 3, 6)])
+        bottom = np.column_stack([rng.uniform(-700, 700, 5), rng.uniform(-700, 700, 5), -300 + rng.normal(0, 3, 5)])
+        turned = np.vstack([top, bottom]) @ (rotation_about_y(tilt) @ rotation_about_x(2.0)).T
+        about_y, about_x, labels = _level_angles(turned)
+        assert labels.tolist() == [1] * 6 + [0] * 5 or labels.tolist() == [0] * 6 + [1] * 5
+        assert about_y == pytest.approx(-tilt, abs=0.5) and about_x == pytest.approx(-2.0, abs=0.5)  # undo the turn
+        one = np.column_stack([rng.uniform(-700, 700, 8), rng.uniform(-700, 700, 8), rng.normal(0, 3, 8)])
+        one = one @ rotation_about_y(tilt).T
+        assert _surface_labels(one - one.mean(axis=0)) is None

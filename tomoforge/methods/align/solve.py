@@ -219,29 +219,66 @@ def _linear_start(
     return sol[: 3 * m].reshape(m, 3), sol[3 * m :].reshape(n, 2)
 
 
+def _surface_labels(p: np.ndarray) -> np.ndarray | None:
+    """Beads on two parallel surfaces: the labels (0 below, 1 above) of the split with the widest gap between
+    two groups of two beads or more, more than 3 spreads of the groups' heights, over planes within 45° of
+    level, kept if the two groups lie on parallel planes whose distance is over 10 of its standard errors
+    (and 3 spreads about them); None when no split does (one surface).
+
+    The split is searched over the plane's slopes because the solution's frame may be tilted (the tilt offset
+    is free): in a frame tilted by 14°, beads 1200 Å apart on one surface differ in height by 300 Å, and the
+    split by height alone fails."""
+    if len(p) < 4:
+        return None
+    slopes = np.tan(np.deg2rad(np.arange(-45.0, 45.01, 0.5)))
+    a, b = (v.ravel() for v in np.meshgrid(slopes, slopes, indexing="ij"))
+    heights = p[None, :, 2] - a[:, None] * p[None, :, 0] - b[:, None] * p[None, :, 1]  # (candidates, beads)
+    order = np.sort(heights, axis=1)
+    k = len(p)
+    cut = np.arange(2, k - 1)  # groups order[:cut], order[cut:], each of two beads or more
+    gaps = order[:, cut] - order[:, cut - 1]
+    total, total2 = np.cumsum(order, axis=1), np.cumsum(order**2, axis=1)
+    n_low, n_high = cut, k - cut
+    low_mean = total[:, cut - 1] / n_low
+    low_var = total2[:, cut - 1] / n_low - low_mean**2
+    high_mean = (total[:, -1:] - total[:, cut - 1]) / n_high
+    high_var = (total2[:, -1:] - total2[:, cut - 1]) / n_high - high_mean**2
+    spread = np.sqrt(np.maximum(np.maximum(low_var, high_var), 1e-12))
+    score = gaps / spread
+    best = np.unravel_index(int(np.argmax(score)), score.shape)
+    if score[best] <= 3:
+        return None
+    h = heights[best[0]]
+    labels = (h > 0.5 * (order[best[0], cut[best[1]] - 1] + order[best[0], cut[best[1]]])).astype(int)
+    # Two surfaces, not one surface whose beads fall apart sideways: planes of one slope and their own
+    # offsets must lie apart by more than 3 times the beads' spread about them.
+    design = np.column_stack([p[:, 0], p[:, 1], labels == 0, labels == 1]).astype(float)
+    coef, *_ = np.linalg.lstsq(design, p[:, 2], rcond=None)
+    residual = p[:, 2] - design @ coef
+    variance = max(float(residual @ residual) / max(k - 4, 1), 1e-12)
+    contrast = np.array([0.0, 0.0, -1.0, 1.0])
+    standard_error = np.sqrt(variance * contrast @ np.linalg.pinv(design.T @ design) @ contrast)
+    if abs(coef[3] - coef[2]) <= max(10 * standard_error, 3 * np.sqrt(variance)):
+        return None
+    return labels
+
+
 def _level_angles(points: np.ndarray) -> tuple[float, float, np.ndarray]:
     """Rotations about Y and X (degrees) that make the beads' plane(s) level, and surface labels.
 
-    One plane through all beads, or two parallel planes when the heights split into two groups of two
-    beads or more (beads on both ice surfaces) more than 3 bead-position spreads apart. (Two beads on a
-    surface suffice: each group is centred on its own, so a split of beads on one plane keeps its slope;
-    one plane through 3 + 2 beads on surfaces 200 Å apart was tilted by tens of degrees.)
+    One plane through all beads, or two parallel planes when the beads split into two groups of two beads
+    or more (beads on both ice surfaces; ``_surface_labels``). Each group is centred on its own, so that
+    a split of beads on one plane keeps its slope (one plane through 3 + 2 beads on surfaces 200 Å apart
+    was tilted by tens of degrees).
     """
     p = points - points.mean(axis=0)
     labels = -np.ones(len(p), dtype=int)
-    z = p[:, 2]
-    if len(p) >= 4:
-        order = np.sort(z)
-        gaps = np.diff(order)
-        k = int(np.argmax(gaps[1:-1])) + 1 if len(gaps) > 2 else int(np.argmax(gaps))
-        split = 0.5 * (order[k] + order[k + 1])
-        low, high = z <= split, z > split
-        spread = max(np.std(z[low]), np.std(z[high]), 1e-6)
-        if gaps[k] > 3 * spread and low.sum() >= 2 and high.sum() >= 2:
-            labels = high.astype(int)
-            p = p.copy()
-            p[low] -= p[low].mean(axis=0)
-            p[high] -= p[high].mean(axis=0)
+    split = _surface_labels(p)
+    if split is not None:
+        labels = split
+        p = p.copy()
+        for group in (0, 1):
+            p[split == group] -= p[split == group].mean(axis=0)
     # Plane z = a x + b y through the centred points.
     coef, *_ = np.linalg.lstsq(p[:, :2], p[:, 2], rcond=None)
     normal = np.array([-coef[0], -coef[1], 1.0])
