@@ -70,14 +70,7 @@ class Particle(Coordinate3D):
 
     __item_kind__ = "particle"
     __columns__ = (
-        "number",
-        "tomogram",
-        "x_A",
-        "y_A",
-        "z_A",
-        "group",
-        "score",
-        "has_orientation",
+        *Coordinate3D.__columns__,
         "half_set",
         "shift_x_A",
         "shift_y_A",
