@@ -203,7 +203,8 @@ class ParticleTable:
 
     positions_A: (n, 3) x, y, z in Å from the tomogram centre; rotations: (n, 3, 3) with
     x_tomogram = R · x_reference + t; extra: every other particle column (RELION names);
-    optics: the ``data_optics`` table if any; general: the ``data_general`` values if any.
+    optics: the ``data_optics`` table if any; general: the ``data_general`` values if any;
+    oriented: whether the file gave angles (rotations are the identity where it did not).
     """
 
     tomo_names: list[str]
@@ -212,6 +213,7 @@ class ParticleTable:
     extra: pd.DataFrame = field(default_factory=pd.DataFrame)
     optics: pd.DataFrame | None = None
     general: dict[str, Any] | None = None
+    oriented: bool = True
 
     def __len__(self) -> int:
         return len(self.tomo_names)
@@ -297,6 +299,7 @@ def read_particles_star(
         extra=extra,
         optics=optics,
         general=general,
+        oriented=any(all(c in df for c in names) for names in (SUBTOMO_ANGLES, ANGLES)),
     )
 
 

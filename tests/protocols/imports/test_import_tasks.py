@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import REPO
@@ -137,3 +138,28 @@ def test_the_import_error_and_the_mdoc_rules_load_without_pandas():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("angles", [False, True])
+def test_a_star_file_marks_its_coordinates_oriented_only_when_it_gives_angles(tmp_path, angles):
+    import starfile
+
+    from tomoforge.protocols.imports.coordinates import CoordinateImportParams, coordinate_arrays_from_file
+
+    table = {
+        "rlnTomoName": ["TS_02", "TS_02"],
+        "rlnCenteredCoordinateXAngst": [10.0, -20.0],
+        "rlnCenteredCoordinateYAngst": [0.0, 5.0],
+        "rlnCenteredCoordinateZAngst": [3.0, 4.0],
+    }
+    if angles:
+        table.update({"rlnAngleRot": [0.0, 30.0], "rlnAngleTilt": [90.0, 0.0], "rlnAnglePsi": [0.0, 0.0]})
+    starfile.write({"particles": pd.DataFrame(table)}, tmp_path / "picks.star")
+    params = CoordinateImportParams(files_path=str(tmp_path), pattern="*.star")
+    columns = coordinate_arrays_from_file(str(tmp_path / "picks.star"), params, {"TS_02": ((40, 60, 20), 10.0)})
+    assert columns["x_A"].tolist() == [10.0, -20.0]
+    assert ("has_orientation" in columns) is angles
+    if angles:
+        assert columns["has_orientation"].tolist() == [True, True]
+        # tilt 90° about y (ZYZ): the reference's z goes to the tomogram's x (or −x), not left as the identity
+        assert abs(abs(columns["rotation"][0][0, 2]) - 1.0) < 1e-9

@@ -174,7 +174,8 @@ def _from_star(file: Path, params: CoordinateImportParams, tomograms: TomogramIn
     pixel = params.pixel_size_A or (next(iter(tomograms.values()))[1] if tomograms else None)
     table = read_particles_star(file, pixel_size_A=pixel, tomogram_sizes_px=sizes)
     scores = next((table.extra[c].to_numpy(dtype=float) for c in STAR_SCORES if c in table.extra), None)
-    return list(table.tomo_names), table.positions_A, table.rotations, scores
+    rotations = table.rotations if table.oriented else None
+    return list(table.tomo_names), table.positions_A, rotations, scores
 
 
 def _from_tbl(file: Path, params: CoordinateImportParams, tomograms: TomogramInfo) -> Read:
