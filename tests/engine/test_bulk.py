@@ -116,6 +116,7 @@ def test_a_missing_required_field_and_a_subclass_with_more_columns(project, coor
     particles.append_columns({**columns(6), "half_set": np.array([1, 2] * 3), "file": np.array(["p.mrc"] * 6)})
     assert [p.half_set for p in particles] == [1, 2] * 3 and particles.get("3").file == "p.mrc"
     assert np.array_equal(particles.arrays("half_set")["half_set"], [1, 2] * 3)
+    assert particles.arrays("file")["file"].tolist() == ["p.mrc"] * 6  # a typed column, no object per particle
     particles.append_columns(
         {
             **columns(2),
@@ -138,7 +139,7 @@ def test_a_set_written_before_a_column_existed_is_upgraded_when_opened(project, 
     particles.append_columns({**columns(4), "tilt_series": np.array(["TS_1"] * 4), "shift_z_A": np.arange(4.0)})
     table = particles.spec.table
     with project.conn:
-        for name in ("tilt_series", "shift_z_A", "index"):
+        for name in ("tilt_series", "shift_z_A", "index", "file"):
             project.conn.execute(
                 f"UPDATE {table} SET data = json_set(CASE data WHEN '' THEN '{{}}' ELSE data END, ?, \"{name}\")",
                 (f"$.{name}",),
@@ -149,7 +150,8 @@ def test_a_set_written_before_a_column_existed_is_upgraded_when_opened(project, 
     project.close()
     reopened = Project.open(root)  # a new connection: the set is checked once when opened
     old = reopened.output_set(coordinates.run_id, "particles")
-    got = old.arrays("tilt_series", "shift_z_A", "index")
+    got = old.arrays("tilt_series", "shift_z_A", "index", "file")
+    assert list(got["file"]) == [""] * 4  # never written: the field's default
     assert list(got["tilt_series"]) == ["TS_1"] * 4 and np.array_equal(got["shift_z_A"], np.arange(4.0))
     assert np.array_equal(got["index"][:3], [0, 0, 0]) and old.get("3").index == 0  # absent: the default
     assert [p.shift_z_A for p in old] == [0.0, 1.0, 2.0, 3.0]

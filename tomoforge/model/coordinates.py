@@ -76,7 +76,9 @@ class Particle(Coordinate3D):
         "shift_y_A",
         "shift_z_A",
         "tilt_series",
+        "file",
         "index",
+        "weight_file",
     )
     __files__ = ("file", "weight_file")
 

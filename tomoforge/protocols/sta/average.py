@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -101,9 +101,9 @@ class AverageSubtomograms(Protocol):
 
     def tasks(self) -> Iterator[Task[Any]]:
         p: AverageParams = self.params
-        particles = cast("list[Particle]", list(self.input("particles")))
-        missing = [x.number for x in particles if not x.file]
-        if not particles or missing:
+        cols = self.input("particles").arrays("number", "file", "weight_file", "rotation", "half_set")
+        missing = cols["number"][cols["file"] == ""].tolist()
+        if not len(cols["number"]) or missing:
             why = (
                 f"particle(s) {missing[:5]} have no subtomogram file: run extract-subtomograms first"
                 if missing
@@ -111,16 +111,16 @@ class AverageSubtomograms(Protocol):
             )
             yield Task(refuse, Refusal(message=why), key=p.name)
             return
-        halves = np.array([x.half_set for x in particles])
+        halves = np.asarray(cols["half_set"], dtype=int)
         unset = halves == 0
         if unset.any():
-            halves[unset] = 1 + np.array([x.number for x in particles])[unset] % 2
+            halves[unset] = 1 + np.asarray(cols["number"])[unset] % 2
             self.log(f"{int(unset.sum())} particle(s) without a half set split by the parity of their number")
         job = AverageJob(
-            files=[str(self.absolute(x.file)) for x in particles],
-            weight_files=[str(self.absolute(x.weight_file)) if x.weight_file else "" for x in particles],
-            rotations=[[list(row) for row in x.rotation] for x in particles],
-            half_sets=[int(h) for h in halves],
+            files=[str(self.absolute(f)) for f in cols["file"]],
+            weight_files=[str(self.absolute(f)) if f else "" for f in cols["weight_file"]],
+            rotations=np.asarray(cols["rotation"], dtype=float).reshape(-1, 3, 3).tolist(),
+            half_sets=halves.tolist(),
             out_base=str(self.out_path(p.name)),
             params=p,
         )
