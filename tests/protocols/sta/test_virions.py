@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.protocols.sta.conftest import finished_run, run
+from tests.protocols.sta.conftest import finished_run, noisy_stacks, run  # noqa: F401 (benchmarks/sta_virions.py)
 from tests.protocols.sta.test_pseudo import true_ctf, true_series
 from tomoforge.engine import Project
 from tomoforge.io.mrc import read_mrc
