@@ -9,6 +9,7 @@ import pytest
 from tomoforge.io.relion5_export import (
     ExportParticles,
     ExportTiltSeries,
+    relion_image_name,
     write_mirrored_tomogram,
     write_relion5_project,
 )
@@ -181,6 +182,12 @@ def test_blocks_and_labels_are_those_of_real_relion5_files(exported, test_data):
     (real_values,), (ours_values,) = real_set.values(), ours_set.values()
     assert set(ours_values) == set(real_values)
     assert ours_values["rlnTomoParticlesFile"] == "particles.star"
+
+
+def test_image_names_as_relion_reads_them():
+    assert relion_image_name("/d/TS_01.mrc", 0) == "000001@/d/TS_01.mrc:mrcs"
+    assert relion_image_name("/d/TS_01.mrcs", 40) == "000041@/d/TS_01.mrcs"
+    assert relion_image_name("/d/TS_01_005.mrc", 0, stack=False) == "/d/TS_01_005.mrc"
 
 
 def test_mirrored_tomogram_keeps_the_centre_voxel(tmp_path):

@@ -81,10 +81,10 @@ class ExportParticles:
     numbers: np.ndarray
 
 
-def relion_image_name(file: str, index: int) -> str:
-    """RELION's name of section ``index`` (0-based) of ``file``: ``N@file`` (1-based), ``:mrcs`` appended where
-    the extension does not say stack; a single image's file name as it is."""
-    if index == 0 and not file.endswith(".mrcs"):
+def relion_image_name(file: str, index: int, stack: bool = True) -> str:
+    """RELION's name of section ``index`` (0-based) of the stack ``file``: ``N@file`` (1-based), ``:mrcs``
+    appended where the extension does not say stack; a single image's file (``stack`` False) as it is."""
+    if not stack:
         return file
     suffix = "" if file.endswith(".mrcs") else ":mrcs"
     return f"{index + 1:06d}@{file}{suffix}"

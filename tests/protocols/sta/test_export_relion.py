@@ -10,6 +10,7 @@ from tests.protocols.sta.conftest import run
 from tests.protocols.sta.test_pseudo import true_runs
 from tomoforge.io.mrc import read_mrc
 from tomoforge.io.relion5_particles import particle_depth_defocus, read_relion5_particles
+from tomoforge.io.star import read_star_blocks
 from tomoforge.methods.rotations import tilt_projection_matrix
 
 
@@ -48,4 +49,6 @@ def test_export_reads_back_as_the_truth(sta_project, hexamer_sim):
     exported = read_mrc(out / "tomograms" / f"rec_{ts.name}.mrc")
     c = tomogram.shape[0] // 2
     assert np.array_equal(exported[c - 3 : c + 4], tomogram[c - 3 : c + 4][::-1])
-    assert (out / "optimisation_set.star").is_file() and (out / "tilt_series" / f"{ts.name}.star").is_file()
+    assert (out / "optimisation_set.star").is_file()
+    names = read_star_blocks(out / "tilt_series" / f"{ts.name}.star")[ts.name]["rlnMicrographName"].tolist()
+    assert names == [f"{i + 1:06d}@{free}:mrcs" for i in range(len(truth["tilts"]))]

@@ -85,6 +85,7 @@ class ExportRelion5(Protocol):
             index = {t.acquisition_order: i for i, t in enumerate(ts.tilt_images)}
             sources = image_sources(ts, self.absolute)["file"]
             chosen = [sources[index[t.acquisition_order]] for t in views]
+            stack = len({f for f, _ in chosen}) < len(chosen) or any(i > 0 for _, i in chosen)
             defocus = ctf_per_view(views, ctfs.get(ts.name))
             if not defocus:
                 self.log(f"WARNING {ts.name}: no CTF for every included view: no defocus columns written")
@@ -104,7 +105,7 @@ class ExportRelion5(Protocol):
             series.append(
                 ExportTiltSeries(
                     name=ts.name,
-                    images=tuple(relion_image_name(f, i) for f, i in chosen),
+                    images=tuple(relion_image_name(f, i, stack) for f, i in chosen),
                     nominal_tilt_deg=tuple(t.tilt_angle_deg for t in views),
                     tilt_axis_deg=ac.tilt_axis_angle_deg,
                     x_tilt_deg=tuple(model.x_tilt_deg.tolist()),
