@@ -3,7 +3,8 @@
 A particle STAR (``data_general``, ``data_optics``, ``data_particles``) and its tomograms STAR (``data_global``
 and one loop per tomogram with one row per tilt: ``_rlnTomoProjX/Y/Z/W`` — the rows of the 4 × 4 matrix that
 takes tomogram coordinates to the tilt image's — or RELION's ``_rlnTomoXTilt/YTilt/ZRot``; defocus,
-``_rlnCtfScalefactor`` and ``_rlnMicrographPreExposure`` per tilt). A 2D particle's ``rlnImageName`` is an
+``_rlnCtfScalefactor`` and ``_rlnMicrographPreExposure`` per tilt; RELION 5 keeps that loop in the file its
+``_rlnTomoTiltSeriesStarFile`` names, relative to the project folder). A 2D particle's ``rlnImageName`` is an
 MRC stack with one section per tilt of its tomogram; ``_rlnTomoVisibleFrames`` flags the tilts it is seen in.
 
 Geometry. RELION's Euler matrix A (``io.euler``) and the projection rotation P of a tilt give the view
@@ -53,6 +54,7 @@ class RelionTilts:
     dose_e_A2: np.ndarray
     hand: float
     size_A: np.ndarray  # (3,) tomogram size, Å
+    shift_A: np.ndarray | None = None  # (t, 2) rlnTomoX/YShiftAngst where given (None: rlnTomoProj matrices)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,16 +89,20 @@ def _vector(path: Path, text: Any) -> np.ndarray:
 
 
 def _tilts(path: Path, table: pd.DataFrame, hand: float, size_A: np.ndarray) -> RelionTilts:
+    shift = None
     if all(f"rlnTomoProj{a}" in table for a in "XYZ"):
         rows = [np.stack([_vector(path, v) for v in table[f"rlnTomoProj{a}"]]) for a in "XYZ"]
         projection = np.stack(rows, axis=1)[:, :, :3]
     elif "rlnTomoYTilt" in table:
+        x_tilt = table["rlnTomoXTilt"] if "rlnTomoXTilt" in table else pd.Series(np.zeros(len(table)))
         projection = np.stack(
             [
-                tilt_projection_matrix(float(r.rlnTomoYTilt), float(r.rlnTomoZRot), float(r.rlnTomoXTilt))
-                for r in table.itertuples()
+                tilt_projection_matrix(float(y), float(z), float(x))
+                for y, z, x in zip(table["rlnTomoYTilt"], table["rlnTomoZRot"], x_tilt)
             ]
         )
+        if all(c in table for c in ("rlnTomoXShiftAngst", "rlnTomoYShiftAngst")):
+            shift = table[["rlnTomoXShiftAngst", "rlnTomoYShiftAngst"]].to_numpy(float)
     else:
         raise format_error(path, "a tomogram loop has neither _rlnTomoProjX/Y/Z nor _rlnTomoYTilt")
     u = table["rlnDefocusU"].to_numpy(float)
@@ -113,7 +119,25 @@ def _tilts(path: Path, table: pd.DataFrame, hand: float, size_A: np.ndarray) -> 
         dose_e_A2=dose,
         hand=hand,
         size_A=size_A,
+        shift_A=shift,
     )
+
+
+def _tilt_series_star(tomo_path: Path, star: Any, name: str) -> pd.DataFrame:
+    """The tilt table of tomogram ``name`` from its ``rlnTomoTiltSeriesStarFile``: a path relative to the RELION
+    project folder, looked for beside the tomograms STAR and in each folder above it."""
+    if star is None or not str(star).strip():
+        raise format_error(tomo_path, f"no data_{name} loop and no _rlnTomoTiltSeriesStarFile for tomogram {name}")
+    relative = Path(str(star))
+    candidates = [relative] if relative.is_absolute() else [d / relative for d in tomo_path.resolve().parents]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise format_error(tomo_path, f"tomogram {name}: its tilt-series STAR {str(star)!r} is not found")
+    blocks = read_star_blocks(found)
+    table = blocks.get(name, next(iter(blocks.values())))
+    if not isinstance(table, pd.DataFrame):
+        raise format_error(found, f"no data_{name} loop")
+    return table
 
 
 def _optics(path: Path, blocks: dict[str, Any]) -> pd.Series:
@@ -147,7 +171,7 @@ def read_relion5_particles(
         name = str(row.rlnTomoName)
         table = tomo_blocks.get(name)
         if not isinstance(table, pd.DataFrame):
-            raise format_error(tomo_path, f"no data_{name} loop for tomogram {name}")
+            table = _tilt_series_star(tomo_path, getattr(row, "rlnTomoTiltSeriesStarFile", None), name)
         size = np.array([getattr(row, f"rlnTomoSize{a}", 0.0) for a in "XYZ"], float) * ts_pixel
         tilts[name] = _tilts(tomo_path, table, float(getattr(row, "rlnTomoHand", 1.0)), size)
     names = particles["rlnTomoName"].astype(str).to_numpy()
@@ -176,7 +200,8 @@ def read_relion5_particles(
             if len(flags) != count:
                 raise format_error(path, f"_rlnTomoVisibleFrames has {len(flags)} flags, {name} has {count} tilts")
             visible.append(flags)
-    images = [path.parent / str(n).split("@")[-1] for n in particles["rlnImageName"]]
+    names_of_images = particles["rlnImageName"] if "rlnImageName" in particles else []  # none before extraction
+    images = [path.parent / str(n).split("@")[-1] for n in names_of_images]
     half = particles["rlnRandomSubset"].to_numpy(int) if "rlnRandomSubset" in particles else np.zeros(len(names), int)
     return RelionParticles(
         positions_A=positions * np.array([1.0, 1.0, -1.0]),
@@ -197,9 +222,10 @@ def read_relion5_particles(
 
 def particle_depth_defocus(particles: RelionParticles, index: int) -> tuple[np.ndarray, np.ndarray]:
     """(defocus U, V) (Å) of each tilt at particle ``index``'s height: the tilt's defocus plus the
-    particle's depth along the beam times the tomogram's hand (RELION's rlnTomoHand)."""
+    particle's depth along the beam times the tomogram's hand (RELION's rlnTomoHand, Tomogram::getCtf). The depth
+    is RELION's, in the file's frame: [P X]_z there is −[P X]_z in the mirrored frame the import works in."""
     tilts = particles.tilts[str(particles.tomograms[index])]
-    depth = (tilts.projection @ particles.positions_A[index])[:, 2]
+    depth = (tilts.projection @ particles.positions_A[index] @ MIRROR_Z)[:, 2]
     return tilts.defocus_u_A + tilts.hand * depth, tilts.defocus_v_A + tilts.hand * depth
 
 

@@ -3,6 +3,7 @@ true particles, and helpers to put coordinates into a project as a finished run.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,10 +11,27 @@ import numpy as np
 import pytest
 
 from tomoforge.engine import ExecutorConfig, ItemSet, Project, execute_run
+from tomoforge.io.mrc import read_mrc, write_mrc
 from tomoforge.model import Coordinate3D
-from tomoforge.simulate import simulate
+from tomoforge.simulate import load_simulation, simulate
 
 SERIAL = ExecutorConfig(kind="serial")
+SMALL_VIRIONS = {
+    "acquisition.tilt_series_count": 1,
+    "acquisition.tilt_min_deg": -60.0,
+    "acquisition.tilt_max_deg": 60.0,
+    "acquisition.tilt_step_deg": 10.0,
+    "acquisition.frames_per_tilt": 1,
+    "detector.image_size": [256, 256],
+    "specimen.ice_thickness_A": 800.0,
+    "specimen.virions.count": 1,
+    "specimen.virions.radius_A": [300.0, 320.0],
+    "specimen.virions.aspect": [1.0, 1.05],
+    "specimen.fiducials.count_per_surface": 0,
+    "specimen.background_count": 0,
+    "output.tomogram_binning": 4,
+}
+
 HEXAMERS = {
     "specimen.particles": [
         {
@@ -99,3 +117,28 @@ def sta_project(hexamer_sim, tmp_path_factory):
     reference = Path(hexamer_sim.outdir) / ts.truth["species"][0]["reference_map"]
     yield project, tomos, ts.truth, reference
     project.close()
+
+
+def noisy_stacks(sim, folder: Path, seed: int = 0) -> dict[str, str]:
+    """Per tilt series: its noise-free stack with Poisson shot noise, written to ``folder`` (name → path)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for ts in sim.tilt_series:
+        expected = read_mrc(ts.noise_free_stack)
+        counts = rng.poisson(np.clip(expected, 0, None)).astype(np.float32)
+        out[ts.name] = str(write_mrc(folder / f"{ts.name}.mrc", counts, ts.truth["pixel_size_A"], overwrite=True))
+    return out
+
+
+@pytest.fixture(scope="session")
+def virions_sim(tmp_path_factory, test_data):
+    """The `virions` preset made small: one virion's lattice of C6 hexamers, 13 tilts of 256² at 5.4 Å."""
+    out = tmp_path_factory.mktemp("virions")
+    reuse = os.environ.get("TOMOFORGE_VIRIONS_SIMULATION")  # a folder made by this fixture, while developing
+    if reuse:
+        sim = load_simulation(reuse)
+    else:
+        overrides = {"data_root": str(test_data), **SMALL_VIRIONS}
+        sim = simulate(out, preset="virions", seed=2, overrides=overrides, progress=False)
+    return sim, noisy_stacks(sim, out / "noisy")

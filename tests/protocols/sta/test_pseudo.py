@@ -59,13 +59,12 @@ def true_ctf(truth: dict) -> CTFSeries:
     return CTFSeries(name=truth["tilt_series"], entries=entries)
 
 
-@pytest.fixture(scope="module")
-def pseudo(sta_project, hexamer_sim):
-    project, tomos, truth, reference = sta_project
-    ts = hexamer_sim.tilt_series[0]
-    free = str(ts.truth_json.parent / "noise_free_tilt_series_ctf_free.mrc")
+def true_runs(project, tomos: int, truth: dict, stack: str) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+    """Finished runs holding the simulation's tilt series (TRUE projection model, images from ``stack``), its
+    TRUE CTF and its TRUE particles in the tomograms of run ``tomos``: (series run, CTF run, coordinates run,
+    positions, rotations)."""
     series_run, series = finished_run(
-        project, "import-tilt-series", {"files_path": "."}, {}, "tilt_series", TiltSeries, [true_series(truth, free)]
+        project, "import-tilt-series", {"files_path": "."}, {}, "tilt_series", TiltSeries, [true_series(truth, stack)]
     )
     series.close()
     ctf_run, ctf = finished_run(
@@ -80,6 +79,15 @@ def pseudo(sta_project, hexamer_sim):
     ctf.close()
     positions, rotations = truth_particles(truth)
     coords = coordinate_run(project, tomos, truth["tilt_series"], positions, rotations)
+    return series_run, ctf_run, coords, positions, rotations
+
+
+@pytest.fixture(scope="module")
+def pseudo(sta_project, hexamer_sim):
+    project, tomos, truth, reference = sta_project
+    ts = hexamer_sim.tilt_series[0]
+    free = str(ts.truth_json.parent / "noise_free_tilt_series_ctf_free.mrc")
+    series_run, ctf_run, coords, positions, rotations = true_runs(project, tomos, truth, free)
     params = {"box": 32, "premultiply_ctf": False, "dose_weight": False, "invert": True}
     inputs = {
         "tilt_series": f"{series_run}.tilt_series",

@@ -11,7 +11,6 @@ the membrane share the box); ``benchmarks/sta_virions.py`` runs the full preset 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,32 +19,15 @@ import numpy as np
 import pytest
 import torch
 
-from tests.protocols.sta.conftest import finished_run, run
+from tests.protocols.sta.conftest import finished_run, noisy_stacks, run  # noqa: F401 (benchmarks/sta_virions.py)
 from tests.protocols.sta.test_pseudo import true_ctf, true_series
 from tomoforge.engine import Project
-from tomoforge.io.mrc import read_mrc, write_mrc
+from tomoforge.io.mrc import read_mrc
 from tomoforge.methods.fourier import bin_fourier, pad_to
 from tomoforge.methods.sta.fsc import half_map_fsc
 from tomoforge.methods.sta.postprocess import automatic_mask
 from tomoforge.model import Coordinate3D, CTFSeries, TiltSeries, Tomogram
-from tomoforge.simulate import load_simulation, simulate
 from tomoforge.simulate.accuracy import truth_particles
-
-SMALL_VIRIONS = {
-    "acquisition.tilt_series_count": 1,
-    "acquisition.tilt_min_deg": -60.0,
-    "acquisition.tilt_max_deg": 60.0,
-    "acquisition.tilt_step_deg": 10.0,
-    "acquisition.frames_per_tilt": 1,
-    "detector.image_size": [256, 256],
-    "specimen.ice_thickness_A": 800.0,
-    "specimen.virions.count": 1,
-    "specimen.virions.radius_A": [300.0, 320.0],
-    "specimen.virions.aspect": [1.0, 1.05],
-    "specimen.fiducials.count_per_surface": 0,
-    "specimen.background_count": 0,
-    "output.tomogram_binning": 4,
-}
 
 
 @dataclass
@@ -82,18 +64,6 @@ class ChainResult:
             "half_fsc_0143_A": 2 * self.pixel_size_A / self.fraction_of_nyquist(self.half_fsc, 0.143),
             "reference_fsc_05_A": 2 * self.pixel_size_A / self.fraction_of_nyquist(self.reference_fsc, 0.5),
         }
-
-
-def noisy_stacks(sim, folder: Path, seed: int = 0) -> dict[str, str]:
-    """Per tilt series: its noise-free stack with Poisson shot noise, written to ``folder`` (name → path)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for ts in sim.tilt_series:
-        expected = read_mrc(ts.noise_free_stack)
-        counts = rng.poisson(np.clip(expected, 0, None)).astype(np.float32)
-        out[ts.name] = str(write_mrc(folder / f"{ts.name}.mrc", counts, ts.truth["pixel_size_A"], overwrite=True))
-    return out
 
 
 def true_inputs(project: Project, sim, stacks: dict[str, str], *, rotation_error: bool = False) -> dict[str, str]:
@@ -216,19 +186,6 @@ def run_chain(
         reference=reference,
         seconds=seconds,
     )
-
-
-@pytest.fixture(scope="module")
-def virions_sim(tmp_path_factory, test_data):
-    """The `virions` preset made small: one virion's lattice of C6 hexamers, 13 tilts of 256² at 5.4 Å."""
-    out = tmp_path_factory.mktemp("virions")
-    reuse = os.environ.get("TOMOFORGE_VIRIONS_SIMULATION")  # a folder made by this fixture, while developing
-    if reuse:
-        sim = load_simulation(reuse)
-    else:
-        overrides = {"data_root": str(test_data), **SMALL_VIRIONS}
-        sim = simulate(out, preset="virions", seed=2, overrides=overrides, progress=False)
-    return sim, noisy_stacks(sim, out / "noisy")
 
 
 @pytest.fixture(scope="module")

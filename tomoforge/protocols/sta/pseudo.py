@@ -5,13 +5,15 @@ dose-weighted (``methods/sta/extraction.py``), written as one view stack per til
 first). Views that are excluded, or whose accumulated dose exceeds ``max_dose_e_A2``, are skipped. Coordinates
 are in Å from their tomogram's centre; with the tomograms input their origin (the tomogram centre in the tilt
 series' frame) is added and their tilt series taken from it, else the tomogram is named as its tilt series.
-Half sets are kept where set, else drawn once at random (``seed``)."""
+Half sets are kept where set, else drawn once at random (``seed``). With ``output=3d`` each particle's views are
+inserted into a 3D pseudo-subtomogram in the tomogram frame, written with its weight volume
+(``methods/sta/pseudo3d.py``) as the particle's ``file`` and ``weight_file``: what average-subtomograms reads."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 from pydantic import model_validator
@@ -41,6 +43,16 @@ class PseudoParams(ProtocolParams):
     invert: bool = param(False, help="invert the contrast (premultiplied views of dark protein are bright already)")
     normalise: bool = param(True, help="each cut box to mean 0, SD 1 before filtering")
     seed: int = param(0, ge=0, help="seed of the random half sets given to particles without one")
+    output: Literal["2d", "3d"] = param(
+        "2d",
+        help="2d: each particle's views as a 2D stack; 3d: its views inserted into a 3D pseudo-subtomogram with its "
+        "CTF² weight volume (average-subtomograms reads them)",
+    )
+    weight_3d: Literal["sqrt-ctf2", "ctf2"] = param(
+        "sqrt-ctf2",
+        help="3d: ctf2 writes Σ CTF·view and Σ CTF² (RELION 5's files); sqrt-ctf2 divides the data by √Σ CTF² and "
+        "writes √Σ CTF² as the weight, so that average-subtomograms averages as RELION does (Σ data / Σ CTF²)",
+    )
 
     @model_validator(mode="after")
     def _crop_within_box(self) -> PseudoParams:
@@ -101,8 +113,10 @@ def pseudo_task(job: PseudoJob) -> dict[str, Any]:
         device=device,
     )
     n, v = out.views.shape[:2]
-    write_mrc(job.stack, out.views.reshape(n * v, *out.views.shape[2:]).cpu().numpy(), out.pixel_size_A, overwrite=True)
     premultiplied = p.premultiply_ctf and bool(job.defocus_A)
+    if p.output == "3d":
+        return _write_3d(job, out, premultiplied) | {"views": v, "count": n, "pixel_size_A": out.pixel_size_A}
+    write_mrc(job.stack, out.views.reshape(n * v, *out.views.shape[2:]).cpu().numpy(), out.pixel_size_A, overwrite=True)
     views = ParticleViews(
         particle=np.repeat(np.asarray(job.numbers, dtype=np.int64), v),
         view_matrix=np.tile(np.asarray(job.view_matrices, dtype=np.float64), (n, 1, 1)),
@@ -120,6 +134,45 @@ def pseudo_task(job: PseudoJob) -> dict[str, Any]:
     )
     write_particle_views(job.stack, views)
     return {"views": v, "count": n, "pixel_size_A": out.pixel_size_A, "premultiplied": premultiplied}
+
+
+def _write_3d(job: PseudoJob, out: Any, premultiplied: bool) -> dict[str, Any]:
+    """Each particle's views inserted into its 3D pseudo-subtomogram (``methods/sta/pseudo3d.py``): the data and
+    CTF² weight volumes written beside the stack's name as ``NAME_NUMBER.mrc`` and ``NAME_NUMBER_weight.mrc``."""
+    from tomoforge.io.mrc import write_mrc
+    from tomoforge.methods.sta.insertion import ViewFilters
+    from tomoforge.methods.sta.pseudo3d import pseudo_subtomogram
+
+    p = job.params
+    base = job.stack.removesuffix(".mrcs")
+    doses = np.asarray(job.dose_e_A2, float) if p.dose_weight else np.zeros(len(job.dose_e_A2))
+    files, weights = [], []
+    for i, number in enumerate(job.numbers):
+        defocus = np.asarray(out.defocus_A[i], float)
+        filters = ViewFilters(
+            defocus_u_A=defocus[:, 0],
+            defocus_v_A=defocus[:, 1],
+            astigmatism_deg=defocus[:, 2],
+            dose_e_A2=doses,
+            pixel_size_A=out.pixel_size_A,
+            voltage_kV=job.optics[0],
+            cs_mm=job.optics[1],
+            amplitude_contrast=job.optics[2],
+            ctf_premultiplied=True,
+            dose_weighted=True,
+            use_ctf=premultiplied,
+        )
+        data, weight = pseudo_subtomogram(
+            out.views[i],
+            np.asarray(job.view_matrices),
+            filters,
+            root_weight=p.weight_3d == "sqrt-ctf2",
+            device=out.views.device,
+        )
+        files.append(str(write_mrc(f"{base}_{number:07d}.mrc", data.cpu().numpy(), out.pixel_size_A, overwrite=True)))
+        path = f"{base}_{number:07d}_weight.mrc"
+        weights.append(str(write_mrc(path, weight.cpu().numpy(), out.pixel_size_A, overwrite=True)))
+    return {"files": files, "weights": weights, "premultiplied": premultiplied}
 
 
 class ExtractPseudoSubtomograms(Protocol):
@@ -200,13 +253,19 @@ class ExtractPseudoSubtomograms(Protocol):
         rows = np.flatnonzero(np.isin(columns["number"], job.numbers))
         out = particle_columns(columns, rows, columns["half_set"])
         out["tilt_series"] = np.array([task.key] * len(rows))
-        out["file"] = np.array([self.relative(job.stack)] * len(rows))
         position = {n: i for i, n in enumerate(job.numbers)}
-        out["index"] = np.array([position[int(n)] * result["views"] for n in out["number"]], dtype=np.int64)
+        if "files" in result:  # 3D pseudo-subtomograms: a data and a weight file per particle
+            out["file"] = np.array([self.relative(result["files"][position[int(n)]]) for n in out["number"]])
+            out["weight_file"] = np.array([self.relative(result["weights"][position[int(n)]]) for n in out["number"]])
+            out["index"] = np.zeros(len(rows), dtype=np.int64)
+        else:
+            out["file"] = np.array([self.relative(job.stack)] * len(rows))
+            out["index"] = np.array([position[int(n)] * result["views"] for n in out["number"]], dtype=np.int64)
         self.output("particles").append_columns(out)
         self.log(
             f"{task.key}: {result['count']} particles × {result['views']} views at {result['pixel_size_A']:.3f} Å/px"
             f"{', CTF-premultiplied' if result['premultiplied'] else ''}"
+            f"{', inserted into 3D pseudo-subtomograms' if 'files' in result else ''}"
         )
 
 
