@@ -87,7 +87,7 @@ def ours(
         torch.cuda.synchronize()
     start = time.perf_counter()
     acc = new_accumulator(BOX, device=dev)
-    insert_views(acc, data, rotations, filters=filters, batch=512 if dev.type == "cuda" else 256, pad_views=pad_views)
+    insert_views(acc, data, rotations, filters=filters, batch=512 if dev.type == "cuda" else 64, pad_views=pad_views)
     volume = reconstruct_map(acc)
     if dev.type == "cuda":
         torch.cuda.synchronize()

@@ -34,6 +34,8 @@ from tomoforge.methods.symmetry import symmetry_operators
 
 DEFAULT_PADDING = 2.0
 DEFAULT_WIENER = 1e-3  # 1/τ² as a fraction of the mean weight inside Nyquist
+# views per scatter on a CPU (box 64, 2 loaded cores: 1020 views/s unpadded, 252 padded; 960, 156 at 256)
+DEFAULT_BATCH = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,7 +179,7 @@ def insert_views(
     *,
     filters: ViewFilters | None = None,
     symmetry: str = "C1",
-    batch: int = 256,
+    batch: int = DEFAULT_BATCH,
     pad_views: bool = True,
     max_shell: float | None = None,
 ) -> None:
@@ -357,7 +359,7 @@ def reconstruct_views(
     symmetry: str = "C1",
     padding: float = DEFAULT_PADDING,
     wiener: float = DEFAULT_WIENER,
-    batch: int = 256,
+    batch: int = DEFAULT_BATCH,
     pad_views: bool = True,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
@@ -370,6 +372,7 @@ def reconstruct_views(
 
 
 __all__ = [
+    "DEFAULT_BATCH",
     "DEFAULT_PADDING",
     "DEFAULT_WIENER",
     "FourierAccumulator",
