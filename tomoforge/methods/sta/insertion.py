@@ -227,6 +227,9 @@ def insert_views(
     k_xy = torch.stack(torch.meshgrid(kx, ky, indexing="xy"), dim=-1)  # (v, v//2+1, 2): (kx, ky)
     radius = v / 2 if max_shell is None else min(v / 2, max_shell * v / b)
     inside = (k_xy * k_xy).sum(-1) < radius**2  # strictly inside Nyquist: the 8 corners stay on the grid
+    # the rfft's kx = 0 column holds both k and its Friedel mate −k: keep ky ≥ 0 only (the mates come back when
+    # the grid is made Hermitian; both would weigh that line twice)
+    inside &= (k_xy[..., 0] > 0) | (k_xy[..., 1] >= 0)
     k_in = k_xy[inside]  # (p, 2)
     centre = m // 2 + 1
     s1, s2 = m + 2, (m + 2) ** 2  # strides of y and z in the flat grid (index order z, y, x)
