@@ -94,3 +94,14 @@ def test_a_shared_weight_gives_the_same_average_as_copies_of_it(reference):
     copies = average_subtomograms(subtomos, rot, halves, weights=w.expand(6, -1, -1, -1), batch=4)
     assert torch.allclose(shared.full, copies.full, atol=1e-5 * float(copies.full.abs().max()))
     assert corr(shared.full, reference) > 0.99
+
+
+def test_the_box_grid_average_is_close_to_the_fine_one(reference):
+    """fine_grid=False (the average on the box's own grid, the fast path): the same map to r > 0.9999 of the
+    reference, the trilinear aliases wrapped in as 5 % more mass (the fine grid's: 0.4 %)."""
+    rot = random_rotations(12, np.random.default_rng(0))
+    halves = np.array([1, 2] * 6)
+    avg = average_subtomograms(placed(reference, rot), rot, halves, wiener_constant=1e-6, fine_grid=False)
+    assert corr(avg.full, reference) > 0.9999
+    assert float(avg.full.sum() / reference.sum()) == pytest.approx(1.05, abs=0.02)
+    assert avg.weight1.shape == (N, N, N // 2 + 1)

@@ -4,7 +4,8 @@ A particle's subtomogram s (tomogram frame, centre voxel n // 2) holds its refer
 (x_tomo = R x_ref): s(R x) ≈ map(x), so in Fourier space S(R k) ≈ W(R k) · M(k) with W the subtomogram's
 3D weight (its transfer: wedge, |CTF|, dose; tomogram frame, ``extraction.subtomogram_weights``). Each
 subtomogram's spectrum is taken on the grid of its box zero-padded to 2n (finer Fourier sampling; the padded
-box is never built, ``half_spectrum``), sampled trilinearly at R k, and the half set's map is the Wiener-like
+box is never built, ``half_spectrum``), sampled trilinearly at R k for k on the average's half grid (the box's
+own by default, the padded box's with ``fine_grid``), and the half set's map is the Wiener-like
 estimate
 
     M_h(k) = Σ_p W_p(R_p k) S_p(R_p k) / (Σ_p W_p(R_p k)² + ε),   ε = ``wiener_constant`` · mean Σ_p W_p²
@@ -151,8 +152,8 @@ class VolumeStack(Protocol):
 @dataclass(frozen=True)
 class Average:
     """Half maps and map (box³, float32, z y x, centre voxel box // 2), the number of particles in each half,
-    and the summed squared weights Σ W_p²(R_p k) of each half on the padded box's ``half_grid``
-    (2 box, 2 box, box + 1), reference frame."""
+    and the summed squared weights Σ W_p²(R_p k) of each half on the average's ``half_grid`` (box, box,
+    box // 2 + 1; with ``fine_grid`` the padded box's, 2 box, 2 box, box + 1), reference frame."""
 
     half1: torch.Tensor
     half2: torch.Tensor
@@ -171,6 +172,7 @@ def average_subtomograms(
     weight_index: ArrayLike | None = None,
     wiener_constant: float = 0.01,
     batch: int = 16,
+    fine_grid: bool = True,
     device: torch.device | str | None = None,
 ) -> Average:
     """Rotate subtomograms into the reference frame and average them per half set (see the module docstring).
@@ -191,6 +193,11 @@ def average_subtomograms(
         ε as a fraction of the mean of Σ W² (regularises frequencies few particles measured).
     batch : int
         Particles per vectorised batch.
+    fine_grid : bool
+        True: the average's spectrum on the padded box's half grid (2n, 2n, n + 1), then cropped to n³ (exact).
+        False: on the box's own half grid (n, n, n // 2 + 1), 8× fewer samples (2.2× the particles per second
+        at box 64), but every alias of the trilinear sampling wraps into the box: rotated copies of a map
+        average back to it at r = 0.99998 (0.999999 on the fine grid) with 5 % more mass (its sum).
     device : torch.device or str, optional
         Where to compute.
 
@@ -206,7 +213,8 @@ def average_subtomograms(
     if len(halves) != m or rot.shape[0] != m:
         raise ValueError(f"{m} volumes, {rot.shape[0]} rotations and {len(halves)} half sets: they must agree")
     big = 2 * n  # the particles' spectra are sampled twice as finely as the box
-    k = half_grid(big, dev) / 2.0  # the average's half grid on the padded box, in frequencies of the box
+    out = big if fine_grid else n  # the average's grid
+    k = half_grid(out, dev) * (n / out)  # its half grid, in frequencies of the box
     w_half = None
     if weights is not None:
         w = weights if isinstance(weights, torch.Tensor) else torch.from_numpy(np.asarray(weights))
@@ -244,10 +252,10 @@ def average_subtomograms(
             den += torch.bincount(h, minlength=2).to(den.dtype)[:, None, None, None]
     eps = wiener_constant * float(den.sum(0).mean().clamp(min=1e-12))
     apodisation = trilinear_apodisation(n, big, dev)  # gridding correction
-    lo = big // 2 - n // 2
+    lo = out // 2 - n // 2
 
     def back(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-        vol = half_to_volume(torch.complex(numerator[0], numerator[1]) / (denominator + eps), big)
+        vol = half_to_volume(torch.complex(numerator[0], numerator[1]) / (denominator + eps), out)
         return (vol[lo : lo + n, lo : lo + n, lo : lo + n] / apodisation).contiguous()
 
     counts = (int(np.sum(halves == 1)), int(np.sum(halves == 2)))

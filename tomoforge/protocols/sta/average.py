@@ -22,6 +22,9 @@ class AverageParams(ProtocolParams):
         0.01, ge=0, le=10, help="regularises frequencies few particles measured (a fraction of the mean Σ weight²)"
     )
     use_weights: bool = param(True, help="use each subtomogram's 3D weight where it has one")
+    fine_grid: bool = param(
+        True, help="average on the padded box's Fourier grid (exact); off: the box's own, ~2x faster, aliases wrap in"
+    )
     name: str = param("average", min_length=1, help="name of the output map")
 
 
@@ -81,6 +84,7 @@ def average_task(job: AverageJob) -> dict[str, Any]:
         weights=weights,
         weight_index=index,
         wiener_constant=job.params.wiener_constant,
+        fine_grid=job.params.fine_grid,
         device=device,
     )
     files = {}

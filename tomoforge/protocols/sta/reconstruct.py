@@ -23,7 +23,10 @@ class ReconstructParticleParams(ProtocolParams):
     wiener: float = param(1e-3, ge=0, help="constant 1/SNR as a fraction of the mean weight")
     fsc_regularise: bool = param(True, help="then regularise with τ² from the half maps' FSC (RELION)")
     use_ctf: bool = param(True, help="weight by the views' CTF (and dose); off for views without one")
-    batch: int = param(256, ge=1, help="views inserted at a time")
+    max_resolution_A: float = param(
+        0.0, ge=0, help="skip frequencies finer than this (Å; 0: up to Nyquist), RELION's --maxres"
+    )
+    batch: int = param(64, ge=1, help="views inserted at a time (64 on a CPU keeps the grid in cache; more on a GPU)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +111,7 @@ def reconstruct_particle_task(job: ReconstructParticleJob) -> dict[str, Any]:
                 symmetry=p.symmetry,
                 batch=p.batch,
                 pad_views=p.pad_views,
+                max_shell=images.shape[-1] * pixel / p.max_resolution_A if p.max_resolution_A > 0 else None,
             )
             inserted += len(pick)
     if set(accumulators) != {1, 2}:
