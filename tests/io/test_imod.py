@@ -162,12 +162,13 @@ def test_hand_matches_tiltalign_fiducials(data_file):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="io/relion5_particles reads RELION 5 tilt series in a z-mirrored frame (MIRROR_Z): RELION 5's own "
-    "projection (TomoBackprojectProgram::getProjectMatrices, gravis right-handed rotations) and its IMOD import "
-    "(rlnTomoYTilt = .tlt, rlnTomoZRot = the .xf rotation) are tomoforge's, unmirrored; the lead decides the fix",
+    reason="io/relion5_particles mirrors z whatever rlnTomoHand says; RELION 5's projection "
+    "(TomoBackprojectProgram::getProjectMatrices, right-handed gravis rotations) and its IMOD import (rlnTomoYTilt = "
+    ".tlt, rlnTomoZRot = the .xf rotation) are tomoforge's, so with rlnTomoHand +1 (defocus growing with z, as "
+    "tomoforge's) nothing should be mirrored",
 )
 def test_relion5_reading_of_an_imod_alignment_keeps_its_hand(data_file, tmp_path):
-    """BB's IMOD alignment written as RELION 5 imports IMOD, read back: the same frame as our IMOD import."""
+    """BB's IMOD alignment written as RELION 5 imports IMOD (rlnTomoHand +1), read back: our IMOD import's frame."""
     from tomoforge.io.relion5_particles import read_relion5_particles
 
     bb = "imod/IMOD_repo_uitestData/BB/"
@@ -185,7 +186,7 @@ def test_relion5_reading_of_an_imod_alignment_keeps_its_hand(data_file, tmp_path
     )
     (tmp_path / "tomograms.star").write_text(
         "data_global\n\nloop_\n_rlnTomoName\n_rlnTomoSizeX\n_rlnTomoSizeY\n_rlnTomoSizeZ\n_rlnTomoHand\n"
-        "_rlnTomoTiltSeriesPixelSize\n_rlnTomoTiltSeriesStarFile\nBBa 512 512 200 -1 20.2 BBa.star\n"
+        "_rlnTomoTiltSeriesPixelSize\n_rlnTomoTiltSeriesStarFile\nBBa 512 512 200 1 20.2 BBa.star\n"
     )
     (tmp_path / "particles.star").write_text(
         "data_optics\n\nloop_\n_rlnOpticsGroup\n_rlnTomoTiltSeriesPixelSize\n_rlnImagePixelSize\n_rlnVoltage\n"
