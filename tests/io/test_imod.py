@@ -16,7 +16,7 @@ from tomoforge.io.imod import (
     write_xtilt,
     xf_to_projection_model,
 )
-from tomoforge.methods.align.projection_model import ProjectionModel
+from tomoforge.methods.align.projection_model import ProjectionModel, rotation_matrices
 
 
 def test_read_real_xf_tlt_xtilt(data_file):
@@ -160,16 +160,13 @@ def test_hand_matches_tiltalign_fiducials(data_file):
     assert rms["z mirrored"] > 40.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="io/relion5_particles mirrors z whatever rlnTomoHand says; RELION 5's projection "
-    "(TomoBackprojectProgram::getProjectMatrices, right-handed gravis rotations) and its IMOD import (rlnTomoYTilt = "
-    ".tlt, rlnTomoZRot = the .xf rotation) are tomoforge's, so with rlnTomoHand +1 (defocus growing with z, as "
-    "tomoforge's) nothing should be mirrored",
-)
-def test_relion5_reading_of_an_imod_alignment_keeps_its_hand(data_file, tmp_path):
-    """BB's IMOD alignment written as RELION 5 imports IMOD (rlnTomoHand +1), read back: our IMOD import's frame."""
-    from tomoforge.io.relion5_particles import read_relion5_particles
+@pytest.mark.parametrize("hand", [1, -1])
+def test_relion5_reading_of_an_imod_alignment_keeps_its_hand(data_file, tmp_path, hand):
+    """BB's IMOD alignment written as RELION 5 imports IMOD (rlnTomoYTilt = .tlt, rlnTomoZRot = the .xf rotation,
+    shifts; RELION 5 projects with tomoforge's Rz · Ry · Rx) and read back: with rlnTomoHand +1 (defocus growing
+    with z, as tomoforge's) in our IMOD import's frame; with −1 in its mirror in z, where tomoforge's defocus
+    ΔF + [P X]_z is RELION's ΔF − [P X]_z."""
+    from tomoforge.io.relion5_particles import MIRROR_Z, particle_depth_defocus, read_relion5_particles
 
     bb = "imod/IMOD_repo_uitestData/BB/"
     xf, tilts = read_xf(data_file(bb + "BBa.tltxf")), read_tlt(data_file(bb + "BBa.tlt"))
@@ -186,7 +183,7 @@ def test_relion5_reading_of_an_imod_alignment_keeps_its_hand(data_file, tmp_path
     )
     (tmp_path / "tomograms.star").write_text(
         "data_global\n\nloop_\n_rlnTomoName\n_rlnTomoSizeX\n_rlnTomoSizeY\n_rlnTomoSizeZ\n_rlnTomoHand\n"
-        "_rlnTomoTiltSeriesPixelSize\n_rlnTomoTiltSeriesStarFile\nBBa 512 512 200 1 20.2 BBa.star\n"
+        f"_rlnTomoTiltSeriesPixelSize\n_rlnTomoTiltSeriesStarFile\nBBa 512 512 200 {hand} 20.2 BBa.star\n"
     )
     (tmp_path / "particles.star").write_text(
         "data_optics\n\nloop_\n_rlnOpticsGroup\n_rlnTomoTiltSeriesPixelSize\n_rlnImagePixelSize\n_rlnVoltage\n"
@@ -195,10 +192,17 @@ def test_relion5_reading_of_an_imod_alignment_keeps_its_hand(data_file, tmp_path
         f"_rlnCenteredCoordinateZAngst\nBBa {bead[0]:.3f} {bead[1]:.3f} {bead[2]:.3f}\n"
     )
     relion = read_relion5_particles(tmp_path / "particles.star", tmp_path / "tomograms.star")
+    read = relion.tilts["BBa"]
     ours = ProjectionModel(tilts, model["z_rot_deg"], np.c_[model["x_shift_A"], model["y_shift_A"]])
-    # the bead lands where IMOD put it either way (a mirrored frame projects points alike) ...
-    seen = relion.tilts["BBa"].projection @ relion.positions_A[0]
-    np.testing.assert_allclose(seen[:, :2] + relion.tilts["BBa"].shift_A, ours.project(bead)[:, 0], atol=1e-2)
-    # ... but RELION 5's frame is ours: same bead height, same projection rotations
-    np.testing.assert_allclose(relion.positions_A[0], bead, atol=1e-2)
-    np.testing.assert_allclose(relion.tilts["BBa"].projection[:, :2], ours.matrices(), atol=1e-5)
+    rotations = rotation_matrices(tilts, model["z_rot_deg"])
+    # the bead lands where IMOD put it in either frame (a frame mirrored in z projects points alike) ...
+    seen = read.projection @ relion.positions_A[0]
+    np.testing.assert_allclose(seen[:, :2] + read.shift_A, ours.project(bead)[:, 0], atol=1e-2)
+    # ... the frame is ours for hand +1, its mirror in z for hand -1
+    frame = np.eye(3) if hand == 1 else MIRROR_Z
+    np.testing.assert_allclose(relion.positions_A[0], frame @ bead, atol=1e-2)
+    np.testing.assert_allclose(read.projection, frame @ rotations @ frame, atol=1e-5)
+    # tomoforge's defocus at the bead, ΔF + [P X]_z in the frame read, is RELION's, ΔF + hand · [P X]_z in the file's
+    height_in_file = (rotations @ bead)[:, 2]
+    np.testing.assert_allclose(particle_depth_defocus(relion, 0)[0], 30000 + hand * height_in_file, atol=1e-2)
+    np.testing.assert_allclose(particle_depth_defocus(relion, 0)[0], 30000 + seen[:, 2], atol=1e-2)

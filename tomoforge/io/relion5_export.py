@@ -5,8 +5,9 @@ ReconstructTomograms and Extract jobs write them (labels as in the real files of
 ReconstructTomograms job, CryoBoost, WarpTools).
 
 Geometry: the exact inverse of :func:`tomoforge.io.relion5_particles.read_relion5_particles`, which reads a RELION
-5 set in the frame mirrored in z, M = diag(1, 1, −1) (its docstring says why: the WarpTools test set's RELION
-map matches tomoforge's reconstruction only so). A tilt image whose projection rotation is
+5 tomogram of ``rlnTomoHand`` −1 in the frame mirrored in z, M = diag(1, 1, −1) (its docstring says why:
+RELION's defocus over the height is ΔF + hand · [P X]_z, tomoforge's ΔF + [P X]_z; RELION projects as
+tomoforge does). A tilt image whose projection rotation is
 P = Rz(ZRot) · Ry(YTilt) · Rx(XTilt) in tomoforge is written as M P M = Rz(ZRot) · Ry(−YTilt) · Rx(−XTilt)
 (``rlnTomoZRot`` = ZRot, ``rlnTomoYTilt`` = −YTilt, ``rlnTomoXTilt`` = −XTilt; the shifts in Å unchanged); a
 particle at X (Å from the tomogram centre) with rotation R as (X_x, X_y, −X_z) and M R M (``rlnAngleRot/Tilt/Psi``,

@@ -7,16 +7,17 @@ takes tomogram coordinates to the tilt image's — or RELION's ``_rlnTomoXTilt/Y
 ``_rlnTomoTiltSeriesStarFile`` names, relative to the project folder). A 2D particle's ``rlnImageName`` is an
 MRC stack with one section per tilt of its tomogram; ``_rlnTomoVisibleFrames`` flags the tilts it is seen in.
 
-Geometry. RELION's Euler matrix A (``io.euler``) and the projection rotation P of a tilt give the view
-rotation P · A. Reconstructed that way, the WarpTools test set (data/relion5/tomodrgn_warptools) matches
-the RELION map shipped beside it only mirrored in z: the map's z axis is the opposite of the tomogram
-frame's. That map is a reference of a larger particle set (tomodrgn's ground truth; voxel 1.667 × 7.2 Å,
-not the export's 7.19856 binning), so a map of the 40 shipped particles can correlate with it only as far
-as its own noise allows, sqrt(2F / (1 + F)) from the FSC F of two halves; the z-mirrored frame reaches that
-bound in every shell (FSC 0.98, 0.91, 0.76, 0.71 … 0.39 in shells 1–10 at 12 Å against a bound of 0.97,
-0.90, 0.83, 0.74 … 0.45), the unmirrored one does not (tests/io/test_relion5_particles.py). Keeping every rotation proper,
-the import expresses the whole geometry in the frame mirrored in z, M = diag(1, 1, −1): view matrix M P M, particle rotation M A M, position
-(x, y, −z). Then ``view_matrix @ rotation`` = M P A M, whose central slices are those of P A M.
+Geometry. RELION 5 projects a tomogram point X with P = Rz(rlnTomoZRot) · Ry(rlnTomoYTilt) · Rx(rlnTomoXTilt)
+(TomoBackprojectProgram::getProjectMatrices; right-handed rotations), tomoforge's own model, and a particle's view
+rotation is P · A (A: RELION's Euler matrix, ``io.euler``). What differs is the defocus over the height
+h = [P X]_z: RELION's is ΔF + rlnTomoHand · h (Tomogram::getCtf), tomoforge's always ΔF + h (z towards the
+source). A tomogram with rlnTomoHand −1 (RELION's default, and every real file in data/relion5) is therefore
+read in the frame mirrored in z, M = diag(1, 1, −1), keeping every rotation proper: view matrix M P M, particle
+rotation M A M, position (x, y, −z); then positions project where RELION projects them and the defocus at a
+particle is RELION's. A tomogram with rlnTomoHand +1 is read as it is. (The WarpTools test set,
+data/relion5/tomodrgn_warptools, rlnTomoHand −1, also matches the RELION map shipped beside it only in the
+mirrored frame: FSC at the map's noise bound, sqrt(2F / (1 + F)) from the FSC F of two halves, 0.98, 0.91,
+0.76, 0.71 … 0.39 in shells 1–10 at 12 Å, against 0.11 of that bound unmirrored; tests/io/test_relion5_particles.py.)
 
 Coordinates: RELION 5's ``rlnCenteredCoordinate{X,Y,Z}Angst``, or WarpTools' ``rlnCoordinate{X,Y,Z}`` in
 pixels of the exported images (``rlnImagePixelSize``) from the tomogram's corner (its size,
@@ -40,6 +41,12 @@ from tomoforge.methods.rotations import tilt_projection_matrix
 from .errors import format_error
 
 MIRROR_Z = np.diag([1.0, 1.0, -1.0])
+
+
+def hand_frame(hand: float) -> np.ndarray:
+    """The reflection taking a RELION tomogram of ``rlnTomoHand`` ``hand`` to tomoforge's frame: M = diag(1, 1, −1)
+    for −1 (defocus falling with z), the identity for +1 (tomoforge's: defocus growing with z)."""
+    return MIRROR_Z if hand < 0 else np.eye(3)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +118,7 @@ def _tilts(path: Path, table: pd.DataFrame, hand: float, size_A: np.ndarray) -> 
     scale = table["rlnCtfScalefactor"].to_numpy(float) if "rlnCtfScalefactor" in table else np.ones(len(u))
     dose = table["rlnMicrographPreExposure"].to_numpy(float) if "rlnMicrographPreExposure" in table else 0 * u
     return RelionTilts(
-        projection=MIRROR_Z @ projection @ MIRROR_Z,
+        projection=hand_frame(hand) @ projection @ hand_frame(hand),
         defocus_u_A=np.maximum(u, v),
         defocus_v_A=np.minimum(u, v),
         astigmatism_deg=np.where(u >= v, angle, angle + 90.0),
@@ -203,9 +210,12 @@ def read_relion5_particles(
     names_of_images = particles["rlnImageName"] if "rlnImageName" in particles else []  # none before extraction
     images = [path.parent / str(n).split("@")[-1] for n in names_of_images]
     half = particles["rlnRandomSubset"].to_numpy(int) if "rlnRandomSubset" in particles else np.zeros(len(names), int)
+    z_sign = pd.Series(names, dtype=object).map({n: -1.0 if t.hand < 0 else 1.0 for n, t in tilts.items()})
+    frame = np.ones((len(names), 3))
+    frame[:, 2] = z_sign.to_numpy(float)  # the diagonal of hand_frame, per particle
     return RelionParticles(
-        positions_A=positions * np.array([1.0, 1.0, -1.0]),
-        rotations=MIRROR_Z @ np.asarray(rotations) @ MIRROR_Z,
+        positions_A=positions * frame,
+        rotations=np.asarray(rotations) * frame[:, :, None] * frame[:, None, :],
         tomograms=names,
         images=images,
         visible=visible,
@@ -223,10 +233,17 @@ def read_relion5_particles(
 def particle_depth_defocus(particles: RelionParticles, index: int) -> tuple[np.ndarray, np.ndarray]:
     """(defocus U, V) (Å) of each tilt at particle ``index``'s height: the tilt's defocus plus the
     particle's depth along the beam times the tomogram's hand (RELION's rlnTomoHand, Tomogram::getCtf). The depth
-    is RELION's, in the file's frame: [P X]_z there is −[P X]_z in the mirrored frame the import works in."""
+    is RELION's, in the file's frame: [P X]_z there is −[P X]_z in the mirrored frame a hand −1 tomogram is read in."""
     tilts = particles.tilts[str(particles.tomograms[index])]
-    depth = (tilts.projection @ particles.positions_A[index] @ MIRROR_Z)[:, 2]
+    depth = (tilts.projection @ particles.positions_A[index] @ hand_frame(tilts.hand))[:, 2]
     return tilts.defocus_u_A + tilts.hand * depth, tilts.defocus_v_A + tilts.hand * depth
 
 
-__all__ = ["MIRROR_Z", "RelionParticles", "RelionTilts", "particle_depth_defocus", "read_relion5_particles"]
+__all__ = [
+    "MIRROR_Z",
+    "RelionParticles",
+    "RelionTilts",
+    "hand_frame",
+    "particle_depth_defocus",
+    "read_relion5_particles",
+]
