@@ -10,7 +10,6 @@ from tomoforge.io.relion5_export import (
     ExportParticles,
     ExportTiltSeries,
     relion_image_name,
-    write_mirrored_tomogram,
     write_relion5_project,
 )
 from tomoforge.io.relion5_particles import particle_depth_defocus, read_relion5_particles
@@ -149,6 +148,11 @@ def test_relion_formula_projects_particles_where_tomoforge_does(exported):
             worst_defocus = max(worst_defocus, float(np.abs(offset - (p @ ours_x.T)[2]).max()))
     assert worst < 0.01  # px; measured 4.6e-6
     assert worst_defocus < 0.01  # Å; measured 1.1e-5
+    # our frame is RELION's: the angles are written as they are, with rlnTomoHand +1
+    assert set(glob["rlnTomoHand"].astype(float)) == {1.0}
+    for ts in series:
+        tilts = read_star_blocks(out / glob.loc[ts.name, "rlnTomoTiltSeriesStarFile"])[ts.name]
+        assert np.allclose(tilts["rlnTomoYTilt"].to_numpy(float), ts.y_tilt_deg, atol=1e-5)
 
 
 def test_blocks_and_labels_are_those_of_real_relion5_files(exported, test_data):
@@ -188,16 +192,3 @@ def test_image_names_as_relion_reads_them():
     assert relion_image_name("/d/TS_01.mrc", 0) == "000001@/d/TS_01.mrc:mrcs"
     assert relion_image_name("/d/TS_01.mrcs", 40) == "000041@/d/TS_01.mrcs"
     assert relion_image_name("/d/TS_01_005.mrc", 0, stack=False) == "/d/TS_01_005.mrc"
-
-
-def test_mirrored_tomogram_keeps_the_centre_voxel(tmp_path):
-    from tomoforge.io.mrc import read_mrc, read_voxel_size, write_mrc
-
-    for nz in (6, 7):
-        volume = np.random.default_rng(nz).normal(size=(nz, 4, 5)).astype(np.float32)
-        source = write_mrc(tmp_path / f"t{nz}.mrc", volume, 7.5)
-        flipped = read_mrc(write_mirrored_tomogram(source, tmp_path / f"f{nz}.mrc"))
-        c = nz // 2
-        for dz in range(-(nz // 2) + (1 - nz % 2), nz // 2 + (nz % 2)):  # every z whose mirror is in the box
-            assert np.array_equal(flipped[c - dz], volume[c + dz])
-        assert read_voxel_size(tmp_path / f"f{nz}.mrc") == pytest.approx(7.5)

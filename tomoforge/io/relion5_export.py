@@ -4,19 +4,17 @@
 ReconstructTomograms and Extract jobs write them (labels as in the real files of data/relion5: pytom-match-pick's
 ReconstructTomograms job, CryoBoost, WarpTools).
 
-Geometry: the exact inverse of :func:`tomoforge.io.relion5_particles.read_relion5_particles`, which reads a RELION
-5 tomogram of ``rlnTomoHand`` −1 in the frame mirrored in z, M = diag(1, 1, −1) (its docstring says why:
-RELION's defocus over the height is ΔF + hand · [P X]_z, tomoforge's ΔF + [P X]_z; RELION projects as
-tomoforge does). A tilt image whose projection rotation is
-P = Rz(ZRot) · Ry(YTilt) · Rx(XTilt) in tomoforge is written as M P M = Rz(ZRot) · Ry(−YTilt) · Rx(−XTilt)
-(``rlnTomoZRot`` = ZRot, ``rlnTomoYTilt`` = −YTilt, ``rlnTomoXTilt`` = −XTilt; the shifts in Å unchanged); a
-particle at X (Å from the tomogram centre) with rotation R as (X_x, X_y, −X_z) and M R M (``rlnAngleRot/Tilt/Psi``,
-RELION's ZYZ); ``rlnTomoHand`` = −1. Then RELION's projection of the particle (``relion_tomo_reconstruct``:
-s2 · s1 · Rz · Ry · Rx · s0 with s0 the tomogram centre ⌊size/2⌋, s1 the shifts, s2 the image centre ⌊size/2⌋)
-lands where tomoforge's does (M leaves x and y alone), and RELION's defocus at the particle's depth, ΔF + hand ·
-[M P M · M X]_z = ΔF + [P X]_z, is tomoforge's (``methods/sta/extraction.py``). ``rlnTomoNominalStageTiltAngle``
-and ``rlnTomoNominalTiltAxisAngle`` keep the acquisition's values. A tomogram in the export is the mirror in z of
-tomoforge's, so each tomogram file is written as its z-flipped copy (``tomograms/rec_NAME.mrc``).
+Geometry: tomoforge's frame is RELION 5's (both project as Rz(ZRot) · Ry(YTilt) · Rx(XTilt), the IMOD alignment
+of a real tiltalign run lands where IMOD puts it: tests/io/test_imod.py); the one difference is the defocus over
+the height, RELION's ΔF + hand · [P X]_z against tomoforge's ΔF + [P X]_z, so the export writes
+``rlnTomoHand`` = +1 and every angle, shift, position and rotation as tomoforge holds it: ``rlnTomoXTilt``,
+``rlnTomoYTilt``, ``rlnTomoZRot`` and the shifts in Å of each view's projection model, particles at X (Å from the
+tomogram centre) with rotation R (``rlnAngleRot/Tilt/Psi``, RELION's ZYZ). RELION's projection of a particle
+(``relion_tomo_reconstruct``: s2 · s1 · Rz · Ry · Rx · s0 with s0 the tomogram centre ⌊size/2⌋, s1 the shifts,
+s2 the image centre ⌊size/2⌋) then lands where tomoforge's does, and its defocus at the particle's depth is
+tomoforge's (``methods/sta/extraction.py``); :func:`tomoforge.io.relion5_particles.read_relion5_particles`
+reads the export back unchanged. ``rlnTomoNominalStageTiltAngle`` and ``rlnTomoNominalTiltAxisAngle`` keep the
+acquisition's values; tomograms are copied as they are (``tomograms/rec_NAME.mrc``).
 
 Images: ``rlnMicrographName`` is ``N@stack:mrcs`` (1-based section of the tilt-series stack) or the image file.
 Excluded views are left out (RELION 5 keeps only the views it uses). ``rlnMicrographPreExposure`` is the dose
@@ -34,11 +32,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import write_text_atomic
-from .relion5_particles import MIRROR_Z
 from .star import ParticleTable, write_particles_star, write_tilt_series_star, write_tomograms_star
 
-#: rlnTomoHand of the exported (mirrored) frame: RELION's depth there is −[P X]_z, tomoforge's defocus ΔF + [P X]_z
-HAND = -1.0
+#: rlnTomoHand of the export: RELION's defocus at depth ΔF + hand · [P X]_z is then tomoforge's ΔF + [P X]_z
+HAND = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,17 +88,8 @@ def relion_image_name(file: str, index: int, stack: bool = True) -> str:
     return f"{index + 1:06d}@{file}{suffix}"
 
 
-def mirrored_alignment(
-    x_tilt_deg: Sequence[float], y_tilt_deg: Sequence[float], z_rot_deg: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rlnTomoXTilt, rlnTomoYTilt, rlnTomoZRot) of M P M for P = Rz(z_rot) Ry(y_tilt) Rx(x_tilt), M = diag(1, 1,
-    −1): conjugation by M reverses the rotations about x and y and keeps the one about z."""
-    return -np.asarray(x_tilt_deg, float), -np.asarray(y_tilt_deg, float), np.asarray(z_rot_deg, float)
-
-
 def tilt_series_dataframe(ts: ExportTiltSeries) -> pd.DataFrame:
     """The per-tilt-series table (``data_NAME``) of ``ts``."""
-    x_tilt, y_tilt, z_rot = mirrored_alignment(ts.x_tilt_deg, ts.y_tilt_deg, ts.z_rot_deg)
     n = len(ts.images)
     df = pd.DataFrame(
         {
@@ -118,9 +106,9 @@ def tilt_series_dataframe(ts: ExportTiltSeries) -> pd.DataFrame:
         df["rlnDefocusV"] = d[:, 1]
         df["rlnCtfAstigmatism"] = d[:, 0] - d[:, 1]
         df["rlnDefocusAngle"] = d[:, 2]
-    df["rlnTomoXTilt"] = x_tilt
-    df["rlnTomoYTilt"] = y_tilt
-    df["rlnTomoZRot"] = z_rot
+    df["rlnTomoXTilt"] = np.asarray(ts.x_tilt_deg, float)
+    df["rlnTomoYTilt"] = np.asarray(ts.y_tilt_deg, float)
+    df["rlnTomoZRot"] = np.asarray(ts.z_rot_deg, float)
     df["rlnTomoXShiftAngst"] = np.asarray(ts.x_shift_A, float)
     df["rlnTomoYShiftAngst"] = np.asarray(ts.y_shift_A, float)
     df["rlnCtfScalefactor"] = np.cos(np.deg2rad(np.asarray(ts.y_tilt_deg, float)))
@@ -152,7 +140,7 @@ def tomograms_dataframe(series: Sequence[ExportTiltSeries], star_files: Sequence
 
 
 def particle_table(particles: ExportParticles, series: Sequence[ExportTiltSeries]) -> ParticleTable:
-    """The particles in the mirrored frame with one optics group per tilt series (``data_optics``) and
+    """The particles with one optics group per tilt series (``data_optics``) and
     ``rlnTomoSubTomosAre2DStacks`` 1 (RELION 5's pseudo-subtomograms) in ``data_general``."""
     names = np.asarray(particles.tomograms, dtype=str)
     by_name = {t.name: t for t in series}
@@ -182,8 +170,8 @@ def particle_table(particles: ExportParticles, series: Sequence[ExportTiltSeries
     halves = np.asarray(particles.half_sets, dtype=np.int64)
     if n and np.all(halves > 0):
         extra["rlnRandomSubset"] = halves
-    positions = np.asarray(particles.positions_A, float).reshape(n, 3) @ MIRROR_Z
-    rotations = MIRROR_Z @ np.asarray(particles.rotations, float).reshape(n, 3, 3) @ MIRROR_Z
+    positions = np.asarray(particles.positions_A, float).reshape(n, 3)
+    rotations = np.asarray(particles.rotations, float).reshape(n, 3, 3)
     return ParticleTable(
         tomo_names=names.tolist(),
         positions_A=positions,
@@ -228,27 +216,14 @@ def write_relion5_project(
     return files
 
 
-def write_mirrored_tomogram(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
-    """The tomogram ``source`` flipped in z about its centre voxel (voxel z ↦ size − z for z ≥ 1 keeps N // 2 in
-    place; for even sizes the first section stays), written to ``target`` with its voxel size."""
-    from .mrc import open_mrc_mmap, read_voxel_size, write_mrc
-
-    with open_mrc_mmap(source) as data:
-        volume = np.asarray(data, dtype=np.float32)
-    flipped = np.roll(volume[::-1], 1, axis=0) if volume.shape[0] % 2 == 0 else volume[::-1]
-    return write_mrc(target, np.ascontiguousarray(flipped), read_voxel_size(source), overwrite=True)
-
-
 __all__ = [
     "HAND",
     "ExportParticles",
     "ExportTiltSeries",
-    "mirrored_alignment",
     "particle_table",
     "relion_image_name",
     "tilt_series_dataframe",
     "tomograms_dataframe",
-    "write_mirrored_tomogram",
     "write_optimisation_set",
     "write_relion5_project",
 ]

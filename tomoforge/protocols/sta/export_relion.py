@@ -25,7 +25,7 @@ from tomoforge.protocols.tilt_stacks import image_sources
 
 class ExportRelion5Params(ProtocolParams):
     thickness_A: float = param(2000.0, gt=0, le=1e5, unit="Å", help="tomogram thickness where no tomogram is given")
-    copy_tomograms: bool = param(True, help="write each tomogram (mirrored in z, RELION's frame) into the export")
+    copy_tomograms: bool = param(True, help="copy each tomogram into the export (tomograms/rec_NAME.mrc)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,12 +41,15 @@ class ExportRelion5Job:
 
 def export_relion5_task(job: ExportRelion5Job) -> dict[str, Any]:
     """Task: write the RELION 5 project; returns ``{"files": [paths], "particles": n}``."""
-    from tomoforge.io.relion5_export import write_mirrored_tomogram, write_relion5_project
+    import shutil
+
+    from tomoforge.io.relion5_export import write_relion5_project
 
     out = Path(job.out_dir)
-    files = []
+    files: list[Path] = []
+    (out / "tomograms").mkdir(parents=True, exist_ok=True)
     for name, source in job.tomogram_sources.items():
-        files.append(write_mirrored_tomogram(source, out / "tomograms" / f"rec_{name}.mrc"))
+        files.append(Path(shutil.copyfile(source, out / "tomograms" / f"rec_{name}.mrc")))
     files += write_relion5_project(out, job.series, job.particles)
     n = 0 if job.particles is None else len(job.particles.tomograms)
     return {"files": [str(f) for f in files], "particles": n}
