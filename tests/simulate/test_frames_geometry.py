@@ -18,8 +18,8 @@ OVERRIDES = {
     "detector.image_size": [256, 256],
     "acquisition.tilt_min_deg": -60.0,
     "acquisition.tilt_max_deg": 60.0,
-    "acquisition.tilt_step_deg": 10.0,
-    "acquisition.frames_per_tilt": 3,
+    "acquisition.tilt_step_deg": 15.0,
+    "acquisition.frames_per_tilt": 2,
     "acquisition.beam_motion_A": 8.0,  # frames visibly apart: undoing the motion is part of the check
     "specimen.fiducials.count_per_surface": 4,
     "specimen.ice_thickness_A": 600.0,
