@@ -36,3 +36,14 @@ def test_cli_unknown_key_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(_app(), ["simulate", str(tmp_path), "--set", "detector.nope=1"])
     assert res.exit_code == 2
     assert "detector.nope" in res.output
+
+
+def test_help_lists_every_preset_with_its_seed_and_a_description():
+    from tomoforge.simulate.config import PRESET_INFO, PRESETS
+
+    assert set(PRESET_INFO) == set(PRESETS)
+    res = CliRunner().invoke(_app(), ["simulate", "--help"], env={"COLUMNS": "2000", "TERMINAL_WIDTH": "2000"})
+    assert res.exit_code == 0
+    text = " ".join(res.output.replace("│", " ").split())
+    for name, (seed, description) in PRESET_INFO.items():
+        assert f"{name} (seed {seed}): {' '.join(description.split())}" in text

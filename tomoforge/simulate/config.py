@@ -26,7 +26,9 @@ class ParticleSpecies(_Strict):
         "models/6z6u.pdb", description="atomic model (.pdb/.cif) or map (.mrc/.map): absolute, or relative to data_root"
     )
     count: int = Field(10, ge=0, description="particles free in the ice")
-    count_on_membranes: int = Field(0, ge=0, description="particles bound to vesicle membranes, along the normal")
+    count_on_membranes: int = Field(
+        0, ge=0, description="particles bound to vesicle and sheet membranes, along the normal"
+    )
     membrane_offset_A: float | None = Field(
         None,
         description="distance of a bound particle's centre from the "
@@ -35,6 +37,9 @@ class ParticleSpecies(_Strict):
     b_factor_A2: float = Field(20.0, ge=0, description="B-factor added to every atom (Å²)")
     map_mass_kDa: float | None = Field(None, gt=0, description="mass of a map source (kDa); default: estimated")
     chain: str | None = Field(None, description="use only this chain of an atomic model (e.g. 'A')")
+    biological_assembly: str | None = Field(
+        None, description="build this biological assembly of the model file (e.g. '1'); default: as deposited"
+    )
     symmetry: str = Field(
         "C1", description="point group (Cn, Dn, T, O, I) placing copies of the model or chain into an assembly"
     )
@@ -89,6 +94,28 @@ class VirionConfig(_Strict):
     )
 
 
+class SheetConfig(_Strict):
+    count: int = Field(0, ge=0, description="flat membrane sheets (discs of bilayer; simulate/cellular.py)")
+    radius_A: tuple[float, float] = Field((600.0, 1000.0), description="range of the disc's semi-axes (Å)")
+    max_tilt_deg: float = Field(
+        60.0, ge=0, le=90, description="largest angle between a sheet's normal and the ice slab's normal"
+    )
+    membrane_thickness_A: float = Field(40.0, gt=20)
+
+
+class FilamentConfig(_Strict):
+    count: int = Field(0, ge=0, description="helical filaments of a species' subunits (simulate/cellular.py)")
+    species: str = Field("", description="name of the specimen.particles species forming the filaments")
+    rise_A: float = Field(27.5, gt=0, description="distance along the axis between consecutive subunits")
+    twist_deg: float = Field(-166.7, description="turn about the axis between consecutive subunits")
+    radius_A: float = Field(25.0, ge=0, description="distance of the subunit centres from the axis")
+    length_A: tuple[float, float] = Field((800.0, 1600.0), description="range of the filament length along the axis")
+    max_curvature_per_A: float = Field(
+        2.5e-4, ge=0, description="curvature of the backbone drawn from [0, this] (1/Å; 0: straight filaments)"
+    )
+    max_elevation_deg: float = Field(20.0, ge=0, le=90, description="largest angle of the axis out of the slab plane")
+
+
 class SpecimenConfig(_Strict):
     geometry: Literal["plunge", "lamella"] = Field("plunge", description="plunge-frozen film or FIB lamella")
     ice_thickness_A: float = Field(800.0, gt=0)
@@ -106,6 +133,8 @@ class SpecimenConfig(_Strict):
     fiducials: FiducialConfig = Field(default_factory=FiducialConfig)
     vesicles: VesicleConfig = Field(default_factory=VesicleConfig)
     virions: VirionConfig = Field(default_factory=VirionConfig)
+    sheets: SheetConfig = Field(default_factory=SheetConfig)
+    filaments: FilamentConfig = Field(default_factory=FilamentConfig)
     background_count: int = Field(0, ge=0, description="crowding blobs (random 20–40 Å globules) in the ice")
     margin_A: float = Field(20.0, ge=0, description="minimum gap between objects and to the ice surfaces")
 
@@ -245,6 +274,36 @@ PRESETS: dict[str, dict[str, Any]] = {
         "detector": {"image_size": [928, 960], "pixel_size_A": 5.4, "mtf": "mtf_k2_300kV"},
         "output": {"tomogram_binning": 2},
     },
+    "cell": {  # cellular: ribosomes, rubisco, membranes with bound complexes, filaments, crowders, gold
+        "name": "TS",
+        "specimen": {
+            "ice_thickness_A": 1600.0,
+            "particles": [
+                {"name": "ribosome", "source": "models/4v5d.cif", "count": 200},
+                {
+                    "name": "rubisco",
+                    "source": "maps/polnet_templates/1bxn.pdb",
+                    "biological_assembly": "1",  # L8S8 (the file holds L4S4)
+                    "count": 80,
+                },
+                {"name": "membrane_complex", "source": "models/6z6u.pdb", "count": 0, "count_on_membranes": 40},
+                {"name": "filament_subunit", "source": "models/6z6u.pdb", "chain": "A", "count": 0},
+            ],
+            "fiducials": {"count_per_surface": 6},
+            "vesicles": {"count": 2, "radius_A": [300.0, 450.0], "aspect": [1.0, 1.2]},
+            "sheets": {"count": 2, "radius_A": [700.0, 1100.0]},
+            "filaments": {"count": 4, "species": "filament_subunit"},
+            "background_count": 300,
+        },
+        "acquisition": {
+            "tilt_series_count": 2,
+            "frames_per_tilt": 4,
+            "dose_per_tilt": 3.0,
+            "defocus_um": [3.0, 5.0],
+        },
+        "detector": {"image_size": [1024, 1024], "pixel_size_A": 5.0},
+        "output": {"tomogram_binning": 2},
+    },
     "tutorial": {
         "name": "TS",
         "specimen": {
@@ -266,6 +325,24 @@ PRESETS: dict[str, dict[str, Any]] = {
         "output": {"tomogram_binning": 2},
     },
 }
+
+
+PRESET_INFO: dict[str, tuple[int, str]] = {
+    "tiny": (0, "1 tilt series of 7 tilts, 128² px: a few apoferritins, a vesicle, gold (tests)"),
+    "small": (0, "1 tilt series of 41 tilts, 1024² px at 3 Å: apoferritins, ribosomes, a vesicle, crowders"),
+    "virions": (0, "HIV-like: 3 tilt series of 41 tilts, virions with a gapped lattice of C6 hexamers"),
+    "cell": (
+        0,
+        "cellular: 2 tilt series of 41 tilts at 5 Å, 200 ribosomes and 80 rubisco each, membrane sheets and "
+        "vesicles with bound complexes, helical filaments, crowders, gold",
+    ),
+    "tutorial": (0, "5 tilt series of 41 tilts at 5.4 Å: apoferritins free and on vesicles, gold"),
+}
+
+
+def preset_help() -> str:
+    """One line per preset: its name, default seed and description (for ``tomoforge simulate --help``)."""
+    return "; ".join(f"{name} (seed {seed}): {text}" for name, (seed, text) in PRESET_INFO.items())
 
 
 class ConfigError(UserError, ValueError):

@@ -17,16 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tomoforge.methods.ctf.transfer import ctf_2d
 from tomoforge.methods.ellipsoids import add_ellipsoid_projection, ellipsoid_half_extents
 from tomoforge.methods.fourier import phase_ramp_2d
 from tomoforge.methods.potential import interaction_constant
 from tomoforge.methods.preprocess.dose import exposure_filter_2d
-from tomoforge.methods.projection import paste_add, project_fourier_slice, split_position
 from tomoforge.methods.rotations import tilt_projection_matrix
 from tomoforge.simulate.acquisition import TiltTruth
 from tomoforge.simulate.config import SimulationConfig
 from tomoforge.simulate.ice import ice_texture_spectrum
+from tomoforge.simulate.placement import SlabCTF, batch_size, box_size, paste_into_slabs, project_batch
 from tomoforge.simulate.specimen import Specimen
 from tomoforge.simulate.structures import Reference
 
@@ -74,18 +73,42 @@ def projected_potential_slabs(
     def index(h: float) -> int:
         return 0 if math.isinf(slab_A) else int(math.floor(h / slab_A + 0.5))
 
+    groups = []  # (reference, rotations, sub-pixel shifts, slab keys, centre pixels (y, x)) per species
     for refs, items in ((references, spec.particles), (backgrounds, spec.background)):
-        for item in items:
-            q = m @ item.position_A
-            ref = refs[item.species]
+        if not items:
+            continue
+        q = np.array([item.position_A for item in items]) @ m.T
+        rotations = np.einsum("ab,kbc->kac", m, np.array([item.rotation for item in items]))
+        species = np.array([item.species for item in items])
+        xy = (q[:, :2] + shift) / pixel_size_A + centre
+        whole = np.round(xy)
+        keys = np.zeros(len(q), dtype=np.int64) if math.isinf(slab_A) else np.floor(q[:, 2] / slab_A + 0.5)
+        for s in np.unique(species):
+            ref = refs[int(s)]
             if ref.pixel_size_A != pixel_size_A:
                 raise ValueError(f"reference {ref.name} is at {ref.pixel_size_A} Å/px, image at {pixel_size_A}")
-            whole, frac = split_position((q[:2] + shift) / pixel_size_A + centre)
-            half = ref.fourier.n // 2
-            if np.any(whole + half < 0) or whole[0] - half >= nx or whole[1] - half >= ny:
-                continue
-            proj = project_fourier_slice(ref.fourier, m @ item.rotation, (frac[0], frac[1]))
-            paste_add(slab(index(q[2])), proj, (int(whole[1]), int(whole[0])))
+            half = box_size(ref.fourier) // 2
+            sel = (
+                (species == s)
+                & (whole[:, 0] + half >= 0)
+                & (whole[:, 1] + half >= 0)
+                & (whole[:, 0] - half < nx)
+                & (whole[:, 1] - half < ny)
+            )
+            groups.append((ref, rotations[sel], (xy - whole)[sel], keys[sel].astype(np.int64), whole[sel][:, ::-1]))
+    used = sorted({int(k) for g in groups for k in g[3]})
+    if used:
+        pad = max(box_size(g[0].fourier) for g in groups)
+        canvas = torch.zeros((len(used), ny + 2 * pad, nx + 2 * pad), dtype=torch.float32)
+        for ref, rotations, frac, keys, centres in groups:
+            slab_of = np.searchsorted(used, keys)
+            step = batch_size(ref.fourier)
+            for a in range(0, len(rotations), step):  # batches of projections, not single particles
+                proj = project_batch(ref.fourier, rotations[a : a + step], frac[a : a + step])
+                paste_into_slabs(canvas, proj, slab_of[a : a + step], centres[a : a + step].astype(np.int64), pad)
+        for i, k in enumerate(used):
+            slabs[k] = canvas[i, pad : pad + ny, pad : pad + nx].clone()
+        del canvas
     for solid in spec.solids:
         c = m @ solid.centre_A
         c[:2] += shift
@@ -125,18 +148,18 @@ def tilt_signal(
     sigma = interaction_constant(acq.voltage_kV)
     spectrum = torch.zeros((shape[0], shape[1] // 2 + 1), dtype=torch.complex64)
     free = torch.zeros_like(spectrum) if ctf_free else None
+    slab_ctf = SlabCTF(
+        shape,
+        pixel_size_A,
+        tilt.defocus_u_A,
+        tilt.defocus_v_A,
+        tilt.astigmatism_angle_deg,
+        voltage_kV=acq.voltage_kV,
+        cs_mm=acq.cs_mm,
+        amplitude_contrast=acq.amplitude_contrast,
+    )
     for k, phi in slabs.items():
-        h = k * slab_A
-        ctf = ctf_2d(
-            shape,
-            pixel_size_A,
-            tilt.defocus_u_A + h,
-            tilt.defocus_v_A + h,
-            tilt.astigmatism_angle_deg,
-            voltage_kV=acq.voltage_kV,
-            cs_mm=acq.cs_mm,
-            amplitude_contrast=acq.amplitude_contrast,
-        )
+        ctf = slab_ctf.at(k * slab_A)
         phi_k = torch.fft.rfft2(phi)
         spectrum += phi_k * ctf
         if free is not None:

@@ -4,7 +4,8 @@ Output folder layout:
     <outdir>/<TS>.mrc.mdoc            SerialEM (or Tomography 5) tilt-series mdoc
     <outdir>/frames/<TS>_<i>_<tilt>.mrc|tif   per-tilt movies (counts, int16 / uint16)
     <outdir>/gain.mrc                 gain reference (multiply raw frames by it)
-    <outdir>/references/<name>_reference.mrc, <name>_potential.mrc
+    <outdir>/references/<name>_reference.mrc, <name>_potential.mrc, <name>_reference_bin<b>.mrc (at the
+                                      truth tomogram's pixel size: templates for picking)
     <outdir>/truth/<TS>/truth.json, tilts.star, noise_free_tilt_series.mrc, tomogram_bin<b>.mrc
     <outdir>/simulation.json          the configuration, seed and the list of tilt series
 """
@@ -24,6 +25,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tomoforge.io.mrc import write_mrc
+from tomoforge.methods.projection import bin_fourier_volume, rotate_volume_fourier
 from tomoforge.simulate.acquisition import simulate_acquisition
 from tomoforge.simulate.config import SimulationConfig, build_config
 from tomoforge.simulate.detector import DetectorDefects, gain_reference, hot_pixels, load_mtf, mtf_2d, record_frame
@@ -85,15 +87,17 @@ def load_references(cfg: SimulationConfig, pixel_size_A: float) -> list[Referenc
                     chain=sp.chain,
                     symmetry=sp.symmetry,
                     assembly_radius_A=sp.assembly_radius_A,
+                    biological_assembly=sp.biological_assembly,
                 )
             )
         elif path.suffix.lower() in (".mrc", ".map", ".rec"):
             refs.append(
                 reference_from_map(sp.name, path, pixel_size_A, params, sp.map_mass_kDa, cfg.specimen.ice_potential_V)
             )
-            if sp.assembly_radius_A or sp.chain:
+            if sp.assembly_radius_A or sp.chain or sp.biological_assembly:
                 raise ValueError(
-                    f"specimen.particles.{i}: chain and assembly_radius_A need an atomic model, {path} is a map"
+                    f"specimen.particles.{i}: chain, assembly_radius_A and biological_assembly need an atomic "
+                    f"model, {path} is a map"
                 )
             refs[-1].symmetry = sp.symmetry  # a map is taken to have the symmetry it is declared to have
         else:
@@ -101,6 +105,16 @@ def load_references(cfg: SimulationConfig, pixel_size_A: float) -> list[Referenc
                 f"specimen.particles.{i}.source: {path} is neither an atomic model (.pdb/.cif) nor a map (.mrc/.map)"
             )
     return refs
+
+
+def binned_reference(reference: Reference, binning: int) -> torch.Tensor:
+    """The reference's contrast map (z, y, x) at ``binning`` × its pixel size: its prepared spectrum
+    Fourier-cropped, half the padded box kept (centre voxel n // 2, as the unbinned map)."""
+    fv = bin_fourier_volume(reference.fourier, binning)
+    volume = rotate_volume_fourier(fv, np.eye(3))
+    m = fv.n // 2
+    lo = fv.n // 2 - m // 2
+    return volume[lo : lo + m, lo : lo + m, lo : lo + m].contiguous()
 
 
 def simulate(
@@ -151,6 +165,12 @@ def simulate(
             outdir / "references" / f"{r.name}_reference.mrc", r.contrast.numpy(), pix, overwrite=True
         )
         write_mrc(outdir / "references" / f"{r.name}_potential.mrc", r.potential.numpy(), pix, overwrite=True)
+        write_mrc(
+            outdir / "references" / f"{r.name}_reference_bin{cfg.output.tomogram_binning}.mrc",
+            binned_reference(r, binning).numpy(),
+            pix * binning,
+            overwrite=True,
+        )
     result = SimulationResult(outdir, cfg, seed, gain_path, ref_paths)
     defects = DetectorDefects(hot_pixels(shape, det.hot_pixels, rng), det.hot_pixel_counts)
     field_A = (shape[1] * pix, shape[0] * pix)
@@ -265,6 +285,7 @@ def simulate(
                         "source": r.source,
                         "reference_map": f"references/{r.name}_reference.mrc",
                         "potential_map": f"references/{r.name}_potential.mrc",
+                        "reference_map_binned": f"references/{r.name}_reference_bin{cfg.output.tomogram_binning}.mrc",
                         "pixel_size_A": r.pixel_size_A,
                         "radius_A": r.radius_A,
                         "mass_Da": r.mass_Da,

@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from tomoforge.methods.ellipsoids import add_ellipsoid_volume, ellipsoid_matrix, ellipsoid_outward_normal
-from tomoforge.methods.projection import bin_fourier_volume, paste_add, rotate_volume_fourier, split_position
+from tomoforge.methods.projection import bin_fourier_volume, paste_add, split_position
 from tomoforge.methods.rotations import random_rotations, rotation_about_axis, rotation_about_z, rotation_aligning_z_to
+from tomoforge.simulate.cellular import Filament, Sheet, helical_filament, sheet_conflicts, sheet_height_extent_A
 from tomoforge.simulate.config import SpecimenConfig
 from tomoforge.simulate.lattice import ellipsoid_lattice, to_tomogram
+from tomoforge.simulate.placement import rotate_box
 from tomoforge.simulate.structures import Reference
 
 
@@ -28,6 +30,8 @@ class PlacedParticle:
     vesicle: int = -1  # vesicle it is bound to, −1 when free
     normal: np.ndarray | None = None  # membrane normal at its anchor (unit, x, y, z)
     virion: int = -1  # virion whose lattice it belongs to, −1 when none
+    sheet: int = -1  # sheet it is bound to, −1 when none
+    filament: int = -1  # filament it is a subunit of, −1 when none
 
 
 @dataclass
@@ -62,6 +66,9 @@ class Specimen:
     virions: list[Vesicle] = field(default_factory=list)
     virion_lattice_axes_A: list[np.ndarray] = field(default_factory=list)  # semi-axes of each lattice surface
     solids: list[Solid] = field(default_factory=list)
+    sheets: list[Sheet] = field(default_factory=list)
+    filaments: list[Filament] = field(default_factory=list)
+    filament_species: int = -1  # index of the species the filaments are made of
 
 
 class _Packer:
@@ -79,16 +86,43 @@ class _Packer:
         self.centres = np.zeros((0, 3))
         self.radii = np.zeros(0)
         self.owner = np.zeros(0, dtype=int)  # vesicle index of a sphere (−1: not a vesicle)
+        self.sheets: list[Sheet] = []
 
-    def fits(self, p: np.ndarray, r: float, ignore_vesicle: int = -1, surface_gap: float | None = None) -> bool:
+    def fits(
+        self,
+        p: np.ndarray,
+        r: float,
+        ignore_vesicle: int = -1,
+        surface_gap: float | None = None,
+        ignore_sheet: int = -1,
+    ) -> bool:
+        return bool(self.fits_all(p[None], r, ignore_vesicle, surface_gap, ignore_sheet))
+
+    def fits_all(
+        self,
+        points: np.ndarray,
+        r: float,
+        ignore_vesicle: int = -1,
+        surface_gap: float | None = None,
+        ignore_sheet: int = -1,
+    ) -> bool:
+        """Whether spheres of radius ``r`` at all ``points`` (m, 3) fit in the slab and the field and keep
+        the margin from every placed sphere (but those of vesicle ``ignore_vesicle``) and sheet."""
         half = np.array(self.field) / 2 - r - self.margin
         gap = self.margin / 2 if surface_gap is None else surface_gap
-        if np.any(np.abs(p[:2]) > half) or abs(p @ self.n) > self.ice / 2 - r - gap + 1e-6:
+        if np.any(np.abs(points[:, :2]) > half) or np.any(np.abs(points @ self.n) > self.ice / 2 - r - gap + 1e-6):
+            return False
+        if self.sheets and np.any(sheet_conflicts(points, r, self.sheets, self.margin, ignore_sheet)):
             return False
         if len(self.radii) == 0:
             return True
-        d = np.linalg.norm(self.centres - p, axis=1) - self.radii - r - self.margin
+        d = np.linalg.norm(self.centres[None] - points[:, None], axis=2) - self.radii - r - self.margin
         return bool(np.all((d > 0) | ((self.owner == ignore_vesicle) & (ignore_vesicle >= 0))))
+
+    def add_all(self, points: np.ndarray, r: float) -> None:
+        self.centres = np.vstack([self.centres, points])
+        self.radii = np.append(self.radii, np.full(len(points), r))
+        self.owner = np.append(self.owner, np.full(len(points), -1))
 
     def add(self, p: np.ndarray, r: float, owner: int = -1) -> None:
         self.centres = np.vstack([self.centres, p])
@@ -176,6 +210,126 @@ def _add_virions(
         ]
 
 
+def _add_sheets(cfg: SpecimenConfig, spec: Specimen, packer: _Packer, rng: np.random.Generator) -> None:
+    """Flat membrane discs inside the ice, apart from each other (``cellular.Sheet``)."""
+    sc = cfg.sheets
+    for i in range(sc.count):
+        for _ in range(2000):
+            axes = rng.uniform(*sc.radius_A, size=2)
+            tilt = np.degrees(np.arccos(1 - rng.random() * (1 - np.cos(np.radians(sc.max_tilt_deg)))))
+            turn = rotation_about_z(rng.uniform(0, 360)) @ rotation_about_axis(np.array([1.0, 0, 0]), tilt)
+            rot = rotation_aligning_z_to(spec.slab_normal) @ turn @ rotation_about_z(rng.uniform(0, 360))
+            depth = sheet_height_extent_A(axes, rot, sc.membrane_thickness_A, spec.slab_normal)
+            room = cfg.ice_thickness_A / 2 - depth - cfg.margin_A
+            if room < 0:
+                continue
+            centre = packer.random_point(0.0, rng.uniform(-room, room))
+            if np.any(np.abs(centre[:2]) > np.array(spec.field_A) / 2 - cfg.margin_A):
+                continue
+            rim = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+            radii = np.linspace(0, 1, 6)[:, None, None]
+            disc = (radii * np.stack([np.cos(rim) * axes[0], np.sin(rim) * axes[1], 0 * rim], -1)).reshape(-1, 3)
+            points = centre + disc @ rot.T
+            if not sheet_conflicts(points, sc.membrane_thickness_A / 2, packer.sheets, cfg.margin_A).any():
+                break
+        else:
+            raise RuntimeError(
+                f"could not place sheet {i} in the ice without touching another: lower specimen.sheets.count or "
+                "radius_A, or make the ice thicker"
+            )
+        sheet = Sheet(centre, axes, rot, sc.membrane_thickness_A)
+        packer.sheets.append(sheet)
+        spec.sheets.append(sheet)
+        for semi_z, weight in (
+            (sc.membrane_thickness_A / 2, cfg.vesicles.head_potential_V),
+            (sc.membrane_thickness_A / 2 - 10, cfg.vesicles.tail_potential_V - cfg.vesicles.head_potential_V),
+        ):
+            matrix = ellipsoid_matrix(np.array([axes[0], axes[1], semi_z]), rot)
+            spec.solids.append(Solid(centre, matrix, weight, "membrane"))
+
+
+def _add_filaments(
+    cfg: SpecimenConfig, spec: Specimen, packer: _Packer, references: list[Reference], rng: np.random.Generator
+) -> None:
+    """Helical filaments of a species' subunits (``cellular.helical_filament``), their backbones in the
+    slab plane (up to ``max_elevation_deg`` out of it), kept apart from everything placed before."""
+    fc = cfg.filaments
+    names = [sp.name for sp in cfg.particles]
+    if fc.species not in names:
+        raise ValueError(f"specimen.filaments.species: {fc.species!r} is not a specimen.particles name ({names})")
+    s = names.index(fc.species)
+    spec.filament_species = s
+    bound = fc.radius_A + references[s].radius_A
+    for i in range(fc.count):
+        for _ in range(2000):
+            length = rng.uniform(*fc.length_A)
+            elevation = rng.uniform(-fc.max_elevation_deg, fc.max_elevation_deg)
+            frame = rotation_aligning_z_to(spec.slab_normal) @ rotation_about_z(rng.uniform(0, 360))
+            direction = frame @ rotation_about_axis(np.array([0, 1.0, 0]), 90 - elevation)[:, 2]
+            bend = np.cross(spec.slab_normal, direction)
+            curvature = rng.uniform(0, fc.max_curvature_per_A) * rng.choice([-1.0, 1.0])
+            centre = packer.random_point(bound)
+            fil = helical_filament(
+                centre,
+                direction,
+                bend,
+                curvature,
+                length,
+                rise_A=fc.rise_A,
+                twist_deg=fc.twist_deg,
+                radius_A=fc.radius_A,
+                phase_deg=rng.uniform(0, 360),
+            )
+            step = max(1, int(bound // fc.rise_A))
+            samples = np.concatenate([fil.backbone_A[::step], fil.backbone_A[-1:]])
+            if packer.fits_all(samples, bound):
+                break
+        else:
+            raise RuntimeError(f"could not place filament {i} without overlap: lower specimen.filaments.count")
+        packer.add_all(samples, bound)
+        spec.filaments.append(fil)
+        spec.particles += [PlacedParticle(s, p, q, filament=i) for p, q in zip(fil.positions_A, fil.rotations)]
+
+
+def _bind(
+    spec: Specimen, packer: _Packer, rng: np.random.Generator, radius_A: float, offset_A: float | None, what: str
+) -> PlacedParticle:
+    """A particle bound to a random vesicle or sheet, centred ``offset_A`` (default: half the membrane's
+    thickness + ``radius_A``) from the mid-surface along the normal (outward for vesicles, either side for
+    sheets), its z along that normal."""
+    n_vesicles = len(spec.vesicles)
+    for _ in range(2000):
+        mi = int(rng.integers(n_vesicles + len(spec.sheets)))
+        u = rng.normal(size=3)
+        u /= np.linalg.norm(u)
+        if mi < n_vesicles:
+            ves = spec.vesicles[mi]
+            surface = ves.centre_A + ves.rotation @ (ves.semi_axes_A * u)
+            n = ellipsoid_outward_normal(ellipsoid_matrix(ves.semi_axes_A, ves.rotation), ves.centre_A, surface[None])[
+                0
+            ]
+            p = surface + n * (ves.membrane_thickness_A / 2 + radius_A if offset_A is None else offset_A)
+            ok = packer.fits(p, radius_A, ignore_vesicle=mi)
+        else:
+            sheet = spec.sheets[mi - n_vesicles]
+            r = 0.8 * np.sqrt(rng.random())  # uniform over the disc inside 0.8 of its radius
+            angle = rng.uniform(0, 2 * np.pi)
+            local = np.array([r * np.cos(angle) * sheet.semi_axes_A[0], r * np.sin(angle) * sheet.semi_axes_A[1], 0])
+            n = sheet.normal * (1.0 if u[0] >= 0 else -1.0)
+            lift = sheet.membrane_thickness_A / 2 + radius_A if offset_A is None else offset_A
+            p = sheet.centre_A + sheet.rotation @ local + n * lift
+            ok = packer.fits(p, radius_A, ignore_sheet=mi - n_vesicles)
+        if ok:
+            break
+    else:
+        raise RuntimeError(f"could not bind {what} to a membrane without overlap")
+    packer.add(p, radius_A)
+    rot = rotation_aligning_z_to(n) @ rotation_about_z(rng.uniform(0, 360))
+    if mi < n_vesicles:
+        return PlacedParticle(0, p, rot, mi, n)
+    return PlacedParticle(0, p, rot, -1, n, sheet=mi - n_vesicles)
+
+
 def build_specimen(
     cfg: SpecimenConfig,
     field_A: tuple[float, float],
@@ -183,8 +337,9 @@ def build_specimen(
     backgrounds: list[Reference],
     rng: np.random.Generator,
 ) -> Specimen:
-    """Place vesicles, virions with their lattices, membrane-bound particles, gold, free particles and crowders,
-    in that order (without virions, no random number is drawn for them)."""
+    """Place sheets, vesicles, virions with their lattices, membrane-bound particles, gold, filaments, free
+    particles and crowders, in that order (without sheets, virions or filaments, no random number is drawn
+    for them)."""
     az = np.deg2rad(cfg.slab_tilt_azimuth_deg)
     normal = rotation_about_axis(np.array([np.cos(az), np.sin(az), 0.0]), cfg.slab_tilt_deg) @ np.array([0, 0, 1.0])
     corners = np.array([[sx * field_A[0] / 2, sy * field_A[1] / 2] for sx in (-1, 1) for sy in (-1, 1)])
@@ -195,6 +350,8 @@ def build_specimen(
     )
     packer = _Packer(field_A, cfg.ice_thickness_A, normal, cfg.margin_A, rng)
 
+    if cfg.sheets.count:
+        _add_sheets(cfg, spec, packer, rng)
     vc = cfg.vesicles
     for i in range(vc.count):
         r = rng.uniform(*vc.radius_A)
@@ -212,29 +369,14 @@ def build_specimen(
         _add_virions(cfg, spec, packer, references, rng)
 
     for s, (sp, ref) in enumerate(zip(cfg.particles, references)):
-        if sp.count_on_membranes and not spec.vesicles:
-            raise ValueError(f"specimen.particles.{s}.count_on_membranes: needs specimen.vesicles.count > 0")
-        offset = (
-            sp.membrane_offset_A if sp.membrane_offset_A is not None else vc.membrane_thickness_A / 2 + ref.radius_A
-        )
+        if sp.count_on_membranes and not (spec.vesicles or spec.sheets):
+            raise ValueError(
+                f"specimen.particles.{s}.count_on_membranes: needs specimen.vesicles.count or sheets.count > 0"
+            )
         for k in range(sp.count_on_membranes):
-            for _ in range(2000):
-                vi = int(rng.integers(len(spec.vesicles)))
-                ves = spec.vesicles[vi]
-                u = rng.normal(size=3)
-                u /= np.linalg.norm(u)
-                surface = ves.centre_A + ves.rotation @ (ves.semi_axes_A * u)
-                n = ellipsoid_outward_normal(
-                    ellipsoid_matrix(ves.semi_axes_A, ves.rotation), ves.centre_A, surface[None]
-                )[0]
-                p = surface + n * offset
-                if packer.fits(p, ref.radius_A, ignore_vesicle=vi):
-                    break
-            else:
-                raise RuntimeError(f"could not bind {sp.name} {k} to a vesicle without overlap")
-            packer.add(p, ref.radius_A)
-            rot = rotation_aligning_z_to(n) @ rotation_about_z(rng.uniform(0, 360))
-            spec.particles.append(PlacedParticle(s, p, rot, vi, n))
+            bound = _bind(spec, packer, rng, ref.radius_A, sp.membrane_offset_A, f"{sp.name} {k}")
+            bound.species = s
+            spec.particles.append(bound)
 
     fc = cfg.fiducials
     for side in (-1, 1):
@@ -245,6 +387,9 @@ def build_specimen(
             spec.fiducials.append(p)
             r = fc.diameter_A / 2
             spec.solids.append(Solid(p, ellipsoid_matrix(np.array([r, r, r])), fc.potential_V, "fiducial"))
+
+    if cfg.filaments.count:
+        _add_filaments(cfg, spec, packer, references, rng)
 
     for s, (sp, ref) in enumerate(zip(cfg.particles, references)):
         for k in range(sp.count):
@@ -276,7 +421,7 @@ def render_specimen_volume(
         binned = [bin_fourier_volume(r.fourier, binning) for r in refs]
         for item in items:
             whole, frac = split_position(item.position_A / pixel_size_A + centre)
-            box = rotate_volume_fourier(binned[item.species], item.rotation, (frac[0], frac[1], frac[2]))
+            box = rotate_box(binned[item.species], item.rotation, frac)
             paste_add(vol, box, tuple(whole[::-1]))
     for solid in spec.solids:
         add_ellipsoid_volume(vol, pixel_size_A, solid.centre_A, solid.matrix, solid.weight_V)

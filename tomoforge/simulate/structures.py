@@ -60,19 +60,29 @@ def load_scattering_factors(data_root: str | Path | None) -> tuple[dict, dict]:
     return table["parameters_a"], table["parameters_b"]
 
 
-def read_atoms(path: Path, chain: str | None = None) -> tuple[np.ndarray, list[str], float]:
+def read_atoms(
+    path: Path, chain: str | None = None, assembly: str | None = None
+) -> tuple[np.ndarray, list[str], float]:
     """(coordinates (n, 3) Å centred on the centre of mass, element symbols, mass in Da) of model 1 (of its
-    chain ``chain`` only, when given), without waters and alternative conformations (first kept); a model
-    without hydrogens gets one implicit hydrogen per heavy atom (at the atom's position: H scattering is broad)."""
+    chain ``chain`` only, when given; or of the file's biological assembly named ``assembly``, built by its
+    operators), without waters and alternative conformations (first kept); a model without hydrogens gets
+    one implicit hydrogen per heavy atom (at the atom's position: H scattering is broad)."""
     st = gemmi.read_structure(str(path))
     st.remove_waters()
     st.remove_alternative_conformations()
+    model = st[0]
+    if assembly is not None:
+        found = [a for a in st.assemblies if a.name == assembly]
+        if not found:
+            known = ", ".join(a.name for a in st.assemblies) or "none"
+            raise ValueError(f"{path}: no biological assembly {assembly!r} (assemblies: {known})")
+        model = gemmi.make_assembly(found[0], model, gemmi.HowToNameCopiedChain.AddNumber)
     atoms_xyz: list[list[float]] = []
     elements: list[str] = []
     atom_masses: list[float] = []
-    chains = [c for c in st[0] if chain is None or c.name == chain]
+    chains = [c for c in model if chain is None or c.name == chain]
     if chain is not None and not chains:
-        names = sorted({c.name for c in st[0]})
+        names = sorted({c.name for c in model})
         raise ValueError(f"{path}: no chain {chain!r} in the first model (chains: {', '.join(names)})")
     for ch in chains:
         for res in ch:
@@ -158,11 +168,12 @@ def reference_from_model(
     chain: str | None = None,
     symmetry: str = "C1",
     assembly_radius_A: float = 0.0,
+    biological_assembly: str | None = None,
 ) -> Reference:
     """Reference from an atomic model (or one of its chains): erf-integrated 5-Gaussian potential on a cubic
     box; with a symmetry other than C1, or a radius, the assembly of copies placed by ``assemble``, its
     potential sampled at half the pixel size and Fourier-cropped (anti-aliased: symmetric to < 1 %)."""
-    xyz, elements, mass = read_atoms(path, chain)
+    xyz, elements, mass = read_atoms(path, chain, biological_assembly)
     assembled = symmetry != "C1" or assembly_radius_A > 0
     if assembled:
         copies = group_order(symmetry)

@@ -35,15 +35,23 @@ truth.json keys (lengths in Å, angles in degrees, doses in e/Å²):
 - ``specimen``: field_A [x, y], tomogram_thickness_A, ice_thickness_A, slab_normal [x, y, z]
   (unit), geometry.
 - ``particles``: list of {species, position_A [x, y, z], rotation (3×3 rows; x_tomo = R x_ref + t),
-  vesicle (index or −1), virion (index of the virion whose lattice holds it, or −1), normal (unit,
-  membrane-bound and lattice particles only; = R·ẑ)}.
+  vesicle (index or −1), virion (index of the virion whose lattice holds it, or −1), sheet (index of the
+  sheet it is bound to, or −1), filament (index of the filament it is a subunit of, or −1), normal (unit,
+  membrane-bound and lattice particles only; = R·ẑ, pointing from the membrane to the particle)}.
 - ``background``: the same for crowding molecules (species = index of ``background_species``).
 - ``fiducials``: list of {position_A, diameter_A}.
 - ``vesicles``: list of {centre_A, semi_axes_A (membrane mid-surface, along the columns of rotation),
   rotation, membrane_thickness_A}; outward normal at x: A (x − c) normalised, A = R diag(a⁻²) Rᵀ.
 - ``virions``: the same, plus lattice_semi_axes_A: the ellipsoid (same centre and rotation) on which
   the lattice's assembly centres lie.
+- ``sheets``: list of {centre_A, semi_axes_A [a, b] (in the plane, along the first two columns of
+  rotation), rotation, normal (its third column), membrane_thickness_A}: flat discs of bilayer.
+- ``filaments``: list of {species, backbone_A [[x, y, z], …] (axis points, rise_A apart along the arc,
+  subunit k's axis point is point k), tangents (unit, per point), rise_A, twist_deg, radius_A (subunit
+  centres from the axis), curvature_per_A (0: straight), subunits (count)}; subunit k: turned by k · twist
+  about the axis, its reference z along the tangent, x pointing away from the axis.
 - ``species``: list of {name, source, reference_map (contrast, V), potential_map (vacuum, V),
+  reference_map_binned (the reference map at the tomogram's pixel size, Fourier-cropped),
   pixel_size_A, radius_A, mass_Da, symmetry (point group of the reference map, axis z: Cn, Dn, T, O, I)}.
 - ``tomogram``: {path, binning, pixel_size_A, shape_zyx}; ``noise_free_tilt_series``: path;
   ``noise_free_tilt_series_ctf_free``: path or null.
@@ -104,6 +112,8 @@ def specimen_records(spec: Specimen, species_names: list[str]) -> dict:
             "rotation": p.rotation.tolist(),
             "vesicle": p.vesicle,
             "virion": p.virion,
+            "sheet": p.sheet,
+            "filament": p.filament,
             "normal": None if p.normal is None else p.normal.tolist(),
         }
 
@@ -135,6 +145,29 @@ def specimen_records(spec: Specimen, species_names: list[str]) -> dict:
                 "lattice_semi_axes_A": axes.tolist(),
             }
             for v, axes in zip(spec.virions, spec.virion_lattice_axes_A)
+        ],
+        "sheets": [
+            {
+                "centre_A": sh.centre_A.tolist(),
+                "semi_axes_A": sh.semi_axes_A.tolist(),
+                "rotation": sh.rotation.tolist(),
+                "normal": sh.normal.tolist(),
+                "membrane_thickness_A": sh.membrane_thickness_A,
+            }
+            for sh in spec.sheets
+        ],
+        "filaments": [
+            {
+                "species": species_names[spec.filament_species],
+                "backbone_A": f.backbone_A.tolist(),
+                "tangents": f.tangents.tolist(),
+                "rise_A": f.rise_A,
+                "twist_deg": f.twist_deg,
+                "radius_A": f.radius_A,
+                "curvature_per_A": f.curvature_per_A,
+                "subunits": len(f.positions_A),
+            }
+            for f in spec.filaments
         ],
     }
 
