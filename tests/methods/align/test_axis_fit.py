@@ -40,3 +40,17 @@ def test_fit_tilt_axis_reweighting_removes_mistracked_observations():
     assert abs(robust.tilt_axis_deg - 85.3) <= abs(plain.tilt_axis_deg - 85.3)
     w = robust.weights[np.isfinite(robust.weights)]
     assert np.mean(w < 0.05) > 0.03  # the bad 5% weighted out (measured 5.3%)
+
+
+def test_fit_tilt_axis_with_the_axis_held_gives_the_shifts():
+    obs, nominal = tracks(85.3, noise_px=0.3, bad_fraction=0.05, seed=2)
+    fit = fit_tilt_axis(obs, nominal, 85.3, hold_axis=True)
+    assert fit.tilt_axis_deg == 85.3
+    truth = ProjectionModel(nominal + 0.8, 85.3, np.random.default_rng(2).normal(0, 5, (len(nominal), 2)))
+    # the shifts against the truth's, the free 3D translation (the gauge) removed: measured 0.027 px RMS, worst 0.056
+    a = truth.matrices()
+    e = fit.shifts_px - truth.shift_A
+    t, *_ = np.linalg.lstsq(a.reshape(-1, 3), e.reshape(-1), rcond=None)
+    err = np.linalg.norm(e - a @ t, axis=1)
+    print("shifts with the axis held:", np.sqrt(np.mean(err**2)), err.max())
+    assert np.sqrt(np.mean(err**2)) < 0.1 and err.max() < 0.3

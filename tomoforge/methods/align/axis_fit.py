@@ -21,6 +21,8 @@ from numpy.typing import ArrayLike
 from scipy.sparse import csr_matrix, diags
 from scipy.sparse.linalg import splu
 
+from tomoforge.methods.align.transform import rotation_2d
+
 RIDGE = 1e-6  # fixes the gauge (a common 3D translation of the points against the shifts)
 
 
@@ -32,6 +34,7 @@ class AxisFit:
     tilt_axis_deg: float
     rms_px: float
     weights: np.ndarray  # (n_views, n_tracks)
+    shifts_px: np.ndarray  # (n_views, 2) (x, y) where the points' centre lands, pixels from the image centre
 
 
 def _designs(vi: np.ndarray, bj: np.ndarray, tilts_deg: np.ndarray, n: int, m: int) -> tuple[csr_matrix, csr_matrix]:
@@ -45,10 +48,11 @@ def _designs(vi: np.ndarray, bj: np.ndarray, tilts_deg: np.ndarray, n: int, m: i
     return across, along
 
 
-def _residuals(
+def _solve(
     obs: np.ndarray, designs: tuple[csr_matrix, csr_matrix], weights: np.ndarray, angles_deg: np.ndarray
-) -> list[np.ndarray]:
-    """(k, 2) residuals (across, along) of the weighted least-squares fit at each angle."""
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per angle: the (k, 2) residuals (across, along) of the weighted least-squares fit and its across and
+    along parameter vectors."""
     solvers = []
     for a in designs:
         normal = (a.T @ diags(weights) @ a + RIDGE * diags(np.ones(a.shape[1]))).tocsc()
@@ -58,8 +62,9 @@ def _residuals(
         c, s = np.cos(angle), np.sin(angle)
         u = c * obs[:, 0] + s * obs[:, 1]
         w = -s * obs[:, 0] + c * obs[:, 1]
-        res = [y - a @ lu.solve(a.T @ (weights * y)) for y, a, lu in zip((u, w), designs, solvers)]
-        out.append(np.c_[res[0], res[1]])
+        params = [lu.solve(a.T @ (weights * y)) for y, a, lu in zip((u, w), designs, solvers)]
+        res = [y - a @ q for y, a, q in zip((u, w), designs, params)]
+        out.append((np.c_[res[0], res[1]], params[0], params[1]))
     return out
 
 
@@ -72,6 +77,7 @@ def fit_tilt_axis(
     step_deg: float = 0.05,
     rounds: int = 5,
     tukey: float = 4.685,
+    hold_axis: bool = False,
 ) -> AxisFit:
     """The tilt axis angle that best explains landmark tracks with the tilts held (see the module docstring).
 
@@ -89,6 +95,8 @@ def fit_tilt_axis(
         Rounds of reweighting (1: plain least squares).
     tukey
         Tukey biweight cut-off, in robust standard deviations of the residual lengths.
+    hold_axis
+        Keep ``start_deg`` (fit the points and shifts only), reweighting as for the axis.
 
     Returns
     -------
@@ -104,15 +112,18 @@ def fit_tilt_axis(
     designs = _designs(vi, bj, np.asarray(tilts_deg, dtype=float), n, m)
     angles = start_deg + np.arange(-half_range_deg, half_range_deg + step_deg / 2, step_deg)
     weights = np.ones(len(vi))
-    best, lengths = start_deg, np.zeros(len(vi))
-    for _ in range(max(1, rounds)):
-        res = _residuals(obs, designs, weights, angles)
-        cost = np.array([np.sum(weights * np.sum(r**2, axis=1)) for r in res])
-        i = int(np.clip(np.argmin(cost), 1, len(cost) - 2))
-        curve = cost[i - 1] - 2 * cost[i] + cost[i + 1]
-        best = float(angles[i] + (step_deg * 0.5 * (cost[i - 1] - cost[i + 1]) / curve if curve > 0 else 0.0))
-        lengths = np.linalg.norm(_residuals(obs, designs, weights, np.array([best]))[0], axis=1)
-        if rounds <= 1:
+    best = float(start_deg)
+    rounds = max(1, rounds)
+    for r in range(rounds):
+        if not hold_axis:
+            res = _solve(obs, designs, weights, angles)
+            cost = np.array([np.sum(weights * np.sum(q[0] ** 2, axis=1)) for q in res])
+            i = int(np.clip(np.argmin(cost), 1, len(cost) - 2))
+            curve = cost[i - 1] - 2 * cost[i] + cost[i + 1]
+            best = float(angles[i] + (step_deg * 0.5 * (cost[i - 1] - cost[i + 1]) / curve if curve > 0 else 0.0))
+        final, across, along = _solve(obs, designs, weights, np.array([best]))[0]
+        lengths = np.linalg.norm(final, axis=1)
+        if r == rounds - 1:
             break
         sd = max(1.4826 * float(np.median(lengths)), 1e-9)
         weights = np.clip(1 - (lengths / (tukey * sd)) ** 2, 0, None) ** 2
@@ -123,7 +134,9 @@ def fit_tilt_axis(
     full = np.full((n, m), np.nan)
     full[vi, bj] = weights
     rms = float(np.sqrt(np.sum(weights * lengths**2) / np.sum(weights)))
-    return AxisFit(tilt_axis_deg=best, rms_px=rms, weights=full)
+    # where the specimen centre (the points' mean, the gauge) lands in each view: (a_v, b_v) turned back
+    shifts = np.c_[across[2 * m :], along[m:]] @ rotation_2d(best).T
+    return AxisFit(tilt_axis_deg=best, rms_px=rms, weights=full, shifts_px=shifts)
 
 
 __all__ = ["AxisFit", "fit_tilt_axis"]
