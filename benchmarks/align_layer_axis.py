@@ -150,7 +150,8 @@ def write_section(r: dict) -> None:
         f"{m['date']}, commit {m['git']}, {m['nproc']} cores, load average {m['load']} (a shared machine: times "
         "are not comparable). The noisy series of tests/methods/align/foreign_tilts.py (1100 Å slab, ice per tilt, "
         "3 e/Å², axis 85°, offset 0.8°, 8 Å/px), coarse-alignment given the axis 1.5° off; errors in px of the "
-        "issue's 2 Å images. Floors: patch tracking ≤ 1.0 px RMS, worst ≤ 3 px, axis and offset within 0.3°.",
+        "issue's 2 Å images. Floors: patch tracking ≤ 1.0 px RMS, worst ≤ 3 px, axis and offset within 0.3°. "
+        f"Layer passes (`refine_axis_by_layers`, each from the last one's axis and shifts): {r['runs'][0].get('passes', 1)}.",
         "",
         "| seed | step | RMS (px) | worst view (px) | tilt axis | tilt offset | s |",
         "|---|---|---:|---:|---:|---:|---:|",
