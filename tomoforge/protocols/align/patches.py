@@ -123,8 +123,9 @@ def patch_tracking_task(job: PatchTrackingJob) -> dict[str, Any]:
     matching: dict[str, Any] = {}
     if sol.view_matching_px is not None and sol.view_matching_score is not None:
         matching["view_residual_A"] = (sol.view_matching_px * px).tolist()
-        write_view_residuals(job.residuals_file, v, matching["view_residual_A"], sol.view_matching_score.tolist())
-        matching["residuals_file"] = job.residuals_file
+        if job.residuals_file:  # "" (a caller outside the protocol): no file
+            write_view_residuals(job.residuals_file, v, matching["view_residual_A"], sol.view_matching_score.tolist())
+            matching["residuals_file"] = job.residuals_file
     return {
         "y_tilt_deg": m.tilt_deg.tolist(),
         "z_rot_deg": m.z_rot_deg.tolist(),
