@@ -117,7 +117,8 @@ def test_maps_and_histogram_are_written(matched: tuple[Project, int, synthetic.S
     score_map = read_mrc(project.absolute(scores.file))
     assert score_map.shape == SHAPE
     picks = project.output_set(tm, "coordinates").arrays("score")["score"]
-    assert score_map.max() == pytest.approx(picks.max(), rel=1e-6)
+    # a pick's score is its refined score: the search's at its voxel or better (rotation and position refined)
+    assert picks.max() >= score_map.max() - 1e-3
     index = read_mrc(project.absolute(angles.file))
     rotations = np.load(Path(project.absolute(angles.file)).with_name("TS_01_rotations.npy"))
     assert index.max() < len(rotations) and np.all(index == np.round(index))
