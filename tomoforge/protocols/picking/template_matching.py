@@ -70,6 +70,9 @@ class TemplateMatchingParams(ProtocolParams):
     refine_orientations: bool = param(
         True, help="refine each pick's rotation below the step (a hill climb of its local score)"
     )
+    refine_lowpass_A: float | None = param(
+        None, gt=0, unit="Å", help="low-pass of the refinement (default lowpass_A): finer than a coarse search's"
+    )
     memory_GB: float = param(2.0, gt=0, unit="GB", help="memory for the search (larger tomograms go in tiles)")
     device: str = param("auto", help="'auto' (a GPU when torch sees one), 'cpu' or 'cuda'")
 
@@ -153,14 +156,17 @@ def template_matching_task(job: TemplateMatchingJob) -> dict[str, Any]:
     shells, white = whitening_filter(torch.from_numpy(tomo)) if p.whiten else (None, None)
     edge_inv = 2.0 / (n * voxel)
 
-    def radial(shape: tuple[int, int, int]) -> torch.Tensor:
+    def radial(shape: tuple[int, int, int], lowpass_A: float | None = p.lowpass_A) -> torch.Tensor:
         out = torch.ones((shape[0], shape[1], shape[2] // 2 + 1))
         if shells is not None and white is not None:
             out = out * radial_on_grid(shells, white, shape)
-        if p.highpass_A or p.lowpass_A:
+        if p.highpass_A or lowpass_A:
             k = radial_on_grid(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]), shape) / voxel
-            out = out * bandpass_radial(k, highpass_A=p.highpass_A, lowpass_A=p.lowpass_A, edge_A_inv=edge_inv)
+            out = out * bandpass_radial(k, highpass_A=p.highpass_A, lowpass_A=lowpass_A, edge_A_inv=edge_inv)
         return out
+
+    def refine_radial(shape: tuple[int, int, int]) -> torch.Tensor:
+        return radial(shape, p.refine_lowpass_A or p.lowpass_A)
 
     log_line(
         job.log_file, f"{job.tomogram_name}: {len(rotations)} rotations (step {step:.2f}°, {job.symmetry}) on {device}"
@@ -229,13 +235,13 @@ def template_matching_task(job: TemplateMatchingJob) -> dict[str, Any]:
     positions_zyx, pick_scores = peaks.refined_zyx, peaks.scores
     if p.refine_orientations and len(found):
         found, positions_zyx, refined = refine_picks(
-            filtered_tomogram(tomo, radial, torch.device(device)),
+            filtered_tomogram(tomo, refine_radial, torch.device(device)),
             template,
             peaks.positions_zyx,
             found,
             step_deg=step,
             mask=mask,
-            box_filter=weight * radial((n, n, n)),
+            box_filter=weight * refine_radial((n, n, n)),
             protein_dark=p.protein_dark,
         )
         log_line(
