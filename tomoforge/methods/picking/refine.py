@@ -1,16 +1,17 @@
-"""Local refinement of the orientations found by template matching, at the picked positions.
+"""Local refinement of the rotations and positions found by template matching, at the picked voxels.
 
-A global search at step Δ leaves each pick at the nearest of its rotations, up to Δ from the truth. At a
+A global search at step Δ leaves each pick at the nearest of its rotations, up to Δ from the truth. Near a
 pick's voxel x₀ the score of any rotation R is cheap: the same locally normalised correlation as the search
-(``template_matching``), evaluated at one position,
+(``template_matching``), evaluated at the shifts d ∈ [−s, s]³ only (by FFT on a box of n + 2s voxels),
 
-    score(R) = Σ_y a_R(y) T(x₀ + y) / √( Σ_y m_R(y) T(x₀ + y)² − (Σ_y m_R(y) T(x₀ + y))² / Σ m_R ),
+    score(R, d) = Σ_y a_R(y) T(x₀ + d + y) / √( Σ_y m_R(y) T(x₀ + d + y)² − (Σ_y m_R(y) T(x₀ + d + y))² / Σ m_R ),
 
 with a_R the rotated, Fourier-weighted template normalised under the rotated mask m_R and T the tomogram
 filtered as the search filters it. The rotation is refined by a hill climb on the rotation vector ω
-(R = exp([ω]ₓ) · R₀): the 26 neighbours of the current best on a cubic grid of spacing h are scored with
-the centre; the best becomes the centre, and h is halved when the centre stays best. Every pick climbs at
-once (one batch of rotated templates per step).
+(R = exp([ω]ₓ) · R₀): the centre and 14 neighbours (the 6 faces and 8 corners of a cube of spacing h) are
+scored, each by its best shift; the best becomes the centre, and h (first Δ / 2) is halved when the centre
+stays best. Every pick climbs at once (one batch of rotated templates per step); the position is the best
+shift's, refined by the parabola through its neighbours.
 
 Arrays: volumes (z, y, x); rotations (k, 3, 3) act on (x, y, z), x_tomogram = R · x_reference.
 """
