@@ -162,3 +162,24 @@ def test_match_picks_orientation_error_is_zero_for_a_symmetry_copy():
     off = rotations @ rotation_about_axis(np.array([1.0, 0, 0]), 3.0)
     tilted = accuracy.match_picks(true, true, 10.0, pick_rotations=off, true_rotations=rotations, symmetry="C6")
     assert tilted.median_orientation_error_deg == pytest.approx(3.0)
+
+
+def test_map_fsc_scores_a_moved_copy_of_a_symmetric_reference_to_nyquist():
+    """An average in another frame (turned, shifted) against its C6 reference: FSC to Nyquist (2 × 4 Å),
+    the shift found (Å), and a map that is not the reference stays far from Nyquist."""
+    from tests.methods.test_map_alignment import gaussian_blobs
+    from tomoforge.methods.rotations import random_rotations
+    from tomoforge.methods.symmetry import symmetric_angle_deg, symmetry_operators
+
+    rng = np.random.default_rng(3)
+    seed = rng.normal(scale=3.0, size=(3, 3)) + [4.0, 0, 0]
+    centres = np.concatenate([seed @ g.T for g in symmetry_operators("C6")])
+    rotation, shift_px = random_rotations(1, rng)[0], np.array([1.5, -2.0, 0.5])
+    reference = gaussian_blobs(centres)
+    average = gaussian_blobs(centres @ rotation.T + shift_px)
+    result = accuracy.map_fsc(average.numpy(), reference.numpy(), 4.0, symmetry="C6")
+    assert result["resolution_A"] == pytest.approx(8.0)
+    np.testing.assert_allclose(result["shift_A"], shift_px * 4.0, atol=0.2)
+    assert symmetric_angle_deg(result["rotation"], rotation, "C6") < 0.5
+    other = gaussian_blobs(rng.normal(scale=4.0, size=(18, 3)))
+    assert accuracy.map_fsc(other.numpy(), reference.numpy(), 4.0, symmetry="C6")["resolution_A"] > 16.0

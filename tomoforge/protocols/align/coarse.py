@@ -23,6 +23,10 @@ from tomoforge.protocols.align.views import (
     write_view_residuals,
 )
 
+# The slab found against the views' attenuation: at this ratio or more the refinement is repeated over the
+# attenuation's slab (and, if still there, a warning says so).
+THICK_SLAB_RATIO = 1.8
+
 
 class CoarseParams(ProtocolParams):
     binning: float = param(4.0, ge=1, help="bin the images by this factor before correlating")
@@ -82,19 +86,32 @@ def coarse_task(job: CoarseJob) -> dict[str, Any]:
     v, p = job.views, job.params
     images = load_binned(v.sources, p.binning)
     px = v.pixel_size_A * p.binning
-    res = coarse_alignment(
-        images,
-        np.asarray(v.tilts_deg),
-        v.axis_deg,
-        low_cut_px=p.low_cut_A / px if p.low_cut_A else 0.0,
-        high_cut_px=p.high_cut_A / px,
-        cumulative=p.cumulative,
-        refine_iterations=p.refine_iterations,
-        thickness_px=p.thickness_A / px if p.thickness_A else None,
-        axis_range_deg=p.axis_search_deg if p.refine_iterations > 0 else 0.0,
-        level=p.level,
-        scan_axis=p.scan_axis,
-    )
+
+    def align(thickness_px: float | None) -> Any:
+        return coarse_alignment(
+            images,
+            np.asarray(v.tilts_deg),
+            v.axis_deg,
+            low_cut_px=p.low_cut_A / px if p.low_cut_A else 0.0,
+            high_cut_px=p.high_cut_A / px,
+            cumulative=p.cumulative,
+            refine_iterations=p.refine_iterations,
+            thickness_px=thickness_px,
+            axis_range_deg=p.axis_search_deg if p.refine_iterations > 0 else 0.0,
+            level=p.level,
+            scan_axis=p.scan_axis,
+        )
+
+    res = align(p.thickness_A / px if p.thickness_A else None)
+    found_A = None
+    if not p.thickness_A and res.thickness_mfp is not None and res.thickness_px is not None:
+        # A slab found far thicker than the views' attenuation says is the mark of a refinement that
+        # started from a drifted chain and stayed there (a reprojection over the wrong slab matches the
+        # drift): refine again over the slab the attenuation gives.
+        attenuation_px = res.thickness_mfp * p.mean_free_path_A / px
+        if res.thickness_px >= THICK_SLAB_RATIO * attenuation_px:
+            found_A = res.thickness_px * px
+            res = align(attenuation_px)
     shifts = res.shifts_px
     result: dict[str, Any] = {
         "shifts_A": (shifts * px).tolist(),
@@ -109,6 +126,7 @@ def coarse_task(job: CoarseJob) -> dict[str, Any]:
         "scanned_axis_deg": None if res.axis_scan is None else res.axis_scan.best_deg,
         "chain_drift_A": None if res.chain_drift_px is None else (res.chain_drift_px * px).tolist(),
         "thickness_mfp": res.thickness_mfp,
+        "implausible_thickness_A": found_A,
     }
     if job.residuals_out and res.view_residual_px is not None and res.view_score is not None:
         write_view_residuals(job.residuals_out, v, result["view_residual_A"], result["view_score"])
@@ -186,11 +204,21 @@ class CoarseAlignment(Protocol):
         if mfp is not None and thick is not None:
             expected = mfp * self.params.mean_free_path_A
             ratio = thick / expected
-            warn = "WARNING: " if not 0.55 < ratio < 1.8 else ""
+            warn = "WARNING: " if not 0.55 < ratio < THICK_SLAB_RATIO else ""
+            if result.get("implausible_thickness_A") is not None:
+                self.log(
+                    f"{ts.name}: the slab found first ({result['implausible_thickness_A']:.0f} Å) was "
+                    f"{THICK_SLAB_RATIO}× or more the views' attenuation ({expected:.0f} Å): refined again over "
+                    "the attenuation's slab"
+                )
             self.log(
                 f"{ts.name}: {warn}the slab found ({thick:.0f} Å) against the views' attenuation: {mfp:.2f} mean free "
                 f"paths, {expected:.0f} Å for λ = {self.params.mean_free_path_A:.0f} Å"
-                + (" (a slab much thicker than that: the alignment may have drifted)" if ratio >= 1.8 else "")
+                + (
+                    " (a slab much thicker than that: the alignment may have drifted)"
+                    if ratio >= THICK_SLAB_RATIO
+                    else ""
+                )
             )
         if result.get("view_residual_A") is not None:
             worst = sorted(zip(result["view_residual_A"], included(ts)), key=lambda r: -r[0])[:3]
