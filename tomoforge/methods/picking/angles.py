@@ -119,3 +119,57 @@ def covering_radius_deg(rotations: np.ndarray, probes: np.ndarray, symmetry: str
     traces = np.einsum("sab,kab->ks", equivalent, probes)
     cos = (traces.max(axis=1) - 1.0) / 2.0
     return float(np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0))).max())
+
+
+def per_location_cones(
+    rotations: np.ndarray, normals_xyz: np.ndarray, cone_deg: float, *, resolution_deg: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cones around per-location normals (membrane proteins: the axis along the local membrane normal).
+
+    The normals (m, 3) are grouped by direction (each to the nearest of a Fibonacci sphere's directions spaced
+    ``resolution_deg``, default cone_deg / 5 but at least 1°, so a cone is exact to half that); the rotations
+    kept are those whose z axis lies within ``cone_deg`` of a group's direction.
+
+    Returns
+    -------
+    (rotations (r, 3, 3), allowed (r, g) bool, group of each normal (m,) int)
+        ``allowed[i, j]``: rotation i's z axis lies within the cone of group j.
+    """
+    from scipy.spatial import cKDTree
+
+    normals = np.asarray(normals_xyz, dtype=np.float64).reshape(-1, 3)
+    normals = normals / np.linalg.norm(normals, axis=1, keepdims=True)
+    spacing = np.deg2rad(resolution_deg if resolution_deg is not None else max(1.0, cone_deg / 5))
+    count = int(np.ceil(4 * np.pi / spacing**2))
+    i = np.arange(count) + 0.5
+    z = 1 - 2 * i / count
+    phi = np.pi * (1 + 5**0.5) * i
+    sphere = np.stack([np.sqrt(1 - z * z) * np.cos(phi), np.sqrt(1 - z * z) * np.sin(phi), z], 1)
+    nearest = cKDTree(sphere).query(normals)[1]
+    used, group = np.unique(nearest, return_inverse=True)
+    directions = sphere[used]
+    allowed = rotations[:, :, 2] @ directions.T >= np.cos(np.deg2rad(cone_deg))
+    keep = allowed.any(axis=1)
+    if not keep.any():
+        raise AngularSamplingError(f"no rotation within cone_deg {cone_deg} of the normals: widen it")
+    return rotations[keep], allowed[keep], group.astype(np.int64)
+
+
+def nearest_point_map(points_zyx: np.ndarray, shape: tuple[int, int, int], max_distance_px: float | None) -> np.ndarray:
+    """(z, y, x) int64: at each voxel the index of the nearest of the points (k, 3) (z, y, x voxels, rounded),
+    −1 farther than ``max_distance_px`` (None: no limit) or where there are no points (Euclidean distance
+    transform with its feature indices)."""
+    from scipy.ndimage import distance_transform_edt
+
+    out = np.full(shape, -1, dtype=np.int64)
+    pts = np.round(np.asarray(points_zyx, dtype=np.float64).reshape(-1, 3)).astype(np.int64)
+    inside = np.all((pts >= 0) & (pts < np.array(shape)), axis=1)
+    if not inside.any():
+        return out
+    ids = np.full(shape, -1, dtype=np.int64)
+    ids[tuple(pts[inside].T)] = np.flatnonzero(inside)
+    distance, nearest = distance_transform_edt(ids < 0, return_indices=True)
+    out = ids[tuple(nearest)]
+    if max_distance_px is not None:
+        out[distance > max_distance_px] = -1
+    return out

@@ -1,10 +1,12 @@
 """Peaks of a template-matching score map: the threshold, non-maximum suppression, exclusions.
 
 Threshold from accepted false positives (the statistics of Cruz-León et al. 2024 as in pytom-match-pick):
-a search over V voxels and R rotations draws V·R scores from noise, close to normal with standard deviation
-σ (estimated by the score map's SD); the score that noise alone exceeds F times in all is
+a search over V voxels and R rotations draws V·R scores from noise, close to normal with mean μ (≈ 0) and
+standard deviation σ, both of the single-rotation scores (``MatchResult.rotation_score_sd``; the map of the
+best score over the rotations has a smaller SD and a positive mean); the score that noise alone exceeds F
+times in all is
 
-    threshold = σ · √2 · erfc⁻¹(2 F / (V · R)).
+    threshold = μ + σ · √2 · erfc⁻¹(2 F / (V · R)).
 
 Or a plain n-sigma: mean + n · σ. Peaks are the local maxima above it, thinned so that no two are closer
 than a minimum distance (the better kept: a greedy non-maximum suppression, computed in rounds over the
@@ -24,9 +26,11 @@ class PeakError(UserError, ValueError):
     """A peak-extraction setting out of range."""
 
 
-def false_positive_threshold(sd: float, n_voxels: int, n_rotations: int, false_positives: float = 1.0) -> float:
+def false_positive_threshold(
+    sd: float, n_voxels: int, n_rotations: int, false_positives: float = 1.0, *, mean: float = 0.0
+) -> float:
     """The score noise exceeds ``false_positives`` times in a search of ``n_voxels`` × ``n_rotations`` scores
-    of standard deviation ``sd``: sd · √2 · erfc⁻¹(2 F / (V R))."""
+    of mean ``mean`` and standard deviation ``sd`` (those of single rotations): mean + sd · √2 · erfc⁻¹(2 F / (V R))."""
     from scipy.special import erfcinv
 
     searched = float(n_voxels) * float(n_rotations)
@@ -34,7 +38,7 @@ def false_positive_threshold(sd: float, n_voxels: int, n_rotations: int, false_p
         raise PeakError(
             f"false_positives {false_positives}: allowed above 0 and below {searched / 2:g} (half the scores)"
         )
-    return float(sd * np.sqrt(2.0) * erfcinv(2.0 * false_positives / searched))
+    return float(mean + sd * np.sqrt(2.0) * erfcinv(2.0 * false_positives / searched))
 
 
 def edge_mask(shape: tuple[int, int, int], edge_px: int) -> np.ndarray:

@@ -44,7 +44,9 @@ BYTES_PER_VOXEL_ROTATION = 16  # padded template, its spectrum, the correlation
 class MatchResult:
     """Best score per voxel (z, y, x) float32, the index of its rotation (int32, into ``rotations``), the
     rotations searched (n, 3, 3), the phase-randomised template's best score when corrected (else None), the
-    tiles used and the seconds spent."""
+    tiles used and the seconds spent; the mean and standard deviation of the score of single rotations (every
+    voxel of ``statistics_mask`` × a sample of the rotations: the distribution noise draws V × R scores from,
+    which the false-positive threshold needs; the best-score map's SD is smaller)."""
 
     scores: np.ndarray
     best_rotation: np.ndarray
@@ -52,6 +54,8 @@ class MatchResult:
     noise_scores: np.ndarray | None
     n_tiles: int
     seconds: float
+    rotation_score_mean: float = 0.0
+    rotation_score_sd: float = 0.0
 
 
 def _centred_xyz(n: int, device: torch.device) -> torch.Tensor:
@@ -215,6 +219,36 @@ class _Search:
         return torch.where(var > 1e-5 * scale, torch.sqrt(var.clamp(min=0)), torch.full_like(var, torch.inf))
 
 
+class _Moments:
+    """Sums of the single-rotation scores (count, Σ s, Σ s²) over every 7th voxel of ``where`` (a tile's boolean
+    map) for every ``stride``-th rotation: their mean and SD without keeping them, at a small cost per rotation."""
+
+    VOXEL_STRIDE = 7
+
+    def __init__(self, stride: int) -> None:
+        self.stride = max(1, stride)
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, scores: torch.Tensor, where: torch.Tensor, first: int, denominator: torch.Tensor | None) -> None:
+        picked = [i for i in range(len(scores)) if (first + i) % self.stride == 0]
+        k = self.VOXEL_STRIDE
+        chosen = where.reshape(-1)[::k]
+        for i in picked:
+            values = scores[i].reshape(-1)[::k][chosen]
+            if denominator is not None:
+                values = values / denominator.reshape(-1)[::k][chosen]
+            values = values[torch.isfinite(values)].double()
+            self.count += int(values.numel())
+            self.total += float(values.sum())
+            self.squares += float(values.square().sum())
+
+    def mean_sd(self) -> tuple[float, float]:
+        if self.count == 0:
+            return 0.0, 0.0
+        mean = self.total / self.count
+        return mean, float(np.sqrt(max(self.squares / self.count - mean * mean, 0.0)))
+
+
 def _search_tile(
     search: _Search,
     template: torch.Tensor,
@@ -223,8 +257,13 @@ def _search_tile(
     box_filter: torch.Tensor,
     batch: int,
     progress: Callable[[int], None] | None,
+    moments: tuple[_Moments, torch.Tensor] | None = None,
+    allowed: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best score and best rotation index at every voxel of the tile."""
+    """Best score and best rotation index at every voxel of the tile (and the single-rotation score sums
+    into ``moments``: the accumulator and the tile's voxels to count). ``allowed``: the (rotations, groups)
+    table of rotations allowed per group and the tile's group of each voxel; a rotation scores only where
+    allowed."""
     best = torch.full(search.shape, -torch.inf, device=search.device)
     index = torch.zeros(search.shape, dtype=torch.int32, device=search.device)
     better = torch.zeros(search.shape, dtype=torch.bool, device=search.device)
@@ -241,6 +280,11 @@ def _search_tile(
         cc = search.correlate(search.padded_spectrum(a))
         if sd is not None:
             cc = cc / sd
+        if moments is not None:
+            moments[0].add(cc, moments[1], start, search.denominator)
+        if allowed is not None:
+            table, labels = allowed
+            cc = torch.where(table[start : start + len(r)][:, labels], cc, -torch.inf)
         value, arg = cc.max(dim=0) if len(r) > 1 else (cc[0], torch.zeros(search.shape, dtype=torch.int64))
         torch.gt(value, best, out=better)
         torch.maximum(best, value, out=best)
@@ -261,16 +305,16 @@ def _batches(tile_voxels: int, n_rotations: int, memory_budget_bytes: int, batch
 
 def _iter_tiles(
     tomogram: torch.Tensor, box: int, max_voxels: int
-) -> Iterator[tuple[tuple[slice, ...], tuple[slice, ...], torch.Tensor]]:
-    """(core slices in the volume, core slices in the padded tile, padded tile): the tile zero-padded to a
-    fast FFT size after removing its mean."""
+) -> Iterator[tuple[tuple[slice, ...], tuple[slice, ...], torch.Tensor, tuple[slice, ...]]]:
+    """(core slices in the volume, core slices in the padded tile, padded tile, extent slices in the volume):
+    the tile zero-padded to a fast FFT size after removing its mean."""
     shape = tuple(int(s) for s in tomogram.shape)
     for extent, core, inner in tile_slices(shape, box, max_voxels):  # type: ignore[arg-type]
         tile = tomogram[extent]
         size = tuple(fast_fft_size(int(s), even=(i == 2)) for i, s in enumerate(tile.shape))
         padded = torch.zeros(size, device=tomogram.device)
         padded[: tile.shape[0], : tile.shape[1], : tile.shape[2]] = tile - tile.mean()
-        yield core, inner, padded
+        yield core, inner, padded, extent
 
 
 def match_template(
@@ -288,6 +332,10 @@ def match_template(
     seed: int = 0,
     device: torch.device | str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    statistics_mask: np.ndarray | None = None,
+    statistics_rotations: int = 32,
+    location_groups: np.ndarray | None = None,
+    allowed_rotations: np.ndarray | None = None,
 ) -> MatchResult:
     """Search a tomogram for a template over ``rotations`` (see the module docstring).
 
@@ -321,6 +369,16 @@ def match_template(
         Where to compute (default: CPU).
     progress : callable, optional
         ``progress(done, total)`` rotations, per tile and pass.
+    statistics_mask : (z, y, x) bool, optional
+        The voxels whose single-rotation scores give ``rotation_score_mean`` and ``_sd`` (default: all).
+    statistics_rotations : int
+        About this many rotations, evenly spread over the list, are counted in those statistics.
+    location_groups : (z, y, x) int, optional
+        Per-location rotations (e.g. a cone around each location's membrane normal): the group of each voxel
+        (−1: not searched), with ``allowed_rotations``.
+    allowed_rotations : (r, g) bool, optional
+        Whether rotation i may score in group j. A voxel's score is its best over its allowed rotations (0
+        where none is).
 
     Returns
     -------
@@ -359,20 +417,46 @@ def match_template(
     maps = [torch.zeros(shape, device=dev) for _ in templates]
     best_index = torch.zeros(shape, dtype=torch.int32, device=dev)
     n_tiles = 0
-    for core, inner, padded in _iter_tiles(tomo, n, max_voxels):
+    moments = _Moments(math.ceil(len(rot) / max(1, statistics_rotations)))
+    where = (
+        torch.ones(shape, dtype=torch.bool, device=dev)
+        if statistics_mask is None
+        else torch.as_tensor(np.asarray(statistics_mask, dtype=bool), device=dev)
+    )
+    table = None
+    if location_groups is not None and allowed_rotations is not None:
+        groups = np.asarray(allowed_rotations, dtype=bool)
+        if groups.shape[0] != len(rot):
+            raise ValueError(f"allowed_rotations has {groups.shape[0]} rows for {len(rot)} rotations")
+        table = torch.as_tensor(np.concatenate([groups, np.zeros((len(groups), 1), bool)], 1), device=dev)
+        labels = torch.as_tensor(np.asarray(location_groups, dtype=np.int64), device=dev)
+        labels = torch.where(labels < 0, torch.full_like(labels, groups.shape[1]), labels)  # the all-False column
+    for core, inner, padded, extent in _iter_tiles(tomo, n, max_voxels):
         n_tiles += 1
         size = tuple(int(s) for s in padded.shape)
         search = _Search(padded, m, spherical, radial_filter(size).to(dev) if radial_filter is not None else None)  # type: ignore[arg-type]
         b = _batches(int(np.prod(size)), len(rot), memory_budget_bytes, batch)
         for k, t in enumerate(templates):
             report = (lambda done: progress(done, len(rot))) if progress is not None else None
-            best, index = _search_tile(search, t, m, rot, box_filter, b, report)
+            stats = None
+            if k == 0:  # the single-rotation scores of the template (not of its phase-randomised copy)
+                counted = torch.zeros(size, dtype=torch.bool, device=dev)
+                counted[inner] = where[core]
+                stats = (moments, counted)
+            allowed = None
+            if table is not None:
+                tile_labels = torch.full(size, table.shape[1] - 1, dtype=torch.int64, device=dev)
+                part = labels[extent]
+                tile_labels[: part.shape[0], : part.shape[1], : part.shape[2]] = part
+                allowed = (table, tile_labels)
+            best, index = _search_tile(search, t, m, rot, box_filter, b, report, stats, allowed)
             maps[k][core] = best[inner]
             if k == 0:
                 best_index[core] = index[inner]
         del search
     scores = maps[0] - maps[1] if background_correction else maps[0]
     scores = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores))
+    rotation_mean, rotation_sd = moments.mean_sd()
     return MatchResult(
         scores=scores.cpu().numpy().astype(np.float32),
         best_rotation=best_index.cpu().numpy(),
@@ -380,4 +464,6 @@ def match_template(
         noise_scores=maps[1].cpu().numpy() if background_correction else None,
         n_tiles=n_tiles,
         seconds=time.perf_counter() - start_time,
+        rotation_score_mean=rotation_mean,
+        rotation_score_sd=rotation_sd,
     )

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.engine.sets import origin_of
-from tomoforge.model import CTFSeries, TiltSeries, Tomogram
+from tomoforge.model import CTFSeries, LandmarkModel, TiltSeries, Tomogram
 from tomoforge.model.coordinates import Coordinate3D
 from tomoforge.model.volume import Volume
+from tomoforge.protocols.picking.tm_histogram import score_histogram
+from tomoforge.protocols.picking.tm_locations import GoldBeads, LocalNormals, bead_voxels, location_cones
 from tomoforge.protocols.reconstruct.tomogram import log_line
 from tomoforge.protocols.refuse import Refusal, refuse
 
@@ -61,7 +63,16 @@ class TemplateMatchingParams(ProtocolParams):
     max_count: int | None = param(None, ge=1, help="keep at most this many picks per tomogram")
     edge_A: float | None = param(None, ge=0, unit="Å", help="no pick this close to a face (default: half the box)")
     gold_sigma: float | None = param(None, gt=0, help="exclude picks near voxels darker than mean − gold_sigma SD")
-    gold_radius_A: float = param(60.0, ge=0, unit="Å", help="distance kept from gold voxels")
+    gold_radius_A: float = param(60.0, ge=0, unit="Å", help="distance kept from gold voxels (and bead surfaces)")
+    normals_max_distance_A: float | None = param(
+        None, gt=0, unit="Å", help="with normals: search only this close to one of their points"
+    )
+    refine_orientations: bool = param(
+        True, help="refine each pick's rotation below the step (a hill climb of its local score)"
+    )
+    refine_lowpass_A: float | None = param(
+        None, gt=0, unit="Å", help="low-pass of the refinement (default lowpass_A): finer than a coarse search's"
+    )
     memory_GB: float = param(2.0, gt=0, unit="GB", help="memory for the search (larger tomograms go in tiles)")
     device: str = param("auto", help="'auto' (a GPU when torch sees one), 'cpu' or 'cuda'")
 
@@ -83,6 +94,9 @@ class TemplateMatchingJob:
     out_base: str
     params: TemplateMatchingParams
     log_file: str = ""
+    origin_A: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    beads: GoldBeads | None = None
+    normals: LocalNormals | None = None
 
 
 def _resampled(path: str, voxel_A: float, target_A: float) -> np.ndarray:
@@ -102,42 +116,6 @@ def _resampled(path: str, voxel_A: float, target_A: float) -> np.ndarray:
     return data
 
 
-def score_histogram(path: str, name: str, scores: np.ndarray, mean: float, sd: float, threshold: float) -> str:
-    """PNG (and its plot data): the histogram of the scores (log counts), the normal distribution of the same mean
-    and SD scaled to the count (what noise alone gives), and the threshold. Returns ``path``."""
-    import numpy as np
-
-    from tomoforge.io.plot_data import LinePlot, Marker, Series
-    from tomoforge.protocols.plotting import save_line_plot
-
-    values = scores[np.isfinite(scores)].ravel()
-    counts, edges = np.histogram(values, bins=200)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    expected = (
-        len(values) * (edges[1] - edges[0]) * np.exp(-0.5 * ((centres - mean) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
-    )
-    x = [float(c) for c in centres]
-    plot = LinePlot(
-        title=name,
-        x_label="score (LNCC)",
-        y_label="voxels",
-        log_y=True,
-        series=[
-            Series(name="scores", x=x, y=[float(c) if c > 0 else None for c in counts], style="line", colour="#7f7f7f"),
-            Series(
-                name=f"noise N({mean:.3f}, {sd:.3f}²)",
-                x=x,
-                y=[float(e) if e >= 0.5 else None for e in expected],
-                style="line",
-                colour="#1f77b4",
-            ),
-        ],
-        markers=[Marker(value=float(threshold), label=f"threshold {threshold:.3f}")],
-    )
-    save_line_plot(path, plot, size_in=(6, 4))
-    return path
-
-
 def template_matching_task(job: TemplateMatchingJob) -> dict[str, Any]:
     """Task: search one tomogram; write ``{out_base}_scores.mrc``, ``_angles.mrc`` (index of the best rotation),
     ``_rotations.npy`` (n, 3, 3) and ``_histogram.png``; return the picks (Å from the centre, rotations, scores)."""
@@ -148,6 +126,7 @@ def template_matching_task(job: TemplateMatchingJob) -> dict[str, Any]:
     from tomoforge.io.mrc import read_mrc, write_mrc
     from tomoforge.methods.picking.angles import angular_sampling, crowther_step_deg
     from tomoforge.methods.picking.peaks import edge_mask, false_positive_threshold, find_peaks, score_statistics
+    from tomoforge.methods.picking.refine import filtered_tomogram, refine_picks
     from tomoforge.methods.picking.template_matching import match_template
     from tomoforge.methods.picking.template_weighting import (
         bandpass_radial,
@@ -166,43 +145,61 @@ def template_matching_task(job: TemplateMatchingJob) -> dict[str, Any]:
         raise ValueError(f"{job.mask}: the mask ({mask.shape[0]}³ at {voxel:g} Å) differs from the reference ({n}³)")
     diameter = p.particle_diameter_A or n * voxel * 0.8
     step = p.angular_step_deg or crowther_step_deg(diameter, p.resolution_A or 2 * voxel)
-    rotations = angular_sampling(
-        max(step, 0.5), symmetry=job.symmetry, normals_xyz=np.array([p.cone_axis]), cone_deg=p.cone_deg
-    )
+    groups, allowed = None, None
+    if job.normals is None:
+        rotations = angular_sampling(
+            max(step, 0.5), symmetry=job.symmetry, normals_xyz=np.array([p.cone_axis]), cone_deg=p.cone_deg
+        )
+    else:  # a cone around the normal of the nearest point, per location
+        every = angular_sampling(max(step, 0.5), symmetry=job.symmetry)
+        rotations, allowed, groups = location_cones(job.normals, every, p.cone_deg, voxel, tomo.shape)
     shells, white = whitening_filter(torch.from_numpy(tomo)) if p.whiten else (None, None)
     edge_inv = 2.0 / (n * voxel)
 
-    def radial(shape: tuple[int, int, int]) -> torch.Tensor:
+    def radial(shape: tuple[int, int, int], lowpass_A: float | None = p.lowpass_A) -> torch.Tensor:
         out = torch.ones((shape[0], shape[1], shape[2] // 2 + 1))
         if shells is not None and white is not None:
             out = out * radial_on_grid(shells, white, shape)
-        if p.highpass_A or p.lowpass_A:
+        if p.highpass_A or lowpass_A:
             k = radial_on_grid(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]), shape) / voxel
-            out = out * bandpass_radial(k, highpass_A=p.highpass_A, lowpass_A=p.lowpass_A, edge_A_inv=edge_inv)
+            out = out * bandpass_radial(k, highpass_A=p.highpass_A, lowpass_A=lowpass_A, edge_A_inv=edge_inv)
         return out
+
+    def refine_radial(shape: tuple[int, int, int]) -> torch.Tensor:
+        return radial(shape, p.refine_lowpass_A or p.lowpass_A)
 
     log_line(
         job.log_file, f"{job.tomogram_name}: {len(rotations)} rotations (step {step:.2f}°, {job.symmetry}) on {device}"
     )
+    edge_px = int(round(p.edge_A / voxel)) if p.edge_A is not None else n // 2
+    inner = edge_mask(tomo.shape, edge_px)  # type: ignore[arg-type]
+    weight = tilt_weight((n, n, n), voxel, job.weighting)
     result = match_template(
         tomo,
         template,
         rotations,
         mask=mask,
-        template_weight=tilt_weight((n, n, n), voxel, job.weighting),
+        template_weight=weight,
         radial_filter=radial,
         protein_dark=p.protein_dark,
         background_correction=p.background_correction,
         memory_budget_bytes=int(p.memory_GB * 2**30),
         device=device,
+        statistics_mask=inner,
+        location_groups=groups,
+        allowed_rotations=allowed,
     )
-    edge_px = int(round(p.edge_A / voxel)) if p.edge_A is not None else n // 2
-    inner = edge_mask(result.scores.shape, edge_px)
     mean, sd = score_statistics(result.scores, inner)
     if p.n_sigma is not None:
         threshold = mean + p.n_sigma * sd
-    else:
-        threshold = false_positive_threshold(sd, int(inner.sum()), len(rotations), p.false_positives)
+    else:  # the statistics of single-rotation scores: noise draws V × R of them
+        threshold = false_positive_threshold(
+            result.rotation_score_sd,
+            int(inner.sum()),
+            len(rotations),
+            p.false_positives,
+            mean=result.rotation_score_mean,
+        )
     scores = result.scores
     if p.gold_sigma is not None:  # gold: voxels far darker (or, protein bright, brighter) than the rest
         gold = (
@@ -214,8 +211,19 @@ def template_matching_task(job: TemplateMatchingJob) -> dict[str, Any]:
             near = distance_transform_edt(~gold) <= p.gold_radius_A / voxel
             scores = np.where(near, -np.inf, scores).astype(np.float32)
     min_distance = (p.min_distance_A or diameter / 2) / voxel
+    beads = np.zeros((0, 3))
+    if job.beads is not None:  # the landmark model's beads: no pick within a bead radius + gold_radius_A
+        beads = bead_voxels(job.beads, job.origin_A, voxel, tomo.shape)
+        log_line(job.log_file, f"{job.tomogram_name}: {len(beads)} gold beads of the landmark model excluded")
+    exclude_px = ((job.beads.diameter_A / 2 if job.beads is not None else 0.0) + p.gold_radius_A) / voxel
     peaks = find_peaks(
-        scores, threshold=threshold, min_distance_px=min_distance, max_count=p.max_count, edge_px=edge_px
+        scores,
+        threshold=threshold,
+        min_distance_px=min_distance,
+        max_count=p.max_count,
+        edge_px=edge_px,
+        exclude_zyx_px=beads,
+        exclude_radius_px=exclude_px,
     )
     base = job.out_base
     write_mrc(f"{base}_scores.mrc", result.scores, voxel, overwrite=True)
@@ -223,17 +231,38 @@ def template_matching_task(job: TemplateMatchingJob) -> dict[str, Any]:
     np.save(f"{base}_rotations.npy", result.rotations, allow_pickle=False)
     score_histogram(f"{base}_histogram.png", job.tomogram_name, result.scores[inner], mean, sd, threshold)
     centre = np.array(tomo.shape) // 2
-    xyz_A = (peaks.refined_zyx[:, ::-1] - centre[::-1]) * voxel  # to a fraction of a voxel
     found = result.rotations[result.best_rotation[tuple(peaks.positions_zyx.T)]]
+    positions_zyx, pick_scores = peaks.refined_zyx, peaks.scores
+    if p.refine_orientations and len(found):
+        found, positions_zyx, refined = refine_picks(
+            filtered_tomogram(tomo, refine_radial, torch.device(device)),
+            template,
+            peaks.positions_zyx,
+            found,
+            step_deg=step,
+            mask=mask,
+            box_filter=weight * refine_radial((n, n, n)),
+            protein_dark=p.protein_dark,
+        )
+        log_line(
+            job.log_file,
+            f"{job.tomogram_name}: orientations refined, median score {np.median(peaks.scores):.4f} at the searched "
+            f"rotations, {np.median(refined):.4f} refined",
+        )
+        order = np.argsort(-refined, kind="stable")  # best first by the refined score, the picks' score
+        found, positions_zyx, pick_scores = found[order], positions_zyx[order], refined[order]
+    xyz_A = (positions_zyx[:, ::-1] - centre[::-1]) * voxel  # to a fraction of a voxel
     log_line(
         job.log_file,
-        f"{job.tomogram_name}: {len(peaks.scores)} picks above {threshold:.4f} (score mean {mean:.4f}, SD {sd:.4f}) "
+        f"{job.tomogram_name}: {len(peaks.scores)} picks above {threshold:.4f} (score mean {mean:.4f}, SD {sd:.4f}; "
+        f"one rotation's mean {result.rotation_score_mean:.4f}, SD {result.rotation_score_sd:.4f}) "
         f"in {result.seconds:.1f} s, {result.n_tiles} tile(s)",
     )
     return {
         "positions_A": xyz_A.astype(np.float64),
         "rotations": found.astype(np.float64),
-        "scores": peaks.scores.astype(np.float64),
+        "scores": np.asarray(pick_scores, dtype=np.float64),
+        "beads_zyx": beads.astype(np.float64),
         "threshold": threshold,
         "score_sd": sd,
         "n_rotations": len(rotations),
@@ -298,6 +327,12 @@ class TemplateMatching(Protocol):
         "mask": InputSpec(Volume, optional=True, help="mask for the correlation (default: a sphere)"),
         "tilt_series": InputSpec(TiltSeries, optional=True, help="the tomograms' tilt series (views, doses)"),
         "ctf": InputSpec(CTFSeries, optional=True, help="the tilt series' CTF (per-view weighting)"),
+        "landmark_models": InputSpec(
+            LandmarkModel, optional=True, help="gold beads of the tilt series (with tilt_series): no pick near them"
+        ),
+        "normals": InputSpec(
+            Coordinate3D, optional=True, help="points with orientations: cone_deg around the nearest one's z axis"
+        ),
     }
     outputs: ClassVar = {"coordinates": Coordinate3D, "score_maps": Volume, "angle_maps": Volume}
 
@@ -323,6 +358,14 @@ class TemplateMatching(Protocol):
             c.name: c for c in cast("Iterator[CTFSeries]", iter(self.input("ctf") if self.has_input("ctf") else ()))
         }
         log_file = str(self.context.run_dir / "run.log")
+        landmarks = {
+            m.name: m
+            for m in cast(
+                "Iterator[LandmarkModel]",
+                iter(self.input("landmark_models") if self.has_input("landmark_models") else ()),
+            )
+        }
+        normals = self._normals()
         for tomo in cast("Iterator[Tomogram]", iter(tomograms)):
             origin = (origin_of(tomograms, tomo.name),)
             ts = series.get(tomo.tilt_series or tomo.name)
@@ -337,6 +380,18 @@ class TemplateMatching(Protocol):
                 continue
             if ts is None:
                 self.log(f"{tomo.name}: no tilt series given; wedge {p.wedge_deg[0]:g} to {p.wedge_deg[1]:g}°")
+            beads = None
+            if landmarks and (ts is None or ts.name not in landmarks):
+                why = f"tomogram {tomo.name}: the landmark_models input needs its tilt series (and a model named so)"
+                yield Task(refuse, Refusal(message=why), key=tomo.name, origin=origin)
+                continue
+            if ts is not None and ts.name in landmarks:
+                beads = self._beads(landmarks[ts.name], ts)
+            local = normals.get(tomo.name) if normals is not None else None
+            if normals is not None and local is None:
+                why = f"tomogram {tomo.name}: the normals input holds no oriented point of it"
+                yield Task(refuse, Refusal(message=why), key=tomo.name, origin=origin)
+                continue
             job = TemplateMatchingJob(
                 tomogram=str(self.absolute(tomo.file)),
                 tomogram_name=tomo.name,
@@ -350,8 +405,45 @@ class TemplateMatching(Protocol):
                 out_base=str(self.out_path(tomo.name)),
                 params=p,
                 log_file=log_file,
+                origin_A=tomo.origin_A,
+                beads=beads,
+                normals=local,
             )
             yield Task(template_matching_task, job, key=tomo.name, origin=origin)
+
+    def _beads(self, model: LandmarkModel, ts: TiltSeries) -> GoldBeads:
+        views = ts.tilt_images
+        pm = ts.projection_model("all")
+        return GoldBeads(
+            landmarks_file=str(self.absolute(model.file)),
+            pixel_size_A=model.pixel_size_A,
+            diameter_A=model.diameter_nm * 10.0,
+            orders=tuple(t.acquisition_order for t in views),
+            tilt_deg=tuple(float(v) for v in pm.tilt_deg),
+            z_rot_deg=tuple(float(v) for v in pm.z_rot_deg),
+            x_tilt_deg=tuple(float(v) for v in pm.x_tilt_deg),
+            shift_A=tuple((float(a), float(b)) for a, b in pm.shift_A),
+        )
+
+    def _normals(self) -> dict[str, LocalNormals] | None:
+        """Per tomogram: the points of the ``normals`` input that have an orientation, with their z axis."""
+        if not self.has_input("normals"):
+            return None
+        import numpy as np
+
+        cols = self.input("normals").arrays("tomogram", "x_A", "y_A", "z_A", "rotation", "has_orientation")
+        out = {}
+        oriented = cols["has_orientation"].astype(bool)
+        for name in np.unique(cols["tomogram"][oriented]):
+            rows = oriented & (cols["tomogram"] == name)
+            points = np.stack([cols["x_A"][rows], cols["y_A"][rows], cols["z_A"][rows]], 1)
+            axes = cols["rotation"][rows][:, :, 2]
+            out[str(name)] = LocalNormals(
+                points_A=tuple(map(tuple, points.tolist())),
+                normals=tuple(map(tuple, axes.tolist())),
+                max_distance_A=self.params.normals_max_distance_A,
+            )
+        return out
 
     def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
         import numpy as np
