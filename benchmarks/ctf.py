@@ -46,7 +46,8 @@ from tomoforge.methods.rotations import tilt_projection_matrix
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from results_md import machine_info, replace_section  # noqa: E402 - the benchmarks folder, run as a script
+from ctf_matrix import machine_line  # noqa: E402 - the benchmarks folder, run as a script
+from results_md import machine_info, replace_section  # noqa: E402
 
 START, END = "<!-- ctf:start -->", "<!-- ctf:end -->"
 SPEED_START, SPEED_END = "<!-- ctf_speed:start -->", "<!-- ctf_speed:end -->"
@@ -176,8 +177,10 @@ def foreign_series(px: float, cache: Path):  # noqa: ANN201 - tests.methods.ctf.
     return s
 
 
-def speed(pixel_sizes: list[float], cache: Path) -> list[dict]:
-    """Per pixel size: tomoforge's series fit and torch-ctf-estimation per image on the same 41 × 1024²."""
+def speed(pixel_sizes: list[float], cache: Path, with_teamtomo: bool = True) -> list[dict]:
+    """Per pixel size: tomoforge's series fit and torch-ctf-estimation per image on the same 41 × 1024²; the
+    load average before each, and tomoforge's wall and CPU seconds (user + sys of the process, all threads;
+    the first fit of a process also pays torch's lazy imports, e.g. torch._dynamo for the optimiser)."""
     from ctf_matrix import teamtomo
 
     from tests.methods.ctf.foreign import scores
@@ -205,6 +208,11 @@ def speed(pixel_sizes: list[float], cache: Path) -> list[dict]:
         )
         row = {"pixel_size_A": px, "box_px": FitSettings().box_px(px, tuple(s.images.shape)), "load_before": load}
         row["tomoforge"] = {**m, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "warnings": r.warnings}
+        if not with_teamtomo:
+            row["torch-ctf-estimation"] = "not run (--no-teamtomo)"
+            print(json.dumps(row, ensure_ascii=False), file=sys.stderr, flush=True)
+            rows.append(row)
+            continue
         try:
             wall, cpu = time.perf_counter(), time.process_time()
             theirs = scores(s, *teamtomo(s))
@@ -222,8 +230,7 @@ def write_speed(rows: list[dict], machine: dict, load_after: float) -> None:
     lines = [
         "## CTF estimation speed, 41 × 1024² at any pixel size (`python benchmarks/ctf.py --speed 1 2 3 5`)",
         "",
-        f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']}, load average "
-        f"{m['load']} before, {load_after} after (the machine is shared: wall seconds depend on the others' "
+        machine_line(m, load_after) + ": wall seconds depend on the others' "
         "load; CPU seconds, all threads, much less). Series not made by the project (tests/methods/ctf/foreign.py:"
         " torch-ctf, ice texture, 3 e/Å², 3 µm ± 0.07 µm, astigmatism 600 Å at 30°, 41 tilts ±60°); issue 16 "
         "target ≤ 8 s on 2 cores. Errors: median |error| (Å) of the mean defocus over |tilt| ≤ 40° / all, the "
@@ -254,13 +261,18 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     ap.add_argument("--speed", type=float, nargs="*", default=None, help="pixel sizes (Å) of the speed series")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/ctf_speed"), help="where the speed series are kept")
+    ap.add_argument("--no-teamtomo", action="store_true", help="--speed: tomoforge only")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     if args.speed is not None:
         machine = machine_info()
-        rows = speed(args.speed or [1.0, 2.0, 3.0, 5.0], args.cache)
+        rows = speed(args.speed or [1.0, 2.0, 3.0, 5.0], args.cache, not args.no_teamtomo)
         load_after = round(os.getloadavg()[0], 2)
-        print(json.dumps({"machine": machine, "speed": rows, "load_after": load_after}, indent=1, ensure_ascii=False))
+        text = json.dumps({"machine": machine, "speed": rows, "load_after": load_after}, indent=1, ensure_ascii=False)
+        print(text)
+        if args.out:
+            args.out.write_text(text)
         if not args.no_write:
             write_speed(rows, machine, load_after)
         return
@@ -299,8 +311,8 @@ def write(r: dict) -> None:
     lines = [
         "## CTF estimation (`python benchmarks/ctf.py`)",
         "",
-        f"{m['date']}, commit {m['git']}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']}, load average "
-        f"{m['load']} before, {r['load_after']} after (the machine is shared). Simulator `small` (seed 1): "
+        machine_line(m, r["load_after"]) + "). Simulator"
+        f" `small` (seed 1): "
         f"{r['tilts']} tilts ±60°, 1024², {r['pixel_size_A']} Å/px, defocus ≈ 3.7 µm ± 0.1 µm per tilt, "
         "astigmatism ≈ 500 Å. Median |error| (Å) of the mean defocus against the truth at the image centre; "
         "time per tilt series (images in memory).",
