@@ -5,7 +5,7 @@ torch-ctf-estimation teamtomo-basemodel torch-cubic-spline-grids torch-fourier-f
 torch-image-interpolation``, with benchmarks/ctf_shim for torchvision), and the time of 41 × 1024² at 2
 and 3 Å/px.
 
-    python benchmarks/ctf_matrix.py [--cells N] [--no-teamtomo] [--no-speed] [--out FILE] [--no-write]
+    python benchmarks/ctf_matrix.py [--cells N] [--no-teamtomo] [--no-speed] [--out FILE] [--no-write] [--threads N]
 
 Prints one JSON object: per cell the median |error| (Å) over |tilt| ≤ 40° and all tilts, the worst tilt,
 the astigmatism magnitude and angle errors, warnings and times, and whether the cell meets the issue's
@@ -190,8 +190,9 @@ def main() -> None:
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     cells = matrix()
     if args.cells:
         cells = cells[: args.cells]
