@@ -36,7 +36,7 @@ from tests.methods.ctf.foreign import Condition, fit_series, make_series, scores
 
 def matrix() -> list[Condition]:
     """Pixel size 1–5 Å × defocus 0.5–6 µm (0.5 µm only at 1–2 Å/px: at 5 Å/px its second zero is beyond
-    Nyquist; images 768² at 1 Å/px, else 384²), twice each, the other factors cycled over the cells (1–5 e/Å², astigmatism 0–1500 Å,
+    Nyquist; images 1024² at 1 Å/px, the issue's size, else 384²), twice each, the other factors cycled over the cells (1–5 e/Å², astigmatism 0–1500 Å,
     200/300 kV, amplitude contrast 0.04–0.15, gold or not), all with ice; then two cells without ice."""
     cells = []
     pairs = [(px, df) for px, df in itertools.product((1.0, 2.0, 5.0), (0.5, 3.0, 6.0)) if not (df < 1 and px > 2)]
@@ -52,7 +52,7 @@ def matrix() -> list[Condition]:
                 (0.04, 0.07, 0.15)[(i // 3) % 3],
                 True,
                 bool((i // 4) % 2),
-                size=768 if px < 2 else 384,  # 1 Å/px: 768 Å of image, room for a box of several ring periods
+                size=1024 if px < 2 else 384,  # 1 Å/px: 1024 Å of image (768²: astigmatism at 6 µm 234 Å off)
                 seed=i,
             )
         )
@@ -89,7 +89,7 @@ def teamtomo(s) -> tuple[list[float], list[float], list[float]]:  # noqa: ANN001
 
 
 def box_px(c: Condition) -> int:
-    """The box of a cell: 256 px, but at 1 Å/px the estimator's own (1536 Å, at most the image: 768 px): the
+    """The box of a cell: 256 px, but at 1 Å/px the estimator's own (1536 Å, at most the image: 1024 px): the
     rings of a 6 µm defocus at 5 Å have a period of 1 / 236 Å⁻¹, 1.1 px of a 256 Å box (3 px needed)."""
     return 0 if c.pixel_size_A < 2 else 256
 
@@ -235,7 +235,7 @@ def write(result: dict) -> None:
         "## CTF estimation over the issue-16 matrix (`python benchmarks/ctf_matrix.py`)",
         "",
         machine_line(result["machine"], result["load_after"]) + "). Series not made by the "
-        "project (tests/methods/ctf/foreign.py: torch-ctf, blob specimen, 11 tilts ±60°, 384² or 768² at 1 Å/px). "
+        "project (tests/methods/ctf/foreign.py: torch-ctf, blob specimen, 11 tilts ±60°, 384², 1024² at 1 Å/px). "
         "Errors of the mean defocus (Å): median over |tilt| ≤ 40° / all tilts / the worst tilt; astigmatism: "
         "worst magnitude error (Å), worst angle error (°, where ≥ 500 Å). Floors with ice: 150 / 250 / 2000 Å, "
         "150 Å, 10°; without ice: the no-rings warning and the nominal (mdoc) defoci kept. "
