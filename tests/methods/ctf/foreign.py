@@ -149,8 +149,9 @@ def make_series(c: Condition) -> ForeignSeries:
     return ForeignSeries(torch.stack(images).float(), tilts, defocus, nominal, dose_before, c)
 
 
-def fit_series(s: ForeignSeries, box: int = 256, nominal: bool = True):  # noqa: ANN201 - SeriesFit
-    """tomoforge's ``estimate_tilt_series`` on ``s`` (the nominal defoci given as the mdoc's)."""
+def fit_series(s: ForeignSeries, box: int = 256, nominal: bool = True, **settings: object):  # noqa: ANN201
+    """tomoforge's ``estimate_tilt_series`` (a SeriesFit) on ``s`` (the nominal defoci given as the mdoc's), box
+    ``box`` px (0: the estimator's own), other ``FitSettings`` fields as keywords."""
     from tomoforge.methods.ctf.estimate import FitSettings, Optics, estimate_tilt_series
 
     c = s.condition
@@ -159,7 +160,7 @@ def fit_series(s: ForeignSeries, box: int = 256, nominal: bool = True):  # noqa:
         Optics(c.pixel_size_A, c.voltage_kV, c.cs_mm, c.amplitude_contrast),
         s.tilts_deg,
         c.axis_deg,
-        FitSettings(box=min(box, c.size)),
+        FitSettings(box=min(box, c.size), **settings),  # type: ignore[arg-type]
         accumulated_dose=s.accumulated_dose,
         nominal_defocus_A=s.nominal_A if nominal else None,
     )

@@ -81,6 +81,8 @@ def strip_spectra(
             image, box, settings.overlap, px, settings.resolution_low_A, settings.resolution_high_A
         )
     dist = distance_from_axis_px(centres, tilt_axis_angle_deg, (shift_xy_A[0] / px, shift_xy_A[1] / px))
+    if not settings.tilt_gradient:  # one spectrum of the whole image, fitted as if untilted
+        dist, tilt_angle_deg = torch.zeros_like(dist), 0.0
     power, dist = group_into_strips(power, dist, max(settings.strip_fraction * box, 1.0))
     if grid is None or grid.box != box:
         grid = PolarGrid.build(box, px, settings.n_angles, image.device)
