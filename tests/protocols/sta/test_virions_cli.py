@@ -130,4 +130,8 @@ def test_cli_chain_on_virions_reaches_the_issue_criteria(cli_chain):
     assert result["half_fsc_0143_fraction_nyquist"] >= 0.8, result
     assert result["reference_fsc_05_fraction_nyquist"] >= 0.6, result
     post = project.output_set(8, "volumes").get("map_postprocess")
-    assert post.fsc is not None and post.fsc.resolution_A() <= 2 * pixel / 0.8
+    assert post.fsc is not None
+    resolution = post.fsc.resolution_A()  # None: no crossing of 0.143 up to Nyquist
+    assert (resolution is None and min(post.fsc.correlation) >= 0.143) or (
+        resolution is not None and resolution <= 2 * pixel / 0.8
+    ), post.fsc.correlation
