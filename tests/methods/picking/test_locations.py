@@ -98,3 +98,44 @@ def test_refinement_brings_a_coarse_search_below_its_step() -> None:
     assert np.median(before) > 12.0 and np.median(after) < 6.0, (before, after)
     assert np.abs(positions - scene.positions_zyx).max() <= 0.5
     assert np.all(scores >= result.scores[at] - 1e-3)  # at least the search's score at the true voxel
+
+
+def _rendered(shape: tuple[int, int, int], centres_zyx: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+    """The synthetic template's Gaussian blobs evaluated (not resampled) at R · blob + centre: exact sub-voxel
+    positions and rotations; (z, y, x), bright."""
+    z, y, x = np.meshgrid(*[np.arange(s, dtype=float) for s in shape], indexing="ij")
+    blobs = np.array(synthetic.BLOBS)
+    where = np.einsum("kab,ib->kia", rotations, blobs[:, :3]) + centres_zyx[:, None, ::-1]  # (k, blobs, xyz)
+    out = np.zeros(shape)
+    for (px, py, pz), amp in zip(where.reshape(-1, 3), np.tile(blobs[:, 3], len(centres_zyx))):  # 24 blobs
+        out += amp * np.exp(-((x - px) ** 2 + (y - py) ** 2 + (z - pz) ** 2) / (2 * 1.3**2))
+    return out
+
+
+def test_refinement_lands_on_a_sub_voxel_position_and_rotation() -> None:
+    """Four copies at known fractions of a voxel and rotations, in noise; the climb starts at the nearest voxel and
+    9° off: refined within 0.25 voxel and 2°. Measured (seed 3, noise SD 0.5 of the signal's): 0.03-0.04 voxel,
+    0.9-1.1°; before the boxes followed the sub-voxel position, the rotation turned to make up for the fraction
+    of a voxel (1.7-3.7° here, and 0.1° with the same copies on whole voxels)."""
+    from scipy.spatial.transform import Rotation
+
+    from tomoforge.methods.rotations import random_rotations
+
+    rng = np.random.default_rng(3)
+    shape = (36, 36, 56)
+    true = np.array([[12, 12, 12], [12, 24, 28], [24, 12, 44], [24, 24, 16]]) + rng.uniform(-0.5, 0.5, (4, 3))
+    rotations = random_rotations(4, rng)
+    clean = _rendered(shape, true, rotations)
+    volume = -clean / clean[clean > 0.05].std() + rng.normal(scale=0.5, size=shape)
+    axes = rng.normal(size=(4, 3))
+    start = Rotation.from_rotvec(axes / np.linalg.norm(axes, axis=1, keepdims=True) * np.deg2rad(9.0)).as_matrix()
+    refined, positions, _ = refine_picks(
+        filtered_tomogram(volume.astype(np.float32), None, torch.device("cpu")),
+        synthetic.template(),
+        np.round(true).astype(int),
+        start @ rotations,
+        step_deg=20.0,
+    )
+    position_error = np.linalg.norm(positions - true, axis=1)
+    angle_error = orientation_error_deg(refined, rotations)
+    assert position_error.max() < 0.25 and angle_error.max() < 2.0, (position_error, angle_error)

@@ -166,3 +166,19 @@ def test_cones_around_the_normals_of_a_coordinate_set(matched: tuple[Project, in
 def project_inputs(project: Project, run_id: int) -> dict[str, str]:
     """The inputs of a run as given (name → RUN.OUTPUT; none of them filtered here)."""
     return {name: f"{p.run_id}.{p.output}" for name, p in project.run_inputs(run_id).items()}
+
+
+def test_a_reference_resampled_to_an_odd_box_keeps_its_centre(tmp_path: Path) -> None:
+    """A blob on voxel 15 of a 30³ map at 6 Å, resampled to 12 Å (15³): its centre stays on voxel 15 // 2 = 7.
+    A plain Fourier crop keeps voxel 0 and put it on 7.5: every pick then sat R · (½, ½, ½) voxel (10 Å) off
+    (the tiny preset's apoferritins)."""
+    from tomoforge.protocols.picking.template_matching import _resampled
+
+    axis = np.arange(30) - 15.0
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    write_mrc(tmp_path / "blob.mrc", np.exp(-(x * x + y * y + z * z) / 18.0).astype(np.float32), 6.0)
+    out = _resampled(str(tmp_path / "blob.mrc"), 6.0, 12.0)
+    assert out.shape == (15, 15, 15)
+    w = np.clip(out, 0, None)
+    centre = [float((np.indices(out.shape)[a] * w).sum() / w.sum()) for a in range(3)]
+    np.testing.assert_allclose(centre, 7.0, atol=0.02)

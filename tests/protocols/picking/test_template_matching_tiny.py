@@ -1,6 +1,6 @@
 """template-matching end to end on the simulator's `tiny` preset: its tomogram (the specimen rendered at 12 Å,
-noise added) and its apoferritin reference (symmetry O, 6 Å, resampled by the protocol) -> the three
-apoferritins found within a voxel, orientations within the step modulo O (the truth's matching helpers)."""
+noise added) and its apoferritin reference (6 Å, resampled by the protocol) -> the three apoferritins found and refined within a
+fifth of a voxel, orientations within a third of the step modulo O (the truth's matching helpers)."""
 
 from __future__ import annotations
 
@@ -54,9 +54,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, test_data: Path) -> Iterator[
         "particle_diameter_A": 2 * species["radius_A"],
         "edge_A": 24.0,
         "max_count": 10,
-        # the search's own picks: refined, these three O-symmetric shells move to 10-12 Å from the truth (7 Å
-        # without; seed 7, to be looked into), just over this test's one-voxel bound
-        "refine_orientations": False,
+        "refine_orientations": True,
     }
     tm = run(project, "template-matching", params, {"tomograms": f"{tomo}.tomograms", "reference": f"{made}.volumes"})
     yield project, tm, truth
@@ -75,5 +73,8 @@ def test_the_apoferritins_are_found(tiny: tuple[Project, int, dict]) -> None:
     )
     assert len(positions) == 3
     assert match.f1 == 1.0, (picks, positions)
-    assert match.position_error_A.max() <= voxel
-    assert match.orientation_error_deg.max() < STEP
+    # measured (seed 7, noise seed 0), refined: 0.5-1.4 Å and 1.0-3.0°; the search's own picks (refinement off):
+    # 0.7-1.5 Å and 1.2-5.2°. Before the reference kept its centre on resampling (30³ at 6 Å to 15³ at 12 Å), the
+    # picks sat 7-8 Å off unrefined and 10-12 Å refined (the template's half-voxel offset, rotated)
+    assert match.position_error_A.max() <= 0.2 * voxel, match.position_error_A
+    assert match.orientation_error_deg.max() < STEP / 3, match.orientation_error_deg

@@ -10,8 +10,11 @@ with a_R the rotated, Fourier-weighted template normalised under the rotated mas
 filtered as the search filters it. The rotation is refined by a hill climb on the rotation vector ω
 (R = exp([ω]ₓ) · R₀): the centre and 14 neighbours (the 6 faces and 8 corners of a cube of spacing h) are
 scored, each by its best shift; the best becomes the centre, and h (first Δ / 2) is halved when the centre
-stays best. Every pick climbs at once (one batch of rotated templates per step); the position is the best
-shift's, refined by the parabola through its neighbours.
+stays best. Every pick climbs at once (one batch of rotated templates per step). After each step the position
+is the best shift's, refined by the parabola through its neighbours, and the neighbourhood is translated by its
+fraction of a voxel (a Fourier phase ramp), so that the next step compares rotations at that position: scored
+at the nearest whole voxel only, an asymmetric template turns to make up for the missing fraction (degrees
+off for half a voxel).
 
 Arrays: volumes (z, y, x); rotations (k, 3, 3) act on (x, y, z), x_tomogram = R · x_reference.
 """
@@ -23,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tomoforge.methods.fourier import as_tensor, fast_fft_size
+from tomoforge.methods.fourier import as_tensor, fast_fft_size, frequency_grid_3d
 from tomoforge.methods.picking.template_matching import (
     _centred_xyz,
     _normalise_under_mask,
@@ -85,17 +88,36 @@ def _boxes(tomogram: torch.Tensor, positions_zyx: np.ndarray, size: int, centre:
 
 class _Local:
     """The picks' neighbourhoods: boxes of n + 2s voxels whose voxel n // 2 + s is the pick, their spectra, and
-    the local SD under a spherical mask at each shift d ∈ [−s, s]³ (None for another mask: per rotation)."""
+    the local SD under a spherical mask at each shift d ∈ [−s, s]³ (None for another mask: per rotation).
+
+    ``recentre(offset)`` translates each box by the fraction of a voxel of its pick's current position (Fourier
+    phase ramp), so that the integer shifts d score at offset's fraction + d: a rotation is then compared at its
+    best position, not at the nearest voxel (where an asymmetric template turns to make up the difference)."""
 
     def __init__(self, tomogram: torch.Tensor, positions_zyx: np.ndarray, mask: torch.Tensor, shift: int):
         n = mask.shape[-1]
         self.n, self.s, self.size = n, shift, n + 2 * shift
-        boxes = _boxes(tomogram, positions_zyx, self.size, n // 2 + shift)
+        self.boxes = _boxes(tomogram, positions_zyx, self.size, n // 2 + shift)
+        self.mask = mask
+        self.fraction = torch.zeros((len(self.boxes), 3), dtype=torch.float64, device=tomogram.device)
+        self._transform(self.boxes)
+
+    def _transform(self, boxes: torch.Tensor) -> None:
         self.spectrum = torch.fft.rfftn(boxes, dim=(1, 2, 3))
         self.squares = torch.fft.rfftn(boxes * boxes, dim=(1, 2, 3))
         self.sd: torch.Tensor | None = None
-        if is_rotation_invariant(mask):
-            self.sd = self.local_sd(mask[None, None])
+        if is_rotation_invariant(self.mask):
+            self.sd = self.local_sd(self.mask[None, None])
+
+    def recentre(self, offset: torch.Tensor) -> None:
+        """Translate the boxes so that each pick's ``offset`` (k, 3) (z, y, x voxels from its voxel) lies on the
+        voxel grid: their fractions (offset − round(offset)) are kept in ``fraction``."""
+        self.fraction = offset - torch.round(offset)
+        kz, ky, kx = frequency_grid_3d((self.size,) * 3, 1.0, True, self.boxes.device)
+        f = self.fraction.to(torch.float32)[:, :, None, None, None]
+        phase = 2 * torch.pi * (kz * f[:, 0] + ky * f[:, 1] + kx * f[:, 2])  # box(y) → box(y + fraction)
+        spectrum = torch.fft.rfftn(self.boxes, dim=(1, 2, 3)) * torch.polar(torch.ones_like(phase), phase)
+        self._transform(torch.fft.irfftn(spectrum, s=(self.size,) * 3, dim=(1, 2, 3)))
 
     def correlate(self, spectrum: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Σ_i box_i(y) data(d + s + y) for boxes (k, c, n, n, n) at every shift: (k, c, 2s + 1, 2s + 1, 2s + 1)."""
@@ -155,6 +177,14 @@ def _vertex(scores: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _peak(scores: torch.Tensor, fraction: torch.Tensor, shift: int) -> torch.Tensor:
+    """The position (k, 3) (z, y, x voxels from each pick's voxel) of the maximum of each local score map
+    (k, w, w, w) computed on boxes translated by ``fraction``: the best shift's parabola vertex − s + fraction."""
+    w = scores.shape[-1]
+    best = torch.stack(torch.unravel_index(scores.reshape(len(scores), -1).argmax(dim=1), (w, w, w)), 1)
+    return _vertex(scores, best) - shift + fraction
+
+
 def refine_picks(
     tomogram: torch.Tensor,
     template: np.ndarray | torch.Tensor,
@@ -166,7 +196,7 @@ def refine_picks(
     box_filter: torch.Tensor | None = None,
     protein_dark: bool = True,
     shift_px: int = 3,
-    iterations: int = 6,
+    iterations: int = 8,
     max_voxels: int = 1 << 23,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Refine each pick's rotation and position by a hill climb of the local score (see the module docstring).
@@ -219,7 +249,6 @@ def refine_picks(
     out_s = np.zeros(k)
     grid = _neighbours(dev)
     batch = max(1, max_voxels // (len(grid) * (n + 2 * shift_px) ** 3))
-    w = 2 * shift_px + 1
     for lo in range(0, k, batch):
         hi = min(k, lo + batch)
         local = _Local(tomogram, positions[lo:hi], m, shift_px)
@@ -232,11 +261,9 @@ def refine_picks(
             arg = scores.reshape(hi - lo, len(grid), -1).amax(-1).argmax(dim=1)
             current = candidates[rows, arg]
             spacing = torch.where(arg == 0, spacing / 2, spacing)  # the centre stayed best: closer
+            local.recentre(_peak(scores[rows, arg], local.fraction, shift_px))
         final = local_scores(local, tmpl, m, current[:, None].to(torch.float32), filt)[:, 0]  # (k, w, w, w)
-        flat = final.reshape(hi - lo, -1)
-        value, where = flat.max(dim=1)
-        shift = torch.stack(torch.unravel_index(where, (w, w, w)), 1)
         out_r[lo:hi] = current.cpu().numpy()
-        out_p[lo:hi] = positions[lo:hi] + _vertex(final, shift).cpu().numpy() - shift_px
-        out_s[lo:hi] = value.double().cpu().numpy()
+        out_p[lo:hi] = positions[lo:hi] + _peak(final, local.fraction, shift_px).cpu().numpy()
+        out_s[lo:hi] = final.reshape(hi - lo, -1).amax(1).double().cpu().numpy()
     return out_r, out_p, out_s

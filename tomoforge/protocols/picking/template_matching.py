@@ -102,17 +102,15 @@ class TemplateMatchingJob:
 def _resampled(path: str, voxel_A: float, target_A: float) -> np.ndarray:
     """A cubic map from ``path`` on voxels of ``target_A`` (Fourier crop/pad), float32."""
     import numpy as np
-    import torch
 
     from tomoforge.io.mrc import read_mrc
-    from tomoforge.methods.fourier import fourier_crop
+    from tomoforge.methods.volumes.resize import rescale_volume
 
     data = np.asarray(read_mrc(path), dtype=np.float32)
     if data.ndim != 3 or len(set(data.shape)) != 1:
         raise ValueError(f"{path}: a reference or mask must be a cubic map, got shape {data.shape}")
-    n = int(round(data.shape[0] * voxel_A / target_A))
-    if n != data.shape[0]:
-        data = fourier_crop(torch.from_numpy(data), (n, n, n)).numpy()
+    if voxel_A != target_A:  # the centre voxel N // 2 stays the centre (a plain Fourier crop keeps voxel 0)
+        data = rescale_volume(data, voxel_A, target_A).volume.numpy()
     return data
 
 
