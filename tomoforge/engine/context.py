@@ -77,7 +77,8 @@ class RunContext:
             cls = self._protocol()
             if name not in cls.outputs:
                 raise ProjectError(f"{cls.name} declares no output '{name}'")
-            self._outputs[name] = ItemSet.create(self.project.conn, self.run_id, name, cls.outputs[name])
+            item_class = self.project.output_classes(self.run_id)[name]
+            self._outputs[name] = ItemSet.create(self.project.conn, self.run_id, name, item_class)
         return self._outputs[name]
 
     def create_outputs(self) -> None:

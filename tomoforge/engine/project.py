@@ -197,7 +197,21 @@ class Project:
         return pointers
 
     def _declared_outputs(self, run_id: int) -> dict[str, type]:
-        return dict(get_protocol(self.run(run_id)["protocol"]).outputs)
+        return self.output_classes(run_id)
+
+    def output_classes(self, run_id: int) -> dict[str, type]:
+        """The item class of each output of a run: as its protocol declares, or for an output declared
+        ``outputs_like`` an input, that input's (when a subclass of the declared class)."""
+        cls = get_protocol(self.run(run_id)["protocol"])
+        classes: dict[str, type] = dict(cls.outputs)
+        pointers = self.run_inputs(run_id) if cls.outputs_like else {}
+        for output, source in cls.outputs_like.items():
+            if source in pointers and output in classes:
+                pointer = pointers[source]
+                held = self.output_classes(pointer.run_id).get(pointer.output)
+                if held is not None and issubclass(held, classes[output]):
+                    classes[output] = held
+        return classes
 
     def run(self, run_id: int) -> sqlite3.Row:
         if not 0 <= int(run_id) < 2**63:

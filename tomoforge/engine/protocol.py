@@ -4,7 +4,8 @@ A protocol is thin. It declares
 
 - ``Params``: a pydantic model (defaults, units and help in the field metadata);
 - ``inputs``: named pointers to another run's output set, each with an optional item filter;
-- ``outputs``: named sets and the item class they hold;
+- ``outputs``: named sets and the item class they hold; ``outputs_like`` names those that hold the item
+  class of an input instead (a subclass of the declared one: a subset of Particles is Particles);
 - ``citations``: BibTeX keys of the methods it uses (see ``engine.citations``);
 
 and implements ``tasks()`` (one ``Task`` per item: a picklable top-level function on paths and params
@@ -167,6 +168,8 @@ class Protocol:
     Params: ClassVar[type[ProtocolParams]] = ProtocolParams
     inputs: ClassVar[dict[str, InputSpec]] = {}
     outputs: ClassVar[dict[str, type[BaseModel]]] = {}
+    #: {output: input}: the output holds the input's item class where that is a subclass of the declared one
+    outputs_like: ClassVar[dict[str, str]] = {}
     streaming: ClassVar[bool | None] = None  # can consume open inputs item by item (None: one input, per item)
 
     def __init__(self, context: RunContext):

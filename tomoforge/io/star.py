@@ -304,7 +304,8 @@ def read_particles_star(
 
 
 def particles_dataframe(table: ParticleTable) -> pd.DataFrame:
-    """The RELION 5 particle loop of ``table``: centred Å coordinates, origins 0, and angles.
+    """The RELION 5 particle loop of ``table``: centred Å coordinates, origins (0 unless ``extra`` holds
+    rlnOrigin{X,Y,Z}Angst), and angles.
 
     If ``extra`` holds rlnTomoSubtomogram{Rot,Tilt,Psi}, those are kept and rlnAngle* are the
     orientation relative to them; otherwise rlnAngle* hold the whole orientation.
@@ -315,9 +316,9 @@ def particles_dataframe(table: ParticleTable) -> pd.DataFrame:
     df = pd.DataFrame({"rlnTomoName": table.tomo_names})
     for i, col in enumerate(CENTERED):
         df[col] = positions[:, i]
-    for col in ORIGINS_A:
-        df[col] = 0.0
     extra = table.extra.reset_index(drop=True) if table.extra is not None else pd.DataFrame()
+    for col in ORIGINS_A:  # RELION's centre is coordinate − origin: a refined shift s is written as origin −s
+        df[col] = extra[col].to_numpy(dtype=float) if col in extra else 0.0
     relative = rotations
     if all(c in extra for c in SUBTOMO_ANGLES):
         subtomo = relion_euler_to_matrix(*extra[SUBTOMO_ANGLES].to_numpy(dtype=float).T)

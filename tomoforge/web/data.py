@@ -163,7 +163,7 @@ def compatible_outputs(project: Project, cls: type[Protocol], input_name: str) -
     choices = []
     for row in project.conn.execute("SELECT id, protocol, label, state FROM runs ORDER BY id").fetchall():
         try:
-            declared = get_protocol(row["protocol"]).outputs
+            declared = project.output_classes(row["id"])
         except UserError:
             continue
         for output, item_class in declared.items():

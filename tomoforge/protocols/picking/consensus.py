@@ -1,5 +1,7 @@
 """picking-consensus: the particles that 2 to 4 pickers agree on (within a radius), positions averaged and
-orientations combined modulo the reference's symmetry (``tomoforge.methods.picking.consensus``)."""
+orientations combined modulo the reference's symmetry (``tomoforge.methods.picking.consensus``). The output holds
+the first set's item class (Particles from Particles): each particle's other columns come from the first set
+that chose it."""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ from pydantic import field_validator
 
 from tomoforge.engine import InputSpec, Protocol, ProtocolParams, Task, param
 from tomoforge.model import Coordinate3D
-from tomoforge.protocols.picking.coordinate_sets import addresses, append_coordinates, read_coordinates
+from tomoforge.protocols.picking.coordinate_sets import (
+    addresses,
+    append_coordinates,
+    column_default,
+    read_coordinates,
+)
 
 SETS = ("coordinates", "other", "third", "fourth")
 
@@ -102,6 +109,7 @@ class PickingConsensus(Protocol):
         "fourth": InputSpec(Coordinate3D, help="fourth picker's coordinates", optional=True),
     }
     outputs = {"coordinates": Coordinate3D}
+    outputs_like = {"coordinates": "coordinates"}  # a Particle set gives Particles, every column kept
     params: PickingConsensusParams
 
     @cached_property
@@ -126,8 +134,25 @@ class PickingConsensus(Protocol):
     def collect(self, task: Task[Any], result: dict[str, np.ndarray]) -> None:
         members = result["members"]
         inputs = [self.input(name) for name in SETS if self.has_input(name)]
+        output = self.output("coordinates")
+        position = result["position"]
+        columns: dict[str, Any] = {
+            "tomogram": np.full(len(members), task.key),
+            "x_A": position[:, 0],
+            "y_A": position[:, 1],
+            "z_A": position[:, 2],
+            "score": result["score"],
+            "has_orientation": result["has_orientation"],
+            "rotation": result["rotation"],
+        }
+        # the other columns of the output's class (group, a Particle's half set, shifts, files …) from the first
+        # set that chose the particle and has them; the class's default where none has
+        carried = [c for c in output.spec.columns if c not in columns and c != "number"]
+        for name in carried:
+            kinds = [p[name].dtype for p in self.sets if name in p]
+            default = np.asarray(column_default(output, name))
+            columns[name] = np.full(len(members), default, dtype=np.result_type(default.dtype, *kinds))
         origins: list[list[str]] = [[] for _ in range(len(members))]
-        groups = np.zeros(len(members), dtype=np.int64)
         found = np.zeros(len(members), dtype=bool)
         for k, (picks, source) in enumerate(zip(self.sets, inputs)):
             rows = np.flatnonzero(picks["tomogram"] == task.key)
@@ -136,20 +161,11 @@ class PickingConsensus(Protocol):
             for i, address in zip(chosen.tolist(), addresses(source, numbers)):
                 origins[i].append(address)
             first = chosen[~found[chosen]]
-            groups[first] = picks["group"][rows][members[first, k]]
+            for name in carried:
+                if name in picks:
+                    columns[name][first] = picks[name][rows][members[first, k]]
             found[chosen] = True
-        position = result["position"]
-        columns = {
-            "tomogram": np.full(len(members), task.key),
-            "x_A": position[:, 0],
-            "y_A": position[:, 1],
-            "z_A": position[:, 2],
-            "group": groups,
-            "score": result["score"],
-            "has_orientation": result["has_orientation"],
-            "rotation": result["rotation"],
-        }
-        append_coordinates(self.output("coordinates"), columns, origins)
+        append_coordinates(output, columns, origins)
         self.log(f"{task.key}: {len(members)} particles kept ({self.params.keep} of {len(inputs)} sets)")
 
 

@@ -1,4 +1,5 @@
-"""remove-duplicates: of the picks of one tomogram within a distance of each other, the best score is kept."""
+"""remove-duplicates: of the picks of one tomogram within a distance of each other, the best score is kept. The
+output holds the input's item class with all its columns (a Particle set gives Particles)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class RemoveDuplicates(Protocol):
     Params = RemoveDuplicatesParams
     inputs = {"coordinates": InputSpec(Coordinate3D, help="picks (filter e.g. [score > 0.3])")}
     outputs = {"coordinates": Coordinate3D}
+    outputs_like = {"coordinates": "coordinates"}  # a Particle set gives Particles, every column kept
     params: RemoveDuplicatesParams
 
     @cached_property

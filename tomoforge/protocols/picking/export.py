@@ -2,12 +2,18 @@
 or plain text, each read back by import-coordinates.
 
 - ``relion``: ``particles.star`` (rlnTomoName, rlnCenteredCoordinate{X,Y,Z}Angst, rlnAngle{Rot,Tilt,Psi} as
-  RELION's ZYZ, rlnAutopickFigureOfMerit where a score is set) and ``tomograms.star`` (name, size in
-  unbinned pixels, tilt-series pixel size, binning, the tomogram file, the acquisition's optics);
-- ``dynamo``: ``TOMO.tbl`` per tomogram (x y z in pixels from the corner, tdrot tilt narot, cc the score) and
-  ``tomograms.doc`` (Dynamo's index → tomogram file);
-- ``imod``: ``TOMO.mod`` per tomogram, a scattered-point model in pixels from the corner (positions only);
-- ``text``: ``TOMO.txt`` per tomogram, ``x y z`` in Å from the tomogram's centre or pixels from its corner.
+  RELION's ZYZ, rlnAutopickFigureOfMerit where a score is set; of a Particle set also its refined shift as
+  rlnOrigin{X,Y,Z}Angst = −shift (RELION's centre is coordinate − origin) and its half set as rlnRandomSubset
+  when every particle has one) and ``tomograms.star`` (name, size in unbinned pixels, tilt-series pixel size,
+  binning, the tomogram file, the acquisition's optics);
+- ``dynamo``: ``TOMO.tbl`` per tomogram (x y z in pixels from the corner, a Particle's shift as dx dy dz in
+  pixels, tdrot tilt narot, cc the score) and ``tomograms.doc`` (Dynamo's index → tomogram file);
+- ``imod``: ``TOMO.mod`` per tomogram, a scattered-point model in pixels from the corner (positions only: a
+  Particle's centre, position + shift);
+- ``text``: ``TOMO.txt`` per tomogram, ``x y z`` in Å from the tomogram's centre or pixels from its corner (a
+  Particle's centre).
+
+A Particle's data files (subtomograms or view stacks) are not named in any format: their layout is tomoforge's.
 
 Every file is written whole or not at all (``tomoforge.io.atomic``).
 """
@@ -51,12 +57,15 @@ class TomogramGeometry:
 @dataclass(frozen=True, kw_only=True)
 class ExportJob:
     """The job of ``export_coordinates_task``: the coordinates as arrays (tomogram names (n,), positions (n, 3) Å,
-    rotations (n, 3, 3), scores (n,) with NaN for none), the tomograms, the params and the output folder."""
+    rotations (n, 3, 3), scores (n,) with NaN for none, a Particle's refined shifts (n, 3) Å and half sets (n,),
+    zero for plain coordinates), the tomograms, the params and the output folder."""
 
     tomograms_of: np.ndarray
     positions_A: np.ndarray
     rotations: np.ndarray
     scores: np.ndarray
+    shifts_A: np.ndarray
+    half_sets: np.ndarray
     tomograms: tuple[TomogramGeometry, ...]
     params: ExportCoordinatesParams
     out_dir: str
@@ -104,7 +113,8 @@ def export_coordinates_task(job: ExportJob) -> dict[str, list[str]]:
         if not len(rows):
             continue
         positions = job.positions_A[rows]
-        pixels = pixels_from_centred(positions, tomogram.size_xyz, tomogram.pixel_size_A)
+        centres = positions + job.shifts_A[rows]  # a Particle's centre: what a format without shifts holds
+        pixels = pixels_from_centred(centres, tomogram.size_xyz, tomogram.pixel_size_A)
         if fmt == "dynamo":
             from tomoforge.io.dynamo import tbl_from_arrays, write_tbl
 
@@ -116,6 +126,7 @@ def export_coordinates_task(job: ExportJob) -> dict[str, list[str]]:
                 tomo=index + 1,
                 scores=job.scores[rows],
             )
+            table[["dx", "dy", "dz"]] = job.shifts_A[rows] / tomogram.pixel_size_A
             files.append(write_tbl(table, out / f"{tomogram.name}.tbl", overwrite=True))
         elif fmt == "imod":
             from tomoforge.io.imod import write_imod_points
@@ -135,7 +146,7 @@ def export_coordinates_task(job: ExportJob) -> dict[str, list[str]]:
             pixel = job.params.units == "pixel"
             header = "x y z (pixels from the corner)" if pixel else "x y z (Å from the tomogram centre)"
             path = out / f"{tomogram.name}.txt"
-            files.append(write_coordinates_text(path, pixels if pixel else positions, header=header, overwrite=True))
+            files.append(write_coordinates_text(path, pixels if pixel else centres, header=header, overwrite=True))
     return {"files": [str(p) for p in files]}
 
 
@@ -147,6 +158,11 @@ def _write_relion(job: ExportJob, out: Path) -> list[Path]:
     extra = pd.DataFrame(index=np.arange(len(job.positions_A)))
     if not np.isnan(job.scores).all():
         extra["rlnAutopickFigureOfMerit"] = np.nan_to_num(job.scores, nan=0.0)
+    if np.any(job.shifts_A != 0):
+        for axis, name in enumerate(("X", "Y", "Z")):
+            extra[f"rlnOrigin{name}Angst"] = -job.shifts_A[:, axis]
+    if len(job.half_sets) and np.all(job.half_sets > 0):
+        extra["rlnRandomSubset"] = job.half_sets.astype(np.int64)
     table = ParticleTable(
         tomo_names=np.asarray(job.tomograms_of, dtype=str).tolist(),
         positions_A=job.positions_A,
@@ -195,6 +211,8 @@ class ExportCoordinates(Protocol):
             positions_A=picks["position"],
             rotations=picks["rotation"],
             scores=picks["score"],
+            shifts_A=np.stack([picks.get(f"shift_{a}_A", np.zeros(len(picks["score"]))) for a in "xyz"], axis=1),
+            half_sets=picks.get("half_set", np.zeros(len(picks["score"]), dtype=np.int64)),
             tomograms=tuple(geometry_of(t) for t in tomograms),
             params=self.params,
             out_dir=str(self.context.out_dir),

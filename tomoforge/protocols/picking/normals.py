@@ -1,6 +1,7 @@
 """filter-by-normals: keep the picks whose direction (the reference's z axis, R[:, 2]) lies within an angle of
 a fixed direction, of the normal of an ellipsoid fitted to the picks of their group (a vesicle), or of the
-normal (z axis) of the nearest point of a surface set (``tomoforge.methods.picking.normals``)."""
+normal (z axis) of the nearest point of a surface set (``tomoforge.methods.picking.normals``). The output holds
+the input's item class with all its columns (a Particle set gives Particles)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ class FilterByNormals(Protocol):
         "surface": InputSpec(Coordinate3D, help="reference=surface: points whose z axis is the normal", optional=True),
     }
     outputs = {"coordinates": Coordinate3D}
+    outputs_like = {"coordinates": "coordinates"}  # a Particle set gives Particles, every column kept
     params: FilterByNormalsParams
 
     @cached_property
