@@ -13,7 +13,10 @@ Timed (wall, serial executor, in this process):
   (``methods.picking.duplicates.remove_duplicates`` on the arrays, per tomogram) at 30 Å;
 - ``consensus_run_s`` and ``consensus_method_s``: picking-consensus of the two 500,000-pick sets at 30 Å, keep=all,
   orientations averaged (C1);
-- ``export_star_1M_s``: export-coordinates of the million as particles.star + tomograms.star.
+- ``export_star_1M_s``: export-coordinates of the million as particles.star + tomograms.star;
+- ``particles_write_1M_s``: the same million as a Particle set (17 typed columns: half set, shifts, tilt series,
+  files …) written by ``append_columns`` in a run (a stand-in protocol, as extraction would make them), and
+  ``remove_duplicates_particles_run_s``: remove-duplicates of it, every column carried to the Particles kept.
 
 Prints one JSON object (also written to ``--json``) and rewrites the coordinates section of benchmarks/RESULTS.md.
 """
@@ -25,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +38,13 @@ HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's tomoforge, not an installed one; results_md
 from results_md import machine_info, replace_section
 
-from tomoforge.engine import ExecutorConfig, Project, execute_run
+from tomoforge.engine import ExecutorConfig, Project, Protocol, ProtocolParams, Task, execute_run, param, registry
 from tomoforge.io.mrc import write_mrc
 from tomoforge.io.star import ParticleTable, write_particles_star
 from tomoforge.methods.picking.consensus import mean_rotations, merge_picks
 from tomoforge.methods.picking.duplicates import remove_duplicates
 from tomoforge.methods.rotations import random_rotations
+from tomoforge.model import Particle
 
 START, END = "<!-- coordinates:start -->", "<!-- coordinates:end -->"
 SERIAL = ExecutorConfig(kind="serial")
@@ -74,6 +79,51 @@ def pickers(per_tomogram: int, rng: np.random.Generator) -> dict[str, dict[str, 
             "score": rng.random(len(xyz)),
         }
     return out
+
+
+class ParticlesParams(ProtocolParams):
+    arrays: str = param(..., help="an .npz of Particle columns (names prefixed c_)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParticlesJob:
+    arrays: str
+
+
+def particles_task(job: ParticlesJob) -> dict[str, np.ndarray]:
+    with np.load(job.arrays, allow_pickle=False) as data:
+        return {name[2:]: data[name] for name in data.files}
+
+
+class BenchParticles(Protocol):
+    """Stand-in for extraction: a Particle set from arrays, written in one ``append_columns``."""
+
+    name = "bench-particles"
+    Params = ParticlesParams
+    outputs = {"particles": Particle}
+
+    def tasks(self):  # type: ignore[no-untyped-def]
+        yield Task(particles_task, ParticlesJob(arrays=self.params.arrays), key="particles")
+
+    def collect(self, task, result):  # type: ignore[no-untyped-def]
+        self.output("particles").append_columns(result)
+
+
+def particle_columns(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The coordinates' columns plus a Particle's (half set, shifts, tilt series, data file and index, weight)."""
+    n = len(arrays["x_A"])
+    return {
+        **arrays,
+        "number": np.arange(n),
+        "half_set": 1 + np.arange(n) % 2,
+        "shift_x_A": rng.normal(0, 2, n),
+        "shift_y_A": rng.normal(0, 2, n),
+        "shift_z_A": rng.normal(0, 2, n),
+        "tilt_series": arrays["tomogram"],
+        "file": np.char.add(arrays["tomogram"], "_particles.mrcs"),
+        "index": np.arange(n) % 50_000,
+        "weight_file": np.char.add(arrays["tomogram"], "_weight.mrc"),
+    }
 
 
 def write_star(path: Path, picks: dict[str, np.ndarray]) -> float:
@@ -164,6 +214,18 @@ def main() -> None:
             {"coordinates": f"{runs['both']}.coordinates", "tomograms": f"{tomograms}.tomograms"},
         )
         result["export_star_1M_s"] = round(seconds, 2)
+        registry.protocols()
+        registry._cache = {**(registry._cache or {}), BenchParticles.name: BenchParticles}
+        npz = root / "particles.npz"
+        np.savez(npz, **{f"c_{k}": v for k, v in particle_columns(arrays, rng).items()})
+        made, seconds = timed_run(project, BenchParticles.name, {"arrays": str(npz)}, {})
+        result["particles_write_1M_s"] = round(seconds, 2)
+        dup, seconds = timed_run(
+            project, "remove-duplicates", {"distance_A": 30.0}, {"coordinates": f"{made}.particles"}
+        )
+        result["remove_duplicates_particles_run_s"] = round(seconds, 2)
+        kept = project.output_set(dup, "coordinates")
+        assert kept.item_class is Particle and len(kept) == result["remove_duplicates_kept"]
         project.close()
     text = json.dumps(result, indent=1)
     print(text)
@@ -194,6 +256,9 @@ def main() -> None:
                 f"| picking-consensus 2 × 500 k, 30 Å, keep=all, method | {result['consensus_method_s']} |",
                 f"| picking-consensus, whole run ({result['consensus_kept']:,} kept) | {result['consensus_run_s']} |",
                 f"| export-coordinates of 1 M to RELION 5 STAR, whole run | {result['export_star_1M_s']} |",
+                f"| the 1 M as Particles (17 columns), `append_columns` in a run | {result['particles_write_1M_s']} |",
+                f"| remove-duplicates 30 Å of the Particles, whole run (every column kept) "
+                f"| {result['remove_duplicates_particles_run_s']} |",
             ],
         )
 
