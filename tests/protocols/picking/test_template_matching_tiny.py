@@ -1,6 +1,7 @@
 """template-matching end to end on the simulator's `tiny` preset: its tomogram (the specimen rendered at 12 Å,
-noise added) and its apoferritin reference (6 Å, resampled by the protocol) -> the three apoferritins found and refined within a
-fifth of a voxel, orientations within a third of the step modulo O (the truth's matching helpers)."""
+noise added) and its apoferritin reference (30³ at 6 Å, resampled by the protocol to 15³) -> the three
+apoferritins found and refined within a fifth of a voxel, orientations within a third of the step modulo O (the
+truth's matching helpers)."""
 
 from __future__ import annotations
 
