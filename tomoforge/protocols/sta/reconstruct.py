@@ -18,7 +18,7 @@ class ReconstructParticleParams(ProtocolParams):
     binning: int = param(1, ge=1, help="bin the views by this (Fourier crop) first")
     padding: float = param(2.0, ge=1, le=4, help="the 3D grid oversampled by this (RELION's --pad)")
     pad_views: bool = param(
-        True, help="views zero-padded to the grid before their transform; off: RELION's faster sampling"
+        False, help="views zero-padded to the grid before their transform (4x slower); off: RELION's sampling"
     )
     wiener: float = param(1e-3, ge=0, help="constant 1/SNR as a fraction of the mean weight")
     fsc_regularise: bool = param(True, help="then regularise with τ² from the half maps' FSC (RELION)")
