@@ -20,16 +20,12 @@ land in the box's corners (FSC to the truth to 0.8 Nyquist, box 64, 2000 CTF-mod
 whole box, 0.997 in the sphere; padded 0.990 and 0.999), which is what made RELION's unpadded maps exact.
 
 The map's projections along z equal the views (sums over pixels, no pixel-size factor), like
-``relion_reconstruct``'s. Everything is torch, batched over views, on ``device``; on a CPU,
-``torch.get_num_threads()`` workers compute the samples of successive batches side by side (one intra-op
-thread each) and scatter them into the shared grid in turn, in batch order (the same sums every run).
+``relion_reconstruct``'s. Everything is torch, batched over views, on ``device``.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,47 +148,13 @@ def insert_views(
     ops = symmetry_operators(symmetry)
     plan = _plan(acc, v=acc.padded if pad_views else b, max_shell=max_shell, operators=ops)
     data, weight = acc.grid.reshape(-1), acc.weights.reshape(-1)  # flat grids, one 1D scatter each
-    starts = list(range(0, len(views), batch))
-
-    def prepare(start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    for start in range(0, len(views), batch):
         stop = min(start + batch, len(views))
-        chunk = views[start:stop]
-        return _samples(
-            plan,
-            pad_to(chunk, (plan.v, plan.v)) if pad_views else chunk,
-            rotations[start:stop],
-            None if filters is None else filters.take(np.arange(start, stop)),
-        )
-
-    def scatter(index: torch.Tensor, values: torch.Tensor, weights: torch.Tensor) -> None:
+        chunk = pad_to(views[start:stop], (plan.v, plan.v)) if pad_views else views[start:stop]
+        some = None if filters is None else filters.take(np.arange(start, stop))
+        index, values, weights = _samples(plan, chunk, rotations[start:stop], some)
         data.scatter_add_(0, index, values)  # complex: one update where Re and Im took two (28 % less time)
         weight.scatter_add_(0, index, weights)
-
-    workers = min(torch.get_num_threads(), len(starts)) if device.type == "cpu" else 1
-    if workers <= 1:
-        for start in starts:
-            scatter(*prepare(start))
-    else:
-        # the workers prepare batches side by side and scatter them in turn, in batch order (the shared grid takes
-        # one writer at a time; the order keeps the float sums reproducible); one intra-op thread each
-        done = [threading.Event() for _ in starts]
-
-        def work(j: int) -> None:
-            try:
-                samples = prepare(starts[j])
-                if j > 0:
-                    done[j - 1].wait()
-                scatter(*samples)
-            finally:
-                done[j].set()
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(work, range(len(starts))))
-        finally:
-            torch.set_num_threads(threads)
     acc.views += len(views)
 
 
