@@ -287,7 +287,12 @@ def write_section(r: dict) -> None:
     lines += [
         "",
         f"RELION: {version[:200]}. Before this change (commit 01a2b58, 4000 views, load ~21): RELION 326–393 "
-        "views/s, tomoforge padded (then the default) 243–284 at FSC 0.995, unpadded 782–1089 at FSC 0.939.",
+        "views/s, tomoforge padded (then the default) 243–284 at FSC 0.995, unpadded 782–1089 at FSC 0.939. "
+        "Since then: Σ f·X as one complex grid (one complex `scatter_add_` where Re and Im took two), the views "
+        "inserted in the order of their planes' normals (a batch scatters into fewer cache lines) and the CTF in "
+        "float32 without atan2: insertion 0.32 → 0.20 ms CPU per view (unpadded, load 17). Two worker threads "
+        "preparing batches while the other scattered gave no gain at load 14–17 (median 1929 against 1941 "
+        "views/s) and were dropped.",
     ]
     if "fsc_relion_vs_truth" in r:
         lines += [
