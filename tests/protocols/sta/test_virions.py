@@ -238,5 +238,9 @@ def test_transposed_rotations_fail(chains):
     """One deliberate convention error: each particle's rotation transposed (R⁻¹ for R, the wrong
     direction between particle and reference frames) breaks both criteria."""
     wrong = chains["rotation_error"].summary()
-    # measured: half maps 0.56 of Nyquist, against the reference 0.43 (0.38 / 0.42 at 2.5 µm)
-    assert wrong["half_fsc_0143_fraction_nyquist"] < 0.6 and wrong["reference_fsc_05_fraction_nyquist"] < 0.6
+    # the issue's criteria: half maps' 0.143 at >= 0.8 of Nyquist and the reference's 0.5 at >= 0.6. Measured with
+    # unpadded views in the inscribed sphere (reconstruct-particle's default, RELION's): half maps 0.72 of Nyquist,
+    # against the reference ~0.45 (the half maps share high-frequency junk, FSC 0.1-0.3 in shells 8-12: the
+    # same sparse sampling in both halves; padded views in the sphere cross 0.143 at shell 8 of 12); with padded
+    # views in the whole box (the default before): 0.56 and 0.43 (0.38 / 0.42 at 2.5 µm)
+    assert wrong["half_fsc_0143_fraction_nyquist"] < 0.8 and wrong["reference_fsc_05_fraction_nyquist"] < 0.6

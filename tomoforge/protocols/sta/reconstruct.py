@@ -18,7 +18,10 @@ class ReconstructParticleParams(ProtocolParams):
     binning: int = param(1, ge=1, help="bin the views by this (Fourier crop) first")
     padding: float = param(2.0, ge=1, le=4, help="the 3D grid oversampled by this (RELION's --pad)")
     pad_views: bool = param(
-        True, help="views zero-padded to the grid before their transform; off: RELION's faster sampling"
+        False, help="views zero-padded to the grid before their transform (4x slower); off: RELION's sampling"
+    )
+    sphere: bool = param(
+        True, help="keep the maps' inscribed sphere, the rest its mean (RELION); needed by unpadded views"
     )
     wiener: float = param(1e-3, ge=0, help="constant 1/SNR as a fraction of the mean weight")
     fsc_regularise: bool = param(True, help="then regularise with τ² from the half maps' FSC (RELION)")
@@ -116,18 +119,19 @@ def reconstruct_particle_task(job: ReconstructParticleJob) -> dict[str, Any]:
             inserted += len(pick)
     if set(accumulators) != {1, 2}:
         raise ValueError(f"reconstruct-particle needs views of both half sets; got half set(s) {sorted(accumulators)}")
-    maps = {h: reconstruct_map(accumulators[h], wiener=p.wiener) for h in (1, 2)}
+    maps = {h: reconstruct_map(accumulators[h], wiener=p.wiener, sphere=p.sphere) for h in (1, 2)}
     fsc = half_map_fsc(maps[1], maps[2], pixel)
     full = accumulators[1].add(accumulators[2])
     if p.fsc_regularise:
         maps = {
-            h: reconstruct_map(accumulators[h], tau2=tau2_from_fsc(accumulators[h], fsc.correlation)) for h in (1, 2)
+            h: reconstruct_map(accumulators[h], tau2=tau2_from_fsc(accumulators[h], fsc.correlation), sphere=p.sphere)
+            for h in (1, 2)
         }
         fsc = half_map_fsc(maps[1], maps[2], pixel)
         c = np.clip(fsc.correlation, 0, 0.999)
-        average = reconstruct_map(full, tau2=tau2_from_fsc(full, 2 * c / (1 + c)))
+        average = reconstruct_map(full, tau2=tau2_from_fsc(full, 2 * c / (1 + c)), sphere=p.sphere)
     else:
-        average = reconstruct_map(full, wiener=p.wiener)
+        average = reconstruct_map(full, wiener=p.wiener, sphere=p.sphere)
     files = {}
     for label, volume in (("half1_file", maps[1]), ("half2_file", maps[2]), ("file", average)):
         suffix = {"half1_file": "_half1", "half2_file": "_half2", "file": ""}[label]
