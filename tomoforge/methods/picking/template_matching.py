@@ -147,27 +147,37 @@ def _normalise_under_mask(t: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 
 
 class _Moments:
-    """Sums of the single-rotation scores (count, Σ s, Σ s²) over every 7th voxel of ``where`` (a tile's boolean
-    map) for every ``stride``-th rotation: their mean and SD without keeping them, at a small cost per rotation."""
+    """Sums of the single-rotation scores (count, Σ s, Σ s²) over every 7th voxel of a tile's boolean map for
+    every ``stride``-th rotation: their mean and SD without keeping them, at a small cost per rotation (the
+    voxels' indices and local SDs are gathered once per tile)."""
 
     VOXEL_STRIDE = 7
 
     def __init__(self, stride: int) -> None:
         self.stride = max(1, stride)
         self.count, self.total, self.squares = 0, 0.0, 0.0
+        self._index: torch.Tensor | None = None
+        self._denominator: torch.Tensor | None = None
 
-    def add(self, scores: torch.Tensor, where: torch.Tensor, first: int, denominator: torch.Tensor | None) -> None:
-        picked = [i for i in range(len(scores)) if (first + i) % self.stride == 0]
+    def tile(self, where: torch.Tensor, denominator: torch.Tensor | None) -> None:
+        """Count the voxels of ``where`` (every 7th of the flattened tile) from now on, their scores divided by
+        ``denominator`` (the tile's local SD) when given."""
         k = self.VOXEL_STRIDE
-        chosen = where.reshape(-1)[::k]
-        for i in picked:
-            values = scores[i].reshape(-1)[::k][chosen]
-            if denominator is not None:
-                values = values / denominator.reshape(-1)[::k][chosen]
-            values = values[torch.isfinite(values)].double()
-            self.count += int(values.numel())
-            self.total += float(values.sum())
-            self.squares += float(values.square().sum())
+        self._index = torch.nonzero(where.reshape(-1)[::k]).reshape(-1) * k
+        self._denominator = None if denominator is None else denominator.reshape(-1)[self._index]
+
+    def add(self, scores: torch.Tensor, rotation: int) -> None:
+        """Count the scores (the tile's shape) of ``rotation`` when it is one of the counted rotations."""
+        if rotation % self.stride or self._index is None:
+            return
+        values = torch.index_select(scores.reshape(-1), 0, self._index)
+        if self._denominator is not None:
+            values = values.div_(self._denominator)
+        finite = torch.isfinite(values)
+        values = (values if bool(finite.all()) else values[finite]).double()
+        self.count += int(values.numel())
+        self.total += float(values.sum())
+        self.squares += float(torch.dot(values, values))
 
     def mean_sd(self) -> tuple[float, float]:
         if self.count == 0:
@@ -184,12 +194,12 @@ def _search_tile(
     box_filter: torch.Tensor,
     batch: int,
     progress: Callable[[int], None] | None,
-    moments: tuple[_Moments, torch.Tensor] | None = None,
+    moments: _Moments | None = None,
     allowed: tuple[torch.Tensor, torch.Tensor] | None = None,
     denominator: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best score and best rotation index at every voxel of the tile (and the single-rotation score sums
-    into ``moments``: the accumulator and the tile's voxels to count). ``allowed``: the (rotations, groups)
+    into ``moments``, set to the tile's voxels). ``allowed``: the (rotations, groups)
     table of rotations allowed per group and the tile's group of each voxel; a rotation scores only where
     allowed. ``denominator``: the local SD under a rotation-invariant mask (None: the mask is rotated). The
     boxes are prepared ``batch`` rotations at a time; the tile-sized work runs one rotation at a time."""
@@ -210,7 +220,7 @@ def _search_tile(
             if sd is not None:
                 cc = cc.div_(sd)
             if moments is not None:
-                moments[0].add(cc[None], moments[1], k, denominator)
+                moments.add(cc, k)
             if allowed is not None:
                 table, labels = allowed
                 cc = cc.masked_fill_(~table[k][labels], -torch.inf)
@@ -372,7 +382,8 @@ def match_template(
             if k == 0:  # the single-rotation scores of the template (not of its phase-randomised copy)
                 counted = torch.zeros(size, dtype=torch.bool, device=dev)
                 counted[inner] = where[core]
-                stats = (moments, counted)
+                moments.tile(counted, denominator)
+                stats = moments
             allowed = None
             if table is not None:
                 tile_labels = torch.full(size, table.shape[1] - 1, dtype=torch.int64, device=dev)
