@@ -212,7 +212,7 @@ def bound_rows(r: dict, scale: float, fmt: str) -> list[str]:
     """Table rows: the FFT pair per library (wall, CPU), ``scale`` × seconds."""
     rows = []
     for key, v in r["fft_bounds"].items():
-        name = BOUND_NAMES.get(key, f"FFTW (pyFFTW, FFTW_MEASURE), {key.split('_')[1]} threads")
+        name = BOUND_NAMES[key] if key in BOUND_NAMES else f"FFTW (pyFFTW, FFTW_MEASURE), {key.split('_')[1]} threads"
         w, c = format(scale * v["per_rotation_s"], fmt), format(scale * v["per_rotation_cpu_s"], fmt)
         rows.append(f"| FFT bound: {name} | {w} | {c} |")
     return rows
@@ -228,8 +228,8 @@ def component_lines(r: dict) -> list[str]:
     for key, name in STEP_NAMES.items():
         s, t = c["scipy"][key], c["torch"][key]
         lines.append(
-            f"| {name} | {1e3 * s['per_rotation_s']:.0f} | {1e3 * s['per_rotation_cpu_s']:.0f} "
-            f"| {1e3 * t['per_rotation_s']:.0f} | {1e3 * t['per_rotation_cpu_s']:.0f} |"
+            f"| {name} | {1e3 * s['per_rotation_s']:.1f} | {1e3 * s['per_rotation_cpu_s']:.1f} "
+            f"| {1e3 * t['per_rotation_s']:.1f} | {1e3 * t['per_rotation_cpu_s']:.1f} |"
         )
     return lines
 

@@ -9,9 +9,9 @@ box centred on x (Roseman 2003):
     score(x) = Σ_y a(y) T(x + y) / √( Σ_y m(y) T(x + y)² − (Σ_y m(y) T(x + y))² / Σ m )
 
 The three sums over y are correlations, computed by FFT on the (padded) tomogram grid: per rotation for the
-numerator, a pruned forward transform of the box (a quarter of a full one's work) and one inverse FFT; the two local sums once for a rotation-invariant (spherical)
-mask, else per rotation. With a spherical mask the denominator does not depend on the rotation, so the best
-numerator is kept and divided once. The score is in [−1, 1]; the best rotation's index is kept per voxel.
+numerator, a pruned forward transform of the box (about a third of a full one's work) and one inverse FFT; the
+two local sums once for a rotation-invariant (spherical) mask, else per rotation. With a spherical mask the
+denominator does not depend on the rotation, so the best numerator is kept and divided once. The score is in [−1, 1]; the best rotation's index is kept per voxel.
 
 Background correction (``background_correction``): the same search with a phase-randomised template (same
 amplitude spectrum, random phases) gives the score noise alone reaches; its best score at each voxel is
