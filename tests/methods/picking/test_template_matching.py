@@ -154,3 +154,46 @@ def test_background_correction_subtracts_the_noise_score(scene: synthetic.Synthe
     # the random-phase template does not find the particles: its score there is well below the template's
     at = tuple(scene.positions_zyx.T)
     assert np.median(corrected.noise_scores[at]) < 0.6 * np.median(plain.scores[at])
+
+
+def _low_pass(shape: tuple[int, int, int]) -> torch.Tensor:
+    """A Gaussian low-pass on the rfft grid of ``shape`` (σ = 0.2 cycles/voxel)."""
+    kz, ky = (torch.fft.fftfreq(s) for s in shape[:2])
+    kx = torch.fft.rfftfreq(shape[2])
+    k2 = kz[:, None, None] ** 2 + ky[None, :, None] ** 2 + kx[None, None, :] ** 2
+    return torch.exp(-k2 / (2 * 0.2**2))
+
+
+@pytest.mark.parametrize("spherical", [True, False])
+def test_fft_libraries_give_the_same_scores(spherical: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # scipy's transforms into kept buffers (the CPU default), scipy's public functions (the fallback) and torch's
+    from tomoforge.methods.picking import correlation
+
+    rng = np.random.default_rng(3)
+    tomo = rng.normal(size=(20, 26, 30)).astype(np.float32)
+    n = 9
+    t = rng.normal(size=(n, n, n)).astype(np.float32)
+    m = None if spherical else (rng.uniform(size=(n, n, n)) > 0.3).astype(np.float32)
+    rot = random_rotations(5, rng)
+    kw = {"mask": m, "radial_filter": _low_pass, "protein_dark": False, "batch": 2}
+    buffered = match_template(tomo, t, rot, **kw)
+    by_torch = match_template(tomo, t, rot, fft_library="torch", **kw)
+    monkeypatch.setattr(correlation, "_pocketfft", lambda: None)
+    public = match_template(tomo, t, rot, fft_library="scipy", **kw)
+    inner = edge_mask(tomo.shape, n // 2 + 1)
+    assert float(np.abs(buffered.scores[inner]).max()) > 0.3  # scores worth comparing
+    for other in (by_torch, public):
+        np.testing.assert_allclose(other.scores[inner], buffered.scores[inner], atol=2e-5)
+        assert np.mean(other.best_rotation[inner] == buffered.best_rotation[inner]) > 0.999
+    with pytest.raises(ValueError, match="fft_library"):
+        match_template(tomo, t, rot, fft_library="fftw")
+
+
+def test_best_score_keeps_the_first_of_equal_scores() -> None:
+    from tomoforge.methods.picking.correlation import BestScore
+
+    tracker = BestScore((4,), torch.device("cpu"))
+    for k, s in enumerate([[0.1, 0.5, -1.0, 0.2], [0.3, 0.5, -2.0, 0.1], [0.2, 0.6, -1.5, 0.2]]):
+        tracker.update(torch.tensor(s), k)
+    assert tracker.best.tolist() == pytest.approx([0.3, 0.6, -1.0, 0.2])
+    assert tracker.index.tolist() == [1, 2, 0, 0]

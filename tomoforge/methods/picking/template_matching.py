@@ -1,5 +1,5 @@
 """Template matching: the locally normalised cross-correlation (LNCC) of a rotated template with a tomogram
-under a mask, by FFT, over a set of rotations batched on torch.
+under a mask, by FFT, over a set of rotations (scipy.fft on the CPU, torch elsewhere: ``correlation``).
 
 For a template t rotated by R (weighted like the data: ``template_weighting``) and its mask m (weights 0–1),
 the score at voxel x is the Pearson correlation, weighted by m, between the template and the tomogram T in the
@@ -8,10 +8,10 @@ box centred on x (Roseman 2003):
     a = m (t − μ_t) / √(Σ m (t − μ_t)²),   μ_t = Σ m t / Σ m
     score(x) = Σ_y a(y) T(x + y) / √( Σ_y m(y) T(x + y)² − (Σ_y m(y) T(x + y))² / Σ m )
 
-The three sums over y are correlations, computed by FFT on the (padded) tomogram grid: one forward and one
-inverse FFT per rotation for the numerator; the two local sums once for a rotation-invariant (spherical)
-mask, else per rotation. With a spherical mask the denominator does not depend on the rotation, so the best
-numerator is kept and divided once. The score is in [−1, 1]; the best rotation's index is kept per voxel.
+The three sums over y are correlations, computed by FFT on the (padded) tomogram grid: per rotation for the
+numerator, a pruned forward transform of the box (about a third of a full one's work) and one inverse FFT; the
+two local sums once for a rotation-invariant (spherical) mask, else per rotation. With a spherical mask the
+denominator does not depend on the rotation, so the best numerator is kept and divided once. The score is in [−1, 1]; the best rotation's index is kept per voxel.
 
 Background correction (``background_correction``): the same search with a phase-randomised template (same
 amplitude spectrum, random phases) gives the score noise alone reaches; its best score at each voxel is
@@ -35,9 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from tomoforge.methods.fourier import as_tensor, fast_fft_size
+from tomoforge.methods.picking.correlation import BestScore, TileCorrelator, use_scipy
 
 BYTES_PER_VOXEL_FIXED = 40  # tomogram, its spectrum, the local sums, best score and index, a filter
-BYTES_PER_VOXEL_ROTATION = 16  # padded template, its spectrum, the correlation
+BYTES_PER_VOXEL_ROTATION = 16  # the rotated box's spectrum, the correlation (one rotation at a time)
 
 
 @dataclass
@@ -135,12 +136,6 @@ def tile_slices(
     ]
 
 
-def _wrap_index(n: int, size: int, device: torch.device) -> torch.Tensor:
-    """Where voxel i of a box goes on a periodic axis of ``size`` when the box is reflected through its centre
-    n // 2 onto the origin: (n // 2 − i) mod size (a correlation becomes a product without a conjugate)."""
-    return (n // 2 - torch.arange(n, device=device)) % size
-
-
 def _normalise_under_mask(t: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """a = m (t − μ_t) / √(Σ m (t − μ_t)²) per batch entry; t, m (b, n, n, n)."""
     dims = (1, 2, 3)
@@ -151,96 +146,38 @@ def _normalise_under_mask(t: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return centred / norm
 
 
-class _Search:
-    """The search on one (padded) tile: the tomogram's spectrum and the local sums under the mask.
-
-    A box a (b, n, n, n) is put on the tile grid reflected (a(−y) at y) so that the correlation
-    Σ_y a(y) T(x + y) is the inverse FFT of the product of the two spectra. Its spectrum is computed axis by
-    axis, padding each axis only before transforming it (x, then y, then z): the zeros of the padded box are
-    never transformed, so the forward transform costs a fraction of a full one.
-    """
-
-    def __init__(self, tile: torch.Tensor, mask: torch.Tensor, spherical: bool, radial: torch.Tensor | None):
-        self.shape = tuple(int(s) for s in tile.shape)
-        self.device = tile.device
-        spec = torch.fft.rfftn(tile)
-        if radial is not None:
-            spec = spec * radial
-            tile = torch.fft.irfftn(spec, s=self.shape)
-        self.spectrum = spec
-        self.squared_spectrum = torch.fft.rfftn(tile * tile)
-        n = mask.shape[-1]
-        self.n = n
-        self.wrap = [_wrap_index(n, s, self.device) for s in self.shape]
-        self.buffers: dict[int, tuple[torch.Tensor, ...]] = {}
-        self.denominator: torch.Tensor | None = None
-        if spherical:
-            self.denominator = self.local_sd(mask[None])[0]
-
-    def _buffers(self, b: int) -> tuple[torch.Tensor, ...]:
-        if b not in self.buffers:
-            n, (sz, sy, sx) = self.n, self.shape
-            self.buffers[b] = (
-                torch.zeros((b, n, n, sx), device=self.device),
-                torch.zeros((b, n, sy, sx // 2 + 1), dtype=torch.complex64, device=self.device),
-                torch.zeros((b, sz, sy, sx // 2 + 1), dtype=torch.complex64, device=self.device),
-                torch.empty((b, sz, sy, sx // 2 + 1), dtype=torch.complex64, device=self.device),
-                torch.empty((b, sz, sy, sx), device=self.device),
-            )
-        return self.buffers[b]
-
-    def padded_spectrum(self, boxes: torch.Tensor) -> torch.Tensor:
-        """rfftn of the boxes (b, n, n, n) reflected onto the tile grid (zero elsewhere), axis by axis; one box
-        at a time along y and z (a batched transform along a strided axis is several times slower on CPUs)."""
-        bx, by, bz, spectrum, _ = self._buffers(len(boxes))
-        bx[..., self.wrap[2]] = boxes
-        by[:, :, self.wrap[1], :] = torch.fft.rfft(bx, dim=-1)
-        for i in range(len(boxes)):
-            bz[i, self.wrap[0]] = torch.fft.fft(by[i], dim=-2)
-            torch.fft.fft(bz[i], dim=0, out=spectrum[i])
-        return spectrum
-
-    def correlate(self, spectrum: torch.Tensor, with_squares: bool = False) -> torch.Tensor:
-        """Σ_y box(y) T(x + y) (or T²) for each reflected box spectrum (b, …), in place of ``spectrum``:
-        (b, z, y, x), a view of a buffer that the next call overwrites."""
-        tomo = self.squared_spectrum if with_squares else self.spectrum
-        out = self._buffers(len(spectrum))[4]
-        for i in range(len(spectrum)):  # one volume at a time: batched inverse transforms are slower on CPUs
-            torch.fft.irfftn(spectrum[i].mul_(tomo), s=self.shape, out=out[i])
-        return out[: len(spectrum)]
-
-    def local_sd(self, masks: torch.Tensor) -> torch.Tensor:
-        """√(Σ m T² − (Σ m T)² / Σ m) at every voxel for each mask (b, n, n, n); inf where the tomogram is flat."""
-        spec = self.padded_spectrum(masks)
-        s1 = self.correlate(spec.clone()).clone()
-        s2 = self.correlate(spec, with_squares=True)
-        var = s2 - s1 * s1 / masks.sum((1, 2, 3)).clamp(min=1e-12)[:, None, None, None]
-        scale = s2.abs().amax((1, 2, 3), keepdim=True).clamp(min=1e-30)
-        return torch.where(var > 1e-5 * scale, torch.sqrt(var.clamp(min=0)), torch.full_like(var, torch.inf))
-
-
 class _Moments:
-    """Sums of the single-rotation scores (count, Σ s, Σ s²) over every 7th voxel of ``where`` (a tile's boolean
-    map) for every ``stride``-th rotation: their mean and SD without keeping them, at a small cost per rotation."""
+    """Sums of the single-rotation scores (count, Σ s, Σ s²) over every 7th voxel of a tile's boolean map for
+    every ``stride``-th rotation: their mean and SD without keeping them, at a small cost per rotation (the
+    voxels' indices and local SDs are gathered once per tile)."""
 
     VOXEL_STRIDE = 7
 
     def __init__(self, stride: int) -> None:
         self.stride = max(1, stride)
         self.count, self.total, self.squares = 0, 0.0, 0.0
+        self._index: torch.Tensor | None = None
+        self._denominator: torch.Tensor | None = None
 
-    def add(self, scores: torch.Tensor, where: torch.Tensor, first: int, denominator: torch.Tensor | None) -> None:
-        picked = [i for i in range(len(scores)) if (first + i) % self.stride == 0]
+    def tile(self, where: torch.Tensor, denominator: torch.Tensor | None) -> None:
+        """Count the voxels of ``where`` (every 7th of the flattened tile) from now on, their scores divided by
+        ``denominator`` (the tile's local SD) when given."""
         k = self.VOXEL_STRIDE
-        chosen = where.reshape(-1)[::k]
-        for i in picked:
-            values = scores[i].reshape(-1)[::k][chosen]
-            if denominator is not None:
-                values = values / denominator.reshape(-1)[::k][chosen]
-            values = values[torch.isfinite(values)].double()
-            self.count += int(values.numel())
-            self.total += float(values.sum())
-            self.squares += float(values.square().sum())
+        self._index = torch.nonzero(where.reshape(-1)[::k]).reshape(-1) * k
+        self._denominator = None if denominator is None else denominator.reshape(-1)[self._index]
+
+    def add(self, scores: torch.Tensor, rotation: int) -> None:
+        """Count the scores (the tile's shape) of ``rotation`` when it is one of the counted rotations."""
+        if rotation % self.stride or self._index is None:
+            return
+        values = torch.index_select(scores.reshape(-1), 0, self._index)
+        if self._denominator is not None:
+            values = values.div_(self._denominator)
+        finite = torch.isfinite(values)
+        values = (values if bool(finite.all()) else values[finite]).double()
+        self.count += int(values.numel())
+        self.total += float(values.sum())
+        self.squares += float(torch.dot(values, values))
 
     def mean_sd(self) -> tuple[float, float]:
         if self.count == 0:
@@ -250,57 +187,54 @@ class _Moments:
 
 
 def _search_tile(
-    search: _Search,
+    search: TileCorrelator,
     template: torch.Tensor,
     mask: torch.Tensor,
     rotations: torch.Tensor,
     box_filter: torch.Tensor,
     batch: int,
     progress: Callable[[int], None] | None,
-    moments: tuple[_Moments, torch.Tensor] | None = None,
+    moments: _Moments | None = None,
     allowed: tuple[torch.Tensor, torch.Tensor] | None = None,
+    denominator: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best score and best rotation index at every voxel of the tile (and the single-rotation score sums
-    into ``moments``: the accumulator and the tile's voxels to count). ``allowed``: the (rotations, groups)
+    into ``moments``, set to the tile's voxels). ``allowed``: the (rotations, groups)
     table of rotations allowed per group and the tile's group of each voxel; a rotation scores only where
-    allowed."""
-    best = torch.full(search.shape, -torch.inf, device=search.device)
-    index = torch.zeros(search.shape, dtype=torch.int32, device=search.device)
-    better = torch.zeros(search.shape, dtype=torch.bool, device=search.device)
+    allowed. ``denominator``: the local SD under a rotation-invariant mask (None: the mask is rotated). The
+    boxes are prepared ``batch`` rotations at a time; the tile-sized work runs one rotation at a time."""
+    tracker = BestScore(search.shape, search.device)
     n = template.shape[-1]
     xyz = _centred_xyz(n, search.device)
+    spherical = denominator is not None
     for start in range(0, len(rotations), batch):
         r = rotations[start : start + batch]
         turned = rotate_volumes(template, r, xyz)
         turned = torch.fft.irfftn(torch.fft.rfftn(turned, dim=(1, 2, 3)) * box_filter, s=(n, n, n), dim=(1, 2, 3))
-        spherical = search.denominator is not None
         masks = mask[None].expand(len(r), -1, -1, -1) if spherical else rotate_volumes(mask, r, xyz).clamp(0, 1)
-        a = _normalise_under_mask(turned, masks)
-        sd = None if spherical else search.local_sd(masks)  # before the correlation: they share buffers
-        cc = search.correlate(search.padded_spectrum(a))
-        if sd is not None:
-            cc = cc / sd
-        if moments is not None:
-            moments[0].add(cc, moments[1], start, search.denominator)
-        if allowed is not None:
-            table, labels = allowed
-            cc = torch.where(table[start : start + len(r)][:, labels], cc, -torch.inf)
-        value, arg = cc.max(dim=0) if len(r) > 1 else (cc[0], torch.zeros(search.shape, dtype=torch.int64))
-        torch.gt(value, best, out=better)
-        torch.maximum(best, value, out=best)
-        torch.where(better, arg.to(torch.int32) + start, index, out=index)
+        boxes = _normalise_under_mask(turned, masks)
+        for i in range(len(r)):
+            k = start + i
+            sd = None if spherical else search.local_sd(masks[i])
+            cc = search.correlate(search.box_spectrum(boxes[i]))
+            if sd is not None:
+                cc = cc.div_(sd)
+            if moments is not None:
+                moments.add(cc, k)
+            if allowed is not None:
+                table, labels = allowed
+                cc = cc.masked_fill_(~table[k][labels], -torch.inf)
+            tracker.update(cc, k)
         if progress is not None:
             progress(min(start + batch, len(rotations)))
-    if search.denominator is not None:
-        best = best / search.denominator
-    return best, index
+    best = tracker.best
+    if denominator is not None:
+        best = best.div_(denominator)
+    return best, tracker.index
 
 
-def _batches(tile_voxels: int, n_rotations: int, memory_budget_bytes: int, batch: int | None) -> int:
-    if batch is not None:
-        return max(1, min(batch, n_rotations))
-    free = memory_budget_bytes - BYTES_PER_VOXEL_FIXED * tile_voxels
-    return int(max(1, min(n_rotations, 8, free // (BYTES_PER_VOXEL_ROTATION * tile_voxels))))
+def _batches(n_rotations: int, batch: int | None) -> int:
+    return max(1, min(batch or 8, n_rotations))
 
 
 def _iter_tiles(
@@ -336,6 +270,7 @@ def match_template(
     statistics_rotations: int = 32,
     location_groups: np.ndarray | None = None,
     allowed_rotations: np.ndarray | None = None,
+    fft_library: str | None = None,
 ) -> MatchResult:
     """Search a tomogram for a template over ``rotations`` (see the module docstring).
 
@@ -362,7 +297,8 @@ def match_template(
     memory_budget_bytes : int
         Tiles when the tomogram's search would need more (default 2 GiB).
     batch : int, optional
-        Rotations per FFT batch (default from the budget, at most 8).
+        Rotations whose boxes are rotated and weighted together (default 8); the tile-sized transforms run
+        one rotation at a time.
     seed : int
         Seed of the random phases.
     device : torch device, optional
@@ -379,6 +315,8 @@ def match_template(
     allowed_rotations : (r, g) bool, optional
         Whether rotation i may score in group j. A voxel's score is its best over its allowed rotations (0
         where none is).
+    fft_library : {"scipy", "torch"}, optional
+        The FFTs' library (default: scipy.fft on the CPU, torch elsewhere; see ``correlation``).
 
     Returns
     -------
@@ -412,8 +350,8 @@ def match_template(
     if background_correction:
         templates.append(phase_randomised(tmpl, seed=seed) * sign)
     shape = tuple(int(s) for s in tomo.shape)
-    per_rotation = max(1, min(len(rot), batch or 1))
-    max_voxels = max(1, memory_budget_bytes // (BYTES_PER_VOXEL_FIXED + BYTES_PER_VOXEL_ROTATION * per_rotation))
+    max_voxels = max(1, memory_budget_bytes // (BYTES_PER_VOXEL_FIXED + BYTES_PER_VOXEL_ROTATION))
+    scipy_fft = use_scipy(dev, fft_library)
     maps = [torch.zeros(shape, device=dev) for _ in templates]
     best_index = torch.zeros(shape, dtype=torch.int32, device=dev)
     n_tiles = 0
@@ -434,26 +372,29 @@ def match_template(
     for core, inner, padded, extent in _iter_tiles(tomo, n, max_voxels):
         n_tiles += 1
         size = tuple(int(s) for s in padded.shape)
-        search = _Search(padded, m, spherical, radial_filter(size).to(dev) if radial_filter is not None else None)  # type: ignore[arg-type]
-        b = _batches(int(np.prod(size)), len(rot), memory_budget_bytes, batch)
+        radial = radial_filter(size) if radial_filter is not None else None  # type: ignore[arg-type]
+        search = TileCorrelator(padded, radial, n, scipy_fft=scipy_fft)
+        denominator = search.local_sd(m) if spherical else None
+        b = _batches(len(rot), batch)
         for k, t in enumerate(templates):
             report = (lambda done: progress(done, len(rot))) if progress is not None else None
             stats = None
             if k == 0:  # the single-rotation scores of the template (not of its phase-randomised copy)
                 counted = torch.zeros(size, dtype=torch.bool, device=dev)
                 counted[inner] = where[core]
-                stats = (moments, counted)
+                moments.tile(counted, denominator)
+                stats = moments
             allowed = None
             if table is not None:
                 tile_labels = torch.full(size, table.shape[1] - 1, dtype=torch.int64, device=dev)
                 part = labels[extent]
                 tile_labels[: part.shape[0], : part.shape[1], : part.shape[2]] = part
                 allowed = (table, tile_labels)
-            best, index = _search_tile(search, t, m, rot, box_filter, b, report, stats, allowed)
+            best, index = _search_tile(search, t, m, rot, box_filter, b, report, stats, allowed, denominator)
             maps[k][core] = best[inner]
             if k == 0:
                 best_index[core] = index[inner]
-        del search
+        del search, denominator
     scores = maps[0] - maps[1] if background_correction else maps[0]
     scores = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores))
     rotation_mean, rotation_sd = moments.mean_sd()

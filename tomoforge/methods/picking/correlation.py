@@ -1,0 +1,160 @@
+"""FFT correlation of a small box with a (padded) tomogram tile, for template matching: the pruned forward
+transform of the box, the product with the tile's spectrum and its inverse transform, and the running best
+score and best rotation per voxel.
+
+On the CPU the transforms are scipy.fft's (pocketfft, float32 in and out, ``torch.get_num_threads()`` workers):
+at the `cell` preset's tile (160 × 512 × 512) its inverse real transform takes half the CPU time of torch's and
+its single-axis passes a third (benchmarks/template_matching.py ``--components``). Elsewhere (CUDA) torch's.
+The arrays stay torch tensors (numpy views of the same memory on the CPU).
+
+Arrays: a tile (z, y, x) float32; its spectrum (z, y, x // 2 + 1) complex64; a box (n, n, n) float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def wrap_index(n: int, size: int, device: torch.device) -> torch.Tensor:
+    """Where voxel i of a box goes on a periodic axis of ``size`` when the box is reflected through its centre
+    n // 2 onto the origin: (n // 2 − i) mod size (a correlation becomes a product without a conjugate)."""
+    return (n // 2 - torch.arange(n, device=device)) % size
+
+
+def use_scipy(device: torch.device, fft_library: str | None) -> bool:
+    """Whether the transforms go through scipy.fft: ``fft_library`` "scipy" or "torch", or None (scipy on the
+    CPU, torch elsewhere)."""
+    if fft_library not in (None, "scipy", "torch"):
+        raise ValueError(f"fft_library must be 'scipy', 'torch' or None, got {fft_library!r}")
+    if fft_library == "scipy" and device.type != "cpu":
+        raise ValueError(f"fft_library 'scipy' needs the CPU, the search is on {device}")
+    return fft_library == "scipy" or (fft_library is None and device.type == "cpu")
+
+
+def _pocketfft() -> Any:
+    """scipy's pocketfft module, whose transforms write into a given array (scipy.fft's public functions
+    allocate their output: at the `cell` size the page faults of a fresh 336 MB array cost as much CPU as the
+    transform's arithmetic); None where this scipy has no such module (then the public functions are used)."""
+    try:
+        from scipy.fft._pocketfft import pypocketfft
+    except ImportError:  # pragma: no cover - depends on the scipy version
+        return None
+    return pypocketfft if hasattr(pypocketfft, "c2c") and hasattr(pypocketfft, "c2r") else None
+
+
+class TileCorrelator:
+    """The tile's spectrum (and that of its square), and correlations Σ_y box(y) T(x + y) with it.
+
+    A box is put on the tile grid reflected (box(−y) at y) so that the correlation is the inverse FFT of the
+    product of the two spectra. The box's spectrum is computed axis by axis, padding each axis only before
+    transforming it (x, then z, then y): the zeros of the padded box are never transformed, and only the last
+    pass (along y, one complex transform per (z, kx) column) runs over the whole grid: about a third of a full
+    forward transform's CPU time at the `cell` size. On the CPU the tile-sized transforms write into buffers
+    kept from one rotation to the next (no allocation per rotation) and the inverse transform's 1 / N is folded
+    into the tile's spectra once.
+    """
+
+    def __init__(self, tile: torch.Tensor, radial: torch.Tensor | None, n: int, *, scipy_fft: bool):
+        self.shape = tuple(int(s) for s in tile.shape)
+        self.device = tile.device
+        self.n = n
+        self.scipy = scipy_fft
+        self.workers = max(1, torch.get_num_threads())
+        self.pocket = _pocketfft() if scipy_fft else None
+        if self.scipy:
+            import scipy.fft
+
+            spec = torch.from_numpy(scipy.fft.rfftn(tile.numpy(), workers=self.workers))
+            if radial is not None:
+                spec = spec.mul_(radial)
+                tile = torch.from_numpy(scipy.fft.irfftn(spec.numpy(), s=self.shape, workers=self.workers))
+            squared = torch.from_numpy(scipy.fft.rfftn((tile * tile).numpy(), workers=self.workers))
+            scale = 1.0 / float(tile.numel())  # the inverse transforms do not normalise: folded in here
+            spec, squared = spec.mul_(scale), squared.mul_(scale)
+        else:
+            spec = torch.fft.rfftn(tile)
+            if radial is not None:
+                spec = spec * radial.to(spec.device)
+                tile = torch.fft.irfftn(spec, s=self.shape)
+            squared = torch.fft.rfftn(tile * tile)
+        self.spectrum, self.squared_spectrum = spec, squared
+        sz, sy, sx = self.shape
+        self.wrap = [wrap_index(n, s, self.device) for s in self.shape]
+        self._wrap_np = [w.cpu().numpy() for w in self.wrap]
+        # zero everywhere but the rows each box overwrites: padding along x, then z, then y
+        self._bx = torch.zeros((n, n, sx), device=self.device)
+        self._bz = torch.zeros((sz, n, sx // 2 + 1), dtype=torch.complex64, device=self.device)
+        self._by = torch.zeros((sz, sy, sx // 2 + 1), dtype=torch.complex64, device=self.device)
+        self._spec = torch.empty_like(self._by) if self.pocket is not None else None
+        self._out = torch.empty(self.shape, device=self.device) if self.pocket is not None else None
+
+    def box_spectrum(self, box: torch.Tensor) -> torch.Tensor:
+        """rfftn of ``box`` (n, n, n) reflected onto the tile grid (zero elsewhere): (z, y, x // 2 + 1), a
+        buffer that the next call may overwrite."""
+        wz, wy, wx = self.wrap
+        self._bx[..., wx] = box
+        if not self.scipy:
+            self._bz[wz] = torch.fft.rfft(self._bx, dim=-1)
+            self._by[:, wy] = torch.fft.fft(self._bz, dim=0)
+            return torch.fft.fft(self._by, dim=1)
+        import scipy.fft
+
+        bz, by = self._bz.numpy(), self._by.numpy()
+        bz[self._wrap_np[0]] = scipy.fft.rfft(self._bx.numpy(), axis=-1, workers=self.workers)
+        by[:, self._wrap_np[1]] = scipy.fft.fft(bz, axis=0, workers=self.workers)
+        if self.pocket is None or self._spec is None:
+            return torch.from_numpy(scipy.fft.fft(by, axis=1, workers=self.workers))
+        self.pocket.c2c(by, axes=(1,), forward=True, inorm=0, out=self._spec.numpy(), nthreads=self.workers)
+        return self._spec
+
+    def correlate(self, spectrum: torch.Tensor, with_squares: bool = False) -> torch.Tensor:
+        """Σ_y box(y) T(x + y) (or T²) for a box's spectrum from ``box_spectrum``, which it overwrites:
+        (z, y, x) float32, a buffer that the next call may overwrite."""
+        product = spectrum.mul_(self.squared_spectrum if with_squares else self.spectrum)
+        if not self.scipy:
+            return torch.fft.irfftn(product, s=self.shape)
+        import scipy.fft
+
+        if self.pocket is None or self._out is None:
+            return torch.from_numpy(
+                scipy.fft.irfftn(product.numpy(), s=self.shape, workers=self.workers, overwrite_x=True, norm="forward")
+            )
+        spec = product.numpy()
+        self.pocket.c2c(spec, axes=(0, 1), forward=False, inorm=0, out=spec, nthreads=self.workers)
+        self.pocket.c2r(
+            spec,
+            axes=(2,),
+            lastsize=self.shape[2],
+            forward=False,
+            inorm=0,
+            out=self._out.numpy(),
+            nthreads=self.workers,
+        )
+        return self._out
+
+    def local_sd(self, mask: torch.Tensor) -> torch.Tensor:
+        """√(Σ m T² − (Σ m T)² / Σ m) at every voxel for a mask (n, n, n); inf where the tomogram is flat."""
+        spec = self.box_spectrum(mask)
+        s1 = self.correlate(spec.clone()).clone()
+        s2 = self.correlate(spec, with_squares=True)
+        scale = float(s2.abs().amax().clamp(min=1e-30))
+        var = s1.square_().div_(-float(mask.sum().clamp(min=1e-12))).add_(s2)
+        return torch.where(var > 1e-5 * scale, torch.sqrt(var.clamp(min=0)), torch.full_like(var, torch.inf))
+
+
+class BestScore:
+    """The best score so far at every voxel of a tile and the index of its rotation, updated in place (no
+    allocation per rotation): a strictly better score replaces the stored one, so ties keep the first."""
+
+    def __init__(self, shape: tuple[int, ...], device: torch.device) -> None:
+        self.best = torch.full(shape, -torch.inf, device=device)
+        self.index = torch.zeros(shape, dtype=torch.int32, device=device)
+        self._better = torch.zeros(shape, dtype=torch.bool, device=device)
+
+    def update(self, scores: torch.Tensor, rotation: int) -> None:
+        """Keep ``scores`` (the tile's shape) where they beat the best, with ``rotation`` as their index."""
+        torch.gt(scores, self.best, out=self._better)
+        torch.maximum(self.best, scores, out=self.best)
+        self.index.masked_fill_(self._better, rotation)
