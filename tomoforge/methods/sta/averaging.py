@@ -273,7 +273,16 @@ def average_subtomograms(
             else (np.zeros(m, dtype=np.int64) if w_box.shape[0] == 1 else np.arange(m)),
             device=dev,
         )
-    channels = 2 if w_box is None else 3
+    # the weights: upsampled to the padded grid and sampled with the data on the fine grid; on the box grid (8×
+    # fewer samples than the upsampling's) sampled on their own, at g_w = α g + β
+    merged = w_box is not None and fine_grid
+    if w_box is not None and not merged:
+        w_box = torch.fft.fftshift(w_box, dim=(-3, -2))[:, None]  # (w, 1, n, n, n // 2 + 1), z and y centred
+        s_w = torch.tensor([2.0 / max(n // 2, 1), 2.0 / (n - 1), 2.0 / (n - 1)], device=dev)
+        alpha = s_w / (2.0 * scale * out / (2.0 * n))
+        beta = torch.tensor([-1.0, n // 2 * 2.0 / (n - 1) - 1.0, n // 2 * 2.0 / (n - 1) - 1.0], device=dev)
+        beta = beta - alpha * bias
+    channels = 3 if merged else 2
     num = torch.zeros((2, 2, k.shape[0]), dtype=torch.float32, device=dev)  # half, (re, im), frequency
     den = torch.zeros((2, k.shape[0]), dtype=torch.float32, device=dev)
     for start in range(0, m, batch):
@@ -284,9 +293,10 @@ def average_subtomograms(
         chunk = volumes[keep[0] : keep[-1] + 1][keep - keep[0]]  # one contiguous read of a memory map
         vols = torch.as_tensor(np.asarray(chunk) if not isinstance(chunk, torch.Tensor) else chunk)
         grids = torch.empty((b, channels, big, big, big // 2 + 1), dtype=torch.float32, device=dev)
-        half_spectrum(vols.to(dev, torch.float32), big, out=grids[:, :2])  # data and weight: one grid_sample
+        half_spectrum(vols.to(dev, torch.float32), big, out=grids[:, :2])
         if w_box is not None and index is not None:
             used, which = torch.unique(index[torch.as_tensor(keep, device=dev)], return_inverse=True)
+        if merged and w_box is not None:
             if len(used) == b:
                 upsample_weights(w_box[used], big, grids[:, 2])
             else:  # weights shared within the batch: each upsampled once
@@ -298,18 +308,25 @@ def average_subtomograms(
         sampled = F.grid_sample(
             grids, g.view(b, 1, 1, -1, 3), mode="bilinear", padding_mode="zeros", align_corners=True
         ).view(b, channels, -1)
-        del grids, g
+        del grids
+        if w_box is not None and not merged:
+            wg = w_box[used].expand(b, -1, -1, -1, -1) if len(used) == 1 else w_box[used][which]
+            gw = torch.addcmul(beta, g, alpha).view(b, 1, 1, -1, 3)
+            wv = F.grid_sample(wg, gw, mode="bilinear", padding_mode="zeros", align_corners=True).view(b, 1, -1)
+            sampled = torch.cat([sampled, wv], dim=1)
+        del g
         sampled[:, 1] *= sign[..., 0]
         h = torch.as_tensor(halves[keep] - 1, device=dev)
-        if channels == 2:  # no weights: the plain mean
-            den += torch.bincount(h, minlength=2).to(den.dtype)[:, None]
+        onehot = (h[None, :] == torch.arange(2, device=dev)[:, None]).to(torch.float32)  # (2, b): sums per half
+        if w_box is None:  # no weights: the plain mean
+            den += onehot.sum(1)[:, None]
         elif premultiplied:  # data Σ CTF·view and weight Σ CTF²: summed as they are
-            den.index_add_(0, h, sampled[:, 2])
+            den.addmm_(onehot, sampled[:, 2])
         else:  # W S and W²
             wv = sampled[:, 2]
             sampled[:, :2] *= wv[:, None]
-            den.index_add_(0, h, wv * wv)
-        num.index_add_(0, h, sampled[:, :2])
+            den.addmm_(onehot, wv * wv)
+        num.view(2, -1).addmm_(onehot, sampled[:, :2].reshape(b, -1))
     eps = wiener_constant * float(den.sum(0).mean().clamp(min=1e-12))
     num_grid = torch.zeros((2, 2, inside.numel()), dtype=torch.float32, device=dev)
     num_grid[..., inside] = num
