@@ -9,8 +9,9 @@
   views at that rate;
 - 3D subtomograms (``extract_subtomograms``) from a 512 × 512 × 200 tomogram at box ``--box``, and their
   3D weights with the CTF at each particle's height (``subtomogram_weights``, 41 views): particles per second;
-- averaging (``average_subtomograms``) of those subtomograms with their weights: particles per second, on the
-  padded box's Fourier grid (the default) and on the box's own (``fine_grid=False``).
+- averaging (``average_subtomograms``) of those subtomograms with their weights: particles per second and CPU
+  seconds per particle (all threads; the machine's load beside it), on the padded box's Fourier grid (the
+  default), on the box's own (``fine_grid=False``) and as premultiplied data (``premultiplied=True``).
 
 Memory: the peak resident size of the process (``ru_maxrss``) after each step, and on a GPU the peak allocated.
 Times are wall clock of one run after a warm-up batch. Prints one JSON object (also to ``--json``) and rewrites
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import resource
 import sys
 import time
@@ -52,13 +54,16 @@ def gpu_peak_MB(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
-def timed(fn, device: torch.device) -> float:
+def timed(fn, device: torch.device, cpu: list[float] | None = None) -> float:
+    """Wall seconds of fn(); its CPU seconds (all threads) appended to ``cpu`` where given."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    if cpu is not None:
+        cpu.append(time.process_time() - c0)
     return time.perf_counter() - t0
 
 
@@ -134,23 +139,34 @@ def main() -> None:
     }
     rotations = random_rotations(n, rng)
     halves = np.arange(n) % 2 + 1
-    t_avg = timed(
-        lambda: average_subtomograms(holder["boxes"], rotations, halves, weights=holder["weights"], device=device),
-        device,
-    )
-    out["average"] = {
-        "seconds": t_avg,
-        "particles_per_s": n / t_avg,
-        "peak_rss_MB": peak_rss_MB(),
-        "gpu_peak_MB": gpu_peak_MB(device),
+    averages = {  # name: keyword arguments of average_subtomograms
+        "average": {},
+        "average_box_grid": {"fine_grid": False},
+        "average_premultiplied": {"premultiplied": True},  # RELION's Σ D / Σ CTF² (weight_3d=ctf2 files)
     }
-    t_box = timed(
-        lambda: average_subtomograms(
-            holder["boxes"], rotations, halves, weights=holder["weights"], fine_grid=False, device=device
-        ),
-        device,
-    )
-    out["average_box_grid"] = {"seconds": t_box, "particles_per_s": n / t_box}
+    for name, kwargs in averages.items():
+        cpu: list[float] = []
+        seconds = timed(
+            functools.partial(
+                average_subtomograms,
+                holder["boxes"],
+                rotations,
+                halves,
+                weights=holder["weights"],
+                device=device,
+                **kwargs,
+            ),
+            device,
+            cpu,
+        )
+        out[name] = {
+            "seconds": seconds,
+            "particles_per_s": n / seconds,
+            "cpu_s_per_particle": cpu[0] / n,
+            "load": round(os.getloadavg()[0], 1),
+            "peak_rss_MB": peak_rss_MB(),
+            "gpu_peak_MB": gpu_peak_MB(device),
+        }
     print(json.dumps(out, indent=1))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
@@ -172,10 +188,17 @@ def main() -> None:
             f"{s['seconds']:.1f} s | {s['peak_rss_MB']:.0f} MB |",
             f"| their 3D weights (wedge, CTF at height, dose; 41 views) | {s['weights_particles_per_s']:.1f} "
             f"particles/s | {s['weights_seconds']:.1f} s | |",
-            f"| weighted average per half set | {a['particles_per_s']:.1f} particles/s | {a['seconds']:.1f} s | "
+            f"| weighted average per half set | {a['particles_per_s']:.1f} particles/s "
+            f"({a['cpu_s_per_particle'] * 1000:.0f} CPU ms each, load {a['load']}) | {a['seconds']:.1f} s | "
             f"{a['peak_rss_MB']:.0f} MB |",
             f"| the same on the box's own Fourier grid (`fine_grid=False`) | "
-            f"{out['average_box_grid']['particles_per_s']:.1f} particles/s | {out['average_box_grid']['seconds']:.1f} s | |",
+            f"{out['average_box_grid']['particles_per_s']:.1f} particles/s "
+            f"({out['average_box_grid']['cpu_s_per_particle'] * 1000:.0f} CPU ms) | "
+            f"{out['average_box_grid']['seconds']:.1f} s | |",
+            f"| premultiplied data with Σ CTF² weights (`premultiplied=True`) | "
+            f"{out['average_premultiplied']['particles_per_s']:.1f} particles/s "
+            f"({out['average_premultiplied']['cpu_s_per_particle'] * 1000:.0f} CPU ms) | "
+            f"{out['average_premultiplied']['seconds']:.1f} s | |",
         ]
         replace_section("<!-- extraction:start -->", "<!-- extraction:end -->", lines)
 

@@ -49,9 +49,11 @@ class PseudoParams(ProtocolParams):
         "CTF² weight volume (average-subtomograms reads them)",
     )
     weight_3d: Literal["sqrt-ctf2", "ctf2"] = param(
-        "sqrt-ctf2",
-        help="3d: ctf2 writes Σ CTF·view and Σ CTF² (RELION 5's files); sqrt-ctf2 divides the data by √Σ CTF² and "
-        "writes √Σ CTF² as the weight, so that average-subtomograms averages as RELION does (Σ data / Σ CTF²)",
+        "ctf2",
+        help="3d: ctf2 writes Σ CTF·view and Σ CTF² (RELION 5's files), which average-subtomograms averages as RELION "
+        "does, Σ data / Σ CTF² over all particles (the default: on the small virions as good as the 2D path to "
+        "Nyquist); sqrt-ctf2 divides each particle's data by its own √Σ CTF² (weight √Σ CTF²), which is noisy "
+        "where all of a particle's CTFs are near a zero (FSC to the reference 0.80 vs 0.87 at 0.75 Nyquist)",
     )
 
     @model_validator(mode="after")
