@@ -8,6 +8,11 @@ shifts drifting with |tilt| in acquisition order) puts them: splatted with bilin
 blob size in Fourier space. The phase is that projection plus the ice (white, ``ice_rad`` per 2 Å pixel
 scaled with the pixel area and 1/cos β, uncorrelated between tilts), under one CTF per tilt; the mean
 intensity falls as exp(−T/(λ cos(β + δ))). Nothing of tomoforge's simulator is used.
+
+With ``gold_count`` (for benchmarks' fiducial alignment on the same kind of series), gold spheres of
+``gold_diameter_A`` lie on the slab's two surfaces: their projected thickness t (the 3D Fourier transform of a
+ball on the kz = 0 plane) adds a phase of ``GOLD_RAD_PER_A`` · t under the CTF and dims the intensity by
+exp(−t / ``GOLD_MFP_A``). The rest of the series (every other random draw) is the same as without gold.
 """
 
 from __future__ import annotations
@@ -20,13 +25,17 @@ import torch
 
 from tomoforge.methods.align.projection_model import ProjectionModel
 
+# gold: mean inner potential ≈ 30 V, interaction constant at 300 kV 6.5e-4 rad/(V·Å); amplitude loss per Å
+GOLD_RAD_PER_A = 0.0196
+GOLD_MFP_A = 100.0
+
 
 @dataclass(frozen=True)
 class TiltSetup:
     """Image size (px) and pixel size (Å), tilts ±``max_tilt_deg`` in steps of ``step_deg`` (dose-symmetric),
     the true tilt axis and tilt offset (°), slab thickness (Å), blob count per µm², dose (e/Å² per tilt),
     defocus (µm), ice texture (rad per 2 Å pixel), drift of the shifts per view (Å, growing with |tilt|), T/λ,
-    seed."""
+    seed, gold beads (count on the two surfaces, 0: none) and their diameter (Å)."""
 
     size: int = 256
     pixel_size_A: float = 8.0
@@ -42,17 +51,20 @@ class TiltSetup:
     drift_A: float = 12.0
     attenuation: float = 0.35
     seed: int = 0
+    gold_count: int = 0
+    gold_diameter_A: float = 100.0
 
 
 @dataclass
 class TiltData:
-    """(n, y, x) float32 images in acquisition order, their nominal tilts (°), the true model and the
-    blob centres (m, 3) in Å."""
+    """(n, y, x) float32 images in acquisition order, their nominal tilts (°), the true model, the
+    blob centres (m, 3) in Å and the gold beads' centres (g, 3) in Å."""
 
     images: np.ndarray
     nominal_deg: np.ndarray
     truth: ProjectionModel
     points_A: np.ndarray
+    gold_A: np.ndarray
 
 
 def dose_symmetric(max_tilt_deg: float, step_deg: float) -> np.ndarray:
@@ -105,6 +117,18 @@ def make_tilts(s: TiltSetup) -> TiltData:
         dens = _splat(uv[:, pick], torch.ones(int(pick.sum()), dtype=torch.float64), n)
         mass = peak_rad * 2 * math.pi * (sigma_A / px) ** 2  # rad·px² of a blob whose peak is ``peak_rad``
         spectrum += torch.fft.rfft2(dens) * mass * torch.exp(-2 * math.pi**2 * sigma_A**2 * k2)
+    gold = np.c_[
+        rng.uniform(-0.4, 0.4, (s.gold_count, 2)) * n * px, rng.choice([-0.5, 0.5], s.gold_count) * s.thickness_A
+    ]
+    gold_t = torch.zeros((views, n, n), dtype=torch.float64)
+    if s.gold_count:
+        r = s.gold_diameter_A / 2
+        kr = (2 * math.pi * r * torch.sqrt(k2)).clamp(min=1e-6)
+        ball = 4 * math.pi * r**3 * (torch.sin(kr) - kr * torch.cos(kr)) / kr**3 / px**2  # Å³ per px²: Å
+        g_dens = _splat(torch.as_tensor(truth.project_px(gold, px)), torch.ones(s.gold_count, dtype=torch.float64), n)
+        g_spec = torch.fft.rfft2(g_dens) * ball
+        spectrum += g_spec * GOLD_RAD_PER_A
+        gold_t = torch.fft.irfft2(g_spec, s=(n, n)).clamp(min=0)
     rad = np.deg2rad(nominal + s.offset_deg)
     ice_sd = torch.as_tensor(s.ice_rad * (2.0 / px) / np.sqrt(np.cos(rad)))[:, None, None]
     ice = torch.randn((views, n, n), generator=gen, dtype=torch.float64) * ice_sd
@@ -113,9 +137,9 @@ def make_tilts(s: TiltSetup) -> TiltData:
     ctf = calculate_ctf_2d(defocus, 0.03, 30.0, 300.0, 2.7, 0.07, 0.0, px, (n, n), True, False)
     contrast = torch.fft.irfft2(spectrum * ctf.to(torch.float64), s=(n, n))
     mean = torch.as_tensor(np.exp(-s.attenuation / np.cos(rad)))[:, None, None]
-    intensity = (1.0 + 2.0 * contrast).clamp(min=0.05) * mean
+    intensity = (1.0 + 2.0 * contrast).clamp(min=0.05) * mean * torch.exp(-gold_t / GOLD_MFP_A)
     images = torch.poisson(intensity * s.dose * px * px, generator=gen)
-    return TiltData(images.numpy().astype(np.float32), nominal, truth, points)
+    return TiltData(images.numpy().astype(np.float32), nominal, truth, points, gold)
 
 
 __all__ = ["TiltData", "TiltSetup", "dose_symmetric", "make_tilts"]

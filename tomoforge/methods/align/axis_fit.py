@@ -35,6 +35,8 @@ class AxisFit:
     rms_px: float
     weights: np.ndarray  # (n_views, n_tracks)
     shifts_px: np.ndarray  # (n_views, 2) (x, y) where the points' centre lands, pixels from the image centre
+    points_px: np.ndarray  # (n_tracks, 3) (x, y, z) of each landmark, pixels (x across the axis, y along it)
+    residuals_px: np.ndarray  # (n_views, n_tracks, 2) observed − fitted (x, y), pixels (NaN where not seen)
 
 
 def _designs(vi: np.ndarray, bj: np.ndarray, tilts_deg: np.ndarray, n: int, m: int) -> tuple[csr_matrix, csr_matrix]:
@@ -135,8 +137,14 @@ def fit_tilt_axis(
     full[vi, bj] = weights
     rms = float(np.sqrt(np.sum(weights * lengths**2) / np.sum(weights)))
     # where the specimen centre (the points' mean, the gauge) lands in each view: (a_v, b_v) turned back
-    shifts = np.c_[across[2 * m :], along[m:]] @ rotation_2d(best).T
-    return AxisFit(tilt_axis_deg=best, rms_px=rms, weights=full, shifts_px=shifts)
+    rot = rotation_2d(best)
+    shifts = np.c_[across[2 * m :], along[m:]] @ rot.T
+    residuals = np.full((n, m, 2), np.nan)
+    residuals[vi, bj] = final @ rot.T
+    points = np.c_[across[:m], along[:m], across[m : 2 * m]]
+    return AxisFit(
+        tilt_axis_deg=best, rms_px=rms, weights=full, shifts_px=shifts, points_px=points, residuals_px=residuals
+    )
 
 
 __all__ = ["AxisFit", "fit_tilt_axis"]

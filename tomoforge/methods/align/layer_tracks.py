@@ -217,6 +217,23 @@ class LayerAxis:
     shifts_px: np.ndarray | None = None
 
 
+# a' − a ≈ RATE · (truth − a): each round of layer tracks moves the axis 0.36–0.53 of the way on the foreign-like
+# series (benchmarks/RESULTS.md, "The tilt axis from layer tracks"); a secant slope outside [-1, -1/4] is noise.
+RATE, SLOWEST = 0.4, 0.25
+
+
+def secant_root(a0: float, f0: float, a1: float, f1: float, *, min_move_deg: float = 0.05) -> float:
+    """The fixed point of a ↦ a' (degrees) from two rounds (a₀ → f₀, a₁ → f₁): the root of g(a) = a' − a along
+    the secant, its slope held within [−1, −1/4] (−1: the second fit itself; −1/4: four times its step). Where
+    the rounds moved less than ``min_move_deg`` the secant's slope is the ratio of two differences of noise
+    (a second pass from near the truth: −0.09° where both rounds were within 0.02°), so the typical slope
+    −``RATE`` is taken instead."""
+    g0, g1 = f0 - a0, f1 - a1
+    slope = (g1 - g0) / (a1 - a0) if abs(a1 - a0) >= min_move_deg else -RATE
+    slope = float(np.clip(slope, -1.0, -SLOWEST)) if slope < 0 else -RATE
+    return a1 - g1 / slope
+
+
 def refine_axis_by_layers(
     images: ArrayLike | torch.Tensor,
     tilts_deg: ArrayLike,
@@ -226,12 +243,14 @@ def refine_axis_by_layers(
     *,
     settings: LayerTrackingSettings = LayerTrackingSettings(),
     max_step_deg: float = 1.5,
+    min_move_deg: float = 0.05,
     fit_shifts: bool = True,
 ) -> LayerAxis:
     """The tilt axis from layer tracks (``track_layer_points`` + ``fit_tilt_axis``), as the fixed point of
     "make layers with axis a, fit the axis a' their tracks give": a' − a is linear in a near the truth and
     vanishes there, so two rounds (from a₀, then from a₁ = a₀') give it by the secant through (a₀, a₀' − a₀)
-    and (a₁, a₁' − a₁), the step from a₀ limited to ``max_step_deg``. With ``fit_shifts``, a last round of
+    and (a₁, a₁' − a₁) (``secant_root``; rounds that move less than ``min_move_deg`` take the typical rate
+    instead of their own), the step from a₀ limited to ``max_step_deg``. With ``fit_shifts``, a last round of
     tracks made with that axis gives the shifts (``fit_tilt_axis`` with the axis held). Arguments as
     ``track_layer_points``."""
     out = LayerAxis(tilt_axis_deg=float(tilt_axis_deg))
@@ -242,8 +261,7 @@ def refine_axis_by_layers(
         out.rounds.append((a, fitted))
         a = fitted
     (a0, f0), (a1, f1) = out.rounds
-    g0, g1 = f0 - a0, f1 - a1
-    root = a1 - g1 * (a1 - a0) / (g1 - g0) if abs(g1 - g0) > 1e-6 and (g1 - g0) * (a1 - a0) < 0 else f1
+    root = secant_root(a0, f0, a1, f1, min_move_deg=min_move_deg)
     out.tilt_axis_deg = float(np.clip(root, a0 - max_step_deg, a0 + max_step_deg))
     if fit_shifts:
         tracks, _, _ = track_layer_points(
@@ -258,5 +276,6 @@ __all__ = [
     "LayerTrackingSettings",
     "layer_backprojections",
     "refine_axis_by_layers",
+    "secant_root",
     "track_layer_points",
 ]

@@ -24,6 +24,8 @@ from numpy.typing import ArrayLike
 from tomoforge.methods.align.coarse import stretch_matrix
 from tomoforge.methods.align.filters import bandpass, correlation_peak, cross_correlation, edge_taper
 from tomoforge.methods.align.geometry import refine_geometry
+from tomoforge.methods.align.layer_alignment import layer_alignment
+from tomoforge.methods.align.layer_tracks import LayerTrackingSettings
 from tomoforge.methods.align.projection_model import ProjectionModel
 from tomoforge.methods.align.solve import (
     MIN_LANDMARKS,
@@ -106,6 +108,9 @@ class PatchAlignmentSettings:
     offset by projection matching against the other views (``geometry.refine_geometry``), seeded by the
     patch solution: patch tracks are biased by what a patch shows drifting with the tilt, projection matching
     is not (bead-free crowded slab with ice texture and a 1.4° axis error: 2.0 px RMS → 0.14 px at 12 Å/px).
+    ``layers``: align by layer tracks instead (``layer_alignment.layer_alignment``, ``layer_passes`` passes):
+    no patches are tracked and the options above are not used. None (the default here; the patch-tracking
+    protocol's default is layers): patches.
     """
 
     tracking: PatchTrackingSettings = field(default_factory=PatchTrackingSettings)
@@ -119,6 +124,8 @@ class PatchAlignmentSettings:
     level: bool = False
     projection_matching: bool = True
     axis_range_deg: float = 1.0
+    layers: LayerTrackingSettings | None = None
+    layer_passes: int = 2
 
 
 def track_patches(
@@ -239,9 +246,12 @@ def patch_alignment(
     shifts_px: ArrayLike | None = None,
     *,
     settings: PatchAlignmentSettings = PatchAlignmentSettings(),
+    tilt_offset_deg: float | None = None,
+    thickness_px: float | None = None,
 ) -> tuple[FiducialSolution, np.ndarray]:
     """Track patches (``track_patches``), keep those seen in enough views, and solve the projection model
-    as for fiducials (``solve_fiducial_alignment``).
+    as for fiducials (``solve_fiducial_alignment``); or, with ``settings.layers``, align by layer tracks
+    (``layer_alignment.layer_alignment``).
 
     Parameters
     ----------
@@ -253,6 +263,8 @@ def patch_alignment(
         (n, 2) coarse (x, y) shifts, pixels (zeros if None): seed the tracking.
     settings
         Tracking and solving options (``PatchAlignmentSettings``).
+    tilt_offset_deg, thickness_px
+        Layer tracks only: the coarse tilt offset (degrees) and the slab's thickness (pixels); None: estimated.
 
     Returns
     -------
@@ -261,6 +273,20 @@ def patch_alignment(
     tracks
         (n, k, 2) the tracks (pieces) that were solved, pixels from the image centre, NaN = gap.
     """
+    if settings.layers is not None:
+        n = len(np.asarray(tilts_deg))
+        la = layer_alignment(
+            images,
+            tilts_deg,
+            tilt_axis_deg,
+            pixel_size_A,
+            np.zeros((n, 2)) if shifts_px is None else shifts_px,
+            tilt_offset_deg=tilt_offset_deg,
+            thickness_px=thickness_px,
+            settings=settings.layers,
+            passes=settings.layer_passes,
+        )
+        return la.solution, la.tracks_px
     tracks, _ = track_patches(images, tilts_deg, tilt_axis_deg, shifts_px, settings=settings.tracking)
     n = tracks.shape[0]
     min_views = max(3, int(np.ceil(settings.min_views_fraction * n)))

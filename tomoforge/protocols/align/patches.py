@@ -1,5 +1,7 @@
-"""Patch-tracking alignment protocol (fiducial-less): patches tracked through the series, then the
-same projection model as fiducial alignment (see tomoforge.methods.align.patches).
+"""Patch-tracking alignment protocol (fiducial-less). By default landmarks of one height matched against thin
+layers of a reconstruction give the tilt axis, the shifts and the tilt offset (tomoforge.methods.align.
+layer_alignment); with ``layer_tracks`` off, patches are tracked through the series and solved with the same
+projection model as fiducial alignment (tomoforge.methods.align.patches).
 
 The alignment is attached to the included tilt images (YTilt, ZRot, X/YShift in Å), never applied
 to the pixels; the input's shifts (e.g. from coarse-alignment) seed the tracking.
@@ -18,6 +20,7 @@ from tomoforge.model import TiltSeries
 from tomoforge.model.quantities import AngleDeg
 from tomoforge.protocols.align.views import (
     ViewGeometry,
+    included,
     load_binned,
     series_named,
     series_tasks,
@@ -28,11 +31,29 @@ from tomoforge.protocols.align.views import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from tomoforge.methods.align.layer_tracks import LayerTrackingSettings
     from tomoforge.methods.align.patches import PatchAlignmentSettings
+    from tomoforge.methods.align.solve import FiducialSolution
+
+
+# Layer tracking's sizes were tuned at 8 Å/px (issue 16's 2 Å images at binning 4): scaled to other samplings.
+LAYER_REFERENCE_A = 8.0
 
 
 class PatchTrackingParams(ProtocolParams):
     binning: float = param(4.0, ge=1, help="bin the images by this factor before tracking")
+    layer_tracks: bool = param(
+        True,
+        help="align by landmarks of one height matched against thin layers of a reconstruction (the tilt axis "
+        "within 0.1° on a foreign-like 1100 Å slab where patches put it 0.6° off); off: track patches",
+    )
+    layer_thickness_A: float = param(64.0, gt=0, unit="Å", help="layer tracks: thickness of a layer")
+    layer_passes: int = param(2, ge=1, le=5, help="layer tracks: passes of two rounds each, each from the last")
+    thickness_A: float | None = param(
+        None, gt=0, unit="Å", help="layer tracks: the specimen slab (default: found from the input's alignment)"
+    )
     patch_size_A: float = param(500.0, gt=0, unit="Å", help="side of a square patch")
     spacing_A: float = param(250.0, gt=0, unit="Å", help="distance between patch centres on the lowest tilt")
     high_cut_A: float = param(40.0, gt=0, unit="Å", help="low-pass: period at which the gain is 1/e")
@@ -89,19 +110,59 @@ def patch_options(p: PatchTrackingParams, pixel_size_A: float) -> PatchAlignment
         level=p.level,
         contour_views=p.contour_views or None,
         contour_overlap=p.contour_overlap,
+        layers=layer_options(p, px) if p.layer_tracks else None,
+        layer_passes=p.layer_passes,
+    )
+
+
+def layer_options(p: PatchTrackingParams, px: float) -> LayerTrackingSettings:
+    """Layer tracking's settings for images of ``px`` Å/px (after binning): the defaults, tuned at 8 Å/px,
+    scaled to ``px``; the layers ``layer_thickness_A`` thick."""
+    from tomoforge.methods.align.layer_tracks import LayerTrackingSettings
+
+    d, k = LayerTrackingSettings(), LAYER_REFERENCE_A / px
+    return LayerTrackingSettings(
+        patch_px=max(12, int(round(d.patch_px * k / 2)) * 2),
+        spacing_px=max(4.0, d.spacing_px * k),
+        layer_px=max(1.0, p.layer_thickness_A / px),
+        per_xy=d.per_xy,
+        low_cut_px=d.low_cut_px * k,
+        high_cut_px=max(2.0, d.high_cut_px * k),
+        radius_px=max(2.0, d.radius_px * k),
+        exclude=d.exclude,
+        min_score=d.min_score,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class PatchTrackingJob:
     """The job of ``patch_tracking_task``: one tilt series' included views, the binning, the method's
-    settings (at the binned pixel size) and the landmark table to write."""
+    settings (at the binned pixel size), the landmark table to write, and for layer tracks the input's tilt
+    offset (degrees, None: none stored) and the slab (Å, None: estimated)."""
 
     views: ViewGeometry
     binning: float
     settings: PatchAlignmentSettings
     out_file: str
     residuals_file: str = ""
+    tilt_offset_deg: float | None = None
+    thickness_A: float | None = None
+
+
+def solution_fields(sol: FiducialSolution, tracks: np.ndarray) -> dict[str, Any]:
+    """What a task returns of a solution (model per view, angles, residuals) and its (n, m, 2) tracks."""
+    m = sol.model
+    return {
+        "y_tilt_deg": m.tilt_deg.tolist(),
+        "z_rot_deg": m.z_rot_deg.tolist(),
+        "shifts_A": m.shift_A.tolist(),
+        "rms_px": sol.rms_px,
+        "tilt_axis_deg": sol.tilt_axis_deg,
+        "tilt_offset_deg": sol.tilt_offset_deg,
+        "n_patches": int(tracks.shape[1]),
+        "dropped": [int(b) + 1 for b in sol.dropped_beads],
+        "view_rms_px": sol.view_rms_px.tolist(),
+    }
 
 
 def patch_tracking_task(job: PatchTrackingJob) -> dict[str, Any]:
@@ -115,11 +176,12 @@ def patch_tracking_task(job: PatchTrackingJob) -> dict[str, Any]:
     v = job.views
     images = load_binned(v.sources, job.binning)
     px = v.pixel_size_A * job.binning
+    if job.settings.layers is not None:
+        return layer_tracking(job, images, px)
     sol, tracks = patch_alignment(
         images, np.asarray(v.tilts_deg), v.axis_deg, px, np.asarray(v.shifts_A) / px, settings=job.settings
     )
     write_landmarks(job.out_file, tracks, v.orders, sol.residuals_px)
-    m = sol.model
     matching: dict[str, Any] = {}
     if sol.view_matching_px is not None and sol.view_matching_score is not None:
         matching["view_residual_A"] = (sol.view_matching_px * px).tolist()
@@ -127,16 +189,50 @@ def patch_tracking_task(job: PatchTrackingJob) -> dict[str, Any]:
             write_view_residuals(job.residuals_file, v, matching["view_residual_A"], sol.view_matching_score.tolist())
             matching["residuals_file"] = job.residuals_file
     return {
-        "y_tilt_deg": m.tilt_deg.tolist(),
-        "z_rot_deg": m.z_rot_deg.tolist(),
-        "shifts_A": m.shift_A.tolist(),
-        "rms_px": sol.rms_px,
-        "tilt_axis_deg": sol.tilt_axis_deg,
-        "tilt_offset_deg": sol.tilt_offset_deg,
-        "n_patches": int(tracks.shape[1]),
-        "dropped": [int(b) + 1 for b in sol.dropped_beads],
-        "view_rms_px": sol.view_rms_px.tolist(),
+        **solution_fields(sol, tracks),
         **matching,
+    }
+
+
+def layer_tracking(job: PatchTrackingJob, images: Any, px: float) -> dict[str, Any]:
+    """``patch_tracking_task`` by layer tracks (``layer_alignment``) on the binned ``images`` (``px`` Å/px):
+    the landmark table, the per-view residual of the landmarks' fit (Å) and the mean score of each view's
+    matches, and what the log reports."""
+    import numpy as np
+
+    from tomoforge.methods.align.layer_alignment import layer_alignment
+    from tomoforge.protocols.align.landmarks import write_landmarks
+
+    v, st = job.views, job.settings
+    assert st.layers is not None
+    la = layer_alignment(
+        images,
+        np.asarray(v.tilts_deg),
+        v.axis_deg,
+        px,
+        np.asarray(v.shifts_A) / px,
+        tilt_offset_deg=job.tilt_offset_deg,
+        thickness_px=None if job.thickness_A is None else job.thickness_A / px,
+        settings=st.layers,
+        passes=st.layer_passes,
+    )
+    sol = la.solution
+    write_landmarks(job.out_file, la.tracks_px, v.orders, sol.residuals_px)
+    residual_A = (sol.view_rms_px * px).tolist()
+    seen = np.isfinite(la.tracks_px[..., 0])
+    score = (np.where(seen, la.scores, 0.0).sum(axis=1) / np.maximum(seen.sum(axis=1), 1)).tolist()
+    out: dict[str, Any] = {}
+    if job.residuals_file:
+        write_view_residuals(job.residuals_file, v, residual_A, score, what="layer-track fit")
+        out["residuals_file"] = job.residuals_file
+    return {
+        **solution_fields(sol, la.tracks_px),
+        "layer_residual_A": residual_A,
+        "layer_rounds": [list(r) for r in la.rounds],
+        "thickness_A": la.thickness_px * px,
+        "thickness_estimated": la.thickness_estimated,
+        "offset_source": la.offset_source,
+        **out,
     }
 
 
@@ -156,6 +252,8 @@ class PatchTracking(Protocol):
 
         def job(ts: TiltSeries) -> PatchTrackingJob:
             return PatchTrackingJob(
+                tilt_offset_deg=stored_offset(ts),
+                thickness_A=p.thickness_A,
                 views=replace(
                     view_geometry(ts, self.absolute, p.tilt_axis_angle_deg),
                     axis_deg=stored_axis(ts, p.tilt_axis_angle_deg),
@@ -171,6 +269,9 @@ class PatchTracking(Protocol):
     def collect(self, task: Task[Any], result: dict[str, Any]) -> None:
         ts = series_named(self.input("tilt_series"), task.key)
         self.emit("tilt_series", with_solution(ts, result), task)
+        if "layer_residual_A" in result:
+            self._log_layers(ts, result)
+            return
         self.log(
             f"{ts.name}: {result['n_patches']} patches, residual {result['rms_px']:.3f} px, "
             f"tilt axis {result['tilt_axis_deg']:.2f}°, tilt offset {result['tilt_offset_deg']:.2f}°, "
@@ -182,6 +283,32 @@ class PatchTracking(Protocol):
                 f"{ts.name}: refined by projection matching; residual per view in {result['residuals_file']}, "
                 "largest " + ", ".join(f"{r:.1f} Å" for r in worst)
             )
+
+    def _log_layers(self, ts: TiltSeries, r: dict[str, Any]) -> None:
+        rounds = ", ".join(f"{a:.2f}→{b:.2f}" for a, b in r["layer_rounds"])
+        self.log(
+            f"{ts.name}: layer tracks: {r['n_patches']} landmarks, residual {r['rms_px']:.3f} px; tilt axis "
+            f"{r['tilt_axis_deg']:.2f}° (rounds, axis of the layers → axis of their tracks: {rounds}); tilt "
+            f"offset {r['tilt_offset_deg']:.2f}° from {r['offset_source']}; slab {r['thickness_A']:.0f} Å "
+            f"({'found from the input alignment' if r['thickness_estimated'] else 'given'})"
+        )
+        views = sorted(zip(r["layer_residual_A"], [t.tilt_angle_deg for t in included(ts)]), reverse=True)
+        self.log(
+            f"{ts.name}: residual per view (Å, RMS of the landmarks' misfit): "
+            + ", ".join(f"{t:.0f}°: {a:.1f}" for a, t in sorted(views, key=lambda q: q[1]))
+            + "; largest "
+            + ", ".join(f"{a:.1f} Å at {t:.0f}°" for a, t in views[:3])
+            + (f"; table in {r['residuals_file']}" if "residuals_file" in r else "")
+        )
+
+
+def stored_offset(ts: TiltSeries) -> float | None:
+    """The tilt offset an earlier alignment stored (mean YTilt − nominal tilt over the included views, degrees),
+    None where none is stored."""
+    pairs = [(t.y_tilt_deg, t.tilt_angle_deg) for t in included(ts)]
+    if not pairs or any(y is None for y, _ in pairs):
+        return None
+    return sum(float(y) - t for y, t in pairs if y is not None) / len(pairs)
 
 
 __all__ = ["PatchTracking", "PatchTrackingJob", "PatchTrackingParams", "patch_options", "patch_tracking_task"]

@@ -108,7 +108,9 @@ def with_solution(ts: TiltSeries, result: dict[str, Any]) -> TiltSeries:
     return with_alignment(ts, values)
 
 
-def write_view_residuals(path: str, v: ViewGeometry, residual_A: list[float], score: list[float]) -> None:
+def write_view_residuals(
+    path: str, v: ViewGeometry, residual_A: list[float], score: list[float], *, what: str = "projection matching"
+) -> None:
     """A table of the projection-matching residual of each view (tab-separated, one header line):
     acquisition order, nominal tilt (°), residual (Å: the last correction against the reprojection of
     the other views) and the correlation with that reprojection; and the same against the tilt angle as a
@@ -122,10 +124,10 @@ def write_view_residuals(path: str, v: ViewGeometry, residual_A: list[float], sc
     ordered = sorted(zip(v.tilts_deg, residual_A, score))
     tilts = [float(t) for t, _, _ in ordered]
     plot = LinePlot(
-        title=f"{Path(path).stem}: projection matching per view",
+        title=f"{Path(path).stem}: {what} per view",
         x_label="tilt angle (°)",
         y_label="residual (Å)",
-        y2_label="correlation with the reprojection",
+        y2_label="correlation with the reprojection" if what == "projection matching" else "mean correlation",
         series=[
             Series(name="residual", x=tilts, y=[float(r) for _, r, _ in ordered]),
             Series(name="correlation", x=tilts, y=[float(c) for _, _, c in ordered], axis="right"),
