@@ -167,3 +167,37 @@ def test_tile_content_centres_follow_the_located_power():
     assert torch.allclose(moved, expected, atol=3.0), (moved, expected)
     blank = tile_content_centres(torch.zeros((256, 256)), 256, 0.5, 3.0, 50.0, 8.0)
     assert torch.equal(blank, torch.zeros((1, 2)))  # nothing located: the geometric centre, no NaN
+
+
+@pytest.mark.parametrize(("px", "box", "high_A"), [(5.0, 308, 10.0), (3.0, 512, 12.5)])
+def test_the_background_does_not_shift_the_rings(px, box, high_A):
+    """A spectrum that is exactly the model's (1 + 3 CTF² at 3 µm, the 1536 Å box) scores best at its own
+    defocus. With the background the running median alone (before this test), the best was +70 Å at
+    5 Å/px (band to Nyquist, 10 Å) and +170 Å at 3 Å/px with the band stopped at 12.5 Å: the median follows
+    the chirped rings; measured now +10 Å and −10 Å (grid 10 Å)."""
+    from tomoforge.methods.ctf.estimate.fit import landscape
+    from tomoforge.methods.ctf.estimate.model import StripSpectra, ring_model
+    from tomoforge.methods.ctf.estimate.spectra import PolarGrid
+
+    optics, grid = Optics(px), PolarGrid.build(box, px, 36)
+    spectra = StripSpectra(grid, torch.zeros(1, 36, grid.n_radii), torch.zeros(1), (0.0, 0.0))
+    ctf2 = 0.5 + ring_model(spectra, optics, torch.tensor([30000.0]), None, None, torch.zeros(1))[0]
+    spectra.amplitude = (1 + 3 * ctf2).expand(1, 36, -1).contiguous()
+    defocus = torch.arange(29000.0, 31001.0, 10.0)
+    scores = landscape(spectra, optics, FitSettings(resolution_high_A=high_A), defocus, torch.zeros(1), 30000.0)
+    assert abs(float(defocus[int(scores.argmax())]) - 30000.0) <= 30.0
+
+
+def test_strips_are_as_wide_as_the_height_tolerance_allows():
+    """An untilted image is one strip; a tilted one is cut where the specimen's height changes by
+    ``strip_height_A`` (60 Å), strips at least ``strip_fraction`` (1/8) of a box wide. 5 Å/px, 768² of noise
+    (4 × 4 tiles of the 308 px box, their content centres scattered): before, 10 strips at every tilt."""
+    from tomoforge.methods.ctf.estimate.fit import strip_width_px
+
+    settings, px = FitSettings(), 5.0
+    assert strip_width_px(settings, 308, px, 0.0) == math.inf
+    assert strip_width_px(settings, 308, px, 5.0) == pytest.approx(60.0 / (px * math.tan(math.radians(5.0))))
+    assert strip_width_px(settings, 308, px, 60.0) == pytest.approx(308 / 8)
+    image = torch.randn((768, 768), generator=torch.Generator().manual_seed(0))
+    counts = {t: strip_spectra(image, Optics(px), settings, t, 85.0).amplitude.shape[0] for t in (0.0, 2.0, 45.0)}
+    assert counts == {0.0: 1, 2.0: 3, 45.0: 10}, counts
