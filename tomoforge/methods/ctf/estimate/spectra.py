@@ -81,10 +81,8 @@ def _tiles(image: torch.Tensor, box: int, overlap: float) -> tuple[torch.Tensor,
     centre (pixel n // 2)."""
     ny, nx = image.shape[-2:]
     oy, ox = tile_origins(ny, box, overlap).to(image.device), tile_origins(nx, box, overlap).to(image.device)
-    ar = torch.arange(box, device=image.device)
-    rows = image[(oy[:, None] + ar[None, :]).reshape(-1)]  # (ty · box, x): the rows once, then the columns
-    tiles = rows[:, (ox[:, None] + ar[None, :]).reshape(-1)].reshape(len(oy), box, len(ox), box)
-    tiles = tiles.permute(0, 2, 1, 3).reshape(len(oy) * len(ox), box, box)
+    # a copy per tile (tens of them, contiguous blocks): an index gather of box² pixels per tile costs more
+    tiles = torch.stack([image[y : y + box, x : x + box] for y in oy.tolist() for x in ox.tolist()])
     oy, ox = [o.reshape(-1) for o in torch.meshgrid(oy, ox, indexing="ij")]
     centres = torch.stack([oy + box / 2 - ny // 2, ox + box / 2 - nx // 2], dim=-1).to(torch.float32)
     return tiles, centres
