@@ -281,10 +281,11 @@ def write_speed(rows: list[dict], machine: dict, load_after: float) -> None:
         "one ring period, which leaves ±10 Å. (2) Its cost: the median ran per (strip, angle, radius), half of a "
         "fit, on 16 strips per image even untilted; it now runs on the angular mean (a level differing between "
         "angles only scales their rings once the running mean is subtracted), and tiles are grouped into strips "
-        "as wide as the height changes by 60 Å across one (one strip untilted, at least 1/8 box). Measured back "
-        "to back with the estimator of 32ab947 on this machine at load 15–17 (shared; CPU seconds on 1 thread, "
-        "before → after): 1 Å/px 5.2 → 3.8 s, 13 / 14 / 30 → 7 / 8 / 21 Å; 2 Å/px 7.0 → 4.3 s, 9 / 10 / 25 → "
-        "3 / 4 / 18 Å; 3 Å/px 7.4 → 5.1 s, 12 / 13 / 32 → 3 / 3 / 22 Å; 5 Å/px 18.6 → 7.4 s, 64 / 63 / 98 → "
+        "as wide as the height changes by 60 Å across one (one strip untilted, at least 1/8 box), and tiles are "
+        "copied as blocks. Measured back to back with the estimator of 32ab947 at 411edfb on this machine at load "
+        "5–6 (shared; CPU seconds on 1 thread, "
+        "before → after): 1 Å/px 4.4 → 3.1 s, 13 / 14 / 30 → 7 / 8 / 21 Å; 2 Å/px 6.7 → 3.7 s, 9 / 10 / 25 → "
+        "3 / 4 / 18 Å; 3 Å/px 7.5 → 3.9 s, 12 / 13 / 32 → 3 / 3 / 22 Å; 5 Å/px 16.8 → 6.1 s, 64 / 63 / 98 → "
         "10 / 10 / 38 Å (torch-ctf-estimation there: 35 / 25 / 74 Å).",
     ]
     replace_section(SPEED_START, SPEED_END, lines)
