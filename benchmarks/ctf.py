@@ -271,6 +271,23 @@ def write_speed(rows: list[dict], machine: dict, load_after: float) -> None:
             f"{t['median_40_A']:.0f} / {t['median_all_A']:.0f} / {t['worst_A']:.0f} | "
             f"{t['astigmatism_error_A']:.0f}, {t['angle_error_deg']} | {theirs[0]} | {theirs[1]} |"
         )
+    lines += [
+        "",
+        "At 32ab947, 5 Å/px took 10.3 s (15.8 CPU s on 1 thread) and its errors were 64 / 62 / 98 Å. Two causes, "
+        "both fixed since: (1) the background's running median followed the chirped rings across its window "
+        "(whole px, the period changing within it) and shifted their apparent phase: on a spectrum that is "
+        "exactly the model (3 µm), +70 Å of defocus with the band ending at 10 Å (5 Å/px's Nyquist), +10 Å with "
+        "it at 5 Å (test_estimate.py), so the error grew as the pixel size did; the median is now averaged over "
+        "one ring period, which leaves ±10 Å. (2) Its cost: the median ran per (strip, angle, radius), half of a "
+        "fit, on 16 strips per image even untilted; it now runs on the angular mean (a level differing between "
+        "angles only scales their rings once the running mean is subtracted), and tiles are grouped into strips "
+        "as wide as the height changes by 60 Å across one (one strip untilted, at least 1/8 box), and tiles are "
+        "copied as blocks. Measured back to back with the estimator of 32ab947 at 411edfb on this machine at load "
+        "5–6 (shared; CPU seconds on 1 thread, "
+        "before → after): 1 Å/px 4.4 → 3.1 s, 13 / 14 / 30 → 7 / 8 / 21 Å; 2 Å/px 6.7 → 3.7 s, 9 / 10 / 25 → "
+        "3 / 4 / 18 Å; 3 Å/px 7.5 → 3.9 s, 12 / 13 / 32 → 3 / 3 / 22 Å; 5 Å/px 16.8 → 6.1 s, 64 / 63 / 98 → "
+        "10 / 10 / 38 Å (torch-ctf-estimation there: 35 / 25 / 74 Å).",
+    ]
     replace_section(SPEED_START, SPEED_END, lines)
 
 

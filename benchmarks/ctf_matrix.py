@@ -186,6 +186,7 @@ def speed() -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, default=0, help="only the first N cells (0: all)")
+    ap.add_argument("--only", nargs="*", default=None, help="only the cells whose label starts with one of these")
     ap.add_argument("--no-teamtomo", action="store_true")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
@@ -196,6 +197,8 @@ def main() -> None:
     cells = matrix()
     if args.cells:
         cells = cells[: args.cells]
+    if args.only:
+        cells = [c for c in cells if any(c.label.startswith(o) for o in args.only)]
     result: dict = {"machine": machine_info(), "cells": []}
     for c in cells:
         result["cells"].append(run_cell(c, not args.no_teamtomo))

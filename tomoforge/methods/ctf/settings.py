@@ -32,7 +32,8 @@ class FitSettings:
     ``resolution_low_A``–``resolution_high_A``; defocus search ``defocus_min_A``–``defocus_max_A`` by
     ``defocus_step_A`` (``grid_step_A`` is the step actually searched: finer when the rings are dense, a
     step of 500 Å can straddle a narrow peak); phase shift search (degrees) with ``find_phase_shift``;
-    ``n_angles`` angular bins of the polar grid; strips ``strip_fraction`` of a box wide;
+    ``n_angles`` angular bins of the polar grid; strips as wide as the specimen's height changes by
+    ``strip_height_A`` across them (one strip at 0°), at least ``strip_fraction`` of a box;
     ``fit_threshold``: the correlation below which the fit resolution stops; ``erase_threshold_sd``:
     erase gold beads and outliers beyond this many SDs (0: off); ``window_A``: half-width of the
     per-tilt search around the series consensus (or the nominal defocus); ``weight_power``: frequencies
@@ -57,6 +58,7 @@ class FitSettings:
     phase_shift_step_deg: float = 10.0
     n_angles: int = 36
     strip_fraction: float = 0.125
+    strip_height_A: float = 60.0
     fit_threshold: float = 0.5
     erase_threshold_sd: float = 6.0
     window_A: float = 2000.0

@@ -83,7 +83,7 @@ def strip_spectra(
     dist = distance_from_axis_px(centres, tilt_axis_angle_deg, (shift_xy_A[0] / px, shift_xy_A[1] / px))
     if not settings.tilt_gradient:  # one spectrum of the whole image, fitted as if untilted
         dist, tilt_angle_deg = torch.zeros_like(dist), 0.0
-    power, dist = group_into_strips(power, dist, max(settings.strip_fraction * box, 1.0))
+    power, dist = group_into_strips(power, dist, strip_width_px(settings, box, px, tilt_angle_deg))
     if grid is None or grid.box != box:
         grid = PolarGrid.build(box, px, settings.n_angles, image.device)
     amplitude = grid.average(power).clamp(min=0).sqrt().to(torch.float32)
@@ -95,6 +95,17 @@ def strip_spectra(
         height_above_axis_A(dist, tilt_angle_deg, px).to(torch.float32),
         (half * abs(math.cos(phi)), half * abs(math.sin(phi))),
     )
+
+
+def strip_width_px(settings: FitSettings, box: int, pixel_size_A: float, tilt_angle_deg: float) -> float:
+    """Width (px) of the strips of a tilted image: the specimen's height changes by ``settings.strip_height_A``
+    across one (w · px · tan β), at least ``settings.strip_fraction`` of the box; inf (one strip) untilted.
+    Strips are the cost of a fit (every candidate is scored on each), and at low tilt the tiles' heights
+    differ by less than the defocus a fit resolves."""
+    slope = pixel_size_A * abs(math.tan(math.radians(tilt_angle_deg)))
+    if slope * box <= 1e-6 * settings.strip_height_A:
+        return math.inf
+    return max(settings.strip_fraction * box, settings.strip_height_A / slope, 1.0)
 
 
 def search_grid(settings: FitSettings, low_A: float, high_A: float) -> tuple[torch.Tensor, torch.Tensor]:

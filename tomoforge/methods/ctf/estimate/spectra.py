@@ -80,10 +80,10 @@ def _tiles(image: torch.Tensor, box: int, overlap: float) -> tuple[torch.Tensor,
     """The tiles (n, box, box) of ``image`` (y, x) and their centres (n, 2) as (y, x) px from the image
     centre (pixel n // 2)."""
     ny, nx = image.shape[-2:]
-    oy, ox = tile_origins(ny, box, overlap), tile_origins(nx, box, overlap)
-    oy, ox = [o.to(image.device).reshape(-1) for o in torch.meshgrid(oy, ox, indexing="ij")]
-    ar = torch.arange(box, device=image.device)
-    tiles = image[(oy[:, None, None] + ar[None, :, None]), (ox[:, None, None] + ar[None, None, :])]
+    oy, ox = tile_origins(ny, box, overlap).to(image.device), tile_origins(nx, box, overlap).to(image.device)
+    # a copy per tile (tens of them, contiguous blocks): an index gather of box² pixels per tile costs more
+    tiles = torch.stack([image[y : y + box, x : x + box] for y in oy.tolist() for x in ox.tolist()])
+    oy, ox = [o.reshape(-1) for o in torch.meshgrid(oy, ox, indexing="ij")]
     centres = torch.stack([oy + box / 2 - ny // 2, ox + box / 2 - nx // 2], dim=-1).to(torch.float32)
     return tiles, centres
 
@@ -147,9 +147,12 @@ def height_above_axis_A(distance_px: torch.Tensor, tilt_angle_deg: float, pixel_
 def group_into_strips(
     power: torch.Tensor, distance_px: torch.Tensor, strip_px: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average the tile spectra whose distance from the axis falls in the same ``strip_px`` wide strip:
-    (strip spectra (s, ...), mean distance (s,) px)."""
-    key = torch.round(distance_px / strip_px).long()
+    """Average the tile spectra whose distance from the axis falls in the same ``strip_px`` wide strip
+    (inf: one strip): (strip spectra (s, ...), mean distance (s,) px)."""
+    if math.isinf(strip_px):
+        key = torch.zeros(distance_px.shape, dtype=torch.long, device=distance_px.device)
+    else:
+        key = torch.round(distance_px / strip_px).long()
     uniq, inverse = torch.unique(key, return_inverse=True)
     counts = torch.zeros(len(uniq), device=power.device).index_add_(0, inverse, torch.ones_like(distance_px))
     sums = torch.zeros((len(uniq),) + power.shape[1:], device=power.device, dtype=power.dtype)
