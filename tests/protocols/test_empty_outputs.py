@@ -82,7 +82,9 @@ def test_odd_even_halves_of_a_single_view_are_refused(tiny):
 
 def test_patches_larger_than_the_images_say_so(tiny):
     project, imp, _, _ = tiny
-    # 500 Å patches at 12 Å/px (42 px) with their search margin do not fit the 64² binned tiny images
-    error = failure(project, "patch-tracking", {"binning": 2}, {"tilt_series": f"{imp}.tilt_series"})
+    # 500 Å patches at 12 Å/px (42 px) with their search margin do not fit the 64² binned tiny images (patch
+    # tracks; the default layer tracks size their landmarks from the pixel size)
+    params = {"binning": 2, "layer_tracks": False}
+    error = failure(project, "patch-tracking", params, {"tilt_series": f"{imp}.tilt_series"})
     assert "no patch of 42 px fits in the 64 x 64 px images" in error
     assert "patch_size_A" in error

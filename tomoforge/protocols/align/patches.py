@@ -54,8 +54,10 @@ class PatchTrackingParams(ProtocolParams):
     thickness_A: float | None = param(
         None, gt=0, unit="Å", help="layer tracks: the specimen slab (default: found from the input's alignment)"
     )
-    patch_size_A: float = param(500.0, gt=0, unit="Å", help="side of a square patch")
-    spacing_A: float = param(250.0, gt=0, unit="Å", help="distance between patch centres on the lowest tilt")
+    patch_size_A: float = param(500.0, gt=0, unit="Å", help="patch tracks (layer_tracks off): side of a square patch")
+    spacing_A: float = param(
+        250.0, gt=0, unit="Å", help="patch tracks: distance between patch centres on the lowest tilt"
+    )
     high_cut_A: float = param(40.0, gt=0, unit="Å", help="low-pass: period at which the gain is 1/e")
     min_score: float = param(
         0.15,
