@@ -15,9 +15,16 @@ source). A tomogram with rlnTomoHand −1 (RELION's default, and every real file
 read in the frame mirrored in z, M = diag(1, 1, −1), keeping every rotation proper: view matrix M P M, particle
 rotation M A M, position (x, y, −z); then positions project where RELION projects them and the defocus at a
 particle is RELION's. A tomogram with rlnTomoHand +1 is read as it is. (The WarpTools test set,
-data/relion5/tomodrgn_warptools, rlnTomoHand −1, also matches the RELION map shipped beside it only in the
-mirrored frame: FSC at the map's noise bound, sqrt(2F / (1 + F)) from the FSC F of two halves, 0.98, 0.91,
-0.76, 0.71 … 0.39 in shells 1–10 at 12 Å, against 0.11 of that bound unmirrored; tests/io/test_relion5_particles.py.)
+data/relion5/tomodrgn_warptools, rlnTomoHand −1, matches the RELION map shipped beside it only in the mirrored
+frame: FSC at the map's noise bound, sqrt(2F / (1 + F)) from the FSC F of two halves, 0.98, 0.93, 0.85, 0.79 … 0.38
+in shells 1–12 at 12 Å (0.8 Nyquist; 0.93 of the bound on average), against 0.24 of it on average unmirrored;
+tests/io/test_relion5_particles.py, tests/protocols/sta/test_warptools_cli.py. The bound is all any program reaches:
+that map is not a reconstruction of these 40 particles but a reference of other data (tomodrgn uses it as ground
+truth; voxel 1.667 × 7.2 = 12.0024 Å, not the export's 12.0; its name lacks the subset's "4-tomos_10-ptcls"): RELION
+3.1's relion_reconstruct --ctf of the same 1360 views, written as a single-particle STAR with the Euler angles of
+the mirrored frame's view rotations, matches our map at FSC 0.96–0.999 but the shipped map only at 0.91 of the
+bound; benchmarks/warptools_relion.py. The angles of P · A in RELION's own frame give the mirror-image map there
+(0.24 of the bound).)
 
 Coordinates: RELION 5's ``rlnCenteredCoordinate{X,Y,Z}Angst``, or WarpTools' ``rlnCoordinate{X,Y,Z}`` in
 pixels of the exported images (``rlnImagePixelSize``) from the tomogram's corner (its size,

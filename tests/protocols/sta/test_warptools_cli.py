@@ -81,16 +81,29 @@ def test_reconstruct_particle_matches_relions_map(imported):
     project = Project.open(path)
     try:
         volume = next(iter(project.output_set(2, "volumes")))
-        ours = read_mrc(project.absolute(volume.file))
+        ours, half1, half2 = (
+            torch.as_tensor(read_mrc(project.absolute(f)), dtype=torch.float64)
+            for f in (volume.file, volume.half1_file, volume.half2_file)
+        )
         assert (project.absolute(volume.file).parent / "map_fsc.png").is_file()
     finally:
         project.close()
-    relion = read_mrc(folder / "warptools_test_box-32_angpix-12_reconstruct.mrc")
-    fsc = fourier_shell_correlation(
-        torch.as_tensor(relion, dtype=torch.float64), torch.as_tensor(ours, dtype=torch.float64), 12.0
-    )[1]
-    # NOT yet the target (≥ 0.9 to 0.8 Nyquist): the low shells agree, the rest only partly
-    assert fsc[1] > 0.95 and fsc[2] > 0.88 and fsc[3:9].mean() > 0.5, np.round(fsc, 2)
+    relion = torch.as_tensor(read_mrc(folder / "warptools_test_box-32_angpix-12_reconstruct.mrc"), dtype=torch.float64)
+    shells = slice(1, int(0.8 * 16) + 1)  # shells 1 … 0.8 Nyquist at box 32
+    fsc = fourier_shell_correlation(relion, ours, 12.0)[1][shells]
+    # The FSC >= 0.9 to 0.8 Nyquist is out of reach of these files: RELION's map shares no noise with these
+    # 40 particles (a reference of other data: benchmarks/warptools_relion.py, where RELION 3.1 on the same 1360
+    # views matches our map at FSC 0.96-0.999 but RELION's shipped map only as well as ours does), so the most a
+    # map of them can reach against it is the noise bound sqrt(2F / (1 + F)), F the FSC of our half maps.
+    half = fourier_shell_correlation(half1, half2, 12.0)[1][shells]
+    bound = np.sqrt(np.clip(2 * half / (1 + half), 0, 1))
+    ratio = fsc / bound
+    report = (np.round(fsc, 3), np.round(bound, 3), np.round(ratio, 3))
+    # measured 0.98 0.93 0.85 0.79 0.65 0.57 0.52 0.56 0.55 0.46 0.37 0.38 in shells 1-12, ratio 1.00 0.99 0.95
+    # 0.94 0.89 0.90 0.89 0.95 1.02 0.92 0.89 0.78 (mean 0.93); RELION 3.1 reaches 1.00 0.99 0.92 0.94 … 0.74
+    # (mean 0.91): at the bound within its sampling error (about ±0.05 at shell 12)
+    assert fsc[0] > 0.95 and fsc[1] > 0.9, report
+    assert ratio[:4].min() >= 0.9 and ratio.mean() >= 0.9 and ratio.min() >= 0.7, report
 
 
 def test_postprocess_and_local_resolution_from_the_cli(imported):
