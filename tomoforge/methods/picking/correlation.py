@@ -12,8 +12,10 @@ Arrays: a tile (z, y, x) float32; its spectrum (z, y, x // 2 + 1) complex64; a b
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -152,9 +154,37 @@ class BestScore:
         self.best = torch.full(shape, -torch.inf, device=device)
         self.index = torch.zeros(shape, dtype=torch.int32, device=device)
         self._better = torch.zeros(shape, dtype=torch.bool, device=device)
+        # on the CPU numpy's ufuncs over slabs of the first axis, one per thread: at the `cell` tile they take
+        # about half the CPU time of torch's three kernels (36 against 66 ms per rotation)
+        self._slabs: list[slice] = []
+        self._pool: ThreadPoolExecutor | None = None
+        if device.type == "cpu" and len(shape) > 0 and shape[0] > 0:
+            workers = max(1, min(torch.get_num_threads(), shape[0]))
+            edges = [round(i * shape[0] / workers) for i in range(workers + 1)]
+            self._slabs = [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+            self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
 
     def update(self, scores: torch.Tensor, rotation: int) -> None:
         """Keep ``scores`` (the tile's shape) where they beat the best, with ``rotation`` as their index."""
-        torch.gt(scores, self.best, out=self._better)
-        torch.maximum(self.best, scores, out=self.best)
-        self.index.masked_fill_(self._better, rotation)
+        if not self._slabs or scores.device.type != "cpu" or scores.dtype != self.best.dtype:
+            torch.gt(scores, self.best, out=self._better)
+            torch.maximum(self.best, scores, out=self.best)
+            self.index.masked_fill_(self._better, rotation)
+            return
+        s, b, m, i = scores.numpy(), self.best.numpy(), self._better.numpy(), self.index.numpy()
+
+        def slab(z: slice) -> None:
+            np.greater(s[z], b[z], out=m[z])
+            np.maximum(b[z], s[z], out=b[z])
+            np.copyto(i[z], rotation, where=m[z])
+
+        if self._pool is None:
+            slab(self._slabs[0])
+        else:
+            list(self._pool.map(slab, self._slabs))
+
+    def close(self) -> None:
+        """Stop the update's worker threads (the tracker's arrays stay readable)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None

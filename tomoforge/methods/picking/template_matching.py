@@ -207,26 +207,29 @@ def _search_tile(
     n = template.shape[-1]
     xyz = _centred_xyz(n, search.device)
     spherical = denominator is not None
-    for start in range(0, len(rotations), batch):
-        r = rotations[start : start + batch]
-        turned = rotate_volumes(template, r, xyz)
-        turned = torch.fft.irfftn(torch.fft.rfftn(turned, dim=(1, 2, 3)) * box_filter, s=(n, n, n), dim=(1, 2, 3))
-        masks = mask[None].expand(len(r), -1, -1, -1) if spherical else rotate_volumes(mask, r, xyz).clamp(0, 1)
-        boxes = _normalise_under_mask(turned, masks)
-        for i in range(len(r)):
-            k = start + i
-            sd = None if spherical else search.local_sd(masks[i])
-            cc = search.correlate(search.box_spectrum(boxes[i]))
-            if sd is not None:
-                cc = cc.div_(sd)
-            if moments is not None:
-                moments.add(cc, k)
-            if allowed is not None:
-                table, labels = allowed
-                cc = cc.masked_fill_(~table[k][labels], -torch.inf)
-            tracker.update(cc, k)
-        if progress is not None:
-            progress(min(start + batch, len(rotations)))
+    try:
+        for start in range(0, len(rotations), batch):
+            r = rotations[start : start + batch]
+            turned = rotate_volumes(template, r, xyz)
+            turned = torch.fft.irfftn(torch.fft.rfftn(turned, dim=(1, 2, 3)) * box_filter, s=(n, n, n), dim=(1, 2, 3))
+            masks = mask[None].expand(len(r), -1, -1, -1) if spherical else rotate_volumes(mask, r, xyz).clamp(0, 1)
+            boxes = _normalise_under_mask(turned, masks)
+            for i in range(len(r)):
+                k = start + i
+                sd = None if spherical else search.local_sd(masks[i])
+                cc = search.correlate(search.box_spectrum(boxes[i]))
+                if sd is not None:
+                    cc = cc.div_(sd)
+                if moments is not None:
+                    moments.add(cc, k)
+                if allowed is not None:
+                    table, labels = allowed
+                    cc = cc.masked_fill_(~table[k][labels], -torch.inf)
+                tracker.update(cc, k)
+            if progress is not None:
+                progress(min(start + batch, len(rotations)))
+    finally:
+        tracker.close()
     best = tracker.best
     if denominator is not None:
         best = best.div_(denominator)
