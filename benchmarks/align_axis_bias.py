@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1]))
-from results_md import machine_info, replace_section  # noqa: E402
+from results_md import machine_info, merged_runs, replace_section  # noqa: E402
 
 from tests.methods.align.foreign_tilts import TiltSetup, make_tilts  # noqa: E402
 from tomoforge.methods.align.filters import bandpass, edge_taper  # noqa: E402
@@ -95,8 +95,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.merge:
-        runs = [r for p in args.merge for r in json.loads(p.read_text())["runs"]]
-        machine = json.loads(args.merge[0].read_text())["machine"]
+        merged = merged_runs("align_axis_bias", args.merge)
+        runs, machine = merged["runs"], merged["machine"]
     else:
         runs = []
         for seed in args.seeds:

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1]))
-from results_md import machine_info, replace_section  # noqa: E402
+from results_md import machine_info, merged_runs, replace_section  # noqa: E402
 
 from tests.methods.align.foreign_tilts import TiltSetup, make_tilts  # noqa: E402
 from tomoforge.methods.align.coarse import coarse_alignment  # noqa: E402
@@ -115,9 +115,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.merge:  # only write the section, from the JSON of runs made one seed at a time
-        loaded = [json.loads(path.read_text()) for path in args.merge]
-        result = {"benchmark": "align_layer_axis", "runs": [r for one in loaded for r in one["runs"]]}
-        result["machine"] = loaded[0]["machine"]
+        result = merged_runs("align_layer_axis", args.merge)
     else:
         result = {"benchmark": "align_layer_axis", "runs": []}
         for seed in args.seeds:

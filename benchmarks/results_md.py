@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 import subprocess
@@ -50,3 +51,10 @@ def replace_section(start: str, end: str, lines: list[str], results: Path = RESU
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     results.write_text(text)
+
+
+def merged_runs(benchmark: str, paths: list[Path]) -> dict:
+    """The JSON of a benchmark run one seed at a time: the ``runs`` of every file in ``paths`` together, with the
+    first file's ``machine`` (the section is then written from it without measuring again)."""
+    loaded = [json.loads(path.read_text()) for path in paths]
+    return {"benchmark": benchmark, "runs": [r for one in loaded for r in one["runs"]], "machine": loaded[0]["machine"]}
