@@ -164,9 +164,18 @@ def _low_pass(shape: tuple[int, int, int]) -> torch.Tensor:
     return torch.exp(-k2 / (2 * 0.2**2))
 
 
-@pytest.mark.parametrize("spherical", [True, False])
-def test_fft_libraries_give_the_same_scores(spherical: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    # scipy's transforms into kept buffers (the CPU default), scipy's public functions (the fallback) and torch's
+def _band_limit(shape: tuple[int, int, int]) -> torch.Tensor:
+    """1 inside the sphere |k| ≤ 0.3 cycles/voxel, 0 outside (the columns the two-pass path skips)."""
+    kz, ky = (torch.fft.fftfreq(s) for s in shape[:2])
+    kx = torch.fft.rfftfreq(shape[2])
+    k2 = kz[:, None, None] ** 2 + ky[None, :, None] ** 2 + kx[None, None, :] ** 2
+    return (k2 <= 0.3**2).to(torch.float32)
+
+
+@pytest.mark.parametrize(("spherical", "radial"), [(True, _low_pass), (False, _low_pass), (True, _band_limit)])
+def test_fft_libraries_give_the_same_scores(spherical: bool, radial, monkeypatch: pytest.MonkeyPatch) -> None:
+    # scipy's transforms into kept buffers (the CPU default: two cached passes per rotation, skipping the zero
+    # columns of a band-limited spectrum), scipy's public functions (the fallback) and torch's
     from tomoforge.methods.picking import correlation
 
     rng = np.random.default_rng(3)
@@ -175,7 +184,7 @@ def test_fft_libraries_give_the_same_scores(spherical: bool, monkeypatch: pytest
     t = rng.normal(size=(n, n, n)).astype(np.float32)
     m = None if spherical else (rng.uniform(size=(n, n, n)) > 0.3).astype(np.float32)
     rot = random_rotations(5, rng)
-    kw = {"mask": m, "radial_filter": _low_pass, "protein_dark": False, "batch": 2}
+    kw = {"mask": m, "radial_filter": radial, "protein_dark": False, "batch": 2}
     buffered = match_template(tomo, t, rot, **kw)
     by_torch = match_template(tomo, t, rot, fft_library="torch", **kw)
     monkeypatch.setattr(correlation, "_pocketfft", lambda: None)
@@ -197,3 +206,25 @@ def test_best_score_keeps_the_first_of_equal_scores() -> None:
         tracker.update(torch.tensor(s), k)
     assert tracker.best.tolist() == pytest.approx([0.3, 0.6, -1.0, 0.2])
     assert tracker.index.tolist() == [1, 2, 0, 0]
+
+
+def test_the_two_pass_update_equals_the_transforms_and_skips_zero_columns() -> None:
+    from tomoforge.methods.picking.correlation import BestScore, TileCorrelator
+
+    rng = np.random.default_rng(5)
+    shape, n = (24, 32, 40), 7
+    tile = torch.from_numpy(rng.normal(size=shape).astype(np.float32))
+    search = TileCorrelator(tile, _band_limit(shape), n, scipy_fft=True)
+    one, two = BestScore(shape, tile.device), BestScore(shape, tile.device)
+    for k in range(4):
+        box = torch.from_numpy(rng.normal(size=(n, n, n)).astype(np.float32))
+        one.update(search.correlate(search.box_spectrum(box)), k)
+        search.update_best(box, two, k)
+        search.update_best(box, two, k + 10)  # an equal score keeps the first rotation
+    np.testing.assert_allclose(two.best.numpy(), one.best.numpy(), atol=1e-5 * float(one.best.abs().max()))
+    assert float(np.mean(two.index.numpy() == one.index.numpy())) > 0.999
+    fused = search._fused
+    assert fused is not None
+    # |k| ≤ 0.3 leaves the (kz, kx) columns with kz² + kx² ≤ 0.09: x frequencies below 13 of 21 at kz = 0
+    assert fused.kx_stop == 13 and max(fused.stops) == 13 and min(fused.stops) < 10
+    search.close()

@@ -166,9 +166,13 @@ class _Moments:
         self._index = torch.nonzero(where.reshape(-1)[::k]).reshape(-1) * k
         self._denominator = None if denominator is None else denominator.reshape(-1)[self._index]
 
+    def counts(self, rotation: int) -> bool:
+        """Whether the scores of ``rotation`` are counted."""
+        return rotation % self.stride == 0 and self._index is not None
+
     def add(self, scores: torch.Tensor, rotation: int) -> None:
         """Count the scores (the tile's shape) of ``rotation`` when it is one of the counted rotations."""
-        if rotation % self.stride or self._index is None:
+        if not self.counts(rotation) or self._index is None:
             return
         values = torch.index_select(scores.reshape(-1), 0, self._index)
         if self._denominator is not None:
@@ -217,6 +221,9 @@ def _search_tile(
             for i in range(len(r)):
                 k = start + i
                 sd = None if spherical else search.local_sd(masks[i])
+                if sd is None and allowed is None and (moments is None or not moments.counts(k)):
+                    search.update_best(boxes[i], tracker, k)  # the common case, in two cached passes
+                    continue
                 cc = search.correlate(search.box_spectrum(boxes[i]))
                 if sd is not None:
                     cc = cc.div_(sd)
@@ -397,6 +404,7 @@ def match_template(
             maps[k][core] = best[inner]
             if k == 0:
                 best_index[core] = index[inner]
+        search.close()
         del search, denominator
     scores = maps[0] - maps[1] if background_correction else maps[0]
     scores = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores))

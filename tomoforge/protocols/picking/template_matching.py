@@ -3,7 +3,8 @@
 One task per tomogram (``template_matching_task``): it reads the tomogram and the reference (and mask),
 resamples them to the tomogram's voxel size where they differ, weights the template like the tomogram's
 data (missing wedge from the included views of its tilt series; per-view dose, CTF and cosine when known),
-whitens both, searches the rotations (``methods.picking``) in tiles that fit ``memory_GB``, and extracts the
+whitens both and low-passes them to the target resolution (``lowpass_A``, else ``resolution_A``, else the
+Nyquist sphere), searches the rotations (``methods.picking``) in tiles that fit ``memory_GB``, and extracts the
 peaks above a threshold from the false positives accepted (or n-sigma). The tomogram's tilt series and CTF are
 found by the Tomogram's ``tilt_series`` name in the optional inputs; without them the wedge is the range
 ``wedge_deg``. Positions are written in Å from the tomogram's centre, rotations x_tomogram = R · x_reference.
@@ -52,7 +53,9 @@ class TemplateMatchingParams(ProtocolParams):
     cosine_weighting: bool = param(False, help="weight each view by the cosine of its tilt")
     whiten: bool = param(True, help="spectral whitening of tomogram and template")
     highpass_A: float | None = param(None, gt=0, unit="Å", help="remove detail coarser than this")
-    lowpass_A: float | None = param(None, gt=0, unit="Å", help="remove detail finer than this")
+    lowpass_A: float | None = param(
+        None, gt=0, unit="Å", help="remove detail finer than this (default: resolution_A, 2 voxels unless given)"
+    )
     protein_dark: bool = param(True, help="the protein is dark in the tomogram (the reference is bright)")
     background_correction: bool = param(False, help="subtract a phase-randomised template's score (twice the work)")
     false_positives: float = param(1.0, gt=0, help="false positives accepted per tomogram (sets the threshold)")
@@ -154,17 +157,19 @@ def template_matching_task(job: TemplateMatchingJob) -> dict[str, Any]:
     shells, white = whitening_filter(torch.from_numpy(tomo)) if p.whiten else (None, None)
     edge_inv = 2.0 / (n * voxel)
 
-    def radial(shape: tuple[int, int, int], lowpass_A: float | None = p.lowpass_A) -> torch.Tensor:
+    # the search is band-limited to its target resolution (by default the Nyquist sphere: the corners beyond it
+    # are sampled in some directions only); the transforms skip the spectrum's zero columns
+    lowpass = p.lowpass_A or p.resolution_A or 2.0 * voxel
+
+    def radial(shape: tuple[int, int, int], lowpass_A: float = lowpass) -> torch.Tensor:
         out = torch.ones((shape[0], shape[1], shape[2] // 2 + 1))
         if shells is not None and white is not None:
             out = out * radial_on_grid(shells, white, shape)
-        if p.highpass_A or lowpass_A:
-            k = radial_on_grid(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]), shape) / voxel
-            out = out * bandpass_radial(k, highpass_A=p.highpass_A, lowpass_A=lowpass_A, edge_A_inv=edge_inv)
-        return out
+        k = radial_on_grid(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]), shape) / voxel
+        return out * bandpass_radial(k, highpass_A=p.highpass_A, lowpass_A=lowpass_A, edge_A_inv=edge_inv)
 
     def refine_radial(shape: tuple[int, int, int]) -> torch.Tensor:
-        return radial(shape, p.refine_lowpass_A or p.lowpass_A)
+        return radial(shape, p.refine_lowpass_A or lowpass)
 
     log_line(
         job.log_file, f"{job.tomogram_name}: {len(rotations)} rotations (step {step:.2f}°, {job.symmetry}) on {device}"
