@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from tomoforge.methods.fourier import as_tensor, fast_fft_size
 from tomoforge.methods.picking.correlation import BestScore, TileCorrelator, use_scipy
 
-BYTES_PER_VOXEL_FIXED = 40  # tomogram, its spectrum, the local sums, best score and index, a filter
+BYTES_PER_VOXEL_FIXED = 48  # tomogram, its spectrum (twice on the CPU), the local sums, best score and index, a filter
 BYTES_PER_VOXEL_ROTATION = 16  # the rotated box's spectrum, the correlation (one rotation at a time)
 
 
