@@ -89,9 +89,12 @@ def teamtomo(s) -> tuple[list[float], list[float], list[float]]:  # noqa: ANN001
 
 
 def box_px(c: Condition) -> int:
-    """The box of a cell: 256 px, but at 1 Å/px the estimator's own (1536 Å, at most the image: 1024 px): the
-    rings of a 6 µm defocus at 5 Å have a period of 1 / 236 Å⁻¹, 1.1 px of a 256 Å box (3 px needed)."""
-    return 0 if c.pixel_size_A < 2 else 256
+    """The box of a cell: the estimator's own (0: 1536 Å, at most the image: 1024 px at 1 Å/px, the whole 384²
+    image at 2 Å/px, 308 px at 5 Å/px), what a user gets. A box of 256 px at 2 Å/px (512 Å, used until
+    04e5e41) resolves 6 µm rings only to ~14 Å: over 8 seeds of 2A 6um 3e its median |error| was 83 Å and its
+    astigmatism up to 366 Å off (5 of 8 seeds over the 150 Å floor) against 22 Å and ≤ 70 Å with the whole
+    image (RESULTS.md)."""
+    return 0
 
 
 def meets_floors(m: dict) -> bool:
@@ -238,7 +241,8 @@ def write(result: dict) -> None:
         "## CTF estimation over the issue-16 matrix (`python benchmarks/ctf_matrix.py`)",
         "",
         machine_line(result["machine"], result["load_after"]) + "). Series not made by the "
-        "project (tests/methods/ctf/foreign.py: torch-ctf, blob specimen, 11 tilts ±60°, 384², 1024² at 1 Å/px). "
+        "project (tests/methods/ctf/foreign.py: torch-ctf, blob specimen, 11 tilts ±60°, 384², 1024² at 1 Å/px; the "
+        "estimator's own box: 1536 Å, at most the image). "
         "Errors of the mean defocus (Å): median over |tilt| ≤ 40° / all tilts / the worst tilt; astigmatism: "
         "worst magnitude error (Å), worst angle error (°, where ≥ 500 Å). Floors with ice: 150 / 250 / 2000 Å, "
         "150 Å, 10°; without ice: the no-rings warning and the nominal (mdoc) defoci kept. "

@@ -40,7 +40,9 @@ class FitSettings:
     weighted by k to this power; ``content_centres``: a tile's defocus taken where its content is;
     ``prior_width_A``: SD (Å) of the nominal (mdoc) defocus as a prior on the series consensus;
     ``ambiguous_gap``: a fit whose score gap to the next candidate (standardised, see ``series.py``)
-    is below this is ambiguous; ``tilt_gradient``: model the defocus gradient across a tilted image (strips
+    is below this is ambiguous; ``leave_window_gap``: a tilt whose own best candidate outside ± ``window_A``
+    (within ± 3 ``window_A``) stands this many SD above its best within takes it (a defocus step between tilts
+    larger than the window); ``tilt_gradient``: model the defocus gradient across a tilted image (strips
     at their heights above the axis, each box's own height range; False: one spectrum of the whole image
     fitted as if untilted, CTFFIND's model, kept to measure what the gradient model gains)."""
 
@@ -66,6 +68,7 @@ class FitSettings:
     content_centres: bool = True
     prior_width_A: float = 5000.0
     ambiguous_gap: float = 1.0
+    leave_window_gap: float = 2.0
     tilt_gradient: bool = True
 
     @property

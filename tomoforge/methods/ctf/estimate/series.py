@@ -14,7 +14,9 @@
 4. Every tilt: the best grid point within ± ``window_A`` of the consensus (or of its nominal defocus
    from the mdoc, when asked), searched over ± 3 ``window_A`` so that its own score gap (the
    per-tilt confidence, stored with the fit) can be measured, refined locally (LBFGS); the tilts
-   whose gap is below ``ambiguous_gap`` are named in a warning.
+   whose gap is below ``ambiguous_gap`` are named in a warning. A tilt whose best candidate beyond the
+   window stands more than ``leave_window_gap`` SD above its pick within it (a defocus step between
+   tilts larger than the window) takes that candidate, named in a warning, where the series has rings.
 5. Astigmatism: one for the series (default; the objective's astigmatism does not change while a
    series is recorded, and one image rarely has the signal to measure 500 Å), fitted jointly on the
    least-exposed tilts, or one per tilt.
@@ -247,6 +249,7 @@ def estimate_tilt_series(
     consensus, series_gap = float(defocus[best]), score_gap(curve, defocus, best)
 
     picked: dict[tuple[int, float], tuple[torch.Tensor, float]] = {}
+    outside: dict[tuple[int, float], tuple[torch.Tensor, float]] = {}  # (tilt, centre): its rings beyond the window
 
     def pick(i: int, centre: float) -> tuple[torch.Tensor, float]:
         """Tilt i's start (4,) within ± window_A of ``centre`` and its score gap (see the module docstring)."""
@@ -265,7 +268,14 @@ def estimate_tilt_series(
         z = data - 0.5 * ((local - centre) / (0.5 * settings.window_A)) ** 2
         z = torch.where((local - centre).abs() <= settings.window_A, z, torch.full_like(z, -math.inf))
         j = int(z.argmax())
-        return torch.tensor([float(local[j]), 0.0, 0.0, float(ph[int(table[j].argmax())])]), score_gap(data, local, j)
+        gap = score_gap(data, local, j)
+        if gap < -settings.leave_window_gap:  # clearly better beyond the window: a defocus step the window missed
+            k = int(data.argmax())
+            outside[i, centre] = (
+                torch.tensor([float(local[k]), 0.0, 0.0, float(ph[int(table[k].argmax())])]),
+                score_gap(data, local, k),
+            )
+        return torch.tensor([float(local[j]), 0.0, 0.0, float(ph[int(table[j].argmax())])]), gap
 
     if use_nominal and len(given) == n:
         centres = [float(v) for v in given]
@@ -287,6 +297,9 @@ def estimate_tilt_series(
             f"candidate and the tilts' median gap is {tilt_gap:.2f} SD (< {settings.ambiguous_gap}); "
             + ("the nominal (mdoc) defoci are kept" if len(given) == n else "the fit is unreliable")
         )
+    stepped = [i for i in range(n) if (i, centres[i]) in outside] if not no_rings else []
+    for i in stepped:  # where the series has rings, a tilt's own clear rings beyond the window win
+        starts[i], gaps[i] = outside[i, centres[i]]
     starts = [refine(sp, optics, settings, st, False, settings.find_phase_shift)[0] for sp, st in zip(spectra, starts)]
     if astigmatism == "series":
         ax, ay = _series_astigmatism([spectra[i] for i in reference], optics, settings, [starts[i] for i in reference])
@@ -302,6 +315,12 @@ def estimate_tilt_series(
         fit.score_gap, fit.ambiguous = gaps[i], no_rings or gaps[i] < settings.ambiguous_gap
         fits.append(fit)
         report("refine", i, n)
+    if stepped:
+        warnings.append(
+            f"defocus step: images {', '.join(f'{i} ({tilt_angles_deg[i]:+.1f}°)' for i in stepped)} fitted beyond "
+            f"± {settings.window_A:.0f} Å of the series ({', '.join(f'{fits[i].defocus_A:.0f}' for i in stepped)} Å "
+            f"against {centres[stepped[0]]:.0f} Å), where their rings stand > {settings.leave_window_gap} SD clearer"
+        )
     unsure = [i for i, f in enumerate(fits) if f.ambiguous and not (excluded and excluded[i])]
     if unsure and not no_rings:
         warnings.append(
