@@ -12,7 +12,8 @@ fresh ice texture per tilt, Poisson noise at 3 e/Å², a 0.8° tilt offset, shif
 tilt offset, the slab found from the coarse alignment: layer tracks) and, as before, patch tracks
 (``layer_tracks`` off, with ``--extra``). Beside it the same series (same seed, every other draw alike) with 40 gold beads of
 10 nm on its surfaces: coarse alignment, then the fiducial-model and fiducial-alignment protocols' path
-(``track_beads``, a first fit, ``fill_gaps``, ``solve_fiducial_alignment`` with the protocol's defaults).
+(``learn_bead_template``, ``track_beads``, a first fit, ``fill_gaps``, ``solve_fiducial_alignment`` with the
+protocol's defaults).
 With ``--extra``, also patch tracks and, from the axis given 90° off, coarse then layer tracks. Errors in px of the issue's 2 Å
 images: coarse, where the shifts put the specimen centre (the free 3D translation removed); the others,
 RMS and worst view over a 5 × 5 × 3 grid (±400 Å in height), the free translation and rotation about the
@@ -38,7 +39,7 @@ sys.path.insert(1, str(Path(__file__).parents[1]))
 from results_md import machine_info, merged_runs, replace_section  # noqa: E402
 
 from tests.methods.align.foreign_tilts import TiltData, TiltSetup, make_tilts  # noqa: E402
-from tomoforge.methods.align.beads import fill_gaps, track_beads  # noqa: E402
+from tomoforge.methods.align.beads import fill_gaps, learn_bead_template, track_beads  # noqa: E402
 from tomoforge.methods.align.coarse import CoarseResult, coarse_alignment  # noqa: E402
 from tomoforge.methods.align.consensus import point_grid  # noqa: E402
 from tomoforge.methods.align.patches import patch_alignment  # noqa: E402
@@ -112,6 +113,7 @@ def fiducial_path(d: TiltData, s: TiltSetup, c: CoarseResult) -> dict:
     diameter_px = s.gold_diameter_A / px
     assert c.tilt_axis_deg is not None
     t0 = time.process_time()
+    template = learn_bead_template(d.images, diameter_px, threshold_sd=model_p.threshold_sd)
     track = track_beads(
         d.images,
         d.nominal_deg,
@@ -120,10 +122,11 @@ def fiducial_path(d: TiltData, s: TiltSetup, c: CoarseResult) -> dict:
         c.shifts_px,
         max_beads=model_p.max_beads,
         threshold_sd=model_p.threshold_sd,
+        template=template,
     )
     track = track[:, np.isfinite(track[..., 0]).sum(axis=0) >= max(MIN_VIEWS, len(d.nominal_deg) // 4)]
     first = solve_fiducial_alignment(track, d.nominal_deg, c.tilt_axis_deg, px, rotation="single", tilt="fixed")
-    track = fill_gaps(track, first.gap_free_px(px), d.images, diameter_px)
+    track = fill_gaps(track, first.gap_free_px(px), d.images, diameter_px, template=template)
     sol = solve_fiducial_alignment(
         track,
         d.nominal_deg,

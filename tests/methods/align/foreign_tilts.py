@@ -10,8 +10,8 @@ scaled with the pixel area and 1/cos β, uncorrelated between tilts), under one 
 intensity falls as exp(−T/(λ cos(β + δ))). Nothing of tomoforge's simulator is used.
 
 With ``gold_count`` (for benchmarks' fiducial alignment on the same kind of series), gold spheres of
-``gold_diameter_A`` lie on the slab's two surfaces: their projected thickness t (the 3D Fourier transform of a
-ball on the kz = 0 plane) adds a phase of ``GOLD_RAD_PER_A`` · t under the CTF and dims the intensity by
+``gold_diameter_A`` lie on the slab's two surfaces (none overlapping another on its surface): their projected
+thickness t (the 3D Fourier transform of a ball on the kz = 0 plane) adds a phase of ``GOLD_RAD_PER_A`` · t under the CTF and dims the intensity by
 exp(−t / ``GOLD_MFP_A``). The rest of the series (every other random draw) is the same as without gold.
 """
 
@@ -91,6 +91,25 @@ def _splat(uv: torch.Tensor, weights: torch.Tensor, n: int) -> torch.Tensor:
     return out.reshape(views, n, n)
 
 
+def gold_positions(
+    rng: np.random.Generator, count: int, half_A: float, thickness_A: float, diameter_A: float
+) -> np.ndarray:
+    """(count, 3) bead centres (Å): uniform in x, y within ±``half_A``, on the slab's two surfaces (z = ±thickness/2),
+    no two on the same surface closer than a diameter (solid spheres do not overlap; the first version drew
+    them independently, and a third of the beads of 40 in the 256² field then overlapped another on their
+    surface). Candidates are drawn at once and accepted in order when clear of those accepted before."""
+    cand = np.c_[rng.uniform(-half_A, half_A, (8 * count, 2)), rng.choice([-0.5, 0.5], 8 * count) * thickness_A]
+    close = np.linalg.norm(cand[:, None] - cand[None], axis=-1) < diameter_A  # z differs: never close
+    keep = np.zeros(len(cand), dtype=bool)
+    for i in range(len(cand)):  # greedy: sequential by nature, over candidates (not pixels)
+        if keep.sum() == count:
+            break
+        keep[i] = not (close[i, :i] & keep[:i]).any()
+    if keep.sum() < count:
+        raise ValueError(f"{count} beads of {diameter_A:g} Å do not fit without overlap in ±{half_A:g} Å")
+    return cand[keep]
+
+
 def make_tilts(s: TiltSetup) -> TiltData:
     """The tilt series of ``s`` (see the module docstring)."""
     from torch_ctf import calculate_ctf_2d
@@ -117,9 +136,7 @@ def make_tilts(s: TiltSetup) -> TiltData:
         dens = _splat(uv[:, pick], torch.ones(int(pick.sum()), dtype=torch.float64), n)
         mass = peak_rad * 2 * math.pi * (sigma_A / px) ** 2  # rad·px² of a blob whose peak is ``peak_rad``
         spectrum += torch.fft.rfft2(dens) * mass * torch.exp(-2 * math.pi**2 * sigma_A**2 * k2)
-    gold = np.c_[
-        rng.uniform(-0.4, 0.4, (s.gold_count, 2)) * n * px, rng.choice([-0.5, 0.5], s.gold_count) * s.thickness_A
-    ]
+    gold = gold_positions(rng, s.gold_count, 0.4 * n * px, s.thickness_A, s.gold_diameter_A)
     gold_t = torch.zeros((views, n, n), dtype=torch.float64)
     if s.gold_count:
         r = s.gold_diameter_A / 2
@@ -142,4 +159,4 @@ def make_tilts(s: TiltSetup) -> TiltData:
     return TiltData(images.numpy().astype(np.float32), nominal, truth, points, gold)
 
 
-__all__ = ["TiltData", "TiltSetup", "dose_symmetric", "make_tilts"]
+__all__ = ["TiltData", "TiltSetup", "dose_symmetric", "gold_positions", "make_tilts"]

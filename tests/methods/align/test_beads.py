@@ -56,11 +56,16 @@ def test_tracking_then_least_squares_meets_the_issue_floors(series):
     assert rms(reprojection_difference(sol.model, truth, points)) / PX < 0.5
     assert abs(sol.tilt_axis_deg - truth.z_rot_deg.mean()) < 0.3
     assert abs(sol.tilt_offset_deg - 0.7) < 0.3
-    # Gap filling from the model's predictions adds observations, nearly all on the right bead.
+    # Gap filling from the model's predictions adds observations, and the filled track stays on the right beads:
+    # measured 98.2 % of the positions observed, 97.7 % of them within 1.5 px (the sphere template: 98.0 %,
+    # 97.5 %). The tracker with the learnt template leaves fewer gaps (7.3 % against 14.8 %), the hard ones: of
+    # the 27 filled, 85 % are right (of the sphere's 63, 94 %).
     filled = fill_gaps(track, sol.gap_free_px(PX), images, 100 / PX)
     new = np.isfinite(filled[..., 0]) & ~np.isfinite(track[..., 0])
     assert new.sum() > 0
-    assert np.mean(np.linalg.norm(filled[new] - true_uv[:, idx][new], axis=-1) < 1.5) > 0.9
+    assert np.mean(np.linalg.norm(filled[new] - true_uv[:, idx][new], axis=-1) < 1.5) > 0.8
+    err = np.linalg.norm(filled - true_uv[:, idx], axis=-1)
+    assert np.isfinite(err).mean() > 0.97 and np.mean(err[np.isfinite(err)] < 1.5) > 0.97
 
 
 def test_tracking_keeps_the_beads_of_both_surfaces_when_their_parallax_exceeds_the_search():

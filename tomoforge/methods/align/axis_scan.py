@@ -38,6 +38,7 @@ class AxisScan:
     best_deg: float
     best_score: float
     given_score: float
+    masked: bool = False  # scored without the views' outliers (``without_outliers``: gold beads)
 
     def clear_gain(self) -> float:
         """How much better the best angle scores than the given one, as a fraction of the range of the scores
@@ -65,6 +66,26 @@ def neighbour_pairs(tilts_deg: ArrayLike, min_tilt_deg: float) -> tuple[np.ndarr
     return lower, higher
 
 
+def without_outliers(x: torch.Tensor, sd: float, grow_px: int) -> torch.Tensor:
+    """(n, y, x) band-passed views with every pixel further than ``sd`` robust SD (1.4826 × the median absolute
+    deviation) from its view's median, or within ``grow_px`` pixels of one, set to that median (``sd`` ≤ 0:
+    unchanged).
+
+    Gold beads are compact, far darker than the specimen and round: they correlate between neighbouring views
+    whatever the stretch, so where they hold most of the energy of the views the scan's scores hardly depend on
+    the angle (issue 16's series with 40 beads of 10 nm: scores 0.596–0.612 over the half-turn against
+    0.31–0.53 without gold, and the best angle 54° off). A bead-free view loses ~5 % of its pixels at 4 SD."""
+    if sd <= 0:
+        return x
+    flat = x.flatten(1)
+    med = flat.median(dim=1).values[:, None, None]
+    mad = (flat - flat.median(dim=1).values[:, None]).abs().median(dim=1).values[:, None, None] * 1.4826
+    far = ((x - med).abs() > sd * mad).to(x.dtype)
+    if grow_px > 0:
+        far = torch.nn.functional.max_pool2d(far[:, None], 2 * grow_px + 1, 1, grow_px)[:, 0]
+    return torch.where(far > 0, med, x)
+
+
 def scan_tilt_axis(
     filtered: ArrayLike | torch.Tensor,
     tilts_deg: ArrayLike,
@@ -75,6 +96,8 @@ def scan_tilt_axis(
     max_size_px: int = 128,
     max_shift_px: float | None = None,
     fit_half_width_deg: float = 10.0,
+    outlier_sd: float = 4.0,
+    outlier_grow_px: int = 2,
 ) -> AxisScan:
     """Score every tilt axis angle over a half-turn by stretched correlation of neighbouring high tilts.
 
@@ -96,6 +119,13 @@ def scan_tilt_axis(
         Radius of the correlation peak search, pixels of ``filtered`` (default a quarter of the image).
     fit_half_width_deg
         The best angle is the centre of a parabola fitted to the scores within this of the best grid angle.
+    outlier_sd, outlier_grow_px
+        The views are also scored with the pixels further than ``outlier_sd`` robust SD from a view's median, and
+        those within ``outlier_grow_px`` (pixels of the binned views) of them, set to the median
+        (``without_outliers``: gold beads; 0: not), and the scan whose scores span the wider range is kept: beads
+        with a specimen flatten the scores (0.597–0.612 on issue 16's series with gold, 0.33–0.47 without
+        them), while beads alone are the only signal (the scan without them spans 0.055–0.064 on the
+        synthetic beads of tests/methods/align/test_coarse.py, 0.32–0.40 with them).
 
     Returns
     -------
@@ -110,26 +140,23 @@ def scan_tilt_axis(
         x = bin_images(x, factor)
     ny, nx = (int(v) for v in x.shape[-2:])
     taper = edge_taper((ny, nx), min(ny, nx) / 10, x.device)
-    x = x - x.mean(dim=(-2, -1), keepdim=True)
     tilts = np.asarray(tilts_deg, dtype=float)
     lower, higher = neighbour_pairs(tilts, min_tilt_deg)
     stretch = np.cos(np.deg2rad(tilts[lower])) / np.cos(np.deg2rad(tilts[higher]))
-    targets = x[torch.as_tensor(higher)] * taper
-    target_norm = targets.norm(dim=(-2, -1))
     radius = (max_shift_px or min(ny, nx) * factor / 4) / factor
     yy, xx = torch.meshgrid(
         torch.arange(ny, device=x.device) - ny // 2, torch.arange(nx, device=x.device) - nx // 2, indexing="ij"
     )
     outside = (yy * yy + xx * xx).float() > radius**2
     grid = given_deg + np.arange(0.0, 180.0 - 1e-9, step_deg)
-    scores = np.empty(len(grid))
-    for k, angle in enumerate(grid):
-        r = rotation_2d(float(angle))
-        mats = r[None] @ (np.eye(2)[None] * np.c_[stretch, np.ones_like(stretch)][:, :, None]) @ r.T[None]
-        refs = warp_images(x[torch.as_tensor(lower)], mats, np.zeros((len(lower), 2))) * taper
-        cc = cross_correlation(targets, refs).masked_fill(outside, -torch.inf)
-        peak = cc.flatten(1).max(dim=1).values / (target_norm * refs.norm(dim=(-2, -1))).clamp(min=1e-12)
-        scores[k] = float(peak.mean())
+    # the views as given and without their outliers: the scan whose scores depend more on the angle
+    scores = _scores(x - x.mean(dim=(-2, -1), keepdim=True), lower, higher, stretch, grid, taper, outside)
+    masked = False
+    if outlier_sd > 0:
+        y = without_outliers(x, outlier_sd, outlier_grow_px)
+        other = _scores(y - y.mean(dim=(-2, -1), keepdim=True), lower, higher, stretch, grid, taper, outside)
+        if np.ptp(other) > np.ptp(scores):
+            scores, masked = other, True
     best = int(np.argmax(scores))
     # the peak is broad and a little rough: its centre from a parabola fitted over ±``fit_half_width_deg``
     offsets = (np.arange(len(grid)) - best + len(grid) // 2) % len(grid) - len(grid) // 2
@@ -138,7 +165,31 @@ def scan_tilt_axis(
     centre = -c1 / (2 * c2) if c2 < 0 else 0.0
     angle = grid[best] + float(np.clip(centre, -fit_half_width_deg, fit_half_width_deg))
     angle = given_deg + (angle - given_deg + 90.0) % 180.0 - 90.0  # the equivalent nearest the given angle
-    return AxisScan(grid, scores, float(angle), float(scores[best]), float(scores[0]))
+    return AxisScan(grid, scores, float(angle), float(scores[best]), float(scores[0]), masked)
 
 
-__all__ = ["AxisScan", "neighbour_pairs", "scan_tilt_axis"]
+def _scores(
+    x: torch.Tensor,
+    lower: np.ndarray,
+    higher: np.ndarray,
+    stretch: np.ndarray,
+    grid: np.ndarray,
+    taper: torch.Tensor,
+    outside: torch.Tensor,
+) -> np.ndarray:
+    """(angles,) mean normalised correlation peak (outside the disc masked) of the ``higher`` views of (n, y, x)
+    ``x`` with the ``lower`` ones stretched by ``stretch`` across each axis angle of ``grid`` (degrees)."""
+    targets = x[torch.as_tensor(higher)] * taper
+    target_norm = targets.norm(dim=(-2, -1))
+    scores = np.empty(len(grid))
+    for k, angle in enumerate(grid):
+        r = rotation_2d(float(angle))
+        mats = r[None] @ (np.eye(2)[None] * np.c_[stretch, np.ones_like(stretch)][:, :, None]) @ r.T[None]
+        refs = warp_images(x[torch.as_tensor(lower)], mats, np.zeros((len(lower), 2))) * taper
+        cc = cross_correlation(targets, refs).masked_fill(outside, -torch.inf)
+        peak = cc.flatten(1).max(dim=1).values / (target_norm * refs.norm(dim=(-2, -1))).clamp(min=1e-12)
+        scores[k] = float(peak.mean())
+    return scores
+
+
+__all__ = ["AxisScan", "neighbour_pairs", "scan_tilt_axis", "without_outliers"]

@@ -124,6 +124,8 @@ def coarse_task(job: CoarseJob) -> dict[str, Any]:
         "given_axis_deg": v.axis_deg,
         "start_axis_deg": res.start_axis_deg,
         "scanned_axis_deg": None if res.axis_scan is None else res.axis_scan.best_deg,
+        "scan_spread": None if res.axis_scan is None else float(np.ptp(res.axis_scan.scores)),
+        "scan_masked": res.axis_scan is not None and res.axis_scan.masked,
         "chain_drift_A": None if res.chain_drift_px is None else (res.chain_drift_px * px).tolist(),
         "thickness_mfp": res.thickness_mfp,
         "implausible_thickness_A": found_A,
@@ -185,6 +187,16 @@ class CoarseAlignment(Protocol):
                 f"{ts.name}: WARNING: the tilt axis given ({given:.2f}°) is {abs(start - given):.0f}° from the one "
                 f"the views' stretching shows ({start:.2f}°, scanned over 180°): aligned from the latter; check "
                 "the acquisition's tilt axis convention (Tomography 5's TiltAxisAngle is not the angle from image Y)"
+            )
+        if result.get("scanned_axis_deg") is not None:
+            self.log(
+                f"{ts.name}: tilt-axis scan over 180°: best {result['scanned_axis_deg']:.2f}°, scores spread "
+                f"{result['scan_spread']:.3f}"
+                + (
+                    " (scored without the views' outlying pixels: gold beads flatten the scores)"
+                    if result.get("scan_masked")
+                    else ""
+                )
             )
         drift = result.get("chain_drift_A")
         if drift:

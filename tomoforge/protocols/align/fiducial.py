@@ -50,11 +50,11 @@ class FiducialModelJob:
 
 
 def fiducial_model_task(job: FiducialModelJob) -> dict[str, Any]:
-    """Detect and track beads, fill gaps from a first model fit; write the landmark table. Returns its
+    """Learn the beads' image from the data, detect and track them, fill gaps from a first model fit; write the landmark table. Returns its
     ``file``, ``n_landmarks`` and ``pixel_size_A`` (Å/px of its positions: the binned images')."""
     import numpy as np
 
-    from tomoforge.methods.align.beads import fill_gaps, track_beads
+    from tomoforge.methods.align.beads import fill_gaps, learn_bead_template, track_beads
     from tomoforge.methods.align.solve import (
         MIN_LANDMARKS,
         MIN_VIEWS,
@@ -68,6 +68,8 @@ def fiducial_model_task(job: FiducialModelJob) -> dict[str, Any]:
     tilts = np.asarray(v.tilts_deg)
     px = v.pixel_size_A * p.binning
     diameter_px = p.bead_diameter_nm * 10.0 / px
+    # the beads as the data show them (CTF fringes, dark past the edge), one template for tracking and gaps
+    template = learn_bead_template(images, diameter_px, threshold_sd=p.threshold_sd)
     track = track_beads(
         images,
         tilts,
@@ -76,6 +78,7 @@ def fiducial_model_task(job: FiducialModelJob) -> dict[str, Any]:
         np.asarray(v.shifts_A) / px,
         max_beads=p.max_beads,
         threshold_sd=p.threshold_sd,
+        template=template,
     )
     min_views = max(MIN_VIEWS, len(tilts) // 4)
     keep = np.isfinite(track[..., 0]).sum(axis=0) >= min_views
@@ -86,7 +89,7 @@ def fiducial_model_task(job: FiducialModelJob) -> dict[str, Any]:
         raise TooFewLandmarksError(message)
     track = track[:, keep]
     first = solve_fiducial_alignment(track, tilts, v.axis_deg, px, rotation="single", tilt="fixed")
-    track = fill_gaps(track, first.gap_free_px(px), images, diameter_px)
+    track = fill_gaps(track, first.gap_free_px(px), images, diameter_px, template=template)
     n = write_landmarks(job.out_file, track, v.orders)
     return {"file": job.out_file, "n_landmarks": n, "pixel_size_A": px}
 
