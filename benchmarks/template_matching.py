@@ -407,7 +407,7 @@ def band_limit(limit_voxels: float, box: int):
 
     def filtered(volume: np.ndarray) -> np.ndarray:
         spectrum = np.fft.rfftn(volume) * radial(volume.shape).numpy()
-        return np.fft.irfftn(spectrum, s=volume.shape).astype(np.float32)
+        return np.fft.irfftn(spectrum, s=volume.shape, axes=(0, 1, 2)).astype(np.float32)
 
     return radial, filtered
 
