@@ -147,27 +147,35 @@ def write_section(r: dict) -> None:
     m = r["machine"]
     rows = []
     for name, s in r["series"].items():
-        for label, run, key in (
-            ("coarse-alignment", s["marker_free"], "coarse"),
-            ("patch-tracking", s["marker_free"], "patches"),
-            ("fiducial-alignment (with its gold)", s["with_gold"], "fiducial"),
+        for label, run, key, steps in (
+            ("coarse-alignment", s["marker_free"], "coarse", ("coarse_alignment",)),
+            ("patch-tracking", s["marker_free"], "patches", ("patch_tracking",)),
+            ("with its gold: patch-tracking", s["with_gold"], "patches", ("patch_tracking",)),
+            (
+                "with its gold: fiducial-model → fiducial-alignment",
+                s["with_gold"],
+                "fiducial",
+                ("fiducial_model", "fiducial_alignment"),
+            ),
         ):
             e = run["errors"][key]
             angles = (
                 f"{e['axis_error_deg']:+.2f}° | {e['offset_error_deg']:+.2f}°" if "axis_error_deg" in e else "– | –"
             )
-            rows.append(f"| {name} | {label} | {e['rms_px']:.2f} | {e['worst_px']:.2f} | {angles} |")
+            cpu = sum(run["times"][k]["cpu_s"] for k in steps if k in run["times"])
+            rows.append(f"| {name} | {label} | {e['rms_px']:.2f} | {e['worst_px']:.2f} | {angles} | {cpu:.0f} |")
     lines = [
         "## Marker-free alignment, `python benchmarks/align_marker_free.py`",
         "",
-        f"{m['date']}, commit {m['git']}, {m['nproc']} cores. 41 tilts ±60° of 1024² at 3 Å/px, a fresh ice texture "
+        f"{m['date']}, commit {m['git']}, {m['nproc']} cores, load average {m['load']} (a shared machine: CPU "
+        "seconds of the step's tasks). 41 tilts ±60° of 1024² at 3 Å/px, a fresh ice texture "
         f"per tilt, the tilt axis given {r['axis_error_deg']:g}° off; protocol defaults (coarse at binning 4), patch "
         f"tracking at binning {r.get('patch_binning', 4.0):g}. Errors in px of "
         "the 3 Å images (see the script's docstring); the issue's floors: coarse ≤ 3 px, patch tracking ≤ 1.0 px RMS, "
         "worst view ≤ 3 px, axis and offset within 0.3°.",
         "",
-        "| series | step | RMS (px) | worst view (px) | tilt axis | tilt offset |",
-        "|---|---|---:|---:|---:|---:|",
+        "| series | step | RMS (px) | worst view (px) | tilt axis | tilt offset | CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|",
         *rows,
     ]
     replace_section(START, END, lines)

@@ -5,7 +5,8 @@ benchmark's (SIZE² at 8 Å/px, 41 tilts ±60°), written as a SerialEM stack wi
 imported, coarse-aligned, then patch-tracking with its defaults at binning 1. Errors against the truth in px of
 the issue's 2 Å images over a 5 × 5 × 3 grid of specimen points (±400 Å in height), the free translation and
 rotation about the tilt axis removed, as benchmarks/align_foreign.py scores them. Measured (seed 1): coarse
-3.18 px RMS, patch-tracking 0.85 px (worst view 1.66), tilt axis 84.95°, tilt offset 0.87°; seed 0 of the same
+3.18 px RMS, patch-tracking 0.81 px (worst view 1.70; 0.85 and 1.66 with 2 views left out of the axis rounds'
+layers instead of 8), tilt axis 84.95°, tilt offset 0.87° (with 2); seed 0 of the same
 setup gave 0.99 px in the method's own run (a coarse alignment 8 px off at this field size), the benchmark's
 256² seeds are in benchmarks/RESULTS.md.
 """

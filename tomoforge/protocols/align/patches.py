@@ -132,6 +132,7 @@ def layer_options(p: PatchTrackingParams, px: float) -> LayerTrackingSettings:
         high_cut_px=max(2.0, d.high_cut_px * k),
         radius_px=max(2.0, d.radius_px * k),
         exclude=d.exclude,
+        axis_exclude=d.axis_exclude,
         min_score=d.min_score,
     )
 
