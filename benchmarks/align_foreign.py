@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1]))
-from results_md import machine_info, merged_runs, replace_section  # noqa: E402
+from results_md import replace_section, seed_runs  # noqa: E402
 
 from tests.methods.align.foreign_tilts import TiltData, TiltSetup, make_tilts  # noqa: E402
 from tomoforge.methods.align.beads import fill_gaps, learn_bead_template, track_beads  # noqa: E402
@@ -182,16 +182,7 @@ def main() -> None:
     ap.add_argument("--extra", action="store_true", help="also patch tracks, and coarse + layers from the axis 90° off")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.merge:  # only write the section, from the JSON of runs made one seed at a time
-        result = merged_runs("align_foreign", args.merge)
-    else:
-        result = {"benchmark": "align_foreign", "runs": []}
-        for seed in args.seeds:
-            result["runs"].append(measure(seed, args.extra))
-            print(json.dumps(result["runs"][-1]), flush=True)
-        result["machine"] = machine_info()
-        if args.out:
-            args.out.write_text(json.dumps(result, indent=1))
+    result = seed_runs("align_foreign", args.seeds, lambda seed: measure(seed, args.extra), args.merge, args.out)
     if not args.no_write:
         write_section(result)
 

@@ -15,7 +15,6 @@ tilt axis removed (as benchmarks/align_foreign.py scores patch alignment). Print
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1]))
-from results_md import machine_info, merged_runs, replace_section  # noqa: E402
+from results_md import replace_section, seed_runs  # noqa: E402
 
 from tests.methods.align.foreign_tilts import TiltSetup, make_tilts  # noqa: E402
 from tomoforge.methods.align.coarse import coarse_alignment  # noqa: E402
@@ -114,16 +113,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.merge:  # only write the section, from the JSON of runs made one seed at a time
-        result = merged_runs("align_layer_axis", args.merge)
-    else:
-        result = {"benchmark": "align_layer_axis", "runs": []}
-        for seed in args.seeds:
-            result["runs"].append(measure(seed, args.passes))
-            print(json.dumps(result["runs"][-1]), flush=True)
-        result["machine"] = machine_info()
-        if args.out:
-            args.out.write_text(json.dumps(result, indent=1))
+    result = seed_runs("align_layer_axis", args.seeds, lambda seed: measure(seed, args.passes), args.merge, args.out)
     if not args.no_write:
         write_section(result)
 

@@ -58,3 +58,18 @@ def merged_runs(benchmark: str, paths: list[Path]) -> dict:
     first file's ``machine`` (the section is then written from it without measuring again)."""
     loaded = [json.loads(path.read_text()) for path in paths]
     return {"benchmark": benchmark, "runs": [r for one in loaded for r in one["runs"]], "machine": loaded[0]["machine"]}
+
+
+def seed_runs(benchmark: str, seeds: list[int], measure, merge: list[Path] | None, out: Path | None) -> dict:
+    """The benchmark's JSON: ``measure(seed)`` for each seed (each run printed as it ends, the whole written to
+    ``out`` when given), or, with ``merge``, the runs of earlier JSON files (``merged_runs``)."""
+    if merge:
+        return merged_runs(benchmark, merge)
+    result: dict = {"benchmark": benchmark, "runs": []}
+    for seed in seeds:
+        result["runs"].append(measure(seed))
+        print(json.dumps(result["runs"][-1]), flush=True)
+    result["machine"] = machine_info()
+    if out:
+        out.write_text(json.dumps(result, indent=1))
+    return result

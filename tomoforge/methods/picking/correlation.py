@@ -95,6 +95,7 @@ class TileCorrelator:
         # zero everywhere but the rows each box overwrites: padding along x, then z, then y
         self._bx = torch.zeros((n, n, sx), device=self.device)
         self._bz = torch.zeros((sz, n, sx // 2 + 1), dtype=torch.complex64, device=self.device)
+        self._bzz: np.ndarray | None = None  # the box along x and z
         self._by_buffer: torch.Tensor | None = None  # made on first use: the two-pass path does without it
         self._spec: torch.Tensor | None = None  # the spectrum's work buffer (shared by both paths)
         self._out: torch.Tensor | None = None
@@ -114,11 +115,6 @@ class TileCorrelator:
             self._spec = torch.zeros_like(self.spectrum)
         return self._spec
 
-    @property
-    def two_pass(self) -> bool:
-        """Whether ``update_best`` runs its two cached passes (scipy's pocketfft on the CPU)."""
-        return self.pocket is not None
-
     def box_spectrum(self, box: torch.Tensor) -> torch.Tensor:
         """rfftn of ``box`` (n, n, n) reflected onto the tile grid (zero elsewhere): (z, y, x // 2 + 1), a
         buffer that the next call may overwrite."""
@@ -130,15 +126,28 @@ class TileCorrelator:
             return torch.fft.fft(self._by, dim=1)
         import scipy.fft
 
-        bz, by = self._bz.numpy(), self._by.numpy()
-        bz[self._wrap_np[0]] = scipy.fft.rfft(self._bx.numpy(), axis=-1, workers=self.workers)
-        by[:, self._wrap_np[1]] = scipy.fft.fft(bz, axis=0, workers=self.workers)
+        by = self._by.numpy()
+        by[:, self._wrap_np[1]] = self._box_along_x_and_z()
         if self.pocket is None:
             return torch.from_numpy(scipy.fft.fft(by, axis=1, workers=self.workers))
         spec = self._work()
         self._spec_dirty = True
         self.pocket.c2c(by, axes=(1,), forward=True, inorm=0, out=spec.numpy(), nthreads=self.workers)
         return spec
+
+    def _box_along_x_and_z(self) -> np.ndarray:
+        """The box put in ``_bx`` transformed along x then z (scipy): (z, n, x // 2 + 1), its n rows the ones it
+        fills along y; a kept buffer where pocketfft is at hand."""
+        import scipy.fft
+
+        bz = self._bz.numpy()
+        bz[self._wrap_np[0]] = scipy.fft.rfft(self._bx.numpy(), axis=-1, workers=self.workers)
+        if self.pocket is None:
+            return scipy.fft.fft(bz, axis=0, workers=self.workers)
+        if self._bzz is None:
+            self._bzz = np.empty_like(bz)
+        self.pocket.c2c(bz, axes=(0,), forward=True, inorm=0, out=self._bzz, nthreads=self.workers)
+        return self._bzz
 
     def correlate(self, spectrum: torch.Tensor, with_squares: bool = False) -> torch.Tensor:
         """Σ_y box(y) T(x + y) (or T²) for a box's spectrum from ``box_spectrum``, which it overwrites:
@@ -271,7 +280,6 @@ class _TwoPass:
         self.kx_stop = max(self.stops, default=0)
         self.spectra = [np.ascontiguousarray(spectrum[z, :, :stop]) for z, stop in zip(self.z_slabs, self.stops)]
         self.y_slabs = [slice(a, min(a + self.Y_SLAB, sy)) for a in range(0, sy, self.Y_SLAB)]
-        self.bz = np.zeros((sz, owner.n, kx), np.complex64)  # the box along x, then z
         per_thread = range(self.workers)
         self.planes = [np.zeros((self.Z_SLAB, sy, kx), np.complex64) for _ in per_thread]
         self.products = [np.empty(self.Z_SLAB * sy * kx, np.complex64) for _ in per_thread]
@@ -290,13 +298,11 @@ class _TwoPass:
     def run(self, box: torch.Tensor, work: np.ndarray, tracker: BestScore, rotation: int) -> None:
         """One rotation: ``work`` (the spectrum's shape) zero outside the non-zero columns on entry and exit."""
         owner, pf, w = self.owner, self.pocket, self.workers
-        wz, wy, _ = self.wrap
+        wy = self.wrap[1]
         sy, sx = owner.shape[1:]
         ks = self.kx_stop
         owner._bx[..., owner.wrap[2]] = box
-        bz = owner._bz.numpy()
-        bz[wz] = pf.r2c(owner._bx.numpy(), axes=(2,), forward=True, inorm=0, nthreads=w)
-        pf.c2c(bz, axes=(0,), forward=True, inorm=0, out=self.bz, nthreads=w)
+        along_xz = owner._box_along_x_and_z()
 
         def first(t: int) -> None:  # along y: the box forward, times the tile's spectrum, inverse
             plane = self.planes[t]
@@ -306,7 +312,7 @@ class _TwoPass:
                     continue
                 m = z.stop - z.start
                 p = plane[:m]
-                p[:, wy, :stop] = self.bz[z, :, :stop]
+                p[:, wy, :stop] = along_xz[z, :, :stop]
                 product = self.products[t][: m * sy * stop].reshape(m, sy, stop)
                 pf.c2c(p[:, :, :stop], axes=(1,), forward=True, inorm=0, out=product, nthreads=1)
                 np.multiply(product, self.spectra[j], out=product)
