@@ -14,6 +14,7 @@ from tomoforge.io.imod import (
     write_tlt,
     write_xf,
     write_xtilt,
+    xf_distortion,
     xf_to_projection_model,
 )
 from tomoforge.methods.align.projection_model import ProjectionModel, rotation_matrices
@@ -206,3 +207,27 @@ def test_relion5_reading_of_an_imod_alignment_keeps_its_hand(data_file, tmp_path
     height_in_file = (rotations @ bead)[:, 2]
     np.testing.assert_allclose(particle_depth_defocus(relion, 0)[0], 30000 + hand * height_in_file, atol=1e-2)
     np.testing.assert_allclose(particle_depth_defocus(relion, 0)[0], 30000 + seen[:, 2], atol=1e-2)
+
+
+def test_xf_distortion_by_formula_and_on_a_tiltalign_file(data_file):
+    # A = rotation by 30° · scale 1.02 · shear: columns 90° + skew apart
+    theta, skew = np.deg2rad(30.0), np.deg2rad(0.5)
+    rotation = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    shear = np.array([[1.0, np.sin(skew)], [0.0, np.cos(skew)]])
+    xf = np.zeros((2, 2, 3))
+    xf[0, :, :2] = 1.02 * rotation
+    xf[1, :, :2] = rotation @ shear
+    got = xf_distortion(xf)
+    np.testing.assert_allclose(got["magnification"], [1.02, np.sqrt(np.cos(skew))], rtol=1e-12)
+    np.testing.assert_allclose(got["skew_deg"], [0.0, -0.5], atol=1e-9)
+    # a pure scale about the kept rotation moves a point 1000 px out by 20 px
+    assert got["edge_px_per_1000"][0] == pytest.approx(20.0)
+    unit = xf_distortion(projection_model_to_xf([84.0, -3.0], [5.0, 1.0], [2.0, 0.0], 2.0))
+    np.testing.assert_allclose(unit["magnification"], 1.0)
+    np.testing.assert_allclose(unit["edge_px_per_1000"], 0.0, atol=1e-9)
+    # IMOD's BB test data was aligned with magnification and skew solved; etomo's TS_001 without
+    bb = xf_distortion(read_xf(data_file("imod/IMOD_repo_uitestData/BB/BBa.xf")))
+    assert 0.998 < bb["magnification"].min() < 0.999 and 1.007 < bb["magnification"].max() < 1.008
+    assert 0.6 < np.abs(bb["skew_deg"]).max() < 0.7 and bb["edge_px_per_1000"].max() > 10
+    ts = xf_distortion(read_xf(data_file("imod/etomofiles_TS_001/TS_001.xf")))
+    assert ts["edge_px_per_1000"].max() < 0.01

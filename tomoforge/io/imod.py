@@ -104,6 +104,27 @@ def xf_to_projection_model(xf: np.ndarray, pixel_size_A: float) -> dict[str, np.
     return {"z_rot_deg": z_rot, "x_shift_A": specimen[:, 0], "y_shift_A": specimen[:, 1]}
 
 
+def xf_distortion(xf: np.ndarray) -> dict[str, np.ndarray]:
+    """What an IMOD transform holds beyond a rotation: per view, its ``magnification`` (√|det A|) and
+    ``skew_deg`` (the angle between A's columns minus 90°). tiltalign writes them when it solves for
+    magnification or skew; a rotation-only projection model (RELION 5's, tomoforge's) drops them.
+
+    Returns also ``edge_px_per_1000``: how far, at most, a point 1000 px from the rotation centre
+    moves when A is replaced by the rotation :func:`xf_to_projection_model` keeps (the largest
+    singular value of their difference, × 1000), so the loss can be told in pixels for any image size.
+    """
+    matrices = np.asarray(xf, dtype=float).reshape(-1, 2, 3)[:, :, :2]
+    magnification = np.sqrt(np.abs(np.linalg.det(matrices)))
+    first, second = matrices[:, :, 0], matrices[:, :, 1]
+    cosine = np.sum(first * second, axis=1) / (np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1))
+    skew_deg = np.rad2deg(np.arccos(np.clip(cosine, -1.0, 1.0))) - 90.0
+    theta = np.arctan2(-matrices[:, 1, 0], matrices[:, 0, 0])
+    c, s = np.cos(theta), np.sin(theta)
+    kept = np.stack([np.stack([c, s], axis=-1), np.stack([-s, c], axis=-1)], axis=1)
+    edge = 1000.0 * np.linalg.svd(matrices - kept, compute_uv=False)[:, 0]
+    return {"magnification": magnification, "skew_deg": skew_deg, "edge_px_per_1000": edge}
+
+
 def projection_model_to_xf(
     z_rot_deg: ArrayLike, x_shift_A: ArrayLike, y_shift_A: ArrayLike, pixel_size_A: float
 ) -> np.ndarray:
@@ -270,6 +291,7 @@ __all__ = [
     "write_tlt",
     "write_xf",
     "write_xtilt",
+    "xf_distortion",
     "xf_to_projection_model",
 ]
 

@@ -133,12 +133,14 @@ def test_assign_copies_by_acquisition_order_and_export_import_round_trips(aligne
     src = model_of(project.output_set(runs["fiducial"], "tilt_series").get("TS_01"))
     got = model_of(project.output_set(assign, "tilt_series").get("TS_01"))
     assert np.allclose(got.shift_A, src.shift_A) and np.allclose(got.z_rot_deg, src.z_rot_deg)
+    exported = {}
     for fmt, tol_shift_A, tol_deg in (("imod", 0.01 * 6.0, 0.01), ("aretomo", 0.001 * 6.0, 0.005)):
         exp = run(project, "export-alignment", {"format": fmt}, {"tilt_series": f"{runs['fiducial']}.tilt_series"})
         out = project.root / "runs"
         files = list(out.glob(f"{exp:04d}_*/out/TS_01.*"))
         assert files, list(out.iterdir())
         folder = files[0].parent
+        exported[fmt] = folder
         imp = run(
             project,
             "import-alignment",
@@ -149,6 +151,24 @@ def test_assign_copies_by_acquisition_order_and_export_import_round_trips(aligne
         assert np.allclose(back.shift_A, src.shift_A, atol=tol_shift_A)
         assert np.allclose(back.z_rot_deg, src.z_rot_deg, atol=tol_deg)
         assert np.allclose(back.tilt_deg, src.tilt_deg, atol=0.01)
+        log = next(out.glob(f"{imp:04d}_*/run.log")).read_text()
+        assert "WARNING" not in log
+
+    # tiltalign's magnification variables: the import keeps rotation and shift, and says what it drops
+    from tomoforge.io.imod import read_xf, write_xf
+
+    scaled = tmp_path / "scaled"
+    shutil.copytree(exported["imod"], scaled)
+    xf = read_xf(scaled / "TS_01.xf")
+    xf[5, :, :2] *= 1.01
+    write_xf(scaled / "TS_01.xf", xf, overwrite=True)
+    imp = run(
+        project, "import-alignment", {"files_path": str(scaled)}, {"tilt_series": f"{runs['import']}.tilt_series"}
+    )
+    log = next(out.glob(f"{imp:04d}_*/run.log")).read_text()
+    assert "TS_01: WARNING:" in log and "1 of " in log and "1.0000–1.0100" in log and "up to 10.0 px" in log, log
+    back = model_of(project.output_set(imp, "tilt_series").get("TS_01"))
+    assert np.allclose(back.z_rot_deg, src.z_rot_deg, atol=0.01)
 
 
 def test_patch_tracking_rejects_contours_no_longer_than_their_overlap():

@@ -66,12 +66,16 @@ class ImportAlignmentParams(ProtocolParams):
 def read_alignment(path: Path, fmt: str, pixel_size_A: float) -> dict[str, Any]:
     """The alignment in ``path`` (IMOD ``.xf`` with its ``.tlt``/``.xtilt`` beside it when there, or AreTomo
     ``.aln``), one row per view sorted by tilt: ``z_rot_deg``, ``x_shift_A``, ``y_shift_A`` (Å at
-    ``pixel_size_A``), and ``y_tilt_deg``/``x_tilt_deg`` (degrees; None when the files hold none)."""
+    ``pixel_size_A``), and ``y_tilt_deg``/``x_tilt_deg`` (degrees; None when the files hold none); ``dropped``:
+    an IMOD file's magnification and skew (``xf_distortion``), which the alignment cannot keep (None for AreTomo)."""
     from tomoforge.io.aretomo import aln_to_projection_model, read_aln
-    from tomoforge.io.imod import read_tlt, read_xf, read_xtilt, xf_to_projection_model
+    from tomoforge.io.imod import read_tlt, read_xf, read_xtilt, xf_distortion, xf_to_projection_model
 
+    dropped = None
     if fmt == "imod":
-        model = xf_to_projection_model(read_xf(path), pixel_size_A)
+        xf = read_xf(path)
+        model = xf_to_projection_model(xf, pixel_size_A)
+        dropped = xf_distortion(xf)
         tlt, xtilt = path.with_suffix(".tlt"), path.with_suffix(".xtilt")
         tilts = read_tlt(tlt) if tlt.is_file() else None
         x_tilts = read_xtilt(xtilt) if xtilt.is_file() else None
@@ -84,7 +88,28 @@ def read_alignment(path: Path, fmt: str, pixel_size_A: float) -> dict[str, Any]:
         "y_shift_A": model["y_shift_A"],
         "y_tilt_deg": tilts,
         "x_tilt_deg": x_tilts,
+        "dropped": dropped,
     }
+
+
+# A transform that moves a point 1000 px from the centre by more than this when reduced to its rotation
+# has a magnification or skew worth telling the user about.
+DROPPED_PX_PER_1000 = 1.0
+
+
+def dropped_distortion_warning(path: Path, dropped: dict[str, Any]) -> str | None:
+    """The warning for an IMOD ``.xf`` whose magnification/skew (``xf_distortion``) the import drops, or None."""
+    edge = dropped["edge_px_per_1000"]
+    if edge.max() <= DROPPED_PX_PER_1000:
+        return None
+    views = int((edge > DROPPED_PX_PER_1000).sum())
+    mag, skew = dropped["magnification"], abs(dropped["skew_deg"]).max()
+    return (
+        f"WARNING: {path}: {views} of {len(edge)} transforms also scale the view ({mag.min():.4f}–{mag.max():.4f}) "
+        f"or skew it (up to {skew:.2f}°), as tiltalign writes when it solves for magnification or skew; "
+        f"the alignment keeps rotation and shift only, so a point 1000 px from the centre moves by up to "
+        f"{edge.max():.1f} px. Realign without those variables for an exact import."
+    )
 
 
 class ImportAlignment(Protocol):
@@ -110,9 +135,12 @@ class ImportAlignment(Protocol):
         views = sorted(included(ts), key=lambda t: t.tilt_angle_deg)
         path = Path(result)
         rows = read_alignment(path, self.params.format, px)
+        warning = None if rows["dropped"] is None else dropped_distortion_warning(path, rows["dropped"])
+        if warning is not None:
+            self.log(f"{ts.name}: {warning}")
         if len(rows["z_rot_deg"]) != len(views):
             raise ValueError(f"{path}: {len(rows['z_rot_deg'])} views, tilt series {ts.name} has {len(views)} included")
-        fields = [k for k, column in rows.items() if column is not None]
+        fields = [k for k in ALIGNMENT_FIELDS if rows[k] is not None]
         values = {t.acquisition_order: {k: float(rows[k][i]) for k in fields} for i, t in enumerate(views)}
         self.emit("tilt_series", with_alignment(ts, values), task)
 
