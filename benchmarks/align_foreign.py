@@ -90,6 +90,8 @@ def coarse(d: TiltData, s: TiltSetup, given_deg: float) -> tuple[CoarseResult, d
         "offset_error_deg": float(c.tilt_offset_deg - s.offset_deg),
         "slab_A": None if c.thickness_px is None else float(c.thickness_px * px),
         "seconds": secs,
+        "chain": c.chain_source,  # the chain kept: of the views, or without their outliers (gold)
+        "chain_scores": c.candidate_scores,  # mean view score of each chain refined (empty: one chain)
     }
 
 

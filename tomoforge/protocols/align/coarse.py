@@ -129,6 +129,9 @@ def coarse_task(job: CoarseJob) -> dict[str, Any]:
         "chain_drift_A": None if res.chain_drift_px is None else (res.chain_drift_px * px).tolist(),
         "thickness_mfp": res.thickness_mfp,
         "implausible_thickness_A": found_A,
+        "chain_source": res.chain_source,
+        "chain_scores": res.candidate_scores,
+        "chains_apart_A": None if res.chains_apart_px is None else res.chains_apart_px * px,
     }
     if job.residuals_out and res.view_residual_px is not None and res.view_score is not None:
         write_view_residuals(job.residuals_out, v, result["view_residual_A"], result["view_score"])
@@ -195,6 +198,21 @@ class CoarseAlignment(Protocol):
                 + (
                     " (scored without the views' outlying pixels: gold beads flatten the scores)"
                     if result.get("scan_masked")
+                    else ""
+                )
+            )
+        apart, scores = result.get("chains_apart_A"), result.get("chain_scores") or {}
+        if apart is not None:
+            self.log(
+                f"{ts.name}: the chain of the views and the chain without their outliers (gold) are {apart:.0f} Å "
+                "apart (RMS)"
+                + (
+                    ": refined both, kept the chain of the "
+                    + str(result.get("chain_source"))
+                    + " (mean view score "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+                    + ")"
+                    if scores
                     else ""
                 )
             )
