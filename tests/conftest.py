@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# OpenMP threads that spin while idle (the default) take the cores from numpy's serial work between torch
+# calls; on 2 cores one coarse-alignment test went from 15 to 127 CPU s under load. Read once at torch's
+# import, which follows this file.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parents[1]
 
 
