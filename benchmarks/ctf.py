@@ -342,6 +342,8 @@ def main() -> None:
                 "cpu_s_per_series": round(time.process_time() - cpu, 1),
                 "load_before": load_before,
             }
+            row = {k: v for k, v in results["sets"][set_name][name].items() if k != "errors_A"}
+            print(json.dumps({"set": set_name, "method": name, **row}, ensure_ascii=False), file=sys.stderr, flush=True)
     emit(results, args.out, None if args.no_write else write)
 
 
