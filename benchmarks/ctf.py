@@ -304,7 +304,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     ap.add_argument("--speed", type=float, nargs="*", default=None, help="pixel sizes (Å) of the speed series")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/ctf_speed"), help="where the speed series are kept")
-    ap.add_argument("--no-teamtomo", action="store_true", help="--speed: tomoforge only")
+    ap.add_argument("--no-teamtomo", action="store_true", help="tomoforge only")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -324,6 +324,8 @@ def main() -> None:
         "torch-ctf-estimation 0.6 (grid 1×1×1)": lambda i, t: teamtomo(i, t, False),
         "torch-ctf-estimation 0.6 (linear tilt plane, 2×2)": lambda i, t: teamtomo(i, t, True),
     }
+    if args.no_teamtomo:
+        methods = {k: v for k, v in methods.items() if k.startswith("tomoforge")}
     results: dict = {
         "machine": machine_info(),
         "tilts": len(truth["tilts"]),
