@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -73,3 +74,14 @@ def seed_runs(benchmark: str, seeds: list[int], measure, merge: list[Path] | Non
     if out:
         out.write_text(json.dumps(result, indent=1))
     return result
+
+
+def emit(result: dict, out: Path | None, write: Callable[[dict], None] | None) -> None:
+    """Print a benchmark's JSON, also into ``out`` when given, and ``write`` its RESULTS.md section (None: not)."""
+    result["load_after"] = round(os.getloadavg()[0], 2)
+    text = json.dumps(result, indent=1, ensure_ascii=False)
+    print(text)
+    if out:
+        out.write_text(text)
+    if write is not None:
+        write(result)
