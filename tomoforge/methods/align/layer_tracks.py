@@ -25,8 +25,8 @@ The positions found are tracks in the form ``solve_fiducial_alignment`` and ``ax
 take. A layer made with a wrong tilt axis still shares part of that error with the views (its other
 views' streaks), so a fit of these tracks moves the axis only part of the way to the truth (about 40%
 per round on the foreign-like series, from 0.4–0.6° off, with 2 views excluded on each side; 55–60% with 8,
-``axis_exclude``); ``refine_axis_by_layers`` finds the fixed point
-from two rounds (the secant).
+``axis_exclude``, and Tukey weights; 72–79% from 0.2° off with the mixture weights, seed 4, true shifts);
+``refine_axis_by_layers`` finds the fixed point from two rounds (the secant).
 """
 
 from __future__ import annotations
