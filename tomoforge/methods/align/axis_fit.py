@@ -8,7 +8,11 @@ everything but the tilt axis angle α: rotated into the tilt-axis frame, a landm
 so for each candidate α the least-squares cost is two sparse linear solves whose normal matrices do not
 depend on α (factorised once). The cost is scanned on a grid of α and the minimum refined by a parabola;
 Tukey biweights on each observation, times a weight per track from its RMS residual, are then iterated
-(robust to mistracked views and to tracks that do not follow one point). ``solve_fiducial_alignment`` fits
+(robust to mistracked views and to tracks that do not follow one point). With ``uniform_radius_px`` the
+weights are instead each observation's probability of being a true match under a mixture of a Gaussian (true
+matches) and a uniform disk (matches of noise: a search about the model finds them anywhere in its disk, so
+they follow the model; where they are most of the observations, as in layer tracks of a noisy series, the
+Tukey weights' scale is theirs and a fit from a model kept half of its error, ``layer_tracks``). ``solve_fiducial_alignment`` fits
 the same model with every variable free and takes minutes for a thousand tracks; this takes a second.
 """
 
@@ -70,6 +74,22 @@ def _solve(
     return out
 
 
+def _mixture_weights(
+    lengths: np.ndarray, radius: float, share: float, sigma: float, steps: int = 10
+) -> tuple[np.ndarray, float, float]:
+    """Each observation's probability of being a true match: residual lengths as a mixture of an isotropic
+    2D Gaussian (the matches, width ``sigma``, fraction ``share``) and a uniform spread over a disk of
+    ``radius`` (the matches that are noise: a search about the model finds them anywhere in its disk), the
+    share and the width refined by expectation-maximisation from the values given."""
+    area = np.pi * radius**2
+    for _ in range(steps):
+        g = share * np.exp(-0.5 * (lengths / sigma) ** 2) / (2 * np.pi * sigma**2)
+        post = g / (g + (1 - share) / area + 1e-300)
+        share = float(np.clip(post.mean(), 1e-3, 1 - 1e-3))
+        sigma = float(np.clip(np.sqrt(np.sum(post * lengths**2) / (2 * max(post.sum(), 1e-12))), 0.05, radius))
+    return post + 1e-9, share, sigma
+
+
 def fit_tilt_axis(
     tracks_px: ArrayLike,
     tilts_deg: ArrayLike,
@@ -80,6 +100,7 @@ def fit_tilt_axis(
     rounds: int = 5,
     tukey: float = 4.685,
     hold_axis: bool = False,
+    uniform_radius_px: float | None = None,
 ) -> AxisFit:
     """The tilt axis angle that best explains landmark tracks with the tilts held (see the module docstring).
 
@@ -97,6 +118,9 @@ def fit_tilt_axis(
         Rounds of reweighting (1: plain least squares).
     tukey
         Tukey biweight cut-off, in robust standard deviations of the residual lengths.
+    uniform_radius_px
+        Weigh by the mixture (module docstring) whose matches of noise spread over a disk of this radius
+        (pixels; about the search radius of the tracking) instead of by Tukey biweights; None: Tukey.
     hold_axis
         Keep ``start_deg`` (fit the points and shifts only), reweighting as for the axis.
 
@@ -115,6 +139,7 @@ def fit_tilt_axis(
     angles = start_deg + np.arange(-half_range_deg, half_range_deg + step_deg / 2, step_deg)
     weights = np.ones(len(vi))
     best = float(start_deg)
+    share, sigma = 0.5, 0.5 * (uniform_radius_px or 1.0)
     rounds = max(1, rounds)
     for r in range(rounds):
         if not hold_axis:
@@ -127,6 +152,9 @@ def fit_tilt_axis(
         lengths = np.linalg.norm(final, axis=1)
         if r == rounds - 1:
             break
+        if uniform_radius_px is not None:
+            weights, share, sigma = _mixture_weights(lengths, uniform_radius_px, share, sigma)
+            continue
         sd = max(1.4826 * float(np.median(lengths)), 1e-9)
         weights = np.clip(1 - (lengths / (tukey * sd)) ** 2, 0, None) ** 2
         count = np.bincount(bj, minlength=m)

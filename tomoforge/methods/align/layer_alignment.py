@@ -8,7 +8,8 @@ slab:
 
 1. the slab: given, else the heights where a weighted back-projection with the coarse alignment varies
    (``reproject.specimen_slab``);
-2. ``passes`` × (the shifts: two rounds of layer tracks fitted with the axis held (``axis_fit.fit_tilt_axis``),
+2. ``passes`` × (the shifts: two rounds of layer tracks fitted with the axis held (``axis_fit.fit_tilt_axis``,
+   each match weighed by its probability of not being noise, ``LayerTrackingSettings.noise_radius_px``),
    extrapolated to their limit (``extrapolated_shifts``); then the axis: ``layer_tracks.refine_axis_by_layers``,
    two rounds and the secant), each pass from the last one's shifts and axis; a last round of tracks fitted with
    the axis held gives the shifts and the solution;
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from tomoforge.methods.align.axis_fit import fit_tilt_axis
+from tomoforge.methods.align.axis_fit import AxisFit, fit_tilt_axis
 from tomoforge.methods.align.filters import bandpass, edge_taper
 from tomoforge.methods.align.geometry import intensity_offset_deg, slab_offset_deg
 from tomoforge.methods.align.layer_tracks import LayerTrackingSettings, refine_axis_by_layers, track_layer_points
@@ -169,17 +170,21 @@ def layer_alignment(
         offset, _ = offset_now(axis, shifts, thickness_px)
     tilts = nominal + offset
     rounds: list[tuple[float, float]] = []
+
+    def mixture_fit(tracks: np.ndarray, tilts: np.ndarray, axis: float) -> AxisFit:
+        return fit_tilt_axis(tracks, tilts, axis, hold_axis=True, uniform_radius_px=settings.noise_radius_px)
+
     for _ in range(max(1, passes)):
         steps = [shifts]
         for _ in range(2):
             tracks, _, _ = track_layer_points(x, tilts, axis, steps[-1], thickness_px, settings=settings)
-            steps.append(fit_tilt_axis(tracks, tilts, axis, hold_axis=True).shifts_px)
+            steps.append(mixture_fit(tracks, tilts, axis).shifts_px)
         shifts = extrapolated_shifts(steps, tilts, axis)
         layer = refine_axis_by_layers(x, tilts, axis, shifts, thickness_px, settings=settings, fit_shifts=False)
         rounds += layer.rounds
         axis = layer.tilt_axis_deg
     tracks, scores, _ = track_layer_points(x, tilts, axis, shifts, thickness_px, settings=settings)
-    fit = fit_tilt_axis(tracks, tilts, axis, hold_axis=True)
+    fit = mixture_fit(tracks, tilts, axis)
     shifts = fit.shifts_px
     offset, source = offset_now(axis, shifts, thickness_px)
     weights = np.nan_to_num(fit.weights)

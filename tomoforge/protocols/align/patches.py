@@ -134,6 +134,7 @@ def layer_options(p: PatchTrackingParams, px: float) -> LayerTrackingSettings:
         exclude=d.exclude,
         axis_exclude=d.axis_exclude,
         min_score=d.min_score,
+        noise_radius_px=None if d.noise_radius_px is None else d.noise_radius_px * k,
     )
 
 
