@@ -12,8 +12,9 @@ Tukey biweights on each observation, times a weight per track from its RMS resid
 weights are instead each observation's probability of being a true match under a mixture of a Gaussian (true
 matches) and a uniform disk (matches of noise: a search about the model finds them anywhere in its disk, so
 they follow the model; where they are most of the observations, as in layer tracks of a noisy series, the
-Tukey weights' scale is theirs and a fit from a model kept half of its error, ``layer_tracks``). ``solve_fiducial_alignment`` fits
-the same model with every variable free and takes minutes for a thousand tracks; this takes a second.
+Tukey weights' scale is theirs and a fit from a model kept half of its error, ``layer_tracks``).
+``solve_fiducial_alignment`` fits the same model with every variable free and takes minutes for a thousand
+tracks; this takes a second.
 """
 
 from __future__ import annotations
