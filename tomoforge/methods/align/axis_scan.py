@@ -97,7 +97,7 @@ def scan_tilt_axis(
     max_size_px: int = 128,
     max_shift_px: float | None = None,
     fit_half_width_deg: float = 10.0,
-    outlier_sd: float | tuple[float, ...] = (4.0, 3.0),
+    outlier_sd: tuple[float, ...] = (4.0, 3.0),
     outlier_grow_px: int = 2,
 ) -> AxisScan:
     """Score every tilt axis angle over a half-turn by stretched correlation of neighbouring high tilts.
@@ -123,7 +123,7 @@ def scan_tilt_axis(
     outlier_sd, outlier_grow_px
         The views are also scored with the pixels further than ``outlier_sd`` robust SD from a view's median, and
         those within ``outlier_grow_px`` (pixels of the binned views) of them, set to the median
-        (``without_outliers``: gold beads; 0: not; several thresholds: each tried), and the scan whose scores span
+        (``without_outliers``: gold beads; each threshold tried; (): not), and the scan whose scores span
         the widest range is kept: beads
         with a specimen flatten the scores (0.597–0.612 on issue 16's series with gold, 0.33–0.47 without
         them), while beads alone are the only signal (the scan without them spans 0.055–0.064 on the
@@ -156,9 +156,7 @@ def scan_tilt_axis(
     # the views as given and without their outliers: the scan whose scores depend more on the angle
     scores = _scores(x - x.mean(dim=(-2, -1), keepdim=True), lower, higher, stretch, grid, taper, outside)
     masked, used_sd = False, 0.0
-    for sd in (outlier_sd,) if isinstance(outlier_sd, (int, float)) else outlier_sd:
-        if sd <= 0:
-            continue
+    for sd in outlier_sd:
         y = without_outliers(x, sd, outlier_grow_px)
         other = _scores(y - y.mean(dim=(-2, -1), keepdim=True), lower, higher, stretch, grid, taper, outside)
         if np.ptp(other) > np.ptp(scores):

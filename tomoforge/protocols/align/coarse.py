@@ -203,18 +203,13 @@ class CoarseAlignment(Protocol):
             )
         apart, scores = result.get("chains_apart_A"), result.get("chain_scores") or {}
         if apart is not None:
+            kept = ""
+            if scores:
+                listed = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+                kept = f": refined both, kept the chain of the {result.get('chain_source')} (mean view score {listed})"
             self.log(
                 f"{ts.name}: the chain of the views and the chain without their outliers (gold) are {apart:.0f} Å "
-                "apart (RMS)"
-                + (
-                    ": refined both, kept the chain of the "
-                    + str(result.get("chain_source"))
-                    + " (mean view score "
-                    + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-                    + ")"
-                    if scores
-                    else ""
-                )
+                f"apart (RMS){kept}"
             )
         drift = result.get("chain_drift_A")
         if drift:
